@@ -1,0 +1,605 @@
+// The only code that includes pybind11. Every entry point checks its arrays (rank, shapes
+// consistent with each other and with the op's parameters, index ranges) and raises ValueError /
+// TypeError naming what it received, converts to contiguous float32 once, then releases the GIL
+// and calls C++ that trusts its inputs.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "parallel.h"
+#include "runtime/network.h"
+
+namespace py = pybind11;
+using namespace fastcnn;
+
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using IndexArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+using LabelArray = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+using Pair = std::pair<int64_t, int64_t>;
+
+std::string shape_text(const py::array& array) {
+  std::ostringstream text;
+  text << "(";
+  for (py::ssize_t i = 0; i < array.ndim(); ++i) {
+    text << array.shape(i);
+    if (array.ndim() == 1 || i + 1 < array.ndim()) text << (i + 1 < array.ndim() ? ", " : ",");
+  }
+  text << ")";
+  return text.str();
+}
+
+void require_rank(const py::array& array, py::ssize_t rank, const char* name) {
+  if (array.ndim() != rank) {
+    throw py::value_error(std::string("`") + name + "` must have rank " + std::to_string(rank) +
+                          ". Received: " + name + ".shape=" + shape_text(array));
+  }
+}
+
+void require_dimension(const py::array& array, py::ssize_t axis, int64_t expected, const char* name,
+                       const char* meaning) {
+  if (array.shape(axis) != expected) {
+    throw py::value_error(std::string("`") + name + "` axis " + std::to_string(axis) + " (" +
+                          meaning + ") must be " + std::to_string(expected) + ". Received: " +
+                          name + ".shape=" + shape_text(array));
+  }
+}
+
+const kernels::KernelTable& table_named(const std::string& name) {
+  return name == "active" ? kernels::active() : kernels::by_name(name.c_str());
+}
+
+Activation activation_named(const std::string& name) { return parse_activation(name); }
+
+FloatArray empty_float(std::vector<py::ssize_t> shape) { return FloatArray(std::move(shape)); }
+
+Conv2DParams conv_params_for(const FloatArray& input, int64_t output_channels, Pair kernel_size,
+                             Pair strides, const std::string& padding, Pair dilation,
+                             bool use_bias, Activation activation) {
+  require_rank(input, 4, "input");
+  return make_conv2d_params(input.shape(0), input.shape(1), input.shape(2), input.shape(3),
+                            output_channels, kernel_size.first, kernel_size.second, strides.first,
+                            strides.second, dilation.first, dilation.second,
+                            parse_padding(padding.c_str()), use_bias, activation);
+}
+
+// ---- ops: single kernels, for tests and for users who want one op on arrays ----
+
+FloatArray conv2d_forward(const FloatArray& input, const FloatArray& kernel,
+                          std::optional<FloatArray> bias, Pair strides, const std::string& padding,
+                          Pair dilation, const std::string& activation, const std::string& kernels) {
+  require_rank(kernel, 4, "kernel");
+  require_rank(input, 4, "input");
+  require_dimension(kernel, 2, input.shape(3), "kernel", "input channels");
+  const Activation act = activation_named(activation);
+  if (!is_elementwise(act)) throw py::value_error("conv2d_forward fuses elementwise activations only");
+  const Conv2DParams params = conv_params_for(input, kernel.shape(3), {kernel.shape(0), kernel.shape(1)},
+                                              strides, padding, dilation, bias.has_value(), act);
+  if (bias) {
+    require_rank(*bias, 1, "bias");
+    require_dimension(*bias, 0, params.output_channels, "bias", "output channels");
+  }
+  const auto& table = table_named(kernels);
+  FloatArray output = empty_float({params.batch, params.output_height, params.output_width, params.output_channels});
+  const float* bias_data = bias ? bias->data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    table.conv2d_forward(params, input.data(), kernel.data(), bias_data, output.mutable_data());
+  }
+  return output;
+}
+
+FloatArray conv2d_backward_input(const FloatArray& output_gradient, const FloatArray& kernel,
+                                 std::tuple<int64_t, int64_t, int64_t, int64_t> input_shape,
+                                 Pair strides, const std::string& padding, Pair dilation,
+                                 const std::string& kernels) {
+  require_rank(kernel, 4, "kernel");
+  require_rank(output_gradient, 4, "output_gradient");
+  const auto [batch, height, width, channels] = input_shape;
+  const Conv2DParams params = make_conv2d_params(
+      batch, height, width, channels, kernel.shape(3), kernel.shape(0), kernel.shape(1),
+      strides.first, strides.second, dilation.first, dilation.second,
+      parse_padding(padding.c_str()), false, Activation::linear);
+  require_dimension(kernel, 2, channels, "kernel", "input channels");
+  require_dimension(output_gradient, 0, params.batch, "output_gradient", "batch");
+  require_dimension(output_gradient, 1, params.output_height, "output_gradient", "output height");
+  require_dimension(output_gradient, 2, params.output_width, "output_gradient", "output width");
+  require_dimension(output_gradient, 3, params.output_channels, "output_gradient", "output channels");
+  const auto& table = table_named(kernels);
+  FloatArray input_gradient = empty_float({batch, height, width, channels});
+  {
+    py::gil_scoped_release release;
+    table.conv2d_backward_input(params, output_gradient.data(), kernel.data(), input_gradient.mutable_data());
+  }
+  return input_gradient;
+}
+
+std::pair<FloatArray, std::optional<FloatArray>> conv2d_backward_kernel(
+    const FloatArray& input, const FloatArray& output_gradient, Pair kernel_size, Pair strides,
+    const std::string& padding, Pair dilation, bool use_bias, const std::string& kernels) {
+  require_rank(output_gradient, 4, "output_gradient");
+  const Conv2DParams params = conv_params_for(input, output_gradient.shape(3), kernel_size, strides,
+                                              padding, dilation, use_bias, Activation::linear);
+  require_dimension(output_gradient, 0, params.batch, "output_gradient", "batch");
+  require_dimension(output_gradient, 1, params.output_height, "output_gradient", "output height");
+  require_dimension(output_gradient, 2, params.output_width, "output_gradient", "output width");
+  const auto& table = table_named(kernels);
+  FloatArray kernel_gradient = empty_float({params.kernel_height, params.kernel_width,
+                                            params.input_channels, params.output_channels});
+  std::optional<FloatArray> bias_gradient;
+  if (use_bias) bias_gradient = empty_float({params.output_channels});
+  float* bias_data = use_bias ? bias_gradient->mutable_data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    table.conv2d_backward_kernel(params, input.data(), output_gradient.data(),
+                                 kernel_gradient.mutable_data(), bias_data);
+  }
+  return {kernel_gradient, bias_gradient};
+}
+
+DenseParams dense_params_for(const FloatArray& input, const FloatArray& kernel, bool use_bias,
+                             Activation activation) {
+  require_rank(input, 2, "input");
+  require_rank(kernel, 2, "kernel");
+  require_dimension(kernel, 0, input.shape(1), "kernel", "input units");
+  return make_dense_params(input.shape(0), input.shape(1), kernel.shape(1), use_bias, activation);
+}
+
+FloatArray dense_forward(const FloatArray& input, const FloatArray& kernel,
+                         std::optional<FloatArray> bias, const std::string& activation,
+                         const std::string& kernels) {
+  const Activation act = activation_named(activation);
+  if (!is_elementwise(act)) throw py::value_error("dense_forward fuses elementwise activations only");
+  const DenseParams params = dense_params_for(input, kernel, bias.has_value(), act);
+  if (bias) {
+    require_rank(*bias, 1, "bias");
+    require_dimension(*bias, 0, params.output_units, "bias", "units");
+  }
+  const auto& table = table_named(kernels);
+  FloatArray output = empty_float({params.batch, params.output_units});
+  const float* bias_data = bias ? bias->data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    table.dense_forward(params, input.data(), kernel.data(), bias_data, output.mutable_data());
+  }
+  return output;
+}
+
+FloatArray dense_backward_input(const FloatArray& output_gradient, const FloatArray& kernel,
+                                const std::string& kernels) {
+  require_rank(output_gradient, 2, "output_gradient");
+  require_rank(kernel, 2, "kernel");
+  require_dimension(output_gradient, 1, kernel.shape(1), "output_gradient", "units");
+  const DenseParams params = make_dense_params(output_gradient.shape(0), kernel.shape(0),
+                                               kernel.shape(1), false, Activation::linear);
+  const auto& table = table_named(kernels);
+  FloatArray input_gradient = empty_float({params.batch, params.input_units});
+  {
+    py::gil_scoped_release release;
+    table.dense_backward_input(params, output_gradient.data(), kernel.data(), input_gradient.mutable_data());
+  }
+  return input_gradient;
+}
+
+std::pair<FloatArray, std::optional<FloatArray>> dense_backward_kernel(
+    const FloatArray& input, const FloatArray& output_gradient, bool use_bias,
+    const std::string& kernels) {
+  require_rank(input, 2, "input");
+  require_rank(output_gradient, 2, "output_gradient");
+  require_dimension(output_gradient, 0, input.shape(0), "output_gradient", "batch");
+  const DenseParams params = make_dense_params(input.shape(0), input.shape(1),
+                                               output_gradient.shape(1), use_bias, Activation::linear);
+  const auto& table = table_named(kernels);
+  FloatArray kernel_gradient = empty_float({params.input_units, params.output_units});
+  std::optional<FloatArray> bias_gradient;
+  if (use_bias) bias_gradient = empty_float({params.output_units});
+  float* bias_data = use_bias ? bias_gradient->mutable_data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    table.dense_backward_kernel(params, input.data(), output_gradient.data(),
+                                kernel_gradient.mutable_data(), bias_data);
+  }
+  return {kernel_gradient, bias_gradient};
+}
+
+Pool2DParams pool_params_for(const FloatArray& input, Pair pool_size, Pair strides,
+                             const std::string& padding) {
+  require_rank(input, 4, "input");
+  return make_pool2d_params(input.shape(0), input.shape(1), input.shape(2), input.shape(3),
+                            pool_size.first, pool_size.second, strides.first, strides.second,
+                            parse_padding(padding.c_str()));
+}
+
+FloatArray max_pool2d_forward(const FloatArray& input, Pair pool_size, Pair strides,
+                              const std::string& padding, const std::string& kernels) {
+  const Pool2DParams params = pool_params_for(input, pool_size, strides, padding);
+  const auto& table = table_named(kernels);
+  FloatArray output = empty_float({params.batch, params.output_height, params.output_width, params.channels});
+  {
+    py::gil_scoped_release release;
+    table.max_pool2d_forward(params, input.data(), output.mutable_data());
+  }
+  return output;
+}
+
+FloatArray max_pool2d_backward(const FloatArray& input, const FloatArray& output_gradient,
+                               Pair pool_size, Pair strides, const std::string& padding,
+                               const std::string& kernels) {
+  const Pool2DParams params = pool_params_for(input, pool_size, strides, padding);
+  require_rank(output_gradient, 4, "output_gradient");
+  require_dimension(output_gradient, 0, params.batch, "output_gradient", "batch");
+  require_dimension(output_gradient, 1, params.output_height, "output_gradient", "output height");
+  require_dimension(output_gradient, 2, params.output_width, "output_gradient", "output width");
+  require_dimension(output_gradient, 3, params.channels, "output_gradient", "channels");
+  const auto& table = table_named(kernels);
+  FloatArray input_gradient = empty_float({params.batch, params.input_height, params.input_width, params.channels});
+  {
+    py::gil_scoped_release release;
+    table.max_pool2d_backward(params, input.data(), output_gradient.data(), input_gradient.mutable_data());
+  }
+  return input_gradient;
+}
+
+// Activations act on the last axis of an array of any rank >= 1.
+std::pair<int64_t, int64_t> rows_and_columns(const py::array& array, const char* name) {
+  if (array.ndim() < 1) throw py::value_error(std::string("`") + name + "` must have rank >= 1. Received a scalar");
+  const int64_t columns = array.shape(array.ndim() - 1);
+  return {columns == 0 ? 0 : array.size() / columns, columns};
+}
+
+FloatArray activation_forward(const std::string& activation, const FloatArray& input,
+                              const std::string& kernels) {
+  const Activation act = activation_named(activation);
+  const auto [rows, columns] = rows_and_columns(input, "input");
+  const auto& table = table_named(kernels);
+  FloatArray output(std::vector<py::ssize_t>(input.shape(), input.shape() + input.ndim()));
+  {
+    py::gil_scoped_release release;
+    table.activation_forward(act, rows, columns, input.data(), output.mutable_data());
+  }
+  return output;
+}
+
+FloatArray activation_backward(const std::string& activation, const FloatArray& output,
+                               const FloatArray& output_gradient, const std::string& kernels) {
+  const Activation act = activation_named(activation);
+  if (!output.request().shape.empty() && output.request().shape != output_gradient.request().shape) {
+    throw py::value_error("`output_gradient` must have the shape of `output`. Received: output.shape=" +
+                          shape_text(output) + ", output_gradient.shape=" + shape_text(output_gradient));
+  }
+  const auto [rows, columns] = rows_and_columns(output, "output");
+  const auto& table = table_named(kernels);
+  FloatArray input_gradient(std::vector<py::ssize_t>(output.shape(), output.shape() + output.ndim()));
+  {
+    py::gil_scoped_release release;
+    table.activation_backward(act, rows, columns, output.data(), output_gradient.data(),
+                              input_gradient.mutable_data());
+  }
+  return input_gradient;
+}
+
+DropoutParams dropout_params_for(const py::array& array, float rate, uint64_t seed) {
+  if (!(rate >= 0.0f && rate < 1.0f)) {
+    throw py::value_error("`rate` must be in [0, 1). Received: rate=" + std::to_string(rate));
+  }
+  DropoutParams params;
+  params.count = array.size();
+  params.rate = rate;
+  params.seed = seed;
+  return params;
+}
+
+FloatArray dropout_forward(const FloatArray& input, float rate, uint64_t seed,
+                           const std::string& kernels) {
+  const DropoutParams params = dropout_params_for(input, rate, seed);
+  const auto& table = table_named(kernels);
+  FloatArray output(std::vector<py::ssize_t>(input.shape(), input.shape() + input.ndim()));
+  {
+    py::gil_scoped_release release;
+    table.dropout_forward(params, input.data(), output.mutable_data());
+  }
+  return output;
+}
+
+FloatArray dropout_backward(const FloatArray& output_gradient, float rate, uint64_t seed,
+                            const std::string& kernels) {
+  const DropoutParams params = dropout_params_for(output_gradient, rate, seed);
+  const auto& table = table_named(kernels);
+  FloatArray input_gradient(std::vector<py::ssize_t>(output_gradient.shape(), output_gradient.shape() + output_gradient.ndim()));
+  {
+    py::gil_scoped_release release;
+    table.dropout_backward(params, output_gradient.data(), input_gradient.mutable_data());
+  }
+  return input_gradient;
+}
+
+// Labels (batch,) in [0, classes) or probability rows (batch, classes).
+std::pair<FloatArray, FloatArray> cross_entropy(const FloatArray& predictions, const py::array& targets,
+                                                bool from_logits) {
+  require_rank(predictions, 2, "predictions");
+  const int64_t batch = predictions.shape(0);
+  const int64_t classes = predictions.shape(1);
+  CrossEntropyParams params;
+  params.batch = batch;
+  params.classes = classes;
+  params.from_logits = from_logits;
+  params.gradient_scale = batch > 0 ? 1.0f / static_cast<float>(batch) : 0.0f;
+  FloatArray losses = empty_float({batch});
+  FloatArray gradient = empty_float({batch, classes});
+  if (targets.ndim() == 1) {
+    LabelArray labels = LabelArray::ensure(targets);
+    if (!labels) throw py::type_error("`targets` must be integer class labels or float probabilities");
+    require_dimension(labels, 0, batch, "targets", "batch");
+    for (int64_t i = 0; i < batch; ++i) {
+      if (labels.data()[i] < 0 || labels.data()[i] >= classes) {
+        throw py::value_error("label " + std::to_string(labels.data()[i]) + " is outside [0, " +
+                              std::to_string(classes) + ")");
+      }
+    }
+    py::gil_scoped_release release;
+    kernels::cross_entropy(params, predictions.data(), labels.data(), nullptr, losses.mutable_data(),
+                           gradient.mutable_data());
+  } else {
+    FloatArray probabilities = FloatArray::ensure(targets);
+    if (!probabilities) throw py::type_error("`targets` must be numeric");
+    require_rank(probabilities, 2, "targets");
+    require_dimension(probabilities, 0, batch, "targets", "batch");
+    require_dimension(probabilities, 1, classes, "targets", "classes");
+    py::gil_scoped_release release;
+    kernels::cross_entropy(params, predictions.data(), nullptr, probabilities.data(),
+                           losses.mutable_data(), gradient.mutable_data());
+  }
+  return {losses, gradient};
+}
+
+// ---- the compiled model ----
+
+struct StepArrays {
+  runtime::Targets targets;
+  const int64_t* indices;
+  int64_t batch;
+};
+
+// Checks x against the network's input, indices against x, and the batch's labels or probability
+// rows against the output size.
+StepArrays check_step(runtime::Network& network, const FloatArray& x, const std::optional<LabelArray>& labels,
+                      const std::optional<FloatArray>& probabilities, const IndexArray& indices) {
+  if (!network.built()) throw py::value_error("the network is not built");
+  const SampleShape input = network.input_shape();
+  require_rank(x, 4, "x");
+  require_dimension(x, 1, input.height, "x", "height");
+  require_dimension(x, 2, input.width, "x", "width");
+  require_dimension(x, 3, input.channels, "x", "channels");
+  require_rank(indices, 1, "indices");
+  const int64_t samples = x.shape(0);
+  const int64_t batch = indices.shape(0);
+  const int64_t* index = indices.data();
+  for (int64_t i = 0; i < batch; ++i) {
+    if (index[i] < 0 || index[i] >= samples) {
+      throw py::value_error("sample index " + std::to_string(index[i]) + " is outside [0, " +
+                            std::to_string(samples) + ")");
+    }
+  }
+  const int64_t classes = network.output_shape().size();
+  StepArrays arrays{{}, index, batch};
+  if (labels.has_value() == probabilities.has_value()) {
+    throw py::value_error("pass exactly one of `labels` and `probabilities`");
+  }
+  if (labels) {
+    require_rank(*labels, 1, "labels");
+    require_dimension(*labels, 0, samples, "labels", "samples");
+    for (int64_t i = 0; i < batch; ++i) {
+      const int32_t label = labels->data()[index[i]];
+      if (label < 0 || label >= classes) {
+        throw py::value_error("Received a label value of " + std::to_string(label) +
+                              " which is outside the valid range of [0, " + std::to_string(classes) + ")");
+      }
+    }
+    arrays.targets.labels = labels->data();
+  } else {
+    require_rank(*probabilities, 2, "probabilities");
+    require_dimension(*probabilities, 0, samples, "probabilities", "samples");
+    require_dimension(*probabilities, 1, classes, "probabilities", "classes");
+    arrays.targets.probabilities = probabilities->data();
+  }
+  return arrays;
+}
+
+py::tuple step_result(const runtime::StepResult& result) {
+  return py::make_tuple(result.loss_sum, result.correct);
+}
+
+py::array view_of(py::object owner, float* data, const std::vector<int64_t>& shape) {
+  std::vector<py::ssize_t> dimensions(shape.begin(), shape.end());
+  return py::array_t<float>(dimensions, data, owner);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "fastcnn's compiled kernels and training runtime (private: use the fastcnn package)";
+
+  m.def("kernel_set", [] { return std::string(kernels::active().name); },
+        "Name of the kernel set in use: reference, generic or avx2.");
+  m.def("select_kernels", [](const std::string& name) { kernels::select(name.c_str()); },
+        py::arg("name"), "Switch the kernel set used by every model in this process.");
+  m.def("available_kernels", [] {
+    int count = 0;
+    const char* const* names = kernels::available_names(&count);
+    std::vector<std::string> result(names, names + count);
+    return result;
+  });
+  m.def("get_num_threads", &parallel::max_threads);
+  m.def("set_num_threads", [](int count) {
+    if (count <= 0) throw py::value_error("thread count must be positive. Received: " + std::to_string(count));
+    parallel::set_max_threads(count);
+  });
+
+  py::module_ ops = m.def_submodule("ops", "Single kernels on numpy arrays (NHWC float32).");
+  ops.def("conv2d_forward", &conv2d_forward, py::arg("input"), py::arg("kernel"), py::arg("bias") = py::none(),
+          py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid", py::arg("dilation") = Pair{1, 1},
+          py::arg("activation") = "linear", py::arg("kernels") = "active");
+  ops.def("conv2d_backward_input", &conv2d_backward_input, py::arg("output_gradient"), py::arg("kernel"),
+          py::arg("input_shape"), py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
+          py::arg("dilation") = Pair{1, 1}, py::arg("kernels") = "active");
+  ops.def("conv2d_backward_kernel", &conv2d_backward_kernel, py::arg("input"), py::arg("output_gradient"),
+          py::arg("kernel_size"), py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
+          py::arg("dilation") = Pair{1, 1}, py::arg("use_bias") = true, py::arg("kernels") = "active");
+  ops.def("dense_forward", &dense_forward, py::arg("input"), py::arg("kernel"), py::arg("bias") = py::none(),
+          py::arg("activation") = "linear", py::arg("kernels") = "active");
+  ops.def("dense_backward_input", &dense_backward_input, py::arg("output_gradient"), py::arg("kernel"),
+          py::arg("kernels") = "active");
+  ops.def("dense_backward_kernel", &dense_backward_kernel, py::arg("input"), py::arg("output_gradient"),
+          py::arg("use_bias") = true, py::arg("kernels") = "active");
+  ops.def("max_pool2d_forward", &max_pool2d_forward, py::arg("input"), py::arg("pool_size"),
+          py::arg("strides"), py::arg("padding") = "valid", py::arg("kernels") = "active");
+  ops.def("max_pool2d_backward", &max_pool2d_backward, py::arg("input"), py::arg("output_gradient"),
+          py::arg("pool_size"), py::arg("strides"), py::arg("padding") = "valid", py::arg("kernels") = "active");
+  ops.def("activation_forward", &activation_forward, py::arg("activation"), py::arg("input"),
+          py::arg("kernels") = "active");
+  ops.def("activation_backward", &activation_backward, py::arg("activation"), py::arg("output"),
+          py::arg("output_gradient"), py::arg("kernels") = "active");
+  ops.def("dropout_forward", &dropout_forward, py::arg("input"), py::arg("rate"), py::arg("seed"),
+          py::arg("kernels") = "active");
+  ops.def("dropout_backward", &dropout_backward, py::arg("output_gradient"), py::arg("rate"),
+          py::arg("seed"), py::arg("kernels") = "active");
+  ops.def("cross_entropy", &cross_entropy, py::arg("predictions"), py::arg("targets"),
+          py::arg("from_logits") = false);
+
+  py::class_<runtime::Network>(m, "Network")
+      .def(py::init<>())
+      .def("add_conv2d",
+           [](runtime::Network& network, int64_t filters, Pair kernel_size, Pair strides, Pair dilation,
+              const std::string& padding, bool use_bias, const std::string& activation) {
+             network.add(runtime::make_conv2d(filters, kernel_size.first, kernel_size.second, strides.first,
+                                              strides.second, dilation.first, dilation.second,
+                                              parse_padding(padding.c_str()), use_bias,
+                                              parse_activation(activation)));
+           })
+      .def("add_dense",
+           [](runtime::Network& network, int64_t units, bool use_bias, const std::string& activation) {
+             network.add(runtime::make_dense(units, use_bias, parse_activation(activation)));
+           })
+      .def("add_max_pool2d",
+           [](runtime::Network& network, Pair pool_size, Pair strides, const std::string& padding) {
+             network.add(runtime::make_max_pool2d(pool_size.first, pool_size.second, strides.first,
+                                                  strides.second, parse_padding(padding.c_str())));
+           })
+      .def("add_flatten", [](runtime::Network& network) { network.add(runtime::make_flatten()); })
+      .def("add_dropout", [](runtime::Network& network, float rate, int64_t seed) {
+        network.add(runtime::make_dropout(rate, seed));
+      }, py::arg("rate"), py::arg("seed") = -1)
+      .def("add_activation", [](runtime::Network& network, const std::string& activation) {
+        network.add(runtime::make_activation(parse_activation(activation)));
+      })
+      .def("build",
+           [](runtime::Network& network, std::tuple<int64_t, int64_t, int64_t> shape) {
+             network.build({std::get<0>(shape), std::get<1>(shape), std::get<2>(shape)});
+           })
+      .def_property_readonly("output_shape", [](runtime::Network& network) {
+        const SampleShape shape = network.output_shape();
+        return py::make_tuple(shape.height, shape.width, shape.channels);
+      })
+      .def_property_readonly("parameter_count", &runtime::Network::parameter_count)
+      // Per layer, numpy views of its parameters inside the network's buffer (no copies): the
+      // arrays keep the network alive.
+      .def("parameter_views",
+           [](py::object self) {
+             auto& network = self.cast<runtime::Network&>();
+             py::list result;
+             for (const auto& layer : network.layers()) {
+               py::list views;
+               float* cursor = network.parameters() + layer->parameter_offset;
+               for (const auto& shape : layer->parameter_shapes()) {
+                 views.append(view_of(self, cursor, shape));
+                 int64_t count = 1;
+                 for (int64_t dimension : shape) count *= dimension;
+                 cursor += count;
+               }
+               result.append(views);
+             }
+             return result;
+           })
+      .def("set_trainable", &runtime::Network::set_trainable)
+      .def("configure_loss", &runtime::Network::configure_loss, py::arg("from_logits"))
+      .def("configure_optimizer",
+           [](runtime::Network& network, const std::string& kind, float momentum, bool nesterov,
+              float beta_1, float beta_2, float epsilon, bool amsgrad, float rho, bool centered) {
+             runtime::OptimizerConfig config;
+             config.kind = kind;
+             config.momentum = momentum;
+             config.nesterov = nesterov;
+             config.beta_1 = beta_1;
+             config.beta_2 = beta_2;
+             config.epsilon = epsilon;
+             config.amsgrad = amsgrad;
+             config.rho = rho;
+             config.centered = centered;
+             network.configure_optimizer(config);
+           },
+           py::arg("kind"), py::arg("momentum") = 0.0f, py::arg("nesterov") = false, py::arg("beta_1") = 0.9f,
+           py::arg("beta_2") = 0.999f, py::arg("epsilon") = 1e-7f, py::arg("amsgrad") = false,
+           py::arg("rho") = 0.9f, py::arg("centered") = false)
+      .def_property(
+          "optimizer_iterations", [](runtime::Network& network) { return network.optimizer().iterations; },
+          [](runtime::Network& network, int64_t value) { network.optimizer().iterations = value; })
+      .def("optimizer_slot_count",
+           [](runtime::Network& network) {
+             auto& optimizer = network.optimizer();
+             return static_cast<int64_t>(optimizer.first_moment.size() + optimizer.second_moment.size() +
+                                         optimizer.third_slot.size());
+           })
+      .def("train_step",
+           [](runtime::Network& network, const FloatArray& x, std::optional<LabelArray> labels,
+              std::optional<FloatArray> probabilities, const IndexArray& indices, float learning_rate,
+              uint64_t seed) {
+             const StepArrays arrays = check_step(network, x, labels, probabilities, indices);
+             runtime::StepResult result;
+             {
+               py::gil_scoped_release release;
+               result = network.train_step(x.data(), arrays.targets, arrays.indices, arrays.batch,
+                                           learning_rate, seed);
+             }
+             return step_result(result);
+           },
+           py::arg("x"), py::arg("labels"), py::arg("probabilities"), py::arg("indices"),
+           py::arg("learning_rate"), py::arg("seed"))
+      .def("test_step",
+           [](runtime::Network& network, const FloatArray& x, std::optional<LabelArray> labels,
+              std::optional<FloatArray> probabilities, const IndexArray& indices) {
+             const StepArrays arrays = check_step(network, x, labels, probabilities, indices);
+             runtime::StepResult result;
+             {
+               py::gil_scoped_release release;
+               result = network.test_step(x.data(), arrays.targets, arrays.indices, arrays.batch);
+             }
+             return step_result(result);
+           },
+           py::arg("x"), py::arg("labels"), py::arg("probabilities"), py::arg("indices"))
+      .def("predict", [](runtime::Network& network, const FloatArray& x) {
+        if (!network.built()) throw py::value_error("the network is not built");
+        const SampleShape input = network.input_shape();
+        require_rank(x, 4, "x");
+        require_dimension(x, 1, input.height, "x", "height");
+        require_dimension(x, 2, input.width, "x", "width");
+        require_dimension(x, 3, input.channels, "x", "channels");
+        const SampleShape output_shape = network.output_shape();
+        FloatArray output = empty_float({x.shape(0), output_shape.height, output_shape.width, output_shape.channels});
+        {
+          py::gil_scoped_release release;
+          network.predict(x.data(), x.shape(0), output.mutable_data());
+        }
+        return output;
+      });
+}

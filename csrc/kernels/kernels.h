@@ -1,0 +1,84 @@
+// The kernel interface: one function-pointer table per implementation tier, all with the same
+// signatures. `reference` is naive loops (the executable spec), `generic` and `avx2` are the
+// optimised source compiled for plain x86-64 / any CPU and for AVX2+FMA. The runtime picks one
+// table once (dispatch.cpp); tests run every table on the same inputs and compare.
+//
+// Contracts common to all kernels: pointers are dense NHWC float32 buffers of the sizes the params
+// imply; outputs are overwritten (never accumulated into); input and output never alias unless a
+// kernel says so; sizes were validated by ops/ (kernels only assert).
+#pragma once
+
+#include <cstdint>
+
+#include "ops/activation.h"
+#include "ops/conv2d.h"
+#include "ops/dense.h"
+#include "ops/dropout.h"
+#include "ops/loss.h"
+#include "ops/pooling.h"
+
+namespace fastcnn::kernels {
+
+struct KernelTable {
+  const char* name;
+
+  // output = act(conv(input, kernel) + bias); bias may be null when !params.use_bias.
+  void (*conv2d_forward)(const Conv2DParams& params, const float* input, const float* kernel,
+                         const float* bias, float* output);
+  // input_gradient = d(loss)/d(input) given d(loss)/d(pre-activation output).
+  void (*conv2d_backward_input)(const Conv2DParams& params, const float* output_gradient,
+                                const float* kernel, float* input_gradient);
+  // kernel_gradient (and bias_gradient when not null) given d(loss)/d(pre-activation output).
+  void (*conv2d_backward_kernel)(const Conv2DParams& params, const float* input,
+                                 const float* output_gradient, float* kernel_gradient,
+                                 float* bias_gradient);
+
+  void (*dense_forward)(const DenseParams& params, const float* input, const float* kernel,
+                        const float* bias, float* output);
+  void (*dense_backward_input)(const DenseParams& params, const float* output_gradient,
+                               const float* kernel, float* input_gradient);
+  void (*dense_backward_kernel)(const DenseParams& params, const float* input,
+                                const float* output_gradient, float* kernel_gradient,
+                                float* bias_gradient);
+
+  void (*max_pool2d_forward)(const Pool2DParams& params, const float* input, float* output);
+  void (*max_pool2d_backward)(const Pool2DParams& params, const float* input,
+                              const float* output_gradient, float* input_gradient);
+
+  // Over `rows` rows of `columns` values (softmax normalises each row). In place allowed.
+  void (*activation_forward)(Activation activation, int64_t rows, int64_t columns,
+                             const float* input, float* output);
+  // input_gradient from the activation's output and output_gradient. In place allowed
+  // (input_gradient == output_gradient).
+  void (*activation_backward)(Activation activation, int64_t rows, int64_t columns,
+                              const float* output, const float* output_gradient,
+                              float* input_gradient);
+
+  void (*dropout_forward)(const DropoutParams& params, const float* input, float* output);
+  // In place allowed.
+  void (*dropout_backward)(const DropoutParams& params, const float* output_gradient,
+                           float* input_gradient);
+};
+
+// Cross-entropy (ops/loss.h): one implementation, shared by every table (it is O(batch*classes)).
+// Exactly one of labels (batch) and target_probabilities (batch x classes) is non-null.
+void cross_entropy(const CrossEntropyParams& params, const float* predictions,
+                   const int32_t* labels, const float* target_probabilities, float* losses,
+                   float* input_gradient);
+
+namespace reference { const KernelTable& table(); }
+namespace generic { const KernelTable& table(); }
+namespace avx2 { const KernelTable& table(); }
+
+// The table in use: chosen on first call from the CPU (avx2 when it has AVX2 and FMA, else
+// generic), overridable with the environment variable FASTCNN_KERNELS=reference|generic|avx2.
+const KernelTable& active();
+// Switch tables at run time ("reference", "generic", "avx2"); throws std::invalid_argument for an
+// unknown name or one this CPU/build cannot run.
+void select(const char* name);
+// Names of the tables this build and CPU can run.
+const char* const* available_names(int* count);
+// A table by name (for tests comparing tiers); throws like select().
+const KernelTable& by_name(const char* name);
+
+}  // namespace fastcnn::kernels

@@ -1,0 +1,396 @@
+// Optimised Conv2D (indirect convolution, arXiv 1907.02129, in NHWC):
+// - forward and input-gradient share one register-blocked micro-kernel: a tile of 6 output pixels
+//   x 16 output channels lives in 12 vector accumulators; for each kernel tap it reads one
+//   pointer per pixel (to an input row of `depth` channels, or to a row of zeros where the tap
+//   falls in the padding) and per depth step does 6 broadcasts, 2 weight loads and 12 FMAs.
+//   Only the (small) weights are packed; activations are never copied (no im2col).
+// - the input gradient is that same kernel run over the output gradient with the weights
+//   transposed per tap (in and out channels swapped); taps that fall between strides read zeros.
+// - the kernel gradient is a per-tap GEMM dW[tap] = X_tap^T . dY, blocked 6 input channels x 16
+//   output channels; each (tap, block) belongs to one thread, which walks the pixels in a fixed
+//   order, so the result is bitwise the same for any number of threads.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/optimized/optimized.h"
+#include "kernels/optimized/simd.h"
+#include "parallel.h"
+
+namespace fastcnn::kernels::FASTCNN_ISA {
+namespace {
+
+using simd::float8;
+constexpr int64_t kTilePixels = 6;
+constexpr int64_t kBlockWidth = 16;
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// packed[block][row][0..16) = matrix[row][block * 16 + j], zero past the last column.
+void pack_column_blocks(const float* matrix, int64_t rows, int64_t columns, float* packed) {
+  const int64_t blocks = ceil_div(columns, kBlockWidth);
+  parallel::parallel_for(blocks, [&](int64_t block) {
+    const int64_t first = block * kBlockWidth;
+    const int64_t width = std::min(kBlockWidth, columns - first);
+    float* destination = packed + block * rows * kBlockWidth;
+    for (int64_t row = 0; row < rows; ++row) {
+      const float* source = matrix + row * columns + first;
+      float* out = destination + row * kBlockWidth;
+      for (int64_t j = 0; j < width; ++j) out[j] = source[j];
+      for (int64_t j = width; j < kBlockWidth; ++j) out[j] = 0.0f;
+    }
+  });
+}
+
+// accumulators[p] += sum over active taps t, depth k of rows[t][p][k] * weights[t][k][0..16).
+// `tap_indices` lists the taps with at least one real (non-padding) row for this tile.
+inline void accumulate_tile(const float* const* rows, const int64_t* tap_indices, int64_t tap_count,
+                            int64_t depth, const float* packed_block, float8 (&acc)[kTilePixels][2]) {
+  for (int64_t t = 0; t < tap_count; ++t) {
+    const int64_t tap = tap_indices[t];
+    const float* const* tap_rows = rows + t * kTilePixels;
+    const float* r0 = tap_rows[0];
+    const float* r1 = tap_rows[1];
+    const float* r2 = tap_rows[2];
+    const float* r3 = tap_rows[3];
+    const float* r4 = tap_rows[4];
+    const float* r5 = tap_rows[5];
+    const float* weights = packed_block + tap * depth * kBlockWidth;
+    for (int64_t k = 0; k < depth; ++k) {
+      const float8 w0 = simd::load(weights + k * kBlockWidth);
+      const float8 w1 = simd::load(weights + k * kBlockWidth + simd::kLanes);
+      float8 b = simd::broadcast(r0[k]);
+      acc[0][0] += b * w0;
+      acc[0][1] += b * w1;
+      b = simd::broadcast(r1[k]);
+      acc[1][0] += b * w0;
+      acc[1][1] += b * w1;
+      b = simd::broadcast(r2[k]);
+      acc[2][0] += b * w0;
+      acc[2][1] += b * w1;
+      b = simd::broadcast(r3[k]);
+      acc[3][0] += b * w0;
+      acc[3][1] += b * w1;
+      b = simd::broadcast(r4[k]);
+      acc[4][0] += b * w0;
+      acc[4][1] += b * w1;
+      b = simd::broadcast(r5[k]);
+      acc[5][0] += b * w0;
+      acc[5][1] += b * w1;
+    }
+  }
+}
+
+// Writes one pixel's 16-channel block (width <= 16 of them real), adding bias and activation.
+inline void store_block(float* destination, int64_t width, float8 low, float8 high,
+                        const float* bias_block, Activation activation) {
+  if (bias_block != nullptr) {
+    low += simd::load(bias_block);
+    high += simd::load(bias_block + simd::kLanes);
+  }
+  if (activation == Activation::relu) {
+    low = simd::max_zero(low);
+    high = simd::max_zero(high);
+  }
+  if (width == kBlockWidth) {
+    simd::store(destination, low);
+    simd::store(destination + simd::kLanes, high);
+  } else if (width > simd::kLanes) {
+    simd::store(destination, low);
+    simd::store_partial(destination + simd::kLanes, high, width - simd::kLanes);
+  } else {
+    simd::store_partial(destination, low, width);
+  }
+  if (activation != Activation::linear && activation != Activation::relu) {
+    activate_in_place(activation, destination, width);
+  }
+}
+
+// Geometry of one indirect pass: output pixels (image rows x columns) read `depth`-long rows of a
+// source through per-tap pointers; the result has `columns` channels per pixel.
+struct IndirectPass {
+  int64_t images = 0, rows = 0, columns_per_row = 0;  // the pixels computed
+  int64_t depth = 0;                                  // channels per source row
+  int64_t output_channels = 0;                        // channels per result pixel
+  int64_t taps = 0;
+};
+
+// Runs the micro-kernel over every 6-pixel tile. `source_row(n, row, column, tap)` returns the
+// source row pointer or nullptr for padding; results go to result[((n*rows+row)*columns+col)*C].
+template <typename SourceRow>
+void run_indirect(const IndirectPass& pass, const float* packed, const float* bias,
+                  Activation activation, float* result, const float* zero_row,
+                  SourceRow&& source_row) {
+  const int64_t tiles_per_row = ceil_div(pass.columns_per_row, kTilePixels);
+  const int64_t blocks = ceil_div(pass.output_channels, kBlockWidth);
+  const int64_t block_stride = pass.taps * pass.depth * kBlockWidth;
+  parallel::parallel_for(pass.images * pass.rows * tiles_per_row, [&](int64_t task) {
+    thread_local std::vector<const float*> rows;
+    thread_local std::vector<int64_t> tap_indices;
+    rows.resize(static_cast<size_t>(pass.taps * kTilePixels));
+    tap_indices.resize(static_cast<size_t>(pass.taps));
+    const int64_t tile = task % tiles_per_row;
+    const int64_t image_row = task / tiles_per_row;
+    const int64_t row = image_row % pass.rows;
+    const int64_t image = image_row / pass.rows;
+    const int64_t first_column = tile * kTilePixels;
+    const int64_t pixels = std::min(kTilePixels, pass.columns_per_row - first_column);
+    int64_t tap_count = 0;
+    for (int64_t tap = 0; tap < pass.taps; ++tap) {
+      const float** tap_rows = rows.data() + tap_count * kTilePixels;
+      bool any = false;
+      for (int64_t p = 0; p < kTilePixels; ++p) {
+        const float* pointer = p < pixels ? source_row(image, row, first_column + p, tap) : nullptr;
+        any |= pointer != nullptr;
+        tap_rows[p] = pointer != nullptr ? pointer : zero_row;
+      }
+      if (any) tap_indices[tap_count++] = tap;
+    }
+    float* tile_result =
+        result + ((image * pass.rows + row) * pass.columns_per_row + first_column) * pass.output_channels;
+    for (int64_t block = 0; block < blocks; ++block) {
+      float8 acc[kTilePixels][2] = {};
+      accumulate_tile(rows.data(), tap_indices.data(), tap_count, pass.depth,
+                      packed + block * block_stride, acc);
+      const int64_t first_channel = block * kBlockWidth;
+      const int64_t width = std::min(kBlockWidth, pass.output_channels - first_channel);
+      const float* bias_block = bias != nullptr ? bias + first_channel : nullptr;
+      for (int64_t p = 0; p < pixels; ++p) {
+        store_block(tile_result + p * pass.output_channels + first_channel, width, acc[p][0],
+                    acc[p][1], bias_block, activation);
+      }
+    }
+  });
+}
+
+// Per-call scratch owned by the calling thread (only grows: no allocation in steady state).
+struct Scratch {
+  std::vector<float> packed, transposed, zeros, bias;
+};
+Scratch& scratch() {
+  thread_local Scratch buffers;
+  return buffers;
+}
+
+// kernel_gradient[tap][ci0 + i][co0 + j] += sum over the rows' pixels of x[i] * dy[j]
+template <int Channels, bool FullBlock>
+void accumulate_kernel_tile(const Conv2DParams& p, const float* input, const float* output_gradient,
+                            int64_t tap, int64_t first_input_channel, int64_t first_output_channel,
+                            int64_t row_begin, int64_t row_end, float* kernel_gradient) {
+  const int64_t kh = tap / p.kernel_width;
+  const int64_t kw = tap % p.kernel_width;
+  const int64_t width = std::min(kBlockWidth, p.output_channels - first_output_channel);
+  float8 acc[Channels][2];
+  float* gradient_rows =
+      kernel_gradient + (tap * p.input_channels + first_input_channel) * p.output_channels +
+      first_output_channel;
+  for (int i = 0; i < Channels; ++i) {
+    const float* g = gradient_rows + i * p.output_channels;
+    if constexpr (FullBlock) {
+      acc[i][0] = simd::load(g);
+      acc[i][1] = simd::load(g + simd::kLanes);
+    } else {
+      acc[i][0] = simd::load_partial(g, std::min<int64_t>(width, simd::kLanes));
+      acc[i][1] = simd::load_partial(g + simd::kLanes, std::max<int64_t>(width - simd::kLanes, 0));
+    }
+  }
+  // Output columns whose tap lands inside the input: iw = ow*stride - pad_left + kw*dilation.
+  const int64_t column_offset = kw * p.dilation_width - p.pad_left;
+  const int64_t first_column = std::max<int64_t>(0, ceil_div(std::max<int64_t>(-column_offset, 0), p.stride_width));
+  const int64_t last_column =
+      std::min(p.output_width - 1, floor_div(p.input_width - 1 - column_offset, p.stride_width));
+  for (int64_t image_row = row_begin; image_row < row_end; ++image_row) {
+    const int64_t image = image_row / p.output_height;
+    const int64_t oh = image_row % p.output_height;
+    const int64_t ih = oh * p.stride_height - p.pad_top + kh * p.dilation_height;
+    if (ih < 0 || ih >= p.input_height || first_column > last_column) continue;
+    const float* x = input +
+                     ((image * p.input_height + ih) * p.input_width +
+                      (first_column * p.stride_width + column_offset)) * p.input_channels +
+                     first_input_channel;
+    const float* dy = output_gradient + (image_row * p.output_width + first_column) * p.output_channels +
+                      first_output_channel;
+    const int64_t x_step = p.stride_width * p.input_channels;
+    for (int64_t ow = first_column; ow <= last_column; ++ow) {
+      float8 g0, g1;
+      if constexpr (FullBlock) {
+        g0 = simd::load(dy);
+        g1 = simd::load(dy + simd::kLanes);
+      } else {
+        g0 = simd::load_partial(dy, std::min<int64_t>(width, simd::kLanes));
+        g1 = simd::load_partial(dy + simd::kLanes, std::max<int64_t>(width - simd::kLanes, 0));
+      }
+      for (int i = 0; i < Channels; ++i) {
+        const float8 b = simd::broadcast(x[i]);
+        acc[i][0] += b * g0;
+        acc[i][1] += b * g1;
+      }
+      x += x_step;
+      dy += p.output_channels;
+    }
+  }
+  for (int i = 0; i < Channels; ++i) {
+    float* g = gradient_rows + i * p.output_channels;
+    if constexpr (FullBlock) {
+      simd::store(g, acc[i][0]);
+      simd::store(g + simd::kLanes, acc[i][1]);
+    } else {
+      simd::store_partial(g, acc[i][0], std::min<int64_t>(width, simd::kLanes));
+      simd::store_partial(g + simd::kLanes, acc[i][1], std::max<int64_t>(width - simd::kLanes, 0));
+    }
+  }
+}
+
+template <bool FullBlock>
+void accumulate_kernel_tile_any(int64_t channels, const Conv2DParams& p, const float* input,
+                                const float* output_gradient, int64_t tap, int64_t ci, int64_t co,
+                                int64_t row_begin, int64_t row_end, float* kernel_gradient) {
+  switch (channels) {
+    case 1: accumulate_kernel_tile<1, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, kernel_gradient); break;
+    case 2: accumulate_kernel_tile<2, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, kernel_gradient); break;
+    case 3: accumulate_kernel_tile<3, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, kernel_gradient); break;
+    case 4: accumulate_kernel_tile<4, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, kernel_gradient); break;
+    case 5: accumulate_kernel_tile<5, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, kernel_gradient); break;
+    default: accumulate_kernel_tile<6, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, kernel_gradient); break;
+  }
+}
+
+}  // namespace
+
+void conv2d_forward(const Conv2DParams& p, const float* input, const float* kernel,
+                    const float* bias, float* output) {
+  if (p.output_size() == 0) return;
+  Scratch& buffers = scratch();
+  const int64_t taps = p.kernel_height * p.kernel_width;
+  const int64_t blocks = ceil_div(p.output_channels, kBlockWidth);
+  buffers.packed.resize(static_cast<size_t>(blocks * taps * p.input_channels * kBlockWidth));
+  pack_column_blocks(kernel, taps * p.input_channels, p.output_channels, buffers.packed.data());
+  buffers.zeros.assign(static_cast<size_t>(p.input_channels), 0.0f);
+  const float* padded_bias = nullptr;
+  if (p.use_bias) {
+    buffers.bias.assign(static_cast<size_t>(blocks * kBlockWidth), 0.0f);
+    std::copy(bias, bias + p.output_channels, buffers.bias.begin());
+    padded_bias = buffers.bias.data();
+  }
+  IndirectPass pass;
+  pass.images = p.batch;
+  pass.rows = p.output_height;
+  pass.columns_per_row = p.output_width;
+  pass.depth = p.input_channels;
+  pass.output_channels = p.output_channels;
+  pass.taps = taps;
+  run_indirect(pass, buffers.packed.data(), padded_bias, p.activation, output, buffers.zeros.data(),
+               [&](int64_t n, int64_t oh, int64_t ow, int64_t tap) -> const float* {
+                 const int64_t ih = oh * p.stride_height - p.pad_top + (tap / p.kernel_width) * p.dilation_height;
+                 const int64_t iw = ow * p.stride_width - p.pad_left + (tap % p.kernel_width) * p.dilation_width;
+                 if (ih < 0 || ih >= p.input_height || iw < 0 || iw >= p.input_width) return nullptr;
+                 return input + ((n * p.input_height + ih) * p.input_width + iw) * p.input_channels;
+               });
+}
+
+void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
+                           const float* kernel, float* input_gradient) {
+  if (p.input_size() == 0) return;
+  Scratch& buffers = scratch();
+  const int64_t taps = p.kernel_height * p.kernel_width;
+  // transposed[tap][co][ci] = kernel[tap][ci][co]
+  buffers.transposed.resize(static_cast<size_t>(taps * p.output_channels * p.input_channels));
+  for (int64_t tap = 0; tap < taps; ++tap)
+    for (int64_t ci = 0; ci < p.input_channels; ++ci)
+      for (int64_t co = 0; co < p.output_channels; ++co)
+        buffers.transposed[(tap * p.output_channels + co) * p.input_channels + ci] =
+            kernel[(tap * p.input_channels + ci) * p.output_channels + co];
+  const int64_t blocks = ceil_div(p.input_channels, kBlockWidth);
+  buffers.packed.resize(static_cast<size_t>(blocks * taps * p.output_channels * kBlockWidth));
+  pack_column_blocks(buffers.transposed.data(), taps * p.output_channels, p.input_channels,
+                     buffers.packed.data());
+  buffers.zeros.assign(static_cast<size_t>(p.output_channels), 0.0f);
+  if (p.output_size() == 0) {
+    std::fill(input_gradient, input_gradient + p.input_size(), 0.0f);
+    return;
+  }
+  IndirectPass pass;
+  pass.images = p.batch;
+  pass.rows = p.input_height;
+  pass.columns_per_row = p.input_width;
+  pass.depth = p.output_channels;
+  pass.output_channels = p.input_channels;
+  pass.taps = taps;
+  // Input pixel (ih, iw) is read by tap (kh, kw) of output (oh, ow) when
+  // ih = oh*stride_h - pad_top + kh*dilation_h, i.e. oh = (ih + pad_top - kh*dilation_h) / stride_h exactly.
+  run_indirect(pass, buffers.packed.data(), nullptr, Activation::linear, input_gradient,
+               buffers.zeros.data(),
+               [&](int64_t n, int64_t ih, int64_t iw, int64_t tap) -> const float* {
+                 const int64_t row_offset = ih + p.pad_top - (tap / p.kernel_width) * p.dilation_height;
+                 const int64_t column_offset = iw + p.pad_left - (tap % p.kernel_width) * p.dilation_width;
+                 if (row_offset < 0 || column_offset < 0) return nullptr;
+                 if (row_offset % p.stride_height != 0 || column_offset % p.stride_width != 0) return nullptr;
+                 const int64_t oh = row_offset / p.stride_height;
+                 const int64_t ow = column_offset / p.stride_width;
+                 if (oh >= p.output_height || ow >= p.output_width) return nullptr;
+                 return output_gradient + ((n * p.output_height + oh) * p.output_width + ow) * p.output_channels;
+               });
+}
+
+void conv2d_backward_kernel(const Conv2DParams& p, const float* input,
+                            const float* output_gradient, float* kernel_gradient,
+                            float* bias_gradient) {
+  std::fill(kernel_gradient, kernel_gradient + p.kernel_size(), 0.0f);
+  const int64_t taps = p.kernel_height * p.kernel_width;
+  const int64_t channel_tiles = ceil_div(p.input_channels, kTilePixels);
+  const int64_t blocks = ceil_div(p.output_channels, kBlockWidth);
+  const int64_t tasks = taps * channel_tiles * blocks;
+  const int64_t image_rows = p.batch * p.output_height;
+  // Chunks of about 512 output pixels keep the rows of X and dY they touch in L2 while every task
+  // of this thread passes over them; tasks accumulate across chunks in a fixed order.
+  const int64_t rows_per_chunk = std::max<int64_t>(1, 512 / std::max<int64_t>(1, p.output_width));
+  parallel::parallel_region([&](int thread, int threads) {
+    const int64_t task_begin = tasks * thread / threads;
+    const int64_t task_end = tasks * (thread + 1) / threads;
+    for (int64_t row_begin = 0; row_begin < image_rows; row_begin += rows_per_chunk) {
+      const int64_t row_end = std::min(image_rows, row_begin + rows_per_chunk);
+      for (int64_t task = task_begin; task < task_end; ++task) {
+        const int64_t block = task % blocks;
+        const int64_t channel_tile = (task / blocks) % channel_tiles;
+        const int64_t tap = task / (blocks * channel_tiles);
+        const int64_t first_input_channel = channel_tile * kTilePixels;
+        const int64_t channels = std::min(kTilePixels, p.input_channels - first_input_channel);
+        const int64_t first_output_channel = block * kBlockWidth;
+        if (p.output_channels - first_output_channel >= kBlockWidth) {
+          accumulate_kernel_tile_any<true>(channels, p, input, output_gradient, tap, first_input_channel,
+                                           first_output_channel, row_begin, row_end, kernel_gradient);
+        } else {
+          accumulate_kernel_tile_any<false>(channels, p, input, output_gradient, tap, first_input_channel,
+                                            first_output_channel, row_begin, row_end, kernel_gradient);
+        }
+      }
+    }
+  });
+  if (bias_gradient == nullptr) return;
+  // d bias[co] = sum over pixels of dY[pixel][co]; one thread per 16-channel block, pixels in order.
+  const int64_t pixels = p.batch * p.output_height * p.output_width;
+  parallel::parallel_for(blocks, [&](int64_t block) {
+    const int64_t first = block * kBlockWidth;
+    const int64_t width = std::min(kBlockWidth, p.output_channels - first);
+    float8 low = {}, high = {};
+    if (width == kBlockWidth) {
+      for (int64_t pixel = 0; pixel < pixels; ++pixel) {
+        const float* dy = output_gradient + pixel * p.output_channels + first;
+        low += simd::load(dy);
+        high += simd::load(dy + simd::kLanes);
+      }
+    } else {
+      for (int64_t pixel = 0; pixel < pixels; ++pixel) {
+        const float* dy = output_gradient + pixel * p.output_channels + first;
+        low += simd::load_partial(dy, std::min<int64_t>(width, simd::kLanes));
+        high += simd::load_partial(dy + simd::kLanes, std::max<int64_t>(width - simd::kLanes, 0));
+      }
+    }
+    simd::store_partial(bias_gradient + first, low, std::min<int64_t>(width, simd::kLanes));
+    simd::store_partial(bias_gradient + first + simd::kLanes, high,
+                        std::max<int64_t>(width - simd::kLanes, 0));
+  });
+}
+
+}  // namespace fastcnn::kernels::FASTCNN_ISA

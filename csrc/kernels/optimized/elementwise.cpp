@@ -1,0 +1,140 @@
+// Optimised activations and dropout (memory-bound: parallel chunks, vectorisable loops), and the
+// kernel table of this instruction set.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/optimized/optimized.h"
+#include "parallel.h"
+
+namespace fastcnn::kernels::FASTCNN_ISA {
+namespace {
+
+constexpr int64_t kChunk = 16384;
+
+template <typename Body>
+void for_chunks(int64_t count, Body&& body) {
+  parallel::parallel_for((count + kChunk - 1) / kChunk, [&](int64_t chunk) {
+    const int64_t begin = chunk * kChunk;
+    body(begin, std::min(count, begin + kChunk));
+  });
+}
+
+}  // namespace
+
+void activate_in_place(Activation activation, float* values, int64_t count) {
+  switch (activation) {
+    case Activation::relu:
+      for (int64_t i = 0; i < count; ++i) values[i] = values[i] > 0.0f ? values[i] : 0.0f;
+      return;
+    case Activation::sigmoid:
+      for (int64_t i = 0; i < count; ++i) values[i] = 1.0f / (1.0f + std::exp(-values[i]));
+      return;
+    case Activation::tanh:
+      for (int64_t i = 0; i < count; ++i) values[i] = std::tanh(values[i]);
+      return;
+    case Activation::linear:
+    case Activation::softmax:
+      return;
+  }
+}
+
+void activation_forward(Activation activation, int64_t rows, int64_t columns, const float* input,
+                        float* output) {
+  if (activation != Activation::softmax) {
+    for_chunks(rows * columns, [&](int64_t begin, int64_t end) {
+      if (output != input) std::copy(input + begin, input + end, output + begin);
+      activate_in_place(activation, output + begin, end - begin);
+    });
+    return;
+  }
+  // softmax(x)_j = e^(x_j - max x) / sum_k e^(x_k - max x)
+  parallel::parallel_for(rows, [&](int64_t r) {
+    const float* x = input + r * columns;
+    float* y = output + r * columns;
+    const float maximum = *std::max_element(x, x + columns);
+    float sum = 0.0f;
+    for (int64_t j = 0; j < columns; ++j) {
+      y[j] = std::exp(x[j] - maximum);
+      sum += y[j];
+    }
+    for (int64_t j = 0; j < columns; ++j) y[j] /= sum;
+  });
+}
+
+void activation_backward(Activation activation, int64_t rows, int64_t columns,
+                         const float* output, const float* output_gradient,
+                         float* input_gradient) {
+  if (activation == Activation::softmax) {
+    // dx_j = y_j * (g_j - sum_k g_k y_k)
+    parallel::parallel_for(rows, [&](int64_t r) {
+      const float* y = output + r * columns;
+      const float* g = output_gradient + r * columns;
+      float* dx = input_gradient + r * columns;
+      float dot = 0.0f;
+      for (int64_t j = 0; j < columns; ++j) dot += g[j] * y[j];
+      for (int64_t j = 0; j < columns; ++j) dx[j] = y[j] * (g[j] - dot);
+    });
+    return;
+  }
+  for_chunks(rows * columns, [&](int64_t begin, int64_t end) {
+    const float* y = output;
+    const float* g = output_gradient;
+    float* dx = input_gradient;
+    switch (activation) {
+      case Activation::linear:
+        if (dx != g) std::copy(g + begin, g + end, dx + begin);
+        break;
+      case Activation::relu:
+        for (int64_t i = begin; i < end; ++i) dx[i] = y[i] > 0.0f ? g[i] : 0.0f;
+        break;
+      case Activation::sigmoid:
+        for (int64_t i = begin; i < end; ++i) dx[i] = g[i] * y[i] * (1.0f - y[i]);
+        break;
+      case Activation::tanh:
+        for (int64_t i = begin; i < end; ++i) dx[i] = g[i] * (1.0f - y[i] * y[i]);
+        break;
+      case Activation::softmax:
+        break;
+    }
+  });
+}
+
+void dropout_forward(const DropoutParams& p, const float* input, float* output) {
+  const float scale = 1.0f / (1.0f - p.rate);
+  for_chunks(p.count, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const bool keep = dropout_uniform(p.seed, static_cast<uint64_t>(i)) >= p.rate;
+      output[i] = keep ? input[i] * scale : 0.0f;
+    }
+  });
+}
+
+void dropout_backward(const DropoutParams& p, const float* output_gradient,
+                      float* input_gradient) {
+  dropout_forward(p, output_gradient, input_gradient);
+}
+
+#define FASTCNN_STRINGIFY_INNER(name) #name
+#define FASTCNN_STRINGIFY(name) FASTCNN_STRINGIFY_INNER(name)
+
+const KernelTable& table() {
+  static const KernelTable kernels{
+      FASTCNN_STRINGIFY(FASTCNN_ISA),
+      conv2d_forward,
+      conv2d_backward_input,
+      conv2d_backward_kernel,
+      dense_forward,
+      dense_backward_input,
+      dense_backward_kernel,
+      max_pool2d_forward,
+      max_pool2d_backward,
+      activation_forward,
+      activation_backward,
+      dropout_forward,
+      dropout_backward,
+  };
+  return kernels;
+}
+
+}  // namespace fastcnn::kernels::FASTCNN_ISA

@@ -1,0 +1,37 @@
+// An 8-lane float vector in GCC/Clang vector extensions. The same source becomes AVX2+FMA code in
+// the avx2 build (-mavx2 -mfma -ffp-contract=fast: a*b+c is one vfmadd) and pairs of SSE
+// instructions in the generic build, so both tiers share one implementation.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+namespace fastcnn::kernels::simd {
+
+typedef float float8 __attribute__((vector_size(32)));
+constexpr int kLanes = 8;
+
+inline float8 load(const float* source) {
+  float8 value;
+  std::memcpy(&value, source, sizeof value);
+  return value;
+}
+inline void store(float* destination, float8 value) {
+  std::memcpy(destination, &value, sizeof value);
+}
+// The first `count` lanes from memory, the rest zero (count in [0, 8]).
+inline float8 load_partial(const float* source, int64_t count) {
+  float8 value = {};
+  std::memcpy(&value, source, static_cast<size_t>(count) * sizeof(float));
+  return value;
+}
+inline void store_partial(float* destination, float8 value, int64_t count) {
+  std::memcpy(destination, &value, static_cast<size_t>(count) * sizeof(float));
+}
+inline float8 broadcast(float value) { return float8{} + value; }
+inline float8 max_zero(float8 value) {
+  const float8 zero = {};
+  return value > zero ? value : zero;
+}
+
+}  // namespace fastcnn::kernels::simd

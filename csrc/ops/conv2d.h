@@ -1,0 +1,45 @@
+// Conv2D: output[n, oh, ow, co] = act(bias[co] + sum_{kh, kw, ci}
+//     input[n, oh*stride_h - pad_top + kh*dilation_h, ow*stride_w - pad_left + kw*dilation_w, ci]
+//     * kernel[kh, kw, ci, co]),
+// with out-of-range input positions read as zero. Kernel layout is Keras's (kh, kw, in, out).
+#pragma once
+
+#include <cstdint>
+
+#include "ops/activation.h"
+
+namespace fastcnn {
+
+enum class Padding { valid, same };
+Padding parse_padding(const char* name);
+
+struct Conv2DParams {
+  int64_t batch = 0;
+  int64_t input_height = 0, input_width = 0, input_channels = 0;
+  int64_t output_height = 0, output_width = 0, output_channels = 0;
+  int64_t kernel_height = 0, kernel_width = 0;
+  int64_t stride_height = 1, stride_width = 1;
+  int64_t dilation_height = 1, dilation_width = 1;
+  int64_t pad_top = 0, pad_left = 0;
+  bool use_bias = true;
+  // Applied in the forward kernel's epilogue; must be elementwise (softmax is applied apart).
+  Activation activation = Activation::linear;
+
+  int64_t input_size() const { return batch * input_height * input_width * input_channels; }
+  int64_t output_size() const { return batch * output_height * output_width * output_channels; }
+  int64_t kernel_size() const { return kernel_height * kernel_width * input_channels * output_channels; }
+};
+
+// Fills output size and padding the way TensorFlow does: 'valid' gives
+// out = floor((in - effective_kernel) / stride) + 1; 'same' gives out = ceil(in / stride) with
+// total padding max((out - 1) * stride + effective_kernel - in, 0), the odd row/column going to the
+// bottom/right. effective_kernel = (kernel - 1) * dilation + 1. Throws std::invalid_argument
+// naming the received value for anything non-positive, or a kernel larger than a 'valid' input.
+Conv2DParams make_conv2d_params(int64_t batch, int64_t input_height, int64_t input_width,
+                                int64_t input_channels, int64_t output_channels,
+                                int64_t kernel_height, int64_t kernel_width, int64_t stride_height,
+                                int64_t stride_width, int64_t dilation_height,
+                                int64_t dilation_width, Padding padding, bool use_bias,
+                                Activation activation);
+
+}  // namespace fastcnn

@@ -1,0 +1,30 @@
+// MaxPooling2D: output[n, oh, ow, c] = max over the window rows
+// oh*stride_h - pad_top + [0, pool_h) and columns ow*stride_w - pad_left + [0, pool_w) that lie
+// inside the input (padding never wins). Its gradient goes to the first maximum of the window in
+// row-major order, as TensorFlow's MaxPoolGrad routes it.
+#pragma once
+
+#include <cstdint>
+
+#include "ops/conv2d.h"
+
+namespace fastcnn {
+
+struct Pool2DParams {
+  int64_t batch = 0;
+  int64_t input_height = 0, input_width = 0, channels = 0;
+  int64_t output_height = 0, output_width = 0;
+  int64_t pool_height = 0, pool_width = 0;
+  int64_t stride_height = 0, stride_width = 0;
+  int64_t pad_top = 0, pad_left = 0;
+
+  int64_t input_size() const { return batch * input_height * input_width * channels; }
+  int64_t output_size() const { return batch * output_height * output_width * channels; }
+};
+
+// Output size and padding as for Conv2D with kernel = pool window.
+Pool2DParams make_pool2d_params(int64_t batch, int64_t input_height, int64_t input_width,
+                                int64_t channels, int64_t pool_height, int64_t pool_width,
+                                int64_t stride_height, int64_t stride_width, Padding padding);
+
+}  // namespace fastcnn

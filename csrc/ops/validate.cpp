@@ -1,0 +1,203 @@
+// Shape and hyperparameter checks for every op, done once before any kernel runs. Each message
+// names the argument and the value received, the way Keras words its errors.
+#include <stdexcept>
+#include <string>
+
+#include "ops/activation.h"
+#include "ops/conv2d.h"
+#include "ops/dense.h"
+#include "ops/pooling.h"
+
+namespace fastcnn {
+namespace {
+
+[[noreturn]] void fail(const std::string& message) { throw std::invalid_argument(message); }
+
+void require_positive(const char* name, int64_t value) {
+  if (value <= 0) {
+    fail(std::string("`") + name + "` must be a positive integer. Received: " + name + "=" +
+         std::to_string(value));
+  }
+}
+
+// Element counts are products of user-controlled sizes: refuse any that would overflow 64 bits
+// or exceed what can be allocated, before anything is allocated.
+int64_t checked_product(std::initializer_list<int64_t> factors, const char* what) {
+  constexpr int64_t kLimit = int64_t(1) << 50;
+  int64_t product = 1;
+  for (int64_t factor : factors) {
+    if (factor < 0) fail(std::string(what) + " has a negative dimension " + std::to_string(factor));
+    if (factor != 0 && product > kLimit / factor) {
+      fail(std::string(what) + " is too large: its element count exceeds 2^50");
+    }
+    product *= factor;
+  }
+  return product;
+}
+
+struct WindowGeometry {
+  int64_t output = 0;
+  int64_t pad_before = 0;
+};
+
+WindowGeometry window_geometry(int64_t input, int64_t effective_kernel, int64_t stride,
+                               Padding padding, const char* axis, const char* what) {
+  WindowGeometry geometry;
+  if (padding == Padding::valid) {
+    if (effective_kernel > input) {
+      fail(std::string(what) + " window of " + std::to_string(effective_kernel) + " along " + axis +
+           " is larger than the input (" + std::to_string(input) +
+           ") with padding='valid'; use padding='same' or a smaller window.");
+    }
+    geometry.output = (input - effective_kernel) / stride + 1;
+  } else {
+    geometry.output = (input + stride - 1) / stride;
+    const int64_t total = (geometry.output - 1) * stride + effective_kernel - input;
+    geometry.pad_before = total > 0 ? total / 2 : 0;
+  }
+  return geometry;
+}
+
+}  // namespace
+
+Activation parse_activation(const std::string& name) {
+  if (name == "linear" || name.empty()) return Activation::linear;
+  if (name == "relu") return Activation::relu;
+  if (name == "sigmoid") return Activation::sigmoid;
+  if (name == "tanh") return Activation::tanh;
+  if (name == "softmax") return Activation::softmax;
+  fail("Unknown activation: '" + name + "'. Supported: linear, relu, sigmoid, tanh, softmax.");
+}
+
+const char* activation_name(Activation activation) {
+  switch (activation) {
+    case Activation::linear: return "linear";
+    case Activation::relu: return "relu";
+    case Activation::sigmoid: return "sigmoid";
+    case Activation::tanh: return "tanh";
+    case Activation::softmax: return "softmax";
+  }
+  return "unknown";
+}
+
+Padding parse_padding(const char* name) {
+  const std::string value(name);
+  if (value == "valid") return Padding::valid;
+  if (value == "same") return Padding::same;
+  fail("`padding` must be 'valid' or 'same'. Received: padding=" + value);
+}
+
+Conv2DParams make_conv2d_params(int64_t batch, int64_t input_height, int64_t input_width,
+                                int64_t input_channels, int64_t output_channels,
+                                int64_t kernel_height, int64_t kernel_width, int64_t stride_height,
+                                int64_t stride_width, int64_t dilation_height,
+                                int64_t dilation_width, Padding padding, bool use_bias,
+                                Activation activation) {
+  if (batch < 0) fail("batch size must be >= 0. Received: batch=" + std::to_string(batch));
+  require_positive("input_height", input_height);
+  require_positive("input_width", input_width);
+  require_positive("input_channels", input_channels);
+  require_positive("filters", output_channels);
+  require_positive("kernel_height", kernel_height);
+  require_positive("kernel_width", kernel_width);
+  require_positive("stride_height", stride_height);
+  require_positive("stride_width", stride_width);
+  require_positive("dilation_height", dilation_height);
+  require_positive("dilation_width", dilation_width);
+  if (!is_elementwise(activation)) fail("Conv2D kernels fuse elementwise activations only");
+  Conv2DParams params;
+  params.batch = batch;
+  params.input_height = input_height;
+  params.input_width = input_width;
+  params.input_channels = input_channels;
+  params.output_channels = output_channels;
+  params.kernel_height = kernel_height;
+  params.kernel_width = kernel_width;
+  params.stride_height = stride_height;
+  params.stride_width = stride_width;
+  params.dilation_height = dilation_height;
+  params.dilation_width = dilation_width;
+  params.use_bias = use_bias;
+  params.activation = activation;
+  const auto rows = window_geometry(input_height, (kernel_height - 1) * dilation_height + 1,
+                                    stride_height, padding, "height", "Conv2D kernel");
+  const auto columns = window_geometry(input_width, (kernel_width - 1) * dilation_width + 1,
+                                       stride_width, padding, "width", "Conv2D kernel");
+  params.output_height = rows.output;
+  params.output_width = columns.output;
+  params.pad_top = rows.pad_before;
+  params.pad_left = columns.pad_before;
+  checked_product({batch, input_height, input_width, input_channels}, "Conv2D input");
+  checked_product({batch, params.output_height, params.output_width, output_channels},
+                  "Conv2D output");
+  checked_product({kernel_height, kernel_width, input_channels, output_channels}, "Conv2D kernel");
+  return params;
+}
+
+DenseParams make_dense_params(int64_t batch, int64_t input_units, int64_t output_units,
+                              bool use_bias, Activation activation) {
+  if (batch < 0) fail("batch size must be >= 0. Received: batch=" + std::to_string(batch));
+  require_positive("input_units", input_units);
+  require_positive("units", output_units);
+  if (!is_elementwise(activation)) fail("Dense kernels fuse elementwise activations only");
+  checked_product({batch, input_units}, "Dense input");
+  checked_product({input_units, output_units}, "Dense kernel");
+  checked_product({batch, output_units}, "Dense output");
+  DenseParams params;
+  params.batch = batch;
+  params.input_units = input_units;
+  params.output_units = output_units;
+  params.use_bias = use_bias;
+  params.activation = activation;
+  return params;
+}
+
+Conv2DParams dense_as_conv2d(const DenseParams& dense) {
+  Conv2DParams params;
+  params.batch = 1;
+  params.input_height = 1;
+  params.input_width = dense.batch;
+  params.input_channels = dense.input_units;
+  params.output_height = 1;
+  params.output_width = dense.batch;
+  params.output_channels = dense.output_units;
+  params.kernel_height = 1;
+  params.kernel_width = 1;
+  params.use_bias = dense.use_bias;
+  params.activation = dense.activation;
+  return params;
+}
+
+Pool2DParams make_pool2d_params(int64_t batch, int64_t input_height, int64_t input_width,
+                                int64_t channels, int64_t pool_height, int64_t pool_width,
+                                int64_t stride_height, int64_t stride_width, Padding padding) {
+  if (batch < 0) fail("batch size must be >= 0. Received: batch=" + std::to_string(batch));
+  require_positive("input_height", input_height);
+  require_positive("input_width", input_width);
+  require_positive("channels", channels);
+  require_positive("pool_height", pool_height);
+  require_positive("pool_width", pool_width);
+  require_positive("stride_height", stride_height);
+  require_positive("stride_width", stride_width);
+  Pool2DParams params;
+  params.batch = batch;
+  params.input_height = input_height;
+  params.input_width = input_width;
+  params.channels = channels;
+  params.pool_height = pool_height;
+  params.pool_width = pool_width;
+  params.stride_height = stride_height;
+  params.stride_width = stride_width;
+  const auto rows =
+      window_geometry(input_height, pool_height, stride_height, padding, "height", "Pooling");
+  const auto columns =
+      window_geometry(input_width, pool_width, stride_width, padding, "width", "Pooling");
+  params.output_height = rows.output;
+  params.output_width = columns.output;
+  params.pad_top = rows.pad_before;
+  params.pad_left = columns.pad_before;
+  checked_product({batch, input_height, input_width, channels}, "Pooling input");
+  return params;
+}
+
+}  // namespace fastcnn

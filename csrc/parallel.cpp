@@ -1,0 +1,31 @@
+#include "parallel.h"
+
+#include <omp.h>
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+#define FASTCNN_HAVE_MXCSR 1
+#endif
+
+namespace fastcnn::parallel {
+
+int max_threads() { return omp_get_max_threads(); }
+
+void set_max_threads(int count) { omp_set_num_threads(count); }
+
+bool in_parallel() { return omp_in_parallel() != 0; }
+
+// MXCSR bits: 0x8000 flush-to-zero, 0x0040 denormals-are-zero.
+ScopedFlushDenormals::ScopedFlushDenormals() : saved_state_(0) {
+#ifdef FASTCNN_HAVE_MXCSR
+  saved_state_ = _mm_getcsr();
+  _mm_setcsr(saved_state_ | 0x8040u);
+#endif
+}
+
+ScopedFlushDenormals::~ScopedFlushDenormals() {
+#ifdef FASTCNN_HAVE_MXCSR
+  _mm_setcsr(saved_state_);
+#endif
+}
+
+}  // namespace fastcnn::parallel

@@ -1,0 +1,50 @@
+// The one place OpenMP lives. Kernels call parallel_for / parallel_region; nothing else
+// includes <omp.h>. Every parallel region flushes denormals to zero inside its workers (as
+// TensorFlow's thread pools do) and restores the calling thread's floating-point mode after.
+#pragma once
+
+#include <cstdint>
+
+namespace fastcnn::parallel {
+
+int max_threads();
+void set_max_threads(int count);
+// True when called from inside a parallel region (nested regions run serially).
+bool in_parallel();
+
+// Saves MXCSR, sets flush-to-zero / denormals-are-zero, restores on destruction.
+class ScopedFlushDenormals {
+ public:
+  ScopedFlushDenormals();
+  ~ScopedFlushDenormals();
+  ScopedFlushDenormals(const ScopedFlushDenormals&) = delete;
+  ScopedFlushDenormals& operator=(const ScopedFlushDenormals&) = delete;
+
+ private:
+  unsigned int saved_state_;
+};
+
+// Calls body(index) for index in [0, count), statically split over the threads: the same
+// indices go to the same thread on every call, which keeps per-thread data warm in its cache.
+template <typename Body>
+void parallel_for(int64_t count, Body&& body) {
+  if (count <= 0) return;
+  if (count == 1 || in_parallel()) {
+    for (int64_t index = 0; index < count; ++index) body(index);
+    return;
+  }
+#pragma omp parallel
+  {
+    ScopedFlushDenormals flush_denormals;
+#pragma omp for schedule(static)
+    for (int64_t index = 0; index < count; ++index) body(index);
+  }
+}
+
+// Calls body(thread_index, thread_count) once on every thread of a parallel region.
+template <typename Body>
+void parallel_region(Body&& body);
+
+}  // namespace fastcnn::parallel
+
+#include "parallel_inl.h"

@@ -1,0 +1,21 @@
+// Template definitions for parallel.h that need the OpenMP runtime's thread queries.
+#pragma once
+
+#include <omp.h>
+
+namespace fastcnn::parallel {
+
+template <typename Body>
+void parallel_region(Body&& body) {
+  if (in_parallel()) {
+    body(0, 1);
+    return;
+  }
+#pragma omp parallel
+  {
+    ScopedFlushDenormals flush_denormals;
+    body(static_cast<int>(omp_get_thread_num()), static_cast<int>(omp_get_num_threads()));
+  }
+}
+
+}  // namespace fastcnn::parallel

@@ -1,0 +1,328 @@
+#include "runtime/layers.h"
+
+#include <stdexcept>
+#include <string>
+
+namespace fastcnn::runtime {
+namespace {
+
+
+// Layers whose kernels fuse an elementwise activation, with softmax applied apart. Shared by
+// Conv2D and Dense: forward writes logits then softmax when needed; backward turns the output
+// gradient into the pre-activation gradient in place.
+class ActivatedLayer : public Layer {
+ public:
+  explicit ActivatedLayer(Activation activation) : activation_(activation) {}
+  Activation activation() const override { return activation_; }
+  bool keeps_pre_activation() const override { return activation_ == Activation::softmax; }
+
+ protected:
+  Activation fused_activation() const {
+    return is_elementwise(activation_) ? activation_ : Activation::linear;
+  }
+  float* kernel_output(float* pre_activation, float* output) const {
+    return activation_ == Activation::softmax ? pre_activation : output;
+  }
+  void finish_forward(const StepContext& context, int64_t rows, const float* pre_activation,
+                      float* output) const {
+    if (activation_ == Activation::softmax) {
+      context.kernels.activation_forward(Activation::softmax, rows, output_shape.channels,
+                                         pre_activation, output);
+    }
+  }
+  void start_backward(const StepContext& context, int64_t rows, const float* output,
+                      float* output_gradient, bool gradient_is_pre_activation) const {
+    if (!gradient_is_pre_activation && activation_ != Activation::linear) {
+      context.kernels.activation_backward(activation_, rows, output_shape.channels, output,
+                                          output_gradient, output_gradient);
+    }
+  }
+
+  Activation activation_;
+};
+
+class Conv2DLayer final : public ActivatedLayer {
+ public:
+  Conv2DLayer(int64_t filters, int64_t kernel_height, int64_t kernel_width, int64_t stride_height,
+              int64_t stride_width, int64_t dilation_height, int64_t dilation_width,
+              Padding padding, bool use_bias, Activation activation)
+      : ActivatedLayer(activation),
+        filters_(filters),
+        kernel_height_(kernel_height),
+        kernel_width_(kernel_width),
+        stride_height_(stride_height),
+        stride_width_(stride_width),
+        dilation_height_(dilation_height),
+        dilation_width_(dilation_width),
+        padding_(padding),
+        use_bias_(use_bias) {}
+
+  std::string kind() const override { return "Conv2D"; }
+
+  SampleShape configure(const SampleShape& input) override {
+    params_ = make_conv2d_params(0, input.height, input.width, input.channels, filters_,
+                                 kernel_height_, kernel_width_, stride_height_, stride_width_,
+                                 dilation_height_, dilation_width_, padding_, use_bias_,
+                                 fused_activation());
+    return {params_.output_height, params_.output_width, filters_};
+  }
+
+  std::vector<std::vector<int64_t>> parameter_shapes() const override {
+    std::vector<std::vector<int64_t>> shapes{
+        {kernel_height_, kernel_width_, input_shape.channels, filters_}};
+    if (use_bias_) shapes.push_back({filters_});
+    return shapes;
+  }
+
+  void forward(const StepContext& context, int64_t batch, const float* input,
+               float* pre_activation, float* output) override {
+    Conv2DParams params = params_;
+    params.batch = batch;
+    const float* kernel = context.parameters + parameter_offset;
+    const float* bias = use_bias_ ? kernel + params.kernel_size() : nullptr;
+    context.kernels.conv2d_forward(params, input, kernel, bias, kernel_output(pre_activation, output));
+    finish_forward(context, batch * params.output_height * params.output_width, pre_activation, output);
+  }
+
+  void backward(const StepContext& context, int64_t batch, const float* input, const float* output,
+                float* output_gradient, bool gradient_is_pre_activation,
+                float* input_gradient) override {
+    Conv2DParams params = params_;
+    params.batch = batch;
+    start_backward(context, batch * params.output_height * params.output_width, output,
+                   output_gradient, gradient_is_pre_activation);
+    if (trainable && context.gradients != nullptr) {
+      float* kernel_gradient = context.gradients + parameter_offset;
+      float* bias_gradient = use_bias_ ? kernel_gradient + params.kernel_size() : nullptr;
+      context.kernels.conv2d_backward_kernel(params, input, output_gradient, kernel_gradient,
+                                             bias_gradient);
+    }
+    if (input_gradient != nullptr) {
+      context.kernels.conv2d_backward_input(params, output_gradient,
+                                            context.parameters + parameter_offset, input_gradient);
+    }
+  }
+
+ private:
+  int64_t filters_, kernel_height_, kernel_width_, stride_height_, stride_width_,
+      dilation_height_, dilation_width_;
+  Padding padding_;
+  bool use_bias_;
+  Conv2DParams params_;
+};
+
+// Dense acts on the last axis: an input of shape (h, w, c) is h*w rows of c units, as in Keras.
+class DenseLayer final : public ActivatedLayer {
+ public:
+  DenseLayer(int64_t units, bool use_bias, Activation activation)
+      : ActivatedLayer(activation), units_(units), use_bias_(use_bias) {}
+
+  std::string kind() const override { return "Dense"; }
+
+  SampleShape configure(const SampleShape& input) override {
+    params_ = make_dense_params(0, input.channels, units_, use_bias_, fused_activation());
+    return {input.height, input.width, units_};
+  }
+
+  std::vector<std::vector<int64_t>> parameter_shapes() const override {
+    std::vector<std::vector<int64_t>> shapes{{input_shape.channels, units_}};
+    if (use_bias_) shapes.push_back({units_});
+    return shapes;
+  }
+
+  void forward(const StepContext& context, int64_t batch, const float* input,
+               float* pre_activation, float* output) override {
+    DenseParams params = rows_params(batch);
+    const float* kernel = context.parameters + parameter_offset;
+    const float* bias = use_bias_ ? kernel + params.input_units * units_ : nullptr;
+    context.kernels.dense_forward(params, input, kernel, bias, kernel_output(pre_activation, output));
+    finish_forward(context, params.batch, pre_activation, output);
+  }
+
+  void backward(const StepContext& context, int64_t batch, const float* input, const float* output,
+                float* output_gradient, bool gradient_is_pre_activation,
+                float* input_gradient) override {
+    DenseParams params = rows_params(batch);
+    start_backward(context, params.batch, output, output_gradient, gradient_is_pre_activation);
+    if (trainable && context.gradients != nullptr) {
+      float* kernel_gradient = context.gradients + parameter_offset;
+      float* bias_gradient = use_bias_ ? kernel_gradient + params.input_units * units_ : nullptr;
+      context.kernels.dense_backward_kernel(params, input, output_gradient, kernel_gradient,
+                                            bias_gradient);
+    }
+    if (input_gradient != nullptr) {
+      context.kernels.dense_backward_input(params, output_gradient,
+                                           context.parameters + parameter_offset, input_gradient);
+    }
+  }
+
+ private:
+  DenseParams rows_params(int64_t batch) const {
+    DenseParams params = params_;
+    params.batch = batch * input_shape.height * input_shape.width;
+    return params;
+  }
+
+  int64_t units_;
+  bool use_bias_;
+  DenseParams params_;
+};
+
+class MaxPool2DLayer final : public Layer {
+ public:
+  MaxPool2DLayer(int64_t pool_height, int64_t pool_width, int64_t stride_height,
+                 int64_t stride_width, Padding padding)
+      : pool_height_(pool_height),
+        pool_width_(pool_width),
+        stride_height_(stride_height),
+        stride_width_(stride_width),
+        padding_(padding) {}
+
+  std::string kind() const override { return "MaxPooling2D"; }
+
+  SampleShape configure(const SampleShape& input) override {
+    params_ = make_pool2d_params(0, input.height, input.width, input.channels, pool_height_,
+                                 pool_width_, stride_height_, stride_width_, padding_);
+    return {params_.output_height, params_.output_width, input.channels};
+  }
+
+  void forward(const StepContext& context, int64_t batch, const float* input, float*,
+               float* output) override {
+    Pool2DParams params = params_;
+    params.batch = batch;
+    context.kernels.max_pool2d_forward(params, input, output);
+  }
+
+  void backward(const StepContext& context, int64_t batch, const float* input, const float*,
+                float* output_gradient, bool, float* input_gradient) override {
+    if (input_gradient == nullptr) return;
+    Pool2DParams params = params_;
+    params.batch = batch;
+    context.kernels.max_pool2d_backward(params, input, output_gradient, input_gradient);
+  }
+
+ private:
+  int64_t pool_height_, pool_width_, stride_height_, stride_width_;
+  Padding padding_;
+  Pool2DParams params_;
+};
+
+class FlattenLayer final : public Layer {
+ public:
+  std::string kind() const override { return "Flatten"; }
+  SampleShape configure(const SampleShape& input) override { return {1, 1, input.size()}; }
+  bool is_reshape() const override { return true; }
+  void forward(const StepContext&, int64_t, const float*, float*, float*) override {}
+  void backward(const StepContext&, int64_t, const float*, const float*, float*, bool,
+                float*) override {}
+};
+
+// Masks come from the step's seed mixed with the layer index, or, when the layer has its own seed,
+// from that seed and a count of its training calls (reproducible whatever else draws randomness).
+class DropoutLayer final : public Layer {
+ public:
+  DropoutLayer(float rate, int64_t seed) : rate_(rate), own_seed_(seed) {
+    if (!(rate >= 0.0f && rate < 1.0f)) {
+      throw std::invalid_argument("Invalid value received for argument `rate`. Expected a float "
+                                  "value between 0 and 1. Received: rate=" + std::to_string(rate));
+    }
+  }
+  std::string kind() const override { return "Dropout"; }
+  SampleShape configure(const SampleShape& input) override { return input; }
+
+  void forward(const StepContext& context, int64_t batch, const float* input, float*,
+               float* output) override {
+    const int64_t count = batch * input_shape.size();
+    if (context.training && rate_ > 0.0f) {
+      last_seed_ = own_seed_ >= 0
+                       ? static_cast<uint64_t>(own_seed_) * 0x9E3779B97F4A7C15ull + training_calls_++
+                       : context.seed ^ (0xD1B54A32D192ED03ull * static_cast<uint64_t>(index + 1));
+      context.kernels.dropout_forward({count, rate_, last_seed_}, input, output);
+    } else {
+      context.kernels.activation_forward(Activation::linear, 1, count, input, output);
+    }
+  }
+
+  void backward(const StepContext& context, int64_t batch, const float*, const float*,
+                float* output_gradient, bool, float* input_gradient) override {
+    if (input_gradient == nullptr) return;
+    const int64_t count = batch * input_shape.size();
+    if (rate_ > 0.0f) {
+      context.kernels.dropout_backward({count, rate_, last_seed_}, output_gradient, input_gradient);
+    } else {
+      context.kernels.activation_forward(Activation::linear, 1, count, output_gradient, input_gradient);
+    }
+  }
+
+ private:
+  float rate_;
+  int64_t own_seed_;
+  uint64_t training_calls_ = 0;
+  uint64_t last_seed_ = 0;
+};
+
+class ActivationLayer final : public ActivatedLayer {
+ public:
+  explicit ActivationLayer(Activation activation) : ActivatedLayer(activation) {}
+  std::string kind() const override { return "Activation"; }
+  SampleShape configure(const SampleShape& input) override { return input; }
+
+  void forward(const StepContext& context, int64_t batch, const float* input,
+               float* pre_activation, float* output) override {
+    const int64_t rows = batch * input_shape.height * input_shape.width;
+    if (activation_ == Activation::softmax) {
+      context.kernels.activation_forward(Activation::linear, rows, input_shape.channels, input,
+                                         pre_activation);
+    }
+    context.kernels.activation_forward(activation_, rows, input_shape.channels, input, output);
+  }
+
+  void backward(const StepContext& context, int64_t batch, const float*, const float* output,
+                float* output_gradient, bool gradient_is_pre_activation,
+                float* input_gradient) override {
+    if (input_gradient == nullptr) return;
+    const int64_t rows = batch * input_shape.height * input_shape.width;
+    start_backward(context, rows, output, output_gradient, gradient_is_pre_activation);
+    context.kernels.activation_forward(Activation::linear, rows, input_shape.channels,
+                                       output_gradient, input_gradient);
+  }
+};
+
+}  // namespace
+
+int64_t Layer::parameter_count() const {
+  int64_t total = 0;
+  for (const auto& shape : parameter_shapes()) {
+    int64_t count = 1;
+    for (int64_t dimension : shape) count *= dimension;
+    total += count;
+  }
+  return total;
+}
+
+std::unique_ptr<Layer> make_conv2d(int64_t filters, int64_t kernel_height, int64_t kernel_width,
+                                   int64_t stride_height, int64_t stride_width,
+                                   int64_t dilation_height, int64_t dilation_width,
+                                   Padding padding, bool use_bias, Activation activation) {
+  return std::make_unique<Conv2DLayer>(filters, kernel_height, kernel_width, stride_height,
+                                       stride_width, dilation_height, dilation_width, padding,
+                                       use_bias, activation);
+}
+std::unique_ptr<Layer> make_dense(int64_t units, bool use_bias, Activation activation) {
+  return std::make_unique<DenseLayer>(units, use_bias, activation);
+}
+std::unique_ptr<Layer> make_max_pool2d(int64_t pool_height, int64_t pool_width,
+                                       int64_t stride_height, int64_t stride_width,
+                                       Padding padding) {
+  return std::make_unique<MaxPool2DLayer>(pool_height, pool_width, stride_height, stride_width,
+                                          padding);
+}
+std::unique_ptr<Layer> make_flatten() { return std::make_unique<FlattenLayer>(); }
+std::unique_ptr<Layer> make_dropout(float rate, int64_t seed) {
+  return std::make_unique<DropoutLayer>(rate, seed);
+}
+std::unique_ptr<Layer> make_activation(Activation activation) {
+  return std::make_unique<ActivationLayer>(activation);
+}
+
+}  // namespace fastcnn::runtime

@@ -1,0 +1,71 @@
+// The layers of a compiled model: each knows its shapes, its slice of the flat parameter buffer
+// and how to run its kernels forward and backward for one batch. They hold no activations: the
+// Network's workspace owns every buffer.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "tensor.h"
+
+namespace fastcnn::runtime {
+
+// What a step hands every layer.
+struct StepContext {
+  const kernels::KernelTable& kernels;
+  bool training = false;
+  uint64_t seed = 0;  // fresh for every training step; layers mix in their index
+  const float* parameters = nullptr;
+  float* gradients = nullptr;  // null in inference
+};
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  virtual std::string kind() const = 0;
+
+  // Checks this layer against the shape it receives and returns its output shape; throws
+  // std::invalid_argument naming the layer and the values received.
+  virtual SampleShape configure(const SampleShape& input) = 0;
+  // Parameter shapes in Keras's order (e.g. kernel (kh, kw, in, out) then bias (out,)).
+  virtual std::vector<std::vector<int64_t>> parameter_shapes() const { return {}; }
+  // A reshape (Flatten) moves no data: its output and input gradient alias its input and output
+  // gradient.
+  virtual bool is_reshape() const { return false; }
+  // Layers ending in softmax keep the logits: the fused softmax + cross-entropy loss reads them.
+  virtual bool keeps_pre_activation() const { return false; }
+  virtual Activation activation() const { return Activation::linear; }
+
+  virtual void forward(const StepContext& context, int64_t batch, const float* input,
+                       float* pre_activation, float* output) = 0;
+  // output_gradient is d(loss)/d(output), or d(loss)/d(pre-activation) when
+  // gradient_is_pre_activation; the layer may overwrite it. input_gradient null: not needed.
+  virtual void backward(const StepContext& context, int64_t batch, const float* input,
+                        const float* output, float* output_gradient,
+                        bool gradient_is_pre_activation, float* input_gradient) = 0;
+
+  int64_t parameter_count() const;
+
+  SampleShape input_shape, output_shape;
+  int64_t parameter_offset = 0;
+  int64_t index = 0;
+  bool trainable = true;
+};
+
+std::unique_ptr<Layer> make_conv2d(int64_t filters, int64_t kernel_height, int64_t kernel_width,
+                                   int64_t stride_height, int64_t stride_width,
+                                   int64_t dilation_height, int64_t dilation_width,
+                                   Padding padding, bool use_bias, Activation activation);
+std::unique_ptr<Layer> make_dense(int64_t units, bool use_bias, Activation activation);
+std::unique_ptr<Layer> make_max_pool2d(int64_t pool_height, int64_t pool_width,
+                                       int64_t stride_height, int64_t stride_width,
+                                       Padding padding);
+std::unique_ptr<Layer> make_flatten();
+// seed < 0: masks follow the step's seed; else the layer's own stream.
+std::unique_ptr<Layer> make_dropout(float rate, int64_t seed);
+std::unique_ptr<Layer> make_activation(Activation activation);
+
+}  // namespace fastcnn::runtime

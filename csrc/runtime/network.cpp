@@ -1,0 +1,231 @@
+#include "runtime/network.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+namespace fastcnn::runtime {
+
+void Network::add(std::unique_ptr<Layer> layer) {
+  if (built_) throw std::logic_error("cannot add a layer to a network that is already built");
+  layer->index = static_cast<int64_t>(layers_.size());
+  layers_.push_back(std::move(layer));
+}
+
+void Network::build(const SampleShape& input_shape) {
+  if (built_) throw std::logic_error("network is already built");
+  if (layers_.empty()) throw std::invalid_argument("a model needs at least one layer");
+  if (input_shape.height <= 0 || input_shape.width <= 0 || input_shape.channels <= 0) {
+    throw std::invalid_argument("input shape dimensions must be positive");
+  }
+  input_shape_ = input_shape;
+  SampleShape shape = input_shape;
+  int64_t offset = 0;
+  for (auto& layer : layers_) {
+    layer->input_shape = shape;
+    try {
+      shape = layer->configure(shape);
+    } catch (const std::invalid_argument& error) {
+      throw std::invalid_argument("Layer #" + std::to_string(layer->index) + " (" + layer->kind() +
+                                  "): " + error.what());
+    }
+    layer->output_shape = shape;
+    layer->parameter_offset = offset;
+    offset += layer->parameter_count();
+  }
+  parameters_.assign(static_cast<size_t>(offset), 0.0f);
+  gradients_.assign(static_cast<size_t>(offset), 0.0f);
+  built_ = true;
+}
+
+SampleShape Network::output_shape() const {
+  return layers_.empty() ? input_shape_ : layers_.back()->output_shape;
+}
+
+void Network::set_trainable(int64_t layer_index, bool trainable) {
+  if (layer_index < 0 || layer_index >= static_cast<int64_t>(layers_.size())) {
+    throw std::out_of_range("layer index " + std::to_string(layer_index) + " out of range");
+  }
+  layers_[static_cast<size_t>(layer_index)]->trainable = trainable;
+}
+
+void Network::configure_optimizer(const OptimizerConfig& config) {
+  optimizer_.configure(config, parameter_count());
+  optimizer_configured_ = true;
+}
+
+void Network::ensure_workspace(int64_t batch) {
+  if (batch <= capacity_) return;
+  // Layout for `batch` samples: input, then per layer its output (unless a reshape) and logits
+  // (if kept), then two gradient buffers as large as the largest activation, then losses.
+  const int64_t input_size = input_shape_.size();
+  int64_t total = batch * input_size;
+  int64_t largest = input_size;
+  for (const auto& layer : layers_) {
+    const int64_t size = layer->output_shape.size();
+    largest = std::max(largest, size);
+    if (!layer->is_reshape()) total += batch * size;
+    if (layer->keeps_pre_activation()) total += batch * size;
+  }
+  total += 2 * batch * largest + batch;
+  arena_.assign(static_cast<size_t>(total), 0.0f);
+  float* cursor = arena_.data();
+  auto take = [&cursor](int64_t count) {
+    float* start = cursor;
+    cursor += count;
+    return start;
+  };
+  input_ = take(batch * input_size);
+  outputs_.assign(layers_.size(), nullptr);
+  pre_activations_.assign(layers_.size(), nullptr);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const int64_t size = layers_[i]->output_shape.size();
+    if (!layers_[i]->is_reshape()) outputs_[i] = take(batch * size);
+    if (layers_[i]->keeps_pre_activation()) pre_activations_[i] = take(batch * size);
+  }
+  gradient_a_ = take(batch * largest);
+  gradient_b_ = take(batch * largest);
+  losses_ = take(batch);
+  capacity_ = batch;
+}
+
+void Network::gather(const float* x, const int64_t* indices, int64_t batch) {
+  const int64_t size = input_shape_.size();
+  for (int64_t i = 0; i < batch; ++i) {
+    std::memcpy(input_ + i * size, x + indices[i] * size, static_cast<size_t>(size) * sizeof(float));
+  }
+}
+
+const float* Network::forward(const kernels::KernelTable& kernels, const float* input,
+                              int64_t batch, bool training, uint64_t seed) {
+  StepContext context{kernels, training, seed, parameters_.data(), nullptr};
+  const float* current = input;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Layer& layer = *layers_[i];
+    if (layer.is_reshape()) {
+      outputs_[i] = const_cast<float*>(current);
+    } else {
+      layer.forward(context, batch, current, pre_activations_[i], outputs_[i]);
+    }
+    current = outputs_[i];
+  }
+  return current;
+}
+
+StepResult Network::loss_and_gradient(const Targets& targets, const int64_t* indices,
+                                      int64_t batch, float* gradient) {
+  const Layer& last = *layers_.back();
+  const int64_t classes = last.output_shape.size();
+  const float* output = outputs_.back();
+  // Softmax output + cross-entropy: the loss reads the logits (as Keras does for a softmax
+  // output) and its gradient is the logits' gradient, softmax(z) - t, skipping softmax backward.
+  const bool fused_softmax = !from_logits_ && last.activation() == Activation::softmax &&
+                             last.keeps_pre_activation();
+  const int32_t* labels = nullptr;
+  const float* probabilities = nullptr;
+  if (targets.labels != nullptr) {
+    batch_labels_.resize(static_cast<size_t>(batch));
+    for (int64_t i = 0; i < batch; ++i) batch_labels_[i] = targets.labels[indices[i]];
+    labels = batch_labels_.data();
+  } else {
+    batch_probabilities_.resize(static_cast<size_t>(batch * classes));
+    for (int64_t i = 0; i < batch; ++i) {
+      std::memcpy(batch_probabilities_.data() + i * classes, targets.probabilities + indices[i] * classes,
+                  static_cast<size_t>(classes) * sizeof(float));
+    }
+    probabilities = batch_probabilities_.data();
+  }
+  CrossEntropyParams params;
+  params.batch = batch;
+  params.classes = classes;
+  params.from_logits = from_logits_ || fused_softmax;
+  params.gradient_scale = batch > 0 ? 1.0f / static_cast<float>(batch) : 0.0f;
+  kernels::cross_entropy(params, fused_softmax ? pre_activations_.back() : output, labels,
+                         probabilities, losses_, gradient);
+  StepResult result;
+  for (int64_t i = 0; i < batch; ++i) {
+    result.loss_sum += losses_[i];
+    // Accuracy: the first maximum of the prediction against the label (or the target's argmax).
+    const float* row = output + i * classes;
+    const int64_t predicted = std::max_element(row, row + classes) - row;
+    int64_t expected;
+    if (labels != nullptr) {
+      expected = labels[i];
+    } else {
+      const float* target = probabilities + i * classes;
+      expected = std::max_element(target, target + classes) - target;
+    }
+    result.correct += predicted == expected ? 1 : 0;
+  }
+  return result;
+}
+
+StepResult Network::train_step(const float* x, const Targets& targets, const int64_t* indices,
+                               int64_t batch, float learning_rate, uint64_t seed) {
+  std::lock_guard<std::mutex> lock(step_mutex_);
+  if (!built_) throw std::logic_error("network is not built");
+  if (!optimizer_configured_) throw std::logic_error("network has no optimizer");
+  if (batch <= 0) return {};
+  const kernels::KernelTable& kernels = kernels::active();
+  ensure_workspace(batch);
+  gather(x, indices, batch);
+  forward(kernels, input_, batch, true, seed);
+
+  const Layer& last = *layers_.back();
+  const bool fused_softmax = !from_logits_ && last.activation() == Activation::softmax &&
+                             last.keeps_pre_activation();
+  float* gradient = gradient_a_;
+  float* other = gradient_b_;
+  StepResult result = loss_and_gradient(targets, indices, batch, gradient);
+
+  StepContext context{kernels, true, seed, parameters_.data(), gradients_.data()};
+  // The earliest layer that needs an input gradient: nothing before the first trainable layer.
+  size_t first_needed = layers_.size();
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    if (layers_[i]->trainable && layers_[i]->parameter_count() > 0) {
+      first_needed = i;
+      break;
+    }
+  }
+  for (size_t i = layers_.size(); i-- > first_needed;) {
+    Layer& layer = *layers_[i];
+    const float* layer_input = i == 0 ? input_ : outputs_[i - 1];
+    if (layer.is_reshape()) continue;  // gradient passes through unchanged
+    float* input_gradient = i > first_needed ? other : nullptr;
+    layer.backward(context, batch, layer_input, outputs_[i], gradient,
+                   fused_softmax && i + 1 == layers_.size(), input_gradient);
+    if (input_gradient != nullptr) std::swap(gradient, other);
+  }
+
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  for (const auto& layer : layers_) {
+    if (layer->trainable && layer->parameter_count() > 0) {
+      ranges.emplace_back(layer->parameter_offset, layer->parameter_offset + layer->parameter_count());
+    }
+  }
+  optimizer_.apply(learning_rate, parameters_.data(), gradients_.data(), ranges);
+  return result;
+}
+
+StepResult Network::test_step(const float* x, const Targets& targets, const int64_t* indices,
+                              int64_t batch) {
+  std::lock_guard<std::mutex> lock(step_mutex_);
+  if (!built_) throw std::logic_error("network is not built");
+  if (batch <= 0) return {};
+  ensure_workspace(batch);
+  gather(x, indices, batch);
+  forward(kernels::active(), input_, batch, false, 0);
+  return loss_and_gradient(targets, indices, batch, nullptr);
+}
+
+void Network::predict(const float* x, int64_t batch, float* output) {
+  std::lock_guard<std::mutex> lock(step_mutex_);
+  if (!built_) throw std::logic_error("network is not built");
+  if (batch <= 0) return;
+  ensure_workspace(batch);
+  const float* result = forward(kernels::active(), x, batch, false, 0);
+  std::memcpy(output, result, static_cast<size_t>(batch * output_shape().size()) * sizeof(float));
+}
+
+}  // namespace fastcnn::runtime

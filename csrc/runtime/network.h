@@ -1,0 +1,88 @@
+// The compiled model: a chain of layers, one flat parameter buffer (Keras order), one workspace
+// arena sized for the largest batch seen, a loss and an optimizer. A training step (gather the
+// batch, forward, loss, backward, optimizer update) is one call with no allocation in steady state.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "runtime/layers.h"
+#include "runtime/optimizer.h"
+
+namespace fastcnn::runtime {
+
+// Training targets for a whole data set: class labels (one per sample) or probability rows
+// (classes per sample). Exactly one is non-null.
+struct Targets {
+  const int32_t* labels = nullptr;
+  const float* probabilities = nullptr;
+};
+
+struct StepResult {
+  double loss_sum = 0.0;   // sum over the batch of per-sample losses
+  int64_t correct = 0;     // samples whose argmax prediction matches the target's
+};
+
+class Network {
+ public:
+  void add(std::unique_ptr<Layer> layer);
+  // Configures every layer for this sample shape and allocates the parameters (zeros).
+  void build(const SampleShape& input_shape);
+  bool built() const { return built_; }
+
+  const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
+  SampleShape input_shape() const { return input_shape_; }
+  SampleShape output_shape() const;
+  float* parameters() { return parameters_.data(); }
+  int64_t parameter_count() const { return static_cast<int64_t>(parameters_.size()); }
+
+  void set_trainable(int64_t layer_index, bool trainable);
+  void configure_loss(bool from_logits) { from_logits_ = from_logits; }
+  void configure_optimizer(const OptimizerConfig& config);
+  Optimizer& optimizer() { return optimizer_; }
+
+  // One optimizer step on samples x[indices[0..batch)] (x holds whole samples back to back).
+  StepResult train_step(const float* x, const Targets& targets, const int64_t* indices,
+                        int64_t batch, float learning_rate, uint64_t seed);
+  // Loss and accuracy in inference mode, no update.
+  StepResult test_step(const float* x, const Targets& targets, const int64_t* indices,
+                       int64_t batch);
+  // Inference on `batch` contiguous samples; output holds batch * output_shape().size().
+  void predict(const float* x, int64_t batch, float* output);
+
+ private:
+  void ensure_workspace(int64_t batch);
+  void gather(const float* x, const int64_t* indices, int64_t batch);
+  const float* forward(const kernels::KernelTable& kernels, const float* input, int64_t batch,
+                       bool training, uint64_t seed);
+  StepResult loss_and_gradient(const Targets& targets, const int64_t* indices, int64_t batch,
+                               float* gradient);
+
+  std::vector<std::unique_ptr<Layer>> layers_;
+  SampleShape input_shape_;
+  bool built_ = false;
+  bool from_logits_ = false;
+  std::vector<float> parameters_, gradients_;
+  Optimizer optimizer_;
+  bool optimizer_configured_ = false;
+
+  // Workspace: every buffer of a step, carved out of one arena for `capacity_` samples.
+  int64_t capacity_ = 0;
+  std::vector<float> arena_;
+  float* input_ = nullptr;
+  std::vector<float*> outputs_, pre_activations_;
+  float* gradient_a_ = nullptr;
+  float* gradient_b_ = nullptr;
+  float* losses_ = nullptr;
+  std::vector<int32_t> batch_labels_;
+  std::vector<float> batch_probabilities_;
+
+  // One step at a time per network: concurrent callers (threads sharing a model) serialise here.
+  std::mutex step_mutex_;
+};
+
+}  // namespace fastcnn::runtime

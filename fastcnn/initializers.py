@@ -1,0 +1,246 @@
+"""Weight initializers with Keras's names, defaults and fan computation.
+
+For a kernel of shape (kh, kw, in, out): fan_in = kh*kw*in, fan_out = kh*kw*out; for (in, out):
+fan_in = in, fan_out = out. Draws come from fastcnn's random state (``utils.set_random_seed``)
+unless the initializer has its own ``seed``.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from fastcnn import _random
+
+
+def _compute_fans(shape):
+    shape = tuple(shape)
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    receptive_field = math.prod(shape[:-2])
+    return shape[-2] * receptive_field, shape[-1] * receptive_field
+
+
+class Initializer:
+    def __init__(self, seed=None):
+        if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool)):
+            raise ValueError(f"`seed` must be an integer or None. Received: seed={seed!r}")
+        self.seed = seed
+        self._generator = np.random.default_rng(seed) if seed is not None else None
+
+    def _rng(self):
+        return self._generator if self._generator is not None else _random.generator()
+
+    def __call__(self, shape, dtype=None):
+        raise NotImplementedError(f"{type(self).__name__} must implement __call__")
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class Zeros(Initializer):
+    def __init__(self):
+        super().__init__()
+
+    def __call__(self, shape, dtype=None):
+        return np.zeros(shape, np.float32)
+
+    def get_config(self):
+        return {}
+
+
+class Ones(Initializer):
+    def __init__(self):
+        super().__init__()
+
+    def __call__(self, shape, dtype=None):
+        return np.ones(shape, np.float32)
+
+    def get_config(self):
+        return {}
+
+
+class Constant(Initializer):
+    def __init__(self, value=0.0):
+        super().__init__()
+        if not isinstance(value, numbers.Real):
+            raise ValueError(f"`value` must be a number. Received: value={value!r}")
+        self.value = float(value)
+
+    def __call__(self, shape, dtype=None):
+        return np.full(shape, self.value, np.float32)
+
+    def get_config(self):
+        return {"value": self.value}
+
+
+class RandomUniform(Initializer):
+    def __init__(self, minval=-0.05, maxval=0.05, seed=None):
+        super().__init__(seed)
+        if not minval < maxval:
+            raise ValueError(f"`minval` must be less than `maxval`. Received: minval={minval}, maxval={maxval}")
+        self.minval, self.maxval = float(minval), float(maxval)
+
+    def __call__(self, shape, dtype=None):
+        return self._rng().uniform(self.minval, self.maxval, size=shape).astype(np.float32)
+
+    def get_config(self):
+        return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed}
+
+
+class RandomNormal(Initializer):
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+        super().__init__(seed)
+        if not stddev > 0:
+            raise ValueError(f"`stddev` must be positive. Received: stddev={stddev}")
+        self.mean, self.stddev = float(mean), float(stddev)
+
+    def __call__(self, shape, dtype=None):
+        return self._rng().normal(self.mean, self.stddev, size=shape).astype(np.float32)
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+
+
+def _truncated_normal(rng, shape, mean, stddev):
+    """Normal samples redrawn until within two standard deviations of the mean (Keras's rule)."""
+    count = math.prod(shape)
+    values = rng.normal(0.0, 1.0, size=count)
+    outside = np.abs(values) > 2.0
+    while outside.any():
+        values[outside] = rng.normal(0.0, 1.0, size=int(outside.sum()))
+        outside = np.abs(values) > 2.0
+    return (mean + stddev * values).reshape(shape).astype(np.float32)
+
+
+class TruncatedNormal(Initializer):
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+        super().__init__(seed)
+        if not stddev > 0:
+            raise ValueError(f"`stddev` must be positive. Received: stddev={stddev}")
+        self.mean, self.stddev = float(mean), float(stddev)
+
+    def __call__(self, shape, dtype=None):
+        return _truncated_normal(self._rng(), tuple(shape), self.mean, self.stddev)
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+
+
+class VarianceScaling(Initializer):
+    """Samples with variance scale / n, n = fan_in, fan_out or their mean (mode)."""
+
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+        super().__init__(seed)
+        if not scale > 0:
+            raise ValueError(f"`scale` must be positive. Received: scale={scale}")
+        if mode not in ("fan_in", "fan_out", "fan_avg"):
+            raise ValueError(f"Invalid `mode` argument: expected one of fan_in, fan_out, fan_avg. Received: mode={mode!r}")
+        if distribution not in ("truncated_normal", "untruncated_normal", "uniform"):
+            raise ValueError(
+                "Invalid `distribution` argument: expected one of truncated_normal, untruncated_normal, "
+                f"uniform. Received: distribution={distribution!r}"
+            )
+        self.scale, self.mode, self.distribution = float(scale), mode, distribution
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(shape)
+        fan_in, fan_out = _compute_fans(shape)
+        n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
+        variance = self.scale / max(1.0, n)
+        if self.distribution == "truncated_normal":
+            # 0.8796... is the standard deviation of a unit normal truncated to [-2, 2].
+            return _truncated_normal(self._rng(), shape, 0.0, math.sqrt(variance) / 0.87962566103423978)
+        if self.distribution == "untruncated_normal":
+            return self._rng().normal(0.0, math.sqrt(variance), size=shape).astype(np.float32)
+        limit = math.sqrt(3.0 * variance)
+        return self._rng().uniform(-limit, limit, size=shape).astype(np.float32)
+
+    def get_config(self):
+        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution, "seed": self.seed}
+
+
+class GlorotUniform(VarianceScaling):
+    def __init__(self, seed=None):
+        super().__init__(1.0, "fan_avg", "uniform", seed)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class GlorotNormal(VarianceScaling):
+    def __init__(self, seed=None):
+        super().__init__(1.0, "fan_avg", "truncated_normal", seed)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class HeUniform(VarianceScaling):
+    def __init__(self, seed=None):
+        super().__init__(2.0, "fan_in", "uniform", seed)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class HeNormal(VarianceScaling):
+    def __init__(self, seed=None):
+        super().__init__(2.0, "fan_in", "truncated_normal", seed)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class LecunUniform(VarianceScaling):
+    def __init__(self, seed=None):
+        super().__init__(1.0, "fan_in", "uniform", seed)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class LecunNormal(VarianceScaling):
+    def __init__(self, seed=None):
+        super().__init__(1.0, "fan_in", "truncated_normal", seed)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+_BY_NAME = {
+    "zeros": Zeros,
+    "ones": Ones,
+    "constant": Constant,
+    "random_uniform": RandomUniform,
+    "random_normal": RandomNormal,
+    "truncated_normal": TruncatedNormal,
+    "variance_scaling": VarianceScaling,
+    "glorot_uniform": GlorotUniform,
+    "glorot_normal": GlorotNormal,
+    "he_uniform": HeUniform,
+    "he_normal": HeNormal,
+    "lecun_uniform": LecunUniform,
+    "lecun_normal": LecunNormal,
+}
+
+
+def get(identifier):
+    """An initializer from a Keras name ('glorot_uniform'), a class name, or an instance."""
+    if isinstance(identifier, Initializer):
+        return identifier
+    if isinstance(identifier, str):
+        key = identifier if identifier in _BY_NAME else None
+        if key is None:
+            for name, cls in _BY_NAME.items():
+                if cls.__name__ == identifier:
+                    key = name
+        if key is not None:
+            return _BY_NAME[key]()
+    raise ValueError(
+        f"Could not interpret initializer identifier: {identifier!r}. Supported: {', '.join(_BY_NAME)}."
+    )

@@ -1,0 +1,250 @@
+"""The Layer base class and Variable, the weight handle layers expose.
+
+Layers describe: they check their configuration in ``__init__``, create weights in ``build`` and
+compute shapes in ``compute_output_shape``. The compute runs in the model's compiled C++ network
+(csrc/runtime); once a layer belongs to a built model its Variables are views of that network's
+parameter buffer, so reading or assigning them touches the weights training uses, without copies.
+"""
+
+import math
+
+import numpy as np
+
+from fastcnn import _core, _naming, initializers
+
+
+class Variable:
+    """A layer weight: ``numpy()``, ``assign(value)``, ``shape``, ``name``, ``trainable``."""
+
+    def __init__(self, value, name, trainable=True, path=None):
+        self._value = np.ascontiguousarray(value, dtype=np.float32)
+        self.name = name
+        self.path = path or name
+        self._trainable = trainable
+
+    @property
+    def shape(self):
+        return self._value.shape
+
+    @property
+    def dtype(self):
+        return "float32"
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    def numpy(self):
+        return self._value.copy()
+
+    def assign(self, value):
+        value = np.asarray(value)
+        if value.dtype.kind not in "iuf":
+            raise TypeError(f"Variable {self.path!r} takes numeric values. Received dtype={value.dtype}")
+        if value.shape != self._value.shape:
+            raise ValueError(f"The shape of the target variable and the shape of the value in `assign()` "
+                             f"differ. Target variable shape={self._value.shape}, Received: value.shape={value.shape}")
+        self._value[...] = value
+        return self
+
+    def __array__(self, dtype=None, copy=None):
+        return np.array(self._value, dtype=dtype, copy=True)
+
+    def _bind(self, view):
+        """Moves the value into `view` (a slice of the compiled network's buffer) and uses it."""
+        view[...] = self._value
+        self._value = view
+
+    def __repr__(self):
+        return f"<Variable path={self.path}, shape={self.shape}, dtype=float32>"
+
+
+def sample_shape(shape, who):
+    """A per-sample shape as a tuple of positive ints; None is not supported (fixed sizes)."""
+    try:
+        values = tuple(shape)
+    except TypeError:
+        raise ValueError(f"{who}: a shape must be a tuple of integers. Received: {shape!r}") from None
+    for value in values:
+        if value is None:
+            raise ValueError(f"{who}: fastcnn needs every input dimension known; None is not supported. "
+                             f"Received: shape={values}")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise ValueError(f"{who}: shape dimensions must be positive integers. Received: shape={values}")
+    if not values:
+        raise ValueError(f"{who}: a shape needs at least one dimension. Received: shape={values}")
+    return tuple(int(v) for v in values)
+
+
+def runtime_shape(shape):
+    """The C++ runtime's (height, width, channels) for a Keras per-sample shape: (units,) ->
+    (1, 1, units), (w, c) -> (1, w, c)."""
+    if len(shape) > 3:
+        raise ValueError(f"fastcnn supports inputs of up to 3 dimensions per sample. Received: shape={shape}")
+    return (1,) * (3 - len(shape)) + tuple(shape)
+
+
+class Layer:
+    """Base of every layer. Subclasses implement ``compute_output_shape``, ``_add_to_network`` and,
+    if they have weights, ``build`` (calling ``add_weight``)."""
+
+    def __init__(self, *, name=None, trainable=True, dtype=None, input_shape=None,
+                 batch_input_shape=None, input_dim=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}")
+        if dtype not in (None, "float32", np.float32):
+            raise ValueError(f"fastcnn computes in float32. Received: dtype={dtype!r}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"`name` must be a non-empty string. Received: name={name!r}")
+        if not isinstance(trainable, bool):
+            raise TypeError(f"`trainable` must be a bool. Received: trainable={trainable!r}")
+        self.name = name or _naming.unique_name(_naming.to_snake_case(type(self).__name__))
+        self._trainable = trainable
+        self.built = False
+        self._weights = []
+        self._input_sample_shape = None
+        self._output_sample_shape = None
+        self._model = None
+        self._declared_input_shape = None
+        if input_shape is not None:
+            self._declared_input_shape = sample_shape(input_shape, f"Layer {self.name!r} input_shape")
+        elif batch_input_shape is not None:
+            self._declared_input_shape = sample_shape(tuple(batch_input_shape)[1:], f"Layer {self.name!r} batch_input_shape")
+        elif input_dim is not None:
+            self._declared_input_shape = sample_shape((input_dim,), f"Layer {self.name!r} input_dim")
+
+    # ---- configuration and shapes ----
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
+
+    def compute_output_shape(self, input_shape):
+        """Keras shapes, batch dimension first (None)."""
+        return tuple(input_shape)
+
+    def build(self, input_shape):
+        """Creates the weights for `input_shape` (batch dimension first)."""
+        self.built = True
+
+    def _build_for(self, sample):
+        """Builds for a per-sample shape unless already built for it; returns the output sample shape."""
+        if self.built and self._input_sample_shape is not None:
+            if tuple(sample) != self._input_sample_shape:
+                raise ValueError(
+                    f"Layer {self.name!r} was built for inputs of shape {(None,) + self._input_sample_shape} "
+                    f"and cannot take inputs of shape {(None,) + tuple(sample)}"
+                )
+        else:
+            self.build((None,) + tuple(sample))
+            self.built = True
+        self._input_sample_shape = tuple(sample)
+        self._output_sample_shape = tuple(self.compute_output_shape((None,) + tuple(sample))[1:])
+        return self._output_sample_shape
+
+    @property
+    def output_shape(self):
+        if self._output_sample_shape is None:
+            raise AttributeError(f"Layer {self.name!r} has not been built yet, so it has no output_shape")
+        return (None,) + self._output_sample_shape
+
+    @property
+    def input_shape(self):
+        if self._input_sample_shape is None:
+            raise AttributeError(f"Layer {self.name!r} has not been built yet, so it has no input_shape")
+        return (None,) + self._input_sample_shape
+
+    def _add_to_network(self, network):
+        raise NotImplementedError(f"{type(self).__name__} must implement _add_to_network")
+
+    # ---- weights ----
+
+    def add_weight(self, shape, initializer, name, trainable=True):
+        initializer = initializers.get(initializer)
+        value = np.asarray(initializer(tuple(shape)), dtype=np.float32)
+        variable = Variable(value, name, trainable, path=f"{self.name}/{name}")
+        self._weights.append(variable)
+        return variable
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        if not isinstance(value, bool):
+            raise TypeError(f"`trainable` must be a bool. Received: trainable={value!r}")
+        self._trainable = value
+        if self._model is not None:
+            self._model._layer_trainable_changed(self)
+
+    @property
+    def weights(self):
+        return self.trainable_weights + self.non_trainable_weights
+
+    @property
+    def trainable_weights(self):
+        return [w for w in self._weights if w.trainable] if self._trainable else []
+
+    @property
+    def non_trainable_weights(self):
+        if not self._trainable:
+            return list(self._weights)
+        return [w for w in self._weights if not w.trainable]
+
+    @property
+    def variables(self):
+        return list(self._weights)
+
+    def get_weights(self):
+        return [w.numpy() for w in self.weights]
+
+    def set_weights(self, weights):
+        targets = self.weights
+        weights = list(weights)
+        if len(weights) != len(targets):
+            raise ValueError(
+                f"You called `set_weights(weights)` on layer {self.name!r} with a weight list of length "
+                f"{len(weights)}, but the layer was expecting {len(targets)} weights."
+            )
+        arrays = []
+        for variable, value in zip(targets, weights):
+            value = np.asarray(value)
+            if value.dtype.kind not in "iuf":
+                raise TypeError(f"Layer {self.name!r} weights must be numeric arrays. Received dtype={value.dtype}")
+            if value.shape != variable.shape:
+                raise ValueError(
+                    f"Layer {self.name!r} weight shape {variable.shape} is not compatible with provided "
+                    f"weight shape {value.shape}."
+                )
+            arrays.append(value)
+        for variable, value in zip(targets, arrays):
+            variable.assign(value)
+
+    def count_params(self):
+        if not self.built:
+            raise ValueError(
+                f"You tried to call `count_params` on layer {self.name!r}, but the layer isn't built. "
+                "You can build it manually via: `layer.build(batch_input_shape)`."
+            )
+        return int(sum(math.prod(w.shape) for w in self._weights))
+
+    # ---- eager use on arrays ----
+
+    def __call__(self, inputs, training=False):
+        """Applies the layer to a numpy array (batch first) in inference mode."""
+        x = np.asarray(inputs)
+        if x.dtype.kind not in "iubf":
+            raise TypeError(f"Layer {self.name!r} takes numeric arrays. Received dtype={x.dtype}")
+        if x.ndim < 2:
+            raise ValueError(f"Layer {self.name!r} takes a batch of inputs (rank >= 2). Received shape={x.shape}")
+        output_sample = self._build_for(x.shape[1:])
+        network = _core.Network()
+        self._add_to_network(network)
+        network.build(runtime_shape(x.shape[1:]))
+        for variable, view in zip(self._weights, network.parameter_views()[0]):
+            view[...] = variable._value
+        batch = x.reshape((x.shape[0],) + runtime_shape(x.shape[1:]))
+        return network.predict(np.ascontiguousarray(batch, dtype=np.float32)).reshape((x.shape[0],) + output_sample)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"

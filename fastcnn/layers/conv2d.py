@@ -1,0 +1,79 @@
+"""Conv2D: 2D convolution over NHWC inputs, kernel (kh, kw, in, out), optional bias, fused activation."""
+
+from fastcnn import activations, initializers
+from fastcnn.layers import _arguments as arguments
+from fastcnn.layers.base import Layer
+
+
+def _window_output(size, window, stride, dilation, padding):
+    effective = (window - 1) * dilation + 1
+    if padding == "same":
+        return (size + stride - 1) // stride
+    return (size - effective) // stride + 1
+
+
+class Conv2D(Layer):
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
+                 dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 bias_constraint=None, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = arguments.positive_integer(filters, "filters")
+        self.kernel_size = arguments.integer_tuple(kernel_size, 2, "kernel_size")
+        self.strides = arguments.integer_tuple(strides, 2, "strides")
+        self.padding = arguments.padding_mode(padding)
+        self.data_format = arguments.channels_last(data_format)
+        self.dilation_rate = arguments.integer_tuple(dilation_rate, 2, "dilation_rate")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError("`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
+                             f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}")
+        if groups != 1:
+            raise ValueError(f"fastcnn supports groups=1 only. Received: groups={groups!r}")
+        self.activation = activations.get(activation)
+        self.use_bias = arguments.boolean(use_bias, "use_bias")
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        for name, value in (("kernel_regularizer", kernel_regularizer), ("bias_regularizer", bias_regularizer),
+                            ("activity_regularizer", activity_regularizer),
+                            ("kernel_constraint", kernel_constraint), ("bias_constraint", bias_constraint)):
+            arguments.unsupported(name, value)
+
+    def _check_input(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(
+                f'Input 0 of layer "{self.name}" is incompatible with the layer: expected ndim=4, '
+                f"found ndim={len(input_shape)}. Full shape received: {tuple(input_shape)}"
+            )
+        for axis, size, window, dilation in ((1, input_shape[1], self.kernel_size[0], self.dilation_rate[0]),
+                                             (2, input_shape[2], self.kernel_size[1], self.dilation_rate[1])):
+            effective = (window - 1) * dilation + 1
+            if self.padding == "valid" and size is not None and size < effective:
+                raise ValueError(
+                    f"Layer {self.name!r}: the kernel ({self.kernel_size}, dilation {self.dilation_rate}) is "
+                    f"larger than the input along axis {axis} with padding='valid'. Received input shape "
+                    f"{tuple(input_shape)}; use padding='same' or a smaller kernel_size."
+                )
+
+    def build(self, input_shape):
+        self._check_input(input_shape)
+        in_channels = input_shape[-1]
+        self.kernel = self.add_weight(self.kernel_size + (in_channels, self.filters), self.kernel_initializer, "kernel")
+        self.bias = self.add_weight((self.filters,), self.bias_initializer, "bias") if self.use_bias else None
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        self._check_input(input_shape)
+        height = _window_output(input_shape[1], self.kernel_size[0], self.strides[0], self.dilation_rate[0], self.padding)
+        width = _window_output(input_shape[2], self.kernel_size[1], self.strides[1], self.dilation_rate[1], self.padding)
+        return (input_shape[0], height, width, self.filters)
+
+    def _add_to_network(self, network):
+        network.add_conv2d(self.filters, self.kernel_size, self.strides, self.dilation_rate, self.padding,
+                           self.use_bias, self.activation)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding, "data_format": self.data_format,
+                "dilation_rate": self.dilation_rate, "groups": 1, "activation": self.activation,
+                "use_bias": self.use_bias}

@@ -1,0 +1,37 @@
+"""Dense: ``activation(inputs @ kernel + bias)`` over the last axis, kernel (in, out)."""
+
+from fastcnn import activations, initializers
+from fastcnn.layers import _arguments as arguments
+from fastcnn.layers.base import Layer
+
+
+class Dense(Layer):
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(**kwargs)
+        if not arguments.is_integer(units) or units <= 0:
+            raise ValueError(f"Received an invalid value for `units`, expected a positive integer. Received: units={units!r}")
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.use_bias = arguments.boolean(use_bias, "use_bias")
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        for name, value in (("kernel_regularizer", kernel_regularizer), ("bias_regularizer", bias_regularizer),
+                            ("activity_regularizer", activity_regularizer),
+                            ("kernel_constraint", kernel_constraint), ("bias_constraint", bias_constraint)):
+            arguments.unsupported(name, value)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight((input_shape[-1], self.units), self.kernel_initializer, "kernel")
+        self.bias = self.add_weight((self.units,), self.bias_initializer, "bias") if self.use_bias else None
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def _add_to_network(self, network):
+        network.add_dense(self.units, self.use_bias, self.activation)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": self.activation, "use_bias": self.use_bias}

@@ -1,0 +1,150 @@
+"""Losses with Keras's names. Training computes them inside the C++ step (fused with softmax when
+the model ends in one); these objects configure that and can be called on arrays as in Keras."""
+
+import numpy as np
+
+from fastcnn import _core
+
+
+class Loss:
+    """Base class. ``sparse`` losses take class labels; the others take probability rows."""
+
+    sparse = False
+
+    def __init__(self, name, reduction="sum_over_batch_size", from_logits=False):
+        if reduction not in ("sum_over_batch_size", "sum", "none", None):
+            raise ValueError(
+                "Invalid value for argument `reduction`. Expected one of sum_over_batch_size, sum, "
+                f"none. Received: reduction={reduction!r}"
+            )
+        if not isinstance(from_logits, bool):
+            raise TypeError(f"`from_logits` must be a bool. Received: from_logits={from_logits!r}")
+        self.name = name
+        self.reduction = reduction
+        self.from_logits = from_logits
+
+    def _prepare_targets(self, y_true, classes):
+        raise NotImplementedError(f"{type(self).__name__} must implement _prepare_targets")
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        y_pred = np.asarray(y_pred, dtype=np.float32)
+        if y_pred.ndim != 2:
+            raise ValueError(f"`y_pred` must have shape (batch, classes). Received: y_pred.shape={y_pred.shape}")
+        per_sample = self.call(y_true, y_pred)
+        if sample_weight is not None:
+            per_sample = per_sample * np.asarray(sample_weight, dtype=np.float32).reshape(per_sample.shape)
+        if self.reduction in ("none", None):
+            return per_sample
+        if self.reduction == "sum":
+            return np.float32(per_sample.sum())
+        return np.float32(per_sample.sum() / max(per_sample.shape[0], 1))
+
+    def call(self, y_true, y_pred):
+        targets = self._prepare_targets(y_true, y_pred.shape[-1])
+        losses, _ = _core.ops.cross_entropy(y_pred, targets, self.from_logits)
+        return losses
+
+    def get_config(self):
+        return {"name": self.name, "reduction": self.reduction, "from_logits": self.from_logits}
+
+
+def _labels(y_true, classes):
+    labels = np.asarray(y_true)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise ValueError(
+            "sparse categorical labels must have shape (batch,) or (batch, 1). "
+            f"Received: y.shape={labels.shape}"
+        )
+    if labels.dtype.kind not in "iub":
+        if labels.dtype.kind != "f":
+            raise TypeError(f"labels must be numeric. Received: y.dtype={labels.dtype}")
+        if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
+            raise ValueError("sparse categorical labels must be integer class indices; received non-integer values")
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        bad = labels.min() if labels.min() < 0 else labels.max()
+        raise ValueError(
+            f"Received a label value of {bad} which is outside the valid range of [0, {classes}). "
+            "Labels must be class indices of the model's output."
+        )
+    return labels.astype(np.int32)
+
+
+def _probabilities(y_true, classes, label_smoothing=0.0):
+    targets = np.asarray(y_true)
+    if targets.dtype.kind not in "iubf":
+        raise TypeError(f"targets must be numeric. Received: y.dtype={targets.dtype}")
+    if targets.ndim != 2 or targets.shape[1] != classes:
+        raise ValueError(
+            f"categorical targets must have shape (batch, {classes}) (one-hot rows; use "
+            "sparse_categorical_crossentropy for class indices). Received: y.shape="
+            f"{targets.shape}"
+        )
+    targets = targets.astype(np.float32)
+    if label_smoothing:
+        targets = targets * (1.0 - label_smoothing) + label_smoothing / classes
+    return np.ascontiguousarray(targets)
+
+
+class SparseCategoricalCrossentropy(Loss):
+    sparse = True
+
+    def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
+                 name="sparse_categorical_crossentropy"):
+        if ignore_class is not None:
+            raise ValueError(f"`ignore_class` is not supported by fastcnn. Received: ignore_class={ignore_class!r}")
+        super().__init__(name, reduction, from_logits)
+
+    def _prepare_targets(self, y_true, classes):
+        return _labels(y_true, classes)
+
+
+class CategoricalCrossentropy(Loss):
+    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
+                 reduction="sum_over_batch_size", name="categorical_crossentropy"):
+        if axis != -1:
+            raise ValueError(f"fastcnn computes cross-entropy over the last axis only. Received: axis={axis}")
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"`label_smoothing` must be in [0, 1]. Received: label_smoothing={label_smoothing}")
+        super().__init__(name, reduction, from_logits)
+        self.label_smoothing = float(label_smoothing)
+
+    def _prepare_targets(self, y_true, classes):
+        return _probabilities(y_true, classes, self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
+    """Per-sample losses, shape (batch,)."""
+    return SparseCategoricalCrossentropy(from_logits=from_logits, reduction="none")(y_true, y_pred)
+
+
+def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0):
+    """Per-sample losses, shape (batch,)."""
+    return CategoricalCrossentropy(from_logits=from_logits, label_smoothing=label_smoothing,
+                                   reduction="none")(y_true, y_pred)
+
+
+_BY_NAME = {
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+}
+
+
+def get(identifier):
+    """A loss object from a Keras name, a loss function of this module, or a Loss instance."""
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, str) and identifier in _BY_NAME:
+        return _BY_NAME[identifier]()
+    if identifier is sparse_categorical_crossentropy:
+        return SparseCategoricalCrossentropy()
+    if identifier is categorical_crossentropy:
+        return CategoricalCrossentropy()
+    raise ValueError(
+        f"Could not interpret loss identifier: {identifier!r}. fastcnn computes the loss inside its "
+        f"C++ training step; supported: {', '.join(_BY_NAME)} (or their Loss classes)."
+    )

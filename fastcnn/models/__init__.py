@@ -1,0 +1,5 @@
+"""Models: ``Sequential``."""
+
+from fastcnn.models.sequential import Sequential
+
+__all__ = ["Sequential"]

@@ -1,0 +1,489 @@
+"""Sequential: a linear stack of layers with Keras's training API.
+
+Python describes the model and drives epochs and callbacks; everything per batch (gathering the
+batch, forward, loss, backward, optimizer update) is one call into the compiled C++ network with
+the GIL released. Weights live in that network's flat buffer; layers expose views of it.
+"""
+
+import math
+import numbers
+import time
+
+import numpy as np
+
+from fastcnn import _core, _naming, _random
+from fastcnn import callbacks as callbacks_module
+from fastcnn import losses as losses_module
+from fastcnn import metrics as metrics_module
+from fastcnn import optimizers as optimizers_module
+from fastcnn.layers.base import Layer, runtime_shape, sample_shape
+from fastcnn.layers.input_layer import InputLayer
+from fastcnn.models import _summary
+
+
+def _check_verbose(verbose):
+    if verbose == "auto":
+        return 1
+    if verbose in (0, 1, 2) and not isinstance(verbose, bool):
+        return verbose
+    raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2. Received: verbose={verbose!r}")
+
+
+def _check_batch_size(batch_size, name="batch_size"):
+    if batch_size is None:
+        return 32
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size <= 0:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={batch_size!r}")
+    return int(batch_size)
+
+
+def _as_array(value, name):
+    if value is None:
+        raise ValueError(f"`{name}` is required. Received: {name}=None")
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:
+        raise TypeError(f"`{name}` must be a numeric array. Received: {type(value).__name__} ({error})") from None
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"`{name}` must be a numeric array. Received an array of dtype {array.dtype}")
+    return array
+
+
+class Sequential:
+    def __init__(self, layers=None, name=None, trainable=True):
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"`name` must be a non-empty string. Received: name={name!r}")
+        self.name = name or _naming.unique_name("sequential")
+        self.trainable = trainable
+        self._layers = []
+        self._input_sample_shape = None
+        self._network = None
+        self._compiled = False
+        self.optimizer = None
+        self.loss = None
+        self._metric = None
+        self.stop_training = False
+        self.history = None
+        self.built = False
+        if layers is not None:
+            if isinstance(layers, (Layer, InputLayer)):
+                layers = [layers]
+            for layer in layers:
+                self.add(layer, rebuild=False)
+            self._maybe_build()
+
+    # ---- structure ----
+
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    def add(self, layer, rebuild=True):
+        if isinstance(layer, InputLayer):
+            if self._layers:
+                raise ValueError("An Input can only be the first entry of a Sequential model. "
+                                 f"Received {layer!r} after {len(self._layers)} layers.")
+            self._input_sample_shape = layer.sample_shape
+        elif isinstance(layer, Layer):
+            if any(existing is layer for existing in self._layers):
+                raise ValueError(f"Layer {layer.name!r} is already in this model.")
+            if any(existing.name == layer.name for existing in self._layers):
+                raise ValueError(f"All layers added to a Sequential model should have unique names. Name "
+                                 f"{layer.name!r} is already the name of a layer in this model.")
+            if not self._layers and self._input_sample_shape is None and layer._declared_input_shape is not None:
+                self._input_sample_shape = layer._declared_input_shape
+            self._layers.append(layer)
+            layer._model = self
+        else:
+            raise TypeError("Only instances of `fastcnn.layers.Layer` can be added to a Sequential model. "
+                            f"Received: {layer!r} (of type {type(layer).__name__})")
+        self._invalidate()
+        if rebuild:
+            self._maybe_build()
+
+    def pop(self, rebuild=True):
+        if not self._layers:
+            raise IndexError("There are no layers in the model.")
+        layer = self._layers.pop()
+        layer._model = None
+        self._invalidate()
+        if rebuild:
+            self._maybe_build()
+        return layer
+
+    def get_layer(self, name=None, index=None):
+        if index is not None:
+            if not isinstance(index, int) or not -len(self._layers) <= index < len(self._layers):
+                raise ValueError(f"Was asked to retrieve layer at index {index} but model only has "
+                                 f"{len(self._layers)} layers.")
+            return self._layers[index]
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name}. Existing layers are: {[layer.name for layer in self._layers]}.")
+
+    def _invalidate(self):
+        self._network = None
+        self.built = False
+
+    def _maybe_build(self):
+        if self._input_sample_shape is not None and self._layers:
+            self._build_network(self._input_sample_shape)
+
+    def build(self, input_shape=None):
+        """Builds for `input_shape` (batch dimension first, e.g. (None, 28, 28, 1))."""
+        if input_shape is None:
+            if self._input_sample_shape is None:
+                raise ValueError("You must provide an `input_shape` argument.")
+            input_shape = (None,) + self._input_sample_shape
+        self._build_network(sample_shape(tuple(input_shape)[1:], f"Model {self.name!r} build"))
+
+    def _build_network(self, input_sample_shape):
+        """Builds each layer for its input shape, then the compiled C++ network holding the weights."""
+        if not self._layers:
+            raise ValueError(f"Model {self.name!r} has no layers.")
+        shape = tuple(input_sample_shape)
+        for layer in self._layers:
+            shape = layer._build_for(shape)
+            if len(shape) > 3:
+                raise ValueError(f"Layer {layer.name!r} outputs {(None,) + shape}; fastcnn supports up to 3 "
+                                 "dimensions per sample.")
+        network = _core.Network()
+        for layer in self._layers:
+            layer._add_to_network(network)
+        network.build(runtime_shape(input_sample_shape))
+        for layer, views in zip(self._layers, network.parameter_views()):
+            for variable, view in zip(layer._weights, views):
+                variable._bind(view)
+        for index, layer in enumerate(self._layers):
+            network.set_trainable(index, layer.trainable and self.trainable)
+        self._input_sample_shape = tuple(input_sample_shape)
+        self._network = network
+        self.built = True
+        if self._compiled:
+            self._configure_network()
+
+    def _layer_trainable_changed(self, layer):
+        if self._network is not None:
+            network_index = self._layers.index(layer)
+            self._network.set_trainable(network_index, layer.trainable and self.trainable)
+
+    @property
+    def input_shape(self):
+        if self._input_sample_shape is None:
+            raise AttributeError(f"Model {self.name!r} has no input shape yet: it is built on first use.")
+        return (None,) + self._input_sample_shape
+
+    @property
+    def output_shape(self):
+        if not self.built:
+            raise AttributeError(f"Model {self.name!r} is not built yet.")
+        return self._layers[-1].output_shape
+
+    # ---- weights ----
+
+    @property
+    def weights(self):
+        return [w for layer in self._layers for w in layer.weights]
+
+    @property
+    def trainable_weights(self):
+        return [w for layer in self._layers for w in layer.trainable_weights] if self.trainable else []
+
+    @property
+    def non_trainable_weights(self):
+        if not self.trainable:
+            return self.weights
+        return [w for layer in self._layers for w in layer.non_trainable_weights]
+
+    def get_weights(self):
+        return [w.numpy() for w in self.weights]
+
+    def set_weights(self, weights):
+        weights = list(weights)
+        expected = sum(len(layer.weights) for layer in self._layers)
+        if len(weights) != expected:
+            raise ValueError(f"You called `set_weights(weights)` on model {self.name!r} with a weight list of "
+                             f"length {len(weights)}, but the model was expecting {expected} weights.")
+        start = 0
+        pending = []
+        for layer in self._layers:
+            count = len(layer.weights)
+            pending.append((layer, weights[start:start + count]))
+            start += count
+        for layer, layer_weights in pending:  # check every shape before writing any
+            for variable, value in zip(layer.weights, layer_weights):
+                if np.shape(value) != variable.shape:
+                    raise ValueError(f"Layer {layer.name!r} weight shape {variable.shape} is not compatible "
+                                     f"with provided weight shape {np.shape(value)}.")
+        for layer, layer_weights in pending:
+            layer.set_weights(layer_weights)
+
+    def count_params(self):
+        if not self.built:
+            raise ValueError(f"You tried to call `count_params` on model {self.name!r}, but the model isn't "
+                             "built. You can build it manually via: `model.build(batch_input_shape)`.")
+        return sum(layer.count_params() for layer in self._layers)
+
+    # ---- summary ----
+
+    def summary(self, line_length=None, print_fn=None):
+        rows = []
+        for layer in self._layers:
+            title = f"{layer.name} ({type(layer).__name__})"
+            if layer.built and layer._output_sample_shape is not None:
+                shape = "(" + ", ".join(str(d) for d in layer.output_shape) + ")"
+                rows.append((title, shape, f"{layer.count_params():,}"))
+            else:
+                rows.append((title, "?", "0 (unbuilt)"))
+        trainable = sum(math.prod(w.shape) for w in self.trainable_weights)
+        non_trainable = sum(math.prod(w.shape) for w in self.non_trainable_weights)
+        optimizer_count = None
+        if self._compiled and self.optimizer is not None and self.optimizer.built:
+            optimizer_count = self.optimizer.count_variables()
+        text = _summary.render(self.name, rows, trainable, non_trainable, optimizer_count, line_length)
+        (print_fn or print)(text)
+
+    # ---- compile ----
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, weighted_metrics=None,
+                run_eagerly=False, steps_per_execution=1, jit_compile="auto"):
+        for name, value in (("loss_weights", loss_weights), ("weighted_metrics", weighted_metrics)):
+            if value is not None:
+                raise ValueError(f"fastcnn does not support `{name}` yet. Received: {name}={value!r}")
+        self.optimizer = optimizers_module.get(optimizer)
+        if loss is None:
+            raise ValueError("fastcnn needs a `loss` in compile(): e.g. loss='sparse_categorical_crossentropy'.")
+        self.loss = losses_module.get(loss)
+        if isinstance(metrics, (str, metrics_module.Accuracy)):
+            metrics = [metrics]
+        metrics = list(metrics or [])
+        resolved = [metrics_module.get(m) for m in metrics]
+        if len(resolved) > 1:
+            raise ValueError(f"fastcnn reports one accuracy metric. Received: metrics={metrics!r}")
+        self._metric = resolved[0] if resolved else None
+        self._compiled = True
+        self.stop_training = False
+        if self._network is not None:
+            self._configure_network()
+
+    @property
+    def compiled(self):
+        return self._compiled
+
+    @property
+    def metrics_names(self):
+        return ["loss"] + ([self._metric.name] if self._metric else [])
+
+    def _configure_network(self):
+        self._network.configure_loss(self.loss.from_logits)
+        self.optimizer._attach(self._network)
+
+    def _require_compiled(self, what):
+        if not self._compiled:
+            raise RuntimeError(f"You must call `compile()` before using the model for {what}.")
+
+    # ---- data ----
+
+    def _prepare_x(self, x, name="x"):
+        """x as contiguous float32 of shape (n,) + runtime shape; builds the model on first data."""
+        array = _as_array(x, name)
+        if array.ndim < 2:
+            raise ValueError(f"`{name}` must be a batch of samples (rank >= 2). Received: {name}.shape={array.shape}")
+        if self._input_sample_shape is None:
+            self._build_network(sample_shape(array.shape[1:], f"Model {self.name!r} input"))
+        elif not self.built:
+            self._build_network(self._input_sample_shape)
+        if tuple(array.shape[1:]) != self._input_sample_shape:
+            raise ValueError(
+                f'Input 0 of layer "{self.name}" is incompatible with the layer: expected shape='
+                f"{(None,) + self._input_sample_shape}, found shape={(None,) + tuple(array.shape[1:])}"
+            )
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        return array.reshape((array.shape[0],) + runtime_shape(self._input_sample_shape))
+
+    def _prepare_y(self, y, samples, name="y"):
+        array = _as_array(y, name)
+        if array.ndim == 0 or array.shape[0] != samples:
+            sizes = array.shape[0] if array.ndim else "a scalar"
+            raise ValueError(f"Data cardinality is ambiguous. Make sure all arrays contain the same number "
+                             f"of samples.'x' sizes: {samples}\n'{name}' sizes: {sizes}")
+        classes = self._network.output_shape[2]
+        if math.prod(self._network.output_shape[:2]) != 1:
+            raise ValueError(f"fastcnn's losses need a model whose output is a vector of class scores; this "
+                             f"model outputs {self.output_shape}. Add a Flatten or global pooling layer.")
+        if self.loss.sparse:
+            return {"labels": self.loss._prepare_targets(array, classes), "probabilities": None}
+        return {"labels": None, "probabilities": self.loss._prepare_targets(array, classes)}
+
+    # ---- training ----
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
+            validation_batch_size=None, validation_freq=1):
+        self._require_compiled("training")
+        batch_size = _check_batch_size(batch_size)
+        verbose = _check_verbose(verbose)
+        for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch), ("validation_freq", validation_freq)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < (1 if name != "initial_epoch" else 0):
+                raise ValueError(f"`{name}` must be a {'non-negative' if name == 'initial_epoch' else 'positive'} "
+                                 f"integer. Received: {name}={value!r}")
+        if not isinstance(validation_split, numbers.Real) or not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"`validation_split` must be in [0, 1). Received: validation_split={validation_split!r}")
+        if shuffle not in (True, False):
+            raise ValueError(f"`shuffle` must be True or False. Received: shuffle={shuffle!r}")
+        validation_batch_size = _check_batch_size(validation_batch_size or batch_size, "validation_batch_size")
+
+        x_all = self._prepare_x(x)
+        targets_all = self._prepare_y(y, x_all.shape[0])
+        samples = x_all.shape[0]
+        validation = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("`validation_data` must be a tuple (x_val, y_val). Received: "
+                                 f"{type(validation_data).__name__}")
+            if len(validation_data) == 3 and validation_data[2] is not None:
+                raise ValueError("fastcnn does not support validation sample weights yet.")
+            x_val = self._prepare_x(validation_data[0], "x_val")
+            validation = (x_val, self._prepare_y(validation_data[1], x_val.shape[0], "y_val"))
+        elif validation_split:
+            # Keras takes the last samples, before any shuffling.
+            split_at = int(math.floor(samples * (1.0 - validation_split)))
+            validation = (x_all[split_at:], {k: None if v is None else v[split_at:] for k, v in targets_all.items()})
+            x_all = x_all[:split_at]
+            targets_all = {k: None if v is None else v[:split_at] for k, v in targets_all.items()}
+            samples = split_at
+
+        steps = math.ceil(samples / batch_size)
+        callback_list = callbacks_module.CallbackList(
+            callbacks, add_history=True, add_progbar=verbose != 0, model=self,
+            verbose=verbose, epochs=epochs, steps=steps,
+        )
+        metric_name = self._metric.name if self._metric else None
+        self.stop_training = False
+        network = self._network
+        logs = {}
+        callback_list.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            callback_list.on_epoch_begin(epoch)
+            order = _random.generator().permutation(samples) if shuffle else np.arange(samples)
+            total_loss = 0.0
+            total_correct = 0
+            seen = 0
+            for step in range(steps):
+                callback_list.on_train_batch_begin(step)
+                indices = order[step * batch_size:(step + 1) * batch_size]
+                loss_sum, correct = network.train_step(
+                    x_all, targets_all["labels"], targets_all["probabilities"], indices,
+                    self.optimizer.learning_rate, _random.draw_seed(),
+                )
+                total_loss += loss_sum
+                total_correct += correct
+                seen += len(indices)
+                logs = {metric_name: total_correct / seen} if metric_name else {}
+                logs["loss"] = total_loss / seen
+                callback_list.on_train_batch_end(step, dict(logs))
+                if self.stop_training:
+                    break
+            epoch_logs = dict(logs)
+            if validation is not None and (epoch + 1) % validation_freq == 0:
+                val_logs = self._evaluate_prepared(validation[0], validation[1], validation_batch_size, None)
+                epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
+            callback_list.on_epoch_end(epoch, epoch_logs)
+            logs = epoch_logs
+            if self.stop_training:
+                break
+        callback_list.on_train_end(logs)
+        return callback_list.history
+
+    def _evaluate_prepared(self, x, targets, batch_size, callback_list):
+        samples = x.shape[0]
+        metric_name = self._metric.name if self._metric else None
+        total_loss, total_correct, seen = 0.0, 0, 0
+        logs = {}
+        if callback_list is not None:
+            callback_list.on_test_begin()
+        for step in range(math.ceil(samples / batch_size)):
+            if callback_list is not None:
+                callback_list.on_test_batch_begin(step)
+            indices = np.arange(step * batch_size, min(samples, (step + 1) * batch_size))
+            loss_sum, correct = self._network.test_step(x, targets["labels"], targets["probabilities"], indices)
+            total_loss += loss_sum
+            total_correct += correct
+            seen += len(indices)
+            logs = {metric_name: total_correct / seen} if metric_name else {}
+            logs["loss"] = total_loss / seen
+            if callback_list is not None:
+                callback_list.on_test_batch_end(step, dict(logs))
+        if not logs:
+            logs = ({metric_name: 0.0} if metric_name else {}) | {"loss": 0.0}
+        if callback_list is not None:
+            callback_list.on_test_end(dict(logs))
+        return logs
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", callbacks=None, return_dict=False):
+        self._require_compiled("evaluation")
+        batch_size = _check_batch_size(batch_size)
+        verbose = _check_verbose(verbose)
+        x_all = self._prepare_x(x)
+        targets = self._prepare_y(y, x_all.shape[0])
+        callback_list = callbacks_module.CallbackList(
+            callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1,
+            steps=math.ceil(x_all.shape[0] / batch_size),
+        )
+        logs = self._evaluate_prepared(x_all, targets, batch_size, callback_list)
+        if return_dict:
+            return logs
+        if self._metric is None:
+            return logs["loss"]
+        return [logs["loss"], logs[self._metric.name]]
+
+    def predict(self, x, batch_size=None, verbose="auto", callbacks=None):
+        batch_size = _check_batch_size(batch_size)
+        verbose = _check_verbose(verbose)
+        x_all = self._prepare_x(x)
+        samples = x_all.shape[0]
+        output_sample = self._layers[-1]._output_sample_shape
+        steps = math.ceil(samples / batch_size)
+        callback_list = callbacks_module.CallbackList(
+            callbacks, add_progbar=verbose != 0 and steps > 0, model=self, verbose=verbose, epochs=1, steps=steps,
+        )
+        outputs = np.empty((samples,) + output_sample, dtype=np.float32)
+        callback_list.on_predict_begin()
+        for step in range(steps):
+            callback_list.on_predict_batch_begin(step)
+            batch = x_all[step * batch_size:(step + 1) * batch_size]
+            outputs[step * batch_size:step * batch_size + batch.shape[0]] = (
+                self._network.predict(batch).reshape((batch.shape[0],) + output_sample)
+            )
+            callback_list.on_predict_batch_end(step, {"outputs": outputs})
+        if steps:
+            callback_list.on_predict_end()
+        return outputs
+
+    def train_on_batch(self, x, y):
+        """One optimizer step on this batch; returns [loss, accuracy] (or the loss alone)."""
+        self._require_compiled("training")
+        x_all = self._prepare_x(x)
+        targets = self._prepare_y(y, x_all.shape[0])
+        indices = np.arange(x_all.shape[0])
+        loss_sum, correct = self._network.train_step(x_all, targets["labels"], targets["probabilities"],
+                                                     indices, self.optimizer.learning_rate, _random.draw_seed())
+        samples = max(1, x_all.shape[0])
+        return [loss_sum / samples, correct / samples] if self._metric else loss_sum / samples
+
+    def test_on_batch(self, x, y):
+        self._require_compiled("evaluation")
+        x_all = self._prepare_x(x)
+        targets = self._prepare_y(y, x_all.shape[0])
+        logs = self._evaluate_prepared(x_all, targets, max(1, x_all.shape[0]), None)
+        return [logs["loss"], logs[self._metric.name]] if self._metric else logs["loss"]
+
+    def predict_on_batch(self, x):
+        return self.predict(x, batch_size=max(1, len(x)), verbose=0)
+
+    def __call__(self, inputs, training=False):
+        return self.predict(inputs, verbose=0)
+
+    def __repr__(self):
+        return f"<Sequential name={self.name}, built={self.built}>"

@@ -1,0 +1,142 @@
+"""Optimizers with Keras 3's names, defaults and update rules. The update itself runs in C++ as one
+fused pass over the model's flat parameter buffer (csrc/runtime/optimizer.h gives the formulas);
+these objects hold the hyperparameters and read the state back."""
+
+import numbers
+
+
+def _check_float(name, value, low=None, high=None, low_inclusive=True, high_inclusive=True):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"`{name}` must be a number. Received: {name}={value!r}")
+    value = float(value)
+    if value != value:
+        raise ValueError(f"`{name}` must not be NaN. Received: {name}={value}")
+    if low is not None and (value < low or (value == low and not low_inclusive)):
+        bound = f">= {low}" if low_inclusive else f"> {low}"
+        raise ValueError(f"`{name}` must be {bound}. Received: {name}={value}")
+    if high is not None and (value > high or (value == high and not high_inclusive)):
+        bound = f"<= {high}" if high_inclusive else f"< {high}"
+        raise ValueError(f"`{name}` must be {bound}. Received: {name}={value}")
+    return value
+
+
+class Optimizer:
+    """Base class: learning rate, name, and the link to the compiled model holding the state."""
+
+    _kind = None
+
+    def __init__(self, learning_rate, name):
+        self.learning_rate = learning_rate
+        self.name = name
+        self._network = None
+
+    @property
+    def learning_rate(self):
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self._learning_rate = _check_float("learning_rate", value, low=0.0, low_inclusive=False)
+
+    @property
+    def iterations(self):
+        """Number of updates applied so far."""
+        return self._network.optimizer_iterations if self._network is not None else 0
+
+    @property
+    def built(self):
+        return self._network is not None and self.iterations > 0
+
+    def _runtime_config(self):
+        raise NotImplementedError(f"{type(self).__name__} must implement _runtime_config")
+
+    def _attach(self, network):
+        """Configures the compiled model's optimizer (fresh state)."""
+        network.configure_optimizer(kind=self._kind, **self._runtime_config())
+        self._network = network
+
+    def count_variables(self):
+        """Keras counts iterations and learning_rate plus one slot per parameter and state kind."""
+        if self._network is None:
+            return 0
+        return self._network.optimizer_slot_count() + 2
+
+    def get_config(self):
+        return {"name": self.name, "learning_rate": self.learning_rate}
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.get_config()}>"
+
+
+class SGD(Optimizer):
+    _kind = "sgd"
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name="SGD"):
+        super().__init__(learning_rate, name)
+        self.momentum = _check_float("momentum", momentum, 0.0, 1.0)
+        if not isinstance(nesterov, bool):
+            raise TypeError(f"`nesterov` must be a bool. Received: nesterov={nesterov!r}")
+        self.nesterov = nesterov
+
+    def _runtime_config(self):
+        return {"momentum": self.momentum, "nesterov": self.nesterov}
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    _kind = "adam"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
+                 name="adam"):
+        super().__init__(learning_rate, name)
+        self.beta_1 = _check_float("beta_1", beta_1, 0.0, 1.0, high_inclusive=False)
+        self.beta_2 = _check_float("beta_2", beta_2, 0.0, 1.0, high_inclusive=False)
+        self.epsilon = _check_float("epsilon", epsilon, 0.0, low_inclusive=False)
+        if not isinstance(amsgrad, bool):
+            raise TypeError(f"`amsgrad` must be a bool. Received: amsgrad={amsgrad!r}")
+        self.amsgrad = amsgrad
+
+    def _runtime_config(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon, "amsgrad": self.amsgrad}
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon, "amsgrad": self.amsgrad}
+
+
+class RMSprop(Optimizer):
+    _kind = "rmsprop"
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
+                 name="rmsprop"):
+        super().__init__(learning_rate, name)
+        self.rho = _check_float("rho", rho, 0.0, 1.0)
+        self.momentum = _check_float("momentum", momentum, 0.0, 1.0)
+        self.epsilon = _check_float("epsilon", epsilon, 0.0, low_inclusive=False)
+        if not isinstance(centered, bool):
+            raise TypeError(f"`centered` must be a bool. Received: centered={centered!r}")
+        self.centered = centered
+
+    def _runtime_config(self):
+        return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon, "centered": self.centered}
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
+                "epsilon": self.epsilon, "centered": self.centered}
+
+
+_BY_NAME = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+
+
+def get(identifier):
+    """An optimizer from a Keras name ('adam', 'sgd', 'rmsprop', any case) or an instance."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
+        return _BY_NAME[identifier.lower()]()
+    raise ValueError(
+        f"Could not interpret optimizer identifier: {identifier!r}. Supported: {', '.join(_BY_NAME)} "
+        "or an instance of fastcnn.optimizers.Optimizer."
+    )
