@@ -181,20 +181,13 @@ void accumulate_kernel_tile(const Conv2DParams& p, const float* input, const flo
   const int64_t kh = tap / p.kernel_width;
   const int64_t kw = tap % p.kernel_width;
   const int64_t width = std::min(kBlockWidth, p.output_channels - first_output_channel);
-  float8 acc[Channels][2];
+  // Each chunk of rows is summed from zero and then added to the running total in memory: a
+  // two-level sum whose rounding error grows with chunk length + chunk count, not with the
+  // number of pixels (close to TensorFlow's blocked reductions).
+  float8 acc[Channels][2] = {};
   float* gradient_rows =
       kernel_gradient + (tap * p.input_channels + first_input_channel) * p.output_channels +
       first_output_channel;
-  for (int i = 0; i < Channels; ++i) {
-    const float* g = gradient_rows + i * p.output_channels;
-    if constexpr (FullBlock) {
-      acc[i][0] = simd::load(g);
-      acc[i][1] = simd::load(g + simd::kLanes);
-    } else {
-      acc[i][0] = simd::load_partial(g, std::min<int64_t>(width, simd::kLanes));
-      acc[i][1] = simd::load_partial(g + simd::kLanes, std::max<int64_t>(width - simd::kLanes, 0));
-    }
-  }
   // Output columns whose tap lands inside the input: iw = ow*stride - pad_left + kw*dilation.
   const int64_t column_offset = kw * p.dilation_width - p.pad_left;
   const int64_t first_column = std::max<int64_t>(0, ceil_div(std::max<int64_t>(-column_offset, 0), p.stride_width));
@@ -233,11 +226,13 @@ void accumulate_kernel_tile(const Conv2DParams& p, const float* input, const flo
   for (int i = 0; i < Channels; ++i) {
     float* g = gradient_rows + i * p.output_channels;
     if constexpr (FullBlock) {
-      simd::store(g, acc[i][0]);
-      simd::store(g + simd::kLanes, acc[i][1]);
+      simd::store(g, simd::load(g) + acc[i][0]);
+      simd::store(g + simd::kLanes, simd::load(g + simd::kLanes) + acc[i][1]);
     } else {
-      simd::store_partial(g, acc[i][0], std::min<int64_t>(width, simd::kLanes));
-      simd::store_partial(g + simd::kLanes, acc[i][1], std::max<int64_t>(width - simd::kLanes, 0));
+      const int64_t low = std::min<int64_t>(width, simd::kLanes);
+      const int64_t high = std::max<int64_t>(width - simd::kLanes, 0);
+      simd::store_partial(g, simd::load_partial(g, low) + acc[i][0], low);
+      simd::store_partial(g + simd::kLanes, simd::load_partial(g + simd::kLanes, high) + acc[i][1], high);
     }
   }
 }
@@ -373,19 +368,26 @@ void conv2d_backward_kernel(const Conv2DParams& p, const float* input,
   parallel::parallel_for(blocks, [&](int64_t block) {
     const int64_t first = block * kBlockWidth;
     const int64_t width = std::min(kBlockWidth, p.output_channels - first);
+    // Two-level sum: chunks of 256 pixels from zero, added into the running total.
+    constexpr int64_t kBiasChunk = 256;
+    const int64_t low_width = std::min<int64_t>(width, simd::kLanes);
+    const int64_t high_width = std::max<int64_t>(width - simd::kLanes, 0);
     float8 low = {}, high = {};
-    if (width == kBlockWidth) {
-      for (int64_t pixel = 0; pixel < pixels; ++pixel) {
+    for (int64_t chunk_begin = 0; chunk_begin < pixels; chunk_begin += kBiasChunk) {
+      const int64_t chunk_end = std::min(pixels, chunk_begin + kBiasChunk);
+      float8 chunk_low = {}, chunk_high = {};
+      for (int64_t pixel = chunk_begin; pixel < chunk_end; ++pixel) {
         const float* dy = output_gradient + pixel * p.output_channels + first;
-        low += simd::load(dy);
-        high += simd::load(dy + simd::kLanes);
+        if (width == kBlockWidth) {
+          chunk_low += simd::load(dy);
+          chunk_high += simd::load(dy + simd::kLanes);
+        } else {
+          chunk_low += simd::load_partial(dy, low_width);
+          chunk_high += simd::load_partial(dy + simd::kLanes, high_width);
+        }
       }
-    } else {
-      for (int64_t pixel = 0; pixel < pixels; ++pixel) {
-        const float* dy = output_gradient + pixel * p.output_channels + first;
-        low += simd::load_partial(dy, std::min<int64_t>(width, simd::kLanes));
-        high += simd::load_partial(dy + simd::kLanes, std::max<int64_t>(width - simd::kLanes, 0));
-      }
+      low += chunk_low;
+      high += chunk_high;
     }
     simd::store_partial(bias_gradient + first, low, std::min<int64_t>(width, simd::kLanes));
     simd::store_partial(bias_gradient + first + simd::kLanes, high,

@@ -1,0 +1,731 @@
+"""Every optimised kernel tier against the reference kernels (the executable spec).
+
+The tiers come from ``fastcnn._core.available_kernels()``; 'reference' is the spec and every other
+tier ('generic', 'avx2' where the CPU runs it) must agree with it on the same inputs: within a
+float32 summation-order tolerance for the arithmetic kernels, exactly for max pooling (including the
+first-maximum routing of ties) and dropout (the mask is a hash of seed and index).
+
+A few small NumPy implementations of the formulas in csrc/ops/*.h also check the reference itself.
+"""
+
+import math
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastcnn import _core
+
+ops = _core.ops
+
+TIERS = [name for name in _core.available_kernels() if name != "reference"]
+ACTIVATIONS = ["linear", "relu", "sigmoid", "tanh"]
+
+pytestmark = pytest.mark.skipif(not TIERS, reason="no optimised kernel tier on this CPU")
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def assert_close(actual, reference, what=""):
+    """float32 results computed in another summation order: tolerance relative to the magnitude."""
+    actual = np.asarray(actual)
+    reference = np.asarray(reference)
+    assert actual.shape == reference.shape, f"{what}: shape {actual.shape} != {reference.shape}"
+    assert actual.dtype == np.float32, f"{what}: dtype {actual.dtype}"
+    scale = float(np.max(np.abs(reference))) if reference.size else 0.0
+    np.testing.assert_allclose(actual, reference, rtol=1e-5, atol=1e-5 * max(1.0, scale), err_msg=what)
+
+
+def window_output(size, kernel, stride, dilation, padding):
+    """TensorFlow's output size and leading padding (csrc/ops/conv2d.h)."""
+    effective = (kernel - 1) * dilation + 1
+    if padding == "valid":
+        return (size - effective) // stride + 1, 0
+    out = -(-size // stride)
+    total = max((out - 1) * stride + effective - size, 0)
+    return out, total // 2
+
+
+def make_conv_case(rng, batch, height, width, in_channels, out_channels, kernel_size, use_bias=True):
+    """Inputs of unit scale and weights scaled by 1/sqrt(fan_in), so pre-activations are O(1)."""
+    x = rng.standard_normal((batch, height, width, in_channels)).astype(np.float32)
+    fan_in = kernel_size[0] * kernel_size[1] * in_channels
+    kernel = (rng.standard_normal(tuple(kernel_size) + (in_channels, out_channels)) / math.sqrt(fan_in))
+    kernel = kernel.astype(np.float32)
+    bias = (0.5 * rng.standard_normal(out_channels)).astype(np.float32) if use_bias else None
+    return x, kernel, bias
+
+
+def check_conv_against_reference(tier, x, kernel, bias, strides=(1, 1), padding="valid",
+                                  dilation=(1, 1), activation="linear", seed=0):
+    """Forward, backward_input and backward_kernel (+ bias gradient) of `tier` vs the reference."""
+    geometry = dict(strides=strides, padding=padding, dilation=dilation)
+    reference = ops.conv2d_forward(x, kernel, bias, activation=activation, kernels="reference", **geometry)
+    batch, height, width, _ = x.shape
+    out_h, _ = window_output(height, kernel.shape[0], strides[0], dilation[0], padding)
+    out_w, _ = window_output(width, kernel.shape[1], strides[1], dilation[1], padding)
+    assert reference.shape == (batch, out_h, out_w, kernel.shape[3])
+    actual = ops.conv2d_forward(x, kernel, bias, activation=activation, kernels=tier, **geometry)
+    assert_close(actual, reference, f"{tier} conv2d_forward")
+
+    dy = np.random.default_rng(seed + 1).standard_normal(reference.shape).astype(np.float32)
+    ref_dx = ops.conv2d_backward_input(dy, kernel, x.shape, kernels="reference", **geometry)
+    dx = ops.conv2d_backward_input(dy, kernel, x.shape, kernels=tier, **geometry)
+    assert_close(dx, ref_dx, f"{tier} conv2d_backward_input")
+
+    use_bias = bias is not None
+    ref_dk, ref_db = ops.conv2d_backward_kernel(x, dy, kernel.shape[:2], use_bias=use_bias,
+                                                kernels="reference", **geometry)
+    dk, db = ops.conv2d_backward_kernel(x, dy, kernel.shape[:2], use_bias=use_bias, kernels=tier, **geometry)
+    assert_close(dk, ref_dk, f"{tier} conv2d_backward_kernel (kernel)")
+    if use_bias:
+        assert_close(db, ref_db, f"{tier} conv2d_backward_kernel (bias)")
+    else:
+        assert db is None and ref_db is None
+
+
+# NumPy versions of the formulas (float64), to check the reference kernels themselves.
+
+
+def numpy_conv_geometry(x_shape, kernel_shape, strides, padding, dilation):
+    _, height, width, _ = x_shape
+    kh, kw = kernel_shape[:2]
+    out_h, top = window_output(height, kh, strides[0], dilation[0], padding)
+    out_w, left = window_output(width, kw, strides[1], dilation[1], padding)
+    # Pad generously on the far side so every strided slice is in range.
+    bottom = (out_h - 1) * strides[0] + (kh - 1) * dilation[0] + 1 - height - top
+    right = (out_w - 1) * strides[1] + (kw - 1) * dilation[1] + 1 - width - left
+    return out_h, out_w, (top, max(bottom, 0)), (left, max(right, 0))
+
+
+def numpy_conv_forward(x, kernel, bias, strides, padding, dilation):
+    out_h, out_w, pad_h, pad_w = numpy_conv_geometry(x.shape, kernel.shape, strides, padding, dilation)
+    xp = np.pad(x.astype(np.float64), ((0, 0), pad_h, pad_w, (0, 0)))
+    out = np.zeros((x.shape[0], out_h, out_w, kernel.shape[3]))
+    for i in range(kernel.shape[0]):
+        for j in range(kernel.shape[1]):
+            r, c = i * dilation[0], j * dilation[1]
+            patch = xp[:, r:r + (out_h - 1) * strides[0] + 1:strides[0], c:c + (out_w - 1) * strides[1] + 1:strides[1], :]
+            out += patch @ kernel[i, j].astype(np.float64)
+    if bias is not None:
+        out += bias
+    return out
+
+
+def numpy_conv_backward(x, kernel, dy, strides, padding, dilation):
+    out_h, out_w, pad_h, pad_w = numpy_conv_geometry(x.shape, kernel.shape, strides, padding, dilation)
+    xp = np.pad(x.astype(np.float64), ((0, 0), pad_h, pad_w, (0, 0)))
+    dxp = np.zeros_like(xp)
+    dk = np.zeros(kernel.shape)
+    dy = dy.astype(np.float64)
+    for i in range(kernel.shape[0]):
+        for j in range(kernel.shape[1]):
+            r, c = i * dilation[0], j * dilation[1]
+            rows = slice(r, r + (out_h - 1) * strides[0] + 1, strides[0])
+            cols = slice(c, c + (out_w - 1) * strides[1] + 1, strides[1])
+            dk[i, j] = np.einsum("nhwc,nhwo->co", xp[:, rows, cols, :], dy)
+            dxp[:, rows, cols, :] += dy @ kernel[i, j].astype(np.float64).T
+    dx = dxp[:, pad_h[0]:pad_h[0] + x.shape[1], pad_w[0]:pad_w[0] + x.shape[2], :]
+    return dx, dk, dy.sum(axis=(0, 1, 2))
+
+
+def numpy_max_pool(x, pool, strides, padding):
+    """Forward values and the first-maximum (row-major) argmax of every window."""
+    batch, height, width, channels = x.shape
+    out_h, top = window_output(height, pool[0], strides[0], 1, padding)
+    out_w, left = window_output(width, pool[1], strides[1], 1, padding)
+    out = np.zeros((batch, out_h, out_w, channels), np.float32)
+    argmax = np.zeros((batch, out_h, out_w, channels, 2), np.int64)
+    for oh in range(out_h):
+        r0, r1 = max(oh * strides[0] - top, 0), min(oh * strides[0] - top + pool[0], height)
+        for ow in range(out_w):
+            c0, c1 = max(ow * strides[1] - left, 0), min(ow * strides[1] - left + pool[1], width)
+            window = x[:, r0:r1, c0:c1, :].reshape(batch, -1, channels)
+            first = np.argmax(window, axis=1)  # np.argmax returns the first maximum
+            out[:, oh, ow, :] = np.take_along_axis(window, first[:, None, :], axis=1)[:, 0, :]
+            argmax[:, oh, ow, :, 0] = r0 + first // (c1 - c0)
+            argmax[:, oh, ow, :, 1] = c0 + first % (c1 - c0)
+    return out, argmax
+
+
+# ---------------------------------------------------------------------------------------------
+# conv2d
+# ---------------------------------------------------------------------------------------------
+
+GEOMETRIES = [  # (strides, dilation)
+    ((1, 1), (1, 1)),
+    ((2, 2), (1, 1)),
+    ((2, 1), (1, 1)),
+    ((1, 1), (2, 2)),
+]
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("strides,dilation", GEOMETRIES, ids=lambda v: "x".join(map(str, v)))
+@pytest.mark.parametrize("kernel_size", [(1, 1), (3, 3), (5, 5), (2, 3)], ids=lambda k: f"k{k[0]}x{k[1]}")
+def test_conv2d_geometry_sweep(tier, kernel_size, strides, dilation, padding):
+    rng = np.random.default_rng(zlib.crc32(repr((kernel_size, strides, dilation, padding)).encode()))
+    x, kernel, bias = make_conv_case(rng, 3, 9, 11, 3, 17, kernel_size)
+    check_conv_against_reference(tier, x, kernel, bias, strides, padding, dilation)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("out_channels", [1, 5, 16, 17, 40])
+@pytest.mark.parametrize("in_channels", [1, 3, 7, 32])
+def test_conv2d_channel_sweep(tier, in_channels, out_channels):
+    rng = np.random.default_rng(100 * in_channels + out_channels)
+    x, kernel, bias = make_conv_case(rng, 2, 7, 9, in_channels, out_channels, (3, 3))
+    check_conv_against_reference(tier, x, kernel, bias, padding="same")
+    check_conv_against_reference(tier, x, kernel, bias, strides=(2, 2), padding="valid")
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("kernel_size", [(3, 3), (5, 5), (2, 3)], ids=lambda k: f"k{k[0]}x{k[1]}")
+@pytest.mark.parametrize("spatial", [(7, 9), (1, 1), (2, 2), (13, 5), (6, 1), (1, 8)],
+                         ids=lambda s: f"{s[0]}x{s[1]}")
+def test_conv2d_odd_spatial_sizes_same_padding(tier, spatial, kernel_size, stride):
+    rng = np.random.default_rng(spatial[0] * 31 + spatial[1] + 7 * stride)
+    x, kernel, bias = make_conv_case(rng, 3, spatial[0], spatial[1], 5, 17, kernel_size)
+    check_conv_against_reference(tier, x, kernel, bias, strides=(stride, stride), padding="same")
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("batch", [0, 1, 3])
+def test_conv2d_batch_sizes(tier, batch):
+    rng = np.random.default_rng(batch)
+    x, kernel, bias = make_conv_case(rng, batch, 7, 9, 7, 20, (3, 3))
+    for padding in ("valid", "same"):
+        check_conv_against_reference(tier, x, kernel, bias, strides=(1, 2), padding=padding)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("shape", [(2, 40, 37, 20), (1, 2, 700, 3), (1, 600, 1, 2)], ids=lambda s: "x".join(map(str, s)))
+def test_conv2d_large_and_wide_images(tier, shape):
+    """Many pixel chunks in backward_kernel (about 512 output pixels each), input-channel
+    remainder blocks in backward_input, and very wide or tall images."""
+    rng = np.random.default_rng(shape[2])
+    x, kernel, bias = make_conv_case(rng, shape[0], shape[1], shape[2], shape[3], 17, (3, 3))
+    check_conv_against_reference(tier, x, kernel, bias, padding="same")
+    check_conv_against_reference(tier, x, kernel, bias, strides=(1, 2), padding="same")
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_conv2d_empty_batch_gives_empty_output_and_zero_gradients(tier):
+    x = np.zeros((0, 6, 6, 3), np.float32)
+    kernel = np.ones((3, 3, 3, 18), np.float32)
+    out = ops.conv2d_forward(x, kernel, np.ones(18, np.float32), padding="same", kernels=tier)
+    assert out.shape == (0, 6, 6, 18)
+    dy = np.zeros((0, 6, 6, 18), np.float32)
+    assert ops.conv2d_backward_input(dy, kernel, (0, 6, 6, 3), padding="same", kernels=tier).shape == (0, 6, 6, 3)
+    dk, db = ops.conv2d_backward_kernel(x, dy, (3, 3), padding="same", kernels=tier)
+    np.testing.assert_array_equal(dk, np.zeros((3, 3, 3, 18), np.float32))
+    np.testing.assert_array_equal(db, np.zeros(18, np.float32))
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("use_bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_conv2d_fused_activations(tier, activation, use_bias):
+    rng = np.random.default_rng(ACTIVATIONS.index(activation) + 10 * use_bias)
+    x, kernel, bias = make_conv_case(rng, 2, 8, 7, 4, 21, (3, 3), use_bias=use_bias)
+    check_conv_against_reference(tier, x, kernel, bias, padding="same", activation=activation)
+    check_conv_against_reference(tier, x, kernel, bias, strides=(2, 1), padding="valid", activation=activation)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_conv2d_forward_activation_epilogue_matches_separate_activation(tier):
+    """The fused epilogue equals the linear conv followed by the activation kernel."""
+    rng = np.random.default_rng(5)
+    x, kernel, bias = make_conv_case(rng, 2, 6, 6, 3, 19, (3, 3))
+    linear = ops.conv2d_forward(x, kernel, bias, padding="same", kernels=tier)
+    for activation in ACTIVATIONS:
+        fused = ops.conv2d_forward(x, kernel, bias, padding="same", activation=activation, kernels=tier)
+        separate = ops.activation_forward(activation, linear, kernels="reference")
+        assert_close(fused, separate, f"{tier} fused {activation}")
+
+
+CONV_SPEC_CASES = [
+    # (batch, h, w, cin, cout, kernel, strides, padding, dilation)
+    (2, 7, 9, 3, 5, (3, 3), (1, 1), "same", (1, 1)),
+    (1, 8, 8, 2, 4, (3, 3), (2, 2), "same", (1, 1)),
+    (2, 9, 7, 2, 3, (2, 3), (2, 1), "valid", (1, 1)),
+    (1, 9, 9, 3, 2, (3, 3), (1, 1), "same", (2, 2)),
+    (1, 1, 1, 3, 4, (5, 5), (1, 1), "same", (1, 1)),
+    (1, 6, 5, 1, 2, (5, 5), (3, 2), "same", (1, 1)),
+]
+
+
+@pytest.mark.parametrize("case", CONV_SPEC_CASES, ids=lambda c: "-".join(map(str, c)).replace(" ", ""))
+def test_conv2d_reference_matches_numpy_formula(case):
+    """The reference (which the tiers are compared with) follows ops/conv2d.h and TF's padding."""
+    batch, h, w, cin, cout, kernel_size, strides, padding, dilation = case
+    rng = np.random.default_rng(42)
+    x, kernel, bias = make_conv_case(rng, batch, h, w, cin, cout, kernel_size)
+    geometry = dict(strides=strides, padding=padding, dilation=dilation)
+    expected = numpy_conv_forward(x, kernel, bias, **geometry)
+    out = ops.conv2d_forward(x, kernel, bias, kernels="reference", **geometry)
+    assert_close(out, expected.astype(np.float32), "reference forward vs numpy")
+    dy = rng.standard_normal(out.shape).astype(np.float32)
+    dx, dk, db = numpy_conv_backward(x, kernel, dy, **geometry)
+    assert_close(ops.conv2d_backward_input(dy, kernel, x.shape, kernels="reference", **geometry),
+                 dx.astype(np.float32), "reference backward_input vs numpy")
+    ref_dk, ref_db = ops.conv2d_backward_kernel(x, dy, kernel_size, kernels="reference", **geometry)
+    assert_close(ref_dk, dk.astype(np.float32), "reference backward_kernel vs numpy")
+    assert_close(ref_db, db.astype(np.float32), "reference bias gradient vs numpy")
+
+
+# ---------------------------------------------------------------------------------------------
+# conv2d: random configurations (hypothesis)
+# ---------------------------------------------------------------------------------------------
+
+
+@st.composite
+def conv_configs(draw):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.sampled_from([(1, 1), (1, 2), (2, 1), (2, 2)]))
+    padding = draw(st.sampled_from(["valid", "same"]))
+    eff_h, eff_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    h = draw(st.integers(eff_h if padding == "valid" else 1, eff_h + 7))
+    w = draw(st.integers(eff_w if padding == "valid" else 1, eff_w + 7))
+    return dict(
+        batch=draw(st.integers(0, 3)), height=h, width=w,
+        in_channels=draw(st.integers(1, 20)), out_channels=draw(st.integers(1, 36)),
+        kernel_size=(kh, kw), strides=(sh, sw), dilation=(dh, dw), padding=padding,
+        activation=draw(st.sampled_from(ACTIVATIONS)), use_bias=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**31 - 1)),
+    )
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@settings(max_examples=40, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(config=conv_configs())
+def test_conv2d_random_configurations_match_reference(tier, config):
+    rng = np.random.default_rng(config["seed"])
+    x, kernel, bias = make_conv_case(rng, config["batch"], config["height"], config["width"],
+                                     config["in_channels"], config["out_channels"], config["kernel_size"],
+                                     use_bias=config["use_bias"])
+    check_conv_against_reference(tier, x, kernel, bias, config["strides"], config["padding"],
+                                 config["dilation"], config["activation"], seed=config["seed"])
+
+
+def _call_with_invalid_config(kind, tier, value):
+    """One conv op call whose configuration is invalid in the way `kind` names."""
+    x = np.ones((2, 5, 6, 3), np.float32)
+    kernel = np.ones((3, 3, 3, 4), np.float32)
+    dy = np.ones((2, 3, 4, 4), np.float32)
+    if kind == "stride":
+        return ops.conv2d_forward(x, kernel, strides=(value, 1), kernels=tier)
+    if kind == "stride_width_backward_input":
+        return ops.conv2d_backward_input(dy, kernel, x.shape, strides=(1, value), kernels=tier)
+    if kind == "stride_backward_kernel":
+        return ops.conv2d_backward_kernel(x, dy, (3, 3), strides=(value, value), kernels=tier)
+    if kind == "dilation":
+        return ops.conv2d_forward(x, kernel, dilation=(1, value), kernels=tier)
+    if kind == "kernel_too_large":
+        big = np.ones((6 + min(-value, 4), 3, 3, 4), np.float32)
+        return ops.conv2d_forward(x, big, padding="valid", kernels=tier)
+    if kind == "dilated_kernel_too_large":
+        return ops.conv2d_forward(x, kernel, padding="valid", dilation=(3 - value, 1), kernels=tier)
+    if kind == "kernel_size_backward_kernel":
+        return ops.conv2d_backward_kernel(x, dy, (value, 3), kernels=tier)
+    if kind == "kernel_size_too_large_backward_kernel":
+        return ops.conv2d_backward_kernel(x, dy, (3, 7 - value), kernels=tier)
+    if kind == "negative_batch":
+        return ops.conv2d_backward_input(dy, kernel, (value - 1, 5, 6, 3), kernels=tier)
+    if kind == "negative_height":
+        return ops.conv2d_backward_input(dy, kernel, (2, value - 1, 6, 3), kernels=tier)
+    if kind == "zero_width_input":
+        return ops.conv2d_forward(np.ones((2, 5, 0, 3), np.float32), kernel, kernels=tier)
+    if kind == "input_shape_too_small_backward_input":
+        return ops.conv2d_backward_input(dy, kernel, (2, 2, 6, 3), kernels=tier)
+    raise AssertionError(kind)
+
+
+INVALID_KINDS = ["stride", "stride_width_backward_input", "stride_backward_kernel", "dilation",
+                 "kernel_too_large", "dilated_kernel_too_large", "kernel_size_backward_kernel",
+                 "kernel_size_too_large_backward_kernel", "negative_batch", "negative_height",
+                 "zero_width_input", "input_shape_too_small_backward_input"]
+
+
+@pytest.mark.parametrize("tier", ["reference"] + TIERS)
+@settings(max_examples=40, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(INVALID_KINDS), value=st.integers(-(2**40), 0))
+def test_conv2d_invalid_configurations_raise_value_error(tier, kind, value):
+    with pytest.raises(ValueError):
+        _call_with_invalid_config(kind, tier, value)
+
+
+# ---------------------------------------------------------------------------------------------
+# dense
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("batch", [1, 5, 32])
+@pytest.mark.parametrize("units", [1, 10, 16, 33])
+def test_dense_matches_reference(tier, units, batch):
+    rng = np.random.default_rng(units * 100 + batch)
+    for input_units in (1, 13, 40):
+        x = rng.standard_normal((batch, input_units)).astype(np.float32)
+        kernel = (rng.standard_normal((input_units, units)) / math.sqrt(input_units)).astype(np.float32)
+        bias = rng.standard_normal(units).astype(np.float32)
+        for activation in ACTIVATIONS:
+            for b in (bias, None):
+                ref = ops.dense_forward(x, kernel, b, activation=activation, kernels="reference")
+                assert ref.shape == (batch, units)
+                assert_close(ops.dense_forward(x, kernel, b, activation=activation, kernels=tier), ref,
+                             f"{tier} dense_forward {activation}")
+        dy = rng.standard_normal((batch, units)).astype(np.float32)
+        assert_close(ops.dense_backward_input(dy, kernel, kernels=tier),
+                     ops.dense_backward_input(dy, kernel, kernels="reference"), f"{tier} dense_backward_input")
+        for use_bias in (True, False):
+            dk, db = ops.dense_backward_kernel(x, dy, use_bias=use_bias, kernels=tier)
+            ref_dk, ref_db = ops.dense_backward_kernel(x, dy, use_bias=use_bias, kernels="reference")
+            assert_close(dk, ref_dk, f"{tier} dense_backward_kernel")
+            if use_bias:
+                assert_close(db, ref_db, f"{tier} dense bias gradient")
+            else:
+                assert db is None
+
+
+def test_dense_reference_matches_numpy_formula():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 13)).astype(np.float32)
+    kernel = rng.standard_normal((13, 7)).astype(np.float32)
+    bias = rng.standard_normal(7).astype(np.float32)
+    dy = rng.standard_normal((5, 7)).astype(np.float32)
+    x64, k64 = x.astype(np.float64), kernel.astype(np.float64)
+    assert_close(ops.dense_forward(x, kernel, bias, kernels="reference"), (x64 @ k64 + bias).astype(np.float32))
+    assert_close(ops.dense_backward_input(dy, kernel, kernels="reference"), (dy @ k64.T).astype(np.float32))
+    dk, db = ops.dense_backward_kernel(x, dy, kernels="reference")
+    assert_close(dk, (x64.T @ dy).astype(np.float32))
+    assert_close(db, dy.sum(axis=0))
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_dense_empty_batch(tier):
+    kernel = np.ones((6, 17), np.float32)
+    assert ops.dense_forward(np.zeros((0, 6), np.float32), kernel, np.ones(17, np.float32),
+                             kernels=tier).shape == (0, 17)
+    assert ops.dense_backward_input(np.zeros((0, 17), np.float32), kernel, kernels=tier).shape == (0, 6)
+    dk, db = ops.dense_backward_kernel(np.zeros((0, 6), np.float32), np.zeros((0, 17), np.float32), kernels=tier)
+    np.testing.assert_array_equal(dk, np.zeros((6, 17), np.float32))
+    np.testing.assert_array_equal(db, np.zeros(17, np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# max pooling
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("channels", [1, 3, 17])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("pool", [(2, 2), (3, 3)], ids=lambda p: f"p{p[0]}x{p[1]}")
+def test_max_pool2d_matches_reference_exactly_with_ties(tier, pool, stride, padding, channels):
+    rng = np.random.default_rng(pool[0] * 1000 + stride * 100 + channels + (padding == "same"))
+    for shape in ((2, 7, 9, channels), (1, 6, 6, channels), (3, 3, 5, channels)):
+        # Few distinct values: most windows hold several maxima, exercising the first-max rule.
+        x = rng.integers(-2, 2, size=shape).astype(np.float32)
+        strides = (stride, stride)
+        ref = ops.max_pool2d_forward(x, pool, strides, padding, kernels="reference")
+        out = ops.max_pool2d_forward(x, pool, strides, padding, kernels=tier)
+        np.testing.assert_array_equal(out, ref)
+        dy = rng.standard_normal(ref.shape).astype(np.float32)
+        ref_dx = ops.max_pool2d_backward(x, dy, pool, strides, padding, kernels="reference")
+        dx = ops.max_pool2d_backward(x, dy, pool, strides, padding, kernels=tier)
+        assert dx.shape == x.shape
+        np.testing.assert_array_equal(dx, ref_dx)
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("pool", [(2, 2), (3, 3), (2, 3)], ids=lambda p: f"p{p[0]}x{p[1]}")
+def test_max_pool2d_reference_routes_gradient_to_first_maximum(pool, stride, padding):
+    """The reference follows ops/pooling.h: the first maximum (row-major) gets the gradient."""
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 2, size=(2, 7, 8, 3)).astype(np.float32)
+    out, argmax = numpy_max_pool(x, pool, (stride, stride), padding)
+    np.testing.assert_array_equal(ops.max_pool2d_forward(x, pool, (stride, stride), padding, kernels="reference"), out)
+    dy = rng.standard_normal(out.shape).astype(np.float32)
+    expected = np.zeros(x.shape, np.float64)
+    for n, oh, ow, c in np.ndindex(out.shape):
+        r, col = argmax[n, oh, ow, c]
+        expected[n, r, col, c] += dy[n, oh, ow, c]
+    dx = ops.max_pool2d_backward(x, dy, pool, (stride, stride), padding, kernels="reference")
+    np.testing.assert_allclose(dx, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_max_pool2d_constant_input_routes_everything_to_window_corner(tier):
+    """All ties: each window's gradient goes to its top-left (first) in-range element."""
+    x = np.full((1, 4, 4, 2), 3.0, np.float32)
+    dy = np.ones((1, 2, 2, 2), np.float32)
+    for kernels in ("reference", tier):
+        dx = ops.max_pool2d_backward(x, dy, (2, 2), (2, 2), "valid", kernels=kernels)
+        expected = np.zeros_like(x)
+        expected[:, ::2, ::2, :] = 1.0
+        np.testing.assert_array_equal(dx, expected)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_max_pool2d_negative_inputs_and_nan_agree_with_reference(tier):
+    """Padding never wins (all-negative inputs with 'same'), NaN propagates; signed zeros tie."""
+    rng = np.random.default_rng(9)
+    x = -rng.uniform(1, 2, size=(2, 5, 5, 3)).astype(np.float32)
+    x[0, 2, 2, 1] = np.nan
+    x[1, 0, :, 0] = -0.0
+    x[1, 1, :, 0] = 0.0
+    for pool, stride in (((2, 2), 2), ((3, 3), 1), ((3, 3), 2)):
+        ref = ops.max_pool2d_forward(x, pool, (stride, stride), "same", kernels="reference")
+        out = ops.max_pool2d_forward(x, pool, (stride, stride), "same", kernels=tier)
+        np.testing.assert_array_equal(out, ref)
+        assert np.all((ref < 0) | np.isnan(ref) | (ref == 0))
+        assert np.isnan(ref[0, ..., 1]).any()
+        # sign bits agree too (the first of the tied zeros)
+        np.testing.assert_array_equal(np.signbit(out), np.signbit(ref))
+        dy = rng.standard_normal(ref.shape).astype(np.float32)
+        np.testing.assert_array_equal(
+            ops.max_pool2d_backward(x, dy, pool, (stride, stride), "same", kernels=tier),
+            ops.max_pool2d_backward(x, dy, pool, (stride, stride), "same", kernels="reference"))
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_max_pool2d_empty_batch(tier):
+    x = np.zeros((0, 4, 4, 3), np.float32)
+    assert ops.max_pool2d_forward(x, (2, 2), (2, 2), kernels=tier).shape == (0, 2, 2, 3)
+    dx = ops.max_pool2d_backward(x, np.zeros((0, 2, 2, 3), np.float32), (2, 2), (2, 2), kernels=tier)
+    assert dx.shape == (0, 4, 4, 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# activations
+# ---------------------------------------------------------------------------------------------
+
+NUMPY_ACTIVATIONS = {
+    "linear": lambda x: x,
+    "relu": lambda x: np.maximum(x, 0),
+    "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+    "tanh": np.tanh,
+    "softmax": lambda x: np.exp(x - x.max(-1, keepdims=True)) / np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True),
+}
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("shape", [(5, 10), (3, 4, 17), (1, 1), (7,), (0, 5), (2, 40000), (16385,)],
+                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("activation", ACTIVATIONS + ["softmax"])
+def test_activation_forward_backward_match_reference(tier, activation, shape):
+    rng = np.random.default_rng(len(shape) * 7 + sum(shape))
+    x = (3 * rng.standard_normal(shape)).astype(np.float32)
+    ref = ops.activation_forward(activation, x, kernels="reference")
+    out = ops.activation_forward(activation, x, kernels=tier)
+    assert out.shape == x.shape
+    assert_close(out, ref, f"{tier} {activation} forward")
+    if x.size:
+        assert_close(ref, NUMPY_ACTIVATIONS[activation](x.astype(np.float64)).astype(np.float32),
+                     f"reference {activation} vs numpy")
+    if activation == "softmax" and x.size:
+        # rows sum to 1 up to float32 accumulation over `columns` terms
+        np.testing.assert_allclose(out.sum(axis=-1, dtype=np.float64), 1.0, rtol=max(1e-5, 1e-7 * shape[-1]))
+    dy = rng.standard_normal(shape).astype(np.float32)
+    ref_dx = ops.activation_backward(activation, ref, dy, kernels="reference")
+    dx = ops.activation_backward(activation, ref, dy, kernels=tier)
+    assert_close(dx, ref_dx, f"{tier} {activation} backward")
+
+
+def test_activation_backward_reference_formulas():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    g = rng.standard_normal((4, 6)).astype(np.float32)
+    for activation in ACTIVATIONS + ["softmax"]:
+        y = ops.activation_forward(activation, x, kernels="reference").astype(np.float64)
+        dx = ops.activation_backward(activation, y.astype(np.float32), g, kernels="reference")
+        expected = {
+            "linear": g,
+            "relu": g * (y > 0),
+            "sigmoid": g * y * (1 - y),
+            "tanh": g * (1 - y * y),
+            "softmax": y * (g - (g * y).sum(-1, keepdims=True)),
+        }[activation]
+        assert_close(dx, expected.astype(np.float32), activation)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_softmax_is_stable_for_large_logits(tier):
+    x = np.array([[1000.0, 1000.0, -1000.0], [-1e30, 0.0, 1e30], [88.0, 89.0, 90.0]], np.float32)
+    ref = ops.activation_forward("softmax", x, kernels="reference")
+    out = ops.activation_forward("softmax", x, kernels=tier)
+    assert np.all(np.isfinite(out))
+    assert_close(out, ref)
+    np.testing.assert_allclose(out[0], [0.5, 0.5, 0.0], atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------
+# dropout
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("rate", [0.0, 0.1, 0.5, 0.9])
+def test_dropout_same_mask_across_tiers_and_scale(tier, rate):
+    rng = np.random.default_rng(int(rate * 10))
+    x = rng.uniform(0.5, 1.5, size=(4, 50, 101)).astype(np.float32)  # no zeros: zero <=> dropped
+    seed = 12345
+    ref = ops.dropout_forward(x, rate, seed, kernels="reference")
+    out = ops.dropout_forward(x, rate, seed, kernels=tier)
+    np.testing.assert_array_equal(out, ref)
+    assert out.shape == x.shape
+    kept = out != 0
+    dropped_fraction = 1.0 - kept.mean()
+    assert abs(dropped_fraction - rate) < 0.01, (dropped_fraction, rate)
+    scale = np.float32(1.0) / np.float32(1.0 - rate)
+    np.testing.assert_allclose(out[kept], x[kept] * scale, rtol=1e-6)
+    # Same seed, same mask; backward applies that mask and scale to the gradient.
+    np.testing.assert_array_equal(ops.dropout_forward(x, rate, seed, kernels=tier), out)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    dx = ops.dropout_backward(dy, rate, seed, kernels=tier)
+    np.testing.assert_array_equal(dx, ops.dropout_backward(dy, rate, seed, kernels="reference"))
+    np.testing.assert_array_equal(dx == 0, ~kept | (dy == 0))
+    np.testing.assert_allclose(dx[kept], dy[kept] * scale, rtol=1e-6)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_dropout_mask_depends_on_seed_and_matches_hash(tier):
+    x = np.ones(40000, np.float32)
+    a = ops.dropout_forward(x, 0.5, 1, kernels=tier)
+    b = ops.dropout_forward(x, 0.5, 2, kernels=tier)
+    assert (a != b).mean() > 0.4  # independent masks differ in about half the positions
+    # The mask is the splitmix64 hash of ops/dropout.h: keep(i) = uniform(seed, i) >= rate.
+    mask = np.uint64(0xFFFFFFFFFFFFFFFF)
+    index = np.arange(x.size, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = (np.uint64(1) + np.uint64(0x9E3779B97F4A7C15) * (index + np.uint64(1))) & mask
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    uniform = (z >> np.uint64(40)).astype(np.float32) * np.float32(1.0 / 16777216.0)
+    np.testing.assert_array_equal(a != 0, uniform >= np.float32(0.5))
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_dropout_does_not_depend_on_thread_count(tier):
+    x = np.ones((3, 50000), np.float32)
+    previous = _core.get_num_threads()
+    try:
+        _core.set_num_threads(1)
+        one = ops.dropout_forward(x, 0.3, 77, kernels=tier)
+        _core.set_num_threads(2)
+        two = ops.dropout_forward(x, 0.3, 77, kernels=tier)
+    finally:
+        _core.set_num_threads(previous)
+    np.testing.assert_array_equal(one, two)
+
+
+# ---------------------------------------------------------------------------------------------
+# determinism and memory layouts
+# ---------------------------------------------------------------------------------------------
+
+
+def _bits(array):
+    return np.ascontiguousarray(array).view(np.uint32)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_conv2d_bitwise_identical_with_one_and_two_threads(tier):
+    rng = np.random.default_rng(2024)
+    x, kernel, bias = make_conv_case(rng, 4, 16, 15, 32, 40, (3, 3))
+    dy = rng.standard_normal((4, 16, 15, 40)).astype(np.float32)
+    results = {}
+    previous = _core.get_num_threads()
+    try:
+        for threads in (1, 2):
+            _core.set_num_threads(threads)
+            assert _core.get_num_threads() == threads
+            dk, db = ops.conv2d_backward_kernel(x, dy, (3, 3), padding="same", kernels=tier)
+            dk2, db2 = ops.conv2d_backward_kernel(x, dy, (3, 3), padding="same", kernels=tier)
+            results[threads] = (
+                dk, db, dk2, db2,
+                ops.conv2d_forward(x, kernel, bias, padding="same", kernels=tier),
+                ops.conv2d_backward_input(dy, kernel, x.shape, padding="same", kernels=tier),
+                ops.dense_backward_kernel(x.reshape(-1, 32)[:333], dy.reshape(-1, 40)[:333], kernels=tier)[0],
+            )
+    finally:
+        _core.set_num_threads(previous)
+    assert _core.get_num_threads() == previous
+    names = ["kernel gradient", "bias gradient", "kernel gradient (repeat)", "bias gradient (repeat)",
+             "forward", "input gradient", "dense kernel gradient"]
+    for name, one, two in zip(names, results[1], results[2]):
+        np.testing.assert_array_equal(_bits(one), _bits(two), err_msg=f"{tier} {name}: 1 vs 2 threads")
+    np.testing.assert_array_equal(_bits(results[1][0]), _bits(results[1][2]))
+
+
+def _layouts(array):
+    """float64, Fortran-ordered and non-contiguous versions of a float32 C-contiguous array."""
+    yield "float64", array.astype(np.float64)
+    yield "fortran", np.asfortranarray(array)
+    padded = np.zeros(tuple(2 * s for s in array.shape), np.float32)
+    padded[tuple(slice(None, None, 2) for _ in array.shape)] = array
+    view = padded[tuple(slice(None, None, 2) for _ in array.shape)]
+    assert not view.flags.c_contiguous
+    yield "strided", view
+    reversed_view = np.flip(np.flip(array).copy())  # same values, every stride negative
+    assert all(stride < 0 for stride in reversed_view.strides)
+    yield "negative-stride", reversed_view
+    yield "float64-fortran", np.asfortranarray(array.astype(np.float64))
+
+
+@pytest.mark.parametrize("tier", ["reference"] + TIERS)
+def test_non_contiguous_and_float64_inputs_match_contiguous_float32(tier):
+    rng = np.random.default_rng(8)
+    # Values exactly representable in float32 so the float64 copies convert without rounding.
+    x = rng.standard_normal((2, 7, 9, 5)).astype(np.float32)
+    kernel = (rng.standard_normal((3, 3, 5, 17)) / 6).astype(np.float32)
+    bias = rng.standard_normal(17).astype(np.float32)
+    dy = rng.standard_normal((2, 4, 5, 17)).astype(np.float32)
+    geometry = dict(strides=(2, 2), padding="same")
+
+    expected_forward = ops.conv2d_forward(x, kernel, bias, kernels=tier, **geometry)
+    expected_dx = ops.conv2d_backward_input(dy, kernel, x.shape, kernels=tier, **geometry)
+    expected_dk, expected_db = ops.conv2d_backward_kernel(x, dy, (3, 3), kernels=tier, **geometry)
+    expected_pool = ops.max_pool2d_forward(x, (2, 2), (2, 2), "same", kernels=tier)
+    expected_act = ops.activation_forward("softmax", x, kernels=tier)
+    dense_x, dense_k = x.reshape(14, 45), kernel.reshape(45, 17)
+    expected_dense = ops.dense_forward(dense_x, dense_k, bias, kernels=tier)
+    expected_dropout = ops.dropout_forward(x, 0.25, 3, kernels=tier)
+
+    for (name, xv), (_, kv), (_, bv), (_, dyv), (_, dxv), (_, dkv) in zip(
+            _layouts(x), _layouts(kernel), _layouts(bias), _layouts(dy), _layouts(dense_x), _layouts(dense_k)):
+        np.testing.assert_array_equal(ops.conv2d_forward(xv, kv, bv, kernels=tier, **geometry), expected_forward,
+                                      err_msg=f"conv2d_forward {name}")
+        np.testing.assert_array_equal(ops.conv2d_backward_input(dyv, kv, x.shape, kernels=tier, **geometry),
+                                      expected_dx, err_msg=f"conv2d_backward_input {name}")
+        dk, db = ops.conv2d_backward_kernel(xv, dyv, (3, 3), kernels=tier, **geometry)
+        np.testing.assert_array_equal(dk, expected_dk, err_msg=f"conv2d_backward_kernel {name}")
+        np.testing.assert_array_equal(db, expected_db, err_msg=f"conv2d bias gradient {name}")
+        np.testing.assert_array_equal(ops.max_pool2d_forward(xv, (2, 2), (2, 2), "same", kernels=tier),
+                                      expected_pool, err_msg=f"max_pool2d_forward {name}")
+        np.testing.assert_array_equal(ops.activation_forward("softmax", xv, kernels=tier), expected_act,
+                                      err_msg=f"softmax {name}")
+        np.testing.assert_array_equal(ops.dense_forward(dxv, dkv, bv, kernels=tier), expected_dense,
+                                      err_msg=f"dense_forward {name}")
+        np.testing.assert_array_equal(ops.dropout_forward(xv, 0.25, 3, kernels=tier), expected_dropout,
+                                      err_msg=f"dropout_forward {name}")
+
+
+def test_available_kernels_lists_reference_and_a_portable_tier():
+    names = _core.available_kernels()
+    assert names[0] == "reference"
+    assert "generic" in names
+    assert _core.kernel_set() in names
