@@ -60,8 +60,10 @@ def _labels(y_true, classes):
     if labels.dtype.kind not in "iub":
         if labels.dtype.kind != "f":
             raise TypeError(f"labels must be numeric. Received: y.dtype={labels.dtype}")
-        if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
-            raise ValueError("sparse categorical labels must be integer class indices; received non-integer values")
+        bad = labels[~np.isfinite(labels) | (labels != np.round(labels))]
+        if bad.size:
+            raise ValueError("sparse categorical labels must be integer class indices. Received a label value "
+                             f"of {bad.flat[0]!r}")
     if labels.size and (labels.min() < 0 or labels.max() >= classes):
         bad = labels.min() if labels.min() < 0 else labels.max()
         raise ValueError(

@@ -643,14 +643,14 @@ def _bits(array):
 
 
 @pytest.mark.parametrize("tier", TIERS)
-def test_conv2d_bitwise_identical_with_one_and_two_threads(tier):
+def test_conv2d_bitwise_identical_with_one_two_and_three_threads(tier):
     rng = np.random.default_rng(2024)
     x, kernel, bias = make_conv_case(rng, 4, 16, 15, 32, 40, (3, 3))
     dy = rng.standard_normal((4, 16, 15, 40)).astype(np.float32)
     results = {}
     previous = _core.get_num_threads()
     try:
-        for threads in (1, 2):
+        for threads in (1, 2, 3):
             _core.set_num_threads(threads)
             assert _core.get_num_threads() == threads
             dk, db = ops.conv2d_backward_kernel(x, dy, (3, 3), padding="same", kernels=tier)
@@ -666,8 +666,9 @@ def test_conv2d_bitwise_identical_with_one_and_two_threads(tier):
     assert _core.get_num_threads() == previous
     names = ["kernel gradient", "bias gradient", "kernel gradient (repeat)", "bias gradient (repeat)",
              "forward", "input gradient", "dense kernel gradient"]
-    for name, one, two in zip(names, results[1], results[2]):
-        np.testing.assert_array_equal(_bits(one), _bits(two), err_msg=f"{tier} {name}: 1 vs 2 threads")
+    for threads in (2, 3):
+        for name, one, many in zip(names, results[1], results[threads]):
+            np.testing.assert_array_equal(_bits(one), _bits(many), err_msg=f"{tier} {name}: 1 vs {threads} threads")
     np.testing.assert_array_equal(_bits(results[1][0]), _bits(results[1][2]))
 
 

@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <sstream>
@@ -337,7 +338,21 @@ std::pair<FloatArray, FloatArray> cross_entropy(const FloatArray& predictions, c
   params.gradient_scale = batch > 0 ? 1.0f / static_cast<float>(batch) : 0.0f;
   FloatArray losses = empty_float({batch});
   FloatArray gradient = empty_float({batch, classes});
+  if (targets.dtype().kind() != 'b' && targets.dtype().kind() != 'i' && targets.dtype().kind() != 'u' &&
+      targets.dtype().kind() != 'f') {
+    throw py::type_error("`targets` must be a numeric array. Received dtype " +
+                         std::string(py::str(targets.dtype())));
+  }
   if (targets.ndim() == 1) {
+    if (targets.dtype().kind() == 'f') {
+      FloatArray values = FloatArray::ensure(targets);
+      for (int64_t i = 0; i < values.size(); ++i) {
+        const float value = values.data()[i];
+        if (!std::isfinite(value) || std::trunc(value) != value) {
+          throw py::value_error("label " + std::to_string(value) + " is not an integer class index");
+        }
+      }
+    }
     LabelArray labels = LabelArray::ensure(targets);
     if (!labels) throw py::type_error("`targets` must be integer class labels or float probabilities");
     require_dimension(labels, 0, batch, "targets", "batch");

@@ -141,6 +141,13 @@ class Layer:
         self._output_sample_shape = tuple(self.compute_output_shape((None,) + tuple(sample))[1:])
         return self._output_sample_shape
 
+    def _reset_build(self):
+        """Forgets a build (used when building a model fails part-way)."""
+        self.built = False
+        self._weights = []
+        self._input_sample_shape = None
+        self._output_sample_shape = None
+
     @property
     def output_shape(self):
         if self._output_sample_shape is None:

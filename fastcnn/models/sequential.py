@@ -142,16 +142,24 @@ class Sequential:
         """Builds each layer for its input shape, then the compiled C++ network holding the weights."""
         if not self._layers:
             raise ValueError(f"Model {self.name!r} has no layers.")
-        shape = tuple(input_sample_shape)
-        for layer in self._layers:
-            shape = layer._build_for(shape)
-            if len(shape) > 3:
-                raise ValueError(f"Layer {layer.name!r} outputs {(None,) + shape}; fastcnn supports up to 3 "
-                                 "dimensions per sample.")
-        network = _core.Network()
-        for layer in self._layers:
-            layer._add_to_network(network)
-        network.build(runtime_shape(input_sample_shape))
+        # A failed build must leave the model as it was: layers built by this attempt are unbuilt
+        # again, so the next call can build them for another shape.
+        unbuilt = [layer for layer in self._layers if not layer.built]
+        try:
+            shape = tuple(input_sample_shape)
+            for layer in self._layers:
+                shape = layer._build_for(shape)
+                if len(shape) > 3:
+                    raise ValueError(f"Layer {layer.name!r} outputs {(None,) + shape}; fastcnn supports up to 3 "
+                                     "dimensions per sample.")
+            network = _core.Network()
+            for layer in self._layers:
+                layer._add_to_network(network)
+            network.build(runtime_shape(input_sample_shape))
+        except Exception:
+            for layer in unbuilt:
+                layer._reset_build()
+            raise
         for layer, views in zip(self._layers, network.parameter_views()):
             for variable, view in zip(layer._weights, views):
                 variable._bind(view)
@@ -281,7 +289,7 @@ class Sequential:
 
     def _require_compiled(self, what):
         if not self._compiled:
-            raise RuntimeError(f"You must call `compile()` before using the model for {what}.")
+            raise ValueError(f"You must call `compile()` before using the model for {what}.")
 
     # ---- data ----
 

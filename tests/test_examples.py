@@ -1,0 +1,43 @@
+"""The seed article's examples run exactly as shipped, and the main job trains Example 2 to at
+least 95% test accuracy on the embedded MNIST split."""
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+SHARED = pathlib.Path(__file__).resolve().parent.parent.parent / "shared"
+EXAMPLES = SHARED / "seed_examples"
+
+
+def run_python(arguments, timeout=300):
+    # Run outside the checkout so that `import fastcnn` finds the installed package.
+    return subprocess.run([sys.executable, *arguments], capture_output=True, text=True, timeout=timeout,
+                          cwd=os.path.expanduser("~") if os.path.isdir(os.path.expanduser("~")) else "/",
+                          env={**os.environ, "COLUMNS": "80"})
+
+
+@pytest.mark.parametrize("name", ["example1.py", "example2.py"])
+def test_seed_example_prints_keras_totals(name):
+    path = EXAMPLES / name
+    if not path.exists():
+        pytest.fail(f"seed example missing: {path} (CI lays ../shared beside the checkout)")
+    result = run_python([str(path)])
+    assert result.returncode == 0, result.stderr
+    assert " Total params: 34,826 (136.04 KB)" in result.stdout
+    assert " Trainable params: 34,826 (136.04 KB)" in result.stdout
+    assert " Non-trainable params: 0 (0.00 B)" in result.stdout
+    assert result.stderr == ""
+
+
+def test_main_job_reaches_95_percent_test_accuracy():
+    result = run_python(["-m", "fastcnn", "--verbose", "2"], timeout=600)
+    assert result.returncode == 0, result.stderr
+    match = re.search(r"^test accuracy: (0\.\d{4})$", result.stdout, re.MULTILINE)
+    assert match, result.stdout
+    assert float(match.group(1)) >= 0.95, result.stdout
+    assert re.search(r"^wall time: \d+\.\d s", result.stdout, re.MULTILINE)
+    assert result.stdout.count("125/125 - ") == 10  # one verbose=2 line per epoch
