@@ -369,6 +369,7 @@ def test_summary_prints_to_stdout_without_print_fn(capsys, monkeypatch):
 
 def _transfer_models(tf):
     keras = tf.keras
+    keras.utils.set_random_seed(0)  # Keras's initial weights, reproducibly
     spec = [
         ("Conv2D", dict(filters=6, kernel_size=3, padding="same", activation="relu")),
         ("MaxPooling2D", dict(pool_size=2)),
@@ -479,14 +480,25 @@ def test_weights_from_keras_give_identical_predictions_and_back(rng):
 
 
 def test_training_matches_keras_sgd_and_adam(rng):
-    """The same weights and data, shuffle=False: one epoch of SGD / Adam updates as Keras does."""
+    """The same weights and data, shuffle=False: two epochs of updates as Keras makes them.
+
+    Adam runs with epsilon=1e-3 here: with Keras's default 1e-7, a parameter whose gradient is
+    ~1e-6 (or a rounding residue of 0) moves by lr * g / (|g| + 1e-7), which turns float32
+    summation-order differences into percent-level weight differences (seen, rarely, against
+    Keras itself). A larger epsilon keeps the comparison tight and still checks where epsilon and
+    the bias corrections enter Keras's formula."""
     tf = _tf()
     x = rng.random((20, 10, 10, 2), dtype=np.float32)
     y = rng.integers(0, 5, 20)
     for make_keras, make_ours in (
         (lambda: tf.keras.optimizers.SGD(learning_rate=0.1, momentum=0.9),
          lambda: optimizers.SGD(learning_rate=0.1, momentum=0.9)),
-        (lambda: tf.keras.optimizers.Adam(learning_rate=0.01), lambda: optimizers.Adam(learning_rate=0.01)),
+        (lambda: tf.keras.optimizers.SGD(learning_rate=0.05, momentum=0.5, nesterov=True),
+         lambda: optimizers.SGD(learning_rate=0.05, momentum=0.5, nesterov=True)),
+        (lambda: tf.keras.optimizers.Adam(learning_rate=0.01, epsilon=1e-3),
+         lambda: optimizers.Adam(learning_rate=0.01, epsilon=1e-3)),
+        (lambda: tf.keras.optimizers.RMSprop(learning_rate=0.01),
+         lambda: optimizers.RMSprop(learning_rate=0.01)),
     ):
         keras_model, ours = _transfer_models(tf)
         # without the dropout (random masks differ between the libraries)
@@ -530,6 +542,10 @@ def test_fit_history_keys_with_validation(rng):
 
     history = model.fit(x, y, epochs=1, batch_size=8, verbose=0)
     assert list(history.history) == ["accuracy", "loss"]
+
+    # initial_epoch: epochs counts up to `epochs`, as in Keras
+    history = model.fit(x, y, epochs=5, initial_epoch=3, batch_size=8, verbose=0)
+    assert history.epoch == [3, 4] and len(history.history["loss"]) == 2
 
 
 def test_validation_split_takes_the_last_samples_before_shuffling(rng):
@@ -667,6 +683,13 @@ def test_verbose_1_to_a_file_prints_the_final_bar(rng, capsys):
     model.fit(x, y, epochs=1, batch_size=8)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) >= 1 and bar.match(lines[-1])
+    # evaluate and predict draw one bar each
+    model.evaluate(x, y, batch_size=8, verbose=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and bar.match(lines[0]), lines
+    model.predict(x, batch_size=16, verbose=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and re.match(r"^2/2 ━{20} \d+s \d+(ms|s|us)/step$", lines[0]), lines
 
 
 # --------------------------------------------------------------------------------------------

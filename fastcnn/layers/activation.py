@@ -5,6 +5,8 @@ from fastcnn.layers.base import Layer
 
 
 class Activation(Layer):
+    _built_at_construction = True
+
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = activations.get(activation)

@@ -88,6 +88,9 @@ class Layer:
     """Base of every layer. Subclasses implement ``compute_output_shape``, ``_add_to_network`` and,
     if they have weights, ``build`` (calling ``add_weight``)."""
 
+    # Layers with nothing to build count as built from construction, as in Keras.
+    _built_at_construction = False
+
     def __init__(self, *, name=None, trainable=True, dtype=None, input_shape=None,
                  batch_input_shape=None, input_dim=None, **kwargs):
         if kwargs:
@@ -100,7 +103,7 @@ class Layer:
             raise TypeError(f"`trainable` must be a bool. Received: trainable={trainable!r}")
         self.name = name or _naming.unique_name(_naming.to_snake_case(type(self).__name__))
         self._trainable = trainable
-        self.built = False
+        self.built = self._built_at_construction
         self._weights = []
         self._input_sample_shape = None
         self._output_sample_shape = None
@@ -143,7 +146,7 @@ class Layer:
 
     def _reset_build(self):
         """Forgets a build (used when building a model fails part-way)."""
-        self.built = False
+        self.built = self._built_at_construction
         self._weights = []
         self._input_sample_shape = None
         self._output_sample_shape = None

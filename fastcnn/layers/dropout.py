@@ -11,6 +11,8 @@ from fastcnn.layers.base import Layer
 
 
 class Dropout(Layer):
+    _built_at_construction = True
+
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:

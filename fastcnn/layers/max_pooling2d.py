@@ -6,6 +6,8 @@ from fastcnn.layers.conv2d import _window_output
 
 
 class MaxPooling2D(Layer):
+    _built_at_construction = True
+
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
         super().__init__(**kwargs)
         self.pool_size = arguments.integer_tuple(pool_size, 2, "pool_size")

@@ -102,9 +102,12 @@ def render(model_name, rows, trainable_count, non_trainable_count, optimizer_cou
             lines.append(horizontal("├", "─", "┼", "┤"))
     lines.append(horizontal("└", "─", "┴", "┘"))
     total = trainable_count + non_trainable_count + (optimizer_count or 0)
-    lines.append(f" Total params: {total:,} ({readable_size(total * 4)})")
+    # Every value is 4 bytes but the optimizer's iteration counter, an int64.
+    optimizer_bytes = optimizer_count * 4 + 4 if optimizer_count else 0
+    total_bytes = (trainable_count + non_trainable_count) * 4 + optimizer_bytes
+    lines.append(f" Total params: {total:,} ({readable_size(total_bytes)})")
     lines.append(f" Trainable params: {trainable_count:,} ({readable_size(trainable_count * 4)})")
     lines.append(f" Non-trainable params: {non_trainable_count:,} ({readable_size(non_trainable_count * 4)})")
     if optimizer_count:
-        lines.append(f" Optimizer params: {optimizer_count:,} ({readable_size(optimizer_count * 4)})")
-    return "\n".join(lines)
+        lines.append(f" Optimizer params: {optimizer_count:,} ({readable_size(optimizer_bytes)})")
+    return "\n".join(lines) + "\n"

@@ -144,7 +144,7 @@ class Sequential:
             raise ValueError(f"Model {self.name!r} has no layers.")
         # A failed build must leave the model as it was: layers built by this attempt are unbuilt
         # again, so the next call can build them for another shape.
-        unbuilt = [layer for layer in self._layers if not layer.built]
+        unbuilt = [layer for layer in self._layers if layer._input_sample_shape is None]
         try:
             shape = tuple(input_sample_shape)
             for layer in self._layers:
@@ -239,18 +239,20 @@ class Sequential:
         rows = []
         for layer in self._layers:
             title = f"{layer.name} ({type(layer).__name__})"
-            if layer.built and layer._output_sample_shape is not None:
+            shape = "?"
+            if layer._output_sample_shape is not None:
                 shape = "(" + ", ".join(str(d) for d in layer.output_shape) + ")"
-                rows.append((title, shape, f"{layer.count_params():,}"))
-            else:
-                rows.append((title, "?", "0 (unbuilt)"))
+            rows.append((title, shape, f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"))
         trainable = sum(math.prod(w.shape) for w in self.trainable_weights)
         non_trainable = sum(math.prod(w.shape) for w in self.non_trainable_weights)
         optimizer_count = None
         if self._compiled and self.optimizer is not None and self.optimizer.built:
             optimizer_count = self.optimizer.count_variables()
         text = _summary.render(self.name, rows, trainable, non_trainable, optimizer_count, line_length)
-        (print_fn or print)(text)
+        if print_fn is None:
+            print(text, end="")
+        else:
+            print_fn(text)
 
     # ---- compile ----
 
@@ -395,7 +397,8 @@ class Sequential:
                     break
             epoch_logs = dict(logs)
             if validation is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._evaluate_prepared(validation[0], validation[1], validation_batch_size, None)
+                val_logs = self._evaluate_prepared(validation[0], validation[1], validation_batch_size,
+                                                   callback_list)
                 epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
             callback_list.on_epoch_end(epoch, epoch_logs)
             logs = epoch_logs

@@ -25,7 +25,8 @@ void for_chunks(int64_t count, Body&& body) {
 void activate_in_place(Activation activation, float* values, int64_t count) {
   switch (activation) {
     case Activation::relu:
-      for (int64_t i = 0; i < count; ++i) values[i] = values[i] > 0.0f ? values[i] : 0.0f;
+      // x < 0 ? 0 : x keeps NaN as NaN, as max(x, 0) does in TensorFlow.
+      for (int64_t i = 0; i < count; ++i) values[i] = values[i] < 0.0f ? 0.0f : values[i];
       return;
     case Activation::sigmoid:
       for (int64_t i = 0; i < count; ++i) values[i] = 1.0f / (1.0f + std::exp(-values[i]));

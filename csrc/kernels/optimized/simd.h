@@ -29,9 +29,10 @@ inline void store_partial(float* destination, float8 value, int64_t count) {
   std::memcpy(destination, &value, static_cast<size_t>(count) * sizeof(float));
 }
 inline float8 broadcast(float value) { return float8{} + value; }
+// relu: lanes below zero become zero; NaN lanes stay NaN (as TensorFlow's max(x, 0)).
 inline float8 max_zero(float8 value) {
   const float8 zero = {};
-  return value > zero ? value : zero;
+  return value < zero ? zero : value;
 }
 
 }  // namespace fastcnn::kernels::simd

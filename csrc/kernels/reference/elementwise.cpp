@@ -9,7 +9,7 @@ namespace fastcnn::kernels::reference {
 
 float apply_activation(Activation activation, float value) {
   switch (activation) {
-    case Activation::relu: return value > 0.0f ? value : 0.0f;
+    case Activation::relu: return value < 0.0f ? 0.0f : value;  // NaN stays NaN
     case Activation::sigmoid: return 1.0f / (1.0f + std::exp(-value));
     case Activation::tanh: return std::tanh(value);
     case Activation::linear:
