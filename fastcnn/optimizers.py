@@ -55,11 +55,12 @@ class Optimizer:
         network.configure_optimizer(kind=self._kind, **self._runtime_config())
         self._network = network
 
-    def count_variables(self):
-        """Keras counts iterations and learning_rate plus one slot per parameter and state kind."""
-        if self._network is None:
-            return 0
-        return self._network.optimizer_slot_count() + 2
+    _slots_per_parameter = 0
+
+    def count_variables(self, trainable_count):
+        """Keras's optimizer variables: iterations and learning_rate, plus its slots (momentum,
+        moments, ...) for every trainable parameter."""
+        return self._slots_per_parameter * trainable_count + 2
 
     def get_config(self):
         return {"name": self.name, "learning_rate": self.learning_rate}
@@ -77,6 +78,10 @@ class SGD(Optimizer):
         if not isinstance(nesterov, bool):
             raise TypeError(f"`nesterov` must be a bool. Received: nesterov={nesterov!r}")
         self.nesterov = nesterov
+
+    @property
+    def _slots_per_parameter(self):
+        return 1 if self.momentum > 0 else 0
 
     def _runtime_config(self):
         return {"momentum": self.momentum, "nesterov": self.nesterov}
@@ -98,6 +103,10 @@ class Adam(Optimizer):
             raise TypeError(f"`amsgrad` must be a bool. Received: amsgrad={amsgrad!r}")
         self.amsgrad = amsgrad
 
+    @property
+    def _slots_per_parameter(self):
+        return 3 if self.amsgrad else 2
+
     def _runtime_config(self):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon, "amsgrad": self.amsgrad}
 
@@ -118,6 +127,10 @@ class RMSprop(Optimizer):
         if not isinstance(centered, bool):
             raise TypeError(f"`centered` must be a bool. Received: centered={centered!r}")
         self.centered = centered
+
+    @property
+    def _slots_per_parameter(self):
+        return 1 + (self.momentum > 0) + self.centered
 
     def _runtime_config(self):
         return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon, "centered": self.centered}

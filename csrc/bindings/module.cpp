@@ -325,6 +325,74 @@ FloatArray dropout_backward(const FloatArray& output_gradient, float rate, uint6
   return input_gradient;
 }
 
+// BatchNormalization over the last axis of an array of rank >= 1 (rows = all other axes).
+BatchNormParams batch_norm_params_for(const py::array& input, float epsilon) {
+  const auto [rows, columns] = rows_and_columns(input, "input");
+  if (!(epsilon > 0.0f)) throw py::value_error("`epsilon` must be positive. Received: epsilon=" + std::to_string(epsilon));
+  return {rows, columns, epsilon};
+}
+
+void require_channel_vector(const std::optional<FloatArray>& array, int64_t channels, const char* name) {
+  if (!array) return;
+  require_rank(*array, 1, name);
+  require_dimension(*array, 0, channels, name, "channels");
+}
+
+std::pair<FloatArray, FloatArray> batch_norm_statistics(const FloatArray& input, const std::string& kernels) {
+  const BatchNormParams params = batch_norm_params_for(input, 1e-3f);
+  const auto& table = table_named(kernels);
+  FloatArray mean = empty_float({params.channels}), variance = empty_float({params.channels});
+  {
+    py::gil_scoped_release release;
+    table.batch_norm_statistics(params, input.data(), mean.mutable_data(), variance.mutable_data());
+  }
+  return {mean, variance};
+}
+
+FloatArray batch_norm_forward(const FloatArray& input, const FloatArray& mean, const FloatArray& variance,
+                              std::optional<FloatArray> gamma, std::optional<FloatArray> beta, float epsilon,
+                              const std::string& kernels) {
+  const BatchNormParams params = batch_norm_params_for(input, epsilon);
+  require_channel_vector(mean, params.channels, "mean");
+  require_channel_vector(variance, params.channels, "variance");
+  require_channel_vector(gamma, params.channels, "gamma");
+  require_channel_vector(beta, params.channels, "beta");
+  const auto& table = table_named(kernels);
+  FloatArray output(std::vector<py::ssize_t>(input.shape(), input.shape() + input.ndim()));
+  const float* gamma_data = gamma ? gamma->data() : nullptr;
+  const float* beta_data = beta ? beta->data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    table.batch_norm_forward(params, input.data(), mean.data(), variance.data(), gamma_data, beta_data,
+                             output.mutable_data());
+  }
+  return output;
+}
+
+std::tuple<FloatArray, FloatArray, FloatArray> batch_norm_backward(
+    const FloatArray& input, const FloatArray& mean, const FloatArray& variance, std::optional<FloatArray> gamma,
+    const FloatArray& output_gradient, float epsilon, const std::string& kernels) {
+  const BatchNormParams params = batch_norm_params_for(input, epsilon);
+  require_channel_vector(mean, params.channels, "mean");
+  require_channel_vector(variance, params.channels, "variance");
+  require_channel_vector(gamma, params.channels, "gamma");
+  if (input.request().shape != output_gradient.request().shape) {
+    throw py::value_error("`output_gradient` must have the shape of `input`. Received: input.shape=" +
+                          shape_text(input) + ", output_gradient.shape=" + shape_text(output_gradient));
+  }
+  const auto& table = table_named(kernels);
+  FloatArray input_gradient(std::vector<py::ssize_t>(input.shape(), input.shape() + input.ndim()));
+  FloatArray gamma_gradient = empty_float({params.channels}), beta_gradient = empty_float({params.channels});
+  const float* gamma_data = gamma ? gamma->data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    table.batch_norm_backward(params, input.data(), mean.data(), variance.data(), gamma_data,
+                              output_gradient.data(), input_gradient.mutable_data(),
+                              gamma_gradient.mutable_data(), beta_gradient.mutable_data());
+  }
+  return {input_gradient, gamma_gradient, beta_gradient};
+}
+
 // Labels (batch,) in [0, classes) or probability rows (batch, classes).
 std::pair<FloatArray, FloatArray> cross_entropy(const FloatArray& predictions, const py::array& targets,
                                                 bool from_logits) {
@@ -489,6 +557,12 @@ PYBIND11_MODULE(_core, m) {
           py::arg("kernels") = "active");
   ops.def("dropout_backward", &dropout_backward, py::arg("output_gradient"), py::arg("rate"),
           py::arg("seed"), py::arg("kernels") = "active");
+  ops.def("batch_norm_statistics", &batch_norm_statistics, py::arg("input"), py::arg("kernels") = "active");
+  ops.def("batch_norm_forward", &batch_norm_forward, py::arg("input"), py::arg("mean"), py::arg("variance"),
+          py::arg("gamma") = py::none(), py::arg("beta") = py::none(), py::arg("epsilon") = 1e-3f,
+          py::arg("kernels") = "active");
+  ops.def("batch_norm_backward", &batch_norm_backward, py::arg("input"), py::arg("mean"), py::arg("variance"),
+          py::arg("gamma"), py::arg("output_gradient"), py::arg("epsilon") = 1e-3f, py::arg("kernels") = "active");
   ops.def("cross_entropy", &cross_entropy, py::arg("predictions"), py::arg("targets"),
           py::arg("from_logits") = false);
 
@@ -512,6 +586,11 @@ PYBIND11_MODULE(_core, m) {
                                                   strides.second, parse_padding(padding.c_str())));
            })
       .def("add_flatten", [](runtime::Network& network) { network.add(runtime::make_flatten()); })
+      .def("add_batch_norm",
+           [](runtime::Network& network, float momentum, float epsilon, bool center, bool scale) {
+             network.add(runtime::make_batch_norm(momentum, epsilon, center, scale));
+           },
+           py::arg("momentum"), py::arg("epsilon"), py::arg("center"), py::arg("scale"))
       .def("add_dropout", [](runtime::Network& network, float rate, int64_t seed) {
         network.add(runtime::make_dropout(rate, seed));
       }, py::arg("rate"), py::arg("seed") = -1)
@@ -569,12 +648,6 @@ PYBIND11_MODULE(_core, m) {
       .def_property(
           "optimizer_iterations", [](runtime::Network& network) { return network.optimizer().iterations; },
           [](runtime::Network& network, int64_t value) { network.optimizer().iterations = value; })
-      .def("optimizer_slot_count",
-           [](runtime::Network& network) {
-             auto& optimizer = network.optimizer();
-             return static_cast<int64_t>(optimizer.first_moment.size() + optimizer.second_moment.size() +
-                                         optimizer.third_slot.size());
-           })
       .def("train_step",
            [](runtime::Network& network, const FloatArray& x, std::optional<LabelArray> labels,
               std::optional<FloatArray> probabilities, const IndexArray& indices, float learning_rate,

@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "ops/activation.h"
+#include "ops/batch_norm.h"
 #include "ops/conv2d.h"
 #include "ops/dense.h"
 #include "ops/dropout.h"
@@ -53,6 +54,19 @@ struct KernelTable {
   void (*activation_backward)(Activation activation, int64_t rows, int64_t columns,
                               const float* output, const float* output_gradient,
                               float* input_gradient);
+
+  // mean and biased variance per channel.
+  void (*batch_norm_statistics)(const BatchNormParams& params, const float* input, float* mean,
+                                float* variance);
+  // gamma / beta may be null (scale / center off: 1 / 0).
+  void (*batch_norm_forward)(const BatchNormParams& params, const float* input, const float* mean,
+                             const float* variance, const float* gamma, const float* beta,
+                             float* output);
+  // Gradients through batch statistics; gamma / gamma_gradient / beta_gradient may be null.
+  void (*batch_norm_backward)(const BatchNormParams& params, const float* input, const float* mean,
+                              const float* variance, const float* gamma,
+                              const float* output_gradient, float* input_gradient,
+                              float* gamma_gradient, float* beta_gradient);
 
   void (*dropout_forward)(const DropoutParams& params, const float* input, float* output);
   // In place allowed.

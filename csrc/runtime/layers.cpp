@@ -261,6 +261,87 @@ class DropoutLayer final : public Layer {
   uint64_t last_seed_ = 0;
 };
 
+// BatchNormalization over channels. Parameter slice: [gamma], [beta], moving_mean, moving_variance.
+class BatchNormLayer final : public Layer {
+ public:
+  BatchNormLayer(float momentum, float epsilon, bool center, bool scale)
+      : momentum_(momentum), epsilon_(epsilon), center_(center), scale_(scale) {
+    if (!(momentum >= 0.0f && momentum <= 1.0f)) {
+      throw std::invalid_argument("`momentum` must be in [0, 1]. Received: momentum=" + std::to_string(momentum));
+    }
+    if (!(epsilon > 0.0f)) {
+      throw std::invalid_argument("`epsilon` must be positive. Received: epsilon=" + std::to_string(epsilon));
+    }
+  }
+  std::string kind() const override { return "BatchNormalization"; }
+
+  SampleShape configure(const SampleShape& input) override {
+    channels_ = input.channels;
+    mean_.assign(static_cast<size_t>(channels_), 0.0f);
+    variance_.assign(static_cast<size_t>(channels_), 0.0f);
+    zeros_.assign(static_cast<size_t>(channels_), 0.0f);
+    return input;
+  }
+
+  std::vector<std::vector<int64_t>> parameter_shapes() const override {
+    std::vector<std::vector<int64_t>> shapes;
+    const int64_t count = (scale_ ? 1 : 0) + (center_ ? 1 : 0) + 2;
+    for (int64_t i = 0; i < count; ++i) shapes.push_back({channels_});
+    return shapes;
+  }
+  int64_t trainable_parameter_count() const override {
+    return ((scale_ ? 1 : 0) + (center_ ? 1 : 0)) * channels_;
+  }
+
+  void forward(const StepContext& context, int64_t batch, const float* input, float*,
+               float* output) override {
+    const BatchNormParams params{batch * input_shape.height * input_shape.width, channels_, epsilon_};
+    float* base = context.parameters + parameter_offset;
+    const float* gamma = scale_ ? base : nullptr;
+    const float* beta = center_ ? base + (scale_ ? channels_ : 0) : nullptr;
+    float* moving_mean = base + trainable_parameter_count();
+    float* moving_variance = moving_mean + channels_;
+    // Batch statistics only while training a trainable layer (a frozen one runs in inference mode).
+    used_batch_statistics_ = context.training && trainable && params.rows > 0;
+    if (used_batch_statistics_) {
+      context.kernels.batch_norm_statistics(params, input, mean_.data(), variance_.data());
+      for (int64_t c = 0; c < channels_; ++c) {
+        moving_mean[c] = moving_mean[c] * momentum_ + mean_[c] * (1.0f - momentum_);
+        moving_variance[c] = moving_variance[c] * momentum_ + variance_[c] * (1.0f - momentum_);
+      }
+      context.kernels.batch_norm_forward(params, input, mean_.data(), variance_.data(), gamma, beta, output);
+    } else {
+      context.kernels.batch_norm_forward(params, input, moving_mean, moving_variance, gamma, beta, output);
+    }
+  }
+
+  void backward(const StepContext& context, int64_t batch, const float* input, const float*,
+                float* output_gradient, bool, float* input_gradient) override {
+    const BatchNormParams params{batch * input_shape.height * input_shape.width, channels_, epsilon_};
+    const float* base = context.parameters + parameter_offset;
+    const float* gamma = scale_ ? base : nullptr;
+    if (used_batch_statistics_) {
+      float* gradient_base = context.gradients != nullptr ? context.gradients + parameter_offset : nullptr;
+      float* gamma_gradient = gradient_base != nullptr && scale_ ? gradient_base : nullptr;
+      float* beta_gradient = gradient_base != nullptr && center_ ? gradient_base + (scale_ ? channels_ : 0) : nullptr;
+      context.kernels.batch_norm_backward(params, input, mean_.data(), variance_.data(), gamma,
+                                          output_gradient, input_gradient, gamma_gradient, beta_gradient);
+    } else if (input_gradient != nullptr) {
+      // Moving statistics are constants: dx = dy * gamma / sqrt(moving_variance + epsilon).
+      const float* moving_variance = base + trainable_parameter_count() + channels_;
+      context.kernels.batch_norm_forward(params, output_gradient, zeros_.data(), moving_variance, gamma,
+                                         nullptr, input_gradient);
+    }
+  }
+
+ private:
+  float momentum_, epsilon_;
+  bool center_, scale_;
+  int64_t channels_ = 0;
+  bool used_batch_statistics_ = false;
+  std::vector<float> mean_, variance_, zeros_;
+};
+
 class ActivationLayer final : public ActivatedLayer {
  public:
   explicit ActivationLayer(Activation activation) : ActivatedLayer(activation) {}
@@ -318,6 +399,9 @@ std::unique_ptr<Layer> make_max_pool2d(int64_t pool_height, int64_t pool_width,
                                           padding);
 }
 std::unique_ptr<Layer> make_flatten() { return std::make_unique<FlattenLayer>(); }
+std::unique_ptr<Layer> make_batch_norm(float momentum, float epsilon, bool center, bool scale) {
+  return std::make_unique<BatchNormLayer>(momentum, epsilon, center, scale);
+}
 std::unique_ptr<Layer> make_dropout(float rate, int64_t seed) {
   return std::make_unique<DropoutLayer>(rate, seed);
 }

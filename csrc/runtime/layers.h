@@ -18,8 +18,8 @@ struct StepContext {
   const kernels::KernelTable& kernels;
   bool training = false;
   uint64_t seed = 0;  // fresh for every training step; layers mix in their index
-  const float* parameters = nullptr;
-  float* gradients = nullptr;  // null in inference
+  float* parameters = nullptr;  // mutable: BatchNormalization updates its moving statistics
+  float* gradients = nullptr;   // null in inference
 };
 
 class Layer {
@@ -48,6 +48,9 @@ class Layer {
                         bool gradient_is_pre_activation, float* input_gradient) = 0;
 
   int64_t parameter_count() const;
+  // Trainable parameters come first in a layer's slice; the rest (BatchNormalization's moving
+  // statistics) are updated by the layer itself, never by the optimizer.
+  virtual int64_t trainable_parameter_count() const { return parameter_count(); }
 
   SampleShape input_shape, output_shape;
   int64_t parameter_offset = 0;
@@ -64,6 +67,7 @@ std::unique_ptr<Layer> make_max_pool2d(int64_t pool_height, int64_t pool_width,
                                        int64_t stride_height, int64_t stride_width,
                                        Padding padding);
 std::unique_ptr<Layer> make_flatten();
+std::unique_ptr<Layer> make_batch_norm(float momentum, float epsilon, bool center, bool scale);
 // seed < 0: masks follow the step's seed; else the layer's own stream.
 std::unique_ptr<Layer> make_dropout(float rate, int64_t seed);
 std::unique_ptr<Layer> make_activation(Activation activation);

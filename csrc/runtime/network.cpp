@@ -183,7 +183,7 @@ StepResult Network::train_step(const float* x, const Targets& targets, const int
   // The earliest layer that needs an input gradient: nothing before the first trainable layer.
   size_t first_needed = layers_.size();
   for (size_t i = 0; i < layers_.size(); ++i) {
-    if (layers_[i]->trainable && layers_[i]->parameter_count() > 0) {
+    if (layers_[i]->trainable && layers_[i]->trainable_parameter_count() > 0) {
       first_needed = i;
       break;
     }
@@ -200,8 +200,8 @@ StepResult Network::train_step(const float* x, const Targets& targets, const int
 
   std::vector<std::pair<int64_t, int64_t>> ranges;
   for (const auto& layer : layers_) {
-    if (layer->trainable && layer->parameter_count() > 0) {
-      ranges.emplace_back(layer->parameter_offset, layer->parameter_offset + layer->parameter_count());
+    if (layer->trainable && layer->trainable_parameter_count() > 0) {
+      ranges.emplace_back(layer->parameter_offset, layer->parameter_offset + layer->trainable_parameter_count());
     }
   }
   optimizer_.apply(learning_rate, parameters_.data(), gradients_.data(), ranges);

@@ -2,6 +2,7 @@
 
 from fastcnn.layers.activation import Activation
 from fastcnn.layers.base import Layer, Variable
+from fastcnn.layers.batch_normalization import BatchNormalization
 from fastcnn.layers.conv2d import Conv2D
 from fastcnn.layers.dense import Dense
 from fastcnn.layers.dropout import Dropout
@@ -15,6 +16,7 @@ MaxPool2D = MaxPooling2D
 
 __all__ = [
     "Activation",
+    "BatchNormalization",
     "Conv2D",
     "Convolution2D",
     "Dense",

@@ -247,7 +247,7 @@ class Sequential:
         non_trainable = sum(math.prod(w.shape) for w in self.non_trainable_weights)
         optimizer_count = None
         if self._compiled and self.optimizer is not None and self.optimizer.built:
-            optimizer_count = self.optimizer.count_variables()
+            optimizer_count = self.optimizer.count_variables(trainable)
         text = _summary.render(self.name, rows, trainable, non_trainable, optimizer_count, line_length)
         if print_fn is None:
             print(text, end="")

@@ -132,6 +132,9 @@ const KernelTable& table() {
       max_pool2d_backward,
       activation_forward,
       activation_backward,
+      batch_norm_statistics,
+      batch_norm_forward,
+      batch_norm_backward,
       dropout_forward,
       dropout_backward,
   };

@@ -28,6 +28,13 @@ void activation_forward(Activation activation, int64_t rows, int64_t columns, co
 void activation_backward(Activation activation, int64_t rows, int64_t columns,
                          const float* output, const float* output_gradient,
                          float* input_gradient);
+void batch_norm_statistics(const BatchNormParams& params, const float* input, float* mean,
+                           float* variance);
+void batch_norm_forward(const BatchNormParams& params, const float* input, const float* mean,
+                        const float* variance, const float* gamma, const float* beta, float* output);
+void batch_norm_backward(const BatchNormParams& params, const float* input, const float* mean,
+                         const float* variance, const float* gamma, const float* output_gradient,
+                         float* input_gradient, float* gamma_gradient, float* beta_gradient);
 void dropout_forward(const DropoutParams& params, const float* input, float* output);
 void dropout_backward(const DropoutParams& params, const float* output_gradient,
                       float* input_gradient);

@@ -1,0 +1,60 @@
+// Reference BatchNormalization: the formulas of ops/batch_norm.h, one channel at a time, sums in
+// double precision.
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/reference/reference.h"
+
+namespace fastcnn::kernels::reference {
+
+void batch_norm_statistics(const BatchNormParams& p, const float* input, float* mean,
+                           float* variance) {
+  for (int64_t c = 0; c < p.channels; ++c) {
+    double sum = 0.0;
+    for (int64_t r = 0; r < p.rows; ++r) sum += input[r * p.channels + c];
+    const double average = p.rows > 0 ? sum / static_cast<double>(p.rows) : 0.0;
+    double squares = 0.0;
+    for (int64_t r = 0; r < p.rows; ++r) {
+      const double difference = input[r * p.channels + c] - average;
+      squares += difference * difference;
+    }
+    mean[c] = static_cast<float>(average);
+    variance[c] = p.rows > 0 ? static_cast<float>(squares / static_cast<double>(p.rows)) : 0.0f;
+  }
+}
+
+void batch_norm_forward(const BatchNormParams& p, const float* input, const float* mean,
+                        const float* variance, const float* gamma, const float* beta, float* output) {
+  for (int64_t c = 0; c < p.channels; ++c) {
+    const float scale = (gamma != nullptr ? gamma[c] : 1.0f) / std::sqrt(variance[c] + p.epsilon);
+    const float shift = (beta != nullptr ? beta[c] : 0.0f) - mean[c] * scale;
+    for (int64_t r = 0; r < p.rows; ++r) output[r * p.channels + c] = input[r * p.channels + c] * scale + shift;
+  }
+}
+
+void batch_norm_backward(const BatchNormParams& p, const float* input, const float* mean,
+                         const float* variance, const float* gamma, const float* output_gradient,
+                         float* input_gradient, float* gamma_gradient, float* beta_gradient) {
+  const double count = static_cast<double>(p.rows);
+  for (int64_t c = 0; c < p.channels; ++c) {
+    const double inverse_std = 1.0 / std::sqrt(static_cast<double>(variance[c]) + p.epsilon);
+    double sum_dy = 0.0, sum_dy_xhat = 0.0;
+    for (int64_t r = 0; r < p.rows; ++r) {
+      const double dy = output_gradient[r * p.channels + c];
+      sum_dy += dy;
+      sum_dy_xhat += dy * (input[r * p.channels + c] - mean[c]) * inverse_std;
+    }
+    if (beta_gradient != nullptr) beta_gradient[c] = static_cast<float>(sum_dy);
+    if (gamma_gradient != nullptr) gamma_gradient[c] = static_cast<float>(sum_dy_xhat);
+    if (input_gradient == nullptr || p.rows == 0) continue;
+    const double g = gamma != nullptr ? gamma[c] : 1.0;
+    for (int64_t r = 0; r < p.rows; ++r) {
+      const double x_hat = (input[r * p.channels + c] - mean[c]) * inverse_std;
+      input_gradient[r * p.channels + c] = static_cast<float>(
+          g * inverse_std / count * (count * output_gradient[r * p.channels + c] - sum_dy - x_hat * sum_dy_xhat));
+    }
+  }
+}
+
+}  // namespace fastcnn::kernels::reference

@@ -1,0 +1,22 @@
+// BatchNormalization over the channel (last) axis of NHWC data, rows = batch * height * width:
+//   training:  mean_c = (1/N) sum_r x[r, c];  variance_c = (1/N) sum_r (x[r, c] - mean_c)^2 (biased)
+//              moving = moving * momentum + batch_statistic * (1 - momentum)
+//   forward:   y = x * s + (beta - mean * s),  s = gamma / sqrt(variance + epsilon)  (TensorFlow's
+//              tf.nn.batch_normalization arrangement)
+//   backward (batch statistics): x_hat = (x - mean) / sqrt(variance + epsilon)
+//              d beta = sum_r dy;  d gamma = sum_r dy * x_hat
+//              dx = gamma / sqrt(variance + epsilon) / N * (N dy - d beta - x_hat d gamma)
+//   backward (moving statistics, a frozen layer): dx = dy * s
+#pragma once
+
+#include <cstdint>
+
+namespace fastcnn {
+
+struct BatchNormParams {
+  int64_t rows = 0;
+  int64_t channels = 0;
+  float epsilon = 1e-3f;
+};
+
+}  // namespace fastcnn

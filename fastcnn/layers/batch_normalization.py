@@ -1,0 +1,69 @@
+"""BatchNormalization over the channel axis (Keras 3 defaults: momentum 0.99, epsilon 1e-3).
+
+In fit it normalises with the batch's mean and (biased) variance and updates the moving statistics
+(moving = moving * momentum + batch * (1 - momentum)); in predict and evaluate, and whenever the
+layer is frozen (``trainable = False``), it uses the moving statistics. Weights, in Keras's order:
+gamma, beta (trainable), moving_mean, moving_variance (non-trainable)."""
+
+import numbers
+
+from fastcnn import initializers
+from fastcnn.layers import _arguments as arguments
+from fastcnn.layers.base import Layer
+
+
+class BatchNormalization(Layer):
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones", moving_mean_initializer="zeros",
+                 moving_variance_initializer="ones", beta_regularizer=None, gamma_regularizer=None,
+                 beta_constraint=None, gamma_constraint=None, synchronized=False, **kwargs):
+        super().__init__(**kwargs)
+        if not arguments.is_integer(axis):
+            raise ValueError(f"`axis` must be an integer (fastcnn normalises the channel axis, -1). Received: axis={axis!r}")
+        self.axis = int(axis)
+        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"`momentum` must be a number in [0, 1]. Received: momentum={momentum!r}")
+        if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not epsilon > 0:
+            raise ValueError(f"`epsilon` must be a positive number. Received: epsilon={epsilon!r}")
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.center = arguments.boolean(center, "center")
+        self.scale = arguments.boolean(scale, "scale")
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+        for name, value in (("beta_regularizer", beta_regularizer), ("gamma_regularizer", gamma_regularizer),
+                            ("beta_constraint", beta_constraint), ("gamma_constraint", gamma_constraint)):
+            arguments.unsupported(name, value)
+        if synchronized:
+            raise ValueError("fastcnn runs on one process: `synchronized=True` is not supported.")
+
+    def _check_axis(self, input_shape):
+        rank = len(input_shape)
+        if self.axis not in (-1, rank - 1):
+            raise ValueError(
+                f"Layer {self.name!r}: fastcnn's BatchNormalization normalises the channel axis only "
+                f"(axis=-1 or {rank - 1} for inputs of shape {tuple(input_shape)}). Received: axis={self.axis}"
+            )
+
+    def build(self, input_shape):
+        self._check_axis(input_shape)
+        channels = (input_shape[-1],)
+        self.gamma = self.add_weight(channels, self.gamma_initializer, "gamma") if self.scale else None
+        self.beta = self.add_weight(channels, self.beta_initializer, "beta") if self.center else None
+        self.moving_mean = self.add_weight(channels, self.moving_mean_initializer, "moving_mean", trainable=False)
+        self.moving_variance = self.add_weight(channels, self.moving_variance_initializer, "moving_variance",
+                                               trainable=False)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        self._check_axis(input_shape)
+        return tuple(input_shape)
+
+    def _add_to_network(self, network):
+        network.add_batch_norm(self.momentum, self.epsilon, self.center, self.scale)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale}
