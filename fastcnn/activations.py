@@ -3,7 +3,10 @@ exist so that ``activation=fastcnn.activations.relu`` works as it does in Keras,
 
 import numpy as np
 
-SUPPORTED = ("linear", "relu", "sigmoid", "tanh", "softmax")
+import math
+
+SUPPORTED = ("linear", "relu", "relu6", "leaky_relu", "elu", "selu", "sigmoid", "hard_sigmoid", "tanh",
+             "softplus", "swish", "silu", "gelu", "softmax")
 
 
 def linear(x):
@@ -28,7 +31,53 @@ def softmax(x, axis=-1):
     return shifted / np.sum(shifted, axis=axis, keepdims=True)
 
 
-_FUNCTIONS = {"linear": linear, "relu": relu, "sigmoid": sigmoid, "tanh": tanh, "softmax": softmax}
+def relu6(x):
+    return np.clip(x, 0, 6)
+
+
+def leaky_relu(x, negative_slope=0.2):
+    x = np.asarray(x)
+    return np.where(x > 0, x, negative_slope * x)
+
+
+def elu(x, alpha=1.0):
+    x = np.asarray(x)
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+
+
+def selu(x):
+    x = np.asarray(x)
+    return 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(np.minimum(x, 0)))
+
+
+def hard_sigmoid(x):
+    return np.clip(np.asarray(x) / 6.0 + 0.5, 0.0, 1.0)
+
+
+def softplus(x):
+    x = np.asarray(x)
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def swish(x):
+    x = np.asarray(x)
+    return x * sigmoid(x)
+
+
+silu = swish
+
+
+def gelu(x, approximate=False):
+    if approximate:
+        raise ValueError("fastcnn implements the exact gelu (approximate=False) only.")
+    x = np.asarray(x, dtype=np.float64)
+    erf = np.vectorize(math.erf)
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+
+
+_FUNCTIONS = {"linear": linear, "relu": relu, "relu6": relu6, "leaky_relu": leaky_relu, "elu": elu,
+              "selu": selu, "sigmoid": sigmoid, "hard_sigmoid": hard_sigmoid, "tanh": tanh,
+              "softplus": softplus, "swish": swish, "silu": silu, "gelu": gelu, "softmax": softmax}
 
 
 def get(identifier):
@@ -37,18 +86,18 @@ def get(identifier):
         return "linear"
     if isinstance(identifier, str):
         if identifier in _FUNCTIONS:
-            return identifier
+            return "swish" if identifier == "silu" else identifier
         raise ValueError(
             f"Could not interpret activation function identifier: {identifier!r}. "
             f"Supported: {', '.join(SUPPORTED)}."
         )
     for name, function in _FUNCTIONS.items():
         if identifier is function:
-            return name
+            return "swish" if name == "silu" else name
     name = getattr(identifier, "__name__", None)
     if callable(identifier) and name in _FUNCTIONS:
         # keras.activations.relu, tf.nn.relu and friends: same math, matched by name.
-        return name
+        return "swish" if name == "silu" else name
     raise ValueError(
         f"Could not interpret activation function identifier: {identifier!r}. fastcnn runs "
         f"activations inside its C++ kernels; use one of: {', '.join(SUPPORTED)}."

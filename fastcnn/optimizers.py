@@ -4,6 +4,8 @@ these objects hold the hyperparameters and read the state back."""
 
 import numbers
 
+from fastcnn import schedules
+
 
 def _check_float(name, value, low=None, high=None, low_inclusive=True, high_inclusive=True):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -21,22 +23,55 @@ def _check_float(name, value, low=None, high=None, low_inclusive=True, high_incl
 
 
 class Optimizer:
-    """Base class: learning rate, name, and the link to the compiled model holding the state."""
+    """Base class: learning rate (a float or a schedule), gradient clipping, weight decay, name, and
+    the link to the compiled model holding the state. Keras's base arguments:
+
+    - ``clipnorm``: each weight array's gradient scaled to an L2 norm of at most clipnorm;
+    - ``global_clipnorm``: all gradients scaled together to a global norm of at most this;
+    - ``clipvalue``: each gradient value clipped to [-clipvalue, clipvalue] (one of the three only);
+    - ``weight_decay``: before each update, ``w -= w * weight_decay * learning_rate``.
+    """
 
     _kind = None
 
-    def __init__(self, learning_rate, name):
+    def __init__(self, learning_rate, name, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, **kwargs):
+        for argument in ("use_ema", "ema_momentum", "ema_overwrite_frequency", "loss_scale_factor",
+                         "gradient_accumulation_steps"):
+            if kwargs.get(argument) not in (None, False, 0.99):
+                raise ValueError(f"fastcnn does not support `{argument}`. Received: {argument}={kwargs[argument]!r}")
+            kwargs.pop(argument, None)
+        if kwargs:
+            raise TypeError(f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}")
         self.learning_rate = learning_rate
         self.name = name
+        self.weight_decay = None if weight_decay is None else _check_float("weight_decay", weight_decay, low=0.0)
+        self.clipnorm = None if clipnorm is None else _check_float("clipnorm", clipnorm, low=0.0, low_inclusive=False)
+        self.clipvalue = None if clipvalue is None else _check_float("clipvalue", clipvalue, low=0.0, low_inclusive=False)
+        self.global_clipnorm = (None if global_clipnorm is None
+                                else _check_float("global_clipnorm", global_clipnorm, low=0.0, low_inclusive=False))
+        if sum(v is not None for v in (self.clipnorm, self.clipvalue, self.global_clipnorm)) > 1:
+            raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. Received: "
+                             f"clipnorm={clipnorm}, clipvalue={clipvalue}, global_clipnorm={global_clipnorm}")
         self._network = None
 
     @property
     def learning_rate(self):
+        """The learning rate of the next step (a schedule is evaluated at `iterations`)."""
+        if isinstance(self._learning_rate, schedules.LearningRateSchedule):
+            return float(self._learning_rate(self.iterations))
         return self._learning_rate
 
     @learning_rate.setter
     def learning_rate(self, value):
-        self._learning_rate = _check_float("learning_rate", value, low=0.0, low_inclusive=False)
+        if isinstance(value, schedules.LearningRateSchedule):
+            self._learning_rate = value
+        else:
+            self._learning_rate = _check_float("learning_rate", value, low=0.0, low_inclusive=False)
+
+    def _base_runtime_config(self):
+        return {"weight_decay": self.weight_decay or 0.0, "clipnorm": self.clipnorm or 0.0,
+                "clipvalue": self.clipvalue or 0.0, "global_clipnorm": self.global_clipnorm or 0.0}
 
     @property
     def iterations(self):
@@ -52,7 +87,7 @@ class Optimizer:
 
     def _attach(self, network):
         """Configures the compiled model's optimizer (fresh state)."""
-        network.configure_optimizer(kind=self._kind, **self._runtime_config())
+        network.configure_optimizer(kind=self._kind, **self._base_runtime_config(), **self._runtime_config())
         self._network = network
 
     _slots_per_parameter = 0
@@ -63,7 +98,11 @@ class Optimizer:
         return self._slots_per_parameter * trainable_count + 2
 
     def get_config(self):
-        return {"name": self.name, "learning_rate": self.learning_rate}
+        learning_rate = self._learning_rate
+        if isinstance(learning_rate, schedules.LearningRateSchedule):
+            learning_rate = {"class_name": type(learning_rate).__name__, "config": learning_rate.get_config()}
+        return {"name": self.name, "learning_rate": learning_rate, "weight_decay": self.weight_decay,
+                "clipnorm": self.clipnorm, "global_clipnorm": self.global_clipnorm, "clipvalue": self.clipvalue}
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.get_config()}>"
@@ -72,8 +111,8 @@ class Optimizer:
 class SGD(Optimizer):
     _kind = "sgd"
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name="SGD"):
-        super().__init__(learning_rate, name)
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name="SGD", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
         self.momentum = _check_float("momentum", momentum, 0.0, 1.0)
         if not isinstance(nesterov, bool):
             raise TypeError(f"`nesterov` must be a bool. Received: nesterov={nesterov!r}")
@@ -94,8 +133,8 @@ class Adam(Optimizer):
     _kind = "adam"
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
-                 name="adam"):
-        super().__init__(learning_rate, name)
+                 name="adam", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
         self.beta_1 = _check_float("beta_1", beta_1, 0.0, 1.0, high_inclusive=False)
         self.beta_2 = _check_float("beta_2", beta_2, 0.0, 1.0, high_inclusive=False)
         self.epsilon = _check_float("epsilon", epsilon, 0.0, low_inclusive=False)
@@ -119,8 +158,8 @@ class RMSprop(Optimizer):
     _kind = "rmsprop"
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
-                 name="rmsprop"):
-        super().__init__(learning_rate, name)
+                 name="rmsprop", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
         self.rho = _check_float("rho", rho, 0.0, 1.0)
         self.momentum = _check_float("momentum", momentum, 0.0, 1.0)
         self.epsilon = _check_float("epsilon", epsilon, 0.0, low_inclusive=False)
@@ -140,7 +179,57 @@ class RMSprop(Optimizer):
                 "epsilon": self.epsilon, "centered": self.centered}
 
 
-_BY_NAME = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Keras default weight_decay=0.004)."""
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 amsgrad=False, name="adamw", **kwargs):
+        if weight_decay is None:
+            raise ValueError("Argument `weight_decay` must be a float. Received: weight_decay=None")
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, name, weight_decay=weight_decay, **kwargs)
+
+
+class Adagrad(Optimizer):
+    _kind = "adagrad"
+    _slots_per_parameter = 1
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, name="adagrad",
+                 **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        self.initial_accumulator_value = _check_float("initial_accumulator_value", initial_accumulator_value, low=0.0)
+        self.epsilon = _check_float("epsilon", epsilon, 0.0, low_inclusive=False)
+
+    def _runtime_config(self):
+        return {"initial_accumulator_value": self.initial_accumulator_value, "epsilon": self.epsilon}
+
+    def get_config(self):
+        return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+
+class Nadam(Optimizer):
+    _kind = "nadam"
+    _slots_per_parameter = 2
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name="nadam", **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        self.beta_1 = _check_float("beta_1", beta_1, 0.0, 1.0, high_inclusive=False)
+        self.beta_2 = _check_float("beta_2", beta_2, 0.0, 1.0, high_inclusive=False)
+        self.epsilon = _check_float("epsilon", epsilon, 0.0, low_inclusive=False)
+
+    def count_variables(self, trainable_count):
+        return super().count_variables(trainable_count) + 1  # Keras's u_product
+
+    def _runtime_config(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam", "schedules", "get"]
+
+_BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad, "nadam": Nadam}
 
 
 def get(identifier):

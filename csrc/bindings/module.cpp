@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -273,8 +274,17 @@ FloatArray activation_forward(const std::string& activation, const FloatArray& i
 }
 
 FloatArray activation_backward(const std::string& activation, const FloatArray& output,
-                               const FloatArray& output_gradient, const std::string& kernels) {
+                               const FloatArray& output_gradient, const std::string& kernels,
+                               std::optional<FloatArray> input) {
   const Activation act = activation_named(activation);
+  if (needs_pre_activation(act) && act != Activation::softmax && !input) {
+    throw py::value_error("activation '" + activation + "' needs its `input` for the backward pass");
+  }
+  if (input && input->request().shape != output.request().shape) {
+    throw py::value_error("`input` must have the shape of `output`. Received: input.shape=" +
+                          shape_text(*input) + ", output.shape=" + shape_text(output));
+  }
+  const float* input_data = input ? input->data() : nullptr;
   if (!output.request().shape.empty() && output.request().shape != output_gradient.request().shape) {
     throw py::value_error("`output_gradient` must have the shape of `output`. Received: output.shape=" +
                           shape_text(output) + ", output_gradient.shape=" + shape_text(output_gradient));
@@ -284,7 +294,7 @@ FloatArray activation_backward(const std::string& activation, const FloatArray& 
   FloatArray input_gradient(std::vector<py::ssize_t>(output.shape(), output.shape() + output.ndim()));
   {
     py::gil_scoped_release release;
-    table.activation_backward(act, rows, columns, output.data(), output_gradient.data(),
+    table.activation_backward(act, rows, columns, input_data, output.data(), output_gradient.data(),
                               input_gradient.mutable_data());
   }
   return input_gradient;
@@ -457,7 +467,8 @@ struct StepArrays {
 // Checks x against the network's input, indices against x, and the batch's labels or probability
 // rows against the output size.
 StepArrays check_step(runtime::Network& network, const FloatArray& x, const std::optional<LabelArray>& labels,
-                      const std::optional<FloatArray>& probabilities, const IndexArray& indices) {
+                      const std::optional<FloatArray>& probabilities, const IndexArray& indices,
+                      const std::optional<FloatArray>& sample_weights) {
   if (!network.built()) throw py::value_error("the network is not built");
   const SampleShape input = network.input_shape();
   require_rank(x, 4, "x");
@@ -495,6 +506,17 @@ StepArrays check_step(runtime::Network& network, const FloatArray& x, const std:
     require_dimension(*probabilities, 0, samples, "probabilities", "samples");
     require_dimension(*probabilities, 1, classes, "probabilities", "classes");
     arrays.targets.probabilities = probabilities->data();
+  }
+  if (sample_weights) {
+    require_rank(*sample_weights, 1, "sample_weights");
+    require_dimension(*sample_weights, 0, samples, "sample_weights", "samples");
+    for (int64_t i = 0; i < batch; ++i) {
+      const float weight = sample_weights->data()[index[i]];
+      if (!std::isfinite(weight)) {
+        throw py::value_error("sample weights must be finite. Received: " + std::to_string(weight));
+      }
+    }
+    arrays.targets.sample_weights = sample_weights->data();
   }
   return arrays;
 }
@@ -552,7 +574,7 @@ PYBIND11_MODULE(_core, m) {
   ops.def("activation_forward", &activation_forward, py::arg("activation"), py::arg("input"),
           py::arg("kernels") = "active");
   ops.def("activation_backward", &activation_backward, py::arg("activation"), py::arg("output"),
-          py::arg("output_gradient"), py::arg("kernels") = "active");
+          py::arg("output_gradient"), py::arg("kernels") = "active", py::arg("input") = py::none());
   ops.def("dropout_forward", &dropout_forward, py::arg("input"), py::arg("rate"), py::arg("seed"),
           py::arg("kernels") = "active");
   ops.def("dropout_backward", &dropout_backward, py::arg("output_gradient"), py::arg("rate"),
@@ -580,11 +602,32 @@ PYBIND11_MODULE(_core, m) {
            [](runtime::Network& network, int64_t units, bool use_bias, const std::string& activation) {
              network.add(runtime::make_dense(units, use_bias, parse_activation(activation)));
            })
-      .def("add_max_pool2d",
-           [](runtime::Network& network, Pair pool_size, Pair strides, const std::string& padding) {
-             network.add(runtime::make_max_pool2d(pool_size.first, pool_size.second, strides.first,
-                                                  strides.second, parse_padding(padding.c_str())));
+      .def("add_pool2d",
+           [](runtime::Network& network, const std::string& kind, bool global, Pair pool_size, Pair strides,
+              const std::string& padding) {
+             if (kind != "max" && kind != "average") throw py::value_error("pooling kind must be 'max' or 'average'");
+             network.add(runtime::make_pool2d(kind == "average", global, pool_size.first, pool_size.second,
+                                              strides.first, strides.second, parse_padding(padding.c_str())));
+           },
+           py::arg("kind"), py::arg("global_pooling"), py::arg("pool_size") = Pair{1, 1},
+           py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid")
+      .def("add_reshape",
+           [](runtime::Network& network, std::tuple<int64_t, int64_t, int64_t> target) {
+             network.add(runtime::make_reshape({std::get<0>(target), std::get<1>(target), std::get<2>(target)}));
            })
+      .def("add_zero_padding2d",
+           [](runtime::Network& network, int64_t top, int64_t bottom, int64_t left, int64_t right) {
+             network.add(runtime::make_zero_padding2d(top, bottom, left, right));
+           })
+      .def("add_relu",
+           [](runtime::Network& network, const std::string& kind, std::optional<float> max_value,
+              float negative_slope, float threshold) {
+             network.add(runtime::make_relu(kind, max_value ? *max_value : std::numeric_limits<float>::infinity(),
+                                            negative_slope, threshold));
+           })
+      .def("add_rescaling", [](runtime::Network& network, float scale, float offset) {
+        network.add(runtime::make_rescaling(scale, offset));
+      })
       .def("add_flatten", [](runtime::Network& network) { network.add(runtime::make_flatten()); })
       .def("add_batch_norm",
            [](runtime::Network& network, float momentum, float epsilon, bool center, bool scale) {
@@ -629,7 +672,9 @@ PYBIND11_MODULE(_core, m) {
       .def("configure_loss", &runtime::Network::configure_loss, py::arg("from_logits"))
       .def("configure_optimizer",
            [](runtime::Network& network, const std::string& kind, float momentum, bool nesterov,
-              float beta_1, float beta_2, float epsilon, bool amsgrad, float rho, bool centered) {
+              float beta_1, float beta_2, float epsilon, bool amsgrad, float rho, bool centered,
+              float initial_accumulator_value, float weight_decay, float clipnorm, float global_clipnorm,
+              float clipvalue) {
              runtime::OptimizerConfig config;
              config.kind = kind;
              config.momentum = momentum;
@@ -640,19 +685,26 @@ PYBIND11_MODULE(_core, m) {
              config.amsgrad = amsgrad;
              config.rho = rho;
              config.centered = centered;
+             config.initial_accumulator_value = initial_accumulator_value;
+             config.weight_decay = weight_decay;
+             config.clipnorm = clipnorm;
+             config.global_clipnorm = global_clipnorm;
+             config.clipvalue = clipvalue;
              network.configure_optimizer(config);
            },
            py::arg("kind"), py::arg("momentum") = 0.0f, py::arg("nesterov") = false, py::arg("beta_1") = 0.9f,
            py::arg("beta_2") = 0.999f, py::arg("epsilon") = 1e-7f, py::arg("amsgrad") = false,
-           py::arg("rho") = 0.9f, py::arg("centered") = false)
+           py::arg("rho") = 0.9f, py::arg("centered") = false, py::arg("initial_accumulator_value") = 0.1f,
+           py::arg("weight_decay") = 0.0f, py::arg("clipnorm") = 0.0f, py::arg("global_clipnorm") = 0.0f,
+           py::arg("clipvalue") = 0.0f)
       .def_property(
           "optimizer_iterations", [](runtime::Network& network) { return network.optimizer().iterations; },
           [](runtime::Network& network, int64_t value) { network.optimizer().iterations = value; })
       .def("train_step",
            [](runtime::Network& network, const FloatArray& x, std::optional<LabelArray> labels,
               std::optional<FloatArray> probabilities, const IndexArray& indices, float learning_rate,
-              uint64_t seed) {
-             const StepArrays arrays = check_step(network, x, labels, probabilities, indices);
+              uint64_t seed, std::optional<FloatArray> sample_weights) {
+             const StepArrays arrays = check_step(network, x, labels, probabilities, indices, sample_weights);
              runtime::StepResult result;
              {
                py::gil_scoped_release release;
@@ -662,11 +714,12 @@ PYBIND11_MODULE(_core, m) {
              return step_result(result);
            },
            py::arg("x"), py::arg("labels"), py::arg("probabilities"), py::arg("indices"),
-           py::arg("learning_rate"), py::arg("seed"))
+           py::arg("learning_rate"), py::arg("seed"), py::arg("sample_weights") = py::none())
       .def("test_step",
            [](runtime::Network& network, const FloatArray& x, std::optional<LabelArray> labels,
-              std::optional<FloatArray> probabilities, const IndexArray& indices) {
-             const StepArrays arrays = check_step(network, x, labels, probabilities, indices);
+              std::optional<FloatArray> probabilities, const IndexArray& indices,
+              std::optional<FloatArray> sample_weights) {
+             const StepArrays arrays = check_step(network, x, labels, probabilities, indices, sample_weights);
              runtime::StepResult result;
              {
                py::gil_scoped_release release;
@@ -674,7 +727,8 @@ PYBIND11_MODULE(_core, m) {
              }
              return step_result(result);
            },
-           py::arg("x"), py::arg("labels"), py::arg("probabilities"), py::arg("indices"))
+           py::arg("x"), py::arg("labels"), py::arg("probabilities"), py::arg("indices"),
+           py::arg("sample_weights") = py::none())
       .def("predict", [](runtime::Network& network, const FloatArray& x) {
         if (!network.built()) throw py::value_error("the network is not built");
         const SampleShape input = network.input_shape();

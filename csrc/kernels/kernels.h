@@ -15,6 +15,7 @@
 #include "ops/conv2d.h"
 #include "ops/dense.h"
 #include "ops/dropout.h"
+#include "ops/elementwise.h"
 #include "ops/loss.h"
 #include "ops/pooling.h"
 
@@ -49,11 +50,12 @@ struct KernelTable {
   // Over `rows` rows of `columns` values (softmax normalises each row). In place allowed.
   void (*activation_forward)(Activation activation, int64_t rows, int64_t columns,
                              const float* input, float* output);
-  // input_gradient from the activation's output and output_gradient. In place allowed
+  // input_gradient from the activation's input (needed, non-null, only where
+  // needs_pre_activation(activation)), its output and output_gradient. In place allowed
   // (input_gradient == output_gradient).
   void (*activation_backward)(Activation activation, int64_t rows, int64_t columns,
-                              const float* output, const float* output_gradient,
-                              float* input_gradient);
+                              const float* input, const float* output,
+                              const float* output_gradient, float* input_gradient);
 
   // mean and biased variance per channel.
   void (*batch_norm_statistics)(const BatchNormParams& params, const float* input, float* mean,
@@ -67,6 +69,18 @@ struct KernelTable {
                               const float* variance, const float* gamma,
                               const float* output_gradient, float* input_gradient,
                               float* gamma_gradient, float* beta_gradient);
+
+  // Average pooling (padding excluded from each window's count, as TensorFlow's AvgPool).
+  void (*average_pool2d_forward)(const Pool2DParams& params, const float* input, float* output);
+  void (*average_pool2d_backward)(const Pool2DParams& params, const float* output_gradient,
+                                  float* input_gradient);
+  void (*zero_padding2d_forward)(const ZeroPadding2DParams& params, const float* input, float* output);
+  void (*zero_padding2d_backward)(const ZeroPadding2DParams& params, const float* output_gradient,
+                                  float* input_gradient);
+  void (*relu_forward)(const ReluParams& params, const float* input, float* output);
+  void (*relu_backward)(const ReluParams& params, const float* input, const float* output_gradient,
+                        float* input_gradient);
+  void (*rescaling)(const RescalingParams& params, const float* input, float* output);
 
   void (*dropout_forward)(const DropoutParams& params, const float* input, float* output);
   // In place allowed.

@@ -66,7 +66,16 @@ Activation parse_activation(const std::string& name) {
   if (name == "sigmoid") return Activation::sigmoid;
   if (name == "tanh") return Activation::tanh;
   if (name == "softmax") return Activation::softmax;
-  fail("Unknown activation: '" + name + "'. Supported: linear, relu, sigmoid, tanh, softmax.");
+  if (name == "relu6") return Activation::relu6;
+  if (name == "leaky_relu") return Activation::leaky_relu;
+  if (name == "elu") return Activation::elu;
+  if (name == "selu") return Activation::selu;
+  if (name == "hard_sigmoid") return Activation::hard_sigmoid;
+  if (name == "softplus") return Activation::softplus;
+  if (name == "swish" || name == "silu") return Activation::swish;
+  if (name == "gelu") return Activation::gelu;
+  fail("Unknown activation: '" + name + "'. Supported: linear, relu, relu6, leaky_relu, elu, selu, "
+       "sigmoid, hard_sigmoid, tanh, softplus, swish, silu, gelu, softmax.");
 }
 
 const char* activation_name(Activation activation) {
@@ -76,6 +85,14 @@ const char* activation_name(Activation activation) {
     case Activation::sigmoid: return "sigmoid";
     case Activation::tanh: return "tanh";
     case Activation::softmax: return "softmax";
+    case Activation::relu6: return "relu6";
+    case Activation::leaky_relu: return "leaky_relu";
+    case Activation::elu: return "elu";
+    case Activation::selu: return "selu";
+    case Activation::hard_sigmoid: return "hard_sigmoid";
+    case Activation::softplus: return "softplus";
+    case Activation::swish: return "swish";
+    case Activation::gelu: return "gelu";
   }
   return "unknown";
 }

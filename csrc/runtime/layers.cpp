@@ -14,27 +14,28 @@ class ActivatedLayer : public Layer {
  public:
   explicit ActivatedLayer(Activation activation) : activation_(activation) {}
   Activation activation() const override { return activation_; }
-  bool keeps_pre_activation() const override { return activation_ == Activation::softmax; }
+  bool keeps_pre_activation() const override { return needs_pre_activation(activation_); }
 
  protected:
+  // Activations computable from the output are fused into the kernel's epilogue; the others
+  // (softmax, gelu, swish, softplus) run after it, from the kept pre-activation.
   Activation fused_activation() const {
-    return is_elementwise(activation_) ? activation_ : Activation::linear;
+    return keeps_pre_activation() ? Activation::linear : activation_;
   }
   float* kernel_output(float* pre_activation, float* output) const {
-    return activation_ == Activation::softmax ? pre_activation : output;
+    return keeps_pre_activation() ? pre_activation : output;
   }
   void finish_forward(const StepContext& context, int64_t rows, const float* pre_activation,
                       float* output) const {
-    if (activation_ == Activation::softmax) {
-      context.kernels.activation_forward(Activation::softmax, rows, output_shape.channels,
-                                         pre_activation, output);
+    if (keeps_pre_activation()) {
+      context.kernels.activation_forward(activation_, rows, output_shape.channels, pre_activation, output);
     }
   }
-  void start_backward(const StepContext& context, int64_t rows, const float* output,
-                      float* output_gradient, bool gradient_is_pre_activation) const {
+  void start_backward(const StepContext& context, int64_t rows, const float* pre_activation,
+                      const float* output, float* output_gradient, bool gradient_is_pre_activation) const {
     if (!gradient_is_pre_activation && activation_ != Activation::linear) {
-      context.kernels.activation_backward(activation_, rows, output_shape.channels, output,
-                                          output_gradient, output_gradient);
+      context.kernels.activation_backward(activation_, rows, output_shape.channels, pre_activation,
+                                          output, output_gradient, output_gradient);
     }
   }
 
@@ -84,12 +85,12 @@ class Conv2DLayer final : public ActivatedLayer {
     finish_forward(context, batch * params.output_height * params.output_width, pre_activation, output);
   }
 
-  void backward(const StepContext& context, int64_t batch, const float* input, const float* output,
-                float* output_gradient, bool gradient_is_pre_activation,
-                float* input_gradient) override {
+  void backward(const StepContext& context, int64_t batch, const float* input,
+                const float* pre_activation, const float* output, float* output_gradient,
+                bool gradient_is_pre_activation, float* input_gradient) override {
     Conv2DParams params = params_;
     params.batch = batch;
-    start_backward(context, batch * params.output_height * params.output_width, output,
+    start_backward(context, batch * params.output_height * params.output_width, pre_activation, output,
                    output_gradient, gradient_is_pre_activation);
     if (trainable && context.gradients != nullptr) {
       float* kernel_gradient = context.gradients + parameter_offset;
@@ -139,11 +140,11 @@ class DenseLayer final : public ActivatedLayer {
     finish_forward(context, params.batch, pre_activation, output);
   }
 
-  void backward(const StepContext& context, int64_t batch, const float* input, const float* output,
-                float* output_gradient, bool gradient_is_pre_activation,
-                float* input_gradient) override {
+  void backward(const StepContext& context, int64_t batch, const float* input,
+                const float* pre_activation, const float* output, float* output_gradient,
+                bool gradient_is_pre_activation, float* input_gradient) override {
     DenseParams params = rows_params(batch);
-    start_backward(context, params.batch, output, output_gradient, gradient_is_pre_activation);
+    start_backward(context, params.batch, pre_activation, output, output_gradient, gradient_is_pre_activation);
     if (trainable && context.gradients != nullptr) {
       float* kernel_gradient = context.gradients + parameter_offset;
       float* bias_gradient = use_bias_ ? kernel_gradient + params.input_units * units_ : nullptr;
@@ -168,21 +169,32 @@ class DenseLayer final : public ActivatedLayer {
   DenseParams params_;
 };
 
-class MaxPool2DLayer final : public Layer {
+// Max or average pooling; a global pooling layer is one window over the whole image.
+class Pool2DLayer final : public Layer {
  public:
-  MaxPool2DLayer(int64_t pool_height, int64_t pool_width, int64_t stride_height,
-                 int64_t stride_width, Padding padding)
-      : pool_height_(pool_height),
+  Pool2DLayer(bool average, bool global, int64_t pool_height, int64_t pool_width,
+              int64_t stride_height, int64_t stride_width, Padding padding)
+      : average_(average),
+        global_(global),
+        pool_height_(pool_height),
         pool_width_(pool_width),
         stride_height_(stride_height),
         stride_width_(stride_width),
         padding_(padding) {}
 
-  std::string kind() const override { return "MaxPooling2D"; }
+  std::string kind() const override {
+    if (global_) return average_ ? "GlobalAveragePooling2D" : "GlobalMaxPooling2D";
+    return average_ ? "AveragePooling2D" : "MaxPooling2D";
+  }
 
   SampleShape configure(const SampleShape& input) override {
-    params_ = make_pool2d_params(0, input.height, input.width, input.channels, pool_height_,
-                                 pool_width_, stride_height_, stride_width_, padding_);
+    if (global_) {
+      params_ = make_pool2d_params(0, input.height, input.width, input.channels, input.height, input.width,
+                                   input.height, input.width, Padding::valid);
+    } else {
+      params_ = make_pool2d_params(0, input.height, input.width, input.channels, pool_height_,
+                                   pool_width_, stride_height_, stride_width_, padding_);
+    }
     return {params_.output_height, params_.output_width, input.channels};
   }
 
@@ -190,31 +202,131 @@ class MaxPool2DLayer final : public Layer {
                float* output) override {
     Pool2DParams params = params_;
     params.batch = batch;
-    context.kernels.max_pool2d_forward(params, input, output);
+    if (average_) {
+      context.kernels.average_pool2d_forward(params, input, output);
+    } else {
+      context.kernels.max_pool2d_forward(params, input, output);
+    }
   }
 
   void backward(const StepContext& context, int64_t batch, const float* input, const float*,
-                float* output_gradient, bool, float* input_gradient) override {
+                const float*, float* output_gradient, bool, float* input_gradient) override {
     if (input_gradient == nullptr) return;
     Pool2DParams params = params_;
     params.batch = batch;
-    context.kernels.max_pool2d_backward(params, input, output_gradient, input_gradient);
+    if (average_) {
+      context.kernels.average_pool2d_backward(params, output_gradient, input_gradient);
+    } else {
+      context.kernels.max_pool2d_backward(params, input, output_gradient, input_gradient);
+    }
   }
 
  private:
+  bool average_, global_;
   int64_t pool_height_, pool_width_, stride_height_, stride_width_;
   Padding padding_;
   Pool2DParams params_;
 };
 
-class FlattenLayer final : public Layer {
+// Flatten and Reshape move no data (NHWC memory order is Keras's row-major order).
+class ReshapeLayer final : public Layer {
  public:
-  std::string kind() const override { return "Flatten"; }
-  SampleShape configure(const SampleShape& input) override { return {1, 1, input.size()}; }
+  // A target of (0, 0, 0) flattens.
+  ReshapeLayer(std::string kind, SampleShape target) : kind_(std::move(kind)), target_(target) {}
+  std::string kind() const override { return kind_; }
+  SampleShape configure(const SampleShape& input) override {
+    if (target_.size() == 0) return {1, 1, input.size()};
+    if (target_.size() != input.size()) {
+      throw std::invalid_argument("cannot reshape " + std::to_string(input.size()) + " values per sample into " +
+                                  std::to_string(target_.size()));
+    }
+    return target_;
+  }
   bool is_reshape() const override { return true; }
   void forward(const StepContext&, int64_t, const float*, float*, float*) override {}
-  void backward(const StepContext&, int64_t, const float*, const float*, float*, bool,
+  void backward(const StepContext&, int64_t, const float*, const float*, const float*, float*, bool,
                 float*) override {}
+
+ private:
+  std::string kind_;
+  SampleShape target_;
+};
+
+class ZeroPadding2DLayer final : public Layer {
+ public:
+  ZeroPadding2DLayer(int64_t top, int64_t bottom, int64_t left, int64_t right)
+      : top_(top), bottom_(bottom), left_(left), right_(right) {
+    if (top < 0 || bottom < 0 || left < 0 || right < 0) {
+      throw std::invalid_argument("`padding` values must be >= 0");
+    }
+  }
+  std::string kind() const override { return "ZeroPadding2D"; }
+  SampleShape configure(const SampleShape& input) override {
+    input_ = input;
+    return {input.height + top_ + bottom_, input.width + left_ + right_, input.channels};
+  }
+  void forward(const StepContext& context, int64_t batch, const float* input, float*, float* output) override {
+    context.kernels.zero_padding2d_forward(params(batch), input, output);
+  }
+  void backward(const StepContext& context, int64_t batch, const float*, const float*, const float*,
+                float* output_gradient, bool, float* input_gradient) override {
+    if (input_gradient != nullptr) context.kernels.zero_padding2d_backward(params(batch), output_gradient, input_gradient);
+  }
+
+ private:
+  ZeroPadding2DParams params(int64_t batch) const {
+    return {batch, input_.height, input_.width, input_.channels, top_, bottom_, left_, right_};
+  }
+  int64_t top_, bottom_, left_, right_;
+  SampleShape input_;
+};
+
+// Keras's ReLU layer (max_value, negative_slope, threshold) and LeakyReLU.
+class ReluLayer final : public Layer {
+ public:
+  ReluLayer(std::string kind, float max_value, float negative_slope, float threshold)
+      : kind_(std::move(kind)) {
+    params_.max_value = max_value;
+    params_.negative_slope = negative_slope;
+    params_.threshold = threshold;
+  }
+  std::string kind() const override { return kind_; }
+  SampleShape configure(const SampleShape& input) override { return input; }
+  void forward(const StepContext& context, int64_t batch, const float* input, float*, float* output) override {
+    ReluParams params = params_;
+    params.count = batch * input_shape.size();
+    context.kernels.relu_forward(params, input, output);
+  }
+  void backward(const StepContext& context, int64_t batch, const float* input, const float*, const float*,
+                float* output_gradient, bool, float* input_gradient) override {
+    if (input_gradient == nullptr) return;
+    ReluParams params = params_;
+    params.count = batch * input_shape.size();
+    context.kernels.relu_backward(params, input, output_gradient, input_gradient);
+  }
+
+ private:
+  std::string kind_;
+  ReluParams params_;
+};
+
+class RescalingLayer final : public Layer {
+ public:
+  RescalingLayer(float scale, float offset) : scale_(scale), offset_(offset) {}
+  std::string kind() const override { return "Rescaling"; }
+  SampleShape configure(const SampleShape& input) override { return input; }
+  void forward(const StepContext& context, int64_t batch, const float* input, float*, float* output) override {
+    context.kernels.rescaling({batch * input_shape.size(), scale_, offset_}, input, output);
+  }
+  void backward(const StepContext& context, int64_t batch, const float*, const float*, const float*,
+                float* output_gradient, bool, float* input_gradient) override {
+    if (input_gradient != nullptr) {
+      context.kernels.rescaling({batch * input_shape.size(), scale_, 0.0f}, output_gradient, input_gradient);
+    }
+  }
+
+ private:
+  float scale_, offset_;
 };
 
 // Masks come from the step's seed mixed with the layer index, or, when the layer has its own seed,
@@ -243,7 +355,7 @@ class DropoutLayer final : public Layer {
     }
   }
 
-  void backward(const StepContext& context, int64_t batch, const float*, const float*,
+  void backward(const StepContext& context, int64_t batch, const float*, const float*, const float*,
                 float* output_gradient, bool, float* input_gradient) override {
     if (input_gradient == nullptr) return;
     const int64_t count = batch * input_shape.size();
@@ -316,7 +428,7 @@ class BatchNormLayer final : public Layer {
   }
 
   void backward(const StepContext& context, int64_t batch, const float* input, const float*,
-                float* output_gradient, bool, float* input_gradient) override {
+                const float*, float* output_gradient, bool, float* input_gradient) override {
     const BatchNormParams params{batch * input_shape.height * input_shape.width, channels_, epsilon_};
     const float* base = context.parameters + parameter_offset;
     const float* gamma = scale_ ? base : nullptr;
@@ -346,24 +458,28 @@ class ActivationLayer final : public ActivatedLayer {
  public:
   explicit ActivationLayer(Activation activation) : ActivatedLayer(activation) {}
   std::string kind() const override { return "Activation"; }
+  // The layer's input already is its pre-activation; only softmax keeps a copy, for the loss.
+  bool keeps_pre_activation() const override { return activation_ == Activation::softmax; }
   SampleShape configure(const SampleShape& input) override { return input; }
 
   void forward(const StepContext& context, int64_t batch, const float* input,
                float* pre_activation, float* output) override {
     const int64_t rows = batch * input_shape.height * input_shape.width;
-    if (activation_ == Activation::softmax) {
+    // The layer's input is its pre-activation; it is copied only where the fused softmax +
+    // cross-entropy loss reads the logits from the pre-activation buffer.
+    if (pre_activation != nullptr) {
       context.kernels.activation_forward(Activation::linear, rows, input_shape.channels, input,
                                          pre_activation);
     }
     context.kernels.activation_forward(activation_, rows, input_shape.channels, input, output);
   }
 
-  void backward(const StepContext& context, int64_t batch, const float*, const float* output,
-                float* output_gradient, bool gradient_is_pre_activation,
+  void backward(const StepContext& context, int64_t batch, const float* input, const float*,
+                const float* output, float* output_gradient, bool gradient_is_pre_activation,
                 float* input_gradient) override {
     if (input_gradient == nullptr) return;
     const int64_t rows = batch * input_shape.height * input_shape.width;
-    start_backward(context, rows, output, output_gradient, gradient_is_pre_activation);
+    start_backward(context, rows, input, output, output_gradient, gradient_is_pre_activation);
     context.kernels.activation_forward(Activation::linear, rows, input_shape.channels,
                                        output_gradient, input_gradient);
   }
@@ -392,13 +508,27 @@ std::unique_ptr<Layer> make_conv2d(int64_t filters, int64_t kernel_height, int64
 std::unique_ptr<Layer> make_dense(int64_t units, bool use_bias, Activation activation) {
   return std::make_unique<DenseLayer>(units, use_bias, activation);
 }
-std::unique_ptr<Layer> make_max_pool2d(int64_t pool_height, int64_t pool_width,
-                                       int64_t stride_height, int64_t stride_width,
-                                       Padding padding) {
-  return std::make_unique<MaxPool2DLayer>(pool_height, pool_width, stride_height, stride_width,
-                                          padding);
+std::unique_ptr<Layer> make_pool2d(bool average, bool global, int64_t pool_height, int64_t pool_width,
+                                   int64_t stride_height, int64_t stride_width, Padding padding) {
+  return std::make_unique<Pool2DLayer>(average, global, pool_height, pool_width, stride_height,
+                                       stride_width, padding);
 }
-std::unique_ptr<Layer> make_flatten() { return std::make_unique<FlattenLayer>(); }
+std::unique_ptr<Layer> make_flatten() { return std::make_unique<ReshapeLayer>("Flatten", SampleShape{0, 0, 0}); }
+std::unique_ptr<Layer> make_reshape(const SampleShape& target) {
+  if (target.height <= 0 || target.width <= 0 || target.channels <= 0) {
+    throw std::invalid_argument("Reshape target dimensions must be positive");
+  }
+  return std::make_unique<ReshapeLayer>("Reshape", target);
+}
+std::unique_ptr<Layer> make_zero_padding2d(int64_t top, int64_t bottom, int64_t left, int64_t right) {
+  return std::make_unique<ZeroPadding2DLayer>(top, bottom, left, right);
+}
+std::unique_ptr<Layer> make_relu(const std::string& kind, float max_value, float negative_slope, float threshold) {
+  return std::make_unique<ReluLayer>(kind, max_value, negative_slope, threshold);
+}
+std::unique_ptr<Layer> make_rescaling(float scale, float offset) {
+  return std::make_unique<RescalingLayer>(scale, offset);
+}
 std::unique_ptr<Layer> make_batch_norm(float momentum, float epsilon, bool center, bool scale) {
   return std::make_unique<BatchNormLayer>(momentum, epsilon, center, scale);
 }

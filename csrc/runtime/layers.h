@@ -43,8 +43,9 @@ class Layer {
                        float* pre_activation, float* output) = 0;
   // output_gradient is d(loss)/d(output), or d(loss)/d(pre-activation) when
   // gradient_is_pre_activation; the layer may overwrite it. input_gradient null: not needed.
+  // pre_activation is the buffer forward filled when keeps_pre_activation(), else null.
   virtual void backward(const StepContext& context, int64_t batch, const float* input,
-                        const float* output, float* output_gradient,
+                        const float* pre_activation, const float* output, float* output_gradient,
                         bool gradient_is_pre_activation, float* input_gradient) = 0;
 
   int64_t parameter_count() const;
@@ -63,10 +64,14 @@ std::unique_ptr<Layer> make_conv2d(int64_t filters, int64_t kernel_height, int64
                                    int64_t dilation_height, int64_t dilation_width,
                                    Padding padding, bool use_bias, Activation activation);
 std::unique_ptr<Layer> make_dense(int64_t units, bool use_bias, Activation activation);
-std::unique_ptr<Layer> make_max_pool2d(int64_t pool_height, int64_t pool_width,
-                                       int64_t stride_height, int64_t stride_width,
-                                       Padding padding);
+// Max or average pooling; global = one window over the whole image (sizes ignored).
+std::unique_ptr<Layer> make_pool2d(bool average, bool global, int64_t pool_height, int64_t pool_width,
+                                   int64_t stride_height, int64_t stride_width, Padding padding);
 std::unique_ptr<Layer> make_flatten();
+std::unique_ptr<Layer> make_reshape(const SampleShape& target);
+std::unique_ptr<Layer> make_zero_padding2d(int64_t top, int64_t bottom, int64_t left, int64_t right);
+std::unique_ptr<Layer> make_relu(const std::string& kind, float max_value, float negative_slope, float threshold);
+std::unique_ptr<Layer> make_rescaling(float scale, float offset);
 std::unique_ptr<Layer> make_batch_norm(float momentum, float epsilon, bool center, bool scale);
 // seed < 0: masks follow the step's seed; else the layer's own stream.
 std::unique_ptr<Layer> make_dropout(float rate, int64_t seed);

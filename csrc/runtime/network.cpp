@@ -143,6 +143,15 @@ StepResult Network::loss_and_gradient(const Targets& targets, const int64_t* ind
   params.gradient_scale = batch > 0 ? 1.0f / static_cast<float>(batch) : 0.0f;
   kernels::cross_entropy(params, fused_softmax ? pre_activations_.back() : output, labels,
                          probabilities, losses_, gradient);
+  if (targets.sample_weights != nullptr) {
+    for (int64_t i = 0; i < batch; ++i) {
+      const float weight = targets.sample_weights[indices[i]];
+      losses_[i] *= weight;
+      if (gradient != nullptr) {
+        for (int64_t j = 0; j < classes; ++j) gradient[i * classes + j] *= weight;
+      }
+    }
+  }
   StepResult result;
   for (int64_t i = 0; i < batch; ++i) {
     result.loss_sum += losses_[i];
@@ -193,19 +202,30 @@ StepResult Network::train_step(const float* x, const Targets& targets, const int
     const float* layer_input = i == 0 ? input_ : outputs_[i - 1];
     if (layer.is_reshape()) continue;  // gradient passes through unchanged
     float* input_gradient = i > first_needed ? other : nullptr;
-    layer.backward(context, batch, layer_input, outputs_[i], gradient,
+    layer.backward(context, batch, layer_input, pre_activations_[i], outputs_[i], gradient,
                    fused_softmax && i + 1 == layers_.size(), input_gradient);
     if (input_gradient != nullptr) std::swap(gradient, other);
   }
 
-  std::vector<std::pair<int64_t, int64_t>> ranges;
+  optimizer_.apply(learning_rate, parameters_.data(), gradients_.data(), trainable_variables());
+  return result;
+}
+
+std::vector<std::pair<int64_t, int64_t>> Network::trainable_variables() const {
+  std::vector<std::pair<int64_t, int64_t>> variables;
   for (const auto& layer : layers_) {
-    if (layer->trainable && layer->trainable_parameter_count() > 0) {
-      ranges.emplace_back(layer->parameter_offset, layer->parameter_offset + layer->trainable_parameter_count());
+    if (!layer->trainable) continue;
+    int64_t begin = layer->parameter_offset;
+    const int64_t end = layer->parameter_offset + layer->trainable_parameter_count();
+    for (const auto& shape : layer->parameter_shapes()) {
+      if (begin >= end) break;
+      int64_t count = 1;
+      for (int64_t dimension : shape) count *= dimension;
+      variables.emplace_back(begin, begin + count);
+      begin += count;
     }
   }
-  optimizer_.apply(learning_rate, parameters_.data(), gradients_.data(), ranges);
-  return result;
+  return variables;
 }
 
 StepResult Network::test_step(const float* x, const Targets& targets, const int64_t* indices,

@@ -20,6 +20,9 @@ namespace fastcnn::runtime {
 struct Targets {
   const int32_t* labels = nullptr;
   const float* probabilities = nullptr;
+  // Optional per-sample loss weights (one per sample of the data set): Keras's sample_weight /
+  // class_weight. The batch loss stays sum(w_i * loss_i) / batch; accuracy is unweighted.
+  const float* sample_weights = nullptr;
 };
 
 struct StepResult {
@@ -56,6 +59,8 @@ class Network {
 
  private:
   void ensure_workspace(int64_t batch);
+  // (begin, end) in the parameter buffer of every weight array the optimizer updates.
+  std::vector<std::pair<int64_t, int64_t>> trainable_variables() const;
   void gather(const float* x, const int64_t* indices, int64_t batch);
   const float* forward(const kernels::KernelTable& kernels, const float* input, int64_t batch,
                        bool training, uint64_t seed);

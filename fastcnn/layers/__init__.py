@@ -8,14 +8,33 @@ from fastcnn.layers.dense import Dense
 from fastcnn.layers.dropout import Dropout
 from fastcnn.layers.flatten import Flatten
 from fastcnn.layers.input_layer import Input, InputLayer
-from fastcnn.layers.max_pooling2d import MaxPooling2D
+from fastcnn.layers.global_pooling2d import GlobalAveragePooling2D, GlobalMaxPooling2D
+from fastcnn.layers.max_pooling2d import AveragePooling2D, MaxPooling2D
+from fastcnn.layers.relu import LeakyReLU, ReLU
+from fastcnn.layers.rescaling import Rescaling
+from fastcnn.layers.reshape import Reshape
+from fastcnn.layers.zero_padding2d import ZeroPadding2D
 
 # Keras's aliases.
 Convolution2D = Conv2D
 MaxPool2D = MaxPooling2D
+AvgPool2D = AveragePooling2D
+GlobalAvgPool2D = GlobalAveragePooling2D
+GlobalMaxPool2D = GlobalMaxPooling2D
 
 __all__ = [
     "Activation",
+    "AveragePooling2D",
+    "AvgPool2D",
+    "GlobalAveragePooling2D",
+    "GlobalAvgPool2D",
+    "GlobalMaxPool2D",
+    "GlobalMaxPooling2D",
+    "LeakyReLU",
+    "ReLU",
+    "Rescaling",
+    "Reshape",
+    "ZeroPadding2D",
     "BatchNormalization",
     "Conv2D",
     "Convolution2D",

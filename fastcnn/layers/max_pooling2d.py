@@ -1,4 +1,5 @@
-"""MaxPooling2D: window maximum over NHWC inputs; strides default to the pool size."""
+"""MaxPooling2D (window maximum) and AveragePooling2D (window mean, padding not counted) over NHWC
+inputs; strides default to the pool size."""
 
 from fastcnn.layers import _arguments as arguments
 from fastcnn.layers.base import Layer
@@ -7,6 +8,7 @@ from fastcnn.layers.conv2d import _window_output
 
 class MaxPooling2D(Layer):
     _built_at_construction = True
+    _kind = "max"
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
         super().__init__(**kwargs)
@@ -31,8 +33,12 @@ class MaxPooling2D(Layer):
         return (input_shape[0], height, width, input_shape[3])
 
     def _add_to_network(self, network):
-        network.add_max_pool2d(self.pool_size, self.strides, self.padding)
+        network.add_pool2d(self._kind, False, self.pool_size, self.strides, self.padding)
 
     def get_config(self):
         return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides,
                 "padding": self.padding, "data_format": self.data_format}
+
+
+class AveragePooling2D(MaxPooling2D):
+    _kind = "average"

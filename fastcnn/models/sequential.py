@@ -54,7 +54,9 @@ class Sequential:
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"`name` must be a non-empty string. Received: name={name!r}")
         self.name = name or _naming.unique_name("sequential")
-        self.trainable = trainable
+        if not isinstance(trainable, bool):
+            raise TypeError(f"`trainable` must be a bool. Received: trainable={trainable!r}")
+        self._trainable = trainable
         self._layers = []
         self._input_sample_shape = None
         self._network = None
@@ -170,6 +172,20 @@ class Sequential:
         self.built = True
         if self._compiled:
             self._configure_network()
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        """Freezing the model freezes every layer's weights (and runs BatchNormalization in
+        inference mode), as in Keras."""
+        if not isinstance(value, bool):
+            raise TypeError(f"`trainable` must be a bool. Received: trainable={value!r}")
+        self._trainable = value
+        for layer in self._layers:
+            self._layer_trainable_changed(layer)
 
     def _layer_trainable_changed(self, layer):
         if self._network is not None:
@@ -326,11 +342,42 @@ class Sequential:
             return {"labels": self.loss._prepare_targets(array, classes), "probabilities": None}
         return {"labels": None, "probabilities": self.loss._prepare_targets(array, classes)}
 
+    def _prepare_sample_weights(self, sample_weight, class_weight, targets, samples):
+        """Per-sample loss weights (float32, one per sample) from sample_weight or class_weight."""
+        if sample_weight is not None and class_weight is not None:
+            raise ValueError("You cannot pass both `class_weight` and `sample_weight` at the same time.")
+        if sample_weight is not None:
+            weights = _as_array(sample_weight, "sample_weight").astype(np.float64)
+            if weights.ndim == 2 and weights.shape[1] == 1:
+                weights = weights[:, 0]
+            if weights.shape != (samples,):
+                raise ValueError(f"`sample_weight` must have shape ({samples},), one weight per sample. "
+                                 f"Received: sample_weight.shape={weights.shape}")
+            if not np.all(np.isfinite(weights)):
+                raise ValueError("`sample_weight` must hold finite numbers.")
+            return np.ascontiguousarray(weights, dtype=np.float32)
+        if class_weight is not None:
+            if not isinstance(class_weight, dict):
+                raise ValueError(f"`class_weight` must be a dict of class index -> weight. Received: {class_weight!r}")
+            classes = self._network.output_shape[2]
+            table = np.ones(classes, dtype=np.float32)
+            for key, value in class_weight.items():
+                if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or not 0 <= key < classes:
+                    raise ValueError(f"`class_weight` keys must be class indices in [0, {classes}). Received key {key!r}")
+                if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
+                    raise ValueError(f"`class_weight` values must be finite numbers. Received {key!r}: {value!r}")
+                table[int(key)] = value
+            labels = targets["labels"]
+            if labels is None:
+                labels = np.argmax(targets["probabilities"], axis=1)
+            return np.ascontiguousarray(table[labels])
+        return None
+
     # ---- training ----
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
-            validation_batch_size=None, validation_freq=1):
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None,
+            initial_epoch=0, validation_batch_size=None, validation_freq=1):
         self._require_compiled("training")
         batch_size = _check_batch_size(batch_size)
         verbose = _check_verbose(verbose)
@@ -347,15 +394,17 @@ class Sequential:
         x_all = self._prepare_x(x)
         targets_all = self._prepare_y(y, x_all.shape[0])
         samples = x_all.shape[0]
+        targets_all["sample_weights"] = self._prepare_sample_weights(sample_weight, class_weight, targets_all, samples)
         validation = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
                 raise ValueError("`validation_data` must be a tuple (x_val, y_val). Received: "
                                  f"{type(validation_data).__name__}")
-            if len(validation_data) == 3 and validation_data[2] is not None:
-                raise ValueError("fastcnn does not support validation sample weights yet.")
             x_val = self._prepare_x(validation_data[0], "x_val")
-            validation = (x_val, self._prepare_y(validation_data[1], x_val.shape[0], "y_val"))
+            val_targets = self._prepare_y(validation_data[1], x_val.shape[0], "y_val")
+            val_weights = validation_data[2] if len(validation_data) == 3 else None
+            val_targets["sample_weights"] = self._prepare_sample_weights(val_weights, None, val_targets, x_val.shape[0])
+            validation = (x_val, val_targets)
         elif validation_split:
             # Keras takes the last samples, before any shuffling.
             split_at = int(math.floor(samples * (1.0 - validation_split)))
@@ -385,7 +434,7 @@ class Sequential:
                 indices = order[step * batch_size:(step + 1) * batch_size]
                 loss_sum, correct = network.train_step(
                     x_all, targets_all["labels"], targets_all["probabilities"], indices,
-                    self.optimizer.learning_rate, _random.draw_seed(),
+                    self.optimizer.learning_rate, _random.draw_seed(), targets_all["sample_weights"],
                 )
                 total_loss += loss_sum
                 total_correct += correct
@@ -418,7 +467,8 @@ class Sequential:
             if callback_list is not None:
                 callback_list.on_test_batch_begin(step)
             indices = np.arange(step * batch_size, min(samples, (step + 1) * batch_size))
-            loss_sum, correct = self._network.test_step(x, targets["labels"], targets["probabilities"], indices)
+            loss_sum, correct = self._network.test_step(x, targets["labels"], targets["probabilities"], indices,
+                                                        targets.get("sample_weights"))
             total_loss += loss_sum
             total_correct += correct
             seen += len(indices)
@@ -432,12 +482,14 @@ class Sequential:
             callback_list.on_test_end(dict(logs))
         return logs
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", callbacks=None, return_dict=False):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, callbacks=None,
+                 return_dict=False):
         self._require_compiled("evaluation")
         batch_size = _check_batch_size(batch_size)
         verbose = _check_verbose(verbose)
         x_all = self._prepare_x(x)
         targets = self._prepare_y(y, x_all.shape[0])
+        targets["sample_weights"] = self._prepare_sample_weights(sample_weight, None, targets, x_all.shape[0])
         callback_list = callbacks_module.CallbackList(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1,
             steps=math.ceil(x_all.shape[0] / batch_size),
@@ -472,21 +524,24 @@ class Sequential:
             callback_list.on_predict_end()
         return outputs
 
-    def train_on_batch(self, x, y):
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None):
         """One optimizer step on this batch; returns [loss, accuracy] (or the loss alone)."""
         self._require_compiled("training")
         x_all = self._prepare_x(x)
         targets = self._prepare_y(y, x_all.shape[0])
+        weights = self._prepare_sample_weights(sample_weight, class_weight, targets, x_all.shape[0])
         indices = np.arange(x_all.shape[0])
         loss_sum, correct = self._network.train_step(x_all, targets["labels"], targets["probabilities"],
-                                                     indices, self.optimizer.learning_rate, _random.draw_seed())
+                                                     indices, self.optimizer.learning_rate, _random.draw_seed(),
+                                                     weights)
         samples = max(1, x_all.shape[0])
         return [loss_sum / samples, correct / samples] if self._metric else loss_sum / samples
 
-    def test_on_batch(self, x, y):
+    def test_on_batch(self, x, y, sample_weight=None):
         self._require_compiled("evaluation")
         x_all = self._prepare_x(x)
         targets = self._prepare_y(y, x_all.shape[0])
+        targets["sample_weights"] = self._prepare_sample_weights(sample_weight, None, targets, x_all.shape[0])
         logs = self._evaluate_prepared(x_all, targets, max(1, x_all.shape[0]), None)
         return [logs["loss"], logs[self._metric.name]] if self._metric else logs["loss"]
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "kernels/optimized/optimized.h"
+#include "ops/activation_math.h"
 #include "parallel.h"
 
 namespace fastcnn::kernels::FASTCNN_ISA {
@@ -24,18 +25,15 @@ void for_chunks(int64_t count, Body&& body) {
 
 void activate_in_place(Activation activation, float* values, int64_t count) {
   switch (activation) {
+    case Activation::linear:
+    case Activation::softmax:
+      return;
     case Activation::relu:
       // x < 0 ? 0 : x keeps NaN as NaN, as max(x, 0) does in TensorFlow.
       for (int64_t i = 0; i < count; ++i) values[i] = values[i] < 0.0f ? 0.0f : values[i];
       return;
-    case Activation::sigmoid:
-      for (int64_t i = 0; i < count; ++i) values[i] = 1.0f / (1.0f + std::exp(-values[i]));
-      return;
-    case Activation::tanh:
-      for (int64_t i = 0; i < count; ++i) values[i] = std::tanh(values[i]);
-      return;
-    case Activation::linear:
-    case Activation::softmax:
+    default:
+      for (int64_t i = 0; i < count; ++i) values[i] = activate(activation, values[i]);
       return;
   }
 }
@@ -63,9 +61,8 @@ void activation_forward(Activation activation, int64_t rows, int64_t columns, co
   });
 }
 
-void activation_backward(Activation activation, int64_t rows, int64_t columns,
-                         const float* output, const float* output_gradient,
-                         float* input_gradient) {
+void activation_backward(Activation activation, int64_t rows, int64_t columns, const float* input,
+                         const float* output, const float* output_gradient, float* input_gradient) {
   if (activation == Activation::softmax) {
     // dx_j = y_j * (g_j - sum_k g_k y_k)
     parallel::parallel_for(rows, [&](int64_t r) {
@@ -89,15 +86,58 @@ void activation_backward(Activation activation, int64_t rows, int64_t columns,
       case Activation::relu:
         for (int64_t i = begin; i < end; ++i) dx[i] = y[i] > 0.0f ? g[i] : 0.0f;
         break;
-      case Activation::sigmoid:
-        for (int64_t i = begin; i < end; ++i) dx[i] = g[i] * y[i] * (1.0f - y[i]);
-        break;
-      case Activation::tanh:
-        for (int64_t i = begin; i < end; ++i) dx[i] = g[i] * (1.0f - y[i] * y[i]);
-        break;
-      case Activation::softmax:
+      default:
+        for (int64_t i = begin; i < end; ++i) {
+          dx[i] = activation_gradient(activation, input != nullptr ? input[i] : 0.0f, y[i], g[i]);
+        }
         break;
     }
+  });
+}
+
+void relu_forward(const ReluParams& p, const float* input, float* output) {
+  for_chunks(p.count, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) output[i] = parametric_relu(p, input[i]);
+  });
+}
+
+void relu_backward(const ReluParams& p, const float* input, const float* output_gradient,
+                   float* input_gradient) {
+  for_chunks(p.count, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) input_gradient[i] = parametric_relu_gradient(p, input[i], output_gradient[i]);
+  });
+}
+
+void rescaling(const RescalingParams& p, const float* input, float* output) {
+  for_chunks(p.count, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) output[i] = input[i] * p.scale + p.offset;
+  });
+}
+
+// Row by row: zeros for the padding, one contiguous copy for the input's row.
+void zero_padding2d_forward(const ZeroPadding2DParams& p, const float* input, float* output) {
+  const int64_t height = p.output_height(), width = p.output_width(), c = p.channels;
+  parallel::parallel_for(p.batch * height, [&](int64_t row) {
+    const int64_t n = row / height, h = row % height, ih = h - p.top;
+    float* out = output + row * width * c;
+    if (ih < 0 || ih >= p.input_height) {
+      std::fill(out, out + width * c, 0.0f);
+      return;
+    }
+    std::fill(out, out + p.left * c, 0.0f);
+    const float* in = input + (n * p.input_height + ih) * p.input_width * c;
+    std::copy(in, in + p.input_width * c, out + p.left * c);
+    std::fill(out + (p.left + p.input_width) * c, out + width * c, 0.0f);
+  });
+}
+
+void zero_padding2d_backward(const ZeroPadding2DParams& p, const float* output_gradient,
+                             float* input_gradient) {
+  const int64_t height = p.output_height(), width = p.output_width(), c = p.channels;
+  parallel::parallel_for(p.batch * p.input_height, [&](int64_t row) {
+    const int64_t n = row / p.input_height, ih = row % p.input_height;
+    const float* in = output_gradient + ((n * height + ih + p.top) * width + p.left) * c;
+    std::copy(in, in + p.input_width * c, input_gradient + row * p.input_width * c);
   });
 }
 
@@ -135,6 +175,13 @@ const KernelTable& table() {
       batch_norm_statistics,
       batch_norm_forward,
       batch_norm_backward,
+      average_pool2d_forward,
+      average_pool2d_backward,
+      zero_padding2d_forward,
+      zero_padding2d_backward,
+      relu_forward,
+      relu_backward,
+      rescaling,
       dropout_forward,
       dropout_backward,
   };

@@ -30,7 +30,7 @@ void max_pool2d_backward(const Pool2DParams& params, const float* input,
 void activation_forward(Activation activation, int64_t rows, int64_t columns, const float* input,
                         float* output);
 void activation_backward(Activation activation, int64_t rows, int64_t columns,
-                         const float* output, const float* output_gradient,
+                         const float* input, const float* output, const float* output_gradient,
                          float* input_gradient);
 void batch_norm_statistics(const BatchNormParams& params, const float* input, float* mean,
                            float* variance);
@@ -39,6 +39,16 @@ void batch_norm_forward(const BatchNormParams& params, const float* input, const
 void batch_norm_backward(const BatchNormParams& params, const float* input, const float* mean,
                          const float* variance, const float* gamma, const float* output_gradient,
                          float* input_gradient, float* gamma_gradient, float* beta_gradient);
+void average_pool2d_forward(const Pool2DParams& params, const float* input, float* output);
+void average_pool2d_backward(const Pool2DParams& params, const float* output_gradient,
+                             float* input_gradient);
+void zero_padding2d_forward(const ZeroPadding2DParams& params, const float* input, float* output);
+void zero_padding2d_backward(const ZeroPadding2DParams& params, const float* output_gradient,
+                             float* input_gradient);
+void relu_forward(const ReluParams& params, const float* input, float* output);
+void relu_backward(const ReluParams& params, const float* input, const float* output_gradient,
+                   float* input_gradient);
+void rescaling(const RescalingParams& params, const float* input, float* output);
 void dropout_forward(const DropoutParams& params, const float* input, float* output);
 void dropout_backward(const DropoutParams& params, const float* output_gradient,
                       float* input_gradient);

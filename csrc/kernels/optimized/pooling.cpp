@@ -75,4 +75,45 @@ void max_pool2d_backward(const Pool2DParams& p, const float* input, const float*
   });
 }
 
+void average_pool2d_forward(const Pool2DParams& p, const float* input, float* output) {
+  const int64_t channels = p.channels;
+  parallel::parallel_for(p.batch * p.output_height, [&](int64_t image_row) {
+    const int64_t n = image_row / p.output_height;
+    const int64_t oh = image_row % p.output_height;
+    for (int64_t ow = 0; ow < p.output_width; ++ow) {
+      const Window w = window_of(p, oh, ow);
+      float* out = output + (image_row * p.output_width + ow) * channels;
+      std::fill(out, out + channels, 0.0f);
+      for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
+        for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
+          const float* in = input + ((n * p.input_height + ih) * p.input_width + iw) * channels;
+          for (int64_t c = 0; c < channels; ++c) out[c] += in[c];
+        }
+      const float inverse = 1.0f / static_cast<float>((w.row_end - w.row_begin) * (w.column_end - w.column_begin));
+      for (int64_t c = 0; c < channels; ++c) out[c] *= inverse;
+    }
+  });
+}
+
+void average_pool2d_backward(const Pool2DParams& p, const float* output_gradient,
+                             float* input_gradient) {
+  const int64_t channels = p.channels;
+  const int64_t image_size = p.input_height * p.input_width * channels;
+  parallel::parallel_for(p.batch, [&](int64_t n) {
+    float* gradient = input_gradient + n * image_size;
+    std::fill(gradient, gradient + image_size, 0.0f);
+    for (int64_t oh = 0; oh < p.output_height; ++oh)
+      for (int64_t ow = 0; ow < p.output_width; ++ow) {
+        const Window w = window_of(p, oh, ow);
+        const float inverse = 1.0f / static_cast<float>((w.row_end - w.row_begin) * (w.column_end - w.column_begin));
+        const float* dy = output_gradient + ((n * p.output_height + oh) * p.output_width + ow) * channels;
+        for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
+          for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
+            float* dx = gradient + (ih * p.input_width + iw) * channels;
+            for (int64_t c = 0; c < channels; ++c) dx[c] += dy[c] * inverse;
+          }
+      }
+  });
+}
+
 }  // namespace fastcnn::kernels::FASTCNN_ISA

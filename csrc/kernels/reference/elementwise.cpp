@@ -4,19 +4,11 @@
 #include <cstdint>
 
 #include "kernels/reference/reference.h"
+#include "ops/activation_math.h"
 
 namespace fastcnn::kernels::reference {
 
-float apply_activation(Activation activation, float value) {
-  switch (activation) {
-    case Activation::relu: return value < 0.0f ? 0.0f : value;  // NaN stays NaN
-    case Activation::sigmoid: return 1.0f / (1.0f + std::exp(-value));
-    case Activation::tanh: return std::tanh(value);
-    case Activation::linear:
-    case Activation::softmax: return value;
-  }
-  return value;
-}
+float apply_activation(Activation activation, float value) { return activate(activation, value); }
 
 void activation_forward(Activation activation, int64_t rows, int64_t columns, const float* input,
                         float* output) {
@@ -38,35 +30,61 @@ void activation_forward(Activation activation, int64_t rows, int64_t columns, co
   }
 }
 
-void activation_backward(Activation activation, int64_t rows, int64_t columns,
-                         const float* output, const float* output_gradient,
-                         float* input_gradient) {
-  const int64_t count = rows * columns;
-  switch (activation) {
-    case Activation::linear:
-      std::copy(output_gradient, output_gradient + count, input_gradient);
-      return;
-    case Activation::relu:
-      for (int64_t i = 0; i < count; ++i) input_gradient[i] = output[i] > 0.0f ? output_gradient[i] : 0.0f;
-      return;
-    case Activation::sigmoid:
-      for (int64_t i = 0; i < count; ++i) input_gradient[i] = output_gradient[i] * output[i] * (1.0f - output[i]);
-      return;
-    case Activation::tanh:
-      for (int64_t i = 0; i < count; ++i) input_gradient[i] = output_gradient[i] * (1.0f - output[i] * output[i]);
-      return;
-    case Activation::softmax:
-      // dx_j = y_j * (g_j - sum_k g_k y_k)
-      for (int64_t r = 0; r < rows; ++r) {
-        const float* y = output + r * columns;
-        const float* g = output_gradient + r * columns;
-        float dot = 0.0f;
-        for (int64_t j = 0; j < columns; ++j) dot += g[j] * y[j];
-        float* dx = input_gradient + r * columns;
-        for (int64_t j = 0; j < columns; ++j) dx[j] = y[j] * (g[j] - dot);
-      }
-      return;
+void activation_backward(Activation activation, int64_t rows, int64_t columns, const float* input,
+                         const float* output, const float* output_gradient, float* input_gradient) {
+  if (activation == Activation::softmax) {
+    // dx_j = y_j * (g_j - sum_k g_k y_k)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* y = output + r * columns;
+      const float* g = output_gradient + r * columns;
+      float dot = 0.0f;
+      for (int64_t j = 0; j < columns; ++j) dot += g[j] * y[j];
+      float* dx = input_gradient + r * columns;
+      for (int64_t j = 0; j < columns; ++j) dx[j] = y[j] * (g[j] - dot);
+    }
+    return;
   }
+  for (int64_t i = 0; i < rows * columns; ++i) {
+    const float x = input != nullptr ? input[i] : 0.0f;
+    input_gradient[i] = activation_gradient(activation, x, output[i], output_gradient[i]);
+  }
+}
+
+void relu_forward(const ReluParams& p, const float* input, float* output) {
+  for (int64_t i = 0; i < p.count; ++i) output[i] = parametric_relu(p, input[i]);
+}
+
+void relu_backward(const ReluParams& p, const float* input, const float* output_gradient,
+                   float* input_gradient) {
+  for (int64_t i = 0; i < p.count; ++i) input_gradient[i] = parametric_relu_gradient(p, input[i], output_gradient[i]);
+}
+
+void rescaling(const RescalingParams& p, const float* input, float* output) {
+  for (int64_t i = 0; i < p.count; ++i) output[i] = input[i] * p.scale + p.offset;
+}
+
+void zero_padding2d_forward(const ZeroPadding2DParams& p, const float* input, float* output) {
+  const int64_t height = p.output_height(), width = p.output_width();
+  for (int64_t n = 0; n < p.batch; ++n)
+    for (int64_t h = 0; h < height; ++h)
+      for (int64_t w = 0; w < width; ++w)
+        for (int64_t c = 0; c < p.channels; ++c) {
+          const int64_t ih = h - p.top, iw = w - p.left;
+          const bool inside = ih >= 0 && ih < p.input_height && iw >= 0 && iw < p.input_width;
+          output[((n * height + h) * width + w) * p.channels + c] =
+              inside ? input[((n * p.input_height + ih) * p.input_width + iw) * p.channels + c] : 0.0f;
+        }
+}
+
+void zero_padding2d_backward(const ZeroPadding2DParams& p, const float* output_gradient,
+                             float* input_gradient) {
+  const int64_t height = p.output_height(), width = p.output_width();
+  for (int64_t n = 0; n < p.batch; ++n)
+    for (int64_t ih = 0; ih < p.input_height; ++ih)
+      for (int64_t iw = 0; iw < p.input_width; ++iw)
+        for (int64_t c = 0; c < p.channels; ++c)
+          input_gradient[((n * p.input_height + ih) * p.input_width + iw) * p.channels + c] =
+              output_gradient[((n * height + ih + p.top) * width + iw + p.left) * p.channels + c];
 }
 
 void dropout_forward(const DropoutParams& p, const float* input, float* output) {
@@ -98,6 +116,13 @@ const KernelTable& table() {
       batch_norm_statistics,
       batch_norm_forward,
       batch_norm_backward,
+      average_pool2d_forward,
+      average_pool2d_backward,
+      zero_padding2d_forward,
+      zero_padding2d_backward,
+      relu_forward,
+      relu_backward,
+      rescaling,
       dropout_forward,
       dropout_backward,
   };

@@ -1,0 +1,66 @@
+// Scalar activation formulas (ops/activation.h), shared by every kernel tier: the elementwise work
+// is memory-bound, so one exact formula per activation serves all of them.
+#pragma once
+
+#include <cmath>
+
+#include "ops/activation.h"
+
+namespace fastcnn {
+
+constexpr float kSeluScale = 1.0507009873554805f;
+constexpr float kSeluAlpha = 1.6732632423543772f;
+constexpr float kLeakyReluSlope = 0.2f;
+
+inline float sigmoid_of(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+// softplus(x) = log(1 + e^x), computed without overflow: max(x, 0) + log1p(e^-|x|).
+inline float softplus_of(float x) { return std::fmax(x, 0.0f) + std::log1p(std::exp(-std::fabs(x))); }
+
+inline float activate(Activation activation, float x) {
+  switch (activation) {
+    case Activation::relu: return x < 0.0f ? 0.0f : x;  // NaN stays NaN, as max(x, 0) in TensorFlow
+    case Activation::relu6: return x < 0.0f ? 0.0f : (x > 6.0f ? 6.0f : x);
+    case Activation::leaky_relu: return x > 0.0f ? x : kLeakyReluSlope * x;
+    case Activation::elu: return x > 0.0f ? x : std::expm1(x);
+    case Activation::selu: return kSeluScale * (x > 0.0f ? x : kSeluAlpha * std::expm1(x));
+    case Activation::sigmoid: return sigmoid_of(x);
+    case Activation::hard_sigmoid: return std::fmin(std::fmax(x / 6.0f + 0.5f, 0.0f), 1.0f);
+    case Activation::tanh: return std::tanh(x);
+    case Activation::softplus: return softplus_of(x);
+    case Activation::swish: return x * sigmoid_of(x);
+    case Activation::gelu: return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));
+    case Activation::linear:
+    case Activation::softmax: return x;
+  }
+  return x;
+}
+
+// dy/dx times the incoming gradient g, from the output y and (where needed) the input x.
+inline float activation_gradient(Activation activation, float x, float y, float g) {
+  switch (activation) {
+    case Activation::relu: return y > 0.0f ? g : 0.0f;
+    case Activation::relu6: return (y > 0.0f && y < 6.0f) ? g : 0.0f;
+    case Activation::leaky_relu: return y > 0.0f ? g : kLeakyReluSlope * g;
+    case Activation::elu: return y > 0.0f ? g : g * (y + 1.0f);
+    case Activation::selu: return y > 0.0f ? g * kSeluScale : g * (y + kSeluScale * kSeluAlpha);
+    case Activation::sigmoid: return g * y * (1.0f - y);
+    case Activation::hard_sigmoid: return (y > 0.0f && y < 1.0f) ? g / 6.0f : 0.0f;
+    case Activation::tanh: return g * (1.0f - y * y);
+    case Activation::softplus: return g * sigmoid_of(x);
+    case Activation::swish: {
+      const float s = sigmoid_of(x);
+      return g * s * (1.0f + x * (1.0f - s));
+    }
+    case Activation::gelu: {
+      const float cdf = 0.5f * (1.0f + std::erf(x * 0.70710678118654752f));
+      const float pdf = 0.39894228040143268f * std::exp(-0.5f * x * x);
+      return g * (cdf + x * pdf);
+    }
+    case Activation::linear:
+    case Activation::softmax: return g;
+  }
+  return g;
+}
+
+}  // namespace fastcnn
