@@ -65,8 +65,8 @@ def main(argv=None):
     parser.add_argument("--example", type=int, default=2, choices=(2, 3),
                         help="the seed article's example to train: 2 (MNIST, default) or 3 (64x64 colour shapes)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 10 for example 2, 4 for 3)")
-    parser.add_argument("--train-samples", type=int, default=2000, help="example 3: generated training images (default 2000)")
-    parser.add_argument("--test-samples", type=int, default=500, help="example 3: generated test images (default 500)")
+    parser.add_argument("--train-samples", type=int, default=4000, help="example 3: generated training images (default 4000)")
+    parser.add_argument("--test-samples", type=int, default=1000, help="example 3: generated test images (default 1000)")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras verbosity (default 1)")

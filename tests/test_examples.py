@@ -20,17 +20,35 @@ def run_python(arguments, timeout=300):
                           env={**os.environ, "COLUMNS": "80"})
 
 
-@pytest.mark.parametrize("name", ["example1.py", "example2.py"])
+KERAS_TOTALS = {
+    "example1.py": (" Total params: 34,826 (136.04 KB)", " Trainable params: 34,826 (136.04 KB)",
+                    " Non-trainable params: 0 (0.00 B)"),
+    "example2.py": (" Total params: 34,826 (136.04 KB)", " Trainable params: 34,826 (136.04 KB)",
+                    " Non-trainable params: 0 (0.00 B)"),
+    "example3.py": (" Total params: 230,186 (899.16 KB)", " Trainable params: 229,802 (897.66 KB)",
+                    " Non-trainable params: 384 (1.50 KB)"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KERAS_TOTALS))
 def test_seed_example_prints_keras_totals(name):
     path = EXAMPLES / name
     if not path.exists():
         pytest.fail(f"seed example missing: {path} (CI lays ../shared beside the checkout)")
     result = run_python([str(path)])
     assert result.returncode == 0, result.stderr
-    assert " Total params: 34,826 (136.04 KB)" in result.stdout
-    assert " Trainable params: 34,826 (136.04 KB)" in result.stdout
-    assert " Non-trainable params: 0 (0.00 B)" in result.stdout
+    for line in KERAS_TOTALS[name]:
+        assert line in result.stdout.splitlines()
     assert result.stderr == ""
+
+
+def test_main_job_example3_pipeline_runs():
+    """A short run of `python -m fastcnn --example 3` (the full run's accuracy is in the README)."""
+    result = run_python(["-m", "fastcnn", "--example", "3", "--epochs", "1", "--train-samples", "64",
+                         "--test-samples", "32", "--verbose", "0"])
+    assert result.returncode == 0, result.stderr
+    assert "example 3 on generated colour shapes, 64 train / 32 test" in result.stdout
+    assert re.search(r"^test accuracy: [01]\.\d{4}$", result.stdout, re.MULTILINE), result.stdout
 
 
 def test_main_job_reaches_95_percent_test_accuracy():

@@ -1,0 +1,128 @@
+"""Side-by-side training and inference throughput: fastcnn vs TensorFlow (and PyTorch if installed).
+
+Each framework runs in its own process on the same synthetic data with the same thread count;
+rounds are interleaved so that drift on a shared machine hits every framework alike. Prints
+samples/s per framework (medians over rounds) and the ratio fastcnn / best peer, and writes the
+table to benchmarks/results/compare_training.md.
+
+    python benchmarks/compare_training.py [--rounds 3] [--steps 30] [--threads 2] [--models ex1_b32,...]
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import textwrap
+
+MODELS = {
+    # name: (seed example, batch size, input shape)
+    "ex1_b32": ("example1", 32, (28, 28, 1)),
+    "ex1_b128": ("example1", 128, (28, 28, 1)),
+    "ex2_b32": ("example2", 32, (28, 28, 1)),
+    "ex3_b32": ("example3", 32, (64, 64, 3)),
+}
+
+WORKER = textwrap.dedent('''
+    import json, os, sys, time
+    import numpy as np
+    framework, example, batch, shape, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5])
+    threads = int(os.environ.get("OMP_NUM_THREADS", "2"))
+    rng = np.random.default_rng(0)
+    x = rng.random((batch * steps,) + tuple(shape)).astype(np.float32)
+    y = rng.integers(0, 10, batch * steps)
+
+    def build(layers, models, input_shape):
+        if example == "example3":
+            return models.Sequential([
+                layers.Conv2D(32, (3, 3), padding="same", activation="relu", input_shape=input_shape),
+                layers.BatchNormalization(), layers.Conv2D(32, (3, 3), padding="same", activation="relu"),
+                layers.BatchNormalization(), layers.MaxPooling2D((2, 2)),
+                layers.Conv2D(64, (3, 3), padding="same", activation="relu"), layers.BatchNormalization(),
+                layers.Conv2D(64, (3, 3), padding="same", activation="relu"), layers.BatchNormalization(),
+                layers.MaxPooling2D((2, 2)), layers.Flatten(), layers.Dropout(0.5), layers.Dense(10, activation="softmax")])
+        stack = [layers.Conv2D(32, (3, 3), activation="relu", input_shape=input_shape), layers.MaxPooling2D((2, 2)),
+                 layers.Conv2D(64, (3, 3), activation="relu"), layers.MaxPooling2D((2, 2)), layers.Flatten()]
+        if example == "example2":
+            stack.append(layers.Dropout(0.5))
+        stack.append(layers.Dense(10, activation="softmax"))
+        return models.Sequential(stack)
+
+    if framework == "fastcnn":
+        import fastcnn
+        from fastcnn import layers, models
+        fastcnn.config.set_num_threads(threads)
+    else:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        import warnings; warnings.filterwarnings("ignore")
+        import tensorflow as tf
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        from tensorflow.keras import layers, models
+    model = build(layers, models, tuple(shape))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x[:batch * 3], y[:batch * 3], batch_size=batch, epochs=1, verbose=0)  # warm-up
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
+    train = batch * steps / (time.perf_counter() - start)
+    model.predict(x[:batch * 2], batch_size=batch, verbose=0)
+    start = time.perf_counter()
+    model.predict(x, batch_size=batch, verbose=0)
+    infer = batch * steps / (time.perf_counter() - start)
+    print(json.dumps({"train": train, "infer": infer}))
+''')
+
+
+def run(framework, model, steps, threads):
+    example, batch, shape = MODELS[model]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    result = subprocess.run([sys.executable, "-c", WORKER, framework, example, str(batch), json.dumps(shape), str(steps)],
+                            capture_output=True, text=True, env=env, cwd=os.path.expanduser("~"))
+    if result.returncode != 0:
+        raise RuntimeError(f"{framework} {model} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--frameworks", default="fastcnn,tensorflow")
+    args = parser.parse_args()
+    frameworks = args.frameworks.split(",")
+    results = {(m, f): {"train": [], "infer": []} for m in args.models.split(",") for f in frameworks}
+    for round_index in range(args.rounds):
+        for model in args.models.split(","):
+            for framework in frameworks:  # interleaved: every framework once per round
+                measured = run(framework, model, args.steps, args.threads)
+                for key in ("train", "infer"):
+                    results[(model, framework)][key].append(measured[key])
+                print(f"round {round_index + 1} {model:9s} {framework:10s} train {measured['train']:8.1f}/s "
+                      f"infer {measured['infer']:9.1f}/s", flush=True)
+    lines = ["| model | batch | framework | train samples/s | infer samples/s |", "|---|---|---|---|---|"]
+    for model in args.models.split(","):
+        for framework in frameworks:
+            r = results[(model, framework)]
+            lines.append(f"| {model} | {MODELS[model][1]} | {framework} | {statistics.median(r['train']):.0f} | "
+                         f"{statistics.median(r['infer']):.0f} |")
+        ours = results[(model, "fastcnn")]
+        peers = [f for f in frameworks if f != "fastcnn"]
+        if peers:
+            best_train = max(statistics.median(results[(model, f)]["train"]) for f in peers)
+            best_infer = max(statistics.median(results[(model, f)]["infer"]) for f in peers)
+            lines.append(f"| {model} | | **fastcnn / best peer** | **{statistics.median(ours['train']) / best_train:.2f}x** | "
+                         f"**{statistics.median(ours['infer']) / best_infer:.2f}x** |")
+    table = "\n".join(lines)
+    print(table)
+    out = pathlib.Path(__file__).resolve().parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "compare_training.md").write_text(
+        f"Medians of {args.rounds} interleaved rounds, {args.steps} steps each, {args.threads} threads.\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()
