@@ -30,10 +30,11 @@ class Initializer:
         if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool)):
             raise ValueError(f"`seed` must be an integer or None. Received: seed={seed!r}")
         self.seed = seed
-        self._generator = np.random.default_rng(seed) if seed is not None else None
 
     def _rng(self):
-        return self._generator if self._generator is not None else _random.generator()
+        # A seeded initializer draws the same values on every call, as in Keras; an unseeded one
+        # draws from fastcnn's random state (utils.set_random_seed).
+        return np.random.default_rng(self.seed) if self.seed is not None else _random.generator()
 
     def __call__(self, shape, dtype=None):
         raise NotImplementedError(f"{type(self).__name__} must implement __call__")
@@ -138,6 +139,10 @@ class VarianceScaling(Initializer):
         super().__init__(seed)
         if not scale > 0:
             raise ValueError(f"`scale` must be positive. Received: scale={scale}")
+        mode = mode.lower() if isinstance(mode, str) else mode
+        distribution = distribution.lower() if isinstance(distribution, str) else distribution
+        if distribution == "normal":  # Keras's alias
+            distribution = "truncated_normal"
         if mode not in ("fan_in", "fan_out", "fan_avg"):
             raise ValueError(f"Invalid `mode` argument: expected one of fan_in, fan_out, fan_avg. Received: mode={mode!r}")
         if distribution not in ("truncated_normal", "untruncated_normal", "uniform"):

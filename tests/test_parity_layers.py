@@ -8,14 +8,14 @@
 * Every activation fused in Conv2D and Dense and as an Activation layer inside a small model, and
   each new layer (AveragePooling2D, GlobalAverage/MaxPooling2D, ZeroPadding2D, ReLU, LeakyReLU,
   Rescaling, Reshape, Conv2D dilation_rate) inside a small model: with Keras's initial weights,
-  predict matches (<= 1e-5) and three SGD fit steps (shuffle=False, the same batches) leave the
-  same weights (<= 1e-4), and the same weight changes (<= 1e-3).
+  predict matches (<= 1e-5) and three SGD steps (fastcnn's fit with shuffle=False; Keras's loss,
+  gradient and SGD optimizer on the same batches) leave the same weights (<= 1e-4) and the same
+  weight changes (<= 1e-3), with the same epoch loss.
 * Subgradients at the kinks (an exactly-zero pre-activation, x == threshold, x == max_value) as
   TensorFlow takes them.
 * summary() and output_shape of a model with these layers against Keras.
 """
 
-import math
 import os
 import warnings
 
@@ -29,7 +29,7 @@ TIERS = list(_core.available_kernels())
 
 ACTIVATIONS = ["linear", "relu", "sigmoid", "tanh", "softmax", "relu6", "leaky_relu", "elu", "selu",
                "hard_sigmoid", "softplus", "swish", "silu", "gelu"]
-# Backward from the output alone; the rest need the activation's input.
+# Their backward pass needs the activation's input; the others' follows from the output alone.
 NEEDS_INPUT = {"gelu", "swish", "silu", "softplus"}
 
 FASTCNN = {"layers": layers, "models": models, "optimizers": optimizers}
@@ -191,6 +191,29 @@ def check_model_against_keras(tf, keras_lib, build, x, y, batch_size=8, learning
         assert relative_error(actual_w - start, expected_w - start, floor=1e-6) <= 1e-3, f"weight {index} change"
     # Keras's epoch loss: the batch losses averaged (equal batches here).
     np.testing.assert_allclose(history.history["loss"], [np.mean(keras_losses)], rtol=1e-4)
+
+
+def test_keras_reference_steps_are_keras_fit(tf, keras_lib, rng):
+    """keras_sgd_steps (the reference the model tests use) is what Keras's own fit does."""
+    shape = (8, 8, 2)
+
+    def build(lib):
+        L = lib["layers"]
+        return lib["models"].Sequential([L.Input(shape), L.Conv2D(3, (3, 3), activation="gelu"),
+                                         L.AveragePooling2D(2), L.Flatten(), L.Dense(3, activation="softmax")])
+
+    x, y = _images(rng, 24, shape), rng.integers(0, 3, 24)
+    _seed(tf)
+    fitted = build(keras_lib)
+    stepped = build(keras_lib)
+    stepped.set_weights(fitted.get_weights())
+    fitted.compile(optimizer=tf.keras.optimizers.SGD(learning_rate=0.1), loss="sparse_categorical_crossentropy",
+                   run_eagerly=True)
+    history = fitted.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    losses = keras_sgd_steps(tf, stepped, x, y, 8, 0.1)
+    for a, b in zip(stepped.get_weights(), fitted.get_weights()):
+        assert relative_error(a, b) <= 1e-6
+    np.testing.assert_allclose(history.history["loss"], [np.mean(losses)], rtol=1e-6)
 
 
 def _images(rng, count, shape, scale=2.0):

@@ -524,8 +524,13 @@ class Sequential:
             callback_list.on_predict_end()
         return outputs
 
-    def train_on_batch(self, x, y, sample_weight=None, class_weight=None):
-        """One optimizer step on this batch; returns [loss, accuracy] (or the loss alone)."""
+    def _batch_logs(self, loss, accuracy, return_dict):
+        if return_dict:
+            return ({self._metric.name: accuracy} if self._metric else {}) | {"loss": loss}
+        return [loss, accuracy] if self._metric else loss
+
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
+        """One optimizer step on this batch; returns [loss, accuracy] (or the loss alone, or a dict)."""
         self._require_compiled("training")
         x_all = self._prepare_x(x)
         targets = self._prepare_y(y, x_all.shape[0])
@@ -535,15 +540,15 @@ class Sequential:
                                                      indices, self.optimizer.learning_rate, _random.draw_seed(),
                                                      weights)
         samples = max(1, x_all.shape[0])
-        return [loss_sum / samples, correct / samples] if self._metric else loss_sum / samples
+        return self._batch_logs(loss_sum / samples, correct / samples, return_dict)
 
-    def test_on_batch(self, x, y, sample_weight=None):
+    def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
         self._require_compiled("evaluation")
         x_all = self._prepare_x(x)
         targets = self._prepare_y(y, x_all.shape[0])
         targets["sample_weights"] = self._prepare_sample_weights(sample_weight, None, targets, x_all.shape[0])
         logs = self._evaluate_prepared(x_all, targets, max(1, x_all.shape[0]), None)
-        return [logs["loss"], logs[self._metric.name]] if self._metric else logs["loss"]
+        return self._batch_logs(logs["loss"], logs.get(self._metric.name) if self._metric else None, return_dict)
 
     def predict_on_batch(self, x):
         return self.predict(x, batch_size=max(1, len(x)), verbose=0)
