@@ -25,7 +25,10 @@ inline float activate(Activation activation, float x) {
     case Activation::elu: return x > 0.0f ? x : std::expm1(x);
     case Activation::selu: return kSeluScale * (x > 0.0f ? x : kSeluAlpha * std::expm1(x));
     case Activation::sigmoid: return sigmoid_of(x);
-    case Activation::hard_sigmoid: return std::fmin(std::fmax(x / 6.0f + 0.5f, 0.0f), 1.0f);
+    case Activation::hard_sigmoid: {
+      const float v = x / 6.0f + 0.5f;  // comparisons, not fmin/fmax, so that NaN stays NaN
+      return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+    }
     case Activation::tanh: return std::tanh(x);
     case Activation::softplus: return softplus_of(x);
     case Activation::swish: return x * sigmoid_of(x);
@@ -43,7 +46,7 @@ inline float activation_gradient(Activation activation, float x, float y, float 
     case Activation::relu6: return (y > 0.0f && y < 6.0f) ? g : 0.0f;
     case Activation::leaky_relu: return y > 0.0f ? g : kLeakyReluSlope * g;
     case Activation::elu: return y > 0.0f ? g : g * (y + 1.0f);
-    case Activation::selu: return y > 0.0f ? g * kSeluScale : g * (y + kSeluScale * kSeluAlpha);
+    case Activation::selu: return y < 0.0f ? g * (y + kSeluScale * kSeluAlpha) : g * kSeluScale;  // as TF's SeluGrad
     case Activation::sigmoid: return g * y * (1.0f - y);
     case Activation::hard_sigmoid: return (y > 0.0f && y < 1.0f) ? g / 6.0f : 0.0f;
     case Activation::tanh: return g * (1.0f - y * y);

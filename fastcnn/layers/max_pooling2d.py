@@ -42,3 +42,6 @@ class MaxPooling2D(Layer):
 
 class AveragePooling2D(MaxPooling2D):
     _kind = "average"
+
+    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)

@@ -25,7 +25,7 @@ class ReLU(Layer):
         super().__init__(**kwargs)
         self.max_value = _number(max_value, "max_value", allow_none=True, minimum=0.0)
         self.negative_slope = _number(negative_slope, "negative_slope", minimum=0.0)
-        self.threshold = _number(threshold, "threshold")
+        self.threshold = _number(threshold, "threshold", minimum=0.0)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
