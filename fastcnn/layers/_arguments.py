@@ -60,3 +60,8 @@ def unsupported(name, value):
     """Arguments fastcnn does not implement yet must be left at their default (None)."""
     if value is not None:
         raise ValueError(f"fastcnn does not support the argument `{name}` yet. Received: {name}={value!r}")
+
+
+def all_unsupported(**arguments):
+    for name, value in arguments.items():
+        unsupported(name, value)

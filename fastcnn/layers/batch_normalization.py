@@ -33,9 +33,8 @@ class BatchNormalization(Layer):
         self.gamma_initializer = initializers.get(gamma_initializer)
         self.moving_mean_initializer = initializers.get(moving_mean_initializer)
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
-        for name, value in (("beta_regularizer", beta_regularizer), ("gamma_regularizer", gamma_regularizer),
-                            ("beta_constraint", beta_constraint), ("gamma_constraint", gamma_constraint)):
-            arguments.unsupported(name, value)
+        arguments.all_unsupported(beta_regularizer=beta_regularizer, gamma_regularizer=gamma_regularizer,
+                                  beta_constraint=beta_constraint, gamma_constraint=gamma_constraint)
         if synchronized:
             raise ValueError("fastcnn runs on one process: `synchronized=True` is not supported.")
 

@@ -34,10 +34,9 @@ class Conv2D(Layer):
         self.use_bias = arguments.boolean(use_bias, "use_bias")
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        for name, value in (("kernel_regularizer", kernel_regularizer), ("bias_regularizer", bias_regularizer),
-                            ("activity_regularizer", activity_regularizer),
-                            ("kernel_constraint", kernel_constraint), ("bias_constraint", bias_constraint)):
-            arguments.unsupported(name, value)
+        arguments.all_unsupported(kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                                  activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+                                  bias_constraint=bias_constraint)
 
     def _check_input(self, input_shape):
         if len(input_shape) != 4:

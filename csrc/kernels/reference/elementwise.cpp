@@ -100,33 +100,8 @@ void dropout_backward(const DropoutParams& p, const float* output_gradient,
   dropout_forward(p, output_gradient, input_gradient);
 }
 
-const KernelTable& table() {
-  static const KernelTable kernels{
-      "reference",
-      conv2d_forward,
-      conv2d_backward_input,
-      conv2d_backward_kernel,
-      dense_forward,
-      dense_backward_input,
-      dense_backward_kernel,
-      max_pool2d_forward,
-      max_pool2d_backward,
-      activation_forward,
-      activation_backward,
-      batch_norm_statistics,
-      batch_norm_forward,
-      batch_norm_backward,
-      average_pool2d_forward,
-      average_pool2d_backward,
-      zero_padding2d_forward,
-      zero_padding2d_backward,
-      relu_forward,
-      relu_backward,
-      rescaling,
-      dropout_forward,
-      dropout_backward,
-  };
-  return kernels;
-}
+#define FASTCNN_TABLE_NAME "reference"
+#include "kernels/table.inc"
+#undef FASTCNN_TABLE_NAME
 
 }  // namespace fastcnn::kernels::reference
