@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -545,6 +546,32 @@ PYBIND11_MODULE(_core, m) {
     std::vector<std::string> result(names, names + count);
     return result;
   });
+  m.def("measure_peak_gflops",
+        [](double seconds) {
+          if (!(seconds > 0.0 && seconds <= 60.0)) throw py::value_error("`seconds` must be in (0, 60]");
+          const bool avx2 = std::string(kernels::active().name) == "avx2";
+          auto probe = avx2 ? &kernels::avx2::fma_peak_probe : &kernels::generic::fma_peak_probe;
+          py::gil_scoped_release release;
+          probe(1 << 16);  // warm up: wake the threads and the vector units
+          // Grow the loop until one run lasts `seconds`, then keep the best of three such runs
+          // (a run that shared a core with another process would understate the peak).
+          int64_t iterations = 1 << 20;
+          auto run = [&]() {
+            const auto start = std::chrono::steady_clock::now();
+            const double flops = probe(iterations);
+            const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            return std::make_pair(flops / elapsed / 1e9, elapsed);
+          };
+          auto [best, elapsed] = run();
+          while (elapsed < seconds && iterations < (int64_t(1) << 40)) {
+            iterations *= 2;
+            std::tie(best, elapsed) = run();
+          }
+          for (int repeat = 0; repeat < 2; ++repeat) best = std::max(best, run().first);
+          return best;
+        },
+        py::arg("seconds") = 0.3,
+        "GFLOP/s of a pure-FMA loop on all threads with the active instruction set (the machine's peak).");
   m.def("get_num_threads", &parallel::max_threads);
   m.def("set_num_threads", [](int count) {
     if (count <= 0) throw py::value_error("thread count must be positive. Received: " + std::to_string(count));

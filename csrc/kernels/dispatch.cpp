@@ -65,6 +65,7 @@ const char* const* available_names(int* count) {
 #ifndef FASTCNN_HAVE_AVX2
 namespace avx2 {
 const KernelTable& table() { return generic::table(); }
+double fma_peak_probe(int64_t iterations) { return generic::fma_peak_probe(iterations); }
 }  // namespace avx2
 #endif
 

@@ -95,8 +95,8 @@ void cross_entropy(const CrossEntropyParams& params, const float* predictions,
                    float* input_gradient);
 
 namespace reference { const KernelTable& table(); }
-namespace generic { const KernelTable& table(); }
-namespace avx2 { const KernelTable& table(); }
+namespace generic { const KernelTable& table(); double fma_peak_probe(int64_t iterations); }
+namespace avx2 { const KernelTable& table(); double fma_peak_probe(int64_t iterations); }
 
 // The table in use: chosen on first call from the CPU (avx2 when it has AVX2 and FMA, else
 // generic), overridable with the environment variable FASTCNN_KERNELS=reference|generic|avx2.

@@ -116,11 +116,12 @@ struct IndirectPass {
   int64_t taps = 0;
 };
 
-// Runs the micro-kernel over every 6-pixel tile. `source_row(n, row, column, tap)` returns the
+// Runs the micro-kernel over every 6-pixel tile. `source_row(n, row, column, kh, kw)` returns the
 // source row pointer or nullptr for padding; results go to result[((n*rows+row)*columns+col)*C].
+// Taps are walked as (kh, kw) so that building the tile's row pointers needs no integer division.
 template <typename SourceRow>
-void run_indirect(const IndirectPass& pass, const float* packed, const float* bias,
-                  Activation activation, float* result, const float* zero_row,
+void run_indirect(const IndirectPass& pass, int64_t kernel_height, int64_t kernel_width, const float* packed,
+                  const float* bias, Activation activation, float* result, const float* zero_row,
                   SourceRow&& source_row) {
   const int64_t tiles_per_row = ceil_div(pass.columns_per_row, kTilePixels);
   const int64_t blocks = ceil_div(pass.output_channels, kBlockWidth);
@@ -128,8 +129,10 @@ void run_indirect(const IndirectPass& pass, const float* packed, const float* bi
   parallel::parallel_for(pass.images * pass.rows * tiles_per_row, [&](int64_t task) {
     thread_local std::vector<const float*> rows;
     thread_local std::vector<int64_t> tap_indices;
-    rows.resize(static_cast<size_t>(pass.taps * kTilePixels));
-    tap_indices.resize(static_cast<size_t>(pass.taps));
+    if (rows.size() < static_cast<size_t>(pass.taps * kTilePixels)) {
+      rows.resize(static_cast<size_t>(pass.taps * kTilePixels));
+      tap_indices.resize(static_cast<size_t>(pass.taps));
+    }
     const int64_t tile = task % tiles_per_row;
     const int64_t image_row = task / tiles_per_row;
     const int64_t row = image_row % pass.rows;
@@ -137,15 +140,17 @@ void run_indirect(const IndirectPass& pass, const float* packed, const float* bi
     const int64_t first_column = tile * kTilePixels;
     const int64_t pixels = std::min(kTilePixels, pass.columns_per_row - first_column);
     int64_t tap_count = 0;
-    for (int64_t tap = 0; tap < pass.taps; ++tap) {
-      const float** tap_rows = rows.data() + tap_count * kTilePixels;
-      bool any = false;
-      for (int64_t p = 0; p < kTilePixels; ++p) {
-        const float* pointer = p < pixels ? source_row(image, row, first_column + p, tap) : nullptr;
-        any |= pointer != nullptr;
-        tap_rows[p] = pointer != nullptr ? pointer : zero_row;
+    for (int64_t kh = 0, tap = 0; kh < kernel_height; ++kh) {
+      for (int64_t kw = 0; kw < kernel_width; ++kw, ++tap) {
+        const float** tap_rows = rows.data() + tap_count * kTilePixels;
+        bool any = false;
+        for (int64_t p = 0; p < kTilePixels; ++p) {
+          const float* pointer = p < pixels ? source_row(image, row, first_column + p, kh, kw) : nullptr;
+          any |= pointer != nullptr;
+          tap_rows[p] = pointer != nullptr ? pointer : zero_row;
+        }
+        if (any) tap_indices[tap_count++] = tap;
       }
-      if (any) tap_indices[tap_count++] = tap;
     }
     float* tile_result =
         result + ((image * pass.rows + row) * pass.columns_per_row + first_column) * pass.output_channels;
@@ -275,10 +280,11 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
   pass.depth = p.input_channels;
   pass.output_channels = p.output_channels;
   pass.taps = taps;
-  run_indirect(pass, buffers.packed.data(), padded_bias, p.activation, output, buffers.zeros.data(),
-               [&](int64_t n, int64_t oh, int64_t ow, int64_t tap) -> const float* {
-                 const int64_t ih = oh * p.stride_height - p.pad_top + (tap / p.kernel_width) * p.dilation_height;
-                 const int64_t iw = ow * p.stride_width - p.pad_left + (tap % p.kernel_width) * p.dilation_width;
+  run_indirect(pass, p.kernel_height, p.kernel_width, buffers.packed.data(), padded_bias, p.activation, output,
+               buffers.zeros.data(),
+               [&](int64_t n, int64_t oh, int64_t ow, int64_t kh, int64_t kw) -> const float* {
+                 const int64_t ih = oh * p.stride_height - p.pad_top + kh * p.dilation_height;
+                 const int64_t iw = ow * p.stride_width - p.pad_left + kw * p.dilation_width;
                  if (ih < 0 || ih >= p.input_height || iw < 0 || iw >= p.input_width) return nullptr;
                  return input + ((n * p.input_height + ih) * p.input_width + iw) * p.input_channels;
                });
@@ -314,15 +320,19 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
   pass.taps = taps;
   // Input pixel (ih, iw) is read by tap (kh, kw) of output (oh, ow) when
   // ih = oh*stride_h - pad_top + kh*dilation_h, i.e. oh = (ih + pad_top - kh*dilation_h) / stride_h exactly.
-  run_indirect(pass, buffers.packed.data(), nullptr, Activation::linear, input_gradient,
-               buffers.zeros.data(),
-               [&](int64_t n, int64_t ih, int64_t iw, int64_t tap) -> const float* {
-                 const int64_t row_offset = ih + p.pad_top - (tap / p.kernel_width) * p.dilation_height;
-                 const int64_t column_offset = iw + p.pad_left - (tap % p.kernel_width) * p.dilation_width;
+  const bool unit_strides = p.stride_height == 1 && p.stride_width == 1;
+  run_indirect(pass, p.kernel_height, p.kernel_width, buffers.packed.data(), nullptr, Activation::linear,
+               input_gradient, buffers.zeros.data(),
+               [&](int64_t n, int64_t ih, int64_t iw, int64_t kh, int64_t kw) -> const float* {
+                 const int64_t row_offset = ih + p.pad_top - kh * p.dilation_height;
+                 const int64_t column_offset = iw + p.pad_left - kw * p.dilation_width;
                  if (row_offset < 0 || column_offset < 0) return nullptr;
-                 if (row_offset % p.stride_height != 0 || column_offset % p.stride_width != 0) return nullptr;
-                 const int64_t oh = row_offset / p.stride_height;
-                 const int64_t ow = column_offset / p.stride_width;
+                 int64_t oh = row_offset, ow = column_offset;
+                 if (!unit_strides) {  // divisions only where a stride makes them necessary
+                   if (row_offset % p.stride_height != 0 || column_offset % p.stride_width != 0) return nullptr;
+                   oh = row_offset / p.stride_height;
+                   ow = column_offset / p.stride_width;
+                 }
                  if (oh >= p.output_height || ow >= p.output_width) return nullptr;
                  return output_gradient + ((n * p.output_height + oh) * p.output_width + ow) * p.output_channels;
                });
@@ -393,6 +403,31 @@ void conv2d_backward_kernel(const Conv2DParams& p, const float* input,
     simd::store_partial(bias_gradient + first + simd::kLanes, high,
                         std::max<int64_t>(width - simd::kLanes, 0));
   });
+}
+
+}  // namespace fastcnn::kernels::FASTCNN_ISA
+
+namespace fastcnn::kernels::FASTCNN_ISA {
+
+// The peak probe: 12 independent vector FMA chains (enough to cover FMA latency x throughput on
+// current x86 cores) per thread, `iterations` times; returns the FLOPs executed on each thread.
+double fma_peak_probe(int64_t iterations) {
+  using simd::float8;
+  double flops = 0.0;
+  parallel::parallel_region([&](int thread, int threads) {
+    float8 acc[12];
+    for (int i = 0; i < 12; ++i) acc[i] = simd::broadcast(static_cast<float>(i + thread) * 1e-3f);
+    const float8 a = simd::broadcast(0.999999f), b = simd::broadcast(1e-7f);
+    for (int64_t k = 0; k < iterations; ++k) {
+      for (int i = 0; i < 12; ++i) acc[i] = acc[i] * a + b;
+    }
+    float sink = 0.0f;
+    for (int i = 0; i < 12; ++i) sink += acc[i][0];
+    // Keep the result observable so the loop is not removed.
+    if (sink == 12345.0f) flops += 1.0;
+    if (thread == 0) flops += 2.0 * 8 * 12 * static_cast<double>(iterations) * threads;
+  });
+  return flops;
 }
 
 }  // namespace fastcnn::kernels::FASTCNN_ISA

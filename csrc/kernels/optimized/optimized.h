@@ -12,6 +12,9 @@ namespace fastcnn::kernels::FASTCNN_ISA {
 
 #include "kernels/declarations.inc"
 
+// FLOPs of a pure-FMA loop on every thread of a parallel region (the peak probe).
+double fma_peak_probe(int64_t iterations);
+
 // Applies an elementwise activation to `count` contiguous values in place (epilogue helper).
 void activate_in_place(Activation activation, float* values, int64_t count);
 

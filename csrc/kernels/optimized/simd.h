@@ -28,7 +28,9 @@ inline float8 load_partial(const float* source, int64_t count) {
 inline void store_partial(float* destination, float8 value, int64_t count) {
   std::memcpy(destination, &value, static_cast<size_t>(count) * sizeof(float));
 }
-inline float8 broadcast(float value) { return float8{} + value; }
+// Element-wise initialisation (not `float8{} + value`, which costs a scalar add of +0.0 since
+// -0.0 + 0.0 != -0.0 under IEEE rules) lets the compiler emit one vbroadcastss from memory.
+inline float8 broadcast(float value) { return float8{value, value, value, value, value, value, value, value}; }
 // relu: lanes below zero become zero; NaN lanes stay NaN (as TensorFlow's max(x, 0)).
 inline float8 max_zero(float8 value) {
   const float8 zero = {};
