@@ -2,6 +2,7 @@
 // thread owns the input-gradient rows it scatters into), channels innermost and contiguous.
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/optimized/optimized.h"
 #include "parallel.h"
@@ -51,26 +52,39 @@ void max_pool2d_backward(const Pool2DParams& p, const float* input, const float*
   const int64_t channels = p.channels;
   const int64_t image_size = p.input_height * p.input_width * channels;
   parallel::parallel_for(p.batch, [&](int64_t n) {
+    // Per output pixel: the window's first maximum for every channel at once (channels innermost,
+    // so the comparisons vectorise), then one scatter of the output gradient.
+    thread_local std::vector<float> best;
+    thread_local std::vector<int64_t> best_index;
+    best.resize(static_cast<size_t>(channels));
+    best_index.resize(static_cast<size_t>(channels));
+    // Plain pointers: every use of a thread_local from a shared library is a TLS lookup.
+    float* best_value = best.data();
+    int64_t* best_at = best_index.data();
     float* gradient = input_gradient + n * image_size;
     std::fill(gradient, gradient + image_size, 0.0f);
     const float* image = input + n * image_size;
     for (int64_t oh = 0; oh < p.output_height; ++oh)
       for (int64_t ow = 0; ow < p.output_width; ++ow) {
         const Window w = window_of(p, oh, ow);
-        const float* dy = output_gradient + ((n * p.output_height + oh) * p.output_width + ow) * channels;
+        const int64_t first = (w.row_begin * p.input_width + w.column_begin) * channels;
         for (int64_t c = 0; c < channels; ++c) {
-          int64_t best_index = (w.row_begin * p.input_width + w.column_begin) * channels + c;
-          float best = image[best_index];
-          for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
-            for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
-              const int64_t index = (ih * p.input_width + iw) * channels + c;
-              if (wins(image[index], best)) {
-                best = image[index];
-                best_index = index;
-              }
-            }
-          gradient[best_index] += dy[c];
+          best_value[c] = image[first + c];
+          best_at[c] = first + c;
         }
+        for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
+          for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
+            const int64_t offset = (ih * p.input_width + iw) * channels;
+            if (offset == first) continue;
+            const float* values = image + offset;
+            for (int64_t c = 0; c < channels; ++c) {
+              const bool better = wins(values[c], best_value[c]);
+              best_value[c] = better ? values[c] : best_value[c];
+              best_at[c] = better ? offset + c : best_at[c];
+            }
+          }
+        const float* dy = output_gradient + ((n * p.output_height + oh) * p.output_width + ow) * channels;
+        for (int64_t c = 0; c < channels; ++c) gradient[best_at[c]] += dy[c];
       }
   });
 }
