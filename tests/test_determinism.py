@@ -1,0 +1,45 @@
+"""Training results do not depend on the number of threads: every reduction in the kernels is split
+by output element or summed over fixed chunks in a fixed order, so 1 and 2 threads give bitwise
+identical weights."""
+
+import numpy as np
+import pytest
+
+import fastcnn
+from fastcnn import layers, models, utils
+
+
+def _train(threads, kernels):
+    previous_threads, previous_kernels = fastcnn.config.get_num_threads(), fastcnn.config.kernel_set()
+    fastcnn.config.set_num_threads(threads)
+    fastcnn.config.set_kernel_set(kernels)
+    try:
+        utils.set_random_seed(3)
+        model = models.Sequential([
+            layers.Conv2D(8, (3, 3), padding="same", activation="relu", input_shape=(20, 20, 3)),
+            layers.BatchNormalization(),
+            layers.MaxPooling2D((2, 2)),
+            layers.Conv2D(16, (3, 3), strides=(2, 2), activation="relu"),
+            layers.AveragePooling2D((2, 2), padding="same"),
+            layers.Flatten(),
+            layers.Dropout(0.3),
+            layers.Dense(10, activation="softmax"),
+        ])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        rng = np.random.default_rng(0)
+        x = rng.random((96, 20, 20, 3)).astype(np.float32)
+        y = rng.integers(0, 10, 96)
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        return model.get_weights(), history.history["loss"]
+    finally:
+        fastcnn.config.set_num_threads(previous_threads)
+        fastcnn.config.set_kernel_set(previous_kernels)
+
+
+@pytest.mark.parametrize("kernels", [name for name in fastcnn._core.available_kernels() if name != "reference"])
+def test_training_is_bitwise_identical_with_one_and_two_threads(kernels):
+    one_weights, one_loss = _train(1, kernels)
+    two_weights, two_loss = _train(2, kernels)
+    assert one_loss == two_loss
+    for one, two in zip(one_weights, two_weights):
+        np.testing.assert_array_equal(one, two)
