@@ -3,17 +3,49 @@
 Change ``from tensorflow.keras import layers, models`` to ``from fastcnn import layers, models``.
 """
 
+__version__ = "0.1.0"
+
+
+def _installed_core():
+    """The compiled module of the installed fastcnn, for a source checkout on sys.path.
+
+    After `pip install .`, running `python -m fastcnn` in the repository root imports this
+    uncompiled folder (the current directory comes first on sys.path); its pure-Python modules
+    are the ones just installed, so it borrows the installed copy's compiled `_core`.
+    """
+    import importlib.metadata
+    import importlib.util
+    import sys
+
+    try:
+        distribution = importlib.metadata.distribution("fastcnn")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    if distribution.version != __version__:
+        return None
+    for file in distribution.files or []:
+        if file.parent.name == "fastcnn" and file.name.startswith("_core.") and file.suffix in (".so", ".pyd"):
+            spec = importlib.util.spec_from_file_location("fastcnn._core", distribution.locate_file(file))
+            module = importlib.util.module_from_spec(spec)
+            sys.modules["fastcnn._core"] = module
+            spec.loader.exec_module(module)
+            return module
+    return None
+
+
 try:
     from fastcnn import _core  # noqa: F401  (the compiled kernels and training runtime)
-except ImportError as error:  # pragma: no cover - only without a build
-    import os as _os
+except ImportError as error:
+    _core = _installed_core()
+    if _core is None:
+        import os as _os
 
-    raise ImportError(
-        "fastcnn's compiled extension (fastcnn._core) could not be imported from "
-        f"{_os.path.dirname(__file__)}. If that is the source checkout, install the package "
-        "(pip install .) and run from another directory, or run pytest, which imports the "
-        f"installed copy. Cause: {error}"
-    ) from error
+        raise ImportError(
+            "fastcnn's compiled extension (fastcnn._core) could not be imported from "
+            f"{_os.path.dirname(__file__)}, and no installed fastcnn {__version__} provides one. "
+            "Install the package (pip install .). Cause: " + str(error)
+        ) from error
+
 from fastcnn import (  # noqa: F401
     activations,
     callbacks,
@@ -29,8 +61,6 @@ from fastcnn import (  # noqa: F401
 )
 from fastcnn.config import show_config  # noqa: F401
 from fastcnn.models import Sequential  # noqa: F401
-
-__version__ = "0.1.0"
 
 __all__ = [
     "activations",

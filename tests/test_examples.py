@@ -42,6 +42,16 @@ def test_seed_example_prints_keras_totals(name):
     assert result.stderr == ""
 
 
+def test_main_job_runs_from_the_repository_root():
+    """The README's quick start runs `python -m fastcnn` in the checkout after `pip install .`: the
+    uncompiled source folder then comes first on sys.path and borrows the installed `_core`."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-m", "fastcnn", "--epochs", "1", "--verbose", "0"], capture_output=True,
+                            text=True, timeout=300, cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^test accuracy: 0\.\d{4}$", result.stdout, re.MULTILINE), result.stdout
+
+
 def test_main_job_example3_pipeline_runs():
     """A short run of `python -m fastcnn --example 3` (the full run's accuracy is in the README)."""
     result = run_python(["-m", "fastcnn", "--example", "3", "--epochs", "1", "--train-samples", "64",
