@@ -1,4 +1,4 @@
-"""Side-by-side training and inference throughput: fastcnn vs TensorFlow (and PyTorch if installed).
+"""Side-by-side training and inference throughput: fastcnn vs TensorFlow and PyTorch (if installed).
 
 Each framework runs in its own process on the same synthetic data with the same thread count;
 rounds are interleaved so that drift on a shared machine hits every framework alike. Prints
@@ -50,6 +50,47 @@ WORKER = textwrap.dedent('''
         stack.append(layers.Dense(10, activation="softmax"))
         return models.Sequential(stack)
 
+    if framework == "pytorch":
+        import torch
+        from torch import nn
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        height, width, channels = shape
+        if example == "example3":
+            def block(cin, cout):
+                return [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(cout, momentum=0.01, eps=1e-3)]
+            net = nn.Sequential(*block(channels, 32), *block(32, 32), nn.MaxPool2d(2), *block(32, 64), *block(64, 64),
+                                nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.5), nn.Linear(64 * (height // 4) * (width // 4), 10))
+        else:
+            size = ((height - 2) // 2 - 2) // 2
+            net = nn.Sequential(nn.Conv2d(channels, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
+                                nn.MaxPool2d(2), nn.Flatten(), *([nn.Dropout(0.5)] if example == "example2" else []),
+                                nn.Linear(64 * size * size, 10))
+        optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
+        loss_function = nn.CrossEntropyLoss()
+        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # PyTorch is NCHW
+        yt = torch.from_numpy(y.astype(np.int64))
+
+        def train(count):
+            net.train()
+            for step in range(count):
+                batch_x, batch_y = xt[step * batch:(step + 1) * batch], yt[step * batch:(step + 1) * batch]
+                optimizer.zero_grad()
+                loss_function(net(batch_x), batch_y).backward()
+                optimizer.step()
+
+        def infer(count):
+            net.eval()
+            with torch.no_grad():
+                for step in range(count):
+                    torch.softmax(net(xt[step * batch:(step + 1) * batch]), dim=1)
+
+        train(3)
+        start = time.perf_counter(); train(steps); train_rate = batch * steps / (time.perf_counter() - start)
+        infer(2)
+        start = time.perf_counter(); infer(steps); infer_rate = batch * steps / (time.perf_counter() - start)
+        print(json.dumps({"train": train_rate, "infer": infer_rate}))
+        sys.exit(0)
     if framework == "fastcnn":
         import fastcnn
         from fastcnn import layers, models
@@ -91,8 +132,14 @@ def main():
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--frameworks", default="fastcnn,tensorflow")
+    parser.add_argument("--frameworks", default=None,
+                        help="comma-separated; default fastcnn,tensorflow plus pytorch when torch is installed "
+                             "(pip install torch==2.13.0)")
     args = parser.parse_args()
+    if args.frameworks is None:
+        import importlib.util
+
+        args.frameworks = "fastcnn,tensorflow" + (",pytorch" if importlib.util.find_spec("torch") else "")
     frameworks = args.frameworks.split(",")
     results = {(m, f): {"train": [], "infer": []} for m in args.models.split(",") for f in frameworks}
     for round_index in range(args.rounds):
