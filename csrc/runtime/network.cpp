@@ -37,6 +37,7 @@ void Network::build(const SampleShape& input_shape) {
   parameters_.assign(static_cast<size_t>(offset), 0.0f);
   gradients_.assign(static_cast<size_t>(offset), 0.0f);
   built_ = true;
+  update_trainable_variables();
 }
 
 SampleShape Network::output_shape() const {
@@ -48,6 +49,7 @@ void Network::set_trainable(int64_t layer_index, bool trainable) {
     throw std::out_of_range("layer index " + std::to_string(layer_index) + " out of range");
   }
   layers_[static_cast<size_t>(layer_index)]->trainable = trainable;
+  update_trainable_variables();
 }
 
 void Network::configure_optimizer(const OptimizerConfig& config) {
@@ -207,12 +209,13 @@ StepResult Network::train_step(const float* x, const Targets& targets, const int
     if (input_gradient != nullptr) std::swap(gradient, other);
   }
 
-  optimizer_.apply(learning_rate, parameters_.data(), gradients_.data(), trainable_variables());
+  optimizer_.apply(learning_rate, parameters_.data(), gradients_.data(), trainable_variables_);
   return result;
 }
 
-std::vector<std::pair<int64_t, int64_t>> Network::trainable_variables() const {
-  std::vector<std::pair<int64_t, int64_t>> variables;
+void Network::update_trainable_variables() {
+  std::vector<std::pair<int64_t, int64_t>>& variables = trainable_variables_;
+  variables.clear();
   for (const auto& layer : layers_) {
     if (!layer->trainable) continue;
     int64_t begin = layer->parameter_offset;
@@ -225,7 +228,6 @@ std::vector<std::pair<int64_t, int64_t>> Network::trainable_variables() const {
       begin += count;
     }
   }
-  return variables;
 }
 
 StepResult Network::test_step(const float* x, const Targets& targets, const int64_t* indices,

@@ -59,8 +59,9 @@ class Network {
 
  private:
   void ensure_workspace(int64_t batch);
-  // (begin, end) in the parameter buffer of every weight array the optimizer updates.
-  std::vector<std::pair<int64_t, int64_t>> trainable_variables() const;
+  // Recomputes trainable_variables_: (begin, end) in the parameter buffer of every weight array
+  // the optimizer updates. Runs at build and when a layer's trainable flag changes, not per step.
+  void update_trainable_variables();
   void gather(const float* x, const int64_t* indices, int64_t batch);
   const float* forward(const kernels::KernelTable& kernels, const float* input, int64_t batch,
                        bool training, uint64_t seed);
@@ -74,6 +75,7 @@ class Network {
   std::vector<float> parameters_, gradients_;
   Optimizer optimizer_;
   bool optimizer_configured_ = false;
+  std::vector<std::pair<int64_t, int64_t>> trainable_variables_;
 
   // Workspace: every buffer of a step, carved out of one arena for `capacity_` samples.
   int64_t capacity_ = 0;

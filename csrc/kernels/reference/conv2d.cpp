@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "kernels/reference/reference.h"
+#include "ops/activation_math.h"
 
 namespace fastcnn::kernels::reference {
 namespace {
@@ -36,7 +37,7 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
             }
           }
           output[nhwc(n, oh, ow, co, p.output_height, p.output_width, p.output_channels)] =
-              apply_activation(p.activation, sum);
+              activate(p.activation, sum);
         }
 }
 

@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "kernels/reference/reference.h"
+#include "ops/activation_math.h"
 
 namespace fastcnn::kernels::reference {
 
@@ -14,7 +15,7 @@ void dense_forward(const DenseParams& p, const float* input, const float* kernel
       for (int64_t i = 0; i < p.input_units; ++i) {
         sum += input[n * p.input_units + i] * kernel[i * p.output_units + o];
       }
-      output[n * p.output_units + o] = apply_activation(p.activation, sum);
+      output[n * p.output_units + o] = activate(p.activation, sum);
     }
 }
 

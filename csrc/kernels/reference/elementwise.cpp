@@ -8,12 +8,10 @@
 
 namespace fastcnn::kernels::reference {
 
-float apply_activation(Activation activation, float value) { return activate(activation, value); }
-
 void activation_forward(Activation activation, int64_t rows, int64_t columns, const float* input,
                         float* output) {
   if (activation != Activation::softmax) {
-    for (int64_t i = 0; i < rows * columns; ++i) output[i] = apply_activation(activation, input[i]);
+    for (int64_t i = 0; i < rows * columns; ++i) output[i] = activate(activation, input[i]);
     return;
   }
   // softmax(x)_j = e^(x_j - max x) / sum_k e^(x_k - max x)

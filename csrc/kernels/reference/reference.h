@@ -8,7 +8,4 @@ namespace fastcnn::kernels::reference {
 
 #include "kernels/declarations.inc"
 
-// The scalar activation used by every tier's epilogue.
-float apply_activation(Activation activation, float value);
-
 }  // namespace fastcnn::kernels::reference
