@@ -1,6 +1,9 @@
 #include "parallel.h"
 
 #include <omp.h>
+#include <pthread.h>
+
+#include <atomic>
 #if defined(__x86_64__) || defined(_M_X64)
 #include <xmmintrin.h>
 #define FASTCNN_HAVE_MXCSR 1
@@ -8,7 +11,18 @@
 
 namespace fastcnn::parallel {
 
-int max_threads() { return omp_get_max_threads(); }
+namespace {
+
+// Set in the child of a fork(): the parent's OpenMP threads do not exist there, and libgomp
+// entering a parallel region would wait for them forever.
+std::atomic<bool> in_forked_child{false};
+[[maybe_unused]] const int fork_handler_registered = pthread_atfork(nullptr, nullptr, [] { in_forked_child.store(true); });
+
+}  // namespace
+
+bool forked_child() { return in_forked_child.load(std::memory_order_relaxed); }
+
+int max_threads() { return forked_child() ? 1 : omp_get_max_threads(); }
 
 void set_max_threads(int count) { omp_set_num_threads(count); }
 

@@ -11,6 +11,9 @@ int max_threads();
 void set_max_threads(int count);
 // True when called from inside a parallel region (nested regions run serially).
 bool in_parallel();
+// True in the child of a fork() made after OpenMP started: it runs every region serially on the
+// calling thread (as PyTorch does), since the parent's thread pool did not survive the fork.
+bool forked_child();
 
 // Saves MXCSR, sets flush-to-zero / denormals-are-zero, restores on destruction.
 class ScopedFlushDenormals {
@@ -29,7 +32,8 @@ class ScopedFlushDenormals {
 template <typename Body>
 void parallel_for(int64_t count, Body&& body) {
   if (count <= 0) return;
-  if (count == 1 || in_parallel()) {
+  if (count == 1 || in_parallel() || forked_child()) {
+    ScopedFlushDenormals flush_denormals;  // the same arithmetic as on a worker
     for (int64_t index = 0; index < count; ++index) body(index);
     return;
   }

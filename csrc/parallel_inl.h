@@ -7,7 +7,8 @@ namespace fastcnn::parallel {
 
 template <typename Body>
 void parallel_region(Body&& body) {
-  if (in_parallel()) {
+  if (in_parallel() || forked_child()) {
+    ScopedFlushDenormals flush_denormals;  // the same arithmetic as on a worker
     body(0, 1);
     return;
   }

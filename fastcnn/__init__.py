@@ -59,7 +59,7 @@ from fastcnn import (  # noqa: F401
     optimizers,
     utils,
 )
-from fastcnn.config import show_config  # noqa: F401
+from fastcnn.config import get_num_threads, set_num_threads, show_config  # noqa: F401
 from fastcnn.models import Sequential  # noqa: F401
 
 __all__ = [
@@ -75,6 +75,8 @@ __all__ = [
     "optimizers",
     "utils",
     "Sequential",
+    "get_num_threads",
+    "set_num_threads",
     "show_config",
     "__version__",
 ]

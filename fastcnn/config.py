@@ -12,6 +12,10 @@ def get_num_threads():
 
 
 def set_num_threads(count):
+    """Sets the threads every later kernel uses (also ``fastcnn.set_num_threads``).
+
+    fastcnn's kernels never call numpy's BLAS, so its OpenMP threads and OpenBLAS's do not nest.
+    """
     if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
         raise ValueError(f"`count` must be a positive integer. Received: count={count!r}")
     _core.set_num_threads(count)

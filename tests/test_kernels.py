@@ -429,7 +429,7 @@ def test_dense_empty_batch(tier):
 
 
 @pytest.mark.parametrize("tier", TIERS)
-@pytest.mark.parametrize("channels", [1, 3, 17])
+@pytest.mark.parametrize("channels", [1, 3, 8, 17, 32])
 @pytest.mark.parametrize("padding", ["valid", "same"])
 @pytest.mark.parametrize("stride", [1, 2, 3])
 @pytest.mark.parametrize("pool", [(2, 2), (3, 3)], ids=lambda p: f"p{p[0]}x{p[1]}")

@@ -756,6 +756,10 @@ PYBIND11_MODULE(_core, m) {
            },
            py::arg("x"), py::arg("labels"), py::arg("probabilities"), py::arg("indices"),
            py::arg("sample_weights") = py::none())
+      .def("set_profiling", &runtime::Network::set_profiling, py::arg("enabled"),
+           "Times each phase of train_step from now on (clears earlier sums); off by default.")
+      .def("profile", &runtime::Network::profile,
+           "[(phase, seconds summed over the profiled train steps)], empty when profiling is off.")
       .def("predict", [](runtime::Network& network, const FloatArray& x) {
         if (!network.built()) throw py::value_error("the network is not built");
         const SampleShape input = network.input_shape();

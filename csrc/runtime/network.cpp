@@ -1,11 +1,28 @@
 #include "runtime/network.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
 namespace fastcnn::runtime {
+// Adds the time since the last lap to seconds[slot] when profiling (seconds non-empty).
+class PhaseTimer {
+ public:
+  explicit PhaseTimer(std::vector<double>& seconds) : seconds_(seconds), last_(now()) {}
+  void lap(size_t slot) {
+    if (seconds_.empty()) return;
+    const auto current = now();
+    seconds_[slot] += std::chrono::duration<double>(current - last_).count();
+    last_ = current;
+  }
+
+ private:
+  static std::chrono::steady_clock::time_point now() { return std::chrono::steady_clock::now(); }
+  std::vector<double>& seconds_;
+  std::chrono::steady_clock::time_point last_;
+};
 
 void Network::add(std::unique_ptr<Layer> layer) {
   if (built_) throw std::logic_error("cannot add a layer to a network that is already built");
@@ -100,7 +117,7 @@ void Network::gather(const float* x, const int64_t* indices, int64_t batch) {
 }
 
 const float* Network::forward(const kernels::KernelTable& kernels, const float* input,
-                              int64_t batch, bool training, uint64_t seed) {
+                              int64_t batch, bool training, uint64_t seed, PhaseTimer* timer) {
   StepContext context{kernels, training, seed, parameters_.data(), nullptr};
   const float* current = input;
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -110,6 +127,7 @@ const float* Network::forward(const kernels::KernelTable& kernels, const float* 
     } else {
       layer.forward(context, batch, current, pre_activations_[i], outputs_[i]);
     }
+    if (timer != nullptr) timer->lap(1 + i);
     current = outputs_[i];
   }
   return current;
@@ -179,9 +197,15 @@ StepResult Network::train_step(const float* x, const Targets& targets, const int
   if (!optimizer_configured_) throw std::logic_error("network has no optimizer");
   if (batch <= 0) return {};
   const kernels::KernelTable& kernels = kernels::active();
+  // Profile slots: gather, forward per layer, loss, backward per layer, optimizer, whole step.
+  const size_t layer_count = layers_.size();
+  const size_t loss_slot = 1 + layer_count, backward_slot = loss_slot + 1;
+  const size_t optimizer_slot = backward_slot + layer_count, step_slot = optimizer_slot + 1;
+  PhaseTimer timer(profile_seconds_), step_timer(profile_seconds_);
   ensure_workspace(batch);
   gather(x, indices, batch);
-  forward(kernels, input_, batch, true, seed);
+  timer.lap(0);
+  forward(kernels, input_, batch, true, seed, &timer);
 
   const Layer& last = *layers_.back();
   const bool fused_softmax = !from_logits_ && last.activation() == Activation::softmax &&
@@ -189,6 +213,7 @@ StepResult Network::train_step(const float* x, const Targets& targets, const int
   float* gradient = gradient_a_;
   float* other = gradient_b_;
   StepResult result = loss_and_gradient(targets, indices, batch, gradient);
+  timer.lap(loss_slot);
 
   StepContext context{kernels, true, seed, parameters_.data(), gradients_.data()};
   // The earliest layer that needs an input gradient: nothing before the first trainable layer.
@@ -207,9 +232,32 @@ StepResult Network::train_step(const float* x, const Targets& targets, const int
     layer.backward(context, batch, layer_input, pre_activations_[i], outputs_[i], gradient,
                    fused_softmax && i + 1 == layers_.size(), input_gradient);
     if (input_gradient != nullptr) std::swap(gradient, other);
+    timer.lap(backward_slot + i);
   }
 
   optimizer_.apply(learning_rate, parameters_.data(), gradients_.data(), trainable_variables_);
+  timer.lap(optimizer_slot);
+  step_timer.lap(step_slot);
+  return result;
+}
+
+void Network::set_profiling(bool enabled) {
+  std::lock_guard<std::mutex> lock(step_mutex_);
+  profile_names_.clear();
+  profile_seconds_.clear();
+  if (!enabled) return;
+  profile_names_.push_back("gather batch");
+  for (const auto& layer : layers_) profile_names_.push_back(layer->kind() + " #" + std::to_string(layer->index) + " forward");
+  profile_names_.push_back("loss");
+  for (const auto& layer : layers_) profile_names_.push_back(layer->kind() + " #" + std::to_string(layer->index) + " backward");
+  profile_names_.push_back("optimizer");
+  profile_names_.push_back("train_step total");
+  profile_seconds_.assign(profile_names_.size(), 0.0);
+}
+
+std::vector<std::pair<std::string, double>> Network::profile() const {
+  std::vector<std::pair<std::string, double>> result;
+  for (size_t i = 0; i < profile_names_.size(); ++i) result.emplace_back(profile_names_[i], profile_seconds_[i]);
   return result;
 }
 

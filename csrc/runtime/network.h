@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -24,6 +25,8 @@ struct Targets {
   // class_weight. The batch loss stays sum(w_i * loss_i) / batch; accuracy is unweighted.
   const float* sample_weights = nullptr;
 };
+
+class PhaseTimer;  // network.cpp: the optional per-phase timing of train_step
 
 struct StepResult {
   double loss_sum = 0.0;   // sum over the batch of per-sample losses
@@ -57,14 +60,21 @@ class Network {
   // Inference on `batch` contiguous samples; output holds batch * output_shape().size().
   void predict(const float* x, int64_t batch, float* output);
 
+  // Per-phase wall time of train_step (gather, each layer's forward and backward, loss,
+  // optimizer, and the whole step), summed over the steps since profiling was switched on.
+  // Off by default; for benchmarks/step_profile.py. Switching it on or off clears the sums.
+  void set_profiling(bool enabled);
+  std::vector<std::pair<std::string, double>> profile() const;
+
  private:
   void ensure_workspace(int64_t batch);
   // Recomputes trainable_variables_: (begin, end) in the parameter buffer of every weight array
   // the optimizer updates. Runs at build and when a layer's trainable flag changes, not per step.
   void update_trainable_variables();
   void gather(const float* x, const int64_t* indices, int64_t batch);
+  // timer (may be null): laps into profile slot 1 + layer index after each layer.
   const float* forward(const kernels::KernelTable& kernels, const float* input, int64_t batch,
-                       bool training, uint64_t seed);
+                       bool training, uint64_t seed, PhaseTimer* timer = nullptr);
   StepResult loss_and_gradient(const Targets& targets, const int64_t* indices, int64_t batch,
                                float* gradient);
 
@@ -87,6 +97,10 @@ class Network {
   float* losses_ = nullptr;
   std::vector<int32_t> batch_labels_;
   std::vector<float> batch_probabilities_;
+
+  // Profile: seconds per phase, in the order of profile_names_ (empty when profiling is off).
+  std::vector<std::string> profile_names_;
+  std::vector<double> profile_seconds_;
 
   // One step at a time per network: concurrent callers (threads sharing a model) serialise here.
   std::mutex step_mutex_;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/optimized/optimized.h"
+#include "kernels/optimized/simd.h"
 #include "parallel.h"
 
 namespace fastcnn::kernels::FASTCNN_ISA {
@@ -26,6 +27,50 @@ inline bool wins(float candidate, float best) {
   return candidate > best || (candidate != candidate && best == best);
 }
 
+// Vector form of wins(): lanes where the candidate is strictly greater, or NaN over a non-NaN best.
+inline simd::mask8 wins(simd::float8 candidate, simd::float8 best) {
+  return (candidate > best) | ((candidate != candidate) & (best == best));
+}
+// Lanes where `value` is the window's maximum `best` (NaN matching NaN).
+inline simd::mask8 equals_maximum(simd::float8 value, simd::float8 best) {
+  return (value == best) | ((value != value) & (best != best));
+}
+
+// Channels [first, first + width) of one window (width <= 8): dx = dy at the first maximum of each
+// channel, 0 at the window's other positions. Needs windows that do not overlap (each input pixel
+// written by one window only).
+inline void max_pool_window_backward(const Pool2DParams& p, const Window& w, const float* image,
+                                     const float* dy, float* gradient, int64_t width) {
+  using simd::float8;
+  const int64_t channels = p.channels;
+  auto load = [width](const float* source) {
+    return width == simd::kLanes ? simd::load(source) : simd::load_partial(source, width);
+  };
+  const int64_t first = (w.row_begin * p.input_width + w.column_begin) * channels;
+  float8 best = load(image + first);
+  for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
+    for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
+      const float8 value = load(image + (ih * p.input_width + iw) * channels);
+      best = wins(value, best) ? value : best;
+    }
+  const float8 gradient_value = load(dy);
+  const float8 zero = {};
+  simd::mask8 taken = {};  // lanes whose first maximum is already written
+  for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
+    for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
+      const int64_t offset = (ih * p.input_width + iw) * channels;
+      const float8 value = load(image + offset);
+      const simd::mask8 is_first_maximum = equals_maximum(value, best) & ~taken;
+      const float8 result = is_first_maximum ? gradient_value : zero;
+      taken |= is_first_maximum;
+      if (width == simd::kLanes) {
+        simd::store(gradient + offset, result);
+      } else {
+        simd::store_partial(gradient + offset, result, width);
+      }
+    }
+}
+
 }  // namespace
 
 void max_pool2d_forward(const Pool2DParams& p, const float* input, float* output) {
@@ -33,16 +78,28 @@ void max_pool2d_forward(const Pool2DParams& p, const float* input, float* output
   parallel::parallel_for(p.batch * p.output_height, [&](int64_t image_row) {
     const int64_t n = image_row / p.output_height;
     const int64_t oh = image_row % p.output_height;
+    const float* image = input + n * p.input_height * p.input_width * channels;
     for (int64_t ow = 0; ow < p.output_width; ++ow) {
       const Window w = window_of(p, oh, ow);
       float* out = output + (image_row * p.output_width + ow) * channels;
-      const float* first = input + ((n * p.input_height + w.row_begin) * p.input_width + w.column_begin) * channels;
-      std::copy(first, first + channels, out);
-      for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
-        for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
-          const float* in = input + ((n * p.input_height + ih) * p.input_width + iw) * channels;
-          for (int64_t c = 0; c < channels; ++c) out[c] = wins(in[c], out[c]) ? in[c] : out[c];
+      // Eight channels at a time: the first position, then every later one that wins.
+      for (int64_t c = 0; c < channels; c += simd::kLanes) {
+        const int64_t width = std::min<int64_t>(simd::kLanes, channels - c);
+        auto load = [width](const float* source) {
+          return width == simd::kLanes ? simd::load(source) : simd::load_partial(source, width);
+        };
+        simd::float8 best = load(image + (w.row_begin * p.input_width + w.column_begin) * channels + c);
+        for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
+          for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
+            const simd::float8 value = load(image + (ih * p.input_width + iw) * channels + c);
+            best = wins(value, best) ? value : best;
+          }
+        if (width == simd::kLanes) {
+          simd::store(out + c, best);
+        } else {
+          simd::store_partial(out + c, best, width);
         }
+      }
     }
   });
 }
@@ -51,6 +108,47 @@ void max_pool2d_backward(const Pool2DParams& p, const float* input, const float*
                          float* input_gradient) {
   const int64_t channels = p.channels;
   const int64_t image_size = p.input_height * p.input_width * channels;
+  if (p.stride_height >= p.pool_height && p.stride_width >= p.pool_width) {
+    // Windows do not overlap (the usual pool == stride): each band of input rows
+    // [oh*stride - pad, (oh+1)*stride - pad) belongs to output row oh alone, so every pixel is
+    // written once — dy at its window's first maximum, zero elsewhere — with no scatter and no
+    // separate clearing pass.
+    parallel::parallel_for(p.batch * p.output_height, [&](int64_t image_row) {
+      const int64_t n = image_row / p.output_height;
+      const int64_t oh = image_row % p.output_height;
+      const float* image = input + n * image_size;
+      float* gradient = input_gradient + n * image_size;
+      const int64_t row_size = p.input_width * channels;
+      auto clamp_row = [&](int64_t row) { return std::min(std::max<int64_t>(row, 0), p.input_height); };
+      const int64_t band_begin = oh == 0 ? 0 : clamp_row(oh * p.stride_height - p.pad_top);
+      const int64_t band_end =
+          oh + 1 == p.output_height ? p.input_height : clamp_row((oh + 1) * p.stride_height - p.pad_top);
+      const Window first_window = window_of(p, oh, 0);
+      for (int64_t ih = band_begin; ih < band_end; ++ih) {
+        if (ih < first_window.row_begin || ih >= first_window.row_end) {
+          std::fill(gradient + ih * row_size, gradient + (ih + 1) * row_size, 0.0f);
+          continue;
+        }
+        // Columns between and after the windows of this row.
+        int64_t next_column = 0;
+        for (int64_t ow = 0; ow <= p.output_width; ++ow) {
+          const int64_t column_end = ow < p.output_width ? window_of(p, oh, ow).column_begin : p.input_width;
+          std::fill(gradient + ih * row_size + next_column * channels,
+                    gradient + ih * row_size + column_end * channels, 0.0f);
+          if (ow < p.output_width) next_column = window_of(p, oh, ow).column_end;
+        }
+      }
+      for (int64_t ow = 0; ow < p.output_width; ++ow) {
+        const Window w = window_of(p, oh, ow);
+        const float* dy = output_gradient + (image_row * p.output_width + ow) * channels;
+        for (int64_t c = 0; c < channels; c += simd::kLanes) {
+          max_pool_window_backward(p, w, image + c, dy + c, gradient + c,
+                                   std::min<int64_t>(simd::kLanes, channels - c));
+        }
+      }
+    });
+    return;
+  }
   parallel::parallel_for(p.batch, [&](int64_t n) {
     // Per output pixel: the window's first maximum for every channel at once (channels innermost,
     // so the comparisons vectorise), then one scatter of the output gradient.

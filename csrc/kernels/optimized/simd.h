@@ -9,6 +9,8 @@
 namespace fastcnn::kernels::simd {
 
 typedef float float8 __attribute__((vector_size(32)));
+// What comparing two float8 gives: all bits set in true lanes; `mask ? a : b` selects per lane.
+typedef int32_t mask8 __attribute__((vector_size(32)));
 constexpr int kLanes = 8;
 
 inline float8 load(const float* source) {

@@ -1,0 +1,111 @@
+"""Where a training step's time goes: each layer's forward and backward, loss, optimizer, and the
+time outside the compiled step (Python, fit's loop, progress, dispatch).
+
+Trains a seed example on synthetic data through the public `fit`, with the compiled network's
+per-phase timers on, and prints milliseconds per step and % of the step for every phase; the
+conv layers' phases also show GFLOP/s and % of the machine's measured FMA peak.
+
+    python benchmarks/step_profile.py [--model ex1_b32] [--steps 50] [--threads 2]
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+import fastcnn
+from fastcnn import _core, layers, models
+
+MODELS = {
+    "ex1_b32": ("example1", 32),
+    "ex1_b128": ("example1", 128),
+    "ex2_b32": ("example2", 32),
+    "ex3_b32": ("example3", 32),
+    "ex3_b128": ("example3", 128),
+}
+
+
+def build(example):
+    """The seed article's three networks (../shared/seed_examples/)."""
+    if example == "example3":
+        stack = [layers.Conv2D(32, (3, 3), padding="same", activation="relu", input_shape=(64, 64, 3)),
+                 layers.BatchNormalization(), layers.Conv2D(32, (3, 3), padding="same", activation="relu"),
+                 layers.BatchNormalization(), layers.MaxPooling2D((2, 2)),
+                 layers.Conv2D(64, (3, 3), padding="same", activation="relu"), layers.BatchNormalization(),
+                 layers.Conv2D(64, (3, 3), padding="same", activation="relu"), layers.BatchNormalization(),
+                 layers.MaxPooling2D((2, 2)), layers.Flatten(), layers.Dropout(0.5),
+                 layers.Dense(10, activation="softmax")]
+    else:
+        stack = [layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)), layers.MaxPooling2D((2, 2)),
+                 layers.Conv2D(64, (3, 3), activation="relu"), layers.MaxPooling2D((2, 2)), layers.Flatten()]
+        if example == "example2":
+            stack.append(layers.Dropout(0.5))
+        stack.append(layers.Dense(10, activation="softmax"))
+    return models.Sequential(stack)
+
+
+def conv_flops(model, batch):
+    """{layer index: 2 x multiply-adds of one forward pass} for every Conv2D (each backward pass
+    costs the same again; the first layer skips the input-gradient pass)."""
+    flops = {}
+    for index, layer in enumerate(model.layers):
+        if isinstance(layer, layers.Conv2D):
+            kernel_height, kernel_width, channels, _ = layer.kernel.shape
+            _, height, width, filters = layer.output_shape
+            flops[index] = 2.0 * batch * height * width * filters * kernel_height * kernel_width * channels
+    return flops
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="ex1_b32", choices=sorted(MODELS))
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    fastcnn.config.set_num_threads(args.threads)
+    example, batch = MODELS[args.model]
+    model = build(example)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    input_shape = (64, 64, 3) if example == "example3" else (28, 28, 1)
+    x = rng.random((batch * args.steps,) + input_shape).astype(np.float32)
+    y = rng.integers(0, 10, batch * args.steps)
+    model.fit(x[:batch * 3], y[:batch * 3], batch_size=batch, epochs=1, verbose=0)  # warm-up
+    network = model._network
+    network.set_profiling(True)
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
+    wall = time.perf_counter() - start
+    phases = network.profile()
+    network.set_profiling(False)
+    peak = _core.measure_peak_gflops(0.3)
+
+    flops_by_layer = conv_flops(model, batch)
+
+    step_ms = 1e3 * wall / args.steps
+    print(f"{args.model}: {args.steps} steps of batch {batch}, {args.threads} threads, kernels "
+          f"{_core.kernel_set()}, measured peak {peak:.0f} GFLOP/s")
+    print(f"fit: {step_ms:.2f} ms/step = {batch * args.steps / wall:.0f} samples/s\n")
+    print(f"{'phase':32s} {'ms/step':>8s} {'% step':>7s} {'GFLOP/s':>8s} {'% peak':>7s}")
+    inside = 0.0
+    for name, seconds in phases:
+        ms = 1e3 * seconds / args.steps
+        if name == "train_step total":
+            inside = seconds
+            continue
+        extra = ""
+        layer_index = int(name.split("#")[1].split()[0]) if "#" in name else None
+        if layer_index in flops_by_layer and seconds > 0:
+            gflops = flops_by_layer[layer_index] * (2 if name.endswith("backward") and layer_index > 0 else 1) \
+                / (seconds / args.steps) / 1e9
+            extra = f" {gflops:8.1f} {100 * gflops / peak:6.0f}%"
+        print(f"{name:32s} {ms:8.3f} {100 * seconds / wall:6.1f}%{extra}")
+    outside = wall - inside
+    print(f"{'outside the compiled step':32s} {1e3 * outside / args.steps:8.3f} {100 * outside / wall:6.1f}%")
+    total_flops = sum(flops_by_layer.values()) * 3 - flops_by_layer.get(0, 0.0)
+    print(f"\nconvolutions: {total_flops / 1e9:.3f} GFLOP per step; whole step at "
+          f"{total_flops / (wall / args.steps) / 1e9:.1f} GFLOP/s = {100 * total_flops / (wall / args.steps) / 1e9 / peak:.0f}% of peak")
+
+
+if __name__ == "__main__":
+    main()
