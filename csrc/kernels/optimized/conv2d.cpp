@@ -113,57 +113,123 @@ struct IndirectPass {
   int64_t images = 0, rows = 0, columns_per_row = 0;  // the pixels computed
   int64_t depth = 0;                                  // channels per source row
   int64_t output_channels = 0;                        // channels per result pixel
-  int64_t taps = 0;
+  int64_t kernel_height = 0, kernel_width = 0;
 };
 
-// Runs the micro-kernel over every 6-pixel tile. `source_row(n, row, column, kh, kw)` returns the
-// source row pointer or nullptr for padding; results go to result[((n*rows+row)*columns+col)*C].
-// Taps are walked as (kh, kw) so that building the tile's row pointers needs no integer division.
+// Where result pixel (row, column) reads at tap (kh, kw), when that is affine: source pixel
+// (row * row_step + row_offset + kh * tap_row_step, column * column_step + column_offset +
+// kw * tap_column_step) of a source_height x source_width image, or padding outside it.
+struct AffineSource {
+  const float* data = nullptr;
+  int64_t source_height = 0, source_width = 0;
+  int64_t row_step = 1, row_offset = 0, tap_row_step = 1;
+  int64_t column_step = 1, column_offset = 0, tap_column_step = 1;
+};
+
+// Points the 6 pixels' rows of every active tap of one tile; returns the number of active taps.
+// Merged form (tap_column_step 1 and every pixel's kw span inside the source): the kernel_width
+// taps of a kernel row read kernel_width * depth contiguous floats, so they become one tap of that
+// depth — the packed weights [kh][kw][depth][16] are already laid out for it — and taps fall to
+// kernel_height, rows outside the source are skipped, and no pointer needs a bounds check.
 template <typename SourceRow>
-void run_indirect(const IndirectPass& pass, int64_t kernel_height, int64_t kernel_width, const float* packed,
+inline int64_t point_tile_rows(const IndirectPass& pass, const AffineSource* affine, int64_t image, int64_t row,
+                               int64_t first_column, int64_t pixels, const float* zero_row,
+                               SourceRow& source_row, const float** rows, int64_t* tap_indices,
+                               bool& merged) {
+  merged = false;
+  if (affine != nullptr && affine->tap_column_step == 1) {
+    const int64_t first_source_column = first_column * affine->column_step + affine->column_offset;
+    const int64_t last_source_column =
+        (first_column + pixels - 1) * affine->column_step + affine->column_offset + pass.kernel_width - 1;
+    if (first_source_column >= 0 && last_source_column < affine->source_width) {
+      merged = true;
+      const int64_t row_size = affine->source_width * pass.depth;
+      const float* image_data = affine->data + image * affine->source_height * row_size;
+      const int64_t pixel_stride = affine->column_step * pass.depth;
+      int64_t tap_count = 0;
+      for (int64_t kh = 0; kh < pass.kernel_height; ++kh) {
+        const int64_t source_row_index = row * affine->row_step + affine->row_offset + kh * affine->tap_row_step;
+        if (source_row_index < 0 || source_row_index >= affine->source_height) continue;
+        const float* first = image_data + source_row_index * row_size + first_source_column * pass.depth;
+        const float** tap_rows = rows + tap_count * kTilePixels;
+        // Pixels past the tile's end repeat the first (their results are never stored).
+        for (int64_t p = 0; p < kTilePixels; ++p) tap_rows[p] = first + (p < pixels ? p : 0) * pixel_stride;
+        tap_indices[tap_count++] = kh;
+      }
+      return tap_count;
+    }
+  }
+  int64_t tap_count = 0;
+  for (int64_t kh = 0, tap = 0; kh < pass.kernel_height; ++kh) {
+    for (int64_t kw = 0; kw < pass.kernel_width; ++kw, ++tap) {
+      const float** tap_rows = rows + tap_count * kTilePixels;
+      bool any = false;
+      for (int64_t p = 0; p < kTilePixels; ++p) {
+        const float* pointer = p < pixels ? source_row(image, row, first_column + p, kh, kw) : nullptr;
+        any |= pointer != nullptr;
+        tap_rows[p] = pointer != nullptr ? pointer : zero_row;
+      }
+      if (any) tap_indices[tap_count++] = tap;
+    }
+  }
+  return tap_count;
+}
+
+// Runs the micro-kernel over every 6-pixel tile. `source_row(n, row, column, kh, kw)` returns the
+// source row pointer or nullptr for padding; `affine` (may be null) describes the same mapping in
+// closed form, which lets interior tiles take the merged form above. Results go to
+// result[((n*rows+row)*columns+col)*C]. Taps are walked as (kh, kw) so that building the tile's row
+// pointers needs no integer division.
+template <typename SourceRow>
+void run_indirect(const IndirectPass& pass, const AffineSource* affine, const float* packed,
                   const float* bias, Activation activation, float* result, const float* zero_row,
                   SourceRow&& source_row) {
   const int64_t tiles_per_row = ceil_div(pass.columns_per_row, kTilePixels);
   const int64_t blocks = ceil_div(pass.output_channels, kBlockWidth);
-  const int64_t block_stride = pass.taps * pass.depth * kBlockWidth;
-  parallel::parallel_for(pass.images * pass.rows * tiles_per_row, [&](int64_t task) {
-    thread_local std::vector<const float*> rows;
-    thread_local std::vector<int64_t> tap_indices;
-    if (rows.size() < static_cast<size_t>(pass.taps * kTilePixels)) {
-      rows.resize(static_cast<size_t>(pass.taps * kTilePixels));
-      tap_indices.resize(static_cast<size_t>(pass.taps));
+  const int64_t taps = pass.kernel_height * pass.kernel_width;
+  const int64_t block_stride = taps * pass.depth * kBlockWidth;
+  parallel::parallel_region([&](int thread, int threads) {
+    // This thread's share of the tiles, in order (the same split on every call).
+    const int64_t tasks = pass.images * pass.rows * tiles_per_row;
+    const int64_t task_begin = tasks * thread / threads;
+    const int64_t task_end = tasks * (thread + 1) / threads;
+    // Row pointers and active taps of one tile: on the stack for kernels up to 8x8 taps.
+    constexpr int64_t kStackTaps = 64;
+    const float* rows_on_stack[kStackTaps * kTilePixels];
+    int64_t taps_on_stack[kStackTaps];
+    std::vector<const float*> rows_on_heap;
+    std::vector<int64_t> taps_on_heap;
+    const float** rows = rows_on_stack;
+    int64_t* tap_indices = taps_on_stack;
+    if (taps > kStackTaps) {
+      rows_on_heap.resize(static_cast<size_t>(taps * kTilePixels));
+      taps_on_heap.resize(static_cast<size_t>(taps));
+      rows = rows_on_heap.data();
+      tap_indices = taps_on_heap.data();
     }
-    const int64_t tile = task % tiles_per_row;
-    const int64_t image_row = task / tiles_per_row;
-    const int64_t row = image_row % pass.rows;
-    const int64_t image = image_row / pass.rows;
-    const int64_t first_column = tile * kTilePixels;
-    const int64_t pixels = std::min(kTilePixels, pass.columns_per_row - first_column);
-    int64_t tap_count = 0;
-    for (int64_t kh = 0, tap = 0; kh < kernel_height; ++kh) {
-      for (int64_t kw = 0; kw < kernel_width; ++kw, ++tap) {
-        const float** tap_rows = rows.data() + tap_count * kTilePixels;
-        bool any = false;
-        for (int64_t p = 0; p < kTilePixels; ++p) {
-          const float* pointer = p < pixels ? source_row(image, row, first_column + p, kh, kw) : nullptr;
-          any |= pointer != nullptr;
-          tap_rows[p] = pointer != nullptr ? pointer : zero_row;
+    for (int64_t task = task_begin; task < task_end; ++task) {
+      const int64_t tile = task % tiles_per_row;
+      const int64_t image_row = task / tiles_per_row;
+      const int64_t row = image_row % pass.rows;
+      const int64_t image = image_row / pass.rows;
+      const int64_t first_column = tile * kTilePixels;
+      const int64_t pixels = std::min(kTilePixels, pass.columns_per_row - first_column);
+      bool merged = false;
+      const int64_t tap_count = point_tile_rows(pass, affine, image, row, first_column, pixels, zero_row,
+                                                source_row, rows, tap_indices, merged);
+      const int64_t depth = merged ? pass.depth * pass.kernel_width : pass.depth;
+      float* tile_result =
+          result + ((image * pass.rows + row) * pass.columns_per_row + first_column) * pass.output_channels;
+      for (int64_t block = 0; block < blocks; ++block) {
+        float8 acc[kTilePixels][2] = {};
+        accumulate_tile(rows, tap_indices, tap_count, depth, packed + block * block_stride, acc);
+        const int64_t first_channel = block * kBlockWidth;
+        const int64_t width = std::min(kBlockWidth, pass.output_channels - first_channel);
+        const float* bias_block = bias != nullptr ? bias + first_channel : nullptr;
+        for (int64_t p = 0; p < pixels; ++p) {
+          store_block(tile_result + p * pass.output_channels + first_channel, width, acc[p][0],
+                      acc[p][1], bias_block, activation);
         }
-        if (any) tap_indices[tap_count++] = tap;
-      }
-    }
-    float* tile_result =
-        result + ((image * pass.rows + row) * pass.columns_per_row + first_column) * pass.output_channels;
-    for (int64_t block = 0; block < blocks; ++block) {
-      float8 acc[kTilePixels][2] = {};
-      accumulate_tile(rows.data(), tap_indices.data(), tap_count, pass.depth,
-                      packed + block * block_stride, acc);
-      const int64_t first_channel = block * kBlockWidth;
-      const int64_t width = std::min(kBlockWidth, pass.output_channels - first_channel);
-      const float* bias_block = bias != nullptr ? bias + first_channel : nullptr;
-      for (int64_t p = 0; p < pixels; ++p) {
-        store_block(tile_result + p * pass.output_channels + first_channel, width, acc[p][0],
-                    acc[p][1], bias_block, activation);
       }
     }
   });
@@ -279,9 +345,20 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
   pass.columns_per_row = p.output_width;
   pass.depth = p.input_channels;
   pass.output_channels = p.output_channels;
-  pass.taps = taps;
-  run_indirect(pass, p.kernel_height, p.kernel_width, buffers.packed.data(), padded_bias, p.activation, output,
-               buffers.zeros.data(),
+  pass.kernel_height = p.kernel_height;
+  pass.kernel_width = p.kernel_width;
+  // Output (oh, ow) reads input (oh*stride_h - pad_top + kh*dilation_h, ow*stride_w - pad_left + kw*dilation_w).
+  AffineSource affine;
+  affine.data = input;
+  affine.source_height = p.input_height;
+  affine.source_width = p.input_width;
+  affine.row_step = p.stride_height;
+  affine.row_offset = -p.pad_top;
+  affine.tap_row_step = p.dilation_height;
+  affine.column_step = p.stride_width;
+  affine.column_offset = -p.pad_left;
+  affine.tap_column_step = p.dilation_width;
+  run_indirect(pass, &affine, buffers.packed.data(), padded_bias, p.activation, output, buffers.zeros.data(),
                [&](int64_t n, int64_t oh, int64_t ow, int64_t kh, int64_t kw) -> const float* {
                  const int64_t ih = oh * p.stride_height - p.pad_top + kh * p.dilation_height;
                  const int64_t iw = ow * p.stride_width - p.pad_left + kw * p.dilation_width;
@@ -295,13 +372,21 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
   if (p.input_size() == 0) return;
   Scratch& buffers = scratch();
   const int64_t taps = p.kernel_height * p.kernel_width;
-  // transposed[tap][co][ci] = kernel[tap][ci][co]
+  // With unit strides the input gradient is a forward convolution of dY with the kernel rotated
+  // by 180 degrees and in/out channels swapped: dX(ih, iw) = sum over (kh, kw) of
+  // dY(ih + pad_top - kh*dh, iw + pad_left - kw*dw) . W[kh][kw]^T; rotating makes the taps walk dY
+  // forwards, so interior tiles take the merged form. Strided layers keep the tap order and test
+  // divisibility per pixel.
+  const bool unit_strides = p.stride_height == 1 && p.stride_width == 1;
+  // transposed[tap'][co][ci] = kernel[tap][ci][co], tap' = the rotated tap when unit_strides.
   buffers.transposed.resize(static_cast<size_t>(taps * p.output_channels * p.input_channels));
-  for (int64_t tap = 0; tap < taps; ++tap)
+  for (int64_t tap = 0; tap < taps; ++tap) {
+    const int64_t target_tap = unit_strides ? taps - 1 - tap : tap;
     for (int64_t ci = 0; ci < p.input_channels; ++ci)
       for (int64_t co = 0; co < p.output_channels; ++co)
-        buffers.transposed[(tap * p.output_channels + co) * p.input_channels + ci] =
+        buffers.transposed[(target_tap * p.output_channels + co) * p.input_channels + ci] =
             kernel[(tap * p.input_channels + ci) * p.output_channels + co];
+  }
   const int64_t blocks = ceil_div(p.input_channels, kBlockWidth);
   buffers.packed.resize(static_cast<size_t>(blocks * taps * p.output_channels * kBlockWidth));
   pack_column_blocks(buffers.transposed.data(), taps * p.output_channels, p.input_channels,
@@ -317,22 +402,39 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
   pass.columns_per_row = p.input_width;
   pass.depth = p.output_channels;
   pass.output_channels = p.input_channels;
-  pass.taps = taps;
+  pass.kernel_height = p.kernel_height;
+  pass.kernel_width = p.kernel_width;
+  if (unit_strides) {
+    // Rotated tap (kh', kw') = (KH-1-kh, KW-1-kw) reads dY(ih + pad_top - (KH-1)*dh + kh'*dh, ...).
+    AffineSource affine;
+    affine.data = output_gradient;
+    affine.source_height = p.output_height;
+    affine.source_width = p.output_width;
+    affine.row_offset = p.pad_top - (p.kernel_height - 1) * p.dilation_height;
+    affine.tap_row_step = p.dilation_height;
+    affine.column_offset = p.pad_left - (p.kernel_width - 1) * p.dilation_width;
+    affine.tap_column_step = p.dilation_width;
+    run_indirect(pass, &affine, buffers.packed.data(), nullptr, Activation::linear, input_gradient,
+                 buffers.zeros.data(),
+                 [&](int64_t n, int64_t ih, int64_t iw, int64_t kh, int64_t kw) -> const float* {
+                   const int64_t oh = ih + affine.row_offset + kh * p.dilation_height;
+                   const int64_t ow = iw + affine.column_offset + kw * p.dilation_width;
+                   if (oh < 0 || oh >= p.output_height || ow < 0 || ow >= p.output_width) return nullptr;
+                   return output_gradient + ((n * p.output_height + oh) * p.output_width + ow) * p.output_channels;
+                 });
+    return;
+  }
   // Input pixel (ih, iw) is read by tap (kh, kw) of output (oh, ow) when
   // ih = oh*stride_h - pad_top + kh*dilation_h, i.e. oh = (ih + pad_top - kh*dilation_h) / stride_h exactly.
-  const bool unit_strides = p.stride_height == 1 && p.stride_width == 1;
-  run_indirect(pass, p.kernel_height, p.kernel_width, buffers.packed.data(), nullptr, Activation::linear,
-               input_gradient, buffers.zeros.data(),
+  run_indirect(pass, nullptr, buffers.packed.data(), nullptr, Activation::linear, input_gradient,
+               buffers.zeros.data(),
                [&](int64_t n, int64_t ih, int64_t iw, int64_t kh, int64_t kw) -> const float* {
                  const int64_t row_offset = ih + p.pad_top - kh * p.dilation_height;
                  const int64_t column_offset = iw + p.pad_left - kw * p.dilation_width;
                  if (row_offset < 0 || column_offset < 0) return nullptr;
-                 int64_t oh = row_offset, ow = column_offset;
-                 if (!unit_strides) {  // divisions only where a stride makes them necessary
-                   if (row_offset % p.stride_height != 0 || column_offset % p.stride_width != 0) return nullptr;
-                   oh = row_offset / p.stride_height;
-                   ow = column_offset / p.stride_width;
-                 }
+                 if (row_offset % p.stride_height != 0 || column_offset % p.stride_width != 0) return nullptr;
+                 const int64_t oh = row_offset / p.stride_height;
+                 const int64_t ow = column_offset / p.stride_width;
                  if (oh >= p.output_height || ow >= p.output_width) return nullptr;
                  return output_gradient + ((n * p.output_height + oh) * p.output_width + ow) * p.output_channels;
                });
