@@ -126,46 +126,75 @@ struct AffineSource {
   int64_t column_step = 1, column_offset = 0, tap_column_step = 1;
 };
 
+// The result pixels of one tile: up to 6 consecutive pixels of the flattened (image, row,
+// column) sequence, so a tile may continue on the next row or image and none is wasted at row ends.
+struct TilePixels {
+  int64_t count = 0;
+  int64_t image[kTilePixels], row[kTilePixels], column[kTilePixels];
+};
+
+inline TilePixels tile_pixels(const IndirectPass& pass, int64_t first_pixel, int64_t total_pixels) {
+  TilePixels tile;
+  tile.count = std::min(kTilePixels, total_pixels - first_pixel);
+  int64_t column = first_pixel % pass.columns_per_row;
+  int64_t image_row = first_pixel / pass.columns_per_row;
+  int64_t row = image_row % pass.rows, image = image_row / pass.rows;
+  for (int64_t p = 0; p < tile.count; ++p) {
+    tile.image[p] = image;
+    tile.row[p] = row;
+    tile.column[p] = column;
+    if (++column == pass.columns_per_row) {
+      column = 0;
+      if (++row == pass.rows) {
+        row = 0;
+        ++image;
+      }
+    }
+  }
+  return tile;
+}
+
 // Points the 6 pixels' rows of every active tap of one tile; returns the number of active taps.
 // Merged form (tap_column_step 1 and every pixel's kw span inside the source): the kernel_width
 // taps of a kernel row read kernel_width * depth contiguous floats, so they become one tap of that
 // depth — the packed weights [kh][kw][depth][16] are already laid out for it — and taps fall to
-// kernel_height, rows outside the source are skipped, and no pointer needs a bounds check.
+// kernel_height. `zero_row` holds kernel_width * depth zeros; pixels past the tile's end read it.
 template <typename SourceRow>
-inline int64_t point_tile_rows(const IndirectPass& pass, const AffineSource* affine, int64_t image, int64_t row,
-                               int64_t first_column, int64_t pixels, const float* zero_row,
-                               SourceRow& source_row, const float** rows, int64_t* tap_indices,
-                               bool& merged) {
-  merged = false;
-  if (affine != nullptr && affine->tap_column_step == 1) {
-    const int64_t first_source_column = first_column * affine->column_step + affine->column_offset;
-    const int64_t last_source_column =
-        (first_column + pixels - 1) * affine->column_step + affine->column_offset + pass.kernel_width - 1;
-    if (first_source_column >= 0 && last_source_column < affine->source_width) {
-      merged = true;
-      const int64_t row_size = affine->source_width * pass.depth;
-      const float* image_data = affine->data + image * affine->source_height * row_size;
-      const int64_t pixel_stride = affine->column_step * pass.depth;
-      int64_t tap_count = 0;
-      for (int64_t kh = 0; kh < pass.kernel_height; ++kh) {
-        const int64_t source_row_index = row * affine->row_step + affine->row_offset + kh * affine->tap_row_step;
-        if (source_row_index < 0 || source_row_index >= affine->source_height) continue;
-        const float* first = image_data + source_row_index * row_size + first_source_column * pass.depth;
-        const float** tap_rows = rows + tap_count * kTilePixels;
-        // Pixels past the tile's end repeat the first (their results are never stored).
-        for (int64_t p = 0; p < kTilePixels; ++p) tap_rows[p] = first + (p < pixels ? p : 0) * pixel_stride;
-        tap_indices[tap_count++] = kh;
-      }
-      return tap_count;
-    }
+inline int64_t point_tile_rows(const IndirectPass& pass, const AffineSource* affine, const TilePixels& tile,
+                               const float* zero_row, SourceRow& source_row, const float** rows,
+                               int64_t* tap_indices, bool& merged) {
+  merged = affine != nullptr && affine->tap_column_step == 1;
+  int64_t first_source_column[kTilePixels];
+  for (int64_t p = 0; merged && p < tile.count; ++p) {
+    first_source_column[p] = tile.column[p] * affine->column_step + affine->column_offset;
+    merged = first_source_column[p] >= 0 && first_source_column[p] + pass.kernel_width - 1 < affine->source_width;
   }
   int64_t tap_count = 0;
+  if (merged) {
+    const int64_t row_size = affine->source_width * pass.depth;
+    for (int64_t kh = 0; kh < pass.kernel_height; ++kh) {
+      const float** tap_rows = rows + tap_count * kTilePixels;
+      bool any = false;
+      for (int64_t p = 0; p < kTilePixels; ++p) {
+        const int64_t source_row_index =
+            p < tile.count ? tile.row[p] * affine->row_step + affine->row_offset + kh * affine->tap_row_step : -1;
+        const bool inside = source_row_index >= 0 && source_row_index < affine->source_height;
+        any |= inside;
+        tap_rows[p] = inside ? affine->data + (tile.image[p] * affine->source_height + source_row_index) * row_size +
+                                   first_source_column[p] * pass.depth
+                             : zero_row;
+      }
+      if (any) tap_indices[tap_count++] = kh;
+    }
+    return tap_count;
+  }
   for (int64_t kh = 0, tap = 0; kh < pass.kernel_height; ++kh) {
     for (int64_t kw = 0; kw < pass.kernel_width; ++kw, ++tap) {
       const float** tap_rows = rows + tap_count * kTilePixels;
       bool any = false;
       for (int64_t p = 0; p < kTilePixels; ++p) {
-        const float* pointer = p < pixels ? source_row(image, row, first_column + p, kh, kw) : nullptr;
+        const float* pointer =
+            p < tile.count ? source_row(tile.image[p], tile.row[p], tile.column[p], kh, kw) : nullptr;
         any |= pointer != nullptr;
         tap_rows[p] = pointer != nullptr ? pointer : zero_row;
       }
@@ -184,15 +213,12 @@ template <typename SourceRow>
 void run_indirect(const IndirectPass& pass, const AffineSource* affine, const float* packed,
                   const float* bias, Activation activation, float* result, const float* zero_row,
                   SourceRow&& source_row) {
-  const int64_t tiles_per_row = ceil_div(pass.columns_per_row, kTilePixels);
+  const int64_t total_pixels = pass.images * pass.rows * pass.columns_per_row;
+  const int64_t tiles = ceil_div(total_pixels, kTilePixels);
   const int64_t blocks = ceil_div(pass.output_channels, kBlockWidth);
   const int64_t taps = pass.kernel_height * pass.kernel_width;
   const int64_t block_stride = taps * pass.depth * kBlockWidth;
   parallel::parallel_region([&](int thread, int threads) {
-    // This thread's share of the tiles, in order (the same split on every call).
-    const int64_t tasks = pass.images * pass.rows * tiles_per_row;
-    const int64_t task_begin = tasks * thread / threads;
-    const int64_t task_end = tasks * (thread + 1) / threads;
     // Row pointers and active taps of one tile: on the stack for kernels up to 8x8 taps.
     constexpr int64_t kStackTaps = 64;
     const float* rows_on_stack[kStackTaps * kTilePixels];
@@ -207,26 +233,21 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
       rows = rows_on_heap.data();
       tap_indices = taps_on_heap.data();
     }
-    for (int64_t task = task_begin; task < task_end; ++task) {
-      const int64_t tile = task % tiles_per_row;
-      const int64_t image_row = task / tiles_per_row;
-      const int64_t row = image_row % pass.rows;
-      const int64_t image = image_row / pass.rows;
-      const int64_t first_column = tile * kTilePixels;
-      const int64_t pixels = std::min(kTilePixels, pass.columns_per_row - first_column);
+    // This thread's share of the tiles, in order (the same split on every call).
+    const int64_t tile_end = tiles * (thread + 1) / threads;
+    for (int64_t tile_index = tiles * thread / threads; tile_index < tile_end; ++tile_index) {
+      const TilePixels tile = tile_pixels(pass, tile_index * kTilePixels, total_pixels);
       bool merged = false;
-      const int64_t tap_count = point_tile_rows(pass, affine, image, row, first_column, pixels, zero_row,
-                                                source_row, rows, tap_indices, merged);
+      const int64_t tap_count = point_tile_rows(pass, affine, tile, zero_row, source_row, rows, tap_indices, merged);
       const int64_t depth = merged ? pass.depth * pass.kernel_width : pass.depth;
-      float* tile_result =
-          result + ((image * pass.rows + row) * pass.columns_per_row + first_column) * pass.output_channels;
+      float* tile_result = result + tile_index * kTilePixels * pass.output_channels;
       for (int64_t block = 0; block < blocks; ++block) {
         float8 acc[kTilePixels][2] = {};
         accumulate_tile(rows, tap_indices, tap_count, depth, packed + block * block_stride, acc);
         const int64_t first_channel = block * kBlockWidth;
         const int64_t width = std::min(kBlockWidth, pass.output_channels - first_channel);
         const float* bias_block = bias != nullptr ? bias + first_channel : nullptr;
-        for (int64_t p = 0; p < pixels; ++p) {
+        for (int64_t p = 0; p < tile.count; ++p) {
           store_block(tile_result + p * pass.output_channels + first_channel, width, acc[p][0],
                       acc[p][1], bias_block, activation);
         }
@@ -332,7 +353,7 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
   const int64_t blocks = ceil_div(p.output_channels, kBlockWidth);
   buffers.packed.resize(static_cast<size_t>(blocks * taps * p.input_channels * kBlockWidth));
   pack_column_blocks(kernel, taps * p.input_channels, p.output_channels, buffers.packed.data());
-  buffers.zeros.assign(static_cast<size_t>(p.input_channels), 0.0f);
+  buffers.zeros.assign(static_cast<size_t>(p.kernel_width * p.input_channels), 0.0f);  // a merged tap's depth
   const float* padded_bias = nullptr;
   if (p.use_bias) {
     buffers.bias.assign(static_cast<size_t>(blocks * kBlockWidth), 0.0f);
@@ -391,7 +412,7 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
   buffers.packed.resize(static_cast<size_t>(blocks * taps * p.output_channels * kBlockWidth));
   pack_column_blocks(buffers.transposed.data(), taps * p.output_channels, p.input_channels,
                      buffers.packed.data());
-  buffers.zeros.assign(static_cast<size_t>(p.output_channels), 0.0f);
+  buffers.zeros.assign(static_cast<size_t>(p.kernel_width * p.output_channels), 0.0f);  // a merged tap's depth
   if (p.output_size() == 0) {
     std::fill(input_gradient, input_gradient + p.input_size(), 0.0f);
     return;
