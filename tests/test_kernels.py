@@ -607,16 +607,26 @@ def test_dropout_mask_depends_on_seed_and_matches_hash(tier):
     a = ops.dropout_forward(x, 0.5, 1, kernels=tier)
     b = ops.dropout_forward(x, 0.5, 2, kernels=tier)
     assert (a != b).mean() > 0.4  # independent masks differ in about half the positions
-    # The mask is the splitmix64 hash of ops/dropout.h: keep(i) = uniform(seed, i) >= rate.
-    mask = np.uint64(0xFFFFFFFFFFFFFFFF)
-    index = np.arange(x.size, dtype=np.uint64)
+    # The mask of ops/dropout.h: key = splitmix64(seed) split into an odd multiplier and an offset;
+    # keep(i) = lowbias32(i * multiplier + offset) / 2^32 >= rate (24 bits).
     with np.errstate(over="ignore"):
-        z = (np.uint64(1) + np.uint64(0x9E3779B97F4A7C15) * (index + np.uint64(1))) & mask
+        z = np.uint64(1) + np.uint64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z ^= z >> np.uint64(31)
-    uniform = (z >> np.uint64(40)).astype(np.float32) * np.float32(1.0 / 16777216.0)
+        z ^= z >> np.uint64(31)
+        multiplier = np.uint32(int(z) >> 32 | 1)
+        offset = np.uint32(int(z) & 0xFFFFFFFF)
+        h = np.arange(x.size, dtype=np.uint32) * multiplier + offset
+        h ^= h >> np.uint32(16)
+        h *= np.uint32(0x7FEB352D)
+        h ^= h >> np.uint32(15)
+        h *= np.uint32(0x846CA68B)
+        h ^= h >> np.uint32(16)
+    uniform = (h >> np.uint32(8)).astype(np.float32) * np.float32(1.0 / 16777216.0)
     np.testing.assert_array_equal(a != 0, uniform >= np.float32(0.5))
+    # Lengths that are not a multiple of the vector width take the scalar tail.
+    for size in (1, 7, 9, 16385):
+        np.testing.assert_array_equal(ops.dropout_forward(x[:size], 0.5, 1, kernels=tier), a[:size])
 
 
 @pytest.mark.parametrize("tier", TIERS)

@@ -11,6 +11,7 @@ namespace fastcnn::kernels::simd {
 typedef float float8 __attribute__((vector_size(32)));
 // What comparing two float8 gives: all bits set in true lanes; `mask ? a : b` selects per lane.
 typedef int32_t mask8 __attribute__((vector_size(32)));
+typedef uint32_t uint8x32 __attribute__((vector_size(32)));  // 8 lanes of uint32
 constexpr int kLanes = 8;
 
 inline float8 load(const float* source) {
