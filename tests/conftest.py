@@ -53,3 +53,42 @@ def relative_error(actual, expected, floor=1e-30):
         return 0.0
     scale = max(np.max(np.abs(expected)), floor)
     return float(np.max(np.abs(actual - expected)) / scale)
+
+
+def smallest_max_pool_gap(tf, keras_model, x):
+    """The smallest relative gap between the largest and second-largest value of any max-pooling
+    window (with a positive maximum) that `keras_model` sees on the batch x; exact ties (a ReLU's
+    zeros, a saturated tanh's ones) do not count, since every implementation computes them alike.
+
+    Max pooling routes the gradient to one position; when two values of a window lie closer than
+    float32 rounding, two correct implementations (TensorFlow and ours, summing in different
+    orders) may pick different ones, and training diverges from there. Parity tests over several
+    steps assert that their data has no such near-tie, so a failure means a real difference."""
+    pools = [layer for layer in keras_model.layers if isinstance(layer, tf.keras.layers.MaxPooling2D)]
+    if not pools:
+        return np.inf
+    probe = tf.keras.Model(keras_model.inputs, [layer.input for layer in pools])
+    inputs = probe(x, training=True)
+    inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    smallest = np.inf
+    for layer, values in zip(pools, inputs):
+        values = np.asarray(values, dtype=np.float64)
+        (pool_h, pool_w), (stride_h, stride_w) = layer.pool_size, layer.strides
+        _, height, width, _ = values.shape
+        if layer.padding == "same":
+            out_h, out_w = -(-height // stride_h), -(-width // stride_w)
+            pad_h = max((out_h - 1) * stride_h + pool_h - height, 0)
+            pad_w = max((out_w - 1) * stride_w + pool_w - width, 0)
+            values = np.pad(values, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)),
+                            constant_values=-np.inf)
+        windows = np.lib.stride_tricks.sliding_window_view(values, (pool_h, pool_w), axis=(1, 2))
+        windows = windows[:, ::stride_h, ::stride_w].reshape(-1, pool_h * pool_w)
+        top_two = np.sort(windows, axis=1)[:, -2:]
+        distinct = (top_two[:, 1] > 0) & (top_two[:, 1] != top_two[:, 0])
+        if distinct.any():
+            # Relative to the largest value of the tensor: float32 sums err by a few ulps of their
+            # terms' magnitude, not of the (possibly small) result.
+            scale = np.max(np.abs(values[np.isfinite(values)]))
+            gaps = (top_two[distinct, 1] - top_two[distinct, 0]) / scale
+            smallest = min(smallest, float(gaps.min()))
+    return smallest

@@ -12,6 +12,12 @@ namespace fastcnn::kernels::FASTCNN_ISA {
 
 #include "kernels/declarations.inc"
 
+// Winograd F(2x2, 3x3) forward convolution (conv2d_winograd.cpp): for 3x3 kernels with unit
+// stride and dilation and enough channels on both sides to amortise its transforms.
+bool winograd_applicable(const Conv2DParams& params);
+void conv2d_forward_winograd(const Conv2DParams& params, const float* input, const float* kernel,
+                             const float* bias, float* output);
+
 // FLOPs of a pure-FMA loop on every thread of a parallel region (the peak probe).
 double fma_peak_probe(int64_t iterations);
 

@@ -1,0 +1,104 @@
+// The register-blocked FMA micro-kernel shared by the convolution kernels (direct/indirect in
+// conv2d.cpp, Winograd in conv2d_winograd.cpp): a tile of 6 output pixels x 16 output channels
+// lives in 12 vector accumulators. Included by the optimised sources only (compiled per ISA).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels/optimized/optimized.h"
+#include "kernels/optimized/simd.h"
+#include "parallel.h"
+
+namespace fastcnn::kernels::FASTCNN_ISA {
+namespace microkernel {
+
+using simd::float8;
+constexpr int64_t kTilePixels = 6;
+constexpr int64_t kBlockWidth = 16;
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// packed[block][row][0..16) = matrix[row][block * 16 + j], zero past the last column.
+inline void pack_column_blocks(const float* matrix, int64_t rows, int64_t columns, float* packed) {
+  const int64_t blocks = ceil_div(columns, kBlockWidth);
+  parallel::parallel_for(blocks, [&](int64_t block) {
+    const int64_t first = block * kBlockWidth;
+    const int64_t width = std::min(kBlockWidth, columns - first);
+    float* destination = packed + block * rows * kBlockWidth;
+    for (int64_t row = 0; row < rows; ++row) {
+      const float* source = matrix + row * columns + first;
+      float* out = destination + row * kBlockWidth;
+      for (int64_t j = 0; j < width; ++j) out[j] = source[j];
+      for (int64_t j = width; j < kBlockWidth; ++j) out[j] = 0.0f;
+    }
+  });
+}
+
+// accumulators[p] += sum over active taps t, depth k of rows[t][p][k] * weights[t][k][0..16).
+// `tap_indices` lists the taps with at least one real (non-padding) row for this tile.
+inline void accumulate_tile(const float* const* rows, const int64_t* tap_indices, int64_t tap_count,
+                            int64_t depth, const float* packed_block, float8 (&acc)[kTilePixels][2]) {
+  for (int64_t t = 0; t < tap_count; ++t) {
+    const int64_t tap = tap_indices[t];
+    const float* const* tap_rows = rows + t * kTilePixels;
+    const float* r0 = tap_rows[0];
+    const float* r1 = tap_rows[1];
+    const float* r2 = tap_rows[2];
+    const float* r3 = tap_rows[3];
+    const float* r4 = tap_rows[4];
+    const float* r5 = tap_rows[5];
+    const float* weights = packed_block + tap * depth * kBlockWidth;
+    for (int64_t k = 0; k < depth; ++k) {
+      const float8 w0 = simd::load(weights + k * kBlockWidth);
+      const float8 w1 = simd::load(weights + k * kBlockWidth + simd::kLanes);
+      float8 b = simd::broadcast(r0[k]);
+      acc[0][0] += b * w0;
+      acc[0][1] += b * w1;
+      b = simd::broadcast(r1[k]);
+      acc[1][0] += b * w0;
+      acc[1][1] += b * w1;
+      b = simd::broadcast(r2[k]);
+      acc[2][0] += b * w0;
+      acc[2][1] += b * w1;
+      b = simd::broadcast(r3[k]);
+      acc[3][0] += b * w0;
+      acc[3][1] += b * w1;
+      b = simd::broadcast(r4[k]);
+      acc[4][0] += b * w0;
+      acc[4][1] += b * w1;
+      b = simd::broadcast(r5[k]);
+      acc[5][0] += b * w0;
+      acc[5][1] += b * w1;
+    }
+  }
+}
+
+// Writes one pixel's 16-channel block (width <= 16 of them real), adding bias and activation.
+inline void store_block(float* destination, int64_t width, float8 low, float8 high,
+                        const float* bias_block, Activation activation) {
+  if (bias_block != nullptr) {
+    low += simd::load(bias_block);
+    high += simd::load(bias_block + simd::kLanes);
+  }
+  if (activation == Activation::relu) {
+    low = simd::max_zero(low);
+    high = simd::max_zero(high);
+  }
+  if (width == kBlockWidth) {
+    simd::store(destination, low);
+    simd::store(destination + simd::kLanes, high);
+  } else if (width > simd::kLanes) {
+    simd::store(destination, low);
+    simd::store_partial(destination + simd::kLanes, high, width - simd::kLanes);
+  } else {
+    simd::store_partial(destination, low, width);
+  }
+  if (activation != Activation::linear && activation != Activation::relu) {
+    activate_in_place(activation, destination, width);
+  }
+}
+
+}  // namespace microkernel
+}  // namespace fastcnn::kernels::FASTCNN_ISA
