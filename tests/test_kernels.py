@@ -775,3 +775,22 @@ def test_conv2d_winograd_error_bound_against_float64(tier):
     exact_dx, _, _ = numpy_conv_backward(x, kernel, dy, (1, 1), "same", (1, 1))
     dx = ops.conv2d_backward_input(dy, kernel, x.shape, padding="same", kernels=tier)
     assert np.max(np.abs(dx - exact_dx)) <= 2e-6 * np.max(np.abs(exact_dx))
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_conv2d_winograd_kernel_gradient_does_not_depend_on_thread_count(tier):
+    """Its sum over tiles runs in chunks fixed by the problem size, added in order."""
+    rng = np.random.default_rng(9)
+    x, kernel, _ = make_conv_case(rng, 6, 30, 26, 20, 24, (3, 3))
+    dy = rng.standard_normal((6, 30, 26, 24)).astype(np.float32)
+    previous = _core.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            _core.set_num_threads(threads)
+            results.append(ops.conv2d_backward_kernel(x, dy, (3, 3), padding="same", kernels=tier))
+    finally:
+        _core.set_num_threads(previous)
+    for dk, db in results[1:]:
+        np.testing.assert_array_equal(dk, results[0][0])
+        np.testing.assert_array_equal(db, results[0][1])

@@ -400,9 +400,11 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
                });
 }
 
-void conv2d_backward_kernel(const Conv2DParams& p, const float* input,
-                            const float* output_gradient, float* kernel_gradient,
-                            float* bias_gradient) {
+namespace {
+
+// dW[tap] = X_tap^T . dY per tap (see the top of this file).
+void conv2d_backward_kernel_direct(const Conv2DParams& p, const float* input, const float* output_gradient,
+                                   float* kernel_gradient) {
   std::fill(kernel_gradient, kernel_gradient + p.kernel_size(), 0.0f);
   const int64_t taps = p.kernel_height * p.kernel_width;
   const int64_t channel_tiles = ceil_div(p.input_channels, kTilePixels);
@@ -434,8 +436,11 @@ void conv2d_backward_kernel(const Conv2DParams& p, const float* input,
       }
     }
   });
-  if (bias_gradient == nullptr) return;
-  // d bias[co] = sum over pixels of dY[pixel][co]; one thread per 16-channel block, pixels in order.
+}
+
+// d bias[co] = sum over pixels of dY[pixel][co]; one thread per 16-channel block, pixels in order.
+void conv2d_backward_bias(const Conv2DParams& p, const float* output_gradient, float* bias_gradient) {
+  const int64_t blocks = ceil_div(p.output_channels, kBlockWidth);
   const int64_t pixels = p.batch * p.output_height * p.output_width;
   parallel::parallel_for(blocks, [&](int64_t block) {
     const int64_t first = block * kBlockWidth;
@@ -465,6 +470,19 @@ void conv2d_backward_kernel(const Conv2DParams& p, const float* input,
     simd::store_partial(bias_gradient + first + simd::kLanes, high,
                         std::max<int64_t>(width - simd::kLanes, 0));
   });
+}
+
+}  // namespace
+
+void conv2d_backward_kernel(const Conv2DParams& p, const float* input,
+                            const float* output_gradient, float* kernel_gradient,
+                            float* bias_gradient) {
+  if (winograd_applicable(p) && p.output_size() > 0) {
+    conv2d_backward_kernel_winograd(p, input, output_gradient, kernel_gradient);
+  } else {
+    conv2d_backward_kernel_direct(p, input, output_gradient, kernel_gradient);
+  }
+  if (bias_gradient != nullptr) conv2d_backward_bias(p, output_gradient, bias_gradient);
 }
 
 }  // namespace fastcnn::kernels::FASTCNN_ISA

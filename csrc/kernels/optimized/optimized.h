@@ -17,6 +17,8 @@ namespace fastcnn::kernels::FASTCNN_ISA {
 bool winograd_applicable(const Conv2DParams& params);
 void conv2d_forward_winograd(const Conv2DParams& params, const float* input, const float* kernel,
                              const float* bias, float* output);
+void conv2d_backward_kernel_winograd(const Conv2DParams& params, const float* input,
+                                     const float* output_gradient, float* kernel_gradient);
 
 // FLOPs of a pure-FMA loop on every thread of a parallel region (the peak probe).
 double fma_peak_probe(int64_t iterations);
