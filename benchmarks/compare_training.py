@@ -23,7 +23,33 @@ MODELS = {
     "ex1_b128": ("example1", 128, (28, 28, 1)),
     "ex2_b32": ("example2", 32, (28, 28, 1)),
     "ex3_b32": ("example3", 32, (64, 64, 3)),
+    "ex2_b256": ("example2", 256, (28, 28, 1)),  # the larger-batch case
 }
+
+
+def model_flops(example, shape):
+    """(training, inference) FLOPs per sample of a seed example, counted as direct convolution and
+    dense products (2 per multiply-add); training = forward + both backward passes, less the first
+    layer's input gradient, which no step computes. Winograd does fewer real FLOPs for the 3x3
+    stride-1 layers, so its `% of peak` can pass 100%: it is the speed of an ideal direct kernel."""
+    height, width, channels = shape
+    layers = []  # (output pixels, multiply-adds per output pixel)
+    if example == "example3":
+        for filters, pool in ((32, False), (32, True), (64, False), (64, True)):
+            layers.append((height * width * filters, 9 * channels))
+            channels = filters
+            if pool:
+                height, width = height // 2, width // 2
+    else:
+        for filters in (32, 64):
+            height, width = height - 2, width - 2
+            layers.append((height * width * filters, 9 * channels))
+            channels = filters
+            height, width = height // 2, width // 2
+    layers.append((10, height * width * channels))  # the Dense layer
+    forward = sum(2.0 * pixels * macs for pixels, macs in layers)
+    first = 2.0 * layers[0][0] * layers[0][1]
+    return 3 * forward - first, forward
 
 WORKER = textwrap.dedent('''
     import json, os, sys, time
@@ -116,6 +142,14 @@ WORKER = textwrap.dedent('''
 ''')
 
 
+def measure_peak(threads):
+    """The machine's FMA peak in GFLOP/s on `threads` threads, measured now (fastcnn's probe)."""
+    code = "from fastcnn import _core; _core.set_num_threads(%d); print(_core.measure_peak_gflops(0.5))" % threads
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=os.path.expanduser("~"))
+    return float(result.stdout.strip())
+
+
 def run(framework, model, steps, threads):
     example, batch, shape = MODELS[model]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
@@ -142,6 +176,7 @@ def main():
         args.frameworks = "fastcnn,tensorflow" + (",pytorch" if importlib.util.find_spec("torch") else "")
     frameworks = args.frameworks.split(",")
     results = {(m, f): {"train": [], "infer": []} for m in args.models.split(",") for f in frameworks}
+    peaks = []
     for round_index in range(args.rounds):
         for model in args.models.split(","):
             for framework in frameworks:  # interleaved: every framework once per round
@@ -150,25 +185,35 @@ def main():
                     results[(model, framework)][key].append(measured[key])
                 print(f"round {round_index + 1} {model:9s} {framework:10s} train {measured['train']:8.1f}/s "
                       f"infer {measured['infer']:9.1f}/s", flush=True)
-    lines = ["| model | batch | framework | train samples/s | infer samples/s |", "|---|---|---|---|---|"]
+        peaks.append(measure_peak(args.threads))
+    peak = statistics.median(peaks)
+    lines = [f"Measured FMA peak: {peak:.0f} GFLOP/s on {args.threads} threads (median of {len(peaks)} probes, one "
+             "per round). `% of peak`: the framework's samples/s times the model's direct-convolution FLOPs "
+             "per sample, over that peak.", "",
+             "| model | batch | framework | train samples/s | infer samples/s | train % of peak | infer % of peak |",
+             "|---|---|---|---|---|---|---|"]
     for model in args.models.split(","):
+        example, batch, shape = MODELS[model]
+        train_flops, infer_flops = model_flops(example, shape)
         for framework in frameworks:
             r = results[(model, framework)]
-            lines.append(f"| {model} | {MODELS[model][1]} | {framework} | {statistics.median(r['train']):.0f} | "
-                         f"{statistics.median(r['infer']):.0f} |")
+            train, infer = statistics.median(r["train"]), statistics.median(r["infer"])
+            lines.append(f"| {model} | {batch} | {framework} | {train:.0f} | {infer:.0f} | "
+                         f"{100 * train * train_flops / 1e9 / peak:.0f}% | {100 * infer * infer_flops / 1e9 / peak:.0f}% |")
         ours = results[(model, "fastcnn")]
         peers = [f for f in frameworks if f != "fastcnn"]
         if peers:
             best_train = max(statistics.median(results[(model, f)]["train"]) for f in peers)
             best_infer = max(statistics.median(results[(model, f)]["infer"]) for f in peers)
             lines.append(f"| {model} | | **fastcnn / best peer** | **{statistics.median(ours['train']) / best_train:.2f}x** | "
-                         f"**{statistics.median(ours['infer']) / best_infer:.2f}x** |")
+                         f"**{statistics.median(ours['infer']) / best_infer:.2f}x** | | |")
     table = "\n".join(lines)
     print(table)
     out = pathlib.Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
     (out / "compare_training.md").write_text(
-        f"Medians of {args.rounds} interleaved rounds, {args.steps} steps each, {args.threads} threads.\n\n{table}\n")
+        f"`python benchmarks/compare_training.py --rounds {args.rounds} --steps {args.steps}`: medians of "
+        f"{args.rounds} interleaved rounds, {args.steps} steps each, {args.threads} threads.\n\n{table}\n")
 
 
 if __name__ == "__main__":
