@@ -5,6 +5,9 @@
 
 #include <cstdint>
 #include <cstring>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 namespace fastcnn::kernels::simd {
 
@@ -22,7 +25,20 @@ inline float8 load(const float* source) {
 inline void store(float* destination, float8 value) {
   std::memcpy(destination, &value, sizeof value);
 }
-// The first `count` lanes from memory, the rest zero (count in [0, 8]).
+// The first `count` lanes from memory, the rest zero (count in [0, 8]); memory past `count` is
+// never touched. AVX2 has masked moves for this (a variable-length memcpy would be a library call
+// in the innermost loops); the generic build copies.
+#if defined(__AVX2__)
+inline __m256i first_lanes(int64_t count) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+inline float8 load_partial(const float* source, int64_t count) {
+  return reinterpret_cast<float8>(_mm256_maskload_ps(source, first_lanes(count)));
+}
+inline void store_partial(float* destination, float8 value, int64_t count) {
+  _mm256_maskstore_ps(destination, first_lanes(count), reinterpret_cast<__m256>(value));
+}
+#else
 inline float8 load_partial(const float* source, int64_t count) {
   float8 value = {};
   std::memcpy(&value, source, static_cast<size_t>(count) * sizeof(float));
@@ -31,6 +47,7 @@ inline float8 load_partial(const float* source, int64_t count) {
 inline void store_partial(float* destination, float8 value, int64_t count) {
   std::memcpy(destination, &value, static_cast<size_t>(count) * sizeof(float));
 }
+#endif
 // Element-wise initialisation (not `float8{} + value`, which costs a scalar add of +0.0 since
 // -0.0 + 0.0 != -0.0 under IEEE rules) lets the compiler emit one vbroadcastss from memory.
 inline float8 broadcast(float value) { return float8{value, value, value, value, value, value, value, value}; }
