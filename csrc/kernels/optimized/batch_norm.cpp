@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "kernels/optimized/optimized.h"
@@ -15,17 +16,55 @@ namespace {
 
 constexpr int64_t kRowsPerChunk = 512;
 
-// totals[k][c] = sum over rows of term(k, row, c) for k < Terms, chunked and reduced in order.
-template <int Terms, typename Term>
-void channel_sums(int64_t rows, int64_t channels, Term&& term, std::vector<double> (&totals)[Terms]) {
+typedef double double4 __attribute__((vector_size(32)));
+typedef float float4 __attribute__((vector_size(16)));
+
+inline double4 load_as_double(const float* source) {
+  float4 value;
+  std::memcpy(&value, source, sizeof value);
+  return __builtin_convertvector(value, double4);
+}
+inline double4 load_double(const double* source) {
+  double4 value;
+  std::memcpy(&value, source, sizeof value);
+  return value;
+}
+inline void store_double(double* destination, double4 value) { std::memcpy(destination, &value, sizeof value); }
+
+// totals[k][c] = sum over rows r of term_k(x[r, c], y[r, c]) for k < Terms, in double. Rows go in
+// fixed chunks (partial sums in parallel, then added chunk by chunk in order), so the result does
+// not depend on the number of threads; channels four at a time in double lanes.
+// term(x4, y4, c) returns the Terms double4 values for channels c..c+3 (scalar_term likewise for
+// one channel).
+template <int Terms, typename Term, typename ScalarTerm>
+void channel_sums(int64_t rows, int64_t channels, const float* x, const float* y, Term&& term,
+                  ScalarTerm&& scalar_term, std::vector<double> (&totals)[Terms]) {
   const int64_t chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
   std::vector<double> partial(static_cast<size_t>(chunks * Terms * channels), 0.0);
+  const int64_t vector_channels = channels - channels % 4;
   parallel::parallel_for(chunks, [&](int64_t chunk) {
     double* sums = partial.data() + chunk * Terms * channels;
-    const int64_t end = std::min(rows, (chunk + 1) * kRowsPerChunk);
-    for (int64_t r = chunk * kRowsPerChunk; r < end; ++r)
-      for (int k = 0; k < Terms; ++k)
-        for (int64_t c = 0; c < channels; ++c) sums[k * channels + c] += term(k, r, c);
+    const int64_t begin = chunk * kRowsPerChunk, end = std::min(rows, (chunk + 1) * kRowsPerChunk);
+    // Four channels at a time down the chunk's rows: the sums stay in registers.
+    for (int64_t c = 0; c < vector_channels; c += 4) {
+      double4 acc[Terms] = {};
+      for (int64_t r = begin; r < end; ++r) {
+        const double4 x4 = load_as_double(x + r * channels + c);
+        const double4 y4 = y != nullptr ? load_as_double(y + r * channels + c) : double4{};
+        double4 values[Terms];
+        term(x4, y4, c, values);
+        for (int k = 0; k < Terms; ++k) acc[k] += values[k];
+      }
+      for (int k = 0; k < Terms; ++k) store_double(sums + k * channels + c, acc[k]);
+    }
+    for (int64_t c = vector_channels; c < channels; ++c) {
+      for (int64_t r = begin; r < end; ++r) {
+        double values[Terms];
+        scalar_term(static_cast<double>(x[r * channels + c]), y != nullptr ? static_cast<double>(y[r * channels + c]) : 0.0,
+                    c, values);
+        for (int k = 0; k < Terms; ++k) sums[k * channels + c] += values[k];
+      }
+    }
   });
   for (int k = 0; k < Terms; ++k) totals[k].assign(static_cast<size_t>(channels), 0.0);
   for (int64_t chunk = 0; chunk < chunks; ++chunk)
@@ -44,19 +83,28 @@ void for_row_chunks(int64_t rows, Body&& body) {
 
 void batch_norm_statistics(const BatchNormParams& p, const float* input, float* mean,
                            float* variance) {
+  // One pass (the input is read from memory once): sums of x and x^2 in double, then
+  // variance = (sum x^2 - (sum x)^2 / N) / N. Double keeps the cancellation harmless unless
+  // |mean| / std exceeds ~1e5, far beyond activations (the reference takes two passes).
   const int64_t channels = p.channels;
-  std::vector<double> sums[1];
-  channel_sums<1>(p.rows, channels, [&](int, int64_t r, int64_t c) { return static_cast<double>(input[r * channels + c]); }, sums);
-  std::vector<double> average(static_cast<size_t>(channels));
-  for (int64_t c = 0; c < channels; ++c) average[c] = p.rows > 0 ? sums[0][c] / static_cast<double>(p.rows) : 0.0;
-  std::vector<double> squares[1];
-  channel_sums<1>(p.rows, channels, [&](int, int64_t r, int64_t c) {
-    const double difference = input[r * channels + c] - average[c];
-    return difference * difference;
-  }, squares);
+  std::vector<double> sums[2];
+  channel_sums<2>(
+      p.rows, channels, input, nullptr,
+      [](double4 x, double4, int64_t, double4* values) {
+        values[0] = x;
+        values[1] = x * x;
+      },
+      [](double x, double, int64_t, double* values) {
+        values[0] = x;
+        values[1] = x * x;
+      },
+      sums);
+  const double count = static_cast<double>(p.rows);
   for (int64_t c = 0; c < channels; ++c) {
-    mean[c] = static_cast<float>(average[c]);
-    variance[c] = p.rows > 0 ? static_cast<float>(squares[0][c] / static_cast<double>(p.rows)) : 0.0f;
+    const double average = p.rows > 0 ? sums[0][c] / count : 0.0;
+    const double spread = p.rows > 0 ? (sums[1][c] - sums[0][c] * average) / count : 0.0;
+    mean[c] = static_cast<float>(average);
+    variance[c] = static_cast<float>(std::max(spread, 0.0));
   }
 }
 
@@ -85,11 +133,23 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
   const int64_t channels = p.channels;
   std::vector<double> inverse_std(static_cast<size_t>(channels));
   for (int64_t c = 0; c < channels; ++c) inverse_std[c] = 1.0 / std::sqrt(static_cast<double>(variance[c]) + p.epsilon);
+  // d beta = sum dy; d gamma = sum dy * x_hat = inverse_std * sum dy * (x - mean).
+  std::vector<double> centre(static_cast<size_t>(channels) + 4);
+  for (int64_t c = 0; c < channels; ++c) centre[c] = mean[c];
+  const double* m_c = centre.data();
   std::vector<double> sums[2];
-  channel_sums<2>(p.rows, channels, [&](int k, int64_t r, int64_t c) {
-    const double dy = output_gradient[r * channels + c];
-    return k == 0 ? dy : dy * (input[r * channels + c] - mean[c]) * inverse_std[c];
-  }, sums);
+  channel_sums<2>(
+      p.rows, channels, input, output_gradient,
+      [m_c](double4 x, double4 dy, int64_t c, double4* values) {
+        values[0] = dy;
+        values[1] = dy * (x - load_double(m_c + c));
+      },
+      [m_c](double x, double dy, int64_t c, double* values) {
+        values[0] = dy;
+        values[1] = dy * (x - m_c[c]);
+      },
+      sums);
+  for (int64_t c = 0; c < channels; ++c) sums[1][c] *= inverse_std[c];
   for (int64_t c = 0; c < channels; ++c) {
     if (beta_gradient != nullptr) beta_gradient[c] = static_cast<float>(sums[0][c]);
     if (gamma_gradient != nullptr) gamma_gradient[c] = static_cast<float>(sums[1][c]);
