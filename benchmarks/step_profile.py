@@ -6,6 +6,7 @@ per-phase timers on, and prints milliseconds per step and % of the step for ever
 conv layers' phases also show GFLOP/s and % of the machine's measured FMA peak.
 
     python benchmarks/step_profile.py [--model ex1_b32] [--steps 50] [--threads 2]
+    python benchmarks/step_profile.py --model ex3_b32 --scaling   # 1 vs 2 threads, and the peak's own ratio
 """
 
 import argparse
@@ -61,7 +62,12 @@ def main():
     parser.add_argument("--model", default="ex1_b32", choices=sorted(MODELS))
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--scaling", action="store_true",
+                        help="only compare fit's samples/s on 1 and 2 threads with the FMA peak's own 2/1 ratio")
     args = parser.parse_args()
+    if args.scaling:
+        scaling(args)
+        return
     fastcnn.config.set_num_threads(args.threads)
     example, batch = MODELS[args.model]
     model = build(example)
@@ -105,6 +111,31 @@ def main():
     total_flops = sum(flops_by_layer.values()) * 3 - flops_by_layer.get(0, 0.0)
     print(f"\nconvolutions: {total_flops / 1e9:.3f} GFLOP per step; whole step at "
           f"{total_flops / (wall / args.steps) / 1e9:.1f} GFLOP/s = {100 * total_flops / (wall / args.steps) / 1e9 / peak:.0f}% of peak")
+
+
+def samples_per_second(example, batch, steps):
+    model = build(example)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    input_shape = (64, 64, 3) if example == "example3" else (28, 28, 1)
+    x = rng.random((batch * steps,) + input_shape).astype(np.float32)
+    y = rng.integers(0, 10, batch * steps)
+    model.fit(x[:batch * 3], y[:batch * 3], batch_size=batch, epochs=1, verbose=0)  # warm-up
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
+    return batch * steps / (time.perf_counter() - start)
+
+
+def scaling(args):
+    example, batch = MODELS[args.model]
+    rates, peaks = {}, {}
+    for threads in (1, 2, 1, 2):  # interleaved, best of two each
+        fastcnn.config.set_num_threads(threads)
+        rates[threads] = max(rates.get(threads, 0.0), samples_per_second(example, batch, args.steps))
+        peaks[threads] = max(peaks.get(threads, 0.0), _core.measure_peak_gflops(0.3))
+    print(f"{args.model}: fit {rates[1]:.0f} samples/s on 1 thread, {rates[2]:.0f} on 2: "
+          f"{rates[2] / rates[1]:.2f}x (the FMA peak itself: {peaks[1]:.0f} -> {peaks[2]:.0f} GFLOP/s, "
+          f"{peaks[2] / peaks[1]:.2f}x: one busy core runs at a higher clock)")
 
 
 if __name__ == "__main__":
