@@ -794,3 +794,47 @@ def test_conv2d_winograd_kernel_gradient_does_not_depend_on_thread_count(tier):
     for dk, db in results[1:]:
         np.testing.assert_array_equal(dk, results[0][0])
         np.testing.assert_array_equal(db, results[0][1])
+
+
+# ---------------------------------------------------------------------------------------------
+# ReLU fused into the next layer's backward: max pooling and BatchNormalization after a ReLU apply
+# its derivative (zero where their input is not > 0) in their own input-gradient pass.
+# ---------------------------------------------------------------------------------------------
+
+
+def _relu_output(rng, shape):
+    x = np.maximum(rng.standard_normal(shape), 0).astype(np.float32)  # about half exact zeros
+    x.flat[::97] = np.nan  # NaN passes no gradient through a ReLU either
+    return x
+
+
+@pytest.mark.parametrize("tier", ["reference"] + TIERS)
+@pytest.mark.parametrize("pool,stride,padding", [((2, 2), 2, "valid"), ((3, 3), 2, "same"), ((2, 2), 1, "valid"),
+                                                 ((2, 2), 3, "same")])
+@pytest.mark.parametrize("channels", [3, 16, 17])
+def test_max_pool2d_backward_with_relu_input_is_pool_then_relu_backward(tier, pool, stride, padding, channels):
+    rng = np.random.default_rng(channels * 10 + stride)
+    x = _relu_output(rng, (2, 9, 11, channels))
+    y = ops.max_pool2d_forward(x, pool, (stride, stride), padding, kernels="reference")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    plain = ops.max_pool2d_backward(x, dy, pool, (stride, stride), padding, kernels="reference")
+    expected = ops.activation_backward("relu", x, plain, kernels="reference")
+    fused = ops.max_pool2d_backward(x, dy, pool, (stride, stride), padding, kernels=tier, relu_input=True)
+    np.testing.assert_array_equal(fused, expected)
+
+
+@pytest.mark.parametrize("tier", ["reference"] + TIERS)
+@pytest.mark.parametrize("channels", [1, 5, 32])
+def test_batch_norm_backward_with_relu_input_is_bn_then_relu_backward(tier, channels):
+    rng = np.random.default_rng(channels)
+    x = _relu_output(rng, (4, 6, 5, channels))
+    x[np.isnan(x)] = 0.0  # batch statistics need finite values
+    mean, variance = ops.batch_norm_statistics(x, kernels="reference")
+    gamma = rng.standard_normal(channels).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    plain, dgamma, dbeta = ops.batch_norm_backward(x, mean, variance, gamma, dy, kernels=tier)
+    fused, fused_dgamma, fused_dbeta = ops.batch_norm_backward(x, mean, variance, gamma, dy, kernels=tier,
+                                                               relu_input=True)
+    np.testing.assert_array_equal(fused, np.where(x > 0, plain, 0.0))
+    np.testing.assert_array_equal(fused_dgamma, dgamma)  # gamma and beta see BN's own output gradient
+    np.testing.assert_array_equal(fused_dbeta, dbeta)

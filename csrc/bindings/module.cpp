@@ -238,8 +238,9 @@ FloatArray max_pool2d_forward(const FloatArray& input, Pair pool_size, Pair stri
 
 FloatArray max_pool2d_backward(const FloatArray& input, const FloatArray& output_gradient,
                                Pair pool_size, Pair strides, const std::string& padding,
-                               const std::string& kernels) {
-  const Pool2DParams params = pool_params_for(input, pool_size, strides, padding);
+                               const std::string& kernels, bool relu_input) {
+  Pool2DParams params = pool_params_for(input, pool_size, strides, padding);
+  params.relu_input = relu_input;
   require_rank(output_gradient, 4, "output_gradient");
   require_dimension(output_gradient, 0, params.batch, "output_gradient", "batch");
   require_dimension(output_gradient, 1, params.output_height, "output_gradient", "output height");
@@ -382,8 +383,9 @@ FloatArray batch_norm_forward(const FloatArray& input, const FloatArray& mean, c
 
 std::tuple<FloatArray, FloatArray, FloatArray> batch_norm_backward(
     const FloatArray& input, const FloatArray& mean, const FloatArray& variance, std::optional<FloatArray> gamma,
-    const FloatArray& output_gradient, float epsilon, const std::string& kernels) {
-  const BatchNormParams params = batch_norm_params_for(input, epsilon);
+    const FloatArray& output_gradient, float epsilon, const std::string& kernels, bool relu_input) {
+  BatchNormParams params = batch_norm_params_for(input, epsilon);
+  params.relu_input = relu_input;
   require_channel_vector(mean, params.channels, "mean");
   require_channel_vector(variance, params.channels, "variance");
   require_channel_vector(gamma, params.channels, "gamma");
@@ -597,7 +599,8 @@ PYBIND11_MODULE(_core, m) {
   ops.def("max_pool2d_forward", &max_pool2d_forward, py::arg("input"), py::arg("pool_size"),
           py::arg("strides"), py::arg("padding") = "valid", py::arg("kernels") = "active");
   ops.def("max_pool2d_backward", &max_pool2d_backward, py::arg("input"), py::arg("output_gradient"),
-          py::arg("pool_size"), py::arg("strides"), py::arg("padding") = "valid", py::arg("kernels") = "active");
+          py::arg("pool_size"), py::arg("strides"), py::arg("padding") = "valid", py::arg("kernels") = "active",
+          py::arg("relu_input") = false);
   ops.def("activation_forward", &activation_forward, py::arg("activation"), py::arg("input"),
           py::arg("kernels") = "active");
   ops.def("activation_backward", &activation_backward, py::arg("activation"), py::arg("output"),
@@ -611,7 +614,8 @@ PYBIND11_MODULE(_core, m) {
           py::arg("gamma") = py::none(), py::arg("beta") = py::none(), py::arg("epsilon") = 1e-3f,
           py::arg("kernels") = "active");
   ops.def("batch_norm_backward", &batch_norm_backward, py::arg("input"), py::arg("mean"), py::arg("variance"),
-          py::arg("gamma"), py::arg("output_gradient"), py::arg("epsilon") = 1e-3f, py::arg("kernels") = "active");
+          py::arg("gamma"), py::arg("output_gradient"), py::arg("epsilon") = 1e-3f, py::arg("kernels") = "active",
+          py::arg("relu_input") = false);
   ops.def("cross_entropy", &cross_entropy, py::arg("predictions"), py::arg("targets"),
           py::arg("from_logits") = false);
 

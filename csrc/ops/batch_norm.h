@@ -7,6 +7,8 @@
 //              d beta = sum_r dy;  d gamma = sum_r dy * x_hat
 //              dx = gamma / sqrt(variance + epsilon) / N * (N dy - d beta - x_hat d gamma)
 //   backward (moving statistics, a frozen layer): dx = dy * s
+//   relu_input: the input is a ReLU's output and dx also carries the ReLU's derivative,
+//              dx = 0 where x <= 0 (or NaN), sparing the ReLU its own pass
 #pragma once
 
 #include <cstdint>
@@ -17,6 +19,7 @@ struct BatchNormParams {
   int64_t rows = 0;
   int64_t channels = 0;
   float epsilon = 1e-3f;
+  bool relu_input = false;  // batch_norm_backward only
 };
 
 }  // namespace fastcnn

@@ -17,6 +17,9 @@ struct Pool2DParams {
   int64_t pool_height = 0, pool_width = 0;
   int64_t stride_height = 0, stride_width = 0;
   int64_t pad_top = 0, pad_left = 0;
+  // Max pooling backward only: the input is a ReLU's output, and the input gradient carries the
+  // ReLU's derivative too (zero where the input is not > 0), sparing the ReLU its own pass.
+  bool relu_input = false;
 
   int64_t input_size() const { return batch * input_height * input_width * channels; }
   int64_t output_size() const { return batch * output_height * output_width * channels; }

@@ -15,6 +15,7 @@ class ActivatedLayer : public Layer {
   explicit ActivatedLayer(Activation activation) : activation_(activation) {}
   Activation activation() const override { return activation_; }
   bool keeps_pre_activation() const override { return needs_pre_activation(activation_); }
+  bool outputs_relu() const override { return activation_ == Activation::relu; }
 
  protected:
   // Activations computable from the output are fused into the kernel's epilogue; the others
@@ -209,11 +210,14 @@ class Pool2DLayer final : public Layer {
     }
   }
 
+  bool accepts_relu_input() const override { return !average_; }
+
   void backward(const StepContext& context, int64_t batch, const float* input, const float*,
                 const float*, float* output_gradient, bool, float* input_gradient) override {
     if (input_gradient == nullptr) return;
     Pool2DParams params = params_;
     params.batch = batch;
+    params.relu_input = relu_input;
     if (average_) {
       context.kernels.average_pool2d_backward(params, output_gradient, input_gradient);
     } else {
@@ -427,9 +431,12 @@ class BatchNormLayer final : public Layer {
     }
   }
 
+  bool accepts_relu_input() const override { return true; }
+
   void backward(const StepContext& context, int64_t batch, const float* input, const float*,
                 const float*, float* output_gradient, bool, float* input_gradient) override {
-    const BatchNormParams params{batch * input_shape.height * input_shape.width, channels_, epsilon_};
+    BatchNormParams params{batch * input_shape.height * input_shape.width, channels_, epsilon_};
+    params.relu_input = relu_input;
     const float* base = context.parameters + parameter_offset;
     const float* gamma = scale_ ? base : nullptr;
     if (used_batch_statistics_) {
@@ -443,6 +450,10 @@ class BatchNormLayer final : public Layer {
       const float* moving_variance = base + trainable_parameter_count() + channels_;
       context.kernels.batch_norm_forward(params, output_gradient, zeros_.data(), moving_variance, gamma,
                                          nullptr, input_gradient);
+      if (relu_input) {  // the ReLU's derivative: its output (this layer's input) > 0
+        context.kernels.activation_backward(Activation::relu, params.rows, channels_, nullptr, input,
+                                            input_gradient, input_gradient);
+      }
     }
   }
 

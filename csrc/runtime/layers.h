@@ -48,6 +48,14 @@ class Layer {
                         const float* pre_activation, const float* output, float* output_gradient,
                         bool gradient_is_pre_activation, float* input_gradient) = 0;
 
+  // ReLU fusion across layers: a layer whose output is a fused ReLU's (outputs_relu) hands its
+  // backward to a next layer that can apply the ReLU's derivative in its own input-gradient pass
+  // (accepts_relu_input: max pooling, BatchNormalization); the Network sets relu_input on that
+  // layer at build, and the first then receives its gradient already masked.
+  virtual bool outputs_relu() const { return false; }
+  virtual bool accepts_relu_input() const { return false; }
+  bool relu_input = false;
+
   int64_t parameter_count() const;
   // Trainable parameters come first in a layer's slice; the rest (BatchNormalization's moving
   // statistics) are updated by the layer itself, never by the optimizer.

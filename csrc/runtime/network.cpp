@@ -53,6 +53,10 @@ void Network::build(const SampleShape& input_shape) {
   }
   parameters_.assign(static_cast<size_t>(offset), 0.0f);
   gradients_.assign(static_cast<size_t>(offset), 0.0f);
+  // A fused ReLU followed by a layer that can apply its derivative: one memory pass less per step.
+  for (size_t i = 1; i < layers_.size(); ++i) {
+    layers_[i]->relu_input = layers_[i - 1]->outputs_relu() && layers_[i]->accepts_relu_input();
+  }
   built_ = true;
   update_trainable_variables();
 }
@@ -229,8 +233,12 @@ StepResult Network::train_step(const float* x, const Targets& targets, const int
     const float* layer_input = i == 0 ? input_ : outputs_[i - 1];
     if (layer.is_reshape()) continue;  // gradient passes through unchanged
     float* input_gradient = i > first_needed ? other : nullptr;
+    // The gradient arrives as the pre-activation's when the loss fused softmax into it, or when the
+    // next layer already applied this layer's ReLU derivative (relu_input).
+    const bool last = i + 1 == layers_.size();
+    const bool gradient_is_pre_activation = last ? fused_softmax : layers_[i + 1]->relu_input;
     layer.backward(context, batch, layer_input, pre_activations_[i], outputs_[i], gradient,
-                   fused_softmax && i + 1 == layers_.size(), input_gradient);
+                   gradient_is_pre_activation, input_gradient);
     if (input_gradient != nullptr) std::swap(gradient, other);
     timer.lap(backward_slot + i);
   }

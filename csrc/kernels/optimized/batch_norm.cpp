@@ -167,13 +167,21 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
     m[c] = mean[c];
     inv[c] = static_cast<float>(inverse_std[c]);
   }
+  const bool relu_input = p.relu_input;
   for_row_chunks(p.rows, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const float* x = input + r * channels;
       const float* dy = output_gradient + r * channels;
       float* dx = input_gradient + r * channels;
-      for (int64_t c = 0; c < channels; ++c) {
-        dx[c] = a[c] * (dy[c] - mean_dy[c] - (x[c] - m[c]) * inv[c] * mean_dy_xhat[c]);
+      if (relu_input) {
+        for (int64_t c = 0; c < channels; ++c) {
+          const float value = a[c] * (dy[c] - mean_dy[c] - (x[c] - m[c]) * inv[c] * mean_dy_xhat[c]);
+          dx[c] = x[c] > 0.0f ? value : 0.0f;
+        }
+      } else {
+        for (int64_t c = 0; c < channels; ++c) {
+          dx[c] = a[c] * (dy[c] - mean_dy[c] - (x[c] - m[c]) * inv[c] * mean_dy_xhat[c]);
+        }
       }
     }
   });

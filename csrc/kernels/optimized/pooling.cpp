@@ -41,6 +41,7 @@ inline simd::mask8 equals_maximum(simd::float8 value, simd::float8 best) {
 // written by one window only).
 inline void max_pool_window_backward(const Pool2DParams& p, const Window& w, const float* image,
                                      const float* dy, float* gradient, int64_t width) {
+  // With relu_input, a maximum that is not > 0 passes nothing (the ReLU's derivative).
   using simd::float8;
   const int64_t channels = p.channels;
   auto load = [width](const float* source) {
@@ -60,9 +61,10 @@ inline void max_pool_window_backward(const Pool2DParams& p, const Window& w, con
     for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
       const int64_t offset = (ih * p.input_width + iw) * channels;
       const float8 value = load(image + offset);
-      const simd::mask8 is_first_maximum = equals_maximum(value, best) & ~taken;
-      const float8 result = is_first_maximum ? gradient_value : zero;
+      simd::mask8 is_first_maximum = equals_maximum(value, best) & ~taken;
       taken |= is_first_maximum;
+      if (p.relu_input) is_first_maximum &= value > zero;
+      const float8 result = is_first_maximum ? gradient_value : zero;
       if (width == simd::kLanes) {
         simd::store(gradient + offset, result);
       } else {
@@ -182,7 +184,11 @@ void max_pool2d_backward(const Pool2DParams& p, const float* input, const float*
             }
           }
         const float* dy = output_gradient + ((n * p.output_height + oh) * p.output_width + ow) * channels;
-        for (int64_t c = 0; c < channels; ++c) gradient[best_at[c]] += dy[c];
+        if (p.relu_input) {
+          for (int64_t c = 0; c < channels; ++c) gradient[best_at[c]] += best_value[c] > 0.0f ? dy[c] : 0.0f;
+        } else {
+          for (int64_t c = 0; c < channels; ++c) gradient[best_at[c]] += dy[c];
+        }
       }
   });
 }

@@ -51,7 +51,8 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
     const double g = gamma != nullptr ? gamma[c] : 1.0;
     for (int64_t r = 0; r < p.rows; ++r) {
       const double x_hat = (input[r * p.channels + c] - mean[c]) * inverse_std;
-      input_gradient[r * p.channels + c] = static_cast<float>(
+      const float x = input[r * p.channels + c];
+      input_gradient[r * p.channels + c] = p.relu_input && !(x > 0.0f) ? 0.0f : static_cast<float>(
           g * inverse_std / count * (count * output_gradient[r * p.channels + c] - sum_dy - x_hat * sum_dy_xhat));
     }
   }

@@ -50,7 +50,9 @@ void max_pool2d_backward(const Pool2DParams& p, const float* input, const float*
       for (int64_t ow = 0; ow < p.output_width; ++ow)
         for (int64_t c = 0; c < p.channels; ++c) {
           const int64_t out = ((n * p.output_height + oh) * p.output_width + ow) * p.channels + c;
-          input_gradient[window_argmax(p, input, n, oh, ow, c)] += output_gradient[out];
+          const int64_t argmax = window_argmax(p, input, n, oh, ow, c);
+          if (p.relu_input && !(input[argmax] > 0.0f)) continue;  // the ReLU's derivative is 0 there
+          input_gradient[argmax] += output_gradient[out];
         }
 }
 
