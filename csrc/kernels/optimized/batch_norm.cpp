@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/optimized/optimized.h"
+#include "kernels/optimized/simd.h"
 #include "parallel.h"
 
 namespace fastcnn::kernels::FASTCNN_ISA {
@@ -167,20 +168,30 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
     m[c] = mean[c];
     inv[c] = static_cast<float>(inverse_std[c]);
   }
+  // Per channel: dx = a * (dy - mean_dy - (x - m) * (inv * mean_dy_xhat)) (the last factor folded).
+  std::vector<float> slope(static_cast<size_t>(channels));
+  for (int64_t c = 0; c < channels; ++c) slope[c] = inv[c] * mean_dy_xhat[c];
   const bool relu_input = p.relu_input;
-  for_row_chunks(p.rows, [&](int64_t begin, int64_t end) {
+  const float *a_c = a.data(), *mean_dy_c = mean_dy.data(), *mean_c = m.data(), *slope_c = slope.data();
+  for_row_chunks(p.rows, [=](int64_t begin, int64_t end) {
+    using simd::float8;
+    const float8 zero = {};
     for (int64_t r = begin; r < end; ++r) {
       const float* x = input + r * channels;
       const float* dy = output_gradient + r * channels;
       float* dx = input_gradient + r * channels;
-      if (relu_input) {
-        for (int64_t c = 0; c < channels; ++c) {
-          const float value = a[c] * (dy[c] - mean_dy[c] - (x[c] - m[c]) * inv[c] * mean_dy_xhat[c]);
-          dx[c] = x[c] > 0.0f ? value : 0.0f;
-        }
-      } else {
-        for (int64_t c = 0; c < channels; ++c) {
-          dx[c] = a[c] * (dy[c] - mean_dy[c] - (x[c] - m[c]) * inv[c] * mean_dy_xhat[c]);
+      for (int64_t c = 0; c < channels; c += simd::kLanes) {
+        const int64_t width = std::min<int64_t>(simd::kLanes, channels - c);
+        auto load = [width](const float* source) {
+          return width == simd::kLanes ? simd::load(source) : simd::load_partial(source, width);
+        };
+        const float8 x8 = load(x + c);
+        float8 value = load(a_c + c) * (load(dy + c) - load(mean_dy_c + c) - (x8 - load(mean_c + c)) * load(slope_c + c));
+        if (relu_input) value = x8 > zero ? value : zero;  // the ReLU's derivative (NaN input: 0)
+        if (width == simd::kLanes) {
+          simd::store(dx + c, value);
+        } else {
+          simd::store_partial(dx + c, value, width);
         }
       }
     }
