@@ -182,10 +182,24 @@ Scratch& scratch() {
 }
 
 // kernel_gradient[tap][ci0 + i][co0 + j] += sum over the rows' pixels of x[i] * dy[j]
+// Output columns [first, last] whose input column ow*stride - pad_left + kw*dilation is inside.
+struct ColumnRange {
+  int64_t first, last;
+};
+inline ColumnRange tap_columns(const Conv2DParams& p, int64_t kw) {
+  const int64_t column_offset = kw * p.dilation_width - p.pad_left;
+  return {std::max<int64_t>(0, ceil_div(std::max<int64_t>(-column_offset, 0), p.stride_width)),
+          std::min(p.output_width - 1, floor_div(p.input_width - 1 - column_offset, p.stride_width))};
+}
+
+// Only output columns inside `window` count (the merged pass and the border passes split them).
+// "Channels" may run past input_channels into the next kw taps (the merged pass): with
+// dilation_width 1, input channel first_input_channel + i of tap (kh, 0) is channel
+// (i % Ci) of tap (kh, i / Ci), at the same memory and gradient offsets.
 template <int Channels, bool FullBlock>
 void accumulate_kernel_tile(const Conv2DParams& p, const float* input, const float* output_gradient,
                             int64_t tap, int64_t first_input_channel, int64_t first_output_channel,
-                            int64_t row_begin, int64_t row_end, float* kernel_gradient) {
+                            int64_t row_begin, int64_t row_end, ColumnRange window, float* kernel_gradient) {
   const int64_t kh = tap / p.kernel_width;
   const int64_t kw = tap % p.kernel_width;
   const int64_t width = std::min(kBlockWidth, p.output_channels - first_output_channel);
@@ -196,11 +210,10 @@ void accumulate_kernel_tile(const Conv2DParams& p, const float* input, const flo
   float* gradient_rows =
       kernel_gradient + (tap * p.input_channels + first_input_channel) * p.output_channels +
       first_output_channel;
-  // Output columns whose tap lands inside the input: iw = ow*stride - pad_left + kw*dilation.
   const int64_t column_offset = kw * p.dilation_width - p.pad_left;
-  const int64_t first_column = std::max<int64_t>(0, ceil_div(std::max<int64_t>(-column_offset, 0), p.stride_width));
-  const int64_t last_column =
-      std::min(p.output_width - 1, floor_div(p.input_width - 1 - column_offset, p.stride_width));
+  const ColumnRange inside = tap_columns(p, kw);
+  const int64_t first_column = std::max(inside.first, window.first);
+  const int64_t last_column = std::min(inside.last, window.last);
   for (int64_t image_row = row_begin; image_row < row_end; ++image_row) {
     const int64_t image = image_row / p.output_height;
     const int64_t oh = image_row % p.output_height;
@@ -248,14 +261,14 @@ void accumulate_kernel_tile(const Conv2DParams& p, const float* input, const flo
 template <bool FullBlock>
 void accumulate_kernel_tile_any(int64_t channels, const Conv2DParams& p, const float* input,
                                 const float* output_gradient, int64_t tap, int64_t ci, int64_t co,
-                                int64_t row_begin, int64_t row_end, float* kernel_gradient) {
+                                int64_t row_begin, int64_t row_end, ColumnRange window, float* kernel_gradient) {
   switch (channels) {
-    case 1: accumulate_kernel_tile<1, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, kernel_gradient); break;
-    case 2: accumulate_kernel_tile<2, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, kernel_gradient); break;
-    case 3: accumulate_kernel_tile<3, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, kernel_gradient); break;
-    case 4: accumulate_kernel_tile<4, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, kernel_gradient); break;
-    case 5: accumulate_kernel_tile<5, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, kernel_gradient); break;
-    default: accumulate_kernel_tile<6, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, kernel_gradient); break;
+    case 1: accumulate_kernel_tile<1, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
+    case 2: accumulate_kernel_tile<2, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
+    case 3: accumulate_kernel_tile<3, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
+    case 4: accumulate_kernel_tile<4, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
+    case 5: accumulate_kernel_tile<5, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
+    default: accumulate_kernel_tile<6, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
   }
 }
 
@@ -402,12 +415,14 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
 
 namespace {
 
-// dW[tap] = X_tap^T . dY per tap (see the top of this file).
-void conv2d_backward_kernel_direct(const Conv2DParams& p, const float* input, const float* output_gradient,
-                                   float* kernel_gradient) {
-  std::fill(kernel_gradient, kernel_gradient + p.kernel_size(), 0.0f);
-  const int64_t taps = p.kernel_height * p.kernel_width;
-  const int64_t channel_tiles = ceil_div(p.input_channels, kTilePixels);
+// One pass of the kernel gradient: `taps` taps (tap index = first_tap_of(t)) x `channels` input
+// channels (6 per task) x 16-channel output blocks, over the output columns `window_of(t)`. Each task
+// owns its gradient elements and walks the rows in fixed chunks, so any thread count gives the same
+// bits.
+template <typename TapOf, typename WindowOf>
+void kernel_gradient_pass(const Conv2DParams& p, const float* input, const float* output_gradient, int64_t taps,
+                          int64_t channels, TapOf&& tap_of, WindowOf&& window_of, float* kernel_gradient) {
+  const int64_t channel_tiles = ceil_div(channels, kTilePixels);
   const int64_t blocks = ceil_div(p.output_channels, kBlockWidth);
   const int64_t tasks = taps * channel_tiles * blocks;
   const int64_t image_rows = p.batch * p.output_height;
@@ -422,20 +437,58 @@ void conv2d_backward_kernel_direct(const Conv2DParams& p, const float* input, co
       for (int64_t task = task_begin; task < task_end; ++task) {
         const int64_t block = task % blocks;
         const int64_t channel_tile = (task / blocks) % channel_tiles;
-        const int64_t tap = task / (blocks * channel_tiles);
+        const int64_t t = task / (blocks * channel_tiles);
         const int64_t first_input_channel = channel_tile * kTilePixels;
-        const int64_t channels = std::min(kTilePixels, p.input_channels - first_input_channel);
+        const int64_t tile_channels = std::min(kTilePixels, channels - first_input_channel);
         const int64_t first_output_channel = block * kBlockWidth;
+        const ColumnRange window = window_of(t);
+        if (window.first > window.last) continue;
         if (p.output_channels - first_output_channel >= kBlockWidth) {
-          accumulate_kernel_tile_any<true>(channels, p, input, output_gradient, tap, first_input_channel,
-                                           first_output_channel, row_begin, row_end, kernel_gradient);
+          accumulate_kernel_tile_any<true>(tile_channels, p, input, output_gradient, tap_of(t), first_input_channel,
+                                           first_output_channel, row_begin, row_end, window, kernel_gradient);
         } else {
-          accumulate_kernel_tile_any<false>(channels, p, input, output_gradient, tap, first_input_channel,
-                                            first_output_channel, row_begin, row_end, kernel_gradient);
+          accumulate_kernel_tile_any<false>(tile_channels, p, input, output_gradient, tap_of(t), first_input_channel,
+                                            first_output_channel, row_begin, row_end, window, kernel_gradient);
         }
       }
     }
   });
+}
+
+// dW[tap] = X_tap^T . dY per tap (see the top of this file). Layers with few input channels (the
+// first ones) merge each kernel row's taps where the whole row lies inside the input: its
+// kernel_width * Ci contiguous inputs act as one tap's channels, so 6-channel tiles fill up (1 or 3
+// channels alone would leave most of the 6x16 register tile idle); the border columns, where some
+// taps fall in the padding, follow per tap.
+void conv2d_backward_kernel_direct(const Conv2DParams& p, const float* input, const float* output_gradient,
+                                   float* kernel_gradient) {
+  std::fill(kernel_gradient, kernel_gradient + p.kernel_size(), 0.0f);
+  const ColumnRange all_columns{0, p.output_width - 1};
+  const bool merge = p.dilation_width == 1 && p.kernel_width > 1 && p.input_channels * p.kernel_width <= 24;
+  if (!merge) {
+    kernel_gradient_pass(p, input, output_gradient, p.kernel_height * p.kernel_width, p.input_channels,
+                         [](int64_t t) { return t; }, [&](int64_t) { return all_columns; }, kernel_gradient);
+    return;
+  }
+  // Columns where every tap of a kernel row is inside: those of tap 0 and of the last tap.
+  const ColumnRange first_tap = tap_columns(p, 0), last_tap = tap_columns(p, p.kernel_width - 1);
+  const ColumnRange interior{std::max(first_tap.first, last_tap.first), std::min(first_tap.last, last_tap.last)};
+  kernel_gradient_pass(p, input, output_gradient, p.kernel_height, p.kernel_width * p.input_channels,
+                       [&](int64_t kh) { return kh * p.kernel_width; }, [&](int64_t) { return interior; },
+                       kernel_gradient);
+  // Then, per tap, the columns left and right of the interior (each pass owns its elements and
+  // runs after the previous one: a fixed order); with no interior at all, every column per tap.
+  const int64_t taps = p.kernel_height * p.kernel_width;
+  if (interior.first > interior.last) {
+    kernel_gradient_pass(p, input, output_gradient, taps, p.input_channels, [](int64_t t) { return t; },
+                         [&](int64_t) { return all_columns; }, kernel_gradient);
+    return;
+  }
+  const ColumnRange left{0, interior.first - 1}, right{interior.last + 1, p.output_width - 1};
+  kernel_gradient_pass(p, input, output_gradient, taps, p.input_channels, [](int64_t t) { return t; },
+                       [&](int64_t) { return left; }, kernel_gradient);
+  kernel_gradient_pass(p, input, output_gradient, taps, p.input_channels, [](int64_t t) { return t; },
+                       [&](int64_t) { return right; }, kernel_gradient);
 }
 
 // d bias[co] = sum over pixels of dY[pixel][co]; one thread per 16-channel block, pixels in order.
