@@ -49,26 +49,39 @@ struct TilePixels {
   int64_t image[kTilePixels], row[kTilePixels], column[kTilePixels];
 };
 
-inline TilePixels tile_pixels(const IndirectPass& pass, int64_t first_pixel, int64_t total_pixels) {
-  TilePixels tile;
-  tile.count = std::min(kTilePixels, total_pixels - first_pixel);
-  int64_t column = first_pixel % pass.columns_per_row;
-  int64_t image_row = first_pixel / pass.columns_per_row;
-  int64_t row = image_row % pass.rows, image = image_row / pass.rows;
-  for (int64_t p = 0; p < tile.count; ++p) {
-    tile.image[p] = image;
-    tile.row[p] = row;
-    tile.column[p] = column;
-    if (++column == pass.columns_per_row) {
-      column = 0;
-      if (++row == pass.rows) {
-        row = 0;
-        ++image;
+// Walks a thread's consecutive tiles: one division to place the first pixel, then increments.
+class TileCursor {
+ public:
+  TileCursor(const IndirectPass& pass, int64_t first_pixel, int64_t total_pixels)
+      : pass_(pass), pixel_(first_pixel), total_(total_pixels) {
+    column_ = first_pixel % pass.columns_per_row;
+    const int64_t image_row = first_pixel / pass.columns_per_row;
+    row_ = image_row % pass.rows;
+    image_ = image_row / pass.rows;
+  }
+  TilePixels next() {
+    TilePixels tile;
+    tile.count = std::min(kTilePixels, total_ - pixel_);
+    for (int64_t p = 0; p < tile.count; ++p) {
+      tile.image[p] = image_;
+      tile.row[p] = row_;
+      tile.column[p] = column_;
+      if (++column_ == pass_.columns_per_row) {
+        column_ = 0;
+        if (++row_ == pass_.rows) {
+          row_ = 0;
+          ++image_;
+        }
       }
     }
+    pixel_ += tile.count;
+    return tile;
   }
-  return tile;
-}
+
+ private:
+  const IndirectPass& pass_;
+  int64_t pixel_, total_, image_ = 0, row_ = 0, column_ = 0;
+};
 
 // Points the 6 pixels' rows of every active tap of one tile; returns the number of active taps.
 // Merged form (tap_column_step 1 and every pixel's kw span inside the source): the kernel_width
@@ -150,9 +163,10 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
       tap_indices = taps_on_heap.data();
     }
     // This thread's share of the tiles, in order (the same split on every call).
-    const int64_t tile_end = tiles * (thread + 1) / threads;
-    for (int64_t tile_index = tiles * thread / threads; tile_index < tile_end; ++tile_index) {
-      const TilePixels tile = tile_pixels(pass, tile_index * kTilePixels, total_pixels);
+    const int64_t tile_begin = tiles * thread / threads, tile_end = tiles * (thread + 1) / threads;
+    TileCursor cursor(pass, tile_begin * kTilePixels, total_pixels);
+    for (int64_t tile_index = tile_begin; tile_index < tile_end; ++tile_index) {
+      const TilePixels tile = cursor.next();
       bool merged = false;
       const int64_t tap_count = point_tile_rows(pass, affine, tile, zero_row, source_row, rows, tap_indices, merged);
       const int64_t depth = merged ? pass.depth * pass.kernel_width : pass.depth;
