@@ -44,3 +44,25 @@ def test_training_is_bitwise_identical_with_one_and_two_threads(kernels):
     assert one_loss == two_loss
     for one, two in zip(one_weights, two_weights):
         np.testing.assert_array_equal(one, two)
+
+
+def test_predictions_do_not_depend_on_the_batch_size():
+    """Inference treats every sample alone (large batches also run in cache-sized slices inside
+    predict), so any batch size gives bitwise the same predictions."""
+    utils.set_random_seed(5)
+    model = models.Sequential([
+        layers.Conv2D(16, (3, 3), padding="same", activation="relu", input_shape=(14, 14, 3)),
+        layers.BatchNormalization(),
+        layers.Conv2D(16, (3, 3), activation="relu"),  # Winograd in the fast tiers
+        layers.MaxPooling2D((2, 2)),
+        layers.Flatten(),
+        layers.Dropout(0.5),
+        layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(2)
+    x = rng.random((300, 14, 14, 3)).astype(np.float32)
+    model.fit(x, rng.integers(0, 10, 300), batch_size=50, epochs=1, verbose=0)
+    reference = model.predict(x, batch_size=1, verbose=0)
+    for batch_size in (7, 64, 65, 300):
+        np.testing.assert_array_equal(model.predict(x, batch_size=batch_size, verbose=0), reference)

@@ -301,9 +301,16 @@ void Network::predict(const float* x, int64_t batch, float* output) {
   std::lock_guard<std::mutex> lock(step_mutex_);
   if (!built_) throw std::logic_error("network is not built");
   if (batch <= 0) return;
-  ensure_workspace(batch);
-  const float* result = forward(kernels::active(), x, batch, false, 0);
-  std::memcpy(output, result, static_cast<size_t>(batch * output_shape().size()) * sizeof(float));
+  // Inference treats every sample alone, so a large batch runs in slices whose activations stay in
+  // cache (results are bitwise those of one pass: no computation mixes samples).
+  constexpr int64_t kPredictSlice = 64;
+  const int64_t input_size = input_shape_.size(), output_size = output_shape().size();
+  ensure_workspace(std::min(batch, kPredictSlice));
+  for (int64_t first = 0; first < batch; first += kPredictSlice) {
+    const int64_t count = std::min(kPredictSlice, batch - first);
+    const float* result = forward(kernels::active(), x + first * input_size, count, false, 0);
+    std::memcpy(output + first * output_size, result, static_cast<size_t>(count * output_size) * sizeof(float));
+  }
 }
 
 }  // namespace fastcnn::runtime
