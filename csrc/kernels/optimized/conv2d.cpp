@@ -342,37 +342,34 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
   const int64_t taps = p.kernel_height * p.kernel_width;
   // With unit strides the input gradient is a forward convolution of dY with the kernel rotated
   // by 180 degrees and in/out channels swapped: dX(ih, iw) = sum over (kh, kw) of
-  // dY(ih + pad_top - kh*dh, iw + pad_left - kw*dw) . W[kh][kw]^T; rotating makes the taps walk dY
-  // forwards, so interior tiles take the merged form. Strided layers keep the tap order and test
-  // divisibility per pixel.
-  const bool unit_strides = p.stride_height == 1 && p.stride_width == 1;
-  // transposed[tap'][co][ci] = kernel[tap][ci][co], tap' = the rotated tap when unit_strides.
+  // dY(ih + pad_top - kh*dh, iw + pad_left - kw*dw) . W[kh][kw]^T, i.e. padding kernel - 1 - pad
+  // and taps walking dY forwards — so it runs as conv2d_forward (Winograd or indirect, merged
+  // taps included). Strided layers keep the tap order and test divisibility per pixel.
+  Conv2DParams as_forward = p;
+  as_forward.input_height = p.output_height;
+  as_forward.input_width = p.output_width;
+  as_forward.input_channels = p.output_channels;
+  as_forward.output_height = p.input_height;
+  as_forward.output_width = p.input_width;
+  as_forward.output_channels = p.input_channels;
+  as_forward.pad_top = (p.kernel_height - 1) * p.dilation_height - p.pad_top;
+  as_forward.pad_left = (p.kernel_width - 1) * p.dilation_width - p.pad_left;
+  as_forward.use_bias = false;
+  as_forward.activation = Activation::linear;
+  const bool forward_pass = p.stride_height == 1 && p.stride_width == 1 && p.output_size() > 0 &&
+                            as_forward.pad_top >= 0 && as_forward.pad_left >= 0;
+  // transposed[tap'][co][ci] = kernel[tap][ci][co], tap' = the rotated tap for the forward pass.
   buffers.transposed.resize(static_cast<size_t>(taps * p.output_channels * p.input_channels));
   for (int64_t tap = 0; tap < taps; ++tap) {
-    const int64_t target_tap = unit_strides ? taps - 1 - tap : tap;
+    const int64_t target_tap = forward_pass ? taps - 1 - tap : tap;
     for (int64_t ci = 0; ci < p.input_channels; ++ci)
       for (int64_t co = 0; co < p.output_channels; ++co)
         buffers.transposed[(target_tap * p.output_channels + co) * p.input_channels + ci] =
             kernel[(tap * p.input_channels + ci) * p.output_channels + co];
   }
-  if (unit_strides && p.output_size() > 0) {
-    // The same pass as a forward convolution: dY as the input, the rotated transposed kernel
-    // [kh'][kw'][co][ci], padding kernel - 1 - pad so that tap 0 lands on dY(ih + pad - (k-1)).
-    Conv2DParams as_forward = p;
-    as_forward.input_height = p.output_height;
-    as_forward.input_width = p.output_width;
-    as_forward.input_channels = p.output_channels;
-    as_forward.output_height = p.input_height;
-    as_forward.output_width = p.input_width;
-    as_forward.output_channels = p.input_channels;
-    as_forward.pad_top = (p.kernel_height - 1) * p.dilation_height - p.pad_top;
-    as_forward.pad_left = (p.kernel_width - 1) * p.dilation_width - p.pad_left;
-    as_forward.use_bias = false;
-    as_forward.activation = Activation::linear;
-    if (winograd_applicable(as_forward) && as_forward.pad_top >= 0 && as_forward.pad_left >= 0) {
-      conv2d_forward_winograd(as_forward, output_gradient, buffers.transposed.data(), nullptr, input_gradient);
-      return;
-    }
+  if (forward_pass) {
+    conv2d_forward(as_forward, output_gradient, buffers.transposed.data(), nullptr, input_gradient);
+    return;
   }
   const int64_t blocks = ceil_div(p.input_channels, kBlockWidth);
   buffers.packed.resize(static_cast<size_t>(blocks * taps * p.output_channels * kBlockWidth));
@@ -391,26 +388,6 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
   pass.output_channels = p.input_channels;
   pass.kernel_height = p.kernel_height;
   pass.kernel_width = p.kernel_width;
-  if (unit_strides) {
-    // Rotated tap (kh', kw') = (KH-1-kh, KW-1-kw) reads dY(ih + pad_top - (KH-1)*dh + kh'*dh, ...).
-    AffineSource affine;
-    affine.data = output_gradient;
-    affine.source_height = p.output_height;
-    affine.source_width = p.output_width;
-    affine.row_offset = p.pad_top - (p.kernel_height - 1) * p.dilation_height;
-    affine.tap_row_step = p.dilation_height;
-    affine.column_offset = p.pad_left - (p.kernel_width - 1) * p.dilation_width;
-    affine.tap_column_step = p.dilation_width;
-    run_indirect(pass, &affine, buffers.packed.data(), nullptr, Activation::linear, input_gradient,
-                 buffers.zeros.data(),
-                 [&](int64_t n, int64_t ih, int64_t iw, int64_t kh, int64_t kw) -> const float* {
-                   const int64_t oh = ih + affine.row_offset + kh * p.dilation_height;
-                   const int64_t ow = iw + affine.column_offset + kw * p.dilation_width;
-                   if (oh < 0 || oh >= p.output_height || ow < 0 || ow >= p.output_width) return nullptr;
-                   return output_gradient + ((n * p.output_height + oh) * p.output_width + ow) * p.output_channels;
-                 });
-    return;
-  }
   // Input pixel (ih, iw) is read by tap (kh, kw) of output (oh, ow) when
   // ih = oh*stride_h - pad_top + kh*dilation_h, i.e. oh = (ih + pad_top - kh*dilation_h) / stride_h exactly.
   run_indirect(pass, nullptr, buffers.packed.data(), nullptr, Activation::linear, input_gradient,
