@@ -70,13 +70,7 @@ def main():
         return
     fastcnn.config.set_num_threads(args.threads)
     example, batch = MODELS[args.model]
-    model = build(example)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    rng = np.random.default_rng(0)
-    input_shape = (64, 64, 3) if example == "example3" else (28, 28, 1)
-    x = rng.random((batch * args.steps,) + input_shape).astype(np.float32)
-    y = rng.integers(0, 10, batch * args.steps)
-    model.fit(x[:batch * 3], y[:batch * 3], batch_size=batch, epochs=1, verbose=0)  # warm-up
+    model, x, y = warmed_up_model(example, batch, args.steps)
     network = model._network
     network.set_profiling(True)
     start = time.perf_counter()
@@ -113,14 +107,20 @@ def main():
           f"{total_flops / (wall / args.steps) / 1e9:.1f} GFLOP/s = {100 * total_flops / (wall / args.steps) / 1e9 / peak:.0f}% of peak")
 
 
-def samples_per_second(example, batch, steps):
+def warmed_up_model(example, batch, steps):
+    """The compiled seed example, `steps` batches of synthetic data, and three warm-up steps done."""
     model = build(example)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     rng = np.random.default_rng(0)
     input_shape = (64, 64, 3) if example == "example3" else (28, 28, 1)
     x = rng.random((batch * steps,) + input_shape).astype(np.float32)
     y = rng.integers(0, 10, batch * steps)
-    model.fit(x[:batch * 3], y[:batch * 3], batch_size=batch, epochs=1, verbose=0)  # warm-up
+    model.fit(x[:batch * 3], y[:batch * 3], batch_size=batch, epochs=1, verbose=0)
+    return model, x, y
+
+
+def samples_per_second(example, batch, steps):
+    model, x, y = warmed_up_model(example, batch, steps)
     start = time.perf_counter()
     model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
     return batch * steps / (time.perf_counter() - start)

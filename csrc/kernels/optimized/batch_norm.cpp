@@ -159,20 +159,16 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
   // dx = a * (dy - mean_dy - x_hat * mean_dy_xhat) per channel, a = gamma * inv_std,
   // x_hat = (x - mean) * inv_std (written so that a single row gives exactly zero).
   const double count = static_cast<double>(p.rows);
+  // Per channel: dx = a * (dy - mean_dy - (x - mean) * slope), slope = inv_std * mean_dy_xhat.
   std::vector<float> a(static_cast<size_t>(channels)), mean_dy(static_cast<size_t>(channels)),
-      mean_dy_xhat(static_cast<size_t>(channels)), m(static_cast<size_t>(channels)), inv(static_cast<size_t>(channels));
+      slope(static_cast<size_t>(channels));
   for (int64_t c = 0; c < channels; ++c) {
     a[c] = static_cast<float>((gamma != nullptr ? gamma[c] : 1.0) * inverse_std[c]);
     mean_dy[c] = static_cast<float>(sums[0][c] / count);
-    mean_dy_xhat[c] = static_cast<float>(sums[1][c] / count);
-    m[c] = mean[c];
-    inv[c] = static_cast<float>(inverse_std[c]);
+    slope[c] = static_cast<float>(inverse_std[c]) * static_cast<float>(sums[1][c] / count);
   }
-  // Per channel: dx = a * (dy - mean_dy - (x - m) * (inv * mean_dy_xhat)) (the last factor folded).
-  std::vector<float> slope(static_cast<size_t>(channels));
-  for (int64_t c = 0; c < channels; ++c) slope[c] = inv[c] * mean_dy_xhat[c];
   const bool relu_input = p.relu_input;
-  const float *a_c = a.data(), *mean_dy_c = mean_dy.data(), *mean_c = m.data(), *slope_c = slope.data();
+  const float *a_c = a.data(), *mean_dy_c = mean_dy.data(), *mean_c = mean, *slope_c = slope.data();
   for_row_chunks(p.rows, [=](int64_t begin, int64_t end) {
     using simd::float8;
     const float8 zero = {};
