@@ -50,6 +50,7 @@ from fastcnn import (  # noqa: F401
     activations,
     callbacks,
     config,
+    constraints,
     datasets,
     initializers,
     layers,
@@ -57,6 +58,7 @@ from fastcnn import (  # noqa: F401
     metrics,
     models,
     optimizers,
+    regularizers,
     utils,
 )
 from fastcnn.config import get_num_threads, set_num_threads, show_config  # noqa: F401
@@ -66,6 +68,7 @@ __all__ = [
     "activations",
     "callbacks",
     "config",
+    "constraints",
     "datasets",
     "initializers",
     "layers",
@@ -73,6 +76,7 @@ __all__ = [
     "metrics",
     "models",
     "optimizers",
+    "regularizers",
     "utils",
     "Sequential",
     "get_num_threads",

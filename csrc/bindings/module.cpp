@@ -700,6 +700,22 @@ PYBIND11_MODULE(_core, m) {
              return result;
            })
       .def("set_trainable", &runtime::Network::set_trainable)
+      .def("set_regularization",
+           [](runtime::Network& network, int64_t layer_index, float kernel_l1, float kernel_l2, float bias_l1,
+              float bias_l2, float activity_l1, float activity_l2) {
+             runtime::Regularization regularization;
+             regularization.kernel_l1 = kernel_l1;
+             regularization.kernel_l2 = kernel_l2;
+             regularization.bias_l1 = bias_l1;
+             regularization.bias_l2 = bias_l2;
+             regularization.activity_l1 = activity_l1;
+             regularization.activity_l2 = activity_l2;
+             network.set_regularization(layer_index, regularization);
+           },
+           py::arg("layer_index"), py::arg("kernel_l1") = 0.0f, py::arg("kernel_l2") = 0.0f,
+           py::arg("bias_l1") = 0.0f, py::arg("bias_l2") = 0.0f, py::arg("activity_l1") = 0.0f,
+           py::arg("activity_l2") = 0.0f,
+           "Keras's L1/L2 penalties on a layer's kernel, bias and output (see runtime/regularization.h).")
       .def("configure_loss", &runtime::Network::configure_loss, py::arg("from_logits"))
       .def("configure_optimizer",
            [](runtime::Network& network, const std::string& kind, float momentum, bool nesterov,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -28,6 +29,7 @@ void Network::add(std::unique_ptr<Layer> layer) {
   if (built_) throw std::logic_error("cannot add a layer to a network that is already built");
   layer->index = static_cast<int64_t>(layers_.size());
   layers_.push_back(std::move(layer));
+  regularization_.emplace_back();
 }
 
 void Network::build(const SampleShape& input_shape) {
@@ -53,10 +55,7 @@ void Network::build(const SampleShape& input_shape) {
   }
   parameters_.assign(static_cast<size_t>(offset), 0.0f);
   gradients_.assign(static_cast<size_t>(offset), 0.0f);
-  // A fused ReLU followed by a layer that can apply its derivative: one memory pass less per step.
-  for (size_t i = 1; i < layers_.size(); ++i) {
-    layers_[i]->relu_input = layers_[i - 1]->outputs_relu() && layers_[i]->accepts_relu_input();
-  }
+  update_fusion();
   built_ = true;
   update_trainable_variables();
 }
@@ -71,6 +70,107 @@ void Network::set_trainable(int64_t layer_index, bool trainable) {
   }
   layers_[static_cast<size_t>(layer_index)]->trainable = trainable;
   update_trainable_variables();
+}
+
+void Network::update_fusion() {
+  // A fused ReLU followed by a layer that can apply its derivative: one memory pass less per step.
+  // Not when the ReLU's layer has an activity penalty: its gradient joins the output's, before
+  // the ReLU's derivative.
+  for (size_t i = 1; i < layers_.size(); ++i) {
+    layers_[i]->relu_input = layers_[i - 1]->outputs_relu() && layers_[i]->accepts_relu_input() &&
+                             !regularization_[i - 1].on_activity();
+  }
+}
+
+void Network::set_regularization(int64_t layer_index, const Regularization& regularization) {
+  if (layer_index < 0 || layer_index >= static_cast<int64_t>(layers_.size())) {
+    throw std::out_of_range("layer index " + std::to_string(layer_index) + " out of range");
+  }
+  const float factors[] = {regularization.kernel_l1, regularization.kernel_l2, regularization.bias_l1,
+                           regularization.bias_l2, regularization.activity_l1, regularization.activity_l2};
+  for (float factor : factors) {
+    if (!(factor >= 0.0f) || !std::isfinite(factor)) {
+      throw std::invalid_argument("regularization factors must be finite and non-negative");
+    }
+  }
+  const Layer& layer = *layers_[static_cast<size_t>(layer_index)];
+  const size_t arrays = built_ ? layer.parameter_shapes().size() : 2;
+  if ((regularization.kernel_l1 != 0.0f || regularization.kernel_l2 != 0.0f) && arrays < 1) {
+    throw std::invalid_argument("layer " + layer.kind() + " has no kernel to regularize");
+  }
+  if ((regularization.bias_l1 != 0.0f || regularization.bias_l2 != 0.0f) && arrays < 2) {
+    throw std::invalid_argument("layer " + layer.kind() + " has no bias to regularize");
+  }
+  regularization_[static_cast<size_t>(layer_index)] = regularization;
+  if (built_) update_fusion();
+}
+
+double Network::activity_penalty(int64_t batch) {
+  double penalty = 0.0;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Regularization& regularization = regularization_[i];
+    if (!regularization.on_activity()) continue;
+    penalty += penalty_sum(outputs_[i], batch * layers_[i]->output_shape.size(), regularization.activity_l1,
+                           regularization.activity_l2, penalty_partials_);
+  }
+  return batch > 0 ? penalty / static_cast<double>(batch) : 0.0;
+}
+
+double Network::weight_penalty(bool add_gradients) {
+  double penalty = 0.0;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& layer = *layers_[i];
+    const Regularization& regularization = regularization_[i];
+    // Keras penalises trainable weights only: a frozen layer's penalty is a constant it drops.
+    if (!regularization.on_weights() || !layer.trainable || layer.trainable_parameter_count() == 0) continue;
+    const std::vector<std::vector<int64_t>> shapes = layer.parameter_shapes();
+    int64_t offset = layer.parameter_offset;
+    for (size_t array = 0; array < shapes.size() && array < 2; ++array) {
+      int64_t count = 1;
+      for (int64_t dimension : shapes[array]) count *= dimension;
+      const float l1 = array == 0 ? regularization.kernel_l1 : regularization.bias_l1;
+      const float l2 = array == 0 ? regularization.kernel_l2 : regularization.bias_l2;
+      if (l1 != 0.0f || l2 != 0.0f) {
+        penalty += penalty_sum(parameters_.data() + offset, count, l1, l2, penalty_partials_);
+        // d/dw (l2 * sum w^2) = 2 * l2 * w; doubling is exact, so this is TensorFlow's l2 * (2 w).
+        if (add_gradients) {
+          add_penalty_gradient(parameters_.data() + offset, gradients_.data() + offset, count, l1, 2.0f * l2);
+        }
+      }
+      offset += count;
+    }
+  }
+  return penalty;
+}
+
+void Network::add_output_activity_gradient(int64_t batch, bool gradient_is_logits, float* gradient) {
+  const Regularization& regularization = regularization_.back();
+  if (!regularization.on_activity() || batch <= 0) return;
+  // The penalty is divided by the batch size, so its gradient is scaled by 1 / batch; TensorFlow
+  // forms (1 / batch) * l and multiplies by 2 y for the square.
+  const float inverse_batch = 1.0f / static_cast<float>(batch);
+  const float l1_scale = inverse_batch * regularization.activity_l1;
+  const float l2_scale = 2.0f * (inverse_batch * regularization.activity_l2);
+  const float* output = outputs_.back();
+  const int64_t classes = layers_.back()->output_shape.size();
+  if (!gradient_is_logits) {
+    add_penalty_gradient(output, gradient, batch * classes, l1_scale, l2_scale);
+    return;
+  }
+  // Through softmax y = softmax(z): dz_j += y_j * (g_j - sum_k g_k y_k), g = d penalty / dy.
+  std::vector<float> row_gradient(static_cast<size_t>(classes));
+  for (int64_t sample = 0; sample < batch; ++sample) {
+    const float* y = output + sample * classes;
+    double dot = 0.0;
+    for (int64_t j = 0; j < classes; ++j) {
+      const float sign = y[j] > 0.0f ? 1.0f : (y[j] < 0.0f ? -1.0f : 0.0f);
+      row_gradient[j] = l1_scale * sign + l2_scale * y[j];
+      dot += static_cast<double>(row_gradient[j]) * y[j];
+    }
+    for (int64_t j = 0; j < classes; ++j) {
+      gradient[sample * classes + j] += y[j] * (row_gradient[j] - static_cast<float>(dot));
+    }
+  }
 }
 
 void Network::configure_optimizer(const OptimizerConfig& config) {
@@ -217,6 +317,8 @@ StepResult Network::train_step(const float* x, const Targets& targets, const int
   float* gradient = gradient_a_;
   float* other = gradient_b_;
   StepResult result = loss_and_gradient(targets, indices, batch, gradient);
+  double penalty = activity_penalty(batch);
+  add_output_activity_gradient(batch, fused_softmax, gradient);
   timer.lap(loss_slot);
 
   StepContext context{kernels, true, seed, parameters_.data(), gradients_.data()};
@@ -237,12 +339,23 @@ StepResult Network::train_step(const float* x, const Targets& targets, const int
     // next layer already applied this layer's ReLU derivative (relu_input).
     const bool last = i + 1 == layers_.size();
     const bool gradient_is_pre_activation = last ? fused_softmax : layers_[i + 1]->relu_input;
+    // An activity penalty's gradient joins the output's (update_fusion keeps it unmasked here).
+    const Regularization& regularization = regularization_[i];
+    if (!last && regularization.on_activity()) {
+      const float inverse_batch = 1.0f / static_cast<float>(batch);
+      add_penalty_gradient(outputs_[i], gradient, batch * layer.output_shape.size(),
+                           inverse_batch * regularization.activity_l1,
+                           2.0f * (inverse_batch * regularization.activity_l2));
+    }
     layer.backward(context, batch, layer_input, pre_activations_[i], outputs_[i], gradient,
                    gradient_is_pre_activation, input_gradient);
     if (input_gradient != nullptr) std::swap(gradient, other);
     timer.lap(backward_slot + i);
   }
 
+  // Penalties on the weights before this update, their gradients joining the data's.
+  penalty += weight_penalty(true);
+  result.loss_sum += static_cast<double>(batch) * penalty;
   optimizer_.apply(learning_rate, parameters_.data(), gradients_.data(), trainable_variables_);
   timer.lap(optimizer_slot);
   step_timer.lap(step_slot);
@@ -294,7 +407,10 @@ StepResult Network::test_step(const float* x, const Targets& targets, const int6
   ensure_workspace(batch);
   gather(x, indices, batch);
   forward(kernels::active(), input_, batch, false, 0);
-  return loss_and_gradient(targets, indices, batch, nullptr);
+  StepResult result = loss_and_gradient(targets, indices, batch, nullptr);
+  // Keras's evaluation loss includes the regularization penalties too.
+  result.loss_sum += static_cast<double>(batch) * (activity_penalty(batch) + weight_penalty(false));
+  return result;
 }
 
 void Network::predict(const float* x, int64_t batch, float* output) {

@@ -13,6 +13,7 @@
 #include "kernels/kernels.h"
 #include "runtime/layers.h"
 #include "runtime/optimizer.h"
+#include "runtime/regularization.h"
 
 namespace fastcnn::runtime {
 
@@ -29,7 +30,9 @@ struct Targets {
 class PhaseTimer;  // network.cpp: the optional per-phase timing of train_step
 
 struct StepResult {
-  double loss_sum = 0.0;   // sum over the batch of per-sample losses
+  // Sum over the batch of per-sample losses, plus batch * the step's regularization penalty (so
+  // loss_sum / batch is Keras's reported loss: the mean loss plus the penalties).
+  double loss_sum = 0.0;
   int64_t correct = 0;     // samples whose argmax prediction matches the target's
 };
 
@@ -47,6 +50,8 @@ class Network {
   int64_t parameter_count() const { return static_cast<int64_t>(parameters_.size()); }
 
   void set_trainable(int64_t layer_index, bool trainable);
+  // L1/L2 penalties on layer_index's kernel and bias (its first two parameter arrays) and output.
+  void set_regularization(int64_t layer_index, const Regularization& regularization);
   void configure_loss(bool from_logits) { from_logits_ = from_logits; }
   void configure_optimizer(const OptimizerConfig& config);
   Optimizer& optimizer() { return optimizer_; }
@@ -77,6 +82,15 @@ class Network {
                        bool training, uint64_t seed, PhaseTimer* timer = nullptr);
   StepResult loss_and_gradient(const Targets& targets, const int64_t* indices, int64_t batch,
                                float* gradient);
+  // Decides which layers apply the previous layer's ReLU derivative (see Layer::relu_input).
+  void update_fusion();
+  // Activity penalties of the last forward's outputs, divided by the batch size.
+  double activity_penalty(int64_t batch);
+  // Kernel and bias penalties of the trainable layers; adds their gradients when add_gradients.
+  double weight_penalty(bool add_gradients);
+  // Adds the last layer's activity-penalty gradient to the loss gradient (through the softmax
+  // when the loss gradient is the logits').
+  void add_output_activity_gradient(int64_t batch, bool gradient_is_logits, float* gradient);
 
   std::vector<std::unique_ptr<Layer>> layers_;
   SampleShape input_shape_;
@@ -86,6 +100,8 @@ class Network {
   Optimizer optimizer_;
   bool optimizer_configured_ = false;
   std::vector<std::pair<int64_t, int64_t>> trainable_variables_;
+  std::vector<Regularization> regularization_;  // one per layer
+  std::vector<double> penalty_partials_;
 
   // Workspace: every buffer of a step, carved out of one arena for `capacity_` samples.
   int64_t capacity_ = 0;

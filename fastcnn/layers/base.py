@@ -16,11 +16,13 @@ from fastcnn import _core, _naming, initializers
 class Variable:
     """A layer weight: ``numpy()``, ``assign(value)``, ``shape``, ``name``, ``trainable``."""
 
-    def __init__(self, value, name, trainable=True, path=None):
+    def __init__(self, value, name, trainable=True, path=None, regularizer=None, constraint=None):
         self._value = np.ascontiguousarray(value, dtype=np.float32)
         self.name = name
         self.path = path or name
         self._trainable = trainable
+        self.regularizer = regularizer
+        self.constraint = constraint
 
     @property
     def shape(self):
@@ -168,12 +170,45 @@ class Layer:
 
     # ---- weights ----
 
-    def add_weight(self, shape, initializer, name, trainable=True):
+    def add_weight(self, shape, initializer, name, trainable=True, regularizer=None, constraint=None):
         initializer = initializers.get(initializer)
         value = np.asarray(initializer(tuple(shape)), dtype=np.float32)
-        variable = Variable(value, name, trainable, path=f"{self.name}/{name}")
+        variable = Variable(value, name, trainable, path=f"{self.name}/{name}", regularizer=regularizer,
+                            constraint=constraint)
         self._weights.append(variable)
         return variable
+
+    # ---- regularization and constraints ----
+
+    def _regularization_factors(self):
+        """(kernel_l1, kernel_l2, bias_l1, bias_l2, activity_l1, activity_l2) for the compiled step,
+        or None. Layers with kernel/bias/activity regularizers keep them under Keras's names."""
+        found = [getattr(self, name, None) for name in
+                 ("kernel_regularizer", "bias_regularizer", "activity_regularizer")]
+        if not any(found):
+            return None
+        factors = []
+        for regularizer in found:
+            factors.extend(regularizer._factors() if regularizer is not None else (0.0, 0.0))
+        return tuple(factors)
+
+    @property
+    def losses(self):
+        """The current kernel and bias penalties of this layer's trainable weights (floats), as
+        Keras's ``layer.losses`` lists them. (Activity penalties exist only inside a step.)"""
+        return [w.regularizer(w._value) for w in self.trainable_weights if w.regularizer is not None]
+
+    def _apply_constraints(self):
+        """Projects each trainable weight through its constraint, as Keras's optimizer does after
+        every update."""
+        for variable in self.trainable_weights:
+            if variable.constraint is None:
+                continue
+            projected = np.asarray(variable.constraint(variable._value.copy()))
+            if projected.shape != variable.shape:
+                raise ValueError(f"The constraint {variable.constraint!r} of {variable.path!r} returned shape "
+                                 f"{projected.shape}; it must keep the weight's shape {variable.shape}.")
+            variable.assign(projected)
 
     @property
     def trainable(self):

@@ -1,6 +1,6 @@
 """Conv2D: 2D convolution over NHWC inputs, kernel (kh, kw, in, out), optional bias, fused activation."""
 
-from fastcnn import activations, initializers
+from fastcnn import activations, constraints, initializers, regularizers
 from fastcnn.layers import _arguments as arguments
 from fastcnn.layers.base import Layer
 
@@ -34,9 +34,11 @@ class Conv2D(Layer):
         self.use_bias = arguments.boolean(use_bias, "use_bias")
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        arguments.all_unsupported(kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
-                                  activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
-                                  bias_constraint=bias_constraint)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
 
     def _check_input(self, input_shape):
         if len(input_shape) != 4:
@@ -57,8 +59,10 @@ class Conv2D(Layer):
     def build(self, input_shape):
         self._check_input(input_shape)
         in_channels = input_shape[-1]
-        self.kernel = self.add_weight(self.kernel_size + (in_channels, self.filters), self.kernel_initializer, "kernel")
-        self.bias = self.add_weight((self.filters,), self.bias_initializer, "bias") if self.use_bias else None
+        self.kernel = self.add_weight(self.kernel_size + (in_channels, self.filters), self.kernel_initializer, "kernel",
+                                      regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
+        self.bias = (self.add_weight((self.filters,), self.bias_initializer, "bias", regularizer=self.bias_regularizer,
+                                     constraint=self.bias_constraint) if self.use_bias else None)
         self.built = True
 
     def compute_output_shape(self, input_shape):
@@ -75,4 +79,9 @@ class Conv2D(Layer):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
                 "strides": self.strides, "padding": self.padding, "data_format": self.data_format,
                 "dilation_rate": self.dilation_rate, "groups": 1, "activation": self.activation,
-                "use_bias": self.use_bias}
+                "use_bias": self.use_bias,
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "activity_regularizer": regularizers.serialize(self.activity_regularizer),
+                "kernel_constraint": constraints.serialize(self.kernel_constraint),
+                "bias_constraint": constraints.serialize(self.bias_constraint)}

@@ -1,6 +1,6 @@
 """Dense: ``activation(inputs @ kernel + bias)`` over the last axis, kernel (in, out)."""
 
-from fastcnn import activations, initializers
+from fastcnn import activations, constraints, initializers, regularizers
 from fastcnn.layers import _arguments as arguments
 from fastcnn.layers.base import Layer
 
@@ -17,13 +17,17 @@ class Dense(Layer):
         self.use_bias = arguments.boolean(use_bias, "use_bias")
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        arguments.all_unsupported(kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
-                                  activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
-                                  bias_constraint=bias_constraint)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
 
     def build(self, input_shape):
-        self.kernel = self.add_weight((input_shape[-1], self.units), self.kernel_initializer, "kernel")
-        self.bias = self.add_weight((self.units,), self.bias_initializer, "bias") if self.use_bias else None
+        self.kernel = self.add_weight((input_shape[-1], self.units), self.kernel_initializer, "kernel",
+                                      regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
+        self.bias = (self.add_weight((self.units,), self.bias_initializer, "bias", regularizer=self.bias_regularizer,
+                                     constraint=self.bias_constraint) if self.use_bias else None)
         self.built = True
 
     def compute_output_shape(self, input_shape):
@@ -33,4 +37,11 @@ class Dense(Layer):
         network.add_dense(self.units, self.use_bias, self.activation)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "activation": self.activation, "use_bias": self.use_bias}
+        return {**super().get_config(), "units": self.units, "activation": self.activation, "use_bias": self.use_bias,
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "kernel_constraint": constraints.serialize(self.kernel_constraint),
+                "bias_constraint": constraints.serialize(self.bias_constraint),
+                # Keras's Dense lists an activity regularizer only when it has one.
+                **({"activity_regularizer": regularizers.serialize(self.activity_regularizer)}
+                   if self.activity_regularizer is not None else {})}

@@ -155,8 +155,11 @@ class Sequential:
                     raise ValueError(f"Layer {layer.name!r} outputs {(None,) + shape}; fastcnn supports up to 3 "
                                      "dimensions per sample.")
             network = _core.Network()
-            for layer in self._layers:
+            for index, layer in enumerate(self._layers):
                 layer._add_to_network(network)
+                factors = layer._regularization_factors()
+                if factors is not None:
+                    network.set_regularization(index, *factors)
             network.build(runtime_shape(input_sample_shape))
         except Exception:
             for layer in unbuilt:
@@ -436,6 +439,7 @@ class Sequential:
                     x_all, targets_all["labels"], targets_all["probabilities"], indices,
                     self.optimizer.learning_rate, _random.draw_seed(), targets_all["sample_weights"],
                 )
+                self._apply_constraints()
                 total_loss += loss_sum
                 total_correct += correct
                 seen += len(indices)
@@ -455,6 +459,17 @@ class Sequential:
                 break
         callback_list.on_train_end(logs)
         return callback_list.history
+
+    def _apply_constraints(self):
+        """Keras's optimizer projects each trainable weight through its constraint after updating it."""
+        if self.trainable:
+            for layer in self._layers:
+                layer._apply_constraints()
+
+    @property
+    def losses(self):
+        """The current kernel and bias regularization penalties of every layer (floats)."""
+        return [loss for layer in self._layers for loss in layer.losses]
 
     def _evaluate_prepared(self, x, targets, batch_size, callback_list):
         samples = x.shape[0]
@@ -539,6 +554,7 @@ class Sequential:
         loss_sum, correct = self._network.train_step(x_all, targets["labels"], targets["probabilities"],
                                                      indices, self.optimizer.learning_rate, _random.draw_seed(),
                                                      weights)
+        self._apply_constraints()
         samples = max(1, x_all.shape[0])
         return self._batch_logs(loss_sum / samples, correct / samples, return_dict)
 
