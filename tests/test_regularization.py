@@ -155,6 +155,34 @@ def test_frozen_layer_penalty_is_not_counted(tf):
     _fit_and_compare(model, keras_model, epochs=1)
 
 
+def _bn_model(lib, arguments):
+    L = lib.layers
+    return lib.models.Sequential([
+        # No conv bias: BatchNormalization cancels it, so its gradient is rounding noise.
+        L.Conv2D(4, (3, 3), use_bias=False, input_shape=SHAPE), L.BatchNormalization(**arguments),
+        L.Activation("relu"),
+        L.Flatten(), L.Dense(CLASSES, activation="softmax"),
+    ])
+
+
+@pytest.mark.parametrize("arguments", [
+    {"gamma_regularizer": regularizers.L2(0.5), "beta_regularizer": regularizers.L1(0.1)},
+    {"beta_regularizer": regularizers.L2(0.3), "scale": False},
+    {"gamma_constraint": constraints.MaxNorm(1.0), "beta_constraint": constraints.NonNeg(),
+     "gamma_regularizer": regularizers.L1(0.2)},
+])
+def test_batch_normalization_regularizers_and_constraints_match_keras(tf, arguments):
+    _seed(tf)
+    keras_arguments = _keras_arguments(tf, {k: v for k, v in arguments.items() if k != "scale"})
+    keras_model = _bn_model(tf.keras, {**keras_arguments, **({"scale": False} if "scale" in arguments else {})})
+    model = _bn_model(fastcnn, arguments)
+    model.set_weights(keras_model.get_weights())
+    for m, o in ((keras_model, tf.keras.optimizers), (model, optimizers)):
+        m.compile(optimizer=o.SGD(learning_rate=0.2), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], **({"run_eagerly": True} if m is keras_model else {}))
+    _fit_and_compare(model, keras_model)
+
+
 # --------------------------------------------------------------------------------------------
 # constraints
 # --------------------------------------------------------------------------------------------

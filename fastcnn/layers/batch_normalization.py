@@ -3,11 +3,12 @@
 In fit it normalises with the batch's mean and (biased) variance and updates the moving statistics
 (moving = moving * momentum + batch * (1 - momentum)); in predict and evaluate, and whenever the
 layer is frozen (``trainable = False``), it uses the moving statistics. Weights, in Keras's order:
-gamma, beta (trainable), moving_mean, moving_variance (non-trainable)."""
+gamma, beta (trainable), moving_mean, moving_variance (non-trainable). gamma and beta take Keras's
+regularizers (penalties joining the loss) and constraints (applied after each update)."""
 
 import numbers
 
-from fastcnn import initializers
+from fastcnn import constraints, initializers, regularizers
 from fastcnn.layers import _arguments as arguments
 from fastcnn.layers.base import Layer
 
@@ -33,8 +34,10 @@ class BatchNormalization(Layer):
         self.gamma_initializer = initializers.get(gamma_initializer)
         self.moving_mean_initializer = initializers.get(moving_mean_initializer)
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
-        arguments.all_unsupported(beta_regularizer=beta_regularizer, gamma_regularizer=gamma_regularizer,
-                                  beta_constraint=beta_constraint, gamma_constraint=gamma_constraint)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
         if synchronized:
             raise ValueError("fastcnn runs on one process: `synchronized=True` is not supported.")
 
@@ -49,12 +52,26 @@ class BatchNormalization(Layer):
     def build(self, input_shape):
         self._check_axis(input_shape)
         channels = (input_shape[-1],)
-        self.gamma = self.add_weight(channels, self.gamma_initializer, "gamma") if self.scale else None
-        self.beta = self.add_weight(channels, self.beta_initializer, "beta") if self.center else None
+        self.gamma = (self.add_weight(channels, self.gamma_initializer, "gamma", regularizer=self.gamma_regularizer,
+                                      constraint=self.gamma_constraint) if self.scale else None)
+        self.beta = (self.add_weight(channels, self.beta_initializer, "beta", regularizer=self.beta_regularizer,
+                                     constraint=self.beta_constraint) if self.center else None)
         self.moving_mean = self.add_weight(channels, self.moving_mean_initializer, "moving_mean", trainable=False)
         self.moving_variance = self.add_weight(channels, self.moving_variance_initializer, "moving_variance",
                                                trainable=False)
         self.built = True
+
+    def _regularization_factors(self):
+        """The compiled step penalises a layer's first two parameter arrays: here gamma then beta
+        (whichever exist), in Keras's weight order."""
+        present = [regularizer for regularizer, exists in ((self.gamma_regularizer, self.scale),
+                                                           (self.beta_regularizer, self.center)) if exists]
+        if not any(present):
+            return None
+        factors = []
+        for regularizer in present + [None] * (2 - len(present)):
+            factors.extend(regularizer._factors() if regularizer is not None else (0.0, 0.0))
+        return tuple(factors) + (0.0, 0.0)
 
     def compute_output_shape(self, input_shape):
         self._check_axis(input_shape)
@@ -65,4 +82,8 @@ class BatchNormalization(Layer):
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
-                "center": self.center, "scale": self.scale}
+                "center": self.center, "scale": self.scale,
+                "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+                "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+                "beta_constraint": constraints.serialize(self.beta_constraint),
+                "gamma_constraint": constraints.serialize(self.gamma_constraint)}
