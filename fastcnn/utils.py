@@ -38,8 +38,7 @@ def to_categorical(x, num_classes=None):
     labels = labels.astype(np.int64)
     if labels.ndim > 1 and labels.shape[-1] == 1:
         labels = labels.reshape(labels.shape[:-1])
-    elif labels.ndim == 0:
-        labels = labels.reshape(1)  # Keras flattens a scalar to one label
+    scalar = labels.ndim == 0  # Keras one-hot encodes a scalar label as a (num_classes,) vector
     if labels.size and labels.min() < 0:
         raise ValueError(f"class labels must be >= 0. Received a label of {labels.min()}")
     if not num_classes:
@@ -49,6 +48,9 @@ def to_categorical(x, num_classes=None):
             f"class label {labels.max()} is outside [0, {num_classes}). Received: num_classes={num_classes}"
         )
     result = np.zeros(labels.shape + (num_classes,), dtype=np.float64)
+    if scalar:
+        result[labels] = 1.0
+        return result
     np.put_along_axis(result, labels[..., None], 1.0, axis=-1)
     return result
 
