@@ -27,7 +27,8 @@ def set_random_seed(seed):
 
 def to_categorical(x, num_classes=None):
     """One-hot encodes integer class labels, as ``keras.utils.to_categorical``: shape (n,) or
-    (n, 1) -> (n, num_classes), float64 like Keras's numpy result (fit takes it as float32).
+    (n, 1) -> (n, num_classes); a scalar -> (num_classes,). The values are Keras's; the dtype is
+    float32, the one fit computes in (Keras's numpy result is float64, twice the memory).
     `num_classes` None (or 0, as in Keras) means ``max(x) + 1``. Unlike Keras, which truncates
     fractional labels and wraps negative ones, such labels raise a ValueError."""
     labels = np.asarray(x)
@@ -47,7 +48,7 @@ def to_categorical(x, num_classes=None):
         raise ValueError(
             f"class label {labels.max()} is outside [0, {num_classes}). Received: num_classes={num_classes}"
         )
-    result = np.zeros(labels.shape + (num_classes,), dtype=np.float64)
+    result = np.zeros(labels.shape + (num_classes,), dtype=np.float32)
     if scalar:
         result[labels] = 1.0
         return result
