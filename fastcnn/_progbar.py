@@ -62,6 +62,19 @@ class Progbar:
         if self.verbose == 1:
             if not finalize and (not self.dynamic or now - self._last_update < self.interval):
                 return
+            if self.target is None:
+                # A generator of unknown length: Keras writes the count alone, then the time so far.
+                plain = (f"%7d/Unknown {now - self._start:.0f}s" % current) + _format_time(per_step, self.unit_name) + metrics
+                if self.dynamic:
+                    line = (f"\r%7d/Unknown \x1b[1m{now - self._start:.0f}s\x1b[0m" % current
+                            + _format_time(per_step, self.unit_name) + metrics)
+                    self.stream.write(line + " " * max(0, self._previous_width - len(plain)) + ("\n" if finalize else ""))
+                    self._previous_width = len(plain)
+                else:
+                    self.stream.write(plain + "\n")
+                self.stream.flush()
+                self._last_update = now
+                return
             digits = int(math.log10(self.target)) + 1 if self.target else 1
             count_text = f"%{digits}d/%d" % (current, self.target)
             done = int(self.width * current / self.target) if self.target else self.width
@@ -90,7 +103,7 @@ class Progbar:
             self.stream.flush()
         elif self.verbose == 2 and finalize:
             digits = int(math.log10(self.target)) + 1 if self.target else 1
-            count_text = f"%{digits}d/%d" % (current, self.target)
+            count_text = f"%{digits}d/%d" % (current, self.target) if self.target is not None else f"{current}/Unknown"
             self.stream.write(
                 f"{count_text} - {now - self._start:.0f}s -{_format_time(per_step, self.unit_name)}{metrics}\n"
             )

@@ -18,7 +18,7 @@ from fastcnn import metrics as metrics_module
 from fastcnn import optimizers as optimizers_module
 from fastcnn.layers.base import Layer, runtime_shape, sample_shape
 from fastcnn.layers.input_layer import InputLayer
-from fastcnn.models import _summary
+from fastcnn.models import _batch_input, _summary
 
 
 def _check_verbose(verbose):
@@ -378,11 +378,26 @@ class Sequential:
 
     # ---- training ----
 
+    def _prepare_validation_arrays(self, validation_data):
+        """(x_val, targets) from validation_data = (x_val, y_val) or (x_val, y_val, sample_weight)."""
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("`validation_data` must be a tuple (x_val, y_val), a generator, a PyDataset or a "
+                             f"dataset. Received: {type(validation_data).__name__}")
+        x_val = self._prepare_x(validation_data[0], "x_val")
+        val_targets = self._prepare_y(validation_data[1], x_val.shape[0], "y_val")
+        val_weights = validation_data[2] if len(validation_data) == 3 else None
+        val_targets["sample_weights"] = self._prepare_sample_weights(val_weights, None, val_targets, x_val.shape[0])
+        return x_val, val_targets
+
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None,
-            initial_epoch=0, validation_batch_size=None, validation_freq=1):
+            initial_epoch=0, steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
+            validation_freq=1):
+        """Trains on arrays `x`, `y` (in batches of `batch_size`), or on a generator/iterator of
+        batches, a `fastcnn.utils.PyDataset` or a dataset such as `image_dataset_from_directory`'s
+        (no `y`, `batch_size` or `sample_weight` then; `steps_per_epoch` limits an epoch's batches).
+        `validation_data` takes the same kinds (with `validation_steps`). Returns the History."""
         self._require_compiled("training")
-        batch_size = _check_batch_size(batch_size)
         verbose = _check_verbose(verbose)
         for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch), ("validation_freq", validation_freq)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < (1 if name != "initial_epoch" else 0):
@@ -392,6 +407,17 @@ class Sequential:
             raise ValueError(f"`validation_split` must be in [0, 1). Received: validation_split={validation_split!r}")
         if shuffle not in (True, False):
             raise ValueError(f"`shuffle` must be True or False. Received: shuffle={shuffle!r}")
+        if _batch_input.is_batch_source(x):
+            _batch_input.check_no_batch_size(x, batch_size)
+            return _batch_input.fit(self, x, y, epochs, verbose, callbacks, validation_split, validation_data,
+                                    shuffle, class_weight, sample_weight, initial_epoch, steps_per_epoch,
+                                    validation_steps, validation_batch_size, validation_freq)
+        if steps_per_epoch is not None:
+            raise ValueError("`steps_per_epoch` applies to generator, PyDataset and dataset inputs; with arrays, "
+                             f"every epoch is one pass over them. Received: steps_per_epoch={steps_per_epoch!r}")
+        if validation_data is not None and _batch_input.is_batch_source(validation_data):
+            _batch_input.check_no_batch_size(validation_data, validation_batch_size, "validation_batch_size")
+        batch_size = _check_batch_size(batch_size)
         validation_batch_size = _check_batch_size(validation_batch_size or batch_size, "validation_batch_size")
 
         x_all = self._prepare_x(x)
@@ -399,15 +425,13 @@ class Sequential:
         samples = x_all.shape[0]
         targets_all["sample_weights"] = self._prepare_sample_weights(sample_weight, class_weight, targets_all, samples)
         validation = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("`validation_data` must be a tuple (x_val, y_val). Received: "
-                                 f"{type(validation_data).__name__}")
-            x_val = self._prepare_x(validation_data[0], "x_val")
-            val_targets = self._prepare_y(validation_data[1], x_val.shape[0], "y_val")
-            val_weights = validation_data[2] if len(validation_data) == 3 else None
-            val_targets["sample_weights"] = self._prepare_sample_weights(val_weights, None, val_targets, x_val.shape[0])
-            validation = (x_val, val_targets)
+        if validation_data is not None and _batch_input.is_batch_source(validation_data):
+            validation = _batch_input.BatchSource(validation_data)
+        elif validation_steps is not None:
+            raise ValueError("`validation_steps` applies to generator, PyDataset and dataset validation data; array "
+                             f"validation data is evaluated whole. Received: validation_steps={validation_steps!r}")
+        elif validation_data is not None:
+            validation = self._prepare_validation_arrays(validation_data)
         elif validation_split:
             # Keras takes the last samples, before any shuffling.
             split_at = int(math.floor(samples * (1.0 - validation_split)))
@@ -449,7 +473,10 @@ class Sequential:
                 if self.stop_training:
                     break
             epoch_logs = dict(logs)
-            if validation is not None and (epoch + 1) % validation_freq == 0:
+            if isinstance(validation, _batch_input.BatchSource) and (epoch + 1) % validation_freq == 0:
+                val_logs = _batch_input.evaluate_validation(self, validation, validation_steps, callback_list)
+                epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
+            elif validation is not None and (epoch + 1) % validation_freq == 0:
                 val_logs = self._evaluate_prepared(validation[0], validation[1], validation_batch_size,
                                                    callback_list)
                 epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
@@ -497,11 +524,22 @@ class Sequential:
             callback_list.on_test_end(dict(logs))
         return logs
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, callbacks=None,
-                 return_dict=False):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
+                 callbacks=None, return_dict=False):
+        """Loss (and accuracy) on arrays `x`, `y`, or on a generator, PyDataset or dataset of
+        batches (`steps` of them, or all)."""
         self._require_compiled("evaluation")
-        batch_size = _check_batch_size(batch_size)
         verbose = _check_verbose(verbose)
+        if _batch_input.is_batch_source(x):
+            _batch_input.check_no_batch_size(x, batch_size)
+            logs = _batch_input.evaluate(self, x, y, verbose, sample_weight, steps, callbacks)
+            if return_dict:
+                return logs
+            return logs["loss"] if self._metric is None else [logs["loss"], logs[self._metric.name]]
+        if steps is not None:
+            raise ValueError("`steps` applies to generator, PyDataset and dataset inputs; arrays are evaluated "
+                             f"whole. Received: steps={steps!r}")
+        batch_size = _check_batch_size(batch_size)
         x_all = self._prepare_x(x)
         targets = self._prepare_y(y, x_all.shape[0])
         targets["sample_weights"] = self._prepare_sample_weights(sample_weight, None, targets, x_all.shape[0])
@@ -516,9 +554,17 @@ class Sequential:
             return logs["loss"]
         return [logs["loss"], logs[self._metric.name]]
 
-    def predict(self, x, batch_size=None, verbose="auto", callbacks=None):
-        batch_size = _check_batch_size(batch_size)
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """Outputs for arrays `x`, or for a generator, PyDataset or dataset of batches (`steps` of
+        them, or all; a batch may be `x` alone or a tuple whose first element is `x`)."""
         verbose = _check_verbose(verbose)
+        if _batch_input.is_batch_source(x):
+            _batch_input.check_no_batch_size(x, batch_size)
+            return _batch_input.predict(self, x, verbose, steps, callbacks)
+        if steps is not None:
+            raise ValueError("`steps` applies to generator, PyDataset and dataset inputs; arrays are predicted "
+                             f"whole. Received: steps={steps!r}")
+        batch_size = _check_batch_size(batch_size)
         x_all = self._prepare_x(x)
         samples = x_all.shape[0]
         output_sample = self._layers[-1]._output_sample_shape
