@@ -240,6 +240,7 @@ def _run_step(model, train, x, y, sample_weight, class_weight):
         loss_sum, correct = model._network.train_step(
             x_batch, targets["labels"], targets["probabilities"], indices, model.optimizer.learning_rate,
             _random.draw_seed(), weights)
+        model._apply_constraints()
     else:
         loss_sum, correct = model._network.test_step(x_batch, targets["labels"], targets["probabilities"], indices,
                                                      weights)
