@@ -18,7 +18,7 @@ from fastcnn import metrics as metrics_module
 from fastcnn import optimizers as optimizers_module
 from fastcnn.layers.base import Layer, runtime_shape, sample_shape
 from fastcnn.layers.input_layer import InputLayer
-from fastcnn.models import _summary
+from fastcnn.models import _summary, _weights_file
 
 
 def _check_verbose(verbose):
@@ -242,6 +242,17 @@ class Sequential:
                                      f"with provided weight shape {np.shape(value)}.")
         for layer, layer_weights in pending:
             layer.set_weights(layer_weights)
+
+    def save_weights(self, filepath, overwrite=True):
+        """Writes the weights to a Keras 3 `.weights.h5` file, which `keras.Sequential.load_weights`
+        reads too (layout and checks: fastcnn/models/_weights_file.py; needs h5py)."""
+        _weights_file.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, skip_mismatch=False):
+        """Reads a `.weights.h5` file written by fastcnn or Keras 3; shapes are checked first and a
+        mismatch raises naming the layer (nothing loaded), or with `skip_mismatch=True` that layer
+        is skipped with a warning."""
+        _weights_file.load_weights(self, filepath, skip_mismatch=skip_mismatch)
 
     def count_params(self):
         if not self.built:
