@@ -425,7 +425,7 @@ class Sequential:
             samples = split_at
 
         steps = math.ceil(samples / batch_size)
-        callback_list = callbacks_module.CallbackList(
+        callback_list = callbacks_module.configure(
             callbacks, add_history=True, add_progbar=verbose != 0, model=self,
             verbose=verbose, epochs=epochs, steps=steps,
         )
@@ -501,7 +501,7 @@ class Sequential:
         x_all = self._prepare_x(x)
         targets = self._prepare_y(y, x_all.shape[0])
         targets["sample_weights"] = self._prepare_sample_weights(sample_weight, None, targets, x_all.shape[0])
-        callback_list = callbacks_module.CallbackList(
+        callback_list = callbacks_module.configure(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1,
             steps=math.ceil(x_all.shape[0] / batch_size),
         )
@@ -519,7 +519,7 @@ class Sequential:
         samples = x_all.shape[0]
         output_sample = self._layers[-1]._output_sample_shape
         steps = math.ceil(samples / batch_size)
-        callback_list = callbacks_module.CallbackList(
+        callback_list = callbacks_module.configure(
             callbacks, add_progbar=verbose != 0 and steps > 0, model=self, verbose=verbose, epochs=1, steps=steps,
         )
         outputs = np.empty((samples,) + output_sample, dtype=np.float32)
@@ -527,10 +527,9 @@ class Sequential:
         for step in range(steps):
             callback_list.on_predict_batch_begin(step)
             batch = x_all[step * batch_size:(step + 1) * batch_size]
-            outputs[step * batch_size:step * batch_size + batch.shape[0]] = (
-                self._network.predict(batch).reshape((batch.shape[0],) + output_sample)
-            )
-            callback_list.on_predict_batch_end(step, {"outputs": outputs})
+            batch_outputs = outputs[step * batch_size:step * batch_size + batch.shape[0]]
+            batch_outputs[...] = self._network.predict(batch).reshape((batch.shape[0],) + output_sample)
+            callback_list.on_predict_batch_end(step, {"outputs": batch_outputs})  # this batch's, as Keras
         if steps:
             callback_list.on_predict_end()
         return outputs
