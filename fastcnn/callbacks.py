@@ -25,6 +25,7 @@ import warnings
 
 import numpy as np
 
+from fastcnn import metrics as metrics_module
 from fastcnn._progbar import Progbar
 
 
@@ -320,9 +321,6 @@ class CallbackList(Callback):
         for callback in self.callbacks:
             callback.set_model(model)
 
-    def append(self, callback):
-        self.callbacks.append(callback)
-
     # Keras passes a batch hook's logs by keyword and the other hooks' positionally; so do we, so
     # that any function a callback defines or a LambdaCallback holds is called the same way.
     def _call_batch(self, hook, batch, logs):
@@ -354,7 +352,7 @@ class CallbackList(Callback):
     def on_predict_end(self, logs=None): self._call("on_predict_end", logs)
 
 
-def configure(callbacks, **kwargs):
+def _callback_list_for(callbacks, **kwargs):
     """The CallbackList a fit/evaluate/predict call uses: the one given, as it is (Keras accepts a
     ready CallbackList), or a new one built from `callbacks` with `kwargs`."""
     if isinstance(callbacks, CallbackList):
@@ -402,8 +400,6 @@ class MonitorCallback(Callback):
 
     def _metric_direction(self, metric_name):
         """'up', 'down' or None for a model metric of that name (fastcnn's accuracies go up)."""
-        from fastcnn import metrics as metrics_module
-
         metric = getattr(self.model, "_metric", None)
         if metric is None or getattr(metric, "name", None) != metric_name:
             return None
@@ -557,7 +553,7 @@ class ModelCheckpoint(MonitorCallback):
                     f"filepath={self.filepath}"
                 )
         else:
-            from fastcnn.models import Sequential
+            from fastcnn.models import Sequential  # here: fastcnn.models imports this module
 
             if not _model_can_save(Sequential):
                 raise ValueError(self._no_whole_model_message())

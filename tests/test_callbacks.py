@@ -464,6 +464,36 @@ def test_model_checkpoint_whole_model_is_refused_until_model_save_exists(filepat
         callbacks.ModelCheckpoint(filepath)
 
 
+def test_model_checkpoint_whole_model_path_once_model_save_exists(monkeypatch, tmp_path):
+    """When Sequential gains `save` (a later issue), save_weights_only=False checkpoints call it as
+    Keras does, with Keras's `.keras`/`.h5` extension check; a model object without `save` is refused."""
+    saved = []
+    monkeypatch.setattr(models.Sequential, "save", lambda self, filepath, overwrite=True: saved.append(
+        (filepath, overwrite)), raising=False)
+    with pytest.raises(ValueError, match=r"^The filepath provided must end in `\.keras` \(Keras model format\)\. "
+                                         r"Received: filepath=model\.weights$"):
+        callbacks.ModelCheckpoint("model.weights")
+    checkpoint = callbacks.ModelCheckpoint(str(tmp_path / "m{epoch}.keras"))
+    _drive_epochs(checkpoint, _fastcnn_model(), _epoch_logs([1.0, 0.9]))
+    assert saved == [(str(tmp_path / "m1.keras"), True), (str(tmp_path / "m2.keras"), True)]
+    with pytest.raises(ValueError, match=r"cannot save whole models"):
+        checkpoint.set_model(object())
+
+
+def test_learning_rate_scheduler_on_a_schedule_optimizer_raises_like_keras(keras):
+    messages = []
+    for module, model in ((callbacks, _fastcnn_model()), (keras.callbacks, _keras_model(keras))):
+        schedule_module = optimizers.schedules if module is callbacks else keras.optimizers.schedules
+        sgd = (optimizers.SGD if module is callbacks else keras.optimizers.SGD)(
+            learning_rate=schedule_module.ExponentialDecay(0.1, 10, 0.5))
+        model.compile(sgd, "sparse_categorical_crossentropy")
+        with pytest.raises(TypeError) as error:
+            _drive_epochs(module.LearningRateScheduler(lambda epoch, lr: lr / 2), model, _epoch_logs([1.0]))
+        messages.append(str(error.value))
+    assert messages[0] == messages[1]
+    assert "is not settable" in messages[0]
+
+
 # --------------------------------------------------------------------------------------------
 # through fit: the same callbacks driving real training, against Keras's fit
 # --------------------------------------------------------------------------------------------

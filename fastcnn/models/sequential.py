@@ -425,7 +425,7 @@ class Sequential:
             samples = split_at
 
         steps = math.ceil(samples / batch_size)
-        callback_list = callbacks_module.configure(
+        callback_list = callbacks_module._callback_list_for(
             callbacks, add_history=True, add_progbar=verbose != 0, model=self,
             verbose=verbose, epochs=epochs, steps=steps,
         )
@@ -501,7 +501,7 @@ class Sequential:
         x_all = self._prepare_x(x)
         targets = self._prepare_y(y, x_all.shape[0])
         targets["sample_weights"] = self._prepare_sample_weights(sample_weight, None, targets, x_all.shape[0])
-        callback_list = callbacks_module.configure(
+        callback_list = callbacks_module._callback_list_for(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1,
             steps=math.ceil(x_all.shape[0] / batch_size),
         )
@@ -519,7 +519,7 @@ class Sequential:
         samples = x_all.shape[0]
         output_sample = self._layers[-1]._output_sample_shape
         steps = math.ceil(samples / batch_size)
-        callback_list = callbacks_module.configure(
+        callback_list = callbacks_module._callback_list_for(
             callbacks, add_progbar=verbose != 0 and steps > 0, model=self, verbose=verbose, epochs=1, steps=steps,
         )
         outputs = np.empty((samples,) + output_sample, dtype=np.float32)
