@@ -66,8 +66,20 @@ class Optimizer:
     def learning_rate(self, value):
         if isinstance(value, schedules.LearningRateSchedule):
             self._learning_rate = value
-        else:
-            self._learning_rate = _check_float("learning_rate", value, low=0.0, low_inclusive=False)
+            return
+        if isinstance(getattr(self, "_learning_rate", None), schedules.LearningRateSchedule):
+            # Keras refuses this too: the schedule, not a callback, owns the learning rate.
+            raise TypeError(
+                "This optimizer was created with a `LearningRateSchedule`"
+                " object as its `learning_rate` constructor argument, "
+                "hence its learning rate is not settable. If you need the"
+                " learning rate to be settable, you should instantiate "
+                "the optimizer with a float `learning_rate` argument."
+            )
+        # 0 is allowed, as in Keras: a LearningRateScheduler or ReduceLROnPlateau(factor=0) may set
+        # it. A step at 0 changes no weight (weight decay is scaled by it too); the optimizer's
+        # moments and iterations and BatchNormalization's moving statistics still advance.
+        self._learning_rate = _check_float("learning_rate", value, low=0.0)
 
     def _base_runtime_config(self):
         return {"weight_decay": self.weight_decay or 0.0, "clipnorm": self.clipnorm or 0.0,

@@ -338,7 +338,7 @@ def fit(model, x, y, epochs, verbose, callbacks, validation_split, validation_da
     _check_steps(validation_batch_size, "validation_batch_size")
     validation_batch_size = validation_batch_size or 32  # fit's default batch size, for array validation data
 
-    callback_list = callbacks_module.CallbackList(
+    callback_list = callbacks_module._callback_list_for(
         callbacks, add_history=True, add_progbar=verbose != 0, model=model,
         verbose=verbose, epochs=epochs, steps=steps_per_epoch or source.num_batches,
     )
@@ -390,7 +390,7 @@ def evaluate(model, x, y, verbose, sample_weight, steps, callbacks):
     _check_steps(steps, "steps")
     if steps is None and source.kind == "indexed" and source.num_batches is None:
         raise ValueError("When passing an infinite PyDataset, please specify `steps`.")
-    callback_list = callbacks_module.CallbackList(
+    callback_list = callbacks_module._callback_list_for(
         callbacks, add_progbar=verbose != 0, model=model, verbose=verbose, epochs=1,
         steps=steps or source.num_batches,
     )
@@ -407,7 +407,7 @@ def predict(model, x, verbose, steps, callbacks):
         raise ValueError("When passing an infinite PyDataset, please specify `steps`.")
     if not source.can_start_epoch():
         raise _empty_error(source, "x")
-    callback_list = callbacks_module.CallbackList(
+    callback_list = callbacks_module._callback_list_for(
         callbacks, add_progbar=verbose != 0, model=model, verbose=verbose, epochs=1,
         steps=steps or source.num_batches,
     )

@@ -18,7 +18,7 @@ from fastcnn import metrics as metrics_module
 from fastcnn import optimizers as optimizers_module
 from fastcnn.layers.base import Layer, runtime_shape, sample_shape
 from fastcnn.layers.input_layer import InputLayer
-from fastcnn.models import _batch_input, _summary
+from fastcnn.models import _batch_input, _summary, _weights_file
 
 
 def _check_verbose(verbose):
@@ -246,6 +246,17 @@ class Sequential:
         for layer, layer_weights in pending:
             layer.set_weights(layer_weights)
 
+    def save_weights(self, filepath, overwrite=True):
+        """Writes the weights to a Keras 3 `.weights.h5` file, which `keras.Sequential.load_weights`
+        reads too (layout and checks: fastcnn/models/_weights_file.py; needs h5py)."""
+        _weights_file.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, skip_mismatch=False):
+        """Reads a `.weights.h5` file written by fastcnn or Keras 3; shapes are checked first and a
+        mismatch raises naming the layer (nothing loaded), or with `skip_mismatch=True` that layer
+        is skipped with a warning."""
+        _weights_file.load_weights(self, filepath, skip_mismatch=skip_mismatch)
+
     def count_params(self):
         if not self.built:
             raise ValueError(f"You tried to call `count_params` on model {self.name!r}, but the model isn't "
@@ -441,7 +452,7 @@ class Sequential:
             samples = split_at
 
         steps = math.ceil(samples / batch_size)
-        callback_list = callbacks_module.CallbackList(
+        callback_list = callbacks_module._callback_list_for(
             callbacks, add_history=True, add_progbar=verbose != 0, model=self,
             verbose=verbose, epochs=epochs, steps=steps,
         )
@@ -543,7 +554,7 @@ class Sequential:
         x_all = self._prepare_x(x)
         targets = self._prepare_y(y, x_all.shape[0])
         targets["sample_weights"] = self._prepare_sample_weights(sample_weight, None, targets, x_all.shape[0])
-        callback_list = callbacks_module.CallbackList(
+        callback_list = callbacks_module._callback_list_for(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1,
             steps=math.ceil(x_all.shape[0] / batch_size),
         )
@@ -569,7 +580,7 @@ class Sequential:
         samples = x_all.shape[0]
         output_sample = self._layers[-1]._output_sample_shape
         steps = math.ceil(samples / batch_size)
-        callback_list = callbacks_module.CallbackList(
+        callback_list = callbacks_module._callback_list_for(
             callbacks, add_progbar=verbose != 0 and steps > 0, model=self, verbose=verbose, epochs=1, steps=steps,
         )
         outputs = np.empty((samples,) + output_sample, dtype=np.float32)
@@ -577,10 +588,9 @@ class Sequential:
         for step in range(steps):
             callback_list.on_predict_batch_begin(step)
             batch = x_all[step * batch_size:(step + 1) * batch_size]
-            outputs[step * batch_size:step * batch_size + batch.shape[0]] = (
-                self._network.predict(batch).reshape((batch.shape[0],) + output_sample)
-            )
-            callback_list.on_predict_batch_end(step, {"outputs": outputs})
+            batch_outputs = outputs[step * batch_size:step * batch_size + batch.shape[0]]
+            batch_outputs[...] = self._network.predict(batch).reshape((batch.shape[0],) + output_sample)
+            callback_list.on_predict_batch_end(step, {"outputs": batch_outputs})  # this batch's, as Keras
         if steps:
             callback_list.on_predict_end()
         return outputs

@@ -1,0 +1,199 @@
+"""Keras 3 ``.weights.h5`` files for Sequential models: what ``keras.Sequential.save_weights`` writes,
+so that files move both ways between fastcnn and Keras.
+
+Layout (Keras's saving_lib with its H5IOStore, for a Sequential model)::
+
+    /vars                         group, attrs name=<model name>, no datasets
+    /layers/<kind>/vars           group per layer, attrs name=<layer name>
+    /layers/<kind>/vars/0, 1, …   one float32 dataset per variable
+
+``<kind>`` is the layer's class name in snake case, numbered by Keras's rule for repeated kinds:
+``conv2d``, ``conv2d_1``, …; layers are matched by this path, not by their names. A layer's
+variables are numbered trainable-at-creation first, then the others, each in creation order:
+Conv2D and Dense kernel, bias; BatchNormalization gamma, beta, moving_mean, moving_variance (those
+present). Layers without variables (pooling, Flatten, Dropout, …) get an empty ``vars`` group.
+Keras also writes ``/optimizer/vars`` for a compiled model; fastcnn writes no optimizer state
+and ignores it when reading (Keras, loading a file without it, warns and keeps its optimizer).
+
+h5py is imported only here, when a file is read or written.
+"""
+
+import os
+import secrets
+import warnings
+
+import numpy as np
+
+from fastcnn import _naming
+
+_SUFFIX = ".weights.h5"
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError as error:
+        raise ImportError("Reading and writing `.weights.h5` files requires the h5py package. "
+                          "Install it with `pip install h5py`.") from error
+    return h5py
+
+
+def _as_path(filepath):
+    try:
+        return os.fsdecode(os.fspath(filepath))
+    except TypeError:
+        raise TypeError(f"`filepath` must be a string or a path-like object. Received: filepath={filepath!r}") from None
+
+
+def layer_paths(model):
+    """(group path, layer) for each layer, named as Keras's saving walk names them."""
+    used = {}
+    for layer in model.layers:
+        kind = _naming.to_snake_case(type(layer).__name__)
+        if kind in used:
+            used[kind] += 1
+            yield f"layers/{kind}_{used[kind]}", layer
+        else:
+            used[kind] = 0
+            yield f"layers/{kind}", layer
+
+
+def file_variables(layer):
+    """The layer's variables in the file's order: Keras saves `_trainable_variables +
+    _non_trainable_variables`, split by each variable's own trainable flag at creation (freezing
+    a layer later does not reorder them)."""
+    variables = layer.variables
+    return [v for v in variables if v.trainable] + [v for v in variables if not v.trainable]
+
+
+def _ask_to_proceed_with_overwrite(filepath):
+    """Keras's prompt for `overwrite=False` on an existing file."""
+    answer = input(f"[WARNING] {filepath} already exists - overwrite? [y/n]").strip().lower()
+    while answer not in ("y", "n"):
+        answer = input('Enter "y" (overwrite) or "n" (cancel).').strip().lower()
+    if answer == "n":
+        return False
+    print("[TIP] Next time specify overwrite=True!", flush=True)
+    return True
+
+
+def _temporary_path(path):
+    """A new empty file beside `path` (same directory, so os.replace is an atomic rename). Created
+    with os.open's mode 0o666, which the umask reduces as for any new file, so the final file gets
+    the permissions a direct write would have given it."""
+    directory, name = os.path.split(os.path.abspath(path))
+    while True:
+        candidate = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            descriptor = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(descriptor)
+        return candidate
+
+
+def save_weights(model, filepath, overwrite=True):
+    path = _as_path(filepath)
+    if not path.endswith(_SUFFIX):
+        raise ValueError(f"The filename must end in `.weights.h5`. Received: filepath={path}")
+    if not model.built:
+        raise ValueError("You are saving a model that has not yet been built. Try building the model first by "
+                         "calling it on some data or by using `build()`.")
+    if overwrite not in (True, False):
+        raise ValueError(f"`overwrite` must be True or False. Received: overwrite={overwrite!r}")
+    if not overwrite and os.path.exists(path) and not _ask_to_proceed_with_overwrite(path):
+        return
+    h5py = _h5py()
+    # Written to a temporary file and renamed over the target: a reader (or a crash mid-write)
+    # never sees a half-written file, and a failed save leaves the previous file in place.
+    temporary = _temporary_path(path)
+    try:
+        with h5py.File(temporary, "w") as file:
+            file.create_group("vars").attrs["name"] = model.name
+            for group_path, layer in layer_paths(model):
+                group = file.create_group(group_path).create_group("vars")
+                group.attrs["name"] = layer.name
+                for index, variable in enumerate(file_variables(layer)):
+                    group[str(index)] = np.asarray(variable.numpy(), dtype=np.float32)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.remove(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def _layer_group(file, group_path):
+    """The `vars` group for a layer, or None: Keras's H5IOStore.get, including its fallback for
+    files from early Keras 3 releases, which named the layers group `_layer_checkpoint_dependencies`."""
+    for candidate in (group_path, group_path.replace("layers", "_layer_checkpoint_dependencies", 1)):
+        if candidate in file and "vars" in file[candidate]:
+            return file[candidate]["vars"]
+    return None
+
+
+def _read_layer(h5py, file, group_path, layer):
+    """The layer's arrays from the file, or an error message naming the layer and what differs."""
+    variables = file_variables(layer)
+    group = _layer_group(file, group_path)
+    keys = list(group.keys()) if group is not None else []
+    if len(keys) != len(variables):
+        return None, (f"Layer '{layer.name}' expected {len(variables)} variables, but received {len(keys)} "
+                      f"variables during loading. Expected: {[v.name for v in variables]}")
+    arrays = []
+    for index, variable in enumerate(variables):
+        entry = group.get(str(index))
+        where = f"'{group.name}/{index}'"
+        if not isinstance(entry, h5py.Dataset):
+            return None, (f"Layer '{layer.name}': the weights file has no dataset {where} for variable "
+                          f"{index} ({variable.name}); it holds {sorted(keys)}.")
+        if entry.dtype.kind != "f":
+            return None, (f"Layer '{layer.name}': variable {index} ({variable.name}) must be a float array, but "
+                          f"{where} in the weights file has dtype {entry.dtype}.")
+        if tuple(entry.shape) != tuple(variable.shape):
+            return None, (f"Layer '{layer.name}': variable {index} ({variable.name}) has shape "
+                          f"{tuple(variable.shape)} in the model but {tuple(entry.shape)} in the weights file "
+                          f"({where}).")
+        arrays.append(np.asarray(entry[()], dtype=np.float32))
+    return arrays, None
+
+
+def _loading_failure_message(failures):
+    """Keras's summary of the objects that could not be loaded."""
+    example_layer, example_error = failures[0]
+    return (f"A total of {len(failures)} objects could not be loaded. Example error message for object "
+            f"{example_layer}:\n\n{example_error}\n\nList of objects that could not be loaded:\n"
+            f"{[layer for layer, _ in failures]}")
+
+
+def load_weights(model, filepath, skip_mismatch=False):
+    path = _as_path(filepath)
+    if not path.endswith(_SUFFIX):
+        raise ValueError(
+            f"File format not supported: filepath={path}. fastcnn loads Keras 3 `.weights.h5` files only "
+            "(whole-model `.keras` files, sharded `.weights.json` weights and legacy `.h5` files are not "
+            "supported yet)."
+        )
+    if skip_mismatch not in (True, False):
+        raise ValueError(f"`skip_mismatch` must be True or False. Received: skip_mismatch={skip_mismatch!r}")
+    if not model.built:
+        raise ValueError("You are loading weights into a model that has not yet been built. Try building the "
+                         "model first by calling it on some data or by using `build()`.")
+    h5py = _h5py()
+    loaded, failures = [], []
+    with h5py.File(path, "r") as file:
+        for group_path, layer in layer_paths(model):
+            arrays, error = _read_layer(h5py, file, group_path, layer)
+            if error is None:
+                loaded.append((layer, arrays))
+            else:
+                failures.append((layer, error))
+    if failures and not skip_mismatch:
+        # Checked before anything is written: a failed load leaves the model as it was.
+        raise ValueError(_loading_failure_message(failures))
+    for layer, arrays in loaded:
+        for variable, array in zip(file_variables(layer), arrays):
+            variable.assign(array)
+    if failures:
+        warnings.warn(_loading_failure_message(failures), stacklevel=3)
