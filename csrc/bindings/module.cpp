@@ -587,16 +587,16 @@ FloatArray resize_backward(const FloatArray& output_gradient, Pair input_size, c
   return input_gradient;
 }
 
-ImageParams image_params_for(const FloatArray& images, Pair value_range) {
+ImageParams image_params_for(const FloatArray& images, Float2 value_range) {
   require_rank(images, 4, "images");
-  ImageParams params{images.shape(0), images.shape(1), images.shape(2), images.shape(3),
-                     static_cast<float>(value_range.first), static_cast<float>(value_range.second)};
+  ImageParams params{images.shape(0), images.shape(1), images.shape(2), images.shape(3), value_range.first,
+                     value_range.second};
   validate(params);
   return params;
 }
 
 FloatArray flip_images(const FloatArray& images, const FlagArray& flags) {
-  const ImageParams params = image_params_for(images, {0, 0});
+  const ImageParams params = image_params_for(images, {0.0f, 0.0f});
   require_rank(flags, 1, "flags");
   require_dimension(flags, 0, params.batch, "flags", "batch");
   for (int64_t n = 0; n < params.batch; ++n) {
@@ -616,7 +616,7 @@ FloatArray flip_images(const FloatArray& images, const FlagArray& flags) {
 using ColorForward = void (*)(const ImageParams&, const float*, const float*, float*);
 using ColorBackward = void (*)(const ImageParams&, const float*, const float*, const float*, float*);
 
-FloatArray color_forward(ColorForward kernel, const FloatArray& images, const FloatArray& values, Pair value_range,
+FloatArray color_forward(ColorForward kernel, const FloatArray& images, const FloatArray& values, Float2 value_range,
                          const char* name) {
   const ImageParams params = image_params_for(images, value_range);
   const FloatArray per = per_sample(values, params.batch, name);
@@ -629,7 +629,7 @@ FloatArray color_forward(ColorForward kernel, const FloatArray& images, const Fl
 }
 
 FloatArray color_backward(ColorBackward kernel, const FloatArray& images, const FloatArray& values,
-                          const FloatArray& output_gradient, Pair value_range, const char* name) {
+                          const FloatArray& output_gradient, Float2 value_range, const char* name) {
   const ImageParams params = image_params_for(images, value_range);
   const FloatArray per = per_sample(values, params.batch, name);
   if (images.request().shape != output_gradient.request().shape) {
@@ -817,18 +817,18 @@ PYBIND11_MODULE(_core, m) {
           py::arg("window_origins") = py::none());
   ops.def("flip", &flip_images, py::arg("images"), py::arg("flags"),
           "Per-sample flips: flags 1 reverses the columns, 2 the rows, 3 both.");
-  ops.def("contrast", [](const FloatArray& images, const FloatArray& factors, Pair value_range) {
+  ops.def("contrast", [](const FloatArray& images, const FloatArray& factors, Float2 value_range) {
             return color_forward(&kernels::contrast_forward, images, factors, value_range, "factors");
           }, py::arg("images"), py::arg("factors"), py::arg("value_range"));
   ops.def("contrast_backward", [](const FloatArray& images, const FloatArray& factors,
-                                  const FloatArray& output_gradient, Pair value_range) {
+                                  const FloatArray& output_gradient, Float2 value_range) {
             return color_backward(&kernels::contrast_backward, images, factors, output_gradient, value_range, "factors");
           }, py::arg("images"), py::arg("factors"), py::arg("output_gradient"), py::arg("value_range"));
-  ops.def("brightness", [](const FloatArray& images, const FloatArray& deltas, Pair value_range) {
+  ops.def("brightness", [](const FloatArray& images, const FloatArray& deltas, Float2 value_range) {
             return color_forward(&kernels::brightness_forward, images, deltas, value_range, "deltas");
           }, py::arg("images"), py::arg("deltas"), py::arg("value_range"));
   ops.def("brightness_backward", [](const FloatArray& images, const FloatArray& deltas,
-                                    const FloatArray& output_gradient, Pair value_range) {
+                                    const FloatArray& output_gradient, Float2 value_range) {
             return color_backward(&kernels::brightness_backward, images, deltas, output_gradient, value_range, "deltas");
           }, py::arg("images"), py::arg("deltas"), py::arg("output_gradient"), py::arg("value_range"));
 
