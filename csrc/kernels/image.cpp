@@ -78,6 +78,18 @@ inline int64_t index_or_outside(float position, int64_t length) {
   return position >= 0.0f && position < static_cast<float>(length) ? static_cast<int64_t>(position) : -1;
 }
 
+// std::floor and std::round (halves away from zero) for |value| < 2^31, through an integer
+// conversion: the same values, without the library calls a baseline x86-64 build makes for them.
+inline float fast_floor(float value) {
+  const float truncated = static_cast<float>(static_cast<int32_t>(value));
+  return truncated > value ? truncated - 1.0f : truncated;
+}
+inline float fast_round(float value) {
+  const float truncated = static_cast<float>(static_cast<int32_t>(value));
+  const float fraction = value - truncated;  // exact
+  return fraction >= 0.5f ? truncated + 1.0f : fraction <= -0.5f ? truncated - 1.0f : truncated;
+}
+
 template <FillMode Mode, Interpolation Interp>
 inline Taps taps_for(const float* t, int64_t output_x, int64_t output_y, int64_t height, int64_t width) {
   Taps taps;
@@ -87,20 +99,28 @@ inline Taps taps_for(const float* t, int64_t output_x, int64_t output_y, int64_t
     taps.all_fill = true;  // a point at infinity lies outside the image
     return taps;
   }
-  const float input_x = (t[0] * x + t[1] * y + t[2]) / projection;
-  const float input_y = (t[3] * x + t[4] * y + t[5]) / projection;
-  if (!std::isfinite(input_x) || !std::isfinite(input_y)) {
+  float input_x = t[0] * x + t[1] * y + t[2];
+  float input_y = t[3] * x + t[4] * y + t[5];
+  if (projection != 1.0f) {  // (an affine transform's projection is exactly 1)
+    input_x /= projection;
+    input_y /= projection;
+  }
+  // A point beyond one pixel outside reads only fill_value in constant mode (this also keeps
+  // non-finite and huge coordinates away from the integer conversions below).
+  const bool far_outside = !(input_x > -2.0f && input_x < static_cast<float>(width) + 1.0f &&
+                             input_y > -2.0f && input_y < static_cast<float>(height) + 1.0f);
+  if (Mode == FillMode::constant ? far_outside : !(std::isfinite(input_x) && std::isfinite(input_y))) {
     taps.all_fill = true;
     return taps;
   }
   const float mapped_x = map_coordinate<Mode>(input_x, width);
   const float mapped_y = map_coordinate<Mode>(input_y, height);
   if constexpr (Interp == Interpolation::nearest) {
-    taps.row[0] = index_or_outside(std::round(mapped_y), height);
-    taps.column[0] = index_or_outside(std::round(mapped_x), width);
+    taps.row[0] = index_or_outside(fast_round(mapped_y), height);
+    taps.column[0] = index_or_outside(fast_round(mapped_x), width);
     taps.row_weight[0] = taps.column_weight[0] = 1.0f;
   } else {
-    const float y_floor = std::floor(mapped_y), x_floor = std::floor(mapped_x);
+    const float y_floor = fast_floor(mapped_y), x_floor = fast_floor(mapped_x);
     const float y_ceil = y_floor + 1.0f, x_ceil = x_floor + 1.0f;
     taps.row[0] = index_or_outside(y_floor, height);
     taps.row[1] = index_or_outside(y_ceil, height);
@@ -150,6 +170,14 @@ void transform_forward(const ProjectiveTransformParams& p, const float* transfor
         const float* p11 = pixel(1, 1);
         const float wx0 = taps.column_weight[0], wx1 = taps.column_weight[1];
         const float wy0 = taps.row_weight[0], wy1 = taps.row_weight[1];
+        if (p00 && p01 && p10 && p11) {  // the common case: all four inside
+          for (int64_t c = 0; c < channels; ++c) {
+            const float top = wx0 * p00[c] + wx1 * p01[c];
+            const float bottom = wx0 * p10[c] + wx1 * p11[c];
+            out[c] = wy0 * top + wy1 * bottom;
+          }
+          continue;
+        }
         for (int64_t c = 0; c < channels; ++c) {
           const float v00 = p00 ? p00[c] : fill, v01 = p01 ? p01[c] : fill;
           const float v10 = p10 ? p10[c] : fill, v11 = p11 ? p11[c] : fill;

@@ -51,6 +51,11 @@ void validate(const ProjectiveTransformParams& p) {
   require_positive("width", p.width);
   require_positive("channels", p.channels);
   require_countable({p.batch, p.height, p.width, p.channels}, "the image batch");
+  // Sample points are float32: beyond 2^24 pixels an axis has positions they cannot address.
+  if (p.height > (int64_t(1) << 24) || p.width > (int64_t(1) << 24)) {
+    fail("projective transforms take images of up to 2^24 pixels per axis. Received: height=" +
+         std::to_string(p.height) + ", width=" + std::to_string(p.width));
+  }
 }
 
 void validate(const ResizeParams& p) {

@@ -121,6 +121,13 @@ class RandomWarpLayer : public RandomLayer {
   RandomWarpLayer(FillMode fill_mode, Interpolation interpolation, float fill_value, int64_t seed)
       : RandomLayer(seed), fill_mode_(fill_mode), interpolation_(interpolation), fill_value_(fill_value) {}
 
+  SampleShape configure(const SampleShape& input) override {
+    require_image(input);
+    validate(ProjectiveTransformParams{0, input.height, input.width, input.channels, interpolation_, fill_mode_,
+                                       fill_value_});
+    return input;
+  }
+
  protected:
   // The transform (a0 a1 a2 b0 b1 b2 c0 c1) of sample n.
   virtual void matrix(DropoutKey key, int64_t n, float* t) const = 0;
@@ -370,6 +377,7 @@ class WindowResizeLayer final : public Layer {
         break;
       }
     }
+    validate(params(0, inference_window_));
     return {height_, width_, input.channels};
   }
 
