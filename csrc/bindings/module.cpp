@@ -18,8 +18,10 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/image.h"
 #include "kernels/kernels.h"
 #include "parallel.h"
+#include "runtime/augmentation.h"
 #include "runtime/network.h"
 
 namespace py = pybind11;
@@ -31,6 +33,7 @@ using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>
 using IndexArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
 using LabelArray = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
 using Pair = std::pair<int64_t, int64_t>;
+using Float2 = std::pair<float, float>;
 
 std::string shape_text(const py::array& array) {
   std::ostringstream text;
@@ -459,6 +462,188 @@ std::pair<FloatArray, FloatArray> cross_entropy(const FloatArray& predictions, c
   return {losses, gradient};
 }
 
+// ---- image preprocessing ops (ops/image.h) ----
+
+using OriginArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+using FlagArray = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+
+// A per-sample vector of `batch` values (a scalar or length-1 array is broadcast).
+FloatArray per_sample(const FloatArray& values, int64_t batch, const char* name) {
+  if (values.ndim() > 1) {
+    throw py::value_error(std::string("`") + name + "` must be a number or one per sample. Received: " + name +
+                          ".shape=" + shape_text(values));
+  }
+  if (values.size() == batch) return values;
+  if (values.size() != 1) {
+    throw py::value_error(std::string("`") + name + "` must hold 1 or " + std::to_string(batch) +
+                          " values (one per sample). Received: " + name + ".shape=" + shape_text(values));
+  }
+  FloatArray result = empty_float({batch});
+  for (int64_t i = 0; i < batch; ++i) result.mutable_data()[i] = values.data()[0];
+  return result;
+}
+
+ProjectiveTransformParams transform_params_for(const FloatArray& images, FloatArray& transforms,
+                                               const std::string& interpolation, const std::string& fill_mode,
+                                               float fill_value) {
+  require_rank(images, 4, "images");
+  ProjectiveTransformParams params{images.shape(0), images.shape(1), images.shape(2), images.shape(3),
+                                   parse_interpolation(interpolation), parse_fill_mode(fill_mode), fill_value};
+  validate(params);
+  // (8,) or (1, 8) apply to every sample, as in TensorFlow.
+  if (transforms.ndim() == 1) transforms = FloatArray(transforms.reshape({py::ssize_t(1), transforms.shape(0)}));
+  require_rank(transforms, 2, "transforms");
+  require_dimension(transforms, 1, 8, "transforms", "a0 a1 a2 b0 b1 b2 c0 c1");
+  if (transforms.shape(0) == 1 && params.batch != 1) {
+    FloatArray repeated = empty_float({params.batch, 8});
+    for (int64_t n = 0; n < params.batch; ++n) {
+      std::copy(transforms.data(), transforms.data() + 8, repeated.mutable_data() + n * 8);
+    }
+    transforms = repeated;
+  }
+  require_dimension(transforms, 0, params.batch, "transforms", "batch");
+  return params;
+}
+
+FloatArray projective_transform(const FloatArray& images, FloatArray transforms, const std::string& interpolation,
+                                const std::string& fill_mode, float fill_value) {
+  const auto params = transform_params_for(images, transforms, interpolation, fill_mode, fill_value);
+  FloatArray output(std::vector<py::ssize_t>(images.shape(), images.shape() + 4));
+  {
+    py::gil_scoped_release release;
+    kernels::projective_transform_forward(params, transforms.data(), images.data(), output.mutable_data());
+  }
+  return output;
+}
+
+FloatArray projective_transform_backward(const FloatArray& output_gradient, FloatArray transforms,
+                                         const std::string& interpolation, const std::string& fill_mode) {
+  const auto params = transform_params_for(output_gradient, transforms, interpolation, fill_mode, 0.0f);
+  FloatArray input_gradient(std::vector<py::ssize_t>(output_gradient.shape(), output_gradient.shape() + 4));
+  {
+    py::gil_scoped_release release;
+    kernels::projective_transform_backward(params, transforms.data(), output_gradient.data(),
+                                           input_gradient.mutable_data());
+  }
+  return input_gradient;
+}
+
+// window_size defaults to the whole input, window_origins (batch, 2) to (0, 0).
+ResizeParams resize_params_for(int64_t batch, int64_t height, int64_t width, int64_t channels, Pair size,
+                               const std::string& interpolation, std::optional<Pair> window_size,
+                               const std::optional<OriginArray>& window_origins, float fill_value) {
+  ResizeParams params;
+  params.batch = batch;
+  params.input_height = height;
+  params.input_width = width;
+  params.channels = channels;
+  params.output_height = size.first;
+  params.output_width = size.second;
+  params.window_height = window_size ? window_size->first : height;
+  params.window_width = window_size ? window_size->second : width;
+  params.interpolation = parse_interpolation(interpolation);
+  params.fill_value = fill_value;
+  validate(params);
+  if (window_origins) {
+    require_rank(*window_origins, 2, "window_origins");
+    require_dimension(*window_origins, 0, batch, "window_origins", "batch");
+    require_dimension(*window_origins, 1, 2, "window_origins", "top, left");
+    for (int64_t i = 0; i < 2 * batch; ++i) {
+      const int64_t origin = window_origins->data()[i];
+      if (origin < -(int64_t(1) << 40) || origin > (int64_t(1) << 40)) {
+        throw py::value_error("`window_origins` values must lie within +-2^40. Received: " + std::to_string(origin));
+      }
+    }
+  }
+  return params;
+}
+
+FloatArray resize(const FloatArray& images, Pair size, const std::string& interpolation,
+                  std::optional<Pair> window_size, std::optional<OriginArray> window_origins, float fill_value) {
+  require_rank(images, 4, "images");
+  const auto params = resize_params_for(images.shape(0), images.shape(1), images.shape(2), images.shape(3), size,
+                                        interpolation, window_size, window_origins, fill_value);
+  FloatArray output = empty_float({params.batch, params.output_height, params.output_width, params.channels});
+  const int64_t* origins = window_origins ? window_origins->data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    kernels::resize_forward(params, origins, images.data(), output.mutable_data());
+  }
+  return output;
+}
+
+FloatArray resize_backward(const FloatArray& output_gradient, Pair input_size, const std::string& interpolation,
+                           std::optional<Pair> window_size, std::optional<OriginArray> window_origins) {
+  require_rank(output_gradient, 4, "output_gradient");
+  const auto params = resize_params_for(output_gradient.shape(0), input_size.first, input_size.second,
+                                        output_gradient.shape(3), {output_gradient.shape(1), output_gradient.shape(2)},
+                                        interpolation, window_size, window_origins, 0.0f);
+  FloatArray input_gradient = empty_float({params.batch, params.input_height, params.input_width, params.channels});
+  const int64_t* origins = window_origins ? window_origins->data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    kernels::resize_backward(params, origins, output_gradient.data(), input_gradient.mutable_data());
+  }
+  return input_gradient;
+}
+
+ImageParams image_params_for(const FloatArray& images, Float2 value_range) {
+  require_rank(images, 4, "images");
+  ImageParams params{images.shape(0), images.shape(1), images.shape(2), images.shape(3), value_range.first,
+                     value_range.second};
+  validate(params);
+  return params;
+}
+
+FloatArray flip_images(const FloatArray& images, const FlagArray& flags) {
+  const ImageParams params = image_params_for(images, {0.0f, 0.0f});
+  require_rank(flags, 1, "flags");
+  require_dimension(flags, 0, params.batch, "flags", "batch");
+  for (int64_t n = 0; n < params.batch; ++n) {
+    if (flags.data()[n] > (kFlipHorizontal | kFlipVertical)) {
+      throw py::value_error("`flags` values must be 0-3 (1: horizontal, 2: vertical). Received: " +
+                            std::to_string(flags.data()[n]));
+    }
+  }
+  FloatArray output(std::vector<py::ssize_t>(images.shape(), images.shape() + 4));
+  {
+    py::gil_scoped_release release;
+    kernels::flip(params, flags.data(), images.data(), output.mutable_data());
+  }
+  return output;
+}
+
+using ColorForward = void (*)(const ImageParams&, const float*, const float*, float*);
+using ColorBackward = void (*)(const ImageParams&, const float*, const float*, const float*, float*);
+
+FloatArray color_forward(ColorForward kernel, const FloatArray& images, const FloatArray& values, Float2 value_range,
+                         const char* name) {
+  const ImageParams params = image_params_for(images, value_range);
+  const FloatArray per = per_sample(values, params.batch, name);
+  FloatArray output(std::vector<py::ssize_t>(images.shape(), images.shape() + 4));
+  {
+    py::gil_scoped_release release;
+    kernel(params, per.data(), images.data(), output.mutable_data());
+  }
+  return output;
+}
+
+FloatArray color_backward(ColorBackward kernel, const FloatArray& images, const FloatArray& values,
+                          const FloatArray& output_gradient, Float2 value_range, const char* name) {
+  const ImageParams params = image_params_for(images, value_range);
+  const FloatArray per = per_sample(values, params.batch, name);
+  if (images.request().shape != output_gradient.request().shape) {
+    throw py::value_error("`output_gradient` must have the shape of `images`. Received: images.shape=" +
+                          shape_text(images) + ", output_gradient.shape=" + shape_text(output_gradient));
+  }
+  FloatArray input_gradient(std::vector<py::ssize_t>(images.shape(), images.shape() + 4));
+  {
+    py::gil_scoped_release release;
+    kernel(params, per.data(), images.data(), output_gradient.data(), input_gradient.mutable_data());
+  }
+  return input_gradient;
+}
+
 // ---- the compiled model ----
 
 struct StepArrays {
@@ -619,6 +804,34 @@ PYBIND11_MODULE(_core, m) {
   ops.def("cross_entropy", &cross_entropy, py::arg("predictions"), py::arg("targets"),
           py::arg("from_logits") = false);
 
+  ops.def("projective_transform", &projective_transform, py::arg("images"), py::arg("transforms"),
+          py::arg("interpolation") = "bilinear", py::arg("fill_mode") = "reflect", py::arg("fill_value") = 0.0f,
+          "TensorFlow's ImageProjectiveTransformV3 (keras.ops.image.affine_transform) on NHWC images.");
+  ops.def("projective_transform_backward", &projective_transform_backward, py::arg("output_gradient"),
+          py::arg("transforms"), py::arg("interpolation") = "bilinear", py::arg("fill_mode") = "reflect");
+  ops.def("resize", &resize, py::arg("images"), py::arg("size"), py::arg("interpolation") = "bilinear",
+          py::arg("window_size") = py::none(), py::arg("window_origins") = py::none(), py::arg("fill_value") = 0.0f,
+          "tf.image.resize (half-pixel centres, no antialias) of a window of each image.");
+  ops.def("resize_backward", &resize_backward, py::arg("output_gradient"), py::arg("input_size"),
+          py::arg("interpolation") = "bilinear", py::arg("window_size") = py::none(),
+          py::arg("window_origins") = py::none());
+  ops.def("flip", &flip_images, py::arg("images"), py::arg("flags"),
+          "Per-sample flips: flags 1 reverses the columns, 2 the rows, 3 both.");
+  ops.def("contrast", [](const FloatArray& images, const FloatArray& factors, Float2 value_range) {
+            return color_forward(&kernels::contrast_forward, images, factors, value_range, "factors");
+          }, py::arg("images"), py::arg("factors"), py::arg("value_range"));
+  ops.def("contrast_backward", [](const FloatArray& images, const FloatArray& factors,
+                                  const FloatArray& output_gradient, Float2 value_range) {
+            return color_backward(&kernels::contrast_backward, images, factors, output_gradient, value_range, "factors");
+          }, py::arg("images"), py::arg("factors"), py::arg("output_gradient"), py::arg("value_range"));
+  ops.def("brightness", [](const FloatArray& images, const FloatArray& deltas, Float2 value_range) {
+            return color_forward(&kernels::brightness_forward, images, deltas, value_range, "deltas");
+          }, py::arg("images"), py::arg("deltas"), py::arg("value_range"));
+  ops.def("brightness_backward", [](const FloatArray& images, const FloatArray& deltas,
+                                    const FloatArray& output_gradient, Float2 value_range) {
+            return color_backward(&kernels::brightness_backward, images, deltas, output_gradient, value_range, "deltas");
+          }, py::arg("images"), py::arg("deltas"), py::arg("output_gradient"), py::arg("value_range"));
+
   py::class_<runtime::Network>(m, "Network")
       .def(py::init<>())
       .def("add_conv2d",
@@ -671,6 +884,73 @@ PYBIND11_MODULE(_core, m) {
       .def("add_activation", [](runtime::Network& network, const std::string& activation) {
         network.add(runtime::make_activation(parse_activation(activation)));
       })
+      .def("add_random_flip",
+           [](runtime::Network& network, bool horizontal, bool vertical, int64_t seed) {
+             network.add(runtime::make_random_flip(horizontal, vertical, seed));
+           },
+           py::arg("horizontal"), py::arg("vertical"), py::arg("seed") = -1)
+      .def("add_random_rotation",
+           [](runtime::Network& network, float lower_degrees, float upper_degrees, const std::string& fill_mode,
+              const std::string& interpolation, float fill_value, int64_t seed) {
+             network.add(runtime::make_random_rotation(lower_degrees, upper_degrees, parse_fill_mode(fill_mode),
+                                                       parse_interpolation(interpolation), fill_value, seed));
+           },
+           py::arg("lower_degrees"), py::arg("upper_degrees"), py::arg("fill_mode"), py::arg("interpolation"),
+           py::arg("fill_value"), py::arg("seed") = -1)
+      .def("add_random_translation",
+           [](runtime::Network& network, Float2 height, Float2 width, const std::string& fill_mode,
+              const std::string& interpolation, float fill_value, int64_t seed) {
+             network.add(runtime::make_random_translation(height.first, height.second, width.first, width.second,
+                                                          parse_fill_mode(fill_mode),
+                                                          parse_interpolation(interpolation), fill_value, seed));
+           },
+           py::arg("height_range"), py::arg("width_range"), py::arg("fill_mode"), py::arg("interpolation"),
+           py::arg("fill_value"), py::arg("seed") = -1)
+      .def("add_random_zoom",
+           [](runtime::Network& network, Float2 height_scale, std::optional<Float2> width_scale,
+              const std::string& fill_mode, const std::string& interpolation, float fill_value, int64_t seed) {
+             const Float2 width = width_scale.value_or(height_scale);
+             network.add(runtime::make_random_zoom(height_scale.first, height_scale.second, width_scale.has_value(),
+                                                   width.first, width.second, parse_fill_mode(fill_mode),
+                                                   parse_interpolation(interpolation), fill_value, seed));
+           },
+           py::arg("height_scale"), py::arg("width_scale"), py::arg("fill_mode"), py::arg("interpolation"),
+           py::arg("fill_value"), py::arg("seed") = -1)
+      .def("add_random_contrast",
+           [](runtime::Network& network, Float2 factor_range, Float2 value_range, int64_t seed) {
+             network.add(runtime::make_random_contrast(factor_range.first, factor_range.second, value_range.first,
+                                                       value_range.second, seed));
+           },
+           py::arg("factor_range"), py::arg("value_range"), py::arg("seed") = -1)
+      .def("add_random_brightness",
+           [](runtime::Network& network, Float2 factor_range, float scale, Float2 value_range, int64_t seed) {
+             network.add(runtime::make_random_brightness(factor_range.first, factor_range.second, scale,
+                                                         value_range.first, value_range.second, seed));
+           },
+           py::arg("factor_range"), py::arg("scale"), py::arg("value_range"), py::arg("seed") = -1)
+      .def("add_resizing",
+           [](runtime::Network& network, int64_t height, int64_t width, const std::string& interpolation,
+              const std::string& aspect, float fill_value) {
+             runtime::AspectMode mode;
+             if (aspect == "stretch") {
+               mode = runtime::AspectMode::stretch;
+             } else if (aspect == "crop") {
+               mode = runtime::AspectMode::crop;
+             } else if (aspect == "pad") {
+               mode = runtime::AspectMode::pad;
+             } else {
+               throw py::value_error("`aspect` must be 'stretch', 'crop' or 'pad'. Received: " + aspect);
+             }
+             network.add(runtime::make_resizing(height, width, parse_interpolation(interpolation), mode, fill_value));
+           },
+           py::arg("height"), py::arg("width"), py::arg("interpolation") = "bilinear", py::arg("aspect") = "stretch",
+           py::arg("fill_value") = 0.0f)
+      .def("add_center_crop", [](runtime::Network& network, int64_t height, int64_t width) {
+        network.add(runtime::make_center_crop(height, width));
+      }, py::arg("height"), py::arg("width"))
+      .def("add_random_crop", [](runtime::Network& network, int64_t height, int64_t width, int64_t seed) {
+        network.add(runtime::make_random_crop(height, width, seed));
+      }, py::arg("height"), py::arg("width"), py::arg("seed") = -1)
       .def("build",
            [](runtime::Network& network, std::tuple<int64_t, int64_t, int64_t> shape) {
              network.build({std::get<0>(shape), std::get<1>(shape), std::get<2>(shape)});
@@ -780,6 +1060,24 @@ PYBIND11_MODULE(_core, m) {
            "Times each phase of train_step from now on (clears earlier sums); off by default.")
       .def("profile", &runtime::Network::profile,
            "[(phase, seconds summed over the profiled train steps)], empty when profiling is off.")
+      .def("forward_training",
+           [](runtime::Network& network, const FloatArray& x, uint64_t seed) {
+             if (!network.built()) throw py::value_error("the network is not built");
+             const SampleShape input = network.input_shape();
+             require_rank(x, 4, "x");
+             require_dimension(x, 1, input.height, "x", "height");
+             require_dimension(x, 2, input.width, "x", "width");
+             require_dimension(x, 3, input.channels, "x", "channels");
+             const SampleShape output_shape = network.output_shape();
+             FloatArray output = empty_float({x.shape(0), output_shape.height, output_shape.width, output_shape.channels});
+             {
+               py::gil_scoped_release release;
+               network.forward_training(x.data(), x.shape(0), seed, output.mutable_data());
+             }
+             return output;
+           },
+           py::arg("x"), py::arg("seed"),
+           "A forward pass in training mode (random layers active) without loss or update.")
       .def("predict", [](runtime::Network& network, const FloatArray& x) {
         if (!network.built()) throw py::value_error("the network is not built");
         const SampleShape input = network.input_shape();

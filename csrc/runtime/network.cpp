@@ -429,4 +429,13 @@ void Network::predict(const float* x, int64_t batch, float* output) {
   }
 }
 
+void Network::forward_training(const float* x, int64_t batch, uint64_t seed, float* output) {
+  std::lock_guard<std::mutex> lock(step_mutex_);
+  if (!built_) throw std::logic_error("network is not built");
+  if (batch <= 0) return;
+  ensure_workspace(batch);
+  const float* result = forward(kernels::active(), x, batch, true, seed);
+  std::memcpy(output, result, static_cast<size_t>(batch * output_shape().size()) * sizeof(float));
+}
+
 }  // namespace fastcnn::runtime

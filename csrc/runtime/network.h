@@ -64,6 +64,9 @@ class Network {
                        int64_t batch);
   // Inference on `batch` contiguous samples; output holds batch * output_shape().size().
   void predict(const float* x, int64_t batch, float* output);
+  // One forward pass in training mode with no loss or update (random layers active, as a Keras
+  // layer called with training=True); `seed` plays the step's seed.
+  void forward_training(const float* x, int64_t batch, uint64_t seed, float* output);
 
   // Per-phase wall time of train_step (gather, each layer's forward and backward, loss,
   // optimizer, and the whole step), summed over the steps since profiling was switched on.

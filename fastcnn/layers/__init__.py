@@ -1,6 +1,8 @@
 """Keras layers: ``from fastcnn import layers`` then ``layers.Conv2D(...)`` as in Keras."""
 
 from fastcnn.layers.activation import Activation
+from fastcnn.layers.augmentation import (CenterCrop, RandomBrightness, RandomContrast, RandomCrop, RandomFlip,
+                                         RandomRotation, RandomTranslation, RandomZoom, Resizing)
 from fastcnn.layers.base import Layer, Variable
 from fastcnn.layers.batch_normalization import BatchNormalization
 from fastcnn.layers.conv2d import Conv2D
@@ -36,6 +38,15 @@ __all__ = [
     "Reshape",
     "ZeroPadding2D",
     "BatchNormalization",
+    "CenterCrop",
+    "RandomBrightness",
+    "RandomContrast",
+    "RandomCrop",
+    "RandomFlip",
+    "RandomRotation",
+    "RandomTranslation",
+    "RandomZoom",
+    "Resizing",
     "Conv2D",
     "Convolution2D",
     "Dense",
