@@ -1,19 +1,15 @@
-"""plot_history, `python -m fastcnn --plot`, and the runnable example of docs/data.md."""
+"""plot_history and `python -m fastcnn --plot` (the README's image-folder example: tests/test_readme.py)."""
 
 import os
-import pathlib
-import re
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from fastcnn import callbacks, utils
 
 pytest.importorskip("matplotlib")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs" / "data.md"
 
 
 def _history():
@@ -65,19 +61,4 @@ def test_main_plot_writes_the_curves(tmp_path):
                             env={**os.environ, "MPLBACKEND": "Agg"})
     assert result.returncode == 0, result.stderr
     assert "training curves (validation = the test set): history.png" in result.stdout
-    assert (tmp_path / "history.png").read_bytes()[:8] == PNG_SIGNATURE
-
-
-def test_docs_image_folder_example_runs_as_printed(tmp_path, monkeypatch, capsys):
-    pytest.importorskip("PIL")
-    code = re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.S)[0]
-    monkeypatch.chdir(tmp_path)
-    namespace = {}
-    exec(compile(code, str(DOCS), "exec"), namespace)
-    out = capsys.readouterr().out
-    for comment in re.findall(r"^# (Found .*|Using .*)$", code, re.M):
-        assert comment + "\n" in out           # the messages the example shows are the ones printed
-    assert "['circle', 'horizontal_bar', 'vertical_bar']" in out
-    assert len(namespace["history"].history["val_loss"]) == 6
-    assert 0.0 <= namespace["accuracy"] <= 1.0 and np.isfinite(namespace["loss"])
     assert (tmp_path / "history.png").read_bytes()[:8] == PNG_SIGNATURE

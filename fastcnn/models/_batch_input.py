@@ -105,8 +105,6 @@ class BatchSource:
 
     def warn_ignored_shuffle(self):
         """Keras's warnings where fit's shuffle=True (the default) cannot apply."""
-        from fastcnn._image_dataset import ImageDataset
-
         if self.kind == "iterator":
             warnings.warn("`shuffle=True` was passed, but will be ignored since the data `x` was provided as a "
                           "generator. The generator is expected to yield already-shuffled data.", stacklevel=4)

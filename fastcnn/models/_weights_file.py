@@ -34,7 +34,7 @@ def _h5py():
         import h5py
     except ImportError as error:
         raise ImportError("Reading and writing `.weights.h5` files requires the h5py package. "
-                          "Install it with `pip install h5py`.") from error
+                          "Install it with `pip install h5py` (or `pip install fastcnn[saving]`).") from error
     return h5py
 
 

@@ -7,7 +7,6 @@ the GIL released. Weights live in that network's flat buffer; layers expose view
 
 import math
 import numbers
-import time
 
 import numpy as np
 

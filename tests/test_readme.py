@@ -1,0 +1,59 @@
+"""The README's runnable examples run as printed (each executed in a fresh temporary directory)."""
+
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_block(containing):
+    """The one ```python block of the README that contains `containing`."""
+    blocks = [block for block in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if containing in block]
+    assert len(blocks) == 1, f"{len(blocks)} README blocks contain {containing!r}"
+    return blocks[0]
+
+
+def run_block(code, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    return namespace
+
+
+@pytest.mark.slow
+def test_fighting_overfitting_script_runs_as_printed(tmp_path, monkeypatch, capsys):
+    """Augmentation + dropout + l2 + EarlyStopping + ModelCheckpoint, as the README prints it."""
+    pytest.importorskip("h5py")
+    namespace = run_block(readme_block("callbacks.EarlyStopping(monitor=\"val_loss\", patience=4"), tmp_path,
+                          monkeypatch)
+    out = capsys.readouterr().out
+    match = re.search(r"stopped after (\d+) epochs; test accuracy: (\d\.\d+)", out)
+    assert match, out[-2000:]
+    epochs, accuracy = int(match.group(1)), float(match.group(2))
+    assert epochs < 40  # early stopping stopped it
+    assert accuracy >= 0.95
+    model = namespace["model"]
+    # The checkpoint holds the best epoch's weights, which EarlyStopping restored into the model.
+    restored = model.get_weights()
+    model.load_weights(tmp_path / "best.weights.h5")
+    for a, b in zip(restored, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    history = namespace["history"].history
+    assert min(history["val_loss"]) == pytest.approx(model.evaluate(
+        namespace["x_train"][-400:], namespace["y_train"][-400:], verbose=0)[0], rel=1e-5)
+
+
+def test_image_folder_example_runs_as_printed(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("PIL")
+    code = readme_block("image_dataset_from_directory(")
+    namespace = run_block(code, tmp_path, monkeypatch)
+    out = capsys.readouterr().out
+    for comment in re.findall(r"^# (Found .*|Using .*)$", code, re.M):
+        assert comment + "\n" in out           # the messages the example shows are the ones printed
+    assert "['circle', 'horizontal_bar', 'vertical_bar']" in out
+    assert len(namespace["history"].history["val_loss"]) == 6
+    assert 0.0 <= namespace["accuracy"] <= 1.0 and np.isfinite(namespace["loss"])
+    assert (tmp_path / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
