@@ -709,6 +709,25 @@ StepArrays check_step(runtime::Network& network, const FloatArray& x, const std:
   return arrays;
 }
 
+// Checks x against the network's input and runs `pass(x, batch, output)` without the GIL into a
+// new (batch, height, width, channels) array of the network's output shape.
+template <typename Pass>
+FloatArray run_forward(runtime::Network& network, const FloatArray& x, Pass&& pass) {
+  if (!network.built()) throw py::value_error("the network is not built");
+  const SampleShape input = network.input_shape();
+  require_rank(x, 4, "x");
+  require_dimension(x, 1, input.height, "x", "height");
+  require_dimension(x, 2, input.width, "x", "width");
+  require_dimension(x, 3, input.channels, "x", "channels");
+  const SampleShape output_shape = network.output_shape();
+  FloatArray output = empty_float({x.shape(0), output_shape.height, output_shape.width, output_shape.channels});
+  {
+    py::gil_scoped_release release;
+    pass(x.data(), x.shape(0), output.mutable_data());
+  }
+  return output;
+}
+
 py::tuple step_result(const runtime::StepResult& result) {
   return py::make_tuple(result.loss_sum, result.correct);
 }
@@ -1062,35 +1081,15 @@ PYBIND11_MODULE(_core, m) {
            "[(phase, seconds summed over the profiled train steps)], empty when profiling is off.")
       .def("forward_training",
            [](runtime::Network& network, const FloatArray& x, uint64_t seed) {
-             if (!network.built()) throw py::value_error("the network is not built");
-             const SampleShape input = network.input_shape();
-             require_rank(x, 4, "x");
-             require_dimension(x, 1, input.height, "x", "height");
-             require_dimension(x, 2, input.width, "x", "width");
-             require_dimension(x, 3, input.channels, "x", "channels");
-             const SampleShape output_shape = network.output_shape();
-             FloatArray output = empty_float({x.shape(0), output_shape.height, output_shape.width, output_shape.channels});
-             {
-               py::gil_scoped_release release;
-               network.forward_training(x.data(), x.shape(0), seed, output.mutable_data());
-             }
-             return output;
+             return run_forward(network, x, [&](const float* input, int64_t batch, float* output) {
+               network.forward_training(input, batch, seed, output);
+             });
            },
            py::arg("x"), py::arg("seed"),
            "A forward pass in training mode (random layers active) without loss or update.")
       .def("predict", [](runtime::Network& network, const FloatArray& x) {
-        if (!network.built()) throw py::value_error("the network is not built");
-        const SampleShape input = network.input_shape();
-        require_rank(x, 4, "x");
-        require_dimension(x, 1, input.height, "x", "height");
-        require_dimension(x, 2, input.width, "x", "width");
-        require_dimension(x, 3, input.channels, "x", "channels");
-        const SampleShape output_shape = network.output_shape();
-        FloatArray output = empty_float({x.shape(0), output_shape.height, output_shape.width, output_shape.channels});
-        {
-          py::gil_scoped_release release;
-          network.predict(x.data(), x.shape(0), output.mutable_data());
-        }
-        return output;
+        return run_forward(network, x, [&](const float* input, int64_t batch, float* output) {
+          network.predict(input, batch, output);
+        });
       });
 }

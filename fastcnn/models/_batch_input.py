@@ -364,13 +364,8 @@ def fit(model, x, y, epochs, verbose, callbacks, validation_split, validation_da
                 break
         source.on_epoch_end()
         epoch_logs = dict(logs)
-        if validation is not None and (epoch + 1) % validation_freq == 0:
-            if isinstance(validation, BatchSource):
-                val_logs = evaluate_validation(model, validation, validation_steps, callback_list)
-            else:
-                val_logs = model._evaluate_prepared(validation[0], validation[1], validation_batch_size,
-                                                    callback_list)
-            epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
+        epoch_logs.update(model._validation_logs(validation, epoch, validation_freq, validation_steps,
+                                                 validation_batch_size, callback_list))
         callback_list.on_epoch_end(epoch, epoch_logs)
         logs = epoch_logs
         if model.stop_training:

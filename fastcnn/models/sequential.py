@@ -483,19 +483,26 @@ class Sequential:
                 if self.stop_training:
                     break
             epoch_logs = dict(logs)
-            if isinstance(validation, _batch_input.BatchSource) and (epoch + 1) % validation_freq == 0:
-                val_logs = _batch_input.evaluate_validation(self, validation, validation_steps, callback_list)
-                epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
-            elif validation is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._evaluate_prepared(validation[0], validation[1], validation_batch_size,
-                                                   callback_list)
-                epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
+            epoch_logs.update(self._validation_logs(validation, epoch, validation_freq, validation_steps,
+                                                    validation_batch_size, callback_list))
             callback_list.on_epoch_end(epoch, epoch_logs)
             logs = epoch_logs
             if self.stop_training:
                 break
         callback_list.on_train_end(logs)
         return callback_list.history
+
+    def _validation_logs(self, validation, epoch, validation_freq, validation_steps, validation_batch_size,
+                         callback_list):
+        """The `val_` entries of an epoch's logs: validation (prepared arrays or a batch source) is
+        evaluated after every `validation_freq`-th epoch, through the on_test_* hooks."""
+        if validation is None or (epoch + 1) % validation_freq != 0:
+            return {}
+        if isinstance(validation, _batch_input.BatchSource):
+            val_logs = _batch_input.evaluate_validation(self, validation, validation_steps, callback_list)
+        else:
+            val_logs = self._evaluate_prepared(validation[0], validation[1], validation_batch_size, callback_list)
+        return {f"val_{key}": value for key, value in val_logs.items()}
 
     def _apply_constraints(self):
         """Keras's optimizer projects each trainable weight through its constraint after updating it."""
