@@ -104,17 +104,34 @@ def save_weights(model, filepath, overwrite=True):
     if not overwrite and os.path.exists(path) and not _ask_to_proceed_with_overwrite(path):
         return
     h5py = _h5py()
-    # Written to a temporary file and renamed over the target: a reader (or a crash mid-write)
-    # never sees a half-written file, and a failed save leaves the previous file in place.
+
+    def write(stream):
+        with h5py.File(stream, "w") as file:
+            write_layer_groups(file, model)
+
+    replace_atomically(path, write)
+
+
+def write_layer_groups(file, model):
+    """The model's `vars` group and one `layers/<kind>/vars` group per layer, into an open h5 file."""
+    file.create_group("vars").attrs["name"] = model.name
+    for group_path, layer in layer_paths(model):
+        group = file.create_group(group_path).create_group("vars")
+        group.attrs["name"] = layer.name
+        for index, variable in enumerate(file_variables(layer)):
+            group[str(index)] = np.asarray(variable.numpy(), dtype=np.float32)
+
+
+def replace_atomically(path, write):
+    """Calls write(stream) on a new temporary file beside `path`, flushes and fsyncs it, then
+    renames it over `path`: a reader (or a crash mid-write) never sees a half-written file, a failed
+    save leaves the previous file in place, and no temporary file remains either way."""
     temporary = _temporary_path(path)
     try:
-        with h5py.File(temporary, "w") as file:
-            file.create_group("vars").attrs["name"] = model.name
-            for group_path, layer in layer_paths(model):
-                group = file.create_group(group_path).create_group("vars")
-                group.attrs["name"] = layer.name
-                for index, variable in enumerate(file_variables(layer)):
-                    group[str(index)] = np.asarray(variable.numpy(), dtype=np.float32)
+        with open(temporary, "r+b") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         try:
@@ -122,6 +139,17 @@ def save_weights(model, filepath, overwrite=True):
         except OSError:
             pass
         raise
+    # The rename itself reaches the disk once the directory is synced (POSIX; not on Windows).
+    try:
+        directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(directory)
+    except OSError:
+        pass
+    finally:
+        os.close(directory)
 
 
 def _layer_group(file, group_path):
@@ -181,19 +209,25 @@ def load_weights(model, filepath, skip_mismatch=False):
         raise ValueError("You are loading weights into a model that has not yet been built. Try building the "
                          "model first by calling it on some data or by using `build()`.")
     h5py = _h5py()
-    loaded, failures = [], []
     with h5py.File(path, "r") as file:
-        for group_path, layer in layer_paths(model):
-            arrays, error = _read_layer(h5py, file, group_path, layer)
-            if error is None:
-                loaded.append((layer, arrays))
-            else:
-                failures.append((layer, error))
+        read_layer_groups(h5py, file, model, skip_mismatch)
+
+
+def read_layer_groups(h5py, file, model, skip_mismatch=False):
+    """Reads every layer's arrays from an open h5 file and assigns them, all or nothing: any
+    mismatch raises (naming the layers) before a weight is written, unless skip_mismatch, which
+    loads the layers that match and warns about the others."""
+    loaded, failures = [], []
+    for group_path, layer in layer_paths(model):
+        arrays, error = _read_layer(h5py, file, group_path, layer)
+        if error is None:
+            loaded.append((layer, arrays))
+        else:
+            failures.append((layer, error))
     if failures and not skip_mismatch:
-        # Checked before anything is written: a failed load leaves the model as it was.
         raise ValueError(_loading_failure_message(failures))
     for layer, arrays in loaded:
         for variable, array in zip(file_variables(layer), arrays):
             variable.assign(array)
     if failures:
-        warnings.warn(_loading_failure_message(failures), stacklevel=3)
+        warnings.warn(_loading_failure_message(failures), stacklevel=4)
