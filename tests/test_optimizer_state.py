@@ -185,7 +185,8 @@ def test_state_equals_keras_and_crosses_both_ways(tf, name):
     base = ["iteration"] + ([] if name == "adam_schedule" else ["learning_rate"])
     assert names[:len(base)] == base
     # The first kernel's slots, each in its own group or interleaved, in Keras's order.
-    first_kernel = [n[len(f"{MODEL_NAME}_conv_a_kernel_"):] for n in names if n.startswith(f"{MODEL_NAME}_conv_a_kernel_")]
+    prefix = f"{MODEL_NAME}_conv_a_kernel_"
+    first_kernel = [n[len(prefix):] for n in names if n.startswith(prefix)]
     assert first_kernel == EXPECTED_SLOTS[name]
     assert len(names) == len(base) + 6 * len(EXPECTED_SLOTS[name]) + (name == "nadam")
     # summary()'s Optimizer params: the values of these variables, as Keras counts them.
@@ -486,7 +487,8 @@ def test_bad_calls(tmp_path):
     # A schedule has no learning_rate variable: Keras's float-rate state does not fit it.
     scheduled = _trained("adam_schedule")
     with pytest.raises(ValueError, match=r"has 13 variables but 14 arrays.*schedule"):
-        _optimizer_state.set_optimizer_state_arrays(scheduled, _optimizer_state.optimizer_state_arrays(_trained("adam")))
+        _optimizer_state.set_optimizer_state_arrays(scheduled,
+                                                    _optimizer_state.optimizer_state_arrays(_trained("adam")))
 
 
 def test_runtime_slot_views_check_their_arguments():

@@ -184,7 +184,8 @@ def _check_value(spec, index, value, who):
         raise ValueError(f"{where} has shape {spec.shape} but the received array has shape {array.shape}.")
     if spec.kind == "iteration":
         if array.dtype.kind not in "iu":
-            raise TypeError(f"{where} must be an integer array (Keras stores it as int64). Received dtype={array.dtype}")
+            raise TypeError(f"{where} must be an integer array (Keras stores it as int64). "
+                            f"Received dtype={array.dtype}")
         count = int(array)
         if count < 0 or count > np.iinfo(np.int64).max:
             raise ValueError(f"{where} is a step count and must be >= 0. Received: {count}")
