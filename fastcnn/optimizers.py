@@ -3,6 +3,7 @@ fused pass over the model's flat parameter buffer (csrc/runtime/optimizer.h give
 these objects hold the hyperparameters and read the state back."""
 
 import numbers
+import weakref
 
 from fastcnn import schedules
 
@@ -54,6 +55,7 @@ class Optimizer:
             raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. Received: "
                              f"clipnorm={clipnorm}, clipvalue={clipvalue}, global_clipnorm={global_clipnorm}")
         self._network = None
+        self._model_ref = None
 
     @property
     def learning_rate(self):
@@ -97,17 +99,50 @@ class Optimizer:
     def _runtime_config(self):
         raise NotImplementedError(f"{type(self).__name__} must implement _runtime_config")
 
-    def _attach(self, network):
-        """Configures the compiled model's optimizer (fresh state)."""
+    def _attach(self, network, model=None):
+        """Configures the compiled model's optimizer (fresh state). `model` (held weakly) is the
+        Sequential that owns `network`: `variables` names the slots after its weights."""
         network.configure_optimizer(kind=self._kind, **self._base_runtime_config(), **self._runtime_config())
         self._network = network
+        self._model_ref = weakref.ref(model) if model is not None else None
 
-    _slots_per_parameter = 0
+    # Keras's slot variables, as the `build` of each Keras optimizer creates them: a list of groups,
+    # one per `add_optimizer_variables` call, each a list of (Keras slot name, C++ buffer of
+    # csrc/runtime/optimizer.h). Within a group Keras interleaves the names per weight (Adam:
+    # w0 momentum, w0 velocity, w1 momentum, ...); the groups follow one another.
+    def _slot_groups(self):
+        return []
+
+    # Keras variables after the slots that belong to no weight: Nadam's `u_product` scalar.
+    _extra_scalars = ()
+
+    @property
+    def _has_learning_rate_variable(self):
+        """Keras keeps a float32 `learning_rate` variable for a constant rate; a schedule is
+        evaluated at `iterations` and stores none."""
+        return not isinstance(self._learning_rate, schedules.LearningRateSchedule)
+
+    @property
+    def _slots_per_parameter(self):
+        return sum(len(group) for group in self._slot_groups())
 
     def count_variables(self, trainable_count):
-        """Keras's optimizer variables: iterations and learning_rate, plus its slots (momentum,
-        moments, ...) for every trainable parameter."""
-        return self._slots_per_parameter * trainable_count + 2
+        """Number of values in Keras's optimizer variables (what `summary()` reports as Optimizer
+        params): `iteration`, `learning_rate` (not with a schedule), the slots (momentum, moments,
+        ...) of every trainable parameter, and Nadam's `u_product`."""
+        return (self._slots_per_parameter * trainable_count + 1 + self._has_learning_rate_variable
+                + len(self._extra_scalars))
+
+    @property
+    def variables(self):
+        """Keras's `optimizer.variables`, in its order and with its names and shapes: `iteration`
+        (int64), `learning_rate` (float32; absent with a schedule), then the slots of every
+        trainable weight of the compiled model (see `_slot_groups`). Each has `name`, `shape`,
+        `dtype`, `numpy()` (a copy of the C++ state) and `assign(value)`; before the model is built
+        only the first two exist, as in Keras before `optimizer.build`."""
+        from fastcnn.models import _optimizer_state
+
+        return _optimizer_state.optimizer_variables(self)
 
     def get_config(self):
         learning_rate = self._learning_rate
@@ -130,9 +165,10 @@ class SGD(Optimizer):
             raise TypeError(f"`nesterov` must be a bool. Received: nesterov={nesterov!r}")
         self.nesterov = nesterov
 
-    @property
-    def _slots_per_parameter(self):
-        return 1 if self.momentum > 0 else 0
+    def _slot_groups(self):
+        # Keras: `if self.momentum != 0: add_optimizer_variables(variables, "momentum")`; the C++
+        # momentum m = momentum * m - lr * g is Keras's own sign convention.
+        return [[("momentum", "first_moment")]] if self.momentum != 0 else []
 
     def _runtime_config(self):
         return {"momentum": self.momentum, "nesterov": self.nesterov}
@@ -154,9 +190,12 @@ class Adam(Optimizer):
             raise TypeError(f"`amsgrad` must be a bool. Received: amsgrad={amsgrad!r}")
         self.amsgrad = amsgrad
 
-    @property
-    def _slots_per_parameter(self):
-        return 3 if self.amsgrad else 2
+    def _slot_groups(self):
+        # Keras: momentums and velocities in one call (interleaved per weight), then velocity_hats.
+        groups = [[("momentum", "first_moment"), ("velocity", "second_moment")]]
+        if self.amsgrad:
+            groups.append([("velocity_hat", "third_slot")])
+        return groups
 
     def _runtime_config(self):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon, "amsgrad": self.amsgrad}
@@ -179,9 +218,15 @@ class RMSprop(Optimizer):
             raise TypeError(f"`centered` must be a bool. Received: centered={centered!r}")
         self.centered = centered
 
-    @property
-    def _slots_per_parameter(self):
-        return 1 + (self.momentum > 0) + self.centered
+    def _slot_groups(self):
+        # Keras: all velocities, then all momentums (momentum > 0), then all average_gradients
+        # (centered), each its own add_optimizer_variables call.
+        groups = [[("velocity", "second_moment")]]
+        if self.momentum > 0:
+            groups.append([("momentum", "first_moment")])
+        if self.centered:
+            groups.append([("average_gradient", "third_slot")])
+        return groups
 
     def _runtime_config(self):
         return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon, "centered": self.centered}
@@ -203,7 +248,10 @@ class AdamW(Adam):
 
 class Adagrad(Optimizer):
     _kind = "adagrad"
-    _slots_per_parameter = 1
+
+    def _slot_groups(self):
+        # Starts at initial_accumulator_value, in Keras and in C++ alike.
+        return [[("accumulator", "second_moment")]]
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, name="adagrad",
                  **kwargs):
@@ -221,16 +269,18 @@ class Adagrad(Optimizer):
 
 class Nadam(Optimizer):
     _kind = "nadam"
-    _slots_per_parameter = 2
+    # Keras's `self._u_product = backend.Variable(1.0)`, created after the slots with no name of
+    # its own, hence Keras's default name "variable".
+    _extra_scalars = ("variable",)
+
+    def _slot_groups(self):
+        return [[("momentum", "first_moment"), ("velocity", "second_moment")]]
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name="nadam", **kwargs):
         super().__init__(learning_rate, name, **kwargs)
         self.beta_1 = _check_float("beta_1", beta_1, 0.0, 1.0, high_inclusive=False)
         self.beta_2 = _check_float("beta_2", beta_2, 0.0, 1.0, high_inclusive=False)
         self.epsilon = _check_float("epsilon", epsilon, 0.0, low_inclusive=False)
-
-    def count_variables(self, trainable_count):
-        return super().count_variables(trainable_count) + 1  # Keras's u_product
 
     def _runtime_config(self):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}

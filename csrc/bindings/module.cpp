@@ -1045,7 +1045,54 @@ PYBIND11_MODULE(_core, m) {
            py::arg("clipvalue") = 0.0f)
       .def_property(
           "optimizer_iterations", [](runtime::Network& network) { return network.optimizer().iterations; },
-          [](runtime::Network& network, int64_t value) { network.optimizer().iterations = value; })
+          [](runtime::Network& network, int64_t value) {
+            if (value < 0) throw py::value_error("optimizer iterations must be >= 0. Received: " + std::to_string(value));
+            network.optimizer().iterations = value;
+          })
+      // Per layer, numpy views of one optimizer slot buffer ("first_moment", "second_moment" or
+      // "third_slot", flat over the parameter buffer: see runtime/optimizer.h), laid out exactly as
+      // parameter_views, so a weight's slot is the view at the weight's own position. The views
+      // keep the network alive but not the buffer: configure_optimizer (a recompile) replaces it,
+      // so Python takes them, copies or writes, and drops them at once (never handed to users).
+      .def("optimizer_slot_views",
+           [](py::object self, const std::string& slot) {
+             auto& network = self.cast<runtime::Network&>();
+             runtime::Optimizer& optimizer = network.optimizer();
+             std::vector<float>* buffer = nullptr;
+             if (slot == "first_moment") {
+               buffer = &optimizer.first_moment;
+             } else if (slot == "second_moment") {
+               buffer = &optimizer.second_moment;
+             } else if (slot == "third_slot") {
+               buffer = &optimizer.third_slot;
+             } else {
+               throw py::value_error("Unknown optimizer slot '" + slot +
+                                     "'; expected 'first_moment', 'second_moment' or 'third_slot'");
+             }
+             if (static_cast<int64_t>(buffer->size()) != network.parameter_count()) {
+               throw py::value_error("The optimizer has no '" + slot + "' buffer for this network (size " +
+                                     std::to_string(buffer->size()) + ", parameters " +
+                                     std::to_string(network.parameter_count()) + ")");
+             }
+             py::list result;
+             for (const auto& layer : network.layers()) {
+               py::list views;
+               float* cursor = buffer->data() + layer->parameter_offset;
+               for (const auto& shape : layer->parameter_shapes()) {
+                 views.append(view_of(self, cursor, shape));
+                 int64_t count = 1;
+                 for (int64_t dimension : shape) count *= dimension;
+                 cursor += count;
+               }
+               result.append(views);
+             }
+             return result;
+           },
+           py::arg("slot"))
+      .def_property(
+          "optimizer_nadam_u_product", [](runtime::Network& network) { return network.optimizer().nadam_u_product; },
+          [](runtime::Network& network, double value) { network.optimizer().nadam_u_product = value; },
+          "Nadam's running product of u_t (Keras's `u_product` variable); 1.0 before the first step.")
       .def("train_step",
            [](runtime::Network& network, const FloatArray& x, std::optional<LabelArray> labels,
               std::optional<FloatArray> probabilities, const IndexArray& indices, float learning_rate,

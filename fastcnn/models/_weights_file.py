@@ -231,3 +231,87 @@ def read_layer_groups(h5py, file, model, skip_mismatch=False):
             variable.assign(array)
     if failures:
         warnings.warn(_loading_failure_message(failures), stacklevel=4)
+
+
+# ---- the optimizer group ----
+#
+# Keras's saving walk writes a compiled model's optimizer after its layers, as
+#
+#     /optimizer/vars               group, attrs name=<optimizer name>
+#     /optimizer/vars/0, 1, …       one dataset per variable of `optimizer.variables`:
+#                                   0 `iteration` (int64 scalar), 1 `learning_rate` (float32 scalar,
+#                                   absent with a schedule), then the slots (float32, shaped like
+#                                   their weights), Nadam's u_product last
+#
+# (Keras's `Optimizer.save_own_variables`: `store[str(i)] = variable.numpy()`). The order, names and
+# mapping onto the C++ state are in fastcnn/models/_optimizer_state.py. These functions take an
+# open h5py File or Group, the root of a `.weights.h5` file or of the `model.weights.h5` inside a
+# `.keras` archive, so that the whole-model format can call them on its own file object.
+
+OPTIMIZER_GROUP = "optimizer"
+
+
+def save_optimizer_variables(file, model):
+    """Writes the compiled model's optimizer state as Keras's `optimizer/vars` group under `file`
+    (an h5py File or Group opened for writing, without an `optimizer` entry yet)."""
+    from fastcnn.models import _optimizer_state
+
+    arrays = _optimizer_state.optimizer_state_arrays(model)  # raises if the model is not compiled
+    if OPTIMIZER_GROUP in file:
+        raise ValueError(f"The h5 group {file.name!r} already has an '{OPTIMIZER_GROUP}' entry; the optimizer "
+                         "state is written once, into a new group.")
+    group = file.create_group(OPTIMIZER_GROUP).create_group("vars")
+    group.attrs["name"] = model.optimizer.name
+    for index, array in enumerate(arrays):
+        group[str(index)] = array  # int64 iteration, float32 the rest, as Keras writes them
+
+
+def read_optimizer_variables(file):
+    """The arrays of `file`'s `optimizer/vars` group in index order (None when the file has no
+    optimizer group: a model saved uncompiled, or a fastcnn `save_weights` file). Datasets must be
+    named 0 … n-1, as Keras writes them; anything else raises a ValueError naming the entry."""
+    h5py = _h5py()
+    group = _layer_group(file, OPTIMIZER_GROUP)
+    if group is None:
+        return None
+    keys = list(group.keys())
+    expected = {str(index) for index in range(len(keys))}
+    if set(keys) != expected:
+        raise ValueError(f"The optimizer group {group.name!r} must hold datasets named 0 to {len(keys) - 1}, as Keras "
+                         f"writes them. Received: {sorted(keys, key=lambda k: (len(k), k))}")
+    arrays = []
+    for index in range(len(keys)):
+        entry = group[str(index)]
+        if not isinstance(entry, h5py.Dataset):
+            raise ValueError(f"The optimizer entry '{group.name}/{index}' must be a dataset. Received: {entry!r}")
+        if entry.dtype.kind not in "iuf":
+            raise ValueError(f"The optimizer dataset '{group.name}/{index}' must hold numbers. Received dtype "
+                             f"{entry.dtype}")
+        arrays.append(np.asarray(entry[()]))
+    return arrays
+
+
+def load_optimizer_variables(file, model, skip_mismatch=False):
+    """Sets the compiled model's optimizer state from `file`'s `optimizer/vars` group; returns True
+    when loaded. Every array is checked first (see `set_optimizer_state_arrays`): on a mismatch
+    (or no optimizer group) this raises a ValueError naming the variable and leaves the optimizer
+    as it was, or, with `skip_mismatch=True`, warns as Keras does ("Skipping variable loading for
+    optimizer ...") and returns False."""
+    from fastcnn.models import _optimizer_state
+
+    if skip_mismatch not in (True, False):
+        raise ValueError(f"`skip_mismatch` must be True or False. Received: skip_mismatch={skip_mismatch!r}")
+    arrays = read_optimizer_variables(file)
+    try:
+        if arrays is None:
+            expected = len(_optimizer_state.optimizer_state_names(model))
+            raise ValueError(f"Skipping variable loading for optimizer '{model.optimizer.name}', because it has "
+                             f"{expected} variables whereas the saved optimizer has 0 variables (the file has no "
+                             f"'{OPTIMIZER_GROUP}/vars' group).")
+        _optimizer_state.set_optimizer_state_arrays(model, arrays)
+    except ValueError as error:
+        if not skip_mismatch or not model.compiled:
+            raise
+        warnings.warn(str(error), stacklevel=2)
+        return False
+    return True

@@ -316,7 +316,7 @@ class Sequential:
 
     def _configure_network(self):
         self._network.configure_loss(self.loss.from_logits)
-        self.optimizer._attach(self._network)
+        self.optimizer._attach(self._network, model=self)
 
     def _require_compiled(self, what):
         if not self._compiled:
