@@ -249,9 +249,14 @@ _BY_NAME = {
 
 
 def get(identifier):
-    """An initializer from a Keras name ('glorot_uniform'), a class name, or an instance."""
+    """An initializer from a Keras name ('glorot_uniform'), a class name, a serialized config
+    (``initializers.serialize``'s dict), or an instance."""
     if isinstance(identifier, Initializer):
         return identifier
+    if isinstance(identifier, dict):  # a serialized initializer, checked against the allow-list
+        from fastcnn.saving import _config  # noqa: PLC0415 (saving imports this module)
+
+        return _config.deserialize_initializer(identifier, "initializer")
     if isinstance(identifier, str):
         key = identifier if identifier in _BY_NAME else None
         if key is None:

@@ -482,5 +482,8 @@ def test_configs_from_fastcnn_round_trip_exactly():
     rebuilt = saving.deserialize_model(json.loads(_text(serialized)))
     assert _text(saving.serialize_model(rebuilt)) == _text(serialized)
     assert _text(fastcnn.Sequential.from_config(model.get_config()).get_config()) == _text(model.get_config())
+    # Keras's other route, the constructor on a config (nested dicts included), gives the same layers.
+    for layer in model.layers:
+        assert _text(type(layer)(**layer.get_config()).get_config()) == _text(layer.get_config())
     not_compiled = saving.deserialize_model(serialized, compile=False)
     assert not not_compiled.compiled and not_compiled.built

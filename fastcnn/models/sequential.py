@@ -338,6 +338,14 @@ class Sequential:
         for name, value in (("loss_weights", loss_weights), ("weighted_metrics", weighted_metrics)):
             if value is not None:
                 raise ValueError(f"fastcnn does not support `{name}` yet. Received: {name}={value!r}")
+        if not isinstance(run_eagerly, bool):
+            raise TypeError(f"`run_eagerly` must be a bool. Received: run_eagerly={run_eagerly!r}")
+        if isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, numbers.Integral) \
+                or steps_per_execution <= 0:
+            raise ValueError("`steps_per_execution` must be a positive integer. Received: "
+                             f"steps_per_execution={steps_per_execution!r}")
+        if not (isinstance(jit_compile, bool) or jit_compile == "auto"):
+            raise ValueError(f"`jit_compile` must be a bool or 'auto'. Received: jit_compile={jit_compile!r}")
         self.optimizer = optimizers_module.get(optimizer)
         if loss is None:
             raise ValueError("fastcnn needs a `loss` in compile(): e.g. loss='sparse_categorical_crossentropy'.")
@@ -350,16 +358,8 @@ class Sequential:
         if len(resolved) > 1:
             raise ValueError(f"fastcnn reports one accuracy metric. Received: metrics={metrics!r}")
         self._metric = resolved[0] if resolved else None
-        if not isinstance(run_eagerly, bool):
-            raise TypeError(f"`run_eagerly` must be a bool. Received: run_eagerly={run_eagerly!r}")
-        if isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, numbers.Integral) \
-                or steps_per_execution <= 0:
-            raise ValueError("`steps_per_execution` must be a positive integer. Received: "
-                             f"steps_per_execution={steps_per_execution!r}")
-        if jit_compile not in ("auto", True, False):
-            raise ValueError(f"`jit_compile` must be a bool or 'auto'. Received: jit_compile={jit_compile!r}")
-        # What get_compile_config reports, as Keras records it: the arguments as passed (metrics
-        # as a list), jit_compile="auto" resolved as Keras resolves it on a CPU (False). fastcnn
+        # What get_compile_config reports, as Keras records it: the arguments as passed (a single
+        # metric as a one-item list: Keras's compile takes lists only), jit_compile="auto" resolved as Keras resolves it on a CPU (False). fastcnn
         # runs every step compiled, so run_eagerly, steps_per_execution and jit_compile change
         # nothing else.
         self._compile_arguments = {"loss": loss, "metrics": None if raw_metrics is None else metrics,
