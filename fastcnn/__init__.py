@@ -59,6 +59,7 @@ from fastcnn import (  # noqa: F401
     models,
     optimizers,
     regularizers,
+    saving,
     utils,
 )
 from fastcnn.config import get_num_threads, set_num_threads, show_config  # noqa: F401
@@ -77,6 +78,7 @@ __all__ = [
     "models",
     "optimizers",
     "regularizers",
+    "saving",
     "utils",
     "Sequential",
     "get_num_threads",

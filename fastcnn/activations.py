@@ -81,23 +81,24 @@ _FUNCTIONS = {"linear": linear, "relu": relu, "relu6": relu6, "leaky_relu": leak
 
 
 def get(identifier):
-    """Returns the canonical name of an activation given as a name, one of these functions, or None."""
+    """Returns the canonical name of an activation given as a name, one of these functions, or None.
+    Keras 3's swish is silu, and its configs name it "silu"; so does this."""
     if identifier is None:
         return "linear"
     if isinstance(identifier, str):
         if identifier in _FUNCTIONS:
-            return "swish" if identifier == "silu" else identifier
+            return "silu" if identifier == "swish" else identifier
         raise ValueError(
             f"Could not interpret activation function identifier: {identifier!r}. "
             f"Supported: {', '.join(SUPPORTED)}."
         )
     for name, function in _FUNCTIONS.items():
         if identifier is function:
-            return "swish" if name == "silu" else name
+            return "silu" if name == "swish" else name
     name = getattr(identifier, "__name__", None)
     if callable(identifier) and name in _FUNCTIONS:
         # keras.activations.relu, tf.nn.relu and friends: same math, matched by name.
-        return "swish" if name == "silu" else name
+        return "silu" if name == "swish" else name
     raise ValueError(
         f"Could not interpret activation function identifier: {identifier!r}. fastcnn runs "
         f"activations inside its C++ kernels; use one of: {', '.join(SUPPORTED)}."

@@ -25,6 +25,15 @@ def _compute_fans(shape):
     return shape[-2] * receptive_field, shape[-1] * receptive_field
 
 
+def _no_axes(input_axes, output_axes):
+    """Keras 3.15's VarianceScaling family takes ``input_axes``/``output_axes`` (which kernel axes
+    count as fan-in / fan-out); fastcnn uses the standard fans only, so they must stay None."""
+    for name, value in (("input_axes", input_axes), ("output_axes", output_axes)):
+        if value is not None:
+            raise ValueError(f"fastcnn computes fans from the standard kernel layout only; `{name}` must be "
+                             f"None. Received: {name}={value!r}")
+
+
 class Initializer:
     def __init__(self, seed=None):
         if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool)):
@@ -34,7 +43,9 @@ class Initializer:
     def _rng(self):
         # A seeded initializer draws the same values on every call, as in Keras; an unseeded one
         # draws from fastcnn's random state (utils.set_random_seed).
-        return np.random.default_rng(self.seed) if self.seed is not None else _random.generator()
+        # (Keras takes any integer seed; numpy's generator wants a non-negative one: fold it into
+        # [0, 2^64), which leaves the non-negative seeds below 2^64 unchanged.)
+        return np.random.default_rng(self.seed % 2**64) if self.seed is not None else _random.generator()
 
     def __call__(self, shape, dtype=None):
         raise NotImplementedError(f"{type(self).__name__} must implement __call__")
@@ -90,7 +101,7 @@ class RandomUniform(Initializer):
         return self._rng().uniform(self.minval, self.maxval, size=shape).astype(np.float32)
 
     def get_config(self):
-        return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed}
+        return {"seed": self.seed, "minval": self.minval, "maxval": self.maxval}
 
 
 class RandomNormal(Initializer):
@@ -104,7 +115,7 @@ class RandomNormal(Initializer):
         return self._rng().normal(self.mean, self.stddev, size=shape).astype(np.float32)
 
     def get_config(self):
-        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+        return {"seed": self.seed, "mean": self.mean, "stddev": self.stddev}
 
 
 def _truncated_normal(rng, shape, mean, stddev):
@@ -129,14 +140,16 @@ class TruncatedNormal(Initializer):
         return _truncated_normal(self._rng(), tuple(shape), self.mean, self.stddev)
 
     def get_config(self):
-        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+        return {"seed": self.seed, "mean": self.mean, "stddev": self.stddev}
 
 
 class VarianceScaling(Initializer):
     """Samples with variance scale / n, n = fan_in, fan_out or their mean (mode)."""
 
-    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None, input_axes=None,
+                 output_axes=None):
         super().__init__(seed)
+        _no_axes(input_axes, output_axes)
         if not scale > 0:
             raise ValueError(f"`scale` must be positive. Received: scale={scale}")
         mode = mode.lower() if isinstance(mode, str) else mode
@@ -166,55 +179,56 @@ class VarianceScaling(Initializer):
         return self._rng().uniform(-limit, limit, size=shape).astype(np.float32)
 
     def get_config(self):
-        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution, "seed": self.seed}
+        return {"seed": self.seed, "scale": self.scale, "mode": self.mode, "distribution": self.distribution,
+                "input_axes": None, "output_axes": None}
 
 
 class GlorotUniform(VarianceScaling):
-    def __init__(self, seed=None):
-        super().__init__(1.0, "fan_avg", "uniform", seed)
+    def __init__(self, seed=None, input_axes=None, output_axes=None):
+        super().__init__(1.0, "fan_avg", "uniform", seed, input_axes, output_axes)
 
     def get_config(self):
-        return {"seed": self.seed}
+        return {"seed": self.seed, "input_axes": None, "output_axes": None}
 
 
 class GlorotNormal(VarianceScaling):
-    def __init__(self, seed=None):
-        super().__init__(1.0, "fan_avg", "truncated_normal", seed)
+    def __init__(self, seed=None, input_axes=None, output_axes=None):
+        super().__init__(1.0, "fan_avg", "truncated_normal", seed, input_axes, output_axes)
 
     def get_config(self):
-        return {"seed": self.seed}
+        return {"seed": self.seed, "input_axes": None, "output_axes": None}
 
 
 class HeUniform(VarianceScaling):
-    def __init__(self, seed=None):
-        super().__init__(2.0, "fan_in", "uniform", seed)
+    def __init__(self, seed=None, input_axes=None, output_axes=None):
+        super().__init__(2.0, "fan_in", "uniform", seed, input_axes, output_axes)
 
     def get_config(self):
-        return {"seed": self.seed}
+        return {"seed": self.seed, "input_axes": None, "output_axes": None}
 
 
 class HeNormal(VarianceScaling):
-    def __init__(self, seed=None):
-        super().__init__(2.0, "fan_in", "truncated_normal", seed)
+    def __init__(self, seed=None, input_axes=None, output_axes=None):
+        super().__init__(2.0, "fan_in", "truncated_normal", seed, input_axes, output_axes)
 
     def get_config(self):
-        return {"seed": self.seed}
+        return {"seed": self.seed, "input_axes": None, "output_axes": None}
 
 
 class LecunUniform(VarianceScaling):
-    def __init__(self, seed=None):
-        super().__init__(1.0, "fan_in", "uniform", seed)
+    def __init__(self, seed=None, input_axes=None, output_axes=None):
+        super().__init__(1.0, "fan_in", "uniform", seed, input_axes, output_axes)
 
     def get_config(self):
-        return {"seed": self.seed}
+        return {"seed": self.seed, "input_axes": None, "output_axes": None}
 
 
 class LecunNormal(VarianceScaling):
-    def __init__(self, seed=None):
-        super().__init__(1.0, "fan_in", "truncated_normal", seed)
+    def __init__(self, seed=None, input_axes=None, output_axes=None):
+        super().__init__(1.0, "fan_in", "truncated_normal", seed, input_axes, output_axes)
 
     def get_config(self):
-        return {"seed": self.seed}
+        return {"seed": self.seed, "input_axes": None, "output_axes": None}
 
 
 _BY_NAME = {
@@ -235,9 +249,14 @@ _BY_NAME = {
 
 
 def get(identifier):
-    """An initializer from a Keras name ('glorot_uniform'), a class name, or an instance."""
+    """An initializer from a Keras name ('glorot_uniform'), a class name, a serialized config
+    (``initializers.serialize``'s dict), or an instance."""
     if isinstance(identifier, Initializer):
         return identifier
+    if isinstance(identifier, dict):  # a serialized initializer, checked against the allow-list
+        from fastcnn.saving import _config  # noqa: PLC0415 (saving imports this module)
+
+        return _config.deserialize_initializer(identifier, "initializer")
     if isinstance(identifier, str):
         key = identifier if identifier in _BY_NAME else None
         if key is None:
@@ -249,3 +268,13 @@ def get(identifier):
     raise ValueError(
         f"Could not interpret initializer identifier: {identifier!r}. Supported: {', '.join(_BY_NAME)}."
     )
+
+
+def serialize(initializer):
+    """Keras's serialized form: ``{"module": "keras.initializers", "class_name": ..., "config": ...,
+    "registered_name": None}``."""
+    if initializer is None:
+        return None
+    initializer = get(initializer)
+    return {"module": "keras.initializers", "class_name": type(initializer).__name__,
+            "config": initializer.get_config(), "registered_name": None}

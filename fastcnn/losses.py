@@ -1,6 +1,8 @@
 """Losses with Keras's names. Training computes them inside the C++ step (fused with softmax when
 the model ends in one); these objects configure that and can be called on arrays as in Keras."""
 
+import numbers
+
 import numpy as np
 
 from fastcnn import _core
@@ -17,6 +19,8 @@ class Loss:
                 "Invalid value for argument `reduction`. Expected one of sum_over_batch_size, sum, "
                 f"none. Received: reduction={reduction!r}"
             )
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"`name` must be a non-empty string. Received: name={name!r}")
         if not isinstance(from_logits, bool):
             raise TypeError(f"`from_logits` must be a bool. Received: from_logits={from_logits!r}")
         self.name = name
@@ -101,13 +105,17 @@ class SparseCategoricalCrossentropy(Loss):
     def _prepare_targets(self, y_true, classes):
         return _labels(y_true, classes)
 
+    def get_config(self):
+        return {**super().get_config(), "ignore_class": None}
+
 
 class CategoricalCrossentropy(Loss):
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
                  reduction="sum_over_batch_size", name="categorical_crossentropy"):
         if axis != -1:
             raise ValueError(f"fastcnn computes cross-entropy over the last axis only. Received: axis={axis}")
-        if not 0.0 <= label_smoothing <= 1.0:
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) \
+                or not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"`label_smoothing` must be in [0, 1]. Received: label_smoothing={label_smoothing}")
         super().__init__(name, reduction, from_logits)
         self.label_smoothing = float(label_smoothing)
@@ -116,7 +124,7 @@ class CategoricalCrossentropy(Loss):
         return _probabilities(y_true, classes, self.label_smoothing)
 
     def get_config(self):
-        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+        return {**super().get_config(), "label_smoothing": self.label_smoothing, "axis": -1}
 
 
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):

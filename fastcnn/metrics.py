@@ -12,6 +12,9 @@ class Accuracy:
             raise ValueError(f"`name` must be a non-empty string. Received: name={name!r}")
         self.name = name
 
+    def get_config(self):
+        return {"name": self.name, "dtype": "float32"}
+
     def __call__(self, y_true, y_pred):
         y_pred = np.asarray(y_pred)
         y_true = np.asarray(y_true)

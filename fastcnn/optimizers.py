@@ -5,7 +5,9 @@ these objects hold the hyperparameters and read the state back."""
 import numbers
 import weakref
 
-from fastcnn import schedules
+import numpy as np
+
+from fastcnn import _naming, schedules
 
 
 def _check_float(name, value, low=None, high=None, low_inclusive=True, high_inclusive=True):
@@ -37,14 +39,20 @@ class Optimizer:
 
     def __init__(self, learning_rate, name, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, **kwargs):
-        for argument in ("use_ema", "ema_momentum", "ema_overwrite_frequency", "loss_scale_factor",
-                         "gradient_accumulation_steps"):
-            if kwargs.get(argument) not in (None, False, 0.99):
+        for argument in ("use_ema", "ema_overwrite_frequency", "loss_scale_factor", "gradient_accumulation_steps"):
+            if kwargs.get(argument) not in (None, False):
                 raise ValueError(f"fastcnn does not support `{argument}`. Received: {argument}={kwargs[argument]!r}")
             kwargs.pop(argument, None)
+        # Keras records ema_momentum (default 0.99) even with use_ema=False; without EMA it has no
+        # effect, so any momentum in [0, 1] is accepted and kept for the config.
+        self._ema_momentum = _check_float("ema_momentum", kwargs.pop("ema_momentum", 0.99), 0.0, 1.0)
         if kwargs:
             raise TypeError(f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}")
         self.learning_rate = learning_rate
+        if name is None:  # Keras's auto_name: the class name in snake case, numbered from the second
+            name = _naming.unique_name(_naming.to_snake_case(type(self).__name__))
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"`name` must be a non-empty string. Received: name={name!r}")
         self.name = name
         self.weight_decay = None if weight_decay is None else _check_float("weight_decay", weight_decay, low=0.0)
         self.clipnorm = None if clipnorm is None else _check_float("clipnorm", clipnorm, low=0.0, low_inclusive=False)
@@ -145,11 +153,17 @@ class Optimizer:
         return _optimizer_state.optimizer_variables(self)
 
     def get_config(self):
+        """Keras 3.15's optimizer config: a float learning rate as Keras reads it back from its
+        float32 variable (0.001 -> 0.0010000000474974513), a schedule serialized."""
         learning_rate = self._learning_rate
         if isinstance(learning_rate, schedules.LearningRateSchedule):
-            learning_rate = {"class_name": type(learning_rate).__name__, "config": learning_rate.get_config()}
+            learning_rate = schedules.serialize(learning_rate)
+        else:
+            learning_rate = float(np.float32(learning_rate))
         return {"name": self.name, "learning_rate": learning_rate, "weight_decay": self.weight_decay,
-                "clipnorm": self.clipnorm, "global_clipnorm": self.global_clipnorm, "clipvalue": self.clipvalue}
+                "clipnorm": self.clipnorm, "global_clipnorm": self.global_clipnorm, "clipvalue": self.clipvalue,
+                "use_ema": False, "ema_momentum": self._ema_momentum, "ema_overwrite_frequency": None,
+                "loss_scale_factor": None, "gradient_accumulation_steps": None}
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.get_config()}>"
@@ -158,7 +172,7 @@ class Optimizer:
 class SGD(Optimizer):
     _kind = "sgd"
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name="SGD", **kwargs):
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name=None, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
         self.momentum = _check_float("momentum", momentum, 0.0, 1.0)
         if not isinstance(nesterov, bool):
@@ -181,7 +195,7 @@ class Adam(Optimizer):
     _kind = "adam"
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
-                 name="adam", **kwargs):
+                 name=None, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
         self.beta_1 = _check_float("beta_1", beta_1, 0.0, 1.0, high_inclusive=False)
         self.beta_2 = _check_float("beta_2", beta_2, 0.0, 1.0, high_inclusive=False)
@@ -209,7 +223,7 @@ class RMSprop(Optimizer):
     _kind = "rmsprop"
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
-                 name="rmsprop", **kwargs):
+                 name=None, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
         self.rho = _check_float("rho", rho, 0.0, 1.0)
         self.momentum = _check_float("momentum", momentum, 0.0, 1.0)
@@ -240,7 +254,7 @@ class AdamW(Adam):
     """Adam with decoupled weight decay (Keras default weight_decay=0.004)."""
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 amsgrad=False, name="adamw", **kwargs):
+                 amsgrad=False, name=None, **kwargs):
         if weight_decay is None:
             raise ValueError("Argument `weight_decay` must be a float. Received: weight_decay=None")
         super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, name, weight_decay=weight_decay, **kwargs)
@@ -253,7 +267,7 @@ class Adagrad(Optimizer):
         # Starts at initial_accumulator_value, in Keras and in C++ alike.
         return [[("accumulator", "second_moment")]]
 
-    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, name="adagrad",
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, name=None,
                  **kwargs):
         super().__init__(learning_rate, name, **kwargs)
         self.initial_accumulator_value = _check_float("initial_accumulator_value", initial_accumulator_value, low=0.0)
@@ -276,7 +290,7 @@ class Nadam(Optimizer):
     def _slot_groups(self):
         return [[("momentum", "first_moment"), ("velocity", "second_moment")]]
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name="nadam", **kwargs):
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name=None, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
         self.beta_1 = _check_float("beta_1", beta_1, 0.0, 1.0, high_inclusive=False)
         self.beta_2 = _check_float("beta_2", beta_2, 0.0, 1.0, high_inclusive=False)
@@ -292,6 +306,13 @@ class Nadam(Optimizer):
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam", "schedules", "get"]
 
 _BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad, "nadam": Nadam}
+
+
+def serialize(optimizer):
+    """Keras's serialized optimizer: ``{"module": "keras.optimizers", "class_name": ..., "config":
+    ..., "registered_name": None}``."""
+    return {"module": "keras.optimizers", "class_name": type(optimizer).__name__, "config": optimizer.get_config(),
+            "registered_name": None}
 
 
 def get(identifier):

@@ -95,7 +95,9 @@ class L1(Regularizer):
         return self.l1, 0.0
 
     def get_config(self):
-        return {"l1": self.l1}
+        # Keras's L1 keeps l1 as a float32 tensor, so its config reads back float32(l1)
+        # (0.01 -> 0.009999999776482582); L2 and L1L2 keep Python floats.
+        return {"l1": float(np.float32(self.l1))}
 
 
 class L2(Regularizer):

@@ -310,7 +310,9 @@ def test_augmentation_after_a_trainable_layer_trains(rng):
 
 def test_defaults_and_get_config_follow_keras():
     assert layers.RandomRotation(0.2).get_config() | {"name": None} == {
-        "name": None, "trainable": True, "dtype": "float32", "data_format": "channels_last",
+        "name": None, "trainable": True, "dtype": {"module": "keras", "class_name": "DTypePolicy",
+                                                   "config": {"name": "float32"}, "registered_name": None},
+        "data_format": "channels_last",
         "factor": (-0.2, 0.2), "fill_mode": "reflect", "fill_value": 0.0, "interpolation": "bilinear", "seed": None}
     assert layers.RandomFlip().mode == "horizontal_and_vertical"
     assert layers.RandomContrast(0.2).factor == (0.0, 0.2)

@@ -6,6 +6,7 @@ from fastcnn.layers.base import Layer
 
 class Activation(Layer):
     _built_at_construction = True
+    _keras_build_config = False
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)

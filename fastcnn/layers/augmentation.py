@@ -31,9 +31,16 @@ def _is_number(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def _plain(value):
+    """A Python int or float (numpy scalars become their Python equivalents, as in a JSON config)."""
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
 def _base_factor(factor, bounds, name="factor"):
     """Keras's BaseImagePreprocessingLayer._set_factor: a number f in [low, high] gives
-    (max(-|f|, low), |f|); a pair is sorted after checking factor[0] <= high and factor[1] >= low."""
+    (max(-|f|, low), |f|); a pair is sorted after checking factor[0] <= high and factor[1] >= low.
+    The numbers keep their Python types, as Keras's do, so a config shows (0, 0.2) where Keras's
+    does (``low`` is an int bound)."""
     message = (f"The `{name}` argument should be a number (or a list of two numbers) in the range "
                f"[{bounds[0]}, {bounds[1]}]. Received: {name}={factor!r}")
     if isinstance(factor, (tuple, list)):
@@ -41,13 +48,13 @@ def _base_factor(factor, bounds, name="factor"):
             raise ValueError(message)
         if factor[0] > bounds[1] or factor[1] < bounds[0]:
             raise ValueError(message)
-        lower, upper = sorted(float(v) for v in factor)
+        lower, upper = sorted(_plain(v) for v in factor)
         return lower, upper
     if _is_number(factor) and np.isfinite(factor):
         if factor < bounds[0] or factor > bounds[1]:
             raise ValueError(message)
-        factor = abs(float(factor))
-        return max(-factor, float(bounds[0])), factor
+        factor = abs(_plain(factor))
+        return max(-factor, bounds[0]), factor
     raise ValueError(message)
 
 
@@ -185,9 +192,11 @@ class _RandomWarp(_RandomImageLayer):
         self.interpolation = _choice(interpolation, "interpolation", _INTERPOLATIONS)
         self.fill_value = _fill_value(fill_value)
 
-    def get_config(self):
-        return {**super().get_config(), "fill_mode": self.fill_mode, "fill_value": self.fill_value,
-                "interpolation": self.interpolation, "seed": self.seed}
+    def _translation_config(self):
+        """RandomTranslation's and RandomZoom's config (Keras's key order)."""
+        return {**super().get_config(), "height_factor": self.height_factor, "width_factor": self.width_factor,
+                "fill_mode": self.fill_mode, "interpolation": self.interpolation, "seed": self.seed,
+                "fill_value": self.fill_value}
 
 
 class RandomRotation(_RandomWarp):
@@ -205,7 +214,8 @@ class RandomRotation(_RandomWarp):
                                     self.interpolation, self.fill_value, seed)
 
     def get_config(self):
-        return {**super().get_config(), "factor": self.factor}
+        return {**super().get_config(), "factor": self.factor, "fill_mode": self.fill_mode,
+                "fill_value": self.fill_value, "interpolation": self.interpolation, "seed": self.seed}
 
 
 class RandomTranslation(_RandomWarp):
@@ -225,7 +235,7 @@ class RandomTranslation(_RandomWarp):
                                        self.fill_mode, self.interpolation, self.fill_value, seed)
 
     def get_config(self):
-        return {**super().get_config(), "height_factor": self.height_factor, "width_factor": self.width_factor}
+        return self._translation_config()
 
 
 class RandomZoom(_RandomWarp):
@@ -248,7 +258,7 @@ class RandomZoom(_RandomWarp):
                                 self.interpolation, self.fill_value, seed)
 
     def get_config(self):
-        return {**super().get_config(), "height_factor": self.height_factor, "width_factor": self.width_factor}
+        return self._translation_config()
 
 
 def _value_range(value_range):

@@ -61,6 +61,30 @@ class Variable:
         return f"<Variable path={self.path}, shape={self.shape}, dtype=float32>"
 
 
+# Keras 3's serialized float32 dtype policy, the ``dtype`` entry of every layer and model config.
+FLOAT32_POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
+                  "registered_name": None}
+
+
+def float32_policy():
+    """A fresh copy of FLOAT32_POLICY (configs are handed out and may be mutated by callers)."""
+    return {**FLOAT32_POLICY, "config": dict(FLOAT32_POLICY["config"])}
+
+
+def check_dtype(dtype):
+    """fastcnn computes in float32: accepts None, "float32", numpy's float32, or Keras's serialized
+    float32 policy (``{"class_name": "DTypePolicy", "config": {"name": "float32"}, ...}``, also the
+    ``FloatDTypePolicy`` of Keras 3.0-3.3); anything else raises naming what was received."""
+    if dtype is None or dtype is np.float32 or (isinstance(dtype, str) and dtype == "float32"):
+        return
+    if isinstance(dtype, dict):
+        from fastcnn.saving import _config  # noqa: PLC0415 (saving imports layers)
+
+        _config.check_dtype_policy(dtype, "dtype")
+        return
+    raise ValueError(f"fastcnn computes in float32. Received: dtype={dtype!r}")
+
+
 def sample_shape(shape, who):
     """A per-sample shape as a tuple of positive ints; None is not supported (fixed sizes)."""
     try:
@@ -97,8 +121,7 @@ class Layer:
                  batch_input_shape=None, input_dim=None, **kwargs):
         if kwargs:
             raise TypeError(f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}")
-        if dtype not in (None, "float32", np.float32):
-            raise ValueError(f"fastcnn computes in float32. Received: dtype={dtype!r}")
+        check_dtype(dtype)
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"`name` must be a non-empty string. Received: name={name!r}")
         if not isinstance(trainable, bool):
@@ -120,8 +143,34 @@ class Layer:
 
     # ---- configuration and shapes ----
 
+    # Whether Keras's counterpart overrides ``build``: only such layers record a ``build_config``
+    # (their input shape) in a serialized model; layers Keras builds at construction do not.
+    _keras_build_config = True
+
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
+        """Keras's base layer config; an activity regularizer, when set, follows ``dtype`` as in
+        keras.layers.Layer.get_config (subclasses' keys are merged after, keeping that position)."""
+        config = {"name": self.name, "trainable": self.trainable, "dtype": float32_policy()}
+        if getattr(self, "activity_regularizer", None) is not None:
+            from fastcnn import regularizers  # noqa: PLC0415
+
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        """The layer a Keras-format config describes, every key and value checked against
+        fastcnn's allow-lists (fastcnn/saving/_config.py); never imports or calls anything named
+        in the config."""
+        from fastcnn.saving import _config  # noqa: PLC0415
+
+        return _config.layer_from_config(cls, config)
+
+    def get_build_config(self):
+        """``{"input_shape": (None, ...)}`` once built, for the layers Keras records it for."""
+        if type(self)._keras_build_config and self._input_sample_shape is not None:
+            return {"input_shape": (None,) + tuple(self._input_sample_shape)}
+        return None
 
     def compute_output_shape(self, input_shape):
         """Keras shapes, batch dimension first (None)."""

@@ -17,7 +17,8 @@ class BatchNormalization(Layer):
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones", moving_mean_initializer="zeros",
                  moving_variance_initializer="ones", beta_regularizer=None, gamma_regularizer=None,
-                 beta_constraint=None, gamma_constraint=None, synchronized=False, **kwargs):
+                 beta_constraint=None, gamma_constraint=None, synchronized=False, renorm=False, renorm_clipping=None,
+                 renorm_momentum=0.99, **kwargs):
         super().__init__(**kwargs)
         if not arguments.is_integer(axis):
             raise ValueError(f"`axis` must be an integer (fastcnn normalises the channel axis, -1). Received: axis={axis!r}")
@@ -38,8 +39,18 @@ class BatchNormalization(Layer):
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
         self.beta_constraint = constraints.get(beta_constraint)
         self.gamma_constraint = constraints.get(gamma_constraint)
-        if synchronized:
-            raise ValueError("fastcnn runs on one process: `synchronized=True` is not supported.")
+        if synchronized is not False:
+            raise ValueError(f"fastcnn runs on one process: `synchronized=True` is not supported. "
+                             f"Received: synchronized={synchronized!r}")
+        # Batch renormalization is not implemented; renorm_momentum is kept for the config only
+        # (Keras records it even when renorm is off).
+        if renorm is not False:
+            raise ValueError(f"fastcnn does not support batch renormalization. Received: renorm={renorm!r}")
+        arguments.unsupported("renorm_clipping", renorm_clipping)
+        if (isinstance(renorm_momentum, bool) or not isinstance(renorm_momentum, numbers.Real)
+                or not 0.0 <= renorm_momentum <= 1.0):
+            raise ValueError(f"`renorm_momentum` must be a number in [0, 1]. Received: renorm_momentum={renorm_momentum!r}")
+        self.renorm_momentum = float(renorm_momentum)
 
     def _check_axis(self, input_shape):
         rank = len(input_shape)
@@ -83,7 +94,13 @@ class BatchNormalization(Layer):
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
                 "center": self.center, "scale": self.scale,
+                "beta_initializer": initializers.serialize(self.beta_initializer),
+                "gamma_initializer": initializers.serialize(self.gamma_initializer),
+                "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
+                "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
                 "beta_regularizer": regularizers.serialize(self.beta_regularizer),
                 "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
                 "beta_constraint": constraints.serialize(self.beta_constraint),
-                "gamma_constraint": constraints.serialize(self.gamma_constraint)}
+                "gamma_constraint": constraints.serialize(self.gamma_constraint),
+                "synchronized": False, "renorm": False, "renorm_clipping": None,
+                "renorm_momentum": self.renorm_momentum}

@@ -8,8 +8,11 @@ from fastcnn.layers.base import Layer
 class Dense(Layer):
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None, **kwargs):
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None, lora_rank=None,
+                 lora_alpha=None, quantization_config=None, **kwargs):
         super().__init__(**kwargs)
+        # Keras's LoRA and quantization options: fastcnn trains full float32 kernels only.
+        arguments.all_unsupported(lora_rank=lora_rank, lora_alpha=lora_alpha, quantization_config=quantization_config)
         if not arguments.is_integer(units) or units <= 0:
             raise ValueError(f"Received an invalid value for `units`, expected a positive integer. Received: units={units!r}")
         self.units = int(units)
@@ -37,11 +40,12 @@ class Dense(Layer):
         network.add_dense(self.units, self.use_bias, self.activation)
 
     def get_config(self):
+        # Keras's Dense lists an activity regularizer only when it has one (the base config's).
         return {**super().get_config(), "units": self.units, "activation": self.activation, "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
                 "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
                 "bias_regularizer": regularizers.serialize(self.bias_regularizer),
                 "kernel_constraint": constraints.serialize(self.kernel_constraint),
                 "bias_constraint": constraints.serialize(self.bias_constraint),
-                # Keras's Dense lists an activity regularizer only when it has one.
-                **({"activity_regularizer": regularizers.serialize(self.activity_regularizer)}
-                   if self.activity_regularizer is not None else {})}
+                "quantization_config": None}

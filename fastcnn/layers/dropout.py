@@ -12,6 +12,7 @@ from fastcnn.layers.base import Layer
 
 class Dropout(Layer):
     _built_at_construction = True
+    _keras_build_config = False
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(**kwargs)

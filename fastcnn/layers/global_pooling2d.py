@@ -7,6 +7,7 @@ from fastcnn.layers.base import Layer
 
 class GlobalAveragePooling2D(Layer):
     _built_at_construction = True
+    _keras_build_config = False
     _kind = "average"
 
     def __init__(self, data_format=None, keepdims=False, **kwargs):

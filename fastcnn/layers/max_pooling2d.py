@@ -8,6 +8,7 @@ from fastcnn.layers.conv2d import _window_output
 
 class MaxPooling2D(Layer):
     _built_at_construction = True
+    _keras_build_config = False
     _kind = "max"
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
@@ -36,8 +37,8 @@ class MaxPooling2D(Layer):
         network.add_pool2d(self._kind, False, self.pool_size, self.strides, self.padding)
 
     def get_config(self):
-        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides,
-                "padding": self.padding, "data_format": self.data_format}
+        return {**super().get_config(), "pool_size": self.pool_size, "padding": self.padding,
+                "strides": self.strides, "data_format": self.data_format}
 
 
 class AveragePooling2D(MaxPooling2D):

@@ -20,6 +20,7 @@ def _number(value, name, allow_none=False, minimum=None):
 
 class ReLU(Layer):
     _built_at_construction = True
+    _keras_build_config = False
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         super().__init__(**kwargs)
@@ -41,3 +42,7 @@ class ReLU(Layer):
 class LeakyReLU(ReLU):
     def __init__(self, negative_slope=0.3, **kwargs):
         super().__init__(negative_slope=negative_slope, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        return {key: config[key] for key in ("name", "trainable", "dtype", "negative_slope")}

@@ -8,6 +8,7 @@ from fastcnn.layers.base import Layer, runtime_shape
 
 class Reshape(Layer):
     _built_at_construction = True
+    _keras_build_config = False
 
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)

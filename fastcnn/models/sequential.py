@@ -58,6 +58,10 @@ class Sequential:
         self._trainable = trainable
         self._layers = []
         self._input_sample_shape = None
+        # The model's InputLayer as Keras's Sequential keeps one: the `Input` passed, or one made
+        # (named input_layer, input_layer_1, ...) when the model is first built.
+        self._input_layer = None
+        self._compile_arguments = None
         self._network = None
         self._compiled = False
         self.optimizer = None
@@ -85,6 +89,7 @@ class Sequential:
                 raise ValueError("An Input can only be the first entry of a Sequential model. "
                                  f"Received {layer!r} after {len(self._layers)} layers.")
             self._input_sample_shape = layer.sample_shape
+            self._input_layer = layer
         elif isinstance(layer, Layer):
             if any(existing is layer for existing in self._layers):
                 raise ValueError(f"Layer {layer.name!r} is already in this model.")
@@ -170,6 +175,8 @@ class Sequential:
         for index, layer in enumerate(self._layers):
             network.set_trainable(index, layer.trainable and self.trainable)
         self._input_sample_shape = tuple(input_sample_shape)
+        if self._input_layer is None or self._input_layer.sample_shape != self._input_sample_shape:
+            self._input_layer = InputLayer(shape=self._input_sample_shape)
         self._network = network
         self.built = True
         if self._compiled:
@@ -262,6 +269,47 @@ class Sequential:
                              "built. You can build it manually via: `model.build(batch_input_shape)`.")
         return sum(layer.count_params() for layer in self._layers)
 
+    # ---- configuration (Keras's formats; fastcnn/saving) ----
+
+    def get_config(self):
+        """Keras's Sequential config: name, trainable, dtype, the layers (the InputLayer first once
+        there is one) each serialized as Keras's serialize_keras_object does, and build_input_shape
+        once built."""
+        from fastcnn.saving import _serialize  # noqa: PLC0415 (saving imports models)
+
+        return _serialize.sequential_config(self)
+
+    def get_build_config(self):
+        if not self.built:
+            return None
+        return {"input_shape": (None,) + tuple(self._input_sample_shape)}
+
+    def get_compile_config(self):
+        """Keras's compile_config ({} before compile): optimizer, loss, metrics, ... serialized."""
+        from fastcnn.saving import _serialize  # noqa: PLC0415
+
+        return _serialize.compile_config(self)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A model from a Keras-format Sequential config (the "config" entry of a serialized model),
+        checked against fastcnn's allow-lists: nothing named in it is imported or called."""
+        from fastcnn.saving import _config  # noqa: PLC0415
+
+        if custom_objects is not None:
+            raise ValueError("fastcnn builds models from its own allow-listed classes only; `custom_objects` "
+                             f"is not supported. Received: custom_objects={custom_objects!r}")
+        return _config.sequential_from_config(config)
+
+    def to_json(self, **kwargs):
+        """The model serialized as Keras's ``model.to_json()``: json.dumps of the dict that
+        ``fastcnn.saving.serialize_model`` returns (kwargs go to json.dumps)."""
+        import json  # noqa: PLC0415
+
+        from fastcnn.saving import serialize_model  # noqa: PLC0415
+
+        return json.dumps(serialize_model(self), **kwargs)
+
     # ---- summary ----
 
     def summary(self, line_length=None, print_fn=None):
@@ -290,10 +338,19 @@ class Sequential:
         for name, value in (("loss_weights", loss_weights), ("weighted_metrics", weighted_metrics)):
             if value is not None:
                 raise ValueError(f"fastcnn does not support `{name}` yet. Received: {name}={value!r}")
+        if not isinstance(run_eagerly, bool):
+            raise TypeError(f"`run_eagerly` must be a bool. Received: run_eagerly={run_eagerly!r}")
+        if isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, numbers.Integral) \
+                or steps_per_execution <= 0:
+            raise ValueError("`steps_per_execution` must be a positive integer. Received: "
+                             f"steps_per_execution={steps_per_execution!r}")
+        if not (isinstance(jit_compile, bool) or jit_compile == "auto"):
+            raise ValueError(f"`jit_compile` must be a bool or 'auto'. Received: jit_compile={jit_compile!r}")
         self.optimizer = optimizers_module.get(optimizer)
         if loss is None:
             raise ValueError("fastcnn needs a `loss` in compile(): e.g. loss='sparse_categorical_crossentropy'.")
         self.loss = losses_module.get(loss)
+        raw_metrics = metrics
         if isinstance(metrics, (str, metrics_module.Accuracy)):
             metrics = [metrics]
         metrics = list(metrics or [])
@@ -301,6 +358,13 @@ class Sequential:
         if len(resolved) > 1:
             raise ValueError(f"fastcnn reports one accuracy metric. Received: metrics={metrics!r}")
         self._metric = resolved[0] if resolved else None
+        # What get_compile_config reports, as Keras records it: the arguments as passed (a single
+        # metric as a one-item list: Keras's compile takes lists only), jit_compile="auto" resolved as Keras resolves it on a CPU (False). fastcnn
+        # runs every step compiled, so run_eagerly, steps_per_execution and jit_compile change
+        # nothing else.
+        self._compile_arguments = {"loss": loss, "metrics": None if raw_metrics is None else metrics,
+                                   "run_eagerly": run_eagerly, "steps_per_execution": int(steps_per_execution),
+                                   "jit_compile": False if jit_compile == "auto" else jit_compile}
         self._compiled = True
         self.stop_training = False
         if self._network is not None:

@@ -1,0 +1,157 @@
+"""A Keras compile_config -> ``model.compile(...)``, through allow-lists: the optimizer (with a
+learning-rate schedule), the loss and the metrics fastcnn implements, every key and value checked
+(see _config.py for the rules). Nothing named in the config is imported or called."""
+
+from fastcnn import losses, metrics, optimizers, schedules
+from fastcnn.saving._config import _bool, _construct, _dict, _fail, _keys, _number, _object, _show, _string, check_name
+
+_OPTIMIZER_BASE = ("name", "learning_rate", "weight_decay", "clipnorm", "global_clipnorm", "clipvalue", "use_ema",
+                   "ema_momentum", "ema_overwrite_frequency", "loss_scale_factor", "gradient_accumulation_steps")
+_ADAM = ("beta_1", "beta_2", "epsilon", "amsgrad")
+# Keras 3.15's optimizer config keys, per class.
+OPTIMIZER_KEYS = {
+    "SGD": _OPTIMIZER_BASE + ("momentum", "nesterov"),
+    "Adam": _OPTIMIZER_BASE + _ADAM,
+    "AdamW": _OPTIMIZER_BASE + _ADAM,
+    "RMSprop": _OPTIMIZER_BASE + ("rho", "momentum", "epsilon", "centered"),
+    "Adagrad": _OPTIMIZER_BASE + ("initial_accumulator_value", "epsilon"),
+    "Nadam": _OPTIMIZER_BASE + ("beta_1", "beta_2", "epsilon"),
+}
+OPTIMIZER_CLASSES = {name: getattr(optimizers, name) for name in OPTIMIZER_KEYS}
+
+SCHEDULE_KEYS = {
+    "ExponentialDecay": ("initial_learning_rate", "decay_steps", "decay_rate", "staircase", "name"),
+    "PiecewiseConstantDecay": ("boundaries", "values", "name"),
+    "CosineDecay": ("initial_learning_rate", "decay_steps", "alpha", "name", "warmup_target", "warmup_steps"),
+}
+SCHEDULE_CLASSES = {name: getattr(schedules, name) for name in SCHEDULE_KEYS}
+
+LOSS_KEYS = {
+    "SparseCategoricalCrossentropy": ("name", "reduction", "from_logits", "ignore_class"),
+    "CategoricalCrossentropy": ("name", "reduction", "from_logits", "label_smoothing", "axis"),
+}
+LOSS_CLASSES = {name: getattr(losses, name) for name in LOSS_KEYS}
+LOSS_NAMES = ("sparse_categorical_crossentropy", "categorical_crossentropy")
+
+METRIC_KEYS = {"SparseCategoricalAccuracy": ("name", "dtype"), "CategoricalAccuracy": ("name", "dtype")}
+METRIC_CLASSES = {name: getattr(metrics, name) for name in METRIC_KEYS}
+
+COMPILE_KEYS = ("optimizer", "loss", "loss_weights", "metrics", "weighted_metrics", "run_eagerly",
+                "steps_per_execution", "jit_compile")
+
+
+def _schedule(value, where):
+    cls, config = _object(value, where, "learning-rate schedule", "keras.optimizers.schedules", SCHEDULE_CLASSES,
+                          SCHEDULE_KEYS)
+    where = f"{where} ({cls.__name__})"
+    if "name" in config:
+        _string(config["name"], where, "name", 256)
+    if "staircase" in config:
+        _bool(config["staircase"], where, "staircase")
+    for key in ("boundaries", "values"):
+        if key in config:
+            if not isinstance(config[key], list) or len(config[key]) > 10_000:
+                _fail(where, f"`{key}` must be a list of at most 10000 numbers. Received: {key}={_show(config[key])}")
+            for item in config[key]:
+                _number(item, where, key)
+    for key in ("initial_learning_rate", "decay_steps", "decay_rate", "alpha", "warmup_steps"):
+        if key in config:
+            _number(config[key], where, key)
+    if config.get("warmup_target") is not None:
+        _number(config["warmup_target"], where, "warmup_target")
+    return _construct(cls, config, where)
+
+
+def deserialize_optimizer(value, where="compile_config `optimizer`"):
+    if isinstance(value, str):
+        if value.lower() in optimizers._BY_NAME:
+            return optimizers.get(value)
+        _fail(where, f"unknown optimizer {_show(value)}; fastcnn accepts {', '.join(optimizers._BY_NAME)}")
+    cls, config = _object(_dict(value, where), where, "optimizer", "keras.optimizers", OPTIMIZER_CLASSES,
+                          OPTIMIZER_KEYS)
+    where = f"{where} ({cls.__name__})"
+    config = dict(config)
+    if "name" in config:
+        check_name(config["name"], where)
+    learning_rate = config.get("learning_rate")
+    if isinstance(learning_rate, dict):
+        config["learning_rate"] = _schedule(learning_rate, f"{where} `learning_rate`")
+    elif learning_rate is not None:
+        _number(learning_rate, where, "learning_rate")
+    for key in ("nesterov", "amsgrad", "centered", "use_ema"):
+        if key in config:
+            _bool(config[key], where, key)
+    return _construct(cls, config, where)
+
+
+def deserialize_loss(value, where="compile_config `loss`"):
+    if isinstance(value, str):
+        if value in LOSS_NAMES:
+            return value
+        _fail(where, f"unknown loss {_show(value)}; fastcnn accepts {', '.join(LOSS_NAMES)}")
+    value = _dict(value, where)
+    if value.get("class_name") == "function":
+        # How Keras serializes a loss function (keras.losses.sparse_categorical_crossentropy):
+        # the function's name as the config; it is looked up in fastcnn's list, never imported.
+        _keys(value, ("module", "class_name", "config", "registered_name"), where, required=("config",))
+        if value.get("module") not in ("builtins", "keras.losses") or value["config"] not in LOSS_NAMES \
+                or value.get("registered_name") not in (None, "function", value["config"]):
+            _fail(where, f"unknown loss function {_show(value)}; fastcnn accepts {', '.join(LOSS_NAMES)}")
+        return getattr(losses, value["config"])
+    cls, config = _object(value, where, "loss", "keras.losses", LOSS_CLASSES, LOSS_KEYS)
+    return _construct(cls, config, f"{where} ({cls.__name__})")
+
+
+def deserialize_metric(value, where):
+    if isinstance(value, str):
+        if value in metrics._ACCURACY_NAMES:
+            return value
+        _fail(where, f"unknown metric {_show(value)}; fastcnn accepts {', '.join(metrics._ACCURACY_NAMES)}")
+    value = _dict(value, where)
+    if value.get("class_name") == "Accuracy":
+        _fail(where, "Keras's Accuracy class counts exact matches of values; fastcnn's accuracy is the "
+                     "classification (argmax) accuracy of 'accuracy', SparseCategoricalAccuracy and "
+                     f"CategoricalAccuracy. Received: {_show(value)}")
+    cls, config = _object(value, where, "metric", "keras.metrics", METRIC_CLASSES, METRIC_KEYS)
+    if config.get("dtype", "float32") != "float32":
+        _fail(where, f"metrics compute in float32. Received: dtype={_show(config['dtype'])}")
+    return _construct(cls, {key: item for key, item in config.items() if key != "dtype"}, f"{where} ({cls.__name__})")
+
+
+def compile_arguments(config):
+    """The keyword arguments of ``model.compile`` a Keras compile_config describes."""
+    where = "compile_config"
+    config = _dict(config, where)
+    _keys(config, COMPILE_KEYS, where, required=("optimizer", "loss"))
+    for key in ("loss_weights", "weighted_metrics"):
+        if config.get(key) not in (None, []):
+            _fail(where, f"fastcnn does not support `{key}`. Received: {key}={_show(config[key])}")
+    metric_list = config.get("metrics")
+    if metric_list is not None and not isinstance(metric_list, list):
+        _fail(where, f"`metrics` must be a list (fastcnn models have one output). Received: "
+                     f"metrics={_show(metric_list)}")
+    arguments = {
+        "optimizer": deserialize_optimizer(config["optimizer"]),
+        "loss": deserialize_loss(config["loss"]),
+        "metrics": None if metric_list is None else [deserialize_metric(item, f"{where} `metrics`[{index}]")
+                                                     for index, item in enumerate(metric_list)],
+        "run_eagerly": _bool(config.get("run_eagerly", False), where, "run_eagerly"),
+    }
+    steps = config.get("steps_per_execution", 1)
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 0 < steps <= 2**31:
+        _fail(where, f"`steps_per_execution` must be a positive integer. Received: steps_per_execution={_show(steps)}")
+    arguments["steps_per_execution"] = steps
+    jit_compile = config.get("jit_compile", "auto")
+    if jit_compile not in ("auto", True, False) or jit_compile in (0, 1) and not isinstance(jit_compile, bool):
+        _fail(where, f"`jit_compile` must be a bool or 'auto'. Received: jit_compile={_show(jit_compile)}")
+    arguments["jit_compile"] = jit_compile
+    return arguments
+
+
+def compile_from_config(model, config):
+    """Compiles `model` as the Keras compile_config describes (checked in full first)."""
+    arguments = compile_arguments(config)
+    try:
+        model.compile(**arguments)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"compile_config: {error}") from error
