@@ -510,18 +510,14 @@ class EarlyStopping(MonitorCallback):
         return monitor_value
 
 
-def _model_can_save(model_class):
-    return callable(getattr(model_class, "save", None))
-
-
 class ModelCheckpoint(MonitorCallback):
-    """Saves the model's weights every epoch (``save_freq='epoch'``) or every ``save_freq`` training
-    batches, to ``filepath.format(epoch=epoch + 1, **logs)`` (plus ``batch=batch + 1`` when saving
-    on batches), creating its directory. ``save_best_only`` saves only when ``monitor`` improves on
+    """Saves the model every epoch (``save_freq='epoch'``) or every ``save_freq`` training batches,
+    to ``filepath.format(epoch=epoch + 1, **logs)`` (plus ``batch=batch + 1`` when saving on
+    batches), creating its directory. ``save_best_only`` saves only when ``monitor`` improves on
     the best value so far (starting from ``initial_value_threshold``).
 
-    fastcnn writes weights only, as Keras 3 ``.weights.h5`` files (``save_weights_only=True``);
-    whole-model ``.keras`` checkpoints need ``model.save``, which fastcnn does not have yet."""
+    Whole models go to Keras 3 ``.keras`` files (``model.save``: architecture, weights, optimizer
+    state); with ``save_weights_only=True``, the weights to ``.weights.h5`` files."""
 
     _baseline_argument = "initial_value_threshold"
 
@@ -552,24 +548,14 @@ class ModelCheckpoint(MonitorCallback):
                     "(Keras weights format). Received: "
                     f"filepath={self.filepath}"
                 )
-        else:
-            from fastcnn.models import Sequential  # here: fastcnn.models imports this module
-
-            if not _model_can_save(Sequential):
-                raise ValueError(self._no_whole_model_message())
-            if not any(self.filepath.endswith(ext) for ext in (".keras", ".h5")):
-                raise ValueError(f"The filepath provided must end in `.keras` (Keras model format). "
-                                 f"Received: filepath={self.filepath}")
-
-    def _no_whole_model_message(self):
-        return ("ModelCheckpoint: fastcnn cannot save whole models (`.keras` checkpoints) yet, only their "
-                "weights. Pass `save_weights_only=True` with a filepath ending in `.weights.h5`. Received: "
-                f"save_weights_only=False, filepath={self.filepath}")
-
-    def set_model(self, model):
-        if not self.save_weights_only and model is not None and not _model_can_save(model):
-            raise ValueError(self._no_whole_model_message())
-        super().set_model(model)
+        elif self.filepath.endswith(".h5"):
+            # Keras 3 still writes its legacy HDF5 model format here; fastcnn writes `.keras` only.
+            raise ValueError("ModelCheckpoint: fastcnn saves whole models in Keras 3's `.keras` format only, not "
+                             "the legacy `.h5` model format. Use a filepath ending in `.keras`, or "
+                             f"`save_weights_only=True` with `.weights.h5`. Received: filepath={self.filepath}")
+        elif not self.filepath.endswith(".keras"):
+            raise ValueError(f"The filepath provided must end in `.keras` (Keras model format). "
+                             f"Received: filepath={self.filepath}")
 
     def on_train_batch_end(self, batch, logs=None):
         if self._should_save_on_batch(batch):

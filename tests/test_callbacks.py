@@ -4,7 +4,6 @@ printed messages, warnings, CSV bytes and checkpoint files must agree. Then the 
 through fit, and the hook order and log keys of fit/evaluate/predict against Keras's fit."""
 
 import os
-import re
 import warnings
 
 import numpy as np
@@ -456,28 +455,32 @@ def test_model_checkpoint_argument_errors_match_keras(keras):
         assert str(ours.value) == str(theirs.value)
 
 
-@pytest.mark.parametrize("filepath", ["model.keras", "model.h5", "ckpt.weights.h5"])
-def test_model_checkpoint_whole_model_is_refused_until_model_save_exists(filepath):
-    assert not hasattr(models.Sequential, "save")
-    with pytest.raises(ValueError, match=r"cannot save whole models.*`save_weights_only=True`.*\.weights\.h5.*"
-                                         + re.escape(f"filepath={filepath}")):
+def test_model_checkpoint_whole_model_writes_loadable_keras_files(tmp_path):
+    """save_weights_only=False: every epoch a `.keras` file (model.save) that load_model reads back
+    with that epoch's weights and optimizer state."""
+    model = _fastcnn_model()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = np.random.default_rng(0).random((16,) + tuple(model.input_shape[1:])).astype(np.float32)
+    y = np.arange(16) % model.output_shape[-1]
+    weights = []
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[
+        callbacks.ModelCheckpoint(str(tmp_path / "m{epoch}.keras"), monitor="loss"),
+        callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: weights.append(model.get_weights()))])
+    for epoch in (1, 2):
+        loaded = models.load_model(tmp_path / f"m{epoch}.keras")
+        for a, b in zip(loaded.get_weights(), weights[epoch - 1]):
+            np.testing.assert_array_equal(a, b)
+        assert loaded.optimizer.iterations == 2 * epoch
+
+
+@pytest.mark.parametrize("filepath,match", [
+    ("model.h5", r"`\.keras` format only, not the legacy `\.h5` model format.*filepath=model\.h5"),
+    ("model.weights", r"^The filepath provided must end in `\.keras` \(Keras model format\)\. "
+                      r"Received: filepath=model\.weights$"),
+])
+def test_model_checkpoint_whole_model_extensions(filepath, match):
+    with pytest.raises(ValueError, match=match):
         callbacks.ModelCheckpoint(filepath)
-
-
-def test_model_checkpoint_whole_model_path_once_model_save_exists(monkeypatch, tmp_path):
-    """When Sequential gains `save` (a later issue), save_weights_only=False checkpoints call it as
-    Keras does, with Keras's `.keras`/`.h5` extension check; a model object without `save` is refused."""
-    saved = []
-    monkeypatch.setattr(models.Sequential, "save", lambda self, filepath, overwrite=True: saved.append(
-        (filepath, overwrite)), raising=False)
-    with pytest.raises(ValueError, match=r"^The filepath provided must end in `\.keras` \(Keras model format\)\. "
-                                         r"Received: filepath=model\.weights$"):
-        callbacks.ModelCheckpoint("model.weights")
-    checkpoint = callbacks.ModelCheckpoint(str(tmp_path / "m{epoch}.keras"))
-    _drive_epochs(checkpoint, _fastcnn_model(), _epoch_logs([1.0, 0.9]))
-    assert saved == [(str(tmp_path / "m1.keras"), True), (str(tmp_path / "m2.keras"), True)]
-    with pytest.raises(ValueError, match=r"cannot save whole models"):
-        checkpoint.set_model(object())
 
 
 def test_learning_rate_scheduler_on_a_schedule_optimizer_raises_like_keras(keras):

@@ -1,6 +1,17 @@
-"""Models: ``Sequential``, ``model_from_json``."""
+"""Models: ``Sequential``, ``load_model`` for Keras 3 ``.keras`` files, ``model_from_json``."""
 
 from fastcnn.models.sequential import Sequential
+
+
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+    """Loads a Keras 3 `.keras` file written by fastcnn or by Keras: the architecture (through
+    allow-lists; nothing from the file is imported, called or unpickled), the weights (count,
+    dtype and shape checked first), and with `compile=True` the compile settings and optimizer
+    state, so `fit` continues where the saved model stopped. `custom_objects` must be empty and
+    `safe_mode` changes nothing: fastcnn never deserializes code."""
+    from fastcnn.models import _keras_file
+
+    return _keras_file.load_model(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
 
 
 def model_from_json(json_string, custom_objects=None):
@@ -15,4 +26,4 @@ def model_from_json(json_string, custom_objects=None):
     return _config.model_from_json(json_string)
 
 
-__all__ = ["Sequential", "model_from_json"]
+__all__ = ["Sequential", "load_model", "model_from_json"]

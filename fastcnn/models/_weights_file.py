@@ -126,7 +126,13 @@ def replace_atomically(path, write):
     """Calls write(stream) on a new temporary file beside `path`, flushes and fsyncs it, then
     renames it over `path`: a reader (or a crash mid-write) never sees a half-written file, a failed
     save leaves the previous file in place, and no temporary file remains either way."""
-    temporary = _temporary_path(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        temporary = _temporary_path(path)
+    except OSError as error:
+        # Keep the exception type (PermissionError, FileNotFoundError, ...), say what was refused.
+        raise type(error)(error.errno, f"Cannot save {path}: a file cannot be created in the directory "
+                                       f"{directory} ({error.strerror})") from None
     try:
         with open(temporary, "r+b") as stream:
             write(stream)
@@ -141,15 +147,15 @@ def replace_atomically(path, write):
         raise
     # The rename itself reaches the disk once the directory is synced (POSIX; not on Windows).
     try:
-        directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+        descriptor = os.open(directory, os.O_RDONLY)
     except OSError:
         return
     try:
-        os.fsync(directory)
+        os.fsync(descriptor)
     except OSError:
         pass
     finally:
-        os.close(directory)
+        os.close(descriptor)
 
 
 def _layer_group(file, group_path):

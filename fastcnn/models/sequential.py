@@ -252,6 +252,19 @@ class Sequential:
         for layer, layer_weights in pending:
             layer.set_weights(layer_weights)
 
+    def save(self, filepath, overwrite=True, zipped=None, **kwargs):
+        """Writes the whole model — architecture, weights, and (when compiled) the compile settings
+        and optimizer state — to a Keras 3 `.keras` file that `keras.models.load_model` reads, and
+        `fastcnn.models.load_model` too (format, checks and atomic write:
+        fastcnn/models/_keras_file.py; needs h5py)."""
+        if zipped not in (None, True):
+            raise ValueError(f"fastcnn writes zipped `.keras` files only. Received: zipped={zipped!r}")
+        if kwargs:
+            raise TypeError(f"Unrecognized keyword arguments passed to save: {kwargs}")
+        from fastcnn.models import _keras_file  # zipfile and the configs only when saving
+
+        _keras_file.save_model(self, filepath, overwrite=overwrite)
+
     def save_weights(self, filepath, overwrite=True):
         """Writes the weights to a Keras 3 `.weights.h5` file, which `keras.Sequential.load_weights`
         reads too (layout and checks: fastcnn/models/_weights_file.py; needs h5py)."""

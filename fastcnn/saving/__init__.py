@@ -6,4 +6,16 @@ allow-lists, never importing or calling anything the config names."""
 from fastcnn.saving._config import deserialize_model
 from fastcnn.saving._serialize import serialize_model
 
-__all__ = ["serialize_model", "deserialize_model"]
+__all__ = ["serialize_model", "deserialize_model", "save_model", "load_model"]
+
+
+def save_model(model, filepath, overwrite=True, zipped=None, **kwargs):
+    """``keras.saving.save_model``: the same as ``model.save(filepath)``."""
+    return model.save(filepath, overwrite=overwrite, zipped=zipped, **kwargs)
+
+
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+    """``keras.saving.load_model``: the same as ``fastcnn.models.load_model``."""
+    from fastcnn.models import load_model as load
+
+    return load(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)

@@ -135,6 +135,16 @@ def _bool(value, where, key):
     return value
 
 
+def _check_shared_object_id(value, where):
+    """Keras marks an object serialized in several places (the float32 dtype policy the model and
+    its layers share) with `shared_object_id`, an integer, repeating the full config each time;
+    fastcnn rebuilds each occurrence from its config, so the id only needs to be an integer."""
+    if "shared_object_id" in value:
+        identifier = value["shared_object_id"]
+        if isinstance(identifier, bool) or not isinstance(identifier, int):
+            _fail(where, f"`shared_object_id` must be an integer. Received: shared_object_id={_show(identifier)}")
+
+
 def _construct(cls, kwargs, where):
     """cls(**kwargs) with the constructor's own checks reported as ValueErrors naming `where`."""
     try:
@@ -153,8 +163,9 @@ def check_dtype_policy(value, where):
     if value is None or value == "float32":
         return
     if isinstance(value, dict):
-        _keys(value, ("module", "class_name", "config", "registered_name"), f"{where} dtype policy",
-              required=("class_name", "config"))
+        _keys(value, ("module", "class_name", "config", "registered_name", "shared_object_id"),
+              f"{where} dtype policy", required=("class_name", "config"))
+        _check_shared_object_id(value, f"{where} dtype policy")
         config = value["config"]
         if (value.get("module", "keras") in ("keras", "keras.dtype_policies")
                 and value["class_name"] in _DTYPE_POLICY_CLASSES and value.get("registered_name") is None
@@ -167,7 +178,9 @@ def _object(value, where, kind, module, classes, keys_by_class):
     """A serialized object ``{"module", "class_name", "config", "registered_name"}`` (module may
     be absent: Keras 2's form) of an allow-listed class, its config keys checked; returns the
     class and its config."""
-    _keys(value, ("module", "class_name", "config", "registered_name"), where, required=("class_name",))
+    _keys(value, ("module", "class_name", "config", "registered_name", "shared_object_id"), where,
+          required=("class_name",))
+    _check_shared_object_id(value, where)
     class_name = value["class_name"]
     if not isinstance(class_name, str) or class_name not in classes:
         _fail(where, f"unknown {kind} class_name {_show(class_name)}; fastcnn accepts {', '.join(classes)}")
