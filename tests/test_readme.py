@@ -57,3 +57,23 @@ def test_image_folder_example_runs_as_printed(tmp_path, monkeypatch, capsys):
     assert len(namespace["history"].history["val_loss"]) == 6
     assert 0.0 <= namespace["accuracy"] <= 1.0 and np.isfinite(namespace["loss"])
     assert (tmp_path / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_fine_tuning_a_keras_trained_model_runs_as_printed(tf, tmp_path, monkeypatch, capsys):
+    """The README's two scripts: trained in Keras, fine-tuned in fastcnn with frozen layers, saved
+    for Keras again."""
+    pytest.importorskip("h5py")
+    tf.keras.utils.set_random_seed(0)  # the test session runs TensorFlow with op determinism, which wants a seed
+    run_block(readme_block('model.save("keras_trained.keras")'), tmp_path, monkeypatch)
+    namespace = run_block(readme_block('models.load_model("keras_trained.keras")'), tmp_path, monkeypatch)
+    out = capsys.readouterr().out
+    before = float(re.search(r"Keras-trained, on all ten digits: (\d\.\d+)", out).group(1))
+    after = float(re.search(r"fine-tuned in fastcnn: (\d\.\d+)", out).group(1))
+    assert before < 0.6 < 0.85 < after  # it knew half the digits; the retrained head knows them all
+    assert "Trainable params: 16,010" in out
+    keras_model = tf.keras.models.load_model(tmp_path / "fine_tuned.keras")
+    assert [layer.trainable for layer in keras_model.layers] == [False] * 5 + [True]
+    x_test = namespace["x_test"][:64]
+    np.testing.assert_allclose(keras_model.predict(x_test, verbose=0), namespace["model"].predict(x_test, verbose=0),
+                               rtol=1e-5, atol=1e-6)

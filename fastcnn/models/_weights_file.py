@@ -182,8 +182,9 @@ def _read_layer(h5py, file, group_path, layer):
         if not isinstance(entry, h5py.Dataset):
             return None, (f"Layer '{layer.name}': the weights file has no dataset {where} for variable "
                           f"{index} ({variable.name}); it holds {sorted(keys)}.")
-        if entry.dtype.kind != "f":
-            return None, (f"Layer '{layer.name}': variable {index} ({variable.name}) must be a float array, but "
+        if entry.dtype not in (np.float32, np.float64):
+            return None, (f"Layer '{layer.name}': variable {index} ({variable.name}) must be a float array "
+                          "(float32 or float64), but "
                           f"{where} in the weights file has dtype {entry.dtype}.")
         if tuple(entry.shape) != tuple(variable.shape):
             return None, (f"Layer '{layer.name}': variable {index} ({variable.name}) has shape "
