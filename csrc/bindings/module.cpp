@@ -737,6 +737,25 @@ py::array view_of(py::object owner, float* data, const std::vector<int64_t>& sha
   return py::array_t<float>(dimensions, data, owner);
 }
 
+// Per layer, numpy views of the arrays of a buffer laid out like the network's parameters (the
+// parameters themselves, or an optimizer slot); the arrays keep `owner` (the network) alive.
+py::list layer_views(py::object owner, runtime::Network& network, float* base) {
+  py::list result;
+  for (const auto& layer : network.layers()) {
+    py::list views;
+    float* cursor = base + layer->parameter_offset;
+    for (const auto& shape : layer->parameter_shapes()) {
+      views.append(view_of(owner, cursor, shape));
+      int64_t count = 1;
+      for (int64_t dimension : shape) count *= dimension;
+      cursor += count;
+    }
+    result.append(views);
+  }
+  return result;
+}
+
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -984,19 +1003,7 @@ PYBIND11_MODULE(_core, m) {
       .def("parameter_views",
            [](py::object self) {
              auto& network = self.cast<runtime::Network&>();
-             py::list result;
-             for (const auto& layer : network.layers()) {
-               py::list views;
-               float* cursor = network.parameters() + layer->parameter_offset;
-               for (const auto& shape : layer->parameter_shapes()) {
-                 views.append(view_of(self, cursor, shape));
-                 int64_t count = 1;
-                 for (int64_t dimension : shape) count *= dimension;
-                 cursor += count;
-               }
-               result.append(views);
-             }
-             return result;
+             return layer_views(self, network, network.parameters());
            })
       .def("set_trainable", &runtime::Network::set_trainable)
       .def("set_regularization",
@@ -1074,19 +1081,7 @@ PYBIND11_MODULE(_core, m) {
                                      std::to_string(buffer->size()) + ", parameters " +
                                      std::to_string(network.parameter_count()) + ")");
              }
-             py::list result;
-             for (const auto& layer : network.layers()) {
-               py::list views;
-               float* cursor = buffer->data() + layer->parameter_offset;
-               for (const auto& shape : layer->parameter_shapes()) {
-                 views.append(view_of(self, cursor, shape));
-                 int64_t count = 1;
-                 for (int64_t dimension : shape) count *= dimension;
-                 cursor += count;
-               }
-               result.append(views);
-             }
-             return result;
+             return layer_views(self, network, buffer->data());
            },
            py::arg("slot"))
       .def_property(
