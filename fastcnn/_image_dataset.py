@@ -9,7 +9,6 @@ same seed gives the same `file_paths` and the same split as Keras. Images are de
 resized with ``fastcnn._image_resize``, which follows ``tf.image.resize``.
 """
 
-import concurrent.futures
 import math
 import numbers
 import os
@@ -136,6 +135,8 @@ class ImageDataset:
         starts = range(0, count, self.batch_size)
         # The next batch is decoded on a helper thread while the caller trains on this one (as
         # Keras's prefetch does): Pillow's decoding and numpy's resizing release the GIL.
+        import concurrent.futures  # here, not at import (it imports logging)
+
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as executor:
             pending = executor.submit(self._element, order[0:self.batch_size])
             for start in starts[1:]:

@@ -5,10 +5,14 @@
 
 import numpy as np
 
-_generator = np.random.default_rng()
+# Created on first use: numpy.random costs ~20 ms of `import fastcnn` otherwise.
+_generator = None
 
 
 def generator():
+    global _generator
+    if _generator is None:
+        _generator = np.random.default_rng()
     return _generator
 
 
@@ -19,4 +23,4 @@ def set_seed(seed):
 
 def draw_seed():
     """A fresh 63-bit seed for C++ (dropout masks of one step)."""
-    return int(_generator.integers(0, 2**63 - 1))
+    return int(generator().integers(0, 2**63 - 1))

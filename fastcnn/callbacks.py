@@ -17,7 +17,6 @@ negative) or ``current - min_delta > best`` (max mode).
 """
 
 import collections
-import csv
 import math
 import numbers
 import os
@@ -819,6 +818,8 @@ class CSVLogger(Callback):
                 self.keys.extend([f"val_{key}" for key in self.keys])
 
         if not self.writer:
+            import csv  # here, not at import
+
             class CustomDialect(csv.excel):
                 delimiter = self.sep
 

@@ -20,7 +20,6 @@ Checks, in order:
    be checked against known shapes.
 """
 
-import json
 import math
 import numbers
 
@@ -571,6 +570,8 @@ def model_from_json(json_string):
     if len(json_string) > MAX_JSON_CHARACTERS:
         raise ValueError(f"The model JSON has {len(json_string)} characters, beyond fastcnn's bound of "
                          f"{MAX_JSON_CHARACTERS}")
+
+    import json  # here, not at import
 
     def refuse_constant(name):
         raise ValueError(f"The model JSON contains {name}; configs hold finite numbers only")
