@@ -37,14 +37,43 @@ def set_kernel_set(name):
     _core.select_kernels(name)
 
 
+def openmp_runtime():
+    """The OpenMP runtime library loaded in this process: (path, bundled) or (None, False).
+
+    A wheel from scripts/build_wheel.sh carries its own libgomp (in ``fastcnn.libs``); a source
+    build uses the compiler's. Read from /proc/self/maps, so Linux only.
+    """
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split(None, 5)[5].strip() for line in maps if line.count(" ") >= 5 and "/lib" in line}
+    except OSError:
+        return None, False
+    for path in sorted(paths):
+        name = os.path.basename(path)
+        if name.startswith(("libgomp", "libiomp", "libomp")):
+            return path, os.path.basename(os.path.dirname(path)) == "fastcnn.libs"
+    return None, False
+
+
 def show_config():
-    """Prints the version, kernel set, threads and platform."""
+    """Prints the version, kernel set, threads, OpenMP runtime and platform."""
+    import numpy
+
     import fastcnn
 
+    gomp, bundled = openmp_runtime()
+    if gomp is None:
+        runtime = "unknown (not found in /proc/self/maps)"
+    else:
+        runtime = f"{os.path.basename(gomp)} ({'bundled with the wheel' if bundled else 'system'}: {gomp})"
     lines = [
-        f"fastcnn {fastcnn.__version__}",
-        f"kernels: {kernel_set()} (available: {', '.join(_core.available_kernels())})",
-        f"threads: {get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})",
+        f"fastcnn {fastcnn.__version__} ({os.path.dirname(fastcnn.__file__)})",
+        f"kernels: {kernel_set()} (available: {', '.join(_core.available_kernels())}; "
+        f"FASTCNN_KERNELS={os.environ.get('FASTCNN_KERNELS', 'unset')})",
+        f"threads: {get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')})",
+        f"openmp: {runtime}",
+        f"numpy: {numpy.__version__}",
         f"python: {platform.python_version()} on {platform.machine()} {platform.system()}",
     ]
     print("\n".join(lines))

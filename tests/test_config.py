@@ -7,6 +7,7 @@ Every comparison is on the JSON text Keras would write into a .keras file's conf
 import contextlib
 import io
 import json
+import os
 import pathlib
 
 import numpy as np
@@ -487,3 +488,20 @@ def test_configs_from_fastcnn_round_trip_exactly():
         assert _text(type(layer)(**layer.get_config()).get_config()) == _text(layer.get_config())
     not_compiled = saving.deserialize_model(serialized, compile=False)
     assert not not_compiled.compiled and not_compiled.built
+
+
+def test_show_config_reports_version_kernels_threads_and_openmp_runtime(capsys):
+    import fastcnn
+
+    fastcnn.show_config()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"fastcnn {fastcnn.__version__} (")
+    assert out[1].startswith(f"kernels: {fastcnn.config.kernel_set()} (available: ")
+    assert out[2].startswith(f"threads: {fastcnn.get_num_threads()} (OMP_NUM_THREADS=")
+    # A source build links the compiler's libgomp; the wheel's own (fastcnn.libs) is tests/test_wheel.py's.
+    assert out[3].startswith("openmp: libgomp"), out[3]
+    path, bundled = fastcnn.config.openmp_runtime()
+    assert path is not None and os.path.isfile(path) and path in out[3]
+    assert bundled == ("/fastcnn.libs/" in path)
+    assert out[4] == f"numpy: {__import__('numpy').__version__}"
+    assert out[5].startswith("python: ")

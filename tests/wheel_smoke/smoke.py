@@ -74,4 +74,5 @@ out = io.StringIO()
 with contextlib.redirect_stdout(out):
     fastcnn.show_config()
 assert f"fastcnn {fastcnn.__version__}" in out.getvalue() and expected_kernels in out.getvalue(), out.getvalue()
+assert "openmp: libgomp" in out.getvalue() and "bundled with the wheel" in out.getvalue(), out.getvalue()
 print(f"wheel smoke passed: kernels {expected_kernels}, conv error {error:.1e}, MNIST accuracy {accuracy:.3f}")
