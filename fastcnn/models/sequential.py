@@ -532,7 +532,6 @@ class Sequential:
             callbacks, add_history=True, add_progbar=verbose != 0, model=self,
             verbose=verbose, epochs=epochs, steps=steps,
         )
-        metric_name = self._metric.name if self._metric else None
         self.stop_training = False
         network = self._network
         logs = {}
@@ -554,8 +553,7 @@ class Sequential:
                 total_loss += loss_sum
                 total_correct += correct
                 seen += len(indices)
-                logs = {metric_name: total_correct / seen} if metric_name else {}
-                logs["loss"] = total_loss / seen
+                logs = _batch_input._running_logs(self, total_loss, total_correct, seen)
                 callback_list.on_train_batch_end(step, dict(logs))
                 if self.stop_training:
                     break
@@ -594,7 +592,6 @@ class Sequential:
 
     def _evaluate_prepared(self, x, targets, batch_size, callback_list):
         samples = x.shape[0]
-        metric_name = self._metric.name if self._metric else None
         total_loss, total_correct, seen = 0.0, 0, 0
         logs = {}
         if callback_list is not None:
@@ -608,12 +605,11 @@ class Sequential:
             total_loss += loss_sum
             total_correct += correct
             seen += len(indices)
-            logs = {metric_name: total_correct / seen} if metric_name else {}
-            logs["loss"] = total_loss / seen
+            logs = _batch_input._running_logs(self, total_loss, total_correct, seen)
             if callback_list is not None:
                 callback_list.on_test_batch_end(step, dict(logs))
         if not logs:
-            logs = ({metric_name: 0.0} if metric_name else {}) | {"loss": 0.0}
+            logs = _batch_input._running_logs(self, 0.0, 0, 0)  # no samples: zeros, as Keras reports
         if callback_list is not None:
             callback_list.on_test_end(dict(logs))
         return logs
