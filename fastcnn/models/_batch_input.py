@@ -23,12 +23,18 @@ import warnings
 import numpy as np
 
 from fastcnn import _random
-from fastcnn import callbacks as callbacks_module
 from fastcnn._py_dataset import PyDataset
 
 _RAN_OUT = ("Your input ran out of data; interrupting training. Make sure that your dataset or generator can "
             "generate at least `steps_per_epoch * epochs` batches. You may need to use the `.repeat()` function "
             "when building your dataset.")
+
+
+def callbacks_module():
+    """fastcnn.callbacks, imported at the first fit/evaluate/predict rather than by `import fastcnn`."""
+    from fastcnn import callbacks  # noqa: PLC0415
+
+    return callbacks
 
 
 def is_batch_source(x):
@@ -336,7 +342,7 @@ def fit(model, x, y, epochs, verbose, callbacks, validation_split, validation_da
     _check_steps(validation_batch_size, "validation_batch_size")
     validation_batch_size = validation_batch_size or 32  # fit's default batch size, for array validation data
 
-    callback_list = callbacks_module._callback_list_for(
+    callback_list = callbacks_module()._callback_list_for(
         callbacks, add_history=True, add_progbar=verbose != 0, model=model,
         verbose=verbose, epochs=epochs, steps=steps_per_epoch or source.num_batches,
     )
@@ -383,7 +389,7 @@ def evaluate(model, x, y, verbose, sample_weight, steps, callbacks):
     _check_steps(steps, "steps")
     if steps is None and source.kind == "indexed" and source.num_batches is None:
         raise ValueError("When passing an infinite PyDataset, please specify `steps`.")
-    callback_list = callbacks_module._callback_list_for(
+    callback_list = callbacks_module()._callback_list_for(
         callbacks, add_progbar=verbose != 0, model=model, verbose=verbose, epochs=1,
         steps=steps or source.num_batches,
     )
@@ -400,7 +406,7 @@ def predict(model, x, verbose, steps, callbacks):
         raise ValueError("When passing an infinite PyDataset, please specify `steps`.")
     if not source.can_start_epoch():
         raise _empty_error(source, "x")
-    callback_list = callbacks_module._callback_list_for(
+    callback_list = callbacks_module()._callback_list_for(
         callbacks, add_progbar=verbose != 0, model=model, verbose=verbose, epochs=1,
         steps=steps or source.num_batches,
     )

@@ -12,7 +12,6 @@ Column widths follow Keras: line length min(88, terminal columns - 4), split at 
 reduced evenly (rich's ratio_reduce) until the table with its borders and padding fits.
 """
 
-import shutil
 
 
 def readable_size(size):
@@ -74,6 +73,8 @@ def _wrap(text, width):
 def render(model_name, rows, trainable_count, non_trainable_count, optimizer_count=None, line_length=None):
     """rows: (name_and_type, output_shape_text, param_text) per layer. Returns the summary text."""
     if line_length is None:
+        import shutil  # imported here: shutil pulls in bz2/lzma, 4 ms of `import fastcnn`
+
         line_length = min(88, shutil.get_terminal_size().columns - 4)
     widths = column_widths(line_length)
     alignments = ("left", "left", "right")

@@ -19,7 +19,6 @@ h5py is imported only here, when a file is read or written.
 """
 
 import os
-import secrets
 import warnings
 
 import numpy as np
@@ -83,7 +82,7 @@ def _temporary_path(path):
     the permissions a direct write would have given it."""
     directory, name = os.path.split(os.path.abspath(path))
     while True:
-        candidate = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        candidate = os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
         try:
             descriptor = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:

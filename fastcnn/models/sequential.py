@@ -11,7 +11,6 @@ import numbers
 import numpy as np
 
 from fastcnn import _core, _naming, _random
-from fastcnn import callbacks as callbacks_module
 from fastcnn import losses as losses_module
 from fastcnn import metrics as metrics_module
 from fastcnn import optimizers as optimizers_module
@@ -528,7 +527,7 @@ class Sequential:
             samples = split_at
 
         steps = math.ceil(samples / batch_size)
-        callback_list = callbacks_module._callback_list_for(
+        callback_list = _batch_input.callbacks_module()._callback_list_for(
             callbacks, add_history=True, add_progbar=verbose != 0, model=self,
             verbose=verbose, epochs=epochs, steps=steps,
         )
@@ -633,7 +632,7 @@ class Sequential:
         x_all = self._prepare_x(x)
         targets = self._prepare_y(y, x_all.shape[0])
         targets["sample_weights"] = self._prepare_sample_weights(sample_weight, None, targets, x_all.shape[0])
-        callback_list = callbacks_module._callback_list_for(
+        callback_list = _batch_input.callbacks_module()._callback_list_for(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1,
             steps=math.ceil(x_all.shape[0] / batch_size),
         )
@@ -659,7 +658,7 @@ class Sequential:
         samples = x_all.shape[0]
         output_sample = self._layers[-1]._output_sample_shape
         steps = math.ceil(samples / batch_size)
-        callback_list = callbacks_module._callback_list_for(
+        callback_list = _batch_input.callbacks_module()._callback_list_for(
             callbacks, add_progbar=verbose != 0 and steps > 0, model=self, verbose=verbose, epochs=1, steps=steps,
         )
         outputs = np.empty((samples,) + output_sample, dtype=np.float32)
