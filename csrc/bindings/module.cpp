@@ -14,12 +14,14 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
 
 #include "kernels/image.h"
 #include "kernels/kernels.h"
+#include "ops/checked.h"
 #include "parallel.h"
 #include "runtime/augmentation.h"
 #include "runtime/network.h"
@@ -62,13 +64,123 @@ void require_dimension(const py::array& array, py::ssize_t axis, int64_t expecte
   }
 }
 
+std::string type_name(py::handle value) { return py::str(py::type::handle_of(value).attr("__name__")); }
+
+// Any array-like of booleans, integers or floats as an ndarray of its own dtype; None, strings,
+// objects, complex numbers and ragged sequences are refused naming the argument.
+py::array numeric_array(py::handle value, const char* name) {
+  if (value.is_none()) {
+    throw py::type_error(std::string("`") + name + "` must be an array of numbers. Received: " + name + "=None");
+  }
+  py::array array = py::array::ensure(value);
+  if (!array) {
+    throw py::type_error(std::string("`") + name + "` must be an array of numbers (a numpy array or a " +
+                         "rectangular nested sequence). Received: " + name + " of type " + type_name(value));
+  }
+  const char kind = array.dtype().kind();
+  if (kind != 'b' && kind != 'i' && kind != 'u' && kind != 'f') {
+    throw py::type_error(std::string("`") + name + "` must hold booleans, integers or floats. Received: " + name +
+                         ".dtype=" + std::string(py::str(array.dtype())));
+  }
+  return array;
+}
+
+// `array` converted to a C-contiguous Target array: the copy's size is checked against the machine's
+// memory first (a zero-stride view of a few bytes can stand for terabytes).
+template <typename Target>
+Target converted(const py::array& array, const char* name) {
+  require_allocatable(array.size(), sizeof(typename Target::value_type), std::string("a converted copy of `") + name + "`");
+  Target result = Target::ensure(array);
+  if (!result) {
+    throw py::type_error(std::string("`") + name + "` could not be converted to a contiguous array of " +
+                         std::string(py::str(py::dtype::of<typename Target::value_type>())) + ". Received: " + name +
+                         ".dtype=" + std::string(py::str(array.dtype())) + ", " + name + ".shape=" + shape_text(array));
+  }
+  return result;
+}
+
+// A C-contiguous float32 array: the argument itself when it already is one, else a converted copy
+// (float64, integers, booleans, Fortran order, strided views and read-only arrays all give the
+// result of their contiguous float32 copy).
+FloatArray float_array(py::handle value, const char* name) {
+  if (FloatArray::check_(value)) return py::reinterpret_borrow<FloatArray>(value);
+  return converted<FloatArray>(numeric_array(value, name), name);
+}
+
+std::optional<FloatArray> optional_float_array(py::handle value, const char* name) {
+  if (value.is_none()) return std::nullopt;
+  return float_array(value, name);
+}
+
+// A C-contiguous int64 array of an integer argument (indices, origins, flags). Floats are refused
+// rather than truncated, and uint64 values beyond int64 rather than wrapped.
+IndexArray integer_array(py::handle value, const char* name) {
+  const py::array array = numeric_array(value, name);
+  const char kind = array.dtype().kind();
+  if (kind != 'i' && kind != 'u') {
+    throw py::type_error(std::string("`") + name + "` must hold integers. Received: " + name + ".dtype=" +
+                         std::string(py::str(array.dtype())));
+  }
+  if (kind == 'u' && array.dtype().itemsize() == 8) {
+    const auto wide = converted<py::array_t<uint64_t, py::array::c_style | py::array::forcecast>>(array, name);
+    for (py::ssize_t i = 0; i < wide.size(); ++i) {
+      if (wide.data()[i] > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        throw py::value_error(std::string("`") + name + "` values must fit in int64. Received: " +
+                              std::to_string(wide.data()[i]));
+      }
+    }
+  }
+  return converted<IndexArray>(array, name);
+}
+
+std::optional<IndexArray> optional_integer_array(py::handle value, const char* name) {
+  if (value.is_none()) return std::nullopt;
+  return integer_array(value, name);
+}
+
+// Class labels as int64: integers, or floats that are whole numbers (as Keras's sparse losses
+// accept them); a float such as 1.5 or nan is refused rather than truncated.
+IndexArray class_indices(const py::array& array, const char* name) {
+  if (array.dtype().kind() == 'f') {
+    const FloatArray values = converted<FloatArray>(array, name);
+    for (py::ssize_t i = 0; i < values.size(); ++i) {
+      const float value = values.data()[i];
+      if (!std::isfinite(value) || std::trunc(value) != value) {
+        throw py::value_error("label " + std::to_string(value) + " is not an integer class index. Received: " +
+                              name + "[" + std::to_string(i) + "]=" + std::to_string(value));
+      }
+      if (std::fabs(value) > 9.0e18f) {
+        throw py::value_error("label " + std::to_string(value) + " is outside the int64 range");
+      }
+    }
+    return converted<IndexArray>(values, name);
+  }
+  if (array.dtype().kind() == 'b') {
+    throw py::type_error(std::string("`") + name + "` must hold integer class indices. Received: " + name +
+                         ".dtype=bool");
+  }
+  return integer_array(array, name);
+}
+
+// A new float32 array, its element count formed with overflow checks and compared with the
+// machine's memory before numpy allocates it.
+FloatArray new_float_array(std::vector<py::ssize_t> shape, const char* what = "the result") {
+  int64_t count = 1;
+  for (py::ssize_t dimension : shape) count = checked_multiply(count, dimension, what);
+  require_allocatable(count, sizeof(float), what);
+  return FloatArray(std::move(shape));
+}
+
+FloatArray new_float_array_like(const py::array& like, const char* what) {
+  return new_float_array(std::vector<py::ssize_t>(like.shape(), like.shape() + like.ndim()), what);
+}
+
 const kernels::KernelTable& table_named(const std::string& name) {
   return name == "active" ? kernels::active() : kernels::by_name(name.c_str());
 }
 
 Activation activation_named(const std::string& name) { return parse_activation(name); }
 
-FloatArray empty_float(std::vector<py::ssize_t> shape) { return FloatArray(std::move(shape)); }
 
 Conv2DParams conv_params_for(const FloatArray& input, int64_t output_channels, Pair kernel_size,
                              Pair strides, const std::string& padding, Pair dilation,
@@ -82,9 +194,12 @@ Conv2DParams conv_params_for(const FloatArray& input, int64_t output_channels, P
 
 // ---- ops: single kernels, for tests and for users who want one op on arrays ----
 
-FloatArray conv2d_forward(const FloatArray& input, const FloatArray& kernel,
-                          std::optional<FloatArray> bias, Pair strides, const std::string& padding,
-                          Pair dilation, const std::string& activation, const std::string& kernels) {
+FloatArray conv2d_forward(py::object input_argument, py::object kernel_argument, py::object bias_argument,
+                          Pair strides, const std::string& padding, Pair dilation, const std::string& activation,
+                          const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray kernel = float_array(kernel_argument, "kernel");
+  const std::optional<FloatArray> bias = optional_float_array(bias_argument, "bias");
   require_rank(kernel, 4, "kernel");
   require_rank(input, 4, "input");
   require_dimension(kernel, 2, input.shape(3), "kernel", "input channels");
@@ -97,7 +212,7 @@ FloatArray conv2d_forward(const FloatArray& input, const FloatArray& kernel,
     require_dimension(*bias, 0, params.output_channels, "bias", "output channels");
   }
   const auto& table = table_named(kernels);
-  FloatArray output = empty_float({params.batch, params.output_height, params.output_width, params.output_channels});
+  FloatArray output = new_float_array({params.batch, params.output_height, params.output_width, params.output_channels});
   const float* bias_data = bias ? bias->data() : nullptr;
   {
     py::gil_scoped_release release;
@@ -106,10 +221,12 @@ FloatArray conv2d_forward(const FloatArray& input, const FloatArray& kernel,
   return output;
 }
 
-FloatArray conv2d_backward_input(const FloatArray& output_gradient, const FloatArray& kernel,
+FloatArray conv2d_backward_input(py::object output_gradient_argument, py::object kernel_argument,
                                  std::tuple<int64_t, int64_t, int64_t, int64_t> input_shape,
                                  Pair strides, const std::string& padding, Pair dilation,
                                  const std::string& kernels) {
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  const FloatArray kernel = float_array(kernel_argument, "kernel");
   require_rank(kernel, 4, "kernel");
   require_rank(output_gradient, 4, "output_gradient");
   const auto [batch, height, width, channels] = input_shape;
@@ -123,7 +240,7 @@ FloatArray conv2d_backward_input(const FloatArray& output_gradient, const FloatA
   require_dimension(output_gradient, 2, params.output_width, "output_gradient", "output width");
   require_dimension(output_gradient, 3, params.output_channels, "output_gradient", "output channels");
   const auto& table = table_named(kernels);
-  FloatArray input_gradient = empty_float({batch, height, width, channels});
+  FloatArray input_gradient = new_float_array({batch, height, width, channels});
   {
     py::gil_scoped_release release;
     table.conv2d_backward_input(params, output_gradient.data(), kernel.data(), input_gradient.mutable_data());
@@ -132,8 +249,10 @@ FloatArray conv2d_backward_input(const FloatArray& output_gradient, const FloatA
 }
 
 std::pair<FloatArray, std::optional<FloatArray>> conv2d_backward_kernel(
-    const FloatArray& input, const FloatArray& output_gradient, Pair kernel_size, Pair strides,
+    py::object input_argument, py::object output_gradient_argument, Pair kernel_size, Pair strides,
     const std::string& padding, Pair dilation, bool use_bias, const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
   require_rank(output_gradient, 4, "output_gradient");
   const Conv2DParams params = conv_params_for(input, output_gradient.shape(3), kernel_size, strides,
                                               padding, dilation, use_bias, Activation::linear);
@@ -141,10 +260,10 @@ std::pair<FloatArray, std::optional<FloatArray>> conv2d_backward_kernel(
   require_dimension(output_gradient, 1, params.output_height, "output_gradient", "output height");
   require_dimension(output_gradient, 2, params.output_width, "output_gradient", "output width");
   const auto& table = table_named(kernels);
-  FloatArray kernel_gradient = empty_float({params.kernel_height, params.kernel_width,
+  FloatArray kernel_gradient = new_float_array({params.kernel_height, params.kernel_width,
                                             params.input_channels, params.output_channels});
   std::optional<FloatArray> bias_gradient;
-  if (use_bias) bias_gradient = empty_float({params.output_channels});
+  if (use_bias) bias_gradient = new_float_array({params.output_channels});
   float* bias_data = use_bias ? bias_gradient->mutable_data() : nullptr;
   {
     py::gil_scoped_release release;
@@ -162,9 +281,11 @@ DenseParams dense_params_for(const FloatArray& input, const FloatArray& kernel, 
   return make_dense_params(input.shape(0), input.shape(1), kernel.shape(1), use_bias, activation);
 }
 
-FloatArray dense_forward(const FloatArray& input, const FloatArray& kernel,
-                         std::optional<FloatArray> bias, const std::string& activation,
-                         const std::string& kernels) {
+FloatArray dense_forward(py::object input_argument, py::object kernel_argument, py::object bias_argument,
+                         const std::string& activation, const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray kernel = float_array(kernel_argument, "kernel");
+  const std::optional<FloatArray> bias = optional_float_array(bias_argument, "bias");
   const Activation act = activation_named(activation);
   if (!is_elementwise(act)) throw py::value_error("dense_forward fuses elementwise activations only");
   const DenseParams params = dense_params_for(input, kernel, bias.has_value(), act);
@@ -173,7 +294,7 @@ FloatArray dense_forward(const FloatArray& input, const FloatArray& kernel,
     require_dimension(*bias, 0, params.output_units, "bias", "units");
   }
   const auto& table = table_named(kernels);
-  FloatArray output = empty_float({params.batch, params.output_units});
+  FloatArray output = new_float_array({params.batch, params.output_units});
   const float* bias_data = bias ? bias->data() : nullptr;
   {
     py::gil_scoped_release release;
@@ -182,15 +303,17 @@ FloatArray dense_forward(const FloatArray& input, const FloatArray& kernel,
   return output;
 }
 
-FloatArray dense_backward_input(const FloatArray& output_gradient, const FloatArray& kernel,
+FloatArray dense_backward_input(py::object output_gradient_argument, py::object kernel_argument,
                                 const std::string& kernels) {
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  const FloatArray kernel = float_array(kernel_argument, "kernel");
   require_rank(output_gradient, 2, "output_gradient");
   require_rank(kernel, 2, "kernel");
   require_dimension(output_gradient, 1, kernel.shape(1), "output_gradient", "units");
   const DenseParams params = make_dense_params(output_gradient.shape(0), kernel.shape(0),
                                                kernel.shape(1), false, Activation::linear);
   const auto& table = table_named(kernels);
-  FloatArray input_gradient = empty_float({params.batch, params.input_units});
+  FloatArray input_gradient = new_float_array({params.batch, params.input_units});
   {
     py::gil_scoped_release release;
     table.dense_backward_input(params, output_gradient.data(), kernel.data(), input_gradient.mutable_data());
@@ -199,17 +322,19 @@ FloatArray dense_backward_input(const FloatArray& output_gradient, const FloatAr
 }
 
 std::pair<FloatArray, std::optional<FloatArray>> dense_backward_kernel(
-    const FloatArray& input, const FloatArray& output_gradient, bool use_bias,
+    py::object input_argument, py::object output_gradient_argument, bool use_bias,
     const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
   require_rank(input, 2, "input");
   require_rank(output_gradient, 2, "output_gradient");
   require_dimension(output_gradient, 0, input.shape(0), "output_gradient", "batch");
   const DenseParams params = make_dense_params(input.shape(0), input.shape(1),
                                                output_gradient.shape(1), use_bias, Activation::linear);
   const auto& table = table_named(kernels);
-  FloatArray kernel_gradient = empty_float({params.input_units, params.output_units});
+  FloatArray kernel_gradient = new_float_array({params.input_units, params.output_units});
   std::optional<FloatArray> bias_gradient;
-  if (use_bias) bias_gradient = empty_float({params.output_units});
+  if (use_bias) bias_gradient = new_float_array({params.output_units});
   float* bias_data = use_bias ? bias_gradient->mutable_data() : nullptr;
   {
     py::gil_scoped_release release;
@@ -227,11 +352,12 @@ Pool2DParams pool_params_for(const FloatArray& input, Pair pool_size, Pair strid
                             parse_padding(padding.c_str()));
 }
 
-FloatArray max_pool2d_forward(const FloatArray& input, Pair pool_size, Pair strides,
+FloatArray max_pool2d_forward(py::object input_argument, Pair pool_size, Pair strides,
                               const std::string& padding, const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
   const Pool2DParams params = pool_params_for(input, pool_size, strides, padding);
   const auto& table = table_named(kernels);
-  FloatArray output = empty_float({params.batch, params.output_height, params.output_width, params.channels});
+  FloatArray output = new_float_array({params.batch, params.output_height, params.output_width, params.channels});
   {
     py::gil_scoped_release release;
     table.max_pool2d_forward(params, input.data(), output.mutable_data());
@@ -239,9 +365,11 @@ FloatArray max_pool2d_forward(const FloatArray& input, Pair pool_size, Pair stri
   return output;
 }
 
-FloatArray max_pool2d_backward(const FloatArray& input, const FloatArray& output_gradient,
+FloatArray max_pool2d_backward(py::object input_argument, py::object output_gradient_argument,
                                Pair pool_size, Pair strides, const std::string& padding,
                                const std::string& kernels, bool relu_input) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
   Pool2DParams params = pool_params_for(input, pool_size, strides, padding);
   params.relu_input = relu_input;
   require_rank(output_gradient, 4, "output_gradient");
@@ -250,7 +378,7 @@ FloatArray max_pool2d_backward(const FloatArray& input, const FloatArray& output
   require_dimension(output_gradient, 2, params.output_width, "output_gradient", "output width");
   require_dimension(output_gradient, 3, params.channels, "output_gradient", "channels");
   const auto& table = table_named(kernels);
-  FloatArray input_gradient = empty_float({params.batch, params.input_height, params.input_width, params.channels});
+  FloatArray input_gradient = new_float_array({params.batch, params.input_height, params.input_width, params.channels});
   {
     py::gil_scoped_release release;
     table.max_pool2d_backward(params, input.data(), output_gradient.data(), input_gradient.mutable_data());
@@ -265,12 +393,13 @@ std::pair<int64_t, int64_t> rows_and_columns(const py::array& array, const char*
   return {columns == 0 ? 0 : array.size() / columns, columns};
 }
 
-FloatArray activation_forward(const std::string& activation, const FloatArray& input,
+FloatArray activation_forward(const std::string& activation, py::object input_argument,
                               const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
   const Activation act = activation_named(activation);
   const auto [rows, columns] = rows_and_columns(input, "input");
   const auto& table = table_named(kernels);
-  FloatArray output(std::vector<py::ssize_t>(input.shape(), input.shape() + input.ndim()));
+  FloatArray output = new_float_array_like(input, "output");
   {
     py::gil_scoped_release release;
     table.activation_forward(act, rows, columns, input.data(), output.mutable_data());
@@ -278,9 +407,12 @@ FloatArray activation_forward(const std::string& activation, const FloatArray& i
   return output;
 }
 
-FloatArray activation_backward(const std::string& activation, const FloatArray& output,
-                               const FloatArray& output_gradient, const std::string& kernels,
-                               std::optional<FloatArray> input) {
+FloatArray activation_backward(const std::string& activation, py::object output_argument,
+                               py::object output_gradient_argument, const std::string& kernels,
+                               py::object input_argument) {
+  const FloatArray output = float_array(output_argument, "output");
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  const std::optional<FloatArray> input = optional_float_array(input_argument, "input");
   const Activation act = activation_named(activation);
   if (needs_pre_activation(act) && act != Activation::softmax && !input) {
     throw py::value_error("activation '" + activation + "' needs its `input` for the backward pass");
@@ -296,7 +428,7 @@ FloatArray activation_backward(const std::string& activation, const FloatArray& 
   }
   const auto [rows, columns] = rows_and_columns(output, "output");
   const auto& table = table_named(kernels);
-  FloatArray input_gradient(std::vector<py::ssize_t>(output.shape(), output.shape() + output.ndim()));
+  FloatArray input_gradient = new_float_array_like(output, "input_gradient");
   {
     py::gil_scoped_release release;
     table.activation_backward(act, rows, columns, input_data, output.data(), output_gradient.data(),
@@ -316,11 +448,12 @@ DropoutParams dropout_params_for(const py::array& array, float rate, uint64_t se
   return params;
 }
 
-FloatArray dropout_forward(const FloatArray& input, float rate, uint64_t seed,
+FloatArray dropout_forward(py::object input_argument, float rate, uint64_t seed,
                            const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
   const DropoutParams params = dropout_params_for(input, rate, seed);
   const auto& table = table_named(kernels);
-  FloatArray output(std::vector<py::ssize_t>(input.shape(), input.shape() + input.ndim()));
+  FloatArray output = new_float_array_like(input, "output");
   {
     py::gil_scoped_release release;
     table.dropout_forward(params, input.data(), output.mutable_data());
@@ -328,11 +461,12 @@ FloatArray dropout_forward(const FloatArray& input, float rate, uint64_t seed,
   return output;
 }
 
-FloatArray dropout_backward(const FloatArray& output_gradient, float rate, uint64_t seed,
+FloatArray dropout_backward(py::object output_gradient_argument, float rate, uint64_t seed,
                             const std::string& kernels) {
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
   const DropoutParams params = dropout_params_for(output_gradient, rate, seed);
   const auto& table = table_named(kernels);
-  FloatArray input_gradient(std::vector<py::ssize_t>(output_gradient.shape(), output_gradient.shape() + output_gradient.ndim()));
+  FloatArray input_gradient = new_float_array_like(output_gradient, "input_gradient");
   {
     py::gil_scoped_release release;
     table.dropout_backward(params, output_gradient.data(), input_gradient.mutable_data());
@@ -353,10 +487,11 @@ void require_channel_vector(const std::optional<FloatArray>& array, int64_t chan
   require_dimension(*array, 0, channels, name, "channels");
 }
 
-std::pair<FloatArray, FloatArray> batch_norm_statistics(const FloatArray& input, const std::string& kernels) {
+std::pair<FloatArray, FloatArray> batch_norm_statistics(py::object input_argument, const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
   const BatchNormParams params = batch_norm_params_for(input, 1e-3f);
   const auto& table = table_named(kernels);
-  FloatArray mean = empty_float({params.channels}), variance = empty_float({params.channels});
+  FloatArray mean = new_float_array({params.channels}), variance = new_float_array({params.channels});
   {
     py::gil_scoped_release release;
     table.batch_norm_statistics(params, input.data(), mean.mutable_data(), variance.mutable_data());
@@ -364,16 +499,21 @@ std::pair<FloatArray, FloatArray> batch_norm_statistics(const FloatArray& input,
   return {mean, variance};
 }
 
-FloatArray batch_norm_forward(const FloatArray& input, const FloatArray& mean, const FloatArray& variance,
-                              std::optional<FloatArray> gamma, std::optional<FloatArray> beta, float epsilon,
+FloatArray batch_norm_forward(py::object input_argument, py::object mean_argument, py::object variance_argument,
+                              py::object gamma_argument, py::object beta_argument, float epsilon,
                               const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray mean = float_array(mean_argument, "mean");
+  const FloatArray variance = float_array(variance_argument, "variance");
+  const std::optional<FloatArray> gamma = optional_float_array(gamma_argument, "gamma");
+  const std::optional<FloatArray> beta = optional_float_array(beta_argument, "beta");
   const BatchNormParams params = batch_norm_params_for(input, epsilon);
   require_channel_vector(mean, params.channels, "mean");
   require_channel_vector(variance, params.channels, "variance");
   require_channel_vector(gamma, params.channels, "gamma");
   require_channel_vector(beta, params.channels, "beta");
   const auto& table = table_named(kernels);
-  FloatArray output(std::vector<py::ssize_t>(input.shape(), input.shape() + input.ndim()));
+  FloatArray output = new_float_array_like(input, "output");
   const float* gamma_data = gamma ? gamma->data() : nullptr;
   const float* beta_data = beta ? beta->data() : nullptr;
   {
@@ -385,8 +525,13 @@ FloatArray batch_norm_forward(const FloatArray& input, const FloatArray& mean, c
 }
 
 std::tuple<FloatArray, FloatArray, FloatArray> batch_norm_backward(
-    const FloatArray& input, const FloatArray& mean, const FloatArray& variance, std::optional<FloatArray> gamma,
-    const FloatArray& output_gradient, float epsilon, const std::string& kernels, bool relu_input) {
+    py::object input_argument, py::object mean_argument, py::object variance_argument, py::object gamma_argument,
+    py::object output_gradient_argument, float epsilon, const std::string& kernels, bool relu_input) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray mean = float_array(mean_argument, "mean");
+  const FloatArray variance = float_array(variance_argument, "variance");
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  const std::optional<FloatArray> gamma = optional_float_array(gamma_argument, "gamma");
   BatchNormParams params = batch_norm_params_for(input, epsilon);
   params.relu_input = relu_input;
   require_channel_vector(mean, params.channels, "mean");
@@ -397,8 +542,8 @@ std::tuple<FloatArray, FloatArray, FloatArray> batch_norm_backward(
                           shape_text(input) + ", output_gradient.shape=" + shape_text(output_gradient));
   }
   const auto& table = table_named(kernels);
-  FloatArray input_gradient(std::vector<py::ssize_t>(input.shape(), input.shape() + input.ndim()));
-  FloatArray gamma_gradient = empty_float({params.channels}), beta_gradient = empty_float({params.channels});
+  FloatArray input_gradient = new_float_array_like(input, "input_gradient");
+  FloatArray gamma_gradient = new_float_array({params.channels}), beta_gradient = new_float_array({params.channels});
   const float* gamma_data = gamma ? gamma->data() : nullptr;
   {
     py::gil_scoped_release release;
@@ -410,35 +555,25 @@ std::tuple<FloatArray, FloatArray, FloatArray> batch_norm_backward(
 }
 
 // Labels (batch,) in [0, classes) or probability rows (batch, classes).
-std::pair<FloatArray, FloatArray> cross_entropy(const FloatArray& predictions, const py::array& targets,
+std::pair<FloatArray, FloatArray> cross_entropy(py::object predictions_argument, py::object targets_argument,
                                                 bool from_logits) {
+  const FloatArray predictions = float_array(predictions_argument, "predictions");
+  const py::array targets = numeric_array(targets_argument, "targets");
   require_rank(predictions, 2, "predictions");
   const int64_t batch = predictions.shape(0);
   const int64_t classes = predictions.shape(1);
+  if (classes <= 0) {
+    throw py::value_error("`predictions` needs at least one class. Received: predictions.shape=" +
+                          shape_text(predictions));
+  }
   CrossEntropyParams params;
   params.batch = batch;
   params.classes = classes;
   params.from_logits = from_logits;
   params.gradient_scale = batch > 0 ? 1.0f / static_cast<float>(batch) : 0.0f;
-  FloatArray losses = empty_float({batch});
-  FloatArray gradient = empty_float({batch, classes});
-  if (targets.dtype().kind() != 'b' && targets.dtype().kind() != 'i' && targets.dtype().kind() != 'u' &&
-      targets.dtype().kind() != 'f') {
-    throw py::type_error("`targets` must be a numeric array. Received dtype " +
-                         std::string(py::str(targets.dtype())));
-  }
   if (targets.ndim() == 1) {
-    if (targets.dtype().kind() == 'f') {
-      FloatArray values = FloatArray::ensure(targets);
-      for (int64_t i = 0; i < values.size(); ++i) {
-        const float value = values.data()[i];
-        if (!std::isfinite(value) || std::trunc(value) != value) {
-          throw py::value_error("label " + std::to_string(value) + " is not an integer class index");
-        }
-      }
-    }
-    LabelArray labels = LabelArray::ensure(targets);
-    if (!labels) throw py::type_error("`targets` must be integer class labels or float probabilities");
+    // Class indices: checked in 64 bits before narrowing to int32, so no value wraps into range.
+    const IndexArray labels = class_indices(targets, "targets");
     require_dimension(labels, 0, batch, "targets", "batch");
     for (int64_t i = 0; i < batch; ++i) {
       if (labels.data()[i] < 0 || labels.data()[i] >= classes) {
@@ -446,18 +581,26 @@ std::pair<FloatArray, FloatArray> cross_entropy(const FloatArray& predictions, c
                               std::to_string(classes) + ")");
       }
     }
+    const LabelArray narrow = converted<LabelArray>(labels, "targets");
+    FloatArray losses = new_float_array({batch}, "losses");
+    FloatArray gradient = new_float_array({batch, classes}, "gradient");
+    {
+      py::gil_scoped_release release;
+      kernels::cross_entropy(params, predictions.data(), narrow.data(), nullptr, losses.mutable_data(),
+                             gradient.mutable_data());
+    }
+    return {losses, gradient};
+  }
+  const FloatArray probabilities = converted<FloatArray>(targets, "targets");
+  require_rank(probabilities, 2, "targets");
+  require_dimension(probabilities, 0, batch, "targets", "batch");
+  require_dimension(probabilities, 1, classes, "targets", "classes");
+  FloatArray losses = new_float_array({batch}, "losses");
+  FloatArray gradient = new_float_array({batch, classes}, "gradient");
+  {
     py::gil_scoped_release release;
-    kernels::cross_entropy(params, predictions.data(), labels.data(), nullptr, losses.mutable_data(),
+    kernels::cross_entropy(params, predictions.data(), nullptr, probabilities.data(), losses.mutable_data(),
                            gradient.mutable_data());
-  } else {
-    FloatArray probabilities = FloatArray::ensure(targets);
-    if (!probabilities) throw py::type_error("`targets` must be numeric");
-    require_rank(probabilities, 2, "targets");
-    require_dimension(probabilities, 0, batch, "targets", "batch");
-    require_dimension(probabilities, 1, classes, "targets", "classes");
-    py::gil_scoped_release release;
-    kernels::cross_entropy(params, predictions.data(), nullptr, probabilities.data(),
-                           losses.mutable_data(), gradient.mutable_data());
   }
   return {losses, gradient};
 }
@@ -478,7 +621,7 @@ FloatArray per_sample(const FloatArray& values, int64_t batch, const char* name)
     throw py::value_error(std::string("`") + name + "` must hold 1 or " + std::to_string(batch) +
                           " values (one per sample). Received: " + name + ".shape=" + shape_text(values));
   }
-  FloatArray result = empty_float({batch});
+  FloatArray result = new_float_array({batch});
   for (int64_t i = 0; i < batch; ++i) result.mutable_data()[i] = values.data()[0];
   return result;
 }
@@ -495,7 +638,7 @@ ProjectiveTransformParams transform_params_for(const FloatArray& images, FloatAr
   require_rank(transforms, 2, "transforms");
   require_dimension(transforms, 1, 8, "transforms", "a0 a1 a2 b0 b1 b2 c0 c1");
   if (transforms.shape(0) == 1 && params.batch != 1) {
-    FloatArray repeated = empty_float({params.batch, 8});
+    FloatArray repeated = new_float_array({params.batch, 8});
     for (int64_t n = 0; n < params.batch; ++n) {
       std::copy(transforms.data(), transforms.data() + 8, repeated.mutable_data() + n * 8);
     }
@@ -505,10 +648,12 @@ ProjectiveTransformParams transform_params_for(const FloatArray& images, FloatAr
   return params;
 }
 
-FloatArray projective_transform(const FloatArray& images, FloatArray transforms, const std::string& interpolation,
-                                const std::string& fill_mode, float fill_value) {
+FloatArray projective_transform(py::object images_argument, py::object transforms_argument,
+                                const std::string& interpolation, const std::string& fill_mode, float fill_value) {
+  const FloatArray images = float_array(images_argument, "images");
+  FloatArray transforms = float_array(transforms_argument, "transforms");
   const auto params = transform_params_for(images, transforms, interpolation, fill_mode, fill_value);
-  FloatArray output(std::vector<py::ssize_t>(images.shape(), images.shape() + 4));
+  FloatArray output = new_float_array_like(images, "output");
   {
     py::gil_scoped_release release;
     kernels::projective_transform_forward(params, transforms.data(), images.data(), output.mutable_data());
@@ -516,10 +661,12 @@ FloatArray projective_transform(const FloatArray& images, FloatArray transforms,
   return output;
 }
 
-FloatArray projective_transform_backward(const FloatArray& output_gradient, FloatArray transforms,
+FloatArray projective_transform_backward(py::object output_gradient_argument, py::object transforms_argument,
                                          const std::string& interpolation, const std::string& fill_mode) {
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  FloatArray transforms = float_array(transforms_argument, "transforms");
   const auto params = transform_params_for(output_gradient, transforms, interpolation, fill_mode, 0.0f);
-  FloatArray input_gradient(std::vector<py::ssize_t>(output_gradient.shape(), output_gradient.shape() + 4));
+  FloatArray input_gradient = new_float_array_like(output_gradient, "input_gradient");
   {
     py::gil_scoped_release release;
     kernels::projective_transform_backward(params, transforms.data(), output_gradient.data(),
@@ -558,12 +705,14 @@ ResizeParams resize_params_for(int64_t batch, int64_t height, int64_t width, int
   return params;
 }
 
-FloatArray resize(const FloatArray& images, Pair size, const std::string& interpolation,
-                  std::optional<Pair> window_size, std::optional<OriginArray> window_origins, float fill_value) {
+FloatArray resize(py::object images_argument, Pair size, const std::string& interpolation,
+                  std::optional<Pair> window_size, py::object window_origins_argument, float fill_value) {
+  const FloatArray images = float_array(images_argument, "images");
+  const std::optional<OriginArray> window_origins = optional_integer_array(window_origins_argument, "window_origins");
   require_rank(images, 4, "images");
   const auto params = resize_params_for(images.shape(0), images.shape(1), images.shape(2), images.shape(3), size,
                                         interpolation, window_size, window_origins, fill_value);
-  FloatArray output = empty_float({params.batch, params.output_height, params.output_width, params.channels});
+  FloatArray output = new_float_array({params.batch, params.output_height, params.output_width, params.channels});
   const int64_t* origins = window_origins ? window_origins->data() : nullptr;
   {
     py::gil_scoped_release release;
@@ -572,13 +721,15 @@ FloatArray resize(const FloatArray& images, Pair size, const std::string& interp
   return output;
 }
 
-FloatArray resize_backward(const FloatArray& output_gradient, Pair input_size, const std::string& interpolation,
-                           std::optional<Pair> window_size, std::optional<OriginArray> window_origins) {
+FloatArray resize_backward(py::object output_gradient_argument, Pair input_size, const std::string& interpolation,
+                           std::optional<Pair> window_size, py::object window_origins_argument) {
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  const std::optional<OriginArray> window_origins = optional_integer_array(window_origins_argument, "window_origins");
   require_rank(output_gradient, 4, "output_gradient");
   const auto params = resize_params_for(output_gradient.shape(0), input_size.first, input_size.second,
                                         output_gradient.shape(3), {output_gradient.shape(1), output_gradient.shape(2)},
                                         interpolation, window_size, window_origins, 0.0f);
-  FloatArray input_gradient = empty_float({params.batch, params.input_height, params.input_width, params.channels});
+  FloatArray input_gradient = new_float_array({params.batch, params.input_height, params.input_width, params.channels});
   const int64_t* origins = window_origins ? window_origins->data() : nullptr;
   {
     py::gil_scoped_release release;
@@ -595,20 +746,24 @@ ImageParams image_params_for(const FloatArray& images, Float2 value_range) {
   return params;
 }
 
-FloatArray flip_images(const FloatArray& images, const FlagArray& flags) {
+FloatArray flip_images(py::object images_argument, py::object flags_argument) {
+  const FloatArray images = float_array(images_argument, "images");
+  const OriginArray flags = integer_array(flags_argument, "flags");
   const ImageParams params = image_params_for(images, {0.0f, 0.0f});
   require_rank(flags, 1, "flags");
   require_dimension(flags, 0, params.batch, "flags", "batch");
   for (int64_t n = 0; n < params.batch; ++n) {
-    if (flags.data()[n] > (kFlipHorizontal | kFlipVertical)) {
+    if (flags.data()[n] < 0 || flags.data()[n] > (kFlipHorizontal | kFlipVertical)) {
       throw py::value_error("`flags` values must be 0-3 (1: horizontal, 2: vertical). Received: " +
                             std::to_string(flags.data()[n]));
     }
   }
-  FloatArray output(std::vector<py::ssize_t>(images.shape(), images.shape() + 4));
+  // In range [0, 3], so the narrowing to the kernel's bytes is exact.
+  const FlagArray narrow_flags = converted<FlagArray>(flags, "flags");
+  FloatArray output = new_float_array_like(images, "output");
   {
     py::gil_scoped_release release;
-    kernels::flip(params, flags.data(), images.data(), output.mutable_data());
+    kernels::flip(params, narrow_flags.data(), images.data(), output.mutable_data());
   }
   return output;
 }
@@ -616,11 +771,13 @@ FloatArray flip_images(const FloatArray& images, const FlagArray& flags) {
 using ColorForward = void (*)(const ImageParams&, const float*, const float*, float*);
 using ColorBackward = void (*)(const ImageParams&, const float*, const float*, const float*, float*);
 
-FloatArray color_forward(ColorForward kernel, const FloatArray& images, const FloatArray& values, Float2 value_range,
-                         const char* name) {
+FloatArray color_forward(ColorForward kernel, py::object images_argument, py::object values_argument,
+                         Float2 value_range, const char* name) {
+  const FloatArray images = float_array(images_argument, "images");
+  const FloatArray values = float_array(values_argument, name);
   const ImageParams params = image_params_for(images, value_range);
   const FloatArray per = per_sample(values, params.batch, name);
-  FloatArray output(std::vector<py::ssize_t>(images.shape(), images.shape() + 4));
+  FloatArray output = new_float_array_like(images, "output");
   {
     py::gil_scoped_release release;
     kernel(params, per.data(), images.data(), output.mutable_data());
@@ -628,15 +785,18 @@ FloatArray color_forward(ColorForward kernel, const FloatArray& images, const Fl
   return output;
 }
 
-FloatArray color_backward(ColorBackward kernel, const FloatArray& images, const FloatArray& values,
-                          const FloatArray& output_gradient, Float2 value_range, const char* name) {
+FloatArray color_backward(ColorBackward kernel, py::object images_argument, py::object values_argument,
+                          py::object output_gradient_argument, Float2 value_range, const char* name) {
+  const FloatArray images = float_array(images_argument, "images");
+  const FloatArray values = float_array(values_argument, name);
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
   const ImageParams params = image_params_for(images, value_range);
   const FloatArray per = per_sample(values, params.batch, name);
   if (images.request().shape != output_gradient.request().shape) {
     throw py::value_error("`output_gradient` must have the shape of `images`. Received: images.shape=" +
                           shape_text(images) + ", output_gradient.shape=" + shape_text(output_gradient));
   }
-  FloatArray input_gradient(std::vector<py::ssize_t>(images.shape(), images.shape() + 4));
+  FloatArray input_gradient = new_float_array_like(images, "input_gradient");
   {
     py::gil_scoped_release release;
     kernel(params, per.data(), images.data(), output_gradient.data(), input_gradient.mutable_data());
@@ -646,81 +806,173 @@ FloatArray color_backward(ColorBackward kernel, const FloatArray& images, const 
 
 // ---- the compiled model ----
 
+// The converted arrays of one step (kept alive for the call) and the pointers the runtime reads.
 struct StepArrays {
+  FloatArray x;
+  std::optional<LabelArray> labels;
+  std::optional<FloatArray> probabilities, sample_weights;
+  IndexArray indices;
   runtime::Targets targets;
-  const int64_t* indices;
-  int64_t batch;
+  int64_t batch = 0;
 };
 
-// Checks x against the network's input, indices against x, and the batch's labels or probability
-// rows against the output size.
-StepArrays check_step(runtime::Network& network, const FloatArray& x, const std::optional<LabelArray>& labels,
-                      const std::optional<FloatArray>& probabilities, const IndexArray& indices,
-                      const std::optional<FloatArray>& sample_weights) {
-  if (!network.built()) throw py::value_error("the network is not built");
+void require_layer_index(const runtime::Network& network, int64_t layer_index) {
+  const int64_t count = static_cast<int64_t>(network.layers().size());
+  if (layer_index < 0 || layer_index >= count) {
+    throw py::value_error("`layer_index` must be in [0, " + std::to_string(count) +
+                          ") for this network. Received: layer_index=" + std::to_string(layer_index));
+  }
+}
+
+void require_built(const runtime::Network& network, const char* method) {
+  if (!network.built()) {
+    throw py::value_error(std::string("the network is not built: call build(input_shape) before ") + method +
+                          ". Received: a network with " + std::to_string(network.layers().size()) +
+                          " layers and no input shape");
+  }
+}
+
+// x of shape (samples, height, width, channels) matching the network's input.
+FloatArray network_input(const runtime::Network& network, py::handle x_argument) {
+  FloatArray x = float_array(x_argument, "x");
   const SampleShape input = network.input_shape();
   require_rank(x, 4, "x");
   require_dimension(x, 1, input.height, "x", "height");
   require_dimension(x, 2, input.width, "x", "width");
   require_dimension(x, 3, input.channels, "x", "channels");
-  require_rank(indices, 1, "indices");
-  const int64_t samples = x.shape(0);
-  const int64_t batch = indices.shape(0);
-  const int64_t* index = indices.data();
+  return x;
+}
+
+// The runtime's workspace for `batch` samples (network.cpp, ensure_workspace) holds the input,
+// each layer's output and kept pre-activation, two gradient buffers of the largest activation and
+// the losses: batch * (input + 2 * sum(outputs) + 2 * largest + 1) floats bound it from above.
+// Formed with overflow checks and compared with the machine's memory before the runtime allocates.
+void require_workspace(const runtime::Network& network, int64_t batch) {
+  const std::string what = "the workspace for a batch of " + std::to_string(batch) + " samples";
+  const int64_t input_size = network.input_shape().size();
+  int64_t per_sample = checked_add(input_size, 1, what);
+  int64_t largest = input_size;
+  for (const auto& layer : network.layers()) {
+    const int64_t size = layer->output_shape.size();
+    largest = std::max(largest, size);
+    per_sample = checked_add(per_sample, checked_multiply(2, size, what), what);
+  }
+  per_sample = checked_add(per_sample, checked_multiply(2, largest, what), what);
+  require_allocatable(checked_multiply(batch, per_sample, what), sizeof(float), what);
+}
+
+// The optimizer's slot buffers must span the parameters: configure_optimizer on an unbuilt network
+// sized them for zero parameters, and an update would write past them.
+void require_optimizer_ready(runtime::Network& network) {
+  runtime::Optimizer& optimizer = network.optimizer();
+  const runtime::OptimizerConfig& config = optimizer.config();
+  const bool adam = config.kind == "adam" || config.kind == "nadam";
+  const bool rmsprop = config.kind == "rmsprop";
+  const size_t parameters = static_cast<size_t>(network.parameter_count());
+  const std::pair<const std::vector<float>*, bool> slots[] = {
+      {&optimizer.first_moment, adam || config.momentum > 0.0f},
+      {&optimizer.second_moment, adam || rmsprop || config.kind == "adagrad"},
+      {&optimizer.third_slot, (adam && config.amsgrad) || (rmsprop && config.centered)}};
+  for (const auto& [slot, needed] : slots) {
+    if (needed && slot->size() != parameters) {
+      throw py::value_error("the optimizer's state does not match the network: call configure_optimizer after "
+                            "build. Received: optimizer slots of " + std::to_string(slot->size()) +
+                            " values for " + std::to_string(parameters) + " parameters");
+    }
+  }
+}
+
+// Checks x against the network's input, indices against x, and the batch's labels or probability
+// rows against the output size.
+StepArrays check_step(runtime::Network& network, py::handle x_argument, py::handle labels_argument,
+                      py::handle probabilities_argument, py::handle indices_argument,
+                      py::handle sample_weights_argument, const char* method) {
+  require_built(network, method);
+  StepArrays arrays;
+  arrays.x = network_input(network, x_argument);
+  arrays.indices = integer_array(indices_argument, "indices");
+  require_rank(arrays.indices, 1, "indices");
+  const int64_t samples = arrays.x.shape(0);
+  const int64_t batch = arrays.indices.shape(0);
+  const int64_t* index = arrays.indices.data();
   for (int64_t i = 0; i < batch; ++i) {
     if (index[i] < 0 || index[i] >= samples) {
       throw py::value_error("sample index " + std::to_string(index[i]) + " is outside [0, " +
-                            std::to_string(samples) + ")");
+                            std::to_string(samples) + "). Received: indices[" + std::to_string(i) +
+                            "]=" + std::to_string(index[i]));
     }
   }
   const int64_t classes = network.output_shape().size();
-  StepArrays arrays{{}, index, batch};
-  if (labels.has_value() == probabilities.has_value()) {
-    throw py::value_error("pass exactly one of `labels` and `probabilities`");
+  arrays.batch = batch;
+  if (labels_argument.is_none() == probabilities_argument.is_none()) {
+    throw py::value_error(std::string("pass exactly one of `labels` and `probabilities`. Received: labels=") +
+                          (labels_argument.is_none() ? "None" : "an array") + ", probabilities=" +
+                          (probabilities_argument.is_none() ? "None" : "an array"));
   }
-  if (labels) {
-    require_rank(*labels, 1, "labels");
-    require_dimension(*labels, 0, samples, "labels", "samples");
+  if (!labels_argument.is_none()) {
+    const py::array raw = numeric_array(labels_argument, "labels");
+    if (raw.dtype().kind() != 'i' && raw.dtype().kind() != 'u') {
+      throw py::type_error("`labels` must hold integer class indices. Received: labels.dtype=" +
+                           std::string(py::str(raw.dtype())));
+    }
+    require_rank(raw, 1, "labels");
+    require_dimension(raw, 0, samples, "labels", "samples");
+    if (LabelArray::check_(raw)) {
+      arrays.labels = py::reinterpret_borrow<LabelArray>(raw);
+    } else {
+      // Narrowed to int32 only after every value is checked in 64 bits (no value wraps into range).
+      const IndexArray wide = integer_array(raw, "labels");
+      for (py::ssize_t i = 0; i < wide.size(); ++i) {
+        if (wide.data()[i] < 0 || wide.data()[i] >= classes) {
+          throw py::value_error("Received a label value of " + std::to_string(wide.data()[i]) +
+                                " which is outside the valid range of [0, " + std::to_string(classes) + ")");
+        }
+      }
+      arrays.labels = converted<LabelArray>(wide, "labels");
+    }
     for (int64_t i = 0; i < batch; ++i) {
-      const int32_t label = labels->data()[index[i]];
+      const int32_t label = arrays.labels->data()[index[i]];
       if (label < 0 || label >= classes) {
         throw py::value_error("Received a label value of " + std::to_string(label) +
                               " which is outside the valid range of [0, " + std::to_string(classes) + ")");
       }
     }
-    arrays.targets.labels = labels->data();
+    arrays.targets.labels = arrays.labels->data();
   } else {
-    require_rank(*probabilities, 2, "probabilities");
-    require_dimension(*probabilities, 0, samples, "probabilities", "samples");
-    require_dimension(*probabilities, 1, classes, "probabilities", "classes");
-    arrays.targets.probabilities = probabilities->data();
+    arrays.probabilities = float_array(probabilities_argument, "probabilities");
+    require_rank(*arrays.probabilities, 2, "probabilities");
+    require_dimension(*arrays.probabilities, 0, samples, "probabilities", "samples");
+    require_dimension(*arrays.probabilities, 1, classes, "probabilities", "classes");
+    arrays.targets.probabilities = arrays.probabilities->data();
   }
-  if (sample_weights) {
-    require_rank(*sample_weights, 1, "sample_weights");
-    require_dimension(*sample_weights, 0, samples, "sample_weights", "samples");
+  arrays.sample_weights = optional_float_array(sample_weights_argument, "sample_weights");
+  if (arrays.sample_weights) {
+    require_rank(*arrays.sample_weights, 1, "sample_weights");
+    require_dimension(*arrays.sample_weights, 0, samples, "sample_weights", "samples");
     for (int64_t i = 0; i < batch; ++i) {
-      const float weight = sample_weights->data()[index[i]];
+      const float weight = arrays.sample_weights->data()[index[i]];
       if (!std::isfinite(weight)) {
         throw py::value_error("sample weights must be finite. Received: " + std::to_string(weight));
       }
     }
-    arrays.targets.sample_weights = sample_weights->data();
+    arrays.targets.sample_weights = arrays.sample_weights->data();
   }
+  require_workspace(network, batch);
   return arrays;
 }
 
 // Checks x against the network's input and runs `pass(x, batch, output)` without the GIL into a
-// new (batch, height, width, channels) array of the network's output shape.
+// new (batch, height, width, channels) array of the network's output shape. `slice` bounds the
+// samples the runtime's workspace holds at once (predict runs in slices).
 template <typename Pass>
-FloatArray run_forward(runtime::Network& network, const FloatArray& x, Pass&& pass) {
-  if (!network.built()) throw py::value_error("the network is not built");
-  const SampleShape input = network.input_shape();
-  require_rank(x, 4, "x");
-  require_dimension(x, 1, input.height, "x", "height");
-  require_dimension(x, 2, input.width, "x", "width");
-  require_dimension(x, 3, input.channels, "x", "channels");
+FloatArray run_forward(runtime::Network& network, py::handle x_argument, const char* method, int64_t slice,
+                       Pass&& pass) {
+  require_built(network, method);
+  const FloatArray x = network_input(network, x_argument);
+  require_workspace(network, std::min<int64_t>(x.shape(0), slice));
   const SampleShape output_shape = network.output_shape();
-  FloatArray output = empty_float({x.shape(0), output_shape.height, output_shape.width, output_shape.channels});
+  FloatArray output = new_float_array({x.shape(0), output_shape.height, output_shape.width, output_shape.channels},
+                                      "the predictions");
   {
     py::gil_scoped_release release;
     pass(x.data(), x.shape(0), output.mutable_data());
@@ -773,7 +1025,9 @@ PYBIND11_MODULE(_core, m) {
   });
   m.def("measure_peak_gflops",
         [](double seconds) {
-          if (!(seconds > 0.0 && seconds <= 60.0)) throw py::value_error("`seconds` must be in (0, 60]");
+          if (!(seconds > 0.0 && seconds <= 60.0)) {
+            throw py::value_error("`seconds` must be in (0, 60]. Received: seconds=" + std::to_string(seconds));
+          }
           const bool avx2 = std::string(kernels::active().name) == "avx2";
           auto probe = avx2 ? &kernels::avx2::fma_peak_probe : &kernels::generic::fma_peak_probe;
           py::gil_scoped_release release;
@@ -798,10 +1052,16 @@ PYBIND11_MODULE(_core, m) {
         py::arg("seconds") = 0.3,
         "GFLOP/s of a pure-FMA loop on all threads with the active instruction set (the machine's peak).");
   m.def("get_num_threads", &parallel::max_threads);
-  m.def("set_num_threads", [](int count) {
-    if (count <= 0) throw py::value_error("thread count must be positive. Received: " + std::to_string(count));
-    parallel::set_max_threads(count);
-  });
+  m.def("set_num_threads", [](int64_t count) {
+    // libgomp starts every thread asked for, and a failed pthread_create there is fatal: bound the
+    // count well above any useful oversubscription of this machine's cores.
+    const int64_t limit = std::max<int64_t>(1024, 8 * static_cast<int64_t>(std::thread::hardware_concurrency()));
+    if (count <= 0 || count > limit) {
+      throw py::value_error("thread count must be positive and at most " + std::to_string(limit) +
+                            ". Received: " + std::to_string(count));
+    }
+    parallel::set_max_threads(static_cast<int>(count));
+  }, py::arg("count"));
 
   py::module_ ops = m.def_submodule("ops", "Single kernels on numpy arrays (NHWC float32).");
   ops.def("conv2d_forward", &conv2d_forward, py::arg("input"), py::arg("kernel"), py::arg("bias") = py::none(),
@@ -855,18 +1115,18 @@ PYBIND11_MODULE(_core, m) {
           py::arg("window_origins") = py::none());
   ops.def("flip", &flip_images, py::arg("images"), py::arg("flags"),
           "Per-sample flips: flags 1 reverses the columns, 2 the rows, 3 both.");
-  ops.def("contrast", [](const FloatArray& images, const FloatArray& factors, Float2 value_range) {
+  ops.def("contrast", [](py::object images, py::object factors, Float2 value_range) {
             return color_forward(&kernels::contrast_forward, images, factors, value_range, "factors");
           }, py::arg("images"), py::arg("factors"), py::arg("value_range"));
-  ops.def("contrast_backward", [](const FloatArray& images, const FloatArray& factors,
-                                  const FloatArray& output_gradient, Float2 value_range) {
+  ops.def("contrast_backward", [](py::object images, py::object factors, py::object output_gradient,
+                                  Float2 value_range) {
             return color_backward(&kernels::contrast_backward, images, factors, output_gradient, value_range, "factors");
           }, py::arg("images"), py::arg("factors"), py::arg("output_gradient"), py::arg("value_range"));
-  ops.def("brightness", [](const FloatArray& images, const FloatArray& deltas, Float2 value_range) {
+  ops.def("brightness", [](py::object images, py::object deltas, Float2 value_range) {
             return color_forward(&kernels::brightness_forward, images, deltas, value_range, "deltas");
           }, py::arg("images"), py::arg("deltas"), py::arg("value_range"));
-  ops.def("brightness_backward", [](const FloatArray& images, const FloatArray& deltas,
-                                    const FloatArray& output_gradient, Float2 value_range) {
+  ops.def("brightness_backward", [](py::object images, py::object deltas, py::object output_gradient,
+                                    Float2 value_range) {
             return color_backward(&kernels::brightness_backward, images, deltas, output_gradient, value_range, "deltas");
           }, py::arg("images"), py::arg("deltas"), py::arg("output_gradient"), py::arg("value_range"));
 
@@ -887,7 +1147,9 @@ PYBIND11_MODULE(_core, m) {
       .def("add_pool2d",
            [](runtime::Network& network, const std::string& kind, bool global, Pair pool_size, Pair strides,
               const std::string& padding) {
-             if (kind != "max" && kind != "average") throw py::value_error("pooling kind must be 'max' or 'average'");
+             if (kind != "max" && kind != "average") {
+               throw py::value_error("pooling kind must be 'max' or 'average'. Received: kind=" + kind);
+             }
              network.add(runtime::make_pool2d(kind == "average", global, pool_size.first, pool_size.second,
                                               strides.first, strides.second, parse_padding(padding.c_str())));
            },
@@ -904,6 +1166,18 @@ PYBIND11_MODULE(_core, m) {
       .def("add_relu",
            [](runtime::Network& network, const std::string& kind, std::optional<float> max_value,
               float negative_slope, float threshold) {
+             if (max_value && !(*max_value >= 0.0f)) {
+               throw py::value_error("`max_value` must be >= 0 or None. Received: max_value=" +
+                                     std::to_string(*max_value));
+             }
+             if (!(negative_slope >= 0.0f) || !std::isfinite(negative_slope)) {
+               throw py::value_error("`negative_slope` must be a finite number >= 0. Received: negative_slope=" +
+                                     std::to_string(negative_slope));
+             }
+             if (!(threshold >= 0.0f) || !std::isfinite(threshold)) {
+               throw py::value_error("`threshold` must be a finite number >= 0. Received: threshold=" +
+                                     std::to_string(threshold));
+             }
              network.add(runtime::make_relu(kind, max_value ? *max_value : std::numeric_limits<float>::infinity(),
                                             negative_slope, threshold));
            })
@@ -991,8 +1265,16 @@ PYBIND11_MODULE(_core, m) {
       }, py::arg("height"), py::arg("width"), py::arg("seed") = -1)
       .def("build",
            [](runtime::Network& network, std::tuple<int64_t, int64_t, int64_t> shape) {
-             network.build({std::get<0>(shape), std::get<1>(shape), std::get<2>(shape)});
-           })
+             const auto [height, width, channels] = shape;
+             if (height <= 0 || width <= 0 || channels <= 0) {
+               throw py::value_error("input shape dimensions must be positive. Received: input_shape=(" +
+                                     std::to_string(height) + ", " + std::to_string(width) + ", " +
+                                     std::to_string(channels) + ")");
+             }
+             checked_product({height, width, channels}, "the input shape");
+             network.build({height, width, channels});
+           },
+           py::arg("input_shape"))
       .def_property_readonly("output_shape", [](runtime::Network& network) {
         const SampleShape shape = network.output_shape();
         return py::make_tuple(shape.height, shape.width, shape.channels);
@@ -1003,12 +1285,28 @@ PYBIND11_MODULE(_core, m) {
       .def("parameter_views",
            [](py::object self) {
              auto& network = self.cast<runtime::Network&>();
+             require_built(network, "parameter_views");
              return layer_views(self, network, network.parameters());
            })
-      .def("set_trainable", &runtime::Network::set_trainable)
+      .def("set_trainable",
+           [](runtime::Network& network, int64_t layer_index, bool trainable) {
+             require_layer_index(network, layer_index);
+             network.set_trainable(layer_index, trainable);
+           },
+           py::arg("layer_index"), py::arg("trainable"))
       .def("set_regularization",
            [](runtime::Network& network, int64_t layer_index, float kernel_l1, float kernel_l2, float bias_l1,
               float bias_l2, float activity_l1, float activity_l2) {
+             require_layer_index(network, layer_index);
+             const std::pair<const char*, float> factors[] = {
+                 {"kernel_l1", kernel_l1}, {"kernel_l2", kernel_l2},     {"bias_l1", bias_l1},
+                 {"bias_l2", bias_l2},     {"activity_l1", activity_l1}, {"activity_l2", activity_l2}};
+             for (const auto& [name, factor] : factors) {
+               if (!(factor >= 0.0f) || !std::isfinite(factor)) {
+                 throw py::value_error(std::string("regularization factors must be finite and non-negative. Received: ") +
+                                       name + "=" + std::to_string(factor));
+               }
+             }
              runtime::Regularization regularization;
              regularization.kernel_l1 = kernel_l1;
              regularization.kernel_l2 = kernel_l2;
@@ -1064,6 +1362,7 @@ PYBIND11_MODULE(_core, m) {
       .def("optimizer_slot_views",
            [](py::object self, const std::string& slot) {
              auto& network = self.cast<runtime::Network&>();
+             require_built(network, "optimizer_slot_views");
              runtime::Optimizer& optimizer = network.optimizer();
              std::vector<float>* buffer = nullptr;
              if (slot == "first_moment") {
@@ -1086,17 +1385,25 @@ PYBIND11_MODULE(_core, m) {
            py::arg("slot"))
       .def_property(
           "optimizer_nadam_u_product", [](runtime::Network& network) { return network.optimizer().nadam_u_product; },
-          [](runtime::Network& network, double value) { network.optimizer().nadam_u_product = value; },
+          [](runtime::Network& network, double value) {
+            // A product of u_t = beta_1 * (1 - 0.5 * 0.96^(0.004 t)) factors: a nan or inf would
+            // turn every later Nadam update into nan.
+            if (!std::isfinite(value)) {
+              throw py::value_error("`nadam_u_product` must be finite. Received: " + std::to_string(value));
+            }
+            network.optimizer().nadam_u_product = value;
+          },
           "Nadam's running product of u_t (Keras's `u_product` variable); 1.0 before the first step.")
       .def("train_step",
-           [](runtime::Network& network, const FloatArray& x, std::optional<LabelArray> labels,
-              std::optional<FloatArray> probabilities, const IndexArray& indices, float learning_rate,
-              uint64_t seed, std::optional<FloatArray> sample_weights) {
-             const StepArrays arrays = check_step(network, x, labels, probabilities, indices, sample_weights);
+           [](runtime::Network& network, py::object x, py::object labels, py::object probabilities,
+              py::object indices, float learning_rate, uint64_t seed, py::object sample_weights) {
+             const StepArrays arrays =
+                 check_step(network, x, labels, probabilities, indices, sample_weights, "train_step");
+             require_optimizer_ready(network);
              runtime::StepResult result;
              {
                py::gil_scoped_release release;
-               result = network.train_step(x.data(), arrays.targets, arrays.indices, arrays.batch,
+               result = network.train_step(arrays.x.data(), arrays.targets, arrays.indices.data(), arrays.batch,
                                            learning_rate, seed);
              }
              return step_result(result);
@@ -1104,14 +1411,14 @@ PYBIND11_MODULE(_core, m) {
            py::arg("x"), py::arg("labels"), py::arg("probabilities"), py::arg("indices"),
            py::arg("learning_rate"), py::arg("seed"), py::arg("sample_weights") = py::none())
       .def("test_step",
-           [](runtime::Network& network, const FloatArray& x, std::optional<LabelArray> labels,
-              std::optional<FloatArray> probabilities, const IndexArray& indices,
-              std::optional<FloatArray> sample_weights) {
-             const StepArrays arrays = check_step(network, x, labels, probabilities, indices, sample_weights);
+           [](runtime::Network& network, py::object x, py::object labels, py::object probabilities,
+              py::object indices, py::object sample_weights) {
+             const StepArrays arrays =
+                 check_step(network, x, labels, probabilities, indices, sample_weights, "test_step");
              runtime::StepResult result;
              {
                py::gil_scoped_release release;
-               result = network.test_step(x.data(), arrays.targets, arrays.indices, arrays.batch);
+               result = network.test_step(arrays.x.data(), arrays.targets, arrays.indices.data(), arrays.batch);
              }
              return step_result(result);
            },
@@ -1122,16 +1429,18 @@ PYBIND11_MODULE(_core, m) {
       .def("profile", &runtime::Network::profile,
            "[(phase, seconds summed over the profiled train steps)], empty when profiling is off.")
       .def("forward_training",
-           [](runtime::Network& network, const FloatArray& x, uint64_t seed) {
-             return run_forward(network, x, [&](const float* input, int64_t batch, float* output) {
-               network.forward_training(input, batch, seed, output);
-             });
+           [](runtime::Network& network, py::object x, uint64_t seed) {
+             return run_forward(network, x, "forward_training", std::numeric_limits<int64_t>::max(),
+                                [&](const float* input, int64_t batch, float* output) {
+                                  network.forward_training(input, batch, seed, output);
+                                });
            },
            py::arg("x"), py::arg("seed"),
            "A forward pass in training mode (random layers active) without loss or update.")
-      .def("predict", [](runtime::Network& network, const FloatArray& x) {
-        return run_forward(network, x, [&](const float* input, int64_t batch, float* output) {
+      .def("predict", [](runtime::Network& network, py::object x) {
+        // predict's workspace holds 64 samples at a time (network.cpp, kPredictSlice).
+        return run_forward(network, x, "predict", 64, [&](const float* input, int64_t batch, float* output) {
           network.predict(input, batch, output);
         });
-      });
+      }, py::arg("x"));
 }

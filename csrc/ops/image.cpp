@@ -1,6 +1,8 @@
 // Argument and size checks of the image ops (ops/image.h), each message naming the value received.
 #include "ops/image.h"
 
+#include "ops/checked.h"
+
 #include <stdexcept>
 #include <string>
 
@@ -19,15 +21,7 @@ void require_non_negative(const char* name, int64_t value) {
   if (value < 0) fail(std::string("`") + name + "` must be >= 0. Received: " + name + "=" + std::to_string(value));
 }
 
-// Element counts are products of user-controlled sizes: refuse any beyond 2^50 before allocating.
-void require_countable(std::initializer_list<int64_t> factors, const char* what) {
-  constexpr int64_t kLimit = int64_t(1) << 50;
-  int64_t product = 1;
-  for (int64_t factor : factors) {
-    if (factor != 0 && product > kLimit / factor) fail(std::string(what) + " is too large: more than 2^50 values");
-    product *= factor;
-  }
-}
+void require_countable(std::initializer_list<int64_t> factors, const char* what) { checked_product(factors, what); }
 
 }  // namespace
 
@@ -69,6 +63,12 @@ void validate(const ResizeParams& p) {
   require_positive("window width", p.window_width);
   require_countable({p.batch, p.input_height, p.input_width, p.channels}, "the input batch");
   require_countable({p.batch, p.output_height, p.output_width, p.channels}, "the output batch");
+  // Tap positions are float32 multiples of window / output, converted back to int64: windows are
+  // bounded like the window origins (+-2^40) so that every conversion is in range.
+  if (p.window_height > (int64_t(1) << 40) || p.window_width > (int64_t(1) << 40)) {
+    fail("`window_size` values must be at most 2^40. Received: window_size=(" + std::to_string(p.window_height) +
+         ", " + std::to_string(p.window_width) + ")");
+  }
 }
 
 void validate(const ImageParams& p) {

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "ops/activation.h"
+#include "ops/checked.h"
 #include "ops/conv2d.h"
 #include "ops/dense.h"
 #include "ops/pooling.h"
@@ -20,25 +21,20 @@ void require_positive(const char* name, int64_t value) {
   }
 }
 
-// Element counts are products of user-controlled sizes: refuse any that would overflow 64 bits
-// or exceed what can be allocated, before anything is allocated.
-int64_t checked_product(std::initializer_list<int64_t> factors, const char* what) {
-  constexpr int64_t kLimit = int64_t(1) << 50;
-  int64_t product = 1;
-  for (int64_t factor : factors) {
-    if (factor < 0) fail(std::string(what) + " has a negative dimension " + std::to_string(factor));
-    if (factor != 0 && product > kLimit / factor) {
-      fail(std::string(what) + " is too large: its element count exceeds 2^50");
-    }
-    product *= factor;
-  }
-  return product;
-}
-
 struct WindowGeometry {
   int64_t output = 0;
   int64_t pad_before = 0;
 };
+
+// The window's extent (kernel - 1) * dilation + 1, checked: both factors are user-controlled.
+int64_t effective_window(int64_t kernel, int64_t dilation, const char* axis, const char* what) {
+  int64_t span = 0;
+  if (__builtin_mul_overflow(kernel - 1, dilation, &span) || span >= kMaxElementCount) {
+    fail(std::string(what) + " window along " + axis + " is too large: (size - 1) * dilation exceeds 2^50. "
+         "Received: size=" + std::to_string(kernel) + ", dilation=" + std::to_string(dilation));
+  }
+  return span + 1;
+}
 
 WindowGeometry window_geometry(int64_t input, int64_t effective_kernel, int64_t stride,
                                Padding padding, const char* axis, const char* what) {
@@ -51,7 +47,9 @@ WindowGeometry window_geometry(int64_t input, int64_t effective_kernel, int64_t 
     }
     geometry.output = (input - effective_kernel) / stride + 1;
   } else {
-    geometry.output = (input + stride - 1) / stride;
+    // ceil(input / stride), written so that no intermediate exceeds input (stride may be huge).
+    geometry.output = (input - 1) / stride + 1;
+    // (output - 1) * stride <= input - 1 and effective_kernel <= 2^50: no term can overflow.
     const int64_t total = (geometry.output - 1) * stride + effective_kernel - input;
     geometry.pad_before = total > 0 ? total / 2 : 0;
   }
@@ -136,10 +134,12 @@ Conv2DParams make_conv2d_params(int64_t batch, int64_t input_height, int64_t inp
   params.dilation_width = dilation_width;
   params.use_bias = use_bias;
   params.activation = activation;
-  const auto rows = window_geometry(input_height, (kernel_height - 1) * dilation_height + 1,
-                                    stride_height, padding, "height", "Conv2D kernel");
-  const auto columns = window_geometry(input_width, (kernel_width - 1) * dilation_width + 1,
-                                       stride_width, padding, "width", "Conv2D kernel");
+  const auto rows = window_geometry(
+      input_height, effective_window(kernel_height, dilation_height, "height", "Conv2D kernel"), stride_height,
+      padding, "height", "Conv2D kernel");
+  const auto columns = window_geometry(
+      input_width, effective_window(kernel_width, dilation_width, "width", "Conv2D kernel"), stride_width,
+      padding, "width", "Conv2D kernel");
   params.output_height = rows.output;
   params.output_width = columns.output;
   params.pad_top = rows.pad_before;
@@ -214,6 +214,8 @@ Pool2DParams make_pool2d_params(int64_t batch, int64_t input_height, int64_t inp
   params.pad_top = rows.pad_before;
   params.pad_left = columns.pad_before;
   checked_product({batch, input_height, input_width, channels}, "Pooling input");
+  checked_product({batch, params.output_height, params.output_width, channels}, "Pooling output");
+  checked_product({pool_height, pool_width}, "Pooling window");
   return params;
 }
 

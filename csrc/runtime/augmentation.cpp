@@ -32,10 +32,18 @@ uint64_t call_seed(int64_t own_seed, uint64_t& training_calls, const StepContext
 }
 
 constexpr double kPi = 3.14159265358979323846;
+constexpr int64_t kMaxImageSide = int64_t(1) << 24;
 
 void require_image(const SampleShape& input) {
   if (input.height < 1 || input.width < 1 || input.channels < 1) {
     throw std::invalid_argument("expects images (height, width, channels). Received a sample shape (" +
+                                std::to_string(input.height) + ", " + std::to_string(input.width) + ", " +
+                                std::to_string(input.channels) + ")");
+  }
+  // Sample positions are float32 and aspect ratios products of two sides: 2^24 pixels per axis
+  // keeps both exact and every product within int64.
+  if (input.height > kMaxImageSide || input.width > kMaxImageSide) {
+    throw std::invalid_argument("takes images of up to 2^24 pixels per axis. Received a sample shape (" +
                                 std::to_string(input.height) + ", " + std::to_string(input.width) + ", " +
                                 std::to_string(input.channels) + ")");
   }
@@ -333,8 +341,8 @@ class WindowResizeLayer final : public Layer {
                     AspectMode aspect_mode, float fill_value, int64_t seed)
       : kind_(kind), height_(height), width_(width), interpolation_(interpolation), aspect_mode_(aspect_mode),
         fill_value_(fill_value), own_seed_(seed) {
-    if (height <= 0 || width <= 0) {
-      throw std::invalid_argument("`height` and `width` must be positive integers. Received: height=" +
+    if (height <= 0 || width <= 0 || height > kMaxImageSide || width > kMaxImageSide) {
+      throw std::invalid_argument("`height` and `width` must be positive integers of at most 2^24. Received: height=" +
                                   std::to_string(height) + ", width=" + std::to_string(width));
     }
   }

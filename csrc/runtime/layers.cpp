@@ -1,5 +1,7 @@
 #include "runtime/layers.h"
 
+#include "ops/checked.h"
+
 #include <stdexcept>
 #include <string>
 
@@ -240,6 +242,7 @@ class ReshapeLayer final : public Layer {
   std::string kind() const override { return kind_; }
   SampleShape configure(const SampleShape& input) override {
     if (target_.size() == 0) return {1, 1, input.size()};
+    checked_product({target_.height, target_.width, target_.channels}, "the Reshape target");
     if (target_.size() != input.size()) {
       throw std::invalid_argument("cannot reshape " + std::to_string(input.size()) + " values per sample into " +
                                   std::to_string(target_.size()));
@@ -261,13 +264,17 @@ class ZeroPadding2DLayer final : public Layer {
   ZeroPadding2DLayer(int64_t top, int64_t bottom, int64_t left, int64_t right)
       : top_(top), bottom_(bottom), left_(left), right_(right) {
     if (top < 0 || bottom < 0 || left < 0 || right < 0) {
-      throw std::invalid_argument("`padding` values must be >= 0");
+      throw std::invalid_argument("`padding` values must be >= 0. Received: padding=((" + std::to_string(top) +
+                                  ", " + std::to_string(bottom) + "), (" + std::to_string(left) + ", " +
+                                  std::to_string(right) + "))");
     }
   }
   std::string kind() const override { return "ZeroPadding2D"; }
   SampleShape configure(const SampleShape& input) override {
     input_ = input;
-    return {input.height + top_ + bottom_, input.width + left_ + right_, input.channels};
+    return {checked_add(checked_add(input.height, top_, "the padded height"), bottom_, "the padded height"),
+            checked_add(checked_add(input.width, left_, "the padded width"), right_, "the padded width"),
+            input.channels};
   }
   void forward(const StepContext& context, int64_t batch, const float* input, float*, float* output) override {
     context.kernels.zero_padding2d_forward(params(batch), input, output);
@@ -527,8 +534,11 @@ std::unique_ptr<Layer> make_pool2d(bool average, bool global, int64_t pool_heigh
 std::unique_ptr<Layer> make_flatten() { return std::make_unique<ReshapeLayer>("Flatten", SampleShape{0, 0, 0}); }
 std::unique_ptr<Layer> make_reshape(const SampleShape& target) {
   if (target.height <= 0 || target.width <= 0 || target.channels <= 0) {
-    throw std::invalid_argument("Reshape target dimensions must be positive");
+    throw std::invalid_argument("Reshape target dimensions must be positive. Received: target_shape=(" +
+                                std::to_string(target.height) + ", " + std::to_string(target.width) + ", " +
+                                std::to_string(target.channels) + ")");
   }
+  checked_product({target.height, target.width, target.channels}, "the Reshape target");
   return std::make_unique<ReshapeLayer>("Reshape", target);
 }
 std::unique_ptr<Layer> make_zero_padding2d(int64_t top, int64_t bottom, int64_t left, int64_t right) {

@@ -1,5 +1,7 @@
 #include "runtime/network.h"
 
+#include "ops/checked.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -45,14 +47,16 @@ void Network::build(const SampleShape& input_shape) {
     layer->input_shape = shape;
     try {
       shape = layer->configure(shape);
+      checked_product({shape.height, shape.width, shape.channels}, "the layer's output");
     } catch (const std::invalid_argument& error) {
       throw std::invalid_argument("Layer #" + std::to_string(layer->index) + " (" + layer->kind() +
                                   "): " + error.what());
     }
     layer->output_shape = shape;
     layer->parameter_offset = offset;
-    offset += layer->parameter_count();
+    offset = checked_add(offset, layer->parameter_count(), "the model's parameter count");
   }
+  require_allocatable(2 * offset, sizeof(float), "the model's parameters and their gradients");
   parameters_.assign(static_cast<size_t>(offset), 0.0f);
   gradients_.assign(static_cast<size_t>(offset), 0.0f);
   update_fusion();
