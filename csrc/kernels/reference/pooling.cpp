@@ -8,15 +8,28 @@
 namespace fastcnn::kernels::reference {
 namespace {
 
+// The window offsets [begin, end) of output position `out` that fall inside the input: the loops
+// visit only those (the same positions, in the same order, as testing every offset), so a window
+// far larger than the input ('same' padding allows any size) costs no more than the input.
+struct Span {
+  int64_t begin, end;
+};
+inline Span inside(int64_t out, int64_t stride, int64_t pad, int64_t window, int64_t input) {
+  const int64_t start = out * stride - pad;  // input index of window offset 0
+  return {std::max<int64_t>(0, -start), std::min<int64_t>(window, input - start)};
+}
+
 // The input index of the first maximum of output position (n, oh, ow, c), row-major over the window.
 int64_t window_argmax(const Pool2DParams& p, const float* input, int64_t n, int64_t oh, int64_t ow,
                       int64_t c) {
   int64_t best_index = -1;
   float best = -std::numeric_limits<float>::infinity();
-  for (int64_t ph = 0; ph < p.pool_height; ++ph) {
+  const Span rows = inside(oh, p.stride_height, p.pad_top, p.pool_height, p.input_height);
+  const Span columns = inside(ow, p.stride_width, p.pad_left, p.pool_width, p.input_width);
+  for (int64_t ph = rows.begin; ph < rows.end; ++ph) {
     const int64_t ih = oh * p.stride_height - p.pad_top + ph;
     if (ih < 0 || ih >= p.input_height) continue;
-    for (int64_t pw = 0; pw < p.pool_width; ++pw) {
+    for (int64_t pw = columns.begin; pw < columns.end; ++pw) {
       const int64_t iw = ow * p.stride_width - p.pad_left + pw;
       if (iw < 0 || iw >= p.input_width) continue;
       const int64_t index = ((n * p.input_height + ih) * p.input_width + iw) * p.channels + c;
@@ -64,8 +77,10 @@ void average_pool2d_forward(const Pool2DParams& p, const float* input, float* ou
         for (int64_t c = 0; c < p.channels; ++c) {
           float sum = 0.0f;
           int64_t count = 0;
-          for (int64_t ph = 0; ph < p.pool_height; ++ph)
-            for (int64_t pw = 0; pw < p.pool_width; ++pw) {
+          const Span rows = inside(oh, p.stride_height, p.pad_top, p.pool_height, p.input_height);
+          const Span columns = inside(ow, p.stride_width, p.pad_left, p.pool_width, p.input_width);
+          for (int64_t ph = rows.begin; ph < rows.end; ++ph)
+            for (int64_t pw = columns.begin; pw < columns.end; ++pw) {
               const int64_t ih = oh * p.stride_height - p.pad_top + ph;
               const int64_t iw = ow * p.stride_width - p.pad_left + pw;
               if (ih < 0 || ih >= p.input_height || iw < 0 || iw >= p.input_width) continue;
@@ -84,8 +99,10 @@ void average_pool2d_backward(const Pool2DParams& p, const float* output_gradient
     for (int64_t oh = 0; oh < p.output_height; ++oh)
       for (int64_t ow = 0; ow < p.output_width; ++ow) {
         int64_t count = 0;
-        for (int64_t ph = 0; ph < p.pool_height; ++ph)
-          for (int64_t pw = 0; pw < p.pool_width; ++pw) {
+        const Span rows = inside(oh, p.stride_height, p.pad_top, p.pool_height, p.input_height);
+        const Span columns = inside(ow, p.stride_width, p.pad_left, p.pool_width, p.input_width);
+        for (int64_t ph = rows.begin; ph < rows.end; ++ph)
+          for (int64_t pw = columns.begin; pw < columns.end; ++pw) {
             const int64_t ih = oh * p.stride_height - p.pad_top + ph;
             const int64_t iw = ow * p.stride_width - p.pad_left + pw;
             if (ih >= 0 && ih < p.input_height && iw >= 0 && iw < p.input_width) ++count;
@@ -93,8 +110,8 @@ void average_pool2d_backward(const Pool2DParams& p, const float* output_gradient
         for (int64_t c = 0; c < p.channels; ++c) {
           const float share = output_gradient[((n * p.output_height + oh) * p.output_width + ow) * p.channels + c] /
                               static_cast<float>(count);
-          for (int64_t ph = 0; ph < p.pool_height; ++ph)
-            for (int64_t pw = 0; pw < p.pool_width; ++pw) {
+          for (int64_t ph = rows.begin; ph < rows.end; ++ph)
+            for (int64_t pw = columns.begin; pw < columns.end; ++pw) {
               const int64_t ih = oh * p.stride_height - p.pad_top + ph;
               const int64_t iw = ow * p.stride_width - p.pad_left + pw;
               if (ih < 0 || ih >= p.input_height || iw < 0 || iw >= p.input_width) continue;
