@@ -330,6 +330,8 @@ NETWORK_CASES = [
     ("predict-before-build", lambda: small_network(build=False).predict(XN), ValueError, r"before predict"),
     ("forward-training-before-build", lambda: small_network(build=False).forward_training(XN, 1), ValueError,
      r"before forward_training"),
+    ("output-shape-before-build", lambda: small_network(build=False).output_shape, ValueError,
+     r"before output_shape"),
     ("parameter-views-before-build", lambda: small_network(build=False).parameter_views(), ValueError,
      r"before parameter_views"),
     ("slot-views-before-build", lambda: small_network(build=False, optimizer="adam").optimizer_slot_views(

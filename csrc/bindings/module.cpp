@@ -1276,6 +1276,7 @@ PYBIND11_MODULE(_core, m) {
            },
            py::arg("input_shape"))
       .def_property_readonly("output_shape", [](runtime::Network& network) {
+        require_built(network, "output_shape");  // the layers' shapes are only known once built
         const SampleShape shape = network.output_shape();
         return py::make_tuple(shape.height, shape.width, shape.channels);
       })
