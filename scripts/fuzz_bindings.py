@@ -29,6 +29,7 @@ Exit status 0 when no defect was found.
 """
 
 import argparse
+import faulthandler
 import json
 import os
 import resource
@@ -38,6 +39,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 
 ALLOWED = (ValueError, TypeError, IndexError, OverflowError, MemoryError, RuntimeError)
 
@@ -82,6 +84,11 @@ def run_child(arguments):
 
     from fastcnn import _core
 
+    # Python stacks of every thread to stderr on a crash, and on SIGUSR1 (the parent's hang probe).
+    faulthandler.enable(all_threads=True)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # Casting huge random values to integers warns at every draw: keep stderr for what matters.
+    warnings.simplefilter("ignore", RuntimeWarning)
     limit = int(arguments.memory_gb * 2**30)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     ops = _core.ops
@@ -581,8 +588,11 @@ def run_parent(arguments):
                        "--record", record, "--memory-gb", str(arguments.memory_gb)] + (["--verbose"] * arguments.verbose)
             if children == 1 and arguments.inject_crash_after:
                 command += ["--inject-crash-after", str(arguments.inject_crash_after)]
+            # stderr goes to a file: a pipe nobody reads until the end would fill up and block the child.
+            error_path = os.path.join(folder, f"child-{children}.stderr")
+            error_file = open(error_path, "w")
             child = subprocess.Popen(command, stdout=None if arguments.verbose else subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=error_file, text=True)
             last_change, last_size = time.monotonic(), None
             hung = False
             while child.poll() is None:
@@ -595,9 +605,13 @@ def run_parent(arguments):
                     last_size, last_change = stamp, time.monotonic()
                 elif time.monotonic() - last_change > arguments.hang_seconds:
                     hung = True
+                    child.send_signal(signal.SIGUSR1)  # its stacks to stderr (faulthandler), then kill it
+                    time.sleep(1.0)
                     child.send_signal(signal.SIGKILL)
                     child.wait()
-            stderr = child.stderr.read() if child.stderr else ""
+            error_file.close()
+            with open(error_path, errors="replace") as handle:
+                stderr = handle.read()
             state = {"cases": 0, "case": None, "defects": []}
             if os.path.exists(record):
                 with open(record) as handle:
@@ -613,7 +627,7 @@ def run_parent(arguments):
             defects.extend(state.get("defects", []))
             if hung:
                 defects.append({"kind": f"hang (no progress for {arguments.hang_seconds} s)", "case": state.get("case"),
-                                "detail": ""})
+                                "detail": stderr[-3000:]})
             elif child.returncode != 0 and not state.get("done"):
                 kind = (f"crash (signal {-child.returncode}: {signal.Signals(-child.returncode).name})"
                         if child.returncode < 0 else f"child exited with status {child.returncode}")
