@@ -1103,6 +1103,72 @@ PYBIND11_MODULE(_core, m) {
            },
            py::arg("x"), py::arg("labels"), py::arg("probabilities"), py::arg("indices"),
            py::arg("learning_rate"), py::arg("seed"), py::arg("sample_weights") = py::none())
+      // Data parallelism (fastcnn/distributed.py): train_step split around the gradient exchange.
+      .def("compute_gradients",
+           [](runtime::Network& network, const FloatArray& x, std::optional<LabelArray> labels,
+              std::optional<FloatArray> probabilities, const IndexArray& indices, int64_t loss_batch,
+              int64_t first_sample, uint64_t seed, std::optional<FloatArray> sample_weights,
+              std::optional<py::function> on_layer_gradient) {
+             const StepArrays arrays = check_step(network, x, labels, probabilities, indices, sample_weights);
+             if (arrays.batch > loss_batch || first_sample < 0 || first_sample > loss_batch - arrays.batch) {
+               throw py::value_error("compute_gradients needs len(indices) <= loss_batch and 0 <= first_sample <= "
+                                     "loss_batch - len(indices). Received: len(indices)=" +
+                                     std::to_string(arrays.batch) + ", loss_batch=" + std::to_string(loss_batch) +
+                                     ", first_sample=" + std::to_string(first_sample));
+             }
+             // The callback runs on the step's thread, which holds no GIL during the step.
+             std::function<void(int64_t)> callback;
+             if (on_layer_gradient) {
+               callback = [&on_layer_gradient](int64_t layer_index) {
+                 py::gil_scoped_acquire acquire;
+                 (*on_layer_gradient)(layer_index);
+               };
+             }
+             runtime::StepResult result;
+             {
+               py::gil_scoped_release release;
+               result = network.compute_gradients(x.data(), arrays.targets, arrays.indices, arrays.batch,
+                                                  loss_batch, first_sample, seed, callback);
+             }
+             return step_result(result);
+           },
+           py::arg("x"), py::arg("labels"), py::arg("probabilities"), py::arg("indices"), py::arg("loss_batch"),
+           py::arg("first_sample"), py::arg("seed"), py::arg("sample_weights") = py::none(),
+           py::arg("on_layer_gradient") = py::none(),
+           "Forward and backward of this rank's samples into the gradient buffer, the loss averaged over "
+           "loss_batch samples; on_layer_gradient(layer_index) is called as each layer's gradients are final. "
+           "Returns (loss_sum, correct) without the weight penalties (see apply_gradients).")
+      .def("apply_gradients",
+           [](runtime::Network& network, float learning_rate) {
+             py::gil_scoped_release release;
+             return network.apply_gradients(learning_rate);
+           },
+           py::arg("learning_rate"),
+           "Adds the weight penalties' gradients to the gradient buffer and applies the optimizer; returns "
+           "the weight penalty.")
+      // Flat numpy views of the whole parameter and gradient buffers (they keep the network alive).
+      .def("flat_parameters",
+           [](py::object self) {
+             auto& network = self.cast<runtime::Network&>();
+             return view_of(self, network.parameters(), {network.parameter_count()});
+           })
+      .def("flat_gradients",
+           [](py::object self) {
+             auto& network = self.cast<runtime::Network&>();
+             return view_of(self, network.gradients(), {network.parameter_count()});
+           })
+      // Per layer (offset, trainable_count, count, trainable) in the flat buffers: the optimizer
+      // updates [offset, offset + trainable_count) of a trainable layer; the rest of its slice
+      // (BatchNormalization's moving statistics) is state the layer updates itself.
+      .def("layer_parameter_ranges",
+           [](runtime::Network& network) {
+             py::list result;
+             for (const auto& layer : network.layers()) {
+               result.append(py::make_tuple(layer->parameter_offset, layer->trainable_parameter_count(),
+                                            layer->parameter_count(), layer->trainable));
+             }
+             return result;
+           })
       .def("test_step",
            [](runtime::Network& network, const FloatArray& x, std::optional<LabelArray> labels,
               std::optional<FloatArray> probabilities, const IndexArray& indices,
