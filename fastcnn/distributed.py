@@ -338,12 +338,16 @@ class MPIStrategy:
         loss_sum, correct = network.compute_gradients(
             x_all, targets["labels"], targets["probabilities"], indices, global_batch, first_sample, seed,
             targets["sample_weights"], callback)
+        totals = np.array([loss_sum, correct], dtype=np.float64)
         if self.size > 1:
+            # The loss sums travel beside the gradients (started first, waited for after), so
+            # their latency hides behind the larger exchange.
+            local = totals.copy()
+            loss_request = self.comm.Iallreduce(local, totals, self._MPI.SUM)
             self._exchange(network, ranges, requests)
+            self._collective("the loss allreduce", loss_request.Wait)
         penalty = network.apply_gradients(model.optimizer.learning_rate)
         model._apply_constraints()
-        totals = self.allreduce_sum([loss_sum, correct], "the loss allreduce") if self.size > 1 \
-            else np.array([loss_sum, correct], dtype=np.float64)
         return totals[0] + global_batch * penalty, int(round(totals[1]))
 
     def fit(self, model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
