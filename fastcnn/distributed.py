@@ -218,24 +218,27 @@ class MPIStrategy:
         if network is None:
             raise ValueError("broadcast_model needs a built model: call model.build(input_shape) or pass data "
                              "first.")
-        signature = (tuple(tuple(r) for r in network.layer_parameter_ranges()), network.parameter_count,
-                     model.compiled and type(model.optimizer).__name__)
-        signatures = self._collective("the model check", self.comm.allgather, signature)
-        if any(other != signatures[root] for other in signatures):
-            different = [rank for rank, other in enumerate(signatures) if other != signatures[root]]
-            raise DistributedError(f"Every rank must build the same model. Ranks {different} differ from rank "
-                                   f"{root}: (layer ranges, parameter count, optimizer) {signatures[different[0]]} "
-                                   f"!= {signatures[root]}")
-        self._collective("the weights broadcast", self.comm.Bcast, network.flat_parameters(), root)
+        slots = []
         if model.compiled:
             for slot in ("first_moment", "second_moment", "third_slot"):
                 try:
-                    views = network.optimizer_slot_views(slot)
+                    slots.append((slot, network.optimizer_slot_views(slot)))
                 except ValueError:
-                    continue  # this optimizer has no such slot (alike on every rank: same optimizer)
-                for layer_views in views:
-                    for view in layer_views:
-                        self._collective("the optimizer state broadcast", self.comm.Bcast, view, root)
+                    pass  # this optimizer configuration keeps no such slot
+        signature = (tuple(tuple(r) for r in network.layer_parameter_ranges()), network.parameter_count,
+                     model.compiled and type(model.optimizer).__name__, tuple(slot for slot, _ in slots))
+        signatures = self._collective("the model check", self.comm.allgather, signature)
+        if any(other != signatures[root] for other in signatures):
+            different = [rank for rank, other in enumerate(signatures) if other != signatures[root]]
+            raise DistributedError(f"Every rank must build and compile the same model. Ranks {different} differ "
+                                   f"from rank {root}: (layer ranges, parameter count, optimizer, optimizer slots) "
+                                   f"{signatures[different[0]]} != {signatures[root]}")
+        self._collective("the weights broadcast", self.comm.Bcast, network.flat_parameters(), root)
+        for _, views in slots:
+            for layer_views in views:
+                for view in layer_views:
+                    self._collective("the optimizer state broadcast", self.comm.Bcast, view, root)
+        if model.compiled:
             scalars = self.broadcast_object(
                 (network.optimizer_iterations, network.optimizer_nadam_u_product), root, "the optimizer state broadcast")
             network.optimizer_iterations, network.optimizer_nadam_u_product = scalars
