@@ -4,7 +4,7 @@
                                              [--threads-per-rank 1] [--model ex1|ex3]
 
 Launches `mpirun -np N` for each N (weak scaling: every rank trains `--batch` samples per step, so
-the global batch is N x batch) and reports the median samples/s of the rounds, and the scaling
+the global batch is N x batch) and reports the median samples/s of the rounds (which interleave the configurations), and the scaling
 efficiency  samples/s(N) / (N x samples/s(1)), each rank having the same cores (threads-per-rank).
 For N > 1 it also runs with overlap on (each layer's gradients allreduced while the earlier layers'
 backward passes run) and reports both, and the time a step spends in the exchange, measured as the
@@ -26,7 +26,8 @@ WORKER = textwrap.dedent('''
     import numpy as np
     from fastcnn import distributed, layers, models
     from fastcnn.utils import set_random_seed
-    model_name, batch, steps, rounds, overlap = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
+    model_name, overlap = sys.argv[1], sys.argv[5] == "1"
+    batch, steps, rounds = (int(value) for value in sys.argv[2:5])
     strategy = distributed.MPIStrategy(overlap=overlap, timeout=600)
     shape = (28, 28, 1) if model_name == "ex1" else (64, 64, 3)
     rng = np.random.default_rng(strategy.rank)
@@ -48,7 +49,7 @@ WORKER = textwrap.dedent('''
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     strategy.fit(model, x[:batch * 3], y[:batch * 3], batch_size=batch, epochs=1, verbose=0)  # warm-up
     rates = []
-    for _ in range(rounds):
+    for _ in range(rounds):  # 1 when launched by main(): its rounds interleave the configurations
         strategy.barrier()
         started = time.perf_counter()
         strategy.fit(model, x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
@@ -73,11 +74,9 @@ def run(ranks, threads, args, overlap):
     mpirun = shutil.which("mpirun")
     if mpirun is None:
         sys.exit("mpirun not found: apt-get install openmpi-bin libopenmpi-dev (see .ci/mpi_step.sh)")
-    # Passive OpenMP waits: a spinning worker thread would steal a shared core from the other rank.
     environment = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    environment.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     command = [mpirun, "-np", str(ranks), "--allow-run-as-root", "--oversubscribe", "--bind-to", "none",
-               sys.executable, "-c", WORKER, args.model, str(args.batch), str(args.steps), str(args.rounds),
+               sys.executable, "-c", WORKER, args.model, str(args.batch), str(args.steps), "1",
                "1" if overlap else "0"]
     completed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=1800)
     for line in completed.stdout.splitlines():
@@ -101,30 +100,37 @@ def main():
 
     print(f"model {args.model}, {args.batch} samples per rank per step, {args.steps} steps x {args.rounds} rounds, "
           f"{args.threads_per_rank} thread(s) per rank, {os.cpu_count()} CPUs, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}, load average {os.getloadavg()[0]:.1f}")
-    single = None
-    rows = []
-    for count in counts:
-        for overlap in ((False,) if count == 1 else (False, True)):
-            result = run(count, args.threads_per_rank, args, overlap)
-            rate = statistics.median(result["rates"])
-            if count == 1:
-                single = rate
-            efficiency = rate / (count * single)
-            # Step time beyond one rank's: the exchange plus waiting for the slower rank.
-            exchange_ms = 1000.0 * (args.batch * count / rate - args.batch / single)
-            rows.append((count, overlap, rate, efficiency, exchange_ms))
-            print(f"N={count} overlap={'on ' if overlap else 'off'}  {rate:9.1f} samples/s  efficiency "
-                  f"{100 * efficiency:5.1f}%  step beyond one rank's: {exchange_ms:+.2f} ms  allreduce of the "
-                  f"gradients alone: {result['allreduce_ms']:.3f} ms  (rounds "
-                  f"{', '.join(f'{r:.0f}' for r in result['rates'])}; {result['parameters']:,} parameters)",
-                  flush=True)
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, load average {os.getloadavg()[0]:.1f}")
+    # (ranks, threads per rank, overlap); the largest count also runs as one rank with all its threads.
+    configurations = [(count, args.threads_per_rank, overlap) for count in counts
+                      for overlap in ((False,) if count == 1 else (False, True))]
     largest = counts[-1]
     if largest > 1:
+        configurations.append((1, largest * args.threads_per_rank, False))
+    # Rounds interleave the configurations, so that a change in the machine's other load between
+    # rounds touches every configuration alike; each round is one mpirun timing one pass.
+    results = {configuration: [] for configuration in configurations}
+    for _ in range(args.rounds):
+        for configuration in configurations:
+            count, threads, overlap = configuration
+            results[configuration].append(run(count, threads, args, overlap))
+    single = statistics.median(r["rates"][0] for r in results[(1, args.threads_per_rank, False)])
+    for configuration in configurations[:-1] if largest > 1 else configurations:
+        count, _, overlap = configuration
+        rates = [r["rates"][0] for r in results[configuration]]
+        rate = statistics.median(rates)
+        efficiency = rate / (count * single)
+        # Step time beyond one rank's: the exchange plus waiting for the slower rank.
+        beyond_ms = 1000.0 * (args.batch * count / rate - args.batch / single)
+        allreduce_ms = statistics.median(r["allreduce_ms"] for r in results[configuration])
+        print(f"N={count} overlap={'on ' if overlap else 'off'}  {rate:9.1f} samples/s  efficiency "
+              f"{100 * efficiency:5.1f}%  step beyond one rank's: {beyond_ms:+.2f} ms  allreduce of the "
+              f"gradients alone: {allreduce_ms:.3f} ms  (rounds {', '.join(f'{r:.0f}' for r in rates)}; "
+              f"{results[configuration][0]['parameters']:,} parameters)", flush=True)
+    if largest > 1:
         threads = largest * args.threads_per_rank
-        result = run(1, threads, args, False)
-        rate = statistics.median(result["rates"])
-        best = max(row[2] for row in rows if row[0] == largest)
+        rate = statistics.median(r["rates"][0] for r in results[configurations[-1]])
+        best = max(statistics.median(r["rates"][0] for r in results[c]) for c in configurations if c[0] == largest)
         print(f"one rank with {threads} threads: {rate:.1f} samples/s at batch {args.batch} vs {largest} ranks x "
               f"{args.threads_per_rank} thread(s): {best:.1f} samples/s at global batch {args.batch * largest}")
 

@@ -182,13 +182,12 @@ class MPIStrategy:
         try:
             return function(*args, **kwargs)
         except BaseException as error:
-            if isinstance(error, (KeyboardInterrupt, SystemExit)) and self.size == 1:
-                raise
+            if self.size == 1:
+                raise  # nobody waits for this rank
             text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
             print(f"fastcnn.distributed: rank {self.rank} of {self.size} failed; aborting the job.\n{text}",
                   file=sys.stderr, flush=True)
-            if self.size > 1:
-                self.comm.Abort(1)
+            self.comm.Abort(1)
             raise
 
     # ---- data ----
@@ -240,7 +239,8 @@ class MPIStrategy:
                     self._collective("the optimizer state broadcast", self.comm.Bcast, view, root)
         if model.compiled:
             scalars = self.broadcast_object(
-                (network.optimizer_iterations, network.optimizer_nadam_u_product), root, "the optimizer state broadcast")
+                (network.optimizer_iterations, network.optimizer_nadam_u_product), root,
+                "the optimizer state broadcast")
             network.optimizer_iterations, network.optimizer_nadam_u_product = scalars
 
     def load_model(self, filepath, compile=True):
@@ -299,15 +299,17 @@ class MPIStrategy:
         gradients = network.flat_gradients()
         parameters = network.flat_parameters()
         if pending_requests is None:
-            for offset, trainable_count, count, _ in ranges:
-                if count > trainable_count:
-                    gradients[offset + trainable_count:offset + count] = parameters[offset + trainable_count:offset + count]
+            for offset, trainable_count, count, trainable in ranges:
+                if trainable and count > trainable_count:
+                    state = slice(offset + trainable_count, offset + count)
+                    gradients[state] = parameters[state]
             self._collective("the gradient allreduce", self.comm.Allreduce, self._MPI.IN_PLACE, gradients,
                              self._MPI.SUM)
         else:
             self._collective("the gradient allreduce", self._MPI.Request.Waitall, pending_requests)
-        for offset, trainable_count, count, _ in ranges:
-            if count > trainable_count:
+        # A frozen layer's statistics do not change (and are alike on every rank): left as they are.
+        for offset, trainable_count, count, trainable in ranges:
+            if trainable and count > trainable_count:
                 parameters[offset + trainable_count:offset + count] = \
                     gradients[offset + trainable_count:offset + count] / np.float32(self.size)
 
@@ -320,8 +322,8 @@ class MPIStrategy:
         MPI = self._MPI
 
         def on_layer_gradient(layer_index):
-            offset, trainable_count, count, _ = ranges[layer_index]
-            if count:
+            offset, trainable_count, count, trainable = ranges[layer_index]
+            if trainable and count:  # a frozen layer has nothing to exchange
                 if count > trainable_count:
                     gradients[offset + trainable_count:offset + count] = \
                         parameters[offset + trainable_count:offset + count]

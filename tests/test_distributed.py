@@ -4,9 +4,9 @@ with another rank count, and failures that end the job instead of hanging it.
 
 Each test writes a script, runs it under mpirun (2 ranks, 1 OpenMP thread each) with a timeout,
 and checks what the ranks printed or saved. The launch and fault tests are marked slow: they do
-not depend on the kernels, so CI's second (generic-kernel) pass skips them. Without mpirun or mpi4py these tests skip on a
-developer's machine but FAIL under CI (CI=true), so a CI image that lost Open MPI cannot pass
-silently; FASTCNN_SKIP_MPI=1 skips them explicitly anywhere.
+not depend on the kernels, so CI's second (generic-kernel) pass skips them. Without mpirun or
+mpi4py these tests skip on a developer's machine but FAIL under CI (CI=true), so a CI image that
+lost Open MPI cannot pass silently; FASTCNN_SKIP_MPI=1 skips them explicitly anywhere.
 """
 
 import os

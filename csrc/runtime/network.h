@@ -70,8 +70,8 @@ class Network {
   // as that layer's parameter gradients are final (backward order), to start their exchange while
   // earlier layers still compute. The result's loss_sum is this batch's losses plus loss_batch
   // times its share of the activity penalties (summing over ranks gives the global batch's).
-  // train_step(batch) is exactly compute_gradients(batch, loss_batch = batch, first_sample = 0)
-  // followed by apply_gradients.
+  // compute_gradients(batch, loss_batch = batch, first_sample = 0) then apply_gradients updates
+  // the weights exactly as train_step(batch) does.
   StepResult compute_gradients(const float* x, const Targets& targets, const int64_t* indices,
                                int64_t batch, int64_t loss_batch, int64_t first_sample, uint64_t seed,
                                const std::function<void(int64_t)>& on_layer_gradient = {});
