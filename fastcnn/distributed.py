@@ -198,6 +198,9 @@ class MPIStrategy:
         or a tuple for several (which must have the same number of samples)."""
         if not arrays:
             raise ValueError("shard() needs at least one array. Received none.")
+        for array in arrays:
+            if not hasattr(array, "__len__") or not hasattr(array, "__getitem__"):
+                raise TypeError(f"shard() takes arrays of samples. Received: {type(array).__name__}")
         lengths = {len(array) for array in arrays}
         if len(lengths) != 1:
             raise ValueError(f"shard() needs arrays with the same number of samples. Received lengths "

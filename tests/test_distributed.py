@@ -172,6 +172,16 @@ def test_rank0_output_checkpoint_evaluate_and_batchnorm(mpi, tmp_path):
     body = '''
     strategy = distributed.MPIStrategy(timeout=60)
     rank = strategy.rank
+    for bad, error in ((lambda: distributed.MPIStrategy(timeout=0), ValueError),
+                       (lambda: distributed.MPIStrategy(overlap="yes"), TypeError),
+                       (lambda: strategy.shard(None), TypeError),
+                       (lambda: strategy.shard(np.zeros(3), np.zeros(4)), ValueError)):
+        try:
+            bad()
+        except error as raised:
+            assert "Received" in str(raised), raised
+        else:
+            raise AssertionError("no error")
     x, y = data(64)
     x_part, y_part = strategy.shard(x, y)
     x_val, y_val = data(30, seed=1)
