@@ -711,14 +711,18 @@ StepArrays check_step(runtime::Network& network, const FloatArray& x, const std:
 
 // Checks x against the network's input and runs `pass(x, batch, output)` without the GIL into a
 // new (batch, height, width, channels) array of the network's output shape.
-template <typename Pass>
-FloatArray run_forward(runtime::Network& network, const FloatArray& x, Pass&& pass) {
+void check_forward_input(const runtime::Network& network, const FloatArray& x) {
   if (!network.built()) throw py::value_error("the network is not built");
   const SampleShape input = network.input_shape();
   require_rank(x, 4, "x");
   require_dimension(x, 1, input.height, "x", "height");
   require_dimension(x, 2, input.width, "x", "width");
   require_dimension(x, 3, input.channels, "x", "channels");
+}
+
+template <typename Pass>
+FloatArray run_forward(runtime::Network& network, const FloatArray& x, Pass&& pass) {
+  check_forward_input(network, x);
   const SampleShape output_shape = network.output_shape();
   FloatArray output = empty_float({x.shape(0), output_shape.height, output_shape.width, output_shape.channels});
   {
@@ -1195,6 +1199,25 @@ PYBIND11_MODULE(_core, m) {
            },
            py::arg("x"), py::arg("seed"),
            "A forward pass in training mode (random layers active) without loss or update.")
+      .def("forward_training_layer_outputs",
+           [](runtime::Network& network, const FloatArray& x, uint64_t seed) {
+             check_forward_input(network, x);
+             std::vector<std::vector<float>> outputs;
+             {
+               py::gil_scoped_release release;
+               outputs = network.forward_training_layer_outputs(x.data(), x.shape(0), seed);
+             }
+             py::list result;
+             for (size_t i = 0; i < outputs.size(); ++i) {
+               const SampleShape shape = network.layers()[i]->output_shape;
+               FloatArray array = empty_float({x.shape(0), shape.height, shape.width, shape.channels});
+               std::copy(outputs[i].begin(), outputs[i].end(), array.mutable_data());
+               result.append(array);
+             }
+             return result;
+           },
+           py::arg("x"), py::arg("seed"),
+           "Every layer's output of one training-mode forward pass (for fit's check_numerics).")
       .def("predict", [](runtime::Network& network, const FloatArray& x) {
         return run_forward(network, x, [&](const float* input, int64_t batch, float* output) {
           network.predict(input, batch, output);

@@ -491,4 +491,18 @@ void Network::forward_training(const float* x, int64_t batch, uint64_t seed, flo
   std::memcpy(output, result, static_cast<size_t>(batch * output_shape().size()) * sizeof(float));
 }
 
+std::vector<std::vector<float>> Network::forward_training_layer_outputs(const float* x, int64_t batch,
+                                                                        uint64_t seed) {
+  std::lock_guard<std::mutex> lock(step_mutex_);
+  if (!built_) throw std::logic_error("network is not built");
+  std::vector<std::vector<float>> result(layers_.size());
+  if (batch <= 0) return result;
+  ensure_workspace(batch);
+  forward(kernels::active(), x, batch, true, seed);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    result[i].assign(outputs_[i], outputs_[i] + batch * layers_[i]->output_shape.size());
+  }
+  return result;
+}
+
 }  // namespace fastcnn::runtime

@@ -90,6 +90,9 @@ class Network {
   // One forward pass in training mode with no loss or update (random layers active, as a Keras
   // layer called with training=True); `seed` plays the step's seed.
   void forward_training(const float* x, int64_t batch, uint64_t seed, float* output);
+  // The same pass, returning a copy of every layer's output (batch * layer output size each):
+  // fit(check_numerics=True) scans them for the first layer that produces a non-finite value.
+  std::vector<std::vector<float>> forward_training_layer_outputs(const float* x, int64_t batch, uint64_t seed);
 
   // Per-phase wall time of train_step (gather, each layer's forward and backward, loss,
   // optimizer, and the whole step), summed over the steps since profiling was switched on.
