@@ -337,6 +337,13 @@ class MPIStrategy:
         return on_layer_gradient
 
     def _train_step(self, model, network, ranges, x_all, targets, indices, global_batch, first_sample):
+        # The model's lock, as Sequential's own steps hold it: threads sharing the model (predict in
+        # another thread, say) see whole steps only.
+        with model._lock:
+            return self._train_step_locked(model, network, ranges, x_all, targets, indices, global_batch,
+                                           first_sample)
+
+    def _train_step_locked(self, model, network, ranges, x_all, targets, indices, global_batch, first_sample):
         seed = _random.draw_seed()
         if self.overlap and self.size > 1:
             requests = []
