@@ -90,10 +90,18 @@ def relative(a, b):
 '''
 
 
+def mpi_environment():
+    environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    # Containers often forbid the cross-process memory reads (CMA) that Open MPI's shared-memory
+    # transport uses for large messages; plain copies work everywhere.
+    environment.setdefault("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
+    return environment
+
+
 def run_mpi(tmp_path, body, ranks=2, timeout=RUN_TIMEOUT, expect_success=True, extra_args=()):
     script = tmp_path / "script.py"
     script.write_text(PRELUDE + textwrap.dedent(body))
-    environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    environment = mpi_environment()
     command = [MPIRUN, "-np", str(ranks), "--allow-run-as-root", "--oversubscribe", *extra_args,
                sys.executable, str(script)]
     started = time.monotonic()
@@ -314,7 +322,7 @@ def test_readme_training_script_runs_under_mpirun(mpi, tmp_path):
     script = tmp_path / "train.py"
     script.write_text(blocks[0])
     command = [MPIRUN, "-np", "2", "--allow-run-as-root", "--oversubscribe", sys.executable, str(script)]
-    completed = subprocess.run(command, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1"),
+    completed = subprocess.run(command, cwd=tmp_path, env=mpi_environment(),
                                capture_output=True, text=True, timeout=RUN_TIMEOUT)
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output
