@@ -1411,6 +1411,76 @@ PYBIND11_MODULE(_core, m) {
            },
            py::arg("x"), py::arg("labels"), py::arg("probabilities"), py::arg("indices"),
            py::arg("learning_rate"), py::arg("seed"), py::arg("sample_weights") = py::none())
+      // Data parallelism (fastcnn/distributed.py): train_step split around the gradient exchange.
+      .def("compute_gradients",
+           [](runtime::Network& network, py::object x, py::object labels, py::object probabilities,
+              py::object indices, int64_t loss_batch, int64_t first_sample, uint64_t seed,
+              py::object sample_weights, std::optional<py::function> on_layer_gradient) {
+             const StepArrays arrays =
+                 check_step(network, x, labels, probabilities, indices, sample_weights, "compute_gradients");
+             if (arrays.batch > loss_batch || first_sample < 0 || first_sample > loss_batch - arrays.batch) {
+               throw py::value_error("compute_gradients needs len(indices) <= loss_batch and 0 <= first_sample <= "
+                                     "loss_batch - len(indices). Received: len(indices)=" +
+                                     std::to_string(arrays.batch) + ", loss_batch=" + std::to_string(loss_batch) +
+                                     ", first_sample=" + std::to_string(first_sample));
+             }
+             // The callback runs on the step's thread, which holds no GIL during the step.
+             std::function<void(int64_t)> callback;
+             if (on_layer_gradient) {
+               callback = [&on_layer_gradient](int64_t layer_index) {
+                 py::gil_scoped_acquire acquire;
+                 (*on_layer_gradient)(layer_index);
+               };
+             }
+             runtime::StepResult result;
+             {
+               py::gil_scoped_release release;
+               result = network.compute_gradients(arrays.x.data(), arrays.targets, arrays.indices.data(),
+                                                  arrays.batch, loss_batch, first_sample, seed, callback);
+             }
+             return step_result(result);
+           },
+           py::arg("x"), py::arg("labels"), py::arg("probabilities"), py::arg("indices"), py::arg("loss_batch"),
+           py::arg("first_sample"), py::arg("seed"), py::arg("sample_weights") = py::none(),
+           py::arg("on_layer_gradient") = py::none(),
+           "Forward and backward of this rank's samples into the gradient buffer, the loss averaged over "
+           "loss_batch samples; on_layer_gradient(layer_index) is called as each layer's gradients are final. "
+           "Returns (loss_sum, correct) without the weight penalties (see apply_gradients).")
+      .def("apply_gradients",
+           [](runtime::Network& network, float learning_rate) {
+             require_built(network, "apply_gradients");
+             require_optimizer_ready(network);
+             py::gil_scoped_release release;
+             return network.apply_gradients(learning_rate);
+           },
+           py::arg("learning_rate"),
+           "Adds the weight penalties' gradients to the gradient buffer and applies the optimizer; returns "
+           "the weight penalty.")
+      // Flat numpy views of the whole parameter and gradient buffers (they keep the network alive).
+      .def("flat_parameters",
+           [](py::object self) {
+             auto& network = self.cast<runtime::Network&>();
+             require_built(network, "flat_parameters");
+             return view_of(self, network.parameters(), {network.parameter_count()});
+           })
+      .def("flat_gradients",
+           [](py::object self) {
+             auto& network = self.cast<runtime::Network&>();
+             require_built(network, "flat_gradients");
+             return view_of(self, network.gradients(), {network.parameter_count()});
+           })
+      // Per layer (offset, trainable_count, count, trainable) in the flat buffers: the optimizer
+      // updates [offset, offset + trainable_count) of a trainable layer; the rest of its slice
+      // (BatchNormalization's moving statistics) is state the layer updates itself.
+      .def("layer_parameter_ranges",
+           [](runtime::Network& network) {
+             py::list result;
+             for (const auto& layer : network.layers()) {
+               result.append(py::make_tuple(layer->parameter_offset, layer->trainable_parameter_count(),
+                                            layer->parameter_count(), layer->trainable));
+             }
+             return result;
+           })
       .def("test_step",
            [](runtime::Network& network, py::object x, py::object labels, py::object probabilities,
               py::object indices, py::object sample_weights) {
@@ -1438,6 +1508,29 @@ PYBIND11_MODULE(_core, m) {
            },
            py::arg("x"), py::arg("seed"),
            "A forward pass in training mode (random layers active) without loss or update.")
+      .def("forward_training_layer_outputs",
+           [](runtime::Network& network, py::object x_argument, uint64_t seed) {
+             require_built(network, "forward_training_layer_outputs");
+             const FloatArray x = network_input(network, x_argument);
+             // The copies below hold batch * sum(layer outputs) floats: within the workspace bound.
+             require_workspace(network, x.shape(0));
+             std::vector<std::vector<float>> outputs;
+             {
+               py::gil_scoped_release release;
+               outputs = network.forward_training_layer_outputs(x.data(), x.shape(0), seed);
+             }
+             py::list result;
+             for (size_t i = 0; i < outputs.size(); ++i) {
+               const SampleShape shape = network.layers()[i]->output_shape;
+               FloatArray array = new_float_array({x.shape(0), shape.height, shape.width, shape.channels},
+                                                  "a layer's outputs");
+               std::copy(outputs[i].begin(), outputs[i].end(), array.mutable_data());
+               result.append(array);
+             }
+             return result;
+           },
+           py::arg("x"), py::arg("seed"),
+           "Every layer's output of one training-mode forward pass (for fit's check_numerics).")
       .def("predict", [](runtime::Network& network, py::object x) {
         // predict's workspace holds 64 samples at a time (network.cpp, kPredictSlice).
         return run_forward(network, x, "predict", 64, [&](const float* input, int64_t batch, float* output) {

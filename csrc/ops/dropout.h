@@ -11,6 +11,10 @@ struct DropoutParams {
   int64_t count = 0;
   float rate = 0.0f;
   uint64_t seed = 0;
+  // Index of element 0 in the whole batch's mask: a data-parallel rank holding samples from
+  // first_sample on passes first_sample * sample_size, so its mask is the one a single process
+  // would draw for those samples (0: the mask starts at the call's first element).
+  uint64_t first_index = 0;
 };
 
 // lowbias32 (C. Wellons): a 32-bit integer hash with very low bias, built from 32-bit multiplies
@@ -35,6 +39,15 @@ inline DropoutKey dropout_key(uint64_t seed) {
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   z ^= z >> 31;
   return {static_cast<uint32_t>(z >> 32) | 1u, static_cast<uint32_t>(z)};
+}
+
+// The key of a call: hash32((first_index + i) * multiplier + offset) = hash32(i * multiplier +
+// (first_index * multiplier + offset)) in 32-bit arithmetic, so shifting the offset starts the
+// mask at first_index with the kernels' loops unchanged.
+inline DropoutKey dropout_key(const DropoutParams& params) {
+  DropoutKey key = dropout_key(params.seed);
+  key.offset += static_cast<uint32_t>(params.first_index) * key.multiplier;
+  return key;
 }
 
 // Uniform in [0, 1) with 24 random bits for element `index` (its low 32 bits: the mask repeats

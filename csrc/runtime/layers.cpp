@@ -360,7 +360,8 @@ class DropoutLayer final : public Layer {
       last_seed_ = own_seed_ >= 0
                        ? static_cast<uint64_t>(own_seed_) * 0x9E3779B97F4A7C15ull + training_calls_++
                        : context.seed ^ (0xD1B54A32D192ED03ull * static_cast<uint64_t>(index + 1));
-      context.kernels.dropout_forward({count, rate_, last_seed_}, input, output);
+      last_first_index_ = static_cast<uint64_t>(context.first_sample * input_shape.size());
+      context.kernels.dropout_forward({count, rate_, last_seed_, last_first_index_}, input, output);
     } else {
       context.kernels.activation_forward(Activation::linear, 1, count, input, output);
     }
@@ -371,7 +372,7 @@ class DropoutLayer final : public Layer {
     if (input_gradient == nullptr) return;
     const int64_t count = batch * input_shape.size();
     if (rate_ > 0.0f) {
-      context.kernels.dropout_backward({count, rate_, last_seed_}, output_gradient, input_gradient);
+      context.kernels.dropout_backward({count, rate_, last_seed_, last_first_index_}, output_gradient, input_gradient);
     } else {
       context.kernels.activation_forward(Activation::linear, 1, count, output_gradient, input_gradient);
     }
@@ -382,6 +383,7 @@ class DropoutLayer final : public Layer {
   int64_t own_seed_;
   uint64_t training_calls_ = 0;
   uint64_t last_seed_ = 0;
+  uint64_t last_first_index_ = 0;
 };
 
 // BatchNormalization over channels. Parameter slice: [gamma], [beta], moving_mean, moving_variance.

@@ -20,6 +20,9 @@ struct StepContext {
   uint64_t seed = 0;  // fresh for every training step; layers mix in their index
   float* parameters = nullptr;  // mutable: BatchNormalization updates its moving statistics
   float* gradients = nullptr;   // null in inference
+  // Position of this batch's first sample in the global batch of a data-parallel step (0 in a
+  // single process): Dropout starts its mask there, so N ranks draw the masks one process would.
+  int64_t first_sample = 0;
 };
 
 class Layer {

@@ -109,7 +109,7 @@ void Network::set_regularization(int64_t layer_index, const Regularization& regu
   if (built_) update_fusion();
 }
 
-double Network::activity_penalty(int64_t batch) {
+double Network::activity_penalty(int64_t batch, int64_t loss_batch) {
   double penalty = 0.0;
   for (size_t i = 0; i < layers_.size(); ++i) {
     const Regularization& regularization = regularization_[i];
@@ -117,7 +117,7 @@ double Network::activity_penalty(int64_t batch) {
     penalty += penalty_sum(outputs_[i], batch * layers_[i]->output_shape.size(), regularization.activity_l1,
                            regularization.activity_l2, penalty_partials_);
   }
-  return batch > 0 ? penalty / static_cast<double>(batch) : 0.0;
+  return loss_batch > 0 ? penalty / static_cast<double>(loss_batch) : 0.0;
 }
 
 double Network::weight_penalty(bool add_gradients) {
@@ -147,12 +147,13 @@ double Network::weight_penalty(bool add_gradients) {
   return penalty;
 }
 
-void Network::add_output_activity_gradient(int64_t batch, bool gradient_is_logits, float* gradient) {
+void Network::add_output_activity_gradient(int64_t batch, int64_t loss_batch, bool gradient_is_logits,
+                                           float* gradient) {
   const Regularization& regularization = regularization_.back();
   if (!regularization.on_activity() || batch <= 0) return;
   // The penalty is divided by the batch size, so its gradient is scaled by 1 / batch; TensorFlow
   // forms (1 / batch) * l and multiplies by 2 y for the square.
-  const float inverse_batch = 1.0f / static_cast<float>(batch);
+  const float inverse_batch = 1.0f / static_cast<float>(loss_batch);
   const float l1_scale = inverse_batch * regularization.activity_l1;
   const float l2_scale = 2.0f * (inverse_batch * regularization.activity_l2);
   const float* output = outputs_.back();
@@ -225,8 +226,9 @@ void Network::gather(const float* x, const int64_t* indices, int64_t batch) {
 }
 
 const float* Network::forward(const kernels::KernelTable& kernels, const float* input,
-                              int64_t batch, bool training, uint64_t seed, PhaseTimer* timer) {
-  StepContext context{kernels, training, seed, parameters_.data(), nullptr};
+                              int64_t batch, bool training, uint64_t seed, PhaseTimer* timer,
+                              int64_t first_sample) {
+  StepContext context{kernels, training, seed, parameters_.data(), nullptr, first_sample};
   const float* current = input;
   for (size_t i = 0; i < layers_.size(); ++i) {
     Layer& layer = *layers_[i];
@@ -242,7 +244,7 @@ const float* Network::forward(const kernels::KernelTable& kernels, const float* 
 }
 
 StepResult Network::loss_and_gradient(const Targets& targets, const int64_t* indices,
-                                      int64_t batch, float* gradient) {
+                                      int64_t batch, int64_t loss_batch, float* gradient) {
   const Layer& last = *layers_.back();
   const int64_t classes = last.output_shape.size();
   const float* output = outputs_.back();
@@ -268,7 +270,7 @@ StepResult Network::loss_and_gradient(const Targets& targets, const int64_t* ind
   params.batch = batch;
   params.classes = classes;
   params.from_logits = from_logits_ || fused_softmax;
-  params.gradient_scale = batch > 0 ? 1.0f / static_cast<float>(batch) : 0.0f;
+  params.gradient_scale = loss_batch > 0 ? 1.0f / static_cast<float>(loss_batch) : 0.0f;
   kernels::cross_entropy(params, fused_softmax ? pre_activations_.back() : output, labels,
                          probabilities, losses_, gradient);
   if (targets.sample_weights != nullptr) {
@@ -304,28 +306,78 @@ StepResult Network::train_step(const float* x, const Targets& targets, const int
   if (!built_) throw std::logic_error("network is not built");
   if (!optimizer_configured_) throw std::logic_error("network has no optimizer");
   if (batch <= 0) return {};
-  const kernels::KernelTable& kernels = kernels::active();
   // Profile slots: gather, forward per layer, loss, backward per layer, optimizer, whole step.
+  const size_t optimizer_slot = 2 + 2 * layers_.size(), step_slot = optimizer_slot + 1;
+  PhaseTimer timer(profile_seconds_), step_timer(profile_seconds_);
+  double penalty = 0.0;
+  StepResult result = forward_backward(x, targets, indices, batch, batch, 0, seed, timer, {}, penalty);
+  // Penalties on the weights before this update, their gradients joining the data's.
+  penalty += weight_penalty(true);
+  result.loss_sum += static_cast<double>(batch) * penalty;
+  optimizer_.apply(learning_rate, parameters_.data(), gradients_.data(), trainable_variables_);
+  timer.lap(optimizer_slot);
+  step_timer.lap(step_slot);
+  return result;
+}
+
+StepResult Network::compute_gradients(const float* x, const Targets& targets, const int64_t* indices,
+                                      int64_t batch, int64_t loss_batch, int64_t first_sample, uint64_t seed,
+                                      const std::function<void(int64_t)>& on_layer_gradient) {
+  std::lock_guard<std::mutex> lock(step_mutex_);
+  if (!built_) throw std::logic_error("network is not built");
+  if (batch < 0 || loss_batch < batch || first_sample < 0 || first_sample > loss_batch - batch) {
+    throw std::invalid_argument("compute_gradients needs 0 <= batch <= loss_batch and 0 <= first_sample <= "
+                                "loss_batch - batch. Received: batch=" + std::to_string(batch) + ", loss_batch=" +
+                                std::to_string(loss_batch) + ", first_sample=" + std::to_string(first_sample));
+  }
+  if (batch == 0) {
+    // A rank whose data ran out still joins the exchange: with zero gradients, its share is nothing.
+    std::fill(gradients_.begin(), gradients_.end(), 0.0f);
+    if (on_layer_gradient) {
+      for (size_t i = layers_.size(); i-- > 0;) on_layer_gradient(static_cast<int64_t>(i));
+    }
+    return {};
+  }
+  PhaseTimer timer(profile_seconds_);
+  double penalty = 0.0;
+  StepResult result = forward_backward(x, targets, indices, batch, loss_batch, first_sample, seed, timer,
+                                       on_layer_gradient, penalty);
+  result.loss_sum += static_cast<double>(loss_batch) * penalty;
+  return result;
+}
+
+double Network::apply_gradients(float learning_rate) {
+  std::lock_guard<std::mutex> lock(step_mutex_);
+  if (!built_) throw std::logic_error("network is not built");
+  if (!optimizer_configured_) throw std::logic_error("network has no optimizer");
+  const double penalty = weight_penalty(true);
+  optimizer_.apply(learning_rate, parameters_.data(), gradients_.data(), trainable_variables_);
+  return penalty;
+}
+
+StepResult Network::forward_backward(const float* x, const Targets& targets, const int64_t* indices,
+                                     int64_t batch, int64_t loss_batch, int64_t first_sample, uint64_t seed,
+                                     PhaseTimer& timer, const std::function<void(int64_t)>& on_layer_gradient,
+                                     double& penalty) {
+  const kernels::KernelTable& kernels = kernels::active();
   const size_t layer_count = layers_.size();
   const size_t loss_slot = 1 + layer_count, backward_slot = loss_slot + 1;
-  const size_t optimizer_slot = backward_slot + layer_count, step_slot = optimizer_slot + 1;
-  PhaseTimer timer(profile_seconds_), step_timer(profile_seconds_);
   ensure_workspace(batch);
   gather(x, indices, batch);
   timer.lap(0);
-  forward(kernels, input_, batch, true, seed, &timer);
+  forward(kernels, input_, batch, true, seed, &timer, first_sample);
 
   const Layer& last = *layers_.back();
   const bool fused_softmax = !from_logits_ && last.activation() == Activation::softmax &&
                              last.keeps_pre_activation();
   float* gradient = gradient_a_;
   float* other = gradient_b_;
-  StepResult result = loss_and_gradient(targets, indices, batch, gradient);
-  double penalty = activity_penalty(batch);
-  add_output_activity_gradient(batch, fused_softmax, gradient);
+  StepResult result = loss_and_gradient(targets, indices, batch, loss_batch, gradient);
+  penalty = activity_penalty(batch, loss_batch);
+  add_output_activity_gradient(batch, loss_batch, fused_softmax, gradient);
   timer.lap(loss_slot);
 
-  StepContext context{kernels, true, seed, parameters_.data(), gradients_.data()};
+  StepContext context{kernels, true, seed, parameters_.data(), gradients_.data(), first_sample};
   // The earliest layer that needs an input gradient: nothing before the first trainable layer.
   size_t first_needed = layers_.size();
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -337,7 +389,10 @@ StepResult Network::train_step(const float* x, const Targets& targets, const int
   for (size_t i = layers_.size(); i-- > first_needed;) {
     Layer& layer = *layers_[i];
     const float* layer_input = i == 0 ? input_ : outputs_[i - 1];
-    if (layer.is_reshape()) continue;  // gradient passes through unchanged
+    if (layer.is_reshape()) {
+      if (on_layer_gradient) on_layer_gradient(static_cast<int64_t>(i));
+      continue;  // gradient passes through unchanged
+    }
     float* input_gradient = i > first_needed ? other : nullptr;
     // The gradient arrives as the pre-activation's when the loss fused softmax into it, or when the
     // next layer already applied this layer's ReLU derivative (relu_input).
@@ -346,7 +401,7 @@ StepResult Network::train_step(const float* x, const Targets& targets, const int
     // An activity penalty's gradient joins the output's (update_fusion keeps it unmasked here).
     const Regularization& regularization = regularization_[i];
     if (!last && regularization.on_activity()) {
-      const float inverse_batch = 1.0f / static_cast<float>(batch);
+      const float inverse_batch = 1.0f / static_cast<float>(loss_batch);
       add_penalty_gradient(outputs_[i], gradient, batch * layer.output_shape.size(),
                            inverse_batch * regularization.activity_l1,
                            2.0f * (inverse_batch * regularization.activity_l2));
@@ -355,14 +410,12 @@ StepResult Network::train_step(const float* x, const Targets& targets, const int
                    gradient_is_pre_activation, input_gradient);
     if (input_gradient != nullptr) std::swap(gradient, other);
     timer.lap(backward_slot + i);
+    if (on_layer_gradient) on_layer_gradient(static_cast<int64_t>(i));
   }
-
-  // Penalties on the weights before this update, their gradients joining the data's.
-  penalty += weight_penalty(true);
-  result.loss_sum += static_cast<double>(batch) * penalty;
-  optimizer_.apply(learning_rate, parameters_.data(), gradients_.data(), trainable_variables_);
-  timer.lap(optimizer_slot);
-  step_timer.lap(step_slot);
+  // Layers before the first trainable one have no gradients to wait for.
+  if (on_layer_gradient) {
+    for (size_t i = first_needed; i-- > 0;) on_layer_gradient(static_cast<int64_t>(i));
+  }
   return result;
 }
 
@@ -411,9 +464,9 @@ StepResult Network::test_step(const float* x, const Targets& targets, const int6
   ensure_workspace(batch);
   gather(x, indices, batch);
   forward(kernels::active(), input_, batch, false, 0);
-  StepResult result = loss_and_gradient(targets, indices, batch, nullptr);
+  StepResult result = loss_and_gradient(targets, indices, batch, batch, nullptr);
   // Keras's evaluation loss includes the regularization penalties too.
-  result.loss_sum += static_cast<double>(batch) * (activity_penalty(batch) + weight_penalty(false));
+  result.loss_sum += static_cast<double>(batch) * (activity_penalty(batch, batch) + weight_penalty(false));
   return result;
 }
 
@@ -440,6 +493,20 @@ void Network::forward_training(const float* x, int64_t batch, uint64_t seed, flo
   ensure_workspace(batch);
   const float* result = forward(kernels::active(), x, batch, true, seed);
   std::memcpy(output, result, static_cast<size_t>(batch * output_shape().size()) * sizeof(float));
+}
+
+std::vector<std::vector<float>> Network::forward_training_layer_outputs(const float* x, int64_t batch,
+                                                                        uint64_t seed) {
+  std::lock_guard<std::mutex> lock(step_mutex_);
+  if (!built_) throw std::logic_error("network is not built");
+  std::vector<std::vector<float>> result(layers_.size());
+  if (batch <= 0) return result;
+  ensure_workspace(batch);
+  forward(kernels::active(), x, batch, true, seed);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    result[i].assign(outputs_[i], outputs_[i] + batch * layers_[i]->output_shape.size());
+  }
+  return result;
 }
 
 }  // namespace fastcnn::runtime

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -59,6 +60,28 @@ class Network {
   // One optimizer step on samples x[indices[0..batch)] (x holds whole samples back to back).
   StepResult train_step(const float* x, const Targets& targets, const int64_t* indices,
                         int64_t batch, float learning_rate, uint64_t seed);
+
+  // Data-parallel training (fastcnn/distributed.py) splits train_step around the gradient
+  // exchange. compute_gradients runs forward, loss and backward on this process's `batch` samples
+  // into the gradient buffer, with the loss averaged over `loss_batch` samples (the global batch:
+  // every rank's batch together), so the sum of every rank's gradients is the global batch's mean
+  // gradient; `first_sample` is this batch's position in the global batch (Dropout's masks).
+  // on_layer_gradient, when set, is called from the step's thread with a layer's index as soon
+  // as that layer's parameter gradients are final (backward order), to start their exchange while
+  // earlier layers still compute. The result's loss_sum is this batch's losses plus loss_batch
+  // times its share of the activity penalties (summing over ranks gives the global batch's).
+  // compute_gradients(batch, loss_batch = batch, first_sample = 0) then apply_gradients updates
+  // the weights exactly as train_step(batch) does.
+  StepResult compute_gradients(const float* x, const Targets& targets, const int64_t* indices,
+                               int64_t batch, int64_t loss_batch, int64_t first_sample, uint64_t seed,
+                               const std::function<void(int64_t)>& on_layer_gradient = {});
+  // Adds the weight penalties' gradients to the (exchanged) gradient buffer and applies the
+  // optimizer; returns the weight penalty (part of the step's loss, counted once).
+  double apply_gradients(float learning_rate);
+  // The gradient buffer, laid out like the parameters (valid for the trainable ranges after
+  // compute_gradients).
+  float* gradients() { return gradients_.data(); }
+
   // Loss and accuracy in inference mode, no update.
   StepResult test_step(const float* x, const Targets& targets, const int64_t* indices,
                        int64_t batch);
@@ -67,6 +90,9 @@ class Network {
   // One forward pass in training mode with no loss or update (random layers active, as a Keras
   // layer called with training=True); `seed` plays the step's seed.
   void forward_training(const float* x, int64_t batch, uint64_t seed, float* output);
+  // The same pass, returning a copy of every layer's output (batch * layer output size each):
+  // fit(check_numerics=True) scans them for the first layer that produces a non-finite value.
+  std::vector<std::vector<float>> forward_training_layer_outputs(const float* x, int64_t batch, uint64_t seed);
 
   // Per-phase wall time of train_step (gather, each layer's forward and backward, loss,
   // optimizer, and the whole step), summed over the steps since profiling was switched on.
@@ -82,18 +108,24 @@ class Network {
   void gather(const float* x, const int64_t* indices, int64_t batch);
   // timer (may be null): laps into profile slot 1 + layer index after each layer.
   const float* forward(const kernels::KernelTable& kernels, const float* input, int64_t batch,
-                       bool training, uint64_t seed, PhaseTimer* timer = nullptr);
+                       bool training, uint64_t seed, PhaseTimer* timer = nullptr, int64_t first_sample = 0);
+  // The loss gradient is scaled by 1 / loss_batch (the batch itself outside data parallelism).
   StepResult loss_and_gradient(const Targets& targets, const int64_t* indices, int64_t batch,
-                               float* gradient);
+                               int64_t loss_batch, float* gradient);
+  // Body of train_step and compute_gradients, under step_mutex_; activity_penalty receives the
+  // activity penalties divided by loss_batch.
+  StepResult forward_backward(const float* x, const Targets& targets, const int64_t* indices, int64_t batch,
+                              int64_t loss_batch, int64_t first_sample, uint64_t seed, PhaseTimer& timer,
+                              const std::function<void(int64_t)>& on_layer_gradient, double& activity_penalty);
   // Decides which layers apply the previous layer's ReLU derivative (see Layer::relu_input).
   void update_fusion();
-  // Activity penalties of the last forward's outputs, divided by the batch size.
-  double activity_penalty(int64_t batch);
+  // Activity penalties of the last forward's `batch` outputs, divided by loss_batch.
+  double activity_penalty(int64_t batch, int64_t loss_batch);
   // Kernel and bias penalties of the trainable layers; adds their gradients when add_gradients.
   double weight_penalty(bool add_gradients);
   // Adds the last layer's activity-penalty gradient to the loss gradient (through the softmax
   // when the loss gradient is the logits').
-  void add_output_activity_gradient(int64_t batch, bool gradient_is_logits, float* gradient);
+  void add_output_activity_gradient(int64_t batch, int64_t loss_batch, bool gradient_is_logits, float* gradient);
 
   std::vector<std::unique_ptr<Layer>> layers_;
   SampleShape input_shape_;

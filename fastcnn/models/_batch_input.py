@@ -233,7 +233,7 @@ def _needs_targets(y, source, name):
                          f"{_describe(source.data)}")
 
 
-def _run_step(model, train, x, y, sample_weight, class_weight):
+def _run_step(model, train, x, y, sample_weight, class_weight, numerics=None, position=(0, 0)):
     """One batch through the compiled network; returns (loss sum, correct, samples)."""
     x_batch = model._prepare_x(x)
     samples = x_batch.shape[0]
@@ -241,13 +241,12 @@ def _run_step(model, train, x, y, sample_weight, class_weight):
     weights = model._prepare_sample_weights(sample_weight, class_weight, targets, samples)
     indices = np.arange(samples)
     if train:
-        loss_sum, correct = model._network.train_step(
-            x_batch, targets["labels"], targets["probabilities"], indices, model.optimizer.learning_rate,
-            _random.draw_seed(), weights)
-        model._apply_constraints()
+        loss_sum, correct = model._train_step(x_batch, targets["labels"], targets["probabilities"], indices, weights,
+                                              numerics, position)
     else:
-        loss_sum, correct = model._network.test_step(x_batch, targets["labels"], targets["probabilities"], indices,
-                                                     weights)
+        with model._lock:
+            loss_sum, correct = model._network.test_step(x_batch, targets["labels"], targets["probabilities"],
+                                                         indices, weights)
     return loss_sum, correct, samples
 
 
@@ -305,8 +304,10 @@ def _empty_error(source, name):
 
 
 def fit(model, x, y, epochs, verbose, callbacks, validation_split, validation_data, shuffle, class_weight,
-        sample_weight, initial_epoch, steps_per_epoch, validation_steps, validation_batch_size, validation_freq):
-    """``Sequential.fit`` for a batch source `x`; arguments already checked by ``fit``."""
+        sample_weight, initial_epoch, steps_per_epoch, validation_steps, validation_batch_size, validation_freq,
+        numerics=None):
+    """``Sequential.fit`` for a batch source `x`; arguments already checked by ``fit``. numerics: a
+    _step_guard.NumericsCheck for check_numerics=True, else None."""
     source = BatchSource(x, shuffle=shuffle)
     if y is not None:
         _unsupported_arg("y", "the targets", source.input_type)
@@ -360,7 +361,8 @@ def fit(model, x, y, epochs, verbose, callbacks, validation_split, validation_da
             callback_list.on_train_batch_begin(step)
             batch_x, batch_y, batch_weight = source.unpack(batch, "x")
             _needs_targets(batch_y, source, "x")
-            loss_sum, correct, samples = _run_step(model, True, batch_x, batch_y, batch_weight, class_weight)
+            loss_sum, correct, samples = _run_step(model, True, batch_x, batch_y, batch_weight, class_weight, numerics,
+                                                   (epoch, step))
             total_loss += loss_sum
             total_correct += correct
             seen += samples
@@ -418,7 +420,8 @@ def predict(model, x, verbose, steps, callbacks):
         batch_x = source.unpack(batch, "x")[0]
         x_batch = model._prepare_x(batch_x)
         output_sample = model._layers[-1]._output_sample_shape
-        outputs.append(model._network.predict(x_batch).reshape((x_batch.shape[0],) + output_sample))
+        with model._lock:
+            outputs.append(model._network.predict(x_batch).reshape((x_batch.shape[0],) + output_sample))
         callback_list.on_predict_batch_end(step, {"outputs": outputs[-1]})
     source.on_epoch_end()
     if not outputs:

@@ -7,6 +7,7 @@ the GIL released. Weights live in that network's flat buffer; layers expose view
 
 import math
 import numbers
+import threading
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from fastcnn import metrics as metrics_module
 from fastcnn import optimizers as optimizers_module
 from fastcnn.layers.base import Layer, runtime_shape, sample_shape
 from fastcnn.layers.input_layer import InputLayer
-from fastcnn.models import _batch_input, _summary, _weights_file
+from fastcnn.models import _batch_input, _step_guard, _summary, _weights_file
 
 
 def _check_verbose(verbose):
@@ -68,6 +69,10 @@ class Sequential:
         self._metric = None
         self.stop_training = False
         self.history = None
+        # Held by each training step (with its constraints), each predict/evaluate batch, building
+        # and set_weights/load_weights: threads sharing the model see whole steps only. Reentrant,
+        # as a callback run inside a step's bookkeeping may predict.
+        self._lock = threading.RLock()
         self.built = False
         if layers is not None:
             if isinstance(layers, (Layer, InputLayer)):
@@ -145,6 +150,10 @@ class Sequential:
 
     def _build_network(self, input_sample_shape):
         """Builds each layer for its input shape, then the compiled C++ network holding the weights."""
+        with self._lock:
+            self._build_network_locked(input_sample_shape)
+
+    def _build_network_locked(self, input_sample_shape):
         if not self._layers:
             raise ValueError(f"Model {self.name!r} has no layers.")
         # A failed build must leave the model as it was: layers built by this attempt are unbuilt
@@ -248,8 +257,9 @@ class Sequential:
                 if np.shape(value) != variable.shape:
                     raise ValueError(f"Layer {layer.name!r} weight shape {variable.shape} is not compatible "
                                      f"with provided weight shape {np.shape(value)}.")
-        for layer, layer_weights in pending:
-            layer.set_weights(layer_weights)
+        with self._lock:
+            for layer, layer_weights in pending:
+                layer.set_weights(layer_weights)
 
     def save(self, filepath, overwrite=True, zipped=None, **kwargs):
         """Writes the whole model — architecture, weights, and (when compiled) the compile settings
@@ -273,7 +283,8 @@ class Sequential:
         """Reads a `.weights.h5` file written by fastcnn or Keras 3; shapes are checked first and a
         mismatch raises naming the layer (nothing loaded), or with `skip_mismatch=True` that layer
         is skipped with a warning."""
-        _weights_file.load_weights(self, filepath, skip_mismatch=skip_mismatch)
+        with self._lock:
+            _weights_file.load_weights(self, filepath, skip_mismatch=skip_mismatch)
 
     def count_params(self):
         if not self.built:
@@ -405,10 +416,11 @@ class Sequential:
         array = _as_array(x, name)
         if array.ndim < 2:
             raise ValueError(f"`{name}` must be a batch of samples (rank >= 2). Received: {name}.shape={array.shape}")
-        if self._input_sample_shape is None:
-            self._build_network(sample_shape(array.shape[1:], f"Model {self.name!r} input"))
-        elif not self.built:
-            self._build_network(self._input_sample_shape)
+        with self._lock:  # two threads calling an unbuilt model build it once
+            if self._input_sample_shape is None:
+                self._build_network(sample_shape(array.shape[1:], f"Model {self.name!r} input"))
+            elif not self.built:
+                self._build_network(self._input_sample_shape)
         if tuple(array.shape[1:]) != self._input_sample_shape:
             raise ValueError(
                 f'Input 0 of layer "{self.name}" is incompatible with the layer: expected shape='
@@ -478,12 +490,19 @@ class Sequential:
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None,
             initial_epoch=0, steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
-            validation_freq=1):
+            validation_freq=1, check_numerics=False):
         """Trains on arrays `x`, `y` (in batches of `batch_size`), or on a generator/iterator of
         batches, a `fastcnn.utils.PyDataset` or a dataset such as `image_dataset_from_directory`'s
         (no `y`, `batch_size` or `sample_weight` then; `steps_per_epoch` limits an epoch's batches).
-        `validation_data` takes the same kinds (with `validation_steps`). Returns the History."""
+        `validation_data` takes the same kinds (with `validation_steps`). Returns the History.
+
+        `check_numerics=True` (fastcnn's, not Keras's) checks the loss and the weights after every
+        step; at the first non-finite value it undoes that step and raises FloatingPointError naming
+        where the value first appeared (fastcnn/models/_step_guard.py). Ctrl-C lands between steps."""
         self._require_compiled("training")
+        if check_numerics not in (True, False):
+            raise ValueError(f"`check_numerics` must be True or False. Received: check_numerics={check_numerics!r}")
+        numerics = _step_guard.NumericsCheck(self) if check_numerics else None
         verbose = _check_verbose(verbose)
         for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch), ("validation_freq", validation_freq)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < (1 if name != "initial_epoch" else 0):
@@ -495,9 +514,10 @@ class Sequential:
             raise ValueError(f"`shuffle` must be True or False. Received: shuffle={shuffle!r}")
         if _batch_input.is_batch_source(x):
             _batch_input.check_no_batch_size(x, batch_size)
-            return _batch_input.fit(self, x, y, epochs, verbose, callbacks, validation_split, validation_data,
-                                    shuffle, class_weight, sample_weight, initial_epoch, steps_per_epoch,
-                                    validation_steps, validation_batch_size, validation_freq)
+            with _step_guard.interrupts_between_steps():
+                return _batch_input.fit(self, x, y, epochs, verbose, callbacks, validation_split, validation_data,
+                                        shuffle, class_weight, sample_weight, initial_epoch, steps_per_epoch,
+                                        validation_steps, validation_batch_size, validation_freq, numerics)
         if steps_per_epoch is not None:
             raise ValueError("`steps_per_epoch` applies to generator, PyDataset and dataset inputs; with arrays, "
                              f"every epoch is one pass over them. Received: steps_per_epoch={steps_per_epoch!r}")
@@ -532,7 +552,13 @@ class Sequential:
             verbose=verbose, epochs=epochs, steps=steps,
         )
         self.stop_training = False
-        network = self._network
+        with _step_guard.interrupts_between_steps():
+            return self._fit_arrays(x_all, targets_all, samples, batch_size, epochs, initial_epoch, shuffle, steps,
+                                    validation, validation_freq, validation_steps, validation_batch_size, callback_list,
+                                    numerics)
+
+    def _fit_arrays(self, x_all, targets_all, samples, batch_size, epochs, initial_epoch, shuffle, steps,
+                    validation, validation_freq, validation_steps, validation_batch_size, callback_list, numerics):
         logs = {}
         callback_list.on_train_begin()
         for epoch in range(initial_epoch, epochs):
@@ -544,11 +570,8 @@ class Sequential:
             for step in range(steps):
                 callback_list.on_train_batch_begin(step)
                 indices = order[step * batch_size:(step + 1) * batch_size]
-                loss_sum, correct = network.train_step(
-                    x_all, targets_all["labels"], targets_all["probabilities"], indices,
-                    self.optimizer.learning_rate, _random.draw_seed(), targets_all["sample_weights"],
-                )
-                self._apply_constraints()
+                loss_sum, correct = self._train_step(x_all, targets_all["labels"], targets_all["probabilities"],
+                                                     indices, targets_all["sample_weights"], numerics, (epoch, step))
                 total_loss += loss_sum
                 total_correct += correct
                 seen += len(indices)
@@ -578,6 +601,23 @@ class Sequential:
             val_logs = self._evaluate_prepared(validation[0], validation[1], validation_batch_size, callback_list)
         return {f"val_{key}": value for key, value in val_logs.items()}
 
+    def _train_step(self, x, labels, probabilities, indices, sample_weights, numerics=None, position=(0, 0)):
+        """One optimizer step on x[indices] and the weight constraints after it, as one whole: under
+        the model's lock (another thread's predict sees the weights before or after it) and with
+        Ctrl-C held until it is complete. numerics: a NumericsCheck or None; position: (epoch,
+        step) for its message. Returns (loss sum, correct)."""
+        learning_rate = self.optimizer.learning_rate
+        seed = _random.draw_seed()
+        with self._lock, _step_guard.whole_step():
+            if numerics is not None:
+                numerics.before_step()
+            loss_sum, correct = self._network.train_step(x, labels, probabilities, indices, learning_rate, seed,
+                                                         sample_weights)
+            self._apply_constraints()
+            if numerics is not None:
+                numerics.after_step(loss_sum, x[indices], seed, *position)
+        return loss_sum, correct
+
     def _apply_constraints(self):
         """Keras's optimizer projects each trainable weight through its constraint after updating it."""
         if self.trainable:
@@ -599,8 +639,9 @@ class Sequential:
             if callback_list is not None:
                 callback_list.on_test_batch_begin(step)
             indices = np.arange(step * batch_size, min(samples, (step + 1) * batch_size))
-            loss_sum, correct = self._network.test_step(x, targets["labels"], targets["probabilities"], indices,
-                                                        targets.get("sample_weights"))
+            with self._lock:
+                loss_sum, correct = self._network.test_step(x, targets["labels"], targets["probabilities"], indices,
+                                                            targets.get("sample_weights"))
             total_loss += loss_sum
             total_correct += correct
             seen += len(indices)
@@ -667,7 +708,8 @@ class Sequential:
             callback_list.on_predict_batch_begin(step)
             batch = x_all[step * batch_size:(step + 1) * batch_size]
             batch_outputs = outputs[step * batch_size:step * batch_size + batch.shape[0]]
-            batch_outputs[...] = self._network.predict(batch).reshape((batch.shape[0],) + output_sample)
+            with self._lock:
+                batch_outputs[...] = self._network.predict(batch).reshape((batch.shape[0],) + output_sample)
             callback_list.on_predict_batch_end(step, {"outputs": batch_outputs})  # this batch's, as Keras
         if steps:
             callback_list.on_predict_end()
@@ -685,10 +727,8 @@ class Sequential:
         targets = self._prepare_y(y, x_all.shape[0])
         weights = self._prepare_sample_weights(sample_weight, class_weight, targets, x_all.shape[0])
         indices = np.arange(x_all.shape[0])
-        loss_sum, correct = self._network.train_step(x_all, targets["labels"], targets["probabilities"],
-                                                     indices, self.optimizer.learning_rate, _random.draw_seed(),
-                                                     weights)
-        self._apply_constraints()
+        with _step_guard.interrupts_between_steps():
+            loss_sum, correct = self._train_step(x_all, targets["labels"], targets["probabilities"], indices, weights)
         samples = max(1, x_all.shape[0])
         return self._batch_logs(loss_sum / samples, correct / samples, return_dict)
 

@@ -146,7 +146,7 @@ void dropout_forward(const DropoutParams& p, const float* input, float* output) 
   using simd::float8;
   using simd::uint8x32;
   const float scale = 1.0f / (1.0f - p.rate);
-  const DropoutKey key = dropout_key(p.seed);
+  const DropoutKey key = dropout_key(p);
   const float rate = p.rate;
   for_chunks(p.count, [=](int64_t begin, int64_t end) {
     // dropout_uniform(key, i) eight lanes at a time: hash32 in 32-bit vector arithmetic.

@@ -87,7 +87,7 @@ void zero_padding2d_backward(const ZeroPadding2DParams& p, const float* output_g
 
 void dropout_forward(const DropoutParams& p, const float* input, float* output) {
   const float scale = 1.0f / (1.0f - p.rate);
-  const DropoutKey key = dropout_key(p.seed);
+  const DropoutKey key = dropout_key(p);
   for (int64_t i = 0; i < p.count; ++i) {
     const bool keep = dropout_uniform(key, static_cast<uint64_t>(i)) >= p.rate;
     output[i] = keep ? input[i] * scale : 0.0f;
