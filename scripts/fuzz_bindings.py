@@ -492,15 +492,16 @@ def run_child(arguments):
             self.run("set_regularization", index, kernel_l2=factor if flag else 0.0, activity_l1=0.0 if flag else factor)
 
         @rule(samples=st.integers(0, 5), batch=st.integers(0, 6), seed=st.integers(0, 2**64 - 1), data=st.data(),
-              which=st.sampled_from(["train_step", "test_step", "predict", "forward_training"]))
+              which=st.sampled_from(["train_step", "test_step", "predict", "forward_training",
+                                     "forward_training_layer_outputs", "compute_gradients"]))
         def step(self, samples, batch, seed, data, which):
             shape = self.shape if self.shape is not None else (2, 2, 1)
             x = data.draw(arrays(shape=(samples,) + tuple(max(1, s) if abs(s) < 16 else 2 for s in shape)))
             if which == "predict":
                 self.run("predict", x)
                 return
-            if which == "forward_training":
-                self.run("forward_training", x, seed)
+            if which in ("forward_training", "forward_training_layer_outputs"):
+                self.run(which, x, seed)
                 return
             valid_indices = st.lists(st.integers(0, max(samples - 1, 0)), min_size=batch if samples else 0,
                                      max_size=batch if samples else 0).map(lambda v: np.array(v, np.int64))
@@ -523,6 +524,11 @@ def run_child(arguments):
             if which == "train_step":
                 learning_rate = data.draw(mostly(st.floats(0.0, 0.1), any_float))
                 self.run("train_step", x, labels, probabilities, indices, learning_rate, seed, weights)
+            elif which == "compute_gradients":  # the data-parallel step: gradients, then the update
+                loss_batch = data.draw(mostly(st.just(batch), any_int))
+                first = data.draw(mostly(st.just(0), any_int))
+                self.run("compute_gradients", x, labels, probabilities, indices, loss_batch, first, seed, weights)
+                self.run("apply_gradients", data.draw(mostly(st.floats(0.0, 0.1), any_float)))
             else:
                 self.run("test_step", x, labels, probabilities, indices, weights)
 

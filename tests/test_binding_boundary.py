@@ -340,6 +340,24 @@ NETWORK_CASES = [
     # write past them (a segfault)
     ("train-optimizer-configured-before-build", lambda: train(_configure_then_build()), ValueError,
      r"Received: optimizer slots of 0 values for 15 parameters"),
+    ("apply-gradients-optimizer-configured-before-build",
+     lambda: _configure_then_build().apply_gradients(0.1), ValueError, r"optimizer slots of 0 values for 15"),
+    ("apply-gradients-before-build", lambda: small_network(build=False).apply_gradients(0.1), ValueError,
+     r"before apply_gradients"),
+    ("compute-gradients-index", lambda: small_network(optimizer="sgd").compute_gradients(
+        XN, LABELS, None, np.array([5]), 1, 0, 1), ValueError, r"Received: indices\[0\]=5\b"),
+    ("compute-gradients-float-labels", lambda: small_network(optimizer="sgd").compute_gradients(
+        XN, LABELS.astype(np.float64), None, INDICES, 4, 0, 1), TypeError, r"Received: labels\.dtype=float64"),
+    ("compute-gradients-first-sample", lambda: small_network(optimizer="sgd").compute_gradients(
+        XN, LABELS, None, INDICES, 4, 1, 1), ValueError, r"Received: len\(indices\)=4, loss_batch=4, first_sample=1"),
+    ("flat-parameters-before-build", lambda: small_network(build=False).flat_parameters(), ValueError,
+     r"before flat_parameters"),
+    ("flat-gradients-before-build", lambda: small_network(build=False).flat_gradients(), ValueError,
+     r"before flat_gradients"),
+    ("layer-outputs-x-none", lambda: small_network().forward_training_layer_outputs(None, 1), TypeError,
+     r"Received: x=None"),
+    ("layer-outputs-x-shape", lambda: small_network().forward_training_layer_outputs(np.zeros((1, 2, 3, 1)), 1),
+     ValueError, r"Received: x\.shape=\(1, 2, 3, 1\)"),
     ("train-without-optimizer", lambda: train(small_network()), RuntimeError, r"network has no optimizer"),
     ("build-twice", lambda: small_network().build((2, 2, 1)), RuntimeError, r"already built"),
     ("add-after-build", lambda: small_network().add_flatten(), RuntimeError, r"already built"),
