@@ -6,7 +6,6 @@
 #
 #   bash scripts/sanitize.sh                 # uses python3 on PATH (a virtual environment's, say)
 #   PYTHON=/path/to/python bash scripts/sanitize.sh
-#   bash scripts/sanitize.sh -k conv2d       # extra arguments go to both pytest runs
 #
 # The normal install is left alone: the sanitizer build goes to $FASTCNN_SANITIZE_DIR (default
 # build/sanitize/: tools/ a virtual environment holding scikit-build-core and pybind11, cmake/ the
@@ -20,6 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
+unset FASTCNN_KERNELS  # the script picks the kernel sets itself (default, then generic)
 
 # An absolute path: PATH gains the build tools' folder below, whose python3 has no numpy or pytest.
 python="$(command -v "${PYTHON:-python3}")" || { echo "sanitize.sh: no ${PYTHON:-python3} on PATH" >&2; exit 1; }
@@ -109,12 +109,16 @@ canary heap-buffer-overflow "ERROR: AddressSanitizer: heap-buffer-overflow"
 canary signed-overflow "runtime error: signed integer overflow"
 
 # ---- tests ----------------------------------------------------------------------------------
-# The kernel and binding tests; the boundary and fuzz files join when present. Tests that need
-# TensorFlow are deselected (its parity checks run in the normal suite; here it would only add
-# an uninstrumented 1 GB import); see the plugin below.
-tests=(tests/test_kernels.py tests/test_kernels_layers.py tests/test_bad_input.py)
+# The kernel and binding tests. test_kernels.py and test_kernels_layers.py run every kernel set
+# (reference, generic, avx2) by name in one process, whatever FASTCNN_KERNELS says: they run once.
+# The tests that use the active kernel set (bad input; the boundary and fuzz files, which join
+# when present) run with the default set and again with FASTCNN_KERNELS=generic. Tests that need
+# TensorFlow are deselected (its parity checks run in the normal suite; here it would only add an
+# uninstrumented 1 GB import); see the plugin below.
+every_tier_tests=(tests/test_kernels.py tests/test_kernels_layers.py)
+active_set_tests=(tests/test_bad_input.py)
 for optional in tests/test_binding_boundary.py tests/test_fuzz_kernels.py; do
-  [[ -f "$optional" ]] && tests+=("$optional")
+  if [[ -f "$optional" ]]; then active_set_tests+=("$optional"); fi
 done
 mkdir -p "$plugin_dir"
 cat >"$plugin_dir/sanitize_deselect.py" <<'PY'
@@ -139,11 +143,11 @@ import pytest
 sys.exit(pytest.main(sys.argv[2:]))' "$PWD" -p sanitize_deselect -p no:cacheprovider --capture=sys -q "$@"
 }
 
-echo "== tests, default kernels" >&2
-run_pytest "${tests[@]}" "$@"
+echo "== tests, default kernels: ${every_tier_tests[*]} ${active_set_tests[*]}" >&2
+run_pytest "${every_tier_tests[@]}" "${active_set_tests[@]}"
 default_done=$SECONDS
-echo "== tests, FASTCNN_KERNELS=generic" >&2
-FASTCNN_KERNELS=generic run_pytest "${tests[@]}" "$@"
+echo "== tests, FASTCNN_KERNELS=generic: ${active_set_tests[*]}" >&2
+FASTCNN_KERNELS=generic run_pytest "${active_set_tests[@]}"
 finished=$SECONDS
 
 echo "sanitize.sh: passed; build $((built - started)) s, default kernels $((default_done - built)) s," \

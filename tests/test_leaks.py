@@ -214,6 +214,29 @@ def assert_no_leak(call, inputs, raises=None):
     assert traced_growth <= TRACED_GROWTH_BOUND, f"{traced_growth} more traced bytes after {CALLS} calls"
 
 
+def test_harness_detects_leaked_references_and_objects():
+    # The checks above would pass vacuously if the harness missed leaks: a call that keeps its
+    # argument, and one that keeps its result, must each fail it.
+    kept = []
+    argument = random_array((64,))
+    with pytest.raises(AssertionError, match="input reference counts"):
+        assert_no_leak(lambda: kept.append(argument), [argument])
+    kept.clear()
+    with pytest.raises(AssertionError, match="traced bytes|tracked objects"):
+        assert_no_leak(lambda: kept.append(ops.activation_forward("relu", argument.reshape(8, 8))), [argument])
+    kept.clear()
+    with pytest.raises(AssertionError, match="reference count 3"):
+        assert_no_leak(lambda: kept.append(ops.activation_forward("relu", argument.reshape(8, 8))) or kept[-1],
+                       [argument])
+    kept.clear()
+
+
+def test_normal_build_has_no_sanitizer_canary():
+    # The deliberately faulty entry point exists only in the FASTCNN_SANITIZE build
+    # (scripts/sanitize.sh); the installed package must be the normal build.
+    assert not hasattr(_core, "_sanitizer_canary")
+
+
 def random_array(shape, dtype=np.float32, seed=0):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
