@@ -1007,6 +1007,26 @@ py::list layer_views(py::object owner, runtime::Network& network, float* base) {
   return result;
 }
 
+#ifdef FASTCNN_SANITIZE
+// Deliberately faulty, compiled into the sanitizer build only (CMake's FASTCNN_SANITIZE):
+// scripts/sanitize.sh calls it in a child process and requires AddressSanitizer's or
+// UndefinedBehaviorSanitizer's report and a failed exit, which proves that the instrumentation
+// and the preloaded runtime are live before the test suite's silence is taken as a clean bill.
+// The volatile operands stop the compiler from seeing the fault and folding it away.
+int64_t sanitizer_canary(const std::string& kind) {
+  if (kind == "heap-buffer-overflow") {
+    std::vector<int32_t> values(4, 1);
+    volatile std::size_t index = values.size();
+    return values.data()[index];  // reads 4 bytes just past the heap block
+  }
+  if (kind == "signed-overflow") {
+    volatile int32_t largest = std::numeric_limits<int32_t>::max();
+    volatile int32_t one = 1;
+    return largest + one;  // int32 overflow: undefined behaviour
+  }
+  throw py::value_error("`kind` must be 'heap-buffer-overflow' or 'signed-overflow'. Received: kind=" + kind);
+}
+#endif
 
 }  // namespace
 
@@ -1062,6 +1082,11 @@ PYBIND11_MODULE(_core, m) {
     }
     parallel::set_max_threads(static_cast<int>(count));
   }, py::arg("count"));
+
+#ifdef FASTCNN_SANITIZE
+  m.def("_sanitizer_canary", &sanitizer_canary, py::arg("kind"),
+        "Sanitizer build only: commits a heap out-of-bounds read or a signed overflow on purpose.");
+#endif
 
   py::module_ ops = m.def_submodule("ops", "Single kernels on numpy arrays (NHWC float32).");
   ops.def("conv2d_forward", &conv2d_forward, py::arg("input"), py::arg("kernel"), py::arg("bias") = py::none(),
