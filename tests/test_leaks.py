@@ -334,7 +334,7 @@ OP_ERROR_CASES = {
     "transforms_shape": (lambda: ops.projective_transform(IMAGES, FACTORS), ValueError, [IMAGES, FACTORS]),
     "flip_flags": (lambda: ops.flip(IMAGES, FLAGS + 7), ValueError, [IMAGES]),
     "per_sample_values": (lambda: ops.contrast(IMAGES, CHANNELS, (0.0, 1.0)), ValueError, [IMAGES, CHANNELS]),
-    "resize_origins": (lambda: ops.resize(IMAGES, (4, 4), window_size=(4, 4), window_origins=np.zeros((3, 2))),
+    "resize_origins": (lambda: ops.resize(IMAGES, (4, 4), window_size=(4, 4), window_origins=np.zeros((3, 2), np.int64)),
                        ValueError, [IMAGES]),
 }
 
