@@ -460,9 +460,8 @@ class MPIStrategy:
             if callback_list is not None:
                 callback_list.on_test_batch_begin(step)
             indices = np.arange(step * batch_size, min(samples, (step + 1) * batch_size))
-            with model._lock:  # as Sequential's evaluation batches: whole training steps only
-                loss_sum, correct = model._network.test_step(x, targets["labels"], targets["probabilities"], indices,
-                                                             targets.get("sample_weights"))
+            loss_sum, correct = model._test_step(x, targets["labels"], targets["probabilities"], indices,
+                                                 targets.get("sample_weights"))
             total_loss += loss_sum
             total_correct += correct
             if callback_list is not None:

@@ -244,9 +244,7 @@ def _run_step(model, train, x, y, sample_weight, class_weight, numerics=None, po
         loss_sum, correct = model._train_step(x_batch, targets["labels"], targets["probabilities"], indices, weights,
                                               numerics, position)
     else:
-        with model._lock:
-            loss_sum, correct = model._network.test_step(x_batch, targets["labels"], targets["probabilities"],
-                                                         indices, weights)
+        loss_sum, correct = model._test_step(x_batch, targets["labels"], targets["probabilities"], indices, weights)
     return loss_sum, correct, samples
 
 

@@ -618,6 +618,12 @@ class Sequential:
                 numerics.after_step(loss_sum, x[indices], seed, *position)
         return loss_sum, correct
 
+    def _test_step(self, x, labels, probabilities, indices, sample_weights):
+        """Loss sum and correct count on x[indices] in inference mode, under the model's lock (so
+        another thread's training is seen between whole steps only)."""
+        with self._lock:
+            return self._network.test_step(x, labels, probabilities, indices, sample_weights)
+
     def _apply_constraints(self):
         """Keras's optimizer projects each trainable weight through its constraint after updating it."""
         if self.trainable:
@@ -639,9 +645,8 @@ class Sequential:
             if callback_list is not None:
                 callback_list.on_test_batch_begin(step)
             indices = np.arange(step * batch_size, min(samples, (step + 1) * batch_size))
-            with self._lock:
-                loss_sum, correct = self._network.test_step(x, targets["labels"], targets["probabilities"], indices,
-                                                            targets.get("sample_weights"))
+            loss_sum, correct = self._test_step(x, targets["labels"], targets["probabilities"], indices,
+                                                targets.get("sample_weights"))
             total_loss += loss_sum
             total_correct += correct
             seen += len(indices)
