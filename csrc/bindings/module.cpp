@@ -610,6 +610,98 @@ std::pair<FloatArray, FloatArray> cross_entropy(py::object predictions_argument,
 using OriginArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
 using FlagArray = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
 
+// ---- Conv2D + MaxPooling2D as one kernel (kernels.h conv2d_max_pool2d_*) ----
+
+// The pair's params, checked: the pooling must fit conv2d_max_pool2d_fusable.
+std::pair<Conv2DParams, Pool2DParams> conv_max_pool_params_for(const FloatArray& input, int64_t output_channels,
+                                                              Pair kernel_size, Pair strides, const std::string& padding,
+                                                              Pair dilation, bool use_bias, const std::string& activation,
+                                                              Pair pool_size) {
+  const Activation act = activation_named(activation);
+  const Conv2DParams conv =
+      conv_params_for(input, output_channels, kernel_size, strides, padding, dilation, use_bias, act);
+  const Pool2DParams pool = make_pool2d_params(conv.batch, conv.output_height, conv.output_width, conv.output_channels,
+                                               pool_size.first, pool_size.second, pool_size.first, pool_size.second,
+                                               Padding::valid);
+  if (!conv2d_max_pool2d_fusable(conv, pool)) {
+    throw py::value_error("conv2d_max_pool2d needs activation 'relu' or 'linear' and a pool window of at most " +
+                          std::to_string(kMaxFusedPoolWindow) + " positions. Received: activation=" + activation +
+                          ", pool_size=(" + std::to_string(pool_size.first) + ", " + std::to_string(pool_size.second) + ")");
+  }
+  return {conv, pool};
+}
+
+std::pair<FloatArray, FlagArray> conv2d_max_pool2d_forward(py::object input_argument, py::object kernel_argument,
+                                                          py::object bias_argument, Pair strides,
+                                                          const std::string& padding, Pair dilation,
+                                                          const std::string& activation, Pair pool_size,
+                                                          const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray kernel = float_array(kernel_argument, "kernel");
+  const std::optional<FloatArray> bias = optional_float_array(bias_argument, "bias");
+  require_rank(kernel, 4, "kernel");
+  require_rank(input, 4, "input");
+  require_dimension(kernel, 2, input.shape(3), "kernel", "input channels");
+  const auto [conv, pool] = conv_max_pool_params_for(input, kernel.shape(3), {kernel.shape(0), kernel.shape(1)},
+                                                     strides, padding, dilation, bias.has_value(), activation, pool_size);
+  if (bias) {
+    require_rank(*bias, 1, "bias");
+    require_dimension(*bias, 0, conv.output_channels, "bias", "output channels");
+  }
+  const auto& table = table_named(kernels);
+  FloatArray output = new_float_array({pool.batch, pool.output_height, pool.output_width, pool.channels});
+  FlagArray window_index(std::vector<py::ssize_t>{pool.batch, pool.output_height, pool.output_width, pool.channels});
+  const float* bias_data = bias ? bias->data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    table.conv2d_max_pool2d_forward(conv, pool, input.data(), kernel.data(), bias_data, output.mutable_data(),
+                                    window_index.mutable_data());
+  }
+  return {output, window_index};
+}
+
+std::pair<FloatArray, std::optional<FloatArray>> conv2d_max_pool2d_backward_kernel(
+    py::object input_argument, py::object output_argument, py::object window_index_argument,
+    py::object output_gradient_argument, Pair kernel_size, Pair strides, const std::string& padding, Pair dilation,
+    const std::string& activation, Pair pool_size, bool use_bias, const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray output = float_array(output_argument, "output");
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  const IndexArray wide_index = integer_array(window_index_argument, "window_index");
+  require_rank(output_gradient, 4, "output_gradient");
+  const auto [conv, pool] = conv_max_pool_params_for(input, output_gradient.shape(3), kernel_size, strides, padding,
+                                                     dilation, use_bias, activation, pool_size);
+  for (const auto& [array, name] : {std::pair<const py::array*, const char*>{&output, "output"},
+                                    {&output_gradient, "output_gradient"}, {&wide_index, "window_index"}}) {
+    require_rank(*array, 4, name);
+    require_dimension(*array, 0, pool.batch, name, "batch");
+    require_dimension(*array, 1, pool.output_height, name, "pooled height");
+    require_dimension(*array, 2, pool.output_width, name, "pooled width");
+    require_dimension(*array, 3, pool.channels, name, "channels");
+  }
+  const int64_t window = pool.pool_height * pool.pool_width;
+  for (py::ssize_t i = 0; i < wide_index.size(); ++i) {
+    if (wide_index.data()[i] < 0 || wide_index.data()[i] >= window) {
+      throw py::value_error("`window_index` values must lie in [0, " + std::to_string(window) +
+                            ") (positions in the pool window). Received: " + std::to_string(wide_index.data()[i]));
+    }
+  }
+  // In range, so the narrowing to the kernel's bytes is exact.
+  const FlagArray window_index = converted<FlagArray>(wide_index, "window_index");
+  const auto& table = table_named(kernels);
+  FloatArray kernel_gradient =
+      new_float_array({conv.kernel_height, conv.kernel_width, conv.input_channels, conv.output_channels});
+  std::optional<FloatArray> bias_gradient;
+  if (use_bias) bias_gradient = new_float_array({conv.output_channels});
+  float* bias_data = use_bias ? bias_gradient->mutable_data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    table.conv2d_max_pool2d_backward_kernel(conv, pool, input.data(), output.data(), window_index.data(),
+                                            output_gradient.data(), kernel_gradient.mutable_data(), bias_data);
+  }
+  return {kernel_gradient, bias_gradient};
+}
+
 // A per-sample vector of `batch` values (a scalar or length-1 array is broadcast).
 FloatArray per_sample(const FloatArray& values, int64_t batch, const char* name) {
   if (values.ndim() > 1) {
@@ -1109,6 +1201,18 @@ PYBIND11_MODULE(_core, m) {
   ops.def("max_pool2d_backward", &max_pool2d_backward, py::arg("input"), py::arg("output_gradient"),
           py::arg("pool_size"), py::arg("strides"), py::arg("padding") = "valid", py::arg("kernels") = "active",
           py::arg("relu_input") = false);
+  ops.def("conv2d_max_pool2d_forward", &conv2d_max_pool2d_forward, py::arg("input"), py::arg("kernel"),
+          py::arg("bias") = py::none(), py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
+          py::arg("dilation") = Pair{1, 1}, py::arg("activation") = "relu", py::arg("pool_size") = Pair{2, 2},
+          py::arg("kernels") = "active",
+          "Conv2D then MaxPooling2D (strides = pool_size, 'valid') in one pass: (pooled output, each "
+          "output's window position of its maximum as uint8).");
+  ops.def("conv2d_max_pool2d_backward_kernel", &conv2d_max_pool2d_backward_kernel, py::arg("input"),
+          py::arg("output"), py::arg("window_index"), py::arg("output_gradient"), py::arg("kernel_size"),
+          py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid", py::arg("dilation") = Pair{1, 1},
+          py::arg("activation") = "relu", py::arg("pool_size") = Pair{2, 2}, py::arg("use_bias") = true,
+          py::arg("kernels") = "active",
+          "The fused pair's kernel (and bias) gradient from the pooled output's gradient.");
   ops.def("activation_forward", &activation_forward, py::arg("activation"), py::arg("input"),
           py::arg("kernels") = "active");
   ops.def("activation_backward", &activation_backward, py::arg("activation"), py::arg("output"),
@@ -1520,6 +1624,10 @@ PYBIND11_MODULE(_core, m) {
            },
            py::arg("x"), py::arg("labels"), py::arg("probabilities"), py::arg("indices"),
            py::arg("sample_weights") = py::none())
+      .def("set_max_pool_fusion", &runtime::Network::set_max_pool_fusion, py::arg("enabled"),
+           "Conv2D + MaxPooling2D pairs run as one kernel (default on); off runs every layer alone.")
+      .def("fused_max_pool_layers", &runtime::Network::fused_max_pool_layers,
+           "Indices of the layers that compute the max pooling after them.")
       .def("set_profiling", &runtime::Network::set_profiling, py::arg("enabled"),
            "Times each phase of train_step from now on (clears earlier sums); off by default.")
       .def("profile", &runtime::Network::profile,

@@ -86,6 +86,21 @@ struct KernelTable {
   // In place allowed.
   void (*dropout_backward)(const DropoutParams& params, const float* output_gradient,
                            float* input_gradient);
+
+  // Conv2D then MaxPooling2D in one pass, for a pair that ops/pooling.h's
+  // conv2d_max_pool2d_fusable accepts (pool.batch == conv.batch): output = max_pool(act(conv +
+  // bias)), the convolution's output never stored. window_index (one byte per output element)
+  // receives the row-major position in its window of the first maximum (the one max pooling's
+  // gradient goes to).
+  void (*conv2d_max_pool2d_forward)(const Conv2DParams& conv, const Pool2DParams& pool, const float* input,
+                                    const float* kernel, const float* bias, float* output, uint8_t* window_index);
+  // That convolution's kernel_gradient (and bias_gradient when not null) from the pooled output's
+  // gradient: d(loss)/d(conv output) is output_gradient at each window's first maximum (times the
+  // ReLU's derivative there, output > 0, when conv.activation is relu) and zero elsewhere.
+  void (*conv2d_max_pool2d_backward_kernel)(const Conv2DParams& conv, const Pool2DParams& pool, const float* input,
+                                            const float* output, const uint8_t* window_index,
+                                            const float* output_gradient, float* kernel_gradient,
+                                            float* bias_gradient);
 };
 
 // Cross-entropy (ops/loss.h): one implementation, shared by every table (it is O(batch*classes)).

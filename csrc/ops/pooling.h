@@ -30,4 +30,13 @@ Pool2DParams make_pool2d_params(int64_t batch, int64_t input_height, int64_t inp
                                 int64_t channels, int64_t pool_height, int64_t pool_width,
                                 int64_t stride_height, int64_t stride_width, Padding padding);
 
+// A Conv2D whose output goes straight into a MaxPooling2D can run as one kernel
+// (kernels.h, conv2d_max_pool2d_*) that never stores the convolution's output: when the pooling
+// windows tile that output without overlap or padding (stride = pool size, every window inside; rows and
+// columns past the last window are dropped, as 'valid' pooling does), a window holds at most 256
+// positions (its first maximum's position is one byte), and the convolution's fused activation is
+// ReLU or none (the ReLU's derivative at the maximum is read from the pooled output).
+constexpr int64_t kMaxFusedPoolWindow = 256;
+bool conv2d_max_pool2d_fusable(const Conv2DParams& conv, const Pool2DParams& pool);
+
 }  // namespace fastcnn

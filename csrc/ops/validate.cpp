@@ -219,4 +219,14 @@ Pool2DParams make_pool2d_params(int64_t batch, int64_t input_height, int64_t inp
   return params;
 }
 
+bool conv2d_max_pool2d_fusable(const Conv2DParams& conv, const Pool2DParams& pool) {
+  return pool.input_height == conv.output_height && pool.input_width == conv.output_width &&
+         pool.channels == conv.output_channels && pool.stride_height == pool.pool_height &&
+         pool.stride_width == pool.pool_width && pool.pad_top == 0 && pool.pad_left == 0 &&
+         pool.output_height * pool.pool_height <= pool.input_height &&  // every window inside ('same' may pad
+         pool.output_width * pool.pool_width <= pool.input_width &&     // the bottom/right ones only)
+         pool.pool_height * pool.pool_width <= kMaxFusedPoolWindow &&
+         (conv.activation == Activation::relu || conv.activation == Activation::linear);
+}
+
 }  // namespace fastcnn

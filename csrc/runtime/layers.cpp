@@ -88,6 +88,43 @@ class Conv2DLayer final : public ActivatedLayer {
     finish_forward(context, batch * params.output_height * params.output_width, pre_activation, output);
   }
 
+  // Fused with a following max pooling when the pair qualifies and this layer reads at most 4
+  // channels per pixel (an image's first layer): there storing the convolution's output, pooling
+  // it and routing its gradient back cost more memory traffic than the convolution's arithmetic.
+  bool fuses_max_pool(const Layer& next) const override {
+    const Pool2DParams* pool = next.max_pool_params();
+    return pool != nullptr && params_.input_channels <= 4 && conv2d_max_pool2d_fusable(params_, *pool);
+  }
+
+  void forward_max_pool(const StepContext& context, int64_t batch, const float* input, const Layer& pool,
+                        float* pool_output) override {
+    Conv2DParams params = params_;
+    params.batch = batch;
+    Pool2DParams pool_params = *pool.max_pool_params();
+    pool_params.batch = batch;
+    const float* kernel = context.parameters + parameter_offset;
+    const float* bias = use_bias_ ? kernel + params.kernel_size() : nullptr;
+    // Grows to the largest batch seen, then no allocation.
+    if (window_index_.size() < static_cast<size_t>(pool_params.output_size())) {
+      window_index_.resize(static_cast<size_t>(pool_params.output_size()));
+    }
+    context.kernels.conv2d_max_pool2d_forward(params, pool_params, input, kernel, bias, pool_output,
+                                              window_index_.data());
+  }
+
+  void backward_max_pool(const StepContext& context, int64_t batch, const float* input, const Layer& pool,
+                         const float* pool_output, const float* pool_output_gradient) override {
+    if (!trainable || context.gradients == nullptr) return;
+    Conv2DParams params = params_;
+    params.batch = batch;
+    Pool2DParams pool_params = *pool.max_pool_params();
+    pool_params.batch = batch;
+    float* kernel_gradient = context.gradients + parameter_offset;
+    float* bias_gradient = use_bias_ ? kernel_gradient + params.kernel_size() : nullptr;
+    context.kernels.conv2d_max_pool2d_backward_kernel(params, pool_params, input, pool_output, window_index_.data(),
+                                                      pool_output_gradient, kernel_gradient, bias_gradient);
+  }
+
   void backward(const StepContext& context, int64_t batch, const float* input,
                 const float* pre_activation, const float* output, float* output_gradient,
                 bool gradient_is_pre_activation, float* input_gradient) override {
@@ -113,6 +150,8 @@ class Conv2DLayer final : public ActivatedLayer {
   Padding padding_;
   bool use_bias_;
   Conv2DParams params_;
+  // Each pooled output's window position of its maximum, from the last fused forward pass.
+  std::vector<uint8_t> window_index_;
 };
 
 // Dense acts on the last axis: an input of shape (h, w, c) is h*w rows of c units, as in Keras.
@@ -213,6 +252,7 @@ class Pool2DLayer final : public Layer {
   }
 
   bool accepts_relu_input() const override { return !average_; }
+  const Pool2DParams* max_pool_params() const override { return average_ ? nullptr : &params_; }
 
   void backward(const StepContext& context, int64_t batch, const float* input, const float*,
                 const float*, float* output_gradient, bool, float* input_gradient) override {

@@ -59,6 +59,17 @@ class Layer {
   virtual bool accepts_relu_input() const { return false; }
   bool relu_input = false;
 
+  // Conv2D + MaxPooling2D fusion (kernels.h conv2d_max_pool2d_*): a layer that fuses_max_pool(next)
+  // can compute the next layer's (a max pooling's) output itself, without storing its own, and its
+  // parameter gradients from that output's gradient when its own input gradient is not needed.
+  // The Network decides where the pair runs fused (update_fusion and each step).
+  virtual const Pool2DParams* max_pool_params() const { return nullptr; }  // a max-pooling layer's geometry
+  virtual bool fuses_max_pool(const Layer& next) const { return false; }
+  virtual void forward_max_pool(const StepContext& context, int64_t batch, const float* input, const Layer& pool,
+                                float* pool_output) {}
+  virtual void backward_max_pool(const StepContext& context, int64_t batch, const float* input, const Layer& pool,
+                                 const float* pool_output, const float* pool_output_gradient) {}
+
   int64_t parameter_count() const;
   // Trainable parameters come first in a layer's slice; the rest (BatchNormalization's moving
   // statistics) are updated by the layer itself, never by the optimizer.

@@ -84,6 +84,25 @@ void Network::update_fusion() {
     layers_[i]->relu_input = layers_[i - 1]->outputs_relu() && layers_[i]->accepts_relu_input() &&
                              !regularization_[i - 1].on_activity();
   }
+  // A convolution computing the max pooling after it never stores its own output: not when an
+  // activity penalty reads that output.
+  max_pool_fusion_.assign(layers_.size(), false);
+  for (size_t i = 0; i + 1 < layers_.size(); ++i) {
+    max_pool_fusion_[i] = layers_[i]->fuses_max_pool(*layers_[i + 1]) && !regularization_[i].on_activity();
+  }
+}
+
+void Network::set_max_pool_fusion(bool enabled) {
+  std::lock_guard<std::mutex> lock(step_mutex_);
+  max_pool_fusion_enabled_ = enabled;
+}
+
+std::vector<int64_t> Network::fused_max_pool_layers() const {
+  std::vector<int64_t> result;
+  for (size_t i = 0; i < max_pool_fusion_.size(); ++i) {
+    if (fused_pair(i, INT64_MAX)) result.push_back(static_cast<int64_t>(i));
+  }
+  return result;
 }
 
 void Network::set_regularization(int64_t layer_index, const Regularization& regularization) {
@@ -227,11 +246,20 @@ void Network::gather(const float* x, const int64_t* indices, int64_t batch) {
 
 const float* Network::forward(const kernels::KernelTable& kernels, const float* input,
                               int64_t batch, bool training, uint64_t seed, PhaseTimer* timer,
-                              int64_t first_sample) {
+                              int64_t first_sample, int64_t fuse_through) {
   StepContext context{kernels, training, seed, parameters_.data(), nullptr, first_sample};
   const float* current = input;
   for (size_t i = 0; i < layers_.size(); ++i) {
     Layer& layer = *layers_[i];
+    if (fused_pair(i, fuse_through)) {
+      // This layer writes the next one's (the max pooling's) output; its own stays unwritten.
+      layer.forward_max_pool(context, batch, current, *layers_[i + 1], outputs_[i + 1]);
+      if (timer != nullptr) timer->lap(1 + i);
+      ++i;
+      if (timer != nullptr) timer->lap(1 + i);
+      current = outputs_[i];
+      continue;
+    }
     if (layer.is_reshape()) {
       outputs_[i] = const_cast<float*>(current);
     } else {
@@ -365,7 +393,17 @@ StepResult Network::forward_backward(const float* x, const Targets& targets, con
   ensure_workspace(batch);
   gather(x, indices, batch);
   timer.lap(0);
-  forward(kernels, input_, batch, true, seed, &timer, first_sample);
+  // The earliest layer that needs an input gradient: nothing before the first trainable layer.
+  size_t first_needed = layers_.size();
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    if (layers_[i]->trainable && layers_[i]->trainable_parameter_count() > 0) {
+      first_needed = i;
+      break;
+    }
+  }
+  // A fused convolution gives no input gradient: only those up to the first trainable layer fuse.
+  const int64_t fuse_through = static_cast<int64_t>(first_needed);
+  forward(kernels, input_, batch, true, seed, &timer, first_sample, fuse_through);
 
   const Layer& last = *layers_.back();
   const bool fused_softmax = !from_logits_ && last.activation() == Activation::softmax &&
@@ -378,14 +416,6 @@ StepResult Network::forward_backward(const float* x, const Targets& targets, con
   timer.lap(loss_slot);
 
   StepContext context{kernels, true, seed, parameters_.data(), gradients_.data(), first_sample};
-  // The earliest layer that needs an input gradient: nothing before the first trainable layer.
-  size_t first_needed = layers_.size();
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    if (layers_[i]->trainable && layers_[i]->trainable_parameter_count() > 0) {
-      first_needed = i;
-      break;
-    }
-  }
   for (size_t i = layers_.size(); i-- > first_needed;) {
     Layer& layer = *layers_[i];
     const float* layer_input = i == 0 ? input_ : outputs_[i - 1];
@@ -405,6 +435,20 @@ StepResult Network::forward_backward(const float* x, const Targets& targets, con
       add_penalty_gradient(outputs_[i], gradient, batch * layer.output_shape.size(),
                            inverse_batch * regularization.activity_l1,
                            2.0f * (inverse_batch * regularization.activity_l2));
+    }
+    if (i >= 1 && fused_pair(i - 1, fuse_through)) {
+      // A max pooling the convolution before it computed (i - 1 == first_needed): the
+      // convolution's parameter gradients come from the pooled gradient, and nothing before it
+      // needs one.
+      Layer& convolution = *layers_[i - 1];
+      convolution.backward_max_pool(context, batch, i == 1 ? input_ : outputs_[i - 2], layer, outputs_[i], gradient);
+      timer.lap(backward_slot + i);
+      if (on_layer_gradient) {
+        on_layer_gradient(static_cast<int64_t>(i));
+        on_layer_gradient(static_cast<int64_t>(i - 1));
+      }
+      --i;
+      continue;
     }
     layer.backward(context, batch, layer_input, pre_activations_[i], outputs_[i], gradient,
                    gradient_is_pre_activation, input_gradient);
@@ -502,7 +546,7 @@ std::vector<std::vector<float>> Network::forward_training_layer_outputs(const fl
   std::vector<std::vector<float>> result(layers_.size());
   if (batch <= 0) return result;
   ensure_workspace(batch);
-  forward(kernels::active(), x, batch, true, seed);
+  forward(kernels::active(), x, batch, true, seed, nullptr, 0, -1);  // every layer's own output
   for (size_t i = 0; i < layers_.size(); ++i) {
     result[i].assign(outputs_[i], outputs_[i] + batch * layers_[i]->output_shape.size());
   }

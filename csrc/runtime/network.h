@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <climits>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -98,6 +100,13 @@ class Network {
   // optimizer, and the whole step), summed over the steps since profiling was switched on.
   // Off by default; for benchmarks/step_profile.py. Switching it on or off clears the sums.
   void set_profiling(bool enabled);
+
+  // Conv2D + MaxPooling2D fusion (Layer::fuses_max_pool), on by default; off runs every layer
+  // alone (tests and benchmarks compare the two). fused_max_pool_layers lists the convolutions
+  // whose next layer they compute: in inference always, in training where the convolution needs
+  // no input gradient (the first trainable layer, or one before it).
+  void set_max_pool_fusion(bool enabled);
+  std::vector<int64_t> fused_max_pool_layers() const;
   std::vector<std::pair<std::string, double>> profile() const;
 
  private:
@@ -107,8 +116,15 @@ class Network {
   void update_trainable_variables();
   void gather(const float* x, const int64_t* indices, int64_t batch);
   // timer (may be null): laps into profile slot 1 + layer index after each layer.
+  // Conv2D + MaxPooling2D pairs whose convolution index is <= fuse_through run fused (-1: none).
   const float* forward(const kernels::KernelTable& kernels, const float* input, int64_t batch,
-                       bool training, uint64_t seed, PhaseTimer* timer = nullptr, int64_t first_sample = 0);
+                       bool training, uint64_t seed, PhaseTimer* timer = nullptr, int64_t first_sample = 0,
+                       int64_t fuse_through = INT64_MAX);
+  // Whether layer i and the max pooling after it run as one in a pass with this fuse_through.
+  bool fused_pair(size_t i, int64_t fuse_through) const {
+    return max_pool_fusion_enabled_ && i < max_pool_fusion_.size() && max_pool_fusion_[i] &&
+           static_cast<int64_t>(i) <= fuse_through;
+  }
   // The loss gradient is scaled by 1 / loss_batch (the batch itself outside data parallelism).
   StepResult loss_and_gradient(const Targets& targets, const int64_t* indices, int64_t batch,
                                int64_t loss_batch, float* gradient);
@@ -128,6 +144,8 @@ class Network {
   void add_output_activity_gradient(int64_t batch, int64_t loss_batch, bool gradient_is_logits, float* gradient);
 
   std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<bool> max_pool_fusion_;  // per layer: it can compute the next (max pooling) layer's output
+  bool max_pool_fusion_enabled_ = true;
   SampleShape input_shape_;
   bool built_ = false;
   bool from_logits_ = false;

@@ -48,6 +48,19 @@ inline void store_partial(float* destination, float8 value, int64_t count) {
   std::memcpy(destination, &value, static_cast<size_t>(count) * sizeof(float));
 }
 #endif
+// The low byte of each lane, to out[0..8) (lanes holding 0..255: window positions).
+#if defined(__AVX2__)
+inline void narrow_to_bytes(mask8 lanes, uint8_t* out) {
+  const __m256i value = reinterpret_cast<__m256i>(lanes);
+  const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(value), _mm256_extracti128_si256(value, 1));
+  const __m128i bytes = _mm_packus_epi16(words, words);
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(out), bytes);
+}
+#else
+inline void narrow_to_bytes(mask8 lanes, uint8_t* out) {
+  for (int l = 0; l < kLanes; ++l) out[l] = static_cast<uint8_t>(lanes[l]);
+}
+#endif
 // Element-wise initialisation (not `float8{} + value`, which costs a scalar add of +0.0 since
 // -0.0 + 0.0 != -0.0 under IEEE rules) lets the compiler emit one vbroadcastss from memory.
 inline float8 broadcast(float value) { return float8{value, value, value, value, value, value, value, value}; }

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "kernels/reference/reference.h"
 
@@ -119,6 +120,45 @@ void average_pool2d_backward(const Pool2DParams& p, const float* output_gradient
             }
         }
       }
+}
+
+// Conv2D + MaxPooling2D: literally the reference convolution into a buffer, then the reference
+// pooling's first maximum of each window and its position in the window.
+void conv2d_max_pool2d_forward(const Conv2DParams& c, const Pool2DParams& p, const float* input,
+                               const float* kernel, const float* bias, float* output, uint8_t* window_index) {
+  std::vector<float> convolution(static_cast<size_t>(c.output_size()));
+  conv2d_forward(c, input, kernel, bias, convolution.data());
+  for (int64_t n = 0; n < p.batch; ++n)
+    for (int64_t oh = 0; oh < p.output_height; ++oh)
+      for (int64_t ow = 0; ow < p.output_width; ++ow)
+        for (int64_t ch = 0; ch < p.channels; ++ch) {
+          const int64_t out = ((n * p.output_height + oh) * p.output_width + ow) * p.channels + ch;
+          const int64_t argmax = window_argmax(p, convolution.data(), n, oh, ow, ch);
+          const int64_t pixel = argmax / p.channels;
+          const int64_t iw = pixel % p.input_width, ih = (pixel / p.input_width) % p.input_height;
+          output[out] = convolution[static_cast<size_t>(argmax)];
+          window_index[out] = static_cast<uint8_t>((ih - oh * p.stride_height) * p.pool_width + (iw - ow * p.stride_width));
+        }
+}
+
+// The convolution's output gradient, rebuilt from the windows' maxima, into the reference
+// kernel gradient.
+void conv2d_max_pool2d_backward_kernel(const Conv2DParams& c, const Pool2DParams& p, const float* input,
+                                       const float* output, const uint8_t* window_index,
+                                       const float* output_gradient, float* kernel_gradient, float* bias_gradient) {
+  std::vector<float> gradient(static_cast<size_t>(c.output_size()), 0.0f);
+  for (int64_t n = 0; n < p.batch; ++n)
+    for (int64_t oh = 0; oh < p.output_height; ++oh)
+      for (int64_t ow = 0; ow < p.output_width; ++ow)
+        for (int64_t ch = 0; ch < p.channels; ++ch) {
+          const int64_t out = ((n * p.output_height + oh) * p.output_width + ow) * p.channels + ch;
+          if (c.activation == Activation::relu && !(output[out] > 0.0f)) continue;
+          const int64_t ih = oh * p.stride_height + window_index[out] / p.pool_width;
+          const int64_t iw = ow * p.stride_width + window_index[out] % p.pool_width;
+          gradient[static_cast<size_t>(((n * p.input_height + ih) * p.input_width + iw) * p.channels + ch)] =
+              output_gradient[out];
+        }
+  conv2d_backward_kernel(c, input, gradient.data(), kernel_gradient, bias_gradient);
 }
 
 }  // namespace fastcnn::kernels::reference

@@ -1,0 +1,380 @@
+// Conv2D followed by MaxPooling2D as one kernel (kernels.h, conv2d_max_pool2d_*), for the layers
+// where the convolution's output costs more to store and re-read than to compute: the first layer
+// of an image model (1-4 input channels) writes 32-64 floats per pixel from 9-27 multiply-adds
+// each, and its max pooling reads them all back, then its backward pass writes and reads a
+// gradient as large. Here that output lives only in a cache-sized band buffer.
+//
+// Work is split in bands: the pool_height convolution rows under one pooled row.
+// - Forward, per band: the input rows the band reads are copied into a zero-padded patch (so
+//   every tap of every pixel is inside it and each kernel row is one deep tap), the 6x16
+//   micro-kernel of conv2d.cpp computes the band with the same bias and activation epilogue
+//   (bitwise the unfused convolution's values), then each window's first maximum (max pooling's
+//   rule, NaN included) and its position are written.
+// - Kernel gradient, per band: the convolution's output gradient is rebuilt in the band buffer
+//   (the pooled gradient at each window's first maximum, times the ReLU's derivative, zero
+//   elsewhere) and dW[kh][kw][ci][co] += x[pixel + tap offset][ci] * dY[pixel][co] is summed in
+//   registers, 6 (kh, kw, ci) entries x 16 output channels at a time. Images are summed in fixed
+//   chunks of two, each from zero, then the chunks in order: the same bits for any thread count.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "kernels/optimized/conv_microkernel.h"
+#include "kernels/optimized/optimized.h"
+#include "kernels/optimized/simd.h"
+#include "parallel.h"
+
+namespace fastcnn::kernels::FASTCNN_ISA {
+namespace {
+
+using namespace microkernel;
+using simd::float8;
+using simd::mask8;
+
+// One band: the convolution pixels under one pooled row, and the input patch they read.
+struct Band {
+  int64_t conv_rows = 0, conv_columns = 0;    // pool_height x (pooled width * pool_width)
+  int64_t patch_rows = 0, patch_columns = 0;  // input rows x columns they read, padding included
+  int64_t channels_padded = 0;                // output channels rounded up to the 16-channel block
+};
+
+Band band_of(const Conv2DParams& c, const Pool2DParams& p) {
+  Band band;
+  band.conv_rows = p.pool_height;
+  band.conv_columns = p.output_width * p.pool_width;
+  band.patch_rows = (band.conv_rows - 1) * c.stride_height + (c.kernel_height - 1) * c.dilation_height + 1;
+  band.patch_columns = (band.conv_columns - 1) * c.stride_width + (c.kernel_width - 1) * c.dilation_width + 1;
+  band.channels_padded = ceil_div(c.output_channels, kBlockWidth) * kBlockWidth;
+  return band;
+}
+
+// patch[r][col][ci] = input[image, first_row + r, col - pad_left, ci], zero outside the image,
+// first_row = the band's first convolution row * stride - pad_top.
+void copy_patch(const Conv2DParams& c, const Band& band, const float* input, int64_t image, int64_t pooled_row,
+                float* patch) {
+  const int64_t first_row = pooled_row * band.conv_rows * c.stride_height - c.pad_top;
+  const int64_t row_size = band.patch_columns * c.input_channels;
+  // Patch columns [inside_begin, inside_end) hold input columns [inside_begin - pad_left, ...).
+  const int64_t inside_begin = std::min(band.patch_columns, c.pad_left);
+  const int64_t inside_end = std::max(inside_begin, std::min(band.patch_columns, c.pad_left + c.input_width));
+  for (int64_t r = 0; r < band.patch_rows; ++r) {
+    float* destination = patch + r * row_size;
+    const int64_t ih = first_row + r;
+    if (ih < 0 || ih >= c.input_height) {
+      std::fill(destination, destination + row_size, 0.0f);
+      continue;
+    }
+    const float* source = input + ((image * c.input_height + ih) * c.input_width + (inside_begin - c.pad_left)) *
+                                      c.input_channels;
+    std::fill(destination, destination + inside_begin * c.input_channels, 0.0f);
+    std::copy(source, source + (inside_end - inside_begin) * c.input_channels, destination + inside_begin * c.input_channels);
+    std::fill(destination + inside_end * c.input_channels, destination + row_size, 0.0f);
+  }
+}
+
+// Per-thread buffers (OpenMP's workers persist, so they stop growing after the first calls).
+struct BandScratch {
+  std::vector<float> patch, band, zeros;
+  std::vector<const float*> rows;
+};
+BandScratch& band_scratch() {
+  thread_local BandScratch scratch;
+  return scratch;
+}
+template <typename T>
+T* at_least(std::vector<T>& buffer, int64_t count) {
+  if (static_cast<int64_t>(buffer.size()) < count) buffer.resize(static_cast<size_t>(count));
+  return buffer.data();
+}
+
+// Window positions to lanes: 8 bytes of window_index (width of them real, the rest never match).
+inline mask8 load_window_index(const uint8_t* index, int64_t width) {
+  mask8 lanes;
+  for (int l = 0; l < simd::kLanes; ++l) lanes[l] = l < width ? index[l] : -1;
+  return lanes;
+}
+
+// The kernel gradient of one band for one 16-channel block and `Entries` (kh, kw, ci) entries:
+// partial[e][0..16) += sum over the band's pixels of patch[pixel + offsets[e]] * gradient[pixel].
+template <int Entries>
+void accumulate_band(const Conv2DParams& c, const Band& band, const float* patch, const int64_t* offsets,
+                     const float* gradient, float* partial) {
+  float8 acc[Entries][2] = {};
+  const int64_t patch_row_size = band.patch_columns * c.input_channels;
+  for (int64_t r = 0; r < band.conv_rows; ++r) {
+    const float* x = patch + r * c.stride_height * patch_row_size;
+    const float* dy = gradient + r * band.conv_columns * band.channels_padded;
+    for (int64_t column = 0; column < band.conv_columns; ++column) {
+      const float8 g0 = simd::load(dy), g1 = simd::load(dy + simd::kLanes);
+      for (int e = 0; e < Entries; ++e) {
+        const float8 b = simd::broadcast(x[offsets[e]]);
+        acc[e][0] += b * g0;
+        acc[e][1] += b * g1;
+      }
+      x += c.stride_width * c.input_channels;
+      dy += band.channels_padded;
+    }
+  }
+  for (int e = 0; e < Entries; ++e) {
+    float* row = partial + e * band.channels_padded;
+    simd::store(row, simd::load(row) + acc[e][0]);
+    simd::store(row + simd::kLanes, simd::load(row + simd::kLanes) + acc[e][1]);
+  }
+}
+
+void accumulate_band_any(int64_t entries, const Conv2DParams& c, const Band& band, const float* patch,
+                         const int64_t* offsets, const float* gradient, float* partial) {
+  switch (entries) {
+    case 1: accumulate_band<1>(c, band, patch, offsets, gradient, partial); break;
+    case 2: accumulate_band<2>(c, band, patch, offsets, gradient, partial); break;
+    case 3: accumulate_band<3>(c, band, patch, offsets, gradient, partial); break;
+    case 4: accumulate_band<4>(c, band, patch, offsets, gradient, partial); break;
+    case 5: accumulate_band<5>(c, band, patch, offsets, gradient, partial); break;
+    default: accumulate_band<6>(c, band, patch, offsets, gradient, partial); break;
+  }
+}
+
+// One 6-pixel x 16-channel tile of the band: the micro-kernel's sum (accumulate_tile's order:
+// taps, then depth) in 12 named accumulators, which the compiler keeps in registers (an array
+// passed by reference here stayed on the stack), then store_block's bias and activation.
+inline void convolve_tile(const float* const* rows, int64_t tap_count, int64_t depth, const float* weights,
+                          const float* bias_block, Activation activation, int64_t count, int64_t stride,
+                          float* destination) {
+  float8 a00 = {}, a01 = {}, a10 = {}, a11 = {}, a20 = {}, a21 = {}, a30 = {}, a31 = {}, a40 = {}, a41 = {},
+         a50 = {}, a51 = {};
+  for (int64_t t = 0; t < tap_count; ++t, rows += kTilePixels, weights += depth * kBlockWidth) {
+    const float *r0 = rows[0], *r1 = rows[1], *r2 = rows[2], *r3 = rows[3], *r4 = rows[4], *r5 = rows[5];
+    for (int64_t k = 0; k < depth; ++k) {
+      const float8 w0 = simd::load(weights + k * kBlockWidth), w1 = simd::load(weights + k * kBlockWidth + simd::kLanes);
+      float8 b = simd::broadcast(r0[k]);
+      a00 += b * w0;
+      a01 += b * w1;
+      b = simd::broadcast(r1[k]);
+      a10 += b * w0;
+      a11 += b * w1;
+      b = simd::broadcast(r2[k]);
+      a20 += b * w0;
+      a21 += b * w1;
+      b = simd::broadcast(r3[k]);
+      a30 += b * w0;
+      a31 += b * w1;
+      b = simd::broadcast(r4[k]);
+      a40 += b * w0;
+      a41 += b * w1;
+      b = simd::broadcast(r5[k]);
+      a50 += b * w0;
+      a51 += b * w1;
+    }
+  }
+  const float8 low[kTilePixels] = {a00, a10, a20, a30, a40, a50}, high[kTilePixels] = {a01, a11, a21, a31, a41, a51};
+  for (int64_t q = 0; q < count; ++q) {
+    store_block(destination + q * stride, kBlockWidth, low[q], high[q], bias_block, activation);
+  }
+}
+
+// Each window's first maximum in row-major order over one band: a later position wins only when
+// strictly greater, or NaN over a non-NaN best (as max_pool2d_forward). PoolHeight/PoolWidth: the
+// window at compile time (the common 2x2, unrolled), or 0 for p's.
+template <int PoolHeight, int PoolWidth>
+void pool_band(const Pool2DParams& p, const Band& band, int64_t channels, const float* convolution, float* output,
+               uint8_t* window_index) {
+  const int64_t pool_height = PoolHeight > 0 ? PoolHeight : p.pool_height;
+  const int64_t pool_width = PoolWidth > 0 ? PoolWidth : p.pool_width;
+  const int64_t row_stride = band.conv_columns * band.channels_padded;
+  for (int64_t pooled_column = 0; pooled_column < p.output_width; ++pooled_column) {
+    const float* window = convolution + pooled_column * pool_width * band.channels_padded;
+    for (int64_t channel = 0; channel < channels; channel += simd::kLanes) {
+      float8 best = simd::load(window + channel);
+      mask8 best_position = {};
+      for (int64_t dy = 0; dy < pool_height; ++dy)
+        for (int64_t dx = 0; dx < pool_width; ++dx) {
+          if (dy == 0 && dx == 0) continue;
+          const float8 value = simd::load(window + dy * row_stride + dx * band.channels_padded + channel);
+          const mask8 wins = (value > best) | ((value != value) & (best == best));
+          best = wins ? value : best;
+          const int32_t position = static_cast<int32_t>(dy * pool_width + dx);
+          best_position = wins ? mask8{position, position, position, position, position, position, position, position}
+                               : best_position;
+        }
+      const int64_t width = std::min<int64_t>(simd::kLanes, channels - channel);
+      // The positions as bytes in a local first: byte stores through window_index could alias
+      // anything, and would make the compiler reload every pointer after each.
+      uint8_t positions[simd::kLanes];
+      simd::narrow_to_bytes(best_position, positions);
+      if (width == simd::kLanes) {
+        simd::store(output + channel, best);
+        std::memcpy(window_index + channel, positions, simd::kLanes);
+      } else {
+        simd::store_partial(output + channel, best, width);
+        std::memcpy(window_index + channel, positions, static_cast<size_t>(width));
+      }
+    }
+    output += channels;
+    window_index += channels;
+  }
+}
+
+}  // namespace
+
+void conv2d_max_pool2d_forward(const Conv2DParams& c, const Pool2DParams& p, const float* input, const float* kernel,
+                               const float* bias, float* output, uint8_t* window_index) {
+  if (p.output_size() == 0) return;
+  const Band band = band_of(c, p);
+  const int64_t taps = c.kernel_height * c.kernel_width;
+  const int64_t blocks = ceil_div(c.output_channels, kBlockWidth);
+  // The caller's buffers; the parallel region below reads them through pointers.
+  thread_local std::vector<float> packed, padded_bias;
+  packed.resize(static_cast<size_t>(blocks * taps * c.input_channels * kBlockWidth));
+  pack_column_blocks(kernel, taps * c.input_channels, c.output_channels, packed.data());
+  padded_bias.assign(static_cast<size_t>(blocks * kBlockWidth), 0.0f);
+  if (c.use_bias) std::copy(bias, bias + c.output_channels, padded_bias.begin());
+  const float* bias_blocks = c.use_bias ? padded_bias.data() : nullptr;
+  const float* packed_blocks = packed.data();
+  // With unit dilation along the width a kernel row's taps read kernel_width * Ci contiguous
+  // patch floats: one tap of that depth (the packed [kh][kw][ci][16] weights are laid out for it).
+  const bool merged = c.dilation_width == 1;
+  const int64_t depth = merged ? c.kernel_width * c.input_channels : c.input_channels;
+  const int64_t tap_count = merged ? c.kernel_height : taps;
+  const int64_t block_stride = taps * c.input_channels * kBlockWidth;
+  const int64_t patch_row_size = band.patch_columns * c.input_channels;
+  const int64_t band_pixels = band.conv_rows * band.conv_columns;
+  const int64_t items = p.batch * p.output_height;  // bands
+  parallel::parallel_region([&](int thread, int threads) {
+    BandScratch& scratch = band_scratch();
+    float* patch = at_least(scratch.patch, band.patch_rows * patch_row_size);
+    float* convolution = at_least(scratch.band, band_pixels * band.channels_padded);
+    const float* zero_row = at_least(scratch.zeros, depth);
+    std::fill(scratch.zeros.begin(), scratch.zeros.end(), 0.0f);
+    // Every band has the same geometry and this thread's patch buffer is fixed, so the tiles' row
+    // pointers are set once per call: tile i's taps at rows[i * tap_count * 6 ...].
+    const int64_t tiles = ceil_div(band_pixels, kTilePixels);
+    const float** rows = at_least(scratch.rows, tiles * tap_count * kTilePixels);
+    for (int64_t tile = 0; tile < tiles; ++tile) {
+      for (int64_t q = 0; q < kTilePixels; ++q) {
+        const int64_t pixel = tile * kTilePixels + q;
+        const int64_t r = pixel / band.conv_columns, column = pixel % band.conv_columns;
+        for (int64_t t = 0; t < tap_count; ++t) {
+          const int64_t kh = merged ? t : t / c.kernel_width, kw = merged ? 0 : t % c.kernel_width;
+          rows[(tile * tap_count + t) * kTilePixels + q] =
+              pixel < band_pixels ? patch + (r * c.stride_height + kh * c.dilation_height) * patch_row_size +
+                                        (column * c.stride_width + kw * c.dilation_width) * c.input_channels
+                                  : zero_row;
+        }
+      }
+    }
+    const int64_t item_end = items * (thread + 1) / threads;
+    for (int64_t item = items * thread / threads; item < item_end; ++item) {
+      const int64_t image = item / p.output_height, pooled_row = item % p.output_height;
+      copy_patch(c, band, input, image, pooled_row, patch);
+      for (int64_t tile = 0, first = 0; first < band_pixels; ++tile, first += kTilePixels) {
+        const int64_t count = std::min(kTilePixels, band_pixels - first);
+        const float* const* tile_rows = rows + tile * tap_count * kTilePixels;
+        for (int64_t block = 0; block < blocks; ++block) {
+          convolve_tile(tile_rows, tap_count, depth, packed_blocks + block * block_stride,
+                        bias_blocks != nullptr ? bias_blocks + block * kBlockWidth : nullptr, c.activation, count,
+                        band.channels_padded, convolution + first * band.channels_padded + block * kBlockWidth);
+        }
+      }
+      const int64_t out = item * p.output_width * c.output_channels;
+      if (p.pool_height == 2 && p.pool_width == 2) {
+        pool_band<2, 2>(p, band, c.output_channels, convolution, output + out, window_index + out);
+      } else {
+        pool_band<0, 0>(p, band, c.output_channels, convolution, output + out, window_index + out);
+      }
+    }
+  });
+}
+
+void conv2d_max_pool2d_backward_kernel(const Conv2DParams& c, const Pool2DParams& p, const float* input,
+                                       const float* output, const uint8_t* window_index, const float* output_gradient,
+                                       float* kernel_gradient, float* bias_gradient) {
+  const int64_t entries = c.kernel_height * c.kernel_width * c.input_channels;  // Keras's (kh, kw, ci) order
+  std::fill(kernel_gradient, kernel_gradient + entries * c.output_channels, 0.0f);
+  if (bias_gradient != nullptr) std::fill(bias_gradient, bias_gradient + c.output_channels, 0.0f);
+  if (p.output_size() == 0) return;
+  const Band band = band_of(c, p);
+  const int64_t channels_padded = band.channels_padded;
+  const int64_t patch_row_size = band.patch_columns * c.input_channels;
+  const int64_t band_pixels = band.conv_rows * band.conv_columns;
+  // Where entry (kh, kw, ci) of a pixel's patch lies, from the pixel's first patch float.
+  thread_local std::vector<int64_t> offsets;
+  offsets.resize(static_cast<size_t>(entries));
+  for (int64_t kh = 0, e = 0; kh < c.kernel_height; ++kh)
+    for (int64_t kw = 0; kw < c.kernel_width; ++kw)
+      for (int64_t ci = 0; ci < c.input_channels; ++ci, ++e)
+        offsets[e] = kh * c.dilation_height * patch_row_size + kw * c.dilation_width * c.input_channels + ci;
+  // One partial per chunk of kChunkImages images: rows 0..entries-1 the kernel gradient, row
+  // `entries` the bias gradient, channels_padded floats each.
+  constexpr int64_t kChunkImages = 2;
+  const int64_t chunks = ceil_div(p.batch, kChunkImages);
+  const int64_t partial_size = (entries + 1) * channels_padded;
+  thread_local std::vector<float> partial_buffer;
+  partial_buffer.assign(static_cast<size_t>(chunks * partial_size), 0.0f);
+  // Pointers, not the thread_local vectors, go into the parallel region (a worker naming them
+  // would get its own).
+  float* const partials = partial_buffer.data();
+  const int64_t* const entry_offsets = offsets.data();
+  const bool relu = c.activation == Activation::relu;
+  parallel::parallel_for(chunks, [&](int64_t chunk) {
+    BandScratch& scratch = band_scratch();
+    float* patch = at_least(scratch.patch, band.patch_rows * patch_row_size);
+    float* gradient = at_least(scratch.band, band_pixels * channels_padded);
+    float* partial = partials + chunk * partial_size;
+    float* bias_partial = partial + entries * channels_padded;
+    const int64_t image_end = std::min(p.batch, (chunk + 1) * kChunkImages);
+    for (int64_t image = chunk * kChunkImages; image < image_end; ++image) {
+      for (int64_t pooled_row = 0; pooled_row < p.output_height; ++pooled_row) {
+        copy_patch(c, band, input, image, pooled_row, patch);
+        // The convolution's output gradient in this band: the pooled gradient at each window's
+        // first maximum (where the ReLU passed it), zero at its other positions and past the
+        // real channels.
+        const int64_t first_out = (image * p.output_height + pooled_row) * p.output_width * c.output_channels;
+        for (int64_t pooled_column = 0; pooled_column < p.output_width; ++pooled_column) {
+          const int64_t out = first_out + pooled_column * c.output_channels;
+          float* window = gradient + pooled_column * p.pool_width * channels_padded;
+          for (int64_t channel = 0; channel < channels_padded; channel += simd::kLanes) {
+            const int64_t width = std::clamp<int64_t>(c.output_channels - channel, 0, simd::kLanes);
+            float8 g = {};
+            if (width > 0) {
+              g = width == simd::kLanes ? simd::load(output_gradient + out + channel)
+                                        : simd::load_partial(output_gradient + out + channel, width);
+              if (relu) {
+                const float8 y = width == simd::kLanes ? simd::load(output + out + channel)
+                                                       : simd::load_partial(output + out + channel, width);
+                g = y > float8{} ? g : float8{};
+              }
+            }
+            simd::store(bias_partial + channel, simd::load(bias_partial + channel) + g);
+            const mask8 position = width > 0 ? load_window_index(window_index + out + channel, width) : mask8{} - 1;
+            for (int64_t dy = 0; dy < p.pool_height; ++dy)
+              for (int64_t dx = 0; dx < p.pool_width; ++dx) {
+                const int32_t q = static_cast<int32_t>(dy * p.pool_width + dx);
+                const mask8 here = position == mask8{q, q, q, q, q, q, q, q};
+                simd::store(window + (dy * band.conv_columns + dx) * channels_padded + channel, here ? g : float8{});
+              }
+          }
+        }
+        for (int64_t block = 0; block < channels_padded; block += kBlockWidth) {
+          for (int64_t first_entry = 0; first_entry < entries; first_entry += kTilePixels) {
+            accumulate_band_any(std::min(kTilePixels, entries - first_entry), c, band, patch,
+                                entry_offsets + first_entry, gradient + block,
+                                partial + first_entry * channels_padded + block);
+          }
+        }
+      }
+    }
+  });
+  // The chunks' partials in chunk order.
+  parallel::parallel_for(entries + 1, [&](int64_t row) {
+    float* destination = row < entries ? kernel_gradient + row * c.output_channels : bias_gradient;
+    if (destination == nullptr) return;
+    for (int64_t co = 0; co < c.output_channels; ++co) {
+      float sum = 0.0f;
+      for (int64_t chunk = 0; chunk < chunks; ++chunk) sum += partials[chunk * partial_size + row * channels_padded + co];
+      destination[co] = sum;
+    }
+  });
+}
+
+}  // namespace fastcnn::kernels::FASTCNN_ISA

@@ -1,0 +1,305 @@
+"""Conv2D + MaxPooling2D as one kernel (``conv2d_max_pool2d_*``): the first convolution of an image
+model (at most 4 input channels) computes the max pooling after it without storing its own output.
+
+Kernel level, every tier: the fused forward equals the unfused convolution then pooling bitwise,
+its window positions are those of each window's first maximum, and the fused kernel gradient
+equals the unfused chain (pooling backward with the ReLU's derivative, then the convolution's
+kernel gradient) — exactly on integer data, where every sum is exact, and within float rounding on
+random data. Network level: which pairs fuse, and training/prediction with the fusion on and off.
+"""
+
+import numpy as np
+import pytest
+
+import fastcnn
+from fastcnn import _core, layers, models, utils
+
+ops = _core.ops
+TIERS = list(_core.available_kernels())
+OPTIMISED = [name for name in TIERS if name != "reference"]
+
+# (batch, height, width, in, out, kernel, strides, padding, dilation, activation, pool)
+GEOMETRIES = [
+    (3, 28, 28, 1, 32, (3, 3), (1, 1), "valid", (1, 1), "relu", (2, 2)),   # seed Example 1's first pair
+    (2, 29, 27, 3, 20, (3, 3), (1, 1), "same", (1, 1), "relu", (2, 2)),    # odd sizes: last row/column dropped
+    (2, 17, 19, 2, 7, (5, 3), (2, 1), "same", (1, 2), "linear", (3, 2)),   # strides, dilation, no ReLU
+    (2, 16, 16, 4, 40, (3, 3), (1, 1), "valid", (2, 2), "relu", (1, 1)),   # 1x1 windows, partial channel block
+    (1, 9, 9, 1, 3, (2, 2), (1, 1), "valid", (1, 1), "relu", (8, 8)),      # one window over the image
+    (2, 12, 10, 3, 16, (1, 1), (1, 1), "valid", (1, 1), "relu", (2, 5)),   # 1x1 kernel
+    (1, 34, 34, 1, 1, (3, 3), (1, 1), "valid", (1, 1), "relu", (16, 16)),  # 256-position window
+    (5, 8, 8, 2, 17, (7, 7), (1, 1), "same", (1, 1), "relu", (2, 2)),      # kernel larger than half the image
+]
+IDS = [f"{g[1]}x{g[2]}x{g[3]}-{g[4]}_k{g[5][0]}{g[5][1]}_s{g[6][0]}{g[6][1]}_{g[7]}_d{g[8][0]}{g[8][1]}_{g[9]}_p{g[10][0]}{g[10][1]}"
+       for g in GEOMETRIES]
+
+
+def _data(geometry, integer, seed=0):
+    batch, height, width, cin, cout, kernel_size = geometry[:6]
+    rng = np.random.default_rng(seed)
+    if integer:
+        x = rng.integers(-3, 4, (batch, height, width, cin)).astype(np.float32)
+        kernel = rng.integers(-2, 3, kernel_size + (cin, cout)).astype(np.float32)
+        bias = rng.integers(-2, 3, cout).astype(np.float32)
+    else:
+        x = rng.standard_normal((batch, height, width, cin)).astype(np.float32)
+        kernel = rng.standard_normal(kernel_size + (cin, cout)).astype(np.float32)
+        bias = rng.standard_normal(cout).astype(np.float32)
+    return x, kernel, bias
+
+
+def _fused(geometry, x, kernel, bias, tier):
+    _, _, _, _, _, _, strides, padding, dilation, activation, pool = geometry
+    return ops.conv2d_max_pool2d_forward(x, kernel, bias, strides=strides, padding=padding, dilation=dilation,
+                                         activation=activation, pool_size=pool, kernels=tier)
+
+
+def _unfused(geometry, x, kernel, bias, tier):
+    _, _, _, _, _, _, strides, padding, dilation, activation, pool = geometry
+    convolution = ops.conv2d_forward(x, kernel, bias, strides=strides, padding=padding, dilation=dilation,
+                                     activation=activation, kernels=tier)
+    return convolution, ops.max_pool2d_forward(convolution, pool, pool, "valid", kernels=tier)
+
+
+def _fused_gradient(geometry, x, output, index, gradient, tier, use_bias=True):
+    _, _, _, _, _, kernel_size, strides, padding, dilation, activation, pool = geometry
+    return ops.conv2d_max_pool2d_backward_kernel(x, output, index, gradient, kernel_size=kernel_size,
+                                                 strides=strides, padding=padding, dilation=dilation,
+                                                 activation=activation, pool_size=pool, use_bias=use_bias,
+                                                 kernels=tier)
+
+
+def _unfused_gradient(geometry, x, convolution, gradient, tier):
+    _, _, _, _, _, kernel_size, strides, padding, dilation, activation, pool = geometry
+    convolution_gradient = ops.max_pool2d_backward(convolution, gradient, pool, pool, "valid", kernels=tier,
+                                                   relu_input=activation == "relu")
+    return ops.conv2d_backward_kernel(x, convolution_gradient, kernel_size, strides=strides, padding=padding,
+                                      dilation=dilation, kernels=tier)
+
+
+def _first_maximum_positions(convolution, pool, pooled_shape):
+    """The row-major window position of each window's first maximum (NaN wins), in NumPy."""
+    batch, rows, columns, channels = pooled_shape
+    ph, pw = pool
+    windows = convolution[:, :rows * ph, :columns * pw, :].reshape(batch, rows, ph, columns, pw, channels)
+    windows = windows.transpose(0, 1, 3, 5, 2, 4).reshape(batch, rows, columns, channels, ph * pw)
+    with np.errstate(invalid="ignore"):
+        nan = np.isnan(windows)
+        return np.where(nan.any(-1), np.argmax(nan, -1), np.argmax(windows, -1)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=IDS)
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("integer", [True, False], ids=["integer", "random"])
+def test_fused_forward_equals_convolution_then_pooling(geometry, tier, integer):
+    x, kernel, bias = _data(geometry, integer)
+    output, index = _fused(geometry, x, kernel, bias, tier)
+    convolution, pooled = _unfused(geometry, x, kernel, bias, tier)
+    np.testing.assert_array_equal(output, pooled)
+    assert index.dtype == np.uint8 and index.shape == output.shape
+    np.testing.assert_array_equal(index, _first_maximum_positions(convolution, geometry[10], output.shape))
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=IDS)
+@pytest.mark.parametrize("tier", OPTIMISED)
+def test_fused_forward_matches_the_reference(geometry, tier):
+    x, kernel, bias = _data(geometry, integer=True)  # exact sums: equal values, equal first maxima
+    output, index = _fused(geometry, x, kernel, bias, tier)
+    reference_output, reference_index = _fused(geometry, x, kernel, bias, "reference")
+    np.testing.assert_array_equal(output, reference_output)
+    np.testing.assert_array_equal(index, reference_index)
+    x, kernel, bias = _data(geometry, integer=False)
+    output, _ = _fused(geometry, x, kernel, bias, tier)
+    reference_output, _ = _fused(geometry, x, kernel, bias, "reference")
+    np.testing.assert_allclose(output, reference_output, rtol=1e-5, atol=1e-5 * np.abs(reference_output).max())
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=IDS)
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("use_bias", [True, False], ids=["bias", "no_bias"])
+def test_fused_kernel_gradient_equals_the_unfused_chain(geometry, tier, use_bias):
+    # Integer data and gradient: every sum is exact, so any order gives the same bits.
+    x, kernel, bias = _data(geometry, integer=True, seed=1)
+    output, index = _fused(geometry, x, kernel, bias, tier)
+    gradient = np.random.default_rng(2).integers(-3, 4, output.shape).astype(np.float32)
+    kernel_gradient, bias_gradient = _fused_gradient(geometry, x, output, index, gradient, tier, use_bias)
+    convolution, _ = _unfused(geometry, x, kernel, bias, tier)
+    expected_kernel, expected_bias = _unfused_gradient(geometry, x, convolution, gradient, tier)
+    assert np.any(expected_kernel != 0), "the sweep case passes no gradient"
+    np.testing.assert_array_equal(kernel_gradient, expected_kernel)
+    if use_bias:
+        np.testing.assert_array_equal(bias_gradient, expected_bias)
+    else:
+        assert bias_gradient is None
+    # Random data: the same within float rounding of the summation order.
+    x, kernel, bias = _data(geometry, integer=False, seed=3)
+    output, index = _fused(geometry, x, kernel, bias, tier)
+    gradient = np.random.default_rng(4).standard_normal(output.shape).astype(np.float32)
+    kernel_gradient, bias_gradient = _fused_gradient(geometry, x, output, index, gradient, tier)
+    expected_kernel, expected_bias = _unfused_gradient(geometry, x, _unfused(geometry, x, kernel, bias, tier)[0],
+                                                       gradient, tier)
+    np.testing.assert_allclose(kernel_gradient, expected_kernel, rtol=1e-4, atol=1e-4 * np.abs(expected_kernel).max())
+    np.testing.assert_allclose(bias_gradient, expected_bias, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(expected_bias).max()))
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_nan_propagates_as_in_max_pooling(tier):
+    geometry = GEOMETRIES[0]
+    x, kernel, bias = _data(geometry, integer=True)
+    x[0, 5, 7, 0] = np.nan
+    x[1, 0, 0, 0] = np.inf
+    output, index = _fused(geometry, x, kernel, bias, tier)
+    convolution, pooled = _unfused(geometry, x, kernel, bias, tier)
+    assert np.isnan(output).any()
+    np.testing.assert_array_equal(np.isnan(output), np.isnan(pooled))
+    np.testing.assert_array_equal(output[~np.isnan(output)], pooled[~np.isnan(pooled)])
+    np.testing.assert_array_equal(index, _first_maximum_positions(convolution, geometry[10], output.shape))
+
+
+@pytest.mark.parametrize("tier", OPTIMISED)
+def test_kernel_gradient_does_not_depend_on_the_thread_count(tier):
+    geometry = (9, 28, 28, 1, 32, (3, 3), (1, 1), "valid", (1, 1), "relu", (2, 2))
+    x, kernel, bias = _data(geometry, integer=False)
+    output, index = _fused(geometry, x, kernel, bias, tier)
+    gradient = np.random.default_rng(5).standard_normal(output.shape).astype(np.float32)
+    previous = fastcnn.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            fastcnn.set_num_threads(threads)
+            results.append(_fused_gradient(geometry, x, output, index, gradient, tier))
+    finally:
+        fastcnn.set_num_threads(previous)
+    for kernel_gradient, bias_gradient in results[1:]:
+        np.testing.assert_array_equal(kernel_gradient, results[0][0])
+        np.testing.assert_array_equal(bias_gradient, results[0][1])
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_empty_batch(tier):
+    geometry = (0, 28, 28, 1, 8, (3, 3), (1, 1), "valid", (1, 1), "relu", (2, 2))
+    x, kernel, bias = _data(geometry, integer=True)
+    output, index = _fused(geometry, x, kernel, bias, tier)
+    assert output.shape == (0, 13, 13, 8) and index.shape == (0, 13, 13, 8)
+    kernel_gradient, bias_gradient = _fused_gradient(geometry, x, output, index, output, tier)
+    assert not kernel_gradient.any() and not bias_gradient.any()
+
+
+def test_bad_arguments_raise():
+    geometry = GEOMETRIES[0]
+    x, kernel, bias = _data(geometry, integer=True)
+    with pytest.raises(ValueError, match="activation=tanh"):
+        ops.conv2d_max_pool2d_forward(x, kernel, bias, activation="tanh")
+    with pytest.raises(ValueError, match=r"pool_size=\(17, 16\)"):
+        ops.conv2d_max_pool2d_forward(x, kernel, bias, pool_size=(17, 16))
+    output, index = ops.conv2d_max_pool2d_forward(x, kernel, bias)
+    with pytest.raises(ValueError, match="Received: 4"):
+        ops.conv2d_max_pool2d_backward_kernel(x, output, np.full(index.shape, 4), output, kernel_size=(3, 3))
+    with pytest.raises(ValueError, match="window_index"):
+        ops.conv2d_max_pool2d_backward_kernel(x, output, index[:, :5], output, kernel_size=(3, 3))
+    with pytest.raises(TypeError, match="window_index"):
+        ops.conv2d_max_pool2d_backward_kernel(x, output, index.astype(np.float32), output, kernel_size=(3, 3))
+
+
+# ---- the Network: which pairs fuse, and the same training with the fusion on and off ----
+
+def _model(first, regularizer=None):
+    utils.set_random_seed(7)
+    model = models.Sequential(first + [
+        layers.Conv2D(8, (3, 3), activation="relu", activity_regularizer=regularizer, name="fusable"),
+        layers.MaxPooling2D((2, 2)),
+        layers.Conv2D(16, (3, 3), activation="relu"),
+        layers.MaxPooling2D((2, 2)),
+        layers.Flatten(),
+        layers.Dropout(0.2),
+        layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _input_first(channels):
+    return [layers.InputLayer(input_shape=(20, 20, channels))]
+
+
+def test_which_pairs_fuse():
+    model = _model(_input_first(1))
+    model.build()
+    assert list(model._network.fused_max_pool_layers()) == [0]  # Conv2D(8) reads 1 channel; Conv2D(16) reads 8
+    model = _model(_input_first(3), regularizer="l2")  # an activity penalty reads the convolution's output
+    model.build()
+    assert list(model._network.fused_max_pool_layers()) == []
+    for pool in [layers.MaxPooling2D((2, 2), strides=(1, 1)), layers.MaxPooling2D((3, 3), padding="same"),
+                 layers.AveragePooling2D((2, 2))]:
+        model = models.Sequential([layers.Conv2D(4, (3, 3), activation="relu", input_shape=(10, 10, 1)), pool])
+        model.build()
+        assert list(model._network.fused_max_pool_layers()) == [], pool.get_config()
+    model = models.Sequential([layers.Conv2D(4, (3, 3), activation="tanh", input_shape=(10, 10, 1)),
+                               layers.MaxPooling2D((2, 2))])
+    model.build()
+    assert list(model._network.fused_max_pool_layers()) == []
+    model = models.Sequential([layers.Conv2D(4, (3, 3), input_shape=(10, 10, 2)), layers.GlobalMaxPooling2D()])
+    model.build()
+    assert list(model._network.fused_max_pool_layers()) == [0]  # an 8x8 window over the whole image
+
+
+def _train_and_predict(model, fusion, x, y):
+    model._network.set_max_pool_fusion(fusion)
+    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False)
+    return model.get_weights(), history.history["loss"], model.predict(x, verbose=0)
+
+
+def _first_layers(case):
+    """Fresh layers before the fusable pair, and the input's channel count."""
+    if case == "first_layer":
+        return _input_first(1), 1
+    # A 1x1 convolution with 2 outputs first: the fusable pair then reads 2 channels.
+    return _input_first(3) + [layers.Conv2D(2, (1, 1), name="mix")], 3
+
+
+def _with_kernels(tier, body):
+    previous = fastcnn.config.kernel_set()
+    fastcnn.config.set_kernel_set(tier)
+    try:
+        return body()
+    finally:
+        fastcnn.config.set_kernel_set(previous)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("case", ["first_layer", "after_a_trainable_layer", "after_a_frozen_layer"])
+def test_training_with_and_without_fusion(tier, case):
+    rng = np.random.default_rng(0)
+    channels = _first_layers(case)[1]
+    x = rng.random((48, 20, 20, channels)).astype(np.float32)
+    y = rng.integers(0, 10, 48)
+
+    def train(fusion):
+        model = _model(_first_layers(case)[0])
+        if case == "after_a_frozen_layer":
+            model.get_layer("mix").trainable = False
+            model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        return _train_and_predict(model, fusion, x, y)
+
+    fused_weights, fused_loss, fused_prediction = _with_kernels(tier, lambda: train(True))
+    weights, loss, _ = _with_kernels(tier, lambda: train(False))
+    if case == "after_a_trainable_layer":
+        # The pair needs an input gradient: training runs it unfused, bitwise the same; predict fuses.
+        for a, b in zip(fused_weights, weights):
+            np.testing.assert_array_equal(a, b)
+        assert fused_loss == loss
+    else:
+        for a, b in zip(fused_weights, weights):
+            np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+        np.testing.assert_allclose(fused_loss, loss, rtol=1e-5)
+
+    # Prediction from the same weights is bitwise the same with the fusion on and off.
+    def predict_both():
+        model = _model(_first_layers(case)[0])
+        model.set_weights(fused_weights)
+        with_fusion = model.predict(x, verbose=0)
+        model._network.set_max_pool_fusion(False)
+        return with_fusion, model.predict(x, verbose=0)
+
+    with_fusion, without_fusion = _with_kernels(tier, predict_both)
+    np.testing.assert_array_equal(with_fusion, without_fusion)
+    np.testing.assert_array_equal(with_fusion, fused_prediction)
