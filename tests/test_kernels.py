@@ -743,7 +743,7 @@ def test_available_kernels_lists_reference_and_a_portable_tier():
 
 
 # ---------------------------------------------------------------------------------------------
-# Winograd F(2x2, 3x3): 3x3, stride-1, undilated layers with >= 16 channels on both sides take it
+# Winograd F(4x4, 3x3), or F(2x2, 3x3) for the smallest images (1x1 and 2x3 here): 3x3, stride-1, undilated layers with >= 16 channels on both sides take it
 # in the optimised tiers (forward, and the input gradient as a forward pass over dY).
 # ---------------------------------------------------------------------------------------------
 
@@ -763,18 +763,19 @@ def test_conv2d_winograd_shapes_match_reference(tier, spatial, padding, channels
 
 @pytest.mark.parametrize("tier", TIERS)
 def test_conv2d_winograd_error_bound_against_float64(tier):
-    """The stated bound: Winograd's forward and input gradient stay within 2e-6 x max|y| of the
-    exact (float64) result at 64 channels — the same order as a direct float32 sum (measured
-    ~5e-7 here)."""
+    """The stated bound: Winograd's forward and input gradient stay within 4e-6 x max|y| of the
+    exact (float64) result at 64 channels — the same order as a direct float32 sum (~1e-6 here).
+    These 20x18 images take F(4x4, 3x3) (measured ~2e-6); F(2x2, 3x3), for the smallest images,
+    measured ~5e-7."""
     rng = np.random.default_rng(5)
     x, kernel, bias = make_conv_case(rng, 2, 20, 18, 64, 64, (3, 3))
     exact = numpy_conv_forward(x, kernel, bias, (1, 1), "same", (1, 1))
     actual = ops.conv2d_forward(x, kernel, bias, padding="same", kernels=tier)
-    assert np.max(np.abs(actual - exact)) <= 2e-6 * np.max(np.abs(exact))
+    assert np.max(np.abs(actual - exact)) <= 4e-6 * np.max(np.abs(exact))
     dy = rng.standard_normal(exact.shape).astype(np.float32)
     exact_dx, _, _ = numpy_conv_backward(x, kernel, dy, (1, 1), "same", (1, 1))
     dx = ops.conv2d_backward_input(dy, kernel, x.shape, padding="same", kernels=tier)
-    assert np.max(np.abs(dx - exact_dx)) <= 2e-6 * np.max(np.abs(exact_dx))
+    assert np.max(np.abs(dx - exact_dx)) <= 4e-6 * np.max(np.abs(exact_dx))
 
 
 @pytest.mark.parametrize("tier", TIERS)

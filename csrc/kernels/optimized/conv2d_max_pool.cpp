@@ -88,10 +88,13 @@ T* at_least(std::vector<T>& buffer, int64_t count) {
   return buffer.data();
 }
 
-// Window positions to lanes: 8 bytes of window_index (width of them real, the rest never match).
+// Window positions to lanes: 8 bytes of window_index, width of them real (the rest never match).
 inline mask8 load_window_index(const uint8_t* index, int64_t width) {
-  mask8 lanes;
-  for (int l = 0; l < simd::kLanes; ++l) lanes[l] = l < width ? index[l] : -1;
+  if (width == simd::kLanes) return simd::widen_bytes(index);
+  uint8_t bytes[simd::kLanes];
+  std::memcpy(bytes, index, static_cast<size_t>(width));
+  mask8 lanes = simd::widen_bytes(bytes);
+  for (int64_t l = width; l < simd::kLanes; ++l) lanes[l] = -1;
   return lanes;
 }
 

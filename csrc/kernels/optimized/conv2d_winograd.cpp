@@ -1,16 +1,27 @@
-// Winograd F(2x2, 3x3) convolution (Lavin & Gray, arXiv 1509.09308) for 3x3 kernels with unit
-// stride and dilation: each 2x2 block of output pixels ("tile") is
+// Winograd convolution (Lavin & Gray, arXiv 1509.09308) for 3x3 kernels with unit stride and
+// dilation, in two variants F(m x m, 3 x 3): each m x m block of output pixels ("tile") is
 //   Y = A^T [ (G g G^T) . (B^T d B) ] A
-// with d the 4x4 input patch under the tile (zeros in the padding) and g the 3x3 kernel; summed
-// over input channels, the 16 element-wise products become 16 GEMMs V[point] (tiles x Cin) .
-// U[point] (Cin x Cout). That is 16 multiply-adds per tile and channel pair instead of 36, a 2.25x
-// cut, for two cheap transforms. The transform matrices hold 0, +-1 and +-1/2 only, so the rounding
-// error stays within a few float32 ulps of the direct sum (checked against the reference kernels).
-//   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
-//   G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
-//   A^T = [1 1 1 0; 0 1 -1 -1]
-// The GEMMs run on the shared 6 x 16 micro-kernel; every output element is computed by one thread
-// in a fixed order, so results do not depend on the thread count.
+// with d the n x n input patch under the tile (n = m + 2, zeros in the padding) and g the 3x3
+// kernel; summed over input channels, the n^2 element-wise products become n^2 GEMMs
+// V[point] (tiles x Cin) . U[point] (Cin x Cout).
+// - F(2x2, 3x3): 16 multiply-adds per 4 outputs and channel pair (36 direct: a 2.25x cut); its
+//   matrices hold 0, +-1 and +-1/2 only, so it rounds within a few ulps of the direct sum.
+//     B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+//     G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
+//     A^T = [1 1 1 0; 0 1 -1 -1]
+// - F(4x4, 3x3): 36 per 16 outputs (144 direct: 4x). Its transforms scale by up to 8, so it
+//   rounds more; the interpolation points 0, 1, -1, 1/2, -2 (and infinity) instead of the usual
+//   0, +-1, +-2 cut that error about 3x (Barabasz et al., arXiv 1803.10986), to ~1.5e-6 of the
+//   output's magnitude at 64 channels (the direct float32 sum: ~1e-6; tests bound it against
+//   float64). The kernel transforms run in double and are rounded once.
+//     B^T = [1 -3/2 -2 3/2 1 0; 0 -1 1/2 5/2 1 0; 0 1 -5/2 1/2 1 0;
+//            0 -2 -1 2 1 0; 0 1/2 -1 -1/2 1 0; 0 1 -3/2 -2 3/2 1]
+//     G   = [1 0 0; 1/3 1/3 1/3; -1/3 1/3 -1/3; -16/15 -8/15 -4/15; 1/15 -2/15 4/15; 0 0 1]
+//     A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -2 0; 0 1 1 1/4 4 0; 0 1 -1 1/8 -8 1]
+// A layer takes the variant that computes fewer transformed points (tiles x n^2) for its output
+// size: F(4x4) for all but the smallest images. The GEMMs run on the shared 6 x 16 micro-kernel;
+// every output element is computed by one thread in a fixed order, so results do not depend on
+// the thread count.
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -24,59 +35,141 @@ namespace fastcnn::kernels::FASTCNN_ISA {
 namespace {
 
 using namespace microkernel;
-constexpr int kPoints = 16;             // a transformed tile is 4 x 4
-constexpr int64_t kTilesPerTask = 12;  // 2 micro-kernel groups; V = 16 x 12 x Cin floats stays in L1/L2
+using simd::float8;
+constexpr int64_t kTilesPerTask = 12;  // 2 micro-kernel groups; V = n^2 x 12 x Cin floats stays in L2
+
+// The one-dimensional transforms of a variant (applied along rows, then columns), for float
+// (weights) and float8 (8 channels of activations). T * float multiplies every lane.
+struct F2x2 {
+  static constexpr int kOut = 2, kIn = 4, kPoints = kIn * kIn;
+  template <typename T> static void kernel(const T (&g)[3], T (&u)[kIn]) {  // u = G g
+    u[0] = g[0];
+    u[1] = 0.5f * (g[0] + g[1] + g[2]);
+    u[2] = 0.5f * (g[0] - g[1] + g[2]);
+    u[3] = g[2];
+  }
+  template <typename T> static void input(const T (&d)[kIn], T (&v)[kIn]) {  // v = B^T d
+    v[0] = d[0] - d[2];
+    v[1] = d[1] + d[2];
+    v[2] = d[2] - d[1];
+    v[3] = d[1] - d[3];
+  }
+  template <typename T> static void output(const T (&m)[kIn], T (&y)[kOut]) {  // y = A^T m
+    y[0] = m[0] + m[1] + m[2];
+    y[1] = m[1] - m[2] - m[3];
+  }
+  template <typename T> static void gradient(const T (&y)[kOut], T (&m)[kIn]) {  // m = A y
+    m[0] = y[0];
+    m[1] = y[0] + y[1];
+    m[2] = y[0] - y[1];
+    m[3] = -y[1];
+  }
+  template <typename T> static void kernel_gradient(const T (&u)[kIn], T (&w)[3]) {  // w = G^T u
+    w[0] = u[0] + 0.5f * (u[1] + u[2]);
+    w[1] = 0.5f * (u[1] - u[2]);
+    w[2] = 0.5f * (u[1] + u[2]) + u[3];
+  }
+};
+
+struct F4x4 {
+  static constexpr int kOut = 4, kIn = 6, kPoints = kIn * kIn;
+  template <typename T> static void kernel(const T (&g)[3], T (&u)[kIn]) {  // u = G g
+    u[0] = g[0];
+    u[1] = (g[0] + g[1] + g[2]) / 3.0;
+    u[2] = (g[1] - g[0] - g[2]) / 3.0;
+    u[3] = -(16.0 * g[0] + 8.0 * g[1] + 4.0 * g[2]) / 15.0;
+    u[4] = (g[0] - 2.0 * g[1] + 4.0 * g[2]) / 15.0;
+    u[5] = g[2];
+  }
+  template <typename T> static void input(const T (&d)[kIn], T (&v)[kIn]) {  // v = B^T d
+    v[0] = (d[0] - 2.0f * d[2] + d[4]) + 1.5f * (d[3] - d[1]);
+    v[1] = (d[4] - d[1]) + 0.5f * d[2] + 2.5f * d[3];
+    v[2] = (d[1] + d[4]) - 2.5f * d[2] + 0.5f * d[3];
+    v[3] = (d[4] - d[2]) + 2.0f * (d[3] - d[1]);
+    v[4] = (d[4] - d[2]) + 0.5f * (d[1] - d[3]);
+    v[5] = (d[1] - 2.0f * d[3] + d[5]) + 1.5f * (d[4] - d[2]);
+  }
+  template <typename T> static void output(const T (&m)[kIn], T (&y)[kOut]) {  // y = A^T m
+    const T sum12 = m[1] + m[2], difference12 = m[1] - m[2];
+    y[0] = m[0] + sum12 + m[3] + m[4];
+    y[1] = difference12 + 0.5f * m[3] - 2.0f * m[4];
+    y[2] = sum12 + 0.25f * m[3] + 4.0f * m[4];
+    y[3] = difference12 + 0.125f * m[3] - 8.0f * m[4] + m[5];
+  }
+  template <typename T> static void gradient(const T (&y)[kOut], T (&m)[kIn]) {  // m = A y
+    const T even = y[0] + y[2], odd = y[1] + y[3];
+    m[0] = y[0];
+    m[1] = even + odd;
+    m[2] = even - odd;
+    m[3] = y[0] + 0.5f * y[1] + 0.25f * y[2] + 0.125f * y[3];
+    m[4] = y[0] - 2.0f * y[1] + 4.0f * y[2] - 8.0f * y[3];
+    m[5] = y[3];
+  }
+  template <typename T> static void kernel_gradient(const T (&u)[kIn], T (&w)[3]) {  // w = G^T u
+    w[0] = u[0] + (u[1] - u[2]) / 3.0 + (u[4] - 16.0 * u[3]) / 15.0;
+    w[1] = (u[1] + u[2]) / 3.0 - (8.0 * u[3] + 2.0 * u[4]) / 15.0;
+    w[2] = (u[1] - u[2]) / 3.0 + (4.0 * u[4] - 4.0 * u[3]) / 15.0 + u[5];
+  }
+};
+
+// The variant with fewer transformed points (tiles x n^2) for this output size.
+bool use_f4x4(const Conv2DParams& p) {
+  const int64_t points_f4 = ceil_div(p.output_height, 4) * ceil_div(p.output_width, 4) * F4x4::kPoints;
+  const int64_t points_f2 = ceil_div(p.output_height, 2) * ceil_div(p.output_width, 2) * F2x2::kPoints;
+  return points_f4 < points_f2;
+}
 
 // packed[point][block][ci][0..16) = (G g G^T)[point] for g = kernel[.][.][ci][block*16 + j].
+template <typename V>
 void transform_kernel(const Conv2DParams& p, const float* kernel, float* packed) {
+  constexpr int n = V::kIn;
   const int64_t in_channels = p.input_channels, out_channels = p.output_channels;
   const int64_t blocks = ceil_div(out_channels, kBlockWidth);
-  std::fill(packed, packed + kPoints * blocks * in_channels * kBlockWidth, 0.0f);
-  for (int64_t ci = 0; ci < in_channels; ++ci) {
+  std::fill(packed, packed + V::kPoints * blocks * in_channels * kBlockWidth, 0.0f);
+  parallel::parallel_for(in_channels, [&](int64_t ci) {
     for (int64_t co = 0; co < out_channels; ++co) {
-      float g[3][3];
-      for (int i = 0; i < 3; ++i)
-        for (int j = 0; j < 3; ++j) g[i][j] = kernel[((i * 3 + j) * in_channels + ci) * out_channels + co];
-      float t[4][3];  // G g
+      double t[n][3];  // G g, column by column (in double: U is rounded once, to float)
       for (int j = 0; j < 3; ++j) {
-        t[0][j] = g[0][j];
-        t[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
-        t[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
-        t[3][j] = g[2][j];
+        const double column[3] = {kernel[((0 * 3 + j) * in_channels + ci) * out_channels + co],
+                                  kernel[((1 * 3 + j) * in_channels + ci) * out_channels + co],
+                                  kernel[((2 * 3 + j) * in_channels + ci) * out_channels + co]};
+        double transformed[n];
+        V::kernel(column, transformed);
+        for (int i = 0; i < n; ++i) t[i][j] = transformed[i];
       }
-      for (int i = 0; i < 4; ++i) {
-        const float u[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]), 0.5f * (t[i][0] - t[i][1] + t[i][2]),
-                            t[i][2]};  // (G g) G^T
-        for (int j = 0; j < 4; ++j) {
-          const int64_t point = i * 4 + j;
-          packed[((point * blocks + co / kBlockWidth) * in_channels + ci) * kBlockWidth + co % kBlockWidth] = u[j];
+      for (int i = 0; i < n; ++i) {
+        double u[n];  // (G g) G^T, row i
+        V::kernel(t[i], u);
+        for (int j = 0; j < n; ++j) {
+          const int64_t point = i * n + j;
+          packed[((point * blocks + co / kBlockWidth) * in_channels + ci) * kBlockWidth + co % kBlockWidth] =
+              static_cast<float>(u[j]);
         }
       }
     }
-  }
+  });
 }
 
-// V[point][tile][c..c+width) = (B^T d B)[point] for 8 channels of one tile (16 source pointers).
+// V[point][tile][c..c+width) = (B^T d B)[point] for 8 channels of one tile (n^2 source pointers).
+template <typename V>
 inline void transform_input_tile(const float* const* patch, int64_t c, int64_t width, float* tile_values,
                                  int64_t point_stride) {
-  using simd::float8;
-  auto load = [width](const float* source) {
-    return width == simd::kLanes ? simd::load(source) : simd::load_partial(source, width);
-  };
-  float8 d[4][4];
-  for (int i = 0; i < 4; ++i)
-    for (int j = 0; j < 4; ++j) d[i][j] = load(patch[i * 4 + j] + c);
-  float8 t[4][4];  // B^T d
-  for (int j = 0; j < 4; ++j) {
-    t[0][j] = d[0][j] - d[2][j];
-    t[1][j] = d[1][j] + d[2][j];
-    t[2][j] = d[2][j] - d[1][j];
-    t[3][j] = d[1][j] - d[3][j];
+  constexpr int n = V::kIn;
+  float8 t[n][n];  // B^T d
+  for (int j = 0; j < n; ++j) {
+    float8 column[n];
+    for (int i = 0; i < n; ++i) {
+      column[i] = width == simd::kLanes ? simd::load(patch[i * n + j] + c) : simd::load_partial(patch[i * n + j] + c, width);
+    }
+    float8 transformed[n];
+    V::input(column, transformed);
+    for (int i = 0; i < n; ++i) t[i][j] = transformed[i];
   }
-  for (int i = 0; i < 4; ++i) {
-    const float8 v[4] = {t[i][0] - t[i][2], t[i][1] + t[i][2], t[i][2] - t[i][1], t[i][1] - t[i][3]};  // (B^T d) B
-    for (int j = 0; j < 4; ++j) {
-      float* destination = tile_values + (i * 4 + j) * point_stride + c;
+  for (int i = 0; i < n; ++i) {
+    float8 v[n];  // (B^T d) B, row i
+    V::input(t[i], v);
+    for (int j = 0; j < n; ++j) {
+      float* destination = tile_values + (i * n + j) * point_stride + c;
       if (width == simd::kLanes) {
         simd::store(destination, v[j]);
       } else {
@@ -86,18 +179,19 @@ inline void transform_input_tile(const float* const* patch, int64_t c, int64_t w
   }
 }
 
-// (y00, y01, y10, y11) = A^T m A for one 8-channel half of a tile's 16 products.
-inline void transform_output(const simd::float8 (&m)[kPoints], simd::float8 (&y)[2][2]) {
-  using simd::float8;
-  float8 t[2][4];  // A^T m
-  for (int j = 0; j < 4; ++j) {
-    t[0][j] = m[j] + m[4 + j] + m[8 + j];
-    t[1][j] = m[4 + j] - m[8 + j] - m[12 + j];
+// y = A^T m A for one 8-channel half of a tile's n^2 products.
+template <typename V>
+inline void transform_output(const float8 (&m)[V::kPoints], float8 (&y)[V::kOut][V::kOut]) {
+  constexpr int n = V::kIn, r = V::kOut;
+  float8 t[r][n];  // A^T m
+  for (int j = 0; j < n; ++j) {
+    float8 column[n];
+    for (int i = 0; i < n; ++i) column[i] = m[i * n + j];
+    float8 transformed[r];
+    V::output(column, transformed);
+    for (int i = 0; i < r; ++i) t[i][j] = transformed[i];
   }
-  for (int i = 0; i < 2; ++i) {
-    y[i][0] = t[i][0] + t[i][1] + t[i][2];
-    y[i][1] = t[i][1] - t[i][2] - t[i][3];
-  }
+  for (int i = 0; i < r; ++i) V::output(t[i], y[i]);
 }
 
 struct Scratch {
@@ -107,22 +201,14 @@ struct WorkerScratch {
   std::vector<float> input_tiles, products;  // V for one task; M for one task and channel block
 };
 
-}  // namespace
-
-bool winograd_applicable(const Conv2DParams& p) {
-  // Small channel counts leave the GEMMs too short to pay for the transforms (first layers).
-  return p.kernel_height == 3 && p.kernel_width == 3 && p.stride_height == 1 && p.stride_width == 1 &&
-         p.dilation_height == 1 && p.dilation_width == 1 && p.input_channels >= 16 && p.output_channels >= 16;
-}
-
-void conv2d_forward_winograd(const Conv2DParams& p, const float* input, const float* kernel, const float* bias,
-                             float* output) {
-  if (p.output_size() == 0) return;
+template <typename V>
+void forward(const Conv2DParams& p, const float* input, const float* kernel, const float* bias, float* output) {
+  constexpr int n = V::kIn, r = V::kOut, kPoints = V::kPoints;
   thread_local Scratch buffers;
   const int64_t in_channels = p.input_channels, out_channels = p.output_channels;
   const int64_t blocks = ceil_div(out_channels, kBlockWidth);
   buffers.packed.resize(static_cast<size_t>(kPoints * blocks * in_channels * kBlockWidth));
-  transform_kernel(p, kernel, buffers.packed.data());
+  transform_kernel<V>(p, kernel, buffers.packed.data());
   buffers.zeros.assign(static_cast<size_t>(in_channels), 0.0f);
   const float* padded_bias = nullptr;
   if (bias != nullptr) {
@@ -132,7 +218,7 @@ void conv2d_forward_winograd(const Conv2DParams& p, const float* input, const fl
   }
   const float* packed = buffers.packed.data();
   const float* zeros = buffers.zeros.data();
-  const int64_t tile_rows = ceil_div(p.output_height, 2), tile_columns = ceil_div(p.output_width, 2);
+  const int64_t tile_rows = ceil_div(p.output_height, r), tile_columns = ceil_div(p.output_width, r);
   const int64_t tiles = p.batch * tile_rows * tile_columns;
   const int64_t tasks = ceil_div(tiles, kTilesPerTask);
   parallel::parallel_region([&](int thread, int threads) {
@@ -150,22 +236,22 @@ void conv2d_forward_winograd(const Conv2DParams& p, const float* input, const fl
       for (int64_t t = 0; t < tile_count; ++t) {
         const int64_t tile = first_tile + t;
         image[t] = tile / (tile_rows * tile_columns);
-        top[t] = 2 * ((tile / tile_columns) % tile_rows);
-        left[t] = 2 * (tile % tile_columns);
-        // The 4x4 input patch at (top - pad_top, left - pad_left), zeros outside the image.
+        top[t] = r * ((tile / tile_columns) % tile_rows);
+        left[t] = r * (tile % tile_columns);
+        // The n x n input patch at (top - pad_top, left - pad_left), zeros outside the image.
         const float* patch[kPoints];
-        for (int i = 0; i < 4; ++i) {
+        for (int i = 0; i < n; ++i) {
           const int64_t ih = top[t] - p.pad_top + i;
-          for (int j = 0; j < 4; ++j) {
+          for (int j = 0; j < n; ++j) {
             const int64_t iw = left[t] - p.pad_left + j;
             const bool inside = ih >= 0 && ih < p.input_height && iw >= 0 && iw < p.input_width;
-            patch[i * 4 + j] =
+            patch[i * n + j] =
                 inside ? input + ((image[t] * p.input_height + ih) * p.input_width + iw) * in_channels : zeros;
           }
         }
         for (int64_t c = 0; c < in_channels; c += simd::kLanes) {
-          transform_input_tile(patch, c, std::min<int64_t>(simd::kLanes, in_channels - c),
-                               input_tiles + t * in_channels, point_stride);
+          transform_input_tile<V>(patch, c, std::min<int64_t>(simd::kLanes, in_channels - c),
+                                  input_tiles + t * in_channels, point_stride);
         }
       }
       for (int64_t block = 0; block < blocks; ++block) {
@@ -174,17 +260,17 @@ void conv2d_forward_winograd(const Conv2DParams& p, const float* input, const fl
           const float* weights = packed + (point * blocks + block) * in_channels * kBlockWidth;
           for (int64_t group = 0; group < tile_count; group += kTilePixels) {
             const float* rows[kTilePixels];
-            for (int64_t r = 0; r < kTilePixels; ++r) {
-              const int64_t t = group + r < tile_count ? group + r : group;  // spare rows repeat the first
-              rows[r] = input_tiles + point * point_stride + t * in_channels;
+            for (int64_t row = 0; row < kTilePixels; ++row) {
+              const int64_t t = group + row < tile_count ? group + row : group;  // spare rows repeat the first
+              rows[row] = input_tiles + point * point_stride + t * in_channels;
             }
             const int64_t only_tap = 0;
             float8 acc[kTilePixels][2] = {};
             accumulate_tile(rows, &only_tap, 1, in_channels, weights, acc);
-            for (int64_t r = 0; r < kTilePixels && group + r < tile_count; ++r) {
-              float* destination = products + (point * kTilesPerTask + group + r) * kBlockWidth;
-              simd::store(destination, acc[r][0]);
-              simd::store(destination + simd::kLanes, acc[r][1]);
+            for (int64_t row = 0; row < kTilePixels && group + row < tile_count; ++row) {
+              float* destination = products + (point * kTilesPerTask + group + row) * kBlockWidth;
+              simd::store(destination, acc[row][0]);
+              simd::store(destination + simd::kLanes, acc[row][1]);
             }
           }
         }
@@ -199,11 +285,11 @@ void conv2d_forward_winograd(const Conv2DParams& p, const float* input, const fl
             low[point] = simd::load(source);
             high[point] = simd::load(source + simd::kLanes);
           }
-          float8 y_low[2][2], y_high[2][2];
-          transform_output(low, y_low);
-          transform_output(high, y_high);
-          for (int i = 0; i < 2 && top[t] + i < p.output_height; ++i)
-            for (int j = 0; j < 2 && left[t] + j < p.output_width; ++j) {
+          float8 y_low[r][r], y_high[r][r];
+          transform_output<V>(low, y_low);
+          transform_output<V>(high, y_high);
+          for (int i = 0; i < r && top[t] + i < p.output_height; ++i)
+            for (int j = 0; j < r && left[t] + j < p.output_width; ++j) {
               float* destination =
                   output + ((image[t] * p.output_height + top[t] + i) * p.output_width + left[t] + j) * out_channels +
                   first_channel;
@@ -215,25 +301,22 @@ void conv2d_forward_winograd(const Conv2DParams& p, const float* input, const fl
   });
 }
 
-
-namespace {
-
-// dM = A dY A^T (4x4) from one 2x2 output-gradient tile, for 8 channels.
+// dM = A dY A^T (n x n) from one r x r output-gradient tile, for 8 channels.
+template <typename V>
 inline void transform_gradient_tile(const float* const* pixels, int64_t c, float* tile_values, int64_t point_stride) {
-  using simd::float8;
-  float8 y[2][2];
-  for (int a = 0; a < 2; ++a)
-    for (int b = 0; b < 2; ++b) y[a][b] = simd::load(pixels[a * 2 + b] + c);
-  float8 t[4][2];  // A dY
-  for (int b = 0; b < 2; ++b) {
-    t[0][b] = y[0][b];
-    t[1][b] = y[0][b] + y[1][b];
-    t[2][b] = y[0][b] - y[1][b];
-    t[3][b] = -y[1][b];
+  constexpr int n = V::kIn, r = V::kOut;
+  float8 t[n][r];  // A dY
+  for (int b = 0; b < r; ++b) {
+    float8 column[r];
+    for (int a = 0; a < r; ++a) column[a] = simd::load(pixels[a * r + b] + c);
+    float8 transformed[n];
+    V::gradient(column, transformed);
+    for (int i = 0; i < n; ++i) t[i][b] = transformed[i];
   }
-  for (int i = 0; i < 4; ++i) {
-    const float8 m[4] = {t[i][0], t[i][0] + t[i][1], t[i][0] - t[i][1], -t[i][1]};  // (A dY) A^T
-    for (int j = 0; j < 4; ++j) simd::store(tile_values + (i * 4 + j) * point_stride + c, m[j]);
+  for (int i = 0; i < n; ++i) {
+    float8 m[n];  // (A dY) A^T, row i
+    V::gradient(t[i], m);
+    for (int j = 0; j < n; ++j) simd::store(tile_values + (i * n + j) * point_stride + c, m[j]);
   }
 }
 
@@ -242,7 +325,6 @@ template <int Channels>
 inline void accumulate_point_block(const float* values, int64_t value_stride, const float* products,
                                    int64_t product_stride, int64_t tile_count, float* gradient,
                                    int64_t gradient_stride) {
-  using simd::float8;
   float8 acc[Channels][2];
   for (int i = 0; i < Channels; ++i) {
     acc[i][0] = simd::load(gradient + i * gradient_stride);
@@ -282,21 +364,20 @@ struct KernelGradientScratch {
   std::vector<float> chunk_sums, zeros;
 };
 
-}  // namespace
-
 // dW for a 3x3, stride-1 convolution through the same transforms: with V = B^T d B of each input
 // patch and dM = A dY A^T of each output-gradient tile, dU[point] = sum over tiles of
-// V[point]^T dM[point] (16 GEMMs reducing over tiles, 16 multiply-adds per tile and channel pair
-// instead of 36), then dW = G^T dU G. Tiles are summed in fixed chunks (sized by the problem), each
-// from zero by one thread, and the chunks are added in order: bitwise the same for any thread count.
-void conv2d_backward_kernel_winograd(const Conv2DParams& p, const float* input, const float* output_gradient,
-                                     float* kernel_gradient) {
+// V[point]^T dM[point] (n^2 GEMMs reducing over tiles), then dW = G^T dU G. Tiles are summed in
+// fixed chunks (sized by the problem), each from zero by one thread, and the chunks are added in
+// order: bitwise the same for any thread count.
+template <typename V>
+void backward_kernel(const Conv2DParams& p, const float* input, const float* output_gradient, float* kernel_gradient) {
+  constexpr int n = V::kIn, r = V::kOut, kPoints = V::kPoints;
   thread_local KernelGradientScratch buffers;
   const int64_t in_channels = p.input_channels, out_channels = p.output_channels;
   const int64_t blocks = ceil_div(out_channels, kBlockWidth);
   const int64_t padded_out = blocks * kBlockWidth;
   const int64_t channel_tiles = ceil_div(in_channels, kTilePixels);
-  const int64_t tile_rows = ceil_div(p.output_height, 2), tile_columns = ceil_div(p.output_width, 2);
+  const int64_t tile_rows = ceil_div(p.output_height, r), tile_columns = ceil_div(p.output_width, r);
   const int64_t tiles = p.batch * tile_rows * tile_columns;
   // Chunks: about 16 per call (work for every thread, few partial sums to add), whole steps of
   // tiles; their size depends on the problem only, never on the thread count.
@@ -326,28 +407,28 @@ void conv2d_backward_kernel_winograd(const Conv2DParams& p, const float* input, 
         for (int64_t t = 0; t < tile_count; ++t) {
           const int64_t tile = first_tile + t;
           const int64_t image = tile / (tile_rows * tile_columns);
-          const int64_t top = 2 * ((tile / tile_columns) % tile_rows);
-          const int64_t left = 2 * (tile % tile_columns);
+          const int64_t top = r * ((tile / tile_columns) % tile_rows);
+          const int64_t left = r * (tile % tile_columns);
           const float* patch[kPoints];
-          for (int i = 0; i < 4; ++i) {
+          for (int i = 0; i < n; ++i) {
             const int64_t ih = top - p.pad_top + i;
-            for (int j = 0; j < 4; ++j) {
+            for (int j = 0; j < n; ++j) {
               const int64_t iw = left - p.pad_left + j;
               const bool inside = ih >= 0 && ih < p.input_height && iw >= 0 && iw < p.input_width;
-              patch[i * 4 + j] =
+              patch[i * n + j] =
                   inside ? input + ((image * p.input_height + ih) * p.input_width + iw) * in_channels : zeros;
             }
           }
           for (int64_t c = 0; c < in_channels; c += simd::kLanes) {
-            transform_input_tile(patch, c, std::min<int64_t>(simd::kLanes, in_channels - c),
-                                 input_tiles + t * in_channels, input_point_stride);
+            transform_input_tile<V>(patch, c, std::min<int64_t>(simd::kLanes, in_channels - c),
+                                    input_tiles + t * in_channels, input_point_stride);
           }
-          // The tile's 2x2 output gradient (zeros past the output's edge), padded to whole blocks.
-          const float* pixels[4];
-          for (int a = 0; a < 2; ++a)
-            for (int b = 0; b < 2; ++b) {
+          // The tile's r x r output gradient (zeros past the output's edge), padded to whole blocks.
+          const float* pixels[r * r];
+          for (int a = 0; a < r; ++a)
+            for (int b = 0; b < r; ++b) {
               const bool inside = top + a < p.output_height && left + b < p.output_width;
-              pixels[a * 2 + b] = inside ? output_gradient +
+              pixels[a * r + b] = inside ? output_gradient +
                                                ((image * p.output_height + top + a) * p.output_width + left + b) *
                                                    out_channels
                                          : zeros;
@@ -355,19 +436,19 @@ void conv2d_backward_kernel_winograd(const Conv2DParams& p, const float* input, 
           float* tile_gradient = gradient_tiles + t * padded_out;
           if (out_channels == padded_out) {
             for (int64_t c = 0; c < out_channels; c += simd::kLanes) {
-              transform_gradient_tile(pixels, c, tile_gradient, gradient_point_stride);
+              transform_gradient_tile<V>(pixels, c, tile_gradient, gradient_point_stride);
             }
           } else {
             // Channels past out_channels read as zeros: each 8-lane group through a local copy.
             for (int64_t c = 0; c < padded_out; c += simd::kLanes) {
               const int64_t width = std::max<int64_t>(0, std::min<int64_t>(simd::kLanes, out_channels - c));
-              const float* partial_pixels[4];
-              float lanes[4][simd::kLanes];
-              for (int k = 0; k < 4; ++k) {
-                simd::store(lanes[k], simd::load_partial(pixels[k] + c, width));
+              const float* partial_pixels[r * r];
+              float lanes[r * r][simd::kLanes];
+              for (int k = 0; k < r * r; ++k) {
+                simd::store(lanes[k], width > 0 ? simd::load_partial(pixels[k] + c, width) : float8{});
                 partial_pixels[k] = lanes[k];
               }
-              transform_gradient_tile(partial_pixels, 0, tile_gradient + c, gradient_point_stride);
+              transform_gradient_tile<V>(partial_pixels, 0, tile_gradient + c, gradient_point_stride);
             }
           }
         }
@@ -398,21 +479,50 @@ void conv2d_backward_kernel_winograd(const Conv2DParams& p, const float* input, 
   // dW[kh][kw][ci][co] = (G^T dU G)[kh][kw].
   parallel::parallel_for(in_channels, [&](int64_t ci) {
     for (int64_t co = 0; co < out_channels; ++co) {
-      float u[4][4];
-      for (int point = 0; point < kPoints; ++point) u[point / 4][point % 4] = chunk_sums[(point * in_channels + ci) * padded_out + co];
-      float s[3][4];  // G^T dU
-      for (int j = 0; j < 4; ++j) {
-        s[0][j] = u[0][j] + 0.5f * (u[1][j] + u[2][j]);
-        s[1][j] = 0.5f * (u[1][j] - u[2][j]);
-        s[2][j] = 0.5f * (u[1][j] + u[2][j]) + u[3][j];
+      double s[3][n];  // G^T dU, column by column (in double, rounded once)
+      for (int j = 0; j < n; ++j) {
+        double column[n];
+        for (int i = 0; i < n; ++i) column[i] = chunk_sums[((i * n + j) * in_channels + ci) * padded_out + co];
+        double transformed[3];
+        V::kernel_gradient(column, transformed);
+        for (int a = 0; a < 3; ++a) s[a][j] = transformed[a];
       }
       for (int a = 0; a < 3; ++a) {
-        const float w[3] = {s[a][0] + 0.5f * (s[a][1] + s[a][2]), 0.5f * (s[a][1] - s[a][2]),
-                            0.5f * (s[a][1] + s[a][2]) + s[a][3]};  // (G^T dU) G
-        for (int b = 0; b < 3; ++b) kernel_gradient[((a * 3 + b) * in_channels + ci) * out_channels + co] = w[b];
+        double w[3];  // (G^T dU) G, row a
+        V::kernel_gradient(s[a], w);
+        for (int b = 0; b < 3; ++b) {
+          kernel_gradient[((a * 3 + b) * in_channels + ci) * out_channels + co] = static_cast<float>(w[b]);
+        }
       }
     }
   });
+}
+
+}  // namespace
+
+bool winograd_applicable(const Conv2DParams& p) {
+  // Small channel counts leave the GEMMs too short to pay for the transforms (first layers).
+  return p.kernel_height == 3 && p.kernel_width == 3 && p.stride_height == 1 && p.stride_width == 1 &&
+         p.dilation_height == 1 && p.dilation_width == 1 && p.input_channels >= 16 && p.output_channels >= 16;
+}
+
+void conv2d_forward_winograd(const Conv2DParams& p, const float* input, const float* kernel, const float* bias,
+                             float* output) {
+  if (p.output_size() == 0) return;
+  if (use_f4x4(p)) {
+    forward<F4x4>(p, input, kernel, bias, output);
+  } else {
+    forward<F2x2>(p, input, kernel, bias, output);
+  }
+}
+
+void conv2d_backward_kernel_winograd(const Conv2DParams& p, const float* input, const float* output_gradient,
+                                     float* kernel_gradient) {
+  if (use_f4x4(p)) {
+    backward_kernel<F4x4>(p, input, output_gradient, kernel_gradient);
+  } else {
+    backward_kernel<F2x2>(p, input, output_gradient, kernel_gradient);
+  }
 }
 
 }  // namespace fastcnn::kernels::FASTCNN_ISA

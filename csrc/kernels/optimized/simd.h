@@ -61,6 +61,20 @@ inline void narrow_to_bytes(mask8 lanes, uint8_t* out) {
   for (int l = 0; l < kLanes; ++l) out[l] = static_cast<uint8_t>(lanes[l]);
 }
 #endif
+// Lanes from 8 bytes: out[l] = bytes[l] (0..255).
+#if defined(__AVX2__)
+inline mask8 widen_bytes(const uint8_t* bytes) {
+  __m128i packed;
+  std::memcpy(&packed, bytes, 8);
+  return reinterpret_cast<mask8>(_mm256_cvtepu8_epi32(packed));
+}
+#else
+inline mask8 widen_bytes(const uint8_t* bytes) {
+  mask8 lanes;
+  for (int l = 0; l < kLanes; ++l) lanes[l] = bytes[l];
+  return lanes;
+}
+#endif
 // Element-wise initialisation (not `float8{} + value`, which costs a scalar add of +0.0 since
 // -0.0 + 0.0 != -0.0 under IEEE rules) lets the compiler emit one vbroadcastss from memory.
 inline float8 broadcast(float value) { return float8{value, value, value, value, value, value, value, value}; }
