@@ -81,6 +81,9 @@ def main():
     peak = _core.measure_peak_gflops(0.3)
 
     flops_by_layer = conv_flops(model, batch)
+    # A convolution that computes the max pooling after it (fused) is timed with it: its rows
+    # hold both layers' time, and the pooling's rows stay empty.
+    fused = set(network.fused_max_pool_layers())
 
     step_ms = 1e3 * wall / args.steps
     print(f"{args.model}: {args.steps} steps of batch {batch}, {args.threads} threads, kernels "
@@ -99,6 +102,10 @@ def main():
             gflops = flops_by_layer[layer_index] * (2 if name.endswith("backward") and layer_index > 0 else 1) \
                 / (seconds / args.steps) / 1e9
             extra = f" {gflops:8.1f} {100 * gflops / peak:6.0f}%"
+        if layer_index in fused:
+            name = name.replace(" forward", " + pool forward").replace(" backward", " + pool backward")
+        elif layer_index is not None and layer_index - 1 in fused:
+            name = name.replace(" forward", " (fused)").replace(" backward", " (fused)")
         print(f"{name:32s} {ms:8.3f} {100 * seconds / wall:6.1f}%{extra}")
     outside = wall - inside
     print(f"{'outside the compiled step':32s} {1e3 * outside / args.steps:8.3f} {100 * outside / wall:6.1f}%")

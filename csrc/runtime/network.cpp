@@ -442,7 +442,7 @@ StepResult Network::forward_backward(const float* x, const Targets& targets, con
       // needs one.
       Layer& convolution = *layers_[i - 1];
       convolution.backward_max_pool(context, batch, i == 1 ? input_ : outputs_[i - 2], layer, outputs_[i], gradient);
-      timer.lap(backward_slot + i);
+      timer.lap(backward_slot + i - 1);  // profiled as the convolution's backward pass
       if (on_layer_gradient) {
         on_layer_gradient(static_cast<int64_t>(i));
         on_layer_gradient(static_cast<int64_t>(i - 1));

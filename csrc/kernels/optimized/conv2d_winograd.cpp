@@ -119,6 +119,20 @@ bool use_f4x4(const Conv2DParams& p) {
   return points_f4 < points_f2;
 }
 
+// Four doubles: the weight transforms run in double, 4 output channels at a time, and are rounded
+// once to float (they are applied to every tile, so their own rounding should be the smallest).
+typedef double double4 __attribute__((vector_size(32)));
+typedef float float4 __attribute__((vector_size(16)));
+inline double4 load_widened(const float* source, int64_t count) {  // count in [1, 4]; the rest 0
+  float4 values = {};
+  std::copy(source, source + count, reinterpret_cast<float*>(&values));
+  return __builtin_convertvector(values, double4);
+}
+inline void store_narrowed(float* destination, double4 value, int64_t count) {
+  const float4 narrowed = __builtin_convertvector(value, float4);
+  std::copy(reinterpret_cast<const float*>(&narrowed), reinterpret_cast<const float*>(&narrowed) + count, destination);
+}
+
 // packed[point][block][ci][0..16) = (G g G^T)[point] for g = kernel[.][.][ci][block*16 + j].
 template <typename V>
 void transform_kernel(const Conv2DParams& p, const float* kernel, float* packed) {
@@ -127,23 +141,25 @@ void transform_kernel(const Conv2DParams& p, const float* kernel, float* packed)
   const int64_t blocks = ceil_div(out_channels, kBlockWidth);
   std::fill(packed, packed + V::kPoints * blocks * in_channels * kBlockWidth, 0.0f);
   parallel::parallel_for(in_channels, [&](int64_t ci) {
-    for (int64_t co = 0; co < out_channels; ++co) {
-      double t[n][3];  // G g, column by column (in double: U is rounded once, to float)
+    for (int64_t co = 0; co < out_channels; co += 4) {
+      const int64_t count = std::min<int64_t>(4, out_channels - co);
+      double4 t[n][3];  // G g, column by column
       for (int j = 0; j < 3; ++j) {
-        const double column[3] = {kernel[((0 * 3 + j) * in_channels + ci) * out_channels + co],
-                                  kernel[((1 * 3 + j) * in_channels + ci) * out_channels + co],
-                                  kernel[((2 * 3 + j) * in_channels + ci) * out_channels + co]};
-        double transformed[n];
+        const double4 column[3] = {load_widened(kernel + ((0 * 3 + j) * in_channels + ci) * out_channels + co, count),
+                                   load_widened(kernel + ((1 * 3 + j) * in_channels + ci) * out_channels + co, count),
+                                   load_widened(kernel + ((2 * 3 + j) * in_channels + ci) * out_channels + co, count)};
+        double4 transformed[n];
         V::kernel(column, transformed);
         for (int i = 0; i < n; ++i) t[i][j] = transformed[i];
       }
       for (int i = 0; i < n; ++i) {
-        double u[n];  // (G g) G^T, row i
+        double4 u[n];  // (G g) G^T, row i
         V::kernel(t[i], u);
         for (int j = 0; j < n; ++j) {
           const int64_t point = i * n + j;
-          packed[((point * blocks + co / kBlockWidth) * in_channels + ci) * kBlockWidth + co % kBlockWidth] =
-              static_cast<float>(u[j]);
+          // co is a multiple of 4, so the 4 channels lie in one 16-channel block.
+          store_narrowed(packed + ((point * blocks + co / kBlockWidth) * in_channels + ci) * kBlockWidth + co % kBlockWidth,
+                         u[j], count);
         }
       }
     }
@@ -476,23 +492,22 @@ void backward_kernel(const Conv2DParams& p, const float* input, const float* out
       for (int64_t e = begin; e < end; ++e) chunk_sums[e] += source[e];
     }
   });
-  // dW[kh][kw][ci][co] = (G^T dU G)[kh][kw].
+  // dW[kh][kw][ci][co] = (G^T dU G)[kh][kw], in double, 4 output channels at a time.
   parallel::parallel_for(in_channels, [&](int64_t ci) {
-    for (int64_t co = 0; co < out_channels; ++co) {
-      double s[3][n];  // G^T dU, column by column (in double, rounded once)
+    for (int64_t co = 0; co < out_channels; co += 4) {
+      const int64_t count = std::min<int64_t>(4, out_channels - co);
+      double4 s[3][n];  // G^T dU, column by column
       for (int j = 0; j < n; ++j) {
-        double column[n];
-        for (int i = 0; i < n; ++i) column[i] = chunk_sums[((i * n + j) * in_channels + ci) * padded_out + co];
-        double transformed[3];
+        double4 column[n];
+        for (int i = 0; i < n; ++i) column[i] = load_widened(chunk_sums + ((i * n + j) * in_channels + ci) * padded_out + co, count);
+        double4 transformed[3];
         V::kernel_gradient(column, transformed);
         for (int a = 0; a < 3; ++a) s[a][j] = transformed[a];
       }
       for (int a = 0; a < 3; ++a) {
-        double w[3];  // (G^T dU) G, row a
+        double4 w[3];  // (G^T dU) G, row a
         V::kernel_gradient(s[a], w);
-        for (int b = 0; b < 3; ++b) {
-          kernel_gradient[((a * 3 + b) * in_channels + ci) * out_channels + co] = static_cast<float>(w[b]);
-        }
+        for (int b = 0; b < 3; ++b) store_narrowed(kernel_gradient + ((a * 3 + b) * in_channels + ci) * out_channels + co, w[b], count);
       }
     }
   });
