@@ -4,8 +4,9 @@ Convolutions and dense layers report GFLOP/s (2 * multiply-adds) and % of the pe
 this machine by a pure-FMA probe (fastcnn._core.measure_peak_gflops, same thread count); pooling,
 BatchNormalization and activations report GB/s of memory touched. Convolutions count the FLOPs of
 a direct convolution; the 3x3 layers with at least 16 channels on both sides (all but the first
-layers) run Winograd F(4x4, 3x3), which does 4x fewer multiply-adds (less at image edges), so
-their `% of peak` can pass 100%. Example 1's first layer and its max pooling also run as one
+layers) run Winograd, so their `% of peak` can pass 100%: F(4x4, 3x3) in inference's forward pass
+and the kernel gradient (4x fewer multiply-adds, less at image edges), F(2x2, 3x3) in a training
+step's forward pass and the input gradient (2.25x fewer). Example 1's first layer and its max pooling also run as one
 fused kernel (forward, and the kernel gradient from the pooled gradient), as training and
 inference run them. Results go to stdout and to benchmarks/results/kernels.md.
 
@@ -63,6 +64,8 @@ def main():
             flops = 2.0 * y.size * 9 * channels
             cases = {
                 "forward": lambda: _core.ops.conv2d_forward(x, kernel, bias, padding=padding, activation="relu", kernels=args.kernels),
+                "training forward": lambda: _core.ops.conv2d_forward(x, kernel, bias, padding=padding, activation="relu",
+                                                                     kernels=args.kernels, large_winograd_tile=False),
                 "input gradient": lambda: _core.ops.conv2d_backward_input(dy, kernel, x.shape, padding=padding, kernels=args.kernels),
                 "kernel gradient": lambda: _core.ops.conv2d_backward_kernel(x, dy, (3, 3), padding=padding, kernels=args.kernels),
             }

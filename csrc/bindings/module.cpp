@@ -196,7 +196,7 @@ Conv2DParams conv_params_for(const FloatArray& input, int64_t output_channels, P
 
 FloatArray conv2d_forward(py::object input_argument, py::object kernel_argument, py::object bias_argument,
                           Pair strides, const std::string& padding, Pair dilation, const std::string& activation,
-                          const std::string& kernels) {
+                          const std::string& kernels, bool large_winograd_tile) {
   const FloatArray input = float_array(input_argument, "input");
   const FloatArray kernel = float_array(kernel_argument, "kernel");
   const std::optional<FloatArray> bias = optional_float_array(bias_argument, "bias");
@@ -205,8 +205,9 @@ FloatArray conv2d_forward(py::object input_argument, py::object kernel_argument,
   require_dimension(kernel, 2, input.shape(3), "kernel", "input channels");
   const Activation act = activation_named(activation);
   if (!is_elementwise(act)) throw py::value_error("conv2d_forward fuses elementwise activations only");
-  const Conv2DParams params = conv_params_for(input, kernel.shape(3), {kernel.shape(0), kernel.shape(1)},
-                                              strides, padding, dilation, bias.has_value(), act);
+  Conv2DParams params = conv_params_for(input, kernel.shape(3), {kernel.shape(0), kernel.shape(1)},
+                                        strides, padding, dilation, bias.has_value(), act);
+  params.large_winograd_tile = large_winograd_tile;
   if (bias) {
     require_rank(*bias, 1, "bias");
     require_dimension(*bias, 0, params.output_channels, "bias", "output channels");
@@ -1183,7 +1184,8 @@ PYBIND11_MODULE(_core, m) {
   py::module_ ops = m.def_submodule("ops", "Single kernels on numpy arrays (NHWC float32).");
   ops.def("conv2d_forward", &conv2d_forward, py::arg("input"), py::arg("kernel"), py::arg("bias") = py::none(),
           py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid", py::arg("dilation") = Pair{1, 1},
-          py::arg("activation") = "linear", py::arg("kernels") = "active");
+          py::arg("activation") = "linear", py::arg("kernels") = "active", py::arg("large_winograd_tile") = true,
+          "large_winograd_tile=False: a 3x3 Winograd layer runs F(2x2, 3x3), as a training step's forward pass does.");
   ops.def("conv2d_backward_input", &conv2d_backward_input, py::arg("output_gradient"), py::arg("kernel"),
           py::arg("input_shape"), py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
           py::arg("dilation") = Pair{1, 1}, py::arg("kernels") = "active");

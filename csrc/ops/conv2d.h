@@ -24,6 +24,12 @@ struct Conv2DParams {
   bool use_bias = true;
   // Applied in the forward kernel's epilogue; must be elementwise (softmax is applied apart).
   Activation activation = Activation::linear;
+  // Optimised tiers, 3x3 Winograd layers: whether the forward pass may take the larger, faster
+  // F(4x4, 3x3) tile, whose rounding (2e-6 of the output's magnitude) is 4x F(2x2, 3x3)'s.
+  // Inference takes it; a training step does not: there, two nearly equal max-pooling inputs
+  // would order differently than in TensorFlow that much more often, and a training run would
+  // leave TensorFlow's trajectory (the gradient goes to the other one) more often.
+  bool large_winograd_tile = true;
 
   int64_t input_size() const { return batch * input_height * input_width * input_channels; }
   int64_t output_size() const { return batch * output_height * output_width * output_channels; }

@@ -82,6 +82,7 @@ class Conv2DLayer final : public ActivatedLayer {
                float* pre_activation, float* output) override {
     Conv2DParams params = params_;
     params.batch = batch;
+    params.large_winograd_tile = !context.training;  // see Conv2DParams
     const float* kernel = context.parameters + parameter_offset;
     const float* bias = use_bias_ ? kernel + params.kernel_size() : nullptr;
     context.kernels.conv2d_forward(params, input, kernel, bias, kernel_output(pre_activation, output));

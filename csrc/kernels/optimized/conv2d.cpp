@@ -292,7 +292,8 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
                     const float* bias, float* output) {
   if (p.output_size() == 0) return;
   if (winograd_applicable(p)) {
-    conv2d_forward_winograd(p, input, kernel, bias, output);
+    conv2d_forward_winograd(p, input, kernel, bias, output,
+                            p.large_winograd_tile ? WinogradTile::fewest_points : WinogradTile::two_by_two);
     return;
   }
   Scratch& buffers = scratch();
@@ -368,7 +369,12 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
             kernel[(tap * p.input_channels + ci) * p.output_channels + co];
   }
   if (forward_pass) {
-    conv2d_forward(as_forward, output_gradient, buffers.transposed.data(), nullptr, input_gradient);
+    if (winograd_applicable(as_forward) && as_forward.output_size() > 0) {
+      conv2d_forward_winograd(as_forward, output_gradient, buffers.transposed.data(), nullptr, input_gradient,
+                              WinogradTile::two_by_two);
+    } else {
+      conv2d_forward(as_forward, output_gradient, buffers.transposed.data(), nullptr, input_gradient);
+    }
     return;
   }
   const int64_t blocks = ceil_div(p.input_channels, kBlockWidth);

@@ -18,8 +18,14 @@
 //            0 -2 -1 2 1 0; 0 1/2 -1 -1/2 1 0; 0 1 -3/2 -2 3/2 1]
 //     G   = [1 0 0; 1/3 1/3 1/3; -1/3 1/3 -1/3; -16/15 -8/15 -4/15; 1/15 -2/15 4/15; 0 0 1]
 //     A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -2 0; 0 1 1 1/4 4 0; 0 1 -1 1/8 -8 1]
-// A layer takes the variant that computes fewer transformed points (tiles x n^2) for its output
-// size: F(4x4) for all but the smallest images. The GEMMs run on the shared 6 x 16 micro-kernel;
+// The kernel gradient and the inference forward pass take the variant that computes fewer
+// transformed points (tiles x n^2) for the output size: F(4x4) for all but the smallest images.
+// The training forward pass and the input gradient keep F(2x2), to stay on TensorFlow's training
+// trajectory: in the forward pass, two max-pooling inputs within F(4x4)'s rounding of each other
+// would order differently (and route the gradient elsewhere) 4x as often; the input gradient's
+// error reaches every earlier layer's gradient, and Adam, which divides by the gradient's running
+// magnitude, turns an absolute error in a near-zero gradient into a learning-rate-sized step
+// (F(4x4) there moved one Adam step ~3e-3 away from TensorFlow's; F(2x2) ~1e-6). The GEMMs run on the shared 6 x 16 micro-kernel;
 // every output element is computed by one thread in a fixed order, so results do not depend on
 // the thread count.
 #include <algorithm>
@@ -522,9 +528,9 @@ bool winograd_applicable(const Conv2DParams& p) {
 }
 
 void conv2d_forward_winograd(const Conv2DParams& p, const float* input, const float* kernel, const float* bias,
-                             float* output) {
+                             float* output, WinogradTile tile) {
   if (p.output_size() == 0) return;
-  if (use_f4x4(p)) {
+  if (tile == WinogradTile::fewest_points && use_f4x4(p)) {
     forward<F4x4>(p, input, kernel, bias, output);
   } else {
     forward<F2x2>(p, input, kernel, bias, output);

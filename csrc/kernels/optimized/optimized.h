@@ -12,11 +12,14 @@ namespace fastcnn::kernels::FASTCNN_ISA {
 
 #include "kernels/declarations.inc"
 
-// Winograd F(2x2, 3x3) forward convolution (conv2d_winograd.cpp): for 3x3 kernels with unit
+// Winograd forward convolution (conv2d_winograd.cpp): for 3x3 kernels with unit
 // stride and dilation and enough channels on both sides to amortise its transforms.
 bool winograd_applicable(const Conv2DParams& params);
+// fewest_points: F(4x4, 3x3) or F(2x2, 3x3), whichever computes fewer transformed points;
+// two_by_two: F(2x2, 3x3) always (the input gradient: see conv2d_winograd.cpp).
+enum class WinogradTile { fewest_points, two_by_two };
 void conv2d_forward_winograd(const Conv2DParams& params, const float* input, const float* kernel,
-                             const float* bias, float* output);
+                             const float* bias, float* output, WinogradTile tile = WinogradTile::fewest_points);
 void conv2d_backward_kernel_winograd(const Conv2DParams& params, const float* input,
                                      const float* output_gradient, float* kernel_gradient);
 
