@@ -62,6 +62,8 @@ def main():
     parser.add_argument("--model", default="ex1_b32", choices=sorted(MODELS))
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-fusion", action="store_true",
+                        help="run a first Conv2D and its MaxPooling2D as two layers (to measure the fusion)")
     parser.add_argument("--scaling", action="store_true",
                         help="only compare fit's samples/s on 1 and 2 threads with the FMA peak's own 2/1 ratio")
     args = parser.parse_args()
@@ -72,6 +74,7 @@ def main():
     example, batch = MODELS[args.model]
     model, x, y = warmed_up_model(example, batch, args.steps)
     network = model._network
+    network.set_max_pool_fusion(not args.no_fusion)
     network.set_profiling(True)
     start = time.perf_counter()
     model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)

@@ -194,6 +194,8 @@ def test_bad_arguments_raise():
     output, index = ops.conv2d_max_pool2d_forward(x, kernel, bias)
     with pytest.raises(ValueError, match="Received: 4"):
         ops.conv2d_max_pool2d_backward_kernel(x, output, np.full(index.shape, 4), output, kernel_size=(3, 3))
+    with pytest.raises(ValueError, match="Received: 255"):  # the forward's own uint8 array is checked too
+        ops.conv2d_max_pool2d_backward_kernel(x, output, np.full_like(index, 255), output, kernel_size=(3, 3))
     with pytest.raises(ValueError, match="window_index"):
         ops.conv2d_max_pool2d_backward_kernel(x, output, index[:, :5], output, kernel_size=(3, 3))
     with pytest.raises(TypeError, match="window_index"):

@@ -668,12 +668,15 @@ std::pair<FloatArray, std::optional<FloatArray>> conv2d_max_pool2d_backward_kern
   const FloatArray input = float_array(input_argument, "input");
   const FloatArray output = float_array(output_argument, "output");
   const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
-  const IndexArray wide_index = integer_array(window_index_argument, "window_index");
+  // The forward's own uint8 array is used as it is; other integer arrays are range-checked in 64 bits.
+  const bool bytes = FlagArray::check_(window_index_argument);
+  const py::array index_array = bytes ? py::reinterpret_borrow<py::array>(window_index_argument)
+                                      : py::array(integer_array(window_index_argument, "window_index"));
   require_rank(output_gradient, 4, "output_gradient");
   const auto [conv, pool] = conv_max_pool_params_for(input, output_gradient.shape(3), kernel_size, strides, padding,
                                                      dilation, use_bias, activation, pool_size);
   for (const auto& [array, name] : {std::pair<const py::array*, const char*>{&output, "output"},
-                                    {&output_gradient, "output_gradient"}, {&wide_index, "window_index"}}) {
+                                    {&output_gradient, "output_gradient"}, {&index_array, "window_index"}}) {
     require_rank(*array, 4, name);
     require_dimension(*array, 0, pool.batch, name, "batch");
     require_dimension(*array, 1, pool.output_height, name, "pooled height");
@@ -681,14 +684,22 @@ std::pair<FloatArray, std::optional<FloatArray>> conv2d_max_pool2d_backward_kern
     require_dimension(*array, 3, pool.channels, name, "channels");
   }
   const int64_t window = pool.pool_height * pool.pool_width;
-  for (py::ssize_t i = 0; i < wide_index.size(); ++i) {
-    if (wide_index.data()[i] < 0 || wide_index.data()[i] >= window) {
+  auto check_range = [window](int64_t value) {
+    if (value < 0 || value >= window) {
       throw py::value_error("`window_index` values must lie in [0, " + std::to_string(window) +
-                            ") (positions in the pool window). Received: " + std::to_string(wide_index.data()[i]));
+                            ") (positions in the pool window). Received: " + std::to_string(value));
     }
+  };
+  FlagArray window_index;
+  if (bytes) {
+    window_index = py::reinterpret_borrow<FlagArray>(window_index_argument);
+    for (py::ssize_t i = 0; i < window_index.size(); ++i) check_range(window_index.data()[i]);
+  } else {
+    const IndexArray wide_index = py::reinterpret_borrow<IndexArray>(index_array);
+    for (py::ssize_t i = 0; i < wide_index.size(); ++i) check_range(wide_index.data()[i]);
+    // In range, so the narrowing to the kernel's bytes is exact.
+    window_index = converted<FlagArray>(wide_index, "window_index");
   }
-  // In range, so the narrowing to the kernel's bytes is exact.
-  const FlagArray window_index = converted<FlagArray>(wide_index, "window_index");
   const auto& table = table_named(kernels);
   FloatArray kernel_gradient =
       new_float_array({conv.kernel_height, conv.kernel_width, conv.input_channels, conv.output_channels});
