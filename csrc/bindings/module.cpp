@@ -194,15 +194,25 @@ Conv2DParams conv_params_for(const FloatArray& input, int64_t output_channels, P
 
 // ---- ops: single kernels, for tests and for users who want one op on arrays ----
 
+// A convolution's input (batch, h, w, in), kernel (kh, kw, in, out) and optional bias, converted
+// and their ranks and shared sizes checked (the bias's length once the params exist).
+struct ConvArrays {
+  FloatArray input, kernel;
+  std::optional<FloatArray> bias;
+};
+ConvArrays conv_arrays(py::object input_argument, py::object kernel_argument, py::object bias_argument) {
+  ConvArrays arrays{float_array(input_argument, "input"), float_array(kernel_argument, "kernel"),
+                    optional_float_array(bias_argument, "bias")};
+  require_rank(arrays.kernel, 4, "kernel");
+  require_rank(arrays.input, 4, "input");
+  require_dimension(arrays.kernel, 2, arrays.input.shape(3), "kernel", "input channels");
+  return arrays;
+}
+
 FloatArray conv2d_forward(py::object input_argument, py::object kernel_argument, py::object bias_argument,
                           Pair strides, const std::string& padding, Pair dilation, const std::string& activation,
                           const std::string& kernels, bool large_winograd_tile) {
-  const FloatArray input = float_array(input_argument, "input");
-  const FloatArray kernel = float_array(kernel_argument, "kernel");
-  const std::optional<FloatArray> bias = optional_float_array(bias_argument, "bias");
-  require_rank(kernel, 4, "kernel");
-  require_rank(input, 4, "input");
-  require_dimension(kernel, 2, input.shape(3), "kernel", "input channels");
+  const auto [input, kernel, bias] = conv_arrays(input_argument, kernel_argument, bias_argument);
   const Activation act = activation_named(activation);
   if (!is_elementwise(act)) throw py::value_error("conv2d_forward fuses elementwise activations only");
   Conv2DParams params = conv_params_for(input, kernel.shape(3), {kernel.shape(0), kernel.shape(1)},
@@ -637,12 +647,7 @@ std::pair<FloatArray, FlagArray> conv2d_max_pool2d_forward(py::object input_argu
                                                           const std::string& padding, Pair dilation,
                                                           const std::string& activation, Pair pool_size,
                                                           const std::string& kernels) {
-  const FloatArray input = float_array(input_argument, "input");
-  const FloatArray kernel = float_array(kernel_argument, "kernel");
-  const std::optional<FloatArray> bias = optional_float_array(bias_argument, "bias");
-  require_rank(kernel, 4, "kernel");
-  require_rank(input, 4, "input");
-  require_dimension(kernel, 2, input.shape(3), "kernel", "input channels");
+  const auto [input, kernel, bias] = conv_arrays(input_argument, kernel_argument, bias_argument);
   const auto [conv, pool] = conv_max_pool_params_for(input, kernel.shape(3), {kernel.shape(0), kernel.shape(1)},
                                                      strides, padding, dilation, bias.has_value(), activation, pool_size);
   if (bias) {
