@@ -19,7 +19,7 @@ import pytest
 import fastcnn
 from fastcnn import models, optimizers
 from fastcnn.models._optimizer_state import optimizer_state_arrays
-from conftest import relative_error
+from conftest import relative_error, smallest_max_pool_gap
 
 h5py = pytest.importorskip("h5py")
 
@@ -71,9 +71,18 @@ def _assert_same_optimizer_state(model, keras_model):
         np.testing.assert_array_equal(a, e)
 
 
-def _assert_same_step(model, keras_model, x, y):
-    model.train_on_batch(x[:8], y[:8])
-    keras_model.train_on_batch(x[:8], y[:8])
+def _assert_same_step(tf, model, keras_model, number):
+    """One more step in both continues identically (the optimizer state travelled). On a batch
+    without max-pooling near-ties: two correct float32 implementations may route such a window's
+    gradient to different positions (see smallest_max_pool_gap), which no file format can help."""
+    for seed in range(100, 130):
+        x, y = _data(number, n=8, seed=seed)
+        if smallest_max_pool_gap(tf, keras_model, x) > 1e-6:
+            break
+    else:
+        pytest.fail("no tie-free batch in 30 draws")
+    model.train_on_batch(x, y)
+    keras_model.train_on_batch(x, y)
     for a, e in zip(model.get_weights(), keras_model.get_weights()):
         assert relative_error(a, e) <= 1e-4
 
@@ -90,7 +99,7 @@ def test_fastcnn_to_keras_to_fastcnn(tf, tmp_path, number):
     assert relative_error(keras_model.predict(x, verbose=0), expected) <= 1e-5
     _assert_same_optimizer_state(model, keras_model)
     if number == 1:  # no dropout: the next training step is comparable across frameworks
-        _assert_same_step(model, keras_model, x, y)
+        _assert_same_step(tf, model, keras_model, number)
     keras_model.save(tmp_path / "theirs.keras")
     again = models.load_model(tmp_path / "theirs.keras")
     assert relative_error(again.predict(x, verbose=0), keras_model.predict(x, verbose=0)) <= 1e-5
@@ -115,7 +124,7 @@ def test_keras_to_fastcnn_to_keras(tf, tmp_path, number):
     _assert_same_optimizer_state(model, keras_model)
     _assert_same_optimizer_state(model, back)
     if number == 1:
-        _assert_same_step(model, keras_model, x, y)
+        _assert_same_step(tf, model, keras_model, number)
 
 
 @pytest.mark.parametrize("number", [1, 2, 3])
