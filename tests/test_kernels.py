@@ -785,7 +785,7 @@ def test_conv2d_winograd_error_bound_against_float64(tier):
     dy = rng.standard_normal(exact.shape).astype(np.float32)
     exact_dx, _, _ = numpy_conv_backward(x, kernel, dy, (1, 1), "same", (1, 1))
     dx = ops.conv2d_backward_input(dy, kernel, x.shape, padding="same", kernels=tier)
-    # F(2x2)'s bound: F(4x4) here measured 2.5e-6, enough to move Adam steps (conv2d_winograd.cpp).
+    # F(2x2)'s bound: F(4x4) here measured 2.5e-6, enough to fail a TensorFlow parity test (conv2d_winograd.cpp).
     assert np.max(np.abs(dx - exact_dx)) <= 1.5e-6 * np.max(np.abs(exact_dx))
 
 
