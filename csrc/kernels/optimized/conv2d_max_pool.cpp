@@ -6,10 +6,11 @@
 //
 // Work is split in bands: the pool_height convolution rows under one pooled row.
 // - Forward, per band: the input rows the band reads are copied into a zero-padded patch (so
-//   every tap of every pixel is inside it and each kernel row is one deep tap), the 6x16
-//   micro-kernel of conv2d.cpp computes the band with the same bias and activation epilogue
-//   (bitwise the unfused convolution's values), then each window's first maximum (max pooling's
-//   rule, NaN included) and its position are written.
+//   every tap of every pixel is inside it and each kernel row is one deep tap), convolve_tile (the
+//   6x16 micro-kernel's loop with its accumulators held in registers) computes the band with the
+//   same summation order and the same bias and activation epilogue (bitwise the unfused
+//   convolution's values), then each window's first maximum (max pooling's rule, NaN included)
+//   and its position are written.
 // - Kernel gradient, per band: the convolution's output gradient is rebuilt in the band buffer
 //   (the pooled gradient at each window's first maximum, times the ReLU's derivative, zero
 //   elsewhere) and dW[kh][kw][ci][co] += x[pixel + tap offset][ci] * dY[pixel][co] is summed in
