@@ -1,4 +1,4 @@
-"""The README's runnable examples run as printed (each executed in a fresh temporary directory)."""
+"""The runnable examples of the README and docs/ run as printed (each executed in a fresh temporary directory)."""
 
 import pathlib
 import re
@@ -6,28 +6,31 @@ import re
 import numpy as np
 import pytest
 
-README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def readme_block(containing):
-    """The one ```python block of the README that contains `containing`."""
-    blocks = [block for block in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if containing in block]
-    assert len(blocks) == 1, f"{len(blocks)} README blocks contain {containing!r}"
+def readme_block(containing, document):
+    """The one ```python block of `document` (README.md or a docs/ file) that contains `containing`."""
+    blocks = [block for block in re.findall(r"```python\n(.*?)```", (ROOT / document).read_text(), re.S)
+              if containing in block]
+    assert len(blocks) == 1, f"{len(blocks)} {document} blocks contain {containing!r}"
     return blocks[0]
 
 
 def run_block(code, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace = {}
-    exec(compile(code, str(README), "exec"), namespace)
+    exec(compile(code, "<docs example>", "exec"), namespace)
     return namespace
 
 
 @pytest.mark.slow
 def test_fighting_overfitting_script_runs_as_printed(tmp_path, monkeypatch, capsys):
-    """Augmentation + dropout + l2 + EarlyStopping + ModelCheckpoint, as the README prints it."""
+    """Augmentation + dropout + l2 + EarlyStopping + ModelCheckpoint, as
+    docs/overfitting-and-augmentation.md prints it."""
     pytest.importorskip("h5py")
-    namespace = run_block(readme_block("callbacks.EarlyStopping(monitor=\"val_loss\", patience=4"), tmp_path,
+    namespace = run_block(readme_block("callbacks.EarlyStopping(monitor=\"val_loss\", patience=4",
+                                       "docs/overfitting-and-augmentation.md"), tmp_path,
                           monkeypatch)
     out = capsys.readouterr().out
     match = re.search(r"stopped after (\d+) epochs; test accuracy: (\d\.\d+)", out)
@@ -48,7 +51,7 @@ def test_fighting_overfitting_script_runs_as_printed(tmp_path, monkeypatch, caps
 
 def test_image_folder_example_runs_as_printed(tmp_path, monkeypatch, capsys):
     pytest.importorskip("PIL")
-    code = readme_block("image_dataset_from_directory(")
+    code = readme_block("image_dataset_from_directory(", "docs/data.md")
     namespace = run_block(code, tmp_path, monkeypatch)
     out = capsys.readouterr().out
     for comment in re.findall(r"^# (Found .*|Using .*)$", code, re.M):
@@ -61,12 +64,13 @@ def test_image_folder_example_runs_as_printed(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_fine_tuning_a_keras_trained_model_runs_as_printed(tf, tmp_path, monkeypatch, capsys):
-    """The README's two scripts: trained in Keras, fine-tuned in fastcnn with frozen layers, saved
+    """docs/saving.md's two scripts: trained in Keras, fine-tuned in fastcnn with frozen layers, saved
     for Keras again."""
     pytest.importorskip("h5py")
     tf.keras.utils.set_random_seed(0)  # the test session runs TensorFlow with op determinism, which wants a seed
-    run_block(readme_block('model.save("keras_trained.keras")'), tmp_path, monkeypatch)
-    namespace = run_block(readme_block('models.load_model("keras_trained.keras")'), tmp_path, monkeypatch)
+    run_block(readme_block('model.save("keras_trained.keras")', "docs/saving.md"), tmp_path, monkeypatch)
+    namespace = run_block(readme_block('models.load_model("keras_trained.keras")', "docs/saving.md"), tmp_path,
+                          monkeypatch)
     out = capsys.readouterr().out
     before = float(re.search(r"Keras-trained, on all ten digits: (\d\.\d+)", out).group(1))
     after = float(re.search(r"fine-tuned in fastcnn: (\d\.\d+)", out).group(1))
