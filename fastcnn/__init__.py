@@ -64,6 +64,8 @@ __all__ = [
     "regularizers",
     "saving",
     "utils",
+    "Input",
+    "Model",
     "Sequential",
     "get_num_threads",
     "set_num_threads",
@@ -85,10 +87,12 @@ def __getattr__(name):
 
     if name in _LAZY_SUBMODULES:
         return importlib.import_module(f"fastcnn.{name}")
-    if name == "Sequential":
-        return importlib.import_module("fastcnn.models").Sequential
+    if name in ("Sequential", "Model"):
+        return getattr(importlib.import_module("fastcnn.models"), name)
+    if name == "Input":
+        return importlib.import_module("fastcnn.layers").Input
     raise AttributeError(f"module 'fastcnn' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY_SUBMODULES) | {"Sequential"})
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES) | {"Input", "Model", "Sequential"})

@@ -82,7 +82,7 @@ def _pythonify_logs(logs):
         if isinstance(value, dict):
             result.update(_pythonify_logs(value))
             continue
-        if not isinstance(value, str) and np.ndim(value) == 0:
+        if not isinstance(value, (str, list, tuple)) and np.ndim(value) == 0:
             try:
                 value = float(value)
             except (TypeError, ValueError):

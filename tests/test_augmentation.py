@@ -45,7 +45,9 @@ def test_random_flip_flips_half_the_images_exactly(rng, mode):
     was_flipped = np.all(y == flipped, axis=(1, 2, 3))
     assert np.all(same | was_flipped), "every output is the image or its flip (Keras 3 flips both axes together)"
     assert 0.45 <= was_flipped.mean() <= 0.55
-    np.testing.assert_array_equal(layers.RandomFlip(mode)(x), x)  # inference: identity
+    np.testing.assert_array_equal(layers.RandomFlip(mode)(x, training=False), x)  # inference: identity
+    # Called without `training`, a random layer transforms, as Keras 3's call(inputs, training=True).
+    assert 0.45 <= np.all(layers.RandomFlip(mode)(x) == flipped, axis=(1, 2, 3)).mean() <= 0.55
 
 
 def test_flip_kernel_is_exact_and_its_own_transpose(rng):

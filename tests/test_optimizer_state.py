@@ -485,7 +485,7 @@ def test_bad_calls(tmp_path):
     with pytest.raises(ValueError, match="not compiled"):
         with h5py.File(tmp_path / "uncompiled.weights.h5", "w") as file:
             _weights_file.save_optimizer_variables(file, uncompiled)
-    with pytest.raises(TypeError, match="Expected a fastcnn Sequential model. Received: 'model'"):
+    with pytest.raises(TypeError, match="Expected a fastcnn model. Received: 'model'"):
         _optimizer_state.optimizer_state_arrays("model")
     # A schedule has no learning_rate variable: Keras's float-rate state does not fit it.
     scheduled = _trained("adam_schedule")

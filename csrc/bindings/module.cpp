@@ -917,11 +917,13 @@ FloatArray color_backward(ColorBackward kernel, py::object images_argument, py::
 
 // The converted arrays of one step (kept alive for the call) and the pointers the runtime reads.
 struct StepArrays {
-  FloatArray x;
-  std::optional<LabelArray> labels;
-  std::optional<FloatArray> probabilities, sample_weights;
+  std::vector<FloatArray> x;           // one per model input
+  std::vector<const float*> x_data;
+  std::vector<std::optional<LabelArray>> labels;          // one per model output
+  std::vector<std::optional<FloatArray>> probabilities;
+  std::optional<FloatArray> sample_weights;
   IndexArray indices;
-  runtime::Targets targets;
+  std::vector<runtime::Targets> targets;
   int64_t batch = 0;
 };
 
@@ -941,33 +943,51 @@ void require_built(const runtime::Network& network, const char* method) {
   }
 }
 
-// x of shape (samples, height, width, channels) matching the network's input.
-FloatArray network_input(const runtime::Network& network, py::handle x_argument) {
-  FloatArray x = float_array(x_argument, "x");
-  const SampleShape input = network.input_shape();
-  require_rank(x, 4, "x");
-  require_dimension(x, 1, input.height, "x", "height");
-  require_dimension(x, 2, input.width, "x", "width");
-  require_dimension(x, 3, input.channels, "x", "channels");
-  return x;
+// One array per model input, each (samples, height, width, channels) matching its input and all
+// with the same number of samples. A network with several inputs takes a list or tuple of arrays.
+std::vector<FloatArray> network_inputs(const runtime::Network& network, py::handle x_argument) {
+  const size_t count = network.input_count();
+  std::vector<py::object> items;
+  if (count > 1) {
+    if (!py::isinstance<py::list>(x_argument) && !py::isinstance<py::tuple>(x_argument)) {
+      throw py::type_error("this network takes " + std::to_string(count) + " inputs: pass a list of " +
+                           std::to_string(count) + " arrays. Received: " + std::string(py::str(py::type::of(x_argument))));
+    }
+    const py::sequence sequence = py::reinterpret_borrow<py::sequence>(x_argument);
+    if (sequence.size() != count) {
+      throw py::value_error("this network takes " + std::to_string(count) + " inputs. Received: a list of " +
+                            std::to_string(sequence.size()) + " arrays");
+    }
+    for (size_t k = 0; k < count; ++k) items.push_back(sequence[k]);
+  } else {
+    items.push_back(py::reinterpret_borrow<py::object>(x_argument));
+  }
+  std::vector<FloatArray> result;
+  for (size_t k = 0; k < count; ++k) {
+    const std::string name = count > 1 ? "x[" + std::to_string(k) + "]" : std::string("x");
+    FloatArray x = float_array(items[k], name.c_str());
+    const SampleShape input = network.input_shapes()[k];
+    require_rank(x, 4, name.c_str());
+    require_dimension(x, 1, input.height, name.c_str(), "height");
+    require_dimension(x, 2, input.width, name.c_str(), "width");
+    require_dimension(x, 3, input.channels, name.c_str(), "channels");
+    if (k > 0) require_dimension(x, 0, result[0].shape(0), name.c_str(), "samples");
+    result.push_back(std::move(x));
+  }
+  return result;
 }
 
-// The runtime's workspace for `batch` samples (network.cpp, ensure_workspace) holds the input,
-// each layer's output and kept pre-activation, two gradient buffers of the largest activation and
-// the losses: batch * (input + 2 * sum(outputs) + 2 * largest + 1) floats bound it from above.
-// Formed with overflow checks and compared with the machine's memory before the runtime allocates.
+std::vector<const float*> data_of(const std::vector<FloatArray>& arrays) {
+  std::vector<const float*> result;
+  for (const FloatArray& array : arrays) result.push_back(array.data());
+  return result;
+}
+
+// The runtime's workspace for `batch` samples (network.cpp, ensure_workspace), formed with
+// overflow checks and compared with the machine's memory before the runtime allocates.
 void require_workspace(const runtime::Network& network, int64_t batch) {
   const std::string what = "the workspace for a batch of " + std::to_string(batch) + " samples";
-  const int64_t input_size = network.input_shape().size();
-  int64_t per_sample = checked_add(input_size, 1, what);
-  int64_t largest = input_size;
-  for (const auto& layer : network.layers()) {
-    const int64_t size = layer->output_shape.size();
-    largest = std::max(largest, size);
-    per_sample = checked_add(per_sample, checked_multiply(2, size, what), what);
-  }
-  per_sample = checked_add(per_sample, checked_multiply(2, largest, what), what);
-  require_allocatable(checked_multiply(batch, per_sample, what), sizeof(float), what);
+  require_allocatable(checked_multiply(batch, network.workspace_per_sample(), what), sizeof(float), what);
 }
 
 // The optimizer's slot buffers must span the parameters: configure_optimizer on an unbuilt network
@@ -991,17 +1011,72 @@ void require_optimizer_ready(runtime::Network& network) {
   }
 }
 
-// Checks x against the network's input, indices against x, and the batch's labels or probability
-// rows against the output size.
+// Output `output`'s targets: class labels or probability rows (exactly one of the two), checked
+// against that output's size; `suffix` names the output in messages ("" for a single output).
+void check_targets(runtime::Network& network, size_t output, py::handle labels_argument,
+                   py::handle probabilities_argument, const std::string& suffix, int64_t samples,
+                   const int64_t* index, int64_t batch, StepArrays& arrays) {
+  const int64_t classes = network.output_shape(output).size();
+  const std::string labels_name = "labels" + suffix, probabilities_name = "probabilities" + suffix;
+  runtime::Targets& targets = arrays.targets[output];
+  if (labels_argument.is_none() == probabilities_argument.is_none()) {
+    throw py::value_error("pass exactly one of `" + labels_name + "` and `" + probabilities_name + "`. Received: " +
+                          labels_name + "=" + (labels_argument.is_none() ? "None" : "an array") + ", " +
+                          probabilities_name + "=" + (probabilities_argument.is_none() ? "None" : "an array"));
+  }
+  if (!labels_argument.is_none()) {
+    const py::array raw = numeric_array(labels_argument, labels_name.c_str());
+    if (raw.dtype().kind() != 'i' && raw.dtype().kind() != 'u') {
+      throw py::type_error("`" + labels_name + "` must hold integer class indices. Received: " + labels_name +
+                           ".dtype=" + std::string(py::str(raw.dtype())));
+    }
+    require_rank(raw, 1, labels_name.c_str());
+    require_dimension(raw, 0, samples, labels_name.c_str(), "samples");
+    std::optional<LabelArray>& labels = arrays.labels[output];
+    if (LabelArray::check_(raw)) {
+      labels = py::reinterpret_borrow<LabelArray>(raw);
+    } else {
+      // Narrowed to int32 only after every value is checked in 64 bits (no value wraps into range).
+      const IndexArray wide = integer_array(raw, labels_name.c_str());
+      for (py::ssize_t i = 0; i < wide.size(); ++i) {
+        if (wide.data()[i] < 0 || wide.data()[i] >= classes) {
+          throw py::value_error("Received a label value of " + std::to_string(wide.data()[i]) +
+                                " which is outside the valid range of [0, " + std::to_string(classes) + ")");
+        }
+      }
+      labels = converted<LabelArray>(wide, labels_name.c_str());
+    }
+    for (int64_t i = 0; i < batch; ++i) {
+      const int32_t label = labels->data()[index[i]];
+      if (label < 0 || label >= classes) {
+        throw py::value_error("Received a label value of " + std::to_string(label) +
+                              " which is outside the valid range of [0, " + std::to_string(classes) + ")");
+      }
+    }
+    targets.labels = labels->data();
+  } else {
+    std::optional<FloatArray>& probabilities = arrays.probabilities[output];
+    probabilities = float_array(probabilities_argument, probabilities_name.c_str());
+    require_rank(*probabilities, 2, probabilities_name.c_str());
+    require_dimension(*probabilities, 0, samples, probabilities_name.c_str(), "samples");
+    require_dimension(*probabilities, 1, classes, probabilities_name.c_str(), "classes");
+    targets.probabilities = probabilities->data();
+  }
+}
+
+// Checks x against the network's inputs, indices against x, and the batch's labels or probability
+// rows against each output's size. A network with several outputs takes `labels` and
+// `probabilities` as lists with one entry (an array or None) per output.
 StepArrays check_step(runtime::Network& network, py::handle x_argument, py::handle labels_argument,
                       py::handle probabilities_argument, py::handle indices_argument,
                       py::handle sample_weights_argument, const char* method) {
   require_built(network, method);
   StepArrays arrays;
-  arrays.x = network_input(network, x_argument);
+  arrays.x = network_inputs(network, x_argument);
+  arrays.x_data = data_of(arrays.x);
   arrays.indices = integer_array(indices_argument, "indices");
   require_rank(arrays.indices, 1, "indices");
-  const int64_t samples = arrays.x.shape(0);
+  const int64_t samples = arrays.x[0].shape(0);
   const int64_t batch = arrays.indices.shape(0);
   const int64_t* index = arrays.indices.data();
   for (int64_t i = 0; i < batch; ++i) {
@@ -1011,48 +1086,35 @@ StepArrays check_step(runtime::Network& network, py::handle x_argument, py::hand
                             "]=" + std::to_string(index[i]));
     }
   }
-  const int64_t classes = network.output_shape().size();
   arrays.batch = batch;
-  if (labels_argument.is_none() == probabilities_argument.is_none()) {
-    throw py::value_error(std::string("pass exactly one of `labels` and `probabilities`. Received: labels=") +
-                          (labels_argument.is_none() ? "None" : "an array") + ", probabilities=" +
-                          (probabilities_argument.is_none() ? "None" : "an array"));
-  }
-  if (!labels_argument.is_none()) {
-    const py::array raw = numeric_array(labels_argument, "labels");
-    if (raw.dtype().kind() != 'i' && raw.dtype().kind() != 'u') {
-      throw py::type_error("`labels` must hold integer class indices. Received: labels.dtype=" +
-                           std::string(py::str(raw.dtype())));
-    }
-    require_rank(raw, 1, "labels");
-    require_dimension(raw, 0, samples, "labels", "samples");
-    if (LabelArray::check_(raw)) {
-      arrays.labels = py::reinterpret_borrow<LabelArray>(raw);
-    } else {
-      // Narrowed to int32 only after every value is checked in 64 bits (no value wraps into range).
-      const IndexArray wide = integer_array(raw, "labels");
-      for (py::ssize_t i = 0; i < wide.size(); ++i) {
-        if (wide.data()[i] < 0 || wide.data()[i] >= classes) {
-          throw py::value_error("Received a label value of " + std::to_string(wide.data()[i]) +
-                                " which is outside the valid range of [0, " + std::to_string(classes) + ")");
-        }
-      }
-      arrays.labels = converted<LabelArray>(wide, "labels");
-    }
-    for (int64_t i = 0; i < batch; ++i) {
-      const int32_t label = arrays.labels->data()[index[i]];
-      if (label < 0 || label >= classes) {
-        throw py::value_error("Received a label value of " + std::to_string(label) +
-                              " which is outside the valid range of [0, " + std::to_string(classes) + ")");
-      }
-    }
-    arrays.targets.labels = arrays.labels->data();
+  const size_t outputs = network.output_count();
+  arrays.labels.resize(outputs);
+  arrays.probabilities.resize(outputs);
+  arrays.targets.resize(outputs);
+  if (outputs == 1) {
+    check_targets(network, 0, labels_argument, probabilities_argument, "", samples, index, batch, arrays);
   } else {
-    arrays.probabilities = float_array(probabilities_argument, "probabilities");
-    require_rank(*arrays.probabilities, 2, "probabilities");
-    require_dimension(*arrays.probabilities, 0, samples, "probabilities", "samples");
-    require_dimension(*arrays.probabilities, 1, classes, "probabilities", "classes");
-    arrays.targets.probabilities = arrays.probabilities->data();
+    auto per_output = [&](py::handle argument, const char* name) {
+      if (argument.is_none()) return std::vector<py::object>(outputs, py::none());
+      if (!py::isinstance<py::list>(argument) && !py::isinstance<py::tuple>(argument)) {
+        throw py::type_error(std::string("this network has ") + std::to_string(outputs) + " outputs: pass `" + name +
+                             "` as a list with one entry (an array or None) per output");
+      }
+      const py::sequence sequence = py::reinterpret_borrow<py::sequence>(argument);
+      if (sequence.size() != outputs) {
+        throw py::value_error(std::string("`") + name + "` needs one entry per output (" + std::to_string(outputs) +
+                              "). Received: " + std::to_string(sequence.size()) + " entries");
+      }
+      std::vector<py::object> items;
+      for (size_t k = 0; k < outputs; ++k) items.push_back(sequence[k]);
+      return items;
+    };
+    const std::vector<py::object> labels = per_output(labels_argument, "labels");
+    const std::vector<py::object> probabilities = per_output(probabilities_argument, "probabilities");
+    for (size_t k = 0; k < outputs; ++k) {
+      check_targets(network, k, labels[k], probabilities[k], "[" + std::to_string(k) + "]", samples, index, batch,
+                    arrays);
+    }
   }
   arrays.sample_weights = optional_float_array(sample_weights_argument, "sample_weights");
   if (arrays.sample_weights) {
@@ -1064,33 +1126,49 @@ StepArrays check_step(runtime::Network& network, py::handle x_argument, py::hand
         throw py::value_error("sample weights must be finite. Received: " + std::to_string(weight));
       }
     }
-    arrays.targets.sample_weights = arrays.sample_weights->data();
+    for (runtime::Targets& targets : arrays.targets) targets.sample_weights = arrays.sample_weights->data();
   }
   require_workspace(network, batch);
   return arrays;
 }
 
-// Checks x against the network's input and runs `pass(x, batch, output)` without the GIL into a
-// new (batch, height, width, channels) array of the network's output shape. `slice` bounds the
-// samples the runtime's workspace holds at once (predict runs in slices).
+// Checks x against the network's inputs and runs `pass(inputs, batch, outputs)` without the GIL
+// into new (batch, height, width, channels) arrays of the network's output shapes: one array for
+// a single-output network, else a list. `slice` bounds the samples the runtime's workspace holds
+// at once (predict runs in slices).
 template <typename Pass>
-FloatArray run_forward(runtime::Network& network, py::handle x_argument, const char* method, int64_t slice,
+py::object run_forward(runtime::Network& network, py::handle x_argument, const char* method, int64_t slice,
                        Pass&& pass) {
   require_built(network, method);
-  const FloatArray x = network_input(network, x_argument);
-  require_workspace(network, std::min<int64_t>(x.shape(0), slice));
-  const SampleShape output_shape = network.output_shape();
-  FloatArray output = new_float_array({x.shape(0), output_shape.height, output_shape.width, output_shape.channels},
-                                      "the predictions");
+  const std::vector<FloatArray> x = network_inputs(network, x_argument);
+  const int64_t batch = x[0].shape(0);
+  require_workspace(network, std::min<int64_t>(batch, slice));
+  std::vector<FloatArray> outputs;
+  std::vector<float*> output_data;
+  for (size_t k = 0; k < network.output_count(); ++k) {
+    const SampleShape shape = network.output_shape(k);
+    outputs.push_back(new_float_array({batch, shape.height, shape.width, shape.channels}, "the predictions"));
+    output_data.push_back(outputs.back().mutable_data());
+  }
   {
     py::gil_scoped_release release;
-    pass(x.data(), x.shape(0), output.mutable_data());
+    pass(data_of(x), batch, output_data);
   }
-  return output;
+  if (outputs.size() == 1) return outputs[0];
+  py::list result;
+  for (const FloatArray& output : outputs) result.append(output);
+  return result;
 }
 
-py::tuple step_result(const runtime::StepResult& result) {
-  return py::make_tuple(result.loss_sum, result.correct);
+// (loss_sum, correct) for a single-output network; several outputs add the per-output unweighted
+// loss sums and correct counts: (loss_sum, correct, [loss sums], [correct counts]).
+py::tuple step_result(const runtime::Network& network, const runtime::StepResult& result) {
+  if (network.output_count() <= 1) return py::make_tuple(result.loss_sum, result.correct);
+  std::vector<double> losses = result.output_loss_sums;
+  std::vector<int64_t> correct = result.output_correct;
+  losses.resize(network.output_count(), 0.0);
+  correct.resize(network.output_count(), 0);
+  return py::make_tuple(result.loss_sum, result.correct, losses, correct);
 }
 
 py::array view_of(py::object owner, float* data, const std::vector<int64_t>& shape) {
@@ -1104,7 +1182,7 @@ py::list layer_views(py::object owner, runtime::Network& network, float* base) {
   py::list result;
   for (const auto& layer : network.layers()) {
     py::list views;
-    float* cursor = base + layer->parameter_offset;
+    float* cursor = base + layer->parameter_offset;  // a node sharing weights: the owner's
     for (const auto& shape : layer->parameter_shapes()) {
       views.append(view_of(owner, cursor, shape));
       int64_t count = 1;
@@ -1282,14 +1360,14 @@ PYBIND11_MODULE(_core, m) {
       .def("add_conv2d",
            [](runtime::Network& network, int64_t filters, Pair kernel_size, Pair strides, Pair dilation,
               const std::string& padding, bool use_bias, const std::string& activation) {
-             network.add(runtime::make_conv2d(filters, kernel_size.first, kernel_size.second, strides.first,
+             return network.add(runtime::make_conv2d(filters, kernel_size.first, kernel_size.second, strides.first,
                                               strides.second, dilation.first, dilation.second,
                                               parse_padding(padding.c_str()), use_bias,
                                               parse_activation(activation)));
            })
       .def("add_dense",
            [](runtime::Network& network, int64_t units, bool use_bias, const std::string& activation) {
-             network.add(runtime::make_dense(units, use_bias, parse_activation(activation)));
+             return network.add(runtime::make_dense(units, use_bias, parse_activation(activation)));
            })
       .def("add_pool2d",
            [](runtime::Network& network, const std::string& kind, bool global, Pair pool_size, Pair strides,
@@ -1297,18 +1375,18 @@ PYBIND11_MODULE(_core, m) {
              if (kind != "max" && kind != "average") {
                throw py::value_error("pooling kind must be 'max' or 'average'. Received: kind=" + kind);
              }
-             network.add(runtime::make_pool2d(kind == "average", global, pool_size.first, pool_size.second,
+             return network.add(runtime::make_pool2d(kind == "average", global, pool_size.first, pool_size.second,
                                               strides.first, strides.second, parse_padding(padding.c_str())));
            },
            py::arg("kind"), py::arg("global_pooling"), py::arg("pool_size") = Pair{1, 1},
            py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid")
       .def("add_reshape",
            [](runtime::Network& network, std::tuple<int64_t, int64_t, int64_t> target) {
-             network.add(runtime::make_reshape({std::get<0>(target), std::get<1>(target), std::get<2>(target)}));
+             return network.add(runtime::make_reshape({std::get<0>(target), std::get<1>(target), std::get<2>(target)}));
            })
       .def("add_zero_padding2d",
            [](runtime::Network& network, int64_t top, int64_t bottom, int64_t left, int64_t right) {
-             network.add(runtime::make_zero_padding2d(top, bottom, left, right));
+             return network.add(runtime::make_zero_padding2d(top, bottom, left, right));
            })
       .def("add_relu",
            [](runtime::Network& network, const std::string& kind, std::optional<float> max_value,
@@ -1325,33 +1403,33 @@ PYBIND11_MODULE(_core, m) {
                throw py::value_error("`threshold` must be a finite number >= 0. Received: threshold=" +
                                      std::to_string(threshold));
              }
-             network.add(runtime::make_relu(kind, max_value ? *max_value : std::numeric_limits<float>::infinity(),
+             return network.add(runtime::make_relu(kind, max_value ? *max_value : std::numeric_limits<float>::infinity(),
                                             negative_slope, threshold));
            })
       .def("add_rescaling", [](runtime::Network& network, float scale, float offset) {
-        network.add(runtime::make_rescaling(scale, offset));
+        return network.add(runtime::make_rescaling(scale, offset));
       })
-      .def("add_flatten", [](runtime::Network& network) { network.add(runtime::make_flatten()); })
+      .def("add_flatten", [](runtime::Network& network) { return network.add(runtime::make_flatten()); })
       .def("add_batch_norm",
            [](runtime::Network& network, float momentum, float epsilon, bool center, bool scale) {
-             network.add(runtime::make_batch_norm(momentum, epsilon, center, scale));
+             return network.add(runtime::make_batch_norm(momentum, epsilon, center, scale));
            },
            py::arg("momentum"), py::arg("epsilon"), py::arg("center"), py::arg("scale"))
       .def("add_dropout", [](runtime::Network& network, float rate, int64_t seed) {
-        network.add(runtime::make_dropout(rate, seed));
+        return network.add(runtime::make_dropout(rate, seed));
       }, py::arg("rate"), py::arg("seed") = -1)
       .def("add_activation", [](runtime::Network& network, const std::string& activation) {
-        network.add(runtime::make_activation(parse_activation(activation)));
+        return network.add(runtime::make_activation(parse_activation(activation)));
       })
       .def("add_random_flip",
            [](runtime::Network& network, bool horizontal, bool vertical, int64_t seed) {
-             network.add(runtime::make_random_flip(horizontal, vertical, seed));
+             return network.add(runtime::make_random_flip(horizontal, vertical, seed));
            },
            py::arg("horizontal"), py::arg("vertical"), py::arg("seed") = -1)
       .def("add_random_rotation",
            [](runtime::Network& network, float lower_degrees, float upper_degrees, const std::string& fill_mode,
               const std::string& interpolation, float fill_value, int64_t seed) {
-             network.add(runtime::make_random_rotation(lower_degrees, upper_degrees, parse_fill_mode(fill_mode),
+             return network.add(runtime::make_random_rotation(lower_degrees, upper_degrees, parse_fill_mode(fill_mode),
                                                        parse_interpolation(interpolation), fill_value, seed));
            },
            py::arg("lower_degrees"), py::arg("upper_degrees"), py::arg("fill_mode"), py::arg("interpolation"),
@@ -1359,7 +1437,7 @@ PYBIND11_MODULE(_core, m) {
       .def("add_random_translation",
            [](runtime::Network& network, Float2 height, Float2 width, const std::string& fill_mode,
               const std::string& interpolation, float fill_value, int64_t seed) {
-             network.add(runtime::make_random_translation(height.first, height.second, width.first, width.second,
+             return network.add(runtime::make_random_translation(height.first, height.second, width.first, width.second,
                                                           parse_fill_mode(fill_mode),
                                                           parse_interpolation(interpolation), fill_value, seed));
            },
@@ -1369,7 +1447,7 @@ PYBIND11_MODULE(_core, m) {
            [](runtime::Network& network, Float2 height_scale, std::optional<Float2> width_scale,
               const std::string& fill_mode, const std::string& interpolation, float fill_value, int64_t seed) {
              const Float2 width = width_scale.value_or(height_scale);
-             network.add(runtime::make_random_zoom(height_scale.first, height_scale.second, width_scale.has_value(),
+             return network.add(runtime::make_random_zoom(height_scale.first, height_scale.second, width_scale.has_value(),
                                                    width.first, width.second, parse_fill_mode(fill_mode),
                                                    parse_interpolation(interpolation), fill_value, seed));
            },
@@ -1377,13 +1455,13 @@ PYBIND11_MODULE(_core, m) {
            py::arg("fill_value"), py::arg("seed") = -1)
       .def("add_random_contrast",
            [](runtime::Network& network, Float2 factor_range, Float2 value_range, int64_t seed) {
-             network.add(runtime::make_random_contrast(factor_range.first, factor_range.second, value_range.first,
+             return network.add(runtime::make_random_contrast(factor_range.first, factor_range.second, value_range.first,
                                                        value_range.second, seed));
            },
            py::arg("factor_range"), py::arg("value_range"), py::arg("seed") = -1)
       .def("add_random_brightness",
            [](runtime::Network& network, Float2 factor_range, float scale, Float2 value_range, int64_t seed) {
-             network.add(runtime::make_random_brightness(factor_range.first, factor_range.second, scale,
+             return network.add(runtime::make_random_brightness(factor_range.first, factor_range.second, scale,
                                                          value_range.first, value_range.second, seed));
            },
            py::arg("factor_range"), py::arg("scale"), py::arg("value_range"), py::arg("seed") = -1)
@@ -1400,33 +1478,92 @@ PYBIND11_MODULE(_core, m) {
              } else {
                throw py::value_error("`aspect` must be 'stretch', 'crop' or 'pad'. Received: " + aspect);
              }
-             network.add(runtime::make_resizing(height, width, parse_interpolation(interpolation), mode, fill_value));
+             return network.add(runtime::make_resizing(height, width, parse_interpolation(interpolation), mode, fill_value));
            },
            py::arg("height"), py::arg("width"), py::arg("interpolation") = "bilinear", py::arg("aspect") = "stretch",
            py::arg("fill_value") = 0.0f)
       .def("add_center_crop", [](runtime::Network& network, int64_t height, int64_t width) {
-        network.add(runtime::make_center_crop(height, width));
+        return network.add(runtime::make_center_crop(height, width));
       }, py::arg("height"), py::arg("width"))
       .def("add_random_crop", [](runtime::Network& network, int64_t height, int64_t width, int64_t seed) {
-        network.add(runtime::make_random_crop(height, width, seed));
+        return network.add(runtime::make_random_crop(height, width, seed));
       }, py::arg("height"), py::arg("width"), py::arg("seed") = -1)
-      .def("build",
+      .def("add_merge",
+           [](runtime::Network& network, const std::string& kind) {
+             static const std::pair<const char*, MergeKind> kinds[] = {
+                 {"add", MergeKind::add},         {"subtract", MergeKind::subtract}, {"multiply", MergeKind::multiply},
+                 {"average", MergeKind::average}, {"maximum", MergeKind::maximum},   {"minimum", MergeKind::minimum}};
+             for (const auto& [name, value] : kinds) {
+               if (kind == name) return network.add(runtime::make_merge(value));
+             }
+             throw py::value_error("merge kind must be one of add, subtract, multiply, average, maximum, minimum. "
+                                   "Received: kind=" + kind);
+           },
+           py::arg("kind"))
+      .def("add_concatenate",
+           [](runtime::Network& network, int64_t axis) { return network.add(runtime::make_concatenate(axis)); },
+           py::arg("axis"), "Concatenate along sample axis 0 (height), 1 (width) or 2 (channels).")
+      .def("add_input",
            [](runtime::Network& network, std::tuple<int64_t, int64_t, int64_t> shape) {
              const auto [height, width, channels] = shape;
+             return network.add_input({height, width, channels});
+           },
+           py::arg("shape"), "Declares the next model input (before any layer); returns its tensor id, -1 - k.")
+      .def("connect", &runtime::Network::connect, py::arg("node"), py::arg("inputs"), py::arg("shares_with") = -1,
+           "The node's input tensor ids (node i's output is tensor i, input k is -1 - k) and the earlier node whose "
+           "weights it uses (-1: its own).")
+      .def("set_outputs", &runtime::Network::set_outputs, py::arg("outputs"), "The model's output tensor ids.")
+      .def("build",
+           [](runtime::Network& network, std::optional<std::tuple<int64_t, int64_t, int64_t>> shape) {
+             if (network.built()) throw std::logic_error("network is already built");
+             if (!shape) {
+               if (network.input_count() == 0) {
+                 throw py::value_error("build() needs input_shape for a network without declared inputs");
+               }
+               network.build();
+               return;
+             }
+             const auto [height, width, channels] = *shape;
              if (height <= 0 || width <= 0 || channels <= 0) {
                throw py::value_error("input shape dimensions must be positive. Received: input_shape=(" +
                                      std::to_string(height) + ", " + std::to_string(width) + ", " +
                                      std::to_string(channels) + ")");
              }
              checked_product({height, width, channels}, "the input shape");
+             if (network.input_count() > 0) {
+               throw py::value_error("this network declared its inputs: call build() without input_shape");
+             }
              network.build({height, width, channels});
            },
-           py::arg("input_shape"))
+           py::arg("input_shape") = py::none())
       .def_property_readonly("output_shape", [](runtime::Network& network) {
         require_built(network, "output_shape");  // the layers' shapes are only known once built
         const SampleShape shape = network.output_shape();
         return py::make_tuple(shape.height, shape.width, shape.channels);
       })
+      .def_property_readonly("output_shapes", [](runtime::Network& network) {
+        require_built(network, "output_shapes");
+        py::list result;
+        for (size_t k = 0; k < network.output_count(); ++k) {
+          const SampleShape shape = network.output_shape(k);
+          result.append(py::make_tuple(shape.height, shape.width, shape.channels));
+        }
+        return result;
+      })
+      .def_property_readonly("input_count", &runtime::Network::input_count)
+      .def_property_readonly("output_count", &runtime::Network::output_count)
+      .def("parameter_owner",
+           [](runtime::Network& network, int64_t node) {
+             require_layer_index(network, node);
+             return network.parameter_owner(node);
+           },
+           py::arg("layer_index"))
+      .def("configure_output_loss",
+           [](runtime::Network& network, int64_t output, bool from_logits, float weight) {
+             require_built(network, "configure_output_loss");
+             network.configure_output_loss(output, from_logits, weight);
+           },
+           py::arg("output"), py::arg("from_logits"), py::arg("weight") = 1.0f)
       .def_property_readonly("parameter_count", &runtime::Network::parameter_count)
       // Per layer, numpy views of its parameters inside the network's buffer (no copies): the
       // arrays keep the network alive.
@@ -1442,6 +1579,8 @@ PYBIND11_MODULE(_core, m) {
              network.set_trainable(layer_index, trainable);
            },
            py::arg("layer_index"), py::arg("trainable"))
+      .def("set_trainable_flags", &runtime::Network::set_trainable_flags, py::arg("flags"),
+           "Every layer's trainable flag at once (one list entry per layer).")
       .def("set_regularization",
            [](runtime::Network& network, int64_t layer_index, float kernel_l1, float kernel_l2, float bias_l1,
               float bias_l2, float activity_l1, float activity_l2) {
@@ -1551,10 +1690,10 @@ PYBIND11_MODULE(_core, m) {
              runtime::StepResult result;
              {
                py::gil_scoped_release release;
-               result = network.train_step(arrays.x.data(), arrays.targets, arrays.indices.data(), arrays.batch,
+               result = network.train_step(arrays.x_data, arrays.targets, arrays.indices.data(), arrays.batch,
                                            learning_rate, seed);
              }
-             return step_result(result);
+             return step_result(network, result);
            },
            py::arg("x"), py::arg("labels"), py::arg("probabilities"), py::arg("indices"),
            py::arg("learning_rate"), py::arg("seed"), py::arg("sample_weights") = py::none())
@@ -1582,10 +1721,10 @@ PYBIND11_MODULE(_core, m) {
              runtime::StepResult result;
              {
                py::gil_scoped_release release;
-               result = network.compute_gradients(arrays.x.data(), arrays.targets, arrays.indices.data(),
+               result = network.compute_gradients(arrays.x_data, arrays.targets, arrays.indices.data(),
                                                   arrays.batch, loss_batch, first_sample, seed, callback);
              }
-             return step_result(result);
+             return step_result(network, result);
            },
            py::arg("x"), py::arg("labels"), py::arg("probabilities"), py::arg("indices"), py::arg("loss_batch"),
            py::arg("first_sample"), py::arg("seed"), py::arg("sample_weights") = py::none(),
@@ -1621,10 +1760,12 @@ PYBIND11_MODULE(_core, m) {
       // (BatchNormalization's moving statistics) is state the layer updates itself.
       .def("layer_parameter_ranges",
            [](runtime::Network& network) {
+             // A node sharing another's weights owns none of its own: (offset, 0, 0, trainable).
              py::list result;
              for (const auto& layer : network.layers()) {
-               result.append(py::make_tuple(layer->parameter_offset, layer->trainable_parameter_count(),
-                                            layer->parameter_count(), layer->trainable));
+               const bool owner = network.parameter_owner(layer->index) == layer->index;
+               result.append(py::make_tuple(layer->parameter_offset, owner ? layer->trainable_parameter_count() : 0,
+                                            owner ? layer->parameter_count() : 0, layer->trainable));
              }
              return result;
            })
@@ -1636,9 +1777,9 @@ PYBIND11_MODULE(_core, m) {
              runtime::StepResult result;
              {
                py::gil_scoped_release release;
-               result = network.test_step(arrays.x.data(), arrays.targets, arrays.indices.data(), arrays.batch);
+               result = network.test_step(arrays.x_data, arrays.targets, arrays.indices.data(), arrays.batch);
              }
-             return step_result(result);
+             return step_result(network, result);
            },
            py::arg("x"), py::arg("labels"), py::arg("probabilities"), py::arg("indices"),
            py::arg("sample_weights") = py::none())
@@ -1653,8 +1794,9 @@ PYBIND11_MODULE(_core, m) {
       .def("forward_training",
            [](runtime::Network& network, py::object x, uint64_t seed) {
              return run_forward(network, x, "forward_training", std::numeric_limits<int64_t>::max(),
-                                [&](const float* input, int64_t batch, float* output) {
-                                  network.forward_training(input, batch, seed, output);
+                                [&](const std::vector<const float*>& inputs, int64_t batch,
+                                    const std::vector<float*>& outputs) {
+                                  network.forward_training(inputs, batch, seed, outputs);
                                 });
            },
            py::arg("x"), py::arg("seed"),
@@ -1662,18 +1804,19 @@ PYBIND11_MODULE(_core, m) {
       .def("forward_training_layer_outputs",
            [](runtime::Network& network, py::object x_argument, uint64_t seed) {
              require_built(network, "forward_training_layer_outputs");
-             const FloatArray x = network_input(network, x_argument);
+             const std::vector<FloatArray> x = network_inputs(network, x_argument);
+             const int64_t batch = x[0].shape(0);
              // The copies below hold batch * sum(layer outputs) floats: within the workspace bound.
-             require_workspace(network, x.shape(0));
+             require_workspace(network, batch);
              std::vector<std::vector<float>> outputs;
              {
                py::gil_scoped_release release;
-               outputs = network.forward_training_layer_outputs(x.data(), x.shape(0), seed);
+               outputs = network.forward_training_layer_outputs(data_of(x), batch, seed);
              }
              py::list result;
              for (size_t i = 0; i < outputs.size(); ++i) {
                const SampleShape shape = network.layers()[i]->output_shape;
-               FloatArray array = new_float_array({x.shape(0), shape.height, shape.width, shape.channels},
+               FloatArray array = new_float_array({batch, shape.height, shape.width, shape.channels},
                                                   "a layer's outputs");
                std::copy(outputs[i].begin(), outputs[i].end(), array.mutable_data());
                result.append(array);
@@ -1684,8 +1827,9 @@ PYBIND11_MODULE(_core, m) {
            "Every layer's output of one training-mode forward pass (for fit's check_numerics).")
       .def("predict", [](runtime::Network& network, py::object x) {
         // predict's workspace holds 64 samples at a time (network.cpp, kPredictSlice).
-        return run_forward(network, x, "predict", 64, [&](const float* input, int64_t batch, float* output) {
-          network.predict(input, batch, output);
-        });
+        return run_forward(network, x, "predict", 64,
+                           [&](const std::vector<const float*>& inputs, int64_t batch, const std::vector<float*>& outputs) {
+                             network.predict(inputs, batch, outputs);
+                           });
       }, py::arg("x"));
 }

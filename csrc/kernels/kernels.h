@@ -17,6 +17,7 @@
 #include "ops/dropout.h"
 #include "ops/elementwise.h"
 #include "ops/loss.h"
+#include "ops/merge.h"
 #include "ops/pooling.h"
 
 namespace fastcnn::kernels {
@@ -101,6 +102,15 @@ struct KernelTable {
                                             const float* output, const uint8_t* window_index,
                                             const float* output_gradient, float* kernel_gradient,
                                             float* bias_gradient);
+
+  // Elementwise merges with broadcasting and Concatenate (ops/merge.h). input_gradients entries
+  // may be null (that input needs no gradient); they are written, not accumulated.
+  void (*merge_forward)(const MergeParams& params, const float* const* inputs, float* output);
+  void (*merge_backward)(const MergeParams& params, const float* const* inputs, const float* output_gradient,
+                         float* const* input_gradients);
+  void (*concatenate_forward)(const ConcatenateParams& params, const float* const* inputs, float* output);
+  void (*concatenate_backward)(const ConcatenateParams& params, const float* output_gradient,
+                               float* const* input_gradients);
 };
 
 // Cross-entropy (ops/loss.h): one implementation, shared by every table (it is O(batch*classes)).

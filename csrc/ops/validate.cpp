@@ -7,6 +7,7 @@
 #include "ops/checked.h"
 #include "ops/conv2d.h"
 #include "ops/dense.h"
+#include "ops/merge.h"
 #include "ops/pooling.h"
 
 namespace fastcnn {
@@ -227,6 +228,34 @@ bool conv2d_max_pool2d_fusable(const Conv2DParams& conv, const Pool2DParams& poo
          pool.output_width * pool.pool_width <= pool.input_width &&     // the bottom/right ones only)
          pool.pool_height * pool.pool_width <= kMaxFusedPoolWindow &&
          (conv.activation == Activation::relu || conv.activation == Activation::linear);
+}
+
+}  // namespace fastcnn
+
+namespace fastcnn {
+
+SampleShape merge_output_shape(const std::vector<SampleShape>& inputs) {
+  if (inputs.empty()) throw std::invalid_argument("a merge needs at least one input");
+  auto describe = [](const SampleShape& shape) {
+    return "(None, " + std::to_string(shape.height) + ", " + std::to_string(shape.width) + ", " +
+           std::to_string(shape.channels) + ")";
+  };
+  SampleShape output = inputs[0];
+  for (size_t i = 1; i < inputs.size(); ++i) {
+    const SampleShape& shape = inputs[i];
+    int64_t* out_dims[] = {&output.height, &output.width, &output.channels};
+    const int64_t in_dims[] = {shape.height, shape.width, shape.channels};
+    for (int axis = 0; axis < 3; ++axis) {
+      if (*out_dims[axis] == in_dims[axis] || in_dims[axis] == 1) continue;
+      if (*out_dims[axis] == 1) {
+        *out_dims[axis] = in_dims[axis];
+        continue;
+      }
+      throw std::invalid_argument("Inputs have incompatible shapes. Received shapes " + describe(inputs[0]) +
+                                  " and " + describe(shape));
+    }
+  }
+  return output;
 }
 
 }  // namespace fastcnn

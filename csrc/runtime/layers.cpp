@@ -2,6 +2,7 @@
 
 #include "ops/checked.h"
 
+#include <array>
 #include <stdexcept>
 #include <string>
 
@@ -120,7 +121,7 @@ class Conv2DLayer final : public ActivatedLayer {
     params.batch = batch;
     Pool2DParams pool_params = *pool.max_pool_params();
     pool_params.batch = batch;
-    float* kernel_gradient = context.gradients + parameter_offset;
+    float* kernel_gradient = context.gradients + gradient_offset;
     float* bias_gradient = use_bias_ ? kernel_gradient + params.kernel_size() : nullptr;
     context.kernels.conv2d_max_pool2d_backward_kernel(params, pool_params, input, pool_output, window_index_.data(),
                                                       pool_output_gradient, kernel_gradient, bias_gradient);
@@ -134,7 +135,7 @@ class Conv2DLayer final : public ActivatedLayer {
     start_backward(context, batch * params.output_height * params.output_width, pre_activation, output,
                    output_gradient, gradient_is_pre_activation);
     if (trainable && context.gradients != nullptr) {
-      float* kernel_gradient = context.gradients + parameter_offset;
+      float* kernel_gradient = context.gradients + gradient_offset;
       float* bias_gradient = use_bias_ ? kernel_gradient + params.kernel_size() : nullptr;
       context.kernels.conv2d_backward_kernel(params, input, output_gradient, kernel_gradient,
                                              bias_gradient);
@@ -189,7 +190,7 @@ class DenseLayer final : public ActivatedLayer {
     DenseParams params = rows_params(batch);
     start_backward(context, params.batch, pre_activation, output, output_gradient, gradient_is_pre_activation);
     if (trainable && context.gradients != nullptr) {
-      float* kernel_gradient = context.gradients + parameter_offset;
+      float* kernel_gradient = context.gradients + gradient_offset;
       float* bias_gradient = use_bias_ ? kernel_gradient + params.input_units * units_ : nullptr;
       context.kernels.dense_backward_kernel(params, input, output_gradient, kernel_gradient,
                                             bias_gradient);
@@ -490,7 +491,7 @@ class BatchNormLayer final : public Layer {
     const float* base = context.parameters + parameter_offset;
     const float* gamma = scale_ ? base : nullptr;
     if (used_batch_statistics_) {
-      float* gradient_base = context.gradients != nullptr ? context.gradients + parameter_offset : nullptr;
+      float* gradient_base = context.gradients != nullptr ? context.gradients + gradient_offset : nullptr;
       float* gamma_gradient = gradient_base != nullptr && scale_ ? gradient_base : nullptr;
       float* beta_gradient = gradient_base != nullptr && center_ ? gradient_base + (scale_ ? channels_ : 0) : nullptr;
       context.kernels.batch_norm_backward(params, input, mean_.data(), variance_.data(), gamma,
@@ -546,7 +547,144 @@ class ActivationLayer final : public ActivatedLayer {
   }
 };
 
+// The layers that take several inputs; the one-input forms are never called on them.
+class MultiInputLayer : public Layer {
+ public:
+  bool takes_several_inputs() const override { return true; }
+  SampleShape configure(const SampleShape& input) override { return configure_inputs({input}); }
+  void forward(const StepContext& context, int64_t batch, const float* input, float* pre_activation,
+               float* output) override {
+    forward_inputs(context, batch, {input}, pre_activation, output);
+  }
+  void backward(const StepContext& context, int64_t batch, const float* input, const float* pre_activation,
+                const float* output, float* output_gradient, bool gradient_is_pre_activation,
+                float* input_gradient) override {
+    backward_inputs(context, batch, {input}, pre_activation, output, output_gradient, gradient_is_pre_activation,
+                    {input_gradient});
+  }
+};
+
+const char* merge_kind_name(MergeKind kind) {
+  switch (kind) {
+    case MergeKind::add: return "Add";
+    case MergeKind::subtract: return "Subtract";
+    case MergeKind::multiply: return "Multiply";
+    case MergeKind::average: return "Average";
+    case MergeKind::maximum: return "Maximum";
+    case MergeKind::minimum: return "Minimum";
+  }
+  return "Merge";
+}
+
+class MergeLayer final : public MultiInputLayer {
+ public:
+  explicit MergeLayer(MergeKind kind) : kind_(kind) {}
+  std::string kind() const override { return merge_kind_name(kind_); }
+
+  SampleShape configure_inputs(const std::vector<SampleShape>& inputs) override {
+    if (kind_ == MergeKind::subtract && inputs.size() != 2) {
+      throw std::invalid_argument("A `Subtract` layer should be called on exactly 2 inputs. Received: " +
+                                  std::to_string(inputs.size()) + " inputs");
+    }
+    if (inputs.empty()) throw std::invalid_argument("A merge layer should be called on at least 1 input");
+    params_.kind = kind_;
+    params_.inputs = inputs;
+    params_.output = merge_output_shape(inputs);
+    return params_.output;
+  }
+
+  void forward_inputs(const StepContext& context, int64_t batch, const std::vector<const float*>& inputs, float*,
+                      float* output) override {
+    MergeParams params = params_;
+    params.batch = batch;
+    context.kernels.merge_forward(params, inputs.data(), output);
+  }
+
+  void backward_inputs(const StepContext& context, int64_t batch, const std::vector<const float*>& inputs,
+                       const float*, const float*, float* output_gradient, bool,
+                       const std::vector<float*>& input_gradients) override {
+    MergeParams params = params_;
+    params.batch = batch;
+    context.kernels.merge_backward(params, inputs.data(), output_gradient, input_gradients.data());
+  }
+
+ private:
+  MergeKind kind_;
+  MergeParams params_;
+};
+
+class ConcatenateLayer final : public MultiInputLayer {
+ public:
+  explicit ConcatenateLayer(int64_t axis) : axis_(axis) {
+    if (axis < 0 || axis > 2) {
+      throw std::invalid_argument("Concatenate's sample axis must be 0, 1 or 2. Received: " + std::to_string(axis));
+    }
+  }
+  std::string kind() const override { return "Concatenate"; }
+
+  SampleShape configure_inputs(const std::vector<SampleShape>& inputs) override {
+    if (inputs.empty()) throw std::invalid_argument("A `Concatenate` layer should be called on at least 1 input");
+    auto dims = [](const SampleShape& shape) { return std::array<int64_t, 3>{shape.height, shape.width, shape.channels}; };
+    std::array<int64_t, 3> output = dims(inputs[0]);
+    output[axis_] = 0;
+    for (const SampleShape& shape : inputs) {
+      const std::array<int64_t, 3> d = dims(shape);
+      for (int64_t axis = 0; axis < 3; ++axis) {
+        if (axis != axis_ && d[axis] != dims(inputs[0])[axis]) {
+          throw std::invalid_argument(
+              "A `Concatenate` layer requires inputs with matching shapes except for the concatenation axis. "
+              "Received: input_shape=[(None, " + std::to_string(inputs[0].height) + ", " +
+              std::to_string(inputs[0].width) + ", " + std::to_string(inputs[0].channels) + "), (None, " +
+              std::to_string(shape.height) + ", " + std::to_string(shape.width) + ", " +
+              std::to_string(shape.channels) + ")]");
+        }
+      }
+      output[axis_] = checked_add(output[axis_], d[axis_], "the concatenated size");
+    }
+    params_.inner.clear();
+    for (const SampleShape& shape : inputs) {
+      const std::array<int64_t, 3> d = dims(shape);
+      int64_t inner = 1;
+      for (int64_t axis = axis_; axis < 3; ++axis) inner *= d[axis];
+      params_.inner.push_back(inner);
+    }
+    outer_per_sample_ = 1;
+    for (int64_t axis = 0; axis < axis_; ++axis) outer_per_sample_ *= output[axis];
+    return {output[0], output[1], output[2]};
+  }
+
+  void forward_inputs(const StepContext& context, int64_t batch, const std::vector<const float*>& inputs, float*,
+                      float* output) override {
+    ConcatenateParams params = params_;
+    params.outer = batch * outer_per_sample_;
+    context.kernels.concatenate_forward(params, inputs.data(), output);
+  }
+
+  void backward_inputs(const StepContext& context, int64_t batch, const std::vector<const float*>&, const float*,
+                       const float*, float* output_gradient, bool, const std::vector<float*>& input_gradients) override {
+    ConcatenateParams params = params_;
+    params.outer = batch * outer_per_sample_;
+    context.kernels.concatenate_backward(params, output_gradient, input_gradients.data());
+  }
+
+ private:
+  int64_t axis_;
+  int64_t outer_per_sample_ = 1;
+  ConcatenateParams params_;
+};
+
 }  // namespace
+
+SampleShape Layer::configure_inputs(const std::vector<SampleShape>& inputs) {
+  if (inputs.size() != 1) {
+    throw std::invalid_argument("a " + kind() + " layer takes one input. Received: " + std::to_string(inputs.size()) +
+                                " inputs");
+  }
+  return configure(inputs[0]);
+}
+
+std::unique_ptr<Layer> make_merge(MergeKind kind) { return std::make_unique<MergeLayer>(kind); }
+std::unique_ptr<Layer> make_concatenate(int64_t axis) { return std::make_unique<ConcatenateLayer>(axis); }
 
 int64_t Layer::parameter_count() const {
   int64_t total = 0;

@@ -70,13 +70,33 @@ class Layer {
   virtual void backward_max_pool(const StepContext& context, int64_t batch, const float* input, const Layer& pool,
                                  const float* pool_output, const float* pool_output_gradient) {}
 
+  // Merge layers take several inputs: they override these; a single-input layer gets them from
+  // configure / forward / backward. input_gradients entries may be null (not needed).
+  virtual bool takes_several_inputs() const { return false; }
+  virtual SampleShape configure_inputs(const std::vector<SampleShape>& inputs);
+  virtual void forward_inputs(const StepContext& context, int64_t batch, const std::vector<const float*>& inputs,
+                              float* pre_activation, float* output) {
+    forward(context, batch, inputs[0], pre_activation, output);
+  }
+  virtual void backward_inputs(const StepContext& context, int64_t batch, const std::vector<const float*>& inputs,
+                               const float* pre_activation, const float* output, float* output_gradient,
+                               bool gradient_is_pre_activation, const std::vector<float*>& input_gradients) {
+    backward(context, batch, inputs[0], pre_activation, output, output_gradient, gradient_is_pre_activation,
+             input_gradients[0]);
+  }
+
   int64_t parameter_count() const;
   // Trainable parameters come first in a layer's slice; the rest (BatchNormalization's moving
   // statistics) are updated by the layer itself, never by the optimizer.
   virtual int64_t trainable_parameter_count() const { return parameter_count(); }
 
-  SampleShape input_shape, output_shape;
+  SampleShape input_shape, output_shape;  // input_shape: the first input's
+  std::vector<SampleShape> input_shapes;
   int64_t parameter_offset = 0;
+  // Where backward writes this layer's parameter gradients: parameter_offset, or for a layer
+  // sharing another's parameters (a Keras layer called twice) a region of its own beyond the
+  // parameters, summed into the owner's after the backward pass.
+  int64_t gradient_offset = 0;
   int64_t index = 0;
   bool trainable = true;
 };
@@ -98,5 +118,9 @@ std::unique_ptr<Layer> make_batch_norm(float momentum, float epsilon, bool cente
 // seed < 0: masks follow the step's seed; else the layer's own stream.
 std::unique_ptr<Layer> make_dropout(float rate, int64_t seed);
 std::unique_ptr<Layer> make_activation(Activation activation);
+// Keras's Add, Subtract, Multiply, Average, Maximum, Minimum (ops/merge.h).
+std::unique_ptr<Layer> make_merge(MergeKind kind);
+// Concatenate along a sample axis: 0 height, 1 width, 2 channels.
+std::unique_ptr<Layer> make_concatenate(int64_t axis);
 
 }  // namespace fastcnn::runtime

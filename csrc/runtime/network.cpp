@@ -1,6 +1,7 @@
 #include "runtime/network.h"
 
 #include "ops/checked.h"
+#include "parallel.h"
 
 #include <algorithm>
 #include <chrono>
@@ -27,80 +28,328 @@ class PhaseTimer {
   std::chrono::steady_clock::time_point last_;
 };
 
-void Network::add(std::unique_ptr<Layer> layer) {
+
+void Network::require_built() const {
+  if (!built_) throw std::logic_error("network is not built");
+}
+
+int64_t Network::add_input(const SampleShape& shape) {
+  if (built_) throw std::logic_error("cannot add an input to a network that is already built");
+  if (!layers_.empty()) throw std::logic_error("declare every input before the first node");
+  if (shape.height <= 0 || shape.width <= 0 || shape.channels <= 0) {
+    throw std::invalid_argument("input shape dimensions must be positive. Received: (" + std::to_string(shape.height) +
+                                ", " + std::to_string(shape.width) + ", " + std::to_string(shape.channels) + ")");
+  }
+  checked_product({shape.height, shape.width, shape.channels}, "the input's size");
+  input_shapes_.push_back(shape);
+  return -static_cast<int64_t>(input_shapes_.size());
+}
+
+int64_t Network::add(std::unique_ptr<Layer> layer) {
   if (built_) throw std::logic_error("cannot add a layer to a network that is already built");
   layer->index = static_cast<int64_t>(layers_.size());
   layers_.push_back(std::move(layer));
+  nodes_.emplace_back();
   regularization_.emplace_back();
+  return static_cast<int64_t>(layers_.size()) - 1;
+}
+
+void Network::connect(int64_t node, const std::vector<int64_t>& inputs, int64_t shares_with) {
+  if (built_) throw std::logic_error("cannot connect a node of a network that is already built");
+  if (node < 0 || node >= static_cast<int64_t>(layers_.size())) {
+    throw std::out_of_range("node index " + std::to_string(node) + " out of range");
+  }
+  for (int64_t id : inputs) {
+    // Inputs are earlier tensors only: the node order is a topological order, cycles impossible.
+    if (id >= node || id < -static_cast<int64_t>(input_shapes_.size())) {
+      throw std::invalid_argument("node " + std::to_string(node) + " reads tensor " + std::to_string(id) +
+                                  ", which is not an earlier node's output or a declared input");
+    }
+  }
+  if (shares_with >= node || shares_with < -1) {
+    throw std::invalid_argument("node " + std::to_string(node) + " can share the parameters of an earlier node "
+                                "only. Received: shares_with=" + std::to_string(shares_with));
+  }
+  if (shares_with >= 0 && nodes_[static_cast<size_t>(shares_with)].shares_with >= 0) {
+    shares_with = nodes_[static_cast<size_t>(shares_with)].shares_with;
+  }
+  if (shares_with >= 0 && layers_[static_cast<size_t>(shares_with)]->kind() != layers_[static_cast<size_t>(node)]->kind()) {
+    throw std::invalid_argument("node " + std::to_string(node) + " (" + layers_[static_cast<size_t>(node)]->kind() +
+                                ") cannot share the parameters of a " + layers_[static_cast<size_t>(shares_with)]->kind());
+  }
+  nodes_[static_cast<size_t>(node)].inputs = inputs;
+  nodes_[static_cast<size_t>(node)].shares_with = shares_with;
+}
+
+void Network::set_outputs(const std::vector<int64_t>& outputs) {
+  if (built_) throw std::logic_error("cannot change the outputs of a network that is already built");
+  if (outputs.empty()) throw std::invalid_argument("a model needs at least one output");
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    if (outputs[i] < 0 || outputs[i] >= static_cast<int64_t>(layers_.size())) {
+      throw std::invalid_argument("output " + std::to_string(i) + " is tensor " + std::to_string(outputs[i]) +
+                                  ", which is not a node's output");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (outputs[j] == outputs[i]) {
+        throw std::invalid_argument("tensor " + std::to_string(outputs[i]) + " is listed twice among the outputs");
+      }
+    }
+  }
+  outputs_ = outputs;
+}
+
+int64_t Network::parameter_owner(int64_t node) const {
+  const int64_t shares = nodes_.at(static_cast<size_t>(node)).shares_with;
+  return shares >= 0 ? shares : node;
+}
+
+bool Network::is_output(int64_t id) const {
+  return std::find(outputs_.begin(), outputs_.end(), id) != outputs_.end();
 }
 
 void Network::build(const SampleShape& input_shape) {
   if (built_) throw std::logic_error("network is already built");
-  if (layers_.empty()) throw std::invalid_argument("a model needs at least one layer");
-  if (input_shape.height <= 0 || input_shape.width <= 0 || input_shape.channels <= 0) {
-    throw std::invalid_argument("input shape dimensions must be positive");
+  if (input_shapes_.empty()) {
+    if (input_shape.height <= 0 || input_shape.width <= 0 || input_shape.channels <= 0) {
+      throw std::invalid_argument("input shape dimensions must be positive");
+    }
+    input_shapes_.push_back(input_shape);  // the chain's input, declared at build
   }
-  input_shape_ = input_shape;
-  SampleShape shape = input_shape;
-  int64_t offset = 0;
-  for (auto& layer : layers_) {
-    layer->input_shape = shape;
+  build();
+}
+
+void Network::build() {
+  if (built_) throw std::logic_error("network is already built");
+  if (layers_.empty()) throw std::invalid_argument("a model needs at least one layer");
+  if (input_shapes_.empty()) throw std::invalid_argument("a model needs at least one input");
+  const size_t node_count = layers_.size();
+  // Chain nodes read the previous tensor.
+  for (size_t i = 0; i < node_count; ++i) {
+    if (nodes_[i].inputs.empty()) nodes_[i].inputs = {i == 0 ? int64_t{-1} : static_cast<int64_t>(i) - 1};
+  }
+  if (outputs_.empty()) outputs_ = {static_cast<int64_t>(node_count) - 1};
+  output_losses_.assign(outputs_.size(), OutputLoss{default_from_logits_, 1.0f});
+  consumers_.assign(input_shapes_.size() + node_count, {});
+  int64_t offset = 0, extra = 0;
+  for (size_t i = 0; i < node_count; ++i) {
+    Layer& layer = *layers_[i];
+    const Node& node = nodes_[i];
+    std::vector<SampleShape> shapes;
+    for (size_t slot = 0; slot < node.inputs.size(); ++slot) {
+      shapes.push_back(tensor_shape(node.inputs[slot]));
+      consumers_[tensor_index(node.inputs[slot])].emplace_back(i, slot);
+    }
+    layer.input_shapes = shapes;
+    layer.input_shape = shapes[0];
+    SampleShape shape;
     try {
-      shape = layer->configure(shape);
+      shape = layer.configure_inputs(shapes);
       checked_product({shape.height, shape.width, shape.channels}, "the layer's output");
     } catch (const std::invalid_argument& error) {
-      throw std::invalid_argument("Layer #" + std::to_string(layer->index) + " (" + layer->kind() +
-                                  "): " + error.what());
+      throw std::invalid_argument("Layer #" + std::to_string(layer.index) + " (" + layer.kind() + "): " + error.what());
     }
-    layer->output_shape = shape;
-    layer->parameter_offset = offset;
-    offset = checked_add(offset, layer->parameter_count(), "the model's parameter count");
+    layer.output_shape = shape;
+    if (node.shares_with >= 0) {
+      const Layer& owner = *layers_[static_cast<size_t>(node.shares_with)];
+      if (owner.parameter_shapes() != layer.parameter_shapes()) {
+        throw std::invalid_argument("Layer #" + std::to_string(layer.index) + " (" + layer.kind() +
+                                    ") shares the weights of layer #" + std::to_string(owner.index) +
+                                    " but its inputs need weights of other shapes");
+      }
+      layer.parameter_offset = owner.parameter_offset;
+      layer.gradient_offset = -1;  // placed after the parameters, below
+      extra = checked_add(extra, layer.parameter_count(), "the model's parameter count");
+    } else {
+      layer.parameter_offset = offset;
+      layer.gradient_offset = offset;
+      offset = checked_add(offset, layer.parameter_count(), "the model's parameter count");
+    }
   }
-  require_allocatable(2 * offset, sizeof(float), "the model's parameters and their gradients");
+  // A sharing node's parameter gradients go after the parameters' own, summed in after backward.
+  int64_t cursor = offset;
+  for (auto& layer : layers_) {
+    if (layer->gradient_offset < 0) {
+      layer->gradient_offset = cursor;
+      cursor += layer->parameter_count();
+    }
+  }
+  require_allocatable(checked_add(checked_multiply(2, offset, "the model's parameters"), extra, "the model's parameters"),
+                      sizeof(float), "the model's parameters and their gradients");
   parameters_.assign(static_cast<size_t>(offset), 0.0f);
-  gradients_.assign(static_cast<size_t>(offset), 0.0f);
-  update_fusion();
+  gradients_.assign(static_cast<size_t>(offset + extra), 0.0f);
+  // A convolution computes the max pooling that is its output's only consumer (never stores its
+  // own output): not when its output is a model output or an activity penalty reads it.
+  max_pool_fusion_.assign(node_count, false);
+  fused_pool_.assign(node_count, -1);
+  pool_fused_by_.assign(node_count, -1);
+  for (size_t i = 0; i < node_count; ++i) {
+    const auto& consumers = consumers_[tensor_index(static_cast<int64_t>(i))];
+    if (consumers.size() != 1 || is_output(static_cast<int64_t>(i)) || regularization_[i].on_activity()) continue;
+    const size_t next = consumers[0].first;
+    if (layers_[i]->fuses_max_pool(*layers_[next])) {
+      max_pool_fusion_[i] = true;
+      fused_pool_[i] = static_cast<int64_t>(next);
+      pool_fused_by_[next] = static_cast<int64_t>(i);
+    }
+  }
+  shared_parameters_.assign(node_count, false);
+  for (size_t i = 0; i < node_count; ++i) {
+    if (nodes_[i].shares_with >= 0) {
+      shared_parameters_[i] = true;
+      shared_parameters_[static_cast<size_t>(nodes_[i].shares_with)] = true;
+    }
+  }
   built_ = true;
+  update_plan();
   update_trainable_variables();
 }
 
-SampleShape Network::output_shape() const {
-  return layers_.empty() ? input_shape_ : layers_.back()->output_shape;
+SampleShape Network::output_shape(size_t output) const {
+  if (!built_ || output >= outputs_.size()) return input_shape();
+  return layers_[static_cast<size_t>(outputs_[output])]->output_shape;
+}
+
+int64_t Network::workspace_per_sample() const {
+  const char* what = "the workspace per sample";
+  int64_t total = 1, largest = 0;
+  for (const SampleShape& shape : input_shapes_) {
+    total = checked_add(total, shape.size(), what);
+    largest = std::max(largest, shape.size());
+  }
+  for (const auto& layer : layers_) {
+    const int64_t size = layer->output_shape.size();
+    largest = std::max(largest, size);
+    total = checked_add(total, checked_multiply(2, size, what), what);
+  }
+  return checked_add(total, checked_multiply(std::max<int64_t>(slot_count_, 2), largest, what), what);
 }
 
 void Network::set_trainable(int64_t layer_index, bool trainable) {
   if (layer_index < 0 || layer_index >= static_cast<int64_t>(layers_.size())) {
     throw std::out_of_range("layer index " + std::to_string(layer_index) + " out of range");
   }
+  std::lock_guard<std::mutex> lock(step_mutex_);
   layers_[static_cast<size_t>(layer_index)]->trainable = trainable;
-  update_trainable_variables();
+  if (built_) {
+    update_plan();
+    update_trainable_variables();
+  }
 }
 
-void Network::update_fusion() {
-  // A fused ReLU followed by a layer that can apply its derivative: one memory pass less per step.
-  // Not when the ReLU's layer has an activity penalty: its gradient joins the output's, before
-  // the ReLU's derivative.
-  for (size_t i = 1; i < layers_.size(); ++i) {
-    layers_[i]->relu_input = layers_[i - 1]->outputs_relu() && layers_[i]->accepts_relu_input() &&
-                             !regularization_[i - 1].on_activity();
+void Network::set_trainable_flags(const std::vector<bool>& flags) {
+  if (flags.size() != layers_.size()) {
+    throw std::invalid_argument("set_trainable_flags needs one flag per layer (" + std::to_string(layers_.size()) +
+                                "). Received: " + std::to_string(flags.size()));
   }
-  // A convolution computing the max pooling after it never stores its own output: not when an
-  // activity penalty reads that output.
-  max_pool_fusion_.assign(layers_.size(), false);
-  for (size_t i = 0; i + 1 < layers_.size(); ++i) {
-    max_pool_fusion_[i] = layers_[i]->fuses_max_pool(*layers_[i + 1]) && !regularization_[i].on_activity();
+  std::lock_guard<std::mutex> lock(step_mutex_);
+  for (size_t i = 0; i < flags.size(); ++i) layers_[i]->trainable = flags[i];
+  if (built_) {
+    update_plan();
+    update_trainable_variables();
   }
+}
+
+void Network::update_plan() {
+  const size_t node_count = layers_.size();
+  const size_t tensor_count = input_shapes_.size() + node_count;
+  // A tensor needs a gradient when a trainable parameter lies on a path into it.
+  needs_gradient_.assign(tensor_count, false);
+  for (size_t i = 0; i < node_count; ++i) {
+    const Layer& layer = *layers_[i];
+    bool needs = layer.trainable && layer.trainable_parameter_count() > 0;
+    for (int64_t id : nodes_[i].inputs) needs = needs || needs_gradient_[tensor_index(id)];
+    needs_gradient_[tensor_index(static_cast<int64_t>(i))] = needs;
+  }
+  // ReLU fusion across nodes: a fused ReLU whose output's only consumer can apply its derivative
+  // (max pooling, BatchNormalization) hands it that work; not under an activity penalty (its
+  // gradient joins the output's, before the ReLU's derivative) or for a model output.
+  for (auto& layer : layers_) layer->relu_input = false;
+  for (size_t i = 0; i < node_count; ++i) {
+    const auto& consumers = consumers_[tensor_index(static_cast<int64_t>(i))];
+    if (consumers.size() != 1 || is_output(static_cast<int64_t>(i)) || regularization_[i].on_activity()) continue;
+    Layer& next = *layers_[consumers[0].first];
+    if (layers_[i]->outputs_relu() && next.accepts_relu_input() && !next.takes_several_inputs()) {
+      next.relu_input = true;
+    }
+  }
+  fused_in_training_.assign(node_count, false);
+  for (size_t i = 0; i < node_count; ++i) {
+    fused_in_training_[i] = pair_fused(i, Fusion::where_no_input_gradient);
+  }
+  // Gradient slots by liveness in backward order: a tensor's slot is taken by its first consumer
+  // there (or the loss) and freed after its producer's backward; a consumer that finds the slot
+  // already taken writes into a scratch slot that is added in.
+  gradient_slot_.assign(tensor_count, -1);
+  scratch_slot_.assign(node_count, {});
+  std::vector<int64_t> free_slots;
+  int64_t count = 0;
+  auto take = [&]() {
+    if (free_slots.empty()) return count++;
+    const auto smallest = std::min_element(free_slots.begin(), free_slots.end());
+    const int64_t value = *smallest;
+    free_slots.erase(smallest);
+    return value;
+  };
+  for (int64_t id : outputs_) {
+    if (needs_gradient_[tensor_index(id)]) gradient_slot_[tensor_index(id)] = take();
+  }
+  for (size_t i = node_count; i-- > 0;) {
+    const size_t out = tensor_index(static_cast<int64_t>(i));
+    scratch_slot_[i].assign(nodes_[i].inputs.size(), -1);
+    if (!needs_gradient_[out]) continue;
+    if (max_pool_fusion_[i] && fused_in_training_[i]) continue;  // its pool's backward did its work
+    if (gradient_slot_[out] < 0) gradient_slot_[out] = take();    // an unused output: zero gradient
+    const bool pool_of_fused = pool_fused_by_[i] >= 0 && fused_in_training_[static_cast<size_t>(pool_fused_by_[i])];
+    bool passes_slot = false;
+    if (!pool_of_fused) {
+      for (size_t input = 0; input < nodes_[i].inputs.size(); ++input) {
+        const int64_t id = nodes_[i].inputs[input];
+        const size_t tensor = tensor_index(id);
+        if (!needs_gradient_[tensor]) continue;
+        bool targeted_here = false;
+        for (size_t earlier = 0; earlier < input; ++earlier) targeted_here = targeted_here || nodes_[i].inputs[earlier] == id;
+        if (layers_[i]->is_reshape() && consumers_[tensor].size() == 1 && !is_output(id)) {
+          gradient_slot_[tensor] = gradient_slot_[out];  // a reshape's gradient is its output's
+          passes_slot = true;
+        } else if (gradient_slot_[tensor] < 0 && !targeted_here) {
+          gradient_slot_[tensor] = take();
+        } else {
+          scratch_slot_[i][input] = take();
+        }
+      }
+      for (int64_t scratch : scratch_slot_[i]) {
+        if (scratch >= 0) free_slots.push_back(scratch);
+      }
+    }
+    if (!passes_slot) free_slots.push_back(gradient_slot_[out]);
+  }
+  slot_count_ = count;
+}
+
+bool Network::pair_fused(size_t convolution, Fusion fusion) const {
+  if (!max_pool_fusion_enabled_ || convolution >= max_pool_fusion_.size() || !max_pool_fusion_[convolution]) {
+    return false;
+  }
+  switch (fusion) {
+    case Fusion::none: return false;
+    case Fusion::everywhere: return true;
+    case Fusion::where_no_input_gradient:
+      // A fused convolution gives no input gradient.
+      return !needs_gradient_[tensor_index(nodes_[convolution].inputs[0])];
+  }
+  return false;
 }
 
 void Network::set_max_pool_fusion(bool enabled) {
   std::lock_guard<std::mutex> lock(step_mutex_);
   max_pool_fusion_enabled_ = enabled;
+  if (built_) update_plan();
 }
 
 std::vector<int64_t> Network::fused_max_pool_layers() const {
   std::vector<int64_t> result;
   for (size_t i = 0; i < max_pool_fusion_.size(); ++i) {
-    if (fused_pair(i, INT64_MAX)) result.push_back(static_cast<int64_t>(i));
+    if (pair_fused(i, Fusion::everywhere)) result.push_back(static_cast<int64_t>(i));
   }
   return result;
 }
@@ -124,8 +373,34 @@ void Network::set_regularization(int64_t layer_index, const Regularization& regu
   if ((regularization.bias_l1 != 0.0f || regularization.bias_l2 != 0.0f) && arrays < 2) {
     throw std::invalid_argument("layer " + layer.kind() + " has no bias to regularize");
   }
+  std::lock_guard<std::mutex> lock(step_mutex_);
   regularization_[static_cast<size_t>(layer_index)] = regularization;
-  if (built_) update_fusion();
+  if (built_) {
+    // An activity penalty on a convolution's output stops its fusion with the pooling after it.
+    const size_t i = static_cast<size_t>(layer_index);
+    if (regularization.on_activity() && fused_pool_[i] >= 0) {
+      pool_fused_by_[static_cast<size_t>(fused_pool_[i])] = -1;
+      max_pool_fusion_[i] = false;
+      fused_pool_[i] = -1;
+    }
+    update_plan();
+  }
+}
+
+void Network::configure_loss(bool from_logits) {
+  for (auto& loss : output_losses_) loss.from_logits = from_logits;
+  default_from_logits_ = from_logits;
+}
+
+void Network::configure_output_loss(int64_t output, bool from_logits, float weight) {
+  require_built();
+  if (output < 0 || output >= static_cast<int64_t>(outputs_.size())) {
+    throw std::out_of_range("output index " + std::to_string(output) + " out of range");
+  }
+  if (!std::isfinite(weight) || weight < 0.0f) {
+    throw std::invalid_argument("loss weights must be finite and non-negative. Received: " + std::to_string(weight));
+  }
+  output_losses_[static_cast<size_t>(output)] = {from_logits, weight};
 }
 
 double Network::activity_penalty(int64_t batch, int64_t loss_batch) {
@@ -133,8 +408,8 @@ double Network::activity_penalty(int64_t batch, int64_t loss_batch) {
   for (size_t i = 0; i < layers_.size(); ++i) {
     const Regularization& regularization = regularization_[i];
     if (!regularization.on_activity()) continue;
-    penalty += penalty_sum(outputs_[i], batch * layers_[i]->output_shape.size(), regularization.activity_l1,
-                           regularization.activity_l2, penalty_partials_);
+    penalty += penalty_sum(values_[tensor_index(static_cast<int64_t>(i))], batch * layers_[i]->output_shape.size(),
+                           regularization.activity_l1, regularization.activity_l2, penalty_partials_);
   }
   return loss_batch > 0 ? penalty / static_cast<double>(loss_batch) : 0.0;
 }
@@ -144,7 +419,9 @@ double Network::weight_penalty(bool add_gradients) {
   for (size_t i = 0; i < layers_.size(); ++i) {
     const Layer& layer = *layers_[i];
     const Regularization& regularization = regularization_[i];
-    // Keras penalises trainable weights only: a frozen layer's penalty is a constant it drops.
+    // Keras penalises trainable weights only (once per layer, however often it is called): a
+    // frozen layer's penalty is a constant it drops.
+    if (nodes_[i].shares_with >= 0) continue;
     if (!regularization.on_weights() || !layer.trainable || layer.trainable_parameter_count() == 0) continue;
     const std::vector<std::vector<int64_t>> shapes = layer.parameter_shapes();
     int64_t offset = layer.parameter_offset;
@@ -166,17 +443,17 @@ double Network::weight_penalty(bool add_gradients) {
   return penalty;
 }
 
-void Network::add_output_activity_gradient(int64_t batch, int64_t loss_batch, bool gradient_is_logits,
+void Network::add_output_activity_gradient(size_t node, int64_t batch, int64_t loss_batch, bool gradient_is_logits,
                                            float* gradient) {
-  const Regularization& regularization = regularization_.back();
+  const Regularization& regularization = regularization_[node];
   if (!regularization.on_activity() || batch <= 0) return;
   // The penalty is divided by the batch size, so its gradient is scaled by 1 / batch; TensorFlow
   // forms (1 / batch) * l and multiplies by 2 y for the square.
   const float inverse_batch = 1.0f / static_cast<float>(loss_batch);
   const float l1_scale = inverse_batch * regularization.activity_l1;
   const float l2_scale = 2.0f * (inverse_batch * regularization.activity_l2);
-  const float* output = outputs_.back();
-  const int64_t classes = layers_.back()->output_shape.size();
+  const float* output = values_[tensor_index(static_cast<int64_t>(node))];
+  const int64_t classes = layers_[node]->output_shape.size();
   if (!gradient_is_logits) {
     add_penalty_gradient(output, gradient, batch * classes, l1_scale, l2_scale);
     return;
@@ -203,19 +480,22 @@ void Network::configure_optimizer(const OptimizerConfig& config) {
 }
 
 void Network::ensure_workspace(int64_t batch) {
-  if (batch <= capacity_) return;
-  // Layout for `batch` samples: input, then per layer its output (unless a reshape) and logits
-  // (if kept), then two gradient buffers as large as the largest activation, then losses.
-  const int64_t input_size = input_shape_.size();
-  int64_t total = batch * input_size;
-  int64_t largest = input_size;
+  if (batch <= capacity_ && workspace_slots_ == slot_count_) return;
+  batch = std::max(batch, capacity_);
+  // Layout for `batch` samples: the gathered inputs, per node its output (unless a reshape) and
+  // logits (if kept), the gradient slots (each as large as the largest tensor), then losses.
+  int64_t largest = 0, total = 0;
+  for (const SampleShape& shape : input_shapes_) {
+    largest = std::max(largest, shape.size());
+    total += batch * shape.size();
+  }
   for (const auto& layer : layers_) {
     const int64_t size = layer->output_shape.size();
     largest = std::max(largest, size);
     if (!layer->is_reshape()) total += batch * size;
     if (layer->keeps_pre_activation()) total += batch * size;
   }
-  total += 2 * batch * largest + batch;
+  total += slot_count_ * batch * largest + batch;
   arena_.assign(static_cast<size_t>(total), 0.0f);
   float* cursor = arena_.data();
   auto take = [&cursor](int64_t count) {
@@ -223,118 +503,152 @@ void Network::ensure_workspace(int64_t batch) {
     cursor += count;
     return start;
   };
-  input_ = take(batch * input_size);
-  outputs_.assign(layers_.size(), nullptr);
+  gathered_.assign(input_shapes_.size(), nullptr);
+  for (size_t k = 0; k < input_shapes_.size(); ++k) gathered_[k] = take(batch * input_shapes_[k].size());
+  node_outputs_.assign(layers_.size(), nullptr);
   pre_activations_.assign(layers_.size(), nullptr);
   for (size_t i = 0; i < layers_.size(); ++i) {
     const int64_t size = layers_[i]->output_shape.size();
-    if (!layers_[i]->is_reshape()) outputs_[i] = take(batch * size);
+    if (!layers_[i]->is_reshape()) node_outputs_[i] = take(batch * size);
     if (layers_[i]->keeps_pre_activation()) pre_activations_[i] = take(batch * size);
   }
-  gradient_a_ = take(batch * largest);
-  gradient_b_ = take(batch * largest);
+  slot_stride_ = batch * largest;
+  gradient_slots_ = take(slot_count_ * slot_stride_);
   losses_ = take(batch);
+  values_.assign(input_shapes_.size() + layers_.size(), nullptr);
   capacity_ = batch;
+  workspace_slots_ = slot_count_;
 }
 
-void Network::gather(const float* x, const int64_t* indices, int64_t batch) {
-  const int64_t size = input_shape_.size();
-  for (int64_t i = 0; i < batch; ++i) {
-    std::memcpy(input_ + i * size, x + indices[i] * size, static_cast<size_t>(size) * sizeof(float));
+void Network::gather(const std::vector<const float*>& x, const int64_t* indices, int64_t batch) {
+  for (size_t k = 0; k < input_shapes_.size(); ++k) {
+    const int64_t size = input_shapes_[k].size();
+    for (int64_t i = 0; i < batch; ++i) {
+      std::memcpy(gathered_[k] + i * size, x[k] + indices[i] * size, static_cast<size_t>(size) * sizeof(float));
+    }
   }
 }
 
-const float* Network::forward(const kernels::KernelTable& kernels, const float* input,
-                              int64_t batch, bool training, uint64_t seed, PhaseTimer* timer,
-                              int64_t first_sample, int64_t fuse_through) {
+void Network::forward(const kernels::KernelTable& kernels, const std::vector<const float*>& inputs, int64_t batch,
+                      bool training, uint64_t seed, Fusion fusion, PhaseTimer* timer, int64_t first_sample) {
   StepContext context{kernels, training, seed, parameters_.data(), nullptr, first_sample};
-  const float* current = input;
+  for (size_t k = 0; k < input_shapes_.size(); ++k) values_[k] = inputs[k];
+  std::vector<bool>& done = done_;
+  done.assign(layers_.size(), false);
+  std::vector<const float*>& node_inputs = node_inputs_;
   for (size_t i = 0; i < layers_.size(); ++i) {
-    Layer& layer = *layers_[i];
-    if (fused_pair(i, fuse_through)) {
-      // This layer writes the next one's (the max pooling's) output; its own stays unwritten.
-      layer.forward_max_pool(context, batch, current, *layers_[i + 1], outputs_[i + 1]);
+    if (done[i]) {  // a max pooling its convolution computed
       if (timer != nullptr) timer->lap(1 + i);
-      ++i;
-      if (timer != nullptr) timer->lap(1 + i);
-      current = outputs_[i];
       continue;
     }
+    Layer& layer = *layers_[i];
+    const size_t out = tensor_index(static_cast<int64_t>(i));
+    if (pair_fused(i, fusion)) {
+      // This node writes its consumer's (the max pooling's) output; its own stays unwritten.
+      const size_t pool = static_cast<size_t>(fused_pool_[i]);
+      layer.forward_max_pool(context, batch, values_[tensor_index(nodes_[i].inputs[0])], *layers_[pool],
+                             node_outputs_[pool]);
+      values_[tensor_index(static_cast<int64_t>(pool))] = node_outputs_[pool];
+      done[pool] = true;
+      if (timer != nullptr) timer->lap(1 + i);
+      continue;
+    }
+    node_inputs.clear();
+    for (int64_t id : nodes_[i].inputs) node_inputs.push_back(values_[tensor_index(id)]);
     if (layer.is_reshape()) {
-      outputs_[i] = const_cast<float*>(current);
+      values_[out] = node_inputs[0];
     } else {
-      layer.forward(context, batch, current, pre_activations_[i], outputs_[i]);
+      layer.forward_inputs(context, batch, node_inputs, pre_activations_[i], node_outputs_[i]);
+      values_[out] = node_outputs_[i];
     }
     if (timer != nullptr) timer->lap(1 + i);
-    current = outputs_[i];
   }
-  return current;
 }
 
-StepResult Network::loss_and_gradient(const Targets& targets, const int64_t* indices,
-                                      int64_t batch, int64_t loss_batch, float* gradient) {
-  const Layer& last = *layers_.back();
-  const int64_t classes = last.output_shape.size();
-  const float* output = outputs_.back();
-  // Softmax output + cross-entropy: the loss reads the logits (as Keras does for a softmax
-  // output) and its gradient is the logits' gradient, softmax(z) - t, skipping softmax backward.
-  const bool fused_softmax = !from_logits_ && last.activation() == Activation::softmax &&
-                             last.keeps_pre_activation();
-  const int32_t* labels = nullptr;
-  const float* probabilities = nullptr;
-  if (targets.labels != nullptr) {
-    batch_labels_.resize(static_cast<size_t>(batch));
-    for (int64_t i = 0; i < batch; ++i) batch_labels_[i] = targets.labels[indices[i]];
-    labels = batch_labels_.data();
-  } else {
-    batch_probabilities_.resize(static_cast<size_t>(batch * classes));
-    for (int64_t i = 0; i < batch; ++i) {
-      std::memcpy(batch_probabilities_.data() + i * classes, targets.probabilities + indices[i] * classes,
-                  static_cast<size_t>(classes) * sizeof(float));
+bool Network::fused_softmax(size_t output) const {
+  // Softmax output + cross-entropy: the loss reads the logits (as Keras does for a softmax output)
+  // and its gradient is the logits', softmax(z) - t, skipping softmax backward; not when other
+  // nodes read the output too (their gradients are the probabilities').
+  const int64_t id = outputs_[output];
+  const Layer& layer = *layers_[static_cast<size_t>(id)];
+  return !output_losses_[output].from_logits && layer.activation() == Activation::softmax &&
+         layer.keeps_pre_activation() && consumers_[tensor_index(id)].empty();
+}
+
+StepResult Network::losses_and_gradients(const std::vector<Targets>& targets, const int64_t* indices, int64_t batch,
+                                         int64_t loss_batch, bool gradients) {
+  StepResult result;
+  result.output_loss_sums.assign(outputs_.size(), 0.0);
+  result.output_correct.assign(outputs_.size(), 0);
+  for (size_t k = 0; k < outputs_.size(); ++k) {
+    const int64_t id = outputs_[k];
+    const size_t node = static_cast<size_t>(id);
+    const int64_t classes = layers_[node]->output_shape.size();
+    const float* output = values_[tensor_index(id)];
+    const bool fused = fused_softmax(k);
+    const int64_t slot_index = gradient_slot_[tensor_index(id)];
+    float* gradient = gradients && slot_index >= 0 ? slot(slot_index) : nullptr;
+    const int32_t* labels = nullptr;
+    const float* probabilities = nullptr;
+    if (targets[k].labels != nullptr) {
+      batch_labels_.resize(static_cast<size_t>(batch));
+      for (int64_t i = 0; i < batch; ++i) batch_labels_[i] = targets[k].labels[indices[i]];
+      labels = batch_labels_.data();
+    } else {
+      batch_probabilities_.resize(static_cast<size_t>(batch * classes));
+      for (int64_t i = 0; i < batch; ++i) {
+        std::memcpy(batch_probabilities_.data() + i * classes, targets[k].probabilities + indices[i] * classes,
+                    static_cast<size_t>(classes) * sizeof(float));
+      }
+      probabilities = batch_probabilities_.data();
     }
-    probabilities = batch_probabilities_.data();
-  }
-  CrossEntropyParams params;
-  params.batch = batch;
-  params.classes = classes;
-  params.from_logits = from_logits_ || fused_softmax;
-  params.gradient_scale = loss_batch > 0 ? 1.0f / static_cast<float>(loss_batch) : 0.0f;
-  kernels::cross_entropy(params, fused_softmax ? pre_activations_.back() : output, labels,
-                         probabilities, losses_, gradient);
-  if (targets.sample_weights != nullptr) {
-    for (int64_t i = 0; i < batch; ++i) {
-      const float weight = targets.sample_weights[indices[i]];
-      losses_[i] *= weight;
-      if (gradient != nullptr) {
-        for (int64_t j = 0; j < classes; ++j) gradient[i * classes + j] *= weight;
+    CrossEntropyParams params;
+    params.batch = batch;
+    params.classes = classes;
+    params.from_logits = output_losses_[k].from_logits || fused;
+    const float weight = output_losses_[k].weight;
+    params.gradient_scale = loss_batch > 0 ? weight / static_cast<float>(loss_batch) : 0.0f;
+    kernels::cross_entropy(params, fused ? pre_activations_[node] : output, labels, probabilities, losses_, gradient);
+    if (targets[k].sample_weights != nullptr) {
+      for (int64_t i = 0; i < batch; ++i) {
+        const float sample_weight = targets[k].sample_weights[indices[i]];
+        losses_[i] *= sample_weight;
+        if (gradient != nullptr) {
+          for (int64_t j = 0; j < classes; ++j) gradient[i * classes + j] *= sample_weight;
+        }
       }
     }
-  }
-  StepResult result;
-  for (int64_t i = 0; i < batch; ++i) {
-    result.loss_sum += losses_[i];
-    // Accuracy: the first maximum of the prediction against the label (or the target's argmax).
-    const float* row = output + i * classes;
-    const int64_t predicted = std::max_element(row, row + classes) - row;
-    int64_t expected;
-    if (labels != nullptr) {
-      expected = labels[i];
-    } else {
-      const float* target = probabilities + i * classes;
-      expected = std::max_element(target, target + classes) - target;
+    double loss_sum = 0.0;
+    int64_t correct = 0;
+    for (int64_t i = 0; i < batch; ++i) {
+      loss_sum += losses_[i];
+      // Accuracy: the first maximum of the prediction against the label (or the target's argmax).
+      const float* row = output + i * classes;
+      const int64_t predicted = std::max_element(row, row + classes) - row;
+      int64_t expected;
+      if (labels != nullptr) {
+        expected = labels[i];
+      } else {
+        const float* target = probabilities + i * classes;
+        expected = std::max_element(target, target + classes) - target;
+      }
+      correct += predicted == expected ? 1 : 0;
     }
-    result.correct += predicted == expected ? 1 : 0;
+    result.output_loss_sums[k] = loss_sum;
+    result.output_correct[k] = correct;
+    result.loss_sum += weight == 1.0f ? loss_sum : static_cast<double>(weight) * loss_sum;
   }
+  result.correct = result.output_correct.empty() ? 0 : result.output_correct[0];
   return result;
 }
 
-StepResult Network::train_step(const float* x, const Targets& targets, const int64_t* indices,
-                               int64_t batch, float learning_rate, uint64_t seed) {
+StepResult Network::train_step(const std::vector<const float*>& x, const std::vector<Targets>& targets,
+                               const int64_t* indices, int64_t batch, float learning_rate, uint64_t seed) {
   std::lock_guard<std::mutex> lock(step_mutex_);
-  if (!built_) throw std::logic_error("network is not built");
+  require_built();
   if (!optimizer_configured_) throw std::logic_error("network has no optimizer");
   if (batch <= 0) return {};
-  // Profile slots: gather, forward per layer, loss, backward per layer, optimizer, whole step.
+  // Profile slots: gather, forward per node, loss, backward per node, optimizer, whole step.
   const size_t optimizer_slot = 2 + 2 * layers_.size(), step_slot = optimizer_slot + 1;
   PhaseTimer timer(profile_seconds_), step_timer(profile_seconds_);
   double penalty = 0.0;
@@ -348,11 +662,11 @@ StepResult Network::train_step(const float* x, const Targets& targets, const int
   return result;
 }
 
-StepResult Network::compute_gradients(const float* x, const Targets& targets, const int64_t* indices,
-                                      int64_t batch, int64_t loss_batch, int64_t first_sample, uint64_t seed,
-                                      const std::function<void(int64_t)>& on_layer_gradient) {
+StepResult Network::compute_gradients(const std::vector<const float*>& x, const std::vector<Targets>& targets,
+                                      const int64_t* indices, int64_t batch, int64_t loss_batch, int64_t first_sample,
+                                      uint64_t seed, const std::function<void(int64_t)>& on_layer_gradient) {
   std::lock_guard<std::mutex> lock(step_mutex_);
-  if (!built_) throw std::logic_error("network is not built");
+  require_built();
   if (batch < 0 || loss_batch < batch || first_sample < 0 || first_sample > loss_batch - batch) {
     throw std::invalid_argument("compute_gradients needs 0 <= batch <= loss_batch and 0 <= first_sample <= "
                                 "loss_batch - batch. Received: batch=" + std::to_string(batch) + ", loss_batch=" +
@@ -376,90 +690,140 @@ StepResult Network::compute_gradients(const float* x, const Targets& targets, co
 
 double Network::apply_gradients(float learning_rate) {
   std::lock_guard<std::mutex> lock(step_mutex_);
-  if (!built_) throw std::logic_error("network is not built");
+  require_built();
   if (!optimizer_configured_) throw std::logic_error("network has no optimizer");
   const double penalty = weight_penalty(true);
   optimizer_.apply(learning_rate, parameters_.data(), gradients_.data(), trainable_variables_);
   return penalty;
 }
 
-StepResult Network::forward_backward(const float* x, const Targets& targets, const int64_t* indices,
-                                     int64_t batch, int64_t loss_batch, int64_t first_sample, uint64_t seed,
-                                     PhaseTimer& timer, const std::function<void(int64_t)>& on_layer_gradient,
-                                     double& penalty) {
+StepResult Network::forward_backward(const std::vector<const float*>& x, const std::vector<Targets>& targets,
+                                     const int64_t* indices, int64_t batch, int64_t loss_batch, int64_t first_sample,
+                                     uint64_t seed, PhaseTimer& timer,
+                                     const std::function<void(int64_t)>& on_layer_gradient, double& penalty) {
   const kernels::KernelTable& kernels = kernels::active();
-  const size_t layer_count = layers_.size();
-  const size_t loss_slot = 1 + layer_count, backward_slot = loss_slot + 1;
+  const size_t node_count = layers_.size();
+  const size_t loss_slot = 1 + node_count, backward_slot = loss_slot + 1;
   ensure_workspace(batch);
   gather(x, indices, batch);
   timer.lap(0);
-  // The earliest layer that needs an input gradient: nothing before the first trainable layer.
-  size_t first_needed = layers_.size();
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    if (layers_[i]->trainable && layers_[i]->trainable_parameter_count() > 0) {
-      first_needed = i;
-      break;
+  std::vector<const float*> inputs(gathered_.begin(), gathered_.end());
+  forward(kernels, inputs, batch, true, seed, Fusion::where_no_input_gradient, &timer, first_sample);
+
+  StepResult result = losses_and_gradients(targets, indices, batch, loss_batch, true);
+  penalty = activity_penalty(batch, loss_batch);
+  for (size_t k = 0; k < outputs_.size(); ++k) {
+    const int64_t slot_index = gradient_slot_[tensor_index(outputs_[k])];
+    if (slot_index >= 0) {
+      add_output_activity_gradient(static_cast<size_t>(outputs_[k]), batch, loss_batch, fused_softmax(k),
+                                   slot(slot_index));
     }
   }
-  // A fused convolution gives no input gradient: only those up to the first trainable layer fuse.
-  const int64_t fuse_through = static_cast<int64_t>(first_needed);
-  forward(kernels, input_, batch, true, seed, &timer, first_sample, fuse_through);
-
-  const Layer& last = *layers_.back();
-  const bool fused_softmax = !from_logits_ && last.activation() == Activation::softmax &&
-                             last.keeps_pre_activation();
-  float* gradient = gradient_a_;
-  float* other = gradient_b_;
-  StepResult result = loss_and_gradient(targets, indices, batch, loss_batch, gradient);
-  penalty = activity_penalty(batch, loss_batch);
-  add_output_activity_gradient(batch, loss_batch, fused_softmax, gradient);
   timer.lap(loss_slot);
 
   StepContext context{kernels, true, seed, parameters_.data(), gradients_.data(), first_sample};
-  for (size_t i = layers_.size(); i-- > first_needed;) {
+  std::vector<bool>& notified = notified_;
+  notified.assign(node_count, false);
+  auto notify = [&](size_t node) {
+    if (on_layer_gradient && !notified[node]) on_layer_gradient(static_cast<int64_t>(node));
+    notified[node] = true;
+  };
+  // A node sharing parameters (or shared) has final gradients only after the sums below.
+  const std::vector<bool>& shares = shared_parameters_;
+  std::vector<bool>& skip = done_;
+  skip.assign(node_count, false);
+  std::vector<const float*>& node_inputs = node_inputs_;
+  std::vector<float*>& input_gradients = input_gradients_;
+  for (size_t i = node_count; i-- > 0;) {
+    const int64_t id = static_cast<int64_t>(i);
+    const size_t out = tensor_index(id);
+    if (skip[i] || !needs_gradient_[out]) continue;
     Layer& layer = *layers_[i];
-    const float* layer_input = i == 0 ? input_ : outputs_[i - 1];
-    if (layer.is_reshape()) {
-      if (on_layer_gradient) on_layer_gradient(static_cast<int64_t>(i));
-      continue;  // gradient passes through unchanged
+    float* gradient = slot(gradient_slot_[out]);
+    const auto& consumers = consumers_[out];
+    if (consumers.empty() && !is_output(id)) {
+      std::memset(gradient, 0, sizeof(float) * static_cast<size_t>(batch * layer.output_shape.size()));
     }
-    float* input_gradient = i > first_needed ? other : nullptr;
-    // The gradient arrives as the pre-activation's when the loss fused softmax into it, or when the
-    // next layer already applied this layer's ReLU derivative (relu_input).
-    const bool last = i + 1 == layers_.size();
-    const bool gradient_is_pre_activation = last ? fused_softmax : layers_[i + 1]->relu_input;
-    // An activity penalty's gradient joins the output's (update_fusion keeps it unmasked here).
+    // An activity penalty's gradient joins the output's (a model output's joined after the loss).
     const Regularization& regularization = regularization_[i];
-    if (!last && regularization.on_activity()) {
+    if (!is_output(id) && regularization.on_activity()) {
       const float inverse_batch = 1.0f / static_cast<float>(loss_batch);
-      add_penalty_gradient(outputs_[i], gradient, batch * layer.output_shape.size(),
+      add_penalty_gradient(values_[out], gradient, batch * layer.output_shape.size(),
                            inverse_batch * regularization.activity_l1,
                            2.0f * (inverse_batch * regularization.activity_l2));
     }
-    if (i >= 1 && fused_pair(i - 1, fuse_through)) {
-      // A max pooling the convolution before it computed (i - 1 == first_needed): the
-      // convolution's parameter gradients come from the pooled gradient, and nothing before it
-      // needs one.
-      Layer& convolution = *layers_[i - 1];
-      convolution.backward_max_pool(context, batch, i == 1 ? input_ : outputs_[i - 2], layer, outputs_[i], gradient);
-      timer.lap(backward_slot + i - 1);  // profiled as the convolution's backward pass
-      if (on_layer_gradient) {
-        on_layer_gradient(static_cast<int64_t>(i));
-        on_layer_gradient(static_cast<int64_t>(i - 1));
-      }
-      --i;
+    // A max pooling its convolution computed (the convolution needs no input gradient): the
+    // convolution's parameter gradients come from the pooled gradient.
+    int64_t fused_convolution = pool_fused_by_[i];
+    if (fused_convolution >= 0 && !fused_in_training_[static_cast<size_t>(fused_convolution)]) fused_convolution = -1;
+    if (fused_convolution >= 0) {
+      const size_t convolution = static_cast<size_t>(fused_convolution);
+      layers_[convolution]->backward_max_pool(context, batch, values_[tensor_index(nodes_[convolution].inputs[0])],
+                                              layer, values_[out], gradient);
+      skip[convolution] = true;
+      timer.lap(backward_slot + convolution);  // profiled as the convolution's backward pass
+      notify(i);
+      if (!shares[convolution]) notify(convolution);
       continue;
     }
-    layer.backward(context, batch, layer_input, pre_activations_[i], outputs_[i], gradient,
-                   gradient_is_pre_activation, input_gradient);
-    if (input_gradient != nullptr) std::swap(gradient, other);
+    // The gradient arrives as the pre-activation's when the loss fused softmax into it, or when
+    // the only consumer already applied this node's ReLU derivative (relu_input).
+    bool gradient_is_pre_activation = false;
+    for (size_t k = 0; k < outputs_.size(); ++k) {
+      if (outputs_[k] == id && fused_softmax(k)) gradient_is_pre_activation = true;
+    }
+    if (consumers.size() == 1 && !is_output(id) && layers_[consumers[0].first]->relu_input) {
+      gradient_is_pre_activation = true;
+    }
+    node_inputs.clear();
+    input_gradients.clear();
+    for (size_t input = 0; input < nodes_[i].inputs.size(); ++input) {
+      const size_t tensor = tensor_index(nodes_[i].inputs[input]);
+      node_inputs.push_back(values_[tensor]);
+      if (!needs_gradient_[tensor]) {
+        input_gradients.push_back(nullptr);
+      } else if (scratch_slot_[i][input] >= 0) {
+        input_gradients.push_back(slot(scratch_slot_[i][input]));
+      } else {
+        input_gradients.push_back(slot(gradient_slot_[tensor]));
+      }
+    }
+    if (layer.is_reshape()) {
+      // The gradient passes through; copied only where the input's slot is not this one's.
+      if (input_gradients[0] != nullptr && input_gradients[0] != gradient) {
+        std::memcpy(input_gradients[0], gradient, sizeof(float) * static_cast<size_t>(batch * layer.output_shape.size()));
+      }
+    } else {
+      layer.backward_inputs(context, batch, node_inputs, pre_activations_[i], node_outputs_[i], gradient,
+                            gradient_is_pre_activation, input_gradients);
+    }
+    // Scratch gradients join their tensor's (a tensor read by several nodes, or twice by one).
+    for (size_t input = 0; input < nodes_[i].inputs.size(); ++input) {
+      if (scratch_slot_[i][input] < 0) continue;
+      const size_t tensor = tensor_index(nodes_[i].inputs[input]);
+      const int64_t count = batch * tensor_shape(nodes_[i].inputs[input]).size();
+      float* target = slot(gradient_slot_[tensor]);
+      const float* source = slot(scratch_slot_[i][input]);
+      parallel::parallel_for((count + 16383) / 16384, [&](int64_t chunk) {
+        const int64_t end = std::min(count, (chunk + 1) * 16384);
+        for (int64_t k = chunk * 16384; k < end; ++k) target[k] += source[k];
+      });
+    }
     timer.lap(backward_slot + i);
-    if (on_layer_gradient) on_layer_gradient(static_cast<int64_t>(i));
+    if (!shares[i]) notify(i);
   }
-  // Layers before the first trainable one have no gradients to wait for.
-  if (on_layer_gradient) {
-    for (size_t i = first_needed; i-- > 0;) on_layer_gradient(static_cast<int64_t>(i));
+  // Shared layers: every call's parameter gradients summed into the owner's, in node order.
+  for (size_t i = 0; i < node_count; ++i) {
+    const int64_t owner = nodes_[i].shares_with;
+    if (owner < 0 || !needs_gradient_[tensor_index(static_cast<int64_t>(i))]) continue;
+    const Layer& layer = *layers_[i];
+    if (!layer.trainable) continue;
+    float* target = gradients_.data() + layer.parameter_offset;
+    const float* source = gradients_.data() + layer.gradient_offset;
+    const int64_t count = layer.trainable_parameter_count();
+    for (int64_t k = 0; k < count; ++k) target[k] += source[k];
   }
+  for (size_t i = node_count; i-- > 0;) notify(i);
   return result;
 }
 
@@ -486,11 +850,12 @@ std::vector<std::pair<std::string, double>> Network::profile() const {
 void Network::update_trainable_variables() {
   std::vector<std::pair<int64_t, int64_t>>& variables = trainable_variables_;
   variables.clear();
-  for (const auto& layer : layers_) {
-    if (!layer->trainable) continue;
-    int64_t begin = layer->parameter_offset;
-    const int64_t end = layer->parameter_offset + layer->trainable_parameter_count();
-    for (const auto& shape : layer->parameter_shapes()) {
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& layer = *layers_[i];
+    if (!layer.trainable || nodes_[i].shares_with >= 0) continue;
+    int64_t begin = layer.parameter_offset;
+    const int64_t end = layer.parameter_offset + layer.trainable_parameter_count();
+    for (const auto& shape : layer.parameter_shapes()) {
       if (begin >= end) break;
       int64_t count = 1;
       for (int64_t dimension : shape) count *= dimension;
@@ -500,55 +865,66 @@ void Network::update_trainable_variables() {
   }
 }
 
-StepResult Network::test_step(const float* x, const Targets& targets, const int64_t* indices,
-                              int64_t batch) {
+StepResult Network::test_step(const std::vector<const float*>& x, const std::vector<Targets>& targets,
+                              const int64_t* indices, int64_t batch) {
   std::lock_guard<std::mutex> lock(step_mutex_);
-  if (!built_) throw std::logic_error("network is not built");
+  require_built();
   if (batch <= 0) return {};
   ensure_workspace(batch);
   gather(x, indices, batch);
-  forward(kernels::active(), input_, batch, false, 0);
-  StepResult result = loss_and_gradient(targets, indices, batch, batch, nullptr);
+  std::vector<const float*> inputs(gathered_.begin(), gathered_.end());
+  forward(kernels::active(), inputs, batch, false, 0, Fusion::everywhere);
+  StepResult result = losses_and_gradients(targets, indices, batch, batch, false);
   // Keras's evaluation loss includes the regularization penalties too.
   result.loss_sum += static_cast<double>(batch) * (activity_penalty(batch, batch) + weight_penalty(false));
   return result;
 }
 
-void Network::predict(const float* x, int64_t batch, float* output) {
+void Network::predict(const std::vector<const float*>& x, int64_t batch, const std::vector<float*>& outputs) {
   std::lock_guard<std::mutex> lock(step_mutex_);
-  if (!built_) throw std::logic_error("network is not built");
+  require_built();
   if (batch <= 0) return;
   // Inference treats every sample alone, so a large batch runs in slices whose activations stay in
   // cache (results are bitwise those of one pass: no computation mixes samples).
   constexpr int64_t kPredictSlice = 64;
-  const int64_t input_size = input_shape_.size(), output_size = output_shape().size();
   ensure_workspace(std::min(batch, kPredictSlice));
+  std::vector<const float*> inputs(x.size());
   for (int64_t first = 0; first < batch; first += kPredictSlice) {
     const int64_t count = std::min(kPredictSlice, batch - first);
-    const float* result = forward(kernels::active(), x + first * input_size, count, false, 0);
-    std::memcpy(output + first * output_size, result, static_cast<size_t>(count * output_size) * sizeof(float));
+    for (size_t k = 0; k < x.size(); ++k) inputs[k] = x[k] + first * input_shapes_[k].size();
+    forward(kernels::active(), inputs, count, false, 0, Fusion::everywhere);
+    for (size_t k = 0; k < outputs_.size(); ++k) {
+      const int64_t size = layers_[static_cast<size_t>(outputs_[k])]->output_shape.size();
+      std::memcpy(outputs[k] + first * size, values_[tensor_index(outputs_[k])],
+                  static_cast<size_t>(count * size) * sizeof(float));
+    }
   }
 }
 
-void Network::forward_training(const float* x, int64_t batch, uint64_t seed, float* output) {
+void Network::forward_training(const std::vector<const float*>& x, int64_t batch, uint64_t seed,
+                               const std::vector<float*>& outputs) {
   std::lock_guard<std::mutex> lock(step_mutex_);
-  if (!built_) throw std::logic_error("network is not built");
+  require_built();
   if (batch <= 0) return;
   ensure_workspace(batch);
-  const float* result = forward(kernels::active(), x, batch, true, seed);
-  std::memcpy(output, result, static_cast<size_t>(batch * output_shape().size()) * sizeof(float));
+  forward(kernels::active(), x, batch, true, seed, Fusion::everywhere);
+  for (size_t k = 0; k < outputs_.size(); ++k) {
+    const int64_t size = layers_[static_cast<size_t>(outputs_[k])]->output_shape.size();
+    std::memcpy(outputs[k], values_[tensor_index(outputs_[k])], static_cast<size_t>(batch * size) * sizeof(float));
+  }
 }
 
-std::vector<std::vector<float>> Network::forward_training_layer_outputs(const float* x, int64_t batch,
-                                                                        uint64_t seed) {
+std::vector<std::vector<float>> Network::forward_training_layer_outputs(const std::vector<const float*>& x,
+                                                                        int64_t batch, uint64_t seed) {
   std::lock_guard<std::mutex> lock(step_mutex_);
-  if (!built_) throw std::logic_error("network is not built");
+  require_built();
   std::vector<std::vector<float>> result(layers_.size());
   if (batch <= 0) return result;
   ensure_workspace(batch);
-  forward(kernels::active(), x, batch, true, seed, nullptr, 0, -1);  // every layer's own output
+  forward(kernels::active(), x, batch, true, seed, Fusion::none);  // every node's own output
   for (size_t i = 0; i < layers_.size(); ++i) {
-    result[i].assign(outputs_[i], outputs_[i] + batch * layers_[i]->output_shape.size());
+    const float* values = values_[tensor_index(static_cast<int64_t>(i))];
+    result[i].assign(values, values + batch * layers_[i]->output_shape.size());
   }
   return result;
 }

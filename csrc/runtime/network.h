@@ -1,6 +1,12 @@
-// The compiled model: a chain of layers, one flat parameter buffer (Keras order), one workspace
-// arena sized for the largest batch seen, a loss and an optimizer. A training step (gather the
-// batch, forward, loss, backward, optimizer update) is one call with no allocation in steady state.
+// The compiled model: a directed acyclic graph of nodes (each a layer with its input tensors and
+// one output tensor), one flat parameter buffer (Keras order), one workspace arena sized for the
+// largest batch seen, a loss per output and an optimizer. A training step (gather the batch,
+// forward, losses, backward, optimizer update) is one call with no allocation in steady state.
+//
+// Tensors are named by ids: node i's output is tensor i (i >= 0), model input k is tensor -1 - k.
+// Nodes are added in topological order (a node reads only earlier tensors), so the graph cannot
+// have a cycle. A node added without explicit inputs reads the previous node's output (the
+// first, model input 0): a Sequential model is the chain of its layers.
 #pragma once
 
 #include <cstdint>
@@ -33,35 +39,68 @@ struct Targets {
 class PhaseTimer;  // network.cpp: the optional per-phase timing of train_step
 
 struct StepResult {
-  // Sum over the batch of per-sample losses, plus batch * the step's regularization penalty (so
-  // loss_sum / batch is Keras's reported loss: the mean loss plus the penalties).
+  // Sum over the batch of per-sample losses (each output's weighted by its loss weight), plus
+  // batch * the step's regularization penalty (so loss_sum / batch is Keras's reported loss: the
+  // weighted mean losses plus the penalties).
   double loss_sum = 0.0;
-  int64_t correct = 0;     // samples whose argmax prediction matches the target's
+  int64_t correct = 0;     // samples whose argmax prediction matches the target's (output 0)
+  // Per output: the unweighted sum of per-sample losses and the correct count.
+  std::vector<double> output_loss_sums;
+  std::vector<int64_t> output_correct;
+};
+
+// A model output's loss: cross-entropy, its weight in the total loss (Keras's loss_weights).
+struct OutputLoss {
+  bool from_logits = false;
+  float weight = 1.0f;
 };
 
 class Network {
  public:
-  void add(std::unique_ptr<Layer> layer);
-  // Configures every layer for this sample shape and allocates the parameters (zeros).
+  // Declares model input k (returns its tensor id, -1 - k); before any node is added.
+  int64_t add_input(const SampleShape& shape);
+  // Adds a node; returns its output tensor id. inputs: tensor ids (empty: the chain's previous
+  // tensor); shares_with: an earlier node whose parameters this node uses (-1: its own).
+  int64_t add(std::unique_ptr<Layer> layer);
+  void connect(int64_t node, const std::vector<int64_t>& inputs, int64_t shares_with);
+  // The model outputs (tensor ids); default: the last node's output.
+  void set_outputs(const std::vector<int64_t>& outputs);
+  // Configures every node for its input shapes and allocates the parameters (zeros). With no
+  // declared input, `input_shape` declares input 0.
   void build(const SampleShape& input_shape);
+  void build();
   bool built() const { return built_; }
 
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
-  SampleShape input_shape() const { return input_shape_; }
-  SampleShape output_shape() const;
+  size_t input_count() const { return input_shapes_.size(); }
+  size_t output_count() const { return outputs_.size(); }
+  SampleShape input_shape() const { return input_shapes_.empty() ? SampleShape{} : input_shapes_[0]; }
+  const std::vector<SampleShape>& input_shapes() const { return input_shapes_; }
+  SampleShape output_shape() const { return output_shape(0); }
+  SampleShape output_shape(size_t output) const;
+  const std::vector<int64_t>& outputs() const { return outputs_; }
+  // The node whose parameters node i uses (i itself unless it shares another's).
+  int64_t parameter_owner(int64_t node) const;
   float* parameters() { return parameters_.data(); }
   int64_t parameter_count() const { return static_cast<int64_t>(parameters_.size()); }
+  // Floats the workspace holds per sample (inputs, activations, gradient slots, losses); throws
+  // std::overflow_error when that does not fit in 64 bits.
+  int64_t workspace_per_sample() const;
 
   void set_trainable(int64_t layer_index, bool trainable);
+  // Every node's flag at once (one plan update).
+  void set_trainable_flags(const std::vector<bool>& flags);
   // L1/L2 penalties on layer_index's kernel and bias (its first two parameter arrays) and output.
   void set_regularization(int64_t layer_index, const Regularization& regularization);
-  void configure_loss(bool from_logits) { from_logits_ = from_logits; }
+  void configure_loss(bool from_logits);
+  void configure_output_loss(int64_t output, bool from_logits, float weight);
   void configure_optimizer(const OptimizerConfig& config);
   Optimizer& optimizer() { return optimizer_; }
 
-  // One optimizer step on samples x[indices[0..batch)] (x holds whole samples back to back).
-  StepResult train_step(const float* x, const Targets& targets, const int64_t* indices,
-                        int64_t batch, float learning_rate, uint64_t seed);
+  // One optimizer step on samples x_k[indices[0..batch)] of every input k (each x_k holds whole
+  // samples back to back); targets: one per output.
+  StepResult train_step(const std::vector<const float*>& x, const std::vector<Targets>& targets,
+                        const int64_t* indices, int64_t batch, float learning_rate, uint64_t seed);
 
   // Data-parallel training (fastcnn/distributed.py) splits train_step around the gradient
   // exchange. compute_gradients runs forward, loss and backward on this process's `batch` samples
@@ -74,9 +113,9 @@ class Network {
   // times its share of the activity penalties (summing over ranks gives the global batch's).
   // compute_gradients(batch, loss_batch = batch, first_sample = 0) then apply_gradients updates
   // the weights exactly as train_step(batch) does.
-  StepResult compute_gradients(const float* x, const Targets& targets, const int64_t* indices,
-                               int64_t batch, int64_t loss_batch, int64_t first_sample, uint64_t seed,
-                               const std::function<void(int64_t)>& on_layer_gradient = {});
+  StepResult compute_gradients(const std::vector<const float*>& x, const std::vector<Targets>& targets,
+                               const int64_t* indices, int64_t batch, int64_t loss_batch, int64_t first_sample,
+                               uint64_t seed, const std::function<void(int64_t)>& on_layer_gradient = {});
   // Adds the weight penalties' gradients to the (exchanged) gradient buffer and applies the
   // optimizer; returns the weight penalty (part of the step's loss, counted once).
   double apply_gradients(float learning_rate);
@@ -85,84 +124,118 @@ class Network {
   float* gradients() { return gradients_.data(); }
 
   // Loss and accuracy in inference mode, no update.
-  StepResult test_step(const float* x, const Targets& targets, const int64_t* indices,
-                       int64_t batch);
-  // Inference on `batch` contiguous samples; output holds batch * output_shape().size().
-  void predict(const float* x, int64_t batch, float* output);
+  StepResult test_step(const std::vector<const float*>& x, const std::vector<Targets>& targets,
+                       const int64_t* indices, int64_t batch);
+  // Inference on `batch` contiguous samples of every input; outputs[k] holds batch *
+  // output_shape(k).size().
+  void predict(const std::vector<const float*>& x, int64_t batch, const std::vector<float*>& outputs);
   // One forward pass in training mode with no loss or update (random layers active, as a Keras
   // layer called with training=True); `seed` plays the step's seed.
-  void forward_training(const float* x, int64_t batch, uint64_t seed, float* output);
-  // The same pass, returning a copy of every layer's output (batch * layer output size each):
+  void forward_training(const std::vector<const float*>& x, int64_t batch, uint64_t seed,
+                        const std::vector<float*>& outputs);
+  // The same pass, returning a copy of every node's output (batch * output size each), unfused:
   // fit(check_numerics=True) scans them for the first layer that produces a non-finite value.
-  std::vector<std::vector<float>> forward_training_layer_outputs(const float* x, int64_t batch, uint64_t seed);
+  std::vector<std::vector<float>> forward_training_layer_outputs(const std::vector<const float*>& x, int64_t batch,
+                                                                 uint64_t seed);
 
-  // Per-phase wall time of train_step (gather, each layer's forward and backward, loss,
+  // Per-phase wall time of train_step (gather, each node's forward and backward, loss,
   // optimizer, and the whole step), summed over the steps since profiling was switched on.
   // Off by default; for benchmarks/step_profile.py. Switching it on or off clears the sums.
   void set_profiling(bool enabled);
 
   // Conv2D + MaxPooling2D fusion (Layer::fuses_max_pool), on by default; off runs every layer
   // alone (tests and benchmarks compare the two). fused_max_pool_layers lists the convolutions
-  // whose next layer they compute: in inference always, in training where the convolution needs
-  // no input gradient (the first trainable layer, or one before it).
+  // that compute their (only) consumer's max pooling: in inference always, in training where the
+  // convolution needs no input gradient.
   void set_max_pool_fusion(bool enabled);
   std::vector<int64_t> fused_max_pool_layers() const;
   std::vector<std::pair<std::string, double>> profile() const;
 
  private:
+  struct Node {
+    std::vector<int64_t> inputs;  // tensor ids
+    int64_t shares_with = -1;
+  };
+  // Which Conv2D + MaxPooling2D pairs run fused in a pass.
+  enum class Fusion { none, everywhere, where_no_input_gradient };
+
+  size_t tensor_index(int64_t id) const {
+    return id < 0 ? static_cast<size_t>(-1 - id) : input_shapes_.size() + static_cast<size_t>(id);
+  }
+  SampleShape tensor_shape(int64_t id) const {
+    return id < 0 ? input_shapes_[static_cast<size_t>(-1 - id)] : layers_[static_cast<size_t>(id)]->output_shape;
+  }
+  bool is_output(int64_t id) const;
   void ensure_workspace(int64_t batch);
   // Recomputes trainable_variables_: (begin, end) in the parameter buffer of every weight array
   // the optimizer updates. Runs at build and when a layer's trainable flag changes, not per step.
   void update_trainable_variables();
-  void gather(const float* x, const int64_t* indices, int64_t batch);
-  // timer (may be null): laps into profile slot 1 + layer index after each layer.
-  // Conv2D + MaxPooling2D pairs whose convolution index is <= fuse_through run fused (-1: none).
-  const float* forward(const kernels::KernelTable& kernels, const float* input, int64_t batch,
-                       bool training, uint64_t seed, PhaseTimer* timer = nullptr, int64_t first_sample = 0,
-                       int64_t fuse_through = INT64_MAX);
-  // Whether layer i and the max pooling after it run as one in a pass with this fuse_through.
-  bool fused_pair(size_t i, int64_t fuse_through) const {
-    return max_pool_fusion_enabled_ && i < max_pool_fusion_.size() && max_pool_fusion_[i] &&
-           static_cast<int64_t>(i) <= fuse_through;
-  }
-  // The loss gradient is scaled by 1 / loss_batch (the batch itself outside data parallelism).
-  StepResult loss_and_gradient(const Targets& targets, const int64_t* indices, int64_t batch,
-                               int64_t loss_batch, float* gradient);
-  // Body of train_step and compute_gradients, under step_mutex_; activity_penalty receives the
-  // activity penalties divided by loss_batch.
-  StepResult forward_backward(const float* x, const Targets& targets, const int64_t* indices, int64_t batch,
-                              int64_t loss_batch, int64_t first_sample, uint64_t seed, PhaseTimer& timer,
+  // The backward plan: which tensors need a gradient, the fusions, and the gradient slot of
+  // every tensor (slots reused by liveness in backward order). At build and on every change of
+  // the trainable flags or the regularization.
+  void update_plan();
+  void gather(const std::vector<const float*>& x, const int64_t* indices, int64_t batch);
+  bool pair_fused(size_t convolution, Fusion fusion) const;
+  // timer (may be null): laps into profile slot 1 + node index after each node.
+  void forward(const kernels::KernelTable& kernels, const std::vector<const float*>& inputs, int64_t batch,
+               bool training, uint64_t seed, Fusion fusion, PhaseTimer* timer = nullptr, int64_t first_sample = 0);
+  bool fused_softmax(size_t output) const;
+  // Loss of every output, its gradient (scaled by weight / loss_batch) into the output's gradient
+  // slot when `gradients` is true.
+  StepResult losses_and_gradients(const std::vector<Targets>& targets, const int64_t* indices, int64_t batch,
+                                  int64_t loss_batch, bool gradients);
+  StepResult forward_backward(const std::vector<const float*>& x, const std::vector<Targets>& targets,
+                              const int64_t* indices, int64_t batch, int64_t loss_batch, int64_t first_sample,
+                              uint64_t seed, PhaseTimer& timer,
                               const std::function<void(int64_t)>& on_layer_gradient, double& activity_penalty);
-  // Decides which layers apply the previous layer's ReLU derivative (see Layer::relu_input).
-  void update_fusion();
-  // Activity penalties of the last forward's `batch` outputs, divided by loss_batch.
   double activity_penalty(int64_t batch, int64_t loss_batch);
-  // Kernel and bias penalties of the trainable layers; adds their gradients when add_gradients.
   double weight_penalty(bool add_gradients);
-  // Adds the last layer's activity-penalty gradient to the loss gradient (through the softmax
-  // when the loss gradient is the logits').
-  void add_output_activity_gradient(int64_t batch, int64_t loss_batch, bool gradient_is_logits, float* gradient);
+  void add_output_activity_gradient(size_t node, int64_t batch, int64_t loss_batch, bool gradient_is_logits,
+                                    float* gradient);
+  float* slot(int64_t index) { return gradient_slots_ + index * slot_stride_; }
+  void require_built() const;
 
-  std::vector<std::unique_ptr<Layer>> layers_;
-  std::vector<bool> max_pool_fusion_;  // per layer: it can compute the next (max pooling) layer's output
+  std::vector<std::unique_ptr<Layer>> layers_;  // one per node
+  std::vector<Node> nodes_;
+  std::vector<SampleShape> input_shapes_;
+  std::vector<int64_t> outputs_;
+  std::vector<OutputLoss> output_losses_;
+  std::vector<std::vector<std::pair<size_t, size_t>>> consumers_;  // per tensor index: (node, input slot)
+  std::vector<bool> max_pool_fusion_;  // per node: a convolution that can compute its consumer's max pooling
+  std::vector<int64_t> fused_pool_;    // per node: that consumer (-1: none)
+  std::vector<int64_t> pool_fused_by_; // per node: the convolution that can compute it (-1: none)
   bool max_pool_fusion_enabled_ = true;
-  SampleShape input_shape_;
+  bool default_from_logits_ = false;
   bool built_ = false;
-  bool from_logits_ = false;
   std::vector<float> parameters_, gradients_;
   Optimizer optimizer_;
   bool optimizer_configured_ = false;
   std::vector<std::pair<int64_t, int64_t>> trainable_variables_;
-  std::vector<Regularization> regularization_;  // one per layer
+  std::vector<Regularization> regularization_;  // one per node
   std::vector<double> penalty_partials_;
+
+  // The backward plan (update_plan).
+  std::vector<bool> needs_gradient_;             // per tensor index
+  std::vector<int64_t> gradient_slot_;           // per tensor index (-1: none)
+  std::vector<std::vector<int64_t>> scratch_slot_;  // per node and input: a slot to add from (-1: direct)
+  std::vector<bool> fused_in_training_;          // per node: conv computing its pool in training
+  int64_t slot_count_ = 0;
+  std::vector<bool> shared_parameters_;  // per node: it shares parameters or others share its
+
+  // Per-pass scratch, kept between steps so that a step allocates nothing.
+  std::vector<bool> done_, notified_;
+  std::vector<const float*> node_inputs_;
+  std::vector<float*> input_gradients_;
 
   // Workspace: every buffer of a step, carved out of one arena for `capacity_` samples.
   int64_t capacity_ = 0;
+  int64_t workspace_slots_ = 0;
   std::vector<float> arena_;
-  float* input_ = nullptr;
-  std::vector<float*> outputs_, pre_activations_;
-  float* gradient_a_ = nullptr;
-  float* gradient_b_ = nullptr;
+  std::vector<float*> gathered_;        // per input
+  std::vector<const float*> values_;    // per tensor index, for the current pass
+  std::vector<float*> node_outputs_, pre_activations_;  // per node (null for reshapes)
+  float* gradient_slots_ = nullptr;
+  int64_t slot_stride_ = 0;
   float* losses_ = nullptr;
   std::vector<int32_t> batch_labels_;
   std::vector<float> batch_probabilities_;

@@ -10,6 +10,8 @@ from fastcnn.layers.flatten import Flatten
 from fastcnn.layers.input_layer import Input, InputLayer
 from fastcnn.layers.global_pooling2d import GlobalAveragePooling2D, GlobalMaxPooling2D
 from fastcnn.layers.max_pooling2d import AveragePooling2D, MaxPooling2D
+from fastcnn.layers.merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add, average,
+                                    concatenate, maximum, minimum, multiply, subtract)
 from fastcnn.layers.relu import LeakyReLU, ReLU
 from fastcnn.layers.rescaling import Rescaling
 from fastcnn.layers.reshape import Reshape
@@ -24,6 +26,20 @@ GlobalMaxPool2D = GlobalMaxPooling2D
 
 __all__ = [
     "Activation",
+    "Add",
+    "Average",
+    "Concatenate",
+    "Maximum",
+    "Minimum",
+    "Multiply",
+    "Subtract",
+    "add",
+    "average",
+    "concatenate",
+    "maximum",
+    "minimum",
+    "multiply",
+    "subtract",
     "AveragePooling2D",
     "AvgPool2D",
     "GlobalAveragePooling2D",

@@ -8,9 +8,9 @@ every sample draws its own parameters from a hash of (step seed, layer, sample),
 depend on the thread count, and ``seed=`` makes a layer's draws reproducible. Every layer has a
 backward pass, so they may also stand after layers with weights.
 
-Called directly, ``layer(images)`` runs in inference mode and ``layer(images, training=True)``
-applies a random transform, as Keras layers do; images are (batch, height, width, channels) or
-one (height, width, channels) image.
+Called directly, ``layer(images)`` applies a random transform (training mode, Keras 3's default
+for these layers) and ``layer(images, training=False)`` passes the images through; images are
+(batch, height, width, channels) or one (height, width, channels) image.
 """
 
 import numbers
@@ -132,17 +132,22 @@ class _ImageLayer(Layer):
     def _add_runtime(self, network, seed):
         raise NotImplementedError
 
-    def __call__(self, inputs, training=False):
+    # Called directly, the random layers transform (Keras 3's call(inputs, training=True)).
+    _eager_training_default = True
+
+    def _eager_call(self, inputs, training):
+        if training is None:
+            training = self._eager_training_default
         x = np.asarray(inputs)
         if x.dtype.kind not in "iubf":
             raise TypeError(f"Layer {self.name!r} takes numeric arrays. Received dtype={x.dtype}")
         if x.ndim == 3:  # one image, as Keras accepts
-            return self(x[None], training=training)[0]
+            return self._eager_call(x[None], training)[0]
         if x.ndim != 4:
             raise ValueError(f"Layer {self.name!r} expects images of rank 3 (one image) or 4 (a batch). "
                              f"Received: inputs.shape={x.shape}")
         if not training or not self._random:
-            return super().__call__(x)
+            return super()._eager_call(x, False)
         self._build_for(x.shape[1:])
         network = _core.Network()
         self._add_runtime(network, -1)  # this call's seed comes from forward_training's argument

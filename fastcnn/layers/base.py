@@ -7,10 +7,12 @@ parameter buffer, so reading or assigning them touches the weights training uses
 """
 
 import math
+import weakref
 
 import numpy as np
 
 from fastcnn import _core, _naming, initializers
+from fastcnn.layers import node as node_module
 
 
 class Variable:
@@ -132,7 +134,8 @@ class Layer:
         self._weights = []
         self._input_sample_shape = None
         self._output_sample_shape = None
-        self._model = None
+        self._models = weakref.WeakSet()  # the models whose compiled network holds this layer
+        self._inbound_nodes = []  # one Node per symbolic call (fastcnn/layers/node.py)
         self._declared_input_shape = None
         if input_shape is not None:
             self._declared_input_shape = sample_shape(input_shape, f"Layer {self.name!r} input_shape")
@@ -268,8 +271,8 @@ class Layer:
         if not isinstance(value, bool):
             raise TypeError(f"`trainable` must be a bool. Received: trainable={value!r}")
         self._trainable = value
-        if self._model is not None:
-            self._model._layer_trainable_changed(self)
+        for model in list(self._models):
+            model._refresh_trainable()
 
     @property
     def weights(self):
@@ -322,23 +325,145 @@ class Layer:
             )
         return int(sum(math.prod(w.shape) for w in self._weights))
 
-    # ---- eager use on arrays ----
+    # ---- calls: symbolic (records a node) or eager (computes) ----
 
-    def __call__(self, inputs, training=False):
-        """Applies the layer to a numpy array (batch first) in inference mode."""
-        x = np.asarray(inputs)
-        if x.dtype.kind not in "iubf":
-            raise TypeError(f"Layer {self.name!r} takes numeric arrays. Received dtype={x.dtype}")
-        if x.ndim < 2:
-            raise ValueError(f"Layer {self.name!r} takes a batch of inputs (rank >= 2). Received shape={x.shape}")
-        output_sample = self._build_for(x.shape[1:])
+    def __call__(self, *args, **kwargs):
+        """On symbolic tensors (``keras.Input`` and what layers return for it) records a node and
+        returns the symbolic output; on arrays computes the output with the layer's kernels.
+        ``training`` (default False; True for the augmentation layers, as in Keras 3) selects
+        the mode of an eager call; a symbolic call records it for the model's graph."""
+        inputs, training = _call_arguments(self, args, kwargs)
+        if node_module.contains_symbolic(inputs):
+            return self._symbolic_call(inputs, training)
+        return self._eager_call(inputs, training)
+
+    # Layers with several inputs (the merge layers) take a list; the others one tensor.
+    _takes_input_list = False
+
+    def _symbolic_call(self, inputs, training):
+        if not node_module.is_symbolic(inputs):
+            raise TypeError(f"Layer {self.name!r} received a mix of symbolic tensors and other values: {inputs!r}. "
+                            "In a functional model every input of a layer must come from keras.Input or a layer.")
+        if isinstance(inputs, dict):
+            raise TypeError(f"Layer {self.name!r} takes a tensor or a list of tensors, not a dict. "
+                            f"Received: {inputs!r}")
+        if self._takes_input_list:
+            if not isinstance(inputs, (list, tuple)):
+                raise ValueError(f"A `{type(self).__name__}` layer should be called on a list of inputs. "
+                                 f"Received: inputs={inputs!r} (not a list of tensors)")
+            shapes = [tuple(t.shape[1:]) for t in inputs]
+        else:
+            if isinstance(inputs, (list, tuple)):
+                if len(inputs) != 1:
+                    raise ValueError(f'Layer "{self.name}" expects 1 input(s), but it received {len(inputs)} input '
+                                     f"tensors. Inputs received: {list(inputs)!r}")
+                inputs = inputs[0]
+            shapes = tuple(inputs.shape[1:])
+        output_sample = self._build_for(shapes)
+        if len(output_sample) > 3:
+            raise ValueError(f"Layer {self.name!r} outputs {(None,) + tuple(output_sample)}; fastcnn supports up to "
+                             "3 dimensions per sample.")
+        batch = _common_batch(inputs)
+        return node_module.record(self, inputs, [(batch,) + tuple(output_sample)], training)
+
+    # What an eager call defaults to when `training` is not given (Keras's augmentation layers: True).
+    _eager_training_default = False
+
+    def _eager_call(self, inputs, training):
+        """Applies the layer to a numpy array (batch first) in the given mode."""
+        if training is None:
+            training = self._eager_training_default
+        arrays = _eager_arrays(self, inputs)
+        sample_shapes = [a.shape[1:] for a in arrays]
+        output_sample = self._build_for(sample_shapes if self._takes_input_list else sample_shapes[0])
         network = _core.Network()
+        for shape in sample_shapes:
+            network.add_input(runtime_shape(shape))
         self._add_to_network(network)
-        network.build(runtime_shape(x.shape[1:]))
+        network.connect(0, [-1 - k for k in range(len(arrays))], -1)
+        network.build()
         for variable, view in zip(self._weights, network.parameter_views()[0]):
             view[...] = variable._value
-        batch = x.reshape((x.shape[0],) + runtime_shape(x.shape[1:]))
-        return network.predict(np.ascontiguousarray(batch, dtype=np.float32)).reshape((x.shape[0],) + output_sample)
+        batches = [np.ascontiguousarray(a.reshape((a.shape[0],) + runtime_shape(a.shape[1:])), dtype=np.float32)
+                   for a in arrays]
+        x = batches if len(batches) > 1 else batches[0]
+        if training:
+            from fastcnn import _random  # noqa: PLC0415
+
+            output = network.forward_training(x, _random.draw_seed())
+        else:
+            output = network.predict(x)
+        return output.reshape((arrays[0].shape[0],) + tuple(output_sample))
+
+    # ---- graph attributes (Keras's Operation.input / output) ----
+
+    def _node_attribute(self, attribute):
+        if not self._inbound_nodes:
+            raise AttributeError(f"The layer {self.name!r} has never been called and thus has no defined {attribute}.")
+        node = self._inbound_nodes[0]
+        tensors = node.input_tensors if attribute == "input" else node.output_tensors
+        if attribute == "input" and node.call_structure == "list":
+            return list(tensors)
+        return tensors[0] if len(tensors) == 1 else list(tensors)
+
+    @property
+    def input(self):
+        """The symbolic input(s) of the layer's first call."""
+        return self._node_attribute("input")
+
+    @property
+    def output(self):
+        """The symbolic output of the layer's first call."""
+        return self._node_attribute("output")
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _call_arguments(layer, args, kwargs):
+    """(inputs, training) from a layer call's arguments, as Keras's Layer.__call__ takes them."""
+    kwargs = dict(kwargs)
+    training = kwargs.pop("training", None)
+    if args:
+        inputs, rest = args[0], args[1:]
+    elif "inputs" in kwargs:
+        inputs, rest = kwargs.pop("inputs"), ()
+    else:
+        raise TypeError(f"Layer {layer.name!r} was called without inputs.")
+    kwargs.pop("mask", None)
+    if rest or kwargs:
+        raise TypeError(f"Layer {layer.name!r} takes its inputs and `training` only. Received extra arguments: "
+                        f"{list(rest) + sorted(kwargs)}")
+    if training is not None and not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"`training` must be a bool or None. Received: training={training!r}")
+    return inputs, None if training is None else bool(training)
+
+
+def _common_batch(inputs):
+    """The batch dimension of symbolic inputs: a fixed size where every input has the same one."""
+    tensors = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    sizes = {t.shape[0] for t in tensors}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def _eager_arrays(layer, inputs):
+    """The eager inputs as numeric arrays of rank >= 2: one, or a list for a multi-input layer."""
+    if layer._takes_input_list:
+        if not isinstance(inputs, (list, tuple)) or not inputs:
+            raise ValueError(f"A `{type(layer).__name__}` layer should be called on a list of inputs. "
+                             f"Received: inputs={inputs!r}")
+        values = list(inputs)
+    else:
+        values = [inputs]
+    arrays = []
+    for value in values:
+        x = np.asarray(value)
+        if x.dtype.kind not in "iubf":
+            raise TypeError(f"Layer {layer.name!r} takes numeric arrays. Received dtype={x.dtype}")
+        if x.ndim < 2:
+            raise ValueError(f"Layer {layer.name!r} takes a batch of inputs (rank >= 2). Received shape={x.shape}")
+        arrays.append(x)
+    if len({a.shape[0] for a in arrays}) > 1:
+        raise ValueError(f"Layer {layer.name!r} received inputs with different batch sizes: "
+                         f"{[a.shape for a in arrays]}")
+    return arrays

@@ -32,9 +32,9 @@ class Dropout(Layer):
     def _add_to_network(self, network):
         network.add_dropout(self.rate, -1 if self.seed is None else int(self.seed))
 
-    def __call__(self, inputs, training=False):
+    def _eager_call(self, inputs, training):
         if not training or self.rate == 0:
-            return super().__call__(inputs)
+            return super()._eager_call(inputs, False)
         x = np.asarray(inputs)
         if x.dtype.kind not in "iubf":
             raise TypeError(f"Layer {self.name!r} takes numeric arrays. Received dtype={x.dtype}")

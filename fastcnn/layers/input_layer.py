@@ -1,6 +1,8 @@
-"""``Input(shape=...)`` / ``InputLayer``: declares a Sequential model's per-sample input shape."""
+"""``Input(shape=...)`` / ``InputLayer``: a model's input. ``Input`` returns the symbolic tensor a
+functional model starts from (Keras's KerasTensor); a Sequential model takes it as its first entry."""
 
 from fastcnn import _naming
+from fastcnn.layers import node as node_module
 from fastcnn.layers.base import check_dtype, sample_shape
 
 
@@ -36,6 +38,28 @@ class InputLayer:
         self.name = name or _naming.unique_name("input_layer")
         self.shape = (batch_size,) + sample_shape(shape, "Input")
         self.batch_size = batch_size
+        self.trainable = False
+        self.built = True
+        self._inbound_nodes = []
+        self.output = node_module.record(self, [], [self.shape])
+        self.output.name = self.name  # as Keras names an Input's tensor
+
+    @property
+    def input(self):
+        return self.output
+
+    @property
+    def output_shape(self):
+        return self.shape
+
+    @property
+    def weights(self):
+        return []
+
+    trainable_weights = non_trainable_weights = variables = weights
+
+    def count_params(self):
+        return 0
 
     @property
     def sample_shape(self):
@@ -60,7 +84,12 @@ class InputLayer:
         return f"<InputLayer name={self.name}, shape={self.shape}>"
 
 
-def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, sparse=None, optional=False):
-    """The model input of Keras's functional API, accepted as the first entry of a Sequential."""
-    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name, batch_shape=batch_shape,
-                      sparse=sparse, optional=optional)
+def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, sparse=None, optional=False,
+          tensor=None):
+    """The symbolic input of Keras's functional API (a KerasTensor of shape (batch_size, *shape));
+    also accepted as the first entry of a Sequential model."""
+    if tensor is not None:
+        raise ValueError(f"fastcnn's Input does not take `tensor`. Received: tensor={tensor!r}")
+    layer = InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name, batch_shape=batch_shape,
+                       sparse=sparse, optional=optional)
+    return layer.output

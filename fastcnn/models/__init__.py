@@ -1,5 +1,8 @@
-"""Models: ``Sequential``, ``load_model`` for Keras 3 ``.keras`` files, ``model_from_json``."""
+"""Models: ``Model`` (``Model(inputs, outputs)`` is a functional model), ``Sequential``,
+``load_model`` for Keras 3 ``.keras`` files, ``model_from_json``."""
 
+from fastcnn.models.functional import Functional
+from fastcnn.models.model import Model
 from fastcnn.models.sequential import Sequential
 
 
@@ -26,4 +29,4 @@ def model_from_json(json_string, custom_objects=None):
     return _config.model_from_json(json_string)
 
 
-__all__ = ["Sequential", "load_model", "model_from_json"]
+__all__ = ["Functional", "Model", "Sequential", "load_model", "model_from_json"]

@@ -249,9 +249,22 @@ def _run_step(model, train, x, y, sample_weight, class_weight, numerics=None, po
 
 
 def _running_logs(model, total_loss, total_correct, seen):
+    """The logs of `seen` samples: the mean loss and accuracy; for several outputs also each
+    output's loss and accuracy (total_correct then holds per-output loss sums and correct counts),
+    under Keras's names (`out1_loss`, `out1_accuracy`), keys sorted as Keras's logs are."""
+    seen = max(seen, 1)
+    if len(model._output_losses) > 1:
+        names = model._output_names_for_compile()
+        totals = total_correct if isinstance(total_correct, np.ndarray) else np.zeros((2, len(names)))
+        logs = {"loss": total_loss / seen}
+        for index, (name, metric) in enumerate(zip(names, model._output_metrics)):
+            logs[f"{name}_loss"] = float(totals[0][index]) / seen
+            if metric is not None:
+                logs[f"{name}_{metric.name}"] = float(totals[1][index]) / seen
+        return dict(sorted(logs.items()))
     metric_name = model._metric.name if model._metric else None
-    logs = {metric_name: total_correct / max(seen, 1)} if metric_name else {}
-    logs["loss"] = total_loss / max(seen, 1)
+    logs = {metric_name: total_correct / seen} if metric_name else {}
+    logs["loss"] = total_loss / seen
     return logs
 
 
@@ -417,12 +430,16 @@ def predict(model, x, verbose, steps, callbacks):
         callback_list.on_predict_batch_begin(step)
         batch_x = source.unpack(batch, "x")[0]
         x_batch = model._prepare_x(batch_x)
-        output_sample = model._layers[-1]._output_sample_shape
+        count = x_batch[0].shape[0] if isinstance(x_batch, list) else x_batch.shape[0]
         with model._lock:
-            outputs.append(model._network.predict(x_batch).reshape((x_batch.shape[0],) + output_sample))
-        callback_list.on_predict_batch_end(step, {"outputs": outputs[-1]})
+            model._use_own_weights()
+            results = model._network.predict(x_batch)
+        results = results if isinstance(results, list) else [results]
+        outputs.append([r.reshape((count,) + tuple(shape)) for r, shape in zip(results, model._output_sample_shapes)])
+        callback_list.on_predict_batch_end(step, {"outputs": outputs[-1][0] if len(outputs[-1]) == 1 else outputs[-1]})
     source.on_epoch_end()
     if not outputs:
         raise _empty_error(source, "x")
     callback_list.on_predict_end()
-    return np.concatenate(outputs)
+    joined = [np.concatenate(parts) for parts in zip(*outputs)]
+    return joined[0] if len(joined) == 1 else joined

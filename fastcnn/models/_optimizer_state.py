@@ -56,11 +56,6 @@ class _Spec:
         self.non_negative = non_negative
 
 
-def _keras_weight_path(model, variable):
-    """Keras's variable path in a Sequential, `<model>/<layer>/<weight>`; fastcnn's Variable.path
-    is `<layer>/<weight>`."""
-    return f"{model.name}/{variable.path}"
-
 
 def _specs(optimizer, model):
     """Keras's variables for `optimizer` compiled into `model` (None: not built yet)."""
@@ -69,19 +64,12 @@ def _specs(optimizer, model):
         specs.append(_Spec("learning_rate", (), "float32", "learning_rate"))
     if model is None:
         return specs
-    # model.trainable_weights, each with its layer's index and its index among the layer's weights
-    # (the layout of parameter_views and optimizer_slot_views).
-    weights = []
-    if model.trainable:
-        for layer_index, layer in enumerate(model.layers):
-            if not layer.trainable:
-                continue
-            for weight_index, variable in enumerate(layer._weights):
-                if variable.trainable:
-                    weights.append((layer_index, weight_index, variable))
+    # model.trainable_weights, each with its network node and its index among the node's weights
+    # (the layout of parameter_views and optimizer_slot_views) and Keras's variable path.
+    weights = model._trainable_weight_locations()
     for group in optimizer._slot_groups():
-        for layer_index, weight_index, variable in weights:
-            prefix = _keras_weight_path(model, variable).replace("/", "_").replace(":", "_")
+        for layer_index, weight_index, variable, path in weights:
+            prefix = path.replace("/", "_").replace(":", "_")
             for slot_name, buffer in group:
                 specs.append(_Spec(f"{prefix}_{slot_name}", variable.shape, "float32", "slot", buffer,
                                    layer_index, weight_index, slot_name in _NON_NEGATIVE_SLOTS))
@@ -91,11 +79,11 @@ def _specs(optimizer, model):
 
 
 def _compiled_state(model):
-    """(optimizer, built model or None, network or None) for a compiled Sequential."""
-    from fastcnn.models.sequential import Sequential
+    """(optimizer, built model or None, network or None) for a compiled model."""
+    from fastcnn.models.model import Model
 
-    if not isinstance(model, Sequential):
-        raise TypeError(f"Expected a fastcnn Sequential model. Received: {model!r} (of type {type(model).__name__})")
+    if not isinstance(model, Model):
+        raise TypeError(f"Expected a fastcnn model. Received: {model!r} (of type {type(model).__name__})")
     if not model.compiled or model.optimizer is None:
         raise ValueError(f"Model {model.name!r} has no optimizer state: it is not compiled. Call `compile()` first.")
     network = model._network

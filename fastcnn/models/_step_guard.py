@@ -144,7 +144,7 @@ class NumericsCheck:
             f"state are those from before it.")
 
     def _layer_text(self, index):
-        layer = self.model._layers[index]
+        layer = self.model._graph.node_layers[index]
         return f"layer {layer.name!r} ({type(layer).__name__})"
 
     def _first_non_finite(self, x_batch, seed, bad_update, bad_update_text, loss_sum):

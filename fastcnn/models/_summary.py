@@ -9,8 +9,12 @@
      Total params: 34,826 (136.04 KB)
 
 Column widths follow Keras: line length min(88, terminal columns - 4), split at 45% / 80%, then
-reduced evenly (rich's ratio_reduce) until the table with its borders and padding fits.
+reduced evenly (rich's ratio_reduce) until the table with its borders and padding fits. A
+functional model that is not a plain chain adds the "Connected to" column (line length 108, split
+at 30% / 56% / 74%); show_trainable=True adds "Trainable" (12 more columns, positions * 0.9).
 """
+
+import math
 
 
 
@@ -35,15 +39,14 @@ def _ratio_reduce(total, widths):
     return result
 
 
-def column_widths(line_length):
-    positions = (0.45, 0.80, 1.0)
+def column_widths(line_length, positions=(0.45, 0.80, 1.0)):
     widths, current = [], 0
     for position in positions:
         width = int(position * line_length) - current
         widths.append(width)
         current += width
     padded = [w + 2 for w in widths]  # one space of padding each side
-    available = line_length - 4  # two outer borders, two separators
+    available = line_length - (len(widths) + 1)  # outer borders and separators
     excess = sum(padded) - available
     if excess > 0:
         padded = _ratio_reduce(excess, padded)
@@ -51,33 +54,31 @@ def column_widths(line_length):
 
 
 def _wrap(text, width):
-    """Word-wraps `text` into lines of at most `width` characters (long words are cut)."""
+    """Word-wraps `text` into lines of at most `width` characters as rich does for Keras's columns
+    (overflow "ellipsis"): a word longer than the width gets a line of its own, cut to width - 1
+    characters and "…"."""
     lines, current = [], ""
     for word in text.split(" "):
-        while len(word) > width:
-            if current:
-                lines.append(current)
-                current = ""
-            lines.append(word[:width])
-            word = word[width:]
         candidate = f"{current} {word}" if current else word
         if len(candidate) <= width:
             current = candidate
-        else:
+            continue
+        if current:
             lines.append(current)
-            current = word
+        current = word
     lines.append(current)
-    return lines
+    return [line if len(line) <= width else line[:width - 1] + "…" for line in lines]
 
 
-def render(model_name, rows, trainable_count, non_trainable_count, optimizer_count=None, line_length=None):
-    """rows: (name_and_type, output_shape_text, param_text) per layer. Returns the summary text."""
+def render(model_name, rows, trainable_count, non_trainable_count, optimizer_count=None, line_length=None,
+           headers=("Layer (type)", "Output Shape", "Param #"), positions=(0.45, 0.80, 1.0),
+           alignments=("left", "left", "right"), default_line_length=88):
+    """rows: one tuple of cell texts per layer, as `headers`. Returns the summary text."""
     if line_length is None:
         import shutil  # imported here: shutil pulls in bz2/lzma, 4 ms of `import fastcnn`
 
-        line_length = min(88, shutil.get_terminal_size().columns - 4)
-    widths = column_widths(line_length)
-    alignments = ("left", "left", "right")
+        line_length = min(default_line_length, shutil.get_terminal_size().columns - 4)
+    widths = column_widths(line_length, positions)
 
     def horizontal(left, fill, middle, right):
         return left + middle.join(fill * (w + 2) for w in widths) + right
@@ -90,12 +91,18 @@ def render(model_name, rows, trainable_count, non_trainable_count, optimizer_cou
             parts = []
             for lines, width, alignment in zip(wrapped, widths, alignments):
                 text = lines[index] if index < len(lines) else ""
-                parts.append(" " + (text.rjust(width) if alignment == "right" else text.ljust(width)) + " ")
+                if alignment == "right":
+                    text = text.rjust(width)
+                elif alignment == "center":
+                    text = text.center(width)
+                else:
+                    text = text.ljust(width)
+                parts.append(" " + text + " ")
             out.append(border + border.join(parts) + border)
         return out
 
     lines = [f'Model: "{model_name}"', horizontal("┏", "━", "┳", "┓")]
-    lines += cells(("Layer (type)", "Output Shape", "Param #"), "┃")
+    lines += cells(headers, "┃")
     lines.append(horizontal("┡", "━", "╇", "┩"))
     for index, row in enumerate(rows):
         lines += cells(row, "│")
@@ -112,3 +119,86 @@ def render(model_name, rows, trainable_count, non_trainable_count, optimizer_cou
     if optimizer_count:
         lines.append(f" Optimizer params: {optimizer_count:,} ({readable_size(optimizer_bytes)})")
     return "\n".join(lines) + "\n"
+
+
+def _shape_text(shape):
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def _output_shape_text(layer):
+    """The output shape of the layer's last call, as Keras's format_layer_shape shows it."""
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if nodes:
+        shapes = [_shape_text(t.shape) for t in nodes[-1].output_tensors]
+        return shapes[0] if len(shapes) == 1 else "[" + ", ".join(shapes) + "]"
+    if getattr(layer, "_output_sample_shape", None) is not None:
+        return _shape_text((None,) + tuple(layer._output_sample_shape))
+    return "?"
+
+
+def _params_text(layer):
+    return f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
+
+
+def _is_chain(model):
+    """Keras's sequential_like: no node with several inputs, no two nodes at one depth, no layer
+    called twice in the model."""
+    nodes = model._nodes
+    seen = set()
+    for node in nodes:
+        if len(node.input_tensors) > 1 or id(node.operation) in seen:
+            return False
+        seen.add(id(node.operation))
+    consumers = {}
+    for node in nodes:
+        for tensor in node.input_tensors:
+            consumers[id(tensor)] = consumers.get(id(tensor), 0) + 1
+    return all(count <= 1 for count in consumers.values()) and len(model._outputs) == 1 and len(model._inputs) == 1
+
+
+def _connections(layer, nodes):
+    """"conv2d[0][0], dense[0][0]": the tensors the layer's calls in this model read."""
+    parts = []
+    node_ids = {id(node) for node in nodes}
+    for node in layer._inbound_nodes:
+        if id(node) not in node_ids:
+            continue
+        for tensor in node.input_tensors:
+            operation, node_index, tensor_index = tensor._keras_history
+            parts.append(f"{operation.name}[{node_index}][{tensor_index}]")
+    return ", ".join(parts) if parts else "-"
+
+
+def summarize(model, line_length=None, show_trainable=False, optimizer_count=None):
+    """Keras's model.summary() text for a Sequential or functional model."""
+    functional = hasattr(model, "_nodes")
+    layers = model.layers
+    chain = not functional or _is_chain(model)
+    headers = ["Layer (type)", "Output Shape", "Param #"]
+    alignments = ["left", "left", "right"]
+    positions = [0.45, 0.80, 1.0]
+    default_line_length = 88
+    if not chain:
+        headers.append("Connected to")
+        alignments.append("left")
+        positions = [0.3, 0.56, 0.74, 1.0]
+        default_line_length = 108
+    if show_trainable:
+        default_line_length += 12
+        positions = [p * 0.90 for p in positions] + [1.0]
+        headers.append("Trainable")
+        alignments.append("center")
+    nodes = model._nodes if functional else []
+    input_nodes = [t.node for t in model._inputs] if functional else []
+    rows = []
+    for layer in layers:
+        row = [f"{layer.name} ({type(layer).__name__})", _output_shape_text(layer), _params_text(layer)]
+        if not chain:
+            row.append(_connections(layer, nodes + input_nodes))
+        if show_trainable:
+            row.append(("Y" if layer.trainable else "N") if layer.weights else "-")
+        rows.append(tuple(row))
+    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+    non_trainable = sum(math.prod(w.shape) for w in model.non_trainable_weights)
+    return render(model.name, rows, trainable, non_trainable, optimizer_count, line_length, tuple(headers),
+                  tuple(positions), tuple(alignments), default_line_length)

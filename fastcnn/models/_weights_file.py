@@ -1,11 +1,15 @@
-"""Keras 3 ``.weights.h5`` files for Sequential models: what ``keras.Sequential.save_weights`` writes,
-so that files move both ways between fastcnn and Keras.
+"""Keras 3 ``.weights.h5`` files: what ``keras.Model.save_weights`` writes for Sequential and
+functional models, so that files move both ways between fastcnn and Keras.
 
-Layout (Keras's saving_lib with its H5IOStore, for a Sequential model)::
+Layout (Keras's saving_lib with its H5IOStore)::
 
     /vars                         group, attrs name=<model name>, no datasets
     /layers/<kind>/vars           group per layer, attrs name=<layer name>
     /layers/<kind>/vars/0, 1, …   one float32 dataset per variable
+    /layers/<kind>/layers/…       a model used as a layer: its own layers, the same way
+
+A functional model's layers include its InputLayers (``input_layer``, with an empty ``vars``);
+a model used as a layer is ``functional`` or ``sequential`` by its class.
 
 ``<kind>`` is the layer's class name in snake case, numbered by Keras's rule for repeated kinds:
 ``conv2d``, ``conv2d_1``, …; layers are matched by this path, not by their names. A layer's
@@ -44,17 +48,27 @@ def _as_path(filepath):
         raise TypeError(f"`filepath` must be a string or a path-like object. Received: filepath={filepath!r}") from None
 
 
-def layer_paths(model):
-    """(group path, layer) for each layer, named as Keras's saving walk names them."""
+def layer_paths(model, prefix=""):
+    """(group path, layer) for each layer, named as Keras's saving walk names them; a model used as
+    a layer is listed too, followed by its own layers under its path."""
     used = {}
     for layer in model.layers:
         kind = _naming.to_snake_case(type(layer).__name__)
         if kind in used:
             used[kind] += 1
-            yield f"layers/{kind}_{used[kind]}", layer
+            path = f"{prefix}layers/{kind}_{used[kind]}"
         else:
             used[kind] = 0
-            yield f"layers/{kind}", layer
+            path = f"{prefix}layers/{kind}"
+        yield path, layer
+        if _is_model(layer):
+            yield from layer_paths(layer, path + "/")
+
+
+def _is_model(layer):
+    from fastcnn.models.model import Model  # noqa: PLC0415
+
+    return isinstance(layer, Model)
 
 
 def file_variables(layer):
@@ -115,8 +129,10 @@ def write_layer_groups(file, model):
     """The model's `vars` group and one `layers/<kind>/vars` group per layer, into an open h5 file."""
     file.create_group("vars").attrs["name"] = model.name
     for group_path, layer in layer_paths(model):
-        group = file.create_group(group_path).create_group("vars")
+        group = file.require_group(group_path).create_group("vars")
         group.attrs["name"] = layer.name
+        if _is_model(layer):
+            continue  # its variables are its layers'
         for index, variable in enumerate(file_variables(layer)):
             group[str(index)] = np.asarray(variable.numpy(), dtype=np.float32)
 
@@ -225,6 +241,8 @@ def read_layer_groups(h5py, file, model, skip_mismatch=False):
     loads the layers that match and warns about the others."""
     loaded, failures = [], []
     for group_path, layer in layer_paths(model):
+        if _is_model(layer):
+            continue
         arrays, error = _read_layer(h5py, file, group_path, layer)
         if error is None:
             loaded.append((layer, arrays))

@@ -313,7 +313,16 @@ LAYER_KEYS = {
     "Resizing": _BASE + ("data_format", "height", "width", "interpolation", "crop_to_aspect_ratio",
                          "pad_to_aspect_ratio", "fill_mode", "fill_value", "antialias"),
     "CenterCrop": _BASE + ("data_format", "height", "width"),
+    "Add": _BASE,
+    "Subtract": _BASE,
+    "Multiply": _BASE,
+    "Average": _BASE,
+    "Maximum": _BASE,
+    "Minimum": _BASE,
+    "Concatenate": _BASE + ("axis",),
 }
+# Layers of several inputs: their build_config records a list of shapes.
+_LIST_INPUT_LAYERS = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")
 LAYER_CLASSES = {name: getattr(layers, name) for name in LAYER_KEYS}
 
 # Keys holding integers that are not sizes (and may be large or negative).
@@ -409,7 +418,13 @@ def _layer_entry(entry, index):
     if entry.get("build_config") is not None:
         build_config = _dict(entry["build_config"], f"{where} build_config")
         _keys(build_config, ("input_shape",), f"{where} build_config", required=("input_shape",))
-        build_shape = _batch_shape(build_config["input_shape"], f"{where} build_config", "input_shape")
+        if class_name in _LIST_INPUT_LAYERS:
+            shapes = build_config["input_shape"]
+            if not isinstance(shapes, (list, tuple)) or not 1 <= len(shapes) <= MAX_LIST_LENGTH:
+                _fail(f"{where} build_config", f"`input_shape` must be a list of shapes. Received: {_show(shapes)}")
+            build_shape = [_batch_shape(shape, f"{where} build_config", "input_shape") for shape in shapes]
+        else:
+            build_shape = _batch_shape(build_config["input_shape"], f"{where} build_config", "input_shape")
     layer = layer_from_config(LAYER_CLASSES[class_name], entry["config"], where)
     return layer, build_shape
 
@@ -521,35 +536,244 @@ def sequential_from_config(config, build_input_shape=None):
     return model
 
 
+_MODEL_MODULES = {"Sequential": ("keras", "keras.models", "keras.src.models.sequential"),
+                  "Functional": ("keras", "keras.models", "keras.src.models.functional"),
+                  "Model": ("keras", "keras.models", "keras.src.models.model")}
+
+
+def _serialized_model(config, where):
+    """A model from its serialized entry (Keras's serialize_keras_object form): Sequential, or
+    Functional (also written as class Model), checked like every other object."""
+    config = _dict(config, where)
+    _keys(config, ("module", "class_name", "config", "registered_name", "build_config", "compile_config", "name",
+                   "inbound_nodes"), where, required=("class_name", "config"))
+    class_name = config["class_name"]
+    if class_name not in _MODEL_MODULES:
+        _fail(where, f"fastcnn builds Sequential and Functional models only. Received: class_name={_show(class_name)}")
+    if config.get("module", "keras") not in _MODEL_MODULES[class_name]:
+        _fail(where, f"a {class_name} model's module must be one of {_MODEL_MODULES[class_name]}. Received: "
+                     f"module={_show(config.get('module'))}")
+    if config.get("registered_name") not in (None, class_name, "Functional"):
+        _fail(where, f"custom (registered) models are not supported. Received: registered_name="
+                     f"{_show(config['registered_name'])}")
+    if config.get("compile_config") is not None:
+        _dict(config["compile_config"], f"{where} compile_config")
+    if class_name == "Sequential":
+        build_shape = None
+        if config.get("build_config") is not None:
+            build_config = _dict(config["build_config"], f"{where} build_config")
+            _keys(build_config, ("input_shape",), f"{where} build_config", required=("input_shape",))
+            build_shape = _batch_shape(build_config["input_shape"], f"{where} build_config", "input_shape")
+        return sequential_from_config(config["config"], build_input_shape=build_shape)
+    if config.get("build_config") is not None:
+        _keys(_dict(config["build_config"], f"{where} build_config"), ("input_shape",), f"{where} build_config")
+    return functional_from_config(config["config"])
+
+
+def model_from_config(cls, config):
+    """``cls.from_config(config)`` for Model, Sequential and Functional: a bare get_config()."""
+    from fastcnn.models.sequential import Sequential  # noqa: PLC0415
+
+    check_tree(config, "model config")
+    config = _dict(config, "model config")
+    if issubclass(cls, Sequential) or ("input_layers" not in config and "output_layers" not in config):
+        if not issubclass(cls, Sequential) and cls.__name__ not in ("Model", "Functional"):
+            _fail("model config", f"{cls.__name__} cannot be built from a config")
+        return sequential_from_config(config)
+    return functional_from_config(config)
+
+
+_FUNCTIONAL_KEYS = ("name", "trainable", "layers", "input_layers", "output_layers", "dtype")
+
+
+def _tensor_reference(value, where):
+    """[layer name, node index, tensor index] (Keras's keras_history or an input/output entry)."""
+    if (not isinstance(value, (list, tuple)) or len(value) != 3 or not isinstance(value[0], str)
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_LAYERS for v in value[1:])):
+        _fail(where, f"a tensor reference must be [layer name, node index, tensor index]. Received: {_show(value)}")
+    return check_name(value[0], where, "layer name"), value[1], value[2]
+
+
+def _node_arguments(node, where):
+    """One call of a layer in a Functional config: ("single" or "list", [references], training)."""
+    node = _dict(node, where)
+    _keys(node, ("args", "kwargs"), where, required=("args",))
+    kwargs = _dict(node.get("kwargs", {}), f"{where} kwargs")
+    _keys(kwargs, ("mask", "training"), f"{where} kwargs")
+    if kwargs.get("mask") is not None:
+        _fail(where, f"masks are not supported. Received: mask={_show(kwargs['mask'])}")
+    training = kwargs.get("training")
+    if training is not None and not isinstance(training, bool):
+        _fail(where, f"`training` must be a bool or None. Received: training={_show(training)}")
+    args = node["args"]
+    if not isinstance(args, list) or len(args) != 1:
+        _fail(where, f"a layer call takes one argument (a tensor or a list of tensors). Received: args={_show(args)}")
+
+    def tensor(value):
+        value = _dict(value, where)
+        _keys(value, ("class_name", "config"), where, required=("class_name", "config"))
+        if value["class_name"] != "__keras_tensor__":
+            _fail(where, f"call arguments must be symbolic tensors. Received: class_name={_show(value['class_name'])}")
+        tensor_config = _dict(value["config"], where)
+        _keys(tensor_config, ("shape", "dtype", "keras_history", "sparse", "ragged", "name"), where,
+              required=("keras_history",))
+        if tensor_config.get("dtype", "float32") != "float32":
+            _fail(where, f"fastcnn computes in float32. Received: dtype={_show(tensor_config['dtype'])}")
+        return _tensor_reference(tensor_config["keras_history"], where)
+
+    argument = args[0]
+    if isinstance(argument, list):
+        if not argument or len(argument) > MAX_LIST_LENGTH:
+            _fail(where, f"a layer call on a list needs 1 to {MAX_LIST_LENGTH} tensors. Received: {_show(argument)}")
+        return "list", [tensor(v) for v in argument], training
+    return "single", [tensor(argument)], training
+
+
+def functional_from_config(config):
+    """A fastcnn functional model from a Keras Functional config. Every layer goes through the
+    allow-lists; the calls are replayed in Keras's order (a call waits until the tensors it reads
+    exist; no progress means loops or missing layers: refused), first on shapes alone (sizes and
+    weight counts bounded, nothing allocated), then for real."""
+    from fastcnn.models.functional import Functional  # noqa: PLC0415
+    from fastcnn.models.model import Model  # noqa: PLC0415
+
+    where = "Functional config"
+    check_tree(config, where)
+    config = _dict(config, where)
+    _keys(config, _FUNCTIONAL_KEYS, where, required=("name", "layers", "input_layers", "output_layers"))
+    name = check_name(config["name"], where)
+    where = f"Functional model {name!r}"
+    trainable = _bool(config.get("trainable", True), where, "trainable")
+    if config.get("dtype") is not None:
+        check_dtype_policy(config["dtype"], where)
+    entries = config["layers"]
+    if not isinstance(entries, list) or not entries or len(entries) > MAX_LAYERS:
+        _fail(where, f"`layers` must be a list of 1 to {MAX_LAYERS} layers. Received: {_show(entries)}")
+    created, order, calls = {}, [], {}
+    for index, entry in enumerate(entries):
+        entry_where = f"{where} layers[{index}]"
+        entry = _dict(entry, entry_where)
+        layer_name = check_name(entry.get("name"), entry_where)
+        inbound = entry.get("inbound_nodes", [])
+        if not isinstance(inbound, list) or len(inbound) > MAX_LAYERS:
+            _fail(entry_where, f"`inbound_nodes` must be a list. Received: {_show(inbound)}")
+        body = {k: v for k, v in entry.items() if k not in ("name", "inbound_nodes")}
+        if body.get("class_name") in _MODEL_MODULES:
+            operation = _serialized_model(body, entry_where)
+        else:
+            operation, _ = _layer_entry(body, index)
+        if operation.name != layer_name:
+            _fail(entry_where, f"the entry's name {layer_name!r} differs from its config's {operation.name!r}")
+        if layer_name in created:
+            _fail(where, f"layer names must be unique. Received the name {layer_name!r} twice")
+        if isinstance(operation, InputLayer) and inbound:
+            _fail(entry_where, "an InputLayer has no inbound nodes")
+        created[layer_name] = operation
+        order.append(layer_name)
+        calls[layer_name] = [_node_arguments(node, f"{entry_where} inbound_nodes[{i}]")
+                             for i, node in enumerate(inbound)]
+
+    def resolve(outputs_of, run):
+        """Replays every call in Keras's order; outputs_of[name] lists each call's outputs."""
+        pending = {n: list(c) for n, c in calls.items() if c}
+        while pending:
+            progressed = False
+            for layer_name in order:
+                while pending.get(layer_name):
+                    structure, references, training = pending[layer_name][0]
+                    if not all(ref in created and k < len(outputs_of[ref]) for ref, k, _ in references):
+                        if any(ref not in created for ref, _, _ in references):
+                            missing = next(ref for ref, _, _ in references if ref not in created)
+                            _fail(where, f"layer {layer_name!r} reads the layer {missing!r}, which the config does "
+                                         "not define")
+                        break
+                    inputs = []
+                    for ref, k, t in references:
+                        call_outputs = outputs_of[ref][k]
+                        if t >= len(call_outputs):
+                            _fail(where, f"layer {layer_name!r} reads output {t} of {ref!r}, which has "
+                                         f"{len(call_outputs)}")
+                        inputs.append(call_outputs[t])
+                    outputs_of[layer_name].append(run(created[layer_name], inputs if structure == "list"
+                                                      else inputs[0], training))
+                    pending[layer_name].pop(0)
+                    progressed = True
+                if layer_name in pending and not pending[layer_name]:
+                    del pending[layer_name]
+            if not progressed:
+                _fail(where, "the graph has loops or calls that read missing nodes; unresolved calls of "
+                             f"{sorted(pending)[:10]}")
+
+    # Shapes first: nothing is allocated until every size is known and bounded.
+    shapes_of = {n: [[op.shape]] if isinstance(op, InputLayer) else [] for n, op in created.items()}
+    counted, total = set(), [0]
+
+    def shape_call(operation, inputs, training):
+        layer_where = f"{where}: layer {operation.name!r}"
+        if isinstance(operation, Model):
+            given = [tuple(s[1:]) for s in (inputs if isinstance(inputs, list) else [inputs])]
+            if given != [tuple(s) for s in operation._input_sample_shapes]:
+                _fail(layer_where, f"it takes inputs of shapes {operation.input_shape}. Received: {inputs}")
+            return [(None,) + tuple(s) for s in operation._output_sample_shapes]
+        try:
+            if id(operation) not in counted:
+                counted.add(id(operation))
+                total[0] += _weight_count(operation, inputs if not isinstance(inputs, list) else inputs[0])
+            output = tuple(operation.compute_output_shape(inputs))
+        except (TypeError, ValueError, ZeroDivisionError, IndexError) as error:
+            raise ValueError(f"{layer_where} cannot take inputs of shape {inputs}: {error}") from error
+        if any(isinstance(d, int) and d <= 0 for d in output[1:]) or len(output) > 4:
+            _fail(layer_where, f"outputs the shape {output}, which fastcnn cannot compute")
+        if math.prod(output[1:]) > MAX_SAMPLE_ELEMENTS:
+            _fail(layer_where, f"outputs {math.prod(output[1:])} values per sample, beyond fastcnn's bound of "
+                               f"{MAX_SAMPLE_ELEMENTS}")
+        if total[0] > MAX_PARAMETERS:
+            _fail(layer_where, f"brings the model to {total[0]} weights, beyond fastcnn's bound of {MAX_PARAMETERS}")
+        return [output]
+
+    resolve(shapes_of, shape_call)
+    tensors_of = {n: [[op.output]] if isinstance(op, InputLayer) else [] for n, op in created.items()}
+
+    def real_call(operation, inputs, training):
+        outputs = operation(inputs, training=training)
+        return outputs if isinstance(outputs, list) else [outputs]
+
+    resolve(tensors_of, real_call)
+
+    def tensors(value, key):
+        def one(reference):
+            layer_name, k, t = _tensor_reference(reference, f"{where} `{key}`")
+            if layer_name not in created:
+                _fail(where, f"`{key}` names the layer {layer_name!r}, which the config does not define")
+            if isinstance(created[layer_name], Functional):
+                k -= 1  # Keras counts a functional model's own input-to-output node first
+            if not 0 <= k < len(tensors_of[layer_name]) or t >= len(tensors_of[layer_name][k]):
+                _fail(where, f"`{key}` refers to node {k} output {t} of {layer_name!r}, which does not exist")
+            return tensors_of[layer_name][k][t]
+
+        if isinstance(value, dict):
+            return {check_name(k, where, key): one(v) for k, v in value.items()}
+        if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
+            return one(value)
+        if not isinstance(value, list) or not value:
+            _fail(where, f"`{key}` must be a tensor reference or a list of them. Received: {_show(value)}")
+        return [one(v) for v in value]
+
+    return Functional(tensors(config["input_layers"], "input_layers"),
+                      tensors(config["output_layers"], "output_layers"), name=name, trainable=trainable)
+
+
 def deserialize_model(config, compile=True):
-    """A fastcnn Sequential model from Keras's serialized form (``serialize_keras_object(model)``,
-    a ``.keras`` file's config.json) or from a bare Sequential config (``model.get_config()``)."""
+    """A fastcnn model from Keras's serialized form (``serialize_keras_object(model)``, a ``.keras``
+    file's config.json) or from a bare Sequential or Functional config (``model.get_config()``)."""
     check_tree(config, "model config")
     config = _dict(config, "model config")
     if "class_name" not in config:
-        return sequential_from_config(config)
-    _keys(config, ("module", "class_name", "config", "registered_name", "build_config", "compile_config"),
-          "model config", required=("class_name", "config"))
-    if config["class_name"] != "Sequential":
-        _fail("model config", f"fastcnn builds Sequential models only. Received: class_name="
-                              f"{_show(config['class_name'])}")
-    if config.get("module", "keras") not in ("keras", "keras.models"):
-        _fail("model config", f"a Sequential model's module must be 'keras'. Received: module="
-                              f"{_show(config.get('module'))}")
-    if config.get("registered_name") is not None:
-        _fail("model config", f"custom (registered) models are not supported. Received: registered_name="
-                              f"{_show(config['registered_name'])}")
+        return functional_from_config(config) if "input_layers" in config else sequential_from_config(config)
     if not isinstance(compile, bool):
         raise TypeError(f"`compile` must be a bool. Received: compile={compile!r}")
-    build_shape = None
-    if config.get("build_config") is not None:
-        build_config = _dict(config["build_config"], "model build_config")
-        _keys(build_config, ("input_shape",), "model build_config", required=("input_shape",))
-        build_shape = _batch_shape(build_config["input_shape"], "model build_config", "input_shape")
+    model = _serialized_model(config, "model config")
     compile_config = config.get("compile_config")
-    if compile_config is not None:
-        _dict(compile_config, "compile_config")
-    model = sequential_from_config(config["config"], build_input_shape=build_shape)
     if compile and compile_config:
         from fastcnn.saving import _compile  # noqa: PLC0415
 

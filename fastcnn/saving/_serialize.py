@@ -71,16 +71,86 @@ def compile_config(model):
             "steps_per_execution": arguments["steps_per_execution"], "jit_compile": arguments["jit_compile"]}
 
 
-def serialize_model(model):
-    """``keras.saving.serialize_keras_object(model)`` for a fastcnn Sequential model."""
+def model_config(model):
+    """Keras's get_config of a Sequential or functional model."""
     from fastcnn.models.sequential import Sequential  # noqa: PLC0415
 
-    if not isinstance(model, Sequential):
-        raise TypeError(f"serialize_model takes a fastcnn Sequential model. Received: {model!r}")
-    serialized = {"module": "keras", "class_name": "Sequential", "config": model.get_config(),
-                  "registered_name": None}
-    build_config = model.get_build_config()
-    if build_config is not None:
-        serialized["build_config"] = build_config
+    return sequential_config(model) if isinstance(model, Sequential) else functional_config(model)
+
+
+def _tensor_config(tensor, own_nodes):
+    """A symbolic tensor as Keras's serialize_node writes it: the node index counts only the
+    producing operation's calls that belong to this model."""
+    operation, node_index, tensor_index = tensor._keras_history
+    index = sum(1 for node in operation._inbound_nodes[:node_index] if id(node) in own_nodes)
+    return {"class_name": "__keras_tensor__",
+            "config": {"shape": list(tensor.shape), "dtype": "float32",
+                       "keras_history": [operation.name, index, tensor_index]}}
+
+
+def _serialize_node(node, own_nodes):
+    from fastcnn.models.model import Model  # noqa: PLC0415
+
+    tensors = [_tensor_config(t, own_nodes) for t in node.input_tensors]
+    kwargs = {}
+    if isinstance(node.operation, Model):
+        kwargs["mask"] = None  # as Keras records a model's call
+    if node.training is not None:
+        kwargs["training"] = node.training
+    return {"args": [tensors if node.call_structure == "list" else tensors[0]], "kwargs": kwargs}
+
+
+def functional_config(model):
+    """Keras 3's Functional.get_config: the operations in order, each with the calls ("inbound_nodes")
+    that belong to this model, and the input and output tensors as [name, node, tensor]."""
+    from fastcnn.models.functional import Functional  # noqa: PLC0415
+    from fastcnn.models.model import Model  # noqa: PLC0415
+
+    own_nodes = {id(node) for node in model._nodes} | {id(t.node) for t in model._inputs}
+    layer_configs = []
+    for operation in model._operations:
+        entry = serialize_model(operation) if isinstance(operation, Model) else serialize_layer(operation)
+        entry["name"] = operation.name
+        entry["inbound_nodes"] = [_serialize_node(node, own_nodes) for node in operation._inbound_nodes
+                                  if id(node) in own_nodes and node.input_tensors]
+        layer_configs.append(entry)
+
+    def tensor_reference(tensor):
+        operation, node_index, tensor_index = tensor._keras_history
+        kept = sum(1 for node in operation._inbound_nodes[:node_index] if id(node) in own_nodes)
+        # Keras counts a functional model's own input-to-output node first.
+        return [operation.name, kept + (1 if isinstance(operation, Functional) else 0), tensor_index]
+
+    def structure(tensors, kind_and_keys):
+        kind, keys = kind_and_keys
+        references = [tensor_reference(t) for t in tensors]
+        if kind == "single":
+            return references[0]
+        if kind == "dict":
+            return dict(zip(keys, references))
+        return references
+
+    return {"name": model.name, "trainable": model.trainable, "layers": layer_configs,
+            "input_layers": structure(model._inputs, model._inputs_structure),
+            "output_layers": structure(model._outputs, model._outputs_structure)}
+
+
+def serialize_model(model):
+    """``keras.saving.serialize_keras_object(model)`` for a fastcnn Sequential or functional model."""
+    from fastcnn.models.functional import Functional  # noqa: PLC0415
+    from fastcnn.models.sequential import Sequential  # noqa: PLC0415
+
+    if isinstance(model, Sequential):
+        serialized = {"module": "keras", "class_name": "Sequential", "config": model.get_config(),
+                      "registered_name": None}
+        build_config = model.get_build_config()
+        if build_config is not None:
+            serialized["build_config"] = build_config
+    elif isinstance(model, Functional):
+        serialized = {"module": "keras.src.models.functional", "class_name": "Functional",
+                      "config": model.get_config(), "registered_name": "Functional",
+                      "build_config": {"input_shape": None}}
+    else:
+        raise TypeError(f"serialize_model takes a fastcnn model. Received: {model!r}")
     serialized["compile_config"] = model.get_compile_config()
     return serialized

@@ -1,0 +1,178 @@
+// Optimised merge kernels (memory-bound): samples in parallel, contiguous vectorisable loops where
+// no input broadcasts, channel rows where one does. Each gradient element is summed in the
+// reference's order ((y, x) row-major within its sample), so results match it bitwise and do not
+// depend on the thread count.
+#include <cstring>
+
+#include "kernels/optimized/optimized.h"
+#include "parallel.h"
+
+namespace fastcnn::kernels::FASTCNN_ISA {
+namespace {
+
+bool same_shape(const SampleShape& a, const SampleShape& b) {
+  return a.height == b.height && a.width == b.width && a.channels == b.channels;
+}
+
+inline float combine(MergeKind kind, float result, float v) {
+  switch (kind) {
+    case MergeKind::add:
+    case MergeKind::average: return result + v;
+    case MergeKind::subtract: return result - v;
+    case MergeKind::multiply: return result * v;
+    case MergeKind::maximum: return (result >= v || result != result) ? result : v;
+    case MergeKind::minimum: return (result <= v || result != result) ? result : v;
+  }
+  return result;
+}
+
+}  // namespace
+
+void merge_forward(const MergeParams& params, const float* const* inputs, float* output) {
+  const SampleShape& out = params.output;
+  const size_t count = params.inputs.size();
+  const int64_t sample = out.size();
+  parallel::parallel_for(params.batch, [&](int64_t n) {
+    float* y_row = output + n * sample;
+    const float* first = inputs[0] + n * params.inputs[0].size();
+    const bool first_full = same_shape(params.inputs[0], out);
+    // Start from input 0 (broadcast when it is smaller), then fold in the others one at a time.
+    if (first_full) {
+      std::memcpy(y_row, first, sizeof(float) * static_cast<size_t>(sample));
+    } else {
+      for (int64_t y = 0; y < out.height; ++y)
+        for (int64_t x = 0; x < out.width; ++x)
+          for (int64_t c = 0; c < out.channels; ++c)
+            y_row[(y * out.width + x) * out.channels + c] = first[broadcast_offset(params.inputs[0], y, x, c)];
+    }
+    for (size_t i = 1; i < count; ++i) {
+      const SampleShape& shape = params.inputs[i];
+      const float* source = inputs[i] + n * shape.size();
+      if (same_shape(shape, out)) {
+        switch (params.kind) {
+          case MergeKind::add:
+          case MergeKind::average:
+            for (int64_t k = 0; k < sample; ++k) y_row[k] = y_row[k] + source[k];
+            break;
+          case MergeKind::subtract:
+            for (int64_t k = 0; k < sample; ++k) y_row[k] = y_row[k] - source[k];
+            break;
+          case MergeKind::multiply:
+            for (int64_t k = 0; k < sample; ++k) y_row[k] = y_row[k] * source[k];
+            break;
+          default:
+            for (int64_t k = 0; k < sample; ++k) y_row[k] = combine(params.kind, y_row[k], source[k]);
+        }
+        continue;
+      }
+      for (int64_t y = 0; y < out.height; ++y) {
+        for (int64_t x = 0; x < out.width; ++x) {
+          float* row = y_row + (y * out.width + x) * out.channels;
+          const float* source_row = source + broadcast_offset(shape, y, x, 0);
+          if (shape.channels == 1) {
+            const float v = source_row[0];
+            for (int64_t c = 0; c < out.channels; ++c) row[c] = combine(params.kind, row[c], v);
+          } else {
+            for (int64_t c = 0; c < out.channels; ++c) row[c] = combine(params.kind, row[c], source_row[c]);
+          }
+        }
+      }
+    }
+    if (params.kind == MergeKind::average) {
+      for (int64_t k = 0; k < sample; ++k) y_row[k] = y_row[k] / static_cast<float>(count);
+    }
+  });
+}
+
+void merge_backward(const MergeParams& params, const float* const* inputs, const float* output_gradient,
+                    float* const* input_gradients) {
+  const SampleShape& out = params.output;
+  const size_t count = params.inputs.size();
+  const int64_t sample = out.size();
+  parallel::parallel_for(params.batch, [&](int64_t n) {
+    const float* dy = output_gradient + n * sample;
+    for (size_t i = 0; i < count; ++i) {
+      float* dx = input_gradients[i];
+      if (dx == nullptr) continue;
+      const SampleShape& shape = params.inputs[i];
+      dx += n * shape.size();
+      const bool full = same_shape(shape, out);
+      if (full && (params.kind == MergeKind::add || (params.kind == MergeKind::subtract && i == 0))) {
+        std::memcpy(dx, dy, sizeof(float) * static_cast<size_t>(sample));
+        continue;
+      }
+      if (full && params.kind == MergeKind::subtract) {
+        for (int64_t k = 0; k < sample; ++k) dx[k] = -dy[k];
+        continue;
+      }
+      if (!full) std::memset(dx, 0, sizeof(float) * static_cast<size_t>(shape.size()));
+      for (int64_t y = 0; y < out.height; ++y) {
+        for (int64_t x = 0; x < out.width; ++x) {
+          for (int64_t c = 0; c < out.channels; ++c) {
+            const int64_t at = (y * out.width + x) * out.channels + c;
+            float g = dy[at];
+            switch (params.kind) {
+              case MergeKind::add: break;
+              case MergeKind::subtract: g = i == 0 ? g : -g; break;
+              case MergeKind::average: g = g / static_cast<float>(count); break;
+              case MergeKind::multiply:
+                for (size_t j = 0; j < count; ++j) {
+                  if (j != i) g = g * inputs[j][n * params.inputs[j].size() + broadcast_offset(params.inputs[j], y, x, c)];
+                }
+                break;
+              case MergeKind::maximum:
+              case MergeKind::minimum: {
+                size_t chosen = 0;
+                float best = inputs[0][n * params.inputs[0].size() + broadcast_offset(params.inputs[0], y, x, c)];
+                for (size_t j = 1; j < count; ++j) {
+                  const float v = inputs[j][n * params.inputs[j].size() + broadcast_offset(params.inputs[j], y, x, c)];
+                  // The earlier value stays unless the later one is strictly better or it is NaN.
+                  const bool keep = params.kind == MergeKind::maximum ? (best >= v || best != best)
+                                                                      : (best <= v || best != best);
+                  if (!keep) {
+                    best = v;
+                    chosen = j;
+                  }
+                }
+                g = chosen == i ? g : 0.0f;
+                break;
+              }
+            }
+            const int64_t target = broadcast_offset(shape, y, x, c);
+            if (full) {
+              dx[target] = g;
+            } else {
+              dx[target] += g;
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+void concatenate_forward(const ConcatenateParams& params, const float* const* inputs, float* output) {
+  const int64_t total = params.output_inner();
+  parallel::parallel_for(params.outer, [&](int64_t o) {
+    float* destination = output + o * total;
+    for (size_t i = 0; i < params.inner.size(); ++i) {
+      std::memcpy(destination, inputs[i] + o * params.inner[i], sizeof(float) * static_cast<size_t>(params.inner[i]));
+      destination += params.inner[i];
+    }
+  });
+}
+
+void concatenate_backward(const ConcatenateParams& params, const float* output_gradient, float* const* input_gradients) {
+  const int64_t total = params.output_inner();
+  parallel::parallel_for(params.outer, [&](int64_t o) {
+    const float* source = output_gradient + o * total;
+    for (size_t i = 0; i < params.inner.size(); ++i) {
+      if (input_gradients[i] != nullptr) {
+        std::memcpy(input_gradients[i] + o * params.inner[i], source, sizeof(float) * static_cast<size_t>(params.inner[i]));
+      }
+      source += params.inner[i];
+    }
+  });
+}
+
+}  // namespace fastcnn::kernels::FASTCNN_ISA
