@@ -288,3 +288,48 @@ def test_multi_output_errors():
         model.fit(x, {"digit": np.zeros(4, np.int64)}, verbose=0)
     with pytest.raises(ValueError, match="only supported for models with a single output"):
         model.fit(x, [np.zeros(4, np.int64)] * 2, class_weight={0: 1.0}, verbose=0)
+
+
+def fine_tuning(keras, shape=(8, 8, 3), classes=3):
+    """The Keras transfer-learning pattern: a base model called with training=False under a new
+    head. Keras 3.15's fit passes training=True to every call of a functional model, overriding
+    the recorded False (its BatchNormalization then uses batch statistics and moves its moving
+    statistics, unless the base is frozen), and so does fastcnn."""
+    L = keras.layers
+    base_input = keras.Input(shape)
+    y = L.Conv2D(6, 3, padding="same", use_bias=False)(base_input)
+    y = L.BatchNormalization()(y)
+    y = L.ReLU()(y)
+    base = keras.Model(base_input, y, name="base")
+    inputs = keras.Input(shape)
+    x = base(inputs, training=False)
+    x = L.GlobalAveragePooling2D()(x)
+    outputs = L.Dense(classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs), base
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_base_called_with_training_false_trains_like_keras(tf, rng, frozen):
+    _seed(tf)
+    keras_model, keras_base = fine_tuning(tf.keras)
+    model, base = fine_tuning(fastcnn)
+    # Moving statistics away from their initial 0 and 1, so inference mode matters.
+    weights = keras_model.get_weights()
+    weights[3] = rng.random(6).astype(np.float32)
+    weights[4] = 1.0 + rng.random(6).astype(np.float32)
+    keras_model.set_weights(weights)
+    model.set_weights(weights)
+    keras_base.trainable = not frozen
+    base.trainable = not frozen
+    x = rng.random((48, 8, 8, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 48)
+    for m, opt in ((keras_model, tf.keras.optimizers), (model, optimizers)):
+        m.compile(optimizer=opt.SGD(0.1), loss="sparse_categorical_crossentropy")
+    keras_history = keras_model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0).history
+    history = model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0).history
+    np.testing.assert_allclose(history["loss"], keras_history["loss"], rtol=1e-4)
+    for index, (actual, expected) in enumerate(zip(model.get_weights(), keras_model.get_weights())):
+        assert relative_error(actual, expected) <= 1e-4, index
+    # Frozen, nothing in the base moved (BatchNormalization in inference mode); trainable, all did.
+    changed = [not np.array_equal(a, b) for a, b in zip(model.get_weights()[:5], weights[:5])]
+    assert not any(changed) if frozen else all(changed)

@@ -398,7 +398,8 @@ class DropoutLayer final : public Layer {
   void forward(const StepContext& context, int64_t batch, const float* input, float*,
                float* output) override {
     const int64_t count = batch * input_shape.size();
-    if (context.training && rate_ > 0.0f) {
+    last_dropped_ = context.training && rate_ > 0.0f;
+    if (last_dropped_) {
       last_seed_ = own_seed_ >= 0
                        ? static_cast<uint64_t>(own_seed_) * 0x9E3779B97F4A7C15ull + training_calls_++
                        : context.seed ^ (0xD1B54A32D192ED03ull * static_cast<uint64_t>(index + 1));
@@ -413,7 +414,7 @@ class DropoutLayer final : public Layer {
                 float* output_gradient, bool, float* input_gradient) override {
     if (input_gradient == nullptr) return;
     const int64_t count = batch * input_shape.size();
-    if (rate_ > 0.0f) {
+    if (last_dropped_) {
       context.kernels.dropout_backward({count, rate_, last_seed_, last_first_index_}, output_gradient, input_gradient);
     } else {
       context.kernels.activation_forward(Activation::linear, 1, count, output_gradient, input_gradient);
@@ -426,6 +427,7 @@ class DropoutLayer final : public Layer {
   uint64_t training_calls_ = 0;
   uint64_t last_seed_ = 0;
   uint64_t last_first_index_ = 0;
+  bool last_dropped_ = false;  // the last forward applied a mask (training mode), so backward does too
 };
 
 // BatchNormalization over channels. Parameter slice: [gamma], [beta], moving_mean, moving_variance.

@@ -758,8 +758,9 @@ StepResult Network::forward_backward(const std::vector<const float*>& x, const s
     if (fused_convolution >= 0 && !fused_in_training_[static_cast<size_t>(fused_convolution)]) fused_convolution = -1;
     if (fused_convolution >= 0) {
       const size_t convolution = static_cast<size_t>(fused_convolution);
-      layers_[convolution]->backward_max_pool(context, batch, values_[tensor_index(nodes_[convolution].inputs[0])],
-                                              layer, values_[out], gradient);
+      layers_[convolution]->backward_max_pool(context, batch,
+                                              values_[tensor_index(nodes_[convolution].inputs[0])], layer, values_[out],
+                                              gradient);
       skip[convolution] = true;
       timer.lap(backward_slot + convolution);  // profiled as the convolution's backward pass
       notify(i);
@@ -794,8 +795,8 @@ StepResult Network::forward_backward(const std::vector<const float*>& x, const s
         std::memcpy(input_gradients[0], gradient, sizeof(float) * static_cast<size_t>(batch * layer.output_shape.size()));
       }
     } else {
-      layer.backward_inputs(context, batch, node_inputs, pre_activations_[i], node_outputs_[i], gradient,
-                            gradient_is_pre_activation, input_gradients);
+      layer.backward_inputs(context, batch, node_inputs, pre_activations_[i], node_outputs_[i],
+                            gradient, gradient_is_pre_activation, input_gradients);
     }
     // Scratch gradients join their tensor's (a tensor read by several nodes, or twice by one).
     for (size_t input = 0; input < nodes_[i].inputs.size(); ++input) {

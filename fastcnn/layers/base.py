@@ -339,6 +339,9 @@ class Layer:
 
     # Layers with several inputs (the merge layers) take a list; the others one tensor.
     _takes_input_list = False
+    # Whether Keras's call() of this layer takes a mask (Keras then records mask=None in a call's
+    # serialized kwargs).
+    _call_takes_mask = False
 
     def _symbolic_call(self, inputs, training):
         if not node_module.is_symbolic(inputs):

@@ -14,6 +14,7 @@ from fastcnn.layers.base import Layer
 
 
 class BatchNormalization(Layer):
+    _call_takes_mask = True
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones", moving_mean_initializer="zeros",
                  moving_variance_initializer="ones", beta_regularizer=None, gamma_regularizer=None,

@@ -25,6 +25,7 @@ class CompiledGraph:
         self.layers = []  # every layer once, in the order of its first node
 
     def add_layer(self, layer, input_ids, scopes):
+        """Adds one call of `layer` reading the tensors `input_ids`; returns its node (its output)."""
         node = len(self.node_layers)
         layer._add_to_network(self.network)
         owner = self.layer_nodes.get(id(layer))

@@ -161,6 +161,9 @@ class Functional(Model):
         return list(self._operations)
 
     def _emit_graph(self, graph, input_ids, scopes):
+        # A call's `training=` argument is kept for configs but not compiled: fit, evaluate and
+        # predict run every layer in their own mode, as Keras 3's functional models do (they pass
+        # the step's training flag to every call, overriding the recorded one).
         tensor_ids = {id(t): tensor_id for t, tensor_id in zip(self._inputs, input_ids)}
         for node in self._nodes:
             ids = [tensor_ids[id(t)] for t in node.input_tensors]

@@ -56,6 +56,8 @@ class Model:
     ``Sequential`` is the other kind. Subclassing with a custom ``call`` is not supported: fastcnn
     compiles a graph of its own layers."""
 
+    _call_takes_mask = True  # Keras records a model call with mask=None
+
     def __new__(cls, *args, **kwargs):
         if cls is Model:
             from fastcnn.models.functional import Functional  # noqa: PLC0415 (functional imports model)

@@ -2,6 +2,8 @@
 learning-rate schedule), the loss and the metrics fastcnn implements, every key and value checked
 (see _config.py for the rules). Nothing named in the config is imported or called."""
 
+import math
+
 from fastcnn import losses, metrics, optimizers, schedules
 from fastcnn.saving._config import _bool, _construct, _dict, _fail, _keys, _number, _object, _show, _string, check_name
 
@@ -118,23 +120,64 @@ def deserialize_metric(value, where):
     return _construct(cls, {key: item for key, item in config.items() if key != "dtype"}, f"{where} ({cls.__name__})")
 
 
+def _is_object(value):
+    return isinstance(value, dict) and "class_name" in value
+
+
+def _per_output_structure(value, where, deserialize):
+    """A compile argument given once, per output as a list, or per output name as a dict."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        if not value or len(value) > 10_000:
+            _fail(where, f"a per-output list needs 1 to 10000 entries. Received: {_show(value)}")
+        return [deserialize(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, dict) and not _is_object(value):
+        return {_output_name(key, where): deserialize(item, f"{where}[{key!r}]") for key, item in value.items()}
+    return deserialize(value, where)
+
+
+def _output_name(key, where):
+    if not isinstance(key, str) or not 0 < len(key) <= 256:
+        _fail(where, f"output names must be non-empty strings. Received: {_show(key)}")
+    return key
+
+
+def _loss_weight(value, where):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        _fail(where, f"a loss weight must be a finite non-negative number. Received: {_show(value)}")
+    return float(value)
+
+
+def _metrics_structure(value, where):
+    """None, a list of metrics (one output), or per output: a list of lists, or a dict by name."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        if len(value) > 10_000:
+            _fail(where, f"at most 10000 metrics. Received: {len(value)}")
+        return [_metrics_structure(item, f"{where}[{index}]") if isinstance(item, list)
+                else (None if item is None else deserialize_metric(item, f"{where}[{index}]"))
+                for index, item in enumerate(value)]
+    if isinstance(value, dict) and not _is_object(value):
+        return {_output_name(key, where): _metrics_structure(item, f"{where}[{key!r}]") if isinstance(item, list)
+                else deserialize_metric(item, f"{where}[{key!r}]") for key, item in value.items()}
+    _fail(where, f"`metrics` must be a list, a list per output or a dict by output name. Received: {_show(value)}")
+
+
 def compile_arguments(config):
     """The keyword arguments of ``model.compile`` a Keras compile_config describes."""
     where = "compile_config"
     config = _dict(config, where)
     _keys(config, COMPILE_KEYS, where, required=("optimizer", "loss"))
-    for key in ("loss_weights", "weighted_metrics"):
-        if config.get(key) not in (None, []):
-            _fail(where, f"fastcnn does not support `{key}`. Received: {key}={_show(config[key])}")
-    metric_list = config.get("metrics")
-    if metric_list is not None and not isinstance(metric_list, list):
-        _fail(where, f"`metrics` must be a list (fastcnn models have one output). Received: "
-                     f"metrics={_show(metric_list)}")
+    if config.get("weighted_metrics") not in (None, []):
+        _fail(where, f"fastcnn does not support `weighted_metrics`. Received: weighted_metrics="
+                     f"{_show(config['weighted_metrics'])}")
     arguments = {
         "optimizer": deserialize_optimizer(config["optimizer"]),
-        "loss": deserialize_loss(config["loss"]),
-        "metrics": None if metric_list is None else [deserialize_metric(item, f"{where} `metrics`[{index}]")
-                                                     for index, item in enumerate(metric_list)],
+        "loss": _per_output_structure(config["loss"], f"{where} `loss`", deserialize_loss),
+        "loss_weights": _per_output_structure(config.get("loss_weights"), f"{where} `loss_weights`", _loss_weight),
+        "metrics": _metrics_structure(config.get("metrics"), f"{where} `metrics`"),
         "run_eagerly": _bool(config.get("run_eagerly", False), where, "run_eagerly"),
     }
     steps = config.get("steps_per_execution", 1)

@@ -58,15 +58,26 @@ def _serialize_metric(metric):
     raise ValueError(f"Cannot serialize the metric {metric!r}")
 
 
+def _map_structure(function, value):
+    """function applied to every leaf of a list / tuple / dict structure (compile's per-output forms)."""
+    if isinstance(value, dict):
+        return {key: _map_structure(function, item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_map_structure(function, item) for item in value]
+    return function(value)
+
+
 def compile_config(model):
-    """Keras's Trainer.get_compile_config: {} before compile, else the compile arguments."""
+    """Keras's Trainer.get_compile_config: {} before compile, else the compile arguments (a model
+    with several outputs keeps their list or dict forms)."""
     if not model.compiled:
         return {}
     arguments = model._compile_arguments
     metric_list = arguments["metrics"]
-    return {"optimizer": optimizers.serialize(model.optimizer), "loss": _serialize_loss(arguments["loss"]),
-            "loss_weights": None,
-            "metrics": None if metric_list is None else [_serialize_metric(m) for m in metric_list],
+    loss_weights = arguments.get("loss_weights")
+    return {"optimizer": optimizers.serialize(model.optimizer), "loss": _map_structure(_serialize_loss, arguments["loss"]),
+            "loss_weights": None if loss_weights is None else _map_structure(float, loss_weights),
+            "metrics": None if metric_list is None else _map_structure(_serialize_metric, metric_list),
             "weighted_metrics": None, "run_eagerly": arguments["run_eagerly"],
             "steps_per_execution": arguments["steps_per_execution"], "jit_compile": arguments["jit_compile"]}
 
@@ -89,14 +100,15 @@ def _tensor_config(tensor, own_nodes):
 
 
 def _serialize_node(node, own_nodes):
-    from fastcnn.models.model import Model  # noqa: PLC0415
-
     tensors = [_tensor_config(t, own_nodes) for t in node.input_tensors]
-    kwargs = {}
-    if isinstance(node.operation, Model):
-        kwargs["mask"] = None  # as Keras records a model's call
+    # As Keras records a call: training when it was given, else mask=None for the operations whose
+    # call takes a mask (models, BatchNormalization).
     if node.training is not None:
-        kwargs["training"] = node.training
+        kwargs = {"training": node.training}
+    elif getattr(node.operation, "_call_takes_mask", False):
+        kwargs = {"mask": None}
+    else:
+        kwargs = {}
     return {"args": [tensors if node.call_structure == "list" else tensors[0]], "kwargs": kwargs}
 
 
