@@ -122,7 +122,8 @@ class _Watchdog:
 
 
 class MPIStrategy:
-    """Synchronous data-parallel training of a fastcnn Sequential model over MPI ranks.
+    """Synchronous data-parallel training of a fastcnn model (Sequential or functional, one input
+    and one output) over MPI ranks.
 
     comm: an mpi4py communicator (default MPI.COMM_WORLD). timeout: seconds a collective may wait
     for the other ranks before the job is aborted with a clear message (default 300). overlap:
@@ -290,6 +291,10 @@ class MPIStrategy:
                                              model=model, verbose=verbose, epochs=epochs, steps=steps)
 
     def _prepare(self, model, x, y, sample_weight, class_weight):
+        if len(model._input_sample_shapes or [None]) != 1 or len(model._output_losses or [None]) != 1:
+            raise ValueError("MPIStrategy trains models with one input and one output. Model "
+                             f"{model.name!r} has {len(model._input_sample_shapes)} inputs and "
+                             f"{len(model._output_losses)} outputs.")
         x_all = model._prepare_x(x)
         targets = model._prepare_y(y, x_all.shape[0])
         targets["sample_weights"] = model._prepare_sample_weights(sample_weight, class_weight, targets,

@@ -369,3 +369,37 @@ def test_thread_count_does_not_change_a_graph_step():
     for one, two in zip(*results):
         np.testing.assert_array_equal(one, two)
     assert relative_error(results[0][0], results[1][0]) == 0.0
+
+
+# ---- the trainer's other paths on graphs ----
+
+
+def test_check_numerics_names_the_layer_of_a_graph():
+    inputs = keras.Input((4,))
+    x = layers.Dense(3, name="first")(inputs)
+    y = layers.Dense(3, name="blows_up", kernel_initializer=keras.initializers.Constant(1e30))(inputs)
+    outputs = layers.Dense(2, activation="softmax")(layers.concatenate([x, y]))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with pytest.raises(FloatingPointError, match=r"layer 'blows_up' \(Dense\) produced non-finite values"):
+        model.fit(np.full((4, 4), 1e10, np.float32), np.zeros(4, np.int64), check_numerics=True, verbose=0)
+
+
+def test_generator_of_two_input_batches():
+    image = keras.Input((4, 4, 1))
+    extra = keras.Input((2,))
+    x = layers.concatenate([layers.Flatten()(image), extra])
+    model = keras.Model([image, extra], layers.Dense(2, activation="softmax")(x))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(10)
+
+    def batches():
+        while True:
+            yield [rng.random((5, 4, 4, 1)), rng.random((5, 2))], rng.integers(0, 2, 5)
+
+    history = model.fit(batches(), steps_per_epoch=3, epochs=2, verbose=0, shuffle=False)
+    assert len(history.history["loss"]) == 2
+    (a, b), _ = next(batches())
+    # A batch of x alone for several inputs is a 1-tuple holding the list, as in Keras.
+    predictions = model.predict((((a, b),) for _ in range(2)), verbose=0)
+    np.testing.assert_allclose(predictions, np.concatenate([model.predict([a, b], verbose=0)] * 2), rtol=1e-6)

@@ -233,10 +233,20 @@ def _needs_targets(y, source, name):
                          f"{_describe(source.data)}")
 
 
+def sample_count(x):
+    """Samples in prepared inputs (an array, or a list of arrays for a model with several inputs)."""
+    return x[0].shape[0] if isinstance(x, list) else x.shape[0]
+
+
+def take(x, index):
+    """x[index] for prepared inputs (every input indexed alike)."""
+    return [array[index] for array in x] if isinstance(x, list) else x[index]
+
+
 def _run_step(model, train, x, y, sample_weight, class_weight, numerics=None, position=(0, 0)):
     """One batch through the compiled network; returns (loss sum, correct, samples)."""
     x_batch = model._prepare_x(x)
-    samples = x_batch.shape[0]
+    samples = sample_count(x_batch)
     targets = model._prepare_y(y, samples)
     weights = model._prepare_sample_weights(sample_weight, class_weight, targets, samples)
     indices = np.arange(samples)
@@ -430,7 +440,7 @@ def predict(model, x, verbose, steps, callbacks):
         callback_list.on_predict_batch_begin(step)
         batch_x = source.unpack(batch, "x")[0]
         x_batch = model._prepare_x(batch_x)
-        count = x_batch[0].shape[0] if isinstance(x_batch, list) else x_batch.shape[0]
+        count = sample_count(x_batch)
         with model._lock:
             model._use_own_weights()
             results = model._network.predict(x_batch)

@@ -148,8 +148,10 @@ class NumericsCheck:
         return f"layer {layer.name!r} ({type(layer).__name__})"
 
     def _first_non_finite(self, x_batch, seed, bad_update, bad_update_text, loss_sum):
-        if not np.isfinite(x_batch).all():
-            return f"the input batch holds non-finite values ({_non_finite_text(x_batch)})"
+        for index, inputs in enumerate(x_batch if isinstance(x_batch, list) else [x_batch]):
+            if not np.isfinite(inputs).all():
+                which = f"input {index} of the batch" if isinstance(x_batch, list) else "the input batch"
+                return f"{which} holds non-finite values ({_non_finite_text(inputs)})"
         for index, layer in enumerate(self.saved["parameters"]):
             for view in layer:
                 if not np.isfinite(view).all():

@@ -21,6 +21,8 @@ from fastcnn import optimizers as optimizers_module
 from fastcnn.layers import node as node_module
 from fastcnn.layers.base import runtime_shape
 from fastcnn.models import _batch_input, _graph, _step_guard, _summary, _weights_file
+from fastcnn.models._batch_input import sample_count as _count
+from fastcnn.models._batch_input import take as _take
 
 
 def _check_verbose(verbose):
@@ -940,16 +942,6 @@ def _step_totals(result):
     if len(result) == 2:
         return result
     return result[0], np.array([result[2], result[3]], dtype=np.float64)
-
-
-def _count(x):
-    """Samples in prepared inputs (an array, or a list of arrays for several inputs)."""
-    return x[0].shape[0] if isinstance(x, list) else x.shape[0]
-
-
-def _take(x, index):
-    """x[index] for prepared inputs (each input indexed alike)."""
-    return [array[index] for array in x] if isinstance(x, list) else x[index]
 
 
 def _as_list(results):
