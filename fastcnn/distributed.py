@@ -52,8 +52,8 @@ import traceback
 import numpy as np
 
 from fastcnn import _random
-from fastcnn.models import _batch_input
-from fastcnn.models.sequential import _check_batch_size, _check_verbose
+from fastcnn.models import _batch_input, _loop
+from fastcnn.models.model import _check_batch_size, _check_verbose
 
 DEFAULT_TIMEOUT = 300.0
 
@@ -416,68 +416,51 @@ class MPIStrategy:
             raise ValueError("fit needs at least one sample on some rank. Received 0 samples on every rank.")
 
         callback_list = self._callbacks(model, callbacks, verbose, epochs, steps, add_history=True)
-        model.stop_training = False
-        logs = {}
-        callback_list.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
-            callback_list.on_epoch_begin(epoch)
+
+        def epoch_runs(epoch):
             order = _random.generator().permutation(samples) if shuffle else np.arange(samples)
-            total_loss, total_correct, seen = 0.0, 0, 0
             for step in range(steps):
-                callback_list.on_train_batch_begin(step)
                 sizes = [min(batch_size, max(0, n - step * batch_size)) for n in rank_samples]
                 global_batch = sum(sizes)
                 first_sample = sum(sizes[:self.rank])
                 indices = order[step * batch_size:step * batch_size + sizes[self.rank]]
-                loss_sum, correct = self._train_step(model, network, ranges, x_all, targets, indices, global_batch,
-                                                     first_sample)
-                total_loss += loss_sum
-                total_correct += correct
-                seen += global_batch
-                logs = _batch_input._running_logs(model, total_loss, total_correct, seen)
-                callback_list.on_train_batch_end(step, dict(logs))
-                if model.stop_training:
-                    break
-            epoch_logs = dict(logs)
-            if validation is not None:
-                val_logs = self._evaluate_prepared(model, validation[0], validation[1], batch_size, callback_list)
-                epoch_logs.update({f"val_{key}": value for key, value in val_logs.items()})
-            callback_list.on_epoch_end(epoch, epoch_logs)
-            logs = epoch_logs
+                yield lambda indices=indices, global_batch=global_batch, first_sample=first_sample: self._train_step(
+                    model, network, ranges, x_all, targets, indices, global_batch, first_sample) + (global_batch,)
+
+        def epoch_validation(epoch):
+            if validation is None:
+                return {}
+            val_logs = self._evaluate_prepared(model, validation[0], validation[1], batch_size, callback_list)
+            return {f"val_{key}": value for key, value in val_logs.items()}
+
+        def agree_on_stopping():
             # Callbacks see the same logs everywhere, so they stop alike; a rank-local decision
             # (a custom callback reading local state) still stops every rank together.
             stop = self.allreduce_sum([1.0 if model.stop_training else 0.0], "the stop decision")[0] > 0
             model.stop_training = bool(stop)
-            if model.stop_training:
-                break
-        callback_list.on_train_end(logs)
-        return callback_list.history
+
+        return _loop.fit_epochs(model, callback_list, initial_epoch, epochs, epoch_runs, epoch_validation,
+                                after_epoch=agree_on_stopping)
 
     # ---- evaluation ----
 
     def _evaluate_prepared(self, model, x, targets, batch_size, callback_list):
-        """Loss and accuracy over every rank's samples: local sums reduced once at the end."""
+        """Loss and accuracy over every rank's samples: local sums reduced once at the end (the
+        batch logs are this rank's running means)."""
         samples = x.shape[0]
-        total_loss, total_correct = 0.0, 0
-        if callback_list is not None:
-            callback_list.on_test_begin()
-        for step in range(math.ceil(samples / batch_size)):
-            if callback_list is not None:
-                callback_list.on_test_batch_begin(step)
-            indices = np.arange(step * batch_size, min(samples, (step + 1) * batch_size))
-            loss_sum, correct = model._test_step(x, targets["labels"], targets["probabilities"], indices,
-                                                 targets.get("sample_weights"))
-            total_loss += loss_sum
-            total_correct += correct
-            if callback_list is not None:
-                callback_list.on_test_batch_end(step, _batch_input._running_logs(model, total_loss, total_correct,
-                                                                                 indices[-1] + 1))
-        total_loss, total_correct, seen = self.allreduce_sum([total_loss, total_correct, samples],
-                                                             "the evaluation allreduce")
-        logs = _batch_input._running_logs(model, float(total_loss), int(round(total_correct)), int(round(seen)))
-        if callback_list is not None:
-            callback_list.on_test_end(dict(logs))
-        return logs
+
+        def runs():
+            for step in range(math.ceil(samples / batch_size)):
+                indices = np.arange(step * batch_size, min(samples, (step + 1) * batch_size))
+                yield lambda indices=indices: model._test_step(x, targets["labels"], targets["probabilities"], indices,
+                                                               targets.get("sample_weights")) + (len(indices),)
+
+        def reduce_over_ranks(totals):
+            total_loss, total_correct, seen = self.allreduce_sum([totals.loss, totals.outcome, samples],
+                                                                 "the evaluation allreduce")
+            return _loop.running_logs(model, float(total_loss), int(round(total_correct)), int(round(seen)))
+
+        return _loop.evaluate_runs(model, callback_list, runs(), finish=reduce_over_ranks)[0]
 
     def evaluate(self, model, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, callbacks=None,
                  return_dict=False):

@@ -330,3 +330,46 @@ def test_readme_training_script_runs_under_mpirun(mpi, tmp_path):
     results = re.findall(r"\[[-+0-9.e]+, [0-9.]+\]", completed.stdout)  # the ranks' prints may share a line
     assert len(results) == 2 and results[0] == results[1], output  # evaluate: the same on both ranks
     assert (tmp_path / "model.keras").exists()
+
+
+def test_functional_model_with_a_shared_layer_matches_one_process(mpi, tmp_path):
+    """A functional graph (a residual add, a Conv2D called twice) trains on 2 ranks as on one
+    process, with and without overlapping the exchange: a shared layer's gradients are summed
+    before they are exchanged."""
+    body = '''
+    import fastcnn as keras
+    strategy = distributed.MPIStrategy(timeout=60)
+    rank = strategy.rank
+
+    def make_graph():
+        inputs = keras.Input((10, 10, 1))
+        x = layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+        shared = layers.Conv2D(4, 3, padding="same", activation="relu")
+        x = layers.add([x, shared(shared(x))])
+        x = layers.GlobalAveragePooling2D()(x)
+        model = keras.Model(inputs, layers.Dense(4, activation="softmax")(x))
+        model.compile(optimizer=optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    x, y = data(64)
+    x_part, y_part = strategy.shard(x, y)
+    order = interleaved(strategy.size, len(x), 8)
+    results = []
+    for overlap in (False, True):
+        strategy.overlap = overlap
+        set_random_seed(5)
+        model = make_graph()
+        strategy.fit(model, x_part, y_part, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        results.append(flat(model))
+    if rank == 0:
+        set_random_seed(5)
+        reference = make_graph()
+        reference.fit(x[order], y[order], batch_size=16, epochs=2, shuffle=False, verbose=0)
+        error = relative(results[0], flat(reference))
+        print(f"GRAPH {error:.2e}", flush=True)
+        assert error <= 1e-5, error
+        assert np.array_equal(results[0], results[1]), "overlap changed the weights"
+        print("DONE", flush=True)
+    '''
+    _, output, _ = run_mpi(tmp_path, body)
+    assert "DONE" in output, output

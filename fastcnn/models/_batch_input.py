@@ -23,6 +23,7 @@ import warnings
 import numpy as np
 
 from fastcnn import _random
+from fastcnn.models import _loop
 from fastcnn._py_dataset import PyDataset
 
 _RAN_OUT = ("Your input ran out of data; interrupting training. Make sure that your dataset or generator can "
@@ -258,53 +259,25 @@ def _run_step(model, train, x, y, sample_weight, class_weight, numerics=None, po
     return loss_sum, correct, samples
 
 
-def _running_logs(model, total_loss, total_correct, seen):
-    """The logs of `seen` samples: the mean loss and accuracy; for several outputs also each
-    output's loss and accuracy (total_correct then holds per-output loss sums and correct counts),
-    under Keras's names (`out1_loss`, `out1_accuracy`), keys sorted as Keras's logs are."""
-    seen = max(seen, 1)
-    if len(model._output_losses) > 1:
-        names = model._output_names_for_compile()
-        totals = total_correct if isinstance(total_correct, np.ndarray) else np.zeros((2, len(names)))
-        logs = {"loss": total_loss / seen}
-        for index, (name, metric) in enumerate(zip(names, model._output_metrics)):
-            logs[f"{name}_loss"] = float(totals[0][index]) / seen
-            if metric is not None:
-                logs[f"{name}_{metric.name}"] = float(totals[1][index]) / seen
-        return dict(sorted(logs.items()))
-    metric_name = model._metric.name if model._metric else None
-    logs = {metric_name: total_correct / seen} if metric_name else {}
-    logs["loss"] = total_loss / seen
-    return logs
-
-
 def evaluate_source(model, source, steps, callback_list, name="x"):
     """Evaluates the batches of one epoch of `source`; None if it had no batch to give."""
     if not source.can_start_epoch():
         return None
-    total_loss, total_correct, seen, count = 0.0, 0, 0, 0
-    logs = None
-    if callback_list is not None:
-        callback_list.on_test_begin()
-    source.on_epoch_begin()
-    for step, batch in enumerate(source.batches(steps)):
-        if callback_list is not None:
-            callback_list.on_test_batch_begin(step)
+
+    def run(batch):
         x, y, sample_weight = source.unpack(batch, name)
         _needs_targets(y, source, name)
-        loss_sum, correct, samples = _run_step(model, False, x, y, sample_weight, None)
-        total_loss += loss_sum
-        total_correct += correct
-        seen += samples
-        count += 1
-        logs = _running_logs(model, total_loss, total_correct, seen)
-        if callback_list is not None:
-            callback_list.on_test_batch_end(step, dict(logs))
-    source.on_epoch_end()
-    if logs is None:
-        logs = _running_logs(model, 0.0, 0, 0)
-    if callback_list is not None:
-        callback_list.on_test_end(dict(logs))
+        return _run_step(model, False, x, y, sample_weight, None)
+
+    def runs():
+        source.on_epoch_begin()
+        try:
+            for batch in source.batches(steps):
+                yield lambda batch=batch: run(batch)
+        finally:  # also when the loop stops early
+            source.on_epoch_end()
+
+    logs, count = _loop.evaluate_runs(model, callback_list, runs())
     return logs if count else None
 
 
@@ -368,39 +341,32 @@ def fit(model, x, y, epochs, verbose, callbacks, validation_split, validation_da
         callbacks, add_history=True, add_progbar=verbose != 0, model=model,
         verbose=verbose, epochs=epochs, steps=steps_per_epoch or source.num_batches,
     )
-    model.stop_training = False
-    logs = {}
-    callback_list.on_train_begin()
-    for epoch in range(initial_epoch, epochs):
-        if not source.can_start_epoch():
-            warnings.warn(_RAN_OUT, stacklevel=3)
-            break
-        callback_list.on_epoch_begin(epoch)
+
+    def can_start_epoch():
+        if source.can_start_epoch():
+            return True
+        warnings.warn(_RAN_OUT, stacklevel=4)
+        return False
+
+    def run(batch, epoch, step):
+        batch_x, batch_y, batch_weight = source.unpack(batch, "x")
+        _needs_targets(batch_y, source, "x")
+        return _run_step(model, True, batch_x, batch_y, batch_weight, class_weight, numerics, (epoch, step))
+
+    def epoch_runs(epoch):
         source.on_epoch_begin()
-        total_loss, total_correct, seen = 0.0, 0, 0
-        for step, batch in enumerate(source.batches(steps_per_epoch)):
-            callback_list.on_train_batch_begin(step)
-            batch_x, batch_y, batch_weight = source.unpack(batch, "x")
-            _needs_targets(batch_y, source, "x")
-            loss_sum, correct, samples = _run_step(model, True, batch_x, batch_y, batch_weight, class_weight, numerics,
-                                                   (epoch, step))
-            total_loss += loss_sum
-            total_correct += correct
-            seen += samples
-            logs = _running_logs(model, total_loss, total_correct, seen)
-            callback_list.on_train_batch_end(step, dict(logs))
-            if model.stop_training:
-                break
-        source.on_epoch_end()
-        epoch_logs = dict(logs)
-        epoch_logs.update(model._validation_logs(validation, epoch, validation_freq, validation_steps,
-                                                 validation_batch_size, callback_list))
-        callback_list.on_epoch_end(epoch, epoch_logs)
-        logs = epoch_logs
-        if model.stop_training:
-            break
-    callback_list.on_train_end(logs)
-    return callback_list.history
+        try:
+            for step, batch in enumerate(source.batches(steps_per_epoch)):
+                yield lambda batch=batch, step=step: run(batch, epoch, step)
+        finally:  # also when training stops early
+            source.on_epoch_end()
+
+    def epoch_validation(epoch):
+        return model._validation_logs(validation, epoch, validation_freq, validation_steps, validation_batch_size,
+                                      callback_list)
+
+    return _loop.fit_epochs(model, callback_list, initial_epoch, epochs, epoch_runs, epoch_validation,
+                            can_start_epoch=can_start_epoch)
 
 
 def evaluate(model, x, y, verbose, sample_weight, steps, callbacks):

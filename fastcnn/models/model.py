@@ -20,7 +20,7 @@ from fastcnn import metrics as metrics_module
 from fastcnn import optimizers as optimizers_module
 from fastcnn.layers import node as node_module
 from fastcnn.layers.base import runtime_shape
-from fastcnn.models import _batch_input, _graph, _step_guard, _summary, _weights_file
+from fastcnn.models import _batch_input, _graph, _loop, _step_guard, _summary, _weights_file
 from fastcnn.models._batch_input import sample_count as _count
 from fastcnn.models._batch_input import take as _take
 
@@ -669,7 +669,6 @@ class Model:
             callbacks, add_history=True, add_progbar=verbose != 0, model=self,
             verbose=verbose, epochs=epochs, steps=steps,
         )
-        self.stop_training = False
         with _step_guard.interrupts_between_steps():
             return self._fit_arrays(x_all, targets_all, samples, batch_size, epochs, initial_epoch, shuffle, steps,
                                     validation, validation_freq, validation_steps, validation_batch_size, callback_list,
@@ -677,35 +676,19 @@ class Model:
 
     def _fit_arrays(self, x_all, targets_all, samples, batch_size, epochs, initial_epoch, shuffle, steps,
                     validation, validation_freq, validation_steps, validation_batch_size, callback_list, numerics):
-        logs = {}
-        callback_list.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
-            callback_list.on_epoch_begin(epoch)
+        def epoch_runs(epoch):
             order = _random.generator().permutation(samples) if shuffle else np.arange(samples)
-            total_loss = 0.0
-            total_correct = 0
-            seen = 0
             for step in range(steps):
-                callback_list.on_train_batch_begin(step)
                 indices = order[step * batch_size:(step + 1) * batch_size]
-                loss_sum, correct = self._train_step(x_all, targets_all["labels"], targets_all["probabilities"],
-                                                     indices, targets_all["sample_weights"], numerics, (epoch, step))
-                total_loss += loss_sum
-                total_correct += correct
-                seen += len(indices)
-                logs = _batch_input._running_logs(self, total_loss, total_correct, seen)
-                callback_list.on_train_batch_end(step, dict(logs))
-                if self.stop_training:
-                    break
-            epoch_logs = dict(logs)
-            epoch_logs.update(self._validation_logs(validation, epoch, validation_freq, validation_steps,
-                                                    validation_batch_size, callback_list))
-            callback_list.on_epoch_end(epoch, epoch_logs)
-            logs = epoch_logs
-            if self.stop_training:
-                break
-        callback_list.on_train_end(logs)
-        return callback_list.history
+                yield lambda indices=indices, step=step: self._train_step(
+                    x_all, targets_all["labels"], targets_all["probabilities"], indices, targets_all["sample_weights"],
+                    numerics, (epoch, step)) + (len(indices),)
+
+        def epoch_validation(epoch):
+            return self._validation_logs(validation, epoch, validation_freq, validation_steps, validation_batch_size,
+                                         callback_list)
+
+        return _loop.fit_epochs(self, callback_list, initial_epoch, epochs, epoch_runs, epoch_validation)
 
     def _validation_logs(self, validation, epoch, validation_freq, validation_steps, validation_batch_size,
                          callback_list):
@@ -757,27 +740,14 @@ class Model:
 
     def _evaluate_prepared(self, x, targets, batch_size, callback_list):
         samples = _count(x)
-        total_loss, total_correct, seen = 0.0, 0, 0
-        logs = {}
-        if callback_list is not None:
-            callback_list.on_test_begin()
-        for step in range(math.ceil(samples / batch_size)):
-            if callback_list is not None:
-                callback_list.on_test_batch_begin(step)
-            indices = np.arange(step * batch_size, min(samples, (step + 1) * batch_size))
-            loss_sum, correct = self._test_step(x, targets["labels"], targets["probabilities"], indices,
-                                                targets.get("sample_weights"))
-            total_loss += loss_sum
-            total_correct += correct
-            seen += len(indices)
-            logs = _batch_input._running_logs(self, total_loss, total_correct, seen)
-            if callback_list is not None:
-                callback_list.on_test_batch_end(step, dict(logs))
-        if not logs:
-            logs = _batch_input._running_logs(self, 0.0, 0, 0)  # no samples: zeros, as Keras reports
-        if callback_list is not None:
-            callback_list.on_test_end(dict(logs))
-        return logs
+
+        def runs():
+            for step in range(math.ceil(samples / batch_size)):
+                indices = np.arange(step * batch_size, min(samples, (step + 1) * batch_size))
+                yield lambda indices=indices: self._test_step(x, targets["labels"], targets["probabilities"], indices,
+                                                              targets.get("sample_weights")) + (len(indices),)
+
+        return _loop.evaluate_runs(self, callback_list, runs())[0]
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict=False):
@@ -856,7 +826,7 @@ class Model:
         indices = np.arange(_count(x_all))
         with _step_guard.interrupts_between_steps():
             loss_sum, correct = self._train_step(x_all, targets["labels"], targets["probabilities"], indices, weights)
-        return self._logs_result(_batch_input._running_logs(self, loss_sum, correct, _count(x_all)), return_dict)
+        return self._logs_result(_loop.running_logs(self, loss_sum, correct, _count(x_all)), return_dict)
 
     def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
         self._require_compiled("evaluation")

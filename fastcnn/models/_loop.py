@@ -1,0 +1,113 @@
+"""The one epoch loop and the one evaluation loop of every trainer path.
+
+``Model.fit`` on arrays, on batch sources (generators, PyDatasets, datasets:
+fastcnn/models/_batch_input.py) and ``MPIStrategy.fit`` (fastcnn/distributed.py) differ only in
+where a step's batch comes from and how the step runs; they hand this loop an iterator of step
+runs, and the loop calls the callbacks in Keras's order, keeps the running logs and stops when
+`model.stop_training` is set. A step run is a zero-argument callable returning (loss sum,
+outcome, samples): outcome is the correct count, or for a model with several outputs the
+per-output sums (fastcnn/models/model.py's _step_totals), and both sum across steps.
+"""
+
+
+import numpy as np
+
+
+def running_logs(model, total_loss, total_outcome, seen):
+    """The logs of `seen` samples: the mean loss and accuracy; for several outputs also each
+    output's loss and accuracy (total_outcome then holds per-output loss sums and correct counts),
+    under Keras's names (`digit_loss`, `digit_accuracy`), keys sorted as Keras's logs are."""
+    seen = max(seen, 1)
+    if len(model._output_losses) > 1:
+        names = model._output_names_for_compile()
+        totals = total_outcome if isinstance(total_outcome, np.ndarray) else np.zeros((2, len(names)))
+        logs = {"loss": total_loss / seen}
+        for index, (name, metric) in enumerate(zip(names, model._output_metrics)):
+            logs[f"{name}_loss"] = float(totals[0][index]) / seen
+            if metric is not None:
+                logs[f"{name}_{metric.name}"] = float(totals[1][index]) / seen
+        return dict(sorted(logs.items()))
+    metric_name = model._metric.name if model._metric else None
+    logs = {metric_name: total_outcome / seen} if metric_name else {}
+    logs["loss"] = total_loss / seen
+    return logs
+
+
+class Totals:
+    """Loss, outcome and sample sums over a pass's steps."""
+
+    def __init__(self):
+        self.loss, self.outcome, self.seen, self.steps = 0.0, 0, 0, 0
+
+    def add(self, loss_sum, outcome, samples):
+        self.loss += loss_sum
+        self.outcome = self.outcome + outcome
+        self.seen += samples
+        self.steps += 1
+
+    def logs(self, model):
+        return running_logs(model, self.loss, self.outcome, self.seen)
+
+
+def fit_epochs(model, callback_list, initial_epoch, epochs, epoch_runs, epoch_validation, can_start_epoch=None,
+               after_epoch=None):
+    """Keras's fit loop. epoch_runs(epoch): the epoch's step runs (an iterator; closed after the
+    epoch's last step, so a source's end-of-epoch work runs before validation);
+    epoch_validation(epoch): the `val_` logs; can_start_epoch(): False stops training (a
+    generator that ran dry); after_epoch(): runs after on_epoch_end (MPIStrategy agrees on
+    stopping there). Returns the History."""
+    logs = {}
+    model.stop_training = False
+    callback_list.on_train_begin()
+    for epoch in range(initial_epoch, epochs):
+        if can_start_epoch is not None and not can_start_epoch():
+            break
+        callback_list.on_epoch_begin(epoch)
+        totals = Totals()
+        runs = epoch_runs(epoch)
+        try:
+            for step, run in enumerate(runs):
+                callback_list.on_train_batch_begin(step)
+                totals.add(*run())
+                logs = totals.logs(model)
+                callback_list.on_train_batch_end(step, dict(logs))
+                if model.stop_training:
+                    break
+        finally:
+            close = getattr(runs, "close", None)
+            if close is not None:
+                close()
+        epoch_logs = dict(logs)
+        epoch_logs.update(epoch_validation(epoch))
+        callback_list.on_epoch_end(epoch, epoch_logs)
+        logs = epoch_logs
+        if after_epoch is not None:
+            after_epoch()
+        if model.stop_training:
+            break
+    callback_list.on_train_end(logs)
+    return callback_list.history
+
+
+def evaluate_runs(model, callback_list, runs, finish=None):
+    """Keras's evaluation loop over step runs; returns (logs, steps). Batch logs are this pass's
+    running means; finish(totals), when given, turns the totals into the final logs (MPIStrategy
+    reduces them over the ranks); without any step the logs are zeros, as Keras reports."""
+    totals = Totals()
+    if callback_list is not None:
+        callback_list.on_test_begin()
+    try:
+        for step, run in enumerate(runs):
+            if callback_list is not None:
+                callback_list.on_test_batch_begin(step)
+            totals.add(*run())
+            if callback_list is not None:
+                callback_list.on_test_batch_end(step, dict(totals.logs(model)))
+    finally:
+        close = getattr(runs, "close", None)
+        if close is not None:
+            close()
+    logs = finish(totals) if finish is not None else totals.logs(model)
+    if callback_list is not None:
+        callback_list.on_test_end(dict(logs))
+    return logs, totals.steps
