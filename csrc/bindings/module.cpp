@@ -1061,7 +1061,13 @@ py::list concatenate_backward(py::object output_gradient_argument, const std::ve
     (axis == 0 ? shape.height : axis == 1 ? shape.width : shape.channels) = sizes[i];
     shapes.push_back(shape);
   }
-  require_dimension(output_gradient, 1 + axis, total, "output_gradient", "the concatenation axis: sum(sizes)");
+  if (output_gradient.shape(1 + axis) != total) {
+    std::string listed;
+    for (size_t i = 0; i < sizes.size(); ++i) listed += (i > 0 ? ", " : "") + std::to_string(sizes[i]);
+    throw py::value_error("`sizes` must sum to output_gradient's extent along axis " + std::to_string(axis) + " (" +
+                          std::to_string(output_gradient.shape(1 + axis)) + "). Received: sizes=[" + listed +
+                          "], output_gradient.shape=" + shape_text(output_gradient));
+  }
   const std::vector<bool> mask = gradient_mask(needs_gradient, sizes.size());
   const ConcatenateParams params = make_concatenate_params(output_gradient.shape(0), shapes, axis);
   const auto& table = table_named(kernels);
@@ -1120,7 +1126,7 @@ std::vector<FloatArray> network_inputs(const runtime::Network& network, py::hand
   if (count > 1) {
     if (!py::isinstance<py::list>(x_argument) && !py::isinstance<py::tuple>(x_argument)) {
       throw py::type_error("this network takes " + std::to_string(count) + " inputs: pass a list of " +
-                           std::to_string(count) + " arrays. Received: " + std::string(py::str(py::type::of(x_argument))));
+                           std::to_string(count) + " arrays. Received: x of type " + type_name(x_argument));
     }
     const py::sequence sequence = py::reinterpret_borrow<py::sequence>(x_argument);
     if (sequence.size() != count) {
@@ -1261,7 +1267,8 @@ StepArrays check_step(runtime::Network& network, py::handle x_argument, py::hand
       if (argument.is_none()) return std::vector<py::object>(outputs, py::none());
       if (!py::isinstance<py::list>(argument) && !py::isinstance<py::tuple>(argument)) {
         throw py::type_error(std::string("this network has ") + std::to_string(outputs) + " outputs: pass `" + name +
-                             "` as a list with one entry (an array or None) per output");
+                             "` as a list with one entry (an array or None) per output. Received: " + name +
+                             " of type " + type_name(argument));
       }
       const py::sequence sequence = py::reinterpret_borrow<py::sequence>(argument);
       if (sequence.size() != outputs) {
@@ -1687,7 +1694,8 @@ PYBIND11_MODULE(_core, m) {
              if (network.built()) throw std::logic_error("network is already built");
              if (!shape) {
                if (network.input_count() == 0) {
-                 throw py::value_error("build() needs input_shape for a network without declared inputs");
+                 throw py::value_error("build() needs input_shape for a network without declared inputs. Received: "
+                                     "input_shape=None");
                }
                network.build();
                return;
@@ -1700,7 +1708,9 @@ PYBIND11_MODULE(_core, m) {
              }
              checked_product({height, width, channels}, "the input shape");
              if (network.input_count() > 0) {
-               throw py::value_error("this network declared its inputs: call build() without input_shape");
+               throw py::value_error("this network declared its inputs: call build() without input_shape. Received: "
+                                     "input_shape=(" + std::to_string(height) + ", " + std::to_string(width) + ", " +
+                                     std::to_string(channels) + ")");
              }
              network.build({height, width, channels});
            },
