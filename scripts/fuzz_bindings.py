@@ -12,9 +12,17 @@ Two kinds of cases, drawn by hypothesis with random seeds:
   random names. A call that succeeds with finite, moderate inputs is also run with the reference
   kernels and the results compared (silent garbage shows up as a mismatch).
 * Network sequences (a hypothesis RuleBasedStateMachine): layer builders with random, often
-  invalid, arguments; build; set_trainable / set_regularization with any index; configure_optimizer;
-  train_step / test_step / predict / forward_training with random arrays, labels and indices;
-  parameter and optimizer-slot views; all in random order.
+  invalid, arguments; the graph methods (add_input, merge and Concatenate nodes reading earlier
+  tensors, nodes sharing an earlier node's weights, connect, set_outputs, configure_output_loss,
+  set_trainable_flags); build in both forms; set_trainable / set_regularization with any index;
+  configure_optimizer; train_step / test_step / predict / forward_training with random arrays
+  (a list for several inputs), labels and indices (lists for several outputs); parameter and
+  optimizer-slot views; all in random order, from an empty network or a valid one: a chain; a
+  two-input, two-output graph with merges, a broadcast gate, a Concatenate and shared weights; or a
+  graph drawn at random (inputs, convolutions and dense layers sharing weights, merges with gates,
+  Concatenates, poolings, reshapes, 1-2 outputs), which is first trained with well-formed steps.
+* op cases include the merge ops (merge_forward / merge_backward / concatenate_forward /
+  concatenate_backward) on lists of 0-6 arrays of broadcast or mismatched shapes.
 
 Allowed outcomes: a result, or ValueError, TypeError, IndexError, OverflowError, MemoryError or
 RuntimeError (an operation in the wrong state). Anything else is a defect: a crash (the process dies
@@ -132,8 +140,8 @@ def run_child(arguments):
         if compare is not None:
             try:
                 expected = function(*arguments_, **{**keywords, "kernels": "reference"})
-                actual_parts = result if isinstance(result, tuple) else (result,)
-                expected_parts = expected if isinstance(expected, tuple) else (expected,)
+                actual_parts = result if isinstance(result, (tuple, list)) else (result,)
+                expected_parts = expected if isinstance(expected, (tuple, list)) else (expected,)
                 for actual, reference in zip(actual_parts, expected_parts):
                     if actual is None:
                         continue
@@ -165,12 +173,13 @@ def run_child(arguments):
     fill_modes = mostly(st.sampled_from(["reflect", "wrap", "constant", "nearest"]), names)
 
     @st.composite
-    def arrays(draw, rank=None, shape=None):
-        """An array-like argument: mostly a well-formed float array, sometimes anything else."""
+    def arrays(draw, rank=None, shape=None, clean=False):
+        """An array-like argument: mostly a well-formed float array, sometimes anything else; with
+        `clean`, a float array of exactly `shape` in one of the layouts the binding converts."""
         if shape is None:
             rank = draw(st.integers(0, 5)) if rank is None else rank
             shape = tuple(draw(small) for _ in range(rank))
-        elif shape and draw(st.integers(0, 5)) == 0:  # one axis in six arrays off by one
+        elif shape and not clean and draw(st.integers(0, 5)) == 0:  # one axis in six arrays off by one
             axis = draw(st.integers(0, len(shape) - 1))
             shape = tuple(max(0, s + draw(st.sampled_from([1, -1]))) if i == axis else s for i, s in enumerate(shape))
         seed = draw(st.integers(0, 2**32 - 1))
@@ -178,7 +187,8 @@ def run_child(arguments):
         values = np.asarray(np.random.default_rng(seed).standard_normal(shape) * scale)  # 0-d stays an array
         kind = draw(st.sampled_from(["float32"] * 24 + ["float64", "int64", "int8", "uint64", "bool", "complex",
                                                         "str", "none", "list", "fortran", "strided", "readonly",
-                                                        "nan", "scalar"]))
+                                                        "nan", "scalar"] if not clean else
+                                    ["float32"] * 6 + ["float64", "fortran", "strided", "readonly", "nan"]))
         if kind == "float32":
             return values.astype(np.float32)
         if kind in ("float64", "int64", "int8", "uint64", "bool"):
@@ -232,6 +242,69 @@ def run_child(arguments):
         return max((size - effective) // stride + 1, 1)
 
     # --- op cases -----------------------------------------------------------------------------
+    merge_kinds = ["add", "subtract", "multiply", "average", "maximum", "minimum"]
+
+    def array_list(draw, arrays_):
+        """The merge ops' `inputs`: mostly a list, sometimes a tuple, one array, None or a list with a scalar."""
+        form = draw(st.sampled_from(["list"] * 16 + ["tuple", "tuple", "array", "none", "scalar-inside"]))
+        if form == "tuple":
+            return tuple(arrays_)
+        if form == "array":
+            return arrays_[0] if arrays_ else None
+        if form == "none":
+            return None
+        if form == "scalar-inside":
+            return arrays_ + [1.0]
+        return arrays_
+
+    def merge_case(draw, op, batch, output, kernels):
+        """An elementwise merge of 0-6 inputs (mostly 1-4, Subtract mostly 2), each dimension of each
+        input the output's or 1 (a gate, a column, a scalar per sample), sometimes another size."""
+        kind = draw(mostly(st.sampled_from(merge_kinds), names))
+        count = 2 if kind == "subtract" and draw(st.booleans()) else draw(mostly(st.integers(1, 4), st.integers(0, 6)))
+        shapes = [tuple(draw(st.sampled_from([size, size, 1, 1] if draw(st.integers(0, 29)) else [size + 1, 0]))
+                        for size in output) for _ in range(count)]
+        wild = draw(mostly(st.just(-1), st.integers(0, max(count - 1, 0))))  # at most one input drawn wild
+        inputs = [draw(arrays(shape=(batch,) + shape, clean=i != wild)) for i, shape in enumerate(shapes)]
+        try:
+            merged = np.broadcast_shapes(*shapes) if shapes else output
+        except ValueError:
+            merged = output
+        needs = draw(st.one_of(st.none(), st.lists(st.booleans(), min_size=count, max_size=count),
+                               st.lists(st.booleans(), max_size=6)))
+        positional = (kind, array_list(draw, inputs))
+        if op == "merge_forward":
+            return op, ops.merge_forward, positional, dict(kernels=kernels), moderate(*inputs)
+        gradient = draw(arrays(shape=(batch,) + tuple(merged)))
+        return op, ops.merge_backward, positional + (gradient,), dict(needs_gradient=needs, kernels=kernels), \
+            moderate(*inputs, gradient)
+
+    def concatenate_case(draw, op, batch, sample, kernels):
+        """Concatenate of 0-6 pieces (mostly 1-4) of extent 0-5 along a sample axis (mostly 0-2)."""
+        axis = draw(mostly(st.integers(0, 2), st.one_of(st.integers(-2, 4), any_int)))
+        count = draw(mostly(st.integers(1, 4), st.integers(0, 6)))
+        sizes = [draw(st.integers(0, 5)) for _ in range(count)]
+        pieces = []
+        for size in sizes:
+            shape = list(sample)
+            if 0 <= axis <= 2:
+                shape[axis] = size
+            pieces.append(tuple(shape))
+        needs = draw(st.one_of(st.none(), st.lists(st.booleans(), min_size=count, max_size=count),
+                               st.lists(st.booleans(), max_size=6)))
+        if op == "concatenate_forward":
+            wild = draw(mostly(st.just(-1), st.integers(0, max(count - 1, 0))))
+            inputs = [draw(arrays(shape=(batch,) + piece, clean=i != wild)) for i, piece in enumerate(pieces)]
+            return op, ops.concatenate_forward, (array_list(draw, inputs), axis), dict(kernels=kernels), \
+                moderate(*inputs)
+        whole = list(sample)
+        if 0 <= axis <= 2:
+            whole[axis] = sum(sizes)
+        gradient = draw(arrays(shape=(batch,) + tuple(whole)))
+        wild_sizes = draw(mostly(st.just(sizes), st.lists(any_int, max_size=4)))
+        return op, ops.concatenate_backward, (gradient, wild_sizes, axis), dict(needs_gradient=needs, kernels=kernels), \
+            moderate(gradient)
+
     @st.composite
     def op_case(draw):
         op = draw(st.sampled_from(["conv2d_forward", "conv2d_backward_input", "conv2d_backward_kernel",
@@ -241,7 +314,9 @@ def run_child(arguments):
                                    "batch_norm_statistics", "batch_norm_forward", "batch_norm_backward",
                                    "cross_entropy", "projective_transform", "projective_transform_backward",
                                    "resize", "resize_backward", "flip", "contrast", "contrast_backward",
-                                   "brightness", "brightness_backward", "set_num_threads", "select_kernels"]))
+                                   "brightness", "brightness_backward", "merge_forward", "merge_backward",
+                                   "concatenate_forward", "concatenate_backward", "set_num_threads",
+                                   "select_kernels"]))
         batch, height, width, channels, filters = (draw(st.integers(0, 3)), draw(st.integers(1, 7)),
                                                    draw(st.integers(1, 7)), draw(st.integers(1, 5)),
                                                    draw(st.integers(1, 5)))
@@ -295,6 +370,10 @@ def run_child(arguments):
             gradient = draw(arrays(shape=(batch, pool_height, pool_width, channels)))
             return op, ops.max_pool2d_backward, (x, gradient), dict(pool, relu_input=draw(st.booleans())), \
                 moderate(x, gradient)
+        if op in ("merge_forward", "merge_backward"):
+            return merge_case(draw, op, batch, (height, width, channels), kernels)
+        if op in ("concatenate_forward", "concatenate_backward"):
+            return concatenate_case(draw, op, batch, [height, width, channels], kernels)
         any_x = draw(arrays())
         if op == "activation_forward":
             return op, ops.activation_forward, (draw(activations), any_x), dict(kernels=kernels), moderate(any_x)
@@ -379,34 +458,282 @@ def run_child(arguments):
 
     # --- Network sequences --------------------------------------------------------------------
     class NetworkMachine(RuleBasedStateMachine):
-        @initialize(template=st.sampled_from(["empty", "mlp", "cnn", "cnn-bn-dropout", "augment"]),
+        @initialize(template=st.sampled_from(["empty", "mlp", "cnn", "cnn-bn-dropout", "augment", "graph",
+                                              "open-graph", "random-graph", "random-graph", "random-graph"]),
                     side=st.integers(4, 8), channels=st.integers(1, 3), classes=st.integers(1, 4),
-                    optimizer=st.sampled_from(["sgd", "adam", "rmsprop", "adagrad", "nadam", None]))
-        def create(self, template, side, channels, classes, optimizer):
+                    optimizer=st.sampled_from(["sgd", "adam", "rmsprop", "adagrad", "nadam", None]), data=st.data())
+        def create(self, template, side, channels, classes, optimizer, data):
             """An empty network (every layer then comes from the rules) or a valid one, built and
             configured, so that the step rules run on real models too."""
             self.network = _core.Network()
-            self.shape = None
+            self.shape = None  # the input shape of a network built with build(shape)
+            self.inputs = []   # the declared inputs' shapes
+            self.layers = []   # per node: the builder's name and arguments (to add a node sharing its weights)
             if template == "empty":
                 return
-            if template in ("cnn", "cnn-bn-dropout", "augment"):
-                if template == "augment":
-                    self.network.add_random_flip(True, False, 7)
-                    self.network.add_random_rotation(-0.1, 0.1, "reflect", "bilinear", 0.0)
-                self.network.add_conv2d(2, (3, 3), (1, 1), (1, 1), "same", True, "relu")
-                if template == "cnn-bn-dropout":
-                    self.network.add_batch_norm(0.99, 1e-3, True, True)
-                    self.network.add_dropout(0.3)
-                self.network.add_pool2d("max", False, (2, 2), (2, 2))
-            self.network.add_flatten()
-            self.network.add_dense(classes, True, "softmax")
-            self.network.build((side, side, channels))
-            self.shape = (side, side, channels)
+            if template == "open-graph":  # declared inputs and a first node, left for the rules to grow
+                self.make("add_input", (side, side, channels))
+                self.make("add_input", (side, side, channels))
+                self.make("add_conv2d", 2, (3, 3), (1, 1), (1, 1), "same", True, "relu")
+                return
+            if template == "graph":
+                self.graph(side, channels, classes)
+            elif template == "random-graph":
+                self.random_graph(data, side, classes)
+            else:
+                if template in ("cnn", "cnn-bn-dropout", "augment"):
+                    if template == "augment":
+                        self.make("add_random_flip", True, False, 7)
+                        self.make("add_random_rotation", -0.1, 0.1, "reflect", "bilinear", 0.0)
+                    self.make("add_conv2d", 2, (3, 3), (1, 1), (1, 1), "same", True, "relu")
+                    if template == "cnn-bn-dropout":
+                        self.make("add_batch_norm", 0.99, 1e-3, True, True)
+                        self.make("add_dropout", 0.3)
+                    self.make("add_pool2d", "max", False, (2, 2), (2, 2))
+                self.make("add_flatten")
+                self.make("add_dense", classes, True, "softmax")
+                self.network.build((side, side, channels))
+                self.shape = (side, side, channels)
             if optimizer is not None:
                 self.network.configure_optimizer(optimizer)
+            if template == "random-graph":
+                self.valid_steps(data, optimizer is not None)
+
+        def valid_steps(self, data, trainable):
+            """Well-formed steps on a new graph, so that every drawn graph trains at least once
+            (the step rule's arguments are often wild): its backward plan, shared weights and
+            fusions run at once."""
+            samples = data.draw(st.integers(1, 5))
+            xs = [np.random.default_rng(samples).standard_normal((samples,) + shape).astype(np.float32)
+                  for shape in self.inputs]
+            x = xs if len(xs) > 1 else xs[0]
+            classes = [int(np.prod(shape)) for shape in self.network.output_shapes]
+            labels = [np.arange(samples, dtype=np.int32) % count for count in classes]
+            labels = labels if len(labels) > 1 else labels[0]
+            indices = np.array(data.draw(st.lists(st.integers(0, samples - 1), min_size=1, max_size=6)), np.int64)
+            self.run("predict", x)
+            self.run("forward_training", x, 3)
+            self.run("test_step", x, labels, None, indices)
+            if trainable:
+                self.run("train_step", x, labels, None, indices, 0.01, 5)
+                self.run("compute_gradients", x, labels, None, indices, len(indices), 0, 6)
+                self.run("apply_gradients", 0.01)
+
+        def make(self, name, *positional):
+            """A node of a template (valid by construction), recorded like the rules' nodes."""
+            node = getattr(self.network, name)(*positional)
+            if name == "add_input":
+                self.inputs.append(positional[0])
+            else:
+                self.layers.append((name, positional, {}))
+            return node
+
+        def graph(self, side, channels, classes):
+            """Two inputs through one convolution (shared weights), added, gated by a global average
+            (a (1, 1, C) broadcast), concatenated with the second branch, pooled; two softmax outputs."""
+            first = self.make("add_input", (side, side, channels))
+            second = self.make("add_input", (side, side, channels))
+            left = self.make("add_conv2d", 2, (3, 3), (1, 1), (1, 1), "same", True, "relu")
+            self.network.connect(left, [first], -1)
+            right = self.make("add_conv2d", 2, (3, 3), (1, 1), (1, 1), "same", True, "relu")
+            self.network.connect(right, [second], left)
+            added = self.make("add_merge", "add")
+            self.network.connect(added, [left, right], -1)
+            gate = self.make("add_pool2d", "average", True, (1, 1), (1, 1))
+            self.network.connect(gate, [right], -1)
+            gated = self.make("add_merge", "multiply")
+            self.network.connect(gated, [added, gate], -1)
+            joined = self.make("add_concatenate", 2)
+            self.network.connect(joined, [gated, right], -1)
+            self.make("add_pool2d", "max", False, (2, 2), (2, 2))
+            flat = self.make("add_flatten")
+            scores = self.make("add_dense", classes, True, "softmax")
+            extra = self.make("add_dense", 2, True, "softmax")
+            self.network.connect(extra, [flat], -1)
+            self.network.set_outputs([scores, extra])
+            self.network.build()
+
+        def random_graph(self, data, side, classes):
+            """A valid graph drawn at random: 1-3 inputs, then 2-12 nodes, each a convolution (at times
+            sharing an earlier one's weights), a merge of tensors of one shape or with a (1, 1, C) gate
+            or a (1, 1, 1) scalar (the same tensor twice at times), a global average (a gate), a
+            Concatenate, a 2x2 max pooling (the convolution fusion), a BatchNormalization or a ReLU;
+            1-2 softmax heads on any tensors. Tensors left unread and tensors read several times come
+            naturally."""
+            tensors = []  # (tensor id, (height, width, channels))
+            for _ in range(data.draw(st.integers(1, 3))):
+                shape = (side, side, data.draw(st.integers(1, 3)))
+                tensors.append((self.make("add_input", shape), shape))
+            convolutions = []  # (node, filters, kernel, activation, input channels)
+            denses = []        # (node, units, activation, input units)
+
+            def pick(condition=lambda shape: True):
+                candidates = [entry for entry in tensors if condition(entry[1])]
+                return data.draw(st.sampled_from(candidates)) if candidates else None
+
+            for _ in range(data.draw(st.integers(2, 12))):
+                step = data.draw(st.sampled_from(["conv", "conv", "merge", "merge", "gate", "concatenate", "pool",
+                                                  "batch_norm", "relu", "flatten", "dense"]))
+                source, shape = pick(lambda sample: min(sample[:2]) > 1) if step in ("conv", "pool") else pick()
+                if source is None:
+                    continue
+                if step == "conv":
+                    same = [entry for entry in convolutions if entry[4] == shape[2]]
+                    owner = data.draw(st.sampled_from(same)) if same and data.draw(st.booleans()) else None
+                    filters, kernel, activation = owner[1:4] if owner else (
+                        data.draw(st.integers(1, 4)), data.draw(st.sampled_from([1, 3])),
+                        data.draw(st.sampled_from(["relu", "linear", "tanh"])))
+                    node = self.make("add_conv2d", filters, (kernel, kernel), (1, 1), (1, 1), "same", True, activation)
+                    self.network.connect(node, [source], owner[0] if owner else -1)
+                    convolutions.append((node, filters, kernel, activation, shape[2]))
+                    tensors.append((node, shape[:2] + (filters,)))
+                elif step == "merge":
+                    kind = data.draw(st.sampled_from(merge_kinds))
+                    partners = [entry for entry in tensors if entry[1] in (shape, (1, 1, shape[2]), (1, 1, 1))]
+                    inputs = [source] + [data.draw(st.sampled_from(partners))[0]
+                                         for _ in range(1 if kind == "subtract" else data.draw(st.integers(1, 3)))]
+                    node = self.make("add_merge", kind)
+                    self.network.connect(node, data.draw(st.permutations(inputs)), -1)
+                    merged = tuple(max(dimension) for dimension in zip(*[dict(tensors)[i] for i in inputs]))
+                    tensors.append((node, merged))
+                elif step == "gate":
+                    node = self.make("add_pool2d", "average", True, (1, 1), (1, 1))
+                    self.network.connect(node, [source], -1)
+                    tensors.append((node, (1, 1, shape[2])))
+                elif step == "concatenate":
+                    axis = data.draw(st.integers(0, 2))
+                    partners = [entry for entry in tensors
+                                if all(entry[1][a] == shape[a] for a in range(3) if a != axis)]
+                    inputs = [source] + [data.draw(st.sampled_from(partners))[0] for _ in range(data.draw(st.integers(1, 2)))]
+                    node = self.make("add_concatenate", axis)
+                    self.network.connect(node, inputs, -1)
+                    joined = list(shape)
+                    joined[axis] = sum(dict(tensors)[i][axis] for i in inputs)
+                    tensors.append((node, tuple(joined)))
+                elif step == "pool":
+                    node = self.make("add_pool2d", "max", False, (2, 2), (2, 2))
+                    self.network.connect(node, [source], -1)
+                    tensors.append((node, (shape[0] // 2, shape[1] // 2, shape[2])))
+                elif step == "flatten":  # a reshape: its gradient slot is its input's
+                    node = self.make("add_flatten")
+                    self.network.connect(node, [source], -1)
+                    tensors.append((node, (1, 1, int(np.prod(shape)))))
+                elif step == "dense":
+                    size = int(np.prod(shape))
+                    same = [entry for entry in denses if entry[3] == size]
+                    owner = data.draw(st.sampled_from(same)) if same and data.draw(st.booleans()) else None
+                    units, activation = owner[1:3] if owner else (data.draw(st.integers(1, 6)),
+                                                                  data.draw(st.sampled_from(["relu", "linear"])))
+                    if shape[:2] != (1, 1):
+                        flat = self.make("add_flatten")
+                        self.network.connect(flat, [source], -1)
+                        source = flat
+                    node = self.make("add_dense", units, True, activation)
+                    self.network.connect(node, [source], owner[0] if owner else -1)
+                    denses.append((node, units, activation, size))
+                    tensors.append((node, (1, 1, units)))
+                elif step == "batch_norm":
+                    node = self.make("add_batch_norm", 0.9, 1e-3, True, True)
+                    self.network.connect(node, [source], -1)
+                    tensors.append((node, shape))
+                else:
+                    node = self.make("add_relu", "ReLU", None, 0.0, 0.0)
+                    self.network.connect(node, [source], -1)
+                    tensors.append((node, shape))
+            heads = []
+            for _ in range(data.draw(st.integers(1, 2))):
+                candidates = [entry[0] for entry in tensors if entry[0] >= 0 and entry[0] not in heads]
+                if not candidates:
+                    continue
+                source = data.draw(st.sampled_from(candidates))
+                if data.draw(st.integers(0, 4)) == 0:  # any node as an output, a reshape at times
+                    heads.append(source)
+                    continue
+                flat = self.make("add_flatten")
+                self.network.connect(flat, [source], -1)
+                head = self.make("add_dense", classes, True, "softmax")
+                self.network.connect(head, [flat], -1)
+                heads.append(head)
+            if not heads:
+                flat = self.make("add_flatten")
+                self.network.connect(flat, [tensors[-1][0]], -1)
+                heads.append(flat)
+            self.network.set_outputs(heads)
+            if data.draw(st.booleans()):  # freeze some layers
+                self.network.set_trainable_flags([data.draw(st.integers(0, 3)) > 0 for _ in self.layers])
+            self.network.build()
 
         def run(self, name, *positional, **keywords):
-            return call(f"Network.{name}", getattr(self.network, name), positional, keywords)
+            result = call(f"Network.{name}", getattr(self.network, name), positional, keywords)
+            if isinstance(result, int) and name == "add_input":
+                self.inputs.append(positional[0])
+            elif isinstance(result, int) and name.startswith("add_"):
+                self.layers.append((name, positional, keywords))
+            return result
+
+        def tensor(self, data, node=None):
+            """A tensor id for a node (`node`, default: the next one) to read: mostly an earlier node's
+            output or a declared input, sometimes any id."""
+            node = len(self.layers) if node is None else node
+            valid = st.integers(-len(self.inputs), node - 1) if node + len(self.inputs) > 0 else st.just(-1)
+            return data.draw(mostly(valid, st.one_of(st.integers(-4, node + 2), any_int)))
+
+        @rule(height=mostly(st.integers(1, 6), any_int), width=mostly(st.integers(1, 6), st.integers(-1, 0)),
+              channels=mostly(st.integers(1, 4), st.just(0)))
+        def add_input(self, height, width, channels):
+            self.run("add_input", (height, width, channels))
+
+        @rule(kind=mostly(st.sampled_from(merge_kinds), names), count=mostly(st.just(2), st.integers(0, 5)),
+              data=st.data())
+        def add_merge(self, kind, count, data):
+            """A merge node reading `count` earlier tensors (the same one twice at times)."""
+            inputs = [self.tensor(data) for _ in range(count)]
+            node = self.run("add_merge", kind)
+            if node is not None:
+                self.run("connect", node, inputs)
+
+        @rule(axis=mostly(st.integers(0, 2), any_int), count=mostly(st.integers(2, 3), st.integers(0, 5)),
+              data=st.data())
+        def add_concatenate(self, axis, count, data):
+            inputs = [self.tensor(data) for _ in range(count)]
+            node = self.run("add_concatenate", axis)
+            if node is not None:
+                self.run("connect", node, inputs)
+
+        @rule(data=st.data())
+        def add_shared(self, data):
+            """A second call of an earlier layer: a node like it, reading any earlier tensor, sharing its
+            weights (sometimes a node of another kind, or an id that is no node)."""
+            owner = data.draw(mostly(st.integers(0, max(len(self.layers) - 1, 0)), any_int))
+            name, positional, keywords = self.layers[owner] if 0 <= owner < len(self.layers) else \
+                ("add_dense", (3, True, "linear"), {})
+            if data.draw(st.integers(0, 4)) == 0:
+                name, positional, keywords = ("add_dense", (2, False, "relu"), {})
+            node = self.run(name, *positional, **keywords)
+            if node is not None:
+                self.run("connect", node, [self.tensor(data, node)], owner)
+
+        @rule(data=st.data(), count=st.integers(0, 3))
+        def rewire(self, data, count):
+            """connect with any node, inputs and shares_with."""
+            node = data.draw(mostly(st.integers(0, max(len(self.layers) - 1, 0)), any_int))
+            inputs = [self.tensor(data, node if 0 <= node < len(self.layers) else None) for _ in range(count)]
+            self.run("connect", node, inputs, data.draw(mostly(st.just(-1), any_int)))
+
+        @rule(data=st.data(), count=mostly(st.integers(1, 2), st.integers(0, 4)))
+        def set_outputs(self, data, count):
+            nodes = st.integers(0, max(len(self.layers) - 1, 0))
+            self.run("set_outputs", [data.draw(mostly(nodes, st.integers(-3, 2**40))) for _ in range(count)])
+
+        @rule(index=mostly(st.integers(0, 2), any_int), from_logits=st.booleans(),
+              weight=mostly(st.floats(0.0, 2.0), any_float))
+        def configure_output_loss(self, index, from_logits, weight):
+            self.run("configure_output_loss", index, from_logits, weight)
+
+        @rule(data=st.data())
+        def set_trainable_flags(self, data):
+            length = data.draw(mostly(st.just(len(self.layers)), st.integers(0, 8)))
+            self.run("set_trainable_flags", data.draw(st.lists(st.booleans(), min_size=length, max_size=length)))
 
         @rule(filters=mostly(st.integers(1, 4), any_int), kernel=pair(), strides=pair(), dilation=pair(),
               padding=paddings, use_bias=st.booleans(), activation=activations)
@@ -469,10 +796,14 @@ def run_child(arguments):
                 self.run("add_random_crop", small_int + 1, a if flag else small_int + 1, b)
 
         @rule(height=mostly(st.integers(1, 8), any_int), width=mostly(st.integers(1, 8), st.integers(-1, 0)),
-              channels=mostly(st.integers(1, 4), st.just(0)))
-        def build(self, height, width, channels):
+              channels=mostly(st.integers(1, 4), st.just(0)), other_form=mostly(st.just(False), st.just(True)))
+        def build(self, height, width, channels, other_form):
+            """build() for a network with declared inputs, build(input_shape) for a chain (at times the other)."""
+            if bool(self.inputs) != other_form:
+                self.run("build")
+                return
             self.run("build", (height, width, channels))
-            if self.shape is None:
+            if self.shape is None and not self.inputs:
                 try:  # parameter_views answers only once the network is built
                     self.network.parameter_views()
                     self.shape = (height, width, channels)
@@ -495,8 +826,12 @@ def run_child(arguments):
               which=st.sampled_from(["train_step", "test_step", "predict", "forward_training",
                                      "forward_training_layer_outputs", "compute_gradients"]))
         def step(self, samples, batch, seed, data, which):
-            shape = self.shape if self.shape is not None else (2, 2, 1)
-            x = data.draw(arrays(shape=(samples,) + tuple(max(1, s) if abs(s) < 16 else 2 for s in shape)))
+            shapes = self.inputs or [self.shape if self.shape is not None else (2, 2, 1)]
+            xs = [data.draw(arrays(shape=(samples,) + tuple(max(1, s) if abs(s) < 16 else 2 for s in shape)))
+                  for shape in shapes]
+            # One array per input (a list for several), at times the wrong form or number.
+            x = data.draw(mostly(st.just(xs if len(xs) > 1 else xs[0]),
+                                 st.sampled_from([xs[0], xs[:1], tuple(xs), xs + xs[:1]])))
             if which == "predict":
                 self.run("predict", x)
                 return
@@ -509,17 +844,29 @@ def run_child(arguments):
                 st.lists(any_int, min_size=batch, max_size=batch).map(lambda v: np.array(v, dtype=np.int64)),
                 arrays(shape=(batch,)))))
             try:
-                classes = int(np.prod(self.network.output_shape))
+                classes = [int(np.prod(shape)) for shape in self.network.output_shapes]
             except ALLOWED:
-                classes = 3
-            use_labels = data.draw(st.booleans())
-            labels = data.draw(mostly(
-                st.lists(st.integers(0, max(classes - 1, 0)), min_size=samples, max_size=samples).map(
-                    lambda v: np.array(v, np.int32)),
-                st.one_of(st.none(), st.lists(st.integers(-1, 9), min_size=samples, max_size=samples).map(np.array),
-                          arrays(shape=(samples,))))) if use_labels else None
-            probabilities = None if use_labels and data.draw(mostly(st.just(True), st.just(False))) else data.draw(
-                mostly(arrays(shape=(samples, classes)), st.none()))
+                classes = [3]
+
+            def targets(count):
+                """One output's labels and probabilities (mostly exactly one of the two)."""
+                use_labels = data.draw(st.booleans())
+                labels = data.draw(mostly(
+                    st.lists(st.integers(0, max(count - 1, 0)), min_size=samples, max_size=samples).map(
+                        lambda v: np.array(v, np.int32)),
+                    st.one_of(st.none(), st.lists(st.integers(-1, 9), min_size=samples, max_size=samples).map(np.array),
+                              arrays(shape=(samples,))))) if use_labels else None
+                probabilities = None if use_labels and data.draw(mostly(st.just(True), st.just(False))) else \
+                    data.draw(mostly(arrays(shape=(samples, count)), st.none()))
+                return labels, probabilities
+
+            per_output = [targets(count) for count in classes]
+            if len(per_output) == 1:
+                labels, probabilities = per_output[0]
+            else:  # a list per output, at times a bare array or a list of the wrong length
+                labels, probabilities = [entry[0] for entry in per_output], [entry[1] for entry in per_output]
+                if data.draw(st.integers(0, 5)) == 0:
+                    labels = data.draw(st.sampled_from([labels[0], labels[:1], labels + labels[:1]]))
             weights = data.draw(st.one_of(st.none(), st.none(), arrays(shape=(samples,))))
             if which == "train_step":
                 learning_rate = data.draw(mostly(st.floats(0.0, 0.1), any_float))
@@ -536,6 +883,8 @@ def run_child(arguments):
         def views(self, slot):
             self.run("parameter_views")
             self.run("optimizer_slot_views", slot)
+            self.run("layer_parameter_ranges")
+            self.run("parameter_owner", len(self.layers) - 1)
 
         @rule(value=any_int, product=any_float)
         def optimizer_counters(self, value, product):

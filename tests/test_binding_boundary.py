@@ -437,6 +437,271 @@ def test_network_methods_are_checked(call, exception, pattern):
         call()
 
 
+# ---------------------------------------------------------------------------------------------
+# _core.Network as a graph: inputs, connections, shared weights, outputs and their losses
+# ---------------------------------------------------------------------------------------------
+
+
+def two_dense():
+    """Dense(3) -> Dense(3), no input declared, unbuilt: nodes 0 and 1."""
+    network = _core.Network()
+    network.add_dense(3, True, "linear")
+    network.add_dense(3, True, "linear")
+    return network
+
+
+def declared(*shapes, layers=()):
+    """A network with the given inputs declared, then one node per name in `layers` (unconnected)."""
+    network = _core.Network()
+    for shape in shapes:
+        network.add_input(shape)
+    for layer in layers:
+        if layer == "flatten":
+            network.add_flatten()
+        elif layer == "dense":
+            network.add_dense(3, True, "linear")
+        elif layer.startswith("concatenate"):
+            network.add_concatenate(int(layer[-1]))
+        else:
+            network.add_merge(layer)
+    return network
+
+
+def wired(network, *connections, outputs=None):
+    """connect(node, inputs[, shares_with]) for each connection, then build()."""
+    for connection in connections:
+        network.connect(*connection)
+    if outputs is not None:
+        network.set_outputs(outputs)
+    network.build()
+    return network
+
+
+def two_input_network():
+    """Inputs (2, 2, 1) and (2, 2, 1) -> Add -> Flatten -> Dense(3), built, with SGD."""
+    network = wired(declared((2, 2, 1), (2, 2, 1), layers=["add", "flatten", "dense"]), (0, [-1, -2]))
+    network.configure_optimizer("sgd")
+    return network
+
+
+def two_output_network(build=True):
+    """Input (2, 2, 1) -> Flatten -> Dense(3, softmax) (output 0) and Dense(2, softmax) (output 1)."""
+    network = _core.Network()
+    network.add_input((2, 2, 1))
+    flatten = network.add_flatten()
+    first = network.add_dense(3, True, "softmax")
+    second = network.add_dense(2, True, "softmax")
+    network.connect(second, [flatten])
+    network.set_outputs([first, second])
+    if build:
+        network.build()
+        network.configure_optimizer("sgd")
+    return network
+
+
+LABELS_2 = np.array([0, 1, 1, 0], np.int32)  # for the two-class output
+
+GRAPH_CASES = [
+    # connect: inputs are earlier nodes' outputs (ids 0 ... node - 1) or declared inputs (-1 ... -k)
+    ("connect-to-later-node", lambda: two_dense().connect(0, [1]), ValueError,
+     r"node 0 reads tensor 1, which is not an earlier node's output.*Received: inputs=\[1\]"),
+    ("connect-to-itself", lambda: two_dense().connect(1, [1]), ValueError, r"Received: inputs=\[1\]"),
+    ("connect-to-undeclared-input", lambda: declared((2, 2, 1), layers=["flatten"]).connect(0, [-2]), ValueError,
+     r"reads tensor -2.*\(1 declared\)\. Received: inputs=\[-2\]"),
+    ("connect-to-input-none-declared", lambda: two_dense().connect(1, [-1]), ValueError,
+     r"\(0 declared\)\. Received: inputs=\[-1\]"),
+    ("connect-node-past-end", lambda: two_dense().connect(2, [0]), IndexError,
+     r"`node` must be in \[0, 2\) for this network\. Received: node=2\b"),
+    ("connect-node-negative", lambda: two_dense().connect(-1, []), IndexError, r"Received: node=-1\b"),
+    ("shares-with-later-node", lambda: two_dense().connect(0, [], 1), ValueError,
+     r"earlier node only\. Received: shares_with=1\b"),
+    ("shares-with-itself", lambda: two_dense().connect(1, [0], 1), ValueError, r"Received: shares_with=1\b"),
+    ("shares-with-below-minus-1", lambda: two_dense().connect(1, [0], -2), ValueError, r"Received: shares_with=-2\b"),
+    ("shares-with-other-kind", lambda: declared((2, 2, 1), layers=["flatten", "dense"]).connect(1, [0], 0),
+     ValueError, r"node 1 \(Dense\) cannot share the parameters of a Flatten\. Received: shares_with=0\b"),
+    ("shares-weights-of-other-shapes",
+     lambda: wired(declared((2, 2, 1), (3, 1, 1), layers=["flatten", "dense", "flatten", "dense"]),
+                   (0, [-1]), (1, [0]), (2, [-2]), (3, [2], 1), outputs=[1, 3]),
+     ValueError, r"Layer #3 \(Dense\) shares the weights of layer #1 .*Received: input_shape=\(None, 1, 1, 3\), "
+                 r"layer #1's input_shape=\(None, 1, 1, 4\)"),
+    # set_outputs: node outputs only, each once
+    ("outputs-duplicate", lambda: two_dense().set_outputs([1, 0, 1]), ValueError,
+     r"tensor 1 is listed twice among the outputs\. Received: outputs=\[1, 0, 1\]"),
+    ("outputs-model-input", lambda: declared((2, 2, 1), layers=["flatten"]).set_outputs([-1]), ValueError,
+     r"output 0 is tensor -1.*Received: outputs=\[-1\]"),
+    ("outputs-past-end", lambda: two_dense().set_outputs([0, 2]), ValueError, r"Received: outputs=\[0, 2\]"),
+    ("outputs-empty", lambda: two_dense().set_outputs([]), ValueError, r"Received: outputs=\[\]"),
+    # inputs come first, and build's form follows them
+    ("add-input-after-layer", lambda: two_dense().add_input((2, 2, 1)), RuntimeError,
+     r"declare every input before the first node\. Received: add_input after 2 nodes"),
+    ("add-input-zero-dimension", lambda: _core.Network().add_input((2, 0, 1)), ValueError,
+     r"Received: \(2, 0, 1\)"),
+    ("build-shape-with-declared-inputs", lambda: declared((2, 2, 1), layers=["flatten"]).build((2, 2, 1)),
+     ValueError, r"call build\(\) without input_shape\. Received: input_shape=\(2, 2, 1\)"),
+    ("build-no-shape-no-inputs", lambda: two_dense().build(), ValueError, r"Received: input_shape=None"),
+    # several inputs: a list of one array per input, all with the same number of samples
+    ("multi-input-single-array", lambda: two_input_network().predict(XN), TypeError,
+     r"takes 2 inputs: pass a list of 2 arrays\. Received: x of type ndarray"),
+    ("multi-input-list-too-short", lambda: two_input_network().predict([XN]), ValueError,
+     r"takes 2 inputs\. Received: a list of 1 arrays"),
+    ("multi-input-list-too-long", lambda: two_input_network().predict((XN, XN, XN)), ValueError,
+     r"Received: a list of 3 arrays"),
+    ("multi-input-sample-counts", lambda: two_input_network().predict([XN, XN[:3]]), ValueError,
+     r"`x\[1\]` axis 0 \(samples\) must be 4\. Received: x\[1\]\.shape=\(3, 2, 2, 1\)"),
+    ("multi-input-train-sample-counts", lambda: train(two_input_network(), x=[XN[:3], XN]), ValueError,
+     r"`x\[1\]` axis 0 \(samples\) must be 3\. Received: x\[1\]\.shape=\(4, 2, 2, 1\)"),
+    ("multi-input-second-shape", lambda: two_input_network().predict([XN, np.zeros((4, 2, 2, 3))]), ValueError,
+     r"Received: x\[1\]\.shape=\(4, 2, 2, 3\)"),
+    ("multi-input-second-none", lambda: two_input_network().forward_training([XN, None], 1), TypeError,
+     r"Received: x\[1\]=None"),
+    # several outputs: labels / probabilities as lists with one entry per output
+    ("multi-output-labels-not-list", lambda: train(two_output_network(), labels=LABELS), TypeError,
+     r"pass `labels` as a list with one entry .* per output\. Received: labels of type ndarray"),
+    ("multi-output-labels-too-short", lambda: train(two_output_network(), labels=[LABELS]), ValueError,
+     r"`labels` needs one entry per output \(2\)\. Received: 1 entries"),
+    ("multi-output-labels-too-long", lambda: two_output_network().test_step(XN, [LABELS, LABELS_2, LABELS], None,
+                                                                             INDICES), ValueError,
+     r"Received: 3 entries"),
+    ("multi-output-second-label-range", lambda: train(two_output_network(), labels=[LABELS, LABELS]), ValueError,
+     r"label value of 2 which is outside the valid range of \[0, 2\)"),
+    ("multi-output-neither-target", lambda: train(two_output_network(), labels=[LABELS, None]), ValueError,
+     r"Received: labels\[1\]=None, probabilities\[1\]=None"),
+    ("multi-output-probabilities-classes",
+     lambda: train(two_output_network(), labels=[LABELS, None], probabilities=[None, np.zeros((4, 3))]), ValueError,
+     r"Received: probabilities\[1\]\.shape=\(4, 3\)"),
+    ("multi-output-compute-gradients-labels", lambda: two_output_network().compute_gradients(
+        XN, (LABELS,), None, INDICES, 4, 0, 1), ValueError, r"Received: 1 entries"),
+    # configure_output_loss and set_trainable_flags
+    ("output-loss-index-past-end", lambda: two_output_network().configure_output_loss(2, False, 1.0), IndexError,
+     r"`output` must be in \[0, 2\) for this network\. Received: output=2\b"),
+    ("output-loss-index-negative", lambda: two_output_network().configure_output_loss(-1, False, 1.0), IndexError,
+     r"Received: output=-1\b"),
+    ("output-loss-weight-negative", lambda: two_output_network().configure_output_loss(1, False, -0.5), ValueError,
+     r"finite and non-negative\. Received: -0\.5"),
+    ("output-loss-weight-nan", lambda: two_output_network().configure_output_loss(0, True, float("nan")), ValueError,
+     r"Received: nan"),
+    ("output-loss-weight-inf", lambda: two_output_network().configure_output_loss(0, True, float("inf")), ValueError,
+     r"Received: inf"),
+    ("output-loss-before-build", lambda: two_output_network(build=False).configure_output_loss(0, False), ValueError,
+     r"before configure_output_loss"),
+    ("trainable-flags-too-few", lambda: two_output_network().set_trainable_flags([True]), ValueError,
+     r"one flag per layer \(3\)\. Received: 1\b"),
+    ("trainable-flags-too-many", lambda: two_dense().set_trainable_flags([True, False, True]), ValueError,
+     r"one flag per layer \(2\)\. Received: 3\b"),
+    ("parameter-owner-index", lambda: two_output_network().parameter_owner(3), ValueError,
+     r"Received: layer_index=3\b"),
+    # merge layers: shapes checked at build, with the layer named
+    ("merge-incompatible-shapes", lambda: wired(declared((4, 4, 3), (4, 4, 2), layers=["add"]), (0, [-1, -2])),
+     ValueError, r"Layer #0 \(Add\): Inputs have incompatible shapes\. "
+                 r"Received shapes \(None, 4, 4, 3\) and \(None, 4, 4, 2\)"),
+    ("merge-incompatible-after-broadcast",
+     lambda: wired(declared((1, 1, 3), (4, 4, 1), (2, 4, 1), layers=["multiply"]), (0, [-1, -2, -3])),
+     ValueError, r"Received shapes \(None, 4, 4, 3\) and \(None, 2, 4, 1\)"),
+    ("subtract-three-inputs", lambda: wired(declared((2, 2, 1), layers=["subtract"]), (0, [-1, -1, -1])),
+     ValueError, r"Layer #0 \(Subtract\): .*exactly 2 inputs\. Received: 3 inputs"),
+    ("concatenate-mismatch", lambda: wired(declared((4, 4, 3), (4, 5, 3), layers=["concatenate2"]), (0, [-1, -2])),
+     ValueError, r"Layer #0 \(Concatenate\): .*except for the concatenation axis\. "
+                 r"Received: input_shape=\[\(None, 4, 4, 3\), \(None, 4, 5, 3\)\]"),
+    ("concatenate-axis-3", lambda: _core.Network().add_concatenate(3), ValueError, r"Received: axis=3\b"),
+    ("concatenate-axis-negative", lambda: _core.Network().add_concatenate(-1), ValueError, r"Received: axis=-1\b"),
+    ("merge-kind-bogus", lambda: _core.Network().add_merge("mean"), ValueError, r"Received: kind=mean"),
+    ("dense-given-two-inputs", lambda: wired(declared((2, 2, 1), (2, 2, 1), layers=["dense"]), (0, [-1, -2])),
+     ValueError, r"Layer #0 \(Dense\): a Dense layer takes one input\. Received: 2 inputs"),
+]
+
+
+@pytest.mark.parametrize("call,exception,pattern", [case[1:] for case in GRAPH_CASES],
+                         ids=[case[0] for case in GRAPH_CASES])
+def test_graph_methods_are_checked(call, exception, pattern):
+    with pytest.raises(exception, match=pattern):
+        call()
+
+
+def test_a_failed_build_can_be_corrected_and_built_again():
+    """A refused build declares nothing: build(shape) used to keep the refused input shape, so that
+    every later build(shape) was refused as a network with declared inputs."""
+    network = _core.Network()
+    network.add_conv2d(2, (5, 5), (1, 1), (1, 1), "valid", True, "linear")
+    with pytest.raises(ValueError, match=r"larger than the input \(3\)"):
+        network.build((3, 3, 1))
+    assert network.input_count == 0
+    network.build((8, 8, 1))
+    assert network.output_shape == (4, 4, 2)
+    # A graph whose merge is refused: rewired, it builds; the chain inputs build() filled in are undone.
+    graph = declared((4, 4, 3), (4, 4, 2), layers=["add", "flatten"])
+    graph.connect(0, [-1, -2])
+    with pytest.raises(ValueError, match="incompatible shapes"):
+        graph.build()
+    graph.connect(0, [-1, -1])
+    graph.build()
+    assert graph.output_shape == (1, 1, 48)
+
+
+# ---------------------------------------------------------------------------------------------
+# _core.ops merge ops: the list of arrays, their broadcast or concatenated shapes, the gradients
+# ---------------------------------------------------------------------------------------------
+
+M = np.zeros((2, 3, 4, 5), np.float32)
+GATE = np.zeros((2, 1, 1, 5), np.float32)
+
+MERGE_OP_CASES = [
+    ("inputs-array", lambda: ops.merge_forward("add", M), TypeError,
+     r"`inputs` must be a list or tuple of arrays\. Received: inputs of type ndarray"),
+    ("inputs-none", lambda: ops.merge_forward("add", None), TypeError, r"Received: inputs of type NoneType"),
+    ("inputs-empty", lambda: ops.merge_forward("maximum", []), ValueError, r"Received: inputs=\[\]"),
+    ("input-none", lambda: ops.merge_forward("add", [M, None]), TypeError, r"Received: inputs\[1\]=None"),
+    ("input-strings", lambda: ops.merge_forward("add", [M, np.full(M.shape, "x")]), TypeError,
+     r"Received: inputs\[1\]\.dtype=<U1"),
+    ("input-rank-3", lambda: ops.merge_forward("add", [M, M[0]]), ValueError,
+     r"`inputs\[1\]` must have rank 4\. Received: inputs\[1\]\.shape=\(3, 4, 5\)"),
+    ("input-batch", lambda: ops.merge_forward("add", [M, M[:1]]), ValueError,
+     r"`inputs\[1\]` axis 0 \(batch\) must be 2\. Received: inputs\[1\]\.shape=\(1, 3, 4, 5\)"),
+    ("batch-not-broadcast", lambda: ops.merge_forward("add", [M[:1], M]), ValueError,
+     r"axis 0 \(batch\) must be 1\. Received: inputs\[1\]\.shape=\(2, 3, 4, 5\)"),
+    ("shapes-incompatible", lambda: ops.merge_forward("multiply", [M, M[:, :2]]), ValueError,
+     r"Inputs have incompatible shapes\. Received shapes \(None, 3, 4, 5\) and \(None, 2, 4, 5\)"),
+    ("kind-bogus", lambda: ops.merge_forward("mean", [M, M]), ValueError, r"Received: kind=mean"),
+    ("subtract-three", lambda: ops.merge_forward("subtract", [M, M, M]), ValueError,
+     r"subtract takes exactly 2 inputs\. Received: 3 inputs"),
+    ("tier-bogus", lambda: ops.merge_forward("add", [M], kernels="fast"), ValueError, r"Unknown kernel set: 'fast'"),
+    ("backward-gradient-none", lambda: ops.merge_backward("add", [M, GATE], None), TypeError,
+     r"Received: output_gradient=None"),
+    ("backward-gradient-shape", lambda: ops.merge_backward("add", [M, GATE], GATE), ValueError,
+     r"`output_gradient` axis 1 \(output height\) must be 3\. Received: output_gradient\.shape=\(2, 1, 1, 5\)"),
+    ("backward-gradient-batch", lambda: ops.merge_backward("add", [M, GATE], M[:1]), ValueError,
+     r"axis 0 \(batch\) must be 2\. Received: output_gradient\.shape=\(1, 3, 4, 5\)"),
+    ("backward-mask-length", lambda: ops.merge_backward("add", [M, GATE], M, needs_gradient=[True]), ValueError,
+     r"one flag per input \(2\)\. Received: 1 flags"),
+    ("concatenate-inputs-array", lambda: ops.concatenate_forward(M, 2), TypeError, r"Received: inputs of type ndarray"),
+    ("concatenate-mismatch", lambda: ops.concatenate_forward([M, M[:, :2]], 2), ValueError,
+     r"Received: input_shape=\[\(None, 3, 4, 5\), \(None, 2, 4, 5\)\]"),
+    ("concatenate-batch", lambda: ops.concatenate_forward([M, M[:1]], 0), ValueError,
+     r"Received: inputs\[1\]\.shape=\(1, 3, 4, 5\)"),
+    ("concatenate-axis-3", lambda: ops.concatenate_forward([M, M], 3), ValueError, r"Received: axis=3\b"),
+    ("concatenate-backward-axis", lambda: ops.concatenate_backward(M, [2, 2], -1), ValueError, r"Received: axis=-1\b"),
+    ("concatenate-backward-sizes-sum", lambda: ops.concatenate_backward(M, [2, 4], 2), ValueError,
+     r"`sizes` must sum to output_gradient's extent along axis 2 \(5\)\. Received: sizes=\[2, 4\], "
+     r"output_gradient\.shape=\(2, 3, 4, 5\)"),
+    ("concatenate-backward-sizes-negative", lambda: ops.concatenate_backward(M, [7, -2], 2), ValueError,
+     r"Received: sizes\[1\]=-2\b"),
+    ("concatenate-backward-sizes-empty", lambda: ops.concatenate_backward(M, [], 2), ValueError,
+     r"Received: sizes=\[\]"),
+    ("concatenate-backward-sizes-overflow", lambda: ops.concatenate_backward(M, [2**62, 2**62], 2), ValueError,
+     r"exceeds 2\^50"),
+    ("concatenate-backward-rank", lambda: ops.concatenate_backward(M[0], [2, 2], 2), ValueError,
+     r"Received: output_gradient\.shape=\(3, 4, 5\)"),
+    ("concatenate-backward-mask", lambda: ops.concatenate_backward(M, [2, 3], 2, needs_gradient=[True] * 3),
+     ValueError, r"Received: 3 flags"),
+]
+
+
+@pytest.mark.parametrize("call,exception,pattern", [case[1:] for case in MERGE_OP_CASES],
+                         ids=[case[0] for case in MERGE_OP_CASES])
+def test_merge_ops_are_checked(call, exception, pattern):
+    with pytest.raises(exception, match=pattern):
+        call()
+
+
 def test_refused_steps_leave_the_network_usable():
     """A refused train_step changes nothing: the next valid step gives the result of a fresh network."""
     network = small_network(optimizer="sgd")
@@ -451,6 +716,9 @@ def test_every_kernel_tier_name_is_checked():
     for call in (lambda: ops.dense_forward(D_X, D_K, kernels="fast"),
                  lambda: ops.max_pool2d_forward(X, (2, 2), (2, 2), kernels="fast"),
                  lambda: ops.batch_norm_statistics(D_X, kernels="fast"),
-                 lambda: ops.dropout_forward(D_X, 0.5, 1, kernels="fast")):
+                 lambda: ops.dropout_forward(D_X, 0.5, 1, kernels="fast"),
+                 lambda: ops.merge_backward("add", [X], X, kernels="fast"),
+                 lambda: ops.concatenate_forward([X], 2, kernels="fast"),
+                 lambda: ops.concatenate_backward(X, [3], 2, kernels="fast")):
         with pytest.raises(ValueError, match=re.escape("Unknown kernel set: 'fast'")):
             call()

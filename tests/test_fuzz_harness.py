@@ -27,6 +27,8 @@ def test_short_fuzz_run_finds_no_defect(tmp_path):
     # Both kinds of cases ran: single ops and Network sequences (a train_step among them).
     assert any(not name.startswith("Network.") for name in summary["outcomes"]), summary["outcomes"]
     assert "Network.train_step" in summary["outcomes"], summary["outcomes"]
+    # The graph methods and the merge ops among them.
+    assert "Network.connect" in summary["outcomes"] and "merge_forward" in summary["outcomes"], summary["outcomes"]
     assert summary["defects"] == [], json.dumps(summary["defects"], indent=1)[:5000]
     assert completed.returncode == 0, completed.stderr[-3000:]
 

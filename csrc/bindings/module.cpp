@@ -175,6 +175,12 @@ FloatArray new_float_array_like(const py::array& like, const char* what) {
   return new_float_array(std::vector<py::ssize_t>(like.shape(), like.shape() + like.ndim()), what);
 }
 
+std::vector<const float*> data_of(const std::vector<FloatArray>& arrays) {
+  std::vector<const float*> result;
+  for (const FloatArray& array : arrays) result.push_back(array.data());
+  return result;
+}
+
 const kernels::KernelTable& table_named(const std::string& name) {
   return name == "active" ? kernels::active() : kernels::by_name(name.c_str());
 }
@@ -913,6 +919,175 @@ FloatArray color_backward(ColorBackward kernel, py::object images_argument, py::
   return input_gradient;
 }
 
+// ---- merge ops (ops/merge.h): several NHWC arrays of one batch into one ----
+
+MergeKind merge_kind_named(const std::string& kind) {
+  static const std::pair<const char*, MergeKind> kinds[] = {
+      {"add", MergeKind::add},         {"subtract", MergeKind::subtract}, {"multiply", MergeKind::multiply},
+      {"average", MergeKind::average}, {"maximum", MergeKind::maximum},   {"minimum", MergeKind::minimum}};
+  for (const auto& [name, value] : kinds) {
+    if (kind == name) return value;
+  }
+  throw py::value_error("merge kind must be one of add, subtract, multiply, average, maximum, minimum. "
+                        "Received: kind=" + kind);
+}
+
+SampleShape sample_shape_of(const py::array& array) { return {array.shape(1), array.shape(2), array.shape(3)}; }
+
+// `inputs`: a list or tuple of at least one (batch, height, width, channels) array, every one with
+// the first one's batch, each converted to contiguous float32.
+std::vector<FloatArray> merge_inputs(py::handle inputs_argument) {
+  if (!py::isinstance<py::list>(inputs_argument) && !py::isinstance<py::tuple>(inputs_argument)) {
+    throw py::type_error("`inputs` must be a list or tuple of arrays. Received: inputs of type " +
+                         type_name(inputs_argument));
+  }
+  const py::sequence sequence = py::reinterpret_borrow<py::sequence>(inputs_argument);
+  if (sequence.size() == 0) throw py::value_error("`inputs` needs at least one array. Received: inputs=[]");
+  std::vector<FloatArray> arrays;
+  for (size_t i = 0; i < sequence.size(); ++i) {
+    const std::string name = "inputs[" + std::to_string(i) + "]";
+    FloatArray array = float_array(sequence[i], name.c_str());
+    require_rank(array, 4, name.c_str());
+    if (i > 0) require_dimension(array, 0, arrays[0].shape(0), name.c_str(), "batch");
+    arrays.push_back(std::move(array));
+  }
+  return arrays;
+}
+
+// The elementwise merge's params: Subtract takes exactly two inputs, and every dimension of every
+// input equals the broadcast output's or is 1 (merge_output_shape names the shapes otherwise).
+MergeParams merge_params_for(const std::string& kind, const std::vector<FloatArray>& arrays) {
+  MergeParams params;
+  params.kind = merge_kind_named(kind);
+  if (params.kind == MergeKind::subtract && arrays.size() != 2) {
+    throw py::value_error("subtract takes exactly 2 inputs. Received: " + std::to_string(arrays.size()) + " inputs");
+  }
+  params.batch = arrays[0].shape(0);
+  for (const FloatArray& array : arrays) params.inputs.push_back(sample_shape_of(array));
+  params.output = merge_output_shape(params.inputs);
+  return params;
+}
+
+// needs_gradient: None (every input) or one boolean per input; the kernels skip the others.
+std::vector<bool> gradient_mask(const std::optional<std::vector<bool>>& needs_gradient, size_t count) {
+  if (!needs_gradient) return std::vector<bool>(count, true);
+  if (needs_gradient->size() != count) {
+    throw py::value_error("`needs_gradient` needs one flag per input (" + std::to_string(count) +
+                          "). Received: " + std::to_string(needs_gradient->size()) + " flags");
+  }
+  return *needs_gradient;
+}
+
+FloatArray merge_forward(const std::string& kind, py::object inputs_argument, const std::string& kernels) {
+  const std::vector<FloatArray> inputs = merge_inputs(inputs_argument);
+  const MergeParams params = merge_params_for(kind, inputs);
+  const auto& table = table_named(kernels);
+  const SampleShape& out = params.output;
+  FloatArray output = new_float_array({params.batch, out.height, out.width, out.channels});
+  const std::vector<const float*> input_data = data_of(inputs);
+  {
+    py::gil_scoped_release release;
+    table.merge_forward(params, input_data.data(), output.mutable_data());
+  }
+  return output;
+}
+
+// One gradient per input (its shape), None where needs_gradient says so: a broadcast input's sums
+// output_gradient over the positions it was broadcast to.
+py::list merge_backward(const std::string& kind, py::object inputs_argument, py::object output_gradient_argument,
+                        const std::optional<std::vector<bool>>& needs_gradient, const std::string& kernels) {
+  const std::vector<FloatArray> inputs = merge_inputs(inputs_argument);
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  const MergeParams params = merge_params_for(kind, inputs);
+  const std::vector<bool> mask = gradient_mask(needs_gradient, inputs.size());
+  require_rank(output_gradient, 4, "output_gradient");
+  require_dimension(output_gradient, 0, params.batch, "output_gradient", "batch");
+  require_dimension(output_gradient, 1, params.output.height, "output_gradient", "output height");
+  require_dimension(output_gradient, 2, params.output.width, "output_gradient", "output width");
+  require_dimension(output_gradient, 3, params.output.channels, "output_gradient", "output channels");
+  const auto& table = table_named(kernels);
+  std::vector<std::optional<FloatArray>> gradients(inputs.size());
+  std::vector<float*> gradient_data(inputs.size(), nullptr);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!mask[i]) continue;
+    gradients[i] = new_float_array_like(inputs[i], "an input gradient");
+    gradient_data[i] = gradients[i]->mutable_data();
+  }
+  const std::vector<const float*> input_data = data_of(inputs);
+  {
+    py::gil_scoped_release release;
+    table.merge_backward(params, input_data.data(), output_gradient.data(), gradient_data.data());
+  }
+  py::list result;
+  for (const auto& gradient : gradients) result.append(gradient ? py::object(*gradient) : py::object(py::none()));
+  return result;
+}
+
+FloatArray concatenate_forward(py::object inputs_argument, int64_t axis, const std::string& kernels) {
+  const std::vector<FloatArray> inputs = merge_inputs(inputs_argument);
+  std::vector<SampleShape> shapes;
+  for (const FloatArray& array : inputs) shapes.push_back(sample_shape_of(array));
+  const SampleShape out = concatenate_output_shape(shapes, axis);
+  const ConcatenateParams params = make_concatenate_params(inputs[0].shape(0), shapes, axis);
+  const auto& table = table_named(kernels);
+  FloatArray output = new_float_array({inputs[0].shape(0), out.height, out.width, out.channels});
+  const std::vector<const float*> input_data = data_of(inputs);
+  {
+    py::gil_scoped_release release;
+    table.concatenate_forward(params, input_data.data(), output.mutable_data());
+  }
+  return output;
+}
+
+// output_gradient split along sample `axis` into pieces of `sizes` (the inputs' extents there).
+py::list concatenate_backward(py::object output_gradient_argument, const std::vector<int64_t>& sizes, int64_t axis,
+                              const std::optional<std::vector<bool>>& needs_gradient, const std::string& kernels) {
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  require_rank(output_gradient, 4, "output_gradient");
+  if (axis < 0 || axis > 2) {
+    throw py::value_error("Concatenate's sample axis must be 0 (height), 1 (width) or 2 (channels). Received: axis=" +
+                          std::to_string(axis));
+  }
+  if (sizes.empty()) throw py::value_error("`sizes` needs one extent per input. Received: sizes=[]");
+  int64_t total = 0;
+  std::vector<SampleShape> shapes;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (sizes[i] < 0) {
+      throw py::value_error("`sizes` must be non-negative. Received: sizes[" + std::to_string(i) +
+                            "]=" + std::to_string(sizes[i]));
+    }
+    total = checked_add(total, sizes[i], "the sum of `sizes`");
+    SampleShape shape = sample_shape_of(output_gradient);
+    (axis == 0 ? shape.height : axis == 1 ? shape.width : shape.channels) = sizes[i];
+    shapes.push_back(shape);
+  }
+  if (output_gradient.shape(1 + axis) != total) {
+    std::string listed;
+    for (size_t i = 0; i < sizes.size(); ++i) listed += (i > 0 ? ", " : "") + std::to_string(sizes[i]);
+    throw py::value_error("`sizes` must sum to output_gradient's extent along axis " + std::to_string(axis) + " (" +
+                          std::to_string(output_gradient.shape(1 + axis)) + "). Received: sizes=[" + listed +
+                          "], output_gradient.shape=" + shape_text(output_gradient));
+  }
+  const std::vector<bool> mask = gradient_mask(needs_gradient, sizes.size());
+  const ConcatenateParams params = make_concatenate_params(output_gradient.shape(0), shapes, axis);
+  const auto& table = table_named(kernels);
+  std::vector<std::optional<FloatArray>> gradients(sizes.size());
+  std::vector<float*> gradient_data(sizes.size(), nullptr);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (!mask[i]) continue;
+    gradients[i] = new_float_array({output_gradient.shape(0), shapes[i].height, shapes[i].width, shapes[i].channels},
+                                   "an input gradient");
+    gradient_data[i] = gradients[i]->mutable_data();
+  }
+  {
+    py::gil_scoped_release release;
+    table.concatenate_backward(params, output_gradient.data(), gradient_data.data());
+  }
+  py::list result;
+  for (const auto& gradient : gradients) result.append(gradient ? py::object(*gradient) : py::object(py::none()));
+  return result;
+}
+
 // ---- the compiled model ----
 
 // The converted arrays of one step (kept alive for the call) and the pointers the runtime reads.
@@ -951,7 +1126,7 @@ std::vector<FloatArray> network_inputs(const runtime::Network& network, py::hand
   if (count > 1) {
     if (!py::isinstance<py::list>(x_argument) && !py::isinstance<py::tuple>(x_argument)) {
       throw py::type_error("this network takes " + std::to_string(count) + " inputs: pass a list of " +
-                           std::to_string(count) + " arrays. Received: " + std::string(py::str(py::type::of(x_argument))));
+                           std::to_string(count) + " arrays. Received: x of type " + type_name(x_argument));
     }
     const py::sequence sequence = py::reinterpret_borrow<py::sequence>(x_argument);
     if (sequence.size() != count) {
@@ -974,12 +1149,6 @@ std::vector<FloatArray> network_inputs(const runtime::Network& network, py::hand
     if (k > 0) require_dimension(x, 0, result[0].shape(0), name.c_str(), "samples");
     result.push_back(std::move(x));
   }
-  return result;
-}
-
-std::vector<const float*> data_of(const std::vector<FloatArray>& arrays) {
-  std::vector<const float*> result;
-  for (const FloatArray& array : arrays) result.push_back(array.data());
   return result;
 }
 
@@ -1098,7 +1267,8 @@ StepArrays check_step(runtime::Network& network, py::handle x_argument, py::hand
       if (argument.is_none()) return std::vector<py::object>(outputs, py::none());
       if (!py::isinstance<py::list>(argument) && !py::isinstance<py::tuple>(argument)) {
         throw py::type_error(std::string("this network has ") + std::to_string(outputs) + " outputs: pass `" + name +
-                             "` as a list with one entry (an array or None) per output");
+                             "` as a list with one entry (an array or None) per output. Received: " + name +
+                             " of type " + type_name(argument));
       }
       const py::sequence sequence = py::reinterpret_borrow<py::sequence>(argument);
       if (sequence.size() != outputs) {
@@ -1355,6 +1525,19 @@ PYBIND11_MODULE(_core, m) {
             return color_backward(&kernels::brightness_backward, images, deltas, output_gradient, value_range, "deltas");
           }, py::arg("images"), py::arg("deltas"), py::arg("output_gradient"), py::arg("value_range"));
 
+  ops.def("merge_forward", &merge_forward, py::arg("kind"), py::arg("inputs"), py::arg("kernels") = "active",
+          "Keras's Add, Subtract, Multiply, Average, Maximum or Minimum (kind 'add', ...) of a list of NHWC arrays "
+          "of one batch, broadcast per sample where a dimension is 1.");
+  ops.def("merge_backward", &merge_backward, py::arg("kind"), py::arg("inputs"), py::arg("output_gradient"),
+          py::arg("needs_gradient") = py::none(), py::arg("kernels") = "active",
+          "Each input's gradient (None where needs_gradient is False); a broadcast input's is summed over the "
+          "positions it was broadcast to.");
+  ops.def("concatenate_forward", &concatenate_forward, py::arg("inputs"), py::arg("axis"),
+          py::arg("kernels") = "active", "Concatenate along sample axis 0 (height), 1 (width) or 2 (channels).");
+  ops.def("concatenate_backward", &concatenate_backward, py::arg("output_gradient"), py::arg("sizes"),
+          py::arg("axis"), py::arg("needs_gradient") = py::none(), py::arg("kernels") = "active",
+          "output_gradient split along sample `axis` into the inputs' extents `sizes`.");
+
   py::class_<runtime::Network>(m, "Network")
       .def(py::init<>())
       .def("add_conv2d",
@@ -1490,14 +1673,7 @@ PYBIND11_MODULE(_core, m) {
       }, py::arg("height"), py::arg("width"), py::arg("seed") = -1)
       .def("add_merge",
            [](runtime::Network& network, const std::string& kind) {
-             static const std::pair<const char*, MergeKind> kinds[] = {
-                 {"add", MergeKind::add},         {"subtract", MergeKind::subtract}, {"multiply", MergeKind::multiply},
-                 {"average", MergeKind::average}, {"maximum", MergeKind::maximum},   {"minimum", MergeKind::minimum}};
-             for (const auto& [name, value] : kinds) {
-               if (kind == name) return network.add(runtime::make_merge(value));
-             }
-             throw py::value_error("merge kind must be one of add, subtract, multiply, average, maximum, minimum. "
-                                   "Received: kind=" + kind);
+             return network.add(runtime::make_merge(merge_kind_named(kind)));
            },
            py::arg("kind"))
       .def("add_concatenate",
@@ -1518,7 +1694,8 @@ PYBIND11_MODULE(_core, m) {
              if (network.built()) throw std::logic_error("network is already built");
              if (!shape) {
                if (network.input_count() == 0) {
-                 throw py::value_error("build() needs input_shape for a network without declared inputs");
+                 throw py::value_error("build() needs input_shape for a network without declared inputs. Received: "
+                                     "input_shape=None");
                }
                network.build();
                return;
@@ -1531,7 +1708,9 @@ PYBIND11_MODULE(_core, m) {
              }
              checked_product({height, width, channels}, "the input shape");
              if (network.input_count() > 0) {
-               throw py::value_error("this network declared its inputs: call build() without input_shape");
+               throw py::value_error("this network declared its inputs: call build() without input_shape. Received: "
+                                     "input_shape=(" + std::to_string(height) + ", " + std::to_string(width) + ", " +
+                                     std::to_string(channels) + ")");
              }
              network.build({height, width, channels});
            },

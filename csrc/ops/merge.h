@@ -43,6 +43,15 @@ struct ConcatenateParams {
 // shapes when a dimension differs and neither is 1.
 SampleShape merge_output_shape(const std::vector<SampleShape>& inputs);
 
+// The output shape of Concatenate along sample `axis` (0 height, 1 width, 2 channels): the inputs'
+// extents along the axis summed, every other dimension equal in all inputs; throws
+// std::invalid_argument naming the shapes (Keras's message) or the axis.
+SampleShape concatenate_output_shape(const std::vector<SampleShape>& inputs, int64_t axis);
+
+// Concatenate's params for `batch` samples along sample `axis` of inputs that
+// concatenate_output_shape accepted.
+ConcatenateParams make_concatenate_params(int64_t batch, const std::vector<SampleShape>& inputs, int64_t axis);
+
 // Element `position` of an output sample (y, x, c) read from input `shape` (dimensions of 1 repeat).
 inline int64_t broadcast_offset(const SampleShape& shape, int64_t y, int64_t x, int64_t c) {
   return ((shape.height == 1 ? 0 : y) * shape.width + (shape.width == 1 ? 0 : x)) * shape.channels +

@@ -1,5 +1,6 @@
 // Shape and hyperparameter checks for every op, done once before any kernel runs. Each message
 // names the argument and the value received, the way Keras words its errors.
+#include <array>
 #include <stdexcept>
 #include <string>
 
@@ -251,11 +252,59 @@ SampleShape merge_output_shape(const std::vector<SampleShape>& inputs) {
         *out_dims[axis] = in_dims[axis];
         continue;
       }
-      throw std::invalid_argument("Inputs have incompatible shapes. Received shapes " + describe(inputs[0]) +
-                                  " and " + describe(shape));
+      // Keras names the shape broadcast so far and the input that does not fit it.
+      throw std::invalid_argument("Inputs have incompatible shapes. Received shapes " + describe(output) + " and " +
+                                  describe(shape));
     }
   }
   return output;
+}
+
+SampleShape concatenate_output_shape(const std::vector<SampleShape>& inputs, int64_t axis) {
+  if (axis < 0 || axis > 2) {
+    throw std::invalid_argument("Concatenate's sample axis must be 0 (height), 1 (width) or 2 (channels). Received: axis=" +
+                                std::to_string(axis));
+  }
+  if (inputs.empty()) throw std::invalid_argument("A `Concatenate` layer should be called on at least 1 input");
+  auto dimensions = [](const SampleShape& shape) {
+    return std::array<int64_t, 3>{shape.height, shape.width, shape.channels};
+  };
+  const std::array<int64_t, 3> first = dimensions(inputs[0]);
+  std::array<int64_t, 3> output = first;
+  output[axis] = 0;
+  for (const SampleShape& shape : inputs) {
+    const std::array<int64_t, 3> d = dimensions(shape);
+    for (int64_t other = 0; other < 3; ++other) {
+      if (other != axis && d[other] != first[other]) {
+        throw std::invalid_argument(
+            "A `Concatenate` layer requires inputs with matching shapes except for the concatenation axis. "
+            "Received: input_shape=[(None, " + std::to_string(first[0]) + ", " + std::to_string(first[1]) + ", " +
+            std::to_string(first[2]) + "), (None, " + std::to_string(d[0]) + ", " + std::to_string(d[1]) + ", " +
+            std::to_string(d[2]) + ")]");
+      }
+    }
+    output[axis] = checked_add(output[axis], d[axis], "the concatenated size");
+  }
+  checked_product({output[0], output[1], output[2]}, "the concatenated sample");
+  return {output[0], output[1], output[2]};
+}
+
+ConcatenateParams make_concatenate_params(int64_t batch, const std::vector<SampleShape>& inputs, int64_t axis) {
+  const SampleShape output = concatenate_output_shape(inputs, axis);
+  const int64_t output_dimensions[] = {output.height, output.width, output.channels};
+  ConcatenateParams params;
+  // y[o] = [x0[o], x1[o], ...] per outer index o: the batch times the dimensions before the axis.
+  params.outer = batch;
+  for (int64_t before = 0; before < axis; ++before) {
+    params.outer = checked_multiply(params.outer, output_dimensions[before], "the concatenated batch");
+  }
+  for (const SampleShape& shape : inputs) {
+    const int64_t dimensions[] = {shape.height, shape.width, shape.channels};
+    int64_t inner = 1;
+    for (int64_t after = axis; after < 3; ++after) inner *= dimensions[after];
+    params.inner.push_back(inner);
+  }
+  return params;
 }
 
 }  // namespace fastcnn

@@ -619,59 +619,34 @@ class ConcatenateLayer final : public MultiInputLayer {
  public:
   explicit ConcatenateLayer(int64_t axis) : axis_(axis) {
     if (axis < 0 || axis > 2) {
-      throw std::invalid_argument("Concatenate's sample axis must be 0, 1 or 2. Received: " + std::to_string(axis));
+      throw std::invalid_argument("Concatenate's sample axis must be 0 (height), 1 (width) or 2 (channels). "
+                                  "Received: axis=" + std::to_string(axis));
     }
   }
   std::string kind() const override { return "Concatenate"; }
 
   SampleShape configure_inputs(const std::vector<SampleShape>& inputs) override {
-    if (inputs.empty()) throw std::invalid_argument("A `Concatenate` layer should be called on at least 1 input");
-    auto dims = [](const SampleShape& shape) { return std::array<int64_t, 3>{shape.height, shape.width, shape.channels}; };
-    std::array<int64_t, 3> output = dims(inputs[0]);
-    output[axis_] = 0;
-    for (const SampleShape& shape : inputs) {
-      const std::array<int64_t, 3> d = dims(shape);
-      for (int64_t axis = 0; axis < 3; ++axis) {
-        if (axis != axis_ && d[axis] != dims(inputs[0])[axis]) {
-          throw std::invalid_argument(
-              "A `Concatenate` layer requires inputs with matching shapes except for the concatenation axis. "
-              "Received: input_shape=[(None, " + std::to_string(inputs[0].height) + ", " +
-              std::to_string(inputs[0].width) + ", " + std::to_string(inputs[0].channels) + "), (None, " +
-              std::to_string(shape.height) + ", " + std::to_string(shape.width) + ", " +
-              std::to_string(shape.channels) + ")]");
-        }
-      }
-      output[axis_] = checked_add(output[axis_], d[axis_], "the concatenated size");
-    }
-    params_.inner.clear();
-    for (const SampleShape& shape : inputs) {
-      const std::array<int64_t, 3> d = dims(shape);
-      int64_t inner = 1;
-      for (int64_t axis = axis_; axis < 3; ++axis) inner *= d[axis];
-      params_.inner.push_back(inner);
-    }
-    outer_per_sample_ = 1;
-    for (int64_t axis = 0; axis < axis_; ++axis) outer_per_sample_ *= output[axis];
-    return {output[0], output[1], output[2]};
+    const SampleShape output = concatenate_output_shape(inputs, axis_);
+    params_ = make_concatenate_params(1, inputs, axis_);  // params_.outer: per sample
+    return output;
   }
 
   void forward_inputs(const StepContext& context, int64_t batch, const std::vector<const float*>& inputs, float*,
                       float* output) override {
     ConcatenateParams params = params_;
-    params.outer = batch * outer_per_sample_;
+    params.outer = batch * params_.outer;
     context.kernels.concatenate_forward(params, inputs.data(), output);
   }
 
   void backward_inputs(const StepContext& context, int64_t batch, const std::vector<const float*>&, const float*,
                        const float*, float* output_gradient, bool, const std::vector<float*>& input_gradients) override {
     ConcatenateParams params = params_;
-    params.outer = batch * outer_per_sample_;
+    params.outer = batch * params_.outer;
     context.kernels.concatenate_backward(params, output_gradient, input_gradients.data());
   }
 
  private:
   int64_t axis_;
-  int64_t outer_per_sample_ = 1;
   ConcatenateParams params_;
 };
 

@@ -29,13 +29,27 @@ class PhaseTimer {
 };
 
 
+namespace {
+
+// "[a, b, ...]": a list of tensor ids as Python prints it, for messages.
+std::string ids_text(const std::vector<int64_t>& ids) {
+  std::string text = "[";
+  for (size_t i = 0; i < ids.size(); ++i) text += (i > 0 ? ", " : "") + std::to_string(ids[i]);
+  return text + "]";
+}
+
+}  // namespace
+
 void Network::require_built() const {
   if (!built_) throw std::logic_error("network is not built");
 }
 
 int64_t Network::add_input(const SampleShape& shape) {
   if (built_) throw std::logic_error("cannot add an input to a network that is already built");
-  if (!layers_.empty()) throw std::logic_error("declare every input before the first node");
+  if (!layers_.empty()) {
+    throw std::logic_error("declare every input before the first node. Received: add_input after " +
+                           std::to_string(layers_.size()) + " nodes");
+  }
   if (shape.height <= 0 || shape.width <= 0 || shape.channels <= 0) {
     throw std::invalid_argument("input shape dimensions must be positive. Received: (" + std::to_string(shape.height) +
                                 ", " + std::to_string(shape.width) + ", " + std::to_string(shape.channels) + ")");
@@ -57,25 +71,30 @@ int64_t Network::add(std::unique_ptr<Layer> layer) {
 void Network::connect(int64_t node, const std::vector<int64_t>& inputs, int64_t shares_with) {
   if (built_) throw std::logic_error("cannot connect a node of a network that is already built");
   if (node < 0 || node >= static_cast<int64_t>(layers_.size())) {
-    throw std::out_of_range("node index " + std::to_string(node) + " out of range");
+    throw std::out_of_range("`node` must be in [0, " + std::to_string(layers_.size()) +
+                            ") for this network. Received: node=" + std::to_string(node));
   }
   for (int64_t id : inputs) {
     // Inputs are earlier tensors only: the node order is a topological order, cycles impossible.
     if (id >= node || id < -static_cast<int64_t>(input_shapes_.size())) {
       throw std::invalid_argument("node " + std::to_string(node) + " reads tensor " + std::to_string(id) +
-                                  ", which is not an earlier node's output or a declared input");
+                                  ", which is not an earlier node's output or a declared input (" +
+                                  std::to_string(input_shapes_.size()) + " declared). Received: inputs=" +
+                                  ids_text(inputs));
     }
   }
   if (shares_with >= node || shares_with < -1) {
     throw std::invalid_argument("node " + std::to_string(node) + " can share the parameters of an earlier node "
                                 "only. Received: shares_with=" + std::to_string(shares_with));
   }
+  const int64_t requested = shares_with;
   if (shares_with >= 0 && nodes_[static_cast<size_t>(shares_with)].shares_with >= 0) {
     shares_with = nodes_[static_cast<size_t>(shares_with)].shares_with;
   }
   if (shares_with >= 0 && layers_[static_cast<size_t>(shares_with)]->kind() != layers_[static_cast<size_t>(node)]->kind()) {
     throw std::invalid_argument("node " + std::to_string(node) + " (" + layers_[static_cast<size_t>(node)]->kind() +
-                                ") cannot share the parameters of a " + layers_[static_cast<size_t>(shares_with)]->kind());
+                                ") cannot share the parameters of a " + layers_[static_cast<size_t>(shares_with)]->kind() +
+                                ". Received: shares_with=" + std::to_string(requested));
   }
   nodes_[static_cast<size_t>(node)].inputs = inputs;
   nodes_[static_cast<size_t>(node)].shares_with = shares_with;
@@ -83,15 +102,17 @@ void Network::connect(int64_t node, const std::vector<int64_t>& inputs, int64_t 
 
 void Network::set_outputs(const std::vector<int64_t>& outputs) {
   if (built_) throw std::logic_error("cannot change the outputs of a network that is already built");
-  if (outputs.empty()) throw std::invalid_argument("a model needs at least one output");
+  if (outputs.empty()) throw std::invalid_argument("a model needs at least one output. Received: outputs=[]");
   for (size_t i = 0; i < outputs.size(); ++i) {
     if (outputs[i] < 0 || outputs[i] >= static_cast<int64_t>(layers_.size())) {
       throw std::invalid_argument("output " + std::to_string(i) + " is tensor " + std::to_string(outputs[i]) +
-                                  ", which is not a node's output");
+                                  ", which is not a node's output (model inputs cannot be outputs). Received: "
+                                  "outputs=" + ids_text(outputs));
     }
     for (size_t j = 0; j < i; ++j) {
       if (outputs[j] == outputs[i]) {
-        throw std::invalid_argument("tensor " + std::to_string(outputs[i]) + " is listed twice among the outputs");
+        throw std::invalid_argument("tensor " + std::to_string(outputs[i]) + " is listed twice among the outputs. "
+                                    "Received: outputs=" + ids_text(outputs));
       }
     }
   }
@@ -114,6 +135,13 @@ void Network::build(const SampleShape& input_shape) {
       throw std::invalid_argument("input shape dimensions must be positive");
     }
     input_shapes_.push_back(input_shape);  // the chain's input, declared at build
+    try {
+      build();
+    } catch (...) {
+      input_shapes_.clear();  // a failed build declares nothing: the next build(shape) starts afresh
+      throw;
+    }
+    return;
   }
   build();
 }
@@ -123,6 +151,20 @@ void Network::build() {
   if (layers_.empty()) throw std::invalid_argument("a model needs at least one layer");
   if (input_shapes_.empty()) throw std::invalid_argument("a model needs at least one input");
   const size_t node_count = layers_.size();
+  // A build that fails (a layer refuses its input shapes, the parameters exceed the memory) leaves
+  // the graph as it was declared: the chain inputs and default outputs filled in below are undone,
+  // so that the network can be corrected (a layer added, an input rewired) and built again.
+  struct Undo {
+    Network& network;
+    std::vector<Node> nodes;
+    std::vector<int64_t> outputs;
+    bool armed = true;
+    ~Undo() {
+      if (!armed) return;
+      network.nodes_ = std::move(nodes);
+      network.outputs_ = std::move(outputs);
+    }
+  } undo{*this, nodes_, outputs_};
   // Chain nodes read the previous tensor.
   for (size_t i = 0; i < node_count; ++i) {
     if (nodes_[i].inputs.empty()) nodes_[i].inputs = {i == 0 ? int64_t{-1} : static_cast<int64_t>(i) - 1};
@@ -152,9 +194,15 @@ void Network::build() {
     if (node.shares_with >= 0) {
       const Layer& owner = *layers_[static_cast<size_t>(node.shares_with)];
       if (owner.parameter_shapes() != layer.parameter_shapes()) {
+        auto describe = [](const SampleShape& sample) {
+          return "(None, " + std::to_string(sample.height) + ", " + std::to_string(sample.width) + ", " +
+                 std::to_string(sample.channels) + ")";
+        };
         throw std::invalid_argument("Layer #" + std::to_string(layer.index) + " (" + layer.kind() +
                                     ") shares the weights of layer #" + std::to_string(owner.index) +
-                                    " but its inputs need weights of other shapes");
+                                    " but its inputs need weights of other shapes. Received: input_shape=" +
+                                    describe(layer.input_shape) + ", layer #" + std::to_string(owner.index) +
+                                    "'s input_shape=" + describe(owner.input_shape));
       }
       layer.parameter_offset = owner.parameter_offset;
       layer.gradient_offset = -1;  // placed after the parameters, below
@@ -199,6 +247,7 @@ void Network::build() {
       shared_parameters_[static_cast<size_t>(nodes_[i].shares_with)] = true;
     }
   }
+  undo.armed = false;
   built_ = true;
   update_plan();
   update_trainable_variables();
@@ -395,7 +444,8 @@ void Network::configure_loss(bool from_logits) {
 void Network::configure_output_loss(int64_t output, bool from_logits, float weight) {
   require_built();
   if (output < 0 || output >= static_cast<int64_t>(outputs_.size())) {
-    throw std::out_of_range("output index " + std::to_string(output) + " out of range");
+    throw std::out_of_range("`output` must be in [0, " + std::to_string(outputs_.size()) +
+                            ") for this network. Received: output=" + std::to_string(output));
   }
   if (!std::isfinite(weight) || weight < 0.0f) {
     throw std::invalid_argument("loss weights must be finite and non-negative. Received: " + std::to_string(weight));

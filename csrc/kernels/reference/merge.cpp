@@ -1,5 +1,6 @@
 // Reference merge kernels: one output element at a time, inputs read through broadcast_offset.
 #include <cstring>
+#include <vector>
 
 #include "kernels/reference/reference.h"
 
@@ -40,9 +41,14 @@ void merge_backward(const MergeParams& params, const float* const* inputs, const
                     float* const* input_gradients) {
   const SampleShape& out = params.output;
   const size_t count = params.inputs.size();
+  // A broadcast input's gradient is a sum over the positions it was broadcast to, from zero; any
+  // other input's is its one term, written as it is (a -0 stays -0, as dx = dy says).
+  std::vector<bool> summed(count, false);
   for (size_t i = 0; i < count; ++i) {
-    if (input_gradients[i] != nullptr) {
-      std::memset(input_gradients[i], 0, sizeof(float) * static_cast<size_t>(params.batch * params.inputs[i].size()));
+    const SampleShape& shape = params.inputs[i];
+    summed[i] = shape.height != out.height || shape.width != out.width || shape.channels != out.channels;
+    if (input_gradients[i] != nullptr && summed[i]) {
+      std::memset(input_gradients[i], 0, sizeof(float) * static_cast<size_t>(params.batch * shape.size()));
     }
   }
   for (int64_t n = 0; n < params.batch; ++n) {
@@ -79,7 +85,11 @@ void merge_backward(const MergeParams& params, const float* const* inputs, const
               case MergeKind::maximum:
               case MergeKind::minimum: g = chosen == i ? dy : 0.0f; break;
             }
-            input_gradients[i][index(i)] += g;
+            if (summed[i]) {
+              input_gradients[i][index(i)] += g;
+            } else {
+              input_gradients[i][index(i)] = g;
+            }
           }
         }
       }
