@@ -1,0 +1,761 @@
+// _core.ops: single kernels on numpy arrays (NHWC float32), for tests and for users who want one op:
+// each entry point checks its arrays against the op's parameters, converts them once, releases the
+// GIL and calls the kernel table named by `kernels` ("active", "reference", "generic", "avx2").
+#include "bindings/arrays.h"
+
+namespace fastcnn::bindings {
+namespace {
+
+// ---- ops: single kernels, for tests and for users who want one op on arrays ----
+
+// A convolution's input (batch, h, w, in), kernel (kh, kw, in, out) and optional bias, converted
+// and their ranks and shared sizes checked (the bias's length once the params exist).
+struct ConvArrays {
+  FloatArray input, kernel;
+  std::optional<FloatArray> bias;
+};
+ConvArrays conv_arrays(py::object input_argument, py::object kernel_argument, py::object bias_argument) {
+  ConvArrays arrays{float_array(input_argument, "input"), float_array(kernel_argument, "kernel"),
+                    optional_float_array(bias_argument, "bias")};
+  require_rank(arrays.kernel, 4, "kernel");
+  require_rank(arrays.input, 4, "input");
+  require_dimension(arrays.kernel, 2, arrays.input.shape(3), "kernel", "input channels");
+  return arrays;
+}
+
+FloatArray conv2d_forward(py::object input_argument, py::object kernel_argument, py::object bias_argument,
+                          Pair strides, const std::string& padding, Pair dilation, const std::string& activation,
+                          const std::string& kernels, bool large_winograd_tile) {
+  const auto [input, kernel, bias] = conv_arrays(input_argument, kernel_argument, bias_argument);
+  const Activation act = activation_named(activation);
+  if (!is_elementwise(act)) throw py::value_error("conv2d_forward fuses elementwise activations only");
+  Conv2DParams params = conv_params_for(input, kernel.shape(3), {kernel.shape(0), kernel.shape(1)},
+                                        strides, padding, dilation, bias.has_value(), act);
+  params.large_winograd_tile = large_winograd_tile;
+  if (bias) {
+    require_rank(*bias, 1, "bias");
+    require_dimension(*bias, 0, params.output_channels, "bias", "output channels");
+  }
+  const auto& table = table_named(kernels);
+  FloatArray output = new_float_array({params.batch, params.output_height, params.output_width, params.output_channels});
+  const float* bias_data = bias ? bias->data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    table.conv2d_forward(params, input.data(), kernel.data(), bias_data, output.mutable_data());
+  }
+  return output;
+}
+
+FloatArray conv2d_backward_input(py::object output_gradient_argument, py::object kernel_argument,
+                                 std::tuple<int64_t, int64_t, int64_t, int64_t> input_shape,
+                                 Pair strides, const std::string& padding, Pair dilation,
+                                 const std::string& kernels) {
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  const FloatArray kernel = float_array(kernel_argument, "kernel");
+  require_rank(kernel, 4, "kernel");
+  require_rank(output_gradient, 4, "output_gradient");
+  const auto [batch, height, width, channels] = input_shape;
+  const Conv2DParams params = make_conv2d_params(
+      batch, height, width, channels, kernel.shape(3), kernel.shape(0), kernel.shape(1),
+      strides.first, strides.second, dilation.first, dilation.second,
+      parse_padding(padding.c_str()), false, Activation::linear);
+  require_dimension(kernel, 2, channels, "kernel", "input channels");
+  require_dimension(output_gradient, 0, params.batch, "output_gradient", "batch");
+  require_dimension(output_gradient, 1, params.output_height, "output_gradient", "output height");
+  require_dimension(output_gradient, 2, params.output_width, "output_gradient", "output width");
+  require_dimension(output_gradient, 3, params.output_channels, "output_gradient", "output channels");
+  const auto& table = table_named(kernels);
+  FloatArray input_gradient = new_float_array({batch, height, width, channels});
+  {
+    py::gil_scoped_release release;
+    table.conv2d_backward_input(params, output_gradient.data(), kernel.data(), input_gradient.mutable_data());
+  }
+  return input_gradient;
+}
+
+std::pair<FloatArray, std::optional<FloatArray>> conv2d_backward_kernel(
+    py::object input_argument, py::object output_gradient_argument, Pair kernel_size, Pair strides,
+    const std::string& padding, Pair dilation, bool use_bias, const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  require_rank(output_gradient, 4, "output_gradient");
+  const Conv2DParams params = conv_params_for(input, output_gradient.shape(3), kernel_size, strides,
+                                              padding, dilation, use_bias, Activation::linear);
+  require_dimension(output_gradient, 0, params.batch, "output_gradient", "batch");
+  require_dimension(output_gradient, 1, params.output_height, "output_gradient", "output height");
+  require_dimension(output_gradient, 2, params.output_width, "output_gradient", "output width");
+  const auto& table = table_named(kernels);
+  FloatArray kernel_gradient = new_float_array({params.kernel_height, params.kernel_width,
+                                            params.input_channels, params.output_channels});
+  std::optional<FloatArray> bias_gradient;
+  if (use_bias) bias_gradient = new_float_array({params.output_channels});
+  float* bias_data = use_bias ? bias_gradient->mutable_data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    table.conv2d_backward_kernel(params, input.data(), output_gradient.data(),
+                                 kernel_gradient.mutable_data(), bias_data);
+  }
+  return {kernel_gradient, bias_gradient};
+}
+
+DenseParams dense_params_for(const FloatArray& input, const FloatArray& kernel, bool use_bias,
+                             Activation activation) {
+  require_rank(input, 2, "input");
+  require_rank(kernel, 2, "kernel");
+  require_dimension(kernel, 0, input.shape(1), "kernel", "input units");
+  return make_dense_params(input.shape(0), input.shape(1), kernel.shape(1), use_bias, activation);
+}
+
+FloatArray dense_forward(py::object input_argument, py::object kernel_argument, py::object bias_argument,
+                         const std::string& activation, const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray kernel = float_array(kernel_argument, "kernel");
+  const std::optional<FloatArray> bias = optional_float_array(bias_argument, "bias");
+  const Activation act = activation_named(activation);
+  if (!is_elementwise(act)) throw py::value_error("dense_forward fuses elementwise activations only");
+  const DenseParams params = dense_params_for(input, kernel, bias.has_value(), act);
+  if (bias) {
+    require_rank(*bias, 1, "bias");
+    require_dimension(*bias, 0, params.output_units, "bias", "units");
+  }
+  const auto& table = table_named(kernels);
+  FloatArray output = new_float_array({params.batch, params.output_units});
+  const float* bias_data = bias ? bias->data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    table.dense_forward(params, input.data(), kernel.data(), bias_data, output.mutable_data());
+  }
+  return output;
+}
+
+FloatArray dense_backward_input(py::object output_gradient_argument, py::object kernel_argument,
+                                const std::string& kernels) {
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  const FloatArray kernel = float_array(kernel_argument, "kernel");
+  require_rank(output_gradient, 2, "output_gradient");
+  require_rank(kernel, 2, "kernel");
+  require_dimension(output_gradient, 1, kernel.shape(1), "output_gradient", "units");
+  const DenseParams params = make_dense_params(output_gradient.shape(0), kernel.shape(0),
+                                               kernel.shape(1), false, Activation::linear);
+  const auto& table = table_named(kernels);
+  FloatArray input_gradient = new_float_array({params.batch, params.input_units});
+  {
+    py::gil_scoped_release release;
+    table.dense_backward_input(params, output_gradient.data(), kernel.data(), input_gradient.mutable_data());
+  }
+  return input_gradient;
+}
+
+std::pair<FloatArray, std::optional<FloatArray>> dense_backward_kernel(
+    py::object input_argument, py::object output_gradient_argument, bool use_bias,
+    const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  require_rank(input, 2, "input");
+  require_rank(output_gradient, 2, "output_gradient");
+  require_dimension(output_gradient, 0, input.shape(0), "output_gradient", "batch");
+  const DenseParams params = make_dense_params(input.shape(0), input.shape(1),
+                                               output_gradient.shape(1), use_bias, Activation::linear);
+  const auto& table = table_named(kernels);
+  FloatArray kernel_gradient = new_float_array({params.input_units, params.output_units});
+  std::optional<FloatArray> bias_gradient;
+  if (use_bias) bias_gradient = new_float_array({params.output_units});
+  float* bias_data = use_bias ? bias_gradient->mutable_data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    table.dense_backward_kernel(params, input.data(), output_gradient.data(),
+                                kernel_gradient.mutable_data(), bias_data);
+  }
+  return {kernel_gradient, bias_gradient};
+}
+
+Pool2DParams pool_params_for(const FloatArray& input, Pair pool_size, Pair strides,
+                             const std::string& padding) {
+  require_rank(input, 4, "input");
+  return make_pool2d_params(input.shape(0), input.shape(1), input.shape(2), input.shape(3),
+                            pool_size.first, pool_size.second, strides.first, strides.second,
+                            parse_padding(padding.c_str()));
+}
+
+FloatArray max_pool2d_forward(py::object input_argument, Pair pool_size, Pair strides,
+                              const std::string& padding, const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const Pool2DParams params = pool_params_for(input, pool_size, strides, padding);
+  const auto& table = table_named(kernels);
+  FloatArray output = new_float_array({params.batch, params.output_height, params.output_width, params.channels});
+  {
+    py::gil_scoped_release release;
+    table.max_pool2d_forward(params, input.data(), output.mutable_data());
+  }
+  return output;
+}
+
+FloatArray max_pool2d_backward(py::object input_argument, py::object output_gradient_argument,
+                               Pair pool_size, Pair strides, const std::string& padding,
+                               const std::string& kernels, bool relu_input) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  Pool2DParams params = pool_params_for(input, pool_size, strides, padding);
+  params.relu_input = relu_input;
+  require_rank(output_gradient, 4, "output_gradient");
+  require_dimension(output_gradient, 0, params.batch, "output_gradient", "batch");
+  require_dimension(output_gradient, 1, params.output_height, "output_gradient", "output height");
+  require_dimension(output_gradient, 2, params.output_width, "output_gradient", "output width");
+  require_dimension(output_gradient, 3, params.channels, "output_gradient", "channels");
+  const auto& table = table_named(kernels);
+  FloatArray input_gradient = new_float_array({params.batch, params.input_height, params.input_width, params.channels});
+  {
+    py::gil_scoped_release release;
+    table.max_pool2d_backward(params, input.data(), output_gradient.data(), input_gradient.mutable_data());
+  }
+  return input_gradient;
+}
+
+// Activations act on the last axis of an array of any rank >= 1.
+std::pair<int64_t, int64_t> rows_and_columns(const py::array& array, const char* name) {
+  if (array.ndim() < 1) throw py::value_error(std::string("`") + name + "` must have rank >= 1. Received a scalar");
+  const int64_t columns = array.shape(array.ndim() - 1);
+  return {columns == 0 ? 0 : array.size() / columns, columns};
+}
+
+FloatArray activation_forward(const std::string& activation, py::object input_argument,
+                              const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const Activation act = activation_named(activation);
+  const auto [rows, columns] = rows_and_columns(input, "input");
+  const auto& table = table_named(kernels);
+  FloatArray output = new_float_array_like(input, "output");
+  {
+    py::gil_scoped_release release;
+    table.activation_forward(act, rows, columns, input.data(), output.mutable_data());
+  }
+  return output;
+}
+
+FloatArray activation_backward(const std::string& activation, py::object output_argument,
+                               py::object output_gradient_argument, const std::string& kernels,
+                               py::object input_argument) {
+  const FloatArray output = float_array(output_argument, "output");
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  const std::optional<FloatArray> input = optional_float_array(input_argument, "input");
+  const Activation act = activation_named(activation);
+  if (needs_pre_activation(act) && act != Activation::softmax && !input) {
+    throw py::value_error("activation '" + activation + "' needs its `input` for the backward pass");
+  }
+  if (input && input->request().shape != output.request().shape) {
+    throw py::value_error("`input` must have the shape of `output`. Received: input.shape=" +
+                          shape_text(*input) + ", output.shape=" + shape_text(output));
+  }
+  const float* input_data = input ? input->data() : nullptr;
+  if (!output.request().shape.empty() && output.request().shape != output_gradient.request().shape) {
+    throw py::value_error("`output_gradient` must have the shape of `output`. Received: output.shape=" +
+                          shape_text(output) + ", output_gradient.shape=" + shape_text(output_gradient));
+  }
+  const auto [rows, columns] = rows_and_columns(output, "output");
+  const auto& table = table_named(kernels);
+  FloatArray input_gradient = new_float_array_like(output, "input_gradient");
+  {
+    py::gil_scoped_release release;
+    table.activation_backward(act, rows, columns, input_data, output.data(), output_gradient.data(),
+                              input_gradient.mutable_data());
+  }
+  return input_gradient;
+}
+
+DropoutParams dropout_params_for(const py::array& array, float rate, uint64_t seed) {
+  if (!(rate >= 0.0f && rate < 1.0f)) {
+    throw py::value_error("`rate` must be in [0, 1). Received: rate=" + std::to_string(rate));
+  }
+  DropoutParams params;
+  params.count = array.size();
+  params.rate = rate;
+  params.seed = seed;
+  return params;
+}
+
+FloatArray dropout_forward(py::object input_argument, float rate, uint64_t seed,
+                           const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const DropoutParams params = dropout_params_for(input, rate, seed);
+  const auto& table = table_named(kernels);
+  FloatArray output = new_float_array_like(input, "output");
+  {
+    py::gil_scoped_release release;
+    table.dropout_forward(params, input.data(), output.mutable_data());
+  }
+  return output;
+}
+
+FloatArray dropout_backward(py::object output_gradient_argument, float rate, uint64_t seed,
+                            const std::string& kernels) {
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  const DropoutParams params = dropout_params_for(output_gradient, rate, seed);
+  const auto& table = table_named(kernels);
+  FloatArray input_gradient = new_float_array_like(output_gradient, "input_gradient");
+  {
+    py::gil_scoped_release release;
+    table.dropout_backward(params, output_gradient.data(), input_gradient.mutable_data());
+  }
+  return input_gradient;
+}
+
+// BatchNormalization over the last axis of an array of rank >= 1 (rows = all other axes).
+BatchNormParams batch_norm_params_for(const py::array& input, float epsilon) {
+  const auto [rows, columns] = rows_and_columns(input, "input");
+  if (!(epsilon > 0.0f)) throw py::value_error("`epsilon` must be positive. Received: epsilon=" + std::to_string(epsilon));
+  return {rows, columns, epsilon};
+}
+
+void require_channel_vector(const std::optional<FloatArray>& array, int64_t channels, const char* name) {
+  if (!array) return;
+  require_rank(*array, 1, name);
+  require_dimension(*array, 0, channels, name, "channels");
+}
+
+std::pair<FloatArray, FloatArray> batch_norm_statistics(py::object input_argument, const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const BatchNormParams params = batch_norm_params_for(input, 1e-3f);
+  const auto& table = table_named(kernels);
+  FloatArray mean = new_float_array({params.channels}), variance = new_float_array({params.channels});
+  {
+    py::gil_scoped_release release;
+    table.batch_norm_statistics(params, input.data(), mean.mutable_data(), variance.mutable_data());
+  }
+  return {mean, variance};
+}
+
+FloatArray batch_norm_forward(py::object input_argument, py::object mean_argument, py::object variance_argument,
+                              py::object gamma_argument, py::object beta_argument, float epsilon,
+                              const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray mean = float_array(mean_argument, "mean");
+  const FloatArray variance = float_array(variance_argument, "variance");
+  const std::optional<FloatArray> gamma = optional_float_array(gamma_argument, "gamma");
+  const std::optional<FloatArray> beta = optional_float_array(beta_argument, "beta");
+  const BatchNormParams params = batch_norm_params_for(input, epsilon);
+  require_channel_vector(mean, params.channels, "mean");
+  require_channel_vector(variance, params.channels, "variance");
+  require_channel_vector(gamma, params.channels, "gamma");
+  require_channel_vector(beta, params.channels, "beta");
+  const auto& table = table_named(kernels);
+  FloatArray output = new_float_array_like(input, "output");
+  const float* gamma_data = gamma ? gamma->data() : nullptr;
+  const float* beta_data = beta ? beta->data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    table.batch_norm_forward(params, input.data(), mean.data(), variance.data(), gamma_data, beta_data,
+                             output.mutable_data());
+  }
+  return output;
+}
+
+std::tuple<FloatArray, FloatArray, FloatArray> batch_norm_backward(
+    py::object input_argument, py::object mean_argument, py::object variance_argument, py::object gamma_argument,
+    py::object output_gradient_argument, float epsilon, const std::string& kernels, bool relu_input) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray mean = float_array(mean_argument, "mean");
+  const FloatArray variance = float_array(variance_argument, "variance");
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  const std::optional<FloatArray> gamma = optional_float_array(gamma_argument, "gamma");
+  BatchNormParams params = batch_norm_params_for(input, epsilon);
+  params.relu_input = relu_input;
+  require_channel_vector(mean, params.channels, "mean");
+  require_channel_vector(variance, params.channels, "variance");
+  require_channel_vector(gamma, params.channels, "gamma");
+  if (input.request().shape != output_gradient.request().shape) {
+    throw py::value_error("`output_gradient` must have the shape of `input`. Received: input.shape=" +
+                          shape_text(input) + ", output_gradient.shape=" + shape_text(output_gradient));
+  }
+  const auto& table = table_named(kernels);
+  FloatArray input_gradient = new_float_array_like(input, "input_gradient");
+  FloatArray gamma_gradient = new_float_array({params.channels}), beta_gradient = new_float_array({params.channels});
+  const float* gamma_data = gamma ? gamma->data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    table.batch_norm_backward(params, input.data(), mean.data(), variance.data(), gamma_data,
+                              output_gradient.data(), input_gradient.mutable_data(),
+                              gamma_gradient.mutable_data(), beta_gradient.mutable_data());
+  }
+  return {input_gradient, gamma_gradient, beta_gradient};
+}
+
+// Labels (batch,) in [0, classes) or probability rows (batch, classes).
+std::pair<FloatArray, FloatArray> cross_entropy(py::object predictions_argument, py::object targets_argument,
+                                                bool from_logits) {
+  const FloatArray predictions = float_array(predictions_argument, "predictions");
+  const py::array targets = numeric_array(targets_argument, "targets");
+  require_rank(predictions, 2, "predictions");
+  const int64_t batch = predictions.shape(0);
+  const int64_t classes = predictions.shape(1);
+  if (classes <= 0) {
+    throw py::value_error("`predictions` needs at least one class. Received: predictions.shape=" +
+                          shape_text(predictions));
+  }
+  CrossEntropyParams params;
+  params.batch = batch;
+  params.classes = classes;
+  params.from_logits = from_logits;
+  params.gradient_scale = batch > 0 ? 1.0f / static_cast<float>(batch) : 0.0f;
+  if (targets.ndim() == 1) {
+    // Class indices: checked in 64 bits before narrowing to int32, so no value wraps into range.
+    const IndexArray labels = class_indices(targets, "targets");
+    require_dimension(labels, 0, batch, "targets", "batch");
+    for (int64_t i = 0; i < batch; ++i) {
+      if (labels.data()[i] < 0 || labels.data()[i] >= classes) {
+        throw py::value_error("label " + std::to_string(labels.data()[i]) + " is outside [0, " +
+                              std::to_string(classes) + ")");
+      }
+    }
+    const LabelArray narrow = converted<LabelArray>(labels, "targets");
+    FloatArray losses = new_float_array({batch}, "losses");
+    FloatArray gradient = new_float_array({batch, classes}, "gradient");
+    {
+      py::gil_scoped_release release;
+      kernels::cross_entropy(params, predictions.data(), narrow.data(), nullptr, losses.mutable_data(),
+                             gradient.mutable_data());
+    }
+    return {losses, gradient};
+  }
+  const FloatArray probabilities = converted<FloatArray>(targets, "targets");
+  require_rank(probabilities, 2, "targets");
+  require_dimension(probabilities, 0, batch, "targets", "batch");
+  require_dimension(probabilities, 1, classes, "targets", "classes");
+  FloatArray losses = new_float_array({batch}, "losses");
+  FloatArray gradient = new_float_array({batch, classes}, "gradient");
+  {
+    py::gil_scoped_release release;
+    kernels::cross_entropy(params, predictions.data(), nullptr, probabilities.data(), losses.mutable_data(),
+                           gradient.mutable_data());
+  }
+  return {losses, gradient};
+}
+
+
+// ---- Conv2D + MaxPooling2D as one kernel (kernels.h conv2d_max_pool2d_*) ----
+
+// The pair's params, checked: the pooling must fit conv2d_max_pool2d_fusable.
+std::pair<Conv2DParams, Pool2DParams> conv_max_pool_params_for(const FloatArray& input, int64_t output_channels,
+                                                              Pair kernel_size, Pair strides, const std::string& padding,
+                                                              Pair dilation, bool use_bias, const std::string& activation,
+                                                              Pair pool_size) {
+  const Activation act = activation_named(activation);
+  const Conv2DParams conv =
+      conv_params_for(input, output_channels, kernel_size, strides, padding, dilation, use_bias, act);
+  const Pool2DParams pool = make_pool2d_params(conv.batch, conv.output_height, conv.output_width, conv.output_channels,
+                                               pool_size.first, pool_size.second, pool_size.first, pool_size.second,
+                                               Padding::valid);
+  if (!conv2d_max_pool2d_fusable(conv, pool)) {
+    throw py::value_error("conv2d_max_pool2d needs activation 'relu' or 'linear' and a pool window of at most " +
+                          std::to_string(kMaxFusedPoolWindow) + " positions. Received: activation=" + activation +
+                          ", pool_size=(" + std::to_string(pool_size.first) + ", " + std::to_string(pool_size.second) + ")");
+  }
+  return {conv, pool};
+}
+
+std::pair<FloatArray, FlagArray> conv2d_max_pool2d_forward(py::object input_argument, py::object kernel_argument,
+                                                          py::object bias_argument, Pair strides,
+                                                          const std::string& padding, Pair dilation,
+                                                          const std::string& activation, Pair pool_size,
+                                                          const std::string& kernels) {
+  const auto [input, kernel, bias] = conv_arrays(input_argument, kernel_argument, bias_argument);
+  const auto [conv, pool] = conv_max_pool_params_for(input, kernel.shape(3), {kernel.shape(0), kernel.shape(1)},
+                                                     strides, padding, dilation, bias.has_value(), activation, pool_size);
+  if (bias) {
+    require_rank(*bias, 1, "bias");
+    require_dimension(*bias, 0, conv.output_channels, "bias", "output channels");
+  }
+  const auto& table = table_named(kernels);
+  FloatArray output = new_float_array({pool.batch, pool.output_height, pool.output_width, pool.channels});
+  FlagArray window_index(std::vector<py::ssize_t>{pool.batch, pool.output_height, pool.output_width, pool.channels});
+  const float* bias_data = bias ? bias->data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    table.conv2d_max_pool2d_forward(conv, pool, input.data(), kernel.data(), bias_data, output.mutable_data(),
+                                    window_index.mutable_data());
+  }
+  return {output, window_index};
+}
+
+std::pair<FloatArray, std::optional<FloatArray>> conv2d_max_pool2d_backward_kernel(
+    py::object input_argument, py::object output_argument, py::object window_index_argument,
+    py::object output_gradient_argument, Pair kernel_size, Pair strides, const std::string& padding, Pair dilation,
+    const std::string& activation, Pair pool_size, bool use_bias, const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray output = float_array(output_argument, "output");
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  // The forward's own uint8 array is used as it is; other integer arrays are range-checked in 64 bits.
+  const bool bytes = FlagArray::check_(window_index_argument);
+  const py::array index_array = bytes ? py::reinterpret_borrow<py::array>(window_index_argument)
+                                      : py::array(integer_array(window_index_argument, "window_index"));
+  require_rank(output_gradient, 4, "output_gradient");
+  const auto [conv, pool] = conv_max_pool_params_for(input, output_gradient.shape(3), kernel_size, strides, padding,
+                                                     dilation, use_bias, activation, pool_size);
+  for (const auto& [array, name] : {std::pair<const py::array*, const char*>{&output, "output"},
+                                    {&output_gradient, "output_gradient"}, {&index_array, "window_index"}}) {
+    require_rank(*array, 4, name);
+    require_dimension(*array, 0, pool.batch, name, "batch");
+    require_dimension(*array, 1, pool.output_height, name, "pooled height");
+    require_dimension(*array, 2, pool.output_width, name, "pooled width");
+    require_dimension(*array, 3, pool.channels, name, "channels");
+  }
+  const int64_t window = pool.pool_height * pool.pool_width;
+  auto check_range = [window](int64_t value) {
+    if (value < 0 || value >= window) {
+      throw py::value_error("`window_index` values must lie in [0, " + std::to_string(window) +
+                            ") (positions in the pool window). Received: " + std::to_string(value));
+    }
+  };
+  FlagArray window_index;
+  if (bytes) {
+    window_index = py::reinterpret_borrow<FlagArray>(window_index_argument);
+    for (py::ssize_t i = 0; i < window_index.size(); ++i) check_range(window_index.data()[i]);
+  } else {
+    const IndexArray wide_index = py::reinterpret_borrow<IndexArray>(index_array);
+    for (py::ssize_t i = 0; i < wide_index.size(); ++i) check_range(wide_index.data()[i]);
+    // In range, so the narrowing to the kernel's bytes is exact.
+    window_index = converted<FlagArray>(wide_index, "window_index");
+  }
+  const auto& table = table_named(kernels);
+  FloatArray kernel_gradient =
+      new_float_array({conv.kernel_height, conv.kernel_width, conv.input_channels, conv.output_channels});
+  std::optional<FloatArray> bias_gradient;
+  if (use_bias) bias_gradient = new_float_array({conv.output_channels});
+  float* bias_data = use_bias ? bias_gradient->mutable_data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    table.conv2d_max_pool2d_backward_kernel(conv, pool, input.data(), output.data(), window_index.data(),
+                                            output_gradient.data(), kernel_gradient.mutable_data(), bias_data);
+  }
+  return {kernel_gradient, bias_gradient};
+}
+
+
+// ---- merge ops (ops/merge.h): several NHWC arrays of one batch into one ----
+
+
+SampleShape sample_shape_of(const py::array& array) { return {array.shape(1), array.shape(2), array.shape(3)}; }
+
+// `inputs`: a list or tuple of at least one (batch, height, width, channels) array, every one with
+// the first one's batch, each converted to contiguous float32.
+std::vector<FloatArray> merge_inputs(py::handle inputs_argument) {
+  if (!py::isinstance<py::list>(inputs_argument) && !py::isinstance<py::tuple>(inputs_argument)) {
+    throw py::type_error("`inputs` must be a list or tuple of arrays. Received: inputs of type " +
+                         type_name(inputs_argument));
+  }
+  const py::sequence sequence = py::reinterpret_borrow<py::sequence>(inputs_argument);
+  if (sequence.size() == 0) throw py::value_error("`inputs` needs at least one array. Received: inputs=[]");
+  std::vector<FloatArray> arrays;
+  for (size_t i = 0; i < sequence.size(); ++i) {
+    const std::string name = "inputs[" + std::to_string(i) + "]";
+    FloatArray array = float_array(sequence[i], name.c_str());
+    require_rank(array, 4, name.c_str());
+    if (i > 0) require_dimension(array, 0, arrays[0].shape(0), name.c_str(), "batch");
+    arrays.push_back(std::move(array));
+  }
+  return arrays;
+}
+
+// The elementwise merge's params: Subtract takes exactly two inputs, and every dimension of every
+// input equals the broadcast output's or is 1 (merge_output_shape names the shapes otherwise).
+MergeParams merge_params_for(const std::string& kind, const std::vector<FloatArray>& arrays) {
+  MergeParams params;
+  params.kind = merge_kind_named(kind);
+  if (params.kind == MergeKind::subtract && arrays.size() != 2) {
+    throw py::value_error("subtract takes exactly 2 inputs. Received: " + std::to_string(arrays.size()) + " inputs");
+  }
+  params.batch = arrays[0].shape(0);
+  for (const FloatArray& array : arrays) params.inputs.push_back(sample_shape_of(array));
+  params.output = merge_output_shape(params.inputs);
+  return params;
+}
+
+// needs_gradient: None (every input) or one boolean per input; the kernels skip the others.
+std::vector<bool> gradient_mask(const std::optional<std::vector<bool>>& needs_gradient, size_t count) {
+  if (!needs_gradient) return std::vector<bool>(count, true);
+  if (needs_gradient->size() != count) {
+    throw py::value_error("`needs_gradient` needs one flag per input (" + std::to_string(count) +
+                          "). Received: " + std::to_string(needs_gradient->size()) + " flags");
+  }
+  return *needs_gradient;
+}
+
+FloatArray merge_forward(const std::string& kind, py::object inputs_argument, const std::string& kernels) {
+  const std::vector<FloatArray> inputs = merge_inputs(inputs_argument);
+  const MergeParams params = merge_params_for(kind, inputs);
+  const auto& table = table_named(kernels);
+  const SampleShape& out = params.output;
+  FloatArray output = new_float_array({params.batch, out.height, out.width, out.channels});
+  const std::vector<const float*> input_data = data_of(inputs);
+  {
+    py::gil_scoped_release release;
+    table.merge_forward(params, input_data.data(), output.mutable_data());
+  }
+  return output;
+}
+
+// One gradient per input (its shape), None where needs_gradient says so: a broadcast input's sums
+// output_gradient over the positions it was broadcast to.
+py::list merge_backward(const std::string& kind, py::object inputs_argument, py::object output_gradient_argument,
+                        const std::optional<std::vector<bool>>& needs_gradient, const std::string& kernels) {
+  const std::vector<FloatArray> inputs = merge_inputs(inputs_argument);
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  const MergeParams params = merge_params_for(kind, inputs);
+  const std::vector<bool> mask = gradient_mask(needs_gradient, inputs.size());
+  require_rank(output_gradient, 4, "output_gradient");
+  require_dimension(output_gradient, 0, params.batch, "output_gradient", "batch");
+  require_dimension(output_gradient, 1, params.output.height, "output_gradient", "output height");
+  require_dimension(output_gradient, 2, params.output.width, "output_gradient", "output width");
+  require_dimension(output_gradient, 3, params.output.channels, "output_gradient", "output channels");
+  const auto& table = table_named(kernels);
+  std::vector<std::optional<FloatArray>> gradients(inputs.size());
+  std::vector<float*> gradient_data(inputs.size(), nullptr);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!mask[i]) continue;
+    gradients[i] = new_float_array_like(inputs[i], "an input gradient");
+    gradient_data[i] = gradients[i]->mutable_data();
+  }
+  const std::vector<const float*> input_data = data_of(inputs);
+  {
+    py::gil_scoped_release release;
+    table.merge_backward(params, input_data.data(), output_gradient.data(), gradient_data.data());
+  }
+  py::list result;
+  for (const auto& gradient : gradients) result.append(gradient ? py::object(*gradient) : py::object(py::none()));
+  return result;
+}
+
+FloatArray concatenate_forward(py::object inputs_argument, int64_t axis, const std::string& kernels) {
+  const std::vector<FloatArray> inputs = merge_inputs(inputs_argument);
+  std::vector<SampleShape> shapes;
+  for (const FloatArray& array : inputs) shapes.push_back(sample_shape_of(array));
+  const SampleShape out = concatenate_output_shape(shapes, axis);
+  const ConcatenateParams params = make_concatenate_params(inputs[0].shape(0), shapes, axis);
+  const auto& table = table_named(kernels);
+  FloatArray output = new_float_array({inputs[0].shape(0), out.height, out.width, out.channels});
+  const std::vector<const float*> input_data = data_of(inputs);
+  {
+    py::gil_scoped_release release;
+    table.concatenate_forward(params, input_data.data(), output.mutable_data());
+  }
+  return output;
+}
+
+// output_gradient split along sample `axis` into pieces of `sizes` (the inputs' extents there).
+py::list concatenate_backward(py::object output_gradient_argument, const std::vector<int64_t>& sizes, int64_t axis,
+                              const std::optional<std::vector<bool>>& needs_gradient, const std::string& kernels) {
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  require_rank(output_gradient, 4, "output_gradient");
+  if (axis < 0 || axis > 2) {
+    throw py::value_error("Concatenate's sample axis must be 0 (height), 1 (width) or 2 (channels). Received: axis=" +
+                          std::to_string(axis));
+  }
+  if (sizes.empty()) throw py::value_error("`sizes` needs one extent per input. Received: sizes=[]");
+  int64_t total = 0;
+  std::vector<SampleShape> shapes;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (sizes[i] < 0) {
+      throw py::value_error("`sizes` must be non-negative. Received: sizes[" + std::to_string(i) +
+                            "]=" + std::to_string(sizes[i]));
+    }
+    total = checked_add(total, sizes[i], "the sum of `sizes`");
+    SampleShape shape = sample_shape_of(output_gradient);
+    (axis == 0 ? shape.height : axis == 1 ? shape.width : shape.channels) = sizes[i];
+    shapes.push_back(shape);
+  }
+  if (output_gradient.shape(1 + axis) != total) {
+    std::string listed;
+    for (size_t i = 0; i < sizes.size(); ++i) listed += (i > 0 ? ", " : "") + std::to_string(sizes[i]);
+    throw py::value_error("`sizes` must sum to output_gradient's extent along axis " + std::to_string(axis) + " (" +
+                          std::to_string(output_gradient.shape(1 + axis)) + "). Received: sizes=[" + listed +
+                          "], output_gradient.shape=" + shape_text(output_gradient));
+  }
+  const std::vector<bool> mask = gradient_mask(needs_gradient, sizes.size());
+  const ConcatenateParams params = make_concatenate_params(output_gradient.shape(0), shapes, axis);
+  const auto& table = table_named(kernels);
+  std::vector<std::optional<FloatArray>> gradients(sizes.size());
+  std::vector<float*> gradient_data(sizes.size(), nullptr);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (!mask[i]) continue;
+    gradients[i] = new_float_array({output_gradient.shape(0), shapes[i].height, shapes[i].width, shapes[i].channels},
+                                   "an input gradient");
+    gradient_data[i] = gradients[i]->mutable_data();
+  }
+  {
+    py::gil_scoped_release release;
+    table.concatenate_backward(params, output_gradient.data(), gradient_data.data());
+  }
+  py::list result;
+  for (const auto& gradient : gradients) result.append(gradient ? py::object(*gradient) : py::object(py::none()));
+  return result;
+}
+
+}  // namespace
+
+void bind_ops(py::module_& ops) {
+  ops.def("conv2d_forward", &conv2d_forward, py::arg("input"), py::arg("kernel"), py::arg("bias") = py::none(),
+          py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid", py::arg("dilation") = Pair{1, 1},
+          py::arg("activation") = "linear", py::arg("kernels") = "active", py::arg("large_winograd_tile") = true,
+          "large_winograd_tile=False: a 3x3 Winograd layer runs F(2x2, 3x3), as a training step's forward pass does.");
+  ops.def("conv2d_backward_input", &conv2d_backward_input, py::arg("output_gradient"), py::arg("kernel"),
+          py::arg("input_shape"), py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
+          py::arg("dilation") = Pair{1, 1}, py::arg("kernels") = "active");
+  ops.def("conv2d_backward_kernel", &conv2d_backward_kernel, py::arg("input"), py::arg("output_gradient"),
+          py::arg("kernel_size"), py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
+          py::arg("dilation") = Pair{1, 1}, py::arg("use_bias") = true, py::arg("kernels") = "active");
+  ops.def("dense_forward", &dense_forward, py::arg("input"), py::arg("kernel"), py::arg("bias") = py::none(),
+          py::arg("activation") = "linear", py::arg("kernels") = "active");
+  ops.def("dense_backward_input", &dense_backward_input, py::arg("output_gradient"), py::arg("kernel"),
+          py::arg("kernels") = "active");
+  ops.def("dense_backward_kernel", &dense_backward_kernel, py::arg("input"), py::arg("output_gradient"),
+          py::arg("use_bias") = true, py::arg("kernels") = "active");
+  ops.def("max_pool2d_forward", &max_pool2d_forward, py::arg("input"), py::arg("pool_size"),
+          py::arg("strides"), py::arg("padding") = "valid", py::arg("kernels") = "active");
+  ops.def("max_pool2d_backward", &max_pool2d_backward, py::arg("input"), py::arg("output_gradient"),
+          py::arg("pool_size"), py::arg("strides"), py::arg("padding") = "valid", py::arg("kernels") = "active",
+          py::arg("relu_input") = false);
+  ops.def("conv2d_max_pool2d_forward", &conv2d_max_pool2d_forward, py::arg("input"), py::arg("kernel"),
+          py::arg("bias") = py::none(), py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
+          py::arg("dilation") = Pair{1, 1}, py::arg("activation") = "relu", py::arg("pool_size") = Pair{2, 2},
+          py::arg("kernels") = "active",
+          "Conv2D then MaxPooling2D (strides = pool_size, 'valid') in one pass: (pooled output, each "
+          "output's window position of its maximum as uint8).");
+  ops.def("conv2d_max_pool2d_backward_kernel", &conv2d_max_pool2d_backward_kernel, py::arg("input"),
+          py::arg("output"), py::arg("window_index"), py::arg("output_gradient"), py::arg("kernel_size"),
+          py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid", py::arg("dilation") = Pair{1, 1},
+          py::arg("activation") = "relu", py::arg("pool_size") = Pair{2, 2}, py::arg("use_bias") = true,
+          py::arg("kernels") = "active",
+          "The fused pair's kernel (and bias) gradient from the pooled output's gradient.");
+  ops.def("activation_forward", &activation_forward, py::arg("activation"), py::arg("input"),
+          py::arg("kernels") = "active");
+  ops.def("activation_backward", &activation_backward, py::arg("activation"), py::arg("output"),
+          py::arg("output_gradient"), py::arg("kernels") = "active", py::arg("input") = py::none());
+  ops.def("dropout_forward", &dropout_forward, py::arg("input"), py::arg("rate"), py::arg("seed"),
+          py::arg("kernels") = "active");
+  ops.def("dropout_backward", &dropout_backward, py::arg("output_gradient"), py::arg("rate"),
+          py::arg("seed"), py::arg("kernels") = "active");
+  ops.def("batch_norm_statistics", &batch_norm_statistics, py::arg("input"), py::arg("kernels") = "active");
+  ops.def("batch_norm_forward", &batch_norm_forward, py::arg("input"), py::arg("mean"), py::arg("variance"),
+          py::arg("gamma") = py::none(), py::arg("beta") = py::none(), py::arg("epsilon") = 1e-3f,
+          py::arg("kernels") = "active");
+  ops.def("batch_norm_backward", &batch_norm_backward, py::arg("input"), py::arg("mean"), py::arg("variance"),
+          py::arg("gamma"), py::arg("output_gradient"), py::arg("epsilon") = 1e-3f, py::arg("kernels") = "active",
+          py::arg("relu_input") = false);
+  ops.def("cross_entropy", &cross_entropy, py::arg("predictions"), py::arg("targets"),
+          py::arg("from_logits") = false);
+
+
+  ops.def("merge_forward", &merge_forward, py::arg("kind"), py::arg("inputs"), py::arg("kernels") = "active",
+          "Keras's Add, Subtract, Multiply, Average, Maximum or Minimum (kind 'add', ...) of a list of NHWC arrays "
+          "of one batch, broadcast per sample where a dimension is 1.");
+  ops.def("merge_backward", &merge_backward, py::arg("kind"), py::arg("inputs"), py::arg("output_gradient"),
+          py::arg("needs_gradient") = py::none(), py::arg("kernels") = "active",
+          "Each input's gradient (None where needs_gradient is False); a broadcast input's is summed over the "
+          "positions it was broadcast to.");
+  ops.def("concatenate_forward", &concatenate_forward, py::arg("inputs"), py::arg("axis"),
+          py::arg("kernels") = "active", "Concatenate along sample axis 0 (height), 1 (width) or 2 (channels).");
+  ops.def("concatenate_backward", &concatenate_backward, py::arg("output_gradient"), py::arg("sizes"),
+          py::arg("axis"), py::arg("needs_gradient") = py::none(), py::arg("kernels") = "active",
+          "output_gradient split along sample `axis` into the inputs' extents `sizes`.");
+}
+
+}  // namespace fastcnn::bindings
