@@ -9,6 +9,10 @@ gradients are summed). Each layer's Variables become views of the network's para
 from fastcnn import _core
 from fastcnn.layers.base import runtime_shape
 
+# Counts the times any compiled graph has taken Variables to its network: a graph that bound its
+# own since the last such event knows, without looking, that its Variables still view its buffer.
+_bindings_made = 0
+
 
 class CompiledGraph:
     """The network of a model and how its nodes map back to layers.
@@ -54,17 +58,26 @@ class CompiledGraph:
 
     def bind_weights(self):
         """Points every layer's Variables at its weights in this network (copying their values in)."""
+        global _bindings_made
         views = self.network.parameter_views()
         self.bindings = []
         for layer in self.layers:
             for variable, view in zip(layer._weights, views[self.layer_nodes[id(layer)][0]]):
                 variable._bind(view)
                 self.bindings.append((variable, view))
+        _bindings_made += 1
+        self.checked_at = _bindings_made
 
     def weights_bound(self):
         """Whether every Variable still views this network (another model sharing a layer may have
-        compiled or run since and taken the Variables to its own network)."""
-        return all(variable._value is view for variable, view in self.bindings)
+        compiled or run since and taken the Variables to its own network). Free per step unless
+        some graph bound Variables since this one last checked."""
+        if self.checked_at == _bindings_made:
+            return True
+        if all(variable._value is view for variable, view in self.bindings):
+            self.checked_at = _bindings_made
+            return True
+        return False
 
 
 def compile_model(model, input_sample_shapes):

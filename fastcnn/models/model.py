@@ -792,19 +792,23 @@ class Model:
             callbacks, add_progbar=verbose != 0 and steps > 0, model=self, verbose=verbose, epochs=1, steps=steps,
         )
         outputs = [np.empty((samples,) + shape, dtype=np.float32) for shape in output_samples]
+        single = len(outputs) == 1
         callback_list.on_predict_begin()
         for step in range(steps):
             callback_list.on_predict_batch_begin(step)
-            batch = _take(x_all, slice(step * batch_size, (step + 1) * batch_size))
-            count = _count(batch)
-            batch_outputs = [output[step * batch_size:step * batch_size + count] for output in outputs]
+            window = slice(step * batch_size, (step + 1) * batch_size)
+            batch = _take(x_all, window)
             with self._lock:
                 self._use_own_weights()
                 results = self._network.predict(batch)
-            for target, result, shape in zip(batch_outputs, _as_list(results), output_samples):
-                target[...] = result.reshape((count,) + shape)
-            callback_list.on_predict_batch_end(
-                step, {"outputs": batch_outputs[0] if len(batch_outputs) == 1 else batch_outputs})  # as Keras
+            if single:  # the runtime's (n, h, w, c) into the model's output shape, in place
+                batch_outputs = outputs[0][window]
+                batch_outputs[...] = results.reshape(batch_outputs.shape)
+            else:
+                batch_outputs = [output[window] for output in outputs]
+                for target, result in zip(batch_outputs, results):
+                    target[...] = result.reshape(target.shape)
+            callback_list.on_predict_batch_end(step, {"outputs": batch_outputs})  # this batch's, as Keras
         if steps:
             callback_list.on_predict_end()
         return outputs[0] if len(outputs) == 1 else outputs
