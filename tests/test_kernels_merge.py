@@ -243,15 +243,16 @@ def test_maximum_and_minimum_propagate_nan_and_give_ties_to_the_first_input(kind
     assert_same(output, expected, f"{tier} {kind}")  # the first's +0 or -0 on a tie, NaN wherever one is NaN
     assert np.isnan(output).tolist() == (np.isnan(x0) | np.isnan(x1)).ravel().tolist()
     dy = np.arange(1, len(pairs) + 1, dtype=np.float32).reshape(x0.shape)
-    g0, g1 = ops.merge_backward(kind, [x0, x1], dy, kernels=tier)
-    np.testing.assert_array_equal(g0.ravel(), np.where(expected_source == 0, dy.ravel(), 0))
-    np.testing.assert_array_equal(g1.ravel(), np.where(expected_source == 1, dy.ravel(), 0))
-    # Three inputs: a tie between the 2nd and 3rd goes to the 2nd; a NaN in the 3rd wins over both.
+    first_gradient, second_gradient = ops.merge_backward(kind, [x0, x1], dy, kernels=tier)
+    np.testing.assert_array_equal(first_gradient.ravel(), np.where(expected_source == 0, dy.ravel(), 0))
+    np.testing.assert_array_equal(second_gradient.ravel(), np.where(expected_source == 1, dy.ravel(), 0))
+    # Three inputs, per channel: the 2nd and 3rd tie above the 1st (the 2nd's); a NaN in the 3rd
+    # wins over both; all three tie (the 1st's).
     sign = np.float32(1 if kind == "maximum" else -1)
-    a, b, c = (sign * np.array(values, np.float32).reshape(1, 1, 1, 3)
-               for values in ([0.0, 0.0, 1.0], [2.0, 2.0, 1.0], [2.0, nan, 1.0]))
-    gradients = ops.merge_backward(kind, [a, b, c], np.ones((1, 1, 1, 3), np.float32), kernels=tier)
-    np.testing.assert_array_equal(np.stack([g.ravel() for g in gradients]),
+    first, second, third = (sign * np.array(values, np.float32).reshape(1, 1, 1, 3)
+                            for values in ([0.0, 0.0, 1.0], [2.0, 2.0, 1.0], [2.0, nan, 1.0]))
+    gradients = ops.merge_backward(kind, [first, second, third], np.ones((1, 1, 1, 3), np.float32), kernels=tier)
+    np.testing.assert_array_equal(np.stack([gradient.ravel() for gradient in gradients]),
                                   [[0, 0, 1], [1, 0, 0], [0, 1, 0]])
 
 
