@@ -14,8 +14,9 @@ Two independent checks for every case:
 The edge cases: 1-4 inputs; (1, 1, C) gates, (H, 1, 1) columns, (1, W, C) rows, one scalar per
 sample, the first input broadcast, both broadcast; channel counts below and above the 8- and 16-float
 vector widths and odd ones; batches of 0 and 1; NaN, infinities and signed zeros (Maximum and Minimum
-propagate NaN, ties go to the first input, in the value and in the gradient); 1 and 2 threads
-bitwise equal; Concatenate along height, width and channels with pieces of any extent (0 included).
+propagate NaN, ties go to the first input, in the value and in the gradient); denormals (zeros in
+the optimised tiers' parallel regions); 1 and 2 threads bitwise equal; Concatenate along height,
+width and channels with pieces of any extent (0 included).
 """
 
 import contextlib
@@ -80,6 +81,15 @@ def threads(count):
         yield
     finally:
         fastcnn.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test on one thread but the 1 vs 2 threads tests (which show that results do not depend
+    on it): on these tiny arrays a team of threads spends its time spinning in OpenMP's barriers,
+    five times the file's run time when other processes share the cores."""
+    with threads(1):
+        yield
 
 
 def assert_same(actual, expected, what):
@@ -243,16 +253,42 @@ def test_maximum_and_minimum_propagate_nan_and_give_ties_to_the_first_input(kind
     assert_same(output, expected, f"{tier} {kind}")  # the first's +0 or -0 on a tie, NaN wherever one is NaN
     assert np.isnan(output).tolist() == (np.isnan(x0) | np.isnan(x1)).ravel().tolist()
     dy = np.arange(1, len(pairs) + 1, dtype=np.float32).reshape(x0.shape)
-    g0, g1 = ops.merge_backward(kind, [x0, x1], dy, kernels=tier)
-    np.testing.assert_array_equal(g0.ravel(), np.where(expected_source == 0, dy.ravel(), 0))
-    np.testing.assert_array_equal(g1.ravel(), np.where(expected_source == 1, dy.ravel(), 0))
-    # Three inputs: a tie between the 2nd and 3rd goes to the 2nd; a NaN in the 3rd wins over both.
+    first_gradient, second_gradient = ops.merge_backward(kind, [x0, x1], dy, kernels=tier)
+    np.testing.assert_array_equal(first_gradient.ravel(), np.where(expected_source == 0, dy.ravel(), 0))
+    np.testing.assert_array_equal(second_gradient.ravel(), np.where(expected_source == 1, dy.ravel(), 0))
+    # Three inputs, per channel: the 2nd and 3rd tie above the 1st (the 2nd's); a NaN in the 3rd
+    # wins over both; all three tie (the 1st's).
     sign = np.float32(1 if kind == "maximum" else -1)
-    a, b, c = (sign * np.array(values, np.float32).reshape(1, 1, 1, 3)
-               for values in ([0.0, 0.0, 1.0], [2.0, 2.0, 1.0], [2.0, nan, 1.0]))
-    gradients = ops.merge_backward(kind, [a, b, c], np.ones((1, 1, 1, 3), np.float32), kernels=tier)
-    np.testing.assert_array_equal(np.stack([g.ravel() for g in gradients]),
+    first, second, third = (sign * np.array(values, np.float32).reshape(1, 1, 1, 3)
+                            for values in ([0.0, 0.0, 1.0], [2.0, 2.0, 1.0], [2.0, nan, 1.0]))
+    gradients = ops.merge_backward(kind, [first, second, third], np.ones((1, 1, 1, 3), np.float32), kernels=tier)
+    np.testing.assert_array_equal(np.stack([gradient.ravel() for gradient in gradients]),
                                   [[0, 0, 1], [1, 0, 0], [0, 1, 0]])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_denormals_are_zeros_in_the_optimised_tiers(kind):
+    """The optimised kernels run in parallel regions, whose workers flush denormals to zero (inputs
+    and results, as TensorFlow's thread pools do: csrc/parallel.h); the reference does not. So
+    with denormals about, a tier agrees with the reference on the inputs flushed to zero, up to the
+    results' own flushing (a Maximum may keep a denormal input's bits where it compared as zero)."""
+    rng = np.random.default_rng(13)
+    tiny = np.finfo(np.float32).tiny  # the smallest normal float32
+    values = np.array([1e-40, -1e-40, 1e-39, 1e-20, -1e-20, 0.0, -0.0, 1.0, tiny], np.float32)
+    shapes = SHAPES["gate-1x1xC"]
+    xs = [rng.choice(values, (2,) + shape) for shape in shapes]
+
+    def flushed(array):
+        return np.where(np.abs(array) < tiny, np.float32(0), array)
+
+    expected = flushed(ops.merge_forward(kind, [flushed(x) for x in xs], kernels="reference"))
+    dy = rng.choice(values, expected.shape)
+    expected_gradients = [flushed(gradient) for gradient in
+                          ops.merge_backward(kind, [flushed(x) for x in xs], flushed(dy), kernels="reference")]
+    for tier in OPTIMISED:
+        np.testing.assert_array_equal(flushed(ops.merge_forward(kind, xs, kernels=tier)), expected)
+        for gradient, reference in zip(ops.merge_backward(kind, xs, dy, kernels=tier), expected_gradients):
+            np.testing.assert_array_equal(flushed(gradient), reference)
 
 
 FINITE_DIFFERENCE_SHAPES = ["same-c9", "gate-1x1xC", "gate-first", "column-Hx1x1", "row-1xWxC",

@@ -274,6 +274,7 @@ LABELS = np.arange(8) % 5
 TRANSFORMS = np.array([1, 0.1, 0, 0, 1, 0, 0, 0], np.float32)
 FLAGS = np.array([1, 2], np.uint8)
 FACTORS = np.array([0.5, 1.5], np.float32)
+GATE = random_array((2, 1, 1, 4))
 
 OP_CASES = {
     "conv2d_forward": (lambda: ops.conv2d_forward(IMAGES, KERNEL, BIAS, activation="relu"), [IMAGES, KERNEL, BIAS]),
@@ -309,6 +310,13 @@ OP_CASES = {
     "brightness": (lambda: ops.brightness(IMAGES, FACTORS, (0.0, 1.0)), [IMAGES, FACTORS]),
     "brightness_backward": (lambda: ops.brightness_backward(IMAGES, FACTORS, IMAGES, (0.0, 1.0)),
                             [IMAGES, FACTORS]),
+    "merge_forward": (lambda: ops.merge_forward("multiply", [IMAGES, GATE, IMAGES_STRIDED]),
+                      [IMAGES, GATE, IMAGES_STRIDED]),
+    "merge_backward": (lambda: ops.merge_backward("maximum", (IMAGES_FLOAT64, GATE), IMAGES, [True, False]),
+                       [IMAGES_FLOAT64, GATE, IMAGES]),
+    "concatenate_forward": (lambda: ops.concatenate_forward([IMAGES, IMAGES_FLOAT64, IMAGES_STRIDED], 1),
+                            [IMAGES, IMAGES_FLOAT64, IMAGES_STRIDED]),
+    "concatenate_backward": (lambda: ops.concatenate_backward(IMAGES, [1, 3], 2), [IMAGES]),
 }
 
 
@@ -347,6 +355,11 @@ OP_ERROR_CASES = {
     "per_sample_values": (lambda: ops.contrast(IMAGES, CHANNELS, (0.0, 1.0)), ValueError, [IMAGES, CHANNELS]),
     "resize_origins": (lambda: ops.resize(IMAGES, (4, 4), window_size=(4, 4), window_origins=np.zeros((3, 2), np.int64)),
                        ValueError, [IMAGES]),
+    "merge_shapes": (lambda: ops.merge_forward("add", [IMAGES, IMAGES_FLOAT64, POOL_OUT]), ValueError,
+                     [IMAGES, IMAGES_FLOAT64, POOL_OUT]),
+    "merge_gradient_shape": (lambda: ops.merge_backward("add", [IMAGES, GATE], GATE), ValueError, [IMAGES, GATE]),
+    "merge_list_item": (lambda: ops.merge_forward("add", [IMAGES, "x"]), TypeError, [IMAGES]),
+    "concatenate_sizes": (lambda: ops.concatenate_backward(IMAGES, [1, 2], 2), ValueError, [IMAGES]),
 }
 
 

@@ -1,7 +1,7 @@
 // Optimised merge kernels (memory-bound): samples in parallel, contiguous vectorisable loops where
 // no input broadcasts, channel rows where one does. Each gradient element is summed in the
 // reference's order ((y, x) row-major within its sample), so results match it bitwise and do not
-// depend on the thread count.
+// depend on the thread count (denormals aside: parallel regions flush them to zero, parallel.h).
 #include <cstring>
 
 #include "kernels/optimized/optimized.h"
