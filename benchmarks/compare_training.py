@@ -21,9 +21,9 @@ Frameworks (--frameworks; a peer that is not installed is skipped with a note):
 Models (--models):
   ex1_b32, ex1_b128, ex2_b32, ex2_b256   seed Examples 1 and 2 (MNIST-size CNNs, 28x28x1)
   ex3_b32                                seed Example 3 (64x64x3, BatchNormalization)
-  resnet20_b64                           ResNet-20 v1 for 32x32x3, 10 classes (Keras CIFAR-10 ResNet example; the
-                                         Keras frameworks build it with the functional API: keras.Input, layers.add,
-                                         keras.Model; fastcnn is skipped with a note while it has no functional API)
+  resnet20_b64                           ResNet-20 v1 for 32x32x3, 10 classes (Keras CIFAR-10 ResNet example; fastcnn
+                                         and the Keras frameworks build it from one functional-API builder:
+                                         keras.Input, layers.add, keras.Model)
   cifar5x5_b64                           32x32x3: Conv2D(32, 5, strides=2) -> Conv2D(64, 5, strides=2) ->
                                          Conv2D(128, 3) (all 'same', relu) -> GlobalAveragePooling2D -> Dense(10)
 """
@@ -289,14 +289,7 @@ WORKER = textwrap.dedent('''
         keras = tf.keras
     if framework != "fastcnn" and keras.backend.backend() != framework.replace("keras-", ""):
         raise RuntimeError(f"{framework}: Keras runs on the {keras.backend.backend()} backend")
-    try:
-        model = build(keras, tuple(shape))
-    except AttributeError as error:
-        if framework != "fastcnn":
-            raise
-        # The functional API (keras.Input, keras.Model, layers.add) is not in this fastcnn yet.
-        print(json.dumps({"skipped": f"fastcnn lacks the functional API this model needs ({error})"}))
-        sys.exit(0)
+    model = build(keras, tuple(shape))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x[:batch * 3], y[:batch * 3], batch_size=batch, epochs=1, verbose=0)  # warm-up (and XLA compilation)
     start = time.perf_counter()

@@ -434,7 +434,10 @@ HOSTILE = [
     ("Keras Accuracy class", lambda: _with(_model_dict(), ["compile_config", "metrics"], [{
         "module": "keras.metrics", "class_name": "Accuracy", "config": {"name": "a", "dtype": "float32"}}]),
      "exact matches"),
-    ("loss weights", lambda: _with(_model_dict(), ["compile_config", "loss_weights"], [2.0]), "loss_weights"),
+    ("negative loss weight", lambda: _with(_model_dict(), ["compile_config", "loss_weights"], [-2.0]),
+     "a loss weight must be a finite non-negative number. Received: -2.0"),
+    ("loss weights for two outputs", lambda: _with(_model_dict(), ["compile_config", "loss_weights"], [1.0, 2.0]),
+     "`loss_weights` must have one entry per output (1"),
 ]
 
 

@@ -9,11 +9,44 @@ def _describe(shapes):
     return [(None,) + tuple(shape) for shape in shapes]
 
 
-class Merge(Layer):
-    """Base of the elementwise merges: several inputs of broadcastable shapes, one output."""
+class _ListInputLayer(Layer):
+    """A layer called on a list of tensors, with no weights: building only checks the shapes (a
+    shared one may be called on other shapes); the first call's shapes are its input_shape, as
+    Keras records them."""
 
     _built_at_construction = True
     _takes_input_list = True
+
+    def _output_sample_shape_for(self, samples):
+        raise NotImplementedError
+
+    def _build_for(self, samples):
+        samples = [tuple(shape) for shape in samples]
+        output = self._output_sample_shape_for(samples)
+        self.built = True
+        if self._input_sample_shape is None:
+            self._input_sample_shape = tuple(samples)
+            self._output_sample_shape = output
+        return output
+
+    def compute_output_shape(self, input_shape):
+        return (None,) + self._output_sample_shape_for([tuple(shape)[1:] for shape in input_shape])
+
+    @property
+    def input_shape(self):
+        if self._input_sample_shape is None:
+            raise AttributeError(f"Layer {self.name!r} has not been built yet, so it has no input_shape")
+        return _describe(self._input_sample_shape)
+
+    def get_build_config(self):
+        if self._input_sample_shape is None:
+            return None
+        return {"input_shape": _describe(self._input_sample_shape)}
+
+
+class Merge(_ListInputLayer):
+    """Base of the elementwise merges: several inputs of broadcastable shapes, one output."""
+
     _kind = None  # the runtime's merge kind
 
     def _check_inputs(self, samples):
@@ -21,7 +54,7 @@ class Merge(Layer):
             raise ValueError(f"A merge layer should be called on a list of inputs. Received: input_shape={samples} "
                              "(not a list of shapes)")
 
-    def _merged_sample_shape(self, samples):
+    def _output_sample_shape_for(self, samples):
         """Keras's _compute_elemwise_op_output_shape over the inputs: trailing dimensions equal or 1."""
         self._check_inputs(samples)
         output = tuple(samples[0])
@@ -39,31 +72,6 @@ class Merge(Layer):
                                      f"{(None,) + output} and {(None,) + shape}")
             output = tuple(merged)
         return output
-
-    def _build_for(self, samples):
-        """Checks the input shapes (a merge has no weights) and returns the output sample shape."""
-        samples = [tuple(shape) for shape in samples]
-        output = self._merged_sample_shape(samples)
-        self.built = True
-        if self._input_sample_shape is None:  # the first call's shapes, as Keras records them
-            self._input_sample_shape = tuple(samples)
-            self._output_sample_shape = output
-        return output
-
-    def compute_output_shape(self, input_shape):
-        samples = [tuple(shape)[1:] for shape in input_shape]
-        return (None,) + self._merged_sample_shape(samples)
-
-    @property
-    def input_shape(self):
-        if self._input_sample_shape is None:
-            raise AttributeError(f"Layer {self.name!r} has not been built yet, so it has no input_shape")
-        return _describe(self._input_sample_shape)
-
-    def get_build_config(self):
-        if self._input_sample_shape is None:
-            return None
-        return {"input_shape": _describe(self._input_sample_shape)}
 
     def _add_to_network(self, network):
         network.add_merge(self._kind)
@@ -105,11 +113,8 @@ class Minimum(Merge):
     _kind = "minimum"
 
 
-class Concatenate(Layer):
+class Concatenate(_ListInputLayer):
     """Joins its inputs along `axis` (default -1, the channels); the other dimensions must match."""
-
-    _built_at_construction = True
-    _takes_input_list = True
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
@@ -125,7 +130,7 @@ class Concatenate(Layer):
                              f"axis={self.axis}")
         return axis - 1
 
-    def _concatenated_sample_shape(self, samples):
+    def _output_sample_shape_for(self, samples):
         if not isinstance(samples, (list, tuple)) or not samples or not isinstance(samples[0], (list, tuple)):
             raise ValueError("A `Concatenate` layer should be called on a list of at least 1 input. "
                              f"Received: input_shape={samples}")
@@ -141,29 +146,6 @@ class Concatenate(Layer):
         output = list(samples[0])
         output[axis] = sum(shape[axis] for shape in samples)
         return tuple(output)
-
-    def _build_for(self, samples):
-        samples = [tuple(shape) for shape in samples]
-        output = self._concatenated_sample_shape(samples)
-        self.built = True
-        if self._input_sample_shape is None:
-            self._input_sample_shape = tuple(samples)
-            self._output_sample_shape = output
-        return output
-
-    def compute_output_shape(self, input_shape):
-        return (None,) + self._concatenated_sample_shape([tuple(shape)[1:] for shape in input_shape])
-
-    @property
-    def input_shape(self):
-        if self._input_sample_shape is None:
-            raise AttributeError(f"Layer {self.name!r} has not been built yet, so it has no input_shape")
-        return _describe(self._input_sample_shape)
-
-    def get_build_config(self):
-        if self._input_sample_shape is None:
-            return None
-        return {"input_shape": _describe(self._input_sample_shape)}
 
     def _add_to_network(self, network):
         samples = self._input_sample_shape
