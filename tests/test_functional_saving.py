@@ -208,3 +208,32 @@ def test_hostile_graph_configs_are_refused(case, monkeypatch):
     assert message in str(error.value)
     if HOSTILE[case][0] != "output of nothing":  # refused on its layers, references or shapes
         assert built == [], "a layer was built (weights allocated) before the config was refused"
+
+
+def _sequential_around_a_base(keras):
+    """The transfer-learning shape: a functional base as the first layer of a Sequential model."""
+    L = keras.layers
+    base_input = keras.Input((8, 8, 3), name="base_input")
+    x = L.Conv2D(4, 3, padding="same", activation="relu", name="base_conv")(base_input)
+    base = keras.Model(base_input, L.GlobalAveragePooling2D(name="base_pool")(x), name="base")
+    return keras.Sequential([base, L.Dense(3, activation="softmax", name="head")], name="classifier")
+
+
+def test_sequential_with_a_nested_model_moves_both_ways(keras, rng, tmp_path):
+    pytest.importorskip("h5py")
+    keras_model, model = _sequential_around_a_base(keras), _sequential_around_a_base(fastcnn)
+    # Keras names the Sequential's automatic InputLayer by its own counter: compare the rest.
+    ours = json.loads(json.dumps(saving.serialize_model(model)))
+    theirs = json.loads(json.dumps(keras.saving.serialize_keras_object(keras_model)))
+    for config in (ours, theirs):
+        config["config"]["layers"][0]["config"]["name"] = "input"
+    assert json.dumps(ours) == json.dumps(theirs)
+    x = _inputs(rng)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.save(tmp_path / "fastcnn.keras")
+    in_keras = keras.models.load_model(tmp_path / "fastcnn.keras")
+    assert relative_error(in_keras.predict(x, verbose=0), model.predict(x, verbose=0)) <= 1e-5
+    keras_model.save(tmp_path / "keras.keras")
+    loaded = fastcnn.models.load_model(tmp_path / "keras.keras")
+    assert relative_error(loaded.predict(x, verbose=0), keras_model.predict(x, verbose=0)) <= 1e-5
+    assert [type(layer).__name__ for layer in loaded.layers] == ["Functional", "Dense"]

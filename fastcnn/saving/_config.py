@@ -451,7 +451,16 @@ def check_sizes(layer_list, sample_shape, build_shapes, where="model"):
     MAX_SAMPLE_ELEMENTS, the total weight count within MAX_PARAMETERS."""
     shape = (None,) + tuple(sample_shape)
     total = 0
+    from fastcnn.models.model import Model  # noqa: PLC0415
+
     for layer, recorded in zip(layer_list, build_shapes):
+        if isinstance(layer, Model):  # built by its own config: its shapes are known
+            expected = [tuple(s) for s in layer._input_sample_shapes or []]
+            if expected != [tuple(shape[1:])] or len(layer._output_sample_shapes) != 1:
+                _fail(f"{where}: model {layer.name!r}", f"takes inputs of shapes {expected}, not {shape}")
+            total += layer.count_params()
+            shape = (None,) + tuple(layer._output_sample_shapes[0])
+            continue
         if recorded is not None and tuple(recorded[1:]) != shape[1:]:
             _fail(f"{where}: layer {layer.name!r}", f"its build_config input_shape {recorded} differs from the "
                                                     f"shape it receives in this model, {shape}")
@@ -492,7 +501,10 @@ def sequential_from_config(config, build_input_shape=None):
     if not isinstance(entries, list) or len(entries) > MAX_LAYERS:
         _fail("Sequential config", f"`layers` must be a list of at most {MAX_LAYERS} layers. Received: "
                                    f"{_show(entries)}")
-    built = [_layer_entry(entry, index) for index, entry in enumerate(entries)]
+    # A model used as a layer (Keras writes it whole, class Functional or Sequential) or a layer.
+    built = [(_serialized_model(entry, f"Sequential config layers[{index}]"), None)
+             if isinstance(entry, dict) and entry.get("class_name") in _MODEL_MODULES else _layer_entry(entry, index)
+             for index, entry in enumerate(entries)]
     input_layer = None
     if built and isinstance(built[0][0], InputLayer):
         input_layer = built.pop(0)[0]

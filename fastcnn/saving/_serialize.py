@@ -20,7 +20,10 @@ def serialize_layer(layer):
 
 
 def sequential_config(model):
-    layers = [serialize_layer(layer) for layer in model.layers]
+    from fastcnn.models.model import Model  # noqa: PLC0415
+
+    # A model used as a layer is written whole, as Keras's serialize_keras_object writes it.
+    layers = [serialize_model(layer) if isinstance(layer, Model) else serialize_layer(layer) for layer in model.layers]
     if model._input_layer is not None:  # Keras lists it first (super().layers)
         layers.insert(0, serialize_layer(model._input_layer))
     config = {"name": model.name, "trainable": model.trainable, "dtype": float32_policy(), "layers": layers}
