@@ -682,8 +682,11 @@ def test_model_trainable_flag_overrides_layers():
     model.trainable = False
     assert model.trainable is False
     assert model.trainable_weights == [] and len(model.non_trainable_weights) == 10
-    assert all(layer.trainable for layer in model.layers)  # layer flags are kept, as in Keras' Sequential
+    # Keras 3 sets the flag on every layer inside (Layer.trainable's setter), so unfreezing the
+    # model unfreezes them all.
+    assert not any(layer.trainable for layer in model.layers)
     model.trainable = True
+    assert all(layer.trainable for layer in model.layers)
     assert len(model.trainable_weights) == 8
     with pytest.raises(TypeError, match=r"trainable.*1"):
         model.trainable = 1
