@@ -188,10 +188,7 @@ class Functional(Model):
         if len(self._inputs) != 1 or len(self._outputs) != 1:
             raise ValueError(f"Model {self.name!r} has {len(self._inputs)} inputs and {len(self._outputs)} outputs: "
                              "only a model with one of each can be a layer of a Sequential model.")
-        expected = self._input_sample_shapes[0]
-        if tuple(sample) != expected:
-            raise ValueError(f'Input 0 of layer "{self.name}" is incompatible with the layer: expected shape='
-                             f"{(None,) + expected}, found shape={(None,) + tuple(sample)}")
+        self._check_input_sample(0, sample)
         return self._output_sample_shapes[0]
 
     def _input_names(self):

@@ -506,13 +506,16 @@ class Model:
         array = _as_array(value, name)
         if array.ndim < 2:
             raise ValueError(f"`{name}` must be a batch of samples (rank >= 2). Received: {name}.shape={array.shape}")
-        if tuple(array.shape[1:]) != tuple(shape):
-            raise ValueError(
-                f'Input {index} of layer "{self.name}" is incompatible with the layer: expected shape='
-                f"{(None,) + tuple(shape)}, found shape={(None,) + tuple(array.shape[1:])}"
-            )
+        self._check_input_sample(index, array.shape[1:])
         array = np.ascontiguousarray(array, dtype=np.float32)
         return array.reshape((array.shape[0],) + runtime_shape(tuple(shape)))
+
+    def _check_input_sample(self, index, sample):
+        """Input `index` takes samples of the model's shape, in Keras's words when not."""
+        expected = tuple(self._input_sample_shapes[index])
+        if tuple(sample) != expected:
+            raise ValueError(f'Input {index} of layer "{self.name}" is incompatible with the layer: expected shape='
+                             f"{(None,) + expected}, found shape={(None,) + tuple(sample)}")
 
     def _input_names(self):
         return [f"input_{index}" for index in range(len(self._input_sample_shapes))]
@@ -876,10 +879,8 @@ class Model:
         if len(tensors) != len(shapes):
             raise ValueError(f"Model {self.name!r} expects {len(shapes)} input(s), but it received {len(tensors)} "
                              "input tensors.")
-        for index, (tensor, shape) in enumerate(zip(tensors, shapes)):
-            if tuple(tensor.shape[1:]) != tuple(shape):
-                raise ValueError(f'Input {index} of layer "{self.name}" is incompatible with the layer: expected '
-                                 f"shape={(None,) + tuple(shape)}, found shape={tensor.shape}")
+        for index, tensor in enumerate(tensors):
+            self._check_input_sample(index, tensor.shape[1:])
         batch = tensors[0].shape[0] if len({t.shape[0] for t in tensors}) == 1 else None
         return node_module.record(self, tensors if len(tensors) > 1 else tensors[0],
                                   [(batch,) + tuple(shape) for shape in self._output_sample_shapes], training)

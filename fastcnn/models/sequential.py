@@ -105,9 +105,7 @@ class Sequential(Model):
         sample = tuple(sample)
         if self._input_sample_shape is None or not self.built:
             self._build_network(self._input_sample_shape or sample)
-        if sample != self._input_sample_shape:
-            raise ValueError(f'Input 0 of layer "{self.name}" is incompatible with the layer: expected shape='
-                             f"{(None,) + self._input_sample_shape}, found shape={(None,) + sample}")
+        self._check_input_sample(0, sample)
         return self._output_sample_shape
 
     def _build_network(self, input_sample_shape):
