@@ -3,7 +3,7 @@
 Change ``from tensorflow.keras import layers, models`` to ``from fastcnn import layers, models``.
 """
 
-__version__ = "0.1.0"
+from fastcnn._version import __version__
 
 
 def _installed_core():

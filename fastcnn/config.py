@@ -59,7 +59,7 @@ def show_config():
     """Prints the version, kernel set, threads, OpenMP runtime and platform."""
     import numpy
 
-    import fastcnn
+    from fastcnn._version import __version__
 
     gomp, bundled = openmp_runtime()
     if gomp is None:
@@ -67,7 +67,7 @@ def show_config():
     else:
         runtime = f"{os.path.basename(gomp)} ({'bundled with the wheel' if bundled else 'system'}: {gomp})"
     lines = [
-        f"fastcnn {fastcnn.__version__} ({os.path.dirname(fastcnn.__file__)})",
+        f"fastcnn {__version__} ({os.path.dirname(os.path.abspath(__file__))})",
         f"kernels: {kernel_set()} (available: {', '.join(_core.available_kernels())}; "
         f"FASTCNN_KERNELS={os.environ.get('FASTCNN_KERNELS', 'unset')})",
         f"threads: {get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "

@@ -18,6 +18,8 @@ import numbers
 
 import numpy as np
 
+from fastcnn._config_checks import check_dict, check_object, construct, fail, show_value
+
 _EPSILON = np.float32(1e-7)
 
 
@@ -135,10 +137,26 @@ def serialize(constraint):
             "config": constraint.get_config(), "registered_name": None}
 
 
-def deserialize(config):
-    if not isinstance(config, dict) or config.get("class_name") not in _BY_NAME:
-        raise ValueError(f"Could not interpret constraint config: {config!r}")
-    return _BY_NAME[config["class_name"]](**config.get("config", {}))
+_KEYS = {"MaxNorm": ("max_value", "axis"), "NonNeg": (), "UnitNorm": ("axis",),
+         "MinMaxNorm": ("min_value", "max_value", "rate", "axis")}
+
+
+def deserialize(config, where="constraint"):
+    """A constraint from None, a name or a serialized config (``serialize``'s dict), the class
+    through fastcnn's allow-list and every key checked (fastcnn/_config_checks.py); anything else
+    raises a ValueError naming `where`."""
+    if config is None:
+        return None
+    if isinstance(config, str):
+        if config in _BY_NAME:
+            return get(config)
+        fail(where, f"unknown constraint {show_value(config)}; fastcnn accepts {', '.join(_BY_NAME)}")
+    classes = {"MaxNorm": MaxNorm, "NonNeg": NonNeg, "UnitNorm": UnitNorm, "MinMaxNorm": MinMaxNorm}
+    cls, arguments = check_object(check_dict(config, where), where, "constraint", "keras.constraints", classes, _KEYS)
+    axis = arguments.get("axis", 0)
+    if isinstance(axis, (list, tuple)) and len(axis) > 8:
+        fail(where, f"`axis` lists at most 8 axes. Received: axis={show_value(axis)}")
+    return construct(cls, arguments, f"{where} ({cls.__name__})")
 
 
 def get(identifier):

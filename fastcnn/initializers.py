@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 from fastcnn import _random
+from fastcnn._config_checks import check_dict, check_number, check_object, check_string, construct, fail, show_value
 
 
 def _compute_fans(shape):
@@ -248,15 +249,44 @@ _BY_NAME = {
 }
 
 
+# The keys Keras 3.15's get_config writes for each initializer class (the tests compare them).
+_SEED_ONLY = ("seed", "input_axes", "output_axes")
+_KEYS = {
+    "Zeros": (), "Ones": (), "Constant": ("value",),
+    "RandomUniform": ("seed", "minval", "maxval"), "RandomNormal": ("seed", "mean", "stddev"),
+    "TruncatedNormal": ("seed", "mean", "stddev"),
+    "VarianceScaling": ("seed", "scale", "mode", "distribution", "input_axes", "output_axes"),
+    "GlorotUniform": _SEED_ONLY, "GlorotNormal": _SEED_ONLY, "HeUniform": _SEED_ONLY, "HeNormal": _SEED_ONLY,
+    "LecunUniform": _SEED_ONLY, "LecunNormal": _SEED_ONLY,
+}
+
+
+def deserialize(config, where="initializer"):
+    """An initializer from a name or a serialized config (``serialize``'s dict, as Keras writes it),
+    the class through fastcnn's allow-list and every key and value checked
+    (fastcnn/_config_checks.py); anything else raises a ValueError naming `where`."""
+    classes = {cls.__name__: cls for cls in _BY_NAME.values()}
+    if isinstance(config, str):
+        if config in _BY_NAME or config in classes:
+            return get(config)
+        fail(where, f"unknown initializer {show_value(config)}; fastcnn accepts {', '.join(_BY_NAME)}")
+    cls, arguments = check_object(check_dict(config, where), where, "initializer", "keras.initializers", classes, _KEYS)
+    for key in ("value", "minval", "maxval", "mean", "stddev", "scale"):
+        if key in arguments:
+            check_number(arguments[key], where, key)
+    for key in ("mode", "distribution"):
+        if key in arguments:
+            check_string(arguments[key], where, key)
+    return construct(cls, arguments, f"{where} ({cls.__name__})")
+
+
 def get(identifier):
     """An initializer from a Keras name ('glorot_uniform'), a class name, a serialized config
     (``initializers.serialize``'s dict), or an instance."""
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, dict):  # a serialized initializer, checked against the allow-list
-        from fastcnn.saving import _config  # noqa: PLC0415 (saving imports this module)
-
-        return _config.deserialize_initializer(identifier, "initializer")
+        return deserialize(identifier)
     if isinstance(identifier, str):
         key = identifier if identifier in _BY_NAME else None
         if key is None:

@@ -148,7 +148,7 @@ class Optimizer:
         trainable weight of the compiled model (see `_slot_groups`). Each has `name`, `shape`,
         `dtype`, `numpy()` (a copy of the C++ state) and `assign(value)`; before the model is built
         only the first two exist, as in Keras before `optimizer.build`."""
-        from fastcnn.models import _optimizer_state
+        from fastcnn import _optimizer_state  # noqa: PLC0415 (numpy arrays of the C++ state, when asked)
 
         return _optimizer_state.optimizer_variables(self)
 

@@ -18,6 +18,8 @@ import numbers
 
 import numpy as np
 
+from fastcnn._config_checks import check_dict, check_object, construct, fail, show_value
+
 
 def _validate_factor(value, name):
     """Keras's check: a finite, non-negative number."""
@@ -132,13 +134,22 @@ def serialize(regularizer):
             "config": regularizer.get_config(), "registered_name": None}
 
 
-def deserialize(config):
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"Could not interpret regularizer config: {config!r}")
-    cls = _BY_NAME.get(config["class_name"])
-    if cls is None:
-        raise ValueError(f"Unknown regularizer: {config['class_name']!r}. fastcnn supports L1, L2 and L1L2.")
-    return cls(**config.get("config", {}))
+_KEYS = {"L1": ("l1",), "L2": ("l2",), "L1L2": ("l1", "l2")}
+
+
+def deserialize(config, where="regularizer"):
+    """A regularizer from None, a name or a serialized config (``serialize``'s dict), the class
+    through fastcnn's allow-list and every key checked (fastcnn/_config_checks.py); anything else
+    raises a ValueError naming `where`."""
+    if config is None:
+        return None
+    if isinstance(config, str):
+        if config in _BY_NAME:
+            return get(config)
+        fail(where, f"unknown regularizer {show_value(config)}; fastcnn accepts 'l1', 'l2', 'l1l2'")
+    classes = {"L1": L1, "L2": L2, "L1L2": L1L2}
+    cls, arguments = check_object(check_dict(config, where), where, "regularizer", "keras.regularizers", classes, _KEYS)
+    return construct(cls, arguments, f"{where} ({cls.__name__})")
 
 
 def get(identifier):

@@ -15,7 +15,8 @@ import pytest
 
 import fastcnn
 from fastcnn import saving
-from fastcnn.saving import _compile, _config
+from fastcnn.layers import _from_config as layer_configs
+from fastcnn.models import _compile_config, _to_config
 
 from conftest import relative_error
 
@@ -114,7 +115,7 @@ LAYER_CASES = [
 
 
 def test_every_allow_listed_layer_class_has_config_cases():
-    assert {name for name, _ in LAYER_CASES} == set(_config.LAYER_CLASSES)
+    assert {name for name, _ in LAYER_CASES} == set(layer_configs.LAYER_CLASSES)
 
 
 @pytest.mark.parametrize("case", range(len(LAYER_CASES)), ids=[f"{n}-{i}" for i, (n, _) in enumerate(LAYER_CASES)])
@@ -124,10 +125,10 @@ def test_layer_config_equals_keras(keras, case):
     assert type(ours).__name__ == type(theirs).__name__ == class_name
     assert _text(ours.get_config()) == _text(theirs.get_config())
     # ... and so does its serialized entry (module, class_name, registered_name)
-    assert _text(saving._serialize.serialize_layer(ours)) == _text(keras.saving.serialize_keras_object(theirs))
+    assert _text(_to_config.serialize_layer(ours)) == _text(keras.saving.serialize_keras_object(theirs))
     # Keras -> fastcnn: its config (after the JSON round trip) builds the same layer here.
     keras_config = json.loads(_text(theirs.get_config()))
-    assert set(keras_config) <= set(_config.LAYER_KEYS[class_name])
+    assert set(keras_config) <= set(layer_configs.LAYER_KEYS[class_name])
     rebuilt = type(ours).from_config(keras_config)
     assert _text(rebuilt.get_config()) == _text(theirs.get_config())
     # fastcnn -> Keras: Keras rebuilds the same layer from fastcnn's config.
@@ -150,7 +151,7 @@ def test_optimizer_and_schedule_configs_equal_keras(keras):
     for ours, theirs in zip(make(fastcnn), make(keras)):
         serialized = fastcnn.optimizers.serialize(ours)
         assert _text(serialized) == _text(keras.saving.serialize_keras_object(theirs))
-        rebuilt = _compile.deserialize_optimizer(json.loads(_text(keras.saving.serialize_keras_object(theirs))))
+        rebuilt = _compile_config.deserialize_optimizer(json.loads(_text(keras.saving.serialize_keras_object(theirs))))
         assert _text(fastcnn.optimizers.serialize(rebuilt)) == _text(serialized)
 
 
@@ -520,3 +521,26 @@ def test_show_config_reports_version_kernels_threads_and_openmp_runtime(capsys):
     assert bundled == ("/fastcnn.libs/" in path)
     assert out[4] == f"numpy: {__import__('numpy').__version__}"
     assert out[5].startswith("python: ")
+
+
+@pytest.mark.parametrize("module, keras_object", [
+    ("initializers", lambda k: k.initializers.VarianceScaling(scale=2.0, mode="fan_out", seed=5)),
+    ("initializers", lambda k: k.initializers.Constant(0.25)),
+    ("regularizers", lambda k: k.regularizers.L1L2(l1=0.01, l2=0.02)),
+    ("constraints", lambda k: k.constraints.MinMaxNorm(min_value=0.5, max_value=2.0, axis=[0, 1])),
+])
+def test_public_deserialize_reads_keras_objects_and_checks_them(keras, module, keras_object):
+    """initializers/regularizers/constraints.deserialize take Keras's serialized objects, through
+    the same allow-lists as layer configs; an unknown key or class is refused, naming it."""
+    theirs = keras_object(keras)
+    serialized = json.loads(_text(keras.saving.serialize_keras_object(theirs)))
+    ours_module = getattr(fastcnn, module)
+    ours = ours_module.deserialize(serialized)
+    assert type(ours).__name__ == type(theirs).__name__
+    assert _text(ours_module.serialize(ours)) == _text(serialized)
+    with pytest.raises(ValueError, match="unknown config key 'payload'"):
+        ours_module.deserialize({**serialized, "config": {**serialized["config"], "payload": 1}})
+    with pytest.raises(ValueError, match="unknown .* class_name 'Lambda'"):
+        ours_module.deserialize({**serialized, "class_name": "Lambda"})
+    with pytest.raises(ValueError, match="custom \\(registered\\) objects"):
+        ours_module.deserialize({**serialized, "registered_name": "my_package>Thing"})

@@ -10,7 +10,7 @@ import pytest
 
 import fastcnn
 from fastcnn import saving
-from fastcnn.saving import _config
+
 from conftest import relative_error
 
 
@@ -204,7 +204,7 @@ def test_hostile_graph_configs_are_refused(case, monkeypatch):
     built = []
     monkeypatch.setattr(fastcnn.layers.Dense, "build", lambda self, shape: built.append(self.name))
     with pytest.raises(ValueError) as error:
-        _config.deserialize_model(config)
+        fastcnn.saving.deserialize_model(config)
     assert message in str(error.value)
     if HOSTILE[case][0] != "output of nothing":  # refused on its layers, references or shapes
         assert built == [], "a layer was built (weights allocated) before the config was refused"

@@ -18,7 +18,7 @@ import pytest
 
 import fastcnn
 from fastcnn import models, optimizers
-from fastcnn.models._optimizer_state import optimizer_state_arrays
+from fastcnn._optimizer_state import optimizer_state_arrays
 from conftest import relative_error, smallest_max_pool_gap
 
 h5py = pytest.importorskip("h5py")

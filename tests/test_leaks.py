@@ -17,7 +17,6 @@ import gc
 import json
 import subprocess
 import sys
-import textwrap
 import tracemalloc
 
 import numpy as np

@@ -21,8 +21,8 @@ import pytest
 
 import fastcnn
 from fastcnn import optimizers
-from fastcnn.models import _optimizer_state, _weights_file
-from fastcnn.optimizers import schedules
+from fastcnn import _optimizer_state
+from fastcnn.models import _weights_file
 from conftest import relative_error
 
 h5py = pytest.importorskip("h5py")

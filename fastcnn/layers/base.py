@@ -12,6 +12,7 @@ import weakref
 import numpy as np
 
 from fastcnn import _core, _naming, initializers
+from fastcnn._config_checks import check_dtype_policy
 from fastcnn.layers import node as node_module
 
 
@@ -80,9 +81,7 @@ def check_dtype(dtype):
     if dtype is None or dtype is np.float32 or (isinstance(dtype, str) and dtype == "float32"):
         return
     if isinstance(dtype, dict):
-        from fastcnn.saving import _config  # noqa: PLC0415 (saving imports layers)
-
-        _config.check_dtype_policy(dtype, "dtype")
+        check_dtype_policy(dtype, "dtype")
         return
     raise ValueError(f"fastcnn computes in float32. Received: dtype={dtype!r}")
 
@@ -163,11 +162,11 @@ class Layer:
     @classmethod
     def from_config(cls, config):
         """The layer a Keras-format config describes, every key and value checked against
-        fastcnn's allow-lists (fastcnn/saving/_config.py); never imports or calls anything named
-        in the config."""
-        from fastcnn.saving import _config  # noqa: PLC0415
+        fastcnn's allow-lists (fastcnn/layers/_from_config.py); never imports or calls anything
+        named in the config."""
+        from fastcnn.layers import _from_config  # noqa: PLC0415 (it lists every layer class)
 
-        return _config.layer_from_config(cls, config)
+        return _from_config.layer_from_config(cls, config)
 
     def get_build_config(self):
         """``{"input_shape": (None, ...)}`` once built, for the layers Keras records it for."""

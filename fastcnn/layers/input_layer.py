@@ -76,9 +76,9 @@ class InputLayer:
 
     @classmethod
     def from_config(cls, config):
-        from fastcnn.saving import _config  # noqa: PLC0415 (saving imports layers)
+        from fastcnn.layers import _from_config  # noqa: PLC0415 (it lists every layer class)
 
-        return _config.layer_from_config(cls, config)
+        return _from_config.layer_from_config(cls, config)
 
     def __repr__(self):
         return f"<InputLayer name={self.name}, shape={self.shape}>"

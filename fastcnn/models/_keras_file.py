@@ -60,7 +60,7 @@ def _check_extension(path, action):
 
 
 def save_model(model, filepath, overwrite=True):
-    from fastcnn import saving  # the configs (imported here: saving pulls in every layer module)
+    from fastcnn.models import _to_config  # noqa: PLC0415 (the configs: every layer module)
 
     path = _weights_file._as_path(filepath)
     _check_extension(path, "save")
@@ -71,7 +71,7 @@ def save_model(model, filepath, overwrite=True):
                          "calling it on some data or by using `build()`.")
     if not overwrite and os.path.exists(path) and not _weights_file._ask_to_proceed_with_overwrite(path):
         return
-    config_json = json.dumps(saving.serialize_model(model))
+    config_json = json.dumps(_to_config.serialize_model(model))
     metadata_json = json.dumps({"keras_version": KERAS_VERSION,
                                 "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")})
     weights = io.BytesIO()
@@ -147,7 +147,7 @@ def _parse_json(data, name, path):
 
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
-    from fastcnn import saving
+    from fastcnn.models import _from_config  # noqa: PLC0415 (the configs: every layer module)
 
     path = _weights_file._as_path(filepath)
     _check_extension(path, "load")
@@ -173,7 +173,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError) as error:
         # A truncated or corrupted archive (bad CRC, cut-off data, unknown compression).
         raise KerasFileError(f"{path} is not a valid .keras file: {error}") from None
-    model = saving.deserialize_model(config, compile=compile)
+    model = _from_config.deserialize_model(config, compile=compile)
     h5py = _weights_file._h5py()
     try:
         file = h5py.File(io.BytesIO(weights), "r")

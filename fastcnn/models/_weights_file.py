@@ -268,7 +268,7 @@ def read_layer_groups(h5py, file, model, skip_mismatch=False):
 #                                   their weights), Nadam's u_product last
 #
 # (Keras's `Optimizer.save_own_variables`: `store[str(i)] = variable.numpy()`). The order, names and
-# mapping onto the C++ state are in fastcnn/models/_optimizer_state.py. These functions take an
+# mapping onto the C++ state are in fastcnn/_optimizer_state.py. These functions take an
 # open h5py File or Group, the root of a `.weights.h5` file or of the `model.weights.h5` inside a
 # `.keras` archive, so that the whole-model format can call them on its own file object.
 
@@ -278,7 +278,7 @@ OPTIMIZER_GROUP = "optimizer"
 def save_optimizer_variables(file, model):
     """Writes the compiled model's optimizer state as Keras's `optimizer/vars` group under `file`
     (an h5py File or Group opened for writing, without an `optimizer` entry yet)."""
-    from fastcnn.models import _optimizer_state
+    from fastcnn import _optimizer_state
 
     arrays = _optimizer_state.optimizer_state_arrays(model)  # raises if the model is not compiled
     if OPTIMIZER_GROUP in file:
@@ -321,7 +321,7 @@ def load_optimizer_variables(file, model, skip_mismatch=False):
     (or no optimizer group) this raises a ValueError naming the variable and leaves the optimizer
     as it was, or, with `skip_mismatch=True`, warns as Keras does ("Skipping variable loading for
     optimizer ...") and returns False."""
-    from fastcnn.models import _optimizer_state
+    from fastcnn import _optimizer_state
 
     if skip_mismatch not in (True, False):
         raise ValueError(f"`skip_mismatch` must be True or False. Received: skip_mismatch={skip_mismatch!r}")

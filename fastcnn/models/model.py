@@ -14,7 +14,7 @@ import weakref
 
 import numpy as np
 
-from fastcnn import _core, _naming, _random
+from fastcnn import _naming, _random
 from fastcnn import losses as losses_module
 from fastcnn import metrics as metrics_module
 from fastcnn import optimizers as optimizers_module
@@ -306,14 +306,14 @@ class Model:
                              "built. You can build it manually via: `model.build(batch_input_shape)`.")
         return sum(layer.count_params() for layer in self._layers)
 
-    # ---- configuration (Keras's formats; fastcnn/saving) ----
+    # ---- configuration (Keras's formats: models/_to_config.py, models/_from_config.py) ----
 
     def get_config(self):
         """Keras's config of this model kind (Sequential or Functional), each layer serialized as
         Keras's serialize_keras_object does."""
-        from fastcnn.saving import _serialize  # noqa: PLC0415 (saving imports models)
+        from fastcnn.models import _to_config  # noqa: PLC0415 (it imports this module)
 
-        return _serialize.model_config(self)
+        return _to_config.model_config(self)
 
     def get_build_config(self):
         if not self.built:
@@ -322,30 +322,30 @@ class Model:
 
     def get_compile_config(self):
         """Keras's compile_config ({} before compile): optimizer, loss, metrics, ... serialized."""
-        from fastcnn.saving import _serialize  # noqa: PLC0415
+        from fastcnn.models import _to_config  # noqa: PLC0415
 
-        return _serialize.compile_config(self)
+        return _to_config.compile_config(self)
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         """A model from a Keras-format Sequential or Functional config (the "config" entry of a
         serialized model), checked against fastcnn's allow-lists: nothing named in it is imported
         or called."""
-        from fastcnn.saving import _config  # noqa: PLC0415
+        from fastcnn.models import _from_config  # noqa: PLC0415 (it imports this module)
 
         if custom_objects is not None:
             raise ValueError("fastcnn builds models from its own allow-listed classes only; `custom_objects` "
                              f"is not supported. Received: custom_objects={custom_objects!r}")
-        return _config.model_from_config(cls, config)
+        return _from_config.model_from_config(cls, config)
 
     def to_json(self, **kwargs):
         """The model serialized as Keras's ``model.to_json()``: json.dumps of the dict that
         ``fastcnn.saving.serialize_model`` returns (kwargs go to json.dumps)."""
         import json  # noqa: PLC0415
 
-        from fastcnn.saving import serialize_model  # noqa: PLC0415
+        from fastcnn.models import _to_config  # noqa: PLC0415
 
-        return json.dumps(serialize_model(self), **kwargs)
+        return json.dumps(_to_config.serialize_model(self), **kwargs)
 
     # ---- summary ----
 

@@ -3,8 +3,9 @@ writes for the equivalent Keras model (a ``.keras`` file's config.json); ``deser
 builds a fastcnn model from such a config — written by Keras or by fastcnn — through explicit
 allow-lists, never importing or calling anything the config names."""
 
-from fastcnn.saving._config import deserialize_model
-from fastcnn.saving._serialize import serialize_model
+from fastcnn.models import load_model as _load_model
+from fastcnn.models._from_config import deserialize_model
+from fastcnn.models._to_config import serialize_model
 
 __all__ = ["serialize_model", "deserialize_model", "save_model", "load_model"]
 
@@ -16,6 +17,4 @@ def save_model(model, filepath, overwrite=True, zipped=None, **kwargs):
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """``keras.saving.load_model``: the same as ``fastcnn.models.load_model``."""
-    from fastcnn.models import load_model as load
-
-    return load(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
+    return _load_model(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)

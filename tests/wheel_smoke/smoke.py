@@ -7,7 +7,6 @@ environment's python, no compiler on PATH and the working directory outside any 
 import contextlib
 import importlib.metadata
 import io
-import os
 import pathlib
 import runpy
 import shutil

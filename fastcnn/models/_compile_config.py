@@ -1,11 +1,12 @@
 """A Keras compile_config -> ``model.compile(...)``, through allow-lists: the optimizer (with a
 learning-rate schedule), the loss and the metrics fastcnn implements, every key and value checked
-(see _config.py for the rules). Nothing named in the config is imported or called."""
+(see fastcnn/_config_checks.py for the rules). Nothing named in the config is imported or called."""
 
 import math
 
 from fastcnn import losses, metrics, optimizers, schedules
-from fastcnn.saving._config import _bool, _construct, _dict, _fail, _keys, _number, _object, _show, _string, check_name
+from fastcnn._config_checks import (check_bool, check_dict, check_keys, check_name, check_number, check_object, check_string,
+                                    construct, fail, show_value)
 
 _OPTIMIZER_BASE = ("name", "learning_rate", "weight_decay", "clipnorm", "global_clipnorm", "clipvalue", "use_ema",
                    "ema_momentum", "ema_overwrite_frequency", "loss_scale_factor", "gradient_accumulation_steps")
@@ -43,33 +44,33 @@ COMPILE_KEYS = ("optimizer", "loss", "loss_weights", "metrics", "weighted_metric
 
 
 def _schedule(value, where):
-    cls, config = _object(value, where, "learning-rate schedule", "keras.optimizers.schedules", SCHEDULE_CLASSES,
+    cls, config = check_object(value, where, "learning-rate schedule", "keras.optimizers.schedules", SCHEDULE_CLASSES,
                           SCHEDULE_KEYS)
     where = f"{where} ({cls.__name__})"
     if "name" in config:
-        _string(config["name"], where, "name", 256)
+        check_string(config["name"], where, "name", 256)
     if "staircase" in config:
-        _bool(config["staircase"], where, "staircase")
+        check_bool(config["staircase"], where, "staircase")
     for key in ("boundaries", "values"):
         if key in config:
             if not isinstance(config[key], list) or len(config[key]) > 10_000:
-                _fail(where, f"`{key}` must be a list of at most 10000 numbers. Received: {key}={_show(config[key])}")
+                fail(where, f"`{key}` must be a list of at most 10000 numbers. Received: {key}={show_value(config[key])}")
             for item in config[key]:
-                _number(item, where, key)
+                check_number(item, where, key)
     for key in ("initial_learning_rate", "decay_steps", "decay_rate", "alpha", "warmup_steps"):
         if key in config:
-            _number(config[key], where, key)
+            check_number(config[key], where, key)
     if config.get("warmup_target") is not None:
-        _number(config["warmup_target"], where, "warmup_target")
-    return _construct(cls, config, where)
+        check_number(config["warmup_target"], where, "warmup_target")
+    return construct(cls, config, where)
 
 
 def deserialize_optimizer(value, where="compile_config `optimizer`"):
     if isinstance(value, str):
         if value.lower() in optimizers._BY_NAME:
             return optimizers.get(value)
-        _fail(where, f"unknown optimizer {_show(value)}; fastcnn accepts {', '.join(optimizers._BY_NAME)}")
-    cls, config = _object(_dict(value, where), where, "optimizer", "keras.optimizers", OPTIMIZER_CLASSES,
+        fail(where, f"unknown optimizer {show_value(value)}; fastcnn accepts {', '.join(optimizers._BY_NAME)}")
+    cls, config = check_object(check_dict(value, where), where, "optimizer", "keras.optimizers", OPTIMIZER_CLASSES,
                           OPTIMIZER_KEYS)
     where = f"{where} ({cls.__name__})"
     config = dict(config)
@@ -79,45 +80,45 @@ def deserialize_optimizer(value, where="compile_config `optimizer`"):
     if isinstance(learning_rate, dict):
         config["learning_rate"] = _schedule(learning_rate, f"{where} `learning_rate`")
     elif learning_rate is not None:
-        _number(learning_rate, where, "learning_rate")
+        check_number(learning_rate, where, "learning_rate")
     for key in ("nesterov", "amsgrad", "centered", "use_ema"):
         if key in config:
-            _bool(config[key], where, key)
-    return _construct(cls, config, where)
+            check_bool(config[key], where, key)
+    return construct(cls, config, where)
 
 
 def deserialize_loss(value, where="compile_config `loss`"):
     if isinstance(value, str):
         if value in LOSS_NAMES:
             return value
-        _fail(where, f"unknown loss {_show(value)}; fastcnn accepts {', '.join(LOSS_NAMES)}")
-    value = _dict(value, where)
+        fail(where, f"unknown loss {show_value(value)}; fastcnn accepts {', '.join(LOSS_NAMES)}")
+    value = check_dict(value, where)
     if value.get("class_name") == "function":
         # How Keras serializes a loss function (keras.losses.sparse_categorical_crossentropy):
         # the function's name as the config; it is looked up in fastcnn's list, never imported.
-        _keys(value, ("module", "class_name", "config", "registered_name"), where, required=("config",))
+        check_keys(value, ("module", "class_name", "config", "registered_name"), where, required=("config",))
         if value.get("module") not in ("builtins", "keras.losses") or value["config"] not in LOSS_NAMES \
                 or value.get("registered_name") not in (None, "function", value["config"]):
-            _fail(where, f"unknown loss function {_show(value)}; fastcnn accepts {', '.join(LOSS_NAMES)}")
+            fail(where, f"unknown loss function {show_value(value)}; fastcnn accepts {', '.join(LOSS_NAMES)}")
         return getattr(losses, value["config"])
-    cls, config = _object(value, where, "loss", "keras.losses", LOSS_CLASSES, LOSS_KEYS)
-    return _construct(cls, config, f"{where} ({cls.__name__})")
+    cls, config = check_object(value, where, "loss", "keras.losses", LOSS_CLASSES, LOSS_KEYS)
+    return construct(cls, config, f"{where} ({cls.__name__})")
 
 
 def deserialize_metric(value, where):
     if isinstance(value, str):
         if value in metrics._ACCURACY_NAMES:
             return value
-        _fail(where, f"unknown metric {_show(value)}; fastcnn accepts {', '.join(metrics._ACCURACY_NAMES)}")
-    value = _dict(value, where)
+        fail(where, f"unknown metric {show_value(value)}; fastcnn accepts {', '.join(metrics._ACCURACY_NAMES)}")
+    value = check_dict(value, where)
     if value.get("class_name") == "Accuracy":
-        _fail(where, "Keras's Accuracy class counts exact matches of values; fastcnn's accuracy is the "
+        fail(where, "Keras's Accuracy class counts exact matches of values; fastcnn's accuracy is the "
                      "classification (argmax) accuracy of 'accuracy', SparseCategoricalAccuracy and "
-                     f"CategoricalAccuracy. Received: {_show(value)}")
-    cls, config = _object(value, where, "metric", "keras.metrics", METRIC_CLASSES, METRIC_KEYS)
+                     f"CategoricalAccuracy. Received: {show_value(value)}")
+    cls, config = check_object(value, where, "metric", "keras.metrics", METRIC_CLASSES, METRIC_KEYS)
     if config.get("dtype", "float32") != "float32":
-        _fail(where, f"metrics compute in float32. Received: dtype={_show(config['dtype'])}")
-    return _construct(cls, {key: item for key, item in config.items() if key != "dtype"}, f"{where} ({cls.__name__})")
+        fail(where, f"metrics compute in float32. Received: dtype={show_value(config['dtype'])}")
+    return construct(cls, {key: item for key, item in config.items() if key != "dtype"}, f"{where} ({cls.__name__})")
 
 
 def _is_object(value):
@@ -130,7 +131,7 @@ def _per_output_structure(value, where, deserialize):
         return None
     if isinstance(value, list):
         if not value or len(value) > 10_000:
-            _fail(where, f"a per-output list needs 1 to 10000 entries. Received: {_show(value)}")
+            fail(where, f"a per-output list needs 1 to 10000 entries. Received: {show_value(value)}")
         return [deserialize(item, f"{where}[{index}]") for index, item in enumerate(value)]
     if isinstance(value, dict) and not _is_object(value):
         return {_output_name(key, where): deserialize(item, f"{where}[{key!r}]") for key, item in value.items()}
@@ -139,13 +140,13 @@ def _per_output_structure(value, where, deserialize):
 
 def _output_name(key, where):
     if not isinstance(key, str) or not 0 < len(key) <= 256:
-        _fail(where, f"output names must be non-empty strings. Received: {_show(key)}")
+        fail(where, f"output names must be non-empty strings. Received: {show_value(key)}")
     return key
 
 
 def _loss_weight(value, where):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        _fail(where, f"a loss weight must be a finite non-negative number. Received: {_show(value)}")
+        fail(where, f"a loss weight must be a finite non-negative number. Received: {show_value(value)}")
     return float(value)
 
 
@@ -155,38 +156,38 @@ def _metrics_structure(value, where):
         return None
     if isinstance(value, list):
         if len(value) > 10_000:
-            _fail(where, f"at most 10000 metrics. Received: {len(value)}")
+            fail(where, f"at most 10000 metrics. Received: {len(value)}")
         return [_metrics_structure(item, f"{where}[{index}]") if isinstance(item, list)
                 else (None if item is None else deserialize_metric(item, f"{where}[{index}]"))
                 for index, item in enumerate(value)]
     if isinstance(value, dict) and not _is_object(value):
         return {_output_name(key, where): _metrics_structure(item, f"{where}[{key!r}]") if isinstance(item, list)
                 else deserialize_metric(item, f"{where}[{key!r}]") for key, item in value.items()}
-    _fail(where, f"`metrics` must be a list, a list per output or a dict by output name. Received: {_show(value)}")
+    fail(where, f"`metrics` must be a list, a list per output or a dict by output name. Received: {show_value(value)}")
 
 
 def compile_arguments(config):
     """The keyword arguments of ``model.compile`` a Keras compile_config describes."""
     where = "compile_config"
-    config = _dict(config, where)
-    _keys(config, COMPILE_KEYS, where, required=("optimizer", "loss"))
+    config = check_dict(config, where)
+    check_keys(config, COMPILE_KEYS, where, required=("optimizer", "loss"))
     if config.get("weighted_metrics") not in (None, []):
-        _fail(where, f"fastcnn does not support `weighted_metrics`. Received: weighted_metrics="
-                     f"{_show(config['weighted_metrics'])}")
+        fail(where, f"fastcnn does not support `weighted_metrics`. Received: weighted_metrics="
+                     f"{show_value(config['weighted_metrics'])}")
     arguments = {
         "optimizer": deserialize_optimizer(config["optimizer"]),
         "loss": _per_output_structure(config["loss"], f"{where} `loss`", deserialize_loss),
         "loss_weights": _per_output_structure(config.get("loss_weights"), f"{where} `loss_weights`", _loss_weight),
         "metrics": _metrics_structure(config.get("metrics"), f"{where} `metrics`"),
-        "run_eagerly": _bool(config.get("run_eagerly", False), where, "run_eagerly"),
+        "run_eagerly": check_bool(config.get("run_eagerly", False), where, "run_eagerly"),
     }
     steps = config.get("steps_per_execution", 1)
     if isinstance(steps, bool) or not isinstance(steps, int) or not 0 < steps <= 2**31:
-        _fail(where, f"`steps_per_execution` must be a positive integer. Received: steps_per_execution={_show(steps)}")
+        fail(where, f"`steps_per_execution` must be a positive integer. Received: steps_per_execution={show_value(steps)}")
     arguments["steps_per_execution"] = steps
     jit_compile = config.get("jit_compile", "auto")
     if jit_compile not in ("auto", True, False) or jit_compile in (0, 1) and not isinstance(jit_compile, bool):
-        _fail(where, f"`jit_compile` must be a bool or 'auto'. Received: jit_compile={_show(jit_compile)}")
+        fail(where, f"`jit_compile` must be a bool or 'auto'. Received: jit_compile={show_value(jit_compile)}")
     arguments["jit_compile"] = jit_compile
     return arguments
 

@@ -79,10 +79,10 @@ def _specs(optimizer, model):
 
 
 def _compiled_state(model):
-    """(optimizer, built model or None, network or None) for a compiled model."""
-    from fastcnn.models.model import Model
-
-    if not isinstance(model, Model):
+    """(optimizer, built model or None, network or None) for a compiled model. A fastcnn model is
+    recognised by what this module reads of it (this module sits below fastcnn.models, which
+    imports it)."""
+    if not all(hasattr(model, name) for name in ("compiled", "optimizer", "_network", "trainable_weights")):
         raise TypeError(f"Expected a fastcnn model. Received: {model!r} (of type {type(model).__name__})")
     if not model.compiled or model.optimizer is None:
         raise ValueError(f"Model {model.name!r} has no optimizer state: it is not compiled. Call `compile()` first.")

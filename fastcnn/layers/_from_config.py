@@ -1,0 +1,141 @@
+"""Layers from Keras-format configs, through allow-lists: ``LAYER_KEYS`` names every layer class a
+config may name with the keys Keras 3.15 writes for it; nested objects go through their modules'
+checked ``deserialize`` (see fastcnn/_config_checks.py for the rules)."""
+
+from fastcnn import activations, constraints, initializers, layers, regularizers
+from fastcnn._config_checks import (MAX_LIST_LENGTH, MAX_NAME_LENGTH, check_batch_shape, check_dict, check_dtype_policy,
+                                    check_keys, check_name, check_size_values, check_tree, construct, fail, show_value)
+
+
+def check_activation(value, where):
+    if isinstance(value, str) and value in activations.SUPPORTED:
+        return value
+    fail(where, f"unknown activation {show_value(value)}; fastcnn accepts {', '.join(activations.SUPPORTED)}")
+
+
+_BASE = ("name", "trainable", "dtype")
+_CONV_AND_DENSE_TAIL = ("kernel_initializer", "bias_initializer", "kernel_regularizer", "bias_regularizer",
+                        "activity_regularizer", "kernel_constraint", "bias_constraint")
+_WARP = ("data_format", "height_factor", "width_factor", "fill_mode", "interpolation", "seed", "fill_value")
+
+# Every layer class a config may name, with the keys Keras 3.15's get_config writes for it (the
+# tests compare these with Keras's own configs). Keys a class does not list are refused.
+LAYER_KEYS = {
+    "InputLayer": ("batch_shape", "dtype", "sparse", "ragged", "name", "optional"),
+    "Conv2D": _BASE + ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "groups",
+                       "activation", "use_bias") + _CONV_AND_DENSE_TAIL,
+    # lora_rank / lora_alpha appear only when LoRA is on (refused by Dense's constructor).
+    "Dense": _BASE + ("units", "activation", "use_bias") + _CONV_AND_DENSE_TAIL
+    + ("quantization_config", "lora_rank", "lora_alpha"),
+    "BatchNormalization": _BASE + ("axis", "momentum", "epsilon", "center", "scale", "beta_initializer",
+                                   "gamma_initializer", "moving_mean_initializer", "moving_variance_initializer",
+                                   "beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint",
+                                   "synchronized", "renorm", "renorm_clipping", "renorm_momentum"),
+    "Dropout": _BASE + ("rate", "seed", "noise_shape"),
+    "MaxPooling2D": _BASE + ("pool_size", "padding", "strides", "data_format"),
+    "AveragePooling2D": _BASE + ("pool_size", "padding", "strides", "data_format"),
+    "GlobalAveragePooling2D": _BASE + ("data_format", "keepdims"),
+    "GlobalMaxPooling2D": _BASE + ("data_format", "keepdims"),
+    "Flatten": _BASE + ("data_format",),
+    "Reshape": _BASE + ("target_shape",),
+    "ZeroPadding2D": _BASE + ("padding", "data_format"),
+    "Rescaling": _BASE + ("scale", "offset"),
+    "Activation": _BASE + ("activation",),
+    "ReLU": _BASE + ("max_value", "negative_slope", "threshold"),
+    "LeakyReLU": _BASE + ("negative_slope",),
+    "RandomFlip": _BASE + ("data_format", "seed", "mode"),
+    "RandomRotation": _BASE + ("data_format", "factor", "fill_mode", "fill_value", "interpolation", "seed"),
+    "RandomTranslation": _BASE + _WARP,
+    "RandomZoom": _BASE + _WARP,
+    "RandomContrast": _BASE + ("data_format", "factor", "value_range", "seed"),
+    "RandomBrightness": _BASE + ("data_format", "factor", "value_range", "seed"),
+    "RandomCrop": _BASE + ("data_format", "height", "width", "seed"),
+    "Resizing": _BASE + ("data_format", "height", "width", "interpolation", "crop_to_aspect_ratio",
+                         "pad_to_aspect_ratio", "fill_mode", "fill_value", "antialias"),
+    "CenterCrop": _BASE + ("data_format", "height", "width"),
+    "Add": _BASE,
+    "Subtract": _BASE,
+    "Multiply": _BASE,
+    "Average": _BASE,
+    "Maximum": _BASE,
+    "Minimum": _BASE,
+    "Concatenate": _BASE + ("axis",),
+}
+# Layers of several inputs: their build_config records a list of shapes.
+LIST_INPUT_LAYERS = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")
+LAYER_CLASSES = {name: getattr(layers, name) for name in LAYER_KEYS}
+
+# Keys holding integers that are not sizes (and may be large or negative).
+_NOT_SIZES = ("seed", "axis")
+
+
+def layer_where(class_name, config):
+    name = config.get("name") if isinstance(config, dict) else None
+    return f"layer {name!r} ({class_name})" if isinstance(name, str) and len(name) <= MAX_NAME_LENGTH \
+        else f"layer of class {class_name}"
+
+
+def layer_from_config(cls, config, where=None):
+    """An allow-listed fastcnn layer of class `cls` (or InputLayer) from its Keras config."""
+    class_name = cls.__name__
+    if LAYER_CLASSES.get(class_name) is not cls:
+        raise ValueError(f"{class_name} is not a layer class fastcnn can build from a config; it accepts "
+                         f"{', '.join(LAYER_CLASSES)}")
+    where = where or layer_where(class_name, config)
+    check_tree(config, where)
+    config = check_dict(config, where)
+    check_keys(config, LAYER_KEYS[class_name], where)
+    kwargs = {}
+    for key, value in config.items():
+        if key == "name":
+            value = check_name(value, where)
+        elif key == "dtype":
+            check_dtype_policy(value, where)
+            value = None  # float32, the only one
+        elif key == "batch_shape":
+            value = check_batch_shape(value, where, "batch_shape")
+        elif key.endswith("_initializer"):
+            value = initializers.deserialize(value, f"{where} `{key}`")
+        elif key.endswith("_regularizer"):
+            value = regularizers.deserialize(value, f"{where} `{key}`")
+        elif key.endswith("_constraint"):
+            value = constraints.deserialize(value, f"{where} `{key}`")
+        elif key == "activation":
+            value = check_activation(value, f"{where} `activation`")
+        elif key not in _NOT_SIZES:
+            check_size_values(value, where, key)
+        kwargs[key] = value
+    return construct(cls, kwargs, where)
+
+
+
+def layer_from_entry(entry, index):
+    """One element of a Sequential config's "layers": the serialized layer (and its build_config)."""
+    where = f"layers[{index}]"
+    entry = check_dict(entry, where)
+    check_keys(entry, ("module", "class_name", "config", "registered_name", "build_config"), where,
+          required=("class_name", "config"))
+    class_name = entry["class_name"]
+    if not isinstance(class_name, str) or class_name not in LAYER_CLASSES:
+        fail(where, f"unknown layer class_name {show_value(class_name)}; fastcnn builds only {', '.join(LAYER_CLASSES)}"
+                     " (custom layers, Lambda and other Keras layers cannot be loaded)")
+    where = f"{where}: {layer_where(class_name, entry['config'])}"
+    if entry.get("module", "keras.layers") != "keras.layers":
+        fail(where, f"a layer's module must be 'keras.layers'. Received: module={show_value(entry.get('module'))}")
+    if entry.get("registered_name") is not None:
+        fail(where, f"custom (registered) layers are not supported. Received: "
+                     f"registered_name={show_value(entry['registered_name'])}")
+    build_shape = None
+    if entry.get("build_config") is not None:
+        build_config = check_dict(entry["build_config"], f"{where} build_config")
+        check_keys(build_config, ("input_shape",), f"{where} build_config", required=("input_shape",))
+        if class_name in LIST_INPUT_LAYERS:
+            shapes = build_config["input_shape"]
+            if not isinstance(shapes, (list, tuple)) or not 1 <= len(shapes) <= MAX_LIST_LENGTH:
+                fail(f"{where} build_config", f"`input_shape` must be a list of shapes. Received: {show_value(shapes)}")
+            build_shape = [check_batch_shape(shape, f"{where} build_config", "input_shape") for shape in shapes]
+        else:
+            build_shape = check_batch_shape(build_config["input_shape"], f"{where} build_config", "input_shape")
+    layer = layer_from_config(LAYER_CLASSES[class_name], entry["config"], where)
+    return layer, build_shape
+
