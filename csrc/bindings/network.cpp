@@ -713,6 +713,21 @@ void bind_network(py::module_& m) {
            "Conv2D + MaxPooling2D pairs run as one kernel (default on); off runs every layer alone.")
       .def("fused_max_pool_layers", &runtime::Network::fused_max_pool_layers,
            "Indices of the layers that compute the max pooling after them.")
+      .def("fusion_passes",
+           [](const runtime::Network& network) {
+             require_built(network, "fusion_passes");
+             py::dict passes;
+             for (const auto& [name, nodes] : network.fusion_passes()) passes[py::str(name)] = nodes;
+             return passes;
+           },
+           "{pass name: [node indices it applies to]} for the plan's fusion passes.")
+      .def("activations_per_sample",
+           [](const runtime::Network& network) {
+             require_built(network, "activations_per_sample");
+             return py::dict(py::arg("training") = network.training_activations_per_sample(),
+                             py::arg("inference") = network.inference_activations_per_sample());
+           },
+           "Floats per sample of activations a training pass and an inference pass hold.")
       .def("set_profiling", &runtime::Network::set_profiling, py::arg("enabled"),
            "Times each phase of train_step from now on (clears earlier sums); off by default.")
       .def("profile", &runtime::Network::profile,

@@ -225,21 +225,6 @@ void Network::build() {
                       sizeof(float), "the model's parameters and their gradients");
   parameters_.assign(static_cast<size_t>(offset), 0.0f);
   gradients_.assign(static_cast<size_t>(offset + extra), 0.0f);
-  // A convolution computes the max pooling that is its output's only consumer (never stores its
-  // own output): not when its output is a model output or an activity penalty reads it.
-  max_pool_fusion_.assign(node_count, false);
-  fused_pool_.assign(node_count, -1);
-  pool_fused_by_.assign(node_count, -1);
-  for (size_t i = 0; i < node_count; ++i) {
-    const auto& consumers = consumers_[tensor_index(static_cast<int64_t>(i))];
-    if (consumers.size() != 1 || is_output(static_cast<int64_t>(i)) || regularization_[i].on_activity()) continue;
-    const size_t next = consumers[0].first;
-    if (layers_[i]->fuses_max_pool(*layers_[next])) {
-      max_pool_fusion_[i] = true;
-      fused_pool_[i] = static_cast<int64_t>(next);
-      pool_fused_by_[next] = static_cast<int64_t>(i);
-    }
-  }
   shared_parameters_.assign(node_count, false);
   for (size_t i = 0; i < node_count; ++i) {
     if (nodes_[i].shares_with >= 0) {
@@ -260,17 +245,28 @@ SampleShape Network::output_shape(size_t output) const {
 
 int64_t Network::workspace_per_sample() const {
   const char* what = "the workspace per sample";
-  int64_t total = 1, largest = 0;
-  for (const SampleShape& shape : input_shapes_) {
-    total = checked_add(total, shape.size(), what);
-    largest = std::max(largest, shape.size());
-  }
+  int64_t total = 1;  // the loss
+  for (const SampleShape& shape : input_shapes_) total = checked_add(total, shape.size(), what);
+  total = checked_add(total, training_activations_per_sample(), what);
+  return checked_add(total, inference_activations_per_sample(), what);
+}
+
+int64_t Network::training_activations_per_sample() const {
+  const char* what = "the workspace per sample";
+  int64_t total = 0, largest = 0;
+  for (const SampleShape& shape : input_shapes_) largest = std::max(largest, shape.size());
   for (const auto& layer : layers_) {
     const int64_t size = layer->output_shape.size();
     largest = std::max(largest, size);
     total = checked_add(total, checked_multiply(2, size, what), what);
   }
   return checked_add(total, checked_multiply(std::max<int64_t>(slot_count_, 2), largest, what), what);
+}
+
+int64_t Network::inference_activations_per_sample() const {
+  int64_t total = 0;
+  for (int64_t size : inference_buffer_sizes_) total = checked_add(total, size, "the workspace per sample");
+  return total;
 }
 
 void Network::set_trainable(int64_t layer_index, bool trainable) {
@@ -298,97 +294,6 @@ void Network::set_trainable_flags(const std::vector<bool>& flags) {
   }
 }
 
-void Network::update_plan() {
-  const size_t node_count = layers_.size();
-  const size_t tensor_count = input_shapes_.size() + node_count;
-  // A tensor needs a gradient when a trainable parameter lies on a path into it.
-  needs_gradient_.assign(tensor_count, false);
-  for (size_t i = 0; i < node_count; ++i) {
-    const Layer& layer = *layers_[i];
-    bool needs = layer.trainable && layer.trainable_parameter_count() > 0;
-    for (int64_t id : nodes_[i].inputs) needs = needs || needs_gradient_[tensor_index(id)];
-    needs_gradient_[tensor_index(static_cast<int64_t>(i))] = needs;
-  }
-  // ReLU fusion across nodes: a fused ReLU whose output's only consumer can apply its derivative
-  // (max pooling, BatchNormalization) hands it that work; not under an activity penalty (its
-  // gradient joins the output's, before the ReLU's derivative) or for a model output.
-  for (auto& layer : layers_) layer->relu_input = false;
-  for (size_t i = 0; i < node_count; ++i) {
-    const auto& consumers = consumers_[tensor_index(static_cast<int64_t>(i))];
-    if (consumers.size() != 1 || is_output(static_cast<int64_t>(i)) || regularization_[i].on_activity()) continue;
-    Layer& next = *layers_[consumers[0].first];
-    if (layers_[i]->outputs_relu() && next.accepts_relu_input() && !next.takes_several_inputs()) {
-      next.relu_input = true;
-    }
-  }
-  fused_in_training_.assign(node_count, false);
-  for (size_t i = 0; i < node_count; ++i) {
-    fused_in_training_[i] = pair_fused(i, Fusion::where_no_input_gradient);
-  }
-  // Gradient slots by liveness in backward order: a tensor's slot is taken by its first consumer
-  // there (or the loss) and freed after its producer's backward; a consumer that finds the slot
-  // already taken writes into a scratch slot that is added in.
-  gradient_slot_.assign(tensor_count, -1);
-  scratch_slot_.assign(node_count, {});
-  std::vector<int64_t> free_slots;
-  int64_t count = 0;
-  auto take = [&]() {
-    if (free_slots.empty()) return count++;
-    const auto smallest = std::min_element(free_slots.begin(), free_slots.end());
-    const int64_t value = *smallest;
-    free_slots.erase(smallest);
-    return value;
-  };
-  for (int64_t id : outputs_) {
-    if (needs_gradient_[tensor_index(id)]) gradient_slot_[tensor_index(id)] = take();
-  }
-  for (size_t i = node_count; i-- > 0;) {
-    const size_t out = tensor_index(static_cast<int64_t>(i));
-    scratch_slot_[i].assign(nodes_[i].inputs.size(), -1);
-    if (!needs_gradient_[out]) continue;
-    if (max_pool_fusion_[i] && fused_in_training_[i]) continue;  // its pool's backward did its work
-    if (gradient_slot_[out] < 0) gradient_slot_[out] = take();    // an unused output: zero gradient
-    const bool pool_of_fused = pool_fused_by_[i] >= 0 && fused_in_training_[static_cast<size_t>(pool_fused_by_[i])];
-    bool passes_slot = false;
-    if (!pool_of_fused) {
-      for (size_t input = 0; input < nodes_[i].inputs.size(); ++input) {
-        const int64_t id = nodes_[i].inputs[input];
-        const size_t tensor = tensor_index(id);
-        if (!needs_gradient_[tensor]) continue;
-        bool targeted_here = false;
-        for (size_t earlier = 0; earlier < input; ++earlier) targeted_here = targeted_here || nodes_[i].inputs[earlier] == id;
-        if (layers_[i]->is_reshape() && consumers_[tensor].size() == 1 && !is_output(id)) {
-          gradient_slot_[tensor] = gradient_slot_[out];  // a reshape's gradient is its output's
-          passes_slot = true;
-        } else if (gradient_slot_[tensor] < 0 && !targeted_here) {
-          gradient_slot_[tensor] = take();
-        } else {
-          scratch_slot_[i][input] = take();
-        }
-      }
-      for (int64_t scratch : scratch_slot_[i]) {
-        if (scratch >= 0) free_slots.push_back(scratch);
-      }
-    }
-    if (!passes_slot) free_slots.push_back(gradient_slot_[out]);
-  }
-  slot_count_ = count;
-}
-
-bool Network::pair_fused(size_t convolution, Fusion fusion) const {
-  if (!max_pool_fusion_enabled_ || convolution >= max_pool_fusion_.size() || !max_pool_fusion_[convolution]) {
-    return false;
-  }
-  switch (fusion) {
-    case Fusion::none: return false;
-    case Fusion::everywhere: return true;
-    case Fusion::where_no_input_gradient:
-      // A fused convolution gives no input gradient.
-      return !needs_gradient_[tensor_index(nodes_[convolution].inputs[0])];
-  }
-  return false;
-}
-
 void Network::set_max_pool_fusion(bool enabled) {
   std::lock_guard<std::mutex> lock(step_mutex_);
   max_pool_fusion_enabled_ = enabled;
@@ -397,7 +302,7 @@ void Network::set_max_pool_fusion(bool enabled) {
 
 std::vector<int64_t> Network::fused_max_pool_layers() const {
   std::vector<int64_t> result;
-  for (size_t i = 0; i < max_pool_fusion_.size(); ++i) {
+  for (size_t i = 0; i < fused_pool_.size(); ++i) {
     if (pair_fused(i, Fusion::everywhere)) result.push_back(static_cast<int64_t>(i));
   }
   return result;
@@ -424,16 +329,7 @@ void Network::set_regularization(int64_t layer_index, const Regularization& regu
   }
   std::lock_guard<std::mutex> lock(step_mutex_);
   regularization_[static_cast<size_t>(layer_index)] = regularization;
-  if (built_) {
-    // An activity penalty on a convolution's output stops its fusion with the pooling after it.
-    const size_t i = static_cast<size_t>(layer_index);
-    if (regularization.on_activity() && fused_pool_[i] >= 0) {
-      pool_fused_by_[static_cast<size_t>(fused_pool_[i])] = -1;
-      max_pool_fusion_[i] = false;
-      fused_pool_[i] = -1;
-    }
-    update_plan();
-  }
+  if (built_) update_plan();  // an activity penalty stops the fusions on the tensor it reads
 }
 
 void Network::configure_loss(bool from_logits) {
@@ -529,23 +425,38 @@ void Network::configure_optimizer(const OptimizerConfig& config) {
   optimizer_configured_ = true;
 }
 
-void Network::ensure_workspace(int64_t batch) {
-  if (batch <= capacity_ && workspace_slots_ == slot_count_) return;
-  batch = std::max(batch, capacity_);
-  // Layout for `batch` samples: the gathered inputs, per node its output (unless a reshape) and
-  // logits (if kept), the gradient slots (each as large as the largest tensor), then losses.
-  int64_t largest = 0, total = 0;
-  for (const SampleShape& shape : input_shapes_) {
-    largest = std::max(largest, shape.size());
-    total += batch * shape.size();
+void Network::ensure_batch_buffers(int64_t batch) {
+  if (batch <= batch_capacity_) return;
+  int64_t total = batch;  // the per-sample losses
+  for (const SampleShape& shape : input_shapes_) total += batch * shape.size();
+  batch_arena_.assign(static_cast<size_t>(total), 0.0f);
+  float* cursor = batch_arena_.data();
+  gathered_.assign(input_shapes_.size(), nullptr);
+  for (size_t k = 0; k < input_shapes_.size(); ++k) {
+    gathered_[k] = cursor;
+    cursor += batch * input_shapes_[k].size();
   }
+  losses_ = cursor;
+  batch_capacity_ = batch;
+}
+
+void Network::ensure_training_workspace(int64_t batch) {
+  ensure_batch_buffers(batch);
+  values_.assign(input_shapes_.size() + layers_.size(), nullptr);
+  pre_activation_values_.assign(layers_.size(), nullptr);
+  if (batch <= training_capacity_ && training_plan_version_ == plan_version_) return;
+  batch = std::max(batch, training_capacity_);
+  // Layout for `batch` samples: per node its output (unless a reshape) and pre-activation (if
+  // kept), then the gradient slots (each as large as the largest tensor).
+  int64_t largest = 0, total = 0;
+  for (const SampleShape& shape : input_shapes_) largest = std::max(largest, shape.size());
   for (const auto& layer : layers_) {
     const int64_t size = layer->output_shape.size();
     largest = std::max(largest, size);
     if (!layer->is_reshape()) total += batch * size;
     if (layer->keeps_pre_activation()) total += batch * size;
   }
-  total += slot_count_ * batch * largest + batch;
+  total += slot_count_ * batch * largest;
   arena_.assign(static_cast<size_t>(total), 0.0f);
   float* cursor = arena_.data();
   auto take = [&cursor](int64_t count) {
@@ -553,8 +464,6 @@ void Network::ensure_workspace(int64_t batch) {
     cursor += count;
     return start;
   };
-  gathered_.assign(input_shapes_.size(), nullptr);
-  for (size_t k = 0; k < input_shapes_.size(); ++k) gathered_[k] = take(batch * input_shapes_[k].size());
   node_outputs_.assign(layers_.size(), nullptr);
   pre_activations_.assign(layers_.size(), nullptr);
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -564,10 +473,34 @@ void Network::ensure_workspace(int64_t batch) {
   }
   slot_stride_ = batch * largest;
   gradient_slots_ = take(slot_count_ * slot_stride_);
-  losses_ = take(batch);
+  training_capacity_ = batch;
+  training_plan_version_ = plan_version_;
+}
+
+void Network::ensure_inference_workspace(int64_t batch) {
+  ensure_batch_buffers(batch);
   values_.assign(input_shapes_.size() + layers_.size(), nullptr);
-  capacity_ = batch;
-  workspace_slots_ = slot_count_;
+  pre_activation_values_.assign(layers_.size(), nullptr);
+  if (batch <= inference_capacity_ && inference_plan_version_ == plan_version_) return;
+  batch = std::max(batch, inference_capacity_);
+  int64_t total = 0;
+  std::vector<int64_t> starts;
+  for (int64_t size : inference_buffer_sizes_) {
+    starts.push_back(total);
+    total += batch * size;
+  }
+  inference_arena_.assign(static_cast<size_t>(total), 0.0f);
+  auto buffer = [&](int64_t index) {
+    return index < 0 ? nullptr : inference_arena_.data() + starts[static_cast<size_t>(index)];
+  };
+  inference_outputs_.assign(layers_.size(), nullptr);
+  inference_pre_activations_.assign(layers_.size(), nullptr);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    inference_outputs_[i] = buffer(inference_output_buffer_[i]);
+    inference_pre_activations_[i] = buffer(inference_pre_activation_buffer_[i]);
+  }
+  inference_capacity_ = batch;
+  inference_plan_version_ = plan_version_;
 }
 
 void Network::gather(const std::vector<const float*>& x, const int64_t* indices, int64_t batch) {
@@ -580,8 +513,12 @@ void Network::gather(const std::vector<const float*>& x, const int64_t* indices,
 }
 
 void Network::forward(const kernels::KernelTable& kernels, const std::vector<const float*>& inputs, int64_t batch,
-                      bool training, uint64_t seed, Fusion fusion, PhaseTimer* timer, int64_t first_sample) {
+                      bool training, uint64_t seed, Fusion fusion, Buffers buffers, PhaseTimer* timer,
+                      int64_t first_sample) {
   StepContext context{kernels, training, seed, parameters_.data(), nullptr, first_sample};
+  const std::vector<float*>& outputs = buffers == Buffers::training ? node_outputs_ : inference_outputs_;
+  const std::vector<float*>& pre_activations =
+      buffers == Buffers::training ? pre_activations_ : inference_pre_activations_;
   for (size_t k = 0; k < input_shapes_.size(); ++k) values_[k] = inputs[k];
   std::vector<bool>& done = done_;
   done.assign(layers_.size(), false);
@@ -596,9 +533,8 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
     if (pair_fused(i, fusion)) {
       // This node writes its consumer's (the max pooling's) output; its own stays unwritten.
       const size_t pool = static_cast<size_t>(fused_pool_[i]);
-      layer.forward_max_pool(context, batch, values_[tensor_index(nodes_[i].inputs[0])], *layers_[pool],
-                             node_outputs_[pool]);
-      values_[tensor_index(static_cast<int64_t>(pool))] = node_outputs_[pool];
+      layer.forward_max_pool(context, batch, values_[tensor_index(nodes_[i].inputs[0])], *layers_[pool], outputs[pool]);
+      values_[tensor_index(static_cast<int64_t>(pool))] = outputs[pool];
       done[pool] = true;
       if (timer != nullptr) timer->lap(1 + i);
       continue;
@@ -608,21 +544,12 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
     if (layer.is_reshape()) {
       values_[out] = node_inputs[0];
     } else {
-      layer.forward_inputs(context, batch, node_inputs, pre_activations_[i], node_outputs_[i]);
-      values_[out] = node_outputs_[i];
+      layer.forward_inputs(context, batch, node_inputs, pre_activations[i], outputs[i]);
+      values_[out] = outputs[i];
+      pre_activation_values_[i] = pre_activations[i];
     }
     if (timer != nullptr) timer->lap(1 + i);
   }
-}
-
-bool Network::fused_softmax(size_t output) const {
-  // Softmax output + cross-entropy: the loss reads the logits (as Keras does for a softmax output)
-  // and its gradient is the logits', softmax(z) - t, skipping softmax backward; not when other
-  // nodes read the output too (their gradients are the probabilities').
-  const int64_t id = outputs_[output];
-  const Layer& layer = *layers_[static_cast<size_t>(id)];
-  return !output_losses_[output].from_logits && layer.activation() == Activation::softmax &&
-         layer.keeps_pre_activation() && consumers_[tensor_index(id)].empty();
 }
 
 StepResult Network::losses_and_gradients(const std::vector<Targets>& targets, const int64_t* indices, int64_t batch,
@@ -658,7 +585,7 @@ StepResult Network::losses_and_gradients(const std::vector<Targets>& targets, co
     params.from_logits = output_losses_[k].from_logits || fused;
     const float weight = output_losses_[k].weight;
     params.gradient_scale = loss_batch > 0 ? weight / static_cast<float>(loss_batch) : 0.0f;
-    kernels::cross_entropy(params, fused ? pre_activations_[node] : output, labels, probabilities, losses_, gradient);
+    kernels::cross_entropy(params, fused ? pre_activation_values_[node] : output, labels, probabilities, losses_, gradient);
     if (targets[k].sample_weights != nullptr) {
       for (int64_t i = 0; i < batch; ++i) {
         const float sample_weight = targets[k].sample_weights[indices[i]];
@@ -754,11 +681,11 @@ StepResult Network::forward_backward(const std::vector<const float*>& x, const s
   const kernels::KernelTable& kernels = kernels::active();
   const size_t node_count = layers_.size();
   const size_t loss_slot = 1 + node_count, backward_slot = loss_slot + 1;
-  ensure_workspace(batch);
+  ensure_training_workspace(batch);
   gather(x, indices, batch);
   timer.lap(0);
   std::vector<const float*> inputs(gathered_.begin(), gathered_.end());
-  forward(kernels, inputs, batch, true, seed, Fusion::where_no_input_gradient, &timer, first_sample);
+  forward(kernels, inputs, batch, true, seed, Fusion::where_no_input_gradient, Buffers::training, &timer, first_sample);
 
   StepResult result = losses_and_gradients(targets, indices, batch, loss_batch, true);
   penalty = activity_penalty(batch, loss_batch);
@@ -921,10 +848,10 @@ StepResult Network::test_step(const std::vector<const float*>& x, const std::vec
   std::lock_guard<std::mutex> lock(step_mutex_);
   require_built();
   if (batch <= 0) return {};
-  ensure_workspace(batch);
+  ensure_inference_workspace(batch);
   gather(x, indices, batch);
   std::vector<const float*> inputs(gathered_.begin(), gathered_.end());
-  forward(kernels::active(), inputs, batch, false, 0, Fusion::everywhere);
+  forward(kernels::active(), inputs, batch, false, 0, Fusion::everywhere, Buffers::inference);
   StepResult result = losses_and_gradients(targets, indices, batch, batch, false);
   // Keras's evaluation loss includes the regularization penalties too.
   result.loss_sum += static_cast<double>(batch) * (activity_penalty(batch, batch) + weight_penalty(false));
@@ -938,12 +865,12 @@ void Network::predict(const std::vector<const float*>& x, int64_t batch, const s
   // Inference treats every sample alone, so a large batch runs in slices whose activations stay in
   // cache (results are bitwise those of one pass: no computation mixes samples).
   constexpr int64_t kPredictSlice = 64;
-  ensure_workspace(std::min(batch, kPredictSlice));
+  ensure_inference_workspace(std::min(batch, kPredictSlice));
   std::vector<const float*> inputs(x.size());
   for (int64_t first = 0; first < batch; first += kPredictSlice) {
     const int64_t count = std::min(kPredictSlice, batch - first);
     for (size_t k = 0; k < x.size(); ++k) inputs[k] = x[k] + first * input_shapes_[k].size();
-    forward(kernels::active(), inputs, count, false, 0, Fusion::everywhere);
+    forward(kernels::active(), inputs, count, false, 0, Fusion::everywhere, Buffers::inference);
     for (size_t k = 0; k < outputs_.size(); ++k) {
       const int64_t size = layers_[static_cast<size_t>(outputs_[k])]->output_shape.size();
       std::memcpy(outputs[k] + first * size, values_[tensor_index(outputs_[k])],
@@ -957,8 +884,8 @@ void Network::forward_training(const std::vector<const float*>& x, int64_t batch
   std::lock_guard<std::mutex> lock(step_mutex_);
   require_built();
   if (batch <= 0) return;
-  ensure_workspace(batch);
-  forward(kernels::active(), x, batch, true, seed, Fusion::everywhere);
+  ensure_inference_workspace(batch);
+  forward(kernels::active(), x, batch, true, seed, Fusion::everywhere, Buffers::inference);
   for (size_t k = 0; k < outputs_.size(); ++k) {
     const int64_t size = layers_[static_cast<size_t>(outputs_[k])]->output_shape.size();
     std::memcpy(outputs[k], values_[tensor_index(outputs_[k])], static_cast<size_t>(batch * size) * sizeof(float));
@@ -971,8 +898,8 @@ std::vector<std::vector<float>> Network::forward_training_layer_outputs(const st
   require_built();
   std::vector<std::vector<float>> result(layers_.size());
   if (batch <= 0) return result;
-  ensure_workspace(batch);
-  forward(kernels::active(), x, batch, true, seed, Fusion::none);  // every node's own output
+  ensure_training_workspace(batch);
+  forward(kernels::active(), x, batch, true, seed, Fusion::none, Buffers::training);  // every node's own output
   for (size_t i = 0; i < layers_.size(); ++i) {
     const float* values = values_[tensor_index(static_cast<int64_t>(i))];
     result[i].assign(values, values + batch * layers_[i]->output_shape.size());

@@ -83,9 +83,14 @@ class Network {
   int64_t parameter_owner(int64_t node) const;
   float* parameters() { return parameters_.data(); }
   int64_t parameter_count() const { return static_cast<int64_t>(parameters_.size()); }
-  // Floats the workspace holds per sample (inputs, activations, gradient slots, losses); throws
-  // std::overflow_error when that does not fit in 64 bits.
+  // Floats the workspaces hold per sample (inputs, losses; training's activations and gradient
+  // slots; inference's activation buffers); throws std::overflow_error when that does not fit in
+  // 64 bits.
   int64_t workspace_per_sample() const;
+  // Floats per sample of the activations an inference pass holds (buffers reused by liveness)
+  // and a training pass holds (every tensor, for backward).
+  int64_t inference_activations_per_sample() const;
+  int64_t training_activations_per_sample() const;
 
   void set_trainable(int64_t layer_index, bool trainable);
   // Every node's flag at once (one plan update).
@@ -149,6 +154,10 @@ class Network {
   // convolution needs no input gradient.
   void set_max_pool_fusion(bool enabled);
   std::vector<int64_t> fused_max_pool_layers() const;
+  // The plan's fusion passes by name (plan.cpp), each with the nodes it applies to in inference:
+  // convolution_max_pool (the convolutions), relu_derivative_hand_off (the consumers that apply
+  // a ReLU's derivative), softmax_cross_entropy (the output tensors).
+  std::vector<std::pair<std::string, std::vector<int64_t>>> fusion_passes() const;
   std::vector<std::pair<std::string, double>> profile() const;
 
  private:
@@ -158,6 +167,9 @@ class Network {
   };
   // Which Conv2D + MaxPooling2D pairs run fused in a pass.
   enum class Fusion { none, everywhere, where_no_input_gradient };
+  // Where a pass keeps node outputs: one buffer per node (training: backward reads them; also
+  // every layer's output for check_numerics) or the inference buffers reused by liveness.
+  enum class Buffers { training, inference };
 
   size_t tensor_index(int64_t id) const {
     return id < 0 ? static_cast<size_t>(-1 - id) : input_shapes_.size() + static_cast<size_t>(id);
@@ -166,19 +178,29 @@ class Network {
     return id < 0 ? input_shapes_[static_cast<size_t>(-1 - id)] : layers_[static_cast<size_t>(id)]->output_shape;
   }
   bool is_output(int64_t id) const;
-  void ensure_workspace(int64_t batch);
+  void ensure_batch_buffers(int64_t batch);
+  void ensure_training_workspace(int64_t batch);
+  void ensure_inference_workspace(int64_t batch);
   // Recomputes trainable_variables_: (begin, end) in the parameter buffer of every weight array
   // the optimizer updates. Runs at build and when a layer's trainable flag changes, not per step.
   void update_trainable_variables();
-  // The backward plan: which tensors need a gradient, the fusions, and the gradient slot of
-  // every tensor (slots reused by liveness in backward order). At build and on every change of
-  // the trainable flags or the regularization.
+  // The plan (plan.cpp): its passes in order. At build and on every change of the trainable
+  // flags, the regularization or the fusion switch.
   void update_plan();
+  // The node that is `node`'s output's only reader, or -1: also when the output is a model
+  // output or carries an activity penalty. Every fusion applies only where this is a node.
+  int64_t single_consumer(int64_t node) const;
+  void pass_needs_gradient();
+  void pass_convolution_max_pool();
+  void pass_relu_derivative_hand_off();
+  void pass_gradient_slots();
+  void pass_activation_buffers();
   void gather(const std::vector<const float*>& x, const int64_t* indices, int64_t batch);
   bool pair_fused(size_t convolution, Fusion fusion) const;
   // timer (may be null): laps into profile slot 1 + node index after each node.
   void forward(const kernels::KernelTable& kernels, const std::vector<const float*>& inputs, int64_t batch,
-               bool training, uint64_t seed, Fusion fusion, PhaseTimer* timer = nullptr, int64_t first_sample = 0);
+               bool training, uint64_t seed, Fusion fusion, Buffers buffers, PhaseTimer* timer = nullptr,
+               int64_t first_sample = 0);
   bool fused_softmax(size_t output) const;
   // Loss of every output, its gradient (scaled by weight / loss_batch) into the output's gradient
   // slot when `gradients` is true.
@@ -201,8 +223,7 @@ class Network {
   std::vector<int64_t> outputs_;
   std::vector<OutputLoss> output_losses_;
   std::vector<std::vector<std::pair<size_t, size_t>>> consumers_;  // per tensor index: (node, input slot)
-  std::vector<bool> max_pool_fusion_;  // per node: a convolution that can compute its consumer's max pooling
-  std::vector<int64_t> fused_pool_;    // per node: that consumer (-1: none)
+  std::vector<int64_t> fused_pool_;    // per node: the max pooling a convolution can compute (-1: none)
   std::vector<int64_t> pool_fused_by_; // per node: the convolution that can compute it (-1: none)
   bool max_pool_fusion_enabled_ = true;
   bool default_from_logits_ = false;
@@ -214,29 +235,42 @@ class Network {
   std::vector<Regularization> regularization_;  // one per node
   std::vector<double> penalty_partials_;
 
-  // The backward plan (update_plan).
+  // The plan (update_plan), bumped version on every change so that workspaces follow it.
+  int64_t plan_version_ = 0;
   std::vector<bool> needs_gradient_;             // per tensor index
   std::vector<int64_t> gradient_slot_;           // per tensor index (-1: none)
   std::vector<std::vector<int64_t>> scratch_slot_;  // per node and input: a slot to add from (-1: direct)
   std::vector<bool> fused_in_training_;          // per node: conv computing its pool in training
   int64_t slot_count_ = 0;
   std::vector<bool> shared_parameters_;  // per node: it shares parameters or others share its
+  std::vector<int64_t> inference_output_buffer_;          // per node (-1: none, a reshape or fused convolution)
+  std::vector<int64_t> inference_pre_activation_buffer_;  // per node (-1: none)
+  std::vector<int64_t> inference_buffer_sizes_;           // floats per sample of each buffer
 
   // Per-pass scratch, kept between steps so that a step allocates nothing.
   std::vector<bool> done_, notified_;
   std::vector<const float*> node_inputs_;
   std::vector<float*> input_gradients_;
 
-  // Workspace: every buffer of a step, carved out of one arena for `capacity_` samples.
-  int64_t capacity_ = 0;
-  int64_t workspace_slots_ = 0;
+  // Workspaces, each one arena sized for the largest batch it has served and laid out for the
+  // plan version it records. Batch buffers: the gathered inputs and the per-sample losses.
+  int64_t batch_capacity_ = 0;
+  std::vector<float> batch_arena_;
+  std::vector<float*> gathered_;  // per input
+  float* losses_ = nullptr;
+  // Training: every node's output and kept pre-activation, and the gradient slots.
+  int64_t training_capacity_ = 0, training_plan_version_ = -1;
   std::vector<float> arena_;
-  std::vector<float*> gathered_;        // per input
-  std::vector<const float*> values_;    // per tensor index, for the current pass
   std::vector<float*> node_outputs_, pre_activations_;  // per node (null for reshapes)
   float* gradient_slots_ = nullptr;
   int64_t slot_stride_ = 0;
-  float* losses_ = nullptr;
+  // Inference: the activation buffers (pass_activation_buffers), as per-node pointers.
+  int64_t inference_capacity_ = 0, inference_plan_version_ = -1;
+  std::vector<float> inference_arena_;
+  std::vector<float*> inference_outputs_, inference_pre_activations_;  // per node
+  // The current pass: every tensor's values and every node's pre-activation (null: none kept).
+  std::vector<const float*> values_;
+  std::vector<const float*> pre_activation_values_;
   std::vector<int32_t> batch_labels_;
   std::vector<float> batch_probabilities_;
 

@@ -1,0 +1,235 @@
+// The planner: what each pass of a built network computes where, derived from the graph alone and
+// recomputed when what it depends on changes (trainable flags, regularizers, the fusion switch).
+// Each fusion is a named pass that applies only where a tensor has a single consumer, is not a
+// model output and carries no activity penalty (single_consumer); the executor (network.cpp)
+// reads the plan and never decides a fusion itself.
+//
+//   convolution_max_pool      a Conv2D computes the MaxPooling2D that reads it (one kernel; the
+//                             convolution's own output is never stored)
+//   relu_derivative_hand_off  a fused ReLU's derivative is applied by its consumer (max pooling,
+//                             BatchNormalization), which sees the ReLU's output anyway
+//   softmax_cross_entropy     a softmax output's loss reads the logits and its gradient is the
+//                             logits' (softmax(z) - t), skipping the softmax backward pass
+//   gradient_slots            a gradient buffer per tensor, reused by liveness in backward order
+//   activation_buffers        inference passes: an activation buffer per tensor, reused by
+//                             liveness in forward order (training keeps every tensor for backward)
+#include <algorithm>
+
+#include "runtime/network.h"
+
+namespace fastcnn::runtime {
+
+int64_t Network::single_consumer(int64_t node) const {
+  const auto& consumers = consumers_[tensor_index(node)];
+  if (consumers.size() != 1 || is_output(node) || regularization_[static_cast<size_t>(node)].on_activity()) return -1;
+  return static_cast<int64_t>(consumers[0].first);
+}
+
+void Network::pass_convolution_max_pool() {
+  const size_t node_count = layers_.size();
+  fused_pool_.assign(node_count, -1);
+  pool_fused_by_.assign(node_count, -1);
+  for (size_t i = 0; i < node_count; ++i) {
+    const int64_t next = single_consumer(static_cast<int64_t>(i));
+    if (next >= 0 && layers_[i]->fuses_max_pool(*layers_[static_cast<size_t>(next)])) {
+      fused_pool_[i] = next;
+      pool_fused_by_[static_cast<size_t>(next)] = static_cast<int64_t>(i);
+    }
+  }
+  // In training the fused kernel gives no input gradient: only where the convolution needs none.
+  fused_in_training_.assign(node_count, false);
+  for (size_t i = 0; i < node_count; ++i) fused_in_training_[i] = pair_fused(i, Fusion::where_no_input_gradient);
+}
+
+void Network::pass_relu_derivative_hand_off() {
+  for (auto& layer : layers_) layer->relu_input = false;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const int64_t consumer = single_consumer(static_cast<int64_t>(i));
+    if (consumer < 0) continue;
+    Layer& next = *layers_[static_cast<size_t>(consumer)];
+    if (layers_[i]->outputs_relu() && next.accepts_relu_input() && !next.takes_several_inputs()) next.relu_input = true;
+  }
+}
+
+bool Network::fused_softmax(size_t output) const {
+  // Not when other nodes read the output too: their gradients are the probabilities'.
+  const int64_t id = outputs_[output];
+  const Layer& layer = *layers_[static_cast<size_t>(id)];
+  return !output_losses_[output].from_logits && layer.activation() == Activation::softmax &&
+         layer.keeps_pre_activation() && consumers_[tensor_index(id)].empty();
+}
+
+bool Network::pair_fused(size_t convolution, Fusion fusion) const {
+  if (!max_pool_fusion_enabled_ || convolution >= fused_pool_.size() || fused_pool_[convolution] < 0) return false;
+  switch (fusion) {
+    case Fusion::none: return false;
+    case Fusion::everywhere: return true;
+    case Fusion::where_no_input_gradient: return !needs_gradient_[tensor_index(nodes_[convolution].inputs[0])];
+  }
+  return false;
+}
+
+void Network::pass_needs_gradient() {
+  // A tensor needs a gradient when a trainable parameter lies on a path into it.
+  needs_gradient_.assign(input_shapes_.size() + layers_.size(), false);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& layer = *layers_[i];
+    bool needs = layer.trainable && layer.trainable_parameter_count() > 0;
+    for (int64_t id : nodes_[i].inputs) needs = needs || needs_gradient_[tensor_index(id)];
+    needs_gradient_[tensor_index(static_cast<int64_t>(i))] = needs;
+  }
+}
+
+namespace {
+
+// Buffers reused by liveness: take() returns the free buffer with the smallest index (a fixed
+// choice, so the plan depends on the graph only), release() frees one.
+class BufferPool {
+ public:
+  int64_t take() {
+    if (free_.empty()) return count_++;
+    const auto smallest = std::min_element(free_.begin(), free_.end());
+    const int64_t value = *smallest;
+    free_.erase(smallest);
+    return value;
+  }
+  void release(int64_t buffer) { free_.push_back(buffer); }
+  int64_t count() const { return count_; }
+
+ private:
+  std::vector<int64_t> free_;
+  int64_t count_ = 0;
+};
+
+}  // namespace
+
+void Network::pass_gradient_slots() {
+  // In backward order: a tensor's slot is taken by its first consumer there (or the loss) and
+  // freed after its producer's backward; a consumer that finds the slot already taken writes
+  // into a scratch slot that is added in.
+  const size_t node_count = layers_.size();
+  gradient_slot_.assign(input_shapes_.size() + node_count, -1);
+  scratch_slot_.assign(node_count, {});
+  BufferPool slots;
+  for (int64_t id : outputs_) {
+    if (needs_gradient_[tensor_index(id)]) gradient_slot_[tensor_index(id)] = slots.take();
+  }
+  for (size_t i = node_count; i-- > 0;) {
+    const size_t out = tensor_index(static_cast<int64_t>(i));
+    scratch_slot_[i].assign(nodes_[i].inputs.size(), -1);
+    if (!needs_gradient_[out]) continue;
+    if (fused_in_training_[i]) continue;  // its pool's backward did its work
+    if (gradient_slot_[out] < 0) gradient_slot_[out] = slots.take();  // an unused output: zero gradient
+    const bool pool_of_fused = pool_fused_by_[i] >= 0 && fused_in_training_[static_cast<size_t>(pool_fused_by_[i])];
+    bool passes_slot = false;
+    if (!pool_of_fused) {
+      for (size_t input = 0; input < nodes_[i].inputs.size(); ++input) {
+        const int64_t id = nodes_[i].inputs[input];
+        const size_t tensor = tensor_index(id);
+        if (!needs_gradient_[tensor]) continue;
+        bool targeted_here = false;
+        for (size_t earlier = 0; earlier < input; ++earlier) targeted_here = targeted_here || nodes_[i].inputs[earlier] == id;
+        if (layers_[i]->is_reshape() && consumers_[tensor].size() == 1 && !is_output(id)) {
+          gradient_slot_[tensor] = gradient_slot_[out];  // a reshape's gradient is its output's
+          passes_slot = true;
+        } else if (gradient_slot_[tensor] < 0 && !targeted_here) {
+          gradient_slot_[tensor] = slots.take();
+        } else {
+          scratch_slot_[i][input] = slots.take();
+        }
+      }
+      for (int64_t scratch : scratch_slot_[i]) {
+        if (scratch >= 0) slots.release(scratch);
+      }
+    }
+    if (!passes_slot) slots.release(gradient_slot_[out]);
+  }
+  slot_count_ = slots.count();
+}
+
+void Network::pass_activation_buffers() {
+  // Inference passes run every fusion (Fusion::everywhere) and read a tensor only while its
+  // consumers run, so its buffer is free once the last one has: a chain of layers needs two
+  // buffers (and one for a kept pre-activation), a residual network a few more. A reshape's
+  // output is its input's buffer. Kept to the end: model outputs and their pre-activations (the
+  // loss reads them), and tensors under an activity penalty (evaluate adds it after the pass).
+  const size_t node_count = layers_.size();
+  inference_output_buffer_.assign(node_count, -1);
+  inference_pre_activation_buffer_.assign(node_count, -1);
+  // storage[t]: the node whose buffer holds node t's output (t itself, or a reshape's source).
+  std::vector<int64_t> storage(node_count, -1), last_use(node_count, -1);
+  std::vector<bool> kept(node_count, false);
+  for (size_t i = 0; i < node_count; ++i) {
+    const int64_t source = nodes_[i].inputs[0];
+    storage[i] = layers_[i]->is_reshape() && source >= 0 ? storage[static_cast<size_t>(source)] : static_cast<int64_t>(i);
+    if (is_output(static_cast<int64_t>(i)) || regularization_[i].on_activity()) kept[static_cast<size_t>(storage[i])] = true;
+  }
+  // A fused convolution's pass writes its pool's output: the pool's reads happen at the convolution.
+  std::vector<size_t> runs_at(node_count);
+  for (size_t i = 0; i < node_count; ++i) {
+    runs_at[i] = i;
+    if (pool_fused_by_[i] >= 0 && pair_fused(static_cast<size_t>(pool_fused_by_[i]), Fusion::everywhere)) {
+      runs_at[i] = static_cast<size_t>(pool_fused_by_[i]);
+    }
+  }
+  for (size_t i = 0; i < node_count; ++i) {
+    for (int64_t id : nodes_[i].inputs) {
+      if (id < 0) continue;
+      const size_t holder = static_cast<size_t>(storage[static_cast<size_t>(id)]);
+      last_use[holder] = std::max<int64_t>(last_use[holder], static_cast<int64_t>(runs_at[i]));
+    }
+  }
+  std::vector<std::vector<int64_t>> release_after(node_count);
+  BufferPool buffers;
+  std::vector<int64_t> sizes;
+  auto place = [&](int64_t size) {
+    const int64_t buffer = buffers.take();
+    if (buffer >= static_cast<int64_t>(sizes.size())) sizes.push_back(0);
+    sizes[static_cast<size_t>(buffer)] = std::max(sizes[static_cast<size_t>(buffer)], size);
+    return buffer;
+  };
+  for (size_t i = 0; i < node_count; ++i) {
+    // A fused pool is placed with its convolution; a reshape's output is its input's buffer.
+    if (runs_at[i] == i && !layers_[i]->is_reshape()) {
+      // The node's outputs are placed before its inputs are released: a kernel never reads and
+      // writes one buffer.
+      const size_t writes = pair_fused(i, Fusion::everywhere) ? static_cast<size_t>(fused_pool_[i]) : i;
+      const Layer& layer = *layers_[writes];
+      const int64_t output = place(layer.output_shape.size());
+      inference_output_buffer_[writes] = output;
+      if (writes == i && layer.keeps_pre_activation()) {
+        inference_pre_activation_buffer_[i] = place(layer.output_shape.size());
+        // Read by this node only, unless the loss reads a model output's logits.
+        if (!is_output(static_cast<int64_t>(i))) release_after[i].push_back(inference_pre_activation_buffer_[i]);
+      }
+      if (!kept[writes]) release_after[static_cast<size_t>(std::max<int64_t>(last_use[writes], i))].push_back(output);
+    }
+    for (int64_t buffer : release_after[i]) buffers.release(buffer);
+  }
+  inference_buffer_sizes_ = sizes;
+}
+
+void Network::update_plan() {
+  ++plan_version_;
+  pass_needs_gradient();
+  pass_convolution_max_pool();
+  pass_relu_derivative_hand_off();
+  pass_gradient_slots();
+  pass_activation_buffers();
+}
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes() const {
+  std::vector<int64_t> convolutions, relu_hand_offs, softmax_outputs;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    if (pair_fused(i, Fusion::everywhere)) convolutions.push_back(static_cast<int64_t>(i));
+    if (layers_[i]->relu_input) relu_hand_offs.push_back(static_cast<int64_t>(i));
+  }
+  for (size_t k = 0; k < outputs_.size(); ++k) {
+    if (fused_softmax(k)) softmax_outputs.push_back(outputs_[k]);
+  }
+  return {{"convolution_max_pool", convolutions},
+          {"relu_derivative_hand_off", relu_hand_offs},
+          {"softmax_cross_entropy", softmax_outputs}};
+}
+
+}  // namespace fastcnn::runtime

@@ -1,0 +1,115 @@
+"""The compiled network's plan (csrc/runtime/plan.cpp): the fusion passes apply only where a tensor
+has a single consumer, and inference passes keep activations in buffers reused by liveness while
+giving the same values as the training pass, which keeps one buffer per tensor."""
+
+import numpy as np
+import pytest
+
+import fastcnn as keras
+from fastcnn import layers
+
+
+def _built(model, sample_shapes):
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    inputs = [np.zeros((1,) + tuple(shape), np.float32) for shape in sample_shapes]
+    model.predict(inputs if len(inputs) > 1 else inputs[0], verbose=0)
+    return model._network
+
+
+def test_a_chain_needs_two_activation_buffers_in_inference():
+    inputs = keras.Input((12, 12, 8))
+    x = inputs
+    for _ in range(6):
+        x = layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    network = _built(keras.Model(inputs, x), [(12, 12, 8)])
+    size = 12 * 12 * 8
+    sizes = network.activations_per_sample()
+    assert sizes["inference"] == 2 * size  # one read, one written: the kept output is the last one
+    assert sizes["training"] >= 6 * size
+
+
+def test_a_residual_shortcut_stays_live_until_its_add():
+    inputs = keras.Input((8, 8, 4))
+    shortcut = layers.Conv2D(4, 1)(inputs)
+    x = layers.Conv2D(4, 3, padding="same", activation="relu")(shortcut)
+    x = layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    x = layers.Add()([shortcut, x])
+    network = _built(keras.Model(inputs, x), [(8, 8, 4)])
+    assert network.activations_per_sample()["inference"] == 3 * 8 * 8 * 4
+
+
+def test_fusion_passes_apply_only_where_a_tensor_has_a_single_consumer():
+    inputs = keras.Input((16, 16, 1))
+    fused = layers.Conv2D(8, 3, activation="relu")(inputs)        # node 0: read by the pool only
+    pooled = layers.MaxPooling2D()(fused)                         # node 1
+    read_twice = layers.Conv2D(8, 3, padding="same", activation="relu")(pooled)  # node 2: two readers
+    left = layers.MaxPooling2D()(read_twice)                      # node 3
+    right = layers.MaxPooling2D()(read_twice)                     # node 4
+    merged = layers.Add()([left, right])                          # node 5
+    normalized = layers.BatchNormalization()(layers.Conv2D(4, 1, activation="relu")(merged))  # nodes 6, 7
+    outputs = layers.Dense(3, activation="softmax")(layers.Flatten()(normalized))  # nodes 8, 9
+    network = _built(keras.Model(inputs, outputs), [(16, 16, 1)])
+    passes = network.fusion_passes()
+    assert passes["convolution_max_pool"] == [0]
+    assert passes["relu_derivative_hand_off"] == [1, 7]  # the pool after node 0, the BatchNorm after the ReLU
+    assert passes["softmax_cross_entropy"] == [9]
+    network.set_max_pool_fusion(False)
+    assert network.fusion_passes()["convolution_max_pool"] == []
+
+
+def test_a_softmax_output_read_by_another_layer_is_not_fused_with_its_loss():
+    inputs = keras.Input((6,))
+    probabilities = layers.Dense(3, activation="softmax", name="first")(inputs)
+    second = layers.Dense(2, activation="softmax", name="second")(probabilities)
+    model = keras.Model(inputs, [probabilities, second])
+    model.compile("sgd", ["sparse_categorical_crossentropy", "sparse_categorical_crossentropy"])
+    model.predict(np.zeros((1, 6), np.float32), verbose=0)
+    assert model._network.fusion_passes()["softmax_cross_entropy"] == [1]
+
+
+def _graph_model(seed):
+    """A graph with a shortcut, a concatenation, a shared layer, a reshape, an intermediate tensor
+    that is also a model output, and kept pre-activations (softmax)."""
+    keras.utils.set_random_seed(seed)
+    image = keras.Input((10, 10, 3))
+    side = keras.Input((5,))
+    a = layers.Conv2D(6, 3, padding="same", activation="relu")(image)
+    b = layers.Conv2D(6, 3, padding="same", activation="tanh")(a)
+    c = layers.Add()([a, b])
+    shared = layers.Conv2D(6, 1, activation="relu")
+    d = layers.Concatenate()([shared(c), shared(b)])
+    pooled = layers.MaxPooling2D()(d)
+    features = layers.Flatten()(pooled)
+    side_features = layers.Dense(8, activation="relu")(side)
+    joined = layers.Concatenate()([features, side_features])
+    first = layers.Dense(4, activation="softmax", name="first")(joined)
+    second = layers.Dense(3, name="second")(layers.Activation("softmax")(layers.Dense(5)(joined)))
+    return keras.Model([image, side], [first, second, side_features])
+
+
+def _node_output(layer_outputs, shape):
+    """The one node output of this shape (the test model's outputs have sizes of their own; the
+    runtime holds every tensor as (batch, height, width, channels))."""
+    matches = [output.reshape(shape) for output in layer_outputs if output.size == np.prod(shape)]
+    assert len(matches) == 1, [output.shape for output in layer_outputs]
+    return matches[0]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_inference_buffers_give_the_training_buffers_values(rng, seed):
+    model = _graph_model(seed)
+    x = [rng.standard_normal((7, 10, 10, 3)).astype(np.float32), rng.standard_normal((7, 5)).astype(np.float32)]
+    model.compile("adam", ["sparse_categorical_crossentropy", "sparse_categorical_crossentropy",
+                           keras.losses.SparseCategoricalCrossentropy(from_logits=True)])
+    y = [np.arange(7) % 4, np.arange(7) % 3, np.arange(7) % 8]
+    for _ in range(2):
+        predicted = model.predict(x, verbose=0)
+        # No random or batch-dependent layer: training mode computes what inference does, there in
+        # one buffer per tensor and without the pooling fusion.
+        layer_outputs = model._network.forward_training_layer_outputs([x[0], x[1].reshape(7, 1, 1, 5)], 0)
+        for produced in predicted:
+            np.testing.assert_array_equal(produced, _node_output(layer_outputs, produced.shape))
+        sizes = model._network.activations_per_sample()
+        assert 0 < sizes["inference"] < sizes["training"]
+        # Again after training steps moved the weights and used the training workspace.
+        model.fit(x, y, epochs=2, batch_size=4, verbose=0)
