@@ -51,9 +51,7 @@ import traceback
 
 import numpy as np
 
-from fastcnn import _random
 from fastcnn.models import _batch_input, _loop
-from fastcnn.models.model import _check_batch_size, _check_verbose
 
 DEFAULT_TIMEOUT = 300.0
 
@@ -122,8 +120,9 @@ class _Watchdog:
 
 
 class MPIStrategy:
-    """Synchronous data-parallel training of a fastcnn model (Sequential or functional, one input
-    and one output) over MPI ranks.
+    """Synchronous data-parallel training of a fastcnn model (Sequential or functional, any number
+    of inputs and outputs) over MPI ranks: the model's own fit and evaluate, their steps spread
+    over the ranks (``scope()``).
 
     comm: an mpi4py communicator (default MPI.COMM_WORLD). timeout: seconds a collective may wait
     for the other ranks before the job is aborted with a clear message (default 300). overlap:
@@ -221,15 +220,18 @@ class MPIStrategy:
         if network is None:
             raise ValueError("broadcast_model needs a built model: call model.build(input_shape) or pass data "
                              "first.")
+        self._broadcast_network(network, model.compiled, model.optimizer, root)
+
+    def _broadcast_network(self, network, compiled, optimizer, root=0):
         slots = []
-        if model.compiled:
+        if compiled:
             for slot in ("first_moment", "second_moment", "third_slot"):
                 try:
                     slots.append((slot, network.optimizer_slot_views(slot)))
                 except ValueError:
                     pass  # this optimizer configuration keeps no such slot
         signature = (tuple(tuple(r) for r in network.layer_parameter_ranges()), network.parameter_count,
-                     model.compiled and type(model.optimizer).__name__, tuple(slot for slot, _ in slots))
+                     compiled and type(optimizer).__name__, tuple(slot for slot, _ in slots))
         signatures = self._collective("the model check", self.comm.allgather, signature)
         if any(other != signatures[root] for other in signatures):
             different = [rank for rank, other in enumerate(signatures) if other != signatures[root]]
@@ -241,7 +243,7 @@ class MPIStrategy:
             for layer_views in views:
                 for view in layer_views:
                     self._collective("the optimizer state broadcast", self.comm.Bcast, view, root)
-        if model.compiled:
+        if compiled:
             scalars = self.broadcast_object(
                 (network.optimizer_iterations, network.optimizer_nadam_u_product), root,
                 "the optimizer state broadcast")
@@ -274,60 +276,115 @@ class MPIStrategy:
                 file.write(payload)
             return models.load_model(path, compile=compile)
 
-    # ---- training ----
+    # ---- training and evaluation: the model's own trainer, its steps spread by this strategy ----
 
-    def _callbacks(self, model, callbacks, verbose, epochs, steps, add_history):
-        """The CallbackList of this rank: every callback on rank 0; elsewhere those that neither
-        print nor write files (progress bars, ModelCheckpoint, CSVLogger are rank 0's)."""
+    def scope(self):
+        """A context in which this thread's ``model.fit`` and ``model.evaluate`` on arrays run on
+        every rank in step (each rank passes its shard), as ``fit`` and ``evaluate`` below do::
+
+            with strategy.scope():
+                model.fit(x_part, y_part, batch_size=32, epochs=5)
+        """
+        return _loop.spread_steps(_MPISteps(self))
+
+    def fit(self, model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0):
+        """Trains `model` on this rank's arrays `x`, `y` (its shard) in batches of `batch_size` per
+        rank, every rank in step; the global batch is the sum of the ranks' batches. Returns the
+        History (the same logs on every rank: reduced over all ranks). `validation_data` is this
+        rank's shard of the validation arrays, evaluated and reduced over all ranks. Models with
+        several inputs or outputs take lists or dicts of arrays, as their fit does."""
+        def run():
+            with self.scope():
+                return model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                                 validation_data=validation_data, shuffle=shuffle, class_weight=class_weight,
+                                 sample_weight=sample_weight, initial_epoch=initial_epoch)
+
+        return self._abort_on_error(run)
+
+    def evaluate(self, model, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, callbacks=None,
+                 return_dict=False):
+        """Loss (and accuracy) over the union of every rank's arrays (each rank passes its shard):
+        the per-rank sums of losses, correct predictions and samples are added over all ranks, so
+        the result is the single-process evaluate of all the samples, the same on every rank."""
+        def run():
+            with self.scope():
+                return model.evaluate(x, y, batch_size=batch_size, verbose=verbose, sample_weight=sample_weight,
+                                      callbacks=callbacks, return_dict=return_dict)
+
+        return self._abort_on_error(run)
+
+
+class _MPISteps(_loop.LocalSteps):
+    """The step hook of MPIStrategy (fastcnn/models/_loop.py): every rank takes its own batch of
+    its shard, the gradients are summed over the ranks before each update, and the totals of
+    training and evaluation are added over the ranks."""
+
+    distributed = True
+
+    def __init__(self, strategy):
+        self.strategy = strategy
+        self.ranges = []
+        self.rank_samples = []
+
+    def check_fit(self, batch_source, check_numerics):
+        if batch_source:
+            raise TypeError("MPIStrategy trains and evaluates on arrays (each rank's shard); generators, PyDatasets "
+                            "and datasets are not supported.")
+        if check_numerics:
+            raise ValueError("check_numerics=True replays a step in one process; it is not supported under "
+                             "MPIStrategy. Run the check in a single process.")
+
+    def begin_fit(self, model, network, settings):
+        strategy = self.strategy
+        # Every rank must agree on the run's shape, or a collective would pair unrelated calls.
+        all_settings = strategy._collective("the settings check", strategy.comm.allgather, settings)
+        if any(other != all_settings[0] for other in all_settings):
+            raise DistributedError(f"Every rank must call fit with the same batch_size, epochs, initial_epoch, "
+                                   f"shuffle and validation. Received per rank: {all_settings}")
+        strategy._broadcast_network(network, model.compiled, model.optimizer)
+        self.ranges = [tuple(r) for r in network.layer_parameter_ranges()]
+
+    def step_count(self, samples, batch_size):
+        strategy = self.strategy
+        self.rank_samples = strategy._collective("the sample count exchange", strategy.comm.allgather, samples)
+        # Batch k of rank r holds min(B, max(0, n_r - k B)) samples; steps: the longest shard's.
+        steps = max(math.ceil(n / batch_size) for n in self.rank_samples)
+        if steps == 0:
+            raise ValueError("fit needs at least one sample on some rank. Received 0 samples on every rank.")
+        return steps
+
+    def batch(self, order, step, batch_size):
+        sizes = [min(batch_size, max(0, n - step * batch_size)) for n in self.rank_samples]
+        rank = self.strategy.rank
+        return order[step * batch_size:step * batch_size + sizes[rank]], sum(sizes), sum(sizes[:rank])
+
+    def callbacks(self, callbacks, verbose):
+        """Every callback on rank 0; elsewhere those that neither print nor write files (progress
+        bars, ModelCheckpoint, CSVLogger are rank 0's)."""
         callbacks_module = _batch_input.callbacks_module()
         if isinstance(callbacks, callbacks_module.CallbackList):
             callbacks = callbacks.callbacks
         chosen = list(callbacks_module.CallbackList._flatten(callbacks)) if callbacks is not None else []
-        if self.rank != 0:
+        if self.strategy.rank != 0:
             writers = (callbacks_module.ModelCheckpoint, callbacks_module.CSVLogger, callbacks_module.ProgbarLogger)
             chosen = [callback for callback in chosen if not isinstance(callback, writers)]
             verbose = 0
-        return callbacks_module.CallbackList(chosen, add_history=add_history, add_progbar=verbose != 0,
-                                             model=model, verbose=verbose, epochs=epochs, steps=steps)
+        return chosen, verbose
 
-    def _prepare(self, model, x, y, sample_weight, class_weight):
-        if len(model._input_sample_shapes or [None]) != 1 or len(model._output_losses or [None]) != 1:
-            raise ValueError("MPIStrategy trains models with one input and one output. Model "
-                             f"{model.name!r} has {len(model._input_sample_shapes)} inputs and "
-                             f"{len(model._output_losses)} outputs.")
-        x_all = model._prepare_x(x)
-        targets = model._prepare_y(y, x_all.shape[0])
-        targets["sample_weights"] = model._prepare_sample_weights(sample_weight, class_weight, targets,
-                                                                  x_all.shape[0])
-        return x_all, targets
-
-    def _exchange(self, network, ranges, pending_requests):
-        """Sum of every rank's gradient buffer, in place, with the BatchNormalization moving
-        statistics (copied into their unused gradient slots) averaged alongside."""
+    def on_layer_gradient(self, network):
+        """With overlap: starts a non-blocking allreduce of a layer's slice as soon as its backward
+        pass has produced it, and drives the pending ones (Open MPI progresses non-blocking
+        collectives inside MPI calls)."""
+        strategy = self.strategy
+        self.requests = None
+        if not (strategy.overlap and strategy.size > 1):
+            return None
+        self.requests = requests = []
         gradients = network.flat_gradients()
         parameters = network.flat_parameters()
-        if pending_requests is None:
-            for offset, trainable_count, count, trainable in ranges:
-                if trainable and count > trainable_count:
-                    state = slice(offset + trainable_count, offset + count)
-                    gradients[state] = parameters[state]
-            self._collective("the gradient allreduce", self.comm.Allreduce, self._MPI.IN_PLACE, gradients,
-                             self._MPI.SUM)
-        else:
-            self._collective("the gradient allreduce", self._MPI.Request.Waitall, pending_requests)
-        # A frozen layer's statistics do not change (and are alike on every rank): left as they are.
-        for offset, trainable_count, count, trainable in ranges:
-            if trainable and count > trainable_count:
-                parameters[offset + trainable_count:offset + count] = \
-                    gradients[offset + trainable_count:offset + count] / np.float32(self.size)
-
-    def _overlap_callback(self, network, ranges, requests):
-        """on_layer_gradient for overlap: starts a non-blocking allreduce of a layer's slice as soon
-        as its backward pass has produced it, and drives the pending ones (Open MPI progresses
-        non-blocking collectives inside MPI calls)."""
-        gradients = network.flat_gradients()
-        parameters = network.flat_parameters()
-        MPI = self._MPI
+        MPI = strategy._MPI
+        ranges = self.ranges
 
         def on_layer_gradient(layer_index):
             offset, trainable_count, count, trainable = ranges[layer_index]
@@ -335,154 +392,54 @@ class MPIStrategy:
                 if count > trainable_count:
                     gradients[offset + trainable_count:offset + count] = \
                         parameters[offset + trainable_count:offset + count]
-                requests.append(self.comm.Iallreduce(MPI.IN_PLACE, gradients[offset:offset + count], MPI.SUM))
+                requests.append(strategy.comm.Iallreduce(MPI.IN_PLACE, gradients[offset:offset + count], MPI.SUM))
             if requests:
                 MPI.Request.Testall(requests)
 
         return on_layer_gradient
 
-    def _train_step(self, model, network, ranges, x_all, targets, indices, global_batch, first_sample):
-        # The model's lock, as Sequential's own steps hold it: threads sharing the model (predict in
-        # another thread, say) see whole steps only.
-        with model._lock:
-            return self._train_step_locked(model, network, ranges, x_all, targets, indices, global_batch,
-                                           first_sample)
-
-    def _train_step_locked(self, model, network, ranges, x_all, targets, indices, global_batch, first_sample):
-        seed = _random.draw_seed()
-        if self.overlap and self.size > 1:
-            requests = []
-            callback = self._overlap_callback(network, ranges, requests)
+    def exchange(self, network, loss_sum, outcome):
+        """Sums the gradient buffer over the ranks, in place, with the BatchNormalization moving
+        statistics (copied into their unused gradient slots) averaged alongside; the step's loss
+        and outcome sums travel beside them (started first, waited for after, so their latency
+        hides behind the larger exchange)."""
+        strategy = self.strategy
+        if strategy.size == 1:
+            return loss_sum, outcome
+        totals = np.concatenate([[loss_sum], np.ravel(outcome)]).astype(np.float64)
+        local = totals.copy()
+        loss_request = strategy.comm.Iallreduce(local, totals, strategy._MPI.SUM)
+        gradients = network.flat_gradients()
+        parameters = network.flat_parameters()
+        requests = getattr(self, "requests", None)
+        if requests is None:
+            for offset, trainable_count, count, trainable in self.ranges:
+                if trainable and count > trainable_count:
+                    state = slice(offset + trainable_count, offset + count)
+                    gradients[state] = parameters[state]
+            strategy._collective("the gradient allreduce", strategy.comm.Allreduce, strategy._MPI.IN_PLACE,
+                                 gradients, strategy._MPI.SUM)
         else:
-            requests, callback = None, None
-        loss_sum, correct = network.compute_gradients(
-            x_all, targets["labels"], targets["probabilities"], indices, global_batch, first_sample, seed,
-            targets["sample_weights"], callback)
-        totals = np.array([loss_sum, correct], dtype=np.float64)
-        if self.size > 1:
-            # The loss sums travel beside the gradients (started first, waited for after), so
-            # their latency hides behind the larger exchange.
-            local = totals.copy()
-            loss_request = self.comm.Iallreduce(local, totals, self._MPI.SUM)
-            self._exchange(network, ranges, requests)
-            self._collective("the loss allreduce", loss_request.Wait)
-        penalty = network.apply_gradients(model.optimizer.learning_rate)
-        model._apply_constraints()
-        return totals[0] + global_batch * penalty, int(round(totals[1]))
+            strategy._collective("the gradient allreduce", strategy._MPI.Request.Waitall, requests)
+        # A frozen layer's statistics do not change (and are alike on every rank): left as they are.
+        for offset, trainable_count, count, trainable in self.ranges:
+            if trainable and count > trainable_count:
+                parameters[offset + trainable_count:offset + count] = \
+                    gradients[offset + trainable_count:offset + count] / np.float32(strategy.size)
+        strategy._collective("the loss allreduce", loss_request.Wait)
+        if isinstance(outcome, np.ndarray):
+            return float(totals[0]), totals[1:].reshape(outcome.shape)
+        return float(totals[0]), int(round(totals[1]))
 
-    def fit(self, model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0):
-        """Trains `model` on this rank's arrays `x`, `y` (its shard) in batches of `batch_size` per
-        rank, every rank in step; the global batch is the sum of the ranks' batches. Returns the
-        History (the same logs on every rank: reduced over all ranks). `validation_data` is this
-        rank's shard of the validation arrays, evaluated and reduced over all ranks."""
-        return self._abort_on_error(self._fit, model, x, y, batch_size, epochs, verbose, callbacks,
-                                    validation_data, shuffle, class_weight, sample_weight, initial_epoch)
+    def after_epoch(self, model):
+        # Callbacks see the same logs everywhere, so they stop alike; a rank-local decision (a
+        # custom callback reading local state) still stops every rank together.
+        stop = self.strategy.allreduce_sum([1.0 if model.stop_training else 0.0], "the stop decision")[0] > 0
+        model.stop_training = bool(stop)
 
-    def _fit(self, model, x, y, batch_size, epochs, verbose, callbacks, validation_data, shuffle, class_weight,
-             sample_weight, initial_epoch):
-        model._require_compiled("training")
-        verbose = _check_verbose(verbose)
-        if _batch_input.is_batch_source(x) or (validation_data is not None
-                                               and _batch_input.is_batch_source(validation_data)):
-            raise TypeError("MPIStrategy.fit takes arrays (each rank's shard); generators, PyDatasets and datasets "
-                            f"are not supported. Received: x of type {type(x).__name__}")
-        for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "epochs" else 0):
-                raise ValueError(f"`{name}` must be a {'positive' if name == 'epochs' else 'non-negative'} integer. "
-                                 f"Received: {name}={value!r}")
-        if shuffle not in (True, False):
-            raise ValueError(f"`shuffle` must be True or False. Received: shuffle={shuffle!r}")
-        batch_size = _check_batch_size(batch_size)
-        x_all, targets = self._prepare(model, x, y, sample_weight, class_weight)
-        validation = None
-        if validation_data is not None:
-            validation = model._prepare_validation_arrays(validation_data)
-        network = model._network
-        ranges = [tuple(r) for r in network.layer_parameter_ranges()]
-
-        # Every rank must agree on the run's shape, or a collective would pair unrelated calls.
-        settings = (batch_size, epochs, initial_epoch, bool(shuffle), validation is not None)
-        all_settings = self._collective("the settings check", self.comm.allgather, settings)
-        if any(other != all_settings[0] for other in all_settings):
-            raise DistributedError(f"Every rank must call fit with the same batch_size, epochs, initial_epoch, "
-                                   f"shuffle and validation. Received per rank: {all_settings}")
-        self.broadcast_model(model)
-        samples = x_all.shape[0]
-        rank_samples = self._collective("the sample count exchange", self.comm.allgather, samples)
-        # Batch k of rank r holds min(B, max(0, n_r - k B)) samples; steps: the longest shard's.
-        steps = max(math.ceil(n / batch_size) for n in rank_samples)
-        if steps == 0:
-            raise ValueError("fit needs at least one sample on some rank. Received 0 samples on every rank.")
-
-        callback_list = self._callbacks(model, callbacks, verbose, epochs, steps, add_history=True)
-
-        def epoch_runs(epoch):
-            order = _random.generator().permutation(samples) if shuffle else np.arange(samples)
-            for step in range(steps):
-                sizes = [min(batch_size, max(0, n - step * batch_size)) for n in rank_samples]
-                global_batch = sum(sizes)
-                first_sample = sum(sizes[:self.rank])
-                indices = order[step * batch_size:step * batch_size + sizes[self.rank]]
-                yield lambda indices=indices, global_batch=global_batch, first_sample=first_sample: self._train_step(
-                    model, network, ranges, x_all, targets, indices, global_batch, first_sample) + (global_batch,)
-
-        def epoch_validation(epoch):
-            if validation is None:
-                return {}
-            val_logs = self._evaluate_prepared(model, validation[0], validation[1], batch_size, callback_list)
-            return {f"val_{key}": value for key, value in val_logs.items()}
-
-        def agree_on_stopping():
-            # Callbacks see the same logs everywhere, so they stop alike; a rank-local decision
-            # (a custom callback reading local state) still stops every rank together.
-            stop = self.allreduce_sum([1.0 if model.stop_training else 0.0], "the stop decision")[0] > 0
-            model.stop_training = bool(stop)
-
-        return _loop.fit_epochs(model, callback_list, initial_epoch, epochs, epoch_runs, epoch_validation,
-                                after_epoch=agree_on_stopping)
-
-    # ---- evaluation ----
-
-    def _evaluate_prepared(self, model, x, targets, batch_size, callback_list):
-        """Loss and accuracy over every rank's samples: local sums reduced once at the end (the
-        batch logs are this rank's running means)."""
-        samples = x.shape[0]
-
-        def runs():
-            for step in range(math.ceil(samples / batch_size)):
-                indices = np.arange(step * batch_size, min(samples, (step + 1) * batch_size))
-                yield lambda indices=indices: model._test_step(x, targets["labels"], targets["probabilities"], indices,
-                                                               targets.get("sample_weights")) + (len(indices),)
-
-        def reduce_over_ranks(totals):
-            total_loss, total_correct, seen = self.allreduce_sum([totals.loss, totals.outcome, samples],
-                                                                 "the evaluation allreduce")
-            return _loop.running_logs(model, float(total_loss), int(round(total_correct)), int(round(seen)))
-
-        return _loop.evaluate_runs(model, callback_list, runs(), finish=reduce_over_ranks)[0]
-
-    def evaluate(self, model, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, callbacks=None,
-                 return_dict=False):
-        """Loss (and accuracy) over the union of every rank's arrays (each rank passes its shard):
-        the per-rank sums of losses, correct predictions and samples are added over all ranks, so
-        the result is the single-process evaluate of all the samples, the same on every rank."""
-        return self._abort_on_error(self._evaluate, model, x, y, batch_size, verbose, sample_weight, callbacks,
-                                    return_dict)
-
-    def _evaluate(self, model, x, y, batch_size, verbose, sample_weight, callbacks, return_dict):
-        model._require_compiled("evaluation")
-        verbose = _check_verbose(verbose)
-        if _batch_input.is_batch_source(x):
-            raise TypeError("MPIStrategy.evaluate takes arrays (each rank's shard); generators, PyDatasets and "
-                            f"datasets are not supported. Received: x of type {type(x).__name__}")
-        batch_size = _check_batch_size(batch_size)
-        x_all, targets = self._prepare(model, x, y, sample_weight, None)
-        callback_list = self._callbacks(model, callbacks, verbose, 1, math.ceil(x_all.shape[0] / batch_size),
-                                        add_history=False)
-        logs = self._evaluate_prepared(model, x_all, targets, batch_size, callback_list)
-        if return_dict:
-            return logs
-        if model._metric is None:
-            return logs["loss"]
-        return [logs["loss"], logs[model._metric.name]]
+    def reduce_totals(self, loss, outcome, seen):
+        totals = self.strategy.allreduce_sum(np.concatenate([[loss, seen], np.ravel(outcome)]),
+                                             "the evaluation allreduce")
+        if isinstance(outcome, np.ndarray):
+            return float(totals[0]), totals[2:].reshape(outcome.shape), int(round(totals[1]))
+        return float(totals[0]), int(round(totals[2])), int(round(totals[1]))

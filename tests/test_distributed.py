@@ -373,3 +373,55 @@ def test_functional_model_with_a_shared_layer_matches_one_process(mpi, tmp_path)
     '''
     _, output, _ = run_mpi(tmp_path, body)
     assert "DONE" in output, output
+
+
+def test_model_with_two_inputs_and_two_outputs_trains_in_the_strategy_scope(mpi, tmp_path):
+    """`with strategy.scope(): model.fit(...)` spreads the model's own fit over the ranks: a model
+    with two inputs and two outputs (per-output losses and loss weights) follows one process on
+    the interleaved global batches, and evaluate's per-output logs are the whole data set's."""
+    body = '''
+    import fastcnn as keras
+    strategy = distributed.MPIStrategy(timeout=60)
+    rank = strategy.rank
+
+    def make_graph():
+        image = keras.Input((10, 10, 1), name="image")
+        side = keras.Input((3,), name="side")
+        x = layers.Conv2D(4, 3, activation="relu")(image)
+        x = layers.Flatten()(layers.MaxPooling2D()(x))
+        x = layers.concatenate([x, layers.Dense(4, activation="relu")(side)])
+        digit = layers.Dense(4, activation="softmax", name="digit")(x)
+        parity = layers.Dense(2, activation="softmax", name="parity")(x)
+        model = keras.Model([image, side], [digit, parity])
+        model.compile(optimizer=optimizers.Adam(0.01), loss=["sparse_categorical_crossentropy"] * 2,
+                      loss_weights=[1.0, 0.5], metrics=[["accuracy"], ["accuracy"]])
+        return model
+
+    x, y = data(60)
+    side = np.random.default_rng(1).normal(size=(60, 3)).astype(np.float32)
+    parity = (y % 2).astype(np.int32)
+    x_part, side_part, y_part, parity_part = strategy.shard(x, side, y, parity)
+    set_random_seed(5)
+    model = make_graph()
+    with strategy.scope():
+        history = model.fit([x_part, side_part], [y_part, parity_part], batch_size=8, epochs=2, shuffle=False,
+                            verbose=0)
+        logs = model.evaluate([x_part, side_part], [y_part, parity_part], batch_size=7, verbose=0, return_dict=True)
+    if rank == 0:
+        order = interleaved(strategy.size, len(x), 8)
+        set_random_seed(5)
+        reference = make_graph()
+        expected = reference.fit([x[order], side[order]], [y[order], parity[order]], batch_size=16, epochs=2,
+                                 shuffle=False, verbose=0)
+        error = relative(flat(model), flat(reference))
+        assert error <= 1e-5, error
+        for key in expected.history:
+            assert np.allclose(history.history[key], expected.history[key], rtol=1e-5), key
+        expected_logs = reference.evaluate([x, side], [y, parity], batch_size=7, verbose=0, return_dict=True)
+        assert sorted(logs) == sorted(expected_logs) and "parity_accuracy" in logs
+        for key in expected_logs:
+            assert abs(logs[key] - expected_logs[key]) <= 1e-5 * max(1.0, abs(expected_logs[key])), key
+        print("DONE", flush=True)
+    '''
+    _, output, _ = run_mpi(tmp_path, body)
+    assert "DONE" in output, output

@@ -1,14 +1,22 @@
-"""The one epoch loop and the one evaluation loop of every trainer path.
+"""The one epoch loop and the one evaluation loop of every trainer path, and the step hook that
+spreads a trainer's steps over processes.
 
-``Model.fit`` on arrays, on batch sources (generators, PyDatasets, datasets:
-fastcnn/models/_batch_input.py) and ``MPIStrategy.fit`` (fastcnn/distributed.py) differ only in
-where a step's batch comes from and how the step runs; they hand this loop an iterator of step
-runs, and the loop calls the callbacks in Keras's order, keeps the running logs and stops when
-`model.stop_training` is set. A step run is a zero-argument callable returning (loss sum,
-outcome, samples): outcome is the correct count, or for a model with several outputs the
+``Model.fit`` on arrays and on batch sources (generators, PyDatasets, datasets:
+fastcnn/models/_batch_input.py) differ only in where a step's batch comes from; they hand this
+loop an iterator of step runs, and the loop calls the callbacks in Keras's order, keeps the running
+logs and stops when `model.stop_training` is set. A step run is a zero-argument callable returning
+(loss sum, outcome, samples): outcome is the correct count, or for a model with several outputs the
 per-output sums (fastcnn/models/model.py's _step_totals), and both sum across steps.
+
+A step hook (``LocalSteps``, or fastcnn/distributed.py's MPI one, made current by
+``spread_steps``) decides what the array trainer's steps are across processes: which samples each
+step takes, how a step's gradients and totals are combined, what the callbacks see. The trainer
+asks the current hook; nothing outside fastcnn.models reaches into a model.
 """
 
+import contextlib
+import math
+import threading
 
 import numpy as np
 
@@ -111,3 +119,64 @@ def evaluate_runs(model, callback_list, runs, finish=None):
     if callback_list is not None:
         callback_list.on_test_end(dict(logs))
     return logs, totals.steps
+
+
+class LocalSteps:
+    """The step hook of one process: the default. The array trainer (``Model.fit``/``evaluate``)
+    calls, in this order: ``check_fit`` (may refuse what cannot be spread), ``begin_fit`` (before
+    the first step), ``step_count``, per step ``batch`` and, where ``distributed``, the network's
+    compute_gradients with ``on_layer_gradient`` then ``exchange`` then apply_gradients (one
+    train_step otherwise); ``after_epoch``; and ``reduce_totals`` on an evaluation's totals.
+    ``callbacks`` picks the callbacks and verbosity this process runs."""
+
+    distributed = False
+
+    def check_fit(self, batch_source, check_numerics):
+        pass
+
+    def begin_fit(self, model, network, settings):
+        """settings: (batch_size, epochs, initial_epoch, shuffle, has_validation)."""
+
+    def step_count(self, samples, batch_size):
+        return math.ceil(samples / batch_size)
+
+    def batch(self, order, step, batch_size):
+        """(indices of this process's samples, the global batch size, this batch's first sample's
+        position in the global batch)."""
+        indices = order[step * batch_size:(step + 1) * batch_size]
+        return indices, len(indices), 0
+
+    def callbacks(self, callbacks, verbose):
+        return callbacks, verbose
+
+    def on_layer_gradient(self, network):
+        return None
+
+    def exchange(self, network, loss_sum, outcome):
+        return loss_sum, outcome
+
+    def after_epoch(self, model):
+        pass
+
+    def reduce_totals(self, loss, outcome, seen):
+        return loss, outcome, seen
+
+
+_LOCAL = LocalSteps()
+_current = threading.local()
+
+
+def step_hook():
+    """The step hook of this thread's trainers: LocalSteps unless ``spread_steps`` set one."""
+    return getattr(_current, "hook", None) or _LOCAL
+
+
+@contextlib.contextmanager
+def spread_steps(hook):
+    """Makes `hook` this thread's step hook for the block (MPIStrategy.scope)."""
+    previous = getattr(_current, "hook", None)
+    _current.hook = hook
+    try:
+        yield hook
+    finally:
+        _current.hook = previous

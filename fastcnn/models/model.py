@@ -622,6 +622,10 @@ class Model:
         self._require_compiled("training")
         if check_numerics not in (True, False):
             raise ValueError(f"`check_numerics` must be True or False. Received: check_numerics={check_numerics!r}")
+        hook = _loop.step_hook()
+        hook.check_fit(_batch_input.is_batch_source(x) or (validation_data is not None
+                                                           and _batch_input.is_batch_source(validation_data)),
+                       check_numerics)
         numerics = _step_guard.NumericsCheck(self) if check_numerics else None
         verbose = _check_verbose(verbose)
         for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch), ("validation_freq", validation_freq)):
@@ -667,7 +671,9 @@ class Model:
             targets_all = {k: None if v is None else v[:split_at] for k, v in targets_all.items()}
             samples = split_at
 
-        steps = math.ceil(samples / batch_size)
+        hook.begin_fit(self, self._network, (batch_size, epochs, initial_epoch, shuffle, validation is not None))
+        steps = hook.step_count(samples, batch_size)
+        callbacks, verbose = hook.callbacks(callbacks, verbose)
         callback_list = _batch_input.callbacks_module()._callback_list_for(
             callbacks, add_history=True, add_progbar=verbose != 0, model=self,
             verbose=verbose, epochs=epochs, steps=steps,
@@ -675,23 +681,26 @@ class Model:
         with _step_guard.interrupts_between_steps():
             return self._fit_arrays(x_all, targets_all, samples, batch_size, epochs, initial_epoch, shuffle, steps,
                                     validation, validation_freq, validation_steps, validation_batch_size, callback_list,
-                                    numerics)
+                                    numerics, hook)
 
     def _fit_arrays(self, x_all, targets_all, samples, batch_size, epochs, initial_epoch, shuffle, steps,
-                    validation, validation_freq, validation_steps, validation_batch_size, callback_list, numerics):
+                    validation, validation_freq, validation_steps, validation_batch_size, callback_list, numerics,
+                    hook):
         def epoch_runs(epoch):
             order = _random.generator().permutation(samples) if shuffle else np.arange(samples)
             for step in range(steps):
-                indices = order[step * batch_size:(step + 1) * batch_size]
-                yield lambda indices=indices, step=step: self._train_step(
-                    x_all, targets_all["labels"], targets_all["probabilities"], indices, targets_all["sample_weights"],
-                    numerics, (epoch, step)) + (len(indices),)
+                indices, global_batch, first_sample = hook.batch(order, step, batch_size)
+                yield lambda indices=indices, step=step, global_batch=global_batch, first_sample=first_sample: \
+                    self._train_step(x_all, targets_all["labels"], targets_all["probabilities"], indices,
+                                     targets_all["sample_weights"], numerics, (epoch, step), hook, global_batch,
+                                     first_sample) + (global_batch,)
 
         def epoch_validation(epoch):
             return self._validation_logs(validation, epoch, validation_freq, validation_steps, validation_batch_size,
                                          callback_list)
 
-        return _loop.fit_epochs(self, callback_list, initial_epoch, epochs, epoch_runs, epoch_validation)
+        return _loop.fit_epochs(self, callback_list, initial_epoch, epochs, epoch_runs, epoch_validation,
+                                after_epoch=lambda: hook.after_epoch(self))
 
     def _validation_logs(self, validation, epoch, validation_freq, validation_steps, validation_batch_size,
                          callback_list):
@@ -705,19 +714,30 @@ class Model:
             val_logs = self._evaluate_prepared(validation[0], validation[1], validation_batch_size, callback_list)
         return {f"val_{key}": value for key, value in val_logs.items()}
 
-    def _train_step(self, x, labels, probabilities, indices, sample_weights, numerics=None, position=(0, 0)):
+    def _train_step(self, x, labels, probabilities, indices, sample_weights, numerics=None, position=(0, 0),
+                    hook=None, global_batch=None, first_sample=0):
         """One optimizer step on x[indices] and the weight constraints after it, as one whole: under
         the model's lock (another thread's predict sees the weights before or after it) and with
         Ctrl-C held until it is complete. numerics: a NumericsCheck or None; position: (epoch,
-        step) for its message. Returns (loss sum, correct)."""
+        step) for its message. A distributed step hook spreads the step: this process's gradients
+        over its samples, averaged over `global_batch`, are exchanged by the hook before the update.
+        Returns (loss sum, correct)."""
         learning_rate = self.optimizer.learning_rate
         seed = _random.draw_seed()
         with self._lock, _step_guard.whole_step():
             self._use_own_weights()
             if numerics is not None:
                 numerics.before_step()
-            loss_sum, correct = _step_totals(self._network.train_step(x, labels, probabilities, indices,
-                                                                      learning_rate, seed, sample_weights))
+            network = self._network
+            if hook is not None and hook.distributed:
+                loss_sum, correct = _step_totals(network.compute_gradients(
+                    x, labels, probabilities, indices, global_batch, first_sample, seed, sample_weights,
+                    hook.on_layer_gradient(network)))
+                loss_sum, correct = hook.exchange(network, loss_sum, correct)
+                loss_sum += global_batch * network.apply_gradients(learning_rate)
+            else:
+                loss_sum, correct = _step_totals(network.train_step(x, labels, probabilities, indices, learning_rate,
+                                                                    seed, sample_weights))
             self._apply_constraints()
             if numerics is not None:
                 numerics.after_step(loss_sum, _take(x, indices), seed, *position)
@@ -750,7 +770,12 @@ class Model:
                 yield lambda indices=indices: self._test_step(x, targets["labels"], targets["probabilities"], indices,
                                                               targets.get("sample_weights")) + (len(indices),)
 
-        return _loop.evaluate_runs(self, callback_list, runs())[0]
+        hook = _loop.step_hook()
+
+        def finish(totals):  # a distributed hook adds every process's totals
+            return _loop.running_logs(self, *hook.reduce_totals(totals.loss, totals.outcome, totals.seen))
+
+        return _loop.evaluate_runs(self, callback_list, runs(), finish=finish)[0]
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict=False):
@@ -758,6 +783,8 @@ class Model:
         batches (`steps` of them, or all)."""
         self._require_compiled("evaluation")
         verbose = _check_verbose(verbose)
+        hook = _loop.step_hook()
+        hook.check_fit(_batch_input.is_batch_source(x), False)
         if _batch_input.is_batch_source(x):
             _batch_input.check_no_batch_size(x, batch_size)
             logs = _batch_input.evaluate(self, x, y, verbose, sample_weight, steps, callbacks)
@@ -769,6 +796,7 @@ class Model:
         x_all = self._prepare_x(x)
         targets = self._prepare_y(y, _count(x_all))
         targets["sample_weights"] = self._prepare_sample_weights(sample_weight, None, targets, _count(x_all))
+        callbacks, verbose = hook.callbacks(callbacks, verbose)
         callback_list = _batch_input.callbacks_module()._callback_list_for(
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1,
             steps=math.ceil(_count(x_all) / batch_size),
