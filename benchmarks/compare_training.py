@@ -10,6 +10,12 @@ benchmarks/results/compare_training.md (not with --no-write).
 
     python benchmarks/compare_training.py [--rounds 3] [--steps 30] [--threads 2] [--models ex1_b32,...]
                                           [--frameworks fastcnn,tensorflow,...] [--no-write]
+                                          [--baseline DIR]
+
+--baseline DIR adds "fastcnn (baseline)": another fastcnn build installed into DIR (for example
+`git worktree add /tmp/base <commit> && pip install --no-deps --no-build-isolation --target
+/tmp/base-install /tmp/base`), run with DIR first on PYTHONPATH, interleaved with the others, and
+a "fastcnn / baseline" row: a before/after comparison of a change in one run.
 
 Frameworks (--frameworks; a peer that is not installed is skipped with a note):
   fastcnn           this package
@@ -53,6 +59,7 @@ MODELS = {
 # CLI name: (column label, modules the worker imports, install hint)
 FRAMEWORKS = {
     "fastcnn": ("fastcnn", ("fastcnn",), "pip install ."),
+    "fastcnn-baseline": ("fastcnn (baseline)", ("fastcnn",), "--baseline DIR"),
     "tensorflow": ("TensorFlow", ("tensorflow",), "pip install tensorflow-cpu==2.21.*"),
     "keras-jax": ("Keras-JAX", ("keras", "jax"), 'pip install keras "jax[cpu]"'),
     "pytorch": ("PyTorch eager", ("torch",), "pip install torch==2.13.0"),
@@ -273,9 +280,11 @@ WORKER = textwrap.dedent('''
         start = time.perf_counter(); infer(steps); infer_rate = batch * steps / (time.perf_counter() - start)
         print(json.dumps({"train": train_rate, "infer": infer_rate}))
         sys.exit(0)
-    if framework == "fastcnn":
+    if framework in ("fastcnn", "fastcnn-baseline"):
         import fastcnn as keras
         keras.config.set_num_threads(threads)
+        if framework == "fastcnn-baseline" and not keras.__file__.startswith(os.environ["FASTCNN_BENCH_BASELINE"]):
+            raise RuntimeError(f"the baseline imported fastcnn from {keras.__file__}")
     elif framework == "keras-jax":
         os.environ["KERAS_BACKEND"] = "jax"  # the parent sets it too; it must precede `import keras`
         import warnings; warnings.filterwarnings("ignore")
@@ -287,7 +296,7 @@ WORKER = textwrap.dedent('''
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
         keras = tf.keras
-    if framework != "fastcnn" and keras.backend.backend() != framework.replace("keras-", ""):
+    if framework not in ("fastcnn", "fastcnn-baseline") and keras.backend.backend() != framework.replace("keras-", ""):
         raise RuntimeError(f"{framework}: Keras runs on the {keras.backend.backend()} backend")
     model = build(keras, tuple(shape))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -313,7 +322,10 @@ def measure_peak(threads):
 
 def child_environment(framework, threads):
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    if framework == "tensorflow":
+    if framework == "fastcnn-baseline":
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.environ["FASTCNN_BENCH_BASELINE"],
+                                                          os.environ.get("PYTHONPATH")]))
+    elif framework == "tensorflow":
         env["KERAS_BACKEND"] = "tensorflow"  # tf.keras is Keras 3, which would follow a KERAS_BACKEND=jax here
     elif framework == "keras-jax":
         env["KERAS_BACKEND"] = "jax"
@@ -347,6 +359,9 @@ def main():
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
                         help=f"comma-separated, of: {', '.join(FRAMEWORKS)} (default: all; those not installed are "
                              "skipped with a note)")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="a directory holding another fastcnn install (pip install --target DIR), measured as "
+                             "'fastcnn (baseline)' beside this one")
     parser.add_argument("--no-write", action="store_true",
                         help="print the table only; leave benchmarks/results/compare_training.md as it is")
     args = parser.parse_args()
@@ -355,7 +370,13 @@ def main():
         if model not in MODELS:
             parser.error(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
     frameworks = []
-    for framework in args.frameworks.split(","):
+    requested = args.frameworks.split(",")
+    if args.baseline:
+        if not (pathlib.Path(args.baseline) / "fastcnn").is_dir():
+            parser.error(f"--baseline {args.baseline!r} holds no fastcnn package (pip install --target DIR ...)")
+        os.environ["FASTCNN_BENCH_BASELINE"] = str(pathlib.Path(args.baseline).resolve())
+        requested.append("fastcnn-baseline")
+    for framework in requested:
         if framework not in FRAMEWORKS:
             parser.error(f"unknown framework {framework!r}; choose from {', '.join(FRAMEWORKS)}")
         reason = missing_requirement(framework)
@@ -401,6 +422,10 @@ def main():
             medians[framework] = train, infer
             lines.append(f"| {model} | {batch} | {label} | {train:.0f} | {infer:.0f} | "
                          f"{100 * train * train_flops / 1e9 / peak:.0f}% | {100 * infer * infer_flops / 1e9 / peak:.0f}% |")
+        if "fastcnn" in medians and "fastcnn-baseline" in medians:
+            base_train, base_infer = medians.pop("fastcnn-baseline")
+            lines.append(f"| {model} | | **fastcnn / baseline** | **{medians['fastcnn'][0] / base_train:.2f}x** | "
+                         f"**{medians['fastcnn'][1] / base_infer:.2f}x** | | |")
         peers = [f for f in medians if f != "fastcnn"]
         if "fastcnn" in medians and peers:
             best_train = max(medians[f][0] for f in peers)
