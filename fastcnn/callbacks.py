@@ -24,7 +24,6 @@ import warnings
 
 import numpy as np
 
-from fastcnn import metrics as metrics_module
 from fastcnn._progbar import Progbar
 
 
@@ -398,14 +397,16 @@ class MonitorCallback(Callback):
         self.monitor_op = None
 
     def _metric_direction(self, metric_name):
-        """'up', 'down' or None for a model metric of that name (fastcnn's accuracies go up)."""
-        metric = getattr(self.model, "_metric", None)
-        if metric is None or getattr(metric, "name", None) != metric_name:
+        """'up', 'down' or None for a compiled metric of the model logged under that name (also with
+        the `val_` prefix): accuracies, precision, recall, AUC and F-scores go up."""
+        model = self.model
+        if model is None or not getattr(model, "compiled", False):
             return None
-        direction = getattr(metric, "_direction", None)
-        if direction is None and isinstance(metric, metrics_module.Accuracy):
-            direction = "up"
-        return direction
+        name = metric_name[4:] if metric_name.startswith("val_") else metric_name
+        for key, metric in model._metric_keys():
+            if key == name:
+                return getattr(metric, "_direction", None)
+        return None
 
     def _set_monitor_op(self):
         if self.mode == "min":

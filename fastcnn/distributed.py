@@ -398,17 +398,17 @@ class _MPISteps(_loop.LocalSteps):
 
         return on_layer_gradient
 
-    def exchange(self, network, loss_sum, outcome):
+    def exchange(self, network, loss_sum, outcome, metric_change):
         """Sums the gradient buffer over the ranks, in place, with the BatchNormalization moving
         statistics (copied into their unused gradient slots) averaged alongside; the step's loss
-        and outcome sums travel beside them (started first, waited for after, so their latency
-        hides behind the larger exchange)."""
+        sums and metric state changes travel beside them (started first, waited for after, so
+        their latency hides behind the larger exchange)."""
         strategy = self.strategy
         if strategy.size == 1:
-            return loss_sum, outcome
-        totals = np.concatenate([[loss_sum], np.ravel(outcome)]).astype(np.float64)
+            return loss_sum, outcome, metric_change
+        totals = np.concatenate([[loss_sum], np.ravel(outcome), metric_change]).astype(np.float64)
         local = totals.copy()
-        loss_request = strategy.comm.Iallreduce(local, totals, strategy._MPI.SUM)
+        totals_request = strategy.comm.Iallreduce(local, totals, strategy._MPI.SUM)
         gradients = network.flat_gradients()
         parameters = network.flat_parameters()
         requests = getattr(self, "requests", None)
@@ -426,10 +426,11 @@ class _MPISteps(_loop.LocalSteps):
             if trainable and count > trainable_count:
                 parameters[offset + trainable_count:offset + count] = \
                     gradients[offset + trainable_count:offset + count] / np.float32(strategy.size)
-        strategy._collective("the loss allreduce", loss_request.Wait)
-        if isinstance(outcome, np.ndarray):
-            return float(totals[0]), totals[1:].reshape(outcome.shape)
-        return float(totals[0]), int(round(totals[1]))
+        strategy._collective("the loss allreduce", totals_request.Wait)
+        outputs = np.size(outcome)
+        reduced_outcome = totals[1:1 + outputs].reshape(np.shape(outcome)) if isinstance(outcome, np.ndarray) \
+            else float(totals[1])
+        return float(totals[0]), reduced_outcome, totals[1 + outputs:]
 
     def after_epoch(self, model):
         # Callbacks see the same logs everywhere, so they stop alike; a rank-local decision (a
@@ -437,9 +438,10 @@ class _MPISteps(_loop.LocalSteps):
         stop = self.strategy.allreduce_sum([1.0 if model.stop_training else 0.0], "the stop decision")[0] > 0
         model.stop_training = bool(stop)
 
-    def reduce_totals(self, loss, outcome, seen):
-        totals = self.strategy.allreduce_sum(np.concatenate([[loss, seen], np.ravel(outcome)]),
+    def reduce_totals(self, loss, outcome, seen, metric_state):
+        outputs = np.size(outcome)
+        totals = self.strategy.allreduce_sum(np.concatenate([[loss, seen], np.ravel(outcome), metric_state]),
                                              "the evaluation allreduce")
-        if isinstance(outcome, np.ndarray):
-            return float(totals[0]), totals[2:].reshape(outcome.shape), int(round(totals[1]))
-        return float(totals[0]), int(round(totals[2])), int(round(totals[1]))
+        reduced_outcome = totals[2:2 + outputs].reshape(np.shape(outcome)) if isinstance(outcome, np.ndarray) \
+            else float(totals[2])
+        return float(totals[0]), reduced_outcome, int(round(totals[1])), totals[2 + outputs:]

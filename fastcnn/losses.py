@@ -30,6 +30,10 @@ class Loss:
     def _prepare_targets(self, y_true, classes):
         raise NotImplementedError(f"{type(self).__name__} must implement _prepare_targets")
 
+    def _prepare_truth(self, y_true, classes):
+        """The targets as the metrics see them: as given (no label smoothing)."""
+        return self._prepare_targets(y_true, classes)
+
     def __call__(self, y_true, y_pred, sample_weight=None):
         y_pred = np.asarray(y_pred, dtype=np.float32)
         if y_pred.ndim != 2:
@@ -122,6 +126,9 @@ class CategoricalCrossentropy(Loss):
 
     def _prepare_targets(self, y_true, classes):
         return _probabilities(y_true, classes, self.label_smoothing)
+
+    def _prepare_truth(self, y_true, classes):
+        return _probabilities(y_true, classes) if self.label_smoothing else self._prepare_targets(y_true, classes)
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing, "axis": -1}

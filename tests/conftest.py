@@ -37,6 +37,14 @@ def tf():
     return tensorflow
 
 
+@pytest.fixture(scope="session")
+def keras(tf):
+    """Keras 3 (tf.keras is the same package; `keras.saving` is reached through it)."""
+    import keras as keras_module
+
+    return keras_module
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -12,11 +12,6 @@ import pytest
 from fastcnn import callbacks, layers, models, optimizers
 
 
-@pytest.fixture(scope="module")
-def keras(tf):
-    return tf.keras
-
-
 def _fastcnn_model(lr=0.01):
     model = models.Sequential([layers.Input((4,)), layers.Dense(3, activation="softmax")])
     model.compile(optimizers.SGD(learning_rate=lr), "sparse_categorical_crossentropy", metrics=["accuracy"])

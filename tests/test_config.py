@@ -27,13 +27,6 @@ def _text(value):
     return json.dumps(value)
 
 
-@pytest.fixture(scope="module")
-def keras(tf):
-    import keras as keras_module  # tf.keras lacks keras.saving; the same Keras 3 underneath
-
-    return keras_module
-
-
 # ---- every layer's get_config equals Keras's ----
 
 LAYER_CASES = [
@@ -266,6 +259,10 @@ def test_fastcnn_model_deserializes_in_keras(tf, keras, rng):
     (lambda k: k.losses.CategoricalCrossentropy(label_smoothing=0.1), lambda k: [k.metrics.CategoricalAccuracy()]),
     (lambda k: k.losses.sparse_categorical_crossentropy, lambda k: [k.metrics.SparseCategoricalAccuracy(name="sa")]),
     (lambda k: "categorical_crossentropy", lambda k: None),
+    (lambda k: "categorical_crossentropy",
+     lambda k: ["accuracy", k.metrics.Precision(thresholds=[0.3, 0.6], name="p"), k.metrics.Recall(class_id=1, name="r"),
+                k.metrics.AUC(num_thresholds=50, curve="PR", name="auc_pr"), k.metrics.TopKCategoricalAccuracy(k=1, name="t"),
+                k.metrics.F1Score(average="macro", name="f1"), "top_k_categorical_accuracy", k.metrics.categorical_accuracy]),
 ])
 def test_compile_configs_equal_keras_both_ways(keras, loss, metrics):
     def make(k):
@@ -432,9 +429,15 @@ HOSTILE = [
         "module": "builtins", "class_name": "function", "config": "eval", "registered_name": "function"}),
      "unknown loss function"),
     ("unknown loss", lambda: _with(_model_dict(), ["compile_config", "loss"], "mse"), "unknown loss 'mse'"),
-    ("Keras Accuracy class", lambda: _with(_model_dict(), ["compile_config", "metrics"], [{
-        "module": "keras.metrics", "class_name": "Accuracy", "config": {"name": "a", "dtype": "float32"}}]),
-     "exact matches"),
+    ("metric threshold out of range", lambda: _with(_model_dict(), ["compile_config", "metrics"], [{
+        "module": "keras.metrics", "class_name": "Precision", "config": {"name": "p", "thresholds": 1.5}}]),
+     "Threshold values must be in [0, 1]"),
+    ("metric class not allow-listed", lambda: _with(_model_dict(), ["compile_config", "metrics"], [{
+        "module": "keras.metrics", "class_name": "MeanIoU", "config": {"name": "iou", "num_classes": 2}}]),
+     "unknown metric class_name 'MeanIoU'"),
+    ("metric function not allow-listed", lambda: _with(_model_dict(), ["compile_config", "metrics"], [{
+        "module": "builtins", "class_name": "function", "config": "eval", "registered_name": "function"}]),
+     "unknown metric function"),
     ("negative loss weight", lambda: _with(_model_dict(), ["compile_config", "loss_weights"], [-2.0]),
      "a loss weight must be a finite non-negative number. Received: -2.0"),
     ("loss weights for two outputs", lambda: _with(_model_dict(), ["compile_config", "loss_weights"], [1.0, 2.0]),

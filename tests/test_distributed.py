@@ -394,7 +394,8 @@ def test_model_with_two_inputs_and_two_outputs_trains_in_the_strategy_scope(mpi,
         parity = layers.Dense(2, activation="softmax", name="parity")(x)
         model = keras.Model([image, side], [digit, parity])
         model.compile(optimizer=optimizers.Adam(0.01), loss=["sparse_categorical_crossentropy"] * 2,
-                      loss_weights=[1.0, 0.5], metrics=[["accuracy"], ["accuracy"]])
+                      loss_weights=[1.0, 0.5],
+                      metrics=[["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")], ["accuracy"]])
         return model
 
     x, y = data(60)

@@ -15,11 +15,6 @@ from fastcnn.models import _weights_file
 h5py = pytest.importorskip("h5py")
 
 
-@pytest.fixture(scope="module")
-def keras(tf):
-    return tf.keras
-
-
 # (class name, args, kwargs), built alike in fastcnn and Keras with explicit names
 ARCHITECTURES = {
     "conv-bn-pool-dense": ((8, 8, 3), [

@@ -1,6 +1,8 @@
 // _core.Network: the compiled model (runtime/network.h). Builder methods, the step entry points
 // (their arrays checked against the network's inputs and outputs, the workspace bounded before it is
 // allocated, the GIL released for the step), parameter and optimizer-slot views.
+#include <cstring>
+
 #include "bindings/arrays.h"
 
 namespace fastcnn::bindings {
@@ -721,6 +723,23 @@ void bind_network(py::module_& m) {
              return passes;
            },
            "{pass name: [node indices it applies to]} for the plan's fusion passes.")
+      .def("step_outputs",
+           [](runtime::Network& network) {
+             require_built(network, "step_outputs");
+             py::list result;
+             const std::vector<const float*> outputs = network.last_outputs();
+             for (size_t k = 0; k < outputs.size(); ++k) {
+               const int64_t size = network.output_shape(k).size();
+               py::array_t<float> array({static_cast<py::ssize_t>(network.last_batch()), static_cast<py::ssize_t>(size)});
+               if (outputs[k] != nullptr && network.last_batch() > 0) {
+                 std::memcpy(array.mutable_data(), outputs[k], sizeof(float) * static_cast<size_t>(network.last_batch() * size));
+               }
+               result.append(array);
+             }
+             return result;
+           },
+           "Copies of the model outputs of the last train step, gradient computation or test step, "
+           "(batch, output size) each.")
       .def("activations_per_sample",
            [](const runtime::Network& network) {
              require_built(network, "activations_per_sample");

@@ -124,6 +124,12 @@ int64_t Network::parameter_owner(int64_t node) const {
   return shares >= 0 ? shares : node;
 }
 
+std::vector<const float*> Network::last_outputs() const {
+  std::vector<const float*> result;
+  for (int64_t id : outputs_) result.push_back(values_.empty() ? nullptr : values_[tensor_index(id)]);
+  return result;
+}
+
 bool Network::is_output(int64_t id) const {
   return std::find(outputs_.begin(), outputs_.end(), id) != outputs_.end();
 }
@@ -516,6 +522,7 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
                       bool training, uint64_t seed, Fusion fusion, Buffers buffers, PhaseTimer* timer,
                       int64_t first_sample) {
   StepContext context{kernels, training, seed, parameters_.data(), nullptr, first_sample};
+  last_batch_ = batch;
   const std::vector<float*>& outputs = buffers == Buffers::training ? node_outputs_ : inference_outputs_;
   const std::vector<float*>& pre_activations =
       buffers == Buffers::training ? pre_activations_ : inference_pre_activations_;

@@ -128,6 +128,12 @@ class Network {
   // compute_gradients).
   float* gradients() { return gradients_.data(); }
 
+  // The model outputs of the last pass (a train step, gradient computation or test step):
+  // last_batch() * output_shape(k).size() floats each, valid until the next pass. The metrics
+  // read them.
+  std::vector<const float*> last_outputs() const;
+  int64_t last_batch() const { return last_batch_; }
+
   // Loss and accuracy in inference mode, no update.
   StepResult test_step(const std::vector<const float*>& x, const std::vector<Targets>& targets,
                        const int64_t* indices, int64_t batch);
@@ -271,6 +277,7 @@ class Network {
   // The current pass: every tensor's values and every node's pre-activation (null: none kept).
   std::vector<const float*> values_;
   std::vector<const float*> pre_activation_values_;
+  int64_t last_batch_ = 0;  // samples of the last forward pass
   std::vector<int32_t> batch_labels_;
   std::vector<float> batch_probabilities_;
 

@@ -245,18 +245,18 @@ def take(x, index):
 
 
 def _run_step(model, train, x, y, sample_weight, class_weight, numerics=None, position=(0, 0)):
-    """One batch through the compiled network; returns (loss sum, correct, samples)."""
+    """One batch through the compiled network (the model's metrics updated); returns (loss sum,
+    per-output loss sums, samples)."""
     x_batch = model._prepare_x(x)
     samples = sample_count(x_batch)
     targets = model._prepare_y(y, samples)
-    weights = model._prepare_sample_weights(sample_weight, class_weight, targets, samples)
+    targets["sample_weights"] = model._prepare_sample_weights(sample_weight, class_weight, targets, samples)
     indices = np.arange(samples)
     if train:
-        loss_sum, correct = model._train_step(x_batch, targets["labels"], targets["probabilities"], indices, weights,
-                                              numerics, position)
+        loss_sum, outcome = model._train_step(x_batch, targets, indices, numerics, position)
     else:
-        loss_sum, correct = model._test_step(x_batch, targets["labels"], targets["probabilities"], indices, weights)
-    return loss_sum, correct, samples
+        loss_sum, outcome = model._test_step(x_batch, targets, indices)
+    return loss_sum, outcome, samples
 
 
 def evaluate_source(model, source, steps, callback_list, name="x"):

@@ -36,7 +36,18 @@ LOSS_KEYS = {
 LOSS_CLASSES = {name: getattr(losses, name) for name in LOSS_KEYS}
 LOSS_NAMES = ("sparse_categorical_crossentropy", "categorical_crossentropy")
 
-METRIC_KEYS = {"SparseCategoricalAccuracy": ("name", "dtype"), "CategoricalAccuracy": ("name", "dtype")}
+_CONFUSION = ("name", "dtype", "thresholds", "top_k", "class_id")
+METRIC_KEYS = {
+    "Accuracy": ("name", "dtype"), "BinaryAccuracy": ("name", "dtype", "threshold"),
+    "CategoricalAccuracy": ("name", "dtype"), "SparseCategoricalAccuracy": ("name", "dtype"),
+    "TopKCategoricalAccuracy": ("name", "dtype", "k"), "SparseTopKCategoricalAccuracy": ("name", "dtype", "k",
+                                                                                        "from_sorted_ids"),
+    "Precision": _CONFUSION, "Recall": _CONFUSION,
+    "AUC": ("name", "dtype", "num_thresholds", "curve", "summation_method", "multi_label", "num_labels",
+            "label_weights", "from_logits", "thresholds"),
+    "F1Score": ("name", "dtype", "average", "threshold"), "FBetaScore": ("name", "dtype", "average", "beta", "threshold"),
+    "Mean": ("name", "dtype"), "Sum": ("name", "dtype"),
+}
 METRIC_CLASSES = {name: getattr(metrics, name) for name in METRIC_KEYS}
 
 COMPILE_KEYS = ("optimizer", "loss", "loss_weights", "metrics", "weighted_metrics", "run_eagerly",
@@ -106,19 +117,29 @@ def deserialize_loss(value, where="compile_config `loss`"):
 
 
 def deserialize_metric(value, where):
+    """A compile metric: a Keras metric name, one of keras.metrics' functions by name, or an
+    allow-listed Metric class with its config keys checked (the constructor checks the values)."""
     if isinstance(value, str):
-        if value in metrics._ACCURACY_NAMES:
+        if value in ("accuracy", "acc") or value in metrics._BY_NAME:
             return value
-        fail(where, f"unknown metric {show_value(value)}; fastcnn accepts {', '.join(metrics._ACCURACY_NAMES)}")
+        fail(where, f"unknown metric {show_value(value)}; fastcnn accepts "
+                    f"{', '.join(sorted(set(metrics._BY_NAME) | {'acc'}))}")
     value = check_dict(value, where)
-    if value.get("class_name") == "Accuracy":
-        fail(where, "Keras's Accuracy class counts exact matches of values; fastcnn's accuracy is the "
-                     "classification (argmax) accuracy of 'accuracy', SparseCategoricalAccuracy and "
-                     f"CategoricalAccuracy. Received: {show_value(value)}")
+    if value.get("class_name") == "function":
+        if value.get("module") != "builtins" or value.get("config") not in metrics._FUNCTIONS \
+                or value.get("registered_name") not in (None, "function"):
+            fail(where, f"unknown metric function {show_value(value)}; fastcnn accepts "
+                        f"{', '.join(metrics._FUNCTIONS)}")
+        return metrics._FUNCTIONS[value["config"]]
     cls, config = check_object(value, where, "metric", "keras.metrics", METRIC_CLASSES, METRIC_KEYS)
     if config.get("dtype", "float32") != "float32":
         fail(where, f"metrics compute in float32. Received: dtype={show_value(config['dtype'])}")
-    return construct(cls, {key: item for key, item in config.items() if key != "dtype"}, f"{where} ({cls.__name__})")
+    if config.get("label_weights") is not None:
+        fail(where, f"fastcnn's AUC takes no label_weights. Received: label_weights={show_value(config['label_weights'])}")
+    arguments = {key: item for key, item in config.items() if key not in ("dtype", "label_weights")}
+    if arguments.get("from_sorted_ids") is False:
+        del arguments["from_sorted_ids"]
+    return construct(cls, arguments, f"{where} ({cls.__name__})")
 
 
 def _is_object(value):

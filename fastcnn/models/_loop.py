@@ -5,8 +5,9 @@ spreads a trainer's steps over processes.
 fastcnn/models/_batch_input.py) differ only in where a step's batch comes from; they hand this
 loop an iterator of step runs, and the loop calls the callbacks in Keras's order, keeps the running
 logs and stops when `model.stop_training` is set. A step run is a zero-argument callable returning
-(loss sum, outcome, samples): outcome is the correct count, or for a model with several outputs the
-per-output sums (fastcnn/models/model.py's _step_totals), and both sum across steps.
+(loss sum, outcome, samples): outcome is 0.0, or for a model with several outputs the per-output
+loss sums (fastcnn/models/model.py's _step_totals), and both sum across steps; the step updates the
+model's metrics itself.
 
 A step hook (``LocalSteps``, or fastcnn/distributed.py's MPI one, made current by
 ``spread_steps``) decides what the array trainer's steps are across processes: which samples each
@@ -22,30 +23,28 @@ import numpy as np
 
 
 def running_logs(model, total_loss, total_outcome, seen):
-    """The logs of `seen` samples: the mean loss and accuracy; for several outputs also each
-    output's loss and accuracy (total_outcome then holds per-output loss sums and correct counts),
-    under Keras's names (`digit_loss`, `digit_accuracy`), keys sorted as Keras's logs are."""
+    """The logs of `seen` samples: the mean loss, for several outputs each output's mean loss
+    (total_outcome holds their sums), and every compiled metric's result, under Keras's names
+    (`loss`, `accuracy`; `digit_loss`, `digit_accuracy`), keys sorted as Keras's logs are."""
     seen = max(seen, 1)
+    logs = {"loss": total_loss / seen}
     if len(model._output_losses) > 1:
-        names = model._output_names_for_compile()
-        totals = total_outcome if isinstance(total_outcome, np.ndarray) else np.zeros((2, len(names)))
-        logs = {"loss": total_loss / seen}
-        for index, (name, metric) in enumerate(zip(names, model._output_metrics)):
-            logs[f"{name}_loss"] = float(totals[0][index]) / seen
-            if metric is not None:
-                logs[f"{name}_{metric.name}"] = float(totals[1][index]) / seen
-        return dict(sorted(logs.items()))
-    metric_name = model._metric.name if model._metric else None
-    logs = {metric_name: total_outcome / seen} if metric_name else {}
-    logs["loss"] = total_loss / seen
-    return logs
+        sums = total_outcome if isinstance(total_outcome, np.ndarray) else np.zeros(len(model._output_losses))
+        for name, total in zip(model._output_names_for_compile(), sums):
+            logs[f"{name}_loss"] = float(total) / seen
+    for key, metric in model._metric_keys():
+        value = metric.result()
+        logs[key] = float(value) if np.ndim(value) == 0 else np.asarray(value)
+    return dict(sorted(logs.items()))
 
 
 class Totals:
-    """Loss, outcome and sample sums over a pass's steps."""
+    """Loss, per-output loss and sample sums over a pass's steps; a pass starts the model's
+    metrics afresh (Keras resets them at every epoch and evaluation)."""
 
-    def __init__(self):
-        self.loss, self.outcome, self.seen, self.steps = 0.0, 0, 0, 0
+    def __init__(self, model):
+        model.reset_metrics()
+        self.loss, self.outcome, self.seen, self.steps = 0.0, 0.0, 0, 0
 
     def add(self, loss_sum, outcome, samples):
         self.loss += loss_sum
@@ -71,7 +70,7 @@ def fit_epochs(model, callback_list, initial_epoch, epochs, epoch_runs, epoch_va
         if can_start_epoch is not None and not can_start_epoch():
             break
         callback_list.on_epoch_begin(epoch)
-        totals = Totals()
+        totals = Totals(model)
         runs = epoch_runs(epoch)
         try:
             for step, run in enumerate(runs):
@@ -101,7 +100,7 @@ def evaluate_runs(model, callback_list, runs, finish=None):
     """Keras's evaluation loop over step runs; returns (logs, steps). Batch logs are this pass's
     running means; finish(totals), when given, turns the totals into the final logs (MPIStrategy
     reduces them over the ranks); without any step the logs are zeros, as Keras reports."""
-    totals = Totals()
+    totals = Totals(model)
     if callback_list is not None:
         callback_list.on_test_begin()
     try:
@@ -152,14 +151,15 @@ class LocalSteps:
     def on_layer_gradient(self, network):
         return None
 
-    def exchange(self, network, loss_sum, outcome):
-        return loss_sum, outcome
+    def exchange(self, network, loss_sum, outcome, metric_change):
+        """The step's totals and metric state change over every process (here: this one's)."""
+        return loss_sum, outcome, metric_change
 
     def after_epoch(self, model):
         pass
 
-    def reduce_totals(self, loss, outcome, seen):
-        return loss, outcome, seen
+    def reduce_totals(self, loss, outcome, seen, metric_state):
+        return loss, outcome, seen, metric_state
 
 
 _LOCAL = LocalSteps()

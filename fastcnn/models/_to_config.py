@@ -49,15 +49,15 @@ def _serialize_loss(loss):
 
 
 def _serialize_metric(metric):
+    """A compile metric as Keras's serialize_keras_object writes it: a string as it is, a Metric as
+    its class and config, one of keras.metrics' functions by name."""
     if isinstance(metric, str):
         return metric
-    if type(metric) in (metrics.SparseCategoricalAccuracy, metrics.CategoricalAccuracy):
-        return {"module": "keras.metrics", "class_name": type(metric).__name__, "config": metric.get_config(),
-                "registered_name": None}
-    if type(metric) is metrics.Accuracy:
-        # fastcnn's Accuracy is the argmax accuracy Keras picks for the string "accuracy";
-        # Keras's Accuracy class compares values exactly, so the string is what means the same.
-        return metric.name if metric.name in ("accuracy", "acc") else "accuracy"
+    if isinstance(metric, metrics.Metric) and type(metric).__name__ in metrics._CLASSES:
+        return metrics.serialize(metric)
+    name = getattr(metric, "__name__", None)
+    if metrics._FUNCTIONS.get(name) is metric:
+        return {"module": "builtins", "class_name": "function", "config": name, "registered_name": "function"}
     raise ValueError(f"Cannot serialize the metric {metric!r}")
 
 

@@ -85,10 +85,12 @@ class Model:
         self._compiled = False
         self.optimizer = None
         self.loss = None
-        self._metric = None
-        self._output_losses = []  # per output: its Loss, weight and accuracy metric (or None)
+        self._output_losses = []  # per output: its Loss
         self._loss_weights = []
-        self._output_metrics = [None]
+        # Per output: compile's metrics as given (a Metric, or "accuracy"/"acc", which resolve once
+        # the output's size is known) and, once resolved, the Metric objects (_compiled_metrics).
+        self._metric_specs = [[]]
+        self._output_metrics = None
         self.stop_training = False
         self.history = None
         self._inbound_nodes = []  # calls of this model inside other models
@@ -399,26 +401,20 @@ class Model:
                                      f"loss_weights={loss_weights!r}")
         raw_metrics = metrics
         if len(names) == 1:
-            if isinstance(metrics, (str, metrics_module.Accuracy)):
-                metrics = [metrics]
-            metrics = list(metrics or [])
-            output_metrics = [metrics]
+            output_metrics = [_metric_list(metrics)]
         else:
-            output_metrics = _per_output(metrics, names, "metrics", broadcast=False, optional=True)
-            output_metrics = [[] if m is None else ([m] if isinstance(m, (str, metrics_module.Accuracy)) else list(m))
-                              for m in output_metrics]
-        resolved = []
-        for entries in output_metrics:
-            found = [metrics_module.get(m) for m in entries]
-            if len(found) > 1:
-                raise ValueError(f"fastcnn reports one accuracy metric per output. Received: metrics={raw_metrics!r}")
-            resolved.append(found[0] if found else None)
+            output_metrics = [_metric_list(m) for m in _per_output(metrics, names, "metrics", broadcast=False,
+                                                                   optional=True)]
+        # Resolved now (unknown names fail at compile), except the accuracy strings: Keras picks
+        # binary, sparse or categorical accuracy from the output's size and the targets.
+        specs = [[m if isinstance(m, str) and m in _ACCURACY_STRINGS else metrics_module.get(m) for m in entries]
+                 for entries in output_metrics]
         self.optimizer = optimizers_module.get(optimizer)
         self._output_losses = output_losses
         self._loss_weights = [float(w) for w in weights]
-        self._output_metrics = resolved
+        self._metric_specs = specs
+        self._output_metrics = None
         self.loss = output_losses[0] if len(names) == 1 else loss
-        self._metric = resolved[0]
         # What get_compile_config reports, as Keras records it: the arguments as passed (a single
         # metric as a one-item list: Keras's compile takes lists only), jit_compile="auto" resolved
         # as Keras resolves it on a CPU (False). fastcnn runs every step compiled, so run_eagerly,
@@ -447,12 +443,76 @@ class Model:
 
     def _log_keys(self):
         """The keys of evaluate's list, in Keras's order: the loss, each output's loss (several
-        outputs), then the metrics."""
-        if len(self._output_losses) == 1:
-            return ["loss"] + ([self._metric.name] if self._metric else [])
+        outputs), then every output's metrics."""
+        return ["loss"] + [f"{name}_loss" for name in self._output_names_for_compile()
+                           if len(self._output_losses) > 1] + [key for key, _ in self._metric_keys()]
+
+    def _metric_keys(self):
+        """(log key, Metric) of every compiled metric, in output order: the metric's name, prefixed
+        with its output's name when the model has several."""
         names = self._output_names_for_compile()
-        return (["loss"] + [f"{name}_loss" for name in names]
-                + [f"{name}_{metric.name}" for name, metric in zip(names, self._output_metrics) if metric])
+        several = len(self._output_losses) > 1
+        return [(f"{name}_{metric.name}" if several else metric.name, metric)
+                for name, metrics in zip(names, self._compiled_metrics()) for metric in metrics]
+
+    def _compiled_metrics(self):
+        """Per output, its Metric objects; compile's "accuracy" becomes BinaryAccuracy for a
+        one-unit output, SparseCategoricalAccuracy for class-index targets, CategoricalAccuracy
+        otherwise (Keras's rule), named as given."""
+        if self._output_metrics is None:
+            if any(isinstance(m, str) for entries in self._metric_specs for m in entries) and self._network is None:
+                return [[m for m in entries if not isinstance(m, str)] for entries in self._metric_specs]
+            resolved = []
+            for index, entries in enumerate(self._metric_specs):
+                metrics = []
+                for entry in entries:
+                    if isinstance(entry, str):
+                        units = self._network.output_shapes[index][2]
+                        if units == 1:
+                            entry = metrics_module.BinaryAccuracy(name=entry)
+                        elif self._output_losses[index].sparse:
+                            entry = metrics_module.SparseCategoricalAccuracy(name=entry)
+                        else:
+                            entry = metrics_module.CategoricalAccuracy(name=entry)
+                    metrics.append(entry)
+                resolved.append(metrics)
+            self._output_metrics = resolved
+        return self._output_metrics
+
+    @property
+    def metrics(self):
+        """The compiled metrics (Keras lists its loss tracker first; fastcnn reports the loss in the
+        logs without a Metric object)."""
+        return [metric for _, metric in self._metric_keys()] if self._compiled else []
+
+    def reset_metrics(self):
+        for metric in self.metrics:
+            metric.reset_state()
+
+    def _metric_state(self):
+        return np.concatenate([m._state_vector() for m in self.metrics] + [np.zeros(0)])
+
+    def _set_metric_state(self, vector):
+        offset = 0
+        for metric in self.metrics:
+            size = len(metric._state_vector())
+            metric._set_state_vector(vector[offset:offset + size])
+            offset += size
+
+    def _update_metrics(self, truth, indices):
+        """Every compiled metric updated with the last pass's outputs against truth[indices]
+        (per output; Keras's compile metrics take no sample weights)."""
+        per_output = self._compiled_metrics()
+        if not any(per_output):
+            return
+        outputs = self._network.step_outputs()
+        truths = truth if isinstance(truth, list) else [truth]
+        for metrics, output, target, shape in zip(per_output, outputs, truths, self._output_sample_shapes):
+            if metrics:
+                y_pred = output.reshape((len(output),) + tuple(shape))
+                y_true = target[indices]
+                for metric in metrics:
+                    metric.update_state(y_true, y_pred)
 
     def _configure_network(self):
         if len(self._output_losses) != self._network.output_count:
@@ -541,7 +601,7 @@ class Model:
                              + (f" of length {len(y)}" if isinstance(y, (list, tuple)) else ""))
         parts = [self._prepare_output_targets(value, samples, index, f"{name}[{index}]")
                  for index, value in enumerate(y)]
-        return {"labels": [p["labels"] for p in parts], "probabilities": [p["probabilities"] for p in parts]}
+        return {key: [part[key] for part in parts] for key in ("labels", "probabilities", "truth")}
 
     def _prepare_output_targets(self, y, samples, index, name):
         array = _as_array(y, name)
@@ -556,9 +616,13 @@ class Model:
                              f"model's output {index} is {(None,) + tuple(self._output_sample_shapes[index])}. Add a "
                              "Flatten or global pooling layer.")
         loss = self._output_losses[index]
+        # "truth": what the metrics compare with (Keras's metrics see the targets as given, before
+        # a loss's label smoothing).
         if loss.sparse:
-            return {"labels": loss._prepare_targets(array, classes), "probabilities": None}
-        return {"labels": None, "probabilities": loss._prepare_targets(array, classes)}
+            labels = loss._prepare_targets(array, classes)
+            return {"labels": labels, "probabilities": None, "truth": labels}
+        return {"labels": None, "probabilities": loss._prepare_targets(array, classes),
+                "truth": loss._prepare_truth(array, classes)}
 
     def _prepare_sample_weights(self, sample_weight, class_weight, targets, samples):
         """Per-sample loss weights (float32, one per sample) from sample_weight or class_weight."""
@@ -666,9 +730,9 @@ class Model:
             # Keras takes the last samples, before any shuffling.
             split_at = int(math.floor(samples * (1.0 - validation_split)))
             validation = (_take(x_all, slice(split_at, None)),
-                          {k: None if v is None else v[split_at:] for k, v in targets_all.items()})
+                          _take_targets(targets_all, slice(split_at, None)))
             x_all = _take(x_all, slice(None, split_at))
-            targets_all = {k: None if v is None else v[:split_at] for k, v in targets_all.items()}
+            targets_all = _take_targets(targets_all, slice(None, split_at))
             samples = split_at
 
         hook.begin_fit(self, self._network, (batch_size, epochs, initial_epoch, shuffle, validation is not None))
@@ -691,8 +755,7 @@ class Model:
             for step in range(steps):
                 indices, global_batch, first_sample = hook.batch(order, step, batch_size)
                 yield lambda indices=indices, step=step, global_batch=global_batch, first_sample=first_sample: \
-                    self._train_step(x_all, targets_all["labels"], targets_all["probabilities"], indices,
-                                     targets_all["sample_weights"], numerics, (epoch, step), hook, global_batch,
+                    self._train_step(x_all, targets_all, indices, numerics, (epoch, step), hook, global_batch,
                                      first_sample) + (global_batch,)
 
         def epoch_validation(epoch):
@@ -714,41 +777,49 @@ class Model:
             val_logs = self._evaluate_prepared(validation[0], validation[1], validation_batch_size, callback_list)
         return {f"val_{key}": value for key, value in val_logs.items()}
 
-    def _train_step(self, x, labels, probabilities, indices, sample_weights, numerics=None, position=(0, 0),
-                    hook=None, global_batch=None, first_sample=0):
+    def _train_step(self, x, targets, indices, numerics=None, position=(0, 0), hook=None, global_batch=None,
+                    first_sample=0):
         """One optimizer step on x[indices] and the weight constraints after it, as one whole: under
         the model's lock (another thread's predict sees the weights before or after it) and with
         Ctrl-C held until it is complete. numerics: a NumericsCheck or None; position: (epoch,
         step) for its message. A distributed step hook spreads the step: this process's gradients
-        over its samples, averaged over `global_batch`, are exchanged by the hook before the update.
-        Returns (loss sum, correct)."""
+        over its samples, averaged over `global_batch`, are exchanged by the hook before the update,
+        and the metrics' updates with them. Returns (loss sum, per-output loss sums)."""
         learning_rate = self.optimizer.learning_rate
         seed = _random.draw_seed()
+        labels, probabilities, sample_weights = targets["labels"], targets["probabilities"], targets["sample_weights"]
         with self._lock, _step_guard.whole_step():
             self._use_own_weights()
             if numerics is not None:
                 numerics.before_step()
             network = self._network
             if hook is not None and hook.distributed:
-                loss_sum, correct = _step_totals(network.compute_gradients(
+                loss_sum, outcome = _step_totals(network.compute_gradients(
                     x, labels, probabilities, indices, global_batch, first_sample, seed, sample_weights,
                     hook.on_layer_gradient(network)))
-                loss_sum, correct = hook.exchange(network, loss_sum, correct)
+                before = self._metric_state()
+                self._update_metrics(targets["truth"], indices)
+                loss_sum, outcome, change = hook.exchange(network, loss_sum, outcome, self._metric_state() - before)
+                self._set_metric_state(before + change)
                 loss_sum += global_batch * network.apply_gradients(learning_rate)
             else:
-                loss_sum, correct = _step_totals(network.train_step(x, labels, probabilities, indices, learning_rate,
+                loss_sum, outcome = _step_totals(network.train_step(x, labels, probabilities, indices, learning_rate,
                                                                     seed, sample_weights))
+                self._update_metrics(targets["truth"], indices)
             self._apply_constraints()
             if numerics is not None:
                 numerics.after_step(loss_sum, _take(x, indices), seed, *position)
-        return loss_sum, correct
+        return loss_sum, outcome
 
-    def _test_step(self, x, labels, probabilities, indices, sample_weights):
-        """Loss sum and correct count on x[indices] in inference mode, under the model's lock (so
-        another thread's training is seen between whole steps only)."""
+    def _test_step(self, x, targets, indices):
+        """Loss sum and per-output loss sums on x[indices] in inference mode, the metrics updated,
+        under the model's lock (so another thread's training is seen between whole steps only)."""
         with self._lock:
             self._use_own_weights()
-            return _step_totals(self._network.test_step(x, labels, probabilities, indices, sample_weights))
+            result = _step_totals(self._network.test_step(x, targets["labels"], targets["probabilities"], indices,
+                                                          targets.get("sample_weights")))
+            self._update_metrics(targets["truth"], indices)
+            return result
 
     def _apply_constraints(self):
         """Keras's optimizer projects each trainable weight through its constraint after updating it."""
@@ -767,13 +838,15 @@ class Model:
         def runs():
             for step in range(math.ceil(samples / batch_size)):
                 indices = np.arange(step * batch_size, min(samples, (step + 1) * batch_size))
-                yield lambda indices=indices: self._test_step(x, targets["labels"], targets["probabilities"], indices,
-                                                              targets.get("sample_weights")) + (len(indices),)
+                yield lambda indices=indices: self._test_step(x, targets, indices) + (len(indices),)
 
         hook = _loop.step_hook()
 
-        def finish(totals):  # a distributed hook adds every process's totals
-            return _loop.running_logs(self, *hook.reduce_totals(totals.loss, totals.outcome, totals.seen))
+        def finish(totals):  # a distributed hook adds every process's totals and metric states
+            loss, outcome, seen, state = hook.reduce_totals(totals.loss, totals.outcome, totals.seen,
+                                                            self._metric_state())
+            self._set_metric_state(state)
+            return _loop.running_logs(self, loss, outcome, seen)
 
         return _loop.evaluate_runs(self, callback_list, runs(), finish=finish)[0]
 
@@ -858,10 +931,12 @@ class Model:
         x_all = self._prepare_x(x)
         targets = self._prepare_y(y, _count(x_all))
         weights = self._prepare_sample_weights(sample_weight, class_weight, targets, _count(x_all))
+        targets["sample_weights"] = weights
         indices = np.arange(_count(x_all))
+        self.reset_metrics()  # as Keras's train_on_batch: the logs are this batch's
         with _step_guard.interrupts_between_steps():
-            loss_sum, correct = self._train_step(x_all, targets["labels"], targets["probabilities"], indices, weights)
-        return self._logs_result(_loop.running_logs(self, loss_sum, correct, _count(x_all)), return_dict)
+            loss_sum, outcome = self._train_step(x_all, targets, indices)
+        return self._logs_result(_loop.running_logs(self, loss_sum, outcome, _count(x_all)), return_dict)
 
     def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
         self._require_compiled("evaluation")
@@ -940,11 +1015,37 @@ def _per_output(value, names, argument, broadcast=True, optional=False):
 
 
 def _step_totals(result):
-    """(loss sum, outcome) of a network step: outcome is the correct count of a single output, or
-    for several outputs a 2 x outputs array (loss sums; correct counts) that sums like a count."""
+    """(loss sum, outcome) of a network step: outcome is 0.0 for a single output, or for several
+    outputs the array of each output's loss sum (both sum across steps)."""
     if len(result) == 2:
-        return result
-    return result[0], np.array([result[2], result[3]], dtype=np.float64)
+        return result[0], 0.0
+    return result[0], np.array(result[2], dtype=np.float64)
+
+
+def _take_targets(targets, index):
+    """targets[index] for a targets dict: each entry an array, None, or a list of them (one per
+    output)."""
+    def take(value):
+        if value is None:
+            return None
+        if isinstance(value, list):
+            return [take(item) for item in value]
+        return value[index]
+
+    return {key: take(value) for key, value in targets.items()}
+
+
+# compile's accuracy strings: resolved per output once its size is known (_compiled_metrics).
+_ACCURACY_STRINGS = ("accuracy", "acc")
+
+
+def _metric_list(value):
+    """compile's metrics of one output as a list (a single metric, a list of them, or None)."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
 
 
 def _as_list(results):
