@@ -9,9 +9,11 @@ from fastcnn import _core
 
 
 class Loss:
-    """Base class. ``sparse`` losses take class labels; the others take probability rows."""
+    """Base class. ``sparse`` losses take class labels; the others take probability rows (or, for
+    the binary kind, one target per unit)."""
 
     sparse = False
+    kind = "categorical"  # the C++ cross-entropy (csrc/ops/loss.h): "categorical" or "binary"
 
     def __init__(self, name, reduction="sum_over_batch_size", from_logits=False):
         if reduction not in ("sum_over_batch_size", "sum", "none", None):
@@ -49,7 +51,7 @@ class Loss:
 
     def call(self, y_true, y_pred):
         targets = self._prepare_targets(y_true, y_pred.shape[-1])
-        losses, _ = _core.ops.cross_entropy(y_pred, targets, self.from_logits)
+        losses, _ = _core.ops.cross_entropy(y_pred, targets, self.from_logits, self.kind)
         return losses
 
     def get_config(self):
@@ -134,6 +136,52 @@ class CategoricalCrossentropy(Loss):
         return {**super().get_config(), "label_smoothing": self.label_smoothing, "axis": -1}
 
 
+class BinaryCrossentropy(Loss):
+    """Keras's binary cross-entropy: every output unit an independent probability (one sigmoid unit
+    for two classes, several for multi-label), the loss the mean over the units; targets in [0, 1]
+    per unit (soft labels accepted, as in Keras). A sigmoid output is fused with it: the loss reads
+    the logits."""
+
+    kind = "binary"
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
+                 name="binary_crossentropy"):
+        if axis != -1:
+            raise ValueError(f"fastcnn computes cross-entropy over the last axis only. Received: axis={axis}")
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) \
+                or not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"`label_smoothing` must be in [0, 1]. Received: label_smoothing={label_smoothing}")
+        super().__init__(name, reduction, from_logits)
+        self.label_smoothing = float(label_smoothing)
+
+    def _prepare_targets(self, y_true, classes):
+        targets = self._prepare_truth(y_true, classes)
+        if self.label_smoothing:
+            targets = np.ascontiguousarray(targets * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing,
+                                           dtype=np.float32)
+        return targets
+
+    def _prepare_truth(self, y_true, classes):
+        targets = np.asarray(y_true)
+        if targets.dtype.kind not in "iubf":
+            raise TypeError(f"targets must be numeric. Received: y.dtype={targets.dtype}")
+        if targets.ndim == 1 and classes == 1:
+            targets = targets[:, None]  # (batch,) targets of a one-unit output, as Keras expands them
+        if targets.ndim != 2 or targets.shape[1] != classes:
+            raise ValueError(f"binary_crossentropy needs targets of shape (batch, {classes}), one per output unit "
+                             f"(0/1 or probabilities). Received: y.shape={targets.shape}")
+        return np.ascontiguousarray(targets, dtype=np.float32)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing, "axis": -1}
+
+
+def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0):
+    """Per-sample losses, shape (batch,): the mean over the units."""
+    return BinaryCrossentropy(from_logits=from_logits, label_smoothing=label_smoothing,
+                              reduction="none")(y_true, y_pred)
+
+
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
     """Per-sample losses, shape (batch,)."""
     return SparseCategoricalCrossentropy(from_logits=from_logits, reduction="none")(y_true, y_pred)
@@ -148,6 +196,7 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
 _BY_NAME = {
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
+    "binary_crossentropy": BinaryCrossentropy,
 }
 
 
@@ -161,6 +210,8 @@ def get(identifier):
         return SparseCategoricalCrossentropy()
     if identifier is categorical_crossentropy:
         return CategoricalCrossentropy()
+    if identifier is binary_crossentropy:
+        return BinaryCrossentropy()
     raise ValueError(
         f"Could not interpret loss identifier: {identifier!r}. fastcnn computes the loss inside its "
         f"C++ training step; supported: {', '.join(_BY_NAME)} (or their Loss classes)."

@@ -487,11 +487,15 @@ void bind_network(py::module_& m) {
            },
            py::arg("layer_index"))
       .def("configure_output_loss",
-           [](runtime::Network& network, int64_t output, bool from_logits, float weight) {
+           [](runtime::Network& network, int64_t output, bool from_logits, float weight, const std::string& kind) {
              require_built(network, "configure_output_loss");
-             network.configure_output_loss(output, from_logits, weight);
+             if (kind != "categorical" && kind != "binary") {
+               throw py::value_error("`kind` must be 'categorical' or 'binary'. Received: kind='" + kind + "'");
+             }
+             network.configure_output_loss(output, from_logits, weight,
+                                           kind == "binary" ? CrossEntropyKind::binary : CrossEntropyKind::categorical);
            },
-           py::arg("output"), py::arg("from_logits"), py::arg("weight") = 1.0f)
+           py::arg("output"), py::arg("from_logits"), py::arg("weight") = 1.0f, py::arg("kind") = "categorical")
       .def_property_readonly("parameter_count", &runtime::Network::parameter_count)
       // Per layer, numpy views of its parameters inside the network's buffer (no copies): the
       // arrays keep the network alive.

@@ -379,9 +379,13 @@ std::tuple<FloatArray, FloatArray, FloatArray> batch_norm_backward(
   return {input_gradient, gamma_gradient, beta_gradient};
 }
 
-// Labels (batch,) in [0, classes) or probability rows (batch, classes).
+// Labels (batch,) in [0, classes) or probability rows (batch, classes); kind "binary": targets
+// (batch, units) per unit.
 std::pair<FloatArray, FloatArray> cross_entropy(py::object predictions_argument, py::object targets_argument,
-                                                bool from_logits) {
+                                                bool from_logits, const std::string& kind) {
+  if (kind != "categorical" && kind != "binary") {
+    throw py::value_error("`kind` must be 'categorical' or 'binary'. Received: kind='" + kind + "'");
+  }
   const FloatArray predictions = float_array(predictions_argument, "predictions");
   const py::array targets = numeric_array(targets_argument, "targets");
   require_rank(predictions, 2, "predictions");
@@ -396,7 +400,8 @@ std::pair<FloatArray, FloatArray> cross_entropy(py::object predictions_argument,
   params.classes = classes;
   params.from_logits = from_logits;
   params.gradient_scale = batch > 0 ? 1.0f / static_cast<float>(batch) : 0.0f;
-  if (targets.ndim() == 1) {
+  params.kind = kind == "binary" ? CrossEntropyKind::binary : CrossEntropyKind::categorical;
+  if (targets.ndim() == 1 && params.kind == CrossEntropyKind::categorical) {
     // Class indices: checked in 64 bits before narrowing to int32, so no value wraps into range.
     const IndexArray labels = class_indices(targets, "targets");
     require_dimension(labels, 0, batch, "targets", "batch");
@@ -741,7 +746,7 @@ void bind_ops(py::module_& ops) {
           py::arg("gamma"), py::arg("output_gradient"), py::arg("epsilon") = 1e-3f, py::arg("kernels") = "active",
           py::arg("relu_input") = false);
   ops.def("cross_entropy", &cross_entropy, py::arg("predictions"), py::arg("targets"),
-          py::arg("from_logits") = false);
+          py::arg("from_logits") = false, py::arg("kind") = "categorical");
 
 
   ops.def("merge_forward", &merge_forward, py::arg("kind"), py::arg("inputs"), py::arg("kernels") = "active",

@@ -30,6 +30,12 @@ const char* activation_name(Activation activation);
 // Elementwise activations can be applied in a kernel's epilogue; softmax needs a whole row.
 inline bool is_elementwise(Activation activation) { return activation != Activation::softmax; }
 // Activations whose backward pass needs their input, not only their output.
+// Output activations whose cross-entropy loss reads the logits (the network fuses the two):
+// a layer ending in one keeps its pre-activation.
+inline bool keeps_logits(Activation activation) {
+  return activation == Activation::softmax || activation == Activation::sigmoid;
+}
+
 inline bool needs_pre_activation(Activation activation) {
   return activation == Activation::softmax || activation == Activation::softplus ||
          activation == Activation::swish || activation == Activation::gelu;

@@ -17,7 +17,7 @@ class ActivatedLayer : public Layer {
  public:
   explicit ActivatedLayer(Activation activation) : activation_(activation) {}
   Activation activation() const override { return activation_; }
-  bool keeps_pre_activation() const override { return needs_pre_activation(activation_); }
+  bool keeps_pre_activation() const override { return needs_pre_activation(activation_) || keeps_logits(activation_); }
   bool outputs_relu() const override { return activation_ == Activation::relu; }
 
  protected:
@@ -522,15 +522,15 @@ class ActivationLayer final : public ActivatedLayer {
  public:
   explicit ActivationLayer(Activation activation) : ActivatedLayer(activation) {}
   std::string kind() const override { return "Activation"; }
-  // The layer's input already is its pre-activation; only softmax keeps a copy, for the loss.
-  bool keeps_pre_activation() const override { return activation_ == Activation::softmax; }
+  // The layer's input already is its pre-activation; softmax and sigmoid keep a copy, for the loss.
+  bool keeps_pre_activation() const override { return keeps_logits(activation_); }
   SampleShape configure(const SampleShape& input) override { return input; }
 
   void forward(const StepContext& context, int64_t batch, const float* input,
                float* pre_activation, float* output) override {
     const int64_t rows = batch * input_shape.height * input_shape.width;
-    // The layer's input is its pre-activation; it is copied only where the fused softmax +
-    // cross-entropy loss reads the logits from the pre-activation buffer.
+    // The layer's input is its pre-activation; it is copied only where the fused softmax or
+    // sigmoid + cross-entropy loss reads the logits from the pre-activation buffer.
     if (pre_activation != nullptr) {
       context.kernels.activation_forward(Activation::linear, rows, input_shape.channels, input,
                                          pre_activation);

@@ -343,7 +343,7 @@ void Network::configure_loss(bool from_logits) {
   default_from_logits_ = from_logits;
 }
 
-void Network::configure_output_loss(int64_t output, bool from_logits, float weight) {
+void Network::configure_output_loss(int64_t output, bool from_logits, float weight, CrossEntropyKind kind) {
   require_built();
   if (output < 0 || output >= static_cast<int64_t>(outputs_.size())) {
     throw std::out_of_range("`output` must be in [0, " + std::to_string(outputs_.size()) +
@@ -352,7 +352,7 @@ void Network::configure_output_loss(int64_t output, bool from_logits, float weig
   if (!std::isfinite(weight) || weight < 0.0f) {
     throw std::invalid_argument("loss weights must be finite and non-negative. Received: " + std::to_string(weight));
   }
-  output_losses_[static_cast<size_t>(output)] = {from_logits, weight};
+  output_losses_[static_cast<size_t>(output)] = {from_logits, weight, kind};
 }
 
 double Network::activity_penalty(int64_t batch, int64_t loss_batch) {
@@ -408,6 +408,15 @@ void Network::add_output_activity_gradient(size_t node, int64_t batch, int64_t l
   const int64_t classes = layers_[node]->output_shape.size();
   if (!gradient_is_logits) {
     add_penalty_gradient(output, gradient, batch * classes, l1_scale, l2_scale);
+    return;
+  }
+  if (layers_[node]->activation() == Activation::sigmoid) {
+    // Through sigmoid y = sigmoid(z): dz += g * y (1 - y), g = d penalty / dy.
+    for (int64_t i = 0; i < batch * classes; ++i) {
+      const float y = output[i];
+      const float sign = y > 0.0f ? 1.0f : (y < 0.0f ? -1.0f : 0.0f);
+      gradient[i] += (l1_scale * sign + l2_scale * y) * y * (1.0f - y);
+    }
     return;
   }
   // Through softmax y = softmax(z): dz_j += y_j * (g_j - sum_k g_k y_k), g = d penalty / dy.
@@ -569,7 +578,7 @@ StepResult Network::losses_and_gradients(const std::vector<Targets>& targets, co
     const size_t node = static_cast<size_t>(id);
     const int64_t classes = layers_[node]->output_shape.size();
     const float* output = values_[tensor_index(id)];
-    const bool fused = fused_softmax(k);
+    const bool fused = fused_output_activation(k);
     const int64_t slot_index = gradient_slot_[tensor_index(id)];
     float* gradient = gradients && slot_index >= 0 ? slot(slot_index) : nullptr;
     const int32_t* labels = nullptr;
@@ -587,6 +596,7 @@ StepResult Network::losses_and_gradients(const std::vector<Targets>& targets, co
       probabilities = batch_probabilities_.data();
     }
     CrossEntropyParams params;
+    params.kind = output_losses_[k].kind;
     params.batch = batch;
     params.classes = classes;
     params.from_logits = output_losses_[k].from_logits || fused;
@@ -699,7 +709,7 @@ StepResult Network::forward_backward(const std::vector<const float*>& x, const s
   for (size_t k = 0; k < outputs_.size(); ++k) {
     const int64_t slot_index = gradient_slot_[tensor_index(outputs_[k])];
     if (slot_index >= 0) {
-      add_output_activity_gradient(static_cast<size_t>(outputs_[k]), batch, loss_batch, fused_softmax(k),
+      add_output_activity_gradient(static_cast<size_t>(outputs_[k]), batch, loss_batch, fused_output_activation(k),
                                    slot(slot_index));
     }
   }
@@ -755,7 +765,7 @@ StepResult Network::forward_backward(const std::vector<const float*>& x, const s
     // the only consumer already applied this node's ReLU derivative (relu_input).
     bool gradient_is_pre_activation = false;
     for (size_t k = 0; k < outputs_.size(); ++k) {
-      if (outputs_[k] == id && fused_softmax(k)) gradient_is_pre_activation = true;
+      if (outputs_[k] == id && fused_output_activation(k)) gradient_is_pre_activation = true;
     }
     if (consumers.size() == 1 && !is_output(id) && layers_[consumers[0].first]->relu_input) {
       gradient_is_pre_activation = true;

@@ -49,10 +49,12 @@ struct StepResult {
   std::vector<int64_t> output_correct;
 };
 
-// A model output's loss: cross-entropy, its weight in the total loss (Keras's loss_weights).
+// A model output's loss: categorical or binary cross-entropy, its weight in the total loss
+// (Keras's loss_weights).
 struct OutputLoss {
   bool from_logits = false;
   float weight = 1.0f;
+  CrossEntropyKind kind = CrossEntropyKind::categorical;
 };
 
 class Network {
@@ -98,7 +100,8 @@ class Network {
   // L1/L2 penalties on layer_index's kernel and bias (its first two parameter arrays) and output.
   void set_regularization(int64_t layer_index, const Regularization& regularization);
   void configure_loss(bool from_logits);
-  void configure_output_loss(int64_t output, bool from_logits, float weight);
+  void configure_output_loss(int64_t output, bool from_logits, float weight,
+                             CrossEntropyKind kind = CrossEntropyKind::categorical);
   void configure_optimizer(const OptimizerConfig& config);
   Optimizer& optimizer() { return optimizer_; }
 
@@ -207,7 +210,9 @@ class Network {
   void forward(const kernels::KernelTable& kernels, const std::vector<const float*>& inputs, int64_t batch,
                bool training, uint64_t seed, Fusion fusion, Buffers buffers, PhaseTimer* timer = nullptr,
                int64_t first_sample = 0);
-  bool fused_softmax(size_t output) const;
+  // Output k's loss reads its logits: a softmax output with categorical cross-entropy or a
+  // sigmoid output with binary cross-entropy, not from_logits, read by no other node.
+  bool fused_output_activation(size_t output) const;
   // Loss of every output, its gradient (scaled by weight / loss_batch) into the output's gradient
   // slot when `gradients` is true.
   StepResult losses_and_gradients(const std::vector<Targets>& targets, const int64_t* indices, int64_t batch,

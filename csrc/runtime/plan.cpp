@@ -10,6 +10,7 @@
 //                             BatchNormalization), which sees the ReLU's output anyway
 //   softmax_cross_entropy     a softmax output's loss reads the logits and its gradient is the
 //                             logits' (softmax(z) - t), skipping the softmax backward pass
+//   sigmoid_binary_cross_entropy  likewise a sigmoid output's binary cross-entropy (sigmoid(z) - t)
 //   gradient_slots            a gradient buffer per tensor, reused by liveness in backward order
 //   activation_buffers        inference passes: an activation buffer per tensor, reused by
 //                             liveness in forward order (training keeps every tensor for backward)
@@ -51,12 +52,14 @@ void Network::pass_relu_derivative_hand_off() {
   }
 }
 
-bool Network::fused_softmax(size_t output) const {
+bool Network::fused_output_activation(size_t output) const {
   // Not when other nodes read the output too: their gradients are the probabilities'.
   const int64_t id = outputs_[output];
   const Layer& layer = *layers_[static_cast<size_t>(id)];
-  return !output_losses_[output].from_logits && layer.activation() == Activation::softmax &&
-         layer.keeps_pre_activation() && consumers_[tensor_index(id)].empty();
+  const Activation expected =
+      output_losses_[output].kind == CrossEntropyKind::binary ? Activation::sigmoid : Activation::softmax;
+  return !output_losses_[output].from_logits && layer.activation() == expected && layer.keeps_pre_activation() &&
+         consumers_[tensor_index(id)].empty();
 }
 
 bool Network::pair_fused(size_t convolution, Fusion fusion) const {
@@ -219,17 +222,19 @@ void Network::update_plan() {
 }
 
 std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes() const {
-  std::vector<int64_t> convolutions, relu_hand_offs, softmax_outputs;
+  std::vector<int64_t> convolutions, relu_hand_offs, softmax_outputs, sigmoid_outputs;
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (pair_fused(i, Fusion::everywhere)) convolutions.push_back(static_cast<int64_t>(i));
     if (layers_[i]->relu_input) relu_hand_offs.push_back(static_cast<int64_t>(i));
   }
   for (size_t k = 0; k < outputs_.size(); ++k) {
-    if (fused_softmax(k)) softmax_outputs.push_back(outputs_[k]);
+    if (!fused_output_activation(k)) continue;
+    (output_losses_[k].kind == CrossEntropyKind::binary ? sigmoid_outputs : softmax_outputs).push_back(outputs_[k]);
   }
   return {{"convolution_max_pool", convolutions},
           {"relu_derivative_hand_off", relu_hand_offs},
-          {"softmax_cross_entropy", softmax_outputs}};
+          {"softmax_cross_entropy", softmax_outputs},
+          {"sigmoid_binary_cross_entropy", sigmoid_outputs}};
 }
 
 }  // namespace fastcnn::runtime

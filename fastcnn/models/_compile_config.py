@@ -32,9 +32,10 @@ SCHEDULE_CLASSES = {name: getattr(schedules, name) for name in SCHEDULE_KEYS}
 LOSS_KEYS = {
     "SparseCategoricalCrossentropy": ("name", "reduction", "from_logits", "ignore_class"),
     "CategoricalCrossentropy": ("name", "reduction", "from_logits", "label_smoothing", "axis"),
+    "BinaryCrossentropy": ("name", "reduction", "from_logits", "label_smoothing", "axis"),
 }
 LOSS_CLASSES = {name: getattr(losses, name) for name in LOSS_KEYS}
-LOSS_NAMES = ("sparse_categorical_crossentropy", "categorical_crossentropy")
+LOSS_NAMES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy")
 
 _CONFUSION = ("name", "dtype", "thresholds", "top_k", "class_id")
 METRIC_KEYS = {

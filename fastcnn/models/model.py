@@ -518,10 +518,12 @@ class Model:
         if len(self._output_losses) != self._network.output_count:
             raise ValueError(f"Model {self.name!r} has {self._network.output_count} outputs but was compiled with "
                              f"{len(self._output_losses)} losses.")
-        self._network.configure_loss(self._output_losses[0].from_logits)
-        if len(self._output_losses) > 1:
-            for index, (loss, weight) in enumerate(zip(self._output_losses, self._loss_weights)):
-                self._network.configure_output_loss(index, loss.from_logits, weight)
+        for index, (loss, weight) in enumerate(zip(self._output_losses, self._loss_weights)):
+            if loss.kind == "categorical" and self._network.output_shapes[index][2] == 1:
+                raise ValueError(f"Output {index} of model {self.name!r} has one unit, so {loss.name} (a softmax over "
+                                 "the units) is always 0 and nothing trains. For two classes use one sigmoid unit "
+                                 "with loss='binary_crossentropy', or two units with a categorical loss.")
+            self._network.configure_output_loss(index, loss.from_logits, weight, loss.kind)
         self.optimizer._attach(self._network, model=self)
 
     def _require_compiled(self, what):
@@ -654,7 +656,10 @@ class Model:
                 table[int(key)] = value
             labels = targets["labels"]
             if labels is None:
-                labels = np.argmax(targets["probabilities"], axis=1)
+                # One-hot rows give their argmax; one-unit binary targets their rounded value (Keras's rule).
+                probabilities = targets["probabilities"]
+                labels = (np.round(probabilities[:, 0]).astype(np.int64) if probabilities.shape[1] == 1
+                          else np.argmax(probabilities, axis=1))
             return np.ascontiguousarray(table[labels])
         return None
 

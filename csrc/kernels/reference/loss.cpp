@@ -16,10 +16,41 @@ inline float target_at(const int32_t* labels, const float* target_probabilities,
   return target_probabilities[n * classes + j];
 }
 
+// Binary cross-entropy (ops/loss.h): targets per unit, the loss the mean over the units.
+void binary_cross_entropy(const CrossEntropyParams& p, const float* predictions, const float* targets, float* losses,
+                          float* input_gradient) {
+  const int64_t units = p.classes;
+  const float scale = p.gradient_scale / static_cast<float>(units);
+  for (int64_t n = 0; n < p.batch; ++n) {
+    float loss = 0.0f;
+    for (int64_t j = 0; j < units; ++j) {
+      const float z = predictions[n * units + j];
+      const float t = targets[n * units + j];
+      float gradient;
+      if (p.from_logits) {
+        // TensorFlow's sigmoid_cross_entropy_with_logits: stable for either sign of z.
+        loss += std::max(z, 0.0f) - z * t + std::log1p(std::exp(-std::fabs(z)));
+        const float sigmoid = z >= 0.0f ? 1.0f / (1.0f + std::exp(-z)) : std::exp(z) / (1.0f + std::exp(z));
+        gradient = sigmoid - t;
+      } else {
+        const float q = std::min(std::max(z, kCrossEntropyEpsilon), 1.0f - kCrossEntropyEpsilon);
+        loss -= t * std::log(q) + (1.0f - t) * std::log(1.0f - q);
+        gradient = q == z ? (q - t) / (q * (1.0f - q)) : 0.0f;
+      }
+      if (input_gradient != nullptr) input_gradient[n * units + j] = scale * gradient;
+    }
+    losses[n] = loss / static_cast<float>(units);
+  }
+}
+
 }  // namespace
 
 void cross_entropy(const CrossEntropyParams& p, const float* predictions, const int32_t* labels,
                    const float* target_probabilities, float* losses, float* input_gradient) {
+  if (p.kind == CrossEntropyKind::binary) {
+    binary_cross_entropy(p, predictions, target_probabilities, losses, input_gradient);
+    return;
+  }
   const int64_t classes = p.classes;
   std::vector<float> scratch(static_cast<size_t>(classes));
   for (int64_t n = 0; n < p.batch; ++n) {

@@ -1,0 +1,103 @@
+"""Binary cross-entropy (csrc/ops/loss.h, the binary kind) against TensorFlow/Keras: the loss
+function on arrays (from probabilities, clipped, and from logits; label smoothing; soft labels;
+sample weights and reductions), its gradient, and whole models with sigmoid heads (the sigmoid
+fused with the loss) trained side by side with Keras."""
+
+import numpy as np
+import pytest
+
+import fastcnn
+from fastcnn import _core, losses
+
+from conftest import relative_error
+
+
+def _probabilities(rng, shape):
+    values = rng.random(shape).astype(np.float32)
+    values.flat[:3] = [0.0, 1.0, 1e-9]  # inside and outside the clip at epsilon
+    return values
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("units", [1, 4])
+def test_binary_crossentropy_equals_keras(keras, rng, from_logits, label_smoothing, units):
+    y_pred = (rng.normal(size=(9, units)) * 4).astype(np.float32) if from_logits else _probabilities(rng, (9, units))
+    y_true = (rng.random((9, units)) > 0.5).astype(np.float32)
+    y_true[0] = 0.3  # a soft label
+    weights = rng.random(9).astype(np.float32)
+    for reduction in ("sum_over_batch_size", "sum", "none"):
+        ours = losses.BinaryCrossentropy(from_logits=from_logits, label_smoothing=label_smoothing, reduction=reduction)
+        theirs = keras.losses.BinaryCrossentropy(from_logits=from_logits, label_smoothing=label_smoothing,
+                                                 reduction=reduction)
+        for sample_weight in (None, weights):
+            np.testing.assert_allclose(ours(y_true, y_pred, sample_weight=sample_weight),
+                                       np.asarray(theirs(y_true, y_pred, sample_weight=sample_weight)), rtol=1e-5,
+                                       atol=1e-6)
+    np.testing.assert_allclose(losses.binary_crossentropy(y_true, y_pred, from_logits=from_logits),
+                               keras.losses.binary_crossentropy(y_true, y_pred, from_logits=from_logits), rtol=1e-5)
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_binary_crossentropy_gradient_equals_tensorflow(tf, rng, from_logits):
+    y_pred = (rng.normal(size=(6, 3)) * 3).astype(np.float32) if from_logits else _probabilities(rng, (6, 3))
+    y_true = rng.random((6, 3)).astype(np.float32)
+    losses_, gradient = _core.ops.cross_entropy(y_pred, y_true, from_logits, "binary")
+    variable = tf.Variable(y_pred)
+    with tf.GradientTape() as tape:
+        per_sample = tf.keras.losses.binary_crossentropy(y_true, variable, from_logits=from_logits)
+        mean = tf.reduce_mean(per_sample)
+    expected = tape.gradient(mean, variable).numpy()
+    np.testing.assert_allclose(losses_, per_sample.numpy(), rtol=1e-5, atol=1e-6)
+    assert relative_error(gradient, expected) <= 1e-5
+
+
+def _sigmoid_model(module, units, activation):
+    return module.Sequential([module.layers.Input((6, 6, 2)), module.layers.Conv2D(4, 3, activation="relu"),
+                              module.layers.MaxPooling2D(), module.layers.Flatten(),
+                              module.layers.Dense(units, activation=activation)])
+
+
+@pytest.mark.parametrize("units, activation, loss_arguments, soft", [
+    (1, "sigmoid", {}, False),                          # cats vs dogs: one sigmoid unit
+    (3, "sigmoid", {"label_smoothing": 0.1}, False),    # multi-label
+    (1, None, {"from_logits": True}, False),            # a logit head
+    (2, "sigmoid", {}, True),                           # soft labels
+])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_sigmoid_heads_train_as_in_keras(tf, keras, rng, units, activation, loss_arguments, soft, optimizer):
+    x = rng.random((24, 6, 6, 2)).astype(np.float32)
+    y = rng.random((24, units)).astype(np.float32) if soft else (rng.random((24, units)) > 0.5).astype(np.float32)
+    ours, theirs = _sigmoid_model(fastcnn, units, activation), _sigmoid_model(keras, units, activation)
+    ours.set_weights(theirs.get_weights())
+    for model, module in ((ours, fastcnn), (theirs, keras)):
+        chosen = module.optimizers.SGD(0.3) if optimizer == "sgd" else module.optimizers.Adam(0.01)
+        model.compile(chosen, module.losses.BinaryCrossentropy(**loss_arguments),
+                      metrics=["accuracy", module.metrics.AUC(name="auc")])
+    ours_logs = ours.evaluate(x, y, verbose=0, return_dict=True)
+    theirs_logs = theirs.evaluate(x, y, verbose=0, return_dict=True)
+    assert list(ours_logs) == list(theirs_logs)
+    for key in theirs_logs:
+        np.testing.assert_allclose(ours_logs[key], theirs_logs[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    ours.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)  # 3 steps
+    theirs.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    for mine, expected in zip(ours.get_weights(), theirs.get_weights()):
+        # Relative to the array's scale; an array of tiny values (a bias near 0) absolutely, at 1e-6.
+        assert np.max(np.abs(mine - expected)) <= 1e-4 * max(float(np.max(np.abs(expected))), 1e-2)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=1e-4, atol=1e-6)
+    # The sigmoid Dense head (node 3) hands the loss its logits; a logit head has nothing to fuse.
+    assert ours._network.fusion_passes()["sigmoid_binary_cross_entropy"] == ([3] if activation else [])
+
+
+def test_binary_targets_and_heads_are_checked(rng):
+    model = _sigmoid_model(fastcnn, 1, "sigmoid")
+    model.compile("sgd", "binary_crossentropy", metrics=["accuracy"])
+    x = rng.random((4, 6, 6, 2)).astype(np.float32)
+    model.fit(x, np.array([0, 1, 1, 0]), verbose=0)  # (batch,) targets of a one-unit head, as in Keras
+    with pytest.raises(ValueError, match=r"binary_crossentropy needs targets of shape \(batch, 1\)"):
+        model.fit(x, np.zeros((4, 2)), verbose=0)
+    categorical = _sigmoid_model(fastcnn, 1, "softmax")
+    with pytest.raises(ValueError, match="has one unit, so categorical_crossentropy"):
+        categorical.compile("sgd", "categorical_crossentropy")
+        categorical.fit(x, np.ones((4, 1)), verbose=0)
+    assert model.metrics[0].__class__.__name__ == "BinaryAccuracy"
