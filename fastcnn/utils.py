@@ -9,7 +9,7 @@ import numbers
 
 import numpy as np
 
-from fastcnn import _random
+from fastcnn import _naming, _random
 from fastcnn._image_dataset import ImageDataset, image_dataset_from_directory  # noqa: F401
 from fastcnn._plot import plot_history  # noqa: F401
 from fastcnn._py_dataset import PyDataset, Sequence  # noqa: F401
@@ -23,6 +23,12 @@ def set_random_seed(seed):
         raise ValueError(f"`seed` must be non-negative. Received: seed={seed}")
     _random.set_seed(int(seed))
     np.random.seed(int(seed) % 2**32)
+
+
+def clear_session(free_memory=True):
+    """Keras's clear_session: automatic names start afresh (the next Conv2D is `conv2d`, the next
+    Precision `precision`). fastcnn keeps no global graph or session state besides the names."""
+    _naming.reset()
 
 
 def to_categorical(x, num_classes=None):

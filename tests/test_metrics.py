@@ -101,6 +101,8 @@ def test_default_names_are_numbered_like_keras():
     assert metrics.get("precision").name == "precision"  # a string names its metric
     assert metrics.get("auc").name == "auc" and isinstance(metrics.get("AUC"), metrics.AUC)
     assert metrics.get(metrics.binary_accuracy).name == "binary_accuracy"
+    fastcnn.utils.clear_session()  # Keras's: names start afresh
+    assert metrics.Precision().name == "precision" and layers.Dense(2).name == "dense"
 
 
 @pytest.mark.parametrize("make, match", [

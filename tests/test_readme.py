@@ -6,6 +6,8 @@ import re
 import numpy as np
 import pytest
 
+import fastcnn
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -101,3 +103,14 @@ def test_functional_docs_example_runs_as_printed(tmp_path, monkeypatch):
     model = namespace["model"]
     assert model.output_shape == (None, 10)
     assert [type(layer).__name__ for layer in model.layers].count("Concatenate") == 1
+
+
+def test_binary_classification_example_runs(tmp_path, monkeypatch, capsys):
+    """docs/using.md's one-sigmoid-unit classifier with Precision, Recall and AUC: it trains and
+    logs Keras's names (automatic names start afresh, as in a new process)."""
+    fastcnn.utils.clear_session()
+    namespace = run_block(readme_block('loss="binary_crossentropy"', "docs/using.md"), tmp_path, monkeypatch)
+    logs = namespace["history"].history
+    assert sorted(logs) == ["accuracy", "auc", "loss", "precision", "recall", "val_accuracy", "val_auc", "val_loss",
+                            "val_precision", "val_recall"]
+    assert logs["loss"][-1] < logs["loss"][0]
