@@ -13,7 +13,8 @@ class Loss:
     the binary kind, one target per unit)."""
 
     sparse = False
-    kind = "categorical"  # the C++ cross-entropy (csrc/ops/loss.h): "categorical" or "binary"
+    kind = "categorical_crossentropy"  # the C++ loss (csrc/ops/loss.h) this object configures
+    huber_delta = 1.0
 
     def __init__(self, name, reduction="sum_over_batch_size", from_logits=False):
         if reduction not in ("sum_over_batch_size", "sum", "none", None):
@@ -51,7 +52,7 @@ class Loss:
 
     def call(self, y_true, y_pred):
         targets = self._prepare_targets(y_true, y_pred.shape[-1])
-        losses, _ = _core.ops.cross_entropy(y_pred, targets, self.from_logits, self.kind)
+        losses, _ = _core.ops.loss(y_pred, targets, self.from_logits, self.kind, self.huber_delta)
         return losses
 
     def get_config(self):
@@ -81,6 +82,20 @@ def _labels(y_true, classes):
             "Labels must be class indices of the model's output."
         )
     return labels.astype(np.int32)
+
+
+def _per_unit(y_true, classes, loss_name):
+    """Targets of a per-unit loss as (batch, units) float32; (batch,) targets of a one-unit output
+    gain their axis, as Keras expands them."""
+    targets = np.asarray(y_true)
+    if targets.dtype.kind not in "iubf":
+        raise TypeError(f"targets must be numeric. Received: y.dtype={targets.dtype}")
+    if targets.ndim == 1 and classes == 1:
+        targets = targets[:, None]
+    if targets.ndim != 2 or targets.shape[1] != classes:
+        raise ValueError(f"{loss_name} needs targets of shape (batch, {classes}), one per output unit. Received: "
+                         f"y.shape={targets.shape}")
+    return np.ascontiguousarray(targets, dtype=np.float32)
 
 
 def _probabilities(y_true, classes, label_smoothing=0.0):
@@ -142,7 +157,7 @@ class BinaryCrossentropy(Loss):
     per unit (soft labels accepted, as in Keras). A sigmoid output is fused with it: the loss reads
     the logits."""
 
-    kind = "binary"
+    kind = "binary_crossentropy"
 
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
                  name="binary_crossentropy"):
@@ -162,15 +177,7 @@ class BinaryCrossentropy(Loss):
         return targets
 
     def _prepare_truth(self, y_true, classes):
-        targets = np.asarray(y_true)
-        if targets.dtype.kind not in "iubf":
-            raise TypeError(f"targets must be numeric. Received: y.dtype={targets.dtype}")
-        if targets.ndim == 1 and classes == 1:
-            targets = targets[:, None]  # (batch,) targets of a one-unit output, as Keras expands them
-        if targets.ndim != 2 or targets.shape[1] != classes:
-            raise ValueError(f"binary_crossentropy needs targets of shape (batch, {classes}), one per output unit "
-                             f"(0/1 or probabilities). Received: y.shape={targets.shape}")
-        return np.ascontiguousarray(targets, dtype=np.float32)
+        return _per_unit(y_true, classes, "binary_crossentropy")
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing, "axis": -1}
@@ -180,6 +187,103 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0):
     """Per-sample losses, shape (batch,): the mean over the units."""
     return BinaryCrossentropy(from_logits=from_logits, label_smoothing=label_smoothing,
                               reduction="none")(y_true, y_pred)
+
+
+class _PerUnitLoss(Loss):
+    """A regression or distribution loss (ops/loss.h): targets per output unit, no logits."""
+
+    def __init__(self, reduction, name):
+        super().__init__(name, reduction, False)
+
+    def _prepare_targets(self, y_true, classes):
+        return _per_unit(y_true, classes, self.kind)
+
+    def get_config(self):
+        return {"name": self.name, "reduction": self.reduction}
+
+
+class MeanSquaredError(_PerUnitLoss):
+    """mean((y_pred - y_true)^2) over the last axis."""
+
+    kind = "mean_squared_error"
+
+    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error"):
+        super().__init__(reduction, name)
+
+
+class MeanAbsoluteError(_PerUnitLoss):
+    """mean(|y_pred - y_true|) over the last axis."""
+
+    kind = "mean_absolute_error"
+
+    def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error"):
+        super().__init__(reduction, name)
+
+
+class Huber(_PerUnitLoss):
+    """Squared error within `delta` of the target, linear beyond, averaged over the last axis."""
+
+    kind = "huber"
+
+    def __init__(self, delta=1.0, reduction="sum_over_batch_size", name="huber_loss"):
+        if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not np.isfinite(delta) or delta <= 0:
+            raise ValueError(f"`delta` must be a positive number. Received: delta={delta!r}")
+        super().__init__(reduction, name)
+        self.huber_delta = float(delta)
+
+    @property
+    def delta(self):
+        return self.huber_delta
+
+    def get_config(self):
+        # Keras 3.15 records no delta; fastcnn adds it where it is not the default, so it survives.
+        config = super().get_config()
+        if self.huber_delta != 1.0:
+            config["delta"] = self.huber_delta
+        return config
+
+
+class KLDivergence(_PerUnitLoss):
+    """sum(t log(t / p)) over the last axis, t and p clipped to [1e-7, 1]."""
+
+    kind = "kl_divergence"
+
+    def __init__(self, reduction="sum_over_batch_size", name="kl_divergence"):
+        super().__init__(reduction, name)
+
+
+class CategoricalHinge(_PerUnitLoss):
+    """max(max((1 - t) p) - sum(t p) + 1, 0): one-hot targets, scores as predictions."""
+
+    kind = "categorical_hinge"
+
+    def __init__(self, reduction="sum_over_batch_size", name="categorical_hinge"):
+        super().__init__(reduction, name)
+
+
+def mean_squared_error(y_true, y_pred):
+    """Per-sample losses, shape (batch,)."""
+    return MeanSquaredError(reduction="none")(y_true, y_pred)
+
+
+def mean_absolute_error(y_true, y_pred):
+    """Per-sample losses, shape (batch,)."""
+    return MeanAbsoluteError(reduction="none")(y_true, y_pred)
+
+
+def huber(y_true, y_pred, delta=1.0):
+    """Per-sample losses, shape (batch,)."""
+    return Huber(delta=delta, reduction="none")(y_true, y_pred)
+
+
+def kl_divergence(y_true, y_pred):
+    """Per-sample losses, shape (batch,)."""
+    return KLDivergence(reduction="none")(y_true, y_pred)
+
+
+def categorical_hinge(y_true, y_pred):
+    """Per-sample losses, shape (batch,)."""
+    return CategoricalHinge(reduction="none")(y_true, y_pred)
 
 
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
@@ -197,7 +301,15 @@ _BY_NAME = {
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
     "binary_crossentropy": BinaryCrossentropy,
+    "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError,
+    "mean_absolute_error": MeanAbsoluteError, "mae": MeanAbsoluteError,
+    "huber": Huber, "kl_divergence": KLDivergence, "kld": KLDivergence,
+    "categorical_hinge": CategoricalHinge,
 }
+# The loss functions compile accepts, as Keras's public functions (serialized by name).
+_FUNCTIONS = {f.__name__: f for f in (sparse_categorical_crossentropy, categorical_crossentropy, binary_crossentropy,
+                                      mean_squared_error, mean_absolute_error, huber, kl_divergence,
+                                      categorical_hinge)}
 
 
 def get(identifier):
@@ -206,12 +318,8 @@ def get(identifier):
         return identifier
     if isinstance(identifier, str) and identifier in _BY_NAME:
         return _BY_NAME[identifier]()
-    if identifier is sparse_categorical_crossentropy:
-        return SparseCategoricalCrossentropy()
-    if identifier is categorical_crossentropy:
-        return CategoricalCrossentropy()
-    if identifier is binary_crossentropy:
-        return BinaryCrossentropy()
+    if callable(identifier) and _FUNCTIONS.get(getattr(identifier, "__name__", None)) is identifier:
+        return _BY_NAME[identifier.__name__]()
     raise ValueError(
         f"Could not interpret loss identifier: {identifier!r}. fastcnn computes the loss inside its "
         f"C++ training step; supported: {', '.join(_BY_NAME)} (or their Loss classes)."

@@ -312,7 +312,7 @@ def run_child(arguments):
                                    "max_pool2d_forward", "max_pool2d_backward", "activation_forward",
                                    "activation_backward", "dropout_forward", "dropout_backward",
                                    "batch_norm_statistics", "batch_norm_forward", "batch_norm_backward",
-                                   "cross_entropy", "projective_transform", "projective_transform_backward",
+                                   "loss", "projective_transform", "projective_transform_backward",
                                    "resize", "resize_backward", "flip", "contrast", "contrast_backward",
                                    "brightness", "brightness_backward", "merge_forward", "merge_backward",
                                    "concatenate_forward", "concatenate_backward", "set_num_threads",
@@ -399,11 +399,15 @@ def run_child(arguments):
             gradient = draw(arrays(shape=(batch, height, width, channels)))
             return op, ops.batch_norm_backward, (x, mean, variance, gamma, gradient), \
                 dict(epsilon=draw(mostly(st.floats(1e-5, 0.1), any_float)), kernels=kernels, relu_input=draw(st.booleans())), False
-        if op == "cross_entropy":
+        if op == "loss":
             predictions = draw(arrays(shape=(batch, filters)))
             targets = draw(st.one_of(arrays(shape=(batch,)), arrays(shape=(batch, filters)),
                                      st.lists(st.integers(-2, 7), min_size=batch, max_size=batch).map(np.array)))
-            return op, ops.cross_entropy, (predictions, targets), dict(from_logits=draw(st.booleans())), False
+            kind = draw(st.sampled_from(["categorical_crossentropy", "binary_crossentropy", "mean_squared_error",
+                                         "mean_absolute_error", "huber", "kl_divergence", "categorical_hinge",
+                                         "no_such_loss"]))
+            return op, ops.loss, (predictions, targets), dict(from_logits=draw(st.booleans()), kind=kind,
+                                                               huber_delta=draw(mostly(st.floats(0.1, 3.0), any_float))), False
         transforms = draw(st.one_of(arrays(shape=(8,)), arrays(shape=(batch, 8)), arrays()))
         image_names = dict(interpolation=draw(interpolations), fill_mode=draw(fill_modes))
         if op == "projective_transform":

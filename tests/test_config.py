@@ -431,7 +431,7 @@ HOSTILE = [
     ("custom loss function", lambda: _with(_model_dict(), ["compile_config", "loss"], {
         "module": "builtins", "class_name": "function", "config": "eval", "registered_name": "function"}),
      "unknown loss function"),
-    ("unknown loss", lambda: _with(_model_dict(), ["compile_config", "loss"], "mse"), "unknown loss 'mse'"),
+    ("unknown loss", lambda: _with(_model_dict(), ["compile_config", "loss"], "poisson"), "unknown loss 'poisson'"),
     ("metric threshold out of range", lambda: _with(_model_dict(), ["compile_config", "metrics"], [{
         "module": "keras.metrics", "class_name": "Precision", "config": {"name": "p", "thresholds": 1.5}}]),
      "Threshold values must be in [0, 1]"),

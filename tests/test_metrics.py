@@ -162,7 +162,7 @@ def test_compiled_metrics_in_evaluate_and_fit_logs_equal_keras(tf, keras, rng, l
 
 def test_accuracy_string_picks_the_output_kind():
     binary = _classifier(fastcnn, activation="sigmoid", units=1)
-    binary.compile("sgd", "categorical_crossentropy", metrics=["accuracy"])
+    binary.compile("sgd", "binary_crossentropy", metrics=["accuracy"])
     sparse = _classifier(fastcnn)
     sparse.compile("sgd", "sparse_categorical_crossentropy", metrics=["acc"])
     dense = _classifier(fastcnn)

@@ -42,7 +42,7 @@ def test_binary_crossentropy_equals_keras(keras, rng, from_logits, label_smoothi
 def test_binary_crossentropy_gradient_equals_tensorflow(tf, rng, from_logits):
     y_pred = (rng.normal(size=(6, 3)) * 3).astype(np.float32) if from_logits else _probabilities(rng, (6, 3))
     y_true = rng.random((6, 3)).astype(np.float32)
-    losses_, gradient = _core.ops.cross_entropy(y_pred, y_true, from_logits, "binary")
+    losses_, gradient = _core.ops.loss(y_pred, y_true, from_logits, "binary_crossentropy")
     variable = tf.Variable(y_pred)
     with tf.GradientTape() as tape:
         per_sample = tf.keras.losses.binary_crossentropy(y_true, variable, from_logits=from_logits)
@@ -103,3 +103,64 @@ def test_binary_targets_and_heads_are_checked(rng):
         categorical.compile("sgd", "categorical_crossentropy")
         categorical.fit(x, np.ones((4, 1)), verbose=0)
     assert model.metrics[0].__class__.__name__ == "BinaryAccuracy"
+
+
+# Regression and distribution losses: (fastcnn/keras constructor, whether targets are one-hot rows)
+PER_UNIT = [
+    (lambda m: m.MeanSquaredError(), False),
+    (lambda m: m.MeanAbsoluteError(), False),
+    (lambda m: m.Huber(), False),
+    (lambda m: m.Huber(delta=0.3), False),
+    (lambda m: m.KLDivergence(), True),
+    (lambda m: m.CategoricalHinge(), True),
+]
+
+
+@pytest.mark.parametrize("make, one_hot", PER_UNIT)
+def test_regression_and_distribution_losses_equal_keras(tf, keras, rng, make, one_hot):
+    y_pred = rng.random((10, 4)).astype(np.float32) * 2 - 0.5
+    y_pred[0, :2] = [0.0, 1e-9]  # at and below KL-divergence's clip
+    y_true = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 10)] if one_hot else rng.normal(size=(10, 4)).astype(
+        np.float32)
+    weights = rng.random(10).astype(np.float32)
+    ours, theirs = make(losses), make(keras.losses)
+    for sample_weight in (None, weights):
+        np.testing.assert_allclose(ours(y_true, y_pred, sample_weight=sample_weight),
+                                   np.asarray(theirs(y_true, y_pred, sample_weight=sample_weight)), rtol=1e-5, atol=1e-6)
+    # The gradient of the batch mean, through the binding the training step's kernel shares.
+    kind = ours.kind
+    _, gradient = _core.ops.loss(y_pred, y_true, False, kind, ours.huber_delta)
+    variable = tf.Variable(y_pred)
+    with tf.GradientTape() as tape:
+        mean = tf.reduce_mean(theirs.call(tf.constant(y_true), variable))
+    expected = tape.gradient(mean, variable).numpy()
+    np.testing.assert_allclose(gradient, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("make, one_hot", PER_UNIT)
+def test_models_with_regression_losses_train_as_in_keras(tf, keras, rng, make, one_hot):
+    keras.utils.set_random_seed(11)
+    x = rng.random((24, 6, 6, 2)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 24)] if one_hot else rng.normal(size=(24, 3)).astype(np.float32)
+    activation = "softmax" if one_hot else None
+    ours, theirs = _sigmoid_model(fastcnn, 3, activation), _sigmoid_model(keras, 3, activation)
+    ours.set_weights(theirs.get_weights())
+    for model, module in ((ours, fastcnn), (theirs, keras)):
+        model.compile(module.optimizers.SGD(0.1), make(module.losses))
+    np.testing.assert_allclose(ours.evaluate(x, y, verbose=0), theirs.evaluate(x, y, verbose=0), rtol=1e-5)
+    ours.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    theirs.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    for mine, expected in zip(ours.get_weights(), theirs.get_weights()):
+        assert np.max(np.abs(mine - expected)) <= 1e-4 * max(float(np.max(np.abs(expected))), 1e-2)
+
+
+def test_loss_names_and_configs(keras):
+    for name, cls in (("mse", losses.MeanSquaredError), ("mae", losses.MeanAbsoluteError), ("huber", losses.Huber),
+                      ("kld", losses.KLDivergence), ("categorical_hinge", losses.CategoricalHinge)):
+        assert type(losses.get(name)) is cls
+    for make, _ in PER_UNIT[:3] + PER_UNIT[4:]:
+        assert make(losses).get_config() == make(keras.losses).get_config()
+    with pytest.raises(ValueError, match="delta=0"):
+        losses.Huber(delta=0)
+    with pytest.raises(ValueError, match="unknown loss kind 'median'"):
+        _core.ops.loss(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32), False, "median")

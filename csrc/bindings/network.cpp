@@ -250,15 +250,11 @@ py::object run_forward(runtime::Network& network, py::handle x_argument, const c
   return result;
 }
 
-// (loss_sum, correct) for a single-output network; several outputs add the per-output unweighted
-// loss sums and correct counts: (loss_sum, correct, [loss sums], [correct counts]).
+// (loss_sum, [per-output unweighted loss sums]).
 py::tuple step_result(const runtime::Network& network, const runtime::StepResult& result) {
-  if (network.output_count() <= 1) return py::make_tuple(result.loss_sum, result.correct);
   std::vector<double> losses = result.output_loss_sums;
-  std::vector<int64_t> correct = result.output_correct;
-  losses.resize(network.output_count(), 0.0);
-  correct.resize(network.output_count(), 0);
-  return py::make_tuple(result.loss_sum, result.correct, losses, correct);
+  losses.resize(network.output_count(), 0.0);  // an empty step (batch 0) reports zeros
+  return py::make_tuple(result.loss_sum, losses);
 }
 
 py::array view_of(py::object owner, float* data, const std::vector<int64_t>& shape) {
@@ -487,15 +483,13 @@ void bind_network(py::module_& m) {
            },
            py::arg("layer_index"))
       .def("configure_output_loss",
-           [](runtime::Network& network, int64_t output, bool from_logits, float weight, const std::string& kind) {
+           [](runtime::Network& network, int64_t output, bool from_logits, float weight, const std::string& kind,
+              float huber_delta) {
              require_built(network, "configure_output_loss");
-             if (kind != "categorical" && kind != "binary") {
-               throw py::value_error("`kind` must be 'categorical' or 'binary'. Received: kind='" + kind + "'");
-             }
-             network.configure_output_loss(output, from_logits, weight,
-                                           kind == "binary" ? CrossEntropyKind::binary : CrossEntropyKind::categorical);
+             network.configure_output_loss(output, from_logits, weight, parse_loss_kind(kind.c_str()), huber_delta);
            },
-           py::arg("output"), py::arg("from_logits"), py::arg("weight") = 1.0f, py::arg("kind") = "categorical")
+           py::arg("output"), py::arg("from_logits"), py::arg("weight") = 1.0f,
+           py::arg("kind") = "categorical_crossentropy", py::arg("huber_delta") = 1.0f)
       .def_property_readonly("parameter_count", &runtime::Network::parameter_count)
       // Per layer, numpy views of its parameters inside the network's buffer (no copies): the
       // arrays keep the network alive.
@@ -663,7 +657,7 @@ void bind_network(py::module_& m) {
            py::arg("on_layer_gradient") = py::none(),
            "Forward and backward of this rank's samples into the gradient buffer, the loss averaged over "
            "loss_batch samples; on_layer_gradient(layer_index) is called as each layer's gradients are final. "
-           "Returns (loss_sum, correct) without the weight penalties (see apply_gradients).")
+           "Returns (loss_sum, [per-output loss sums]) without the weight penalties (see apply_gradients).")
       .def("apply_gradients",
            [](runtime::Network& network, float learning_rate) {
              require_built(network, "apply_gradients");

@@ -1,6 +1,8 @@
 // _core.ops: single kernels on numpy arrays (NHWC float32), for tests and for users who want one op:
 // each entry point checks its arrays against the op's parameters, converts them once, releases the
 // GIL and calls the kernel table named by `kernels` ("active", "reference", "generic", "avx2").
+#include <cmath>
+
 #include "bindings/arrays.h"
 
 namespace fastcnn::bindings {
@@ -379,12 +381,14 @@ std::tuple<FloatArray, FloatArray, FloatArray> batch_norm_backward(
   return {input_gradient, gamma_gradient, beta_gradient};
 }
 
-// Labels (batch,) in [0, classes) or probability rows (batch, classes); kind "binary": targets
-// (batch, units) per unit.
-std::pair<FloatArray, FloatArray> cross_entropy(py::object predictions_argument, py::object targets_argument,
-                                                bool from_logits, const std::string& kind) {
-  if (kind != "categorical" && kind != "binary") {
-    throw py::value_error("`kind` must be 'categorical' or 'binary'. Received: kind='" + kind + "'");
+// A loss (ops/loss.h) of predictions (batch, classes): categorical cross-entropy takes labels
+// (batch,) in [0, classes) or probability rows (batch, classes); the other kinds targets per unit
+// (batch, classes).
+std::pair<FloatArray, FloatArray> loss(py::object predictions_argument, py::object targets_argument,
+                                       bool from_logits, const std::string& kind, float huber_delta) {
+  const LossKind loss_kind = parse_loss_kind(kind.c_str());
+  if (!(huber_delta > 0.0f) || !std::isfinite(huber_delta)) {
+    throw py::value_error("`huber_delta` must be finite and positive. Received: " + std::to_string(huber_delta));
   }
   const FloatArray predictions = float_array(predictions_argument, "predictions");
   const py::array targets = numeric_array(targets_argument, "targets");
@@ -395,13 +399,14 @@ std::pair<FloatArray, FloatArray> cross_entropy(py::object predictions_argument,
     throw py::value_error("`predictions` needs at least one class. Received: predictions.shape=" +
                           shape_text(predictions));
   }
-  CrossEntropyParams params;
+  LossParams params;
   params.batch = batch;
   params.classes = classes;
   params.from_logits = from_logits;
   params.gradient_scale = batch > 0 ? 1.0f / static_cast<float>(batch) : 0.0f;
-  params.kind = kind == "binary" ? CrossEntropyKind::binary : CrossEntropyKind::categorical;
-  if (targets.ndim() == 1 && params.kind == CrossEntropyKind::categorical) {
+  params.kind = loss_kind;
+  params.huber_delta = huber_delta;
+  if (targets.ndim() == 1 && params.kind == LossKind::categorical_crossentropy) {
     // Class indices: checked in 64 bits before narrowing to int32, so no value wraps into range.
     const IndexArray labels = class_indices(targets, "targets");
     require_dimension(labels, 0, batch, "targets", "batch");
@@ -416,7 +421,7 @@ std::pair<FloatArray, FloatArray> cross_entropy(py::object predictions_argument,
     FloatArray gradient = new_float_array({batch, classes}, "gradient");
     {
       py::gil_scoped_release release;
-      kernels::cross_entropy(params, predictions.data(), narrow.data(), nullptr, losses.mutable_data(),
+      kernels::loss(params, predictions.data(), narrow.data(), nullptr, losses.mutable_data(),
                              gradient.mutable_data());
     }
     return {losses, gradient};
@@ -429,7 +434,7 @@ std::pair<FloatArray, FloatArray> cross_entropy(py::object predictions_argument,
   FloatArray gradient = new_float_array({batch, classes}, "gradient");
   {
     py::gil_scoped_release release;
-    kernels::cross_entropy(params, predictions.data(), nullptr, probabilities.data(), losses.mutable_data(),
+    kernels::loss(params, predictions.data(), nullptr, probabilities.data(), losses.mutable_data(),
                            gradient.mutable_data());
   }
   return {losses, gradient};
@@ -745,8 +750,11 @@ void bind_ops(py::module_& ops) {
   ops.def("batch_norm_backward", &batch_norm_backward, py::arg("input"), py::arg("mean"), py::arg("variance"),
           py::arg("gamma"), py::arg("output_gradient"), py::arg("epsilon") = 1e-3f, py::arg("kernels") = "active",
           py::arg("relu_input") = false);
-  ops.def("cross_entropy", &cross_entropy, py::arg("predictions"), py::arg("targets"),
-          py::arg("from_logits") = false, py::arg("kind") = "categorical");
+  ops.def("loss", &loss, py::arg("predictions"), py::arg("targets"), py::arg("from_logits") = false,
+          py::arg("kind") = "categorical_crossentropy", py::arg("huber_delta") = 1.0f,
+          "(per-sample losses, gradient of their mean) of a model output's loss (ops/loss.h): kind "
+          "categorical_crossentropy, binary_crossentropy, mean_squared_error, mean_absolute_error, huber, "
+          "kl_divergence or categorical_hinge.");
 
 
   ops.def("merge_forward", &merge_forward, py::arg("kind"), py::arg("inputs"), py::arg("kernels") = "active",

@@ -113,11 +113,11 @@ struct KernelTable {
                                float* const* input_gradients);
 };
 
-// Cross-entropy (ops/loss.h): one implementation, shared by every table (it is O(batch*classes)).
-// Exactly one of labels (batch) and target_probabilities (batch x classes) is non-null.
-void cross_entropy(const CrossEntropyParams& params, const float* predictions,
-                   const int32_t* labels, const float* target_probabilities, float* losses,
-                   float* input_gradient);
+// A model output's loss (ops/loss.h): one implementation, shared by every table (it is
+// O(batch*classes)). Exactly one of labels (batch; categorical cross-entropy only) and
+// target_probabilities (batch x classes: the targets per unit) is non-null.
+void loss(const LossParams& params, const float* predictions, const int32_t* labels,
+          const float* target_probabilities, float* losses, float* input_gradient);
 
 namespace reference { const KernelTable& table(); }
 namespace generic { const KernelTable& table(); double fma_peak_probe(int64_t iterations); }

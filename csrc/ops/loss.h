@@ -1,16 +1,25 @@
-// Cross-entropy over the last axis: categorical (Keras's categorical_crossentropy and
-// sparse_categorical_crossentropy; targets class indices or probability rows) or binary (Keras's
-// binary_crossentropy: every unit an independent probability, targets in [0, 1] per unit).
-// Categorical:
+// The losses of a model output, over the last axis of each sample (Keras 3's formulas):
+// Cross-entropy, categorical (Keras's categorical_crossentropy and sparse_categorical_crossentropy;
+// targets class indices or probability rows):
 //   from logits z:        loss = sum_j t_j (logsumexp(z) - z_j), with logsumexp taken after
 //                         subtracting max(z);  dloss/dz = softmax(z) * sum_j t_j - t
 //   from probabilities p: q = clip(p / sum p, eps, 1 - eps), loss = -sum_j t_j log q_j (Keras's
 //                         formula with eps = 1e-7); the gradient is taken through the
 //                         normalisation, and is zero where the clip is active.
-// Binary, the mean over the k units of each sample:
+// Cross-entropy, binary (every unit an independent probability), the mean over the k units:
 //   from logits z:        l = max(z, 0) - z t + log(1 + exp(-|z|));  dl/dz = (sigmoid(z) - t) / k
 //   from probabilities p: q = clip(p, eps, 1 - eps), l = -(t log q + (1 - t) log(1 - q));
 //                         dl/dp = (q - t) / (q (1 - q)) / k inside the clip range, 0 where it is active.
+// Regression and distribution losses (targets per unit):
+//   mean_squared_error    mean_j (p_j - t_j)^2                     d/dp_j = 2 (p_j - t_j) / k
+//   mean_absolute_error   mean_j |p_j - t_j|                       d/dp_j = sign(p_j - t_j) / k
+//   huber (delta)         mean_j (e^2 / 2 where |e| <= delta, else delta |e| - delta^2 / 2), e = p - t
+//                                                                  d/dp_j = (e or delta sign(e)) / k
+//   kl_divergence         sum_j T_j log(T_j / P_j), T = clip(t, eps, 1), P = clip(p, eps, 1)
+//                                                                  d/dp_j = -T_j / p_j inside the clip, else 0
+//   categorical_hinge     max(max_j (1 - t_j) p_j - sum_j t_j p_j + 1, 0)
+//                                                                  d/dp_j = [j = argmax (1 - t) p](1 - t_j) - t_j
+//                                                                  where the loss is positive, else 0
 // Per-sample losses are written to `losses`; the gradient of mean(losses) (scaled by
 // `gradient_scale`, 1/batch for Keras's sum_over_batch_size) to `input_gradient` when not null.
 #pragma once
@@ -19,16 +28,29 @@
 
 namespace fastcnn {
 
-enum class CrossEntropyKind { categorical, binary };
+enum class LossKind {
+  categorical_crossentropy,
+  binary_crossentropy,
+  mean_squared_error,
+  mean_absolute_error,
+  huber,
+  kl_divergence,
+  categorical_hinge,
+};
 
-struct CrossEntropyParams {
-  CrossEntropyKind kind = CrossEntropyKind::categorical;
+// The kind named as Keras names its loss function ("binary_crossentropy", ...); throws
+// std::invalid_argument naming the received name for any other.
+LossKind parse_loss_kind(const char* name);
+
+struct LossParams {
+  LossKind kind = LossKind::categorical_crossentropy;
   int64_t batch = 0;
   int64_t classes = 0;  // units per sample
-  bool from_logits = false;
+  bool from_logits = false;  // the cross-entropies only
+  float huber_delta = 1.0f;
   float gradient_scale = 1.0f;
 };
 
-constexpr float kCrossEntropyEpsilon = 1e-7f;
+constexpr float kLossEpsilon = 1e-7f;
 
 }  // namespace fastcnn

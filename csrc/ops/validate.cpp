@@ -8,6 +8,7 @@
 #include "ops/checked.h"
 #include "ops/conv2d.h"
 #include "ops/dense.h"
+#include "ops/loss.h"
 #include "ops/merge.h"
 #include "ops/pooling.h"
 
@@ -305,6 +306,20 @@ ConcatenateParams make_concatenate_params(int64_t batch, const std::vector<Sampl
     params.inner.push_back(inner);
   }
   return params;
+}
+
+LossKind parse_loss_kind(const char* name) {
+  const std::string text = name;
+  if (text == "categorical_crossentropy") return LossKind::categorical_crossentropy;
+  if (text == "binary_crossentropy") return LossKind::binary_crossentropy;
+  if (text == "mean_squared_error") return LossKind::mean_squared_error;
+  if (text == "mean_absolute_error") return LossKind::mean_absolute_error;
+  if (text == "huber") return LossKind::huber;
+  if (text == "kl_divergence") return LossKind::kl_divergence;
+  if (text == "categorical_hinge") return LossKind::categorical_hinge;
+  throw std::invalid_argument("unknown loss kind '" + text + "'; expected one of categorical_crossentropy, "
+                              "binary_crossentropy, mean_squared_error, mean_absolute_error, huber, "
+                              "kl_divergence, categorical_hinge");
 }
 
 }  // namespace fastcnn

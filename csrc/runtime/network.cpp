@@ -343,7 +343,8 @@ void Network::configure_loss(bool from_logits) {
   default_from_logits_ = from_logits;
 }
 
-void Network::configure_output_loss(int64_t output, bool from_logits, float weight, CrossEntropyKind kind) {
+void Network::configure_output_loss(int64_t output, bool from_logits, float weight, LossKind kind,
+                                    float huber_delta) {
   require_built();
   if (output < 0 || output >= static_cast<int64_t>(outputs_.size())) {
     throw std::out_of_range("`output` must be in [0, " + std::to_string(outputs_.size()) +
@@ -352,7 +353,10 @@ void Network::configure_output_loss(int64_t output, bool from_logits, float weig
   if (!std::isfinite(weight) || weight < 0.0f) {
     throw std::invalid_argument("loss weights must be finite and non-negative. Received: " + std::to_string(weight));
   }
-  output_losses_[static_cast<size_t>(output)] = {from_logits, weight, kind};
+  if (!(huber_delta > 0.0f) || !std::isfinite(huber_delta)) {
+    throw std::invalid_argument("the Huber delta must be finite and positive. Received: " + std::to_string(huber_delta));
+  }
+  output_losses_[static_cast<size_t>(output)] = {from_logits, weight, kind, huber_delta};
 }
 
 double Network::activity_penalty(int64_t batch, int64_t loss_batch) {
@@ -572,7 +576,6 @@ StepResult Network::losses_and_gradients(const std::vector<Targets>& targets, co
                                          int64_t loss_batch, bool gradients) {
   StepResult result;
   result.output_loss_sums.assign(outputs_.size(), 0.0);
-  result.output_correct.assign(outputs_.size(), 0);
   for (size_t k = 0; k < outputs_.size(); ++k) {
     const int64_t id = outputs_[k];
     const size_t node = static_cast<size_t>(id);
@@ -595,14 +598,15 @@ StepResult Network::losses_and_gradients(const std::vector<Targets>& targets, co
       }
       probabilities = batch_probabilities_.data();
     }
-    CrossEntropyParams params;
+    LossParams params;
     params.kind = output_losses_[k].kind;
+    params.huber_delta = output_losses_[k].huber_delta;
     params.batch = batch;
     params.classes = classes;
     params.from_logits = output_losses_[k].from_logits || fused;
     const float weight = output_losses_[k].weight;
     params.gradient_scale = loss_batch > 0 ? weight / static_cast<float>(loss_batch) : 0.0f;
-    kernels::cross_entropy(params, fused ? pre_activation_values_[node] : output, labels, probabilities, losses_, gradient);
+    kernels::loss(params, fused ? pre_activation_values_[node] : output, labels, probabilities, losses_, gradient);
     if (targets[k].sample_weights != nullptr) {
       for (int64_t i = 0; i < batch; ++i) {
         const float sample_weight = targets[k].sample_weights[indices[i]];
@@ -613,26 +617,10 @@ StepResult Network::losses_and_gradients(const std::vector<Targets>& targets, co
       }
     }
     double loss_sum = 0.0;
-    int64_t correct = 0;
-    for (int64_t i = 0; i < batch; ++i) {
-      loss_sum += losses_[i];
-      // Accuracy: the first maximum of the prediction against the label (or the target's argmax).
-      const float* row = output + i * classes;
-      const int64_t predicted = std::max_element(row, row + classes) - row;
-      int64_t expected;
-      if (labels != nullptr) {
-        expected = labels[i];
-      } else {
-        const float* target = probabilities + i * classes;
-        expected = std::max_element(target, target + classes) - target;
-      }
-      correct += predicted == expected ? 1 : 0;
-    }
+    for (int64_t i = 0; i < batch; ++i) loss_sum += losses_[i];
     result.output_loss_sums[k] = loss_sum;
-    result.output_correct[k] = correct;
     result.loss_sum += weight == 1.0f ? loss_sum : static_cast<double>(weight) * loss_sum;
   }
-  result.correct = result.output_correct.empty() ? 0 : result.output_correct[0];
   return result;
 }
 

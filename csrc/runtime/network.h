@@ -43,18 +43,16 @@ struct StepResult {
   // batch * the step's regularization penalty (so loss_sum / batch is Keras's reported loss: the
   // weighted mean losses plus the penalties).
   double loss_sum = 0.0;
-  int64_t correct = 0;     // samples whose argmax prediction matches the target's (output 0)
-  // Per output: the unweighted sum of per-sample losses and the correct count.
+  // Per output: the unweighted sum of per-sample losses (the metrics are Python's, from the outputs).
   std::vector<double> output_loss_sums;
-  std::vector<int64_t> output_correct;
 };
 
-// A model output's loss: categorical or binary cross-entropy, its weight in the total loss
-// (Keras's loss_weights).
+// A model output's loss (ops/loss.h), its weight in the total loss (Keras's loss_weights).
 struct OutputLoss {
   bool from_logits = false;
   float weight = 1.0f;
-  CrossEntropyKind kind = CrossEntropyKind::categorical;
+  LossKind kind = LossKind::categorical_crossentropy;
+  float huber_delta = 1.0f;
 };
 
 class Network {
@@ -101,7 +99,7 @@ class Network {
   void set_regularization(int64_t layer_index, const Regularization& regularization);
   void configure_loss(bool from_logits);
   void configure_output_loss(int64_t output, bool from_logits, float weight,
-                             CrossEntropyKind kind = CrossEntropyKind::categorical);
+                             LossKind kind = LossKind::categorical_crossentropy, float huber_delta = 1.0f);
   void configure_optimizer(const OptimizerConfig& config);
   Optimizer& optimizer() { return optimizer_; }
 

@@ -56,8 +56,9 @@ bool Network::fused_output_activation(size_t output) const {
   // Not when other nodes read the output too: their gradients are the probabilities'.
   const int64_t id = outputs_[output];
   const Layer& layer = *layers_[static_cast<size_t>(id)];
-  const Activation expected =
-      output_losses_[output].kind == CrossEntropyKind::binary ? Activation::sigmoid : Activation::softmax;
+  const LossKind kind = output_losses_[output].kind;
+  if (kind != LossKind::categorical_crossentropy && kind != LossKind::binary_crossentropy) return false;
+  const Activation expected = kind == LossKind::binary_crossentropy ? Activation::sigmoid : Activation::softmax;
   return !output_losses_[output].from_logits && layer.activation() == expected && layer.keeps_pre_activation() &&
          consumers_[tensor_index(id)].empty();
 }
@@ -229,7 +230,7 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes
   }
   for (size_t k = 0; k < outputs_.size(); ++k) {
     if (!fused_output_activation(k)) continue;
-    (output_losses_[k].kind == CrossEntropyKind::binary ? sigmoid_outputs : softmax_outputs).push_back(outputs_[k]);
+    (output_losses_[k].kind == LossKind::binary_crossentropy ? sigmoid_outputs : softmax_outputs).push_back(outputs_[k]);
   }
   return {{"convolution_max_pool", convolutions},
           {"relu_derivative_hand_off", relu_hand_offs},

@@ -33,9 +33,12 @@ LOSS_KEYS = {
     "SparseCategoricalCrossentropy": ("name", "reduction", "from_logits", "ignore_class"),
     "CategoricalCrossentropy": ("name", "reduction", "from_logits", "label_smoothing", "axis"),
     "BinaryCrossentropy": ("name", "reduction", "from_logits", "label_smoothing", "axis"),
+    "MeanSquaredError": ("name", "reduction"), "MeanAbsoluteError": ("name", "reduction"),
+    "Huber": ("name", "reduction", "delta"), "KLDivergence": ("name", "reduction"),
+    "CategoricalHinge": ("name", "reduction"),
 }
 LOSS_CLASSES = {name: getattr(losses, name) for name in LOSS_KEYS}
-LOSS_NAMES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy")
+LOSS_NAMES = tuple(losses._BY_NAME)  # the strings compile takes (and the functions' names)
 
 _CONFUSION = ("name", "dtype", "thresholds", "top_k", "class_id")
 METRIC_KEYS = {
@@ -109,10 +112,10 @@ def deserialize_loss(value, where="compile_config `loss`"):
         # How Keras serializes a loss function (keras.losses.sparse_categorical_crossentropy):
         # the function's name as the config; it is looked up in fastcnn's list, never imported.
         check_keys(value, ("module", "class_name", "config", "registered_name"), where, required=("config",))
-        if value.get("module") not in ("builtins", "keras.losses") or value["config"] not in LOSS_NAMES \
+        if value.get("module") not in ("builtins", "keras.losses") or value["config"] not in losses._FUNCTIONS \
                 or value.get("registered_name") not in (None, "function", value["config"]):
-            fail(where, f"unknown loss function {show_value(value)}; fastcnn accepts {', '.join(LOSS_NAMES)}")
-        return getattr(losses, value["config"])
+            fail(where, f"unknown loss function {show_value(value)}; fastcnn accepts {', '.join(losses._FUNCTIONS)}")
+        return losses._FUNCTIONS[value["config"]]
     cls, config = check_object(value, where, "loss", "keras.losses", LOSS_CLASSES, LOSS_KEYS)
     return construct(cls, config, f"{where} ({cls.__name__})")
 

@@ -40,8 +40,8 @@ def _serialize_loss(loss):
     if isinstance(loss, losses.Loss):
         return {"module": "keras.losses", "class_name": type(loss).__name__, "config": loss.get_config(),
                 "registered_name": None}
-    for name in losses._BY_NAME:
-        if loss is getattr(losses, name):
+    for name in losses._FUNCTIONS:
+        if loss is losses._FUNCTIONS[name]:
             # keras.saving.serialize_keras_object(keras.losses.sparse_categorical_crossentropy)
             # gives exactly this (its public-function fallback).
             return {"module": "builtins", "class_name": "function", "config": name, "registered_name": "function"}

@@ -1,7 +1,8 @@
-// Cross-entropy (ops/loss.h). O(batch * classes): one implementation serves every kernel table.
+// The losses (ops/loss.h). O(batch * classes): one implementation serves every kernel table.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -17,7 +18,7 @@ inline float target_at(const int32_t* labels, const float* target_probabilities,
 }
 
 // Binary cross-entropy (ops/loss.h): targets per unit, the loss the mean over the units.
-void binary_cross_entropy(const CrossEntropyParams& p, const float* predictions, const float* targets, float* losses,
+void binary_cross_entropy(const LossParams& p, const float* predictions, const float* targets, float* losses,
                           float* input_gradient) {
   const int64_t units = p.classes;
   const float scale = p.gradient_scale / static_cast<float>(units);
@@ -33,7 +34,7 @@ void binary_cross_entropy(const CrossEntropyParams& p, const float* predictions,
         const float sigmoid = z >= 0.0f ? 1.0f / (1.0f + std::exp(-z)) : std::exp(z) / (1.0f + std::exp(z));
         gradient = sigmoid - t;
       } else {
-        const float q = std::min(std::max(z, kCrossEntropyEpsilon), 1.0f - kCrossEntropyEpsilon);
+        const float q = std::min(std::max(z, kLossEpsilon), 1.0f - kLossEpsilon);
         loss -= t * std::log(q) + (1.0f - t) * std::log(1.0f - q);
         gradient = q == z ? (q - t) / (q * (1.0f - q)) : 0.0f;
       }
@@ -43,12 +44,93 @@ void binary_cross_entropy(const CrossEntropyParams& p, const float* predictions,
   }
 }
 
+// The regression and distribution losses (ops/loss.h): targets per unit.
+void elementwise_loss(const LossParams& p, const float* predictions, const float* targets, float* losses,
+                      float* input_gradient) {
+  const int64_t units = p.classes;
+  const float mean_scale = p.gradient_scale / static_cast<float>(units);
+  for (int64_t n = 0; n < p.batch; ++n) {
+    const float* row = predictions + n * units;
+    const float* target = targets + n * units;
+    float* gradient = input_gradient != nullptr ? input_gradient + n * units : nullptr;
+    float loss = 0.0f;
+    switch (p.kind) {
+      case LossKind::mean_squared_error:
+        for (int64_t j = 0; j < units; ++j) {
+          const float error = row[j] - target[j];
+          loss += error * error;
+          if (gradient != nullptr) gradient[j] = mean_scale * 2.0f * error;
+        }
+        loss /= static_cast<float>(units);
+        break;
+      case LossKind::mean_absolute_error:
+        for (int64_t j = 0; j < units; ++j) {
+          const float error = row[j] - target[j];
+          loss += std::fabs(error);
+          const float sign = error > 0.0f ? 1.0f : (error < 0.0f ? -1.0f : 0.0f);
+          if (gradient != nullptr) gradient[j] = mean_scale * sign;
+        }
+        loss /= static_cast<float>(units);
+        break;
+      case LossKind::huber: {
+        const float delta = p.huber_delta;
+        for (int64_t j = 0; j < units; ++j) {
+          const float error = row[j] - target[j];
+          const float magnitude = std::fabs(error);
+          const bool quadratic = magnitude <= delta;
+          loss += quadratic ? 0.5f * error * error : delta * magnitude - 0.5f * delta * delta;
+          const float sign = error > 0.0f ? 1.0f : (error < 0.0f ? -1.0f : 0.0f);
+          if (gradient != nullptr) gradient[j] = mean_scale * (quadratic ? error : delta * sign);
+        }
+        loss /= static_cast<float>(units);
+        break;
+      }
+      case LossKind::kl_divergence:
+        for (int64_t j = 0; j < units; ++j) {
+          const float clipped_target = std::min(std::max(target[j], kLossEpsilon), 1.0f);
+          const float clipped = std::min(std::max(row[j], kLossEpsilon), 1.0f);
+          loss += clipped_target * std::log(clipped_target / clipped);
+          if (gradient != nullptr) gradient[j] = clipped == row[j] ? -p.gradient_scale * clipped_target / row[j] : 0.0f;
+        }
+        break;
+      case LossKind::categorical_hinge: {
+        float positive = 0.0f, negative = -std::numeric_limits<float>::infinity();
+        int64_t strongest = 0;
+        for (int64_t j = 0; j < units; ++j) {
+          positive += target[j] * row[j];
+          const float wrong = (1.0f - target[j]) * row[j];
+          if (wrong > negative) {
+            negative = wrong;
+            strongest = j;
+          }
+        }
+        loss = std::max(negative - positive + 1.0f, 0.0f);
+        if (gradient != nullptr) {
+          for (int64_t j = 0; j < units; ++j) {
+            gradient[j] = loss > 0.0f
+                              ? p.gradient_scale * ((j == strongest ? 1.0f - target[j] : 0.0f) - target[j])
+                              : 0.0f;
+          }
+        }
+        break;
+      }
+      default:
+        break;
+    }
+    losses[n] = loss;
+  }
+}
+
 }  // namespace
 
-void cross_entropy(const CrossEntropyParams& p, const float* predictions, const int32_t* labels,
-                   const float* target_probabilities, float* losses, float* input_gradient) {
-  if (p.kind == CrossEntropyKind::binary) {
+void loss(const LossParams& p, const float* predictions, const int32_t* labels, const float* target_probabilities,
+          float* losses, float* input_gradient) {
+  if (p.kind == LossKind::binary_crossentropy) {
     binary_cross_entropy(p, predictions, target_probabilities, losses, input_gradient);
+    return;
+  }
+  if (p.kind != LossKind::categorical_crossentropy) {
+    elementwise_loss(p, predictions, target_probabilities, losses, input_gradient);
     return;
   }
   const int64_t classes = p.classes;
@@ -88,7 +170,7 @@ void cross_entropy(const CrossEntropyParams& p, const float* predictions, const 
       for (int64_t j = 0; j < classes; ++j) {
         const float t = target_at(labels, target_probabilities, classes, n, j);
         const float q = row[j] / sum;
-        const float clipped = std::min(std::max(q, kCrossEntropyEpsilon), 1.0f - kCrossEntropyEpsilon);
+        const float clipped = std::min(std::max(q, kLossEpsilon), 1.0f - kLossEpsilon);
         if (t != 0.0f) loss -= t * std::log(clipped);
         // dloss/dq_j = -t_j / q_j inside the clip range, 0 where the clip is active.
         scratch[j] = (q == clipped && t != 0.0f) ? -t / q : 0.0f;
