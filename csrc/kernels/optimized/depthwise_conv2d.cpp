@@ -1,6 +1,6 @@
 // Optimised DepthwiseConv2D. Depthwise convolution does ~2 FLOPs per byte moved, so these kernels
 // are written to stream memory once, not to fill FMA units:
-// - forward and input gradient share one row engine: a result row is computed in tiles of 4 pixels
+// - forward and input gradient share one row engine: a result row is computed in tiles of 8 (then 4, 1) pixels
 //   x one vector of channels (kLanes output channels, the channels innermost in NHWC), all taps
 //   summed in registers, then bias + activation applied before the one store (fused epilogue).
 //   Channels are "output channels" o = c * depth_multiplier + m throughout: the kernel
@@ -28,7 +28,6 @@ namespace {
 
 using simd::float8;
 constexpr int64_t kLanes = simd::kLanes;
-constexpr int64_t kTilePixels = 4;
 // Lane indices for permuting a float8 (same lane count whatever its width).
 typedef int32_t lane_index __attribute__((vector_size(sizeof(float8))));
 
@@ -100,10 +99,11 @@ inline void store_result(float* destination, float8 value, int64_t width, Activa
 
 // Pixels result pixels j0.. j0+Pixels-1 of block b. Checked: taps whose source column falls
 // outside the source are skipped (border pixels; then Pixels == 1).
-template <int Pixels, bool Expand, bool Checked>
+template <int Pixels, bool Expand, bool Checked, bool FullSource>
 inline void compute_tile(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t j0, int64_t block,
                          float* result) {
   const BlockSource& source = pass.blocks[block];
+  const int64_t source_count = FullSource ? kLanes : source.count;
   const int64_t first_channel = block * kLanes;
   const int64_t width = std::min(kLanes, pass.channels - first_channel);
   const float8 initial = pass.bias != nullptr ? simd::load(pass.bias + first_channel) : float8{};
@@ -118,7 +118,7 @@ inline void compute_tile(const RowPass& pass, const Tap* taps, int64_t tap_count
     const float8 w = simd::load(taps[t].weights + first_channel);
     const float* x = taps[t].source_row + column * pass.source_channels + source.first_channel;
     for (int p = 0; p < Pixels; ++p) {
-      float8 value = load_block(x + p * pixel_step, source.count);
+      float8 value = FullSource ? simd::load(x + p * pixel_step) : load_block(x + p * pixel_step, source_count);
       if constexpr (Expand) value = permute(value, source.lanes);
       acc[p] += value * w;
     }
@@ -128,7 +128,19 @@ inline void compute_tile(const RowPass& pass, const Tap* taps, int64_t tap_count
   }
 }
 
-// result pixels [0, count) of one row, every block.
+// Block b of result pixels [j0, j0 + Pixels), its source loads full vectors or not.
+template <int Pixels, bool Expand, bool Checked>
+inline void compute_tile_any(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t j0, int64_t block,
+                             float* result) {
+  if (pass.blocks[block].count == kLanes) {
+    compute_tile<Pixels, Expand, Checked, true>(pass, taps, tap_count, j0, block, result);
+  } else {
+    compute_tile<Pixels, Expand, Checked, false>(pass, taps, tap_count, j0, block, result);
+  }
+}
+
+// result pixels [0, count) of one row, every block. Interior pixels go 8 at a time (8 independent
+// FMA chains: enough to cover the FMA latency of two pipes), then 4, then 1.
 template <bool Expand>
 void run_row(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t count, float* result) {
   // Pixels whose every tap reads inside the source: j with 0 <= offset + j*step < source_width.
@@ -139,7 +151,7 @@ void run_row(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t co
     last_inside = std::min(last_inside, floor_div(pass.source_width - 1 - offset, pass.column_step));
   }
   auto border_pixel = [&](int64_t j) {
-    for (int64_t b = 0; b < pass.block_count; ++b) compute_tile<1, Expand, true>(pass, taps, tap_count, j, b, result);
+    for (int64_t b = 0; b < pass.block_count; ++b) compute_tile_any<1, Expand, true>(pass, taps, tap_count, j, b, result);
   };
   if (first_inside > last_inside) {
     for (int64_t j = 0; j < count; ++j) border_pixel(j);
@@ -147,13 +159,14 @@ void run_row(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t co
   }
   for (int64_t j = 0; j < first_inside; ++j) border_pixel(j);
   int64_t j = first_inside;
-  for (; j + kTilePixels - 1 <= last_inside; j += kTilePixels) {
-    for (int64_t b = 0; b < pass.block_count; ++b) {
-      compute_tile<kTilePixels, Expand, false>(pass, taps, tap_count, j, b, result);
-    }
+  for (; j + 7 <= last_inside; j += 8) {
+    for (int64_t b = 0; b < pass.block_count; ++b) compute_tile_any<8, Expand, false>(pass, taps, tap_count, j, b, result);
+  }
+  for (; j + 3 <= last_inside; j += 4) {
+    for (int64_t b = 0; b < pass.block_count; ++b) compute_tile_any<4, Expand, false>(pass, taps, tap_count, j, b, result);
   }
   for (; j <= last_inside; ++j) {
-    for (int64_t b = 0; b < pass.block_count; ++b) compute_tile<1, Expand, false>(pass, taps, tap_count, j, b, result);
+    for (int64_t b = 0; b < pass.block_count; ++b) compute_tile_any<1, Expand, false>(pass, taps, tap_count, j, b, result);
   }
   for (j = last_inside + 1; j < count; ++j) border_pixel(j);
 }
