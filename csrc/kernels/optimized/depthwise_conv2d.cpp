@@ -59,7 +59,11 @@ struct Tap {
   const float* weights;
   const float* source_row;
   int64_t column_offset;
+  int64_t source_offset;  // column_offset * source channels: floats from source_row to result pixel 0's read
 };
+inline Tap make_tap(const float* weights, const float* source_row, int64_t column_offset, int64_t source_channels) {
+  return {weights, source_row, column_offset, column_offset * source_channels};
+}
 
 struct RowPass {
   int64_t channels = 0;          // result channels (output channels, o-space)
@@ -109,16 +113,20 @@ inline void compute_tile(const RowPass& pass, const Tap* taps, int64_t tap_count
   const float8 initial = pass.bias != nullptr ? simd::load(pass.bias + first_channel) : float8{};
   float8 acc[Pixels];
   for (int p = 0; p < Pixels; ++p) acc[p] = initial;
+  // Independent offsets per pixel (not a running pointer): the loads of a tap do not wait on each other.
   const int64_t pixel_step = pass.column_step * pass.source_channels;
+  int64_t pixel_offsets[Pixels];
+  for (int p = 0; p < Pixels; ++p) pixel_offsets[p] = p * pixel_step;
+  const int64_t tile_offset = j0 * pixel_step + source.first_channel;
   for (int64_t t = 0; t < tap_count; ++t) {
-    const int64_t column = taps[t].column_offset + j0 * pass.column_step;
     if constexpr (Checked) {
+      const int64_t column = taps[t].column_offset + j0 * pass.column_step;
       if (column < 0 || column >= pass.source_width) continue;
     }
     const float8 w = simd::load(taps[t].weights + first_channel);
-    const float* x = taps[t].source_row + column * pass.source_channels + source.first_channel;
+    const float* x = taps[t].source_row + (taps[t].source_offset + tile_offset);
     for (int p = 0; p < Pixels; ++p) {
-      float8 value = FullSource ? simd::load(x + p * pixel_step) : load_block(x + p * pixel_step, source_count);
+      float8 value = FullSource ? simd::load(x + pixel_offsets[p]) : load_block(x + pixel_offsets[p], source_count);
       if constexpr (Expand) value = permute(value, source.lanes);
       acc[p] += value * w;
     }
@@ -159,7 +167,18 @@ void run_row(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t co
   }
   for (int64_t j = 0; j < first_inside; ++j) border_pixel(j);
   int64_t j = first_inside;
+  // The last tap's row is the one this row reads first (the rows above it were read by the
+  // previous result row and are in cache): its lines for the next tile are requested one tile
+  // ahead, since the tile reads them vector by vector across channel blocks (a stride of a whole
+  // pixel), a pattern the hardware prefetchers follow poorly.
+  const Tap* newest = tap_count > 0 ? &taps[tap_count - 1] : nullptr;
+  const int64_t tile_bytes = 8 * pass.column_step * pass.source_channels * int64_t(sizeof(float));
   for (; j + 7 <= last_inside; j += 8) {
+    if (newest != nullptr && j + 15 <= last_inside) {
+      const char* next = reinterpret_cast<const char*>(newest->source_row + newest->source_offset +
+                                                       (j + 8) * pass.column_step * pass.source_channels);
+      for (int64_t byte = 0; byte < tile_bytes; byte += 64) __builtin_prefetch(next + byte);
+    }
     for (int64_t b = 0; b < pass.block_count; ++b) compute_tile_any<8, Expand, false>(pass, taps, tap_count, j, b, result);
   }
   for (; j + 3 <= last_inside; j += 4) {
@@ -240,8 +259,8 @@ void depthwise_conv2d_forward(const DepthwiseConv2DParams& p, const float* input
       if (ih < 0 || ih >= p.input_height) continue;
       const float* source_row = input + (n * p.input_height + ih) * p.input_width * p.channels;
       for (int64_t kw = 0; kw < p.kernel_width; ++kw) {
-        row_taps.push_back({weights + (kh * p.kernel_width + kw) * padded, source_row,
-                            kw * p.dilation_width - p.pad_left});
+        row_taps.push_back(make_tap(weights + (kh * p.kernel_width + kw) * padded, source_row,
+                                    kw * p.dilation_width - p.pad_left, p.channels));
       }
     }
     float* result = output + image_row * p.output_width * channels;
@@ -300,8 +319,8 @@ void depthwise_conv2d_backward_input(const DepthwiseConv2DParams& p, const float
         for (int64_t kw = 0; kw < p.kernel_width; ++kw) {
           const int64_t column_offset = phase + p.pad_left - kw * p.dilation_width;
           if (floor_div(column_offset, p.stride_width) * p.stride_width != column_offset) continue;
-          row_taps.push_back({weights + (kh * p.kernel_width + kw) * padded, source_row,
-                              floor_div(column_offset, p.stride_width)});
+          row_taps.push_back(make_tap(weights + (kh * p.kernel_width + kw) * padded, source_row,
+                                      floor_div(column_offset, p.stride_width), channels));
         }
       }
       const int64_t count = ceil_div(p.input_width - phase, p.stride_width);
