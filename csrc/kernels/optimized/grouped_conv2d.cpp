@@ -2,12 +2,14 @@
 // tier's conv2d_* kernels on contiguous copies of its channels. The copies cost one pass over the
 // input and output (memory-bound, parallel), against the group's convolution work of
 // kh*kw*(Ci/g)*(Co/g) multiply-adds per pixel; with one input channel per group the layer is a
-// depthwise convolution (the same kernel memory) and goes to depthwise_conv2d_* instead.
+// depthwise convolution (the same kernel memory) and goes to depthwise_conv2d_* instead, and
+// narrow groups (narrow_groups.h) run on the depthwise engines.
 // Each group's convolution is bitwise independent of the thread count, and so is every copy.
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
+#include "kernels/optimized/narrow_groups.h"
 #include "kernels/optimized/optimized.h"
 #include "parallel.h"
 
@@ -57,6 +59,7 @@ void grouped_conv2d_forward(const GroupedConv2DParams& p, const float* input, co
                             float* output) {
   if (p.groups == 1) return conv2d_forward(p.conv, input, kernel, bias, output);
   if (p.group_input_channels() == 1) return depthwise_conv2d_forward(p.as_depthwise(), input, kernel, bias, output);
+  if (narrow_groups_applicable(p)) return grouped_conv2d_forward_narrow(p, input, kernel, bias, output);
   const Conv2DParams group = p.group_params();
   const Conv2DParams& conv = p.conv;
   const int64_t input_pixels = conv.batch * conv.input_height * conv.input_width;
@@ -83,6 +86,7 @@ void grouped_conv2d_backward_input(const GroupedConv2DParams& p, const float* ou
   if (p.group_input_channels() == 1) {
     return depthwise_conv2d_backward_input(p.as_depthwise(), output_gradient, kernel, input_gradient);
   }
+  if (narrow_groups_applicable(p)) return grouped_conv2d_backward_input_narrow(p, output_gradient, kernel, input_gradient);
   const Conv2DParams group = p.group_params();
   const Conv2DParams& conv = p.conv;
   const int64_t input_pixels = conv.batch * conv.input_height * conv.input_width;
@@ -107,6 +111,9 @@ void grouped_conv2d_backward_kernel(const GroupedConv2DParams& p, const float* i
   if (p.groups == 1) return conv2d_backward_kernel(p.conv, input, output_gradient, kernel_gradient, bias_gradient);
   if (p.group_input_channels() == 1) {
     return depthwise_conv2d_backward_kernel(p.as_depthwise(), input, output_gradient, kernel_gradient, bias_gradient);
+  }
+  if (narrow_groups_applicable(p)) {
+    return grouped_conv2d_backward_kernel_narrow(p, input, output_gradient, kernel_gradient, bias_gradient);
   }
   const Conv2DParams group = p.group_params();
   const Conv2DParams& conv = p.conv;
