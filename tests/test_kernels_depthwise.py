@@ -5,7 +5,8 @@ input gradient and kernel + bias gradient of every tier agree with the reference
 summation-order tolerance over sweeps of strides, dilations, padding, odd sizes, channel counts
 (below, at and past one vector of lanes), depth multipliers 1-3, groups 1/2/C and batches 1 and 3.
 A float64 NumPy version of the formulas checks the reference itself. Results are bitwise the same
-for 1, 2 and 3 threads; bad arguments raise ValueError naming what was received.
+for 1, 2 and 3 threads; bad arguments raise ValueError naming what was received; random
+configurations (hypothesis, derandomized) agree with the reference as the sweeps do.
 """
 
 import itertools
@@ -14,6 +15,8 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fastcnn import _core
 
@@ -153,13 +156,13 @@ def test_depthwise_geometry_sweep(kernel_size, strides, dilation, padding):
     check_depthwise(x, kernel, bias, strides, padding, dilation, activation="relu")
 
 
-@pytest.mark.parametrize("depth_multiplier", [1, 2, 3])
 @pytest.mark.parametrize("channels", list(range(1, 18)) + [31, 33])
-def test_depthwise_channel_sweep(channels, depth_multiplier):
-    rng = seeded(channels, depth_multiplier)
-    x, kernel, bias = depthwise_case(rng, 1, 7, 9, channels, depth_multiplier, (3, 3))
-    check_depthwise(x, kernel, bias, padding="same")
-    check_depthwise(x, kernel, None, strides=(2, 2), padding="valid")
+def test_depthwise_channel_sweep(channels):
+    for depth_multiplier in (1, 2, 3):
+        rng = seeded(channels, depth_multiplier)
+        x, kernel, bias = depthwise_case(rng, 1, 7, 9, channels, depth_multiplier, (3, 3))
+        check_depthwise(x, kernel, bias, padding="same")
+        check_depthwise(x, kernel, None, strides=(2, 2), padding="valid")
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -383,3 +386,96 @@ def test_bad_grouped_arguments_raise_value_error():
                                           x.shape, groups=2)
     with pytest.raises(ValueError, match="groups=4"):
         ops.grouped_conv2d_backward_kernel(x, np.zeros((1, 3, 3, 8), np.float32), (3, 3), groups=4)
+
+
+def test_huge_depth_multiplier_and_strides_are_refused_not_overflowed():
+    x = np.zeros((1, 5, 5, 4), np.float32)
+    dy = np.zeros((1, 3, 3, 4), np.float32)
+    with pytest.raises(ValueError, match="too large"):
+        ops.depthwise_conv2d_backward_kernel(x, dy, (3, 3), 2**62)
+    with pytest.raises(ValueError):
+        ops.depthwise_conv2d_backward_kernel(x, dy, (2**40, 2**40), 1, padding="same")
+    y = ops.depthwise_conv2d_forward(x, np.zeros((3, 3, 4, 1), np.float32), strides=(2**62, 2**62), padding="same")
+    assert y.shape == (1, 1, 1, 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# out= and the bandwidth probe
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tier", ["reference"] + TIERS)
+def test_out_receives_the_result(tier):
+    x, kernel, bias = depthwise_case(seeded("out"), 2, 7, 6, 5, 2, (3, 3))
+    expected = ops.depthwise_conv2d_forward(x, kernel, bias, padding="same", kernels=tier)
+    out = np.full_like(expected, np.nan)
+    assert ops.depthwise_conv2d_forward(x, kernel, bias, padding="same", kernels=tier, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+    dx = np.full_like(x, np.nan)
+    assert ops.depthwise_conv2d_backward_input(expected, kernel, x.shape, padding="same", kernels=tier, out=dx) is dx
+    np.testing.assert_array_equal(dx, ops.depthwise_conv2d_backward_input(expected, kernel, x.shape, padding="same",
+                                                                          kernels=tier))
+
+
+def test_bad_out_raises():
+    x, kernel, bias = depthwise_case(seeded("bad out"), 1, 5, 5, 3, 1, (3, 3))
+    with pytest.raises(ValueError, match=r"Received: out.shape=\(1, 5, 5, 4\)"):
+        ops.depthwise_conv2d_forward(x, kernel, bias, padding="same", out=np.zeros((1, 5, 5, 4), np.float32))
+    with pytest.raises(ValueError, match="out.dtype=float64"):
+        ops.depthwise_conv2d_forward(x, kernel, bias, padding="same", out=np.zeros((1, 5, 5, 3)))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        ops.depthwise_conv2d_forward(x, kernel, bias, padding="same",
+                                     out=np.zeros((1, 5, 5, 6), np.float32)[..., ::2])
+    with pytest.raises(ValueError, match="share memory"):
+        ops.depthwise_conv2d_forward(x, kernel, bias, padding="same", out=x)
+    with pytest.raises(TypeError, match="out of type list"):
+        ops.depthwise_conv2d_forward(x, kernel, bias, padding="same", out=[0.0])
+    read_only = np.zeros((1, 5, 5, 3), np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        ops.depthwise_conv2d_backward_input(np.zeros((1, 5, 5, 3), np.float32), kernel, x.shape, padding="same",
+                                            out=read_only)
+
+
+def test_memory_bandwidth_probe():
+    assert ops.memory_bandwidth_probe(3, 2) > 0.1  # GB/s; a tiny probe runs from cache
+    with pytest.raises(ValueError, match="megabytes=0"):
+        ops.memory_bandwidth_probe(0)
+
+
+# ---------------------------------------------------------------------------------------------
+# random configurations (hypothesis)
+# ---------------------------------------------------------------------------------------------
+
+FUZZ = settings(max_examples=30, deadline=None, database=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def configurations(draw):
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    strides = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = draw(st.sampled_from(["valid", "same"]))
+    minimum = [(k - 1) * d + 1 if padding == "valid" else 1 for k, d in zip(kernel, dilation)]
+    height, width = draw(st.integers(minimum[0], 12)), draw(st.integers(minimum[1], 12))
+    return dict(batch=draw(st.integers(0, 3)), height=height, width=width, kernel=kernel, strides=strides,
+                dilation=dilation, padding=padding)
+
+
+@FUZZ
+@given(configurations(), st.integers(1, 20), st.integers(1, 3), st.sampled_from(["linear", "relu6", "elu"]))
+def test_depthwise_random_configurations(config, channels, multiplier, activation):
+    rng = seeded("fuzz", config, channels, multiplier)
+    x, kernel, bias = depthwise_case(rng, config["batch"], config["height"], config["width"], channels, multiplier,
+                                     config["kernel"])
+    check_depthwise(x, kernel, bias, config["strides"], config["padding"], config["dilation"], activation)
+
+
+@FUZZ
+@given(configurations(), st.integers(1, 6), st.integers(1, 6), st.integers(1, 5))
+def test_grouped_random_configurations(config, in_per_group, out_per_group, groups):
+    rng = seeded("fuzz grouped", config, in_per_group, out_per_group, groups)
+    x, kernel, bias = grouped_case(rng, config["batch"], config["height"], config["width"], in_per_group * groups,
+                                   out_per_group * groups, groups, config["kernel"])
+    check_grouped(x, kernel, bias, groups, config["strides"], config["padding"], config["dilation"])
