@@ -311,6 +311,8 @@ def test_bitwise_identical_with_one_two_and_three_threads(tier):
     x, kernel, bias = depthwise_case(rng, 4, 17, 15, 40, 1, (3, 3))
     x2, kernel2, bias2 = depthwise_case(rng, 3, 9, 10, 12, 3, (5, 5))
     xg, kernelg, biasg = grouped_case(rng, 3, 9, 10, 16, 24, 4, (3, 3))
+    xd, kerneld, biasd = grouped_case(rng, 2, 9, 10, 32, 48, 2, (3, 3))  # wide groups: dense Conv2D per group
+    dyd = rng.standard_normal((2, 9, 10, 48)).astype(np.float32)
     dy = rng.standard_normal((4, 17, 15, 40)).astype(np.float32)
     dy2 = rng.standard_normal((3, 5, 5, 36)).astype(np.float32)
     dyg = rng.standard_normal((3, 9, 10, 24)).astype(np.float32)
@@ -329,6 +331,9 @@ def test_bitwise_identical_with_one_two_and_three_threads(tier):
                 ops.grouped_conv2d_forward(xg, kernelg, biasg, 4, padding="same", kernels=tier),
                 ops.grouped_conv2d_backward_input(dyg, kernelg, xg.shape, 4, padding="same", kernels=tier),
                 *ops.grouped_conv2d_backward_kernel(xg, dyg, (3, 3), 4, padding="same", kernels=tier),
+                ops.grouped_conv2d_forward(xd, kerneld, biasd, 2, padding="same", kernels=tier),
+                ops.grouped_conv2d_backward_input(dyd, kerneld, xd.shape, 2, padding="same", kernels=tier),
+                *ops.grouped_conv2d_backward_kernel(xd, dyd, (3, 3), 2, padding="same", kernels=tier),
             ]
     finally:
         _core.set_num_threads(previous)
