@@ -404,6 +404,19 @@ def test_huge_depth_multiplier_and_strides_are_refused_not_overflowed():
     assert y.shape == (1, 1, 1, 4)
 
 
+
+def test_huge_strides_and_dilations_compute_like_the_reference():
+    """Windows reaching far past the input ('same' padding): only the taps that land inside count."""
+    rng = seeded("huge")
+    for strides, dilation in (((2**62, 2**61), (1, 1)), ((1, 1), (2**40, 2**41)), ((3, 2**50), (2**45, 1))):
+        x, kernel, bias = depthwise_case(rng, 2, 5, 6, 3, 2, (3, 3))
+        check_depthwise(x, kernel, bias, strides, "same", dilation)
+        xg, kernelg, biasg = grouped_case(rng, 2, 5, 6, 8, 8, 2, (3, 3))
+        check_grouped(xg, kernelg, biasg, 2, strides, "same", dilation)
+        xg, kernelg, biasg = grouped_case(rng, 1, 5, 6, 32, 32, 2, (3, 3))  # wide groups: dense per group
+        check_grouped(xg, kernelg, biasg, 2, strides, "same", dilation)
+
+
 # ---------------------------------------------------------------------------------------------
 # out= and the bandwidth probe
 # ---------------------------------------------------------------------------------------------

@@ -70,6 +70,16 @@ inline Tap make_tap(const float* weights, const float* source_row, int64_t colum
   return {weights, source_row, column_offset, column_offset * source_channels + sub};
 }
 
+// Whether a tap reading source column offset + j * step (j < count) reaches inside [0, width) for
+// some j; taps that never do are left out (they add nothing). What remains has |offset| within a
+// few widths, so offset * channels cannot overflow, however large the dilation. count > 1 implies
+// step < width (TensorFlow's output sizes), so nothing here overflows either.
+inline bool tap_reaches(int64_t offset, int64_t step, int64_t count, int64_t width) {
+  return offset < width && (count <= 1 ? offset : offset + (count - 1) * step) >= 0;
+}
+// A stride used only to step between several result pixels: any value serves when there is one.
+inline int64_t pixel_stride(int64_t stride, int64_t count) { return count > 1 ? stride : 1; }
+
 struct RowPass {
   int64_t channels = 0;          // result channels (output channels, o-space)
   int64_t source_channels = 0;   // channels per source pixel
@@ -177,9 +187,9 @@ void run_row(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t co
   // ahead, since the tile reads them vector by vector across channel blocks (a stride of a whole
   // pixel), a pattern the hardware prefetchers follow poorly.
   const Tap* newest = tap_count > 0 ? &taps[tap_count - 1] : nullptr;
-  const int64_t tile_bytes = 8 * pass.column_step * pass.source_channels * int64_t(sizeof(float));
   for (; j + 7 <= last_inside; j += 8) {
     if (newest != nullptr && j + 15 <= last_inside) {
+      const int64_t tile_bytes = 8 * pass.column_step * pass.source_channels * int64_t(sizeof(float));
       const char* next = reinterpret_cast<const char*>(newest->source_row + newest->source_offset +
                                                        (j + 8) * pass.column_step * pass.source_channels);
       for (int64_t byte = 0; byte < tile_bytes; byte += 64) __builtin_prefetch(next + byte);
@@ -263,7 +273,7 @@ void depthwise_conv2d_forward(const DepthwiseConv2DParams& p, const float* input
   pass.source_channels = p.channels;
   pass.expand = p.depth_multiplier > 1;
   pass.source_width = p.input_width;
-  pass.column_step = p.stride_width;
+  pass.column_step = pixel_stride(p.stride_width, p.output_width);
   pass.result_pixel_stride = channels;
   pass.bias = p.use_bias ? buffers.bias.data() : nullptr;
   pass.activation = p.activation;
@@ -280,8 +290,9 @@ void depthwise_conv2d_forward(const DepthwiseConv2DParams& p, const float* input
       if (ih < 0 || ih >= p.input_height) continue;
       const float* source_row = input + (n * p.input_height + ih) * p.input_width * p.channels;
       for (int64_t kw = 0; kw < p.kernel_width; ++kw) {
-        row_taps.push_back(make_tap(weights + (kh * p.kernel_width + kw) * padded, source_row,
-                                    kw * p.dilation_width - p.pad_left, p.channels));
+        const int64_t offset = kw * p.dilation_width - p.pad_left;
+        if (!tap_reaches(offset, p.stride_width, p.output_width, p.input_width)) continue;
+        row_taps.push_back(make_tap(weights + (kh * p.kernel_width + kw) * padded, source_row, offset, p.channels));
       }
     }
     float* result = output + image_row * p.output_width * channels;
@@ -313,7 +324,7 @@ void depthwise_conv2d_backward_input(const DepthwiseConv2DParams& p, const float
   pass.source_channels = channels;
   pass.source_width = p.output_width;
   pass.column_step = 1;
-  pass.result_pixel_stride = p.stride_width * channels;
+  pass.result_pixel_stride = pixel_stride(p.stride_width, p.input_width) * channels;
   pass.blocks = blocks.data();
   pass.block_count = static_cast<int64_t>(blocks.size());
   const float* weights = buffers.weights.data();
@@ -340,8 +351,9 @@ void depthwise_conv2d_backward_input(const DepthwiseConv2DParams& p, const float
         for (int64_t kw = 0; kw < p.kernel_width; ++kw) {
           const int64_t column_offset = phase + p.pad_left - kw * p.dilation_width;
           if (floor_div(column_offset, p.stride_width) * p.stride_width != column_offset) continue;
-          row_taps.push_back(make_tap(weights + (kh * p.kernel_width + kw) * padded, source_row,
-                                      floor_div(column_offset, p.stride_width), channels));
+          const int64_t offset = floor_div(column_offset, p.stride_width);
+          if (!tap_reaches(offset, 1, ceil_div(p.input_width - phase, p.stride_width), p.output_width)) continue;
+          row_taps.push_back(make_tap(weights + (kh * p.kernel_width + kw) * padded, source_row, offset, channels));
         }
       }
       const int64_t count = ceil_div(p.input_width - phase, p.stride_width);
@@ -375,7 +387,7 @@ void kernel_gradient_rows(const Conv2DParams& g, int64_t in_per_group, const flo
                           const float* output_gradient, const BlockSource* blocks, int64_t block_count,
                           int64_t row_begin, int64_t row_end, int64_t padded, float* partial, float* partial_bias) {
   const int64_t channels = g.output_channels;
-  const int64_t x_step = g.stride_width * g.input_channels;
+  const int64_t x_step = pixel_stride(g.stride_width, g.output_width) * g.input_channels;
   for (int64_t image_row = row_begin; image_row < row_end; ++image_row) {
     const int64_t n = image_row / g.output_height, oh = image_row % g.output_height;
     const float* dy_row = output_gradient + image_row * g.output_width * channels;
@@ -533,7 +545,7 @@ void grouped_conv2d_forward_narrow(const GroupedConv2DParams& gp, const float* i
   pass.source_channels = p.input_channels;
   pass.expand = true;
   pass.source_width = p.input_width;
-  pass.column_step = p.stride_width;
+  pass.column_step = pixel_stride(p.stride_width, p.output_width);
   pass.result_pixel_stride = channels;
   pass.bias = p.use_bias ? buffers.bias.data() : nullptr;
   pass.activation = p.activation;
@@ -549,9 +561,11 @@ void grouped_conv2d_forward_narrow(const GroupedConv2DParams& gp, const float* i
       if (ih < 0 || ih >= p.input_height) continue;
       const float* source_row = input + (n * p.input_height + ih) * p.input_width * p.input_channels;
       for (int64_t kw = 0; kw < p.kernel_width; ++kw) {
+        const int64_t offset = kw * p.dilation_width - p.pad_left;
+        if (!tap_reaches(offset, p.stride_width, p.output_width, p.input_width)) continue;
         for (int64_t i = 0; i < in_per_group; ++i) {
           row_taps.push_back(make_tap(weights + ((kh * p.kernel_width + kw) * in_per_group + i) * padded, source_row,
-                                      kw * p.dilation_width - p.pad_left, p.input_channels, i));
+                                      offset, p.input_channels, i));
         }
       }
     }
@@ -591,7 +605,7 @@ void grouped_conv2d_backward_input_narrow(const GroupedConv2DParams& gp, const f
   pass.expand = true;
   pass.source_width = p.output_width;
   pass.column_step = 1;
-  pass.result_pixel_stride = p.stride_width * channels;
+  pass.result_pixel_stride = pixel_stride(p.stride_width, p.input_width) * channels;
   pass.blocks = blocks.data();
   pass.block_count = static_cast<int64_t>(blocks.size());
   const float* weights = buffers.weights.data();
@@ -610,9 +624,11 @@ void grouped_conv2d_backward_input_narrow(const GroupedConv2DParams& gp, const f
         for (int64_t kw = 0; kw < p.kernel_width; ++kw) {
           const int64_t column_offset = phase + p.pad_left - kw * p.dilation_width;
           if (floor_div(column_offset, p.stride_width) * p.stride_width != column_offset) continue;
+          const int64_t offset = floor_div(column_offset, p.stride_width);
+          if (!tap_reaches(offset, 1, ceil_div(p.input_width - phase, p.stride_width), p.output_width)) continue;
           for (int64_t j = 0; j < out_per_group; ++j) {
             row_taps.push_back(make_tap(weights + ((kh * p.kernel_width + kw) * out_per_group + j) * padded,
-                                        source_row, floor_div(column_offset, p.stride_width), p.output_channels, j));
+                                        source_row, offset, p.output_channels, j));
           }
         }
       }
