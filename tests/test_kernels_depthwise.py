@@ -408,7 +408,8 @@ def test_huge_depth_multiplier_and_strides_are_refused_not_overflowed():
 def test_huge_strides_and_dilations_compute_like_the_reference():
     """Windows reaching far past the input ('same' padding): only the taps that land inside count."""
     rng = seeded("huge")
-    for strides, dilation in (((2**62, 2**61), (1, 1)), ((1, 1), (2**40, 2**41)), ((3, 2**50), (2**45, 1))):
+    for strides, dilation in (((2**62, 2**61), (1, 1)), ((2**63 - 1, 2**63 - 1), (1, 1)), ((1, 1), (2**40, 2**41)),
+                              ((3, 2**50), (2**45, 1))):
         x, kernel, bias = depthwise_case(rng, 2, 5, 6, 3, 2, (3, 3))
         check_depthwise(x, kernel, bias, strides, "same", dilation)
         xg, kernelg, biasg = grouped_case(rng, 2, 5, 6, 8, 8, 2, (3, 3))

@@ -34,8 +34,9 @@ constexpr int64_t kLanes = simd::kLanes;
 // Lane indices for permuting a float8 (same lane count whatever its width).
 typedef int32_t lane_index __attribute__((vector_size(sizeof(float8))));
 
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+// For a >= 0; written so that no intermediate exceeds a (b may be as large as int64 allows).
+inline int64_t ceil_div(int64_t a, int64_t b) { return a <= 0 ? 0 : (a - 1) / b + 1; }
+inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a - 1) / b) - 1; }
 
 // result[l] = value[index[l]].
 inline float8 permute(float8 value, lane_index index) {
@@ -324,7 +325,8 @@ void depthwise_conv2d_backward_input(const DepthwiseConv2DParams& p, const float
   pass.source_channels = channels;
   pass.source_width = p.output_width;
   pass.column_step = 1;
-  pass.result_pixel_stride = pixel_stride(p.stride_width, p.input_width) * channels;
+  // Several result pixels per phase only when stride_width < input_width.
+  pass.result_pixel_stride = (p.stride_width < p.input_width ? p.stride_width : 1) * channels;
   pass.blocks = blocks.data();
   pass.block_count = static_cast<int64_t>(blocks.size());
   const float* weights = buffers.weights.data();
@@ -605,7 +607,8 @@ void grouped_conv2d_backward_input_narrow(const GroupedConv2DParams& gp, const f
   pass.expand = true;
   pass.source_width = p.output_width;
   pass.column_step = 1;
-  pass.result_pixel_stride = pixel_stride(p.stride_width, p.input_width) * channels;
+  // Several result pixels per phase only when stride_width < input_width.
+  pass.result_pixel_stride = (p.stride_width < p.input_width ? p.stride_width : 1) * channels;
   pass.blocks = blocks.data();
   pass.block_count = static_cast<int64_t>(blocks.size());
   const float* weights = buffers.weights.data();
