@@ -44,6 +44,16 @@ void join_groups(const float* source, int64_t pixels, int64_t groups, int64_t wi
   });
 }
 
+// One group's dense Conv2D. A stride along an axis with one output position never steps: it is
+// set to 1 (the same layer), which keeps the dense kernels' stride * channels products small
+// however large the stride received.
+Conv2DParams dense_group(const GroupedConv2DParams& p) {
+  Conv2DParams group = p.group_params();
+  if (group.output_height == 1) group.stride_height = 1;
+  if (group.output_width == 1) group.stride_width = 1;
+  return group;
+}
+
 // Per-call copies owned by the calling thread (they only grow: no allocation in steady state).
 struct GroupBuffers {
   std::vector<float> input, output, kernel;
@@ -57,10 +67,10 @@ GroupBuffers& group_buffers() {
 
 void grouped_conv2d_forward(const GroupedConv2DParams& p, const float* input, const float* kernel, const float* bias,
                             float* output) {
-  if (p.groups == 1) return conv2d_forward(p.conv, input, kernel, bias, output);
+  if (p.groups == 1) return conv2d_forward(dense_group(p), input, kernel, bias, output);
   if (p.group_input_channels() == 1) return depthwise_conv2d_forward(p.as_depthwise(), input, kernel, bias, output);
   if (narrow_groups_applicable(p)) return grouped_conv2d_forward_narrow(p, input, kernel, bias, output);
-  const Conv2DParams group = p.group_params();
+  const Conv2DParams group = dense_group(p);
   const Conv2DParams& conv = p.conv;
   const int64_t input_pixels = conv.batch * conv.input_height * conv.input_width;
   const int64_t output_pixels = conv.batch * conv.output_height * conv.output_width;
@@ -82,12 +92,12 @@ void grouped_conv2d_forward(const GroupedConv2DParams& p, const float* input, co
 
 void grouped_conv2d_backward_input(const GroupedConv2DParams& p, const float* output_gradient, const float* kernel,
                                    float* input_gradient) {
-  if (p.groups == 1) return conv2d_backward_input(p.conv, output_gradient, kernel, input_gradient);
+  if (p.groups == 1) return conv2d_backward_input(dense_group(p), output_gradient, kernel, input_gradient);
   if (p.group_input_channels() == 1) {
     return depthwise_conv2d_backward_input(p.as_depthwise(), output_gradient, kernel, input_gradient);
   }
   if (narrow_groups_applicable(p)) return grouped_conv2d_backward_input_narrow(p, output_gradient, kernel, input_gradient);
-  const Conv2DParams group = p.group_params();
+  const Conv2DParams group = dense_group(p);
   const Conv2DParams& conv = p.conv;
   const int64_t input_pixels = conv.batch * conv.input_height * conv.input_width;
   const int64_t output_pixels = conv.batch * conv.output_height * conv.output_width;
@@ -108,14 +118,16 @@ void grouped_conv2d_backward_input(const GroupedConv2DParams& p, const float* ou
 
 void grouped_conv2d_backward_kernel(const GroupedConv2DParams& p, const float* input, const float* output_gradient,
                                     float* kernel_gradient, float* bias_gradient) {
-  if (p.groups == 1) return conv2d_backward_kernel(p.conv, input, output_gradient, kernel_gradient, bias_gradient);
+  if (p.groups == 1) {
+    return conv2d_backward_kernel(dense_group(p), input, output_gradient, kernel_gradient, bias_gradient);
+  }
   if (p.group_input_channels() == 1) {
     return depthwise_conv2d_backward_kernel(p.as_depthwise(), input, output_gradient, kernel_gradient, bias_gradient);
   }
   if (narrow_groups_applicable(p)) {
     return grouped_conv2d_backward_kernel_narrow(p, input, output_gradient, kernel_gradient, bias_gradient);
   }
-  const Conv2DParams group = p.group_params();
+  const Conv2DParams group = dense_group(p);
   const Conv2DParams& conv = p.conv;
   const int64_t input_pixels = conv.batch * conv.input_height * conv.input_width;
   const int64_t output_pixels = conv.batch * conv.output_height * conv.output_width;
