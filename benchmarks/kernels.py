@@ -10,7 +10,15 @@ step's forward pass and the input gradient (2.25x fewer). Example 1's first laye
 fused kernel (forward, and the kernel gradient from the pooled gradient), as training and
 inference run them. Results go to stdout and to benchmarks/results/kernels.md.
 
-    python benchmarks/kernels.py [--repeats 20] [--kernels avx2]
+Depthwise convolutions (MobileNetV2's shapes) are memory-bound (about 2 FLOPs per byte): their rows
+report GB/s of the tensors read and written (input and output; output gradient and input gradient;
+input and output gradient) and % of the memory bandwidth measured on this machine by a STREAM
+triad (fastcnn._core.ops.memory_bandwidth_probe, same thread count). Their results go into
+preallocated arrays (out=), so the time is the kernel's, not a fresh array's page faults. Grouped
+convolutions (ResNeXt's 32 groups, and groups=2) and a separable block (depthwise 3x3 then 1x1)
+report GFLOP/s and % of the FMA peak.
+
+    python benchmarks/kernels.py [--repeats 20] [--kernels avx2] [--section all|conv|depthwise]
 """
 
 import argparse
@@ -31,6 +39,21 @@ CONVOLUTIONS = [
     ("ex3 conv4 32x32x64->64", (32, 32, 64), 64, "same"),
 ]
 
+DEPTHWISE = [
+    # name, (height, width, channels), depth multiplier, stride
+    ("mbv2 dw 112x112x32", (112, 112, 32), 1, 1),
+    ("mbv2 dw 56x56x144", (56, 56, 144), 1, 1),
+    ("mbv2 dw 56x56x144 s2", (56, 56, 144), 1, 2),
+    ("mbv2 dw 14x14x384", (14, 14, 384), 1, 1),
+    ("dw 28x28x64 dm2", (28, 28, 64), 2, 1),
+]
+
+GROUPED = [
+    # name, (height, width, in channels), out channels, groups
+    ("resnext 28x28x128->128 g32", (28, 28, 128), 128, 32),
+    ("grouped 32x32x64->64 g2", (32, 32, 64), 64, 2),
+]
+
 
 def best_time(function, repeats):
     function()
@@ -42,11 +65,78 @@ def best_time(function, repeats):
     return min(times)
 
 
+def depthwise_rows(args, rng, threads, peak):
+    """Depthwise (GB/s, % of the triad bandwidth), grouped and separable convolutions (GFLOP/s)."""
+    ops = _core.ops
+    bandwidth = ops.memory_bandwidth_probe(384, 5)
+    rows = [f"| STREAM triad probe | {threads} | | {bandwidth:.1f} GB/s | 100% |"]
+    for name, (height, width, channels), multiplier, stride in DEPTHWISE:
+        x = rng.standard_normal((args.batch, height, width, channels)).astype(np.float32)
+        kernel = rng.standard_normal((3, 3, channels, multiplier)).astype(np.float32)
+        bias = np.zeros(channels * multiplier, np.float32)
+        geometry = dict(strides=(stride, stride), padding="same")
+        y = ops.depthwise_conv2d_forward(x, kernel, bias, activation="relu6", kernels=args.kernels, **geometry)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        dx = np.empty_like(x)
+        touched = x.nbytes + y.nbytes  # each pass reads one of the two tensors and writes or reads the other
+        cases = {
+            "forward (bias + relu6)": lambda: ops.depthwise_conv2d_forward(
+                x, kernel, bias, activation="relu6", kernels=args.kernels, out=y, **geometry),
+            "input gradient": lambda: ops.depthwise_conv2d_backward_input(
+                dy, kernel, x.shape, kernels=args.kernels, out=dx, **geometry),
+            "kernel gradient": lambda: ops.depthwise_conv2d_backward_kernel(
+                x, dy, (3, 3), multiplier, kernels=args.kernels, **geometry),
+        }
+        for case, function in cases.items():
+            seconds = best_time(function, args.repeats)
+            rate = touched / seconds / 1e9
+            rows.append(f"| {name} {case} | {threads} | {seconds * 1e3:.2f} | {rate:.1f} GB/s | "
+                        f"{100 * rate / bandwidth:.0f}% |")
+    for name, (height, width, channels), filters, groups in GROUPED:
+        x = rng.standard_normal((args.batch, height, width, channels)).astype(np.float32)
+        kernel = rng.standard_normal((3, 3, channels // groups, filters)).astype(np.float32)
+        bias = np.zeros(filters, np.float32)
+        y = ops.grouped_conv2d_forward(x, kernel, bias, groups, padding="same", kernels=args.kernels)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        flops = 2.0 * y.size * 9 * channels // groups
+        cases = {
+            "forward": lambda: ops.grouped_conv2d_forward(x, kernel, bias, groups, padding="same", activation="relu",
+                                                          kernels=args.kernels),
+            "input gradient": lambda: ops.grouped_conv2d_backward_input(dy, kernel, x.shape, groups, padding="same",
+                                                                        kernels=args.kernels),
+            "kernel gradient": lambda: ops.grouped_conv2d_backward_kernel(x, dy, (3, 3), groups, padding="same",
+                                                                          kernels=args.kernels),
+        }
+        for case, function in cases.items():
+            seconds = best_time(function, args.repeats)
+            rate = flops / seconds / 1e9
+            rows.append(f"| {name} {case} | {threads} | {seconds * 1e3:.2f} | {rate:.1f} GFLOP/s | "
+                        f"{100 * rate / peak:.0f}% |")
+    # SeparableConv2D's forward pass at MobileNet's 56x56x144 -> 32: depthwise 3x3, then 1x1.
+    x = rng.standard_normal((args.batch, 56, 56, 144)).astype(np.float32)
+    depthwise = rng.standard_normal((3, 3, 144, 1)).astype(np.float32)
+    pointwise = rng.standard_normal((1, 1, 144, 32)).astype(np.float32)
+    bias = np.zeros(32, np.float32)
+    middle = ops.depthwise_conv2d_forward(x, depthwise, None, padding="same", kernels=args.kernels)
+    flops = 2.0 * middle.size * 9 + 2.0 * middle.size * 32
+
+    def separable():
+        ops.depthwise_conv2d_forward(x, depthwise, None, padding="same", kernels=args.kernels, out=middle)
+        return ops.conv2d_forward(middle, pointwise, bias, activation="relu", kernels=args.kernels)
+
+    seconds = best_time(separable, args.repeats)
+    rate = flops / seconds / 1e9
+    rows.append(f"| separable 56x56x144->32 forward | {threads} | {seconds * 1e3:.2f} | {rate:.1f} GFLOP/s | "
+                f"{100 * rate / peak:.0f}% |")
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--kernels", default=_core.kernel_set())
+    parser.add_argument("--section", choices=["all", "conv", "depthwise"], default="all")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     rows = ["| kernel | threads | time (ms) | GFLOP/s or GB/s | % of peak |", "|---|---|---|---|---|"]
@@ -55,6 +145,10 @@ def main():
         _core.set_num_threads(threads)
         peak = _core.measure_peak_gflops(0.5)
         rows.append(f"| FMA peak probe | {threads} | | {peak:.1f} GFLOP/s | 100% |")
+        if args.section in ("all", "depthwise"):
+            rows.extend(depthwise_rows(args, rng, threads, peak))
+        if args.section == "depthwise":
+            continue
         for name, (height, width, channels), filters, padding in CONVOLUTIONS:
             x = rng.standard_normal((args.batch, height, width, channels)).astype(np.float32)
             kernel = rng.standard_normal((3, 3, channels, filters)).astype(np.float32)
@@ -110,7 +204,8 @@ def main():
     print(table)
     out = pathlib.Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
-    (out / "kernels.md").write_text(f"Kernels: {args.kernels}, batch {args.batch}, best of {args.repeats}.\n\n{table}\n")
+    file_name = "kernels.md" if args.section == "all" else f"kernels_{args.section}.md"
+    (out / file_name).write_text(f"Kernels: {args.kernels}, batch {args.batch}, best of {args.repeats}.\n\n{table}\n")
 
 
 if __name__ == "__main__":

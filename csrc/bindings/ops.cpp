@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "bindings/arrays.h"
+#include "kernels/bandwidth_probe.h"
 
 namespace fastcnn::bindings {
 namespace {
@@ -699,6 +700,221 @@ py::list concatenate_backward(py::object output_gradient_argument, const std::ve
   return result;
 }
 
+
+// ---- DepthwiseConv2D and grouped Conv2D (kernels.h depthwise_conv2d_*, grouped_conv2d_*) ----
+
+// The result array: a new one, or `out` when given (a C-contiguous, writeable float32 array of
+// exactly `shape` that shares no memory with `inputs`), so that a caller timing the kernel, or
+// reusing a buffer, does not pay for a fresh allocation's page faults on every call.
+FloatArray result_array(py::object out, const std::vector<py::ssize_t>& shape,
+                        std::initializer_list<const py::array*> inputs) {
+  if (out.is_none()) return new_float_array(shape);
+  if (!py::isinstance<py::array>(out)) {
+    throw py::type_error("`out` must be a numpy array. Received: out of type " + type_name(out));
+  }
+  py::array array = py::reinterpret_borrow<py::array>(out);
+  const bool fits = array.dtype().is(py::dtype::of<float>()) && (array.flags() & py::array::c_style) &&
+                    array.writeable() &&
+                    std::vector<py::ssize_t>(array.shape(), array.shape() + array.ndim()) == shape;
+  if (!fits) {
+    std::string expected = "(";
+    for (size_t i = 0; i < shape.size(); ++i) expected += std::to_string(shape[i]) + (i + 1 < shape.size() ? ", " : ")");
+    throw py::value_error("`out` must be a writeable C-contiguous float32 array of shape " + expected +
+                          ". Received: out.shape=" + shape_text(array) + ", out.dtype=" +
+                          std::string(py::str(array.dtype())));
+  }
+  const auto* begin = static_cast<const char*>(array.data());
+  const auto* end = begin + array.nbytes();
+  for (const py::array* input : inputs) {
+    const auto* input_begin = static_cast<const char*>(input->data());
+    if (input->nbytes() > 0 && array.nbytes() > 0 && input_begin < end && begin < input_begin + input->nbytes()) {
+      throw py::value_error("`out` must not share memory with an input");
+    }
+  }
+  return py::reinterpret_borrow<FloatArray>(out);
+}
+
+void require_output_gradient_shape(const FloatArray& output_gradient, int64_t batch, int64_t height, int64_t width,
+                                   int64_t channels) {
+  require_rank(output_gradient, 4, "output_gradient");
+  require_dimension(output_gradient, 0, batch, "output_gradient", "batch");
+  require_dimension(output_gradient, 1, height, "output_gradient", "output height");
+  require_dimension(output_gradient, 2, width, "output_gradient", "output width");
+  require_dimension(output_gradient, 3, channels, "output_gradient", "output channels");
+}
+
+// The kernel (kh, kw, channels, depth_multiplier) of a depthwise convolution of `channels` channels.
+void require_depthwise_kernel(const FloatArray& kernel, int64_t channels) {
+  require_rank(kernel, 4, "kernel");
+  require_dimension(kernel, 2, channels, "kernel", "input channels");
+}
+
+FloatArray depthwise_conv2d_forward(py::object input_argument, py::object kernel_argument, py::object bias_argument,
+                                    Pair strides, const std::string& padding, Pair dilation,
+                                    const std::string& activation, const std::string& kernels, py::object out) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray kernel = float_array(kernel_argument, "kernel");
+  const std::optional<FloatArray> bias = optional_float_array(bias_argument, "bias");
+  require_rank(input, 4, "input");
+  require_depthwise_kernel(kernel, input.shape(3));
+  const DepthwiseConv2DParams params = make_depthwise_conv2d_params(
+      input.shape(0), input.shape(1), input.shape(2), input.shape(3), kernel.shape(3), kernel.shape(0),
+      kernel.shape(1), strides.first, strides.second, dilation.first, dilation.second,
+      parse_padding(padding.c_str()), bias.has_value(), activation_named(activation));
+  if (bias) {
+    require_rank(*bias, 1, "bias");
+    require_dimension(*bias, 0, params.output_channels(), "bias", "channels * depth_multiplier");
+  }
+  const auto& table = table_named(kernels);
+  FloatArray output = result_array(
+      out, {params.batch, params.output_height, params.output_width, params.output_channels()}, {&input, &kernel});
+  const float* bias_data = bias ? bias->data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    table.depthwise_conv2d_forward(params, input.data(), kernel.data(), bias_data, output.mutable_data());
+  }
+  return output;
+}
+
+FloatArray depthwise_conv2d_backward_input(py::object output_gradient_argument, py::object kernel_argument,
+                                           std::tuple<int64_t, int64_t, int64_t, int64_t> input_shape, Pair strides,
+                                           const std::string& padding, Pair dilation, const std::string& kernels,
+                                           py::object out) {
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  const FloatArray kernel = float_array(kernel_argument, "kernel");
+  const auto [batch, height, width, channels] = input_shape;
+  require_rank(kernel, 4, "kernel");
+  const DepthwiseConv2DParams params = make_depthwise_conv2d_params(
+      batch, height, width, channels, kernel.shape(3), kernel.shape(0), kernel.shape(1), strides.first,
+      strides.second, dilation.first, dilation.second, parse_padding(padding.c_str()), false, Activation::linear);
+  require_depthwise_kernel(kernel, channels);
+  require_output_gradient_shape(output_gradient, batch, params.output_height, params.output_width,
+                                params.output_channels());
+  const auto& table = table_named(kernels);
+  FloatArray input_gradient = result_array(out, {batch, height, width, channels}, {&output_gradient, &kernel});
+  {
+    py::gil_scoped_release release;
+    table.depthwise_conv2d_backward_input(params, output_gradient.data(), kernel.data(),
+                                          input_gradient.mutable_data());
+  }
+  return input_gradient;
+}
+
+std::pair<FloatArray, std::optional<FloatArray>> depthwise_conv2d_backward_kernel(
+    py::object input_argument, py::object output_gradient_argument, Pair kernel_size, int64_t depth_multiplier,
+    Pair strides, const std::string& padding, Pair dilation, bool use_bias, const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  require_rank(input, 4, "input");
+  const DepthwiseConv2DParams params = make_depthwise_conv2d_params(
+      input.shape(0), input.shape(1), input.shape(2), input.shape(3), depth_multiplier, kernel_size.first,
+      kernel_size.second, strides.first, strides.second, dilation.first, dilation.second,
+      parse_padding(padding.c_str()), use_bias, Activation::linear);
+  require_output_gradient_shape(output_gradient, params.batch, params.output_height, params.output_width,
+                                params.output_channels());
+  const auto& table = table_named(kernels);
+  FloatArray kernel_gradient =
+      new_float_array({params.kernel_height, params.kernel_width, params.channels, params.depth_multiplier});
+  std::optional<FloatArray> bias_gradient;
+  if (use_bias) bias_gradient = new_float_array({params.output_channels()});
+  float* bias_data = use_bias ? bias_gradient->mutable_data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    table.depthwise_conv2d_backward_kernel(params, input.data(), output_gradient.data(),
+                                           kernel_gradient.mutable_data(), bias_data);
+  }
+  return {kernel_gradient, bias_gradient};
+}
+
+// The kernel (kh, kw, input_channels / groups, filters) of a grouped convolution.
+void require_grouped_kernel(const FloatArray& kernel, int64_t input_channels, int64_t groups) {
+  require_rank(kernel, 4, "kernel");
+  if (groups > 0 && input_channels % groups == 0) {
+    require_dimension(kernel, 2, input_channels / groups, "kernel", "input channels / groups");
+  }
+}
+
+FloatArray grouped_conv2d_forward(py::object input_argument, py::object kernel_argument, py::object bias_argument,
+                                  int64_t groups, Pair strides, const std::string& padding, Pair dilation,
+                                  const std::string& activation, const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray kernel = float_array(kernel_argument, "kernel");
+  const std::optional<FloatArray> bias = optional_float_array(bias_argument, "bias");
+  require_rank(input, 4, "input");
+  require_rank(kernel, 4, "kernel");
+  const Activation act = activation_named(activation);
+  if (!is_elementwise(act)) throw py::value_error("grouped_conv2d_forward fuses elementwise activations only");
+  const GroupedConv2DParams params = make_grouped_conv2d_params(
+      input.shape(0), input.shape(1), input.shape(2), input.shape(3), kernel.shape(3), groups, kernel.shape(0),
+      kernel.shape(1), strides.first, strides.second, dilation.first, dilation.second,
+      parse_padding(padding.c_str()), bias.has_value(), act);
+  require_grouped_kernel(kernel, input.shape(3), groups);
+  if (bias) {
+    require_rank(*bias, 1, "bias");
+    require_dimension(*bias, 0, params.conv.output_channels, "bias", "output channels");
+  }
+  const auto& table = table_named(kernels);
+  const Conv2DParams& conv = params.conv;
+  FloatArray output = new_float_array({conv.batch, conv.output_height, conv.output_width, conv.output_channels});
+  const float* bias_data = bias ? bias->data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    table.grouped_conv2d_forward(params, input.data(), kernel.data(), bias_data, output.mutable_data());
+  }
+  return output;
+}
+
+FloatArray grouped_conv2d_backward_input(py::object output_gradient_argument, py::object kernel_argument,
+                                         std::tuple<int64_t, int64_t, int64_t, int64_t> input_shape, int64_t groups,
+                                         Pair strides, const std::string& padding, Pair dilation,
+                                         const std::string& kernels) {
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  const FloatArray kernel = float_array(kernel_argument, "kernel");
+  const auto [batch, height, width, channels] = input_shape;
+  require_rank(kernel, 4, "kernel");
+  const GroupedConv2DParams params = make_grouped_conv2d_params(
+      batch, height, width, channels, kernel.shape(3), groups, kernel.shape(0), kernel.shape(1), strides.first,
+      strides.second, dilation.first, dilation.second, parse_padding(padding.c_str()), false, Activation::linear);
+  require_grouped_kernel(kernel, channels, groups);
+  require_output_gradient_shape(output_gradient, batch, params.conv.output_height, params.conv.output_width,
+                                params.conv.output_channels);
+  const auto& table = table_named(kernels);
+  FloatArray input_gradient = new_float_array({batch, height, width, channels});
+  {
+    py::gil_scoped_release release;
+    table.grouped_conv2d_backward_input(params, output_gradient.data(), kernel.data(), input_gradient.mutable_data());
+  }
+  return input_gradient;
+}
+
+std::pair<FloatArray, std::optional<FloatArray>> grouped_conv2d_backward_kernel(
+    py::object input_argument, py::object output_gradient_argument, Pair kernel_size, int64_t groups, Pair strides,
+    const std::string& padding, Pair dilation, bool use_bias, const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  require_rank(input, 4, "input");
+  require_rank(output_gradient, 4, "output_gradient");
+  const GroupedConv2DParams params = make_grouped_conv2d_params(
+      input.shape(0), input.shape(1), input.shape(2), input.shape(3), output_gradient.shape(3), groups,
+      kernel_size.first, kernel_size.second, strides.first, strides.second, dilation.first, dilation.second,
+      parse_padding(padding.c_str()), use_bias, Activation::linear);
+  const Conv2DParams& conv = params.conv;
+  require_output_gradient_shape(output_gradient, conv.batch, conv.output_height, conv.output_width,
+                                conv.output_channels);
+  const auto& table = table_named(kernels);
+  FloatArray kernel_gradient = new_float_array(
+      {conv.kernel_height, conv.kernel_width, params.group_input_channels(), conv.output_channels});
+  std::optional<FloatArray> bias_gradient;
+  if (use_bias) bias_gradient = new_float_array({conv.output_channels});
+  float* bias_data = use_bias ? bias_gradient->mutable_data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    table.grouped_conv2d_backward_kernel(params, input.data(), output_gradient.data(),
+                                         kernel_gradient.mutable_data(), bias_data);
+  }
+  return {kernel_gradient, bias_gradient};
+}
+
 }  // namespace
 
 void bind_ops(py::module_& ops) {
@@ -769,6 +985,49 @@ void bind_ops(py::module_& ops) {
   ops.def("concatenate_backward", &concatenate_backward, py::arg("output_gradient"), py::arg("sizes"),
           py::arg("axis"), py::arg("needs_gradient") = py::none(), py::arg("kernels") = "active",
           "output_gradient split along sample `axis` into the inputs' extents `sizes`.");
+  ops.def(
+      "memory_bandwidth_probe",
+      [](int64_t megabytes, int64_t repeats) {
+        if (megabytes <= 0 || megabytes > 65536) {
+          throw py::value_error("`megabytes` must be in [1, 65536]. Received: megabytes=" + std::to_string(megabytes));
+        }
+        const int64_t elements = megabytes * (int64_t(1) << 20) / int64_t(3 * sizeof(float));
+        require_allocatable(3 * elements, sizeof(float), "the bandwidth probe's arrays");
+        py::gil_scoped_release release;
+        return kernels::memory_bandwidth_probe(elements, repeats) / 1e9;
+      },
+      py::arg("megabytes") = 384, py::arg("repeats") = 5,
+      "STREAM triad a = b + s*c over three arrays of `megabytes` in all, on the current threads: GB/s "
+      "(two reads and one write per element), the yardstick of memory-bound kernels.");
+  ops.def("depthwise_conv2d_forward", &depthwise_conv2d_forward, py::arg("input"), py::arg("kernel"),
+          py::arg("bias") = py::none(), py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
+          py::arg("dilation") = Pair{1, 1}, py::arg("activation") = "linear", py::arg("kernels") = "active",
+          py::arg("out") = py::none(),
+          "Keras's DepthwiseConv2D: kernel (kh, kw, channels, depth_multiplier), output channel "
+          "c * depth_multiplier + m, bias (channels * depth_multiplier,) and activation fused. `out`: "
+          "an existing float32 array to write the result to (returned).");
+  ops.def("depthwise_conv2d_backward_input", &depthwise_conv2d_backward_input, py::arg("output_gradient"),
+          py::arg("kernel"), py::arg("input_shape"), py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
+          py::arg("dilation") = Pair{1, 1}, py::arg("kernels") = "active", py::arg("out") = py::none(),
+          "The input's gradient from the pre-activation output's gradient (into `out` when given).");
+  ops.def("depthwise_conv2d_backward_kernel", &depthwise_conv2d_backward_kernel, py::arg("input"),
+          py::arg("output_gradient"), py::arg("kernel_size"), py::arg("depth_multiplier") = 1,
+          py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid", py::arg("dilation") = Pair{1, 1},
+          py::arg("use_bias") = true, py::arg("kernels") = "active",
+          "(kernel gradient (kh, kw, channels, depth_multiplier), bias gradient or None) from the "
+          "pre-activation output's gradient.");
+  ops.def("grouped_conv2d_forward", &grouped_conv2d_forward, py::arg("input"), py::arg("kernel"),
+          py::arg("bias") = py::none(), py::arg("groups") = 1, py::arg("strides") = Pair{1, 1},
+          py::arg("padding") = "valid", py::arg("dilation") = Pair{1, 1}, py::arg("activation") = "linear",
+          py::arg("kernels") = "active",
+          "Keras's Conv2D(groups=groups): kernel (kh, kw, input_channels / groups, filters).");
+  ops.def("grouped_conv2d_backward_input", &grouped_conv2d_backward_input, py::arg("output_gradient"),
+          py::arg("kernel"), py::arg("input_shape"), py::arg("groups") = 1, py::arg("strides") = Pair{1, 1},
+          py::arg("padding") = "valid", py::arg("dilation") = Pair{1, 1}, py::arg("kernels") = "active");
+  ops.def("grouped_conv2d_backward_kernel", &grouped_conv2d_backward_kernel, py::arg("input"),
+          py::arg("output_gradient"), py::arg("kernel_size"), py::arg("groups") = 1, py::arg("strides") = Pair{1, 1},
+          py::arg("padding") = "valid", py::arg("dilation") = Pair{1, 1}, py::arg("use_bias") = true,
+          py::arg("kernels") = "active");
 }
 
 }  // namespace fastcnn::bindings

@@ -14,6 +14,8 @@
 #include "ops/batch_norm.h"
 #include "ops/conv2d.h"
 #include "ops/dense.h"
+#include "ops/depthwise_conv2d.h"
+#include "ops/grouped_conv2d.h"
 #include "ops/dropout.h"
 #include "ops/elementwise.h"
 #include "ops/loss.h"
@@ -111,6 +113,25 @@ struct KernelTable {
   void (*concatenate_forward)(const ConcatenateParams& params, const float* const* inputs, float* output);
   void (*concatenate_backward)(const ConcatenateParams& params, const float* output_gradient,
                                float* const* input_gradients);
+
+  // DepthwiseConv2D (ops/depthwise_conv2d.h), with the contracts of the conv2d_* entries:
+  // output = act(depthwise(input, kernel) + bias), bias (channels * depth_multiplier) may be null
+  // when !params.use_bias; the backward kernels take d(loss)/d(pre-activation output).
+  void (*depthwise_conv2d_forward)(const DepthwiseConv2DParams& params, const float* input, const float* kernel,
+                                   const float* bias, float* output);
+  void (*depthwise_conv2d_backward_input)(const DepthwiseConv2DParams& params, const float* output_gradient,
+                                          const float* kernel, float* input_gradient);
+  void (*depthwise_conv2d_backward_kernel)(const DepthwiseConv2DParams& params, const float* input,
+                                           const float* output_gradient, float* kernel_gradient,
+                                           float* bias_gradient);
+  // Conv2D(groups=g) (ops/grouped_conv2d.h): kernel (kh, kw, Ci/g, Co); otherwise as conv2d_*.
+  void (*grouped_conv2d_forward)(const GroupedConv2DParams& params, const float* input, const float* kernel,
+                                 const float* bias, float* output);
+  void (*grouped_conv2d_backward_input)(const GroupedConv2DParams& params, const float* output_gradient,
+                                        const float* kernel, float* input_gradient);
+  void (*grouped_conv2d_backward_kernel)(const GroupedConv2DParams& params, const float* input,
+                                         const float* output_gradient, float* kernel_gradient,
+                                         float* bias_gradient);
 };
 
 // A model output's loss (ops/loss.h): one implementation, shared by every table (it is

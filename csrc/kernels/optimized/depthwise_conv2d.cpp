@@ -1,0 +1,652 @@
+// Optimised DepthwiseConv2D. Depthwise convolution does ~2 FLOPs per byte moved, so these kernels
+// are written to stream memory once, not to fill FMA units:
+// - forward and input gradient share one row engine: a result row is computed in tiles of 8 (then 4, 1) pixels
+//   x one vector of channels (kLanes output channels, the channels innermost in NHWC), all taps
+//   summed in registers, then bias + activation applied before the one store (fused epilogue).
+//   Channels are "output channels" o = c * depth_multiplier + m throughout: the kernel
+//   (kh, kw, c, m) is (kh, kw, o) in memory. With depth_multiplier > 1 the forward pass reads each
+//   input vector once and permutes it so that lane o holds channel o / depth_multiplier.
+// - the input gradient is a gather per input pixel: dX(ih, iw) = sum over the taps whose output
+//   (oh, ow) = ((ih + pad_top - kh*dh) / sh, (iw + pad_left - kw*dw) / sw) is exact and inside.
+//   Input columns are taken by phase (iw mod stride_width): within a phase every pixel has the same
+//   taps, and consecutive pixels read consecutive output columns, so it runs in the row engine.
+//   With depth_multiplier > 1 the engine yields sum over taps per o, then dX(c) = sum_m of that.
+// - the kernel gradient dK[tap][o] = sum over pixels of x[tap(pixel)][o / dm] * dY[pixel][o] is
+//   summed per fixed chunk of output rows (chunking from the shape only), the chunks' partial sums
+//   then added in chunk order: bitwise the same result for any number of threads.
+// - grouped convolutions with narrow groups (narrow_groups.h) run on the same engines: lane o reads
+//   input channel (o / (Co/g)) * (Ci/g) + i through one permuted load per (tap, i).
+// Every result element is computed by one thread in a fixed order: any thread count gives the same bits.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/optimized/narrow_groups.h"
+#include "kernels/optimized/optimized.h"
+#include "kernels/optimized/simd.h"
+#include "parallel.h"
+
+namespace fastcnn::kernels::FASTCNN_ISA {
+namespace {
+
+using simd::float8;
+constexpr int64_t kLanes = simd::kLanes;
+// Lane indices for permuting a float8 (same lane count whatever its width).
+typedef int32_t lane_index __attribute__((vector_size(sizeof(float8))));
+
+// For a >= 0; written so that no intermediate exceeds a (b may be as large as int64 allows).
+inline int64_t ceil_div(int64_t a, int64_t b) { return a <= 0 ? 0 : (a - 1) / b + 1; }
+inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a - 1) / b) - 1; }
+
+// result[l] = value[index[l]].
+inline float8 permute(float8 value, lane_index index) {
+#if defined(__clang__)
+  float8 result;
+  for (int64_t l = 0; l < kLanes; ++l) result[l] = value[index[l]];
+  return result;
+#else
+  return __builtin_shuffle(value, index);
+#endif
+}
+
+// How block b (output channels [b*kLanes, b*kLanes + kLanes)) reads a source pixel.
+struct BlockSource {
+  int64_t first_channel = 0;  // source channel of lane 0
+  int64_t count = 0;          // source channels to load (the rest of the vector reads as zero)
+  lane_index lanes{};         // lane l takes source channel first_channel + lanes[l]
+};
+
+// One tap of a result row: its weights (kLanes-padded output channels), the source row it reads
+// (null: the whole tap is in the padding) and where: result pixel j reads source column
+// column_offset + j * column_step.
+struct Tap {
+  const float* weights;
+  const float* source_row;
+  int64_t column_offset;
+  int64_t source_offset;  // column_offset * source channels: floats from source_row to result pixel 0's read
+};
+// `sub`: a channel shift within the source pixel (the i-th input channel of a group, see block_sources).
+inline Tap make_tap(const float* weights, const float* source_row, int64_t column_offset, int64_t source_channels,
+                    int64_t sub = 0) {
+  return {weights, source_row, column_offset, column_offset * source_channels + sub};
+}
+
+// Whether a tap reading source column offset + j * step (j < count) reaches inside [0, width) for
+// some j; taps that never do are left out (they add nothing). What remains has |offset| within a
+// few widths, so offset * channels cannot overflow, however large the dilation. count > 1 implies
+// step < width (TensorFlow's output sizes), so nothing here overflows either.
+inline bool tap_reaches(int64_t offset, int64_t step, int64_t count, int64_t width) {
+  return offset < width && (count <= 1 ? offset : offset + (count - 1) * step) >= 0;
+}
+// A stride used only to step between several result pixels: any value serves when there is one.
+inline int64_t pixel_stride(int64_t stride, int64_t count) { return count > 1 ? stride : 1; }
+
+struct RowPass {
+  int64_t channels = 0;          // result channels (output channels, o-space)
+  int64_t source_channels = 0;   // channels per source pixel
+  bool expand = false;           // source channel of lane o is o / depth_multiplier (else o)
+  int64_t source_width = 0;
+  int64_t column_step = 1;
+  int64_t result_pixel_stride = 0;  // floats between consecutive result pixels
+  const float* bias = nullptr;      // kLanes-padded, or null
+  Activation activation = Activation::linear;
+  const BlockSource* blocks = nullptr;
+  int64_t block_count = 0;
+};
+
+inline float8 load_block(const float* source, int64_t count) {
+  return count == kLanes ? simd::load(source) : simd::load_partial(source, count);
+}
+
+// Bias, activation (relu and relu6 on the vector; the others from the stored values), store.
+inline void store_result(float* destination, float8 value, int64_t width, Activation activation) {
+  if (activation == Activation::relu) {
+    value = simd::max_zero(value);
+  } else if (activation == Activation::relu6) {
+    const float8 zero = {}, six = simd::broadcast(6.0f);
+    value = value < zero ? zero : value;  // comparisons keep NaN as NaN, as the scalar formula
+    value = value > six ? six : value;
+  }
+  if (width == kLanes) {
+    simd::store(destination, value);
+  } else {
+    simd::store_partial(destination, value, width);
+  }
+  if (activation != Activation::linear && activation != Activation::relu && activation != Activation::relu6) {
+    activate_in_place(activation, destination, width);
+  }
+}
+
+// Pixels result pixels j0.. j0+Pixels-1 of block b. Checked: taps whose source column falls
+// outside the source are skipped (border pixels; then Pixels == 1).
+template <int Pixels, bool Expand, bool Checked, bool FullSource>
+inline void compute_tile(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t j0, int64_t block,
+                         float* result) {
+  const BlockSource& source = pass.blocks[block];
+  const int64_t source_count = FullSource ? kLanes : source.count;
+  const int64_t first_channel = block * kLanes;
+  const int64_t width = std::min(kLanes, pass.channels - first_channel);
+  const float8 initial = pass.bias != nullptr ? simd::load(pass.bias + first_channel) : float8{};
+  float8 acc[Pixels];
+  for (int p = 0; p < Pixels; ++p) acc[p] = initial;
+  // Independent offsets per pixel (not a running pointer): the loads of a tap do not wait on each other.
+  const int64_t pixel_step = pass.column_step * pass.source_channels;
+  int64_t pixel_offsets[Pixels];
+  for (int p = 0; p < Pixels; ++p) pixel_offsets[p] = p * pixel_step;
+  const int64_t tile_offset = j0 * pixel_step + source.first_channel;
+  for (int64_t t = 0; t < tap_count; ++t) {
+    if constexpr (Checked) {
+      const int64_t column = taps[t].column_offset + j0 * pass.column_step;
+      if (column < 0 || column >= pass.source_width) continue;
+    }
+    const float8 w = simd::load(taps[t].weights + first_channel);
+    const float* x = taps[t].source_row + (taps[t].source_offset + tile_offset);
+    for (int p = 0; p < Pixels; ++p) {
+      float8 value = FullSource ? simd::load(x + pixel_offsets[p]) : load_block(x + pixel_offsets[p], source_count);
+      if constexpr (Expand) value = permute(value, source.lanes);
+      acc[p] += value * w;
+    }
+  }
+  for (int p = 0; p < Pixels; ++p) {
+    store_result(result + (j0 + p) * pass.result_pixel_stride + first_channel, acc[p], width, pass.activation);
+  }
+}
+
+// Block b of result pixels [j0, j0 + Pixels), its source loads full vectors or not.
+template <int Pixels, bool Expand, bool Checked>
+inline void compute_tile_any(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t j0, int64_t block,
+                             float* result) {
+  if (pass.blocks[block].count == kLanes) {
+    compute_tile<Pixels, Expand, Checked, true>(pass, taps, tap_count, j0, block, result);
+  } else {
+    compute_tile<Pixels, Expand, Checked, false>(pass, taps, tap_count, j0, block, result);
+  }
+}
+
+// result pixels [0, count) of one row, every block. Interior pixels go 8 at a time (8 independent
+// FMA chains: enough to cover the FMA latency of two pipes), then 4, then 1.
+template <bool Expand>
+void run_row(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t count, float* result) {
+  // Pixels whose every tap reads inside the source: j with 0 <= offset + j*step < source_width.
+  int64_t first_inside = 0, last_inside = count - 1;
+  for (int64_t t = 0; t < tap_count; ++t) {
+    const int64_t offset = taps[t].column_offset;
+    first_inside = std::max(first_inside, ceil_div(std::max<int64_t>(-offset, 0), pass.column_step));
+    last_inside = std::min(last_inside, floor_div(pass.source_width - 1 - offset, pass.column_step));
+  }
+  auto border_pixel = [&](int64_t j) {
+    for (int64_t b = 0; b < pass.block_count; ++b) compute_tile_any<1, Expand, true>(pass, taps, tap_count, j, b, result);
+  };
+  if (first_inside > last_inside) {
+    for (int64_t j = 0; j < count; ++j) border_pixel(j);
+    return;
+  }
+  for (int64_t j = 0; j < first_inside; ++j) border_pixel(j);
+  int64_t j = first_inside;
+  // The last tap's row is the one this row reads first (the rows above it were read by the
+  // previous result row and are in cache): its lines for the next tile are requested one tile
+  // ahead, since the tile reads them vector by vector across channel blocks (a stride of a whole
+  // pixel), a pattern the hardware prefetchers follow poorly.
+  const Tap* newest = tap_count > 0 ? &taps[tap_count - 1] : nullptr;
+  for (; j + 7 <= last_inside; j += 8) {
+    if (newest != nullptr && j + 15 <= last_inside) {
+      const int64_t tile_bytes = 8 * pass.column_step * pass.source_channels * int64_t(sizeof(float));
+      const char* next = reinterpret_cast<const char*>(newest->source_row + newest->source_offset +
+                                                       (j + 8) * pass.column_step * pass.source_channels);
+      for (int64_t byte = 0; byte < tile_bytes; byte += 64) __builtin_prefetch(next + byte);
+    }
+    for (int64_t b = 0; b < pass.block_count; ++b) compute_tile_any<8, Expand, false>(pass, taps, tap_count, j, b, result);
+  }
+  for (; j + 3 <= last_inside; j += 4) {
+    for (int64_t b = 0; b < pass.block_count; ++b) compute_tile_any<4, Expand, false>(pass, taps, tap_count, j, b, result);
+  }
+  for (; j <= last_inside; ++j) {
+    for (int64_t b = 0; b < pass.block_count; ++b) compute_tile_any<1, Expand, false>(pass, taps, tap_count, j, b, result);
+  }
+  for (j = last_inside + 1; j < count; ++j) border_pixel(j);
+}
+
+// Block sources for reading a source pixel into result-channel lanes, groups of `out_per_group`
+// result channels reading `in_per_group` source channels each: lane o reads source channel
+// (o / out_per_group) * in_per_group + sub, sub < in_per_group being a tap's channel shift
+// (Tap::source_offset). Depthwise forward: (1, depth_multiplier); a plain lane-for-channel read: (1, 1).
+// count covers the largest shift; lanes_fit() says whether every lane lies inside one vector.
+std::vector<BlockSource> block_sources(int64_t channels, int64_t source_channels, int64_t in_per_group,
+                                       int64_t out_per_group) {
+  std::vector<BlockSource> blocks(static_cast<size_t>(ceil_div(channels, kLanes)));
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    const int64_t first_output = static_cast<int64_t>(b) * kLanes;
+    BlockSource& source = blocks[b];
+    source.first_channel = (first_output / out_per_group) * in_per_group;
+    source.count = std::min(kLanes, source_channels - source.first_channel - (in_per_group - 1));
+    for (int64_t l = 0; l < kLanes; ++l) {
+      // Lanes past the last result channel repeat a loaded one (their results are never stored).
+      const int64_t output_channel = std::min(first_output + l, channels - 1);
+      source.lanes[l] =
+          static_cast<int32_t>((output_channel / out_per_group) * in_per_group - source.first_channel);
+    }
+  }
+  return blocks;
+}
+
+bool lanes_fit(const std::vector<BlockSource>& blocks) {
+  for (const BlockSource& source : blocks) {
+    if (source.count < 1) return false;
+    for (int64_t l = 0; l < kLanes; ++l) {
+      if (source.lanes[l] >= source.count) return false;
+    }
+  }
+  return true;
+}
+
+struct Scratch {
+  std::vector<float> weights, bias, partial;
+};
+Scratch& scratch() {
+  thread_local Scratch buffers;
+  return buffers;
+}
+
+// weights[tap][0, padded) = kernel[tap][0, channels), zero after.
+void pad_weights(const float* kernel, int64_t taps, int64_t channels, std::vector<float>& weights) {
+  const int64_t padded = ceil_div(channels, kLanes) * kLanes;
+  weights.assign(static_cast<size_t>(taps * padded), 0.0f);
+  for (int64_t tap = 0; tap < taps; ++tap) std::copy(kernel + tap * channels, kernel + (tap + 1) * channels, weights.begin() + tap * padded);
+}
+
+}  // namespace
+
+void depthwise_conv2d_forward(const DepthwiseConv2DParams& p, const float* input, const float* kernel,
+                              const float* bias, float* output) {
+  if (p.output_size() == 0) return;
+  const int64_t channels = p.output_channels();
+  const int64_t padded = ceil_div(channels, kLanes) * kLanes;
+  const int64_t taps = p.kernel_height * p.kernel_width;
+  Scratch& buffers = scratch();
+  pad_weights(kernel, taps, channels, buffers.weights);
+  if (p.use_bias) {
+    buffers.bias.assign(static_cast<size_t>(padded), 0.0f);
+    std::copy(bias, bias + channels, buffers.bias.begin());
+  }
+  const std::vector<BlockSource> blocks = block_sources(channels, p.channels, 1, p.depth_multiplier);
+  RowPass pass;
+  pass.channels = channels;
+  pass.source_channels = p.channels;
+  pass.expand = p.depth_multiplier > 1;
+  pass.source_width = p.input_width;
+  pass.column_step = pixel_stride(p.stride_width, p.output_width);
+  pass.result_pixel_stride = channels;
+  pass.bias = p.use_bias ? buffers.bias.data() : nullptr;
+  pass.activation = p.activation;
+  pass.blocks = blocks.data();
+  pass.block_count = static_cast<int64_t>(blocks.size());
+  const float* weights = buffers.weights.data();
+  // Output (oh, ow) reads input (oh*sh - pad_top + kh*dh, ow*sw - pad_left + kw*dw).
+  parallel::parallel_for(p.batch * p.output_height, [&](int64_t image_row) {
+    const int64_t n = image_row / p.output_height, oh = image_row % p.output_height;
+    thread_local std::vector<Tap> row_taps;
+    row_taps.clear();
+    for (int64_t kh = 0; kh < p.kernel_height; ++kh) {
+      const int64_t ih = oh * p.stride_height - p.pad_top + kh * p.dilation_height;
+      if (ih < 0 || ih >= p.input_height) continue;
+      const float* source_row = input + (n * p.input_height + ih) * p.input_width * p.channels;
+      for (int64_t kw = 0; kw < p.kernel_width; ++kw) {
+        const int64_t offset = kw * p.dilation_width - p.pad_left;
+        if (!tap_reaches(offset, p.stride_width, p.output_width, p.input_width)) continue;
+        row_taps.push_back(make_tap(weights + (kh * p.kernel_width + kw) * padded, source_row, offset, p.channels));
+      }
+    }
+    float* result = output + image_row * p.output_width * channels;
+    const int64_t tap_count = static_cast<int64_t>(row_taps.size());
+    if (pass.expand) {
+      run_row<true>(pass, row_taps.data(), tap_count, p.output_width, result);
+    } else {
+      run_row<false>(pass, row_taps.data(), tap_count, p.output_width, result);
+    }
+  });
+}
+
+void depthwise_conv2d_backward_input(const DepthwiseConv2DParams& p, const float* output_gradient,
+                                     const float* kernel, float* input_gradient) {
+  if (p.input_size() == 0) return;
+  if (p.output_size() == 0) {
+    std::fill(input_gradient, input_gradient + p.input_size(), 0.0f);
+    return;
+  }
+  const int64_t channels = p.output_channels();
+  const int64_t dm = p.depth_multiplier;
+  const int64_t padded = ceil_div(channels, kLanes) * kLanes;
+  const int64_t taps = p.kernel_height * p.kernel_width;
+  Scratch& buffers = scratch();
+  pad_weights(kernel, taps, channels, buffers.weights);
+  const std::vector<BlockSource> blocks = block_sources(channels, channels, 1, 1);
+  RowPass pass;
+  pass.channels = channels;
+  pass.source_channels = channels;
+  pass.source_width = p.output_width;
+  pass.column_step = 1;
+  // Several result pixels per phase only when stride_width < input_width.
+  pass.result_pixel_stride = (p.stride_width < p.input_width ? p.stride_width : 1) * channels;
+  pass.blocks = blocks.data();
+  pass.block_count = static_cast<int64_t>(blocks.size());
+  const float* weights = buffers.weights.data();
+  parallel::parallel_for(p.batch * p.input_height, [&](int64_t image_row) {
+    const int64_t n = image_row / p.input_height, ih = image_row % p.input_height;
+    thread_local std::vector<Tap> row_taps;
+    thread_local std::vector<float> sums;  // per-o sums of one row when depth_multiplier > 1
+    float* input_gradient_row = input_gradient + image_row * p.input_width * p.channels;
+    float* result_row = input_gradient_row;
+    if (dm > 1) {
+      sums.resize(static_cast<size_t>(p.input_width * channels));
+      result_row = sums.data();
+    }
+    // Input column iw = phase + j * stride_width reads output column ow = j + (phase + pad_left - kw*dw) / sw
+    // at tap kw when the division is exact (the same for every j of the phase).
+    for (int64_t phase = 0; phase < std::min(p.stride_width, p.input_width); ++phase) {
+      row_taps.clear();
+      for (int64_t kh = 0; kh < p.kernel_height; ++kh) {
+        const int64_t row_offset = ih + p.pad_top - kh * p.dilation_height;
+        if (row_offset < 0 || row_offset % p.stride_height != 0) continue;
+        const int64_t oh = row_offset / p.stride_height;
+        if (oh >= p.output_height) continue;
+        const float* source_row = output_gradient + (n * p.output_height + oh) * p.output_width * channels;
+        for (int64_t kw = 0; kw < p.kernel_width; ++kw) {
+          const int64_t column_offset = phase + p.pad_left - kw * p.dilation_width;
+          if (floor_div(column_offset, p.stride_width) * p.stride_width != column_offset) continue;
+          const int64_t offset = floor_div(column_offset, p.stride_width);
+          if (!tap_reaches(offset, 1, ceil_div(p.input_width - phase, p.stride_width), p.output_width)) continue;
+          row_taps.push_back(make_tap(weights + (kh * p.kernel_width + kw) * padded, source_row, offset, channels));
+        }
+      }
+      const int64_t count = ceil_div(p.input_width - phase, p.stride_width);
+      run_row<false>(pass, row_taps.data(), static_cast<int64_t>(row_taps.size()), count,
+                     result_row + phase * channels);
+    }
+    if (dm > 1) {
+      // dX(c) = sum_m sums(c*dm + m), m in order.
+      for (int64_t iw = 0; iw < p.input_width; ++iw) {
+        const float* pixel_sums = result_row + iw * channels;
+        float* dx = input_gradient_row + iw * p.channels;
+        for (int64_t c = 0; c < p.channels; ++c) {
+          float sum = pixel_sums[c * dm];
+          for (int64_t m = 1; m < dm; ++m) sum += pixel_sums[c * dm + m];
+          dx[c] = sum;
+        }
+      }
+    }
+  });
+}
+
+namespace {
+
+// partial[tap * in_per_group + sub][o] += sum over output pixels of
+//     x(tap, pixel)[(o / out_per_group) * in_per_group + sub] * dY(pixel)[o]
+// for the output rows [row_begin, row_end) of geometry g (input_channels: source channels,
+// output_channels: o); partial_bias[o] += sum of dY(pixel)[o] when not null. Per (row, block, tap,
+// sub): two accumulators over the row's pixels (even, odd), added at the row's end.
+template <bool Expand>
+void kernel_gradient_rows(const Conv2DParams& g, int64_t in_per_group, const float* input,
+                          const float* output_gradient, const BlockSource* blocks, int64_t block_count,
+                          int64_t row_begin, int64_t row_end, int64_t padded, float* partial, float* partial_bias) {
+  const int64_t channels = g.output_channels;
+  const int64_t x_step = pixel_stride(g.stride_width, g.output_width) * g.input_channels;
+  for (int64_t image_row = row_begin; image_row < row_end; ++image_row) {
+    const int64_t n = image_row / g.output_height, oh = image_row % g.output_height;
+    const float* dy_row = output_gradient + image_row * g.output_width * channels;
+    for (int64_t b = 0; b < block_count; ++b) {
+      const BlockSource& source = blocks[b];
+      const int64_t first = b * kLanes;
+      const int64_t width = std::min(kLanes, channels - first);
+      if (partial_bias != nullptr) {
+        float8 sum = {};
+        for (int64_t ow = 0; ow < g.output_width; ++ow) sum += load_block(dy_row + ow * channels + first, width);
+        simd::store(partial_bias + first, simd::load(partial_bias + first) + sum);
+      }
+      for (int64_t kh = 0; kh < g.kernel_height; ++kh) {
+        const int64_t ih = oh * g.stride_height - g.pad_top + kh * g.dilation_height;
+        if (ih < 0 || ih >= g.input_height) continue;
+        const float* x_row = input + (n * g.input_height + ih) * g.input_width * g.input_channels + source.first_channel;
+        for (int64_t kw = 0; kw < g.kernel_width; ++kw) {
+          // Output columns whose input column ow*sw + offset lies inside the input.
+          const int64_t offset = kw * g.dilation_width - g.pad_left;
+          const int64_t first_column = ceil_div(std::max<int64_t>(-offset, 0), g.stride_width);
+          const int64_t last_column = std::min(g.output_width - 1, floor_div(g.input_width - 1 - offset, g.stride_width));
+          if (first_column > last_column) continue;
+          for (int64_t sub = 0; sub < in_per_group; ++sub) {
+            float8 even = {}, odd = {};
+            const float* x = x_row + (first_column * g.stride_width + offset) * g.input_channels + sub;
+            const float* dy = dy_row + first_column * channels + first;
+            int64_t ow = first_column;
+            for (; ow + 1 <= last_column; ow += 2) {
+              float8 x0 = load_block(x, source.count), x1 = load_block(x + x_step, source.count);
+              if constexpr (Expand) {
+                x0 = permute(x0, source.lanes);
+                x1 = permute(x1, source.lanes);
+              }
+              even += x0 * load_block(dy, width);
+              odd += x1 * load_block(dy + channels, width);
+              x += 2 * x_step;
+              dy += 2 * channels;
+            }
+            if (ow <= last_column) {
+              float8 x0 = load_block(x, source.count);
+              if constexpr (Expand) x0 = permute(x0, source.lanes);
+              even += x0 * load_block(dy, width);
+            }
+            float* target = partial + ((kh * g.kernel_width + kw) * in_per_group + sub) * padded + first;
+            simd::store(target, simd::load(target) + (even + odd));
+          }
+        }
+      }
+    }
+  }
+}
+
+// kernel_gradient[(tap * in_per_group + sub)][o] (and bias_gradient[o] when not null) as
+// kernel_gradient_rows describes, over every output row: per fixed chunk of rows (chunking from
+// the shape alone: at most 64 chunks of at least 4 rows), then the chunks' partial sums added in
+// chunk order. Bitwise the same for any thread count.
+void kernel_gradient_pass(const Conv2DParams& g, int64_t in_per_group, int64_t out_per_group, const float* input,
+                     const float* output_gradient, float* kernel_gradient, float* bias_gradient) {
+  const int64_t channels = g.output_channels;
+  const int64_t padded = ceil_div(channels, kLanes) * kLanes;
+  const int64_t kernel_rows = g.kernel_height * g.kernel_width * in_per_group;
+  const int64_t image_rows = g.batch * g.output_height;
+  const int64_t rows_per_chunk = std::max<int64_t>(4, ceil_div(image_rows, 64));
+  const int64_t chunks = ceil_div(image_rows, rows_per_chunk);
+  // One partial gradient per chunk: the kernel's rows, then one row of bias, each padded.
+  const int64_t partial_size = (kernel_rows + 1) * padded;
+  Scratch& buffers = scratch();
+  buffers.partial.assign(static_cast<size_t>(std::max<int64_t>(chunks, 1) * partial_size), 0.0f);
+  float* partial = buffers.partial.data();
+  const std::vector<BlockSource> blocks = block_sources(channels, g.input_channels, in_per_group, out_per_group);
+  const bool expand = in_per_group != 1 || out_per_group != 1;
+  const bool with_bias = bias_gradient != nullptr;
+  parallel::parallel_for(chunks, [&](int64_t chunk) {
+    float* chunk_partial = partial + chunk * partial_size;
+    const int64_t row_begin = chunk * rows_per_chunk, row_end = std::min(image_rows, row_begin + rows_per_chunk);
+    float* chunk_bias = with_bias ? chunk_partial + kernel_rows * padded : nullptr;
+    const int64_t block_count = static_cast<int64_t>(blocks.size());
+    if (expand) {
+      kernel_gradient_rows<true>(g, in_per_group, input, output_gradient, blocks.data(), block_count, row_begin,
+                                 row_end, padded, chunk_partial, chunk_bias);
+    } else {
+      kernel_gradient_rows<false>(g, in_per_group, input, output_gradient, blocks.data(), block_count, row_begin,
+                                  row_end, padded, chunk_partial, chunk_bias);
+    }
+  });
+  // Chunk partials added in chunk order, each row by one thread.
+  parallel::parallel_for(kernel_rows + 1, [&](int64_t row) {
+    if (row == kernel_rows && !with_bias) return;
+    float* target = row < kernel_rows ? kernel_gradient + row * channels : bias_gradient;
+    for (int64_t first = 0; first < padded; first += kLanes) {
+      float8 sum = {};
+      for (int64_t chunk = 0; chunk < chunks; ++chunk) sum += simd::load(partial + chunk * partial_size + row * padded + first);
+      store_result(target + first, sum, std::min(kLanes, channels - first), Activation::linear);
+    }
+  });
+}
+
+// The geometry of a depthwise convolution as a Conv2D's: channels in, channels * dm out.
+Conv2DParams geometry_of(const DepthwiseConv2DParams& p) {
+  Conv2DParams g;
+  g.batch = p.batch;
+  g.input_height = p.input_height;
+  g.input_width = p.input_width;
+  g.input_channels = p.channels;
+  g.output_height = p.output_height;
+  g.output_width = p.output_width;
+  g.output_channels = p.output_channels();
+  g.kernel_height = p.kernel_height;
+  g.kernel_width = p.kernel_width;
+  g.stride_height = p.stride_height;
+  g.stride_width = p.stride_width;
+  g.dilation_height = p.dilation_height;
+  g.dilation_width = p.dilation_width;
+  g.pad_top = p.pad_top;
+  g.pad_left = p.pad_left;
+  return g;
+}
+
+}  // namespace
+
+void depthwise_conv2d_backward_kernel(const DepthwiseConv2DParams& p, const float* input,
+                                      const float* output_gradient, float* kernel_gradient, float* bias_gradient) {
+  kernel_gradient_pass(geometry_of(p), 1, p.depth_multiplier, input, output_gradient, kernel_gradient,
+                               bias_gradient);
+}
+
+// ---- grouped convolution with narrow groups (narrow_groups.h) ----
+
+bool narrow_groups_applicable(const GroupedConv2DParams& p) {
+  const int64_t in_per_group = p.group_input_channels(), out_per_group = p.group_output_channels();
+  // The dense micro-kernel fills 16 output channels per tile: narrower groups leave it mostly idle.
+  if (p.groups == 1 || out_per_group >= 16 || in_per_group >= 16) return false;
+  return lanes_fit(block_sources(p.conv.output_channels, p.conv.input_channels, in_per_group, out_per_group)) &&
+         lanes_fit(block_sources(p.conv.input_channels, p.conv.output_channels, out_per_group, in_per_group));
+}
+
+// output[o] = act(bias[o] + sum over taps and i < Ci/g of x(tap)[(o / (Co/g)) * (Ci/g) + i] * kernel[tap][i][o]):
+// the depthwise forward engine with Ci/g taps per kernel tap, each shifted by i channels.
+void grouped_conv2d_forward_narrow(const GroupedConv2DParams& gp, const float* input, const float* kernel,
+                                   const float* bias, float* output) {
+  const Conv2DParams& p = gp.conv;
+  if (p.output_size() == 0) return;
+  const int64_t in_per_group = gp.group_input_channels(), out_per_group = gp.group_output_channels();
+  const int64_t channels = p.output_channels;
+  const int64_t padded = ceil_div(channels, kLanes) * kLanes;
+  Scratch& buffers = scratch();
+  pad_weights(kernel, p.kernel_height * p.kernel_width * in_per_group, channels, buffers.weights);
+  if (p.use_bias) {
+    buffers.bias.assign(static_cast<size_t>(padded), 0.0f);
+    std::copy(bias, bias + channels, buffers.bias.begin());
+  }
+  const std::vector<BlockSource> blocks = block_sources(channels, p.input_channels, in_per_group, out_per_group);
+  RowPass pass;
+  pass.channels = channels;
+  pass.source_channels = p.input_channels;
+  pass.expand = true;
+  pass.source_width = p.input_width;
+  pass.column_step = pixel_stride(p.stride_width, p.output_width);
+  pass.result_pixel_stride = channels;
+  pass.bias = p.use_bias ? buffers.bias.data() : nullptr;
+  pass.activation = p.activation;
+  pass.blocks = blocks.data();
+  pass.block_count = static_cast<int64_t>(blocks.size());
+  const float* weights = buffers.weights.data();
+  parallel::parallel_for(p.batch * p.output_height, [&](int64_t image_row) {
+    const int64_t n = image_row / p.output_height, oh = image_row % p.output_height;
+    thread_local std::vector<Tap> row_taps;
+    row_taps.clear();
+    for (int64_t kh = 0; kh < p.kernel_height; ++kh) {
+      const int64_t ih = oh * p.stride_height - p.pad_top + kh * p.dilation_height;
+      if (ih < 0 || ih >= p.input_height) continue;
+      const float* source_row = input + (n * p.input_height + ih) * p.input_width * p.input_channels;
+      for (int64_t kw = 0; kw < p.kernel_width; ++kw) {
+        const int64_t offset = kw * p.dilation_width - p.pad_left;
+        if (!tap_reaches(offset, p.stride_width, p.output_width, p.input_width)) continue;
+        for (int64_t i = 0; i < in_per_group; ++i) {
+          row_taps.push_back(make_tap(weights + ((kh * p.kernel_width + kw) * in_per_group + i) * padded, source_row,
+                                      offset, p.input_channels, i));
+        }
+      }
+    }
+    run_row<true>(pass, row_taps.data(), static_cast<int64_t>(row_taps.size()), p.output_width,
+                  output + image_row * p.output_width * channels);
+  });
+}
+
+// dX[c] = sum over the taps that read it and j < Co/g of dY[(c / (Ci/g)) * (Co/g) + j] * kernel[tap][c % (Ci/g)][that channel]:
+// the depthwise input-gradient engine (columns by phase) with Co/g taps per kernel tap, the kernel
+// transposed to transposed[tap][j][c].
+void grouped_conv2d_backward_input_narrow(const GroupedConv2DParams& gp, const float* output_gradient,
+                                          const float* kernel, float* input_gradient) {
+  const Conv2DParams& p = gp.conv;
+  if (p.input_size() == 0) return;
+  if (p.output_size() == 0) {
+    std::fill(input_gradient, input_gradient + p.input_size(), 0.0f);
+    return;
+  }
+  const int64_t in_per_group = gp.group_input_channels(), out_per_group = gp.group_output_channels();
+  const int64_t channels = p.input_channels;
+  const int64_t padded = ceil_div(channels, kLanes) * kLanes;
+  const int64_t taps = p.kernel_height * p.kernel_width;
+  Scratch& buffers = scratch();
+  buffers.weights.assign(static_cast<size_t>(taps * out_per_group * padded), 0.0f);
+  for (int64_t tap = 0; tap < taps; ++tap)
+    for (int64_t j = 0; j < out_per_group; ++j)
+      for (int64_t c = 0; c < channels; ++c) {
+        const int64_t o = (c / in_per_group) * out_per_group + j;
+        buffers.weights[(tap * out_per_group + j) * padded + c] =
+            kernel[(tap * in_per_group + c % in_per_group) * p.output_channels + o];
+      }
+  const std::vector<BlockSource> blocks = block_sources(channels, p.output_channels, out_per_group, in_per_group);
+  RowPass pass;
+  pass.channels = channels;
+  pass.source_channels = p.output_channels;
+  pass.expand = true;
+  pass.source_width = p.output_width;
+  pass.column_step = 1;
+  // Several result pixels per phase only when stride_width < input_width.
+  pass.result_pixel_stride = (p.stride_width < p.input_width ? p.stride_width : 1) * channels;
+  pass.blocks = blocks.data();
+  pass.block_count = static_cast<int64_t>(blocks.size());
+  const float* weights = buffers.weights.data();
+  parallel::parallel_for(p.batch * p.input_height, [&](int64_t image_row) {
+    const int64_t n = image_row / p.input_height, ih = image_row % p.input_height;
+    thread_local std::vector<Tap> row_taps;
+    float* result_row = input_gradient + image_row * p.input_width * channels;
+    for (int64_t phase = 0; phase < std::min(p.stride_width, p.input_width); ++phase) {
+      row_taps.clear();
+      for (int64_t kh = 0; kh < p.kernel_height; ++kh) {
+        const int64_t row_offset = ih + p.pad_top - kh * p.dilation_height;
+        if (row_offset < 0 || row_offset % p.stride_height != 0) continue;
+        const int64_t oh = row_offset / p.stride_height;
+        if (oh >= p.output_height) continue;
+        const float* source_row = output_gradient + (n * p.output_height + oh) * p.output_width * p.output_channels;
+        for (int64_t kw = 0; kw < p.kernel_width; ++kw) {
+          const int64_t column_offset = phase + p.pad_left - kw * p.dilation_width;
+          if (floor_div(column_offset, p.stride_width) * p.stride_width != column_offset) continue;
+          const int64_t offset = floor_div(column_offset, p.stride_width);
+          if (!tap_reaches(offset, 1, ceil_div(p.input_width - phase, p.stride_width), p.output_width)) continue;
+          for (int64_t j = 0; j < out_per_group; ++j) {
+            row_taps.push_back(make_tap(weights + ((kh * p.kernel_width + kw) * out_per_group + j) * padded,
+                                        source_row, offset, p.output_channels, j));
+          }
+        }
+      }
+      const int64_t count = ceil_div(p.input_width - phase, p.stride_width);
+      run_row<true>(pass, row_taps.data(), static_cast<int64_t>(row_taps.size()), count,
+                    result_row + phase * channels);
+    }
+  });
+}
+
+void grouped_conv2d_backward_kernel_narrow(const GroupedConv2DParams& gp, const float* input,
+                                           const float* output_gradient, float* kernel_gradient,
+                                           float* bias_gradient) {
+  kernel_gradient_pass(gp.conv, gp.group_input_channels(), gp.group_output_channels(), input, output_gradient,
+                       kernel_gradient, bias_gradient);
+}
+
+}  // namespace fastcnn::kernels::FASTCNN_ISA
