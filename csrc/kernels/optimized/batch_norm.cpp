@@ -170,8 +170,8 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
   const bool relu_input = p.relu_input;
   const float *a_c = a.data(), *mean_dy_c = mean_dy.data(), *mean_c = mean, *slope_c = slope.data();
   for_row_chunks(p.rows, [=](int64_t begin, int64_t end) {
-    using simd::float8;
-    const float8 zero = {};
+    using simd::floatv;
+    const floatv zero = {};
     for (int64_t r = begin; r < end; ++r) {
       const float* x = input + r * channels;
       const float* dy = output_gradient + r * channels;
@@ -181,8 +181,8 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
         auto load = [width](const float* source) {
           return width == simd::kLanes ? simd::load(source) : simd::load_partial(source, width);
         };
-        const float8 x8 = load(x + c);
-        float8 value = load(a_c + c) * (load(dy + c) - load(mean_dy_c + c) - (x8 - load(mean_c + c)) * load(slope_c + c));
+        const floatv x8 = load(x + c);
+        floatv value = load(a_c + c) * (load(dy + c) - load(mean_dy_c + c) - (x8 - load(mean_c + c)) * load(slope_c + c));
         if (relu_input) value = x8 > zero ? value : zero;  // the ReLU's derivative (NaN input: 0)
         if (width == simd::kLanes) {
           simd::store(dx + c, value);

@@ -25,7 +25,7 @@
 // would order differently (and route the gradient elsewhere) 4x as often; the input gradient's
 // error reaches every earlier layer's gradient (F(4x4) there failed the three-step TensorFlow parity
 // test of seed Example 1 with SGD + Nesterov: the slightly different weights then meet max-pooling
-// decisions TensorFlow takes otherwise). The GEMMs run on the shared 6 x 16 micro-kernel;
+// decisions TensorFlow takes otherwise). The GEMMs run on the shared micro-kernel (conv_microkernel.h);
 // every output element is computed by one thread in a fixed order, so results do not depend on
 // the thread count.
 #include <algorithm>
@@ -41,11 +41,11 @@ namespace fastcnn::kernels::FASTCNN_ISA {
 namespace {
 
 using namespace microkernel;
-using simd::float8;
+using simd::floatv;
 constexpr int64_t kTilesPerTask = 12;  // 2 micro-kernel groups; V = n^2 x 12 x Cin floats stays in L2
 
 // The one-dimensional transforms of a variant (applied along rows, then columns), for float
-// (weights) and float8 (8 channels of activations). T * float multiplies every lane.
+// (weights) and floatv (simd::kLanes channels of activations). T * float multiplies every lane.
 struct F2x2 {
   static constexpr int kOut = 2, kIn = 4, kPoints = kIn * kIn;
   template <typename T> static void kernel(const T (&g)[3], T (&u)[kIn]) {  // u = G g
@@ -139,7 +139,7 @@ inline void store_narrowed(float* destination, double4 value, int64_t count) {
   std::copy(reinterpret_cast<const float*>(&narrowed), reinterpret_cast<const float*>(&narrowed) + count, destination);
 }
 
-// packed[point][block][ci][0..16) = (G g G^T)[point] for g = kernel[.][.][ci][block*16 + j].
+// packed[point][block][ci][0..kBlockWidth) = (G g G^T)[point] for g = kernel[.][.][ci][block*kBlockWidth + j].
 template <typename V>
 void transform_kernel(const Conv2DParams& p, const float* kernel, float* packed) {
   constexpr int n = V::kIn;
@@ -163,7 +163,7 @@ void transform_kernel(const Conv2DParams& p, const float* kernel, float* packed)
         V::kernel(t[i], u);
         for (int j = 0; j < n; ++j) {
           const int64_t point = i * n + j;
-          // co is a multiple of 4, so the 4 channels lie in one 16-channel block.
+          // co is a multiple of 4, so the 4 channels lie in one block of kBlockWidth.
           store_narrowed(packed + ((point * blocks + co / kBlockWidth) * in_channels + ci) * kBlockWidth + co % kBlockWidth,
                          u[j], count);
         }
@@ -172,23 +172,23 @@ void transform_kernel(const Conv2DParams& p, const float* kernel, float* packed)
   });
 }
 
-// V[point][tile][c..c+width) = (B^T d B)[point] for 8 channels of one tile (n^2 source pointers).
+// V[point][tile][c..c+width) = (B^T d B)[point] for kLanes channels of one tile (n^2 source pointers).
 template <typename V>
 inline void transform_input_tile(const float* const* patch, int64_t c, int64_t width, float* tile_values,
                                  int64_t point_stride) {
   constexpr int n = V::kIn;
-  float8 t[n][n];  // B^T d
+  floatv t[n][n];  // B^T d
   for (int j = 0; j < n; ++j) {
-    float8 column[n];
+    floatv column[n];
     for (int i = 0; i < n; ++i) {
       column[i] = width == simd::kLanes ? simd::load(patch[i * n + j] + c) : simd::load_partial(patch[i * n + j] + c, width);
     }
-    float8 transformed[n];
+    floatv transformed[n];
     V::input(column, transformed);
     for (int i = 0; i < n; ++i) t[i][j] = transformed[i];
   }
   for (int i = 0; i < n; ++i) {
-    float8 v[n];  // (B^T d) B, row i
+    floatv v[n];  // (B^T d) B, row i
     V::input(t[i], v);
     for (int j = 0; j < n; ++j) {
       float* destination = tile_values + (i * n + j) * point_stride + c;
@@ -201,15 +201,15 @@ inline void transform_input_tile(const float* const* patch, int64_t c, int64_t w
   }
 }
 
-// y = A^T m A for one 8-channel half of a tile's n^2 products.
+// y = A^T m A for one vector (half a block) of a tile's n^2 products.
 template <typename V>
-inline void transform_output(const float8 (&m)[V::kPoints], float8 (&y)[V::kOut][V::kOut]) {
+inline void transform_output(const floatv (&m)[V::kPoints], floatv (&y)[V::kOut][V::kOut]) {
   constexpr int n = V::kIn, r = V::kOut;
-  float8 t[r][n];  // A^T m
+  floatv t[r][n];  // A^T m
   for (int j = 0; j < n; ++j) {
-    float8 column[n];
+    floatv column[n];
     for (int i = 0; i < n; ++i) column[i] = m[i * n + j];
-    float8 transformed[r];
+    floatv transformed[r];
     V::output(column, transformed);
     for (int i = 0; i < r; ++i) t[i][j] = transformed[i];
   }
@@ -277,7 +277,7 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
         }
       }
       for (int64_t block = 0; block < blocks; ++block) {
-        // M[point][tile][16] = V[point][tile][:] . U[point][:][block]
+        // M[point][tile][kBlockWidth] = V[point][tile][:] . U[point][:][block]
         for (int point = 0; point < kPoints; ++point) {
           const float* weights = packed + (point * blocks + block) * in_channels * kBlockWidth;
           for (int64_t group = 0; group < tile_count; group += kTilePixels) {
@@ -287,7 +287,7 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
               rows[row] = input_tiles + point * point_stride + t * in_channels;
             }
             const int64_t only_tap = 0;
-            float8 acc[kTilePixels][2] = {};
+            floatv acc[kTilePixels][2] = {};
             accumulate_tile(rows, &only_tap, 1, in_channels, weights, acc);
             for (int64_t row = 0; row < kTilePixels && group + row < tile_count; ++row) {
               float* destination = products + (point * kTilesPerTask + group + row) * kBlockWidth;
@@ -301,13 +301,13 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
         const int64_t width = std::min(kBlockWidth, out_channels - first_channel);
         const float* bias_block = padded_bias != nullptr ? padded_bias + first_channel : nullptr;
         for (int64_t t = 0; t < tile_count; ++t) {
-          float8 low[kPoints], high[kPoints];
+          floatv low[kPoints], high[kPoints];
           for (int point = 0; point < kPoints; ++point) {
             const float* source = products + (point * kTilesPerTask + t) * kBlockWidth;
             low[point] = simd::load(source);
             high[point] = simd::load(source + simd::kLanes);
           }
-          float8 y_low[r][r], y_high[r][r];
+          floatv y_low[r][r], y_high[r][r];
           transform_output<V>(low, y_low);
           transform_output<V>(high, y_high);
           for (int i = 0; i < r && top[t] + i < p.output_height; ++i)
@@ -323,40 +323,40 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
   });
 }
 
-// dM = A dY A^T (n x n) from one r x r output-gradient tile, for 8 channels.
+// dM = A dY A^T (n x n) from one r x r output-gradient tile, for kLanes channels.
 template <typename V>
 inline void transform_gradient_tile(const float* const* pixels, int64_t c, float* tile_values, int64_t point_stride) {
   constexpr int n = V::kIn, r = V::kOut;
-  float8 t[n][r];  // A dY
+  floatv t[n][r];  // A dY
   for (int b = 0; b < r; ++b) {
-    float8 column[r];
+    floatv column[r];
     for (int a = 0; a < r; ++a) column[a] = simd::load(pixels[a * r + b] + c);
-    float8 transformed[n];
+    floatv transformed[n];
     V::gradient(column, transformed);
     for (int i = 0; i < n; ++i) t[i][b] = transformed[i];
   }
   for (int i = 0; i < n; ++i) {
-    float8 m[n];  // (A dY) A^T, row i
+    floatv m[n];  // (A dY) A^T, row i
     V::gradient(t[i], m);
     for (int j = 0; j < n; ++j) simd::store(tile_values + (i * n + j) * point_stride + c, m[j]);
   }
 }
 
-// gradient[i][0..16) += sum over tiles t of values[t][i] * products[t][0..16), i < Channels.
+// gradient[i][0..kBlockWidth) += sum over tiles t of values[t][i] * products[t][0..kBlockWidth), i < Channels.
 template <int Channels>
 inline void accumulate_point_block(const float* values, int64_t value_stride, const float* products,
                                    int64_t product_stride, int64_t tile_count, float* gradient,
                                    int64_t gradient_stride) {
-  float8 acc[Channels][2];
+  floatv acc[Channels][2];
   for (int i = 0; i < Channels; ++i) {
     acc[i][0] = simd::load(gradient + i * gradient_stride);
     acc[i][1] = simd::load(gradient + i * gradient_stride + simd::kLanes);
   }
   for (int64_t t = 0; t < tile_count; ++t) {
-    const float8 g0 = simd::load(products + t * product_stride);
-    const float8 g1 = simd::load(products + t * product_stride + simd::kLanes);
+    const floatv g0 = simd::load(products + t * product_stride);
+    const floatv g1 = simd::load(products + t * product_stride + simd::kLanes);
     for (int i = 0; i < Channels; ++i) {
-      const float8 b = simd::broadcast(values[t * value_stride + i]);
+      const floatv b = simd::broadcast(values[t * value_stride + i]);
       acc[i][0] += b * g0;
       acc[i][1] += b * g1;
     }
@@ -461,13 +461,13 @@ void backward_kernel(const Conv2DParams& p, const float* input, const float* out
               transform_gradient_tile<V>(pixels, c, tile_gradient, gradient_point_stride);
             }
           } else {
-            // Channels past out_channels read as zeros: each 8-lane group through a local copy.
+            // Channels past out_channels read as zeros: each vector's lanes through a local copy.
             for (int64_t c = 0; c < padded_out; c += simd::kLanes) {
               const int64_t width = std::max<int64_t>(0, std::min<int64_t>(simd::kLanes, out_channels - c));
               const float* partial_pixels[r * r];
               float lanes[r * r][simd::kLanes];
               for (int k = 0; k < r * r; ++k) {
-                simd::store(lanes[k], width > 0 ? simd::load_partial(pixels[k] + c, width) : float8{});
+                simd::store(lanes[k], width > 0 ? simd::load_partial(pixels[k] + c, width) : floatv{});
                 partial_pixels[k] = lanes[k];
               }
               transform_gradient_tile<V>(partial_pixels, 0, tile_gradient + c, gradient_point_stride);

@@ -1,6 +1,7 @@
 // The register-blocked FMA micro-kernel shared by the convolution kernels (direct/indirect in
-// conv2d.cpp, Winograd in conv2d_winograd.cpp): a tile of 6 output pixels x 16 output channels
-// lives in 12 vector accumulators. Included by the optimised sources only (compiled per ISA).
+// conv2d.cpp, Winograd in conv2d_winograd.cpp): a tile of 6 output pixels x kBlockWidth output
+// channels (two vectors: 16 channels in ymm registers, 32 in zmm registers on avx512) lives in 12
+// vector accumulators. Included by the optimised sources only (compiled per ISA).
 #pragma once
 
 #include <algorithm>
@@ -13,14 +14,14 @@
 namespace fastcnn::kernels::FASTCNN_ISA {
 namespace microkernel {
 
-using simd::float8;
+using simd::floatv;
 constexpr int64_t kTilePixels = 6;
-constexpr int64_t kBlockWidth = 16;
+constexpr int64_t kBlockWidth = 2 * simd::kLanes;  // output channels per tile: 16 (8-lane tiers) or 32 (avx512)
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
-// packed[block][row][0..16) = matrix[row][block * 16 + j], zero past the last column.
+// packed[block][row][0..kBlockWidth) = matrix[row][block * kBlockWidth + j], zero past the last column.
 inline void pack_column_blocks(const float* matrix, int64_t rows, int64_t columns, float* packed) {
   const int64_t blocks = ceil_div(columns, kBlockWidth);
   parallel::parallel_for(blocks, [&](int64_t block) {
@@ -36,10 +37,10 @@ inline void pack_column_blocks(const float* matrix, int64_t rows, int64_t column
   });
 }
 
-// accumulators[p] += sum over active taps t, depth k of rows[t][p][k] * weights[t][k][0..16).
+// accumulators[p] += sum over active taps t, depth k of rows[t][p][k] * weights[t][k][0..kBlockWidth).
 // `tap_indices` lists the taps with at least one real (non-padding) row for this tile.
 inline void accumulate_tile(const float* const* rows, const int64_t* tap_indices, int64_t tap_count,
-                            int64_t depth, const float* packed_block, float8 (&acc)[kTilePixels][2]) {
+                            int64_t depth, const float* packed_block, floatv (&acc)[kTilePixels][2]) {
   for (int64_t t = 0; t < tap_count; ++t) {
     const int64_t tap = tap_indices[t];
     const float* const* tap_rows = rows + t * kTilePixels;
@@ -51,9 +52,9 @@ inline void accumulate_tile(const float* const* rows, const int64_t* tap_indices
     const float* r5 = tap_rows[5];
     const float* weights = packed_block + tap * depth * kBlockWidth;
     for (int64_t k = 0; k < depth; ++k) {
-      const float8 w0 = simd::load(weights + k * kBlockWidth);
-      const float8 w1 = simd::load(weights + k * kBlockWidth + simd::kLanes);
-      float8 b = simd::broadcast(r0[k]);
+      const floatv w0 = simd::load(weights + k * kBlockWidth);
+      const floatv w1 = simd::load(weights + k * kBlockWidth + simd::kLanes);
+      floatv b = simd::broadcast(r0[k]);
       acc[0][0] += b * w0;
       acc[0][1] += b * w1;
       b = simd::broadcast(r1[k]);
@@ -75,8 +76,9 @@ inline void accumulate_tile(const float* const* rows, const int64_t* tap_indices
   }
 }
 
-// Writes one pixel's 16-channel block (width <= 16 of them real), adding bias and activation.
-inline void store_block(float* destination, int64_t width, float8 low, float8 high,
+// Writes one pixel's block of kBlockWidth channels (width <= kBlockWidth of them real), adding bias
+// and activation.
+inline void store_block(float* destination, int64_t width, floatv low, floatv high,
                         const float* bias_block, Activation activation) {
   if (bias_block != nullptr) {
     low += simd::load(bias_block);
