@@ -144,9 +144,12 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
                   SourceRow&& source_row) {
   const int64_t total_pixels = pass.images * pass.rows * pass.columns_per_row;
   const int64_t tiles = ceil_div(total_pixels, kTilePixels);
-  const int64_t blocks = ceil_div(pass.output_channels, kBlockWidth);
+  // The weights come packed in blocks of block_width_for(output_channels) (see there).
+  const int64_t block_width = block_width_for(pass.output_channels);
+  const bool narrow = block_width == simd::kLanes;
+  const int64_t blocks = ceil_div(pass.output_channels, block_width);
   const int64_t taps = pass.kernel_height * pass.kernel_width;
-  const int64_t block_stride = taps * pass.depth * kBlockWidth;
+  const int64_t block_stride = taps * pass.depth * block_width;
   parallel::parallel_region([&](int thread, int threads) {
     // Row pointers and active taps of one tile: on the stack for kernels up to 8x8 taps.
     constexpr int64_t kStackTaps = 64;
@@ -171,6 +174,14 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
       const int64_t tap_count = point_tile_rows(pass, affine, tile, zero_row, source_row, rows, tap_indices, merged);
       const int64_t depth = merged ? pass.depth * pass.kernel_width : pass.depth;
       float* tile_result = result + tile_index * kTilePixels * pass.output_channels;
+      if (narrow) {  // one block
+        floatv acc[kTilePixels] = {};
+        accumulate_tile_narrow(rows, tap_indices, tap_count, depth, packed, acc);
+        for (int64_t p = 0; p < tile.count; ++p) {
+          store_narrow_block(tile_result + p * pass.output_channels, pass.output_channels, acc[p], bias, activation);
+        }
+        continue;
+      }
       for (int64_t block = 0; block < blocks; ++block) {
         floatv acc[kTilePixels][2] = {};
         accumulate_tile(rows, tap_indices, tap_count, depth, packed + block * block_stride, acc);
@@ -298,13 +309,14 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
   }
   Scratch& buffers = scratch();
   const int64_t taps = p.kernel_height * p.kernel_width;
-  const int64_t blocks = ceil_div(p.output_channels, kBlockWidth);
-  buffers.packed.resize(static_cast<size_t>(blocks * taps * p.input_channels * kBlockWidth));
-  pack_column_blocks(kernel, taps * p.input_channels, p.output_channels, buffers.packed.data());
+  const int64_t block_width = block_width_for(p.output_channels);
+  const int64_t blocks = ceil_div(p.output_channels, block_width);
+  buffers.packed.resize(static_cast<size_t>(blocks * taps * p.input_channels * block_width));
+  pack_column_blocks(kernel, taps * p.input_channels, p.output_channels, buffers.packed.data(), block_width);
   buffers.zeros.assign(static_cast<size_t>(p.kernel_width * p.input_channels), 0.0f);  // a merged tap's depth
   const float* padded_bias = nullptr;
   if (p.use_bias) {
-    buffers.bias.assign(static_cast<size_t>(blocks * kBlockWidth), 0.0f);
+    buffers.bias.assign(static_cast<size_t>(blocks * block_width), 0.0f);
     std::copy(bias, bias + p.output_channels, buffers.bias.begin());
     padded_bias = buffers.bias.data();
   }
@@ -377,10 +389,11 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
     }
     return;
   }
-  const int64_t blocks = ceil_div(p.input_channels, kBlockWidth);
-  buffers.packed.resize(static_cast<size_t>(blocks * taps * p.output_channels * kBlockWidth));
+  const int64_t block_width = block_width_for(p.input_channels);
+  const int64_t blocks = ceil_div(p.input_channels, block_width);
+  buffers.packed.resize(static_cast<size_t>(blocks * taps * p.output_channels * block_width));
   pack_column_blocks(buffers.transposed.data(), taps * p.output_channels, p.input_channels,
-                     buffers.packed.data());
+                     buffers.packed.data(), block_width);
   buffers.zeros.assign(static_cast<size_t>(p.kernel_width * p.output_channels), 0.0f);  // a merged tap's depth
   if (p.output_size() == 0) {
     std::fill(input_gradient, input_gradient + p.input_size(), 0.0f);

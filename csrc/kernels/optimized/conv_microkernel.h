@@ -21,18 +21,27 @@ constexpr int64_t kBlockWidth = 2 * simd::kLanes;  // output channels per tile: 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
-// packed[block][row][0..kBlockWidth) = matrix[row][block * kBlockWidth + j], zero past the last column.
-inline void pack_column_blocks(const float* matrix, int64_t rows, int64_t columns, float* packed) {
-  const int64_t blocks = ceil_div(columns, kBlockWidth);
+// Layers with at most kLanes output channels (a first layer's input gradient, a Dense layer of
+// 10 classes) run a narrow tile: 6 pixels x one vector, 6 accumulators, so that a 32-channel
+// block does not compute 16 (avx512) or 29 (3 channels) lanes of zeros. Each output's sum runs
+// in the same order in both tiles, so the choice never changes a result.
+inline int64_t block_width_for(int64_t output_channels) {
+  return output_channels <= simd::kLanes ? simd::kLanes : kBlockWidth;
+}
+
+// packed[block][row][0..block_width) = matrix[row][block * block_width + j], zero past the last column.
+inline void pack_column_blocks(const float* matrix, int64_t rows, int64_t columns, float* packed,
+                               int64_t block_width = kBlockWidth) {
+  const int64_t blocks = ceil_div(columns, block_width);
   parallel::parallel_for(blocks, [&](int64_t block) {
-    const int64_t first = block * kBlockWidth;
-    const int64_t width = std::min(kBlockWidth, columns - first);
-    float* destination = packed + block * rows * kBlockWidth;
+    const int64_t first = block * block_width;
+    const int64_t width = std::min(block_width, columns - first);
+    float* destination = packed + block * rows * block_width;
     for (int64_t row = 0; row < rows; ++row) {
       const float* source = matrix + row * columns + first;
-      float* out = destination + row * kBlockWidth;
+      float* out = destination + row * block_width;
       for (int64_t j = 0; j < width; ++j) out[j] = source[j];
-      for (int64_t j = width; j < kBlockWidth; ++j) out[j] = 0.0f;
+      for (int64_t j = width; j < block_width; ++j) out[j] = 0.0f;
     }
   });
 }
@@ -73,6 +82,47 @@ inline void accumulate_tile(const float* const* rows, const int64_t* tap_indices
       acc[5][0] += b * w0;
       acc[5][1] += b * w1;
     }
+  }
+}
+
+// The narrow tile: accumulators[p] += sum over active taps t, depth k of rows[t][p][k] *
+// weights[t][k][0..kLanes), the weights packed in blocks of kLanes.
+inline void accumulate_tile_narrow(const float* const* rows, const int64_t* tap_indices, int64_t tap_count,
+                                   int64_t depth, const float* packed_block, floatv (&acc)[kTilePixels]) {
+  for (int64_t t = 0; t < tap_count; ++t) {
+    const int64_t tap = tap_indices[t];
+    const float* const* tap_rows = rows + t * kTilePixels;
+    const float* r0 = tap_rows[0];
+    const float* r1 = tap_rows[1];
+    const float* r2 = tap_rows[2];
+    const float* r3 = tap_rows[3];
+    const float* r4 = tap_rows[4];
+    const float* r5 = tap_rows[5];
+    const float* weights = packed_block + tap * depth * simd::kLanes;
+    for (int64_t k = 0; k < depth; ++k) {
+      const floatv w = simd::load(weights + k * simd::kLanes);
+      acc[0] += simd::broadcast(r0[k]) * w;
+      acc[1] += simd::broadcast(r1[k]) * w;
+      acc[2] += simd::broadcast(r2[k]) * w;
+      acc[3] += simd::broadcast(r3[k]) * w;
+      acc[4] += simd::broadcast(r4[k]) * w;
+      acc[5] += simd::broadcast(r5[k]) * w;
+    }
+  }
+}
+
+// Writes one pixel's kLanes-channel block (width <= kLanes of them real), adding bias and activation.
+inline void store_narrow_block(float* destination, int64_t width, floatv value, const float* bias_block,
+                               Activation activation) {
+  if (bias_block != nullptr) value += simd::load(bias_block);
+  if (activation == Activation::relu) value = simd::max_zero(value);
+  if (width == simd::kLanes) {
+    simd::store(destination, value);
+  } else {
+    simd::store_partial(destination, value, width);
+  }
+  if (activation != Activation::linear && activation != Activation::relu) {
+    activate_in_place(activation, destination, width);
   }
 }
 
