@@ -151,9 +151,8 @@ void dropout_forward(const DropoutParams& p, const float* input, float* output) 
   for_chunks(p.count, [=](int64_t begin, int64_t end) {
     // dropout_uniform(key, i) kLanes lanes at a time: hash32 in 32-bit vector arithmetic.
     const uintv lane = simd::lane_indices();
-    const floatv rate8 = simd::broadcast(rate), scale8 = simd::broadcast(scale), zero = {};
-    int64_t i = begin;
-    for (; i + simd::kLanes <= end; i += simd::kLanes) {
+    const floatv rate_lanes = simd::broadcast(rate), scale_lanes = simd::broadcast(scale), zero = {};
+    auto kept = [&](int64_t i, floatv values) {
       uintv x = (static_cast<uint32_t>(i) + lane) * key.multiplier + key.offset;
       x ^= x >> 16;
       x *= 0x7feb352du;
@@ -161,9 +160,12 @@ void dropout_forward(const DropoutParams& p, const float* input, float* output) 
       x *= 0x846ca68bu;
       x ^= x >> 16;
       const floatv uniform = __builtin_convertvector(x >> 8, floatv) * (1.0f / 16777216.0f);
-      simd::store(output + i, uniform >= rate8 ? simd::load(input + i) * scale8 : zero);
-    }
-    for (; i < end; ++i) output[i] = dropout_uniform(key, static_cast<uint64_t>(i)) >= rate ? input[i] * scale : 0.0f;
+      return uniform >= rate_lanes ? values * scale_lanes : zero;
+    };
+    int64_t i = begin;
+    for (; i + simd::kLanes <= end; i += simd::kLanes) simd::store(output + i, kept(i, simd::load(input + i)));
+    // The last partial vector through masked moves (the hash of lanes past `end` is discarded).
+    if (i < end) simd::store_partial(output + i, kept(i, simd::load_partial(input + i, end - i)), end - i);
   });
 }
 
