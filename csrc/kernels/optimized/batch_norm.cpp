@@ -35,6 +35,10 @@ typedef float floath __attribute__((vector_size(kDoubleLanes * sizeof(float))));
 // memory past `count` is never read (AVX-512 masked loads; the other tiers copy).
 inline doublev load_as_double(const float* source, int64_t count) {
   floath value = {};
+  if (count == kDoubleLanes) {  // every vector but a row's last: no mask, no variable-length copy
+    std::memcpy(&value, source, sizeof value);
+    return __builtin_convertvector(value, doublev);
+  }
 #if defined(__AVX512F__)
   value = reinterpret_cast<floath>(_mm256_maskz_loadu_ps(static_cast<__mmask8>((1u << count) - 1u), source));
 #else
