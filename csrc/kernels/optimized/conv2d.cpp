@@ -174,6 +174,16 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
       const int64_t tap_count = point_tile_rows(pass, affine, tile, zero_row, source_row, rows, tap_indices, merged);
       const int64_t depth = merged ? pass.depth * pass.kernel_width : pass.depth;
       float* tile_result = result + tile_index * kTilePixels * pass.output_channels;
+#if defined(__AVX512F__)
+      if (block_width == simd::kHalfLanes) {  // one block of 8 lanes
+        simd::floath acc[kTilePixels] = {};
+        accumulate_tile_narrow(rows, tap_indices, tap_count, depth, packed, acc);
+        for (int64_t p = 0; p < tile.count; ++p) {
+          store_narrow_block(tile_result + p * pass.output_channels, pass.output_channels, acc[p], bias, activation);
+        }
+        continue;
+      }
+#endif
       if (narrow) {  // one block
         floatv acc[kTilePixels] = {};
         accumulate_tile_narrow(rows, tap_indices, tap_count, depth, packed, acc);

@@ -25,9 +25,39 @@ inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a +
 // 10 classes) run a narrow tile: 6 pixels x one vector, 6 accumulators, so that a 32-channel
 // block does not compute 16 (avx512) or 29 (3 channels) lanes of zeros. Each output's sum runs
 // in the same order in both tiles, so the choice never changes a result.
+// On avx512, layers of at most 8 channels take a ymm tile of 8 lanes (simd::floath).
 inline int64_t block_width_for(int64_t output_channels) {
+#if defined(__AVX512F__)
+  if (output_channels <= simd::kHalfLanes) return simd::kHalfLanes;
+#endif
   return output_channels <= simd::kLanes ? simd::kLanes : kBlockWidth;
 }
+
+// Loads, stores and broadcasts of the narrow tile's vector type: floatv, or floath on avx512.
+template <typename Vector>
+struct NarrowVector {
+  static constexpr int64_t kLanes = simd::kLanes;
+  static floatv load(const float* source) { return simd::load(source); }
+  static void store(float* destination, floatv value) { simd::store(destination, value); }
+  static floatv load_partial(const float* source, int64_t count) { return simd::load_partial(source, count); }
+  static void store_partial(float* destination, floatv value, int64_t count) {
+    simd::store_partial(destination, value, count);
+  }
+  static floatv broadcast(float value) { return simd::broadcast(value); }
+};
+#if defined(__AVX512F__)
+template <>
+struct NarrowVector<simd::floath> {
+  static constexpr int64_t kLanes = simd::kHalfLanes;
+  static simd::floath load(const float* source) { return simd::load_half(source); }
+  static void store(float* destination, simd::floath value) { simd::store_half(destination, value); }
+  static simd::floath load_partial(const float* source, int64_t count) { return simd::load_half_partial(source, count); }
+  static void store_partial(float* destination, simd::floath value, int64_t count) {
+    simd::store_half_partial(destination, value, count);
+  }
+  static simd::floath broadcast(float value) { return simd::broadcast_half(value); }
+};
+#endif
 
 // packed[block][row][0..block_width) = matrix[row][block * block_width + j], zero past the last column.
 inline void pack_column_blocks(const float* matrix, int64_t rows, int64_t columns, float* packed,
@@ -86,9 +116,11 @@ inline void accumulate_tile(const float* const* rows, const int64_t* tap_indices
 }
 
 // The narrow tile: accumulators[p] += sum over active taps t, depth k of rows[t][p][k] *
-// weights[t][k][0..kLanes), the weights packed in blocks of kLanes.
+// weights[t][k][0..L), L the lanes of Vector, the weights packed in blocks of L.
+template <typename Vector = floatv>
 inline void accumulate_tile_narrow(const float* const* rows, const int64_t* tap_indices, int64_t tap_count,
-                                   int64_t depth, const float* packed_block, floatv (&acc)[kTilePixels]) {
+                                   int64_t depth, const float* packed_block, Vector (&acc)[kTilePixels]) {
+  using V = NarrowVector<Vector>;
   for (int64_t t = 0; t < tap_count; ++t) {
     const int64_t tap = tap_indices[t];
     const float* const* tap_rows = rows + t * kTilePixels;
@@ -98,28 +130,30 @@ inline void accumulate_tile_narrow(const float* const* rows, const int64_t* tap_
     const float* r3 = tap_rows[3];
     const float* r4 = tap_rows[4];
     const float* r5 = tap_rows[5];
-    const float* weights = packed_block + tap * depth * simd::kLanes;
+    const float* weights = packed_block + tap * depth * V::kLanes;
     for (int64_t k = 0; k < depth; ++k) {
-      const floatv w = simd::load(weights + k * simd::kLanes);
-      acc[0] += simd::broadcast(r0[k]) * w;
-      acc[1] += simd::broadcast(r1[k]) * w;
-      acc[2] += simd::broadcast(r2[k]) * w;
-      acc[3] += simd::broadcast(r3[k]) * w;
-      acc[4] += simd::broadcast(r4[k]) * w;
-      acc[5] += simd::broadcast(r5[k]) * w;
+      const Vector w = V::load(weights + k * V::kLanes);
+      acc[0] += V::broadcast(r0[k]) * w;
+      acc[1] += V::broadcast(r1[k]) * w;
+      acc[2] += V::broadcast(r2[k]) * w;
+      acc[3] += V::broadcast(r3[k]) * w;
+      acc[4] += V::broadcast(r4[k]) * w;
+      acc[5] += V::broadcast(r5[k]) * w;
     }
   }
 }
 
-// Writes one pixel's kLanes-channel block (width <= kLanes of them real), adding bias and activation.
-inline void store_narrow_block(float* destination, int64_t width, floatv value, const float* bias_block,
+// Writes one pixel's narrow block (width <= the lanes of Vector of them real), adding bias and activation.
+template <typename Vector = floatv>
+inline void store_narrow_block(float* destination, int64_t width, Vector value, const float* bias_block,
                                Activation activation) {
-  if (bias_block != nullptr) value += simd::load(bias_block);
+  using V = NarrowVector<Vector>;
+  if (bias_block != nullptr) value += V::load(bias_block);
   if (activation == Activation::relu) value = simd::max_zero(value);
-  if (width == simd::kLanes) {
-    simd::store(destination, value);
+  if (width == V::kLanes) {
+    V::store(destination, value);
   } else {
-    simd::store_partial(destination, value, width);
+    V::store_partial(destination, value, width);
   }
   if (activation != Activation::linear && activation != Activation::relu) {
     activate_in_place(activation, destination, width);
