@@ -214,3 +214,24 @@ def test_conv2d_bitwise_identical_across_thread_counts_at_block_edges(tier):
     for threads in (2, 3):
         for one, many in zip(results[1], results[threads]):
             np.testing.assert_array_equal(one.view(np.uint32), many.view(np.uint32), err_msg=f"{tier}: 1 vs {threads}")
+
+
+def test_widest_tier_is_the_default_and_avx512_is_refused_where_unsupported():
+    """The dispatcher prefers avx512 where the CPU and OS run it; elsewhere asking for it raises."""
+    import os
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key != "FASTCNN_KERNELS"}
+    chosen = subprocess.run([sys.executable, "-c", "from fastcnn import _core; print(_core.kernel_set())"],
+                            env=env, cwd="/", capture_output=True, text=True, timeout=120)
+    assert chosen.returncode == 0, chosen.stderr
+    available = _core.available_kernels()
+    widest = "avx512" if "avx512" in available else "avx2" if "avx2" in available else "generic"
+    assert chosen.stdout.strip() == widest
+    if "avx512" not in available:
+        with pytest.raises(ValueError, match="AVX-512"):
+            _core.select_kernels("avx512")
+        forced = subprocess.run([sys.executable, "-c", "import fastcnn"], env={**env, "FASTCNN_KERNELS": "avx512"},
+                                cwd="/", capture_output=True, text=True, timeout=120)
+        assert forced.returncode != 0 and "AVX-512" in forced.stderr
