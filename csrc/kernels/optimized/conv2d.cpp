@@ -231,17 +231,20 @@ inline ColumnRange tap_columns(const Conv2DParams& p, int64_t kw) {
 // "Channels" may run past input_channels into the next kw taps (the merged pass): with
 // dilation_width 1, input channel first_input_channel + i of tap (kh, 0) is channel
 // (i % Ci) of tap (kh, i / Ci), at the same memory and gradient offsets.
-template <int Channels, bool FullBlock>
+template <int Channels, int Vectors, bool FullBlock>
 void accumulate_kernel_tile(const Conv2DParams& p, const float* input, const float* output_gradient,
                             int64_t tap, int64_t first_input_channel, int64_t first_output_channel,
                             int64_t row_begin, int64_t row_end, ColumnRange window, float* kernel_gradient) {
   const int64_t kh = tap / p.kernel_width;
   const int64_t kw = tap % p.kernel_width;
-  const int64_t width = std::min(kBlockWidth, p.output_channels - first_output_channel);
+  // The block's real channels: Vectors * kLanes of them when FullBlock, fewer otherwise.
+  const int64_t width = std::min<int64_t>(Vectors * simd::kLanes, p.output_channels - first_output_channel);
+  int64_t lanes[Vectors];  // real lanes of each vector
+  for (int v = 0; v < Vectors; ++v) lanes[v] = std::clamp<int64_t>(width - v * simd::kLanes, 0, simd::kLanes);
   // Each chunk of rows is summed from zero and then added to the running total in memory: a
   // two-level sum whose rounding error grows with chunk length + chunk count, not with the
   // number of pixels (close to TensorFlow's blocked reductions).
-  floatv acc[Channels][2] = {};
+  floatv acc[Channels][Vectors] = {};
   float* gradient_rows =
       kernel_gradient + (tap * p.input_channels + first_input_channel) * p.output_channels +
       first_output_channel;
@@ -262,18 +265,13 @@ void accumulate_kernel_tile(const Conv2DParams& p, const float* input, const flo
                       first_output_channel;
     const int64_t x_step = p.stride_width * p.input_channels;
     for (int64_t ow = first_column; ow <= last_column; ++ow) {
-      floatv g0, g1;
-      if constexpr (FullBlock) {
-        g0 = simd::load(dy);
-        g1 = simd::load(dy + simd::kLanes);
-      } else {
-        g0 = simd::load_partial(dy, std::min<int64_t>(width, simd::kLanes));
-        g1 = simd::load_partial(dy + simd::kLanes, std::max<int64_t>(width - simd::kLanes, 0));
+      floatv g[Vectors];
+      for (int v = 0; v < Vectors; ++v) {
+        g[v] = FullBlock ? simd::load(dy + v * simd::kLanes) : simd::load_partial(dy + v * simd::kLanes, lanes[v]);
       }
       for (int i = 0; i < Channels; ++i) {
         const floatv b = simd::broadcast(x[i]);
-        acc[i][0] += b * g0;
-        acc[i][1] += b * g1;
+        for (int v = 0; v < Vectors; ++v) acc[i][v] += b * g[v];
       }
       x += x_step;
       dy += p.output_channels;
@@ -281,29 +279,28 @@ void accumulate_kernel_tile(const Conv2DParams& p, const float* input, const flo
   }
   for (int i = 0; i < Channels; ++i) {
     float* g = gradient_rows + i * p.output_channels;
-    if constexpr (FullBlock) {
-      simd::store(g, simd::load(g) + acc[i][0]);
-      simd::store(g + simd::kLanes, simd::load(g + simd::kLanes) + acc[i][1]);
-    } else {
-      const int64_t low = std::min<int64_t>(width, simd::kLanes);
-      const int64_t high = std::max<int64_t>(width - simd::kLanes, 0);
-      simd::store_partial(g, simd::load_partial(g, low) + acc[i][0], low);
-      simd::store_partial(g + simd::kLanes, simd::load_partial(g + simd::kLanes, high) + acc[i][1], high);
+    for (int v = 0; v < Vectors; ++v) {
+      float* destination = g + v * simd::kLanes;
+      if constexpr (FullBlock) {
+        simd::store(destination, simd::load(destination) + acc[i][v]);
+      } else {
+        simd::store_partial(destination, simd::load_partial(destination, lanes[v]) + acc[i][v], lanes[v]);
+      }
     }
   }
 }
 
-template <bool FullBlock>
+template <int Vectors, bool FullBlock>
 void accumulate_kernel_tile_any(int64_t channels, const Conv2DParams& p, const float* input,
                                 const float* output_gradient, int64_t tap, int64_t ci, int64_t co,
                                 int64_t row_begin, int64_t row_end, ColumnRange window, float* kernel_gradient) {
   switch (channels) {
-    case 1: accumulate_kernel_tile<1, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
-    case 2: accumulate_kernel_tile<2, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
-    case 3: accumulate_kernel_tile<3, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
-    case 4: accumulate_kernel_tile<4, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
-    case 5: accumulate_kernel_tile<5, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
-    default: accumulate_kernel_tile<6, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
+    case 1: accumulate_kernel_tile<1, Vectors, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
+    case 2: accumulate_kernel_tile<2, Vectors, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
+    case 3: accumulate_kernel_tile<3, Vectors, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
+    case 4: accumulate_kernel_tile<4, Vectors, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
+    case 5: accumulate_kernel_tile<5, Vectors, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
+    default: accumulate_kernel_tile<6, Vectors, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
   }
 }
 
@@ -463,12 +460,20 @@ void kernel_gradient_pass(const Conv2DParams& p, const float* input, const float
         const int64_t first_output_channel = block * kBlockWidth;
         const ColumnRange window = window_of(t);
         if (window.first > window.last) continue;
-        if (p.output_channels - first_output_channel >= kBlockWidth) {
-          accumulate_kernel_tile_any<true>(tile_channels, p, input, output_gradient, tap_of(t), first_input_channel,
-                                           first_output_channel, row_begin, row_end, window, kernel_gradient);
+        // A last block of at most one vector of real channels (16 of 32 on avx512) takes one vector.
+        const int64_t remaining = p.output_channels - first_output_channel;
+        if (remaining >= kBlockWidth) {
+          accumulate_kernel_tile_any<2, true>(tile_channels, p, input, output_gradient, tap_of(t), first_input_channel,
+                                              first_output_channel, row_begin, row_end, window, kernel_gradient);
+        } else if (remaining > simd::kLanes) {
+          accumulate_kernel_tile_any<2, false>(tile_channels, p, input, output_gradient, tap_of(t), first_input_channel,
+                                               first_output_channel, row_begin, row_end, window, kernel_gradient);
+        } else if (remaining == simd::kLanes) {
+          accumulate_kernel_tile_any<1, true>(tile_channels, p, input, output_gradient, tap_of(t), first_input_channel,
+                                              first_output_channel, row_begin, row_end, window, kernel_gradient);
         } else {
-          accumulate_kernel_tile_any<false>(tile_channels, p, input, output_gradient, tap_of(t), first_input_channel,
-                                            first_output_channel, row_begin, row_end, window, kernel_gradient);
+          accumulate_kernel_tile_any<1, false>(tile_channels, p, input, output_gradient, tap_of(t), first_input_channel,
+                                               first_output_channel, row_begin, row_end, window, kernel_gradient);
         }
       }
     }
