@@ -1,14 +1,16 @@
 """Per-kernel throughput at the seed examples' layer shapes (batch 32), 1 and 2 threads.
 
-Convolutions and dense layers report GFLOP/s (2 * multiply-adds) and % of the peak measured on
-this machine by a pure-FMA probe (fastcnn._core.measure_peak_gflops, same thread count); pooling,
-BatchNormalization and activations report GB/s of memory touched. Convolutions count the FLOPs of
-a direct convolution; the 3x3 layers with at least 16 channels on both sides (all but the first
-layers) run Winograd, so their `% of peak` can pass 100%: F(4x4, 3x3) in inference's forward pass
-and the kernel gradient (4x fewer multiply-adds, less at image edges), F(2x2, 3x3) in a training
-step's forward pass and the input gradient (2.25x fewer). Example 1's first layer and its max pooling also run as one
-fused kernel (forward, and the kernel gradient from the pooled gradient), as training and
-inference run them. Results go to stdout and to benchmarks/results/kernels.md.
+Convolutions and dense layers report GFLOP/s (2 * multiply-adds) and % of the machine's peak:
+a pure-FMA probe (fastcnn._core.measure_peak_gflops, same thread count) run with the widest
+vectors this machine has (avx512's zmm where the CPU and OS support them, else avx2's ymm), so
+a narrower tier's % shows what it leaves unused. Pooling, BatchNormalization and activations
+report GB/s of memory touched. Convolutions count the FLOPs of a direct convolution; the 3x3
+layers with at least 16 channels on both sides (all but the first layers) run Winograd, so their
+`% of peak` can pass 100%: F(4x4, 3x3) in inference's forward pass and the kernel gradient (4x
+fewer multiply-adds, less at image edges), F(2x2, 3x3) in a training step's forward pass and the
+input gradient (2.25x fewer). Example 1's first layer and its max pooling also run as one fused
+kernel (forward, and the kernel gradient from the pooled gradient), as training and inference run
+them. Results go to stdout and to benchmarks/results/kernels.md.
 
 Depthwise convolutions (MobileNetV2's shapes) are memory-bound (about 2 FLOPs per byte): their rows
 report GB/s of the tensors read and written (input and output; output gradient and input gradient;
@@ -18,7 +20,12 @@ preallocated arrays (out=), so the time is the kernel's, not a fresh array's pag
 convolutions (ResNeXt's 32 groups, and groups=2) and a separable block (depthwise 3x3 then 1x1)
 report GFLOP/s and % of the FMA peak.
 
-    python benchmarks/kernels.py [--repeats 20] [--kernels avx2] [--section all|conv|depthwise]
+Several kernel sets (--kernels avx2,avx512) are measured side by side in one run: each case's
+repetitions alternate between the sets (timings drift on a shared machine; alternating exposes
+every set to the same drift), and a last column gives the time ratio first set / last set (above
+1: the last set is faster).
+
+    python benchmarks/kernels.py [--repeats 20] [--kernels avx2,avx512] [--section all|conv|depthwise]
 """
 
 import argparse
@@ -55,18 +62,28 @@ GROUPED = [
 ]
 
 
-def best_time(function, repeats):
-    function()
-    times = []
+def best_times(make_function, tiers, repeats):
+    """The best time of `repeats` calls per tier, the tiers' calls alternating."""
+    functions = {tier: make_function(tier) for tier in tiers}
+    for function in functions.values():
+        function()  # warm up: scratch buffers, packed weights, threads
+    best = {tier: float("inf") for tier in tiers}
     for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for tier, function in functions.items():
+            start = time.perf_counter()
+            function()
+            best[tier] = min(best[tier], time.perf_counter() - start)
+    return best
 
 
-def depthwise_rows(args, rng, threads, peak):
-    """Depthwise (GB/s, % of the triad bandwidth), grouped and separable convolutions (GFLOP/s)."""
+def widest_tier():
+    """The tier with the widest vectors this machine runs (available_kernels lists them narrowest first)."""
+    return [name for name in _core.available_kernels() if name != "reference"][-1]
+
+
+def depthwise_rows(args, rng, threads, peak, tier):
+    """Depthwise (GB/s, % of the triad bandwidth), grouped and separable convolutions (GFLOP/s), on
+    the kernel set `tier`."""
     ops = _core.ops
     bandwidth = ops.memory_bandwidth_probe(384, 5)
     rows = [f"| STREAM triad probe | {threads} | | {bandwidth:.1f} GB/s | 100% |"]
@@ -75,17 +92,17 @@ def depthwise_rows(args, rng, threads, peak):
         kernel = rng.standard_normal((3, 3, channels, multiplier)).astype(np.float32)
         bias = np.zeros(channels * multiplier, np.float32)
         geometry = dict(strides=(stride, stride), padding="same")
-        y = ops.depthwise_conv2d_forward(x, kernel, bias, activation="relu6", kernels=args.kernels, **geometry)
+        y = ops.depthwise_conv2d_forward(x, kernel, bias, activation="relu6", kernels=tier, **geometry)
         dy = rng.standard_normal(y.shape).astype(np.float32)
         dx = np.empty_like(x)
         touched = x.nbytes + y.nbytes  # each pass reads one of the two tensors and writes or reads the other
         cases = {
             "forward (bias + relu6)": lambda: ops.depthwise_conv2d_forward(
-                x, kernel, bias, activation="relu6", kernels=args.kernels, out=y, **geometry),
+                x, kernel, bias, activation="relu6", kernels=tier, out=y, **geometry),
             "input gradient": lambda: ops.depthwise_conv2d_backward_input(
-                dy, kernel, x.shape, kernels=args.kernels, out=dx, **geometry),
+                dy, kernel, x.shape, kernels=tier, out=dx, **geometry),
             "kernel gradient": lambda: ops.depthwise_conv2d_backward_kernel(
-                x, dy, (3, 3), multiplier, kernels=args.kernels, **geometry),
+                x, dy, (3, 3), multiplier, kernels=tier, **geometry),
         }
         for case, function in cases.items():
             seconds = best_time(function, args.repeats)
@@ -96,16 +113,16 @@ def depthwise_rows(args, rng, threads, peak):
         x = rng.standard_normal((args.batch, height, width, channels)).astype(np.float32)
         kernel = rng.standard_normal((3, 3, channels // groups, filters)).astype(np.float32)
         bias = np.zeros(filters, np.float32)
-        y = ops.grouped_conv2d_forward(x, kernel, bias, groups, padding="same", kernels=args.kernels)
+        y = ops.grouped_conv2d_forward(x, kernel, bias, groups, padding="same", kernels=tier)
         dy = rng.standard_normal(y.shape).astype(np.float32)
         flops = 2.0 * y.size * 9 * channels // groups
         cases = {
             "forward": lambda: ops.grouped_conv2d_forward(x, kernel, bias, groups, padding="same", activation="relu",
-                                                          kernels=args.kernels),
+                                                          kernels=tier),
             "input gradient": lambda: ops.grouped_conv2d_backward_input(dy, kernel, x.shape, groups, padding="same",
-                                                                        kernels=args.kernels),
+                                                                        kernels=tier),
             "kernel gradient": lambda: ops.grouped_conv2d_backward_kernel(x, dy, (3, 3), groups, padding="same",
-                                                                          kernels=args.kernels),
+                                                                          kernels=tier),
         }
         for case, function in cases.items():
             seconds = best_time(function, args.repeats)
@@ -117,12 +134,12 @@ def depthwise_rows(args, rng, threads, peak):
     depthwise = rng.standard_normal((3, 3, 144, 1)).astype(np.float32)
     pointwise = rng.standard_normal((1, 1, 144, 32)).astype(np.float32)
     bias = np.zeros(32, np.float32)
-    middle = ops.depthwise_conv2d_forward(x, depthwise, None, padding="same", kernels=args.kernels)
+    middle = ops.depthwise_conv2d_forward(x, depthwise, None, padding="same", kernels=tier)
     flops = 2.0 * middle.size * 9 + 2.0 * middle.size * 32
 
     def separable():
-        ops.depthwise_conv2d_forward(x, depthwise, None, padding="same", kernels=args.kernels, out=middle)
-        return ops.conv2d_forward(middle, pointwise, bias, activation="relu", kernels=args.kernels)
+        ops.depthwise_conv2d_forward(x, depthwise, None, padding="same", kernels=tier, out=middle)
+        return ops.conv2d_forward(middle, pointwise, bias, activation="relu", kernels=tier)
 
     seconds = best_time(separable, args.repeats)
     rate = flops / seconds / 1e9
@@ -135,77 +152,108 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--kernels", default=_core.kernel_set())
+    parser.add_argument("--kernels", default=_core.kernel_set(), help="a kernel set, or several separated by commas")
     parser.add_argument("--section", choices=["all", "conv", "depthwise"], default="all")
     args = parser.parse_args()
+    tiers = args.kernels.split(",")
+    for tier in tiers:
+        if tier not in _core.available_kernels():
+            parser.error(f"--kernels: {tier!r} is not one of this machine's kernel sets {_core.available_kernels()}")
+    peak_tier = widest_tier()
     rng = np.random.default_rng(0)
-    rows = ["| kernel | threads | time (ms) | GFLOP/s or GB/s | % of peak |", "|---|---|---|---|---|"]
+    header = "| kernel | threads |" + "".join(f" {t} ms | {t} GFLOP/s or GB/s | {t} % of peak |" for t in tiers)
+    if len(tiers) > 1:
+        header += f" time {tiers[0]} / {tiers[-1]} |"
+    rows = [header, "|" + "---|" * (header.count("|") - 1)]
+
+    def add_row(name, threads, seconds, amount, unit, peak):
+        row = f"| {name} | {threads} |"
+        for tier in tiers:
+            rate = amount / seconds[tier] / 1e9
+            percent = f"{100 * rate / peak:.0f}%" if unit == "GFLOP/s" else ""
+            row += f" {seconds[tier] * 1e3:.3f} | {rate:.1f} {unit} | {percent} |"
+        if len(tiers) > 1:
+            row += f" {seconds[tiers[0]] / seconds[tiers[-1]]:.2f} |"
+        rows.append(row)
+        print(row, flush=True)
+
     original_threads = _core.get_num_threads()
+    peaks_seen = []
     for threads in (1, 2):
         _core.set_num_threads(threads)
-        peak = _core.measure_peak_gflops(0.5)
-        rows.append(f"| FMA peak probe | {threads} | | {peak:.1f} GFLOP/s | 100% |")
+        probes = {tier: _core.measure_peak_gflops(0.5, tier) for tier in dict.fromkeys(tiers + [peak_tier])}
+        peak = probes[peak_tier]
+        peaks_seen.append(f"{threads} thread{'s' if threads > 1 else ''}: " +
+                          ", ".join(f"{tier} {gflops:.1f}" for tier, gflops in probes.items()) + " GFLOP/s")
+        for tier, gflops in probes.items():
+            row = f"| FMA peak probe ({tier}{', the peak' if tier == peak_tier else ''}) | {threads} |"
+            row += "".join(f" | {gflops:.1f} GFLOP/s | {100 * gflops / peak:.0f}% |" for _ in tiers)
+            rows.append(row + (" |" if len(tiers) > 1 else ""))
+            print(rows[-1], flush=True)
         if args.section in ("all", "depthwise"):
-            rows.extend(depthwise_rows(args, rng, threads, peak))
+            rows.extend(depthwise_rows(args, rng, threads, peak, tiers[-1]))
         if args.section == "depthwise":
             continue
         for name, (height, width, channels), filters, padding in CONVOLUTIONS:
             x = rng.standard_normal((args.batch, height, width, channels)).astype(np.float32)
             kernel = rng.standard_normal((3, 3, channels, filters)).astype(np.float32)
             bias = np.zeros(filters, np.float32)
-            y = _core.ops.conv2d_forward(x, kernel, bias, padding=padding, activation="relu", kernels=args.kernels)
+            y = _core.ops.conv2d_forward(x, kernel, bias, padding=padding, activation="relu", kernels=tiers[0])
             dy = rng.standard_normal(y.shape).astype(np.float32)
             flops = 2.0 * y.size * 9 * channels
             cases = {
-                "forward": lambda: _core.ops.conv2d_forward(x, kernel, bias, padding=padding, activation="relu", kernels=args.kernels),
-                "training forward": lambda: _core.ops.conv2d_forward(x, kernel, bias, padding=padding, activation="relu",
-                                                                     kernels=args.kernels, large_winograd_tile=False),
-                "input gradient": lambda: _core.ops.conv2d_backward_input(dy, kernel, x.shape, padding=padding, kernels=args.kernels),
-                "kernel gradient": lambda: _core.ops.conv2d_backward_kernel(x, dy, (3, 3), padding=padding, kernels=args.kernels),
+                "forward": lambda tier: lambda: _core.ops.conv2d_forward(
+                    x, kernel, bias, padding=padding, activation="relu", kernels=tier),
+                "training forward": lambda tier: lambda: _core.ops.conv2d_forward(
+                    x, kernel, bias, padding=padding, activation="relu", kernels=tier, large_winograd_tile=False),
+                "input gradient": lambda tier: lambda: _core.ops.conv2d_backward_input(
+                    dy, kernel, x.shape, padding=padding, kernels=tier),
+                "kernel gradient": lambda tier: lambda: _core.ops.conv2d_backward_kernel(
+                    x, dy, (3, 3), padding=padding, kernels=tier),
             }
-            for case, function in cases.items():
-                seconds = best_time(function, args.repeats)
-                rate = flops / seconds / 1e9
-                rows.append(f"| {name} {case} | {threads} | {seconds * 1e3:.2f} | {rate:.1f} GFLOP/s | {100 * rate / peak:.0f}% |")
+            for case, make in cases.items():
+                add_row(f"{name} {case}", threads, best_times(make, tiers, args.repeats), flops, "GFLOP/s", peak)
         # Example 1's first convolution with its 2x2 max pooling, fused: the convolution's FLOPs.
         x = rng.standard_normal((args.batch, 28, 28, 1)).astype(np.float32)
         kernel = rng.standard_normal((3, 3, 1, 32)).astype(np.float32)
         bias = np.zeros(32, np.float32)
-        pooled, window_index = _core.ops.conv2d_max_pool2d_forward(x, kernel, bias, kernels=args.kernels)
+        pooled, window_index = _core.ops.conv2d_max_pool2d_forward(x, kernel, bias, kernels=tiers[0])
         pooled_gradient = rng.standard_normal(pooled.shape).astype(np.float32)
         flops = 2.0 * args.batch * 26 * 26 * 32 * 9
         fused = {
-            "forward": lambda: _core.ops.conv2d_max_pool2d_forward(x, kernel, bias, kernels=args.kernels),
-            "kernel gradient": lambda: _core.ops.conv2d_max_pool2d_backward_kernel(
-                x, pooled, window_index, pooled_gradient, (3, 3), kernels=args.kernels),
+            "forward": lambda tier: lambda: _core.ops.conv2d_max_pool2d_forward(x, kernel, bias, kernels=tier),
+            "kernel gradient": lambda tier: lambda: _core.ops.conv2d_max_pool2d_backward_kernel(
+                x, pooled, window_index, pooled_gradient, (3, 3), kernels=tier),
         }
-        for case, function in fused.items():
-            seconds = best_time(function, args.repeats)
-            rate = flops / seconds / 1e9
-            rows.append(f"| ex1 conv1 + max pool (fused) {case} | {threads} | {seconds * 1e3:.2f} | {rate:.1f} GFLOP/s | "
-                        f"{100 * rate / peak:.0f}% |")
+        for case, make in fused.items():
+            add_row(f"ex1 conv1 + max pool (fused) {case}", threads, best_times(make, tiers, args.repeats), flops,
+                    "GFLOP/s", peak)
         x = rng.standard_normal((args.batch, 1600)).astype(np.float32)
         kernel = rng.standard_normal((1600, 10)).astype(np.float32)
-        seconds = best_time(lambda: _core.ops.dense_forward(x, kernel, None, kernels=args.kernels), args.repeats)
-        rate = 2.0 * x.shape[0] * 1600 * 10 / seconds / 1e9
-        rows.append(f"| dense 1600->10 forward | {threads} | {seconds * 1e3:.3f} | {rate:.1f} GFLOP/s | {100 * rate / peak:.0f}% |")
+        add_row("dense 1600->10 forward", threads,
+                best_times(lambda tier: lambda: _core.ops.dense_forward(x, kernel, None, kernels=tier), tiers, args.repeats),
+                2.0 * x.shape[0] * 1600 * 10, "GFLOP/s", peak)
         feature_map = rng.standard_normal((args.batch, 64, 64, 32)).astype(np.float32)
         memory = {
-            "max pool 2x2 forward (64x64x32)": (lambda: _core.ops.max_pool2d_forward(feature_map, (2, 2), (2, 2), kernels=args.kernels),
-                                                feature_map.nbytes * 1.25),
-            "BN statistics (64x64x32)": (lambda: _core.ops.batch_norm_statistics(feature_map, args.kernels), feature_map.nbytes * 2),
-            "relu forward (64x64x32)": (lambda: _core.ops.activation_forward("relu", feature_map, args.kernels), feature_map.nbytes * 2),
+            "max pool 2x2 forward (64x64x32)": (
+                lambda tier: lambda: _core.ops.max_pool2d_forward(feature_map, (2, 2), (2, 2), kernels=tier),
+                feature_map.nbytes * 1.25),
+            "BN statistics (64x64x32)": (
+                lambda tier: lambda: _core.ops.batch_norm_statistics(feature_map, tier), feature_map.nbytes * 2),
+            "relu forward (64x64x32)": (
+                lambda tier: lambda: _core.ops.activation_forward("relu", feature_map, tier), feature_map.nbytes * 2),
         }
-        for name, (function, touched) in memory.items():
-            seconds = best_time(function, args.repeats)
-            rows.append(f"| {name} | {threads} | {seconds * 1e3:.2f} | {touched / seconds / 1e9:.1f} GB/s | |")
+        for name, (make, touched) in memory.items():
+            add_row(name, threads, best_times(make, tiers, args.repeats), touched, "GB/s", peak)
     _core.set_num_threads(original_threads)
     table = "\n".join(rows)
-    print(table)
     out = pathlib.Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
     file_name = "kernels.md" if args.section == "all" else f"kernels_{args.section}.md"
-    (out / file_name).write_text(f"Kernels: {args.kernels}, batch {args.batch}, best of {args.repeats}.\n\n{table}\n")
+    (out / file_name).write_text(
+        f"Kernels: {', '.join(tiers)}, batch {args.batch}, best of {args.repeats}"
+        f"{' (alternating)' if len(tiers) > 1 else ''}. Peak: the {peak_tier} FMA probe "
+        f"({'; '.join(peaks_seen)}).\n\n{table}\n")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def set_num_threads(count):
 
 
 def kernel_set():
-    """The kernel implementation in use: 'avx2', 'generic' or 'reference'.
+    """The kernel implementation in use: 'avx512', 'avx2', 'generic' or 'reference'.
 
     Chosen from the CPU at import; ``FASTCNN_KERNELS=generic`` (or ``reference``) forces another.
     """

@@ -1,6 +1,6 @@
 """Property-based tests over random layer configurations and shapes (hypothesis).
 
-1. Valid configurations: every optimised tier ('generic', and 'avx2' where the CPU runs it) gives
+1. Valid configurations: every optimised tier ('generic', and 'avx2' and 'avx512' where the CPU runs them) gives
    the reference kernels' result. Tolerance: float32 summation order, |actual - reference| <=
    1e-5 * max(1, max|reference|) + 1e-5 * |reference| for the arithmetic kernels (conv, dense,
    activations; batch normalisation 1e-4, its reductions being two passes deep); exact equality

@@ -1,7 +1,7 @@
 """Every optimised kernel tier against the reference kernels (the executable spec).
 
 The tiers come from ``fastcnn._core.available_kernels()``; 'reference' is the spec and every other
-tier ('generic', 'avx2' where the CPU runs it) must agree with it on the same inputs: within a
+tier ('generic', 'avx2' and 'avx512' where the CPU runs them) must agree with it on the same inputs: within a
 float32 summation-order tolerance for the arithmetic kernels, exactly for max pooling (including the
 first-maximum routing of ties) and dropout (the mask is a hash of seed and index).
 

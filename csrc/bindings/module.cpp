@@ -38,7 +38,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "fastcnn's compiled kernels and training runtime (private: use the fastcnn package)";
 
   m.def("kernel_set", [] { return std::string(kernels::active().name); },
-        "Name of the kernel set in use: reference, generic or avx2.");
+        "Name of the kernel set in use: reference, generic, avx2 or avx512.");
   m.def("select_kernels", [](const std::string& name) { kernels::select(name.c_str()); },
         py::arg("name"), "Switch the kernel set used by every model in this process.");
   m.def("available_kernels", [] {
@@ -48,12 +48,13 @@ PYBIND11_MODULE(_core, m) {
     return result;
   });
   m.def("measure_peak_gflops",
-        [](double seconds) {
+        [](double seconds, const std::string& kernel_set) {
           if (!(seconds > 0.0 && seconds <= 60.0)) {
             throw py::value_error("`seconds` must be in (0, 60]. Received: seconds=" + std::to_string(seconds));
           }
-          const bool avx2 = std::string(kernels::active().name) == "avx2";
-          auto probe = avx2 ? &kernels::avx2::fma_peak_probe : &kernels::generic::fma_peak_probe;
+          const std::string tier = kernel_set == "active" ? kernels::active().name : kernel_set;
+          kernels::by_name(tier.c_str());  // an unknown or unsupported name raises ValueError here
+          auto probe = [tier](int64_t iterations) { return kernels::fma_peak_probe(tier.c_str(), iterations); };
           py::gil_scoped_release release;
           probe(1 << 16);  // warm up: wake the threads and the vector units
           // Grow the loop until one run lasts `seconds`, then keep the best of three such runs
@@ -73,8 +74,9 @@ PYBIND11_MODULE(_core, m) {
           for (int repeat = 0; repeat < 2; ++repeat) best = std::max(best, run().first);
           return best;
         },
-        py::arg("seconds") = 0.3,
-        "GFLOP/s of a pure-FMA loop on all threads with the active instruction set (the machine's peak).");
+        py::arg("seconds") = 0.3, py::arg("kernels") = "active",
+        "GFLOP/s of a pure-FMA loop on all threads with the vectors of a kernel set ('active' or a name; "
+        "the widest set the machine runs gives its peak).");
   m.def("get_num_threads", &parallel::max_threads);
   m.def("set_num_threads", [](int64_t count) {
     // libgomp starts every thread asked for, and a failed pthread_create there is fatal: bound the

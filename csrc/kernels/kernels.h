@@ -1,6 +1,7 @@
 // The kernel interface: one function-pointer table per implementation tier, all with the same
-// signatures. `reference` is naive loops (the executable spec), `generic` and `avx2` are the
-// optimised source compiled for plain x86-64 / any CPU and for AVX2+FMA. The runtime picks one
+// signatures. `reference` is naive loops (the executable spec), `generic`, `avx2` and `avx512` are
+// the optimised source compiled for plain x86-64 / any CPU, for AVX2+FMA and for AVX-512
+// (F, BW, VL, DQ; 16-lane vectors). The runtime picks one
 // table once (dispatch.cpp); tests run every table on the same inputs and compare.
 //
 // Contracts common to all kernels: pointers are dense NHWC float32 buffers of the sizes the params
@@ -143,16 +144,21 @@ void loss(const LossParams& params, const float* predictions, const int32_t* lab
 namespace reference { const KernelTable& table(); }
 namespace generic { const KernelTable& table(); double fma_peak_probe(int64_t iterations); }
 namespace avx2 { const KernelTable& table(); double fma_peak_probe(int64_t iterations); }
+namespace avx512 { const KernelTable& table(); double fma_peak_probe(int64_t iterations); }
 
-// The table in use: chosen on first call from the CPU (avx2 when it has AVX2 and FMA, else
-// generic), overridable with the environment variable FASTCNN_KERNELS=reference|generic|avx2.
+// The table in use: chosen on first call from the CPU and OS (avx512 where both support AVX-512,
+// else avx2 where they support AVX2 and FMA, else generic), overridable with the environment
+// variable FASTCNN_KERNELS=reference|generic|avx2|avx512.
 const KernelTable& active();
-// Switch tables at run time ("reference", "generic", "avx2"); throws std::invalid_argument for an
-// unknown name or one this CPU/build cannot run.
+// Switch tables at run time ("reference", "generic", "avx2", "avx512"); throws
+// std::invalid_argument for an unknown name or one this CPU/build cannot run.
 void select(const char* name);
 // Names of the tables this build and CPU can run.
 const char* const* available_names(int* count);
 // A table by name (for tests comparing tiers); throws like select().
 const KernelTable& by_name(const char* name);
+// FLOPs of the pure-FMA peak probe of the tier `name` (its vector width), `iterations` rounds on
+// every thread; throws like select(). "reference" runs the generic probe.
+double fma_peak_probe(const char* name, int64_t iterations);
 
 }  // namespace fastcnn::kernels

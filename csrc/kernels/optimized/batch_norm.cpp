@@ -11,60 +11,78 @@
 #include "kernels/optimized/optimized.h"
 #include "kernels/optimized/simd.h"
 #include "parallel.h"
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace fastcnn::kernels::FASTCNN_ISA {
 namespace {
 
 constexpr int64_t kRowsPerChunk = 512;
 
-typedef double double4 __attribute__((vector_size(32)));
-typedef float float4 __attribute__((vector_size(16)));
+// The sums run in double lanes: 8 per zmm register on avx512, 4 per ymm (or SSE pair) elsewhere.
+// Each channel's sum is its own chain of double additions in row order, so the lane count never
+// changes a result.
+#if defined(__AVX512F__)
+constexpr int64_t kDoubleLanes = 8;
+#else
+constexpr int64_t kDoubleLanes = 4;
+#endif
+typedef double doublev __attribute__((vector_size(kDoubleLanes * sizeof(double))));
+typedef float floath __attribute__((vector_size(kDoubleLanes * sizeof(float))));
 
-inline double4 load_as_double(const float* source) {
-  float4 value;
-  std::memcpy(&value, source, sizeof value);
-  return __builtin_convertvector(value, double4);
+// The first `count` floats (count in [1, kDoubleLanes]) widened to double, the other lanes zero;
+// memory past `count` is never read (AVX-512 masked loads; the other tiers copy).
+inline doublev load_as_double(const float* source, int64_t count) {
+  floath value = {};
+  if (count == kDoubleLanes) {  // every vector but a row's last: no mask, no variable-length copy
+    std::memcpy(&value, source, sizeof value);
+    return __builtin_convertvector(value, doublev);
+  }
+#if defined(__AVX512F__)
+  value = reinterpret_cast<floath>(_mm256_maskz_loadu_ps(static_cast<__mmask8>((1u << count) - 1u), source));
+#else
+  std::memcpy(&value, source, static_cast<size_t>(count) * sizeof(float));
+#endif
+  return __builtin_convertvector(value, doublev);
 }
-inline double4 load_double(const double* source) {
-  double4 value;
+inline doublev load_double(const double* source) {
+  doublev value;
   std::memcpy(&value, source, sizeof value);
   return value;
 }
-inline void store_double(double* destination, double4 value) { std::memcpy(destination, &value, sizeof value); }
+inline void store_double(double* destination, doublev value, int64_t count) {
+#if defined(__AVX512F__)
+  _mm512_mask_storeu_pd(destination, static_cast<__mmask8>((1u << count) - 1u), reinterpret_cast<__m512d>(value));
+#else
+  std::memcpy(destination, &value, static_cast<size_t>(count) * sizeof(double));
+#endif
+}
 
 // totals[k][c] = sum over rows r of term_k(x[r, c], y[r, c]) for k < Terms, in double. Rows go in
 // fixed chunks (partial sums in parallel, then added chunk by chunk in order), so the result does
-// not depend on the number of threads; channels four at a time in double lanes.
-// term(x4, y4, c) returns the Terms double4 values for channels c..c+3 (scalar_term likewise for
-// one channel).
-template <int Terms, typename Term, typename ScalarTerm>
+// not depend on the number of threads; channels kDoubleLanes at a time, the last ones masked.
+// term(x, y, c) returns the Terms doublev values for channels c..c+kDoubleLanes-1.
+template <int Terms, typename Term>
 void channel_sums(int64_t rows, int64_t channels, const float* x, const float* y, Term&& term,
-                  ScalarTerm&& scalar_term, std::vector<double> (&totals)[Terms]) {
+                  std::vector<double> (&totals)[Terms]) {
   const int64_t chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
   std::vector<double> partial(static_cast<size_t>(chunks * Terms * channels), 0.0);
-  const int64_t vector_channels = channels - channels % 4;
   parallel::parallel_for(chunks, [&](int64_t chunk) {
     double* sums = partial.data() + chunk * Terms * channels;
     const int64_t begin = chunk * kRowsPerChunk, end = std::min(rows, (chunk + 1) * kRowsPerChunk);
-    // Four channels at a time down the chunk's rows: the sums stay in registers.
-    for (int64_t c = 0; c < vector_channels; c += 4) {
-      double4 acc[Terms] = {};
+    // kDoubleLanes channels at a time down the chunk's rows: the sums stay in registers.
+    for (int64_t c = 0; c < channels; c += kDoubleLanes) {
+      const int64_t width = std::min(kDoubleLanes, channels - c);
+      doublev acc[Terms] = {};
       for (int64_t r = begin; r < end; ++r) {
-        const double4 x4 = load_as_double(x + r * channels + c);
-        const double4 y4 = y != nullptr ? load_as_double(y + r * channels + c) : double4{};
-        double4 values[Terms];
-        term(x4, y4, c, values);
+        const doublev x_lanes = load_as_double(x + r * channels + c, width);
+        const doublev y_lanes = y != nullptr ? load_as_double(y + r * channels + c, width) : doublev{};
+        doublev values[Terms];
+        term(x_lanes, y_lanes, c, values);
         for (int k = 0; k < Terms; ++k) acc[k] += values[k];
       }
-      for (int k = 0; k < Terms; ++k) store_double(sums + k * channels + c, acc[k]);
-    }
-    for (int64_t c = vector_channels; c < channels; ++c) {
-      for (int64_t r = begin; r < end; ++r) {
-        double values[Terms];
-        scalar_term(static_cast<double>(x[r * channels + c]), y != nullptr ? static_cast<double>(y[r * channels + c]) : 0.0,
-                    c, values);
-        for (int k = 0; k < Terms; ++k) sums[k * channels + c] += values[k];
-      }
+      for (int k = 0; k < Terms; ++k) store_double(sums + k * channels + c, acc[k], width);
     }
   });
   for (int k = 0; k < Terms; ++k) totals[k].assign(static_cast<size_t>(channels), 0.0);
@@ -91,11 +109,7 @@ void batch_norm_statistics(const BatchNormParams& p, const float* input, float* 
   std::vector<double> sums[2];
   channel_sums<2>(
       p.rows, channels, input, nullptr,
-      [](double4 x, double4, int64_t, double4* values) {
-        values[0] = x;
-        values[1] = x * x;
-      },
-      [](double x, double, int64_t, double* values) {
+      [](doublev x, doublev, int64_t, doublev* values) {
         values[0] = x;
         values[1] = x * x;
       },
@@ -135,19 +149,15 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
   std::vector<double> inverse_std(static_cast<size_t>(channels));
   for (int64_t c = 0; c < channels; ++c) inverse_std[c] = 1.0 / std::sqrt(static_cast<double>(variance[c]) + p.epsilon);
   // d beta = sum dy; d gamma = sum dy * x_hat = inverse_std * sum dy * (x - mean).
-  std::vector<double> centre(static_cast<size_t>(channels) + 4);
+  std::vector<double> centre(static_cast<size_t>(channels + kDoubleLanes));  // whole vectors past the end
   for (int64_t c = 0; c < channels; ++c) centre[c] = mean[c];
   const double* m_c = centre.data();
   std::vector<double> sums[2];
   channel_sums<2>(
       p.rows, channels, input, output_gradient,
-      [m_c](double4 x, double4 dy, int64_t c, double4* values) {
+      [m_c](doublev x, doublev dy, int64_t c, doublev* values) {
         values[0] = dy;
         values[1] = dy * (x - load_double(m_c + c));
-      },
-      [m_c](double x, double dy, int64_t c, double* values) {
-        values[0] = dy;
-        values[1] = dy * (x - m_c[c]);
       },
       sums);
   for (int64_t c = 0; c < channels; ++c) sums[1][c] *= inverse_std[c];
@@ -170,8 +180,8 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
   const bool relu_input = p.relu_input;
   const float *a_c = a.data(), *mean_dy_c = mean_dy.data(), *mean_c = mean, *slope_c = slope.data();
   for_row_chunks(p.rows, [=](int64_t begin, int64_t end) {
-    using simd::float8;
-    const float8 zero = {};
+    using simd::floatv;
+    const floatv zero = {};
     for (int64_t r = begin; r < end; ++r) {
       const float* x = input + r * channels;
       const float* dy = output_gradient + r * channels;
@@ -181,9 +191,9 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
         auto load = [width](const float* source) {
           return width == simd::kLanes ? simd::load(source) : simd::load_partial(source, width);
         };
-        const float8 x8 = load(x + c);
-        float8 value = load(a_c + c) * (load(dy + c) - load(mean_dy_c + c) - (x8 - load(mean_c + c)) * load(slope_c + c));
-        if (relu_input) value = x8 > zero ? value : zero;  // the ReLU's derivative (NaN input: 0)
+        const floatv x_lanes = load(x + c);
+        floatv value = load(a_c + c) * (load(dy + c) - load(mean_dy_c + c) - (x_lanes - load(mean_c + c)) * load(slope_c + c));
+        if (relu_input) value = x_lanes > zero ? value : zero;  // the ReLU's derivative (NaN input: 0)
         if (width == simd::kLanes) {
           simd::store(dx + c, value);
         } else {

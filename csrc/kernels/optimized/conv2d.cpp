@@ -1,12 +1,12 @@
 // Optimised Conv2D (indirect convolution, arXiv 1907.02129, in NHWC):
 // - forward and input-gradient share one register-blocked micro-kernel: a tile of 6 output pixels
-//   x 16 output channels lives in 12 vector accumulators; for each kernel tap it reads one
+//   x kBlockWidth output channels (16, or 32 on avx512) lives in 12 vector accumulators; for each kernel tap it reads one
 //   pointer per pixel (to an input row of `depth` channels, or to a row of zeros where the tap
 //   falls in the padding) and per depth step does 6 broadcasts, 2 weight loads and 12 FMAs.
 //   Only the (small) weights are packed; activations are never copied (no im2col).
 // - the input gradient is that same kernel run over the output gradient with the weights
 //   transposed per tap (in and out channels swapped); taps that fall between strides read zeros.
-// - the kernel gradient is a per-tap GEMM dW[tap] = X_tap^T . dY, blocked 6 input channels x 16
+// - the kernel gradient is a per-tap GEMM dW[tap] = X_tap^T . dY, blocked 6 input channels x kBlockWidth
 //   output channels; each (tap, block) belongs to one thread, which walks the pixels in a fixed
 //   order, so the result is bitwise the same for any number of threads.
 #include <algorithm>
@@ -86,7 +86,7 @@ class TileCursor {
 // Points the 6 pixels' rows of every active tap of one tile; returns the number of active taps.
 // Merged form (tap_column_step 1 and every pixel's kw span inside the source): the kernel_width
 // taps of a kernel row read kernel_width * depth contiguous floats, so they become one tap of that
-// depth — the packed weights [kh][kw][depth][16] are already laid out for it — and taps fall to
+// depth — the packed weights [kh][kw][depth][kBlockWidth] are already laid out for it — and taps fall to
 // kernel_height. `zero_row` holds kernel_width * depth zeros; pixels past the tile's end read it.
 template <typename SourceRow>
 inline int64_t point_tile_rows(const IndirectPass& pass, const AffineSource* affine, const TilePixels& tile,
@@ -144,9 +144,12 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
                   SourceRow&& source_row) {
   const int64_t total_pixels = pass.images * pass.rows * pass.columns_per_row;
   const int64_t tiles = ceil_div(total_pixels, kTilePixels);
-  const int64_t blocks = ceil_div(pass.output_channels, kBlockWidth);
+  // The weights come packed in blocks of block_width_for(output_channels) (see there).
+  const int64_t block_width = block_width_for(pass.output_channels);
+  const bool narrow = block_width == simd::kLanes;
+  const int64_t blocks = ceil_div(pass.output_channels, block_width);
   const int64_t taps = pass.kernel_height * pass.kernel_width;
-  const int64_t block_stride = taps * pass.depth * kBlockWidth;
+  const int64_t block_stride = taps * pass.depth * block_width;
   parallel::parallel_region([&](int thread, int threads) {
     // Row pointers and active taps of one tile: on the stack for kernels up to 8x8 taps.
     constexpr int64_t kStackTaps = 64;
@@ -171,8 +174,26 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
       const int64_t tap_count = point_tile_rows(pass, affine, tile, zero_row, source_row, rows, tap_indices, merged);
       const int64_t depth = merged ? pass.depth * pass.kernel_width : pass.depth;
       float* tile_result = result + tile_index * kTilePixels * pass.output_channels;
+#if defined(__AVX512F__)
+      if (block_width == simd::kHalfLanes) {  // one block of 8 lanes
+        simd::floath acc[kTilePixels] = {};
+        accumulate_tile_narrow(rows, tap_indices, tap_count, depth, packed, acc);
+        for (int64_t p = 0; p < tile.count; ++p) {
+          store_narrow_block(tile_result + p * pass.output_channels, pass.output_channels, acc[p], bias, activation);
+        }
+        continue;
+      }
+#endif
+      if (narrow) {  // one block
+        floatv acc[kTilePixels] = {};
+        accumulate_tile_narrow(rows, tap_indices, tap_count, depth, packed, acc);
+        for (int64_t p = 0; p < tile.count; ++p) {
+          store_narrow_block(tile_result + p * pass.output_channels, pass.output_channels, acc[p], bias, activation);
+        }
+        continue;
+      }
       for (int64_t block = 0; block < blocks; ++block) {
-        float8 acc[kTilePixels][2] = {};
+        floatv acc[kTilePixels][2] = {};
         accumulate_tile(rows, tap_indices, tap_count, depth, packed + block * block_stride, acc);
         const int64_t first_channel = block * kBlockWidth;
         const int64_t width = std::min(kBlockWidth, pass.output_channels - first_channel);
@@ -210,17 +231,20 @@ inline ColumnRange tap_columns(const Conv2DParams& p, int64_t kw) {
 // "Channels" may run past input_channels into the next kw taps (the merged pass): with
 // dilation_width 1, input channel first_input_channel + i of tap (kh, 0) is channel
 // (i % Ci) of tap (kh, i / Ci), at the same memory and gradient offsets.
-template <int Channels, bool FullBlock>
+template <int Channels, int Vectors, bool FullBlock>
 void accumulate_kernel_tile(const Conv2DParams& p, const float* input, const float* output_gradient,
                             int64_t tap, int64_t first_input_channel, int64_t first_output_channel,
                             int64_t row_begin, int64_t row_end, ColumnRange window, float* kernel_gradient) {
   const int64_t kh = tap / p.kernel_width;
   const int64_t kw = tap % p.kernel_width;
-  const int64_t width = std::min(kBlockWidth, p.output_channels - first_output_channel);
+  // The block's real channels: Vectors * kLanes of them when FullBlock, fewer otherwise.
+  const int64_t width = std::min<int64_t>(Vectors * simd::kLanes, p.output_channels - first_output_channel);
+  int64_t lanes[Vectors];  // real lanes of each vector
+  for (int v = 0; v < Vectors; ++v) lanes[v] = std::clamp<int64_t>(width - v * simd::kLanes, 0, simd::kLanes);
   // Each chunk of rows is summed from zero and then added to the running total in memory: a
   // two-level sum whose rounding error grows with chunk length + chunk count, not with the
   // number of pixels (close to TensorFlow's blocked reductions).
-  float8 acc[Channels][2] = {};
+  floatv acc[Channels][Vectors] = {};
   float* gradient_rows =
       kernel_gradient + (tap * p.input_channels + first_input_channel) * p.output_channels +
       first_output_channel;
@@ -241,18 +265,13 @@ void accumulate_kernel_tile(const Conv2DParams& p, const float* input, const flo
                       first_output_channel;
     const int64_t x_step = p.stride_width * p.input_channels;
     for (int64_t ow = first_column; ow <= last_column; ++ow) {
-      float8 g0, g1;
-      if constexpr (FullBlock) {
-        g0 = simd::load(dy);
-        g1 = simd::load(dy + simd::kLanes);
-      } else {
-        g0 = simd::load_partial(dy, std::min<int64_t>(width, simd::kLanes));
-        g1 = simd::load_partial(dy + simd::kLanes, std::max<int64_t>(width - simd::kLanes, 0));
+      floatv g[Vectors];
+      for (int v = 0; v < Vectors; ++v) {
+        g[v] = FullBlock ? simd::load(dy + v * simd::kLanes) : simd::load_partial(dy + v * simd::kLanes, lanes[v]);
       }
       for (int i = 0; i < Channels; ++i) {
-        const float8 b = simd::broadcast(x[i]);
-        acc[i][0] += b * g0;
-        acc[i][1] += b * g1;
+        const floatv b = simd::broadcast(x[i]);
+        for (int v = 0; v < Vectors; ++v) acc[i][v] += b * g[v];
       }
       x += x_step;
       dy += p.output_channels;
@@ -260,29 +279,28 @@ void accumulate_kernel_tile(const Conv2DParams& p, const float* input, const flo
   }
   for (int i = 0; i < Channels; ++i) {
     float* g = gradient_rows + i * p.output_channels;
-    if constexpr (FullBlock) {
-      simd::store(g, simd::load(g) + acc[i][0]);
-      simd::store(g + simd::kLanes, simd::load(g + simd::kLanes) + acc[i][1]);
-    } else {
-      const int64_t low = std::min<int64_t>(width, simd::kLanes);
-      const int64_t high = std::max<int64_t>(width - simd::kLanes, 0);
-      simd::store_partial(g, simd::load_partial(g, low) + acc[i][0], low);
-      simd::store_partial(g + simd::kLanes, simd::load_partial(g + simd::kLanes, high) + acc[i][1], high);
+    for (int v = 0; v < Vectors; ++v) {
+      float* destination = g + v * simd::kLanes;
+      if constexpr (FullBlock) {
+        simd::store(destination, simd::load(destination) + acc[i][v]);
+      } else {
+        simd::store_partial(destination, simd::load_partial(destination, lanes[v]) + acc[i][v], lanes[v]);
+      }
     }
   }
 }
 
-template <bool FullBlock>
+template <int Vectors, bool FullBlock>
 void accumulate_kernel_tile_any(int64_t channels, const Conv2DParams& p, const float* input,
                                 const float* output_gradient, int64_t tap, int64_t ci, int64_t co,
                                 int64_t row_begin, int64_t row_end, ColumnRange window, float* kernel_gradient) {
   switch (channels) {
-    case 1: accumulate_kernel_tile<1, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
-    case 2: accumulate_kernel_tile<2, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
-    case 3: accumulate_kernel_tile<3, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
-    case 4: accumulate_kernel_tile<4, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
-    case 5: accumulate_kernel_tile<5, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
-    default: accumulate_kernel_tile<6, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
+    case 1: accumulate_kernel_tile<1, Vectors, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
+    case 2: accumulate_kernel_tile<2, Vectors, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
+    case 3: accumulate_kernel_tile<3, Vectors, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
+    case 4: accumulate_kernel_tile<4, Vectors, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
+    case 5: accumulate_kernel_tile<5, Vectors, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
+    default: accumulate_kernel_tile<6, Vectors, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
   }
 }
 
@@ -298,13 +316,14 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
   }
   Scratch& buffers = scratch();
   const int64_t taps = p.kernel_height * p.kernel_width;
-  const int64_t blocks = ceil_div(p.output_channels, kBlockWidth);
-  buffers.packed.resize(static_cast<size_t>(blocks * taps * p.input_channels * kBlockWidth));
-  pack_column_blocks(kernel, taps * p.input_channels, p.output_channels, buffers.packed.data());
+  const int64_t block_width = block_width_for(p.output_channels);
+  const int64_t blocks = ceil_div(p.output_channels, block_width);
+  buffers.packed.resize(static_cast<size_t>(blocks * taps * p.input_channels * block_width));
+  pack_column_blocks(kernel, taps * p.input_channels, p.output_channels, buffers.packed.data(), block_width);
   buffers.zeros.assign(static_cast<size_t>(p.kernel_width * p.input_channels), 0.0f);  // a merged tap's depth
   const float* padded_bias = nullptr;
   if (p.use_bias) {
-    buffers.bias.assign(static_cast<size_t>(blocks * kBlockWidth), 0.0f);
+    buffers.bias.assign(static_cast<size_t>(blocks * block_width), 0.0f);
     std::copy(bias, bias + p.output_channels, buffers.bias.begin());
     padded_bias = buffers.bias.data();
   }
@@ -377,10 +396,11 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
     }
     return;
   }
-  const int64_t blocks = ceil_div(p.input_channels, kBlockWidth);
-  buffers.packed.resize(static_cast<size_t>(blocks * taps * p.output_channels * kBlockWidth));
+  const int64_t block_width = block_width_for(p.input_channels);
+  const int64_t blocks = ceil_div(p.input_channels, block_width);
+  buffers.packed.resize(static_cast<size_t>(blocks * taps * p.output_channels * block_width));
   pack_column_blocks(buffers.transposed.data(), taps * p.output_channels, p.input_channels,
-                     buffers.packed.data());
+                     buffers.packed.data(), block_width);
   buffers.zeros.assign(static_cast<size_t>(p.kernel_width * p.output_channels), 0.0f);  // a merged tap's depth
   if (p.output_size() == 0) {
     std::fill(input_gradient, input_gradient + p.input_size(), 0.0f);
@@ -413,7 +433,7 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
 namespace {
 
 // One pass of the kernel gradient: `taps` taps (tap index = first_tap_of(t)) x `channels` input
-// channels (6 per task) x 16-channel output blocks, over the output columns `window_of(t)`. Each task
+// channels (6 per task) x output blocks of kBlockWidth channels, over the output columns `window_of(t)`. Each task
 // owns its gradient elements and walks the rows in fixed chunks, so any thread count gives the same
 // bits.
 template <typename TapOf, typename WindowOf>
@@ -440,12 +460,20 @@ void kernel_gradient_pass(const Conv2DParams& p, const float* input, const float
         const int64_t first_output_channel = block * kBlockWidth;
         const ColumnRange window = window_of(t);
         if (window.first > window.last) continue;
-        if (p.output_channels - first_output_channel >= kBlockWidth) {
-          accumulate_kernel_tile_any<true>(tile_channels, p, input, output_gradient, tap_of(t), first_input_channel,
-                                           first_output_channel, row_begin, row_end, window, kernel_gradient);
+        // A last block of at most one vector of real channels (16 of 32 on avx512) takes one vector.
+        const int64_t remaining = p.output_channels - first_output_channel;
+        if (remaining >= kBlockWidth) {
+          accumulate_kernel_tile_any<2, true>(tile_channels, p, input, output_gradient, tap_of(t), first_input_channel,
+                                              first_output_channel, row_begin, row_end, window, kernel_gradient);
+        } else if (remaining > simd::kLanes) {
+          accumulate_kernel_tile_any<2, false>(tile_channels, p, input, output_gradient, tap_of(t), first_input_channel,
+                                               first_output_channel, row_begin, row_end, window, kernel_gradient);
+        } else if (remaining == simd::kLanes) {
+          accumulate_kernel_tile_any<1, true>(tile_channels, p, input, output_gradient, tap_of(t), first_input_channel,
+                                              first_output_channel, row_begin, row_end, window, kernel_gradient);
         } else {
-          accumulate_kernel_tile_any<false>(tile_channels, p, input, output_gradient, tap_of(t), first_input_channel,
-                                            first_output_channel, row_begin, row_end, window, kernel_gradient);
+          accumulate_kernel_tile_any<1, false>(tile_channels, p, input, output_gradient, tap_of(t), first_input_channel,
+                                               first_output_channel, row_begin, row_end, window, kernel_gradient);
         }
       }
     }
@@ -455,7 +483,7 @@ void kernel_gradient_pass(const Conv2DParams& p, const float* input, const float
 // dW[tap] = X_tap^T . dY per tap (see the top of this file). Layers with few input channels (the
 // first ones) merge each kernel row's taps where the whole row lies inside the input: its
 // kernel_width * Ci contiguous inputs act as one tap's channels, so 6-channel tiles fill up (1 or 3
-// channels alone would leave most of the 6x16 register tile idle); the border columns, where some
+// channels alone would leave most of the 6 x kBlockWidth register tile idle); the border columns, where some
 // taps fall in the padding, follow per tap.
 void conv2d_backward_kernel_direct(const Conv2DParams& p, const float* input, const float* output_gradient,
                                    float* kernel_gradient) {
@@ -488,7 +516,7 @@ void conv2d_backward_kernel_direct(const Conv2DParams& p, const float* input, co
                        [&](int64_t) { return right; }, kernel_gradient);
 }
 
-// d bias[co] = sum over pixels of dY[pixel][co]; one thread per 16-channel block, pixels in order.
+// d bias[co] = sum over pixels of dY[pixel][co]; one thread per block of kBlockWidth channels, pixels in order.
 void conv2d_backward_bias(const Conv2DParams& p, const float* output_gradient, float* bias_gradient) {
   const int64_t blocks = ceil_div(p.output_channels, kBlockWidth);
   const int64_t pixels = p.batch * p.output_height * p.output_width;
@@ -499,10 +527,10 @@ void conv2d_backward_bias(const Conv2DParams& p, const float* output_gradient, f
     constexpr int64_t kBiasChunk = 256;
     const int64_t low_width = std::min<int64_t>(width, simd::kLanes);
     const int64_t high_width = std::max<int64_t>(width - simd::kLanes, 0);
-    float8 low = {}, high = {};
+    floatv low = {}, high = {};
     for (int64_t chunk_begin = 0; chunk_begin < pixels; chunk_begin += kBiasChunk) {
       const int64_t chunk_end = std::min(pixels, chunk_begin + kBiasChunk);
-      float8 chunk_low = {}, chunk_high = {};
+      floatv chunk_low = {}, chunk_high = {};
       for (int64_t pixel = chunk_begin; pixel < chunk_end; ++pixel) {
         const float* dy = output_gradient + pixel * p.output_channels + first;
         if (width == kBlockWidth) {
@@ -542,12 +570,12 @@ namespace fastcnn::kernels::FASTCNN_ISA {
 // The peak probe: 12 independent vector FMA chains (enough to cover FMA latency x throughput on
 // current x86 cores) per thread, `iterations` times; returns the FLOPs executed on each thread.
 double fma_peak_probe(int64_t iterations) {
-  using simd::float8;
+  using simd::floatv;
   double flops = 0.0;
   parallel::parallel_region([&](int thread, int threads) {
-    float8 acc[12];
+    floatv acc[12];
     for (int i = 0; i < 12; ++i) acc[i] = simd::broadcast(static_cast<float>(i + thread) * 1e-3f);
-    const float8 a = simd::broadcast(0.999999f), b = simd::broadcast(1e-7f);
+    const floatv a = simd::broadcast(0.999999f), b = simd::broadcast(1e-7f);
     for (int64_t k = 0; k < iterations; ++k) {
       for (int i = 0; i < 12; ++i) acc[i] = acc[i] * a + b;
     }
@@ -555,7 +583,7 @@ double fma_peak_probe(int64_t iterations) {
     for (int i = 0; i < 12; ++i) sink += acc[i][0];
     // Keep the result observable so the loop is not removed.
     if (sink == 12345.0f) flops += 1.0;
-    if (thread == 0) flops += 2.0 * 8 * 12 * static_cast<double>(iterations) * threads;
+    if (thread == 0) flops += 2.0 * simd::kLanes * 12 * static_cast<double>(iterations) * threads;
   });
   return flops;
 }

@@ -7,14 +7,14 @@
 // Work is split in bands: the pool_height convolution rows under one pooled row.
 // - Forward, per band: the input rows the band reads are copied into a zero-padded patch (so
 //   every tap of every pixel is inside it and each kernel row is one deep tap), convolve_tile (the
-//   6x16 micro-kernel's loop with its accumulators held in registers) computes the band with the
+//   6 x kBlockWidth micro-kernel's loop with its accumulators held in registers) computes the band with the
 //   same summation order and the same bias and activation epilogue (bitwise the unfused
 //   convolution's values), then each window's first maximum (max pooling's rule, NaN included)
 //   and its position are written.
 // - Kernel gradient, per band: the convolution's output gradient is rebuilt in the band buffer
 //   (the pooled gradient at each window's first maximum, times the ReLU's derivative, zero
 //   elsewhere) and dW[kh][kw][ci][co] += x[pixel + tap offset][ci] * dY[pixel][co] is summed in
-//   registers, 6 (kh, kw, ci) entries x 16 output channels at a time. Images are summed in fixed
+//   registers, 6 (kh, kw, ci) entries x kBlockWidth output channels at a time. Images are summed in fixed
 //   chunks of two, each from zero, then the chunks in order: the same bits for any thread count.
 #include <algorithm>
 #include <cstdint>
@@ -30,14 +30,14 @@ namespace fastcnn::kernels::FASTCNN_ISA {
 namespace {
 
 using namespace microkernel;
-using simd::float8;
-using simd::mask8;
+using simd::floatv;
+using simd::maskv;
 
 // One band: the convolution pixels under one pooled row, and the input patch they read.
 struct Band {
   int64_t conv_rows = 0, conv_columns = 0;    // pool_height x (pooled width * pool_width)
   int64_t patch_rows = 0, patch_columns = 0;  // input rows x columns they read, padding included
-  int64_t channels_padded = 0;                // output channels rounded up to the 16-channel block
+  int64_t channels_padded = 0;                // output channels rounded up to whole blocks
 };
 
 Band band_of(const Conv2DParams& c, const Pool2DParams& p) {
@@ -89,30 +89,30 @@ T* at_least(std::vector<T>& buffer, int64_t count) {
   return buffer.data();
 }
 
-// Window positions to lanes: 8 bytes of window_index, width of them real (the rest never match).
-inline mask8 load_window_index(const uint8_t* index, int64_t width) {
+// Window positions to lanes: kLanes bytes of window_index, width of them real (the rest never match).
+inline maskv load_window_index(const uint8_t* index, int64_t width) {
   if (width == simd::kLanes) return simd::widen_bytes(index);
   uint8_t bytes[simd::kLanes];
   std::memcpy(bytes, index, static_cast<size_t>(width));
-  mask8 lanes = simd::widen_bytes(bytes);
+  maskv lanes = simd::widen_bytes(bytes);
   for (int64_t l = width; l < simd::kLanes; ++l) lanes[l] = -1;
   return lanes;
 }
 
-// The kernel gradient of one band for one 16-channel block and `Entries` (kh, kw, ci) entries:
-// partial[e][0..16) += sum over the band's pixels of patch[pixel + offsets[e]] * gradient[pixel].
+// The kernel gradient of one band for one block of kBlockWidth channels and `Entries` (kh, kw, ci) entries:
+// partial[e][0..kBlockWidth) += sum over the band's pixels of patch[pixel + offsets[e]] * gradient[pixel].
 template <int Entries>
 void accumulate_band(const Conv2DParams& c, const Band& band, const float* patch, const int64_t* offsets,
                      const float* gradient, float* partial) {
-  float8 acc[Entries][2] = {};
+  floatv acc[Entries][2] = {};
   const int64_t patch_row_size = band.patch_columns * c.input_channels;
   for (int64_t r = 0; r < band.conv_rows; ++r) {
     const float* x = patch + r * c.stride_height * patch_row_size;
     const float* dy = gradient + r * band.conv_columns * band.channels_padded;
     for (int64_t column = 0; column < band.conv_columns; ++column) {
-      const float8 g0 = simd::load(dy), g1 = simd::load(dy + simd::kLanes);
+      const floatv g0 = simd::load(dy), g1 = simd::load(dy + simd::kLanes);
       for (int e = 0; e < Entries; ++e) {
-        const float8 b = simd::broadcast(x[offsets[e]]);
+        const floatv b = simd::broadcast(x[offsets[e]]);
         acc[e][0] += b * g0;
         acc[e][1] += b * g1;
       }
@@ -139,19 +139,19 @@ void accumulate_band_any(int64_t entries, const Conv2DParams& c, const Band& ban
   }
 }
 
-// One 6-pixel x 16-channel tile of the band: the micro-kernel's sum (accumulate_tile's order:
+// One 6-pixel x kBlockWidth-channel tile of the band: the micro-kernel's sum (accumulate_tile's order:
 // taps, then depth) in 12 named accumulators, which the compiler keeps in registers (an array
 // passed by reference here stayed on the stack), then store_block's bias and activation.
 inline void convolve_tile(const float* const* rows, int64_t tap_count, int64_t depth, const float* weights,
                           const float* bias_block, Activation activation, int64_t count, int64_t stride,
                           float* destination) {
-  float8 a00 = {}, a01 = {}, a10 = {}, a11 = {}, a20 = {}, a21 = {}, a30 = {}, a31 = {}, a40 = {}, a41 = {},
+  floatv a00 = {}, a01 = {}, a10 = {}, a11 = {}, a20 = {}, a21 = {}, a30 = {}, a31 = {}, a40 = {}, a41 = {},
          a50 = {}, a51 = {};
   for (int64_t t = 0; t < tap_count; ++t, rows += kTilePixels, weights += depth * kBlockWidth) {
     const float *r0 = rows[0], *r1 = rows[1], *r2 = rows[2], *r3 = rows[3], *r4 = rows[4], *r5 = rows[5];
     for (int64_t k = 0; k < depth; ++k) {
-      const float8 w0 = simd::load(weights + k * kBlockWidth), w1 = simd::load(weights + k * kBlockWidth + simd::kLanes);
-      float8 b = simd::broadcast(r0[k]);
+      const floatv w0 = simd::load(weights + k * kBlockWidth), w1 = simd::load(weights + k * kBlockWidth + simd::kLanes);
+      floatv b = simd::broadcast(r0[k]);
       a00 += b * w0;
       a01 += b * w1;
       b = simd::broadcast(r1[k]);
@@ -171,7 +171,7 @@ inline void convolve_tile(const float* const* rows, int64_t tap_count, int64_t d
       a51 += b * w1;
     }
   }
-  const float8 low[kTilePixels] = {a00, a10, a20, a30, a40, a50}, high[kTilePixels] = {a01, a11, a21, a31, a41, a51};
+  const floatv low[kTilePixels] = {a00, a10, a20, a30, a40, a50}, high[kTilePixels] = {a01, a11, a21, a31, a41, a51};
   for (int64_t q = 0; q < count; ++q) {
     store_block(destination + q * stride, kBlockWidth, low[q], high[q], bias_block, activation);
   }
@@ -189,17 +189,16 @@ void pool_band(const Pool2DParams& p, const Band& band, int64_t channels, const 
   for (int64_t pooled_column = 0; pooled_column < p.output_width; ++pooled_column) {
     const float* window = convolution + pooled_column * pool_width * band.channels_padded;
     for (int64_t channel = 0; channel < channels; channel += simd::kLanes) {
-      float8 best = simd::load(window + channel);
-      mask8 best_position = {};
+      floatv best = simd::load(window + channel);
+      maskv best_position = {};
       for (int64_t dy = 0; dy < pool_height; ++dy)
         for (int64_t dx = 0; dx < pool_width; ++dx) {
           if (dy == 0 && dx == 0) continue;
-          const float8 value = simd::load(window + dy * row_stride + dx * band.channels_padded + channel);
-          const mask8 wins = (value > best) | ((value != value) & (best == best));
+          const floatv value = simd::load(window + dy * row_stride + dx * band.channels_padded + channel);
+          const maskv wins = (value > best) | ((value != value) & (best == best));
           best = wins ? value : best;
           const int32_t position = static_cast<int32_t>(dy * pool_width + dx);
-          best_position = wins ? mask8{position, position, position, position, position, position, position, position}
-                               : best_position;
+          best_position = wins ? simd::broadcast_int(position) : best_position;
         }
       const int64_t width = std::min<int64_t>(simd::kLanes, channels - channel);
       // The positions as bytes in a local first: byte stores through window_index could alias
@@ -236,7 +235,7 @@ void conv2d_max_pool2d_forward(const Conv2DParams& c, const Pool2DParams& p, con
   const float* bias_blocks = c.use_bias ? padded_bias.data() : nullptr;
   const float* packed_blocks = packed.data();
   // With unit dilation along the width a kernel row's taps read kernel_width * Ci contiguous
-  // patch floats: one tap of that depth (the packed [kh][kw][ci][16] weights are laid out for it).
+  // patch floats: one tap of that depth (the packed [kh][kw][ci][kBlockWidth] weights are laid out for it).
   const bool merged = c.dilation_width == 1;
   const int64_t depth = merged ? c.kernel_width * c.input_channels : c.input_channels;
   const int64_t tap_count = merged ? c.kernel_height : taps;
@@ -339,23 +338,23 @@ void conv2d_max_pool2d_backward_kernel(const Conv2DParams& c, const Pool2DParams
           float* window = gradient + pooled_column * p.pool_width * channels_padded;
           for (int64_t channel = 0; channel < channels_padded; channel += simd::kLanes) {
             const int64_t width = std::clamp<int64_t>(c.output_channels - channel, 0, simd::kLanes);
-            float8 g = {};
+            floatv g = {};
             if (width > 0) {
               g = width == simd::kLanes ? simd::load(output_gradient + out + channel)
                                         : simd::load_partial(output_gradient + out + channel, width);
               if (relu) {
-                const float8 y = width == simd::kLanes ? simd::load(output + out + channel)
+                const floatv y = width == simd::kLanes ? simd::load(output + out + channel)
                                                        : simd::load_partial(output + out + channel, width);
-                g = y > float8{} ? g : float8{};
+                g = y > floatv{} ? g : floatv{};
               }
             }
             simd::store(bias_partial + channel, simd::load(bias_partial + channel) + g);
-            const mask8 position = width > 0 ? load_window_index(window_index + out + channel, width) : mask8{} - 1;
+            const maskv position = width > 0 ? load_window_index(window_index + out + channel, width) : maskv{} - 1;
             for (int64_t dy = 0; dy < p.pool_height; ++dy)
               for (int64_t dx = 0; dx < p.pool_width; ++dx) {
                 const int32_t q = static_cast<int32_t>(dy * p.pool_width + dx);
-                const mask8 here = position == mask8{q, q, q, q, q, q, q, q};
-                simd::store(window + (dy * band.conv_columns + dx) * channels_padded + channel, here ? g : float8{});
+                const maskv here = position == simd::broadcast_int(q);
+                simd::store(window + (dy * band.conv_columns + dx) * channels_padded + channel, here ? g : floatv{});
               }
           }
         }

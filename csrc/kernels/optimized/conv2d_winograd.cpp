@@ -25,7 +25,7 @@
 // would order differently (and route the gradient elsewhere) 4x as often; the input gradient's
 // error reaches every earlier layer's gradient (F(4x4) there failed the three-step TensorFlow parity
 // test of seed Example 1 with SGD + Nesterov: the slightly different weights then meet max-pooling
-// decisions TensorFlow takes otherwise). The GEMMs run on the shared 6 x 16 micro-kernel;
+// decisions TensorFlow takes otherwise). The GEMMs run on the shared micro-kernel (conv_microkernel.h);
 // every output element is computed by one thread in a fixed order, so results do not depend on
 // the thread count.
 #include <algorithm>
@@ -41,11 +41,11 @@ namespace fastcnn::kernels::FASTCNN_ISA {
 namespace {
 
 using namespace microkernel;
-using simd::float8;
+using simd::floatv;
 constexpr int64_t kTilesPerTask = 12;  // 2 micro-kernel groups; V = n^2 x 12 x Cin floats stays in L2
 
 // The one-dimensional transforms of a variant (applied along rows, then columns), for float
-// (weights) and float8 (8 channels of activations). T * float multiplies every lane.
+// (weights) and floatv (simd::kLanes channels of activations). T * float multiplies every lane.
 struct F2x2 {
   static constexpr int kOut = 2, kIn = 4, kPoints = kIn * kIn;
   template <typename T> static void kernel(const T (&g)[3], T (&u)[kIn]) {  // u = G g
@@ -139,13 +139,13 @@ inline void store_narrowed(float* destination, double4 value, int64_t count) {
   std::copy(reinterpret_cast<const float*>(&narrowed), reinterpret_cast<const float*>(&narrowed) + count, destination);
 }
 
-// packed[point][block][ci][0..16) = (G g G^T)[point] for g = kernel[.][.][ci][block*16 + j].
+// packed[point][block][ci][0..block_width) = (G g G^T)[point] for g = kernel[.][.][ci][block*block_width + j].
 template <typename V>
-void transform_kernel(const Conv2DParams& p, const float* kernel, float* packed) {
+void transform_kernel(const Conv2DParams& p, const float* kernel, float* packed, int64_t block_width) {
   constexpr int n = V::kIn;
   const int64_t in_channels = p.input_channels, out_channels = p.output_channels;
-  const int64_t blocks = ceil_div(out_channels, kBlockWidth);
-  std::fill(packed, packed + V::kPoints * blocks * in_channels * kBlockWidth, 0.0f);
+  const int64_t blocks = ceil_div(out_channels, block_width);
+  std::fill(packed, packed + V::kPoints * blocks * in_channels * block_width, 0.0f);
   parallel::parallel_for(in_channels, [&](int64_t ci) {
     for (int64_t co = 0; co < out_channels; co += 4) {
       const int64_t count = std::min<int64_t>(4, out_channels - co);
@@ -163,8 +163,8 @@ void transform_kernel(const Conv2DParams& p, const float* kernel, float* packed)
         V::kernel(t[i], u);
         for (int j = 0; j < n; ++j) {
           const int64_t point = i * n + j;
-          // co is a multiple of 4, so the 4 channels lie in one 16-channel block.
-          store_narrowed(packed + ((point * blocks + co / kBlockWidth) * in_channels + ci) * kBlockWidth + co % kBlockWidth,
+          // co is a multiple of 4, so the 4 channels lie in one block.
+          store_narrowed(packed + ((point * blocks + co / block_width) * in_channels + ci) * block_width + co % block_width,
                          u[j], count);
         }
       }
@@ -172,23 +172,23 @@ void transform_kernel(const Conv2DParams& p, const float* kernel, float* packed)
   });
 }
 
-// V[point][tile][c..c+width) = (B^T d B)[point] for 8 channels of one tile (n^2 source pointers).
+// V[point][tile][c..c+width) = (B^T d B)[point] for kLanes channels of one tile (n^2 source pointers).
 template <typename V>
 inline void transform_input_tile(const float* const* patch, int64_t c, int64_t width, float* tile_values,
                                  int64_t point_stride) {
   constexpr int n = V::kIn;
-  float8 t[n][n];  // B^T d
+  floatv t[n][n];  // B^T d
   for (int j = 0; j < n; ++j) {
-    float8 column[n];
+    floatv column[n];
     for (int i = 0; i < n; ++i) {
       column[i] = width == simd::kLanes ? simd::load(patch[i * n + j] + c) : simd::load_partial(patch[i * n + j] + c, width);
     }
-    float8 transformed[n];
+    floatv transformed[n];
     V::input(column, transformed);
     for (int i = 0; i < n; ++i) t[i][j] = transformed[i];
   }
   for (int i = 0; i < n; ++i) {
-    float8 v[n];  // (B^T d) B, row i
+    floatv v[n];  // (B^T d) B, row i
     V::input(t[i], v);
     for (int j = 0; j < n; ++j) {
       float* destination = tile_values + (i * n + j) * point_stride + c;
@@ -201,15 +201,15 @@ inline void transform_input_tile(const float* const* patch, int64_t c, int64_t w
   }
 }
 
-// y = A^T m A for one 8-channel half of a tile's n^2 products.
+// y = A^T m A for one vector (half a block) of a tile's n^2 products.
 template <typename V>
-inline void transform_output(const float8 (&m)[V::kPoints], float8 (&y)[V::kOut][V::kOut]) {
+inline void transform_output(const floatv (&m)[V::kPoints], floatv (&y)[V::kOut][V::kOut]) {
   constexpr int n = V::kIn, r = V::kOut;
-  float8 t[r][n];  // A^T m
+  floatv t[r][n];  // A^T m
   for (int j = 0; j < n; ++j) {
-    float8 column[n];
+    floatv column[n];
     for (int i = 0; i < n; ++i) column[i] = m[i * n + j];
-    float8 transformed[r];
+    floatv transformed[r];
     V::output(column, transformed);
     for (int i = 0; i < r; ++i) t[i][j] = transformed[i];
   }
@@ -223,18 +223,21 @@ struct WorkerScratch {
   std::vector<float> input_tiles, products;  // V for one task; M for one task and channel block
 };
 
-template <typename V>
+// Vectors: 2 (blocks of kBlockWidth output channels, the 6 x 2-vector tile) or 1 (blocks of one
+// vector, the narrow tile: for layers of at most kLanes output channels, as 16 on avx512).
+template <typename V, int Vectors>
 void forward(const Conv2DParams& p, const float* input, const float* kernel, const float* bias, float* output) {
   constexpr int n = V::kIn, r = V::kOut, kPoints = V::kPoints;
+  constexpr int64_t block_width = Vectors * simd::kLanes;
   thread_local Scratch buffers;
   const int64_t in_channels = p.input_channels, out_channels = p.output_channels;
-  const int64_t blocks = ceil_div(out_channels, kBlockWidth);
-  buffers.packed.resize(static_cast<size_t>(kPoints * blocks * in_channels * kBlockWidth));
-  transform_kernel<V>(p, kernel, buffers.packed.data());
+  const int64_t blocks = ceil_div(out_channels, block_width);
+  buffers.packed.resize(static_cast<size_t>(kPoints * blocks * in_channels * block_width));
+  transform_kernel<V>(p, kernel, buffers.packed.data(), block_width);
   buffers.zeros.assign(static_cast<size_t>(in_channels), 0.0f);
   const float* padded_bias = nullptr;
   if (bias != nullptr) {
-    buffers.bias.assign(static_cast<size_t>(blocks * kBlockWidth), 0.0f);
+    buffers.bias.assign(static_cast<size_t>(blocks * block_width), 0.0f);
     std::copy(bias, bias + out_channels, buffers.bias.begin());
     padded_bias = buffers.bias.data();
   }
@@ -246,7 +249,7 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
   parallel::parallel_region([&](int thread, int threads) {
     thread_local WorkerScratch worker;
     worker.input_tiles.resize(static_cast<size_t>(kPoints * kTilesPerTask * in_channels));
-    worker.products.resize(static_cast<size_t>(kPoints * kTilesPerTask * kBlockWidth));
+    worker.products.resize(static_cast<size_t>(kPoints * kTilesPerTask * block_width));
     float* input_tiles = worker.input_tiles.data();
     float* products = worker.products.data();
     const int64_t point_stride = kTilesPerTask * in_channels;  // V[point][tile][channel]
@@ -277,9 +280,9 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
         }
       }
       for (int64_t block = 0; block < blocks; ++block) {
-        // M[point][tile][16] = V[point][tile][:] . U[point][:][block]
+        // M[point][tile][block_width] = V[point][tile][:] . U[point][:][block]
         for (int point = 0; point < kPoints; ++point) {
-          const float* weights = packed + (point * blocks + block) * in_channels * kBlockWidth;
+          const float* weights = packed + (point * blocks + block) * in_channels * block_width;
           for (int64_t group = 0; group < tile_count; group += kTilePixels) {
             const float* rows[kTilePixels];
             for (int64_t row = 0; row < kTilePixels; ++row) {
@@ -287,35 +290,47 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
               rows[row] = input_tiles + point * point_stride + t * in_channels;
             }
             const int64_t only_tap = 0;
-            float8 acc[kTilePixels][2] = {};
-            accumulate_tile(rows, &only_tap, 1, in_channels, weights, acc);
-            for (int64_t row = 0; row < kTilePixels && group + row < tile_count; ++row) {
-              float* destination = products + (point * kTilesPerTask + group + row) * kBlockWidth;
-              simd::store(destination, acc[row][0]);
-              simd::store(destination + simd::kLanes, acc[row][1]);
+            if constexpr (Vectors == 2) {
+              floatv acc[kTilePixels][2] = {};
+              accumulate_tile(rows, &only_tap, 1, in_channels, weights, acc);
+              for (int64_t row = 0; row < kTilePixels && group + row < tile_count; ++row) {
+                float* destination = products + (point * kTilesPerTask + group + row) * block_width;
+                simd::store(destination, acc[row][0]);
+                simd::store(destination + simd::kLanes, acc[row][1]);
+              }
+            } else {
+              floatv acc[kTilePixels] = {};
+              accumulate_tile_narrow(rows, &only_tap, 1, in_channels, weights, acc);
+              for (int64_t row = 0; row < kTilePixels && group + row < tile_count; ++row) {
+                simd::store(products + (point * kTilesPerTask + group + row) * block_width, acc[row]);
+              }
             }
           }
         }
         // Y = A^T M A per tile, then bias and activation on the pixels inside the output.
-        const int64_t first_channel = block * kBlockWidth;
-        const int64_t width = std::min(kBlockWidth, out_channels - first_channel);
+        const int64_t first_channel = block * block_width;
+        const int64_t width = std::min(block_width, out_channels - first_channel);
         const float* bias_block = padded_bias != nullptr ? padded_bias + first_channel : nullptr;
         for (int64_t t = 0; t < tile_count; ++t) {
-          float8 low[kPoints], high[kPoints];
+          floatv low[kPoints], high[kPoints];
           for (int point = 0; point < kPoints; ++point) {
-            const float* source = products + (point * kTilesPerTask + t) * kBlockWidth;
+            const float* source = products + (point * kTilesPerTask + t) * block_width;
             low[point] = simd::load(source);
-            high[point] = simd::load(source + simd::kLanes);
+            if constexpr (Vectors == 2) high[point] = simd::load(source + simd::kLanes);
           }
-          float8 y_low[r][r], y_high[r][r];
+          floatv y_low[r][r], y_high[r][r];
           transform_output<V>(low, y_low);
-          transform_output<V>(high, y_high);
+          if constexpr (Vectors == 2) transform_output<V>(high, y_high);
           for (int i = 0; i < r && top[t] + i < p.output_height; ++i)
             for (int j = 0; j < r && left[t] + j < p.output_width; ++j) {
               float* destination =
                   output + ((image[t] * p.output_height + top[t] + i) * p.output_width + left[t] + j) * out_channels +
                   first_channel;
-              store_block(destination, width, y_low[i][j], y_high[i][j], bias_block, p.activation);
+              if constexpr (Vectors == 2) {
+                store_block(destination, width, y_low[i][j], y_high[i][j], bias_block, p.activation);
+              } else {
+                store_narrow_block(destination, width, y_low[i][j], bias_block, p.activation);
+              }
             }
         }
       }
@@ -323,60 +338,57 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
   });
 }
 
-// dM = A dY A^T (n x n) from one r x r output-gradient tile, for 8 channels.
+// dM = A dY A^T (n x n) from one r x r output-gradient tile, for kLanes channels.
 template <typename V>
 inline void transform_gradient_tile(const float* const* pixels, int64_t c, float* tile_values, int64_t point_stride) {
   constexpr int n = V::kIn, r = V::kOut;
-  float8 t[n][r];  // A dY
+  floatv t[n][r];  // A dY
   for (int b = 0; b < r; ++b) {
-    float8 column[r];
+    floatv column[r];
     for (int a = 0; a < r; ++a) column[a] = simd::load(pixels[a * r + b] + c);
-    float8 transformed[n];
+    floatv transformed[n];
     V::gradient(column, transformed);
     for (int i = 0; i < n; ++i) t[i][b] = transformed[i];
   }
   for (int i = 0; i < n; ++i) {
-    float8 m[n];  // (A dY) A^T, row i
+    floatv m[n];  // (A dY) A^T, row i
     V::gradient(t[i], m);
     for (int j = 0; j < n; ++j) simd::store(tile_values + (i * n + j) * point_stride + c, m[j]);
   }
 }
 
-// gradient[i][0..16) += sum over tiles t of values[t][i] * products[t][0..16), i < Channels.
-template <int Channels>
+// gradient[i][0..Vectors * kLanes) += sum over tiles t of values[t][i] * products[t][0..Vectors * kLanes),
+// i < Channels.
+template <int Channels, int Vectors>
 inline void accumulate_point_block(const float* values, int64_t value_stride, const float* products,
                                    int64_t product_stride, int64_t tile_count, float* gradient,
                                    int64_t gradient_stride) {
-  float8 acc[Channels][2];
-  for (int i = 0; i < Channels; ++i) {
-    acc[i][0] = simd::load(gradient + i * gradient_stride);
-    acc[i][1] = simd::load(gradient + i * gradient_stride + simd::kLanes);
-  }
+  floatv acc[Channels][Vectors];
+  for (int i = 0; i < Channels; ++i)
+    for (int v = 0; v < Vectors; ++v) acc[i][v] = simd::load(gradient + i * gradient_stride + v * simd::kLanes);
   for (int64_t t = 0; t < tile_count; ++t) {
-    const float8 g0 = simd::load(products + t * product_stride);
-    const float8 g1 = simd::load(products + t * product_stride + simd::kLanes);
+    floatv g[Vectors];
+    for (int v = 0; v < Vectors; ++v) g[v] = simd::load(products + t * product_stride + v * simd::kLanes);
     for (int i = 0; i < Channels; ++i) {
-      const float8 b = simd::broadcast(values[t * value_stride + i]);
-      acc[i][0] += b * g0;
-      acc[i][1] += b * g1;
+      const floatv b = simd::broadcast(values[t * value_stride + i]);
+      for (int v = 0; v < Vectors; ++v) acc[i][v] += b * g[v];
     }
   }
-  for (int i = 0; i < Channels; ++i) {
-    simd::store(gradient + i * gradient_stride, acc[i][0]);
-    simd::store(gradient + i * gradient_stride + simd::kLanes, acc[i][1]);
-  }
+  for (int i = 0; i < Channels; ++i)
+    for (int v = 0; v < Vectors; ++v) simd::store(gradient + i * gradient_stride + v * simd::kLanes, acc[i][v]);
 }
 
+template <int Vectors>
 inline void accumulate_point_block_any(int64_t channels, const float* values, int64_t value_stride,
                                        const float* products, int64_t product_stride, int64_t tile_count,
                                        float* gradient, int64_t gradient_stride) {
   switch (channels) {
-    case 1: accumulate_point_block<1>(values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
-    case 2: accumulate_point_block<2>(values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
-    case 3: accumulate_point_block<3>(values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
-    case 4: accumulate_point_block<4>(values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
-    case 5: accumulate_point_block<5>(values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
-    default: accumulate_point_block<6>(values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
+    case 1: accumulate_point_block<1, Vectors>(values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
+    case 2: accumulate_point_block<2, Vectors>(values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
+    case 3: accumulate_point_block<3, Vectors>(values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
+    case 4: accumulate_point_block<4, Vectors>(values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
+    case 5: accumulate_point_block<5, Vectors>(values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
+    default: accumulate_point_block<6, Vectors>(values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
   }
 }
 
@@ -391,13 +403,15 @@ struct KernelGradientScratch {
 // V[point]^T dM[point] (n^2 GEMMs reducing over tiles), then dW = G^T dU G. Tiles are summed in
 // fixed chunks (sized by the problem), each from zero by one thread, and the chunks are added in
 // order: bitwise the same for any thread count.
-template <typename V>
+// Vectors: the output channels per block in vectors, as in forward().
+template <typename V, int Vectors>
 void backward_kernel(const Conv2DParams& p, const float* input, const float* output_gradient, float* kernel_gradient) {
   constexpr int n = V::kIn, r = V::kOut, kPoints = V::kPoints;
+  constexpr int64_t block_width = Vectors * simd::kLanes;
   thread_local KernelGradientScratch buffers;
   const int64_t in_channels = p.input_channels, out_channels = p.output_channels;
-  const int64_t blocks = ceil_div(out_channels, kBlockWidth);
-  const int64_t padded_out = blocks * kBlockWidth;
+  const int64_t blocks = ceil_div(out_channels, block_width);
+  const int64_t padded_out = blocks * block_width;
   const int64_t channel_tiles = ceil_div(in_channels, kTilePixels);
   const int64_t tile_rows = ceil_div(p.output_height, r), tile_columns = ceil_div(p.output_width, r);
   const int64_t tiles = p.batch * tile_rows * tile_columns;
@@ -461,13 +475,13 @@ void backward_kernel(const Conv2DParams& p, const float* input, const float* out
               transform_gradient_tile<V>(pixels, c, tile_gradient, gradient_point_stride);
             }
           } else {
-            // Channels past out_channels read as zeros: each 8-lane group through a local copy.
+            // Channels past out_channels read as zeros: each vector's lanes through a local copy.
             for (int64_t c = 0; c < padded_out; c += simd::kLanes) {
               const int64_t width = std::max<int64_t>(0, std::min<int64_t>(simd::kLanes, out_channels - c));
               const float* partial_pixels[r * r];
               float lanes[r * r][simd::kLanes];
               for (int k = 0; k < r * r; ++k) {
-                simd::store(lanes[k], width > 0 ? simd::load_partial(pixels[k] + c, width) : float8{});
+                simd::store(lanes[k], width > 0 ? simd::load_partial(pixels[k] + c, width) : floatv{});
                 partial_pixels[k] = lanes[k];
               }
               transform_gradient_tile<V>(partial_pixels, 0, tile_gradient + c, gradient_point_stride);
@@ -479,10 +493,10 @@ void backward_kernel(const Conv2DParams& p, const float* input, const float* out
             const int64_t first_channel = channel_tile * kTilePixels;
             const int64_t channels = std::min(kTilePixels, in_channels - first_channel);
             for (int64_t block = 0; block < blocks; ++block) {
-              accumulate_point_block_any(
+              accumulate_point_block_any<Vectors>(
                   channels, input_tiles + point * input_point_stride + first_channel, in_channels,
-                  gradient_tiles + point * gradient_point_stride + block * kBlockWidth, padded_out, tile_count,
-                  sums + (point * in_channels + first_channel) * padded_out + block * kBlockWidth, padded_out);
+                  gradient_tiles + point * gradient_point_stride + block * block_width, padded_out, tile_count,
+                  sums + (point * in_channels + first_channel) * padded_out + block * block_width, padded_out);
             }
           }
         }
@@ -530,19 +544,25 @@ bool winograd_applicable(const Conv2DParams& p) {
 void conv2d_forward_winograd(const Conv2DParams& p, const float* input, const float* kernel, const float* bias,
                              float* output, WinogradTile tile) {
   if (p.output_size() == 0) return;
+  // One-vector blocks where the output channels fit one vector (16 on avx512; never on the 8-lane
+  // tiers, Winograd needing 16 channels): two-vector blocks would be half zeros.
+  const bool narrow = p.output_channels <= simd::kLanes;
   if (tile == WinogradTile::fewest_points && use_f4x4(p)) {
-    forward<F4x4>(p, input, kernel, bias, output);
+    narrow ? forward<F4x4, 1>(p, input, kernel, bias, output) : forward<F4x4, 2>(p, input, kernel, bias, output);
   } else {
-    forward<F2x2>(p, input, kernel, bias, output);
+    narrow ? forward<F2x2, 1>(p, input, kernel, bias, output) : forward<F2x2, 2>(p, input, kernel, bias, output);
   }
 }
 
 void conv2d_backward_kernel_winograd(const Conv2DParams& p, const float* input, const float* output_gradient,
                                      float* kernel_gradient) {
+  const bool narrow = p.output_channels <= simd::kLanes;  // as in conv2d_forward_winograd
   if (use_f4x4(p)) {
-    backward_kernel<F4x4>(p, input, output_gradient, kernel_gradient);
+    narrow ? backward_kernel<F4x4, 1>(p, input, output_gradient, kernel_gradient)
+           : backward_kernel<F4x4, 2>(p, input, output_gradient, kernel_gradient);
   } else {
-    backward_kernel<F2x2>(p, input, output_gradient, kernel_gradient);
+    narrow ? backward_kernel<F2x2, 1>(p, input, output_gradient, kernel_gradient)
+           : backward_kernel<F2x2, 2>(p, input, output_gradient, kernel_gradient);
   }
 }
 

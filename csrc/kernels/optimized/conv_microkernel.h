@@ -1,6 +1,7 @@
 // The register-blocked FMA micro-kernel shared by the convolution kernels (direct/indirect in
-// conv2d.cpp, Winograd in conv2d_winograd.cpp): a tile of 6 output pixels x 16 output channels
-// lives in 12 vector accumulators. Included by the optimised sources only (compiled per ISA).
+// conv2d.cpp, Winograd in conv2d_winograd.cpp): a tile of 6 output pixels x kBlockWidth output
+// channels (two vectors: 16 channels in ymm registers, 32 in zmm registers on avx512) lives in 12
+// vector accumulators. Included by the optimised sources only (compiled per ISA).
 #pragma once
 
 #include <algorithm>
@@ -13,33 +14,72 @@
 namespace fastcnn::kernels::FASTCNN_ISA {
 namespace microkernel {
 
-using simd::float8;
+using simd::floatv;
 constexpr int64_t kTilePixels = 6;
-constexpr int64_t kBlockWidth = 16;
+constexpr int64_t kBlockWidth = 2 * simd::kLanes;  // output channels per tile: 16 (8-lane tiers) or 32 (avx512)
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
-// packed[block][row][0..16) = matrix[row][block * 16 + j], zero past the last column.
-inline void pack_column_blocks(const float* matrix, int64_t rows, int64_t columns, float* packed) {
-  const int64_t blocks = ceil_div(columns, kBlockWidth);
+// Layers with at most kLanes output channels (a first layer's input gradient, a Dense layer of
+// 10 classes) run a narrow tile: 6 pixels x one vector, 6 accumulators, so that a 32-channel
+// block does not compute 16 (avx512) or 29 (3 channels) lanes of zeros. Each output's sum runs
+// in the same order in both tiles, so the choice never changes a result.
+// On avx512, layers of at most 8 channels take a ymm tile of 8 lanes (simd::floath).
+inline int64_t block_width_for(int64_t output_channels) {
+#if defined(__AVX512F__)
+  if (output_channels <= simd::kHalfLanes) return simd::kHalfLanes;
+#endif
+  return output_channels <= simd::kLanes ? simd::kLanes : kBlockWidth;
+}
+
+// Loads, stores and broadcasts of the narrow tile's vector type: floatv, or floath on avx512.
+template <typename Vector>
+struct NarrowVector {
+  static constexpr int64_t kLanes = simd::kLanes;
+  static floatv load(const float* source) { return simd::load(source); }
+  static void store(float* destination, floatv value) { simd::store(destination, value); }
+  static floatv load_partial(const float* source, int64_t count) { return simd::load_partial(source, count); }
+  static void store_partial(float* destination, floatv value, int64_t count) {
+    simd::store_partial(destination, value, count);
+  }
+  static floatv broadcast(float value) { return simd::broadcast(value); }
+};
+#if defined(__AVX512F__)
+template <>
+struct NarrowVector<simd::floath> {
+  static constexpr int64_t kLanes = simd::kHalfLanes;
+  static simd::floath load(const float* source) { return simd::load_half(source); }
+  static void store(float* destination, simd::floath value) { simd::store_half(destination, value); }
+  static simd::floath load_partial(const float* source, int64_t count) { return simd::load_half_partial(source, count); }
+  static void store_partial(float* destination, simd::floath value, int64_t count) {
+    simd::store_half_partial(destination, value, count);
+  }
+  static simd::floath broadcast(float value) { return simd::broadcast_half(value); }
+};
+#endif
+
+// packed[block][row][0..block_width) = matrix[row][block * block_width + j], zero past the last column.
+inline void pack_column_blocks(const float* matrix, int64_t rows, int64_t columns, float* packed,
+                               int64_t block_width = kBlockWidth) {
+  const int64_t blocks = ceil_div(columns, block_width);
   parallel::parallel_for(blocks, [&](int64_t block) {
-    const int64_t first = block * kBlockWidth;
-    const int64_t width = std::min(kBlockWidth, columns - first);
-    float* destination = packed + block * rows * kBlockWidth;
+    const int64_t first = block * block_width;
+    const int64_t width = std::min(block_width, columns - first);
+    float* destination = packed + block * rows * block_width;
     for (int64_t row = 0; row < rows; ++row) {
       const float* source = matrix + row * columns + first;
-      float* out = destination + row * kBlockWidth;
+      float* out = destination + row * block_width;
       for (int64_t j = 0; j < width; ++j) out[j] = source[j];
-      for (int64_t j = width; j < kBlockWidth; ++j) out[j] = 0.0f;
+      for (int64_t j = width; j < block_width; ++j) out[j] = 0.0f;
     }
   });
 }
 
-// accumulators[p] += sum over active taps t, depth k of rows[t][p][k] * weights[t][k][0..16).
+// accumulators[p] += sum over active taps t, depth k of rows[t][p][k] * weights[t][k][0..kBlockWidth).
 // `tap_indices` lists the taps with at least one real (non-padding) row for this tile.
 inline void accumulate_tile(const float* const* rows, const int64_t* tap_indices, int64_t tap_count,
-                            int64_t depth, const float* packed_block, float8 (&acc)[kTilePixels][2]) {
+                            int64_t depth, const float* packed_block, floatv (&acc)[kTilePixels][2]) {
   for (int64_t t = 0; t < tap_count; ++t) {
     const int64_t tap = tap_indices[t];
     const float* const* tap_rows = rows + t * kTilePixels;
@@ -51,9 +91,9 @@ inline void accumulate_tile(const float* const* rows, const int64_t* tap_indices
     const float* r5 = tap_rows[5];
     const float* weights = packed_block + tap * depth * kBlockWidth;
     for (int64_t k = 0; k < depth; ++k) {
-      const float8 w0 = simd::load(weights + k * kBlockWidth);
-      const float8 w1 = simd::load(weights + k * kBlockWidth + simd::kLanes);
-      float8 b = simd::broadcast(r0[k]);
+      const floatv w0 = simd::load(weights + k * kBlockWidth);
+      const floatv w1 = simd::load(weights + k * kBlockWidth + simd::kLanes);
+      floatv b = simd::broadcast(r0[k]);
       acc[0][0] += b * w0;
       acc[0][1] += b * w1;
       b = simd::broadcast(r1[k]);
@@ -75,8 +115,54 @@ inline void accumulate_tile(const float* const* rows, const int64_t* tap_indices
   }
 }
 
-// Writes one pixel's 16-channel block (width <= 16 of them real), adding bias and activation.
-inline void store_block(float* destination, int64_t width, float8 low, float8 high,
+// The narrow tile: accumulators[p] += sum over active taps t, depth k of rows[t][p][k] *
+// weights[t][k][0..L), L the lanes of Vector, the weights packed in blocks of L.
+template <typename Vector = floatv>
+inline void accumulate_tile_narrow(const float* const* rows, const int64_t* tap_indices, int64_t tap_count,
+                                   int64_t depth, const float* packed_block, Vector (&acc)[kTilePixels]) {
+  using V = NarrowVector<Vector>;
+  for (int64_t t = 0; t < tap_count; ++t) {
+    const int64_t tap = tap_indices[t];
+    const float* const* tap_rows = rows + t * kTilePixels;
+    const float* r0 = tap_rows[0];
+    const float* r1 = tap_rows[1];
+    const float* r2 = tap_rows[2];
+    const float* r3 = tap_rows[3];
+    const float* r4 = tap_rows[4];
+    const float* r5 = tap_rows[5];
+    const float* weights = packed_block + tap * depth * V::kLanes;
+    for (int64_t k = 0; k < depth; ++k) {
+      const Vector w = V::load(weights + k * V::kLanes);
+      acc[0] += V::broadcast(r0[k]) * w;
+      acc[1] += V::broadcast(r1[k]) * w;
+      acc[2] += V::broadcast(r2[k]) * w;
+      acc[3] += V::broadcast(r3[k]) * w;
+      acc[4] += V::broadcast(r4[k]) * w;
+      acc[5] += V::broadcast(r5[k]) * w;
+    }
+  }
+}
+
+// Writes one pixel's narrow block (width <= the lanes of Vector of them real), adding bias and activation.
+template <typename Vector = floatv>
+inline void store_narrow_block(float* destination, int64_t width, Vector value, const float* bias_block,
+                               Activation activation) {
+  using V = NarrowVector<Vector>;
+  if (bias_block != nullptr) value += V::load(bias_block);
+  if (activation == Activation::relu) value = simd::max_zero(value);
+  if (width == V::kLanes) {
+    V::store(destination, value);
+  } else {
+    V::store_partial(destination, value, width);
+  }
+  if (activation != Activation::linear && activation != Activation::relu) {
+    activate_in_place(activation, destination, width);
+  }
+}
+
+// Writes one pixel's block of kBlockWidth channels (width <= kBlockWidth of them real), adding bias
+// and activation.
+inline void store_block(float* destination, int64_t width, floatv low, floatv high,
                         const float* bias_block, Activation activation) {
   if (bias_block != nullptr) {
     low += simd::load(bias_block);

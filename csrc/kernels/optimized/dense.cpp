@@ -1,5 +1,5 @@
 // Optimised Dense: a dense layer is a 1x1 convolution over a 1 x batch image (ops/dense.h), so it
-// runs on the convolution's register-blocked kernels, 6 samples x 16 units per tile.
+// runs on the convolution's register-blocked kernels, 6 samples x kBlockWidth units per tile.
 #include "kernels/optimized/optimized.h"
 
 namespace fastcnn::kernels::FASTCNN_ISA {

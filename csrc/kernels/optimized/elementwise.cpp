@@ -143,27 +143,29 @@ void zero_padding2d_backward(const ZeroPadding2DParams& p, const float* output_g
 }
 
 void dropout_forward(const DropoutParams& p, const float* input, float* output) {
-  using simd::float8;
-  using simd::uint8x32;
+  using simd::floatv;
+  using simd::uintv;
   const float scale = 1.0f / (1.0f - p.rate);
   const DropoutKey key = dropout_key(p);
   const float rate = p.rate;
   for_chunks(p.count, [=](int64_t begin, int64_t end) {
-    // dropout_uniform(key, i) eight lanes at a time: hash32 in 32-bit vector arithmetic.
-    const uint8x32 lane = {0, 1, 2, 3, 4, 5, 6, 7};
-    const float8 rate8 = simd::broadcast(rate), scale8 = simd::broadcast(scale), zero = {};
-    int64_t i = begin;
-    for (; i + simd::kLanes <= end; i += simd::kLanes) {
-      uint8x32 x = (static_cast<uint32_t>(i) + lane) * key.multiplier + key.offset;
+    // dropout_uniform(key, i) kLanes lanes at a time: hash32 in 32-bit vector arithmetic.
+    const uintv lane = simd::lane_indices();
+    const floatv rate_lanes = simd::broadcast(rate), scale_lanes = simd::broadcast(scale), zero = {};
+    auto kept = [&](int64_t i, floatv values) {
+      uintv x = (static_cast<uint32_t>(i) + lane) * key.multiplier + key.offset;
       x ^= x >> 16;
       x *= 0x7feb352du;
       x ^= x >> 15;
       x *= 0x846ca68bu;
       x ^= x >> 16;
-      const float8 uniform = __builtin_convertvector(x >> 8, float8) * (1.0f / 16777216.0f);
-      simd::store(output + i, uniform >= rate8 ? simd::load(input + i) * scale8 : zero);
-    }
-    for (; i < end; ++i) output[i] = dropout_uniform(key, static_cast<uint64_t>(i)) >= rate ? input[i] * scale : 0.0f;
+      const floatv uniform = __builtin_convertvector(x >> 8, floatv) * (1.0f / 16777216.0f);
+      return uniform >= rate_lanes ? values * scale_lanes : zero;
+    };
+    int64_t i = begin;
+    for (; i + simd::kLanes <= end; i += simd::kLanes) simd::store(output + i, kept(i, simd::load(input + i)));
+    // The last partial vector through masked moves (the hash of lanes past `end` is discarded).
+    if (i < end) simd::store_partial(output + i, kept(i, simd::load_partial(input + i, end - i)), end - i);
   });
 }
 

@@ -1,11 +1,11 @@
 // Declarations of the optimised kernels. Compiled once per instruction set with FASTCNN_ISA set
-// to the namespace name (generic, avx2); signatures as in kernels.h.
+// to the namespace name (generic, avx2, avx512); signatures as in kernels.h.
 #pragma once
 
 #include "kernels/kernels.h"
 
 #ifndef FASTCNN_ISA
-#error "FASTCNN_ISA must name the instruction-set namespace (generic or avx2)"
+#error "FASTCNN_ISA must name the instruction-set namespace (generic, avx2 or avx512)"
 #endif
 
 namespace fastcnn::kernels::FASTCNN_ISA {

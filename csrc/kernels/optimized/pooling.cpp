@@ -28,43 +28,43 @@ inline bool wins(float candidate, float best) {
 }
 
 // Vector form of wins(): lanes where the candidate is strictly greater, or NaN over a non-NaN best.
-inline simd::mask8 wins(simd::float8 candidate, simd::float8 best) {
+inline simd::maskv wins(simd::floatv candidate, simd::floatv best) {
   return (candidate > best) | ((candidate != candidate) & (best == best));
 }
 // Lanes where `value` is the window's maximum `best` (NaN matching NaN).
-inline simd::mask8 equals_maximum(simd::float8 value, simd::float8 best) {
+inline simd::maskv equals_maximum(simd::floatv value, simd::floatv best) {
   return (value == best) | ((value != value) & (best != best));
 }
 
-// Channels [first, first + width) of one window (width <= 8): dx = dy at the first maximum of each
+// Channels [first, first + width) of one window (width <= simd::kLanes): dx = dy at the first maximum of each
 // channel, 0 at the window's other positions. Needs windows that do not overlap (each input pixel
 // written by one window only).
 inline void max_pool_window_backward(const Pool2DParams& p, const Window& w, const float* image,
                                      const float* dy, float* gradient, int64_t width) {
   // With relu_input, a maximum that is not > 0 passes nothing (the ReLU's derivative).
-  using simd::float8;
+  using simd::floatv;
   const int64_t channels = p.channels;
   auto load = [width](const float* source) {
     return width == simd::kLanes ? simd::load(source) : simd::load_partial(source, width);
   };
   const int64_t first = (w.row_begin * p.input_width + w.column_begin) * channels;
-  float8 best = load(image + first);
+  floatv best = load(image + first);
   for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
     for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
-      const float8 value = load(image + (ih * p.input_width + iw) * channels);
+      const floatv value = load(image + (ih * p.input_width + iw) * channels);
       best = wins(value, best) ? value : best;
     }
-  const float8 gradient_value = load(dy);
-  const float8 zero = {};
-  simd::mask8 taken = {};  // lanes whose first maximum is already written
+  const floatv gradient_value = load(dy);
+  const floatv zero = {};
+  simd::maskv taken = {};  // lanes whose first maximum is already written
   for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
     for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
       const int64_t offset = (ih * p.input_width + iw) * channels;
-      const float8 value = load(image + offset);
-      simd::mask8 is_first_maximum = equals_maximum(value, best) & ~taken;
+      const floatv value = load(image + offset);
+      simd::maskv is_first_maximum = equals_maximum(value, best) & ~taken;
       taken |= is_first_maximum;
       if (p.relu_input) is_first_maximum &= value > zero;
-      const float8 result = is_first_maximum ? gradient_value : zero;
+      const floatv result = is_first_maximum ? gradient_value : zero;
       if (width == simd::kLanes) {
         simd::store(gradient + offset, result);
       } else {
@@ -84,16 +84,16 @@ void max_pool2d_forward(const Pool2DParams& p, const float* input, float* output
     for (int64_t ow = 0; ow < p.output_width; ++ow) {
       const Window w = window_of(p, oh, ow);
       float* out = output + (image_row * p.output_width + ow) * channels;
-      // Eight channels at a time: the first position, then every later one that wins.
+      // simd::kLanes channels at a time: the first position, then every later one that wins.
       for (int64_t c = 0; c < channels; c += simd::kLanes) {
         const int64_t width = std::min<int64_t>(simd::kLanes, channels - c);
         auto load = [width](const float* source) {
           return width == simd::kLanes ? simd::load(source) : simd::load_partial(source, width);
         };
-        simd::float8 best = load(image + (w.row_begin * p.input_width + w.column_begin) * channels + c);
+        simd::floatv best = load(image + (w.row_begin * p.input_width + w.column_begin) * channels + c);
         for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
           for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
-            const simd::float8 value = load(image + (ih * p.input_width + iw) * channels + c);
+            const simd::floatv value = load(image + (ih * p.input_width + iw) * channels + c);
             best = wins(value, best) ? value : best;
           }
         if (width == simd::kLanes) {

@@ -1,87 +1,156 @@
-// An 8-lane float vector in GCC/Clang vector extensions. The same source becomes AVX2+FMA code in
-// the avx2 build (-mavx2 -mfma -ffp-contract=fast: a*b+c is one vfmadd) and pairs of SSE
-// instructions in the generic build, so both tiers share one implementation.
+// The optimised kernels' vector type, one register wide: `floatv` holds kLanes floats in GCC/Clang
+// vector extensions. Its width is the tier's choice:
+// - avx512 (-mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma): 16 lanes, one zmm register;
+//   partial loads and stores use AVX-512 masks (__mmask16), never scalar tails.
+// - avx2 (-mavx2 -mfma): 8 lanes, one ymm register; partial moves use vmaskmovps.
+// - generic: 8 lanes, which GCC lowers to pairs of SSE instructions.
+// With -ffp-contract=fast, a * b + c is one vfmadd in the avx2 and avx512 builds. The same sources
+// thus become each tier's code; everything lane-count dependent lives in this header.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
-#if defined(__AVX2__)
+#if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
 namespace fastcnn::kernels::simd {
 
-typedef float float8 __attribute__((vector_size(32)));
-// What comparing two float8 gives: all bits set in true lanes; `mask ? a : b` selects per lane.
-typedef int32_t mask8 __attribute__((vector_size(32)));
-typedef uint32_t uint8x32 __attribute__((vector_size(32)));  // 8 lanes of uint32
+#if defined(__AVX512F__)
+constexpr int kLanes = 16;
+#else
 constexpr int kLanes = 8;
+#endif
 
-inline float8 load(const float* source) {
-  float8 value;
+typedef float floatv __attribute__((vector_size(kLanes * sizeof(float))));
+// What comparing two floatv gives: all bits set in true lanes; `mask ? a : b` selects per lane.
+typedef int32_t maskv __attribute__((vector_size(kLanes * sizeof(int32_t))));
+typedef uint32_t uintv __attribute__((vector_size(kLanes * sizeof(uint32_t))));
+
+inline floatv load(const float* source) {
+  floatv value;
   std::memcpy(&value, source, sizeof value);
   return value;
 }
-inline void store(float* destination, float8 value) {
+inline void store(float* destination, floatv value) {
   std::memcpy(destination, &value, sizeof value);
 }
-// The first `count` lanes from memory, the rest zero (count in [0, 8]); memory past `count` is
-// never touched. AVX2 has masked moves for this (a variable-length memcpy would be a library call
-// in the innermost loops); the generic build copies.
-#if defined(__AVX2__)
+
+// Every lane `value`. Not `floatv{} + value`, which costs an add of +0.0 (-0.0 + 0.0 != -0.0 under
+// IEEE rules): the intrinsic or the element-wise initialisation is one vbroadcastss.
+#if defined(__AVX512F__)
+inline floatv broadcast(float value) { return reinterpret_cast<floatv>(_mm512_set1_ps(value)); }
+inline maskv broadcast_int(int32_t value) { return reinterpret_cast<maskv>(_mm512_set1_epi32(value)); }
+#else
+inline floatv broadcast(float value) { return floatv{value, value, value, value, value, value, value, value}; }
+inline maskv broadcast_int(int32_t value) { return maskv{value, value, value, value, value, value, value, value}; }
+#endif
+
+// 0, 1, ..., kLanes - 1.
+inline uintv lane_indices() {
+  uintv lanes;
+  for (int l = 0; l < kLanes; ++l) lanes[l] = static_cast<uint32_t>(l);
+  return lanes;
+}
+
+// The first `count` lanes from memory, the rest zero (count in [0, kLanes]); memory past `count`
+// is never touched. AVX-512 and AVX2 have masked moves for this (a variable-length memcpy would be
+// a library call in the innermost loops); the generic build copies.
+#if defined(__AVX512F__)
+// Lanes [0, count) set: count <= 16, so the shift stays inside 32 bits.
+inline __mmask16 first_lanes(int64_t count) { return static_cast<__mmask16>((1u << count) - 1u); }
+inline floatv load_partial(const float* source, int64_t count) {
+  return reinterpret_cast<floatv>(_mm512_maskz_loadu_ps(first_lanes(count), source));
+}
+inline void store_partial(float* destination, floatv value, int64_t count) {
+  _mm512_mask_storeu_ps(destination, first_lanes(count), reinterpret_cast<__m512>(value));
+}
+#elif defined(__AVX2__)
 inline __m256i first_lanes(int64_t count) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
-inline float8 load_partial(const float* source, int64_t count) {
-  return reinterpret_cast<float8>(_mm256_maskload_ps(source, first_lanes(count)));
+inline floatv load_partial(const float* source, int64_t count) {
+  return reinterpret_cast<floatv>(_mm256_maskload_ps(source, first_lanes(count)));
 }
-inline void store_partial(float* destination, float8 value, int64_t count) {
+inline void store_partial(float* destination, floatv value, int64_t count) {
   _mm256_maskstore_ps(destination, first_lanes(count), reinterpret_cast<__m256>(value));
 }
 #else
-inline float8 load_partial(const float* source, int64_t count) {
-  float8 value = {};
+inline floatv load_partial(const float* source, int64_t count) {
+  floatv value = {};
   std::memcpy(&value, source, static_cast<size_t>(count) * sizeof(float));
   return value;
 }
-inline void store_partial(float* destination, float8 value, int64_t count) {
+inline void store_partial(float* destination, floatv value, int64_t count) {
   std::memcpy(destination, &value, static_cast<size_t>(count) * sizeof(float));
 }
 #endif
-// The low byte of each lane, to out[0..8) (lanes holding 0..255: window positions).
-#if defined(__AVX2__)
-inline void narrow_to_bytes(mask8 lanes, uint8_t* out) {
+
+// The low byte of each lane, to out[0..kLanes) (lanes holding 0..255: window positions).
+#if defined(__AVX512F__)
+inline void narrow_to_bytes(maskv lanes, uint8_t* out) {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(reinterpret_cast<__m512i>(lanes)));
+}
+#elif defined(__AVX2__)
+inline void narrow_to_bytes(maskv lanes, uint8_t* out) {
   const __m256i value = reinterpret_cast<__m256i>(lanes);
   const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(value), _mm256_extracti128_si256(value, 1));
   const __m128i bytes = _mm_packus_epi16(words, words);
   _mm_storel_epi64(reinterpret_cast<__m128i*>(out), bytes);
 }
 #else
-inline void narrow_to_bytes(mask8 lanes, uint8_t* out) {
+inline void narrow_to_bytes(maskv lanes, uint8_t* out) {
   for (int l = 0; l < kLanes; ++l) out[l] = static_cast<uint8_t>(lanes[l]);
 }
 #endif
-// Lanes from 8 bytes: out[l] = bytes[l] (0..255).
-#if defined(__AVX2__)
-inline mask8 widen_bytes(const uint8_t* bytes) {
+// Lanes from kLanes bytes: out[l] = bytes[l] (0..255).
+#if defined(__AVX512F__)
+inline maskv widen_bytes(const uint8_t* bytes) {
+  return reinterpret_cast<maskv>(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes))));
+}
+#elif defined(__AVX2__)
+inline maskv widen_bytes(const uint8_t* bytes) {
   __m128i packed;
   std::memcpy(&packed, bytes, 8);
-  return reinterpret_cast<mask8>(_mm256_cvtepu8_epi32(packed));
+  return reinterpret_cast<maskv>(_mm256_cvtepu8_epi32(packed));
 }
 #else
-inline mask8 widen_bytes(const uint8_t* bytes) {
-  mask8 lanes;
+inline maskv widen_bytes(const uint8_t* bytes) {
+  maskv lanes;
   for (int l = 0; l < kLanes; ++l) lanes[l] = bytes[l];
   return lanes;
 }
 #endif
-// Element-wise initialisation (not `float8{} + value`, which costs a scalar add of +0.0 since
-// -0.0 + 0.0 != -0.0 under IEEE rules) lets the compiler emit one vbroadcastss from memory.
-inline float8 broadcast(float value) { return float8{value, value, value, value, value, value, value, value}; }
+
 // relu: lanes below zero become zero; NaN lanes stay NaN (as TensorFlow's max(x, 0)).
-inline float8 max_zero(float8 value) {
-  const float8 zero = {};
+inline floatv max_zero(floatv value) {
+  const floatv zero = {};
   return value < zero ? zero : value;
 }
+
+#if defined(__AVX512F__)
+// Half a zmm register: 8 lanes in a ymm register, with AVX-512VL masks for partial moves. For
+// layers of at most 8 channels, where a zmm instruction would spend half its work on lanes of
+// zeros (Zen 4 runs a zmm FMA as two 256-bit halves: a ymm FMA costs half as much).
+constexpr int kHalfLanes = 8;
+typedef float floath __attribute__((vector_size(kHalfLanes * sizeof(float))));
+inline floath load_half(const float* source) {
+  floath value;
+  std::memcpy(&value, source, sizeof value);
+  return value;
+}
+inline void store_half(float* destination, floath value) { std::memcpy(destination, &value, sizeof value); }
+inline floath load_half_partial(const float* source, int64_t count) {
+  return reinterpret_cast<floath>(_mm256_maskz_loadu_ps(static_cast<__mmask8>((1u << count) - 1u), source));
+}
+inline void store_half_partial(float* destination, floath value, int64_t count) {
+  _mm256_mask_storeu_ps(destination, static_cast<__mmask8>((1u << count) - 1u), reinterpret_cast<__m256>(value));
+}
+inline floath broadcast_half(float value) { return reinterpret_cast<floath>(_mm256_set1_ps(value)); }
+inline floath max_zero(floath value) {
+  const floath zero = {};
+  return value < zero ? zero : value;
+}
+#endif
 
 }  // namespace fastcnn::kernels::simd

@@ -1,0 +1,237 @@
+"""Channel counts around every tier's vector and block widths, against the reference kernels.
+
+The optimised tiers work in vectors of 8 lanes (generic, avx2) or 16 (avx512), in convolution blocks
+of two vectors (16 or 32 output channels), and in a one-vector block where a layer has at most one
+vector of output channels; the lanes past a layer's last channel are masked (AVX-512 masks, AVX2
+masked moves) or copied. So every count from 1 to 17 and those next to 32, 48 and 64 are checked:
+full blocks, one lane short or over, a lone vector, a block and a half. Tolerances as in
+test_kernels.py (float32 summation order); max pooling exactly.
+"""
+
+import numpy as np
+import pytest
+
+from fastcnn import _core
+
+ops = _core.ops
+
+TIERS = [name for name in _core.available_kernels() if name != "reference"]
+CHANNELS = list(range(1, 18)) + [31, 32, 33, 47, 48, 49, 63, 65]
+WINOGRAD_CHANNELS = [16, 17, 31, 32, 33, 47, 48, 49, 63, 65]  # Winograd runs from 16 channels on both sides
+
+pytestmark = pytest.mark.skipif(not TIERS, reason="no optimised kernel tier on this CPU")
+
+
+def assert_close(actual, reference, what, rtol=1e-5):
+    actual = np.asarray(actual)
+    reference = np.asarray(reference)
+    assert actual.shape == reference.shape, f"{what}: shape {actual.shape} != {reference.shape}"
+    scale = float(np.max(np.abs(reference))) if reference.size else 0.0
+    np.testing.assert_allclose(actual, reference, rtol=rtol, atol=rtol * max(1.0, scale), err_msg=what)
+
+
+def conv_case(seed, batch, height, width, in_channels, out_channels, kernel_size):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, height, width, in_channels)).astype(np.float32)
+    fan_in = kernel_size[0] * kernel_size[1] * in_channels
+    kernel = (rng.standard_normal(kernel_size + (in_channels, out_channels)) / np.sqrt(fan_in)).astype(np.float32)
+    bias = (0.5 * rng.standard_normal(out_channels)).astype(np.float32)
+    return x, kernel, bias
+
+
+def check_conv(tier, x, kernel, bias, strides=(1, 1), padding="same", activation="relu"):
+    """Forward (bias and activation in the epilogue), input gradient, kernel and bias gradients."""
+    what = f"{tier} {x.shape} * {kernel.shape} strides {strides}"
+    geometry = dict(strides=strides, padding=padding)
+    reference = ops.conv2d_forward(x, kernel, bias, activation=activation, kernels="reference", **geometry)
+    assert_close(ops.conv2d_forward(x, kernel, bias, activation=activation, kernels=tier, **geometry), reference,
+                 f"{what} forward")
+    dy = np.random.default_rng(x.size).standard_normal(reference.shape).astype(np.float32)
+    assert_close(ops.conv2d_backward_input(dy, kernel, x.shape, kernels=tier, **geometry),
+                 ops.conv2d_backward_input(dy, kernel, x.shape, kernels="reference", **geometry), f"{what} input gradient")
+    dk, db = ops.conv2d_backward_kernel(x, dy, kernel.shape[:2], use_bias=True, kernels=tier, **geometry)
+    ref_dk, ref_db = ops.conv2d_backward_kernel(x, dy, kernel.shape[:2], use_bias=True, kernels="reference", **geometry)
+    assert_close(dk, ref_dk, f"{what} kernel gradient")
+    assert_close(db, ref_db, f"{what} bias gradient")
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("channels", CHANNELS)
+def test_conv2d_output_channel_counts(tier, channels):
+    # 3 input channels (a first layer: merged taps, narrow input gradient), stride 1 and 2.
+    x, kernel, bias = conv_case(channels, 2, 7, 9, 3, channels, (3, 3))
+    check_conv(tier, x, kernel, bias)
+    check_conv(tier, x, kernel, bias, strides=(2, 2))
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("channels", CHANNELS)
+def test_conv2d_input_channel_counts(tier, channels):
+    # The input gradient's channels are the layer's input channels; a 1x1 and a strided 2x3 kernel.
+    x, kernel, bias = conv_case(100 + channels, 2, 5, 6, channels, 7, (1, 1))
+    check_conv(tier, x, kernel, bias, padding="valid")
+    x, kernel, bias = conv_case(200 + channels, 1, 6, 7, channels, 19, (2, 3))
+    check_conv(tier, x, kernel, bias, strides=(2, 1))
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("channels", WINOGRAD_CHANNELS)
+def test_conv2d_winograd_channel_counts(tier, channels):
+    # 3x3 stride 1 with at least 16 channels on both sides: Winograd forward, input and kernel gradients.
+    x, kernel, bias = conv_case(300 + channels, 2, 6, 7, channels, 16, (3, 3))
+    check_conv(tier, x, kernel, bias)
+    x, kernel, bias = conv_case(400 + channels, 1, 9, 5, 16, channels, (3, 3))
+    check_conv(tier, x, kernel, bias, activation="linear")
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("units", [1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 48, 65])
+def test_dense_unit_counts(tier, units):
+    rng = np.random.default_rng(units)
+    x = rng.standard_normal((13, 37)).astype(np.float32)
+    kernel = (rng.standard_normal((37, units)) / 6).astype(np.float32)
+    bias = rng.standard_normal(units).astype(np.float32)
+    assert_close(ops.dense_forward(x, kernel, bias, kernels=tier), ops.dense_forward(x, kernel, bias, kernels="reference"),
+                 f"{tier} dense forward {units}")
+    dy = rng.standard_normal((13, units)).astype(np.float32)
+    assert_close(ops.dense_backward_input(dy, kernel, kernels=tier),
+                 ops.dense_backward_input(dy, kernel, kernels="reference"), f"{tier} dense input gradient {units}")
+    dk, db = ops.dense_backward_kernel(x, dy, kernels=tier)
+    ref_dk, ref_db = ops.dense_backward_kernel(x, dy, kernels="reference")
+    assert_close(dk, ref_dk, f"{tier} dense kernel gradient {units}")
+    assert_close(db, ref_db, f"{tier} dense bias gradient {units}")
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("channels", CHANNELS)
+def test_fused_conv_max_pool_channel_counts(tier, channels):
+    x, kernel, bias = conv_case(500 + channels, 2, 8, 9, 1, channels, (3, 3))
+    pooled, index = ops.conv2d_max_pool2d_forward(x, kernel, bias, activation="relu", kernels=tier)
+    ref_pooled, ref_index = ops.conv2d_max_pool2d_forward(x, kernel, bias, activation="relu", kernels="reference")
+    assert_close(pooled, ref_pooled, f"{tier} fused forward {channels}")
+    gradient = np.random.default_rng(channels).standard_normal(pooled.shape).astype(np.float32)
+    # From the tier's own forward result (its window positions), as training runs it.
+    dk, db = ops.conv2d_max_pool2d_backward_kernel(x, pooled, index, gradient, kernel_size=(3, 3), activation="relu",
+                                                   kernels=tier)
+    ref_dk, ref_db = ops.conv2d_max_pool2d_backward_kernel(x, pooled, index, gradient, kernel_size=(3, 3),
+                                                           activation="relu", kernels="reference")
+    assert_close(dk, ref_dk, f"{tier} fused kernel gradient {channels}")
+    assert_close(db, ref_db, f"{tier} fused bias gradient {channels}")
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("channels", CHANNELS)
+def test_max_pool_channel_counts(tier, channels):
+    rng = np.random.default_rng(channels)
+    x = rng.integers(-3, 4, (2, 7, 6, channels)).astype(np.float32)  # ties: the first maximum wins
+    for pool, strides, padding in [((2, 2), (2, 2), "valid"), ((3, 3), (2, 2), "same")]:
+        out = ops.max_pool2d_forward(x, pool, strides, padding, kernels=tier)
+        np.testing.assert_array_equal(out, ops.max_pool2d_forward(x, pool, strides, padding, kernels="reference"))
+        dy = rng.standard_normal(out.shape).astype(np.float32)
+        np.testing.assert_array_equal(ops.max_pool2d_backward(x, dy, pool, strides, padding, kernels=tier),
+                                      ops.max_pool2d_backward(x, dy, pool, strides, padding, kernels="reference"))
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("channels", CHANNELS)
+def test_batch_norm_channel_counts(tier, channels):
+    rng = np.random.default_rng(channels)
+    x = (2 * rng.standard_normal((3, 5, 4, channels)) + 1).astype(np.float32)
+    mean, variance = ops.batch_norm_statistics(x, kernels=tier)
+    ref_mean, ref_variance = ops.batch_norm_statistics(x, kernels="reference")
+    assert_close(mean, ref_mean, f"{tier} mean", rtol=1e-4)
+    assert_close(variance, ref_variance, f"{tier} variance", rtol=1e-4)
+    gamma = rng.standard_normal(channels).astype(np.float32)
+    beta = rng.standard_normal(channels).astype(np.float32)
+    assert_close(ops.batch_norm_forward(x, ref_mean, ref_variance, gamma, beta, kernels=tier),
+                 ops.batch_norm_forward(x, ref_mean, ref_variance, gamma, beta, kernels="reference"), f"{tier} BN forward",
+                 rtol=1e-4)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    for relu_input in (False, True):
+        actual = ops.batch_norm_backward(x, ref_mean, ref_variance, gamma, dy, kernels=tier, relu_input=relu_input)
+        expected = ops.batch_norm_backward(x, ref_mean, ref_variance, gamma, dy, kernels="reference",
+                                           relu_input=relu_input)
+        for name, a, b in zip(["input", "gamma", "beta"], actual, expected):
+            assert_close(a, b, f"{tier} BN backward {name} gradient (relu_input={relu_input})", rtol=1e-4)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "softmax"])
+def test_activation_column_counts(tier, activation):
+    rng = np.random.default_rng(len(activation))
+    for columns in CHANNELS:
+        x = (3 * rng.standard_normal((3, columns))).astype(np.float32)
+        reference = ops.activation_forward(activation, x, kernels="reference")
+        assert_close(ops.activation_forward(activation, x, kernels=tier), reference, f"{tier} {activation} {columns}")
+        dy = rng.standard_normal(x.shape).astype(np.float32)
+        assert_close(ops.activation_backward(activation, reference, dy, kernels=tier),
+                     ops.activation_backward(activation, reference, dy, kernels="reference"),
+                     f"{tier} {activation} backward {columns}")
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_dropout_counts(tier):
+    rng = np.random.default_rng(3)
+    for count in CHANNELS + [255, 256, 257]:
+        x = rng.standard_normal(count).astype(np.float32)
+        np.testing.assert_array_equal(ops.dropout_forward(x, 0.3, 11, kernels=tier),
+                                      ops.dropout_forward(x, 0.3, 11, kernels="reference"))
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("kind", ["add", "multiply", "maximum"])
+def test_merge_channel_counts(tier, kind):
+    rng = np.random.default_rng(len(kind))
+    for channels in CHANNELS:
+        inputs = [rng.standard_normal((2, 3, 2, channels)).astype(np.float32),
+                  rng.standard_normal((2, 1, 1, channels)).astype(np.float32)]
+        out = ops.merge_forward(kind, inputs, kernels=tier)
+        assert_close(out, ops.merge_forward(kind, inputs, kernels="reference"), f"{tier} {kind} {channels}")
+        dy = rng.standard_normal(out.shape).astype(np.float32)
+        for a, b in zip(ops.merge_backward(kind, inputs, dy, kernels=tier),
+                        ops.merge_backward(kind, inputs, dy, kernels="reference")):
+            assert_close(a, b, f"{tier} {kind} backward {channels}")
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_conv2d_bitwise_identical_across_thread_counts_at_block_edges(tier):
+    previous = _core.get_num_threads()
+    x, kernel, bias = conv_case(7, 3, 9, 10, 33, 49, (3, 3))  # Winograd with partial blocks on both sides
+    x1, kernel1, bias1 = conv_case(8, 3, 9, 10, 3, 15, (3, 3))  # the narrow tile
+    dy = np.random.default_rng(9).standard_normal((3, 9, 10, 49)).astype(np.float32)
+    results = {}
+    try:
+        for threads in (1, 2, 3):
+            _core.set_num_threads(threads)
+            results[threads] = [
+                ops.conv2d_forward(x, kernel, bias, padding="same", kernels=tier),
+                ops.conv2d_backward_input(dy, kernel, x.shape, padding="same", kernels=tier),
+                ops.conv2d_backward_kernel(x, dy, (3, 3), padding="same", kernels=tier)[0],
+                ops.conv2d_forward(x1, kernel1, bias1, padding="same", strides=(2, 2), kernels=tier),
+            ]
+    finally:
+        _core.set_num_threads(previous)
+    for threads in (2, 3):
+        for one, many in zip(results[1], results[threads]):
+            np.testing.assert_array_equal(one.view(np.uint32), many.view(np.uint32), err_msg=f"{tier}: 1 vs {threads}")
+
+
+def test_widest_tier_is_the_default_and_avx512_is_refused_where_unsupported():
+    """The dispatcher prefers avx512 where the CPU and OS run it; elsewhere asking for it raises."""
+    import os
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key != "FASTCNN_KERNELS"}
+    chosen = subprocess.run([sys.executable, "-c", "from fastcnn import _core; print(_core.kernel_set())"],
+                            env=env, cwd="/", capture_output=True, text=True, timeout=120)
+    assert chosen.returncode == 0, chosen.stderr
+    available = _core.available_kernels()
+    widest = "avx512" if "avx512" in available else "avx2" if "avx2" in available else "generic"
+    assert chosen.stdout.strip() == widest
+    if "avx512" not in available:
+        with pytest.raises(ValueError, match="AVX-512"):
+            _core.select_kernels("avx512")
+        forced = subprocess.run([sys.executable, "-c", "import fastcnn"], env={**env, "FASTCNN_KERNELS": "avx512"},
+                                cwd="/", capture_output=True, text=True, timeout=120)
+        assert forced.returncode != 0 and "AVX-512" in forced.stderr
