@@ -29,19 +29,19 @@
 namespace fastcnn::kernels::FASTCNN_ISA {
 namespace {
 
-using simd::float8;
+using simd::floatv;
 constexpr int64_t kLanes = simd::kLanes;
-// Lane indices for permuting a float8 (same lane count whatever its width).
-typedef int32_t lane_index __attribute__((vector_size(sizeof(float8))));
+// Lane indices for permuting a floatv (same lane count whatever its width).
+typedef int32_t lane_index __attribute__((vector_size(sizeof(floatv))));
 
 // For a >= 0; written so that no intermediate exceeds a (b may be as large as int64 allows).
 inline int64_t ceil_div(int64_t a, int64_t b) { return a <= 0 ? 0 : (a - 1) / b + 1; }
 inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a - 1) / b) - 1; }
 
 // result[l] = value[index[l]].
-inline float8 permute(float8 value, lane_index index) {
+inline floatv permute(floatv value, lane_index index) {
 #if defined(__clang__)
-  float8 result;
+  floatv result;
   for (int64_t l = 0; l < kLanes; ++l) result[l] = value[index[l]];
   return result;
 #else
@@ -94,16 +94,16 @@ struct RowPass {
   int64_t block_count = 0;
 };
 
-inline float8 load_block(const float* source, int64_t count) {
+inline floatv load_block(const float* source, int64_t count) {
   return count == kLanes ? simd::load(source) : simd::load_partial(source, count);
 }
 
 // Bias, activation (relu and relu6 on the vector; the others from the stored values), store.
-inline void store_result(float* destination, float8 value, int64_t width, Activation activation) {
+inline void store_result(float* destination, floatv value, int64_t width, Activation activation) {
   if (activation == Activation::relu) {
     value = simd::max_zero(value);
   } else if (activation == Activation::relu6) {
-    const float8 zero = {}, six = simd::broadcast(6.0f);
+    const floatv zero = {}, six = simd::broadcast(6.0f);
     value = value < zero ? zero : value;  // comparisons keep NaN as NaN, as the scalar formula
     value = value > six ? six : value;
   }
@@ -126,8 +126,8 @@ inline void compute_tile(const RowPass& pass, const Tap* taps, int64_t tap_count
   const int64_t source_count = FullSource ? kLanes : source.count;
   const int64_t first_channel = block * kLanes;
   const int64_t width = std::min(kLanes, pass.channels - first_channel);
-  const float8 initial = pass.bias != nullptr ? simd::load(pass.bias + first_channel) : float8{};
-  float8 acc[Pixels];
+  const floatv initial = pass.bias != nullptr ? simd::load(pass.bias + first_channel) : floatv{};
+  floatv acc[Pixels];
   for (int p = 0; p < Pixels; ++p) acc[p] = initial;
   // Independent offsets per pixel (not a running pointer): the loads of a tap do not wait on each other.
   const int64_t pixel_step = pass.column_step * pass.source_channels;
@@ -139,10 +139,10 @@ inline void compute_tile(const RowPass& pass, const Tap* taps, int64_t tap_count
       const int64_t column = taps[t].column_offset + j0 * pass.column_step;
       if (column < 0 || column >= pass.source_width) continue;
     }
-    const float8 w = simd::load(taps[t].weights + first_channel);
+    const floatv w = simd::load(taps[t].weights + first_channel);
     const float* x = taps[t].source_row + (taps[t].source_offset + tile_offset);
     for (int p = 0; p < Pixels; ++p) {
-      float8 value = FullSource ? simd::load(x + pixel_offsets[p]) : load_block(x + pixel_offsets[p], source_count);
+      floatv value = FullSource ? simd::load(x + pixel_offsets[p]) : load_block(x + pixel_offsets[p], source_count);
       if constexpr (Expand) value = permute(value, source.lanes);
       acc[p] += value * w;
     }
@@ -398,7 +398,7 @@ void kernel_gradient_rows(const Conv2DParams& g, int64_t in_per_group, const flo
       const int64_t first = b * kLanes;
       const int64_t width = std::min(kLanes, channels - first);
       if (partial_bias != nullptr) {
-        float8 sum = {};
+        floatv sum = {};
         for (int64_t ow = 0; ow < g.output_width; ++ow) sum += load_block(dy_row + ow * channels + first, width);
         simd::store(partial_bias + first, simd::load(partial_bias + first) + sum);
       }
@@ -413,12 +413,12 @@ void kernel_gradient_rows(const Conv2DParams& g, int64_t in_per_group, const flo
           const int64_t last_column = std::min(g.output_width - 1, floor_div(g.input_width - 1 - offset, g.stride_width));
           if (first_column > last_column) continue;
           for (int64_t sub = 0; sub < in_per_group; ++sub) {
-            float8 even = {}, odd = {};
+            floatv even = {}, odd = {};
             const float* x = x_row + (first_column * g.stride_width + offset) * g.input_channels + sub;
             const float* dy = dy_row + first_column * channels + first;
             int64_t ow = first_column;
             for (; ow + 1 <= last_column; ow += 2) {
-              float8 x0 = load_block(x, source.count), x1 = load_block(x + x_step, source.count);
+              floatv x0 = load_block(x, source.count), x1 = load_block(x + x_step, source.count);
               if constexpr (Expand) {
                 x0 = permute(x0, source.lanes);
                 x1 = permute(x1, source.lanes);
@@ -429,7 +429,7 @@ void kernel_gradient_rows(const Conv2DParams& g, int64_t in_per_group, const flo
               dy += 2 * channels;
             }
             if (ow <= last_column) {
-              float8 x0 = load_block(x, source.count);
+              floatv x0 = load_block(x, source.count);
               if constexpr (Expand) x0 = permute(x0, source.lanes);
               even += x0 * load_block(dy, width);
             }
@@ -480,7 +480,7 @@ void kernel_gradient_pass(const Conv2DParams& g, int64_t in_per_group, int64_t o
     if (row == kernel_rows && !with_bias) return;
     float* target = row < kernel_rows ? kernel_gradient + row * channels : bias_gradient;
     for (int64_t first = 0; first < padded; first += kLanes) {
-      float8 sum = {};
+      floatv sum = {};
       for (int64_t chunk = 0; chunk < chunks; ++chunk) sum += simd::load(partial + chunk * partial_size + row * padded + first);
       store_result(target + first, sum, std::min(kLanes, channels - first), Activation::linear);
     }
