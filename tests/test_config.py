@@ -33,6 +33,12 @@ LAYER_CASES = [
     ("InputLayer", lambda k: k.layers.InputLayer(shape=(28, 28, 1), name="n")),
     ("InputLayer", lambda k: k.layers.InputLayer(batch_shape=(None, 8, 6, 3), name="n")),
     ("Conv2D", lambda k: k.layers.Conv2D(32, 3, name="n")),
+    ("Conv2D", lambda k: k.layers.Conv2D(8, 3, groups=4, name="n")),
+    ("DepthwiseConv2D", lambda k: k.layers.DepthwiseConv2D(3, name="n")),
+    ("DepthwiseConv2D", lambda k: k.layers.DepthwiseConv2D(
+        (5, 3), strides=2, padding="same", depth_multiplier=3, activation="relu6", use_bias=False,
+        depthwise_initializer="he_normal", depthwise_regularizer=k.regularizers.L2(0.01),
+        depthwise_constraint=k.constraints.MaxNorm(2.0), name="n")),
     ("Conv2D", lambda k: k.layers.Conv2D(16, (5, 3), strides=2, padding="same", activation="relu", use_bias=False,
                                          kernel_initializer="he_normal", name="n")),
     ("Conv2D", lambda k: k.layers.Conv2D(

@@ -287,12 +287,24 @@ void bind_network(py::module_& m) {
       .def(py::init<>())
       .def("add_conv2d",
            [](runtime::Network& network, int64_t filters, Pair kernel_size, Pair strides, Pair dilation,
-              const std::string& padding, bool use_bias, const std::string& activation) {
+              const std::string& padding, bool use_bias, const std::string& activation, int64_t groups) {
              return network.add(runtime::make_conv2d(filters, kernel_size.first, kernel_size.second, strides.first,
                                               strides.second, dilation.first, dilation.second,
                                               parse_padding(padding.c_str()), use_bias,
-                                              parse_activation(activation)));
-           })
+                                              parse_activation(activation), groups));
+           },
+           py::arg("filters"), py::arg("kernel_size"), py::arg("strides"), py::arg("dilation"), py::arg("padding"),
+           py::arg("use_bias"), py::arg("activation"), py::arg("groups") = 1)
+      .def("add_depthwise_conv2d",
+           [](runtime::Network& network, int64_t depth_multiplier, Pair kernel_size, Pair strides, Pair dilation,
+              const std::string& padding, bool use_bias, const std::string& activation) {
+             return network.add(runtime::make_depthwise_conv2d(depth_multiplier, kernel_size.first, kernel_size.second,
+                                                              strides.first, strides.second, dilation.first,
+                                                              dilation.second, parse_padding(padding.c_str()),
+                                                              use_bias, parse_activation(activation)));
+           },
+           py::arg("depth_multiplier"), py::arg("kernel_size"), py::arg("strides"), py::arg("dilation"),
+           py::arg("padding"), py::arg("use_bias"), py::arg("activation"))
       .def("add_dense",
            [](runtime::Network& network, int64_t units, bool use_bias, const std::string& activation) {
              return network.add(runtime::make_dense(units, use_bias, parse_activation(activation)));

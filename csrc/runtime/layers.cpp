@@ -50,8 +50,9 @@ class Conv2DLayer final : public ActivatedLayer {
  public:
   Conv2DLayer(int64_t filters, int64_t kernel_height, int64_t kernel_width, int64_t stride_height,
               int64_t stride_width, int64_t dilation_height, int64_t dilation_width,
-              Padding padding, bool use_bias, Activation activation)
+              Padding padding, bool use_bias, Activation activation, int64_t groups)
       : ActivatedLayer(activation),
+        groups_(groups),
         filters_(filters),
         kernel_height_(kernel_height),
         kernel_width_(kernel_width),
@@ -65,29 +66,30 @@ class Conv2DLayer final : public ActivatedLayer {
   std::string kind() const override { return "Conv2D"; }
 
   SampleShape configure(const SampleShape& input) override {
-    params_ = make_conv2d_params(0, input.height, input.width, input.channels, filters_,
-                                 kernel_height_, kernel_width_, stride_height_, stride_width_,
-                                 dilation_height_, dilation_width_, padding_, use_bias_,
-                                 fused_activation());
+    // Grouped: `groups` independent convolutions over contiguous channel groups (ops/grouped_conv2d.h).
+    grouped_ = make_grouped_conv2d_params(0, input.height, input.width, input.channels, filters_, groups_,
+                                          kernel_height_, kernel_width_, stride_height_, stride_width_,
+                                          dilation_height_, dilation_width_, padding_, use_bias_, fused_activation());
+    params_ = grouped_.conv;
     return {params_.output_height, params_.output_width, filters_};
   }
 
   std::vector<std::vector<int64_t>> parameter_shapes() const override {
     std::vector<std::vector<int64_t>> shapes{
-        {kernel_height_, kernel_width_, input_shape.channels, filters_}};
+        {kernel_height_, kernel_width_, input_shape.channels / groups_, filters_}};
     if (use_bias_) shapes.push_back({filters_});
     return shapes;
   }
 
   void forward(const StepContext& context, int64_t batch, const float* input,
                float* pre_activation, float* output) override {
-    Conv2DParams params = params_;
-    params.batch = batch;
-    params.large_winograd_tile = !context.training;  // see Conv2DParams
+    GroupedConv2DParams params = grouped_;
+    params.conv.batch = batch;
+    params.conv.large_winograd_tile = !context.training;  // see Conv2DParams
     const float* kernel = context.parameters + parameter_offset;
     const float* bias = use_bias_ ? kernel + params.kernel_size() : nullptr;
-    context.kernels.conv2d_forward(params, input, kernel, bias, kernel_output(pre_activation, output));
-    finish_forward(context, batch * params.output_height * params.output_width, pre_activation, output);
+    context.kernels.grouped_conv2d_forward(params, input, kernel, bias, kernel_output(pre_activation, output));
+    finish_forward(context, batch * params.conv.output_height * params.conv.output_width, pre_activation, output);
   }
 
   // Fused with a following max pooling when the pair qualifies and this layer reads at most 4
@@ -95,7 +97,7 @@ class Conv2DLayer final : public ActivatedLayer {
   // it and routing its gradient back cost more memory traffic than the convolution's arithmetic.
   bool fuses_max_pool(const Layer& next) const override {
     const Pool2DParams* pool = next.max_pool_params();
-    return pool != nullptr && params_.input_channels <= 4 && conv2d_max_pool2d_fusable(params_, *pool);
+    return pool != nullptr && groups_ == 1 && params_.input_channels <= 4 && conv2d_max_pool2d_fusable(params_, *pool);
   }
 
   void forward_max_pool(const StepContext& context, int64_t batch, const float* input, const Layer& pool,
@@ -130,30 +132,100 @@ class Conv2DLayer final : public ActivatedLayer {
   void backward(const StepContext& context, int64_t batch, const float* input,
                 const float* pre_activation, const float* output, float* output_gradient,
                 bool gradient_is_pre_activation, float* input_gradient) override {
-    Conv2DParams params = params_;
+    GroupedConv2DParams params = grouped_;
+    params.conv.batch = batch;
+    start_backward(context, batch * params.conv.output_height * params.conv.output_width, pre_activation, output,
+                   output_gradient, gradient_is_pre_activation);
+    if (trainable && context.gradients != nullptr) {
+      float* kernel_gradient = context.gradients + gradient_offset;
+      float* bias_gradient = use_bias_ ? kernel_gradient + params.kernel_size() : nullptr;
+      context.kernels.grouped_conv2d_backward_kernel(params, input, output_gradient, kernel_gradient, bias_gradient);
+    }
+    if (input_gradient != nullptr) {
+      context.kernels.grouped_conv2d_backward_input(params, output_gradient, context.parameters + parameter_offset,
+                                                    input_gradient);
+    }
+  }
+
+ private:
+  int64_t groups_;
+  int64_t filters_, kernel_height_, kernel_width_, stride_height_, stride_width_,
+      dilation_height_, dilation_width_;
+  Padding padding_;
+  bool use_bias_;
+  GroupedConv2DParams grouped_;
+  Conv2DParams params_;  // the whole layer's geometry (grouped_.conv)
+  // Each pooled output's window position of its maximum, from the last fused forward pass.
+  std::vector<uint8_t> window_index_;
+};
+
+// DepthwiseConv2D: each input channel convolved with its own depth_multiplier filters (Keras's
+// kernel (kh, kw, channels, depth_multiplier); output channel c * depth_multiplier + m).
+class DepthwiseConv2DLayer final : public ActivatedLayer {
+ public:
+  DepthwiseConv2DLayer(int64_t depth_multiplier, int64_t kernel_height, int64_t kernel_width, int64_t stride_height,
+                       int64_t stride_width, int64_t dilation_height, int64_t dilation_width, Padding padding,
+                       bool use_bias, Activation activation)
+      : ActivatedLayer(activation),
+        depth_multiplier_(depth_multiplier),
+        kernel_height_(kernel_height),
+        kernel_width_(kernel_width),
+        stride_height_(stride_height),
+        stride_width_(stride_width),
+        dilation_height_(dilation_height),
+        dilation_width_(dilation_width),
+        padding_(padding),
+        use_bias_(use_bias) {}
+
+  std::string kind() const override { return "DepthwiseConv2D"; }
+
+  SampleShape configure(const SampleShape& input) override {
+    params_ = make_depthwise_conv2d_params(0, input.height, input.width, input.channels, depth_multiplier_,
+                                           kernel_height_, kernel_width_, stride_height_, stride_width_,
+                                           dilation_height_, dilation_width_, padding_, use_bias_, fused_activation());
+    return {params_.output_height, params_.output_width, params_.output_channels()};
+  }
+
+  std::vector<std::vector<int64_t>> parameter_shapes() const override {
+    std::vector<std::vector<int64_t>> shapes{{kernel_height_, kernel_width_, input_shape.channels, depth_multiplier_}};
+    if (use_bias_) shapes.push_back({input_shape.channels * depth_multiplier_});
+    return shapes;
+  }
+
+  void forward(const StepContext& context, int64_t batch, const float* input,
+               float* pre_activation, float* output) override {
+    DepthwiseConv2DParams params = params_;
+    params.batch = batch;
+    const float* kernel = context.parameters + parameter_offset;
+    const float* bias = use_bias_ ? kernel + params.kernel_size() : nullptr;
+    context.kernels.depthwise_conv2d_forward(params, input, kernel, bias, kernel_output(pre_activation, output));
+    finish_forward(context, batch * params.output_height * params.output_width, pre_activation, output);
+  }
+
+  void backward(const StepContext& context, int64_t batch, const float* input,
+                const float* pre_activation, const float* output, float* output_gradient,
+                bool gradient_is_pre_activation, float* input_gradient) override {
+    DepthwiseConv2DParams params = params_;
     params.batch = batch;
     start_backward(context, batch * params.output_height * params.output_width, pre_activation, output,
                    output_gradient, gradient_is_pre_activation);
     if (trainable && context.gradients != nullptr) {
       float* kernel_gradient = context.gradients + gradient_offset;
       float* bias_gradient = use_bias_ ? kernel_gradient + params.kernel_size() : nullptr;
-      context.kernels.conv2d_backward_kernel(params, input, output_gradient, kernel_gradient,
-                                             bias_gradient);
+      context.kernels.depthwise_conv2d_backward_kernel(params, input, output_gradient, kernel_gradient, bias_gradient);
     }
     if (input_gradient != nullptr) {
-      context.kernels.conv2d_backward_input(params, output_gradient,
-                                            context.parameters + parameter_offset, input_gradient);
+      context.kernels.depthwise_conv2d_backward_input(params, output_gradient, context.parameters + parameter_offset,
+                                                      input_gradient);
     }
   }
 
  private:
-  int64_t filters_, kernel_height_, kernel_width_, stride_height_, stride_width_,
-      dilation_height_, dilation_width_;
+  int64_t depth_multiplier_, kernel_height_, kernel_width_, stride_height_, stride_width_, dilation_height_,
+      dilation_width_;
   Padding padding_;
   bool use_bias_;
-  Conv2DParams params_;
-  // Each pooled output's window position of its maximum, from the last fused forward pass.
-  std::vector<uint8_t> window_index_;
+  DepthwiseConv2DParams params_;
 };
 
 // Dense acts on the last axis: an input of shape (h, w, c) is h*w rows of c units, as in Keras.
@@ -676,10 +748,23 @@ int64_t Layer::parameter_count() const {
 std::unique_ptr<Layer> make_conv2d(int64_t filters, int64_t kernel_height, int64_t kernel_width,
                                    int64_t stride_height, int64_t stride_width,
                                    int64_t dilation_height, int64_t dilation_width,
-                                   Padding padding, bool use_bias, Activation activation) {
+                                   Padding padding, bool use_bias, Activation activation, int64_t groups) {
+  if (groups <= 0) throw std::invalid_argument("groups must be positive. Received: groups=" + std::to_string(groups));
   return std::make_unique<Conv2DLayer>(filters, kernel_height, kernel_width, stride_height,
                                        stride_width, dilation_height, dilation_width, padding,
-                                       use_bias, activation);
+                                       use_bias, activation, groups);
+}
+std::unique_ptr<Layer> make_depthwise_conv2d(int64_t depth_multiplier, int64_t kernel_height, int64_t kernel_width,
+                                             int64_t stride_height, int64_t stride_width, int64_t dilation_height,
+                                             int64_t dilation_width, Padding padding, bool use_bias,
+                                             Activation activation) {
+  if (depth_multiplier <= 0) {
+    throw std::invalid_argument("depth_multiplier must be positive. Received: depth_multiplier=" +
+                                std::to_string(depth_multiplier));
+  }
+  return std::make_unique<DepthwiseConv2DLayer>(depth_multiplier, kernel_height, kernel_width, stride_height,
+                                                stride_width, dilation_height, dilation_width, padding, use_bias,
+                                                activation);
 }
 std::unique_ptr<Layer> make_dense(int64_t units, bool use_bias, Activation activation) {
   return std::make_unique<DenseLayer>(units, use_bias, activation);

@@ -101,10 +101,15 @@ class Layer {
   bool trainable = true;
 };
 
+// groups: Conv2D(groups=) (1: an ordinary convolution).
 std::unique_ptr<Layer> make_conv2d(int64_t filters, int64_t kernel_height, int64_t kernel_width,
                                    int64_t stride_height, int64_t stride_width,
                                    int64_t dilation_height, int64_t dilation_width,
-                                   Padding padding, bool use_bias, Activation activation);
+                                   Padding padding, bool use_bias, Activation activation, int64_t groups = 1);
+std::unique_ptr<Layer> make_depthwise_conv2d(int64_t depth_multiplier, int64_t kernel_height, int64_t kernel_width,
+                                             int64_t stride_height, int64_t stride_width, int64_t dilation_height,
+                                             int64_t dilation_width, Padding padding, bool use_bias,
+                                             Activation activation);
 std::unique_ptr<Layer> make_dense(int64_t units, bool use_bias, Activation activation);
 // Max or average pooling; global = one window over the whole image (sizes ignored).
 std::unique_ptr<Layer> make_pool2d(bool average, bool global, int64_t pool_height, int64_t pool_width,

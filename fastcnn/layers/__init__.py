@@ -3,7 +3,7 @@
 from fastcnn.layers.activation import Activation
 from fastcnn.layers.base import Layer, Variable
 from fastcnn.layers.batch_normalization import BatchNormalization
-from fastcnn.layers.conv2d import Conv2D
+from fastcnn.layers.conv2d import Conv2D, DepthwiseConv2D
 from fastcnn.layers.dense import Dense
 from fastcnn.layers.dropout import Dropout
 from fastcnn.layers.flatten import Flatten
@@ -62,6 +62,7 @@ __all__ = [
     "RandomZoom",
     "Resizing",
     "Conv2D",
+    "DepthwiseConv2D",
     "Convolution2D",
     "Dense",
     "Dropout",

@@ -24,6 +24,10 @@ LAYER_KEYS = {
     "InputLayer": ("batch_shape", "dtype", "sparse", "ragged", "name", "optional"),
     "Conv2D": _BASE + ("filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate", "groups",
                        "activation", "use_bias") + _CONV_AND_DENSE_TAIL,
+    "DepthwiseConv2D": _BASE + ("depth_multiplier", "kernel_size", "strides", "padding", "data_format",
+                                "dilation_rate", "activation", "use_bias", "depthwise_initializer",
+                                "bias_initializer", "depthwise_regularizer", "bias_regularizer",
+                                "activity_regularizer", "depthwise_constraint", "bias_constraint"),
     # lora_rank / lora_alpha appear only when LoRA is on (refused by Dense's constructor).
     "Dense": _BASE + ("units", "activation", "use_bias") + _CONV_AND_DENSE_TAIL
     + ("quantization_config", "lora_rank", "lora_alpha"),

@@ -1,4 +1,5 @@
-"""Conv2D: 2D convolution over NHWC inputs, kernel (kh, kw, in, out), optional bias, fused activation."""
+"""Conv2D (kernel (kh, kw, in / groups, out), grouped where groups > 1) and DepthwiseConv2D (kernel
+(kh, kw, in, depth_multiplier)): 2D convolutions over NHWC inputs, optional bias, fused activation."""
 
 from fastcnn import activations, constraints, initializers, regularizers
 from fastcnn.layers import _arguments as arguments
@@ -28,8 +29,10 @@ class Conv2D(Layer):
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
             raise ValueError("`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
                              f"Received: strides={self.strides} and dilation_rate={self.dilation_rate}")
-        if groups != 1:
-            raise ValueError(f"fastcnn supports groups=1 only. Received: groups={groups!r}")
+        self.groups = arguments.positive_integer(groups, "groups")
+        if self.filters % self.groups != 0:
+            raise ValueError("The number of filters must be evenly divisible by the number of groups. Received: "
+                             f"groups={self.groups}, filters={self.filters}.")
         self.activation = activations.get(activation)
         self.use_bias = arguments.boolean(use_bias, "use_bias")
         self.kernel_initializer = initializers.get(kernel_initializer)
@@ -56,9 +59,17 @@ class Conv2D(Layer):
                     f"{tuple(input_shape)}; use padding='same' or a smaller kernel_size."
                 )
 
+    def _check_groups(self, input_shape):
+        channels = input_shape[-1]
+        if channels is not None and channels % self.groups != 0:
+            raise ValueError("The number of input channels must be evenly divisible by the number of groups. "
+                             f"Received groups={self.groups}, but the input has {channels} channels (full input shape "
+                             f"is {tuple(input_shape)}).")
+
     def build(self, input_shape):
         self._check_input(input_shape)
-        in_channels = input_shape[-1]
+        self._check_groups(input_shape)
+        in_channels = input_shape[-1] // self.groups
         self.kernel = self.add_weight(self.kernel_size + (in_channels, self.filters), self.kernel_initializer, "kernel",
                                       regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
         self.bias = (self.add_weight((self.filters,), self.bias_initializer, "bias", regularizer=self.bias_regularizer,
@@ -67,18 +78,19 @@ class Conv2D(Layer):
 
     def compute_output_shape(self, input_shape):
         self._check_input(input_shape)
+        self._check_groups(input_shape)
         height = _window_output(input_shape[1], self.kernel_size[0], self.strides[0], self.dilation_rate[0], self.padding)
         width = _window_output(input_shape[2], self.kernel_size[1], self.strides[1], self.dilation_rate[1], self.padding)
         return (input_shape[0], height, width, self.filters)
 
     def _add_to_network(self, network):
         network.add_conv2d(self.filters, self.kernel_size, self.strides, self.dilation_rate, self.padding,
-                           self.use_bias, self.activation)
+                           self.use_bias, self.activation, self.groups)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
                 "strides": self.strides, "padding": self.padding, "data_format": self.data_format,
-                "dilation_rate": self.dilation_rate, "groups": 1, "activation": self.activation,
+                "dilation_rate": self.dilation_rate, "groups": self.groups, "activation": self.activation,
                 "use_bias": self.use_bias,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
                 "bias_initializer": initializers.serialize(self.bias_initializer),
@@ -86,4 +98,59 @@ class Conv2D(Layer):
                 "bias_regularizer": regularizers.serialize(self.bias_regularizer),
                 "activity_regularizer": regularizers.serialize(self.activity_regularizer),
                 "kernel_constraint": constraints.serialize(self.kernel_constraint),
+                "bias_constraint": constraints.serialize(self.bias_constraint)}
+
+
+class DepthwiseConv2D(Conv2D):
+    """Each input channel convolved with its own `depth_multiplier` filters: kernel
+    (kh, kw, channels, depth_multiplier), output channels channels * depth_multiplier (channel
+    c's filters give outputs c * depth_multiplier ... c * depth_multiplier + depth_multiplier - 1)."""
+
+    def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier=1, data_format=None,
+                 dilation_rate=(1, 1), activation=None, use_bias=True, depthwise_initializer="glorot_uniform",
+                 bias_initializer="zeros", depthwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 depthwise_constraint=None, bias_constraint=None, **kwargs):
+        if isinstance(depth_multiplier, bool) or not isinstance(depth_multiplier, int) or depth_multiplier <= 0:
+            raise ValueError("Invalid value for argument `depth_multiplier`. Expected a strictly positive value. "
+                             f"Received depth_multiplier={depth_multiplier!r}.")
+        # The kernel's initializer, regularizer and constraint are the depthwise ones (Keras's names).
+        super().__init__(1, kernel_size, strides=strides, padding=padding, data_format=data_format,
+                         dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
+                         kernel_initializer=depthwise_initializer, bias_initializer=bias_initializer,
+                         kernel_regularizer=depthwise_regularizer, bias_regularizer=bias_regularizer,
+                         activity_regularizer=activity_regularizer, kernel_constraint=depthwise_constraint,
+                         bias_constraint=bias_constraint, **kwargs)
+        self.depth_multiplier = depth_multiplier
+
+    def _check_groups(self, input_shape):
+        pass
+
+    def build(self, input_shape):
+        self._check_input(input_shape)
+        channels = input_shape[-1]
+        self.kernel = self.add_weight(self.kernel_size + (channels, self.depth_multiplier), self.kernel_initializer,
+                                      "kernel", regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
+        self.bias = (self.add_weight((channels * self.depth_multiplier,), self.bias_initializer, "bias",
+                                     regularizer=self.bias_regularizer, constraint=self.bias_constraint)
+                     if self.use_bias else None)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = super().compute_output_shape(input_shape)
+        return (batch, height, width, input_shape[-1] * self.depth_multiplier)
+
+    def _add_to_network(self, network):
+        network.add_depthwise_conv2d(self.depth_multiplier, self.kernel_size, self.strides, self.dilation_rate,
+                                     self.padding, self.use_bias, self.activation)
+
+    def get_config(self):
+        return {**Layer.get_config(self), "depth_multiplier": self.depth_multiplier, "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding, "data_format": self.data_format,
+                "dilation_rate": self.dilation_rate, "activation": self.activation, "use_bias": self.use_bias,
+                "depthwise_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "depthwise_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "activity_regularizer": regularizers.serialize(self.activity_regularizer),
+                "depthwise_constraint": constraints.serialize(self.kernel_constraint),
                 "bias_constraint": constraints.serialize(self.bias_constraint)}

@@ -20,8 +20,12 @@ def _weight_count(layer, input_shape):
     """Weights `layer` creates for a batch shape (Keras's layouts: conv kernel (kh, kw, in, out),
     dense (in, out), batch norm gamma/beta/moving mean/variance per channel)."""
     channels = input_shape[-1]
+    if isinstance(layer, layers.DepthwiseConv2D):
+        outputs = channels * layer.depth_multiplier
+        return math.prod(layer.kernel_size) * outputs + outputs * layer.use_bias
     if isinstance(layer, layers.Conv2D):
-        return math.prod(layer.kernel_size) * channels * layer.filters + layer.filters * layer.use_bias
+        return (math.prod(layer.kernel_size) * (channels // layer.groups) * layer.filters
+                + layer.filters * layer.use_bias)
     if isinstance(layer, layers.Dense):
         return channels * layer.units + layer.units * layer.use_bias
     if isinstance(layer, layers.BatchNormalization):
