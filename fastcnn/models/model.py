@@ -1020,11 +1020,11 @@ def _per_output(value, names, argument, broadcast=True, optional=False):
 
 
 def _step_totals(result):
-    """(loss sum, outcome) of a network step: outcome is 0.0 for a single output, or for several
-    outputs the array of each output's loss sum (both sum across steps)."""
-    if len(result) == 2:
-        return result[0], 0.0
-    return result[0], np.array(result[2], dtype=np.float64)
+    """(loss sum, outcome) of a network step, (loss sum, [per-output loss sums]): outcome is 0.0 for
+    a single output, or for several outputs the array of each output's loss sum (both sum across
+    steps)."""
+    loss_sum, output_loss_sums = result
+    return loss_sum, (np.array(output_loss_sums, dtype=np.float64) if len(output_loss_sums) > 1 else 0.0)
 
 
 def _take_targets(targets, index):
