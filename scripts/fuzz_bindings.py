@@ -447,7 +447,10 @@ def run_child(arguments):
     def run_op_cases():
         from hypothesis import given
 
-        @settings(max_examples=200, deadline=None, database=None, phases=[Phase.generate],
+        # derandomize=False: Hypothesis's CI profile (the CI variable set) would replay the same
+        # examples every round, so a fuzz run would test one fixed handful of cases; each defect is
+        # reported with its input, so a random run loses nothing.
+        @settings(max_examples=200, deadline=None, database=None, phases=[Phase.generate], derandomize=False,
                   suppress_health_check=list(HealthCheck))
         @given(case=op_case())
         def op_batch(case):
@@ -905,7 +908,7 @@ def run_child(arguments):
     # Generation only: defects are recorded by `call` rather than raised, so there is nothing to
     # shrink, and TimeUp must end the run at once.
     machine_settings = settings(max_examples=20, stateful_step_count=25, deadline=None, database=None,
-                                phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+                                phases=[Phase.generate], derandomize=False, suppress_health_check=list(HealthCheck))
 
     round_number = 0
     try:
