@@ -314,7 +314,10 @@ WORKER = textwrap.dedent('''
 
 def measure_peak(threads):
     """The machine's FMA peak in GFLOP/s on `threads` threads, measured now (fastcnn's probe)."""
-    code = "from fastcnn import _core; _core.set_num_threads(%d); print(_core.measure_peak_gflops(0.5))" % threads
+    # The widest kernel set's probe (available_kernels lists them narrowest first), whatever
+    # FASTCNN_KERNELS selects for the frameworks.
+    code = ("from fastcnn import _core; _core.set_num_threads(%d); "
+            "print(_core.measure_peak_gflops(0.5, _core.available_kernels()[-1]))" % threads)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=os.path.expanduser("~"))
     return float(result.stdout.strip())

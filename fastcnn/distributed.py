@@ -427,10 +427,8 @@ class _MPISteps(_loop.LocalSteps):
                 parameters[offset + trainable_count:offset + count] = \
                     gradients[offset + trainable_count:offset + count] / np.float32(strategy.size)
         strategy._collective("the loss allreduce", totals_request.Wait)
-        outputs = np.size(outcome)
-        reduced_outcome = totals[1:1 + outputs].reshape(np.shape(outcome)) if isinstance(outcome, np.ndarray) \
-            else float(totals[1])
-        return float(totals[0]), reduced_outcome, totals[1 + outputs:]
+        reduced_outcome, metric_change = _split_outcome(totals[1:], outcome)
+        return float(totals[0]), reduced_outcome, metric_change
 
     def after_epoch(self, model):
         # Callbacks see the same logs everywhere, so they stop alike; a rank-local decision (a
@@ -439,9 +437,15 @@ class _MPISteps(_loop.LocalSteps):
         model.stop_training = bool(stop)
 
     def reduce_totals(self, loss, outcome, seen, metric_state):
-        outputs = np.size(outcome)
         totals = self.strategy.allreduce_sum(np.concatenate([[loss, seen], np.ravel(outcome), metric_state]),
                                              "the evaluation allreduce")
-        reduced_outcome = totals[2:2 + outputs].reshape(np.shape(outcome)) if isinstance(outcome, np.ndarray) \
-            else float(totals[2])
-        return float(totals[0]), reduced_outcome, int(round(totals[1])), totals[2 + outputs:]
+        reduced_outcome, reduced_state = _split_outcome(totals[2:], outcome)
+        return float(totals[0]), reduced_outcome, int(round(totals[1])), reduced_state
+
+
+def _split_outcome(values, outcome):
+    """(the outcome shaped as `outcome` was, the rest) from reduced values that begin with the
+    flattened outcome (a float, or the per-output loss sums)."""
+    size = np.size(outcome)
+    reduced = values[:size].reshape(np.shape(outcome)) if isinstance(outcome, np.ndarray) else float(values[0])
+    return reduced, values[size:]

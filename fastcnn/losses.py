@@ -33,9 +33,11 @@ class Loss:
     def _prepare_targets(self, y_true, classes):
         raise NotImplementedError(f"{type(self).__name__} must implement _prepare_targets")
 
-    def _prepare_truth(self, y_true, classes):
-        """The targets as the metrics see them: as given (no label smoothing)."""
-        return self._prepare_targets(y_true, classes)
+    def _targets_and_truth(self, y_true, classes):
+        """(the targets the loss computes with, the targets as the metrics see them: as given, before
+        any label smoothing); one array where they are the same."""
+        targets = self._prepare_targets(y_true, classes)
+        return targets, targets
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         y_pred = np.asarray(y_pred, dtype=np.float32)
@@ -82,6 +84,12 @@ def _labels(y_true, classes):
             "Labels must be class indices of the model's output."
         )
     return labels.astype(np.int32)
+
+
+def _check_label_smoothing(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"`label_smoothing` must be in [0, 1]. Received: label_smoothing={value}")
+    return float(value)
 
 
 def _per_unit(y_true, classes, loss_name):
@@ -135,17 +143,15 @@ class CategoricalCrossentropy(Loss):
                  reduction="sum_over_batch_size", name="categorical_crossentropy"):
         if axis != -1:
             raise ValueError(f"fastcnn computes cross-entropy over the last axis only. Received: axis={axis}")
-        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) \
-                or not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"`label_smoothing` must be in [0, 1]. Received: label_smoothing={label_smoothing}")
         super().__init__(name, reduction, from_logits)
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = _check_label_smoothing(label_smoothing)
 
     def _prepare_targets(self, y_true, classes):
         return _probabilities(y_true, classes, self.label_smoothing)
 
-    def _prepare_truth(self, y_true, classes):
-        return _probabilities(y_true, classes) if self.label_smoothing else self._prepare_targets(y_true, classes)
+    def _targets_and_truth(self, y_true, classes):
+        truth = _probabilities(y_true, classes)
+        return (_probabilities(y_true, classes, self.label_smoothing) if self.label_smoothing else truth), truth
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing, "axis": -1}
@@ -163,21 +169,18 @@ class BinaryCrossentropy(Loss):
                  name="binary_crossentropy"):
         if axis != -1:
             raise ValueError(f"fastcnn computes cross-entropy over the last axis only. Received: axis={axis}")
-        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) \
-                or not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"`label_smoothing` must be in [0, 1]. Received: label_smoothing={label_smoothing}")
         super().__init__(name, reduction, from_logits)
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = _check_label_smoothing(label_smoothing)
 
     def _prepare_targets(self, y_true, classes):
-        targets = self._prepare_truth(y_true, classes)
-        if self.label_smoothing:
-            targets = np.ascontiguousarray(targets * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing,
-                                           dtype=np.float32)
-        return targets
+        return self._targets_and_truth(y_true, classes)[0]
 
-    def _prepare_truth(self, y_true, classes):
-        return _per_unit(y_true, classes, "binary_crossentropy")
+    def _targets_and_truth(self, y_true, classes):
+        truth = _per_unit(y_true, classes, "binary_crossentropy")
+        if not self.label_smoothing:
+            return truth, truth
+        smoothed = truth * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        return np.ascontiguousarray(smoothed, dtype=np.float32), truth
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing, "axis": -1}

@@ -623,8 +623,8 @@ class Model:
         if loss.sparse:
             labels = loss._prepare_targets(array, classes)
             return {"labels": labels, "probabilities": None, "truth": labels}
-        return {"labels": None, "probabilities": loss._prepare_targets(array, classes),
-                "truth": loss._prepare_truth(array, classes)}
+        probabilities, truth = loss._targets_and_truth(array, classes)
+        return {"labels": None, "probabilities": probabilities, "truth": truth}
 
     def _prepare_sample_weights(self, sample_weight, class_weight, targets, samples):
         """Per-sample loss weights (float32, one per sample) from sample_weight or class_weight."""
