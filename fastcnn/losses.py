@@ -14,7 +14,6 @@ class Loss:
 
     sparse = False
     kind = "categorical_crossentropy"  # the C++ loss (csrc/ops/loss.h) this object configures
-    huber_delta = 1.0
 
     def __init__(self, name, reduction="sum_over_batch_size", from_logits=False):
         if reduction not in ("sum_over_batch_size", "sum", "none", None):
@@ -29,6 +28,10 @@ class Loss:
         self.name = name
         self.reduction = reduction
         self.from_logits = from_logits
+
+    def _kernel_options(self):
+        """The loss function's own arguments as the C++ loss takes them (ops/loss.h LossOptions)."""
+        return {}
 
     def _prepare_targets(self, y_true, classes):
         raise NotImplementedError(f"{type(self).__name__} must implement _prepare_targets")
@@ -54,7 +57,7 @@ class Loss:
 
     def call(self, y_true, y_pred):
         targets = self._prepare_targets(y_true, y_pred.shape[-1])
-        losses, _ = _core.ops.loss(y_pred, targets, self.from_logits, self.kind, self.huber_delta)
+        losses, _ = _core.ops.loss(y_pred, targets, self.from_logits, self.kind, **self._kernel_options())
         return losses
 
     def get_config(self):
@@ -192,6 +195,76 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0):
                               reduction="none")(y_true, y_pred)
 
 
+def _check_focal(alpha, gamma):
+    for name, value in (("alpha", alpha), ("gamma", gamma)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+            raise ValueError(f"`{name}` must be a finite number. Received: {name}={value!r}")
+    if gamma < 0:
+        raise ValueError(f"`gamma` must be non-negative (the focusing exponent). Received: gamma={gamma!r}")
+    return float(alpha), float(gamma)
+
+
+class BinaryFocalCrossentropy(BinaryCrossentropy):
+    """Keras's binary focal cross-entropy (Lin et al., 2017): the binary cross-entropy of each unit
+    scaled by (1 - p_t)^gamma, p_t the probability given to the true value, and with
+    apply_class_balancing by alpha for positive targets and 1 - alpha for negative ones; the mean over
+    the units. A sigmoid output hands the loss its logits, as for binary cross-entropy."""
+
+    kind = "binary_focal_crossentropy"
+
+    def __init__(self, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0,
+                 axis=-1, reduction="sum_over_batch_size", name="binary_focal_crossentropy"):
+        super().__init__(from_logits=from_logits, label_smoothing=label_smoothing, axis=axis, reduction=reduction,
+                         name=name)
+        if not isinstance(apply_class_balancing, bool):
+            raise TypeError("`apply_class_balancing` must be a bool. Received: "
+                            f"apply_class_balancing={apply_class_balancing!r}")
+        self.apply_class_balancing = apply_class_balancing
+        self.alpha, self.gamma = _check_focal(alpha, gamma)
+
+    def _kernel_options(self):
+        return {"focal_gamma": self.gamma, "focal_alpha": self.alpha,
+                "apply_class_balancing": self.apply_class_balancing}
+
+    def get_config(self):
+        return {**super().get_config(), "apply_class_balancing": self.apply_class_balancing, "alpha": self.alpha,
+                "gamma": self.gamma}
+
+
+class CategoricalFocalCrossentropy(CategoricalCrossentropy):
+    """Keras's categorical focal cross-entropy: -alpha (1 - q)^gamma t log q summed over the classes,
+    q the prediction normalised to sum 1 and clipped to [1e-7, 1 - 1e-7] (softmax of the logits with
+    from_logits). One-hot targets, as CategoricalCrossentropy."""
+
+    kind = "categorical_focal_crossentropy"
+
+    def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1,
+                 reduction="sum_over_batch_size", name="categorical_focal_crossentropy"):
+        super().__init__(from_logits=from_logits, label_smoothing=label_smoothing, axis=axis, reduction=reduction,
+                         name=name)
+        self.alpha, self.gamma = _check_focal(alpha, gamma)
+
+    def _kernel_options(self):
+        return {"focal_gamma": self.gamma, "focal_alpha": self.alpha}
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma}
+
+
+def binary_focal_crossentropy(y_true, y_pred, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False,
+                              label_smoothing=0.0):
+    """Per-sample losses, shape (batch,): the mean over the units."""
+    return BinaryFocalCrossentropy(apply_class_balancing=apply_class_balancing, alpha=alpha, gamma=gamma,
+                                   from_logits=from_logits, label_smoothing=label_smoothing,
+                                   reduction="none")(y_true, y_pred)
+
+
+def categorical_focal_crossentropy(y_true, y_pred, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0):
+    """Per-sample losses, shape (batch,)."""
+    return CategoricalFocalCrossentropy(alpha=alpha, gamma=gamma, from_logits=from_logits,
+                                        label_smoothing=label_smoothing, reduction="none")(y_true, y_pred)
+
+
 class _PerUnitLoss(Loss):
     """A regression or distribution loss (ops/loss.h): targets per output unit, no logits."""
 
@@ -232,17 +305,16 @@ class Huber(_PerUnitLoss):
         if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not np.isfinite(delta) or delta <= 0:
             raise ValueError(f"`delta` must be a positive number. Received: delta={delta!r}")
         super().__init__(reduction, name)
-        self.huber_delta = float(delta)
+        self.delta = float(delta)
 
-    @property
-    def delta(self):
-        return self.huber_delta
+    def _kernel_options(self):
+        return {"huber_delta": self.delta}
 
     def get_config(self):
         # Keras 3.15 records no delta; fastcnn adds it where it is not the default, so it survives.
         config = super().get_config()
-        if self.huber_delta != 1.0:
-            config["delta"] = self.huber_delta
+        if self.delta != 1.0:
+            config["delta"] = self.delta
         return config
 
 
@@ -308,11 +380,14 @@ _BY_NAME = {
     "mean_absolute_error": MeanAbsoluteError, "mae": MeanAbsoluteError,
     "huber": Huber, "kl_divergence": KLDivergence, "kld": KLDivergence,
     "categorical_hinge": CategoricalHinge,
+    "binary_focal_crossentropy": BinaryFocalCrossentropy,
+    "categorical_focal_crossentropy": CategoricalFocalCrossentropy,
 }
 # The loss functions compile accepts, as Keras's public functions (serialized by name).
 _FUNCTIONS = {f.__name__: f for f in (sparse_categorical_crossentropy, categorical_crossentropy, binary_crossentropy,
                                       mean_squared_error, mean_absolute_error, huber, kl_divergence,
-                                      categorical_hinge)}
+                                      categorical_hinge, binary_focal_crossentropy,
+                                      categorical_focal_crossentropy)}
 
 
 def get(identifier):

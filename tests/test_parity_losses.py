@@ -1,4 +1,4 @@
-"""Binary cross-entropy (csrc/ops/loss.h, the binary kind) against TensorFlow/Keras: the loss
+"""The losses (csrc/ops/loss.h) against TensorFlow/Keras; binary cross-entropy first: the loss
 function on arrays (from probabilities, clipped, and from logits; label smoothing; soft labels;
 sample weights and reductions), its gradient, and whole models with sigmoid heads (the sigmoid
 fused with the loss) trained side by side with Keras."""
@@ -129,7 +129,7 @@ def test_regression_and_distribution_losses_equal_keras(tf, keras, rng, make, on
                                    np.asarray(theirs(y_true, y_pred, sample_weight=sample_weight)), rtol=1e-5, atol=1e-6)
     # The gradient of the batch mean, through the binding the training step's kernel shares.
     kind = ours.kind
-    _, gradient = _core.ops.loss(y_pred, y_true, False, kind, ours.huber_delta)
+    _, gradient = _core.ops.loss(y_pred, y_true, False, kind, **ours._kernel_options())
     variable = tf.Variable(y_pred)
     with tf.GradientTape() as tape:
         mean = tf.reduce_mean(theirs.call(tf.constant(y_true), variable))
@@ -164,3 +164,106 @@ def test_loss_names_and_configs(keras):
         losses.Huber(delta=0)
     with pytest.raises(ValueError, match="unknown loss kind 'median'"):
         _core.ops.loss(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32), False, "median")
+
+
+# Focal losses: (fastcnn/keras constructor arguments), over from_logits, smoothing, gamma and balancing.
+FOCAL = [
+    {},
+    {"gamma": 0.0},
+    {"gamma": 0.5, "label_smoothing": 0.1},
+    {"gamma": 3.0, "alpha": 0.6},
+]
+
+
+@pytest.mark.parametrize("arguments", FOCAL + [{"apply_class_balancing": True, "alpha": 0.3}])
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_binary_focal_crossentropy_equals_keras(tf, keras, rng, arguments, from_logits):
+    y_pred = (rng.normal(size=(9, 3)) * 3).astype(np.float32) if from_logits else _probabilities(rng, (9, 3))
+    y_true = (rng.random((9, 3)) > 0.5).astype(np.float32)
+    y_true[0] = 0.3  # a soft label
+    weights = rng.random(9).astype(np.float32)
+    for reduction in ("sum_over_batch_size", "sum", "none"):
+        ours = losses.BinaryFocalCrossentropy(from_logits=from_logits, reduction=reduction, **arguments)
+        theirs = keras.losses.BinaryFocalCrossentropy(from_logits=from_logits, reduction=reduction, **arguments)
+        for sample_weight in (None, weights):
+            np.testing.assert_allclose(ours(y_true, y_pred, sample_weight=sample_weight),
+                                       np.asarray(theirs(y_true, y_pred, sample_weight=sample_weight)), rtol=1e-5,
+                                       atol=1e-6)
+    assert ours.get_config() == theirs.get_config()
+    _, gradient = _core.ops.loss(y_pred, ours._prepare_targets(y_true, 3), from_logits, ours.kind,
+                                 **ours._kernel_options())
+    variable = tf.Variable(y_pred)
+    with tf.GradientTape() as tape:
+        mean = tf.reduce_mean(theirs.call(tf.constant(y_true), variable))
+    np.testing.assert_allclose(gradient, tape.gradient(mean, variable).numpy(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("arguments", FOCAL)
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_categorical_focal_crossentropy_equals_keras(tf, keras, rng, arguments, from_logits):
+    y_pred = (rng.normal(size=(9, 4)) * 3).astype(np.float32) if from_logits else rng.random((9, 4)).astype(np.float32)
+    if not from_logits:
+        y_pred[0] = [1.0, 0.0, 0.0, 1e-9]  # at the clip
+    y_true = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 9)]
+    weights = rng.random(9).astype(np.float32)
+    ours = losses.CategoricalFocalCrossentropy(from_logits=from_logits, **arguments)
+    theirs = keras.losses.CategoricalFocalCrossentropy(from_logits=from_logits, **arguments)
+    for sample_weight in (None, weights):
+        np.testing.assert_allclose(ours(y_true, y_pred, sample_weight=sample_weight),
+                                   np.asarray(theirs(y_true, y_pred, sample_weight=sample_weight)), rtol=1e-5,
+                                   atol=1e-6)
+    assert ours.get_config() == theirs.get_config()
+    np.testing.assert_allclose(losses.categorical_focal_crossentropy(y_true, y_pred, from_logits=from_logits,
+                                                                     **arguments),
+                               keras.losses.categorical_focal_crossentropy(y_true, y_pred, from_logits=from_logits,
+                                                                          **arguments), rtol=1e-5, atol=1e-7)
+    _, gradient = _core.ops.loss(y_pred, ours._prepare_targets(y_true, 4), from_logits, ours.kind,
+                                 **ours._kernel_options())
+    variable = tf.Variable(y_pred)
+    with tf.GradientTape() as tape:
+        mean = tf.reduce_mean(theirs.call(tf.constant(y_true), variable))
+    assert relative_error(gradient, tape.gradient(mean, variable).numpy()) <= 1e-4
+
+
+@pytest.mark.parametrize("units, activation, make", [
+    (1, "sigmoid", lambda m: m.BinaryFocalCrossentropy()),                             # fused: reads the logits
+    (3, "sigmoid", lambda m: m.BinaryFocalCrossentropy(apply_class_balancing=True, gamma=1.5)),
+    (2, None, lambda m: m.BinaryFocalCrossentropy(from_logits=True, label_smoothing=0.1)),
+    (3, "softmax", lambda m: m.CategoricalFocalCrossentropy()),
+    (3, None, lambda m: m.CategoricalFocalCrossentropy(from_logits=True, gamma=1.0, alpha=0.5)),
+])
+def test_models_with_focal_losses_train_as_in_keras(tf, keras, rng, units, activation, make):
+    keras.utils.set_random_seed(5)
+    x = rng.random((24, 6, 6, 2)).astype(np.float32)
+    categorical = "Categorical" in type(make(losses)).__name__
+    y = np.eye(units, dtype=np.float32)[rng.integers(0, units, 24)] if categorical else \
+        (rng.random((24, units)) > 0.5).astype(np.float32)
+    ours, theirs = _sigmoid_model(fastcnn, units, activation), _sigmoid_model(keras, units, activation)
+    ours.set_weights(theirs.get_weights())
+    for model, module in ((ours, fastcnn), (theirs, keras)):
+        model.compile(module.optimizers.SGD(0.5), make(module.losses))
+    np.testing.assert_allclose(ours.evaluate(x, y, verbose=0), theirs.evaluate(x, y, verbose=0), rtol=1e-5)
+    ours.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    theirs.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    for mine, expected in zip(ours.get_weights(), theirs.get_weights()):
+        assert np.max(np.abs(mine - expected)) <= 1e-4 * max(float(np.max(np.abs(expected))), 1e-2)
+    fused = ours._network.fusion_passes()["sigmoid_binary_cross_entropy"]
+    assert fused == ([3] if activation == "sigmoid" else [])
+
+
+def test_focal_losses_by_name_and_bad_arguments(rng):
+    assert type(losses.get("binary_focal_crossentropy")) is losses.BinaryFocalCrossentropy
+    assert type(losses.get("categorical_focal_crossentropy")) is losses.CategoricalFocalCrossentropy
+    assert type(losses.get(losses.binary_focal_crossentropy)) is losses.BinaryFocalCrossentropy
+    with pytest.raises(ValueError, match="gamma=-1"):
+        losses.BinaryFocalCrossentropy(gamma=-1)
+    with pytest.raises(ValueError, match="alpha=nan"):
+        losses.CategoricalFocalCrossentropy(alpha=float("nan"))
+    with pytest.raises(TypeError, match="apply_class_balancing='yes'"):
+        losses.BinaryFocalCrossentropy(apply_class_balancing="yes")
+    with pytest.raises(ValueError, match="gamma=-2"):
+        _core.ops.loss(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32), False, "binary_focal_crossentropy",
+                       focal_gamma=-2.0)
+    model = _sigmoid_model(fastcnn, 1, "softmax")
+    with pytest.raises(ValueError, match="has one unit, so categorical_focal_crossentropy"):
+        model.compile("sgd", "categorical_focal_crossentropy")

@@ -496,12 +496,14 @@ void bind_network(py::module_& m) {
            py::arg("layer_index"))
       .def("configure_output_loss",
            [](runtime::Network& network, int64_t output, bool from_logits, float weight, const std::string& kind,
-              float huber_delta) {
+              float huber_delta, float focal_gamma, float focal_alpha, bool apply_class_balancing) {
              require_built(network, "configure_output_loss");
-             network.configure_output_loss(output, from_logits, weight, parse_loss_kind(kind.c_str()), huber_delta);
+             network.configure_output_loss(output, from_logits, weight, parse_loss_kind(kind.c_str()),
+                                           {huber_delta, focal_gamma, focal_alpha, apply_class_balancing});
            },
            py::arg("output"), py::arg("from_logits"), py::arg("weight") = 1.0f,
-           py::arg("kind") = "categorical_crossentropy", py::arg("huber_delta") = 1.0f)
+           py::arg("kind") = "categorical_crossentropy", py::arg("huber_delta") = 1.0f, py::arg("focal_gamma") = 2.0f,
+           py::arg("focal_alpha") = 0.25f, py::arg("apply_class_balancing") = false)
       .def_property_readonly("parameter_count", &runtime::Network::parameter_count)
       // Per layer, numpy views of its parameters inside the network's buffer (no copies): the
       // arrays keep the network alive.

@@ -386,11 +386,11 @@ std::tuple<FloatArray, FloatArray, FloatArray> batch_norm_backward(
 // (batch,) in [0, classes) or probability rows (batch, classes); the other kinds targets per unit
 // (batch, classes).
 std::pair<FloatArray, FloatArray> loss(py::object predictions_argument, py::object targets_argument,
-                                       bool from_logits, const std::string& kind, float huber_delta) {
+                                       bool from_logits, const std::string& kind, float huber_delta,
+                                       float focal_gamma, float focal_alpha, bool apply_class_balancing) {
   const LossKind loss_kind = parse_loss_kind(kind.c_str());
-  if (!(huber_delta > 0.0f) || !std::isfinite(huber_delta)) {
-    throw py::value_error("`huber_delta` must be finite and positive. Received: " + std::to_string(huber_delta));
-  }
+  const LossOptions options{huber_delta, focal_gamma, focal_alpha, apply_class_balancing};
+  check_loss_options(options);
   const FloatArray predictions = float_array(predictions_argument, "predictions");
   const py::array targets = numeric_array(targets_argument, "targets");
   require_rank(predictions, 2, "predictions");
@@ -406,8 +406,10 @@ std::pair<FloatArray, FloatArray> loss(py::object predictions_argument, py::obje
   params.from_logits = from_logits;
   params.gradient_scale = batch > 0 ? 1.0f / static_cast<float>(batch) : 0.0f;
   params.kind = loss_kind;
-  params.huber_delta = huber_delta;
-  if (targets.ndim() == 1 && params.kind == LossKind::categorical_crossentropy) {
+  params.options = options;
+  const bool categorical = params.kind == LossKind::categorical_crossentropy ||
+                           params.kind == LossKind::categorical_focal_crossentropy;
+  if (targets.ndim() == 1 && categorical) {
     // Class indices: checked in 64 bits before narrowing to int32, so no value wraps into range.
     const IndexArray labels = class_indices(targets, "targets");
     require_dimension(labels, 0, batch, "targets", "batch");
@@ -967,10 +969,11 @@ void bind_ops(py::module_& ops) {
           py::arg("gamma"), py::arg("output_gradient"), py::arg("epsilon") = 1e-3f, py::arg("kernels") = "active",
           py::arg("relu_input") = false);
   ops.def("loss", &loss, py::arg("predictions"), py::arg("targets"), py::arg("from_logits") = false,
-          py::arg("kind") = "categorical_crossentropy", py::arg("huber_delta") = 1.0f,
+          py::arg("kind") = "categorical_crossentropy", py::arg("huber_delta") = 1.0f, py::arg("focal_gamma") = 2.0f,
+          py::arg("focal_alpha") = 0.25f, py::arg("apply_class_balancing") = false,
           "(per-sample losses, gradient of their mean) of a model output's loss (ops/loss.h): kind "
           "categorical_crossentropy, binary_crossentropy, mean_squared_error, mean_absolute_error, huber, "
-          "kl_divergence or categorical_hinge.");
+          "kl_divergence, categorical_hinge, binary_focal_crossentropy or categorical_focal_crossentropy.");
 
 
   ops.def("merge_forward", &merge_forward, py::arg("kind"), py::arg("inputs"), py::arg("kernels") = "active",

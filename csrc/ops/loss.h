@@ -20,6 +20,17 @@
 //   categorical_hinge     max(max_j (1 - t_j) p_j - sum_j t_j p_j + 1, 0)
 //                                                                  d/dp_j = [j = argmax (1 - t) p](1 - t_j) - t_j
 //                                                                  where the loss is positive, else 0
+// Focal cross-entropies (Keras's binary_focal_crossentropy and categorical_focal_crossentropy):
+//   binary_focal          mean_j w_j f_j b_j, with p = sigmoid(z) from logits, else p;
+//                         b = binary cross-entropy as above (from the logits where there are logits,
+//                         as Keras reads a sigmoid's logits); p_t = t p + (1 - t)(1 - p);
+//                         f = (1 - p_t)^gamma; w = t alpha + (1 - t)(1 - alpha) with class balancing,
+//                         else 1.  d/dp = w (f' b + f db/dp), f' = -gamma (1 - p_t)^(gamma - 1) (2t - 1);
+//                         from logits, d/dz = w (f' p (1 - p) b + f (p - t)).
+//   categorical_focal     sum_j alpha (1 - q_j)^gamma (-t_j log q_j), p = softmax(z) from logits, else p;
+//                         q = clip(p / sum p, eps, 1 - eps); d/dq_j = alpha (gamma (1 - q_j)^(gamma - 1) t_j log q_j
+//                         - (1 - q_j)^gamma t_j / q_j) inside the clip, 0 where it is active; then through the
+//                         normalisation as the cross-entropy, and through softmax from logits.
 // Per-sample losses are written to `losses`; the gradient of mean(losses) (scaled by
 // `gradient_scale`, 1/batch for Keras's sum_over_batch_size) to `input_gradient` when not null.
 #pragma once
@@ -36,18 +47,32 @@ enum class LossKind {
   huber,
   kl_divergence,
   categorical_hinge,
+  binary_focal_crossentropy,
+  categorical_focal_crossentropy,
 };
 
 // The kind named as Keras names its loss function ("binary_crossentropy", ...); throws
 // std::invalid_argument naming the received name for any other.
 LossKind parse_loss_kind(const char* name);
 
+// The loss functions' own arguments (Keras's defaults).
+struct LossOptions {
+  float huber_delta = 1.0f;
+  float focal_gamma = 2.0f;
+  float focal_alpha = 0.25f;
+  bool apply_class_balancing = false;  // binary focal only
+};
+
+// Throws std::invalid_argument naming the value when an option is out of its range: the Huber
+// delta finite and positive, gamma finite and non-negative, alpha finite.
+void check_loss_options(const LossOptions& options);
+
 struct LossParams {
   LossKind kind = LossKind::categorical_crossentropy;
   int64_t batch = 0;
   int64_t classes = 0;  // units per sample
   bool from_logits = false;  // the cross-entropies only
-  float huber_delta = 1.0f;
+  LossOptions options;
   float gradient_scale = 1.0f;
 };
 

@@ -1,6 +1,7 @@
 // Shape and hyperparameter checks for every op, done once before any kernel runs. Each message
 // names the argument and the value received, the way Keras words its errors.
 #include <array>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -317,9 +318,27 @@ LossKind parse_loss_kind(const char* name) {
   if (text == "huber") return LossKind::huber;
   if (text == "kl_divergence") return LossKind::kl_divergence;
   if (text == "categorical_hinge") return LossKind::categorical_hinge;
+  if (text == "binary_focal_crossentropy") return LossKind::binary_focal_crossentropy;
+  if (text == "categorical_focal_crossentropy") return LossKind::categorical_focal_crossentropy;
   throw std::invalid_argument("unknown loss kind '" + text + "'; expected one of categorical_crossentropy, "
                               "binary_crossentropy, mean_squared_error, mean_absolute_error, huber, "
-                              "kl_divergence, categorical_hinge");
+                              "kl_divergence, categorical_hinge, binary_focal_crossentropy, "
+                              "categorical_focal_crossentropy");
+}
+
+void check_loss_options(const LossOptions& options) {
+  if (!(options.huber_delta > 0.0f) || !std::isfinite(options.huber_delta)) {
+    throw std::invalid_argument("the Huber delta must be finite and positive. Received: delta=" +
+                                std::to_string(options.huber_delta));
+  }
+  if (!(options.focal_gamma >= 0.0f) || !std::isfinite(options.focal_gamma)) {
+    throw std::invalid_argument("the focal loss's gamma must be finite and non-negative. Received: gamma=" +
+                                std::to_string(options.focal_gamma));
+  }
+  if (!std::isfinite(options.focal_alpha)) {
+    throw std::invalid_argument("the focal loss's alpha must be finite. Received: alpha=" +
+                                std::to_string(options.focal_alpha));
+  }
 }
 
 }  // namespace fastcnn

@@ -344,7 +344,7 @@ void Network::configure_loss(bool from_logits) {
 }
 
 void Network::configure_output_loss(int64_t output, bool from_logits, float weight, LossKind kind,
-                                    float huber_delta) {
+                                    const LossOptions& options) {
   require_built();
   if (output < 0 || output >= static_cast<int64_t>(outputs_.size())) {
     throw std::out_of_range("`output` must be in [0, " + std::to_string(outputs_.size()) +
@@ -353,10 +353,8 @@ void Network::configure_output_loss(int64_t output, bool from_logits, float weig
   if (!std::isfinite(weight) || weight < 0.0f) {
     throw std::invalid_argument("loss weights must be finite and non-negative. Received: " + std::to_string(weight));
   }
-  if (!(huber_delta > 0.0f) || !std::isfinite(huber_delta)) {
-    throw std::invalid_argument("the Huber delta must be finite and positive. Received: " + std::to_string(huber_delta));
-  }
-  output_losses_[static_cast<size_t>(output)] = {from_logits, weight, kind, huber_delta};
+  check_loss_options(options);
+  output_losses_[static_cast<size_t>(output)] = {from_logits, weight, kind, options};
 }
 
 double Network::activity_penalty(int64_t batch, int64_t loss_batch) {
@@ -600,7 +598,7 @@ StepResult Network::losses_and_gradients(const std::vector<Targets>& targets, co
     }
     LossParams params;
     params.kind = output_losses_[k].kind;
-    params.huber_delta = output_losses_[k].huber_delta;
+    params.options = output_losses_[k].options;
     params.batch = batch;
     params.classes = classes;
     params.from_logits = output_losses_[k].from_logits || fused;

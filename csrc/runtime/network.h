@@ -52,7 +52,7 @@ struct OutputLoss {
   bool from_logits = false;
   float weight = 1.0f;
   LossKind kind = LossKind::categorical_crossentropy;
-  float huber_delta = 1.0f;
+  LossOptions options;
 };
 
 class Network {
@@ -99,7 +99,7 @@ class Network {
   void set_regularization(int64_t layer_index, const Regularization& regularization);
   void configure_loss(bool from_logits);
   void configure_output_loss(int64_t output, bool from_logits, float weight,
-                             LossKind kind = LossKind::categorical_crossentropy, float huber_delta = 1.0f);
+                             LossKind kind = LossKind::categorical_crossentropy, const LossOptions& options = {});
   void configure_optimizer(const OptimizerConfig& config);
   Optimizer& optimizer() { return optimizer_; }
 

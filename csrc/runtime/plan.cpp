@@ -57,8 +57,10 @@ bool Network::fused_output_activation(size_t output) const {
   const int64_t id = outputs_[output];
   const Layer& layer = *layers_[static_cast<size_t>(id)];
   const LossKind kind = output_losses_[output].kind;
-  if (kind != LossKind::categorical_crossentropy && kind != LossKind::binary_crossentropy) return false;
-  const Activation expected = kind == LossKind::binary_crossentropy ? Activation::sigmoid : Activation::softmax;
+  // Keras reads a sigmoid's logits for binary focal cross-entropy too (its cross-entropy term).
+  const bool binary = kind == LossKind::binary_crossentropy || kind == LossKind::binary_focal_crossentropy;
+  if (kind != LossKind::categorical_crossentropy && !binary) return false;
+  const Activation expected = binary ? Activation::sigmoid : Activation::softmax;
   return !output_losses_[output].from_logits && layer.activation() == expected && layer.keeps_pre_activation() &&
          consumers_[tensor_index(id)].empty();
 }
@@ -230,7 +232,8 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes
   }
   for (size_t k = 0; k < outputs_.size(); ++k) {
     if (!fused_output_activation(k)) continue;
-    (output_losses_[k].kind == LossKind::binary_crossentropy ? sigmoid_outputs : softmax_outputs).push_back(outputs_[k]);
+    const bool sigmoid = layers_[static_cast<size_t>(outputs_[k])]->activation() == Activation::sigmoid;
+    (sigmoid ? sigmoid_outputs : softmax_outputs).push_back(outputs_[k]);
   }
   return {{"convolution_max_pool", convolutions},
           {"relu_derivative_hand_off", relu_hand_offs},

@@ -36,6 +36,9 @@ LOSS_KEYS = {
     "MeanSquaredError": ("name", "reduction"), "MeanAbsoluteError": ("name", "reduction"),
     "Huber": ("name", "reduction", "delta"), "KLDivergence": ("name", "reduction"),
     "CategoricalHinge": ("name", "reduction"),
+    "BinaryFocalCrossentropy": ("name", "reduction", "from_logits", "label_smoothing", "axis",
+                                "apply_class_balancing", "alpha", "gamma"),
+    "CategoricalFocalCrossentropy": ("name", "reduction", "from_logits", "label_smoothing", "axis", "alpha", "gamma"),
 }
 LOSS_CLASSES = {name: getattr(losses, name) for name in LOSS_KEYS}
 LOSS_NAMES = tuple(losses._BY_NAME)  # the strings compile takes (and the functions' names)

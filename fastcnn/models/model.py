@@ -519,11 +519,12 @@ class Model:
             raise ValueError(f"Model {self.name!r} has {self._network.output_count} outputs but was compiled with "
                              f"{len(self._output_losses)} losses.")
         for index, (loss, weight) in enumerate(zip(self._output_losses, self._loss_weights)):
-            if loss.kind == "categorical_crossentropy" and self._network.output_shapes[index][2] == 1:
+            if loss.kind in ("categorical_crossentropy", "categorical_focal_crossentropy") and \
+                    self._network.output_shapes[index][2] == 1:
                 raise ValueError(f"Output {index} of model {self.name!r} has one unit, so {loss.name} (a softmax over "
                                  "the units) is always 0 and nothing trains. For two classes use one sigmoid unit "
                                  "with loss='binary_crossentropy', or two units with a categorical loss.")
-            self._network.configure_output_loss(index, loss.from_logits, weight, loss.kind, loss.huber_delta)
+            self._network.configure_output_loss(index, loss.from_logits, weight, loss.kind, **loss._kernel_options())
         self.optimizer._attach(self._network, model=self)
 
     def _require_compiled(self, what):

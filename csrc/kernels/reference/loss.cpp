@@ -73,7 +73,7 @@ void elementwise_loss(const LossParams& p, const float* predictions, const float
         loss /= static_cast<float>(units);
         break;
       case LossKind::huber: {
-        const float delta = p.huber_delta;
+        const float delta = p.options.huber_delta;
         for (int64_t j = 0; j < units; ++j) {
           const float error = row[j] - target[j];
           const float magnitude = std::fabs(error);
@@ -121,12 +121,115 @@ void elementwise_loss(const LossParams& p, const float* predictions, const float
   }
 }
 
+// Binary focal cross-entropy (ops/loss.h): targets per unit, the loss the mean over the units.
+void binary_focal_cross_entropy(const LossParams& p, const float* predictions, const float* targets, float* losses,
+                                float* input_gradient) {
+  const int64_t units = p.classes;
+  const float scale = p.gradient_scale / static_cast<float>(units);
+  const float gamma = p.options.focal_gamma;
+  const float alpha = p.options.focal_alpha;
+  for (int64_t n = 0; n < p.batch; ++n) {
+    float loss = 0.0f;
+    for (int64_t j = 0; j < units; ++j) {
+      const float value = predictions[n * units + j];
+      const float t = targets[n * units + j];
+      float probability, cross_entropy, cross_entropy_derivative;  // derivative by value (z or p)
+      if (p.from_logits) {
+        probability = value >= 0.0f ? 1.0f / (1.0f + std::exp(-value)) : std::exp(value) / (1.0f + std::exp(value));
+        cross_entropy = std::max(value, 0.0f) - value * t + std::log1p(std::exp(-std::fabs(value)));
+        cross_entropy_derivative = probability - t;
+      } else {
+        probability = value;
+        const float q = std::min(std::max(value, kLossEpsilon), 1.0f - kLossEpsilon);
+        cross_entropy = -(t * std::log(q) + (1.0f - t) * std::log(1.0f - q));
+        cross_entropy_derivative = q == value ? (q - t) / (q * (1.0f - q)) : 0.0f;
+      }
+      const float miss = 1.0f - (t * probability + (1.0f - t) * (1.0f - probability));  // 1 - p_t
+      const float focal = std::pow(miss, gamma);
+      // df/dp = -gamma (1 - p_t)^(gamma - 1) (2t - 1); zero when gamma is 0 (f is constant).
+      const float focal_derivative = gamma == 0.0f ? 0.0f : -gamma * std::pow(miss, gamma - 1.0f) * (2.0f * t - 1.0f);
+      const float weight = p.options.apply_class_balancing ? t * alpha + (1.0f - t) * (1.0f - alpha) : 1.0f;
+      loss += weight * focal * cross_entropy;
+      if (input_gradient != nullptr) {
+        const float probability_derivative = p.from_logits ? probability * (1.0f - probability) : 1.0f;
+        input_gradient[n * units + j] =
+            scale * weight * (focal_derivative * probability_derivative * cross_entropy +
+                              focal * cross_entropy_derivative);
+      }
+    }
+    losses[n] = loss / static_cast<float>(units);
+  }
+}
+
+// Categorical focal cross-entropy (ops/loss.h): probability rows (or logits) against target rows.
+void categorical_focal_cross_entropy(const LossParams& p, const float* predictions, const int32_t* labels,
+                                     const float* target_probabilities, float* losses, float* input_gradient) {
+  const int64_t classes = p.classes;
+  const float gamma = p.options.focal_gamma;
+  const float alpha = p.options.focal_alpha;
+  std::vector<float> probabilities(static_cast<size_t>(classes)), gradient(static_cast<size_t>(classes));
+  for (int64_t n = 0; n < p.batch; ++n) {
+    const float* row = predictions + n * classes;
+    if (p.from_logits) {
+      const float maximum = *std::max_element(row, row + classes);
+      float exp_sum = 0.0f;
+      for (int64_t j = 0; j < classes; ++j) {
+        probabilities[j] = std::exp(row[j] - maximum);
+        exp_sum += probabilities[j];
+      }
+      for (int64_t j = 0; j < classes; ++j) probabilities[j] /= exp_sum;
+    } else {
+      std::copy(row, row + classes, probabilities.begin());
+    }
+    float sum = 0.0f;
+    for (int64_t j = 0; j < classes; ++j) sum += probabilities[j];
+    float loss = 0.0f;
+    float weighted = 0.0f;  // sum_j (dloss/dq_j) q_j, for the gradient through the normalisation
+    for (int64_t j = 0; j < classes; ++j) {
+      const float t = target_at(labels, target_probabilities, classes, n, j);
+      const float q = probabilities[j] / sum;
+      const float clipped = std::min(std::max(q, kLossEpsilon), 1.0f - kLossEpsilon);
+      const float log_q = std::log(clipped);
+      const float modulation = std::pow(1.0f - clipped, gamma);
+      loss -= alpha * modulation * t * log_q;
+      float derivative = 0.0f;
+      if (q == clipped && t != 0.0f) {
+        const float modulation_derivative = gamma == 0.0f ? 0.0f : -gamma * std::pow(1.0f - clipped, gamma - 1.0f);
+        derivative = -alpha * (modulation_derivative * t * log_q + modulation * t / q);
+      }
+      gradient[j] = derivative;
+      weighted += derivative * q;
+    }
+    losses[n] = loss;
+    if (input_gradient == nullptr) continue;
+    // dq_j/dp_k = (delta_jk - q_j) / sum  =>  dloss/dp_k = (dloss/dq_k - weighted) / sum
+    for (int64_t j = 0; j < classes; ++j) gradient[j] = (gradient[j] - weighted) / sum;
+    float* result = input_gradient + n * classes;
+    if (p.from_logits) {
+      // Through softmax: dloss/dz_k = p_k (g_k - sum_j p_j g_j).
+      float dot = 0.0f;
+      for (int64_t j = 0; j < classes; ++j) dot += probabilities[j] * gradient[j];
+      for (int64_t j = 0; j < classes; ++j) result[j] = p.gradient_scale * probabilities[j] * (gradient[j] - dot);
+    } else {
+      for (int64_t j = 0; j < classes; ++j) result[j] = p.gradient_scale * gradient[j];
+    }
+  }
+}
+
 }  // namespace
 
 void loss(const LossParams& p, const float* predictions, const int32_t* labels, const float* target_probabilities,
           float* losses, float* input_gradient) {
   if (p.kind == LossKind::binary_crossentropy) {
     binary_cross_entropy(p, predictions, target_probabilities, losses, input_gradient);
+    return;
+  }
+  if (p.kind == LossKind::binary_focal_crossentropy) {
+    binary_focal_cross_entropy(p, predictions, target_probabilities, losses, input_gradient);
+    return;
+  }
+  if (p.kind == LossKind::categorical_focal_crossentropy) {
+    categorical_focal_cross_entropy(p, predictions, labels, target_probabilities, losses, input_gradient);
     return;
   }
   if (p.kind != LossKind::categorical_crossentropy) {
