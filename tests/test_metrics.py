@@ -200,3 +200,55 @@ def test_multi_output_metrics_are_named_per_output(rng):
                                  "parity_accuracy"])
     assert model.metrics_names == ["loss", "digit_loss", "parity_loss", "digit_accuracy", "digit_top2",
                                    "parity_accuracy"]
+
+
+@pytest.mark.parametrize("weighting", ["sample_weight", "class_weight"])
+def test_weighted_metrics_equal_keras(tf, keras, rng, weighting):
+    keras.utils.set_random_seed(4)
+    x = rng.random((40, 6, 6, 1)).astype(np.float32)
+    y = rng.integers(0, 4, 40)
+    weights = rng.random(40).astype(np.float32)
+    ours, theirs = _classifier(fastcnn), _classifier(keras)
+    ours.set_weights(theirs.get_weights())
+    for model, module in ((ours, fastcnn), (theirs, keras)):
+        model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"],
+                      weighted_metrics=["accuracy", module.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")])
+    # Evaluated with sample weights: the weighted metrics see them, "accuracy" does not.
+    ours_logs = ours.evaluate(x, y, sample_weight=weights, batch_size=16, verbose=0, return_dict=True)
+    theirs_logs = theirs.evaluate(x, y, sample_weight=weights, batch_size=16, verbose=0, return_dict=True)
+    assert sorted(ours_logs) == sorted(theirs_logs) == ["accuracy", "loss", "top2", "weighted_accuracy"]
+    for key in theirs_logs:
+        np.testing.assert_allclose(ours_logs[key], theirs_logs[key], rtol=1e-4, atol=1e-6, err_msg=key)
+    assert ours_logs["accuracy"] != ours_logs["weighted_accuracy"]  # the weights do change the result
+    assert ours.metrics_names == ["loss", "accuracy", "weighted_accuracy", "top2"]
+    fit_weights = {"sample_weight": weights} if weighting == "sample_weight" else {"class_weight": {0: 3.0, 2: 0.5}}
+    ours_history = ours.fit(x, y, batch_size=40, epochs=1, verbose=0, shuffle=False, **fit_weights).history
+    theirs_history = theirs.fit(x, y, batch_size=40, epochs=1, verbose=0, shuffle=False, **fit_weights).history
+    assert sorted(ours_history) == sorted(theirs_history)
+    for key in theirs_history:
+        np.testing.assert_allclose(ours_history[key], theirs_history[key], rtol=1e-4, atol=1e-6, err_msg=key)
+    assert ours.get_compile_config()["weighted_metrics"] == theirs.get_compile_config()["weighted_metrics"]
+    restored = _classifier(fastcnn)
+    restored.compile_from_config(theirs.get_compile_config())
+    assert restored.evaluate(x, y, sample_weight=weights, verbose=0, return_dict=True).keys() == ours_logs.keys()
+
+
+def test_weighted_metrics_per_output_and_bad_forms(rng):
+    inputs = fastcnn.Input((5,))
+    hidden = layers.Dense(6, activation="relu")(inputs)
+    digit = layers.Dense(3, activation="softmax", name="digit")(hidden)
+    parity = layers.Dense(2, activation="softmax", name="parity")(hidden)
+    model = fastcnn.Model(inputs, [digit, parity])
+    model.compile("sgd", ["sparse_categorical_crossentropy"] * 2, metrics={"digit": ["accuracy"]},
+                  weighted_metrics={"digit": ["accuracy"], "parity": ["accuracy"]})
+    assert model.metrics_names == ["loss", "digit_loss", "parity_loss", "digit_accuracy", "digit_weighted_accuracy",
+                                   "parity_accuracy"]
+    x = rng.random((10, 5)).astype(np.float32)
+    weights = np.r_[np.ones(5), np.zeros(5)].astype(np.float32)
+    logs = model.evaluate(x, [np.arange(10) % 3, np.arange(10) % 2], sample_weight=weights, verbose=0,
+                          return_dict=True)
+    predictions = model.predict(x[:5], verbose=0)
+    expected = metrics.SparseCategoricalAccuracy()(np.arange(5) % 2, predictions[1])
+    np.testing.assert_allclose(logs["parity_accuracy"], expected, rtol=1e-6)  # only the weighted samples count
+    with pytest.raises(ValueError, match="weighted_metrics='accuracy'"):
+        _classifier(fastcnn).compile("sgd", "sparse_categorical_crossentropy", weighted_metrics="accuracy")

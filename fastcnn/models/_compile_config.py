@@ -199,14 +199,12 @@ def compile_arguments(config):
     where = "compile_config"
     config = check_dict(config, where)
     check_keys(config, COMPILE_KEYS, where, required=("optimizer", "loss"))
-    if config.get("weighted_metrics") not in (None, []):
-        fail(where, f"fastcnn does not support `weighted_metrics`. Received: weighted_metrics="
-                     f"{show_value(config['weighted_metrics'])}")
     arguments = {
         "optimizer": deserialize_optimizer(config["optimizer"]),
         "loss": _per_output_structure(config["loss"], f"{where} `loss`", deserialize_loss),
         "loss_weights": _per_output_structure(config.get("loss_weights"), f"{where} `loss_weights`", _loss_weight),
         "metrics": _metrics_structure(config.get("metrics"), f"{where} `metrics`"),
+        "weighted_metrics": _metrics_structure(config.get("weighted_metrics"), f"{where} `weighted_metrics`"),
         "run_eagerly": check_bool(config.get("run_eagerly", False), where, "run_eagerly"),
     }
     steps = config.get("steps_per_execution", 1)

@@ -77,11 +77,13 @@ def compile_config(model):
         return {}
     arguments = model._compile_arguments
     metric_list = arguments["metrics"]
+    weighted = arguments.get("weighted_metrics")
     loss_weights = arguments.get("loss_weights")
     return {"optimizer": optimizers.serialize(model.optimizer), "loss": _map_structure(_serialize_loss, arguments["loss"]),
             "loss_weights": None if loss_weights is None else _map_structure(float, loss_weights),
             "metrics": None if metric_list is None else _map_structure(_serialize_metric, metric_list),
-            "weighted_metrics": None, "run_eagerly": arguments["run_eagerly"],
+            "weighted_metrics": None if weighted is None else _map_structure(_serialize_metric, weighted),
+            "run_eagerly": arguments["run_eagerly"],
             "steps_per_execution": arguments["steps_per_execution"], "jit_compile": arguments["jit_compile"]}
 
 

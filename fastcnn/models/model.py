@@ -90,6 +90,7 @@ class Model:
         # Per output: compile's metrics as given (a Metric, or "accuracy"/"acc", which resolve once
         # the output's size is known) and, once resolved, the Metric objects (_compiled_metrics).
         self._metric_specs = [[]]
+        self._weighted_metric_specs = [[]]  # compile's weighted_metrics, alike
         self._output_metrics = None
         self.stop_training = False
         self.history = None
@@ -328,6 +329,13 @@ class Model:
 
         return _to_config.compile_config(self)
 
+    def compile_from_config(self, config):
+        """Keras's compile_from_config: compiles this model as a compile_config (from
+        get_compile_config, or a .keras file's) describes, its entries checked first."""
+        from fastcnn.models import _compile_config  # noqa: PLC0415
+
+        _compile_config.compile_from_config(self, config)
+
     @classmethod
     def from_config(cls, config, custom_objects=None):
         """A model from a Keras-format Sequential or Functional config (the "config" entry of a
@@ -373,10 +381,12 @@ class Model:
                 run_eagerly=False, steps_per_execution=1, jit_compile="auto"):
         """Keras's compile. A model with several outputs takes `loss` as one loss for every output,
         a list (one per output) or a dict keyed by output name; `loss_weights` and `metrics` alike
-        (metrics per output: a list of lists, or a dict)."""
-        if weighted_metrics is not None:
-            raise ValueError(f"fastcnn does not support `weighted_metrics` yet. Received: weighted_metrics="
-                             f"{weighted_metrics!r}")
+        (metrics per output: a list of lists, or a dict). `weighted_metrics` take the same forms and
+        are updated with the sample weights (fit's sample_weight or class_weight, evaluate's
+        sample_weight)."""
+        if weighted_metrics is not None and not isinstance(weighted_metrics, (list, tuple, dict)):
+            raise ValueError("Expected `weighted_metrics` argument to be a list, tuple, or dict. Received instead: "
+                             f"weighted_metrics={weighted_metrics!r} of type {type(weighted_metrics)}")
         if not isinstance(run_eagerly, bool):
             raise TypeError(f"`run_eagerly` must be a bool. Received: run_eagerly={run_eagerly!r}")
         if isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, numbers.Integral) \
@@ -400,19 +410,13 @@ class Model:
                     raise ValueError(f"`loss_weights` must be finite non-negative numbers. Received: "
                                      f"loss_weights={loss_weights!r}")
         raw_metrics = metrics
-        if len(names) == 1:
-            output_metrics = [_metric_list(metrics)]
-        else:
-            output_metrics = [_metric_list(m) for m in _per_output(metrics, names, "metrics", broadcast=False,
-                                                                   optional=True)]
-        # Resolved now (unknown names fail at compile), except the accuracy strings: Keras picks
-        # binary, sparse or categorical accuracy from the output's size and the targets.
-        specs = [[m if isinstance(m, str) and m in _ACCURACY_STRINGS else metrics_module.get(m) for m in entries]
-                 for entries in output_metrics]
+        specs = _metric_specs(metrics, names, "metrics")
+        weighted_specs = _metric_specs(weighted_metrics, names, "weighted_metrics")
         self.optimizer = optimizers_module.get(optimizer)
         self._output_losses = output_losses
         self._loss_weights = [float(w) for w in weights]
         self._metric_specs = specs
+        self._weighted_metric_specs = weighted_specs
         self._output_metrics = None
         self.loss = output_losses[0] if len(names) == 1 else loss
         # What get_compile_config reports, as Keras records it: the arguments as passed (a single
@@ -422,6 +426,7 @@ class Model:
         self._compile_arguments = {"loss": loss, "loss_weights": loss_weights,
                                    "metrics": None if raw_metrics is None else (metrics if len(names) == 1
                                                                                 else raw_metrics),
+                                   "weighted_metrics": weighted_metrics,
                                    "run_eagerly": run_eagerly, "steps_per_execution": int(steps_per_execution),
                                    "jit_compile": False if jit_compile == "auto" else jit_compile}
         self._compiled = True
@@ -448,36 +453,61 @@ class Model:
                            if len(self._output_losses) > 1] + [key for key, _ in self._metric_keys()]
 
     def _metric_keys(self):
-        """(log key, Metric) of every compiled metric, in output order: the metric's name, prefixed
-        with its output's name when the model has several."""
+        """(log key, Metric) of every compiled metric: the metrics of every output, then the weighted
+        metrics of every output, named as Keras's CompileMetrics.result names them: the metric's
+        name, prefixed with its output's name when the model has several; a repeated name gains
+        "_1", "_2", ...; a weighted metric whose name is taken becomes "weighted_" + its name."""
         names = self._output_names_for_compile()
         several = len(self._output_losses) > 1
-        return [(f"{name}_{metric.name}" if several else metric.name, metric)
-                for name, metrics in zip(names, self._compiled_metrics()) for metric in metrics]
+        unweighted, weighted = self._metric_sets()
+        keys, counters = [], {}
 
-    def _compiled_metrics(self):
-        """Per output, its Metric objects; compile's "accuracy" becomes BinaryAccuracy for a
-        one-unit output, SparseCategoricalAccuracy for class-index targets, CategoricalAccuracy
-        otherwise (Keras's rule), named as given."""
+        def numbered(key):
+            if key not in counters:
+                counters[key] = 1
+                return key
+            counters[key] += 1
+            return f"{key}_{counters[key] - 1}"
+
+        for name, metrics in zip(names, unweighted):
+            for metric in metrics:
+                keys.append((numbered(f"{name}_{metric.name}" if several else metric.name), metric))
+        for name, metrics in zip(names, weighted):
+            for metric in metrics:
+                key = f"{name}_{metric.name}" if several else metric.name
+                if key in counters:
+                    key = numbered(f"{name}_weighted_{metric.name}" if several else f"weighted_{metric.name}")
+                else:
+                    counters[key] = 1
+                keys.append((key, metric))
+        return keys
+
+    def _metric_sets(self):
+        """(metrics, weighted metrics), each per output; compile's "accuracy" becomes BinaryAccuracy
+        for a one-unit output, SparseCategoricalAccuracy for class-index targets, CategoricalAccuracy
+        otherwise (Keras's rule), named as given. Before the model is built, the accuracy strings
+        are left out (their kind is not known yet)."""
         if self._output_metrics is None:
-            if any(isinstance(m, str) for entries in self._metric_specs for m in entries) and self._network is None:
-                return [[m for m in entries if not isinstance(m, str)] for entries in self._metric_specs]
-            resolved = []
-            for index, entries in enumerate(self._metric_specs):
-                metrics = []
-                for entry in entries:
-                    if isinstance(entry, str):
-                        units = self._network.output_shapes[index][2]
-                        if units == 1:
-                            entry = metrics_module.BinaryAccuracy(name=entry)
-                        elif self._output_losses[index].sparse:
-                            entry = metrics_module.SparseCategoricalAccuracy(name=entry)
-                        else:
-                            entry = metrics_module.CategoricalAccuracy(name=entry)
-                    metrics.append(entry)
-                resolved.append(metrics)
-            self._output_metrics = resolved
+            specs = (self._metric_specs, self._weighted_metric_specs)
+            if self._network is None:
+                return tuple([[m for m in entries if not isinstance(m, str)] for entries in kind] for kind in specs)
+            self._output_metrics = tuple([self._resolve_metrics(index, entries) for index, entries in enumerate(kind)]
+                                         for kind in specs)
         return self._output_metrics
+
+    def _resolve_metrics(self, index, entries):
+        metrics = []
+        for entry in entries:
+            if isinstance(entry, str):
+                units = self._network.output_shapes[index][2]
+                if units == 1:
+                    entry = metrics_module.BinaryAccuracy(name=entry)
+                elif self._output_losses[index].sparse:
+                    entry = metrics_module.SparseCategoricalAccuracy(name=entry)
+                else:
+                    entry = metrics_module.CategoricalAccuracy(name=entry)
+            metrics.append(entry)
+        return metrics
 
     @property
     def metrics(self):
@@ -499,20 +529,26 @@ class Model:
             metric._set_state_vector(vector[offset:offset + size])
             offset += size
 
-    def _update_metrics(self, truth, indices):
-        """Every compiled metric updated with the last pass's outputs against truth[indices]
-        (per output; Keras's compile metrics take no sample weights)."""
-        per_output = self._compiled_metrics()
-        if not any(per_output):
+    def _update_metrics(self, targets, indices):
+        """Every compiled metric updated with the last pass's outputs against truth[indices] (per
+        output): the metrics without sample weights, the weighted metrics with the sample weights
+        (every output the same ones, as Keras repeats them)."""
+        per_output, weighted = self._metric_sets()
+        if not any(per_output) and not any(weighted):
             return
         outputs = self._network.step_outputs()
+        truth = targets["truth"]
         truths = truth if isinstance(truth, list) else [truth]
-        for metrics, output, target, shape in zip(per_output, outputs, truths, self._output_sample_shapes):
-            if metrics:
+        weights = targets.get("sample_weights")
+        weights = None if weights is None else weights[indices]
+        for index, (output, target, shape) in enumerate(zip(outputs, truths, self._output_sample_shapes)):
+            if per_output[index] or weighted[index]:
                 y_pred = output.reshape((len(output),) + tuple(shape))
                 y_true = target[indices]
-                for metric in metrics:
+                for metric in per_output[index]:
                     metric.update_state(y_true, y_pred)
+                for metric in weighted[index]:
+                    metric.update_state(y_true, y_pred, sample_weight=weights)
 
     def _configure_network(self):
         if len(self._output_losses) != self._network.output_count:
@@ -804,14 +840,14 @@ class Model:
                     x, labels, probabilities, indices, global_batch, first_sample, seed, sample_weights,
                     hook.on_layer_gradient(network)))
                 before = self._metric_state()
-                self._update_metrics(targets["truth"], indices)
+                self._update_metrics(targets, indices)
                 loss_sum, outcome, change = hook.exchange(network, loss_sum, outcome, self._metric_state() - before)
                 self._set_metric_state(before + change)
                 loss_sum += global_batch * network.apply_gradients(learning_rate)
             else:
                 loss_sum, outcome = _step_totals(network.train_step(x, labels, probabilities, indices, learning_rate,
                                                                     seed, sample_weights))
-                self._update_metrics(targets["truth"], indices)
+                self._update_metrics(targets, indices)
             self._apply_constraints()
             if numerics is not None:
                 numerics.after_step(loss_sum, _take(x, indices), seed, *position)
@@ -824,7 +860,7 @@ class Model:
             self._use_own_weights()
             result = _step_totals(self._network.test_step(x, targets["labels"], targets["probabilities"], indices,
                                                           targets.get("sample_weights")))
-            self._update_metrics(targets["truth"], indices)
+            self._update_metrics(targets, indices)
             return result
 
     def _apply_constraints(self):
@@ -1043,6 +1079,19 @@ def _take_targets(targets, index):
 
 # compile's accuracy strings: resolved per output once its size is known (_compiled_metrics).
 _ACCURACY_STRINGS = ("accuracy", "acc")
+
+
+def _metric_specs(metrics, names, argument):
+    """compile's metrics (or weighted_metrics) per output: Metric objects resolved now (unknown names
+    fail at compile), except the accuracy strings: Keras picks binary, sparse or categorical accuracy
+    from the output's size and the targets."""
+    if len(names) == 1:
+        output_metrics = [_metric_list(metrics)]
+    else:
+        output_metrics = [_metric_list(m) for m in _per_output(metrics, names, argument, broadcast=False,
+                                                               optional=True)]
+    return [[m if isinstance(m, str) and m in _ACCURACY_STRINGS else metrics_module.get(m) for m in entries]
+            for entries in output_metrics]
 
 
 def _metric_list(value):
