@@ -30,6 +30,10 @@ Models (--models):
   resnet20_b64                           ResNet-20 v1 for 32x32x3, 10 classes (Keras CIFAR-10 ResNet example; fastcnn
                                          and the Keras frameworks build it from one functional-API builder:
                                          keras.Input, layers.add, keras.Model)
+  mobilenetv2_b64                        32x32x3 MobileNetV2-style: Conv2D(32, 3) stem, 9 inverted residual blocks
+                                         (1x1 expand x6, ReLU6, DepthwiseConv2D 3x3, 1x1 project, residual add),
+                                         1x1 Conv2D(256), GlobalAveragePooling2D, Dense(10); BatchNormalization
+                                         after every convolution
   cifar5x5_b64                           32x32x3: Conv2D(32, 5, strides=2) -> Conv2D(64, 5, strides=2) ->
                                          Conv2D(128, 3) (all 'same', relu) -> GlobalAveragePooling2D -> Dense(10)
 """
@@ -45,16 +49,8 @@ import subprocess
 import sys
 import textwrap
 
-MODELS = {
-    # name: (architecture, batch size, input shape)
-    "ex1_b32": ("example1", 32, (28, 28, 1)),
-    "ex1_b128": ("example1", 128, (28, 28, 1)),
-    "ex2_b32": ("example2", 32, (28, 28, 1)),
-    "ex3_b32": ("example3", 32, (64, 64, 3)),
-    "ex2_b256": ("example2", 256, (28, 28, 1)),  # the larger-batch case
-    "resnet20_b64": ("resnet20", 64, (32, 32, 3)),
-    "cifar5x5_b64": ("cifar5x5", 64, (32, 32, 3)),
-}
+from benchmark_models import MODELS, model_flops
+
 
 # CLI name: (column label, modules the worker imports, install hint)
 FRAMEWORKS = {
@@ -83,125 +79,16 @@ def missing_requirement(framework):
     return None
 
 
-def conv(shape, filters, kernel, strides=1, padding="same"):
-    """A convolution on an input of `shape` (height, width, channels): its output shape and its cost
-    as (output values, multiply-adds per output value)."""
-    height, width, channels = shape
-    if padding == "same":
-        height, width = -(-height // strides), -(-width // strides)
-    else:
-        height, width = (height - kernel) // strides + 1, (width - kernel) // strides + 1
-    return (height, width, filters), (height * width * filters, kernel * kernel * channels)
-
-
-def layer_costs(architecture, shape):
-    """The convolution and dense layers of `architecture` on inputs of `shape`, in order, each as
-    (output values, multiply-adds per output value); the first entry is the layer that reads the input."""
-    costs = []
-
-    def add_conv(shape, filters, kernel, strides=1, padding="same"):
-        shape, cost = conv(shape, filters, kernel, strides, padding)
-        costs.append(cost)
-        return shape
-
-    if architecture == "example3":
-        for filters, pool in ((32, False), (32, True), (64, False), (64, True)):
-            shape = add_conv(shape, filters, 3)
-            if pool:
-                shape = (shape[0] // 2, shape[1] // 2, shape[2])
-    elif architecture in ("example1", "example2"):
-        for filters in (32, 64):
-            shape = add_conv(shape, filters, 3, padding="valid")
-            shape = (shape[0] // 2, shape[1] // 2, shape[2])
-    elif architecture == "resnet20":
-        shape = add_conv(shape, 16, 3)  # the stem
-        for stage, filters in enumerate((16, 32, 64)):
-            for block in range(3):
-                strides = 2 if stage > 0 and block == 0 else 1
-                if strides == 2:
-                    add_conv(shape, filters, 1, strides)  # the projection shortcut, on the block's input
-                branch = add_conv(shape, filters, 3, strides)
-                shape = add_conv(branch, filters, 3)
-        shape = (1, 1, shape[2])  # GlobalAveragePooling2D
-    elif architecture == "cifar5x5":
-        for filters, kernel, strides in ((32, 5, 2), (64, 5, 2), (128, 3, 1)):
-            shape = add_conv(shape, filters, kernel, strides)
-        shape = (1, 1, shape[2])  # GlobalAveragePooling2D
-    else:
-        raise ValueError(f"unknown architecture {architecture!r}")
-    costs.append((10, shape[0] * shape[1] * shape[2]))  # the Dense layer
-    return costs
-
-
-def model_flops(architecture, shape):
-    """(training, inference) FLOPs per sample of a model, counted as direct convolution and dense
-    products (2 per multiply-add); training = forward + both backward passes, less the first
-    layer's input gradient, which no step computes. Batch normalization, pooling, activations and
-    additions are not counted. Winograd does fewer real FLOPs for the 3x3 stride-1 layers, so its
-    `% of peak` can pass 100%: it is the speed of an ideal direct kernel."""
-    costs = layer_costs(architecture, shape)
-    forward = sum(2.0 * outputs * macs for outputs, macs in costs)
-    first = 2.0 * costs[0][0] * costs[0][1]
-    return 3 * forward - first, forward
-
-
 WORKER = textwrap.dedent('''
     import json, os, sys, time
     import numpy as np
     framework, architecture, batch, shape, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5])
+    sys.path.insert(0, sys.argv[6])  # the benchmarks folder
+    from benchmark_models import MOBILENETV2_BLOCKS as BLOCKS, build
     threads = int(os.environ.get("OMP_NUM_THREADS", "2"))
     rng = np.random.default_rng(0)
     x = rng.random((batch * steps,) + tuple(shape)).astype(np.float32)
     y = rng.integers(0, 10, batch * steps)
-
-    def build_resnet20(keras, input_shape):
-        """ResNet-20 v1 (He et al. 2016) as in the Keras CIFAR-10 ResNet example, functional API."""
-        layers = keras.layers
-
-        def conv_bn(x, filters, kernel_size=3, strides=1, relu=True):
-            x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same")(x)
-            x = layers.BatchNormalization()(x)
-            return layers.Activation("relu")(x) if relu else x
-
-        inputs = keras.Input(shape=input_shape)
-        x = conv_bn(inputs, 16)
-        for stage, filters in enumerate((16, 32, 64)):
-            for block in range(3):
-                strides = 2 if stage > 0 and block == 0 else 1
-                y = conv_bn(x, filters, strides=strides)
-                y = conv_bn(y, filters, relu=False)
-                shortcut = conv_bn(x, filters, kernel_size=1, strides=strides, relu=False) if strides > 1 else x
-                x = layers.add([y, shortcut])
-                x = layers.Activation("relu")(x)
-        x = layers.GlobalAveragePooling2D()(x)
-        outputs = layers.Dense(10, activation="softmax")(x)
-        return keras.Model(inputs, outputs)
-
-    def build(keras, input_shape):
-        """The model for a Keras-API framework: `keras` is fastcnn, tf.keras or Keras 3 on JAX."""
-        layers, models = keras.layers, keras.models
-        if architecture == "resnet20":
-            return build_resnet20(keras, input_shape)
-        if architecture == "cifar5x5":
-            return models.Sequential([
-                layers.Conv2D(32, (5, 5), strides=2, padding="same", activation="relu", input_shape=input_shape),
-                layers.Conv2D(64, (5, 5), strides=2, padding="same", activation="relu"),
-                layers.Conv2D(128, (3, 3), padding="same", activation="relu"),
-                layers.GlobalAveragePooling2D(), layers.Dense(10, activation="softmax")])
-        if architecture == "example3":
-            return models.Sequential([
-                layers.Conv2D(32, (3, 3), padding="same", activation="relu", input_shape=input_shape),
-                layers.BatchNormalization(), layers.Conv2D(32, (3, 3), padding="same", activation="relu"),
-                layers.BatchNormalization(), layers.MaxPooling2D((2, 2)),
-                layers.Conv2D(64, (3, 3), padding="same", activation="relu"), layers.BatchNormalization(),
-                layers.Conv2D(64, (3, 3), padding="same", activation="relu"), layers.BatchNormalization(),
-                layers.MaxPooling2D((2, 2)), layers.Flatten(), layers.Dropout(0.5), layers.Dense(10, activation="softmax")])
-        stack = [layers.Conv2D(32, (3, 3), activation="relu", input_shape=input_shape), layers.MaxPooling2D((2, 2)),
-                 layers.Conv2D(64, (3, 3), activation="relu"), layers.MaxPooling2D((2, 2)), layers.Flatten()]
-        if architecture == "example2":
-            stack.append(layers.Dropout(0.5))
-        stack.append(layers.Dense(10, activation="softmax"))
-        return models.Sequential(stack)
 
     if framework in ("pytorch", "pytorch-compiled"):
         import torch
@@ -226,7 +113,29 @@ WORKER = textwrap.dedent('''
                 y = self.bn2(self.conv2(y))
                 return torch.relu(y + self.shortcut(x))
 
-        if architecture == "resnet20":
+        class InvertedResidual(nn.Module):
+            def __init__(self, cin, cout, expansion, stride):
+                super().__init__()
+                hidden = cin * expansion
+                expand = [nn.Conv2d(cin, hidden, 1, bias=False), batch_norm(hidden), nn.ReLU6()] if expansion != 1 else []
+                self.body = nn.Sequential(*expand, nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+                                          batch_norm(hidden), nn.ReLU6(), nn.Conv2d(hidden, cout, 1, bias=False),
+                                          batch_norm(cout))
+                self.residual = stride == 1 and cin == cout
+
+            def forward(self, x):
+                return x + self.body(x) if self.residual else self.body(x)
+
+        if architecture == "mobilenetv2":
+            blocks, cin = [], 32
+            for expansion, filters, repeats, first_stride in BLOCKS:
+                for repeat in range(repeats):
+                    blocks.append(InvertedResidual(cin, filters, expansion, first_stride if repeat == 0 else 1))
+                    cin = filters
+            net = nn.Sequential(nn.Conv2d(channels, 32, 3, padding=1, bias=False), batch_norm(32), nn.ReLU6(), *blocks,
+                                nn.Conv2d(cin, 256, 1, bias=False), batch_norm(256), nn.ReLU6(),
+                                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(256, 10))
+        elif architecture == "resnet20":
             blocks, cin = [], 16
             for stage, filters in enumerate((16, 32, 64)):
                 for block in range(3):
@@ -298,7 +207,7 @@ WORKER = textwrap.dedent('''
         keras = tf.keras
     if framework not in ("fastcnn", "fastcnn-baseline") and keras.backend.backend() != framework.replace("keras-", ""):
         raise RuntimeError(f"{framework}: Keras runs on the {keras.backend.backend()} backend")
-    model = build(keras, tuple(shape))
+    model = build(keras, architecture, tuple(shape))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x[:batch * 3], y[:batch * 3], batch_size=batch, epochs=1, verbose=0)  # warm-up (and XLA compilation)
     start = time.perf_counter()
@@ -346,7 +255,8 @@ def run(framework, model, steps, threads):
     cpus = env.pop("FASTCNN_BENCH_CPUS", None)
     preexec = (lambda: os.sched_setaffinity(0, [int(c) for c in cpus.split(",")])) if cpus else None
     result = subprocess.run([sys.executable, "-c", WORKER, framework, architecture, str(batch), json.dumps(shape),
-                             str(steps)], capture_output=True, text=True, env=env, cwd=os.path.expanduser("~"),
+                             str(steps), str(pathlib.Path(__file__).resolve().parent)],
+                            capture_output=True, text=True, env=env, cwd=os.path.expanduser("~"),
                             preexec_fn=preexec)
     if result.returncode != 0:
         raise RuntimeError(f"{framework} {model} failed:\n{result.stderr[-2000:]}")
@@ -359,7 +269,7 @@ def main():
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of: {', '.join(MODELS)}")
-    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
+    parser.add_argument("--frameworks", default=",".join(f for f in FRAMEWORKS if f != "fastcnn-baseline"),
                         help=f"comma-separated, of: {', '.join(FRAMEWORKS)} (default: all; those not installed are "
                              "skipped with a note)")
     parser.add_argument("--baseline", metavar="DIR",
@@ -382,6 +292,8 @@ def main():
     for framework in requested:
         if framework not in FRAMEWORKS:
             parser.error(f"unknown framework {framework!r}; choose from {', '.join(FRAMEWORKS)}")
+        if framework == "fastcnn-baseline" and not args.baseline:
+            parser.error("fastcnn-baseline is measured with --baseline DIR")
         reason = missing_requirement(framework)
         if reason:
             print(f"note: {reason}", flush=True)

@@ -1,7 +1,7 @@
 """Where a training step's time goes: each layer's forward and backward, loss, optimizer, and the
 time outside the compiled step (Python, fit's loop, progress, dispatch).
 
-Trains a seed example on synthetic data through the public `fit`, with the compiled network's
+Trains a benchmark model (benchmark_models.py) on synthetic data through the public `fit`, with the compiled network's
 per-phase timers on, and prints milliseconds per step and % of the step for every phase; the
 conv layers' phases also show GFLOP/s and % of the machine's measured FMA peak.
 
@@ -15,34 +15,12 @@ import time
 import numpy as np
 
 import fastcnn
-from fastcnn import _core, layers, models
+from fastcnn import _core, layers
 
-MODELS = {
-    "ex1_b32": ("example1", 32),
-    "ex1_b128": ("example1", 128),
-    "ex2_b32": ("example2", 32),
-    "ex3_b32": ("example3", 32),
-    "ex3_b128": ("example3", 128),
-}
+import benchmark_models
 
-
-def build(example):
-    """The seed article's three networks (../shared/seed_examples/)."""
-    if example == "example3":
-        stack = [layers.Conv2D(32, (3, 3), padding="same", activation="relu", input_shape=(64, 64, 3)),
-                 layers.BatchNormalization(), layers.Conv2D(32, (3, 3), padding="same", activation="relu"),
-                 layers.BatchNormalization(), layers.MaxPooling2D((2, 2)),
-                 layers.Conv2D(64, (3, 3), padding="same", activation="relu"), layers.BatchNormalization(),
-                 layers.Conv2D(64, (3, 3), padding="same", activation="relu"), layers.BatchNormalization(),
-                 layers.MaxPooling2D((2, 2)), layers.Flatten(), layers.Dropout(0.5),
-                 layers.Dense(10, activation="softmax")]
-    else:
-        stack = [layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)), layers.MaxPooling2D((2, 2)),
-                 layers.Conv2D(64, (3, 3), activation="relu"), layers.MaxPooling2D((2, 2)), layers.Flatten()]
-        if example == "example2":
-            stack.append(layers.Dropout(0.5))
-        stack.append(layers.Dense(10, activation="softmax"))
-    return models.Sequential(stack)
+# The side-by-side benchmark's models, and Example 3 at a larger batch.
+MODELS = {**benchmark_models.MODELS, "ex3_b128": ("example3", 128, (64, 64, 3))}
 
 
 def conv_flops(model, batch):
@@ -64,6 +42,9 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-fusion", action="store_true",
                         help="run a first Conv2D and its MaxPooling2D as two layers (to measure the fusion)")
+    parser.add_argument("--metrics", default="accuracy",
+                        help="compile's metrics, comma-separated Keras names (the time they take is part of "
+                             "'outside the compiled step'); '' for none")
     parser.add_argument("--scaling", action="store_true",
                         help="only compare fit's samples/s on 1 and 2 threads with the FMA peak's own 2/1 ratio")
     args = parser.parse_args()
@@ -71,8 +52,8 @@ def main():
         scaling(args)
         return
     fastcnn.config.set_num_threads(args.threads)
-    example, batch = MODELS[args.model]
-    model, x, y = warmed_up_model(example, batch, args.steps)
+    model, x, y = warmed_up_model(args.model, args.steps, [m for m in args.metrics.split(",") if m])
+    batch = MODELS[args.model][1]
     network = model._network
     network.set_max_pool_fusion(not args.no_fusion)
     network.set_profiling(True)
@@ -90,7 +71,7 @@ def main():
 
     step_ms = 1e3 * wall / args.steps
     print(f"{args.model}: {args.steps} steps of batch {batch}, {args.threads} threads, kernels "
-          f"{_core.kernel_set()}, measured peak {peak:.0f} GFLOP/s")
+          f"{_core.kernel_set()}, measured peak {peak:.0f} GFLOP/s, metrics {args.metrics or 'none'}")
     print(f"fit: {step_ms:.2f} ms/step = {batch * args.steps / wall:.0f} samples/s\n")
     print(f"{'phase':32s} {'ms/step':>8s} {'% step':>7s} {'GFLOP/s':>8s} {'% peak':>7s}")
     inside = 0.0
@@ -117,31 +98,31 @@ def main():
           f"{total_flops / (wall / args.steps) / 1e9:.1f} GFLOP/s = {100 * total_flops / (wall / args.steps) / 1e9 / peak:.0f}% of peak")
 
 
-def warmed_up_model(example, batch, steps):
-    """The compiled seed example, `steps` batches of synthetic data, and three warm-up steps done."""
-    model = build(example)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+def warmed_up_model(name, steps, metrics=("accuracy",)):
+    """The compiled benchmark model, `steps` batches of synthetic data, and three warm-up steps done."""
+    architecture, batch, input_shape = MODELS[name]
+    model = benchmark_models.build(fastcnn, architecture, input_shape)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=list(metrics))
     rng = np.random.default_rng(0)
-    input_shape = (64, 64, 3) if example == "example3" else (28, 28, 1)
     x = rng.random((batch * steps,) + input_shape).astype(np.float32)
     y = rng.integers(0, 10, batch * steps)
     model.fit(x[:batch * 3], y[:batch * 3], batch_size=batch, epochs=1, verbose=0)
     return model, x, y
 
 
-def samples_per_second(example, batch, steps):
-    model, x, y = warmed_up_model(example, batch, steps)
+def samples_per_second(name, steps):
+    model, x, y = warmed_up_model(name, steps)
+    batch = MODELS[name][1]
     start = time.perf_counter()
     model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
     return batch * steps / (time.perf_counter() - start)
 
 
 def scaling(args):
-    example, batch = MODELS[args.model]
     rates, peaks = {}, {}
     for threads in (1, 2, 1, 2):  # interleaved, best of two each
         fastcnn.config.set_num_threads(threads)
-        rates[threads] = max(rates.get(threads, 0.0), samples_per_second(example, batch, args.steps))
+        rates[threads] = max(rates.get(threads, 0.0), samples_per_second(args.model, args.steps))
         peaks[threads] = max(peaks.get(threads, 0.0), _core.measure_peak_gflops(0.3))
     print(f"{args.model}: fit {rates[1]:.0f} samples/s on 1 thread, {rates[2]:.0f} on 2: "
           f"{rates[2] / rates[1]:.2f}x (the FMA peak itself: {peaks[1]:.0f} -> {peaks[2]:.0f} GFLOP/s, "
