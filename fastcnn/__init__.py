@@ -53,6 +53,7 @@ __all__ = [
     "callbacks",
     "config",
     "constraints",
+    "data",
     "datasets",
     "distributed",
     "initializers",
@@ -78,7 +79,7 @@ __all__ = [
 # `fastcnn.layers.Dense` or `import fastcnn.utils` import what they name (and what that needs).
 # A script that builds and trains a model pays for layers and models (about 12 ms here) but not for
 # the data sets, the config (de)serializers, the utilities or the callbacks until it uses them.
-_LAZY_SUBMODULES = ("activations", "callbacks", "constraints", "datasets", "distributed", "initializers", "layers",
+_LAZY_SUBMODULES = ("activations", "callbacks", "constraints", "data", "datasets", "distributed", "initializers", "layers",
                     "losses", "metrics", "models", "optimizers", "regularizers", "saving", "utils")
 
 

@@ -1,5 +1,5 @@
 """``image_dataset_from_directory``: Keras 3's file indexing, labels, split and messages, with a
-light, numpy-only dataset object in place of a ``tf.data.Dataset``.
+numpy-only ``fastcnn.data.Dataset`` in place of a ``tf.data.Dataset``.
 
 Files are listed exactly as Keras lists them (``keras/src/utils/dataset_utils.py``): class
 subfolders in sorted order (or the order of `class_names`), files found by a sorted recursive walk
@@ -9,13 +9,16 @@ same seed gives the same `file_paths` and the same split as Keras. Images are de
 resized with ``fastcnn._image_resize``, which follows ``tf.image.resize``.
 """
 
+import itertools
 import math
 import numbers
 import os
+import warnings
 
 import numpy as np
 
 from fastcnn import _image_resize
+from fastcnn.data._dataset import Dataset, _parallel_map, autotuned_workers
 
 ALLOWLIST_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
@@ -57,8 +60,9 @@ def load_image(path, num_channels):
     return array
 
 
-class ImageDataset:
-    """Batches of images (and labels) read from files, as `image_dataset_from_directory` returns.
+class ImageDataset(Dataset):
+    """Batches of images (and labels) read from files, as `image_dataset_from_directory` returns:
+    a `fastcnn.data.Dataset`, so `map`, `prefetch`, `cache`, `take`, ... apply as on tf.data.
 
     - iterate it (``for images, labels in dataset``) or pass it to ``fit``/``evaluate``/``predict``:
       each element is a float32 batch of shape (batch, height, width, channels) with pixel values
@@ -70,8 +74,9 @@ class ImageDataset:
       permutation rather than Keras's buffer of ``8 * batch_size``);
     - ``as_numpy()``: all images and labels as two numpy arrays, in `file_paths` order.
 
-    Files are decoded when their batch is requested, so a dataset larger than memory can be
-    iterated; a file that cannot be decoded raises a ValueError naming it.
+    Files are decoded and resized when their batch is requested, on a pool of threads (one per
+    CPU) that works up to two batches ahead of the consumer, so decoding overlaps training. A file
+    that cannot be decoded is left out of its batch with a warning naming it (once per dataset).
     """
 
     def __init__(self, file_paths, labels, label_mode, class_names, image_size, num_channels, interpolation,
@@ -90,8 +95,9 @@ class ImageDataset:
         self._shuffle = shuffle
         # One generator for the dataset's life: each iteration draws the next permutation from it.
         self._rng = np.random.default_rng(seed) if shuffle else None
+        self._warned = set()  # files already reported as undecodable
 
-    def __len__(self):
+    def _cardinality(self):
         if self.batch_size is None:
             return len(self.file_paths)
         return math.ceil(len(self.file_paths) / self.batch_size)
@@ -108,6 +114,13 @@ class ImageDataset:
             return _image_resize.resize_with_pad(image, self.image_size, self._interpolation)
         return _image_resize.resize(image, self.image_size, self._interpolation)
 
+    def _load_or_error(self, index):
+        """(index, image) or (index, the ValueError that names the file)."""
+        try:
+            return index, self._load(self.file_paths[index])
+        except ValueError as error:
+            return index, error
+
     def _encode_labels(self, labels):
         if self.label_mode == "int":
             return labels.astype(np.int32)
@@ -117,44 +130,49 @@ class ImageDataset:
         np.put_along_axis(one_hot, labels[..., None], 1.0, axis=-1)
         return one_hot
 
-    def _element(self, indices):
-        images = np.stack([self._load(self.file_paths[i]) for i in indices]) if len(indices) else (
-            np.zeros((0,) + self.image_size + (self._num_channels,), dtype=np.float32))
+    def _element(self, loaded):
+        """A batch from (index, image or error) pairs: the undecodable files left out, with a warning."""
+        indices, images = [], []
+        for index, image in loaded:
+            if isinstance(image, Exception):
+                if index not in self._warned:
+                    self._warned.add(index)
+                    warnings.warn(f"Skipping an image that cannot be decoded: {image}", stacklevel=4)
+                continue
+            indices.append(index)
+            images.append(image)
+        stacked = np.stack(images) if images else np.zeros((0,) + self.image_size + (self._num_channels,),
+                                                           dtype=np.float32)
         if self.label_mode is None:
-            return images
-        return images, self._encode_labels(self._labels[indices])
+            return stacked
+        return stacked, self._encode_labels(self._labels[np.asarray(indices, dtype=np.int64)])
 
-    def __iter__(self):
+    def _iterate(self):
         count = len(self.file_paths)
         order = self._rng.permutation(count) if self._shuffle else np.arange(count)
-        if self.batch_size is None:
-            for index in order:
-                element = self._element(np.array([index]))
-                yield element[0] if self.label_mode is None else (element[0][0], element[1][0])
-            return
-        starts = range(0, count, self.batch_size)
-        # The next batch is decoded on a helper thread while the caller trains on this one (as
-        # Keras's prefetch does): Pillow's decoding and numpy's resizing release the GIL.
-        import concurrent.futures  # here, not at import (it imports logging)
-
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as executor:
-            pending = executor.submit(self._element, order[0:self.batch_size])
-            for start in starts[1:]:
-                following = executor.submit(self._element, order[start:start + self.batch_size])
-                yield pending.result()
-                pending = following
-            yield pending.result()
-
-    def as_numpy_iterator(self):
-        """The batches as an iterator (``tf.data.Dataset.as_numpy_iterator``'s name): the same as
-        ``iter(dataset)``."""
-        return iter(self)
+        batch = self.batch_size or 1
+        workers = autotuned_workers()
+        loaded = _parallel_map(self._load_or_error, iter(order.tolist()), workers, window=max(2 * workers, 2 * batch))
+        while True:
+            chunk = list(itertools.islice(loaded, batch))
+            if not chunk:
+                return
+            element = self._element(chunk)
+            images = element if self.label_mode is None else element[0]
+            if not len(images):
+                continue  # every file of this batch was undecodable
+            if self.batch_size is None:
+                yield images[0] if self.label_mode is None else (images[0], element[1][0])
+            else:
+                yield element
 
     def as_numpy(self):
         """All images as one float32 array (files, height, width, channels) in `file_paths` order,
         with their labels encoded per `label_mode` (or the images alone if ``label_mode=None``).
-        Decodes every file at once: for data that fits in memory."""
-        return self._element(np.arange(len(self.file_paths)))
+        Decodes every file at once (undecodable ones left out, with a warning): for data that fits
+        in memory."""
+        workers = autotuned_workers()
+        return self._element(list(_parallel_map(self._load_or_error, iter(range(len(self.file_paths))), workers)))
 
 
 def _check_validation_split_arg(validation_split, subset, shuffle, seed):
