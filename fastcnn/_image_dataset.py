@@ -102,6 +102,9 @@ class ImageDataset(Dataset):
             return len(self.file_paths)
         return math.ceil(len(self.file_paths) / self.batch_size)
 
+    def _varying_batch(self):
+        return self.batch_size is not None
+
     def __repr__(self):
         return (f"<ImageDataset: {len(self.file_paths)} files, {len(self.class_names or [])} classes, "
                 f"batch_size={self.batch_size}, image_size={self.image_size}>")

@@ -152,12 +152,24 @@ class Dataset:
 
     @property
     def element_spec(self):
-        """The structure of TensorSpecs of the elements (read from the first element)."""
+        """The structure of TensorSpecs of the elements (read from the first element), the first
+        axis None where batches vary in size (batched without drop_remainder)."""
         try:
             first = next(iter(self.take(1)))
         except StopIteration:
             raise ValueError("element_spec of an empty dataset: it has no element to describe") from None
-        return _structure.map_structure(lambda a: TensorSpec(np.shape(a), np.asarray(a).dtype), first)
+        varying = self._varying_batch()
+
+        def spec(array):
+            shape = np.shape(array)
+            return TensorSpec((None,) + shape[1:] if varying and shape else shape, np.asarray(array).dtype)
+
+        return _structure.map_structure(spec, first)
+
+    def _varying_batch(self):
+        """Whether elements are batches whose size varies; a transformation of one source inherits it."""
+        source = getattr(self, "_source", None)
+        return source is not None and source._varying_batch()
 
     # ---- transformations ----
 
@@ -294,6 +306,9 @@ class _Zip(Dataset):
     def __init__(self, datasets):
         self._datasets = datasets
 
+    def _varying_batch(self):
+        return any(d._varying_batch() for d in self._datasets)
+
     def _cardinality(self):
         counts = [d._cardinality() for d in self._datasets]
         finite = [c for c in counts if c >= 0]
@@ -389,12 +404,8 @@ class _Batch(Dataset):
             return count
         return count // self._batch_size if self._drop_remainder else math.ceil(count / self._batch_size)
 
-    @property
-    def element_spec(self):
-        spec = super().element_spec
-        if self._drop_remainder:
-            return spec
-        return _structure.map_structure(lambda s: TensorSpec((None,) + s.shape[1:], s.dtype, s.name), spec)
+    def _varying_batch(self):
+        return not self._drop_remainder
 
     def _iterate(self):
         elements = iter(self._source)
@@ -408,6 +419,9 @@ class _Batch(Dataset):
 class _Unbatch(Dataset):
     def __init__(self, source):
         self._source = source
+
+    def _varying_batch(self):
+        return False
 
     def _cardinality(self):
         return INFINITE_CARDINALITY if self._source._cardinality() == INFINITE_CARDINALITY else UNKNOWN_CARDINALITY
@@ -617,6 +631,9 @@ def prefetched(elements, buffer_size):
 class _Concatenate(Dataset):
     def __init__(self, first, second):
         self._first, self._second = first, second
+
+    def _varying_batch(self):
+        return self._first._varying_batch() or self._second._varying_batch()
 
     def _cardinality(self):
         counts = (self._first._cardinality(), self._second._cardinality())
