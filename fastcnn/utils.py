@@ -1,6 +1,6 @@
 """Utilities with Keras's names: ``set_random_seed``, ``to_categorical``, ``normalize``,
 ``image_dataset_from_directory``, ``split_dataset``, ``load_img``, ``img_to_array``,
-``array_to_img``, ``save_img``, ``PyDataset`` (alias ``Sequence``), and ``plot_history``.
+``array_to_img``, ``save_img``, ``get_file``, ``PyDataset`` (alias ``Sequence``), and ``plot_history``.
 
 Pillow (for images) and matplotlib (for plots) are optional and imported only when those
 functions run: ``pip install fastcnn[images]`` / ``pip install fastcnn[plot]``.
@@ -12,6 +12,7 @@ import numpy as np
 
 from fastcnn import _naming, _random
 from fastcnn._image_dataset import ImageDataset, image_dataset_from_directory  # noqa: F401
+from fastcnn._get_file import get_file  # noqa: F401
 from fastcnn._image_utils import array_to_img, img_to_array, load_img, save_img  # noqa: F401
 from fastcnn._plot import plot_history  # noqa: F401
 from fastcnn._py_dataset import PyDataset, Sequence  # noqa: F401
