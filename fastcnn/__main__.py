@@ -1,13 +1,17 @@
 """``python -m fastcnn``: trains the seed article's Example 2 network on the embedded MNIST subset
 (or, with ``--example 3``, Example 3 on the generated colour shapes) and reports its test accuracy
 and the wall time (import included). ``--plot history.png`` also evaluates the test set after every
-epoch and writes the loss and accuracy curves there (needs matplotlib: pip install fastcnn[plot])."""
+epoch and writes the loss and accuracy curves there (needs matplotlib: pip install fastcnn[plot]).
+
+``python -m fastcnn train DIR``, ``predict MODEL IMAGE_OR_DIR...`` and ``evaluate MODEL DIR``: an
+image classifier for a folder of labelled photos (fastcnn/_commands.py; ``--help`` on each)."""
 
 import time
 
 _START = time.perf_counter()
 
 import argparse  # noqa: E402
+import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -62,6 +66,11 @@ def load_example(example, args):
 
 
 def main(argv=None):
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments and arguments[0] in ("train", "predict", "evaluate"):
+        from fastcnn import _commands
+
+        return _commands.main(arguments)
     parser = argparse.ArgumentParser(prog="python -m fastcnn", description=__doc__)
     parser.add_argument("--example", type=int, default=2, choices=(2, 3),
                         help="the seed article's example to train: 2 (MNIST, default) or 3 (64x64 colour shapes)")

@@ -77,7 +77,7 @@ LAYERS = (
                     "fastcnn.datasets")),
     ("layers", ("fastcnn.layers",)),
     ("models", ("fastcnn.models",)),
-    ("front", ("fastcnn.saving", "fastcnn.distributed", "fastcnn.utils", "fastcnn.__main__", "fastcnn")),
+    ("front", ("fastcnn.saving", "fastcnn.distributed", "fastcnn.utils", "fastcnn.__main__", "fastcnn._commands", "fastcnn")),
 )
 
 

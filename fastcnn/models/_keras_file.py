@@ -106,8 +106,8 @@ def _checked_members(archive, path):
         if name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":"):
             raise KerasFileError(f"{path}: the archive member name {name!r} is an absolute path or climbs out "
                                  "of the archive ('..'). Refusing to read it.")
-        if name.endswith("/") and parts[0] == "assets":
-            continue  # Keras writes an empty assets/ folder for some models
+        if parts[0] == "assets" and len(parts) > 1:
+            continue  # Keras's layer assets (and `python -m fastcnn train`'s class names): never read here
         if name not in _MEMBERS:
             raise KerasFileError(f"{path}: unexpected archive member {name!r}; a .keras file holds "
                                  f"{', '.join(_MEMBERS)} (fastcnn reads no assets).")
