@@ -291,6 +291,30 @@ class Model:
 
         _keras_file.save_model(self, filepath, overwrite=overwrite)
 
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
+        """Keras's export: `format="onnx"` writes the inference graph as an ONNX model with a
+        dynamic batch axis (`opset_version=` keyword, default 18), for ONNX Runtime and other ONNX
+        consumers (needs the onnx package: pip install "fastcnn[onnx]"; details in
+        fastcnn/models/_onnx_export.py). `input_signature`, when given, must describe the model's
+        inputs (one spec or shape per input, the batch size free)."""
+        if format != "onnx":
+            raise ValueError(f"fastcnn exports models to ONNX only: call export(filepath, format='onnx'). "
+                             f"Received: format={format!r}")
+        unknown = set(kwargs) - {"opset_version"}
+        if unknown:
+            raise TypeError(f"Unrecognized keyword arguments passed to export: {sorted(unknown)}")
+        if input_signature is not None:
+            specs = input_signature if isinstance(input_signature, (list, tuple)) else [input_signature]
+            expected = [tuple(shape) for shape in self._input_sample_shapes or []]
+            received = [tuple(getattr(spec, "shape", spec))[1:] for spec in specs]
+            if received != expected:
+                raise ValueError(f"`input_signature` must describe the model's inputs, per-sample shapes {expected} "
+                                 f"with any batch size. Received per-sample shapes {received}")
+        from fastcnn.models import _onnx_export  # onnx only when exporting
+
+        with self._lock:
+            return _onnx_export.export_onnx(self, filepath, kwargs.get("opset_version"), verbose)
+
     def save_weights(self, filepath, overwrite=True):
         """Writes the weights to a Keras 3 `.weights.h5` file, which `keras.Sequential.load_weights`
         reads too (layout and checks: fastcnn/models/_weights_file.py; needs h5py)."""
