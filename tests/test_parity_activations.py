@@ -275,3 +275,37 @@ def test_small_cnn_with_prelu_and_new_activations_trains_like_keras(tf, keras, r
     theirs.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
     for index, (mine, reference) in enumerate(zip(ours.get_weights(), theirs.get_weights())):
         assert np.max(np.abs(mine - reference)) <= 1e-4 * max(float(np.max(np.abs(reference))), 1e-2), index
+
+
+def _model_with_every_new_layer(module):
+    k = module
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return k.Sequential([
+            k.Input((8, 8, 3)), k.layers.GaussianNoise(0.1, seed=1), k.layers.Conv2D(4, 3, activation="mish"),
+            k.layers.PReLU(alpha_initializer=k.initializers.RandomUniform(-0.5, 0.5, seed=3), shared_axes=[1, 2]),
+            k.layers.SpatialDropout2D(0.2, seed=2), k.layers.ELU(alpha=0.5), k.layers.GaussianDropout(0.3),
+            k.layers.LeakyReLU(alpha=0.1), k.layers.Dropout(0.2, noise_shape=(None, 1, 1, 4)), k.layers.Flatten(),
+            k.layers.Dense(5, activation="hard_swish"), k.layers.PReLU(), k.layers.Dense(3, activation="log_softmax"),
+        ])
+
+
+def test_keras_and_weights_files_of_the_new_layers_load_both_ways(tf, keras, rng, tmp_path):
+    theirs = _model_with_every_new_layer(keras)
+    x = rng.random((4, 8, 8, 3)).astype(np.float32)
+    expected = theirs.predict(x, verbose=0)
+    theirs.save(tmp_path / "theirs.keras")
+    ours = fastcnn.models.load_model(tmp_path / "theirs.keras")
+    assert relative_error(ours.predict(x, verbose=0), expected) <= 1e-5
+    ours.save(tmp_path / "ours.keras")
+    back = keras.models.load_model(tmp_path / "ours.keras")
+    assert relative_error(back.predict(x, verbose=0), expected) <= 1e-5
+    theirs.save_weights(tmp_path / "theirs.weights.h5")
+    fresh = _model_with_every_new_layer(fastcnn)
+    fresh.load_weights(tmp_path / "theirs.weights.h5")
+    assert relative_error(fresh.predict(x, verbose=0), expected) <= 1e-5
+    fresh.save_weights(tmp_path / "ours.weights.h5")
+    again = _model_with_every_new_layer(keras)
+    again.load_weights(tmp_path / "ours.weights.h5")
+    assert relative_error(again.predict(x, verbose=0), expected) <= 1e-5
+    assert json.dumps(ours.get_config()) == json.dumps(theirs.get_config())
