@@ -24,6 +24,18 @@ void for_chunks(int64_t count, Body&& body) {
   });
 }
 
+// One activation over a run of values, its switch resolved at compile time so that the loop of
+// plain arithmetic and comparisons (hard_silu, softsign) vectorises.
+template <Activation kActivation>
+void activate_run(float* values, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) values[i] = activate(kActivation, values[i]);
+}
+
+template <Activation kActivation>
+void gradient_run(const float* x, const float* y, const float* g, float* dx, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) dx[i] = activation_gradient(kActivation, x[i], y[i], g[i]);
+}
+
 }  // namespace
 
 void activate_in_place(Activation activation, float* values, int64_t count) {
@@ -35,6 +47,12 @@ void activate_in_place(Activation activation, float* values, int64_t count) {
     case Activation::relu:
       // x < 0 ? 0 : x keeps NaN as NaN, as max(x, 0) does in TensorFlow.
       for (int64_t i = 0; i < count; ++i) values[i] = values[i] < 0.0f ? 0.0f : values[i];
+      return;
+    case Activation::hard_silu:
+      activate_run<Activation::hard_silu>(values, count);
+      return;
+    case Activation::softsign:
+      activate_run<Activation::softsign>(values, count);
       return;
     default:
       for (int64_t i = 0; i < count; ++i) values[i] = activate(activation, values[i]);
@@ -100,6 +118,12 @@ void activation_backward(Activation activation, int64_t rows, int64_t columns, c
         break;
       case Activation::relu:
         for (int64_t i = begin; i < end; ++i) dx[i] = y[i] > 0.0f ? g[i] : 0.0f;
+        break;
+      case Activation::hard_silu:  // both read the input (needs_pre_activation), so it is not null
+        gradient_run<Activation::hard_silu>(input, y, g, dx, begin, end);
+        break;
+      case Activation::softsign:
+        gradient_run<Activation::softsign>(input, y, g, dx, begin, end);
         break;
       default:
         for (int64_t i = begin; i < end; ++i) {
