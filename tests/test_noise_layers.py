@@ -193,3 +193,29 @@ def test_gradient_is_the_noise_factor_times_the_upstream_gradient(rng, make):
 def test_bad_arguments_raise_naming_the_value(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+@pytest.mark.parametrize("make", LAYERS, ids=IDS)
+def test_data_parallel_halves_draw_the_noise_of_the_whole_batch(rng, make):
+    """What distributed.py's ranks rely on: the gradients of samples [0, 2) and of samples [2, 4)
+    (first_sample = 2) from one step seed add up to the whole batch's, and a rank that claimed
+    first_sample = 0 for samples [2, 4) would draw other noise."""
+    x = _x(rng, (4, 6, 5, 8))
+    labels = np.array([0, 1, 2, 0], np.int32)
+    model = fastcnn.Sequential([fastcnn.Input(x.shape[1:]), layers.Conv2D(8, 1), make(), layers.Flatten(),
+                                layers.Dense(3, activation="softmax")])
+    model.compile(fastcnn.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    model.train_on_batch(x, labels)  # compiles the network
+    network = model._network
+
+    def gradients(indices, first_sample):
+        loss_sum, _ = network.compute_gradients(x, labels, None, np.array(indices), 4, first_sample, 99)
+        return loss_sum, np.array(network.flat_gradients())
+
+    whole_loss, whole = gradients([0, 1, 2, 3], 0)
+    first_loss, first = gradients([0, 1], 0)
+    second_loss, second = gradients([2, 3], 2)
+    assert whole_loss == pytest.approx(first_loss + second_loss, rel=1e-6)
+    np.testing.assert_allclose(first + second, whole, rtol=1e-5, atol=1e-6 * np.max(np.abs(whole)))
+    _, misplaced = gradients([2, 3], 0)
+    assert not np.allclose(first + misplaced, whole, rtol=1e-3)
