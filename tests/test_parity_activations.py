@@ -13,6 +13,8 @@
   Keras's own fit) against Keras.
 """
 
+import contextlib
+import io
 import json
 import warnings
 
@@ -309,3 +311,13 @@ def test_keras_and_weights_files_of_the_new_layers_load_both_ways(tf, keras, rng
     again.load_weights(tmp_path / "ours.weights.h5")
     assert relative_error(again.predict(x, verbose=0), expected) <= 1e-5
     assert json.dumps(ours.get_config()) == json.dumps(theirs.get_config())
+
+
+def test_summary_of_the_new_layers_equals_keras(keras):
+    def text(model):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            model.summary()
+        return out.getvalue()
+
+    assert text(_model_with_every_new_layer(fastcnn)) == text(_model_with_every_new_layer(keras))
