@@ -320,4 +320,7 @@ def test_summary_of_the_new_layers_equals_keras(keras):
             model.summary()
         return out.getvalue()
 
+    # The automatic names count from zero in both after a cleared session.
+    fastcnn.utils.clear_session()
+    keras.utils.clear_session()
     assert text(_model_with_every_new_layer(fastcnn)) == text(_model_with_every_new_layer(keras))
