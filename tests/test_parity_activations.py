@@ -132,8 +132,8 @@ def test_get_serialize_deserialize_by_name_and_function(keras):
         assert activations.serialize(activations.get(name)) == canonical
         assert activations.deserialize(canonical) is getattr(activations, canonical)
     assert activations.get("hard_swish") == "hard_silu"
-    for make in (lambda k, a: k.layers.Dense(3, activation=a), lambda k, a: k.layers.Conv2D(2, 3, activation=a),
-                 lambda k, a: k.layers.Activation(a)):
+    for make in (lambda k, a: k.layers.Dense(3, activation=a, name="n"),
+                 lambda k, a: k.layers.Conv2D(2, 3, activation=a, name="n"), lambda k, a: k.layers.Activation(a, name="n")):
         for name in NEW_ACTIVATIONS:
             assert json.dumps(make(fastcnn, name).get_config()) == json.dumps(make(keras, name).get_config())
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from fastcnn import _core, _random
 from fastcnn.layers import _arguments as arguments
-from fastcnn.layers.base import Layer, runtime_shape
+from fastcnn.layers.base import Layer, runtime_flags
 
 
 def check_seed(seed):
@@ -101,8 +101,7 @@ class Dropout(TrainingNoise):
                 raise ValueError(f"Layer {self.name!r}: `noise_shape` {self.noise_shape} does not broadcast to "
                                  f"inputs of shape {(None,) + tuple(sample)}")
         # An integer batch entry other than 1 can only be the batch size: one draw per sample.
-        sample_flags = runtime_shape(tuple(dim == 1 for dim in self.noise_shape[1:]))
-        return (self.noise_shape[0] == 1,) + tuple(flag is not False for flag in sample_flags)
+        return (self.noise_shape[0] == 1,) + runtime_flags(dim == 1 for dim in self.noise_shape[1:])
 
     def compute_output_shape(self, input_shape):
         self._shared_axes(tuple(input_shape)[1:])

@@ -3,7 +3,7 @@ each of `shared_axes` (Keras axes: 1 is the first after the batch) has size 1.""
 
 from fastcnn import constraints, initializers, regularizers
 from fastcnn.layers import _arguments as arguments
-from fastcnn.layers.base import Layer, runtime_shape
+from fastcnn.layers.base import Layer, runtime_flags
 
 
 class PReLU(Layer):
@@ -42,10 +42,7 @@ class PReLU(Layer):
 
     def _add_to_network(self, network):
         alpha_shape = self._alpha_shape(self._input_sample_shape)
-        # Shared along the runtime's (height, width, channels) where alpha has size 1 (the axes the
-        # runtime adds in front of a shorter sample shape have size 1 on both sides).
-        shared = runtime_shape(tuple(size == 1 for size in alpha_shape))
-        network.add_prelu(list(alpha_shape), *(flag is not False for flag in shared))
+        network.add_prelu(list(alpha_shape), *runtime_flags(size == 1 for size in alpha_shape))
 
     def get_config(self):
         return {**super().get_config(),
