@@ -34,7 +34,7 @@ EXAMPLES = int(os.environ.get("FASTCNN_FUZZ_EXAMPLES", "40"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 ELEMENTWISE = ["linear", "relu", "relu6", "leaky_relu", "elu", "selu", "sigmoid", "hard_sigmoid", "tanh",
-               "softplus", "swish", "gelu"]
+               "softplus", "swish", "gelu", "hard_silu", "mish", "softsign"]
 
 pytestmark = pytest.mark.skipif(not TIERS, reason="no optimised kernel tier on this CPU")
 
@@ -134,7 +134,8 @@ def test_max_pool2d_tiers_match_reference_exactly(tier, window, batch, channels,
 @pytest.mark.parametrize("tier", TIERS)
 @FUZZ
 @given(shape=st.lists(st.integers(0, 7), min_size=1, max_size=4).map(tuple).filter(lambda s: s[-1] > 0),
-       activation=st.sampled_from(ELEMENTWISE + ["softmax"]), scale=st.sampled_from([0.1, 1.0, 30.0]),
+       activation=st.sampled_from(ELEMENTWISE + ["softmax", "log_softmax", "exponential"]),
+       scale=st.sampled_from([0.1, 1.0, 30.0]),
        seed=st.integers(0, 2**31 - 1))
 def test_activations_tiers_match_reference(tier, shape, activation, scale, seed):
     x = normal(seed, shape, scale)

@@ -27,7 +27,8 @@ TIERS = [name for name in _core.available_kernels() if name != "reference"]
 pytestmark = pytest.mark.skipif(not TIERS, reason="no optimised kernel tier on this CPU")
 
 ACTIVATIONS = ["linear", "relu", "sigmoid", "tanh", "softmax", "relu6", "leaky_relu", "elu", "selu",
-               "hard_sigmoid", "softplus", "swish", "silu", "gelu"]
+               "hard_sigmoid", "softplus", "swish", "silu", "gelu", "hard_silu", "hard_swish", "mish", "log_softmax",
+               "exponential", "softsign"]
 RELU_FAMILY = ["relu", "relu6", "leaky_relu", "elu", "selu"]
 
 
@@ -335,7 +336,8 @@ def test_activation_kernels_match_reference(rng, name, rows, columns):
         # a model the layers use it, checked below.
 
 
-@pytest.mark.parametrize("name", ACTIVATIONS)
+# exponential applied four times in a row overflows float32 (inf - inf), whatever the tier.
+@pytest.mark.parametrize("name", [name for name in ACTIVATIONS if name != "exponential"])
 def test_activation_fused_in_conv2d_dense_and_activation_layer_tiers_match_reference(rng, name):
     shape = (9, 7, 3)
     model = models.Sequential([
@@ -448,3 +450,71 @@ def test_kernel_set_is_restored():
     with kernel_set("reference"):
         assert _core.kernel_set() == "reference"
     assert _core.kernel_set() == before
+
+
+# ---------------------------------------------------------------------------------------------
+# ELU(alpha), PReLU and the training-noise layers
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.3, -1.5])
+@pytest.mark.parametrize("shape", [(5, 7, 1), (4, 3, 17), (60, 50, 3)], ids=lambda s: "{}x{}x{}".format(*s))
+def test_elu_layer_tiers_match_reference(rng, shape, alpha):
+    check_layer_on_every_tier(rng, lambda: layers.ELU(alpha), shape)
+
+
+@pytest.mark.parametrize("shared_axes", [None, [1, 2], [3], [1], [1, 2, 3]], ids=str)
+@pytest.mark.parametrize("shape", [(5, 7, 1), (4, 3, 17), (9, 8, 70)], ids=lambda s: "{}x{}x{}".format(*s))
+def test_prelu_layer_tiers_match_reference(rng, shape, shared_axes):
+    # 70 channels: more than one 64-channel block of the optimised alpha gradient.
+    check_layer_on_every_tier(rng, lambda: layers.PReLU(alpha_initializer="random_normal", shared_axes=shared_axes),
+                              shape)
+    model = models.Sequential([layers.Input(shape), layers.PReLU(alpha_initializer="random_normal",
+                                                                 shared_axes=shared_axes),
+                               layers.Flatten(), layers.Dense(3, activation="softmax")])
+    x = (2 * rng.standard_normal((6,) + shape)).astype(np.float32)
+    results = train_step_on_every_tier(model, x, rng.integers(0, 3, 6))
+    for tier in TIERS:
+        assert_close(results[tier][1][0], results["reference"][1][0], f"{tier} alpha change")
+
+
+NOISE_LAYERS = {
+    "SpatialDropout2D": lambda seed: layers.SpatialDropout2D(0.4, seed=seed),
+    "Dropout-noise_shape": lambda seed: layers.Dropout(0.4, noise_shape=(None, 1, None, 1), seed=seed),
+    "GaussianNoise": lambda seed: layers.GaussianNoise(0.5, seed=seed),
+    "GaussianDropout": lambda seed: layers.GaussianDropout(0.4, seed=seed),
+}
+
+
+@pytest.mark.parametrize("name", NOISE_LAYERS)
+@pytest.mark.parametrize("shape", [(5, 7, 1), (4, 3, 17), (60, 50, 3)], ids=lambda s: "{}x{}x{}".format(*s))
+def test_noise_layer_tiers_match_reference(rng, name, shape):
+    """A fresh layer with the same seed per tier draws the same noise; the dropout kinds' factors are
+    exact, the Gaussian ones go through each tier's log, cos and sqrt."""
+    x = (2 * rng.standard_normal((3,) + shape)).astype(np.float32)
+    outputs = {}
+    for tier in ["reference"] + TIERS:
+        with kernel_set(tier):
+            outputs[tier] = NOISE_LAYERS[name](17)(x, training=True)
+    assert not np.array_equal(outputs["reference"], x)
+    for tier in TIERS:
+        if name.startswith("Gaussian"):
+            assert_close(outputs[tier], outputs["reference"], f"{tier} {name}", rtol=1e-6)
+        else:
+            np.testing.assert_array_equal(outputs[tier], outputs["reference"], err_msg=f"{tier} {name}")
+    # The backward kernels: one training step of a fresh model per tier (same seed, same weights).
+    start, changes = None, {}
+    for tier in ["reference"] + TIERS:
+        model = models.Sequential([layers.Input(shape), layers.Conv2D(shape[-1], (1, 1)), NOISE_LAYERS[name](17),
+                                   layers.Flatten(), layers.Dense(4, activation="softmax")])
+        if start is None:
+            start = [(0.5 * rng.standard_normal(w.shape)).astype(np.float32) for w in model.get_weights()]
+        model.set_weights(start)
+        model.compile(optimizer=optimizers.SGD(learning_rate=1.0), loss="sparse_categorical_crossentropy")
+        with kernel_set(tier):
+            model.train_on_batch(x, np.arange(len(x)) % 4)
+        changes[tier] = [after - before for after, before in zip(model.get_weights(), start)]
+    assert np.any(changes["reference"][0] != 0)
+    for tier in TIERS:
+        for index, (change, reference_change) in enumerate(zip(changes[tier], changes["reference"])):
+            assert_close(change, reference_change, f"{tier} {name} weight {index} change")

@@ -361,6 +361,36 @@ void bind_network(py::module_& m) {
       .def("add_activation", [](runtime::Network& network, const std::string& activation) {
         return network.add(runtime::make_activation(parse_activation(activation)));
       })
+      .def("add_elu", [](runtime::Network& network, float alpha) { return network.add(runtime::make_elu(alpha)); },
+           py::arg("alpha"))
+      .def("add_prelu",
+           [](runtime::Network& network, const std::vector<int64_t>& alpha_shape, bool shared_height,
+              bool shared_width, bool shared_channels) {
+             return network.add(runtime::make_prelu(alpha_shape, shared_height, shared_width, shared_channels));
+           },
+           py::arg("alpha_shape"), py::arg("shared_height"), py::arg("shared_width"), py::arg("shared_channels"))
+      .def("add_noise",
+           [](runtime::Network& network, const std::string& kind, float rate, float stddev,
+              std::tuple<bool, bool, bool, bool> shared, int64_t seed) {
+             // kind: the Keras layer's name; its noise follows from it.
+             NoiseParams params;
+             if (kind == "GaussianNoise") {
+               params.kind = NoiseKind::gaussian_noise;
+             } else if (kind == "GaussianDropout") {
+               params.kind = NoiseKind::gaussian_dropout;
+             } else if (kind == "Dropout" || kind == "SpatialDropout2D") {
+               params.kind = NoiseKind::broadcast_dropout;
+             } else {
+               throw py::value_error("noise layer kind must be Dropout, SpatialDropout2D, GaussianNoise or "
+                                     "GaussianDropout. Received: kind=" + kind);
+             }
+             params.rate = rate;
+             params.stddev = stddev;
+             std::tie(params.shared_batch, params.shared_height, params.shared_width, params.shared_channels) = shared;
+             return network.add(runtime::make_noise(kind, params, seed));
+           },
+           py::arg("kind"), py::arg("rate") = 0.0f, py::arg("stddev") = 0.0f,
+           py::arg("shared") = std::make_tuple(false, false, false, false), py::arg("seed") = -1)
       .def("add_random_flip",
            [](runtime::Network& network, bool horizontal, bool vertical, int64_t seed) {
              return network.add(runtime::make_random_flip(horizontal, vertical, seed));

@@ -242,7 +242,7 @@ FloatArray activation_backward(const std::string& activation, py::object output_
   const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
   const std::optional<FloatArray> input = optional_float_array(input_argument, "input");
   const Activation act = activation_named(activation);
-  if (needs_pre_activation(act) && act != Activation::softmax && !input) {
+  if (needs_pre_activation(act) && is_elementwise(act) && !input) {
     throw py::value_error("activation '" + activation + "' needs its `input` for the backward pass");
   }
   if (input && input->request().shape != output.request().shape) {

@@ -21,6 +21,8 @@
 #include "ops/elementwise.h"
 #include "ops/loss.h"
 #include "ops/merge.h"
+#include "ops/noise.h"
+#include "ops/parametric_activation.h"
 #include "ops/pooling.h"
 
 namespace fastcnn::kernels {
@@ -90,6 +92,18 @@ struct KernelTable {
   // In place allowed.
   void (*dropout_backward)(const DropoutParams& params, const float* output_gradient,
                            float* input_gradient);
+  // ELU(alpha) layer (ops/parametric_activation.h); the backward pass reads the input.
+  void (*elu_forward)(const EluParams& params, const float* input, float* output);
+  void (*elu_backward)(const EluParams& params, const float* input, const float* output_gradient,
+                       float* input_gradient);
+  // PReLU: alpha broadcast over the shared axes. input_gradient and alpha_gradient may each be null
+  // (not needed); alpha_gradient is overwritten with the sum over the batch and the shared axes.
+  void (*prelu_forward)(const PReluParams& params, const float* input, const float* alpha, float* output);
+  void (*prelu_backward)(const PReluParams& params, const float* input, const float* alpha,
+                         const float* output_gradient, float* input_gradient, float* alpha_gradient);
+  // Training-time noise (ops/noise.h): the backward pass recomputes the factors from the seed.
+  void (*noise_forward)(const NoiseParams& params, const float* input, float* output);
+  void (*noise_backward)(const NoiseParams& params, const float* output_gradient, float* input_gradient);
 
   // Conv2D then MaxPooling2D in one pass, for a pair that ops/pooling.h's
   // conv2d_max_pool2d_fusable accepts (pool.batch == conv.batch): output = max_pool(act(conv +

@@ -14,6 +14,11 @@
 //   swish (silu): y = x sigmoid(x)                    dy/dx = s (1 + x (1 - s)), s = sigmoid(x)
 //   gelu:         y = x Phi(x) = x (1 + erf(x / sqrt 2)) / 2   dy/dx = Phi(x) + x phi(x)
 //   softmax:      y_i = e^x_i / sum_j e^x_j over the channels; dx = y * (g - sum_j g_j y_j)
+//   hard_silu (hard_swish): y = x h, h = relu6(x + 3) / 6   dy/dx = h + x [0 < x + 3 < 6] / 6
+//   mish:         y = x tanh(softplus(x))             dy/dx = t + x (1 - t^2) sigmoid(x), t = tanh(softplus(x))
+//   log_softmax:  y_i = x_i - max x - log sum_j e^(x_j - max x) over the channels; dx = g - e^y sum_j g_j
+//   exponential:  y = e^x                             dy/dx = y
+//   softsign:     y = x / (1 + |x|)                   dy/dx = 1 / (1 + |x|)^2
 #pragma once
 
 #include <string>
@@ -21,14 +26,17 @@
 namespace fastcnn {
 
 enum class Activation {
-  linear, relu, sigmoid, tanh, softmax, relu6, leaky_relu, elu, selu, hard_sigmoid, softplus, swish, gelu
+  linear, relu, sigmoid, tanh, softmax, relu6, leaky_relu, elu, selu, hard_sigmoid, softplus, swish, gelu,
+  hard_silu, mish, log_softmax, exponential, softsign
 };
 
 // Parses a Keras activation name; throws std::invalid_argument naming the value.
 Activation parse_activation(const std::string& name);
 const char* activation_name(Activation activation);
-// Elementwise activations can be applied in a kernel's epilogue; softmax needs a whole row.
-inline bool is_elementwise(Activation activation) { return activation != Activation::softmax; }
+// Elementwise activations can be applied in a kernel's epilogue; softmax and log_softmax need a whole row.
+inline bool is_elementwise(Activation activation) {
+  return activation != Activation::softmax && activation != Activation::log_softmax;
+}
 // Activations whose backward pass needs their input, not only their output.
 // Output activations whose cross-entropy loss reads the logits (the network fuses the two):
 // a layer ending in one keeps its pre-activation.
@@ -37,8 +45,9 @@ inline bool keeps_logits(Activation activation) {
 }
 
 inline bool needs_pre_activation(Activation activation) {
-  return activation == Activation::softmax || activation == Activation::softplus ||
-         activation == Activation::swish || activation == Activation::gelu;
+  return !is_elementwise(activation) || activation == Activation::softplus || activation == Activation::swish ||
+         activation == Activation::gelu || activation == Activation::hard_silu || activation == Activation::mish ||
+         activation == Activation::softsign;
 }
 
 }  // namespace fastcnn

@@ -76,8 +76,14 @@ Activation parse_activation(const std::string& name) {
   if (name == "softplus") return Activation::softplus;
   if (name == "swish" || name == "silu") return Activation::swish;
   if (name == "gelu") return Activation::gelu;
+  if (name == "hard_silu" || name == "hard_swish") return Activation::hard_silu;
+  if (name == "mish") return Activation::mish;
+  if (name == "log_softmax") return Activation::log_softmax;
+  if (name == "exponential") return Activation::exponential;
+  if (name == "softsign") return Activation::softsign;
   fail("Unknown activation: '" + name + "'. Supported: linear, relu, relu6, leaky_relu, elu, selu, "
-       "sigmoid, hard_sigmoid, tanh, softplus, swish, silu, gelu, softmax.");
+       "sigmoid, hard_sigmoid, tanh, softplus, swish, silu, gelu, softmax, hard_silu, hard_swish, mish, "
+       "log_softmax, exponential, softsign.");
 }
 
 const char* activation_name(Activation activation) {
@@ -95,6 +101,11 @@ const char* activation_name(Activation activation) {
     case Activation::softplus: return "softplus";
     case Activation::swish: return "swish";
     case Activation::gelu: return "gelu";
+    case Activation::hard_silu: return "hard_silu";
+    case Activation::mish: return "mish";
+    case Activation::log_softmax: return "log_softmax";
+    case Activation::exponential: return "exponential";
+    case Activation::softsign: return "softsign";
   }
   return "unknown";
 }

@@ -3,6 +3,7 @@
 #include "ops/checked.h"
 
 #include <array>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -502,6 +503,128 @@ class DropoutLayer final : public Layer {
   bool last_dropped_ = false;  // the last forward applied a mask (training mode), so backward does too
 };
 
+// Keras's ELU layer (its own alpha; the activation "elu" is alpha = 1).
+class EluLayer final : public Layer {
+ public:
+  explicit EluLayer(float alpha) : alpha_(alpha) {}
+  std::string kind() const override { return "ELU"; }
+  SampleShape configure(const SampleShape& input) override { return input; }
+  void forward(const StepContext& context, int64_t batch, const float* input, float*, float* output) override {
+    context.kernels.elu_forward({batch * input_shape.size(), alpha_}, input, output);
+  }
+  void backward(const StepContext& context, int64_t batch, const float* input, const float*, const float*,
+                float* output_gradient, bool, float* input_gradient) override {
+    if (input_gradient != nullptr) {
+      context.kernels.elu_backward({batch * input_shape.size(), alpha_}, input, output_gradient, input_gradient);
+    }
+  }
+
+ private:
+  float alpha_;
+};
+
+// Keras's PReLU: one trainable alpha per position of the input with the shared axes collapsed.
+// alpha_shape is Keras's (the sample's rank); the kernels see it as (height, width, channels).
+class PReluLayer final : public Layer {
+ public:
+  PReluLayer(std::vector<int64_t> alpha_shape, bool shared_height, bool shared_width, bool shared_channels)
+      : alpha_shape_(std::move(alpha_shape)) {
+    params_.shared_height = shared_height;
+    params_.shared_width = shared_width;
+    params_.shared_channels = shared_channels;
+  }
+  std::string kind() const override { return "PReLU"; }
+  SampleShape configure(const SampleShape& input) override {
+    params_.height = input.height;
+    params_.width = input.width;
+    params_.channels = input.channels;
+    int64_t alpha_size = 1;
+    for (const int64_t dimension : alpha_shape_) alpha_size *= dimension;
+    if (alpha_size != params_.alpha_height() * params_.alpha_width() * params_.alpha_channels()) {
+      throw std::invalid_argument("PReLU: alpha of " + std::to_string(alpha_size) +
+                                  " values does not fit an input of shape (" + std::to_string(input.height) + ", " +
+                                  std::to_string(input.width) + ", " + std::to_string(input.channels) +
+                                  ") with these shared axes");
+    }
+    return input;
+  }
+  std::vector<std::vector<int64_t>> parameter_shapes() const override { return {alpha_shape_}; }
+
+  void forward(const StepContext& context, int64_t batch, const float* input, float*, float* output) override {
+    PReluParams params = params_;
+    params.batch = batch;
+    context.kernels.prelu_forward(params, input, context.parameters + parameter_offset, output);
+  }
+  void backward(const StepContext& context, int64_t batch, const float* input, const float*, const float*,
+                float* output_gradient, bool, float* input_gradient) override {
+    PReluParams params = params_;
+    params.batch = batch;
+    float* alpha_gradient = trainable && context.gradients != nullptr ? context.gradients + gradient_offset : nullptr;
+    if (alpha_gradient == nullptr && input_gradient == nullptr) return;
+    context.kernels.prelu_backward(params, input, context.parameters + parameter_offset, output_gradient,
+                                   input_gradient, alpha_gradient);
+  }
+
+ private:
+  std::vector<int64_t> alpha_shape_;
+  PReluParams params_;
+};
+
+// Dropout(noise_shape=), SpatialDropout2D, GaussianNoise and GaussianDropout (ops/noise.h): noise only
+// in training, drawn as Dropout draws its masks (the step's seed mixed with the layer index, or the
+// layer's own seed and a count of its training calls) and from the global sample index, so that
+// data-parallel ranks together draw what one process would.
+class NoiseLayer final : public Layer {
+ public:
+  NoiseLayer(std::string kind, NoiseParams params, int64_t seed)
+      : kind_(std::move(kind)), params_(params), own_seed_(seed) {}
+  std::string kind() const override { return kind_; }
+  SampleShape configure(const SampleShape& input) override { return input; }
+
+  void forward(const StepContext& context, int64_t batch, const float* input, float*, float* output) override {
+    last_noisy_ = context.training && (params_.kind == NoiseKind::gaussian_noise ? params_.stddev > 0.0f
+                                                                                 : params_.rate > 0.0f);
+    if (!last_noisy_) {
+      context.kernels.activation_forward(Activation::linear, 1, batch * input_shape.size(), input, output);
+      return;
+    }
+    last_seed_ = own_seed_ >= 0 ? static_cast<uint64_t>(own_seed_) * 0x9E3779B97F4A7C15ull + training_calls_++
+                                : context.seed ^ (0xD1B54A32D192ED03ull * static_cast<uint64_t>(index + 1));
+    last_first_sample_ = context.first_sample;
+    context.kernels.noise_forward(params(batch), input, output);
+  }
+
+  void backward(const StepContext& context, int64_t batch, const float*, const float*, const float*,
+                float* output_gradient, bool, float* input_gradient) override {
+    if (input_gradient == nullptr) return;
+    if (last_noisy_) {
+      context.kernels.noise_backward(params(batch), output_gradient, input_gradient);
+    } else {
+      context.kernels.activation_forward(Activation::linear, 1, batch * input_shape.size(), output_gradient,
+                                         input_gradient);
+    }
+  }
+
+ private:
+  NoiseParams params(int64_t batch) const {
+    NoiseParams params = params_;
+    params.batch = batch;
+    params.height = input_shape.height;
+    params.width = input_shape.width;
+    params.channels = input_shape.channels;
+    params.seed = last_seed_;
+    params.first_sample = last_first_sample_;
+    return params;
+  }
+  std::string kind_;
+  NoiseParams params_;
+  int64_t own_seed_;
+  uint64_t training_calls_ = 0;
+  uint64_t last_seed_ = 0;
+  int64_t last_first_sample_ = 0;
+  bool last_noisy_ = false;  // the last forward applied noise (training mode), so backward does too
+};
+
 // BatchNormalization over channels. Parameter slice: [gamma], [beta], moving_mean, moving_variance.
 class BatchNormLayer final : public Layer {
  public:
@@ -798,6 +921,29 @@ std::unique_ptr<Layer> make_batch_norm(float momentum, float epsilon, bool cente
 }
 std::unique_ptr<Layer> make_dropout(float rate, int64_t seed) {
   return std::make_unique<DropoutLayer>(rate, seed);
+}
+std::unique_ptr<Layer> make_elu(float alpha) {
+  if (!std::isfinite(alpha)) throw std::invalid_argument("ELU: `alpha` must be a finite number. Received: alpha=" + std::to_string(alpha));
+  return std::make_unique<EluLayer>(alpha);
+}
+std::unique_ptr<Layer> make_prelu(const std::vector<int64_t>& alpha_shape, bool shared_height, bool shared_width,
+                                  bool shared_channels) {
+  int64_t size = 1;
+  for (const int64_t dimension : alpha_shape) {
+    if (dimension <= 0) throw std::invalid_argument("PReLU: alpha dimensions must be positive. Received: " + std::to_string(dimension));
+    size = checked_multiply(size, dimension, "the PReLU alpha");
+  }
+  return std::make_unique<PReluLayer>(alpha_shape, shared_height, shared_width, shared_channels);
+}
+std::unique_ptr<Layer> make_noise(const std::string& kind, const NoiseParams& params, int64_t seed) {
+  if (params.kind != NoiseKind::gaussian_noise && !(params.rate >= 0.0f && params.rate < 1.0f)) {
+    throw std::invalid_argument(kind + ": `rate` must be in [0, 1). Received: rate=" + std::to_string(params.rate));
+  }
+  if (params.kind == NoiseKind::gaussian_noise && !(params.stddev >= 0.0f && std::isfinite(params.stddev))) {
+    throw std::invalid_argument(kind + ": `stddev` must be a finite number >= 0. Received: stddev=" +
+                                std::to_string(params.stddev));
+  }
+  return std::make_unique<NoiseLayer>(kind, params, seed);
 }
 std::unique_ptr<Layer> make_activation(Activation activation) {
   return std::make_unique<ActivationLayer>(activation);

@@ -123,6 +123,12 @@ std::unique_ptr<Layer> make_batch_norm(float momentum, float epsilon, bool cente
 // seed < 0: masks follow the step's seed; else the layer's own stream.
 std::unique_ptr<Layer> make_dropout(float rate, int64_t seed);
 std::unique_ptr<Layer> make_activation(Activation activation);
+std::unique_ptr<Layer> make_elu(float alpha);
+// alpha_shape: Keras's alpha shape; the shared flags say which of (height, width, channels) it spans as 1.
+std::unique_ptr<Layer> make_prelu(const std::vector<int64_t>& alpha_shape, bool shared_height, bool shared_width,
+                                  bool shared_channels);
+// params' kind, rate or stddev and shared dimensions (the sizes come from the input); seed as make_dropout.
+std::unique_ptr<Layer> make_noise(const std::string& kind, const NoiseParams& params, int64_t seed);
 // Keras's Add, Subtract, Multiply, Average, Maximum, Minimum (ops/merge.h).
 std::unique_ptr<Layer> make_merge(MergeKind kind);
 // Concatenate along a sample axis: 0 height, 1 width, 2 channels.

@@ -5,11 +5,14 @@ from fastcnn.layers.base import Layer, Variable
 from fastcnn.layers.batch_normalization import BatchNormalization
 from fastcnn.layers.conv2d import Conv2D, DepthwiseConv2D
 from fastcnn.layers.dense import Dense
-from fastcnn.layers.dropout import Dropout
+from fastcnn.layers.dropout import Dropout, SpatialDropout2D
+from fastcnn.layers.elu import ELU
 from fastcnn.layers.flatten import Flatten
 from fastcnn.layers.input_layer import Input, InputLayer
 from fastcnn.layers.global_pooling2d import GlobalAveragePooling2D, GlobalMaxPooling2D
 from fastcnn.layers.max_pooling2d import AveragePooling2D, MaxPooling2D
+from fastcnn.layers.noise import GaussianDropout, GaussianNoise
+from fastcnn.layers.prelu import PReLU
 from fastcnn.layers.merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add, average,
                                     concatenate, maximum, minimum, multiply, subtract)
 from fastcnn.layers.relu import LeakyReLU, ReLU
@@ -66,6 +69,11 @@ __all__ = [
     "Convolution2D",
     "Dense",
     "Dropout",
+    "ELU",
+    "GaussianDropout",
+    "GaussianNoise",
+    "PReLU",
+    "SpatialDropout2D",
     "Flatten",
     "Input",
     "InputLayer",

@@ -111,6 +111,14 @@ def runtime_shape(shape):
     return (1,) * (3 - len(shape)) + tuple(shape)
 
 
+def runtime_flags(flags):
+    """Per-axis flags of a Keras per-sample shape as the runtime's (height, width, channels): the
+    axes runtime_shape adds in front have size 1, so whatever the flag means (shared, broadcast)
+    holds there: True."""
+    flags = tuple(bool(flag) for flag in flags)
+    return (True,) * (3 - len(flags)) + flags
+
+
 class Layer:
     """Base of every layer. Subclasses implement ``compute_output_shape``, ``_add_to_network`` and,
     if they have weights, ``build`` (calling ``add_weight``)."""

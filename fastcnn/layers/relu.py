@@ -4,6 +4,7 @@
 """
 
 import numbers
+import warnings
 
 from fastcnn.layers.base import Layer
 
@@ -41,6 +42,9 @@ class ReLU(Layer):
 
 class LeakyReLU(ReLU):
     def __init__(self, negative_slope=0.3, **kwargs):
+        if "alpha" in kwargs:  # Keras 2's name, which Keras 3 still maps (with this warning)
+            negative_slope = kwargs.pop("alpha")
+            warnings.warn("Argument `alpha` is deprecated. Use `negative_slope` instead.")
         super().__init__(negative_slope=negative_slope, **kwargs)
 
     def get_config(self):

@@ -28,6 +28,8 @@ def _weight_count(layer, input_shape):
                 + layer.filters * layer.use_bias)
     if isinstance(layer, layers.Dense):
         return channels * layer.units + layer.units * layer.use_bias
+    if isinstance(layer, layers.PReLU):
+        return math.prod(layer._alpha_shape(tuple(input_shape)[1:]))
     if isinstance(layer, layers.BatchNormalization):
         return channels * (2 + layer.scale + layer.center)
     return 0

@@ -7,6 +7,8 @@
 #include "kernels/optimized/optimized.h"
 #include "kernels/optimized/simd.h"
 #include "ops/activation_math.h"
+#include "ops/noise.h"
+#include "ops/parametric_activation.h"
 #include "parallel.h"
 
 namespace fastcnn::kernels::FASTCNN_ISA {
@@ -22,16 +24,35 @@ void for_chunks(int64_t count, Body&& body) {
   });
 }
 
+// One activation over a run of values, its switch resolved at compile time so that the loop of
+// plain arithmetic and comparisons (hard_silu, softsign) vectorises.
+template <Activation kActivation>
+void activate_run(float* values, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) values[i] = activate(kActivation, values[i]);
+}
+
+template <Activation kActivation>
+void gradient_run(const float* x, const float* y, const float* g, float* dx, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) dx[i] = activation_gradient(kActivation, x[i], y[i], g[i]);
+}
+
 }  // namespace
 
 void activate_in_place(Activation activation, float* values, int64_t count) {
   switch (activation) {
     case Activation::linear:
     case Activation::softmax:
+    case Activation::log_softmax:
       return;
     case Activation::relu:
       // x < 0 ? 0 : x keeps NaN as NaN, as max(x, 0) does in TensorFlow.
       for (int64_t i = 0; i < count; ++i) values[i] = values[i] < 0.0f ? 0.0f : values[i];
+      return;
+    case Activation::hard_silu:
+      activate_run<Activation::hard_silu>(values, count);
+      return;
+    case Activation::softsign:
+      activate_run<Activation::softsign>(values, count);
       return;
     default:
       for (int64_t i = 0; i < count; ++i) values[i] = activate(activation, values[i]);
@@ -41,6 +62,10 @@ void activate_in_place(Activation activation, float* values, int64_t count) {
 
 void activation_forward(Activation activation, int64_t rows, int64_t columns, const float* input,
                         float* output) {
+  if (activation == Activation::log_softmax) {
+    parallel::parallel_for(rows, [&](int64_t r) { log_softmax_row(input + r * columns, output + r * columns, columns); });
+    return;
+  }
   if (activation != Activation::softmax) {
     for_chunks(rows * columns, [&](int64_t begin, int64_t end) {
       if (output != input) std::copy(input + begin, input + end, output + begin);
@@ -64,6 +89,13 @@ void activation_forward(Activation activation, int64_t rows, int64_t columns, co
 
 void activation_backward(Activation activation, int64_t rows, int64_t columns, const float* input,
                          const float* output, const float* output_gradient, float* input_gradient) {
+  if (activation == Activation::log_softmax) {
+    parallel::parallel_for(rows, [&](int64_t r) {
+      log_softmax_gradient_row(output + r * columns, output_gradient + r * columns, input_gradient + r * columns,
+                               columns);
+    });
+    return;
+  }
   if (activation == Activation::softmax) {
     // dx_j = y_j * (g_j - sum_k g_k y_k)
     parallel::parallel_for(rows, [&](int64_t r) {
@@ -86,6 +118,12 @@ void activation_backward(Activation activation, int64_t rows, int64_t columns, c
         break;
       case Activation::relu:
         for (int64_t i = begin; i < end; ++i) dx[i] = y[i] > 0.0f ? g[i] : 0.0f;
+        break;
+      case Activation::hard_silu:  // both read the input (needs_pre_activation), so it is not null
+        gradient_run<Activation::hard_silu>(input, y, g, dx, begin, end);
+        break;
+      case Activation::softsign:
+        gradient_run<Activation::softsign>(input, y, g, dx, begin, end);
         break;
       default:
         for (int64_t i = begin; i < end; ++i) {
@@ -172,6 +210,107 @@ void dropout_forward(const DropoutParams& p, const float* input, float* output) 
 void dropout_backward(const DropoutParams& p, const float* output_gradient,
                       float* input_gradient) {
   dropout_forward(p, output_gradient, input_gradient);
+}
+
+void elu_forward(const EluParams& p, const float* input, float* output) {
+  for_chunks(p.count, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) output[i] = elu_with_alpha(p, input[i]);
+  });
+}
+
+void elu_backward(const EluParams& p, const float* input, const float* output_gradient, float* input_gradient) {
+  for_chunks(p.count, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) input_gradient[i] = elu_with_alpha_gradient(p, input[i], output_gradient[i]);
+  });
+}
+
+// Pixel rows of `channels` values, each against its alpha row (one alpha when channels are shared).
+void prelu_forward(const PReluParams& p, const float* input, const float* alpha, float* output) {
+  const int64_t c = p.channels;
+  parallel::parallel_for(p.batch * p.height * p.width, [&](int64_t row) {
+    const int64_t w = row % p.width, h = (row / p.width) % p.height;
+    const float* a = alpha + p.alpha_index(h, w, 0);
+    const float* x = input + row * c;
+    float* y = output + row * c;
+    if (p.shared_channels) {
+      for (int64_t j = 0; j < c; ++j) y[j] = prelu(x[j], a[0]);
+    } else {
+      for (int64_t j = 0; j < c; ++j) y[j] = prelu(x[j], a[j]);
+    }
+  });
+}
+
+// The input gradient by pixel rows; the alpha gradient by alpha positions and channel blocks, each
+// summing its own positions in (sample, row, column) order: bitwise the same on any thread count.
+void prelu_backward(const PReluParams& p, const float* input, const float* alpha, const float* output_gradient,
+                    float* input_gradient, float* alpha_gradient) {
+  const int64_t c = p.channels;
+  if (input_gradient != nullptr) {
+    parallel::parallel_for(p.batch * p.height * p.width, [&](int64_t row) {
+      const int64_t w = row % p.width, h = (row / p.width) % p.height;
+      const float* a = alpha + p.alpha_index(h, w, 0);
+      const float* x = input + row * c;
+      const float* g = output_gradient + row * c;
+      float* dx = input_gradient + row * c;
+      for (int64_t j = 0; j < c; ++j) dx[j] = prelu_input_gradient(x[j], a[p.shared_channels ? 0 : j], g[j]);
+    });
+  }
+  if (alpha_gradient == nullptr) return;
+  constexpr int64_t kBlock = 64;
+  const int64_t positions = p.alpha_height() * p.alpha_width();
+  const int64_t blocks = p.shared_channels ? 1 : (c + kBlock - 1) / kBlock;
+  parallel::parallel_for(positions * blocks, [&](int64_t task) {
+    const int64_t position = task / blocks, block = task % blocks;
+    const int64_t ah = position / p.alpha_width(), aw = position % p.alpha_width();
+    const int64_t begin = p.shared_channels ? 0 : block * kBlock;
+    const int64_t end = p.shared_channels ? c : std::min(c, begin + kBlock);
+    float sums[kBlock] = {};
+    for (int64_t n = 0; n < p.batch; ++n)
+      for (int64_t h = p.shared_height ? 0 : ah; h < (p.shared_height ? p.height : ah + 1); ++h)
+        for (int64_t w = p.shared_width ? 0 : aw; w < (p.shared_width ? p.width : aw + 1); ++w) {
+          const int64_t offset = ((n * p.height + h) * p.width + w) * c;
+          const float* x = input + offset;
+          const float* g = output_gradient + offset;
+          if (p.shared_channels) {
+            for (int64_t j = begin; j < end; ++j) sums[0] += prelu_alpha_gradient(x[j], g[j]);
+          } else {
+            for (int64_t j = begin; j < end; ++j) sums[j - begin] += prelu_alpha_gradient(x[j], g[j]);
+          }
+        }
+    float* destination = alpha_gradient + position * p.alpha_channels();
+    if (p.shared_channels) {
+      destination[0] = sums[0];
+    } else {
+      std::copy(sums, sums + (end - begin), destination + begin);
+    }
+  });
+}
+
+// By pixel rows: each element's factor is a hash of its noise position, so the split is free.
+void noise_forward(const NoiseParams& p, const float* input, float* output) {
+  const DropoutKey key = dropout_key(p.seed);
+  const int64_t c = p.channels;
+  parallel::parallel_for(p.batch * p.height * p.width, [&](int64_t row) {
+    const int64_t w = row % p.width, h = (row / p.width) % p.height, n = row / (p.width * p.height);
+    const float* x = input + row * c;
+    float* y = output + row * c;
+    if (p.shared_channels) {
+      const float value = noise_value(p, key, p.noise_index(n, h, w, 0));
+      for (int64_t j = 0; j < c; ++j) y[j] = apply_noise(p, x[j], value);
+    } else {
+      for (int64_t j = 0; j < c; ++j) y[j] = apply_noise(p, x[j], noise_value(p, key, p.noise_index(n, h, w, j)));
+    }
+  });
+}
+
+void noise_backward(const NoiseParams& p, const float* output_gradient, float* input_gradient) {
+  if (p.kind == NoiseKind::gaussian_noise) {
+    for_chunks(p.count(), [&](int64_t begin, int64_t end) {
+      if (input_gradient != output_gradient) std::copy(output_gradient + begin, output_gradient + end, input_gradient + begin);
+    });
+    return;
+  }
+  noise_forward(p, output_gradient, input_gradient);
 }
 
 #define FASTCNN_STRINGIFY_INNER(name) #name
