@@ -308,3 +308,45 @@ def test_separable_regularizers_penalise_as_in_keras(tf, keras, rng):
 def test_bad_arguments_raise_clearly(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def _built(add, shape=(4, 4, 1)):
+    network = _core.Network()
+    add(network)
+    network.build(shape)
+    return network
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: _core.Network().add_separable_conv2d(2, 0, (1, 1), (1, 1), (1, 1), "valid", True, "linear"),
+     ValueError, "depth_multiplier=0"),
+    (lambda: _core.Network().add_separable_conv2d(-3, 1, (1, 1), (1, 1), (1, 1), "valid", True, "linear"),
+     ValueError, "filters=-3"),
+    (lambda: _built(lambda n: n.add_separable_conv2d(2, 1, (5, 5), (1, 1), (1, 1), "valid", True, "linear")),
+     ValueError, r"SeparableConv2D.*larger than the input \(4\)"),
+    (lambda: _built(lambda n: n.add_separable_conv2d(2**40, 2**30, (1, 1), (1, 1), (1, 1), "valid", True, "linear")),
+     ValueError, r"too large.*Received: 1073741824 \* 1099511627776"),
+    (lambda: _core.Network().add_upsampling2d((0, 2), "nearest"), ValueError, r"size=\(0, 2\)"),
+    (lambda: _core.Network().add_upsampling2d((2, 2), "area"), ValueError, "interpolation=area"),
+    (lambda: _built(lambda n: n.add_upsampling2d((2**40, 2**40), "bilinear")), ValueError,
+     r"UpSampling2D.*too large.*Received: 4398046511104 \* 4398046511104"),
+    (lambda: _core.Network().add_cropping2d(0, -1, 0, 0), ValueError, r"cropping=\(\(0, -1\), \(0, 0\)\)"),
+    (lambda: _built(lambda n: n.add_cropping2d(0, 0, 3, 1)), ValueError,
+     r"Cropping2D.*should be smaller.*cropping=\(\(0, 0\), \(3, 1\)\)"),
+    (lambda: _built(lambda n: n.add_cropping2d(2**62, 2**62, 0, 0)), ValueError,
+     "Received: 4611686018427387904 \\+ 4611686018427387904"),
+    (lambda: _built(lambda n: n.add_channel_rescaling([1.0, 2.0], [0.0]), (4, 4, 3)), ValueError,
+     r"`scale` has 2 values.*\(3\)"),
+    (lambda: _core.Network().add_channel_rescaling([], [0.0]), ValueError, "0 scales"),
+    (lambda: _built(lambda n: n.add_dense(2, True, "linear")).set_regularization(0, second_kernel_l2=0.1),
+     ValueError, "Dense has no second kernel"),
+])
+def test_network_bindings_refuse_bad_layers(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_identity_output_aliases_its_input():
+    network = _built(lambda n: n.add_identity(), (3, 3, 2))
+    x = np.arange(36, dtype=np.float32).reshape(2, 3, 3, 2)
+    np.testing.assert_array_equal(network.predict(x), x)
