@@ -86,3 +86,36 @@ def test_separable_conv2d_tiers_match_reference(rng, shape, filters, kernel, str
         for name, change, reference in zip(["depthwise kernel", "pointwise kernel", "bias"], changes[tier],
                                            changes["reference"]):
             assert_close(change, reference, f"{tier} {name} change", rtol=1e-4)
+
+
+@pytest.mark.parametrize("tier", ["reference"] + TIERS)
+def test_training_is_bitwise_the_same_on_1_and_2_threads(rng, tier):
+    """The backward kernels gather per input row (no shared accumulators): any thread count gives the
+    same bits."""
+    from fastcnn import config
+
+    def build():
+        return models.Sequential([
+            layers.Input((9, 7, 5)), layers.SeparableConv2D(6, 3, padding="same", depth_multiplier=2, activation="relu"),
+            layers.UpSampling2D((2, 3), interpolation="bilinear"), layers.Cropping2D(((1, 2), (0, 3))),
+            layers.UpSampling2D(2), layers.Rescaling([0.5, 1.0, 2.0, -1.0, 0.25, 3.0], offset=0.1),
+            layers.GlobalAveragePooling2D(), layers.Dense(3, activation="softmax")])
+
+    x = rng.standard_normal((8, 9, 7, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 8)
+    start = build().get_weights()
+    results = []
+    threads = config.get_num_threads()
+    try:
+        for count in (1, 2):
+            config.set_num_threads(count)
+            model = build()
+            model.set_weights(start)
+            model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+            with kernel_set(tier):
+                model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+            results.append(model.get_weights())
+    finally:
+        config.set_num_threads(threads)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
