@@ -125,6 +125,18 @@ LAYER_CASES = [
     ("Minimum", lambda k: k.layers.Minimum(trainable=False, name="n")),
     ("Concatenate", lambda k: k.layers.Concatenate(name="n")),
     ("Concatenate", lambda k: k.layers.Concatenate(axis=1, name="n")),
+    ("SeparableConv2D", lambda k: k.layers.SeparableConv2D(8, 3, name="n")),
+    ("SeparableConv2D", lambda k: k.layers.SeparableConv2D(
+        4, (5, 3), strides=2, padding="same", depth_multiplier=2, activation="relu", use_bias=False,
+        pointwise_initializer="he_normal", pointwise_regularizer=k.regularizers.L2(0.01),
+        depthwise_constraint=k.constraints.MaxNorm(2.0), name="n")),
+    ("Cropping2D", lambda k: k.layers.Cropping2D(name="n")),
+    ("Cropping2D", lambda k: k.layers.Cropping2D(((1, 2), (0, 3)), name="n")),
+    ("UpSampling2D", lambda k: k.layers.UpSampling2D(name="n")),
+    ("UpSampling2D", lambda k: k.layers.UpSampling2D((3, 2), interpolation="bilinear", name="n")),
+    ("Identity", lambda k: k.layers.Identity(name="n")),
+    ("Softmax", lambda k: k.layers.Softmax(name="n")),
+    ("Rescaling", lambda k: k.layers.Rescaling([0.5, 1.0, 2.0], offset=[0.0, 0.1, 0.2], name="n")),
 ]
 
 

@@ -305,6 +305,37 @@ void bind_network(py::module_& m) {
            },
            py::arg("depth_multiplier"), py::arg("kernel_size"), py::arg("strides"), py::arg("dilation"),
            py::arg("padding"), py::arg("use_bias"), py::arg("activation"))
+      .def("add_separable_conv2d",
+           [](runtime::Network& network, int64_t filters, int64_t depth_multiplier, Pair kernel_size, Pair strides,
+              Pair dilation, const std::string& padding, bool use_bias, const std::string& activation) {
+             return network.add(runtime::make_separable_conv2d(
+                 filters, depth_multiplier, kernel_size.first, kernel_size.second, strides.first, strides.second,
+                 dilation.first, dilation.second, parse_padding(padding.c_str()), use_bias,
+                 parse_activation(activation)));
+           },
+           py::arg("filters"), py::arg("depth_multiplier"), py::arg("kernel_size"), py::arg("strides"),
+           py::arg("dilation"), py::arg("padding"), py::arg("use_bias"), py::arg("activation"))
+      .def("add_cropping2d",
+           [](runtime::Network& network, int64_t top, int64_t bottom, int64_t left, int64_t right) {
+             return network.add(runtime::make_cropping2d(top, bottom, left, right));
+           },
+           py::arg("top"), py::arg("bottom"), py::arg("left"), py::arg("right"))
+      .def("add_upsampling2d",
+           [](runtime::Network& network, Pair size, const std::string& interpolation) {
+             if (interpolation != "nearest" && interpolation != "bilinear") {
+               throw py::value_error("UpSampling2D's `interpolation` must be 'nearest' or 'bilinear'. Received: "
+                                     "interpolation=" + interpolation);
+             }
+             return network.add(runtime::make_upsampling2d(size.first, size.second, interpolation == "bilinear"));
+           },
+           py::arg("size"), py::arg("interpolation"))
+      .def("add_identity", [](runtime::Network& network) { return network.add(runtime::make_identity()); })
+      .def("add_channel_rescaling",
+           [](runtime::Network& network, std::vector<float> scale, std::vector<float> offset) {
+             return network.add(runtime::make_channel_rescaling(std::move(scale), std::move(offset)));
+           },
+           py::arg("scale"), py::arg("offset"),
+           "Rescaling with `scale` and `offset` lists, each of one value or one per input channel.")
       .def("add_dense",
            [](runtime::Network& network, int64_t units, bool use_bias, const std::string& activation) {
              return network.add(runtime::make_dense(units, use_bias, parse_activation(activation)));
@@ -553,11 +584,12 @@ void bind_network(py::module_& m) {
            "Every layer's trainable flag at once (one list entry per layer).")
       .def("set_regularization",
            [](runtime::Network& network, int64_t layer_index, float kernel_l1, float kernel_l2, float bias_l1,
-              float bias_l2, float activity_l1, float activity_l2) {
+              float bias_l2, float activity_l1, float activity_l2, float second_kernel_l1, float second_kernel_l2) {
              require_layer_index(network, layer_index);
              const std::pair<const char*, float> factors[] = {
                  {"kernel_l1", kernel_l1}, {"kernel_l2", kernel_l2},     {"bias_l1", bias_l1},
-                 {"bias_l2", bias_l2},     {"activity_l1", activity_l1}, {"activity_l2", activity_l2}};
+                 {"bias_l2", bias_l2},     {"activity_l1", activity_l1}, {"activity_l2", activity_l2},
+                 {"second_kernel_l1", second_kernel_l1}, {"second_kernel_l2", second_kernel_l2}};
              for (const auto& [name, factor] : factors) {
                if (!(factor >= 0.0f) || !std::isfinite(factor)) {
                  throw py::value_error(std::string("regularization factors must be finite and non-negative. Received: ") +
@@ -571,12 +603,15 @@ void bind_network(py::module_& m) {
              regularization.bias_l2 = bias_l2;
              regularization.activity_l1 = activity_l1;
              regularization.activity_l2 = activity_l2;
+             regularization.second_kernel_l1 = second_kernel_l1;
+             regularization.second_kernel_l2 = second_kernel_l2;
              network.set_regularization(layer_index, regularization);
            },
            py::arg("layer_index"), py::arg("kernel_l1") = 0.0f, py::arg("kernel_l2") = 0.0f,
            py::arg("bias_l1") = 0.0f, py::arg("bias_l2") = 0.0f, py::arg("activity_l1") = 0.0f,
-           py::arg("activity_l2") = 0.0f,
-           "Keras's L1/L2 penalties on a layer's kernel, bias and output (see runtime/regularization.h).")
+           py::arg("activity_l2") = 0.0f, py::arg("second_kernel_l1") = 0.0f, py::arg("second_kernel_l2") = 0.0f,
+           "Keras's L1/L2 penalties on a layer's kernel, bias and output, and on a second kernel (SeparableConv2D's "
+           "pointwise kernel) (see runtime/regularization.h).")
       .def("configure_loss", &runtime::Network::configure_loss, py::arg("from_logits"))
       .def("configure_optimizer",
            [](runtime::Network& network, const std::string& kind, float momentum, bool nesterov,

@@ -9,6 +9,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "ops/upsampling.h"
 #include "parallel.h"
 
 namespace fastcnn::kernels {
@@ -272,11 +273,10 @@ std::vector<AxisTap> axis_taps(int64_t window, int64_t output, Interpolation int
       const float in = std::floor((static_cast<float>(i) + 0.5f) * scale);
       tap.lower = tap.upper = std::max<int64_t>(0, std::min<int64_t>(static_cast<int64_t>(in), window - 1));
     } else {
-      const float in = (static_cast<float>(i) + 0.5f) * scale - 0.5f;
-      const float in_floor = std::floor(in);
-      tap.lower = std::max<int64_t>(static_cast<int64_t>(in_floor), 0);
-      tap.upper = std::min<int64_t>(static_cast<int64_t>(std::ceil(in)), window - 1);
-      tap.lerp = in - in_floor;
+      const LinearTap bilinear = half_pixel_tap(i, window, output);  // TensorFlow's, as UpSampling2D's
+      tap.lower = bilinear.lower;
+      tap.upper = bilinear.upper;
+      tap.lerp = bilinear.lerp;
     }
   }
   return taps;

@@ -24,6 +24,7 @@
 #include "ops/noise.h"
 #include "ops/parametric_activation.h"
 #include "ops/pooling.h"
+#include "ops/upsampling.h"
 
 namespace fastcnn::kernels {
 
@@ -147,6 +148,11 @@ struct KernelTable {
   void (*grouped_conv2d_backward_kernel)(const GroupedConv2DParams& params, const float* input,
                                          const float* output_gradient, float* kernel_gradient,
                                          float* bias_gradient);
+  // UpSampling2D (ops/upsampling.h): nearest or TensorFlow's half-pixel bilinear; the backward
+  // kernel writes the whole input gradient.
+  void (*upsampling2d_forward)(const UpSampling2DParams& params, const float* input, float* output);
+  void (*upsampling2d_backward)(const UpSampling2DParams& params, const float* output_gradient,
+                                float* input_gradient);
 };
 
 // A model output's loss (ops/loss.h): one implementation, shared by every table (it is

@@ -5,7 +5,7 @@
 //     otherwise:  p = t != 0 ? (x > t ? x : 0) : (m == 6 ? relu6(x) : relu(x));  p = clip(p, 0, m) if m
 //                 (not for relu6);  y = p - s * relu(t - x)
 //     dy/dx = d p/dx (mask; clip passes its bounds inclusive) + s [x < t]
-//   Rescaling: y = x * scale + offset;  dx = dy * scale
+//   Rescaling: y = x * scale + offset;  dx = dy * scale  (scale and offset per channel or for all)
 #pragma once
 
 #include <cstdint>
@@ -24,6 +24,11 @@ struct RescalingParams {
   int64_t count = 0;
   float scale = 1.0f;
   float offset = 0.0f;
+  // Per channel (Keras's Rescaling with lists or arrays): when channel_scale is set, value i takes
+  // channel_scale[i % channels] and channel_offset[i % channels] (no offset when null) instead.
+  int64_t channels = 1;
+  const float* channel_scale = nullptr;
+  const float* channel_offset = nullptr;
 };
 
 // ZeroPadding2D: output (h + top + bottom, w + left + right, c), the input in the middle.

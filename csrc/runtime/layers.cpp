@@ -6,6 +6,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace fastcnn::runtime {
 namespace {
@@ -229,6 +230,116 @@ class DepthwiseConv2DLayer final : public ActivatedLayer {
   DepthwiseConv2DParams params_;
 };
 
+// SeparableConv2D: the depthwise kernels (no bias, no activation) write the layer's scratch, a
+// 1x1 convolution (the conv2d kernels) maps it to `filters` channels with bias and activation.
+// Backward: the pointwise kernel's gradient reads the scratch, which then receives the depthwise
+// output's gradient (its values are no longer needed), from which the depthwise kernel's and the
+// input's gradients follow.
+class SeparableConv2DLayer final : public ActivatedLayer {
+ public:
+  SeparableConv2DLayer(int64_t filters, int64_t depth_multiplier, int64_t kernel_height, int64_t kernel_width,
+                       int64_t stride_height, int64_t stride_width, int64_t dilation_height, int64_t dilation_width,
+                       Padding padding, bool use_bias, Activation activation)
+      : ActivatedLayer(activation),
+        filters_(filters),
+        depth_multiplier_(depth_multiplier),
+        kernel_height_(kernel_height),
+        kernel_width_(kernel_width),
+        stride_height_(stride_height),
+        stride_width_(stride_width),
+        dilation_height_(dilation_height),
+        dilation_width_(dilation_width),
+        padding_(padding),
+        use_bias_(use_bias) {}
+
+  std::string kind() const override { return "SeparableConv2D"; }
+
+  SampleShape configure(const SampleShape& input) override {
+    depthwise_ = make_depthwise_conv2d_params(0, input.height, input.width, input.channels, depth_multiplier_,
+                                              kernel_height_, kernel_width_, stride_height_, stride_width_,
+                                              dilation_height_, dilation_width_, padding_, false, Activation::linear);
+    const int64_t middle_channels = checked_multiply(input.channels, depth_multiplier_, "the depthwise channels");
+    pointwise_ = make_conv2d_params(0, depthwise_.output_height, depthwise_.output_width, middle_channels, filters_, 1,
+                                    1, 1, 1, 1, 1, Padding::valid, use_bias_, fused_activation());
+    scratch_ = checked_product({depthwise_.output_height, depthwise_.output_width, middle_channels},
+                               "the depthwise output");
+    return {pointwise_.output_height, pointwise_.output_width, filters_};
+  }
+
+  std::vector<std::vector<int64_t>> parameter_shapes() const override {
+    std::vector<std::vector<int64_t>> shapes{{kernel_height_, kernel_width_, input_shape.channels, depth_multiplier_},
+                                             {1, 1, input_shape.channels * depth_multiplier_, filters_}};
+    if (use_bias_) shapes.push_back({filters_});
+    return shapes;
+  }
+  int64_t kernel_arrays() const override { return 2; }
+  int64_t scratch_per_sample() const override { return scratch_; }
+
+  void forward(const StepContext& context, int64_t batch, const float* input,
+               float* pre_activation, float* output) override {
+    const Parts parts = parts_of(context.parameters + parameter_offset, batch);
+    context.kernels.depthwise_conv2d_forward(parts.depthwise, input, parts.depthwise_kernel, nullptr, context.scratch);
+    context.kernels.conv2d_forward(parts.pointwise, context.scratch, parts.pointwise_kernel, parts.bias,
+                                   kernel_output(pre_activation, output));
+    finish_forward(context, batch * pointwise_.output_height * pointwise_.output_width, pre_activation, output);
+  }
+
+  void backward(const StepContext& context, int64_t batch, const float* input,
+                const float* pre_activation, const float* output, float* output_gradient,
+                bool gradient_is_pre_activation, float* input_gradient) override {
+    const Parts parts = parts_of(context.parameters + parameter_offset, batch);
+    start_backward(context, batch * pointwise_.output_height * pointwise_.output_width, pre_activation, output,
+                   output_gradient, gradient_is_pre_activation);
+    const bool parameter_gradients = trainable && context.gradients != nullptr;
+    const Parts gradients = parts_of(parameter_gradients ? context.gradients + gradient_offset : nullptr, batch);
+    if (parameter_gradients) {
+      context.kernels.conv2d_backward_kernel(parts.pointwise, context.scratch, output_gradient,
+                                             gradients.pointwise_kernel, gradients.bias);
+    }
+    if (!parameter_gradients && input_gradient == nullptr) return;
+    float* middle_gradient = context.scratch;
+    context.kernels.conv2d_backward_input(parts.pointwise, output_gradient, parts.pointwise_kernel, middle_gradient);
+    if (parameter_gradients) {
+      context.kernels.depthwise_conv2d_backward_kernel(parts.depthwise, input, middle_gradient,
+                                                       gradients.depthwise_kernel, nullptr);
+    }
+    if (input_gradient != nullptr) {
+      context.kernels.depthwise_conv2d_backward_input(parts.depthwise, middle_gradient, parts.depthwise_kernel,
+                                                      input_gradient);
+    }
+  }
+
+ private:
+  // The two convolutions for `batch` samples and where their arrays lie in a parameter-shaped
+  // buffer (the parameters or their gradients; null gives null arrays).
+  struct Parts {
+    DepthwiseConv2DParams depthwise;
+    Conv2DParams pointwise;
+    float* depthwise_kernel;
+    float* pointwise_kernel;
+    float* bias;
+  };
+  Parts parts_of(float* base, int64_t batch) const {
+    Parts parts{depthwise_, pointwise_, nullptr, nullptr, nullptr};
+    parts.depthwise.batch = batch;
+    parts.pointwise.batch = batch;
+    if (base != nullptr) {
+      parts.depthwise_kernel = base;
+      parts.pointwise_kernel = base + depthwise_.kernel_size();
+      parts.bias = use_bias_ ? parts.pointwise_kernel + pointwise_.kernel_size() : nullptr;
+    }
+    return parts;
+  }
+
+  int64_t filters_, depth_multiplier_, kernel_height_, kernel_width_, stride_height_, stride_width_,
+      dilation_height_, dilation_width_;
+  Padding padding_;
+  bool use_bias_;
+  DepthwiseConv2DParams depthwise_;
+  Conv2DParams pointwise_;
+  int64_t scratch_ = 0;
+};
+
 // Dense acts on the last axis: an input of shape (h, w, c) is h*w rows of c units, as in Keras.
 class DenseLayer final : public ActivatedLayer {
  public:
@@ -407,6 +518,98 @@ class ZeroPadding2DLayer final : public Layer {
   SampleShape input_;
 };
 
+// Cropping is ZeroPadding2D's gradient and its gradient is ZeroPadding2D: the zero-padding kernels
+// with the cropped image as the "unpadded" one.
+class Cropping2DLayer final : public Layer {
+ public:
+  Cropping2DLayer(int64_t top, int64_t bottom, int64_t left, int64_t right)
+      : top_(top), bottom_(bottom), left_(left), right_(right) {
+    if (top < 0 || bottom < 0 || left < 0 || right < 0) {
+      throw std::invalid_argument("`cropping` cannot be negative. Received: cropping=" + cropping());
+    }
+  }
+  std::string kind() const override { return "Cropping2D"; }
+  SampleShape configure(const SampleShape& input) override {
+    const int64_t rows = checked_add(top_, bottom_, "the cropped rows");
+    const int64_t columns = checked_add(left_, right_, "the cropped columns");
+    if (rows >= input.height || columns >= input.width) {
+      throw std::invalid_argument("Values in `cropping` argument should be smaller than the corresponding spatial "
+                                  "dimension of the input. Received: input_shape=(None, " +
+                                  std::to_string(input.height) + ", " + std::to_string(input.width) + ", " +
+                                  std::to_string(input.channels) + "), cropping=" + cropping());
+    }
+    cropped_ = {input.height - rows, input.width - columns, input.channels};
+    return cropped_;
+  }
+  void forward(const StepContext& context, int64_t batch, const float* input, float*, float* output) override {
+    context.kernels.zero_padding2d_backward(params(batch), input, output);
+  }
+  void backward(const StepContext& context, int64_t batch, const float*, const float*, const float*,
+                float* output_gradient, bool, float* input_gradient) override {
+    if (input_gradient != nullptr) context.kernels.zero_padding2d_forward(params(batch), output_gradient, input_gradient);
+  }
+
+ private:
+  std::string cropping() const {
+    return "((" + std::to_string(top_) + ", " + std::to_string(bottom_) + "), (" + std::to_string(left_) + ", " +
+           std::to_string(right_) + "))";
+  }
+  ZeroPadding2DParams params(int64_t batch) const {
+    return {batch, cropped_.height, cropped_.width, cropped_.channels, top_, bottom_, left_, right_};
+  }
+  int64_t top_, bottom_, left_, right_;
+  SampleShape cropped_;
+};
+
+class UpSampling2DLayer final : public Layer {
+ public:
+  UpSampling2DLayer(int64_t size_height, int64_t size_width, bool bilinear) {
+    if (size_height <= 0 || size_width <= 0) {
+      throw std::invalid_argument("UpSampling2D's `size` must be positive. Received: size=(" +
+                                  std::to_string(size_height) + ", " + std::to_string(size_width) + ")");
+    }
+    params_.size_height = size_height;
+    params_.size_width = size_width;
+    params_.bilinear = bilinear;
+  }
+  std::string kind() const override { return "UpSampling2D"; }
+  SampleShape configure(const SampleShape& input) override {
+    params_.input_height = input.height;
+    params_.input_width = input.width;
+    params_.channels = input.channels;
+    const SampleShape output{checked_multiply(input.height, params_.size_height, "the upsampled height"),
+                             checked_multiply(input.width, params_.size_width, "the upsampled width"), input.channels};
+    checked_product({output.height, output.width, output.channels}, "the upsampled image");
+    return output;
+  }
+  void forward(const StepContext& context, int64_t batch, const float* input, float*, float* output) override {
+    UpSampling2DParams params = params_;
+    params.batch = batch;
+    context.kernels.upsampling2d_forward(params, input, output);
+  }
+  void backward(const StepContext& context, int64_t batch, const float*, const float*, const float*,
+                float* output_gradient, bool, float* input_gradient) override {
+    if (input_gradient == nullptr) return;
+    UpSampling2DParams params = params_;
+    params.batch = batch;
+    context.kernels.upsampling2d_backward(params, output_gradient, input_gradient);
+  }
+
+ private:
+  UpSampling2DParams params_;
+};
+
+// Keras's Identity: no data moves (the Network aliases a reshape's output to its input).
+class IdentityLayer final : public Layer {
+ public:
+  std::string kind() const override { return "Identity"; }
+  SampleShape configure(const SampleShape& input) override { return input; }
+  bool is_reshape() const override { return true; }
+  void forward(const StepContext&, int64_t, const float*, float*, float*) override {}
+  void backward(const StepContext&, int64_t, const float*, const float*, const float*, float*, bool,
+                float*) override {}
+};
+
 // Keras's ReLU layer (max_value, negative_slope, threshold) and LeakyReLU.
 class ReluLayer final : public Layer {
  public:
@@ -436,23 +639,57 @@ class ReluLayer final : public Layer {
   ReluParams params_;
 };
 
+// y = x * scale + offset, each one value for every channel or one per channel (Keras broadcasts a
+// list over the last axis); a single value runs the scalar kernel path.
 class RescalingLayer final : public Layer {
  public:
-  RescalingLayer(float scale, float offset) : scale_(scale), offset_(offset) {}
+  RescalingLayer(std::vector<float> scale, std::vector<float> offset)
+      : scale_(std::move(scale)), offset_(std::move(offset)) {
+    if (scale_.empty() || offset_.empty()) {
+      throw std::invalid_argument("Rescaling needs at least one scale and one offset. Received: " +
+                                  std::to_string(scale_.size()) + " scales, " + std::to_string(offset_.size()) +
+                                  " offsets");
+    }
+  }
   std::string kind() const override { return "Rescaling"; }
-  SampleShape configure(const SampleShape& input) override { return input; }
+  SampleShape configure(const SampleShape& input) override {
+    for (const auto& [name, values] : {std::pair{"scale", &scale_}, std::pair{"offset", &offset_}}) {
+      if (values->size() != 1 && static_cast<int64_t>(values->size()) != input.channels) {
+        throw std::invalid_argument(std::string("Rescaling's `") + name + "` has " + std::to_string(values->size()) +
+                                    " values; it must have 1 or one per channel of the input (" +
+                                    std::to_string(input.channels) + ")");
+      }
+    }
+    per_channel_ = scale_.size() > 1 || offset_.size() > 1;
+    if (per_channel_) {
+      channel_scale_.assign(static_cast<size_t>(input.channels), scale_[0]);
+      channel_offset_.assign(static_cast<size_t>(input.channels), offset_[0]);
+      if (scale_.size() > 1) channel_scale_ = scale_;
+      if (offset_.size() > 1) channel_offset_ = offset_;
+    }
+    return input;
+  }
   void forward(const StepContext& context, int64_t batch, const float* input, float*, float* output) override {
-    context.kernels.rescaling({batch * input_shape.size(), scale_, offset_}, input, output);
+    context.kernels.rescaling(params(batch, true), input, output);
   }
   void backward(const StepContext& context, int64_t batch, const float*, const float*, const float*,
                 float* output_gradient, bool, float* input_gradient) override {
-    if (input_gradient != nullptr) {
-      context.kernels.rescaling({batch * input_shape.size(), scale_, 0.0f}, output_gradient, input_gradient);
-    }
+    if (input_gradient != nullptr) context.kernels.rescaling(params(batch, false), output_gradient, input_gradient);
   }
 
  private:
-  float scale_, offset_;
+  // Forward: x * scale + offset; backward: dy * scale.
+  RescalingParams params(int64_t batch, bool with_offset) const {
+    RescalingParams params{batch * input_shape.size(), scale_[0], with_offset ? offset_[0] : 0.0f};
+    if (per_channel_) {
+      params.channels = input_shape.channels;
+      params.channel_scale = channel_scale_.data();
+      params.channel_offset = with_offset ? channel_offset_.data() : nullptr;
+    }
+    return params;
+  }
+  std::vector<float> scale_, offset_, channel_scale_, channel_offset_;
+  bool per_channel_ = false;
 };
 
 // Masks come from the step's seed mixed with the layer index, or, when the layer has its own seed,
@@ -914,8 +1151,34 @@ std::unique_ptr<Layer> make_relu(const std::string& kind, float max_value, float
   return std::make_unique<ReluLayer>(kind, max_value, negative_slope, threshold);
 }
 std::unique_ptr<Layer> make_rescaling(float scale, float offset) {
-  return std::make_unique<RescalingLayer>(scale, offset);
+  return std::make_unique<RescalingLayer>(std::vector<float>{scale}, std::vector<float>{offset});
 }
+std::unique_ptr<Layer> make_channel_rescaling(std::vector<float> scale, std::vector<float> offset) {
+  return std::make_unique<RescalingLayer>(std::move(scale), std::move(offset));
+}
+std::unique_ptr<Layer> make_separable_conv2d(int64_t filters, int64_t depth_multiplier, int64_t kernel_height,
+                                             int64_t kernel_width, int64_t stride_height, int64_t stride_width,
+                                             int64_t dilation_height, int64_t dilation_width, Padding padding,
+                                             bool use_bias, Activation activation) {
+  if (depth_multiplier <= 0) {
+    throw std::invalid_argument("Invalid value for argument `depth_multiplier`. Expected a strictly positive value. "
+                                "Received depth_multiplier=" + std::to_string(depth_multiplier) + ".");
+  }
+  if (filters <= 0) {
+    throw std::invalid_argument("Invalid value for argument `filters`. Expected a strictly positive value. "
+                                "Received filters=" + std::to_string(filters) + ".");
+  }
+  return std::make_unique<SeparableConv2DLayer>(filters, depth_multiplier, kernel_height, kernel_width, stride_height,
+                                                stride_width, dilation_height, dilation_width, padding, use_bias,
+                                                activation);
+}
+std::unique_ptr<Layer> make_cropping2d(int64_t top, int64_t bottom, int64_t left, int64_t right) {
+  return std::make_unique<Cropping2DLayer>(top, bottom, left, right);
+}
+std::unique_ptr<Layer> make_upsampling2d(int64_t size_height, int64_t size_width, bool bilinear) {
+  return std::make_unique<UpSampling2DLayer>(size_height, size_width, bilinear);
+}
+std::unique_ptr<Layer> make_identity() { return std::make_unique<IdentityLayer>(); }
 std::unique_ptr<Layer> make_batch_norm(float momentum, float epsilon, bool center, bool scale) {
   return std::make_unique<BatchNormLayer>(momentum, epsilon, center, scale);
 }

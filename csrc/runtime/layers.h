@@ -23,6 +23,10 @@ struct StepContext {
   // Position of this batch's first sample in the global batch of a data-parallel step (0 in a
   // single process): Dropout starts its mask there, so N ranks draw the masks one process would.
   int64_t first_sample = 0;
+  // This node's scratch (Layer::scratch_per_sample() * batch floats, null when it needs none),
+  // from the Network's workspace: in training kept from the node's forward pass to its backward
+  // pass; in inference valid only during the forward call (one buffer shared by every node).
+  float* scratch = nullptr;
 };
 
 class Layer {
@@ -35,6 +39,12 @@ class Layer {
   virtual SampleShape configure(const SampleShape& input) = 0;
   // Parameter shapes in Keras's order (e.g. kernel (kh, kw, in, out) then bias (out,)).
   virtual std::vector<std::vector<int64_t>> parameter_shapes() const { return {}; }
+  // Floats per sample of intermediate values the layer computes between its kernels
+  // (SeparableConv2D's depthwise output), handed to it as StepContext::scratch.
+  virtual int64_t scratch_per_sample() const { return 0; }
+  // Kernel-like parameter arrays before the bias: L1/L2 "kernel" factors apply to the first,
+  // the second kernel's (SeparableConv2D's pointwise kernel) to the second, the bias's to the next.
+  virtual int64_t kernel_arrays() const { return 1; }
   // A reshape (Flatten) moves no data: its output and input gradient alias its input and output
   // gradient.
   virtual bool is_reshape() const { return false; }
@@ -110,6 +120,13 @@ std::unique_ptr<Layer> make_depthwise_conv2d(int64_t depth_multiplier, int64_t k
                                              int64_t stride_height, int64_t stride_width, int64_t dilation_height,
                                              int64_t dilation_width, Padding padding, bool use_bias,
                                              Activation activation);
+// Keras's SeparableConv2D: the depthwise convolution (no bias) into the layer's scratch, then a
+// 1x1 convolution to `filters` channels with bias and activation. Parameters: depthwise kernel
+// (kh, kw, in, depth_multiplier), pointwise kernel (1, 1, in * depth_multiplier, filters), bias.
+std::unique_ptr<Layer> make_separable_conv2d(int64_t filters, int64_t depth_multiplier, int64_t kernel_height,
+                                             int64_t kernel_width, int64_t stride_height, int64_t stride_width,
+                                             int64_t dilation_height, int64_t dilation_width, Padding padding,
+                                             bool use_bias, Activation activation);
 std::unique_ptr<Layer> make_dense(int64_t units, bool use_bias, Activation activation);
 // Max or average pooling; global = one window over the whole image (sizes ignored).
 std::unique_ptr<Layer> make_pool2d(bool average, bool global, int64_t pool_height, int64_t pool_width,
@@ -117,6 +134,16 @@ std::unique_ptr<Layer> make_pool2d(bool average, bool global, int64_t pool_heigh
 std::unique_ptr<Layer> make_flatten();
 std::unique_ptr<Layer> make_reshape(const SampleShape& target);
 std::unique_ptr<Layer> make_zero_padding2d(int64_t top, int64_t bottom, int64_t left, int64_t right);
+// Keras's Cropping2D: removes rows and columns from each side (none may be negative; at least
+// one row and one column must remain).
+std::unique_ptr<Layer> make_cropping2d(int64_t top, int64_t bottom, int64_t left, int64_t right);
+// Keras's UpSampling2D (ops/upsampling.h).
+std::unique_ptr<Layer> make_upsampling2d(int64_t size_height, int64_t size_width, bool bilinear);
+// Keras's Identity: its output aliases its input (as a reshape's).
+std::unique_ptr<Layer> make_identity();
+// Rescaling with per-channel scale and offset: each of size 1 (every channel) or the input's
+// channel count.
+std::unique_ptr<Layer> make_channel_rescaling(std::vector<float> scale, std::vector<float> offset);
 std::unique_ptr<Layer> make_relu(const std::string& kind, float max_value, float negative_slope, float threshold);
 std::unique_ptr<Layer> make_rescaling(float scale, float offset);
 std::unique_ptr<Layer> make_batch_norm(float momentum, float epsilon, bool center, bool scale);

@@ -265,14 +265,21 @@ int64_t Network::training_activations_per_sample() const {
     const int64_t size = layer->output_shape.size();
     largest = std::max(largest, size);
     total = checked_add(total, checked_multiply(2, size, what), what);
+    total = checked_add(total, layer->scratch_per_sample(), what);
   }
   return checked_add(total, checked_multiply(std::max<int64_t>(slot_count_, 2), largest, what), what);
 }
 
 int64_t Network::inference_activations_per_sample() const {
-  int64_t total = 0;
+  int64_t total = largest_scratch_per_sample();
   for (int64_t size : inference_buffer_sizes_) total = checked_add(total, size, "the workspace per sample");
   return total;
+}
+
+int64_t Network::largest_scratch_per_sample() const {
+  int64_t largest = 0;
+  for (const auto& layer : layers_) largest = std::max(largest, layer->scratch_per_sample());
+  return largest;
 }
 
 void Network::set_trainable(int64_t layer_index, bool trainable) {
@@ -318,20 +325,26 @@ void Network::set_regularization(int64_t layer_index, const Regularization& regu
   if (layer_index < 0 || layer_index >= static_cast<int64_t>(layers_.size())) {
     throw std::out_of_range("layer index " + std::to_string(layer_index) + " out of range");
   }
-  const float factors[] = {regularization.kernel_l1, regularization.kernel_l2, regularization.bias_l1,
-                           regularization.bias_l2, regularization.activity_l1, regularization.activity_l2};
+  const float factors[] = {regularization.kernel_l1,        regularization.kernel_l2,
+                           regularization.bias_l1,          regularization.bias_l2,
+                           regularization.activity_l1,      regularization.activity_l2,
+                           regularization.second_kernel_l1, regularization.second_kernel_l2};
   for (float factor : factors) {
     if (!(factor >= 0.0f) || !std::isfinite(factor)) {
       throw std::invalid_argument("regularization factors must be finite and non-negative");
     }
   }
   const Layer& layer = *layers_[static_cast<size_t>(layer_index)];
-  const size_t arrays = built_ ? layer.parameter_shapes().size() : 2;
+  const size_t kernels = static_cast<size_t>(layer.kernel_arrays());
+  const size_t arrays = built_ ? layer.parameter_shapes().size() : kernels + 1;
   if ((regularization.kernel_l1 != 0.0f || regularization.kernel_l2 != 0.0f) && arrays < 1) {
     throw std::invalid_argument("layer " + layer.kind() + " has no kernel to regularize");
   }
-  if ((regularization.bias_l1 != 0.0f || regularization.bias_l2 != 0.0f) && arrays < 2) {
+  if ((regularization.bias_l1 != 0.0f || regularization.bias_l2 != 0.0f) && arrays < kernels + 1) {
     throw std::invalid_argument("layer " + layer.kind() + " has no bias to regularize");
+  }
+  if ((regularization.second_kernel_l1 != 0.0f || regularization.second_kernel_l2 != 0.0f) && kernels < 2) {
+    throw std::invalid_argument("layer " + layer.kind() + " has no second kernel to regularize");
   }
   std::lock_guard<std::mutex> lock(step_mutex_);
   regularization_[static_cast<size_t>(layer_index)] = regularization;
@@ -379,11 +392,19 @@ double Network::weight_penalty(bool add_gradients) {
     if (!regularization.on_weights() || !layer.trainable || layer.trainable_parameter_count() == 0) continue;
     const std::vector<std::vector<int64_t>> shapes = layer.parameter_shapes();
     int64_t offset = layer.parameter_offset;
-    for (size_t array = 0; array < shapes.size() && array < 2; ++array) {
+    // The kernels (kernel_arrays() of them: the second has its own factors), then the bias.
+    const size_t kernels = static_cast<size_t>(layer.kernel_arrays());
+    for (size_t array = 0; array < shapes.size() && array <= kernels; ++array) {
       int64_t count = 1;
       for (int64_t dimension : shapes[array]) count *= dimension;
-      const float l1 = array == 0 ? regularization.kernel_l1 : regularization.bias_l1;
-      const float l2 = array == 0 ? regularization.kernel_l2 : regularization.bias_l2;
+      float l1 = regularization.bias_l1, l2 = regularization.bias_l2;
+      if (array == 0) {
+        l1 = regularization.kernel_l1;
+        l2 = regularization.kernel_l2;
+      } else if (array < kernels) {
+        l1 = regularization.second_kernel_l1;
+        l2 = regularization.second_kernel_l2;
+      }
       if (l1 != 0.0f || l2 != 0.0f) {
         penalty += penalty_sum(parameters_.data() + offset, count, l1, l2, penalty_partials_);
         // d/dw (l2 * sum w^2) = 2 * l2 * w; doubling is exact, so this is TensorFlow's l2 * (2 w).
@@ -472,6 +493,7 @@ void Network::ensure_training_workspace(int64_t batch) {
     largest = std::max(largest, size);
     if (!layer->is_reshape()) total += batch * size;
     if (layer->keeps_pre_activation()) total += batch * size;
+    total += batch * layer->scratch_per_sample();
   }
   total += slot_count_ * batch * largest;
   arena_.assign(static_cast<size_t>(total), 0.0f);
@@ -487,6 +509,11 @@ void Network::ensure_training_workspace(int64_t batch) {
     const int64_t size = layers_[i]->output_shape.size();
     if (!layers_[i]->is_reshape()) node_outputs_[i] = take(batch * size);
     if (layers_[i]->keeps_pre_activation()) pre_activations_[i] = take(batch * size);
+  }
+  training_scratch_.assign(layers_.size(), nullptr);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const int64_t scratch = layers_[i]->scratch_per_sample();
+    if (scratch > 0) training_scratch_[i] = take(batch * scratch);
   }
   slot_stride_ = batch * largest;
   gradient_slots_ = take(slot_count_ * slot_stride_);
@@ -506,7 +533,10 @@ void Network::ensure_inference_workspace(int64_t batch) {
     starts.push_back(total);
     total += batch * size;
   }
+  const int64_t scratch_start = total;
+  total += batch * largest_scratch_per_sample();
   inference_arena_.assign(static_cast<size_t>(total), 0.0f);
+  inference_scratch_ = largest_scratch_per_sample() > 0 ? inference_arena_.data() + scratch_start : nullptr;
   auto buffer = [&](int64_t index) {
     return index < 0 ? nullptr : inference_arena_.data() + starts[static_cast<size_t>(index)];
   };
@@ -562,7 +592,11 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
     if (layer.is_reshape()) {
       values_[out] = node_inputs[0];
     } else {
+      if (layer.scratch_per_sample() > 0) {
+        context.scratch = buffers == Buffers::training ? training_scratch_[i] : inference_scratch_;
+      }
       layer.forward_inputs(context, batch, node_inputs, pre_activations[i], outputs[i]);
+      context.scratch = nullptr;
       values_[out] = outputs[i];
       pre_activation_values_[i] = pre_activations[i];
     }
@@ -775,8 +809,10 @@ StepResult Network::forward_backward(const std::vector<const float*>& x, const s
         std::memcpy(input_gradients[0], gradient, sizeof(float) * static_cast<size_t>(batch * layer.output_shape.size()));
       }
     } else {
+      context.scratch = training_scratch_[i];
       layer.backward_inputs(context, batch, node_inputs, pre_activations_[i], node_outputs_[i],
                             gradient, gradient_is_pre_activation, input_gradients);
+      context.scratch = nullptr;
     }
     // Scratch gradients join their tensor's (a tensor read by several nodes, or twice by one).
     for (size_t input = 0; input < nodes_[i].inputs.size(); ++input) {

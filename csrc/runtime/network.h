@@ -271,12 +271,16 @@ class Network {
   int64_t training_capacity_ = 0, training_plan_version_ = -1;
   std::vector<float> arena_;
   std::vector<float*> node_outputs_, pre_activations_;  // per node (null for reshapes)
+  std::vector<float*> training_scratch_;                // per node (Layer::scratch_per_sample; null: none)
   float* gradient_slots_ = nullptr;
   int64_t slot_stride_ = 0;
   // Inference: the activation buffers (pass_activation_buffers), as per-node pointers.
   int64_t inference_capacity_ = 0, inference_plan_version_ = -1;
   std::vector<float> inference_arena_;
   std::vector<float*> inference_outputs_, inference_pre_activations_;  // per node
+  float* inference_scratch_ = nullptr;  // the largest Layer::scratch_per_sample, shared by every node
+  // Floats per sample of the largest layer scratch (inference shares one).
+  int64_t largest_scratch_per_sample() const;
   // The current pass: every tensor's values and every node's pre-activation (null: none kept).
   std::vector<const float*> values_;
   std::vector<const float*> pre_activation_values_;

@@ -18,8 +18,13 @@ struct Regularization {
   float kernel_l1 = 0.0f, kernel_l2 = 0.0f;
   float bias_l1 = 0.0f, bias_l2 = 0.0f;
   float activity_l1 = 0.0f, activity_l2 = 0.0f;
+  // A layer's second kernel (Layer::kernel_arrays() == 2: SeparableConv2D's pointwise kernel).
+  float second_kernel_l1 = 0.0f, second_kernel_l2 = 0.0f;
 
-  bool on_weights() const { return kernel_l1 != 0.0f || kernel_l2 != 0.0f || bias_l1 != 0.0f || bias_l2 != 0.0f; }
+  bool on_weights() const {
+    return kernel_l1 != 0.0f || kernel_l2 != 0.0f || bias_l1 != 0.0f || bias_l2 != 0.0f || second_kernel_l1 != 0.0f ||
+           second_kernel_l2 != 0.0f;
+  }
   bool on_activity() const { return activity_l1 != 0.0f || activity_l2 != 0.0f; }
 };
 

@@ -4,11 +4,13 @@ from fastcnn.layers.activation import Activation
 from fastcnn.layers.base import Layer, Variable
 from fastcnn.layers.batch_normalization import BatchNormalization
 from fastcnn.layers.conv2d import Conv2D, DepthwiseConv2D
+from fastcnn.layers.cropping2d import Cropping2D
 from fastcnn.layers.dense import Dense
 from fastcnn.layers.dropout import Dropout, SpatialDropout2D
 from fastcnn.layers.elu import ELU
 from fastcnn.layers.flatten import Flatten
 from fastcnn.layers.input_layer import Input, InputLayer
+from fastcnn.layers.identity import Identity
 from fastcnn.layers.global_pooling2d import GlobalAveragePooling2D, GlobalMaxPooling2D
 from fastcnn.layers.max_pooling2d import AveragePooling2D, MaxPooling2D
 from fastcnn.layers.noise import GaussianDropout, GaussianNoise
@@ -18,10 +20,14 @@ from fastcnn.layers.merging import (Add, Average, Concatenate, Maximum, Minimum,
 from fastcnn.layers.relu import LeakyReLU, ReLU
 from fastcnn.layers.rescaling import Rescaling
 from fastcnn.layers.reshape import Reshape
+from fastcnn.layers.separable_conv2d import SeparableConv2D
+from fastcnn.layers.softmax import Softmax
+from fastcnn.layers.upsampling2d import UpSampling2D
 from fastcnn.layers.zero_padding2d import ZeroPadding2D
 
 # Keras's aliases.
 Convolution2D = Conv2D
+SeparableConvolution2D = SeparableConv2D
 MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
 GlobalAvgPool2D = GlobalAveragePooling2D
@@ -81,6 +87,12 @@ __all__ = [
     "MaxPool2D",
     "MaxPooling2D",
     "Variable",
+    "Cropping2D",
+    "Identity",
+    "SeparableConv2D",
+    "SeparableConvolution2D",
+    "Softmax",
+    "UpSampling2D",
 ]
 
 # The augmentation layers are imported on first use (PEP 562), saving 2 ms of `import fastcnn`;

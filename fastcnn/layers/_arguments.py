@@ -14,8 +14,9 @@ def positive_integer(value, name):
     return int(value)
 
 
-def integer_tuple(value, length, name):
-    """An int or a tuple/list of `length` positive ints -> tuple (Keras's standardize_tuple)."""
+def integer_tuple(value, length, name, allow_zero=False):
+    """An int or a tuple/list of `length` positive ints (non-negative with allow_zero) -> tuple
+    (Keras's standardize_tuple)."""
     if is_integer(value):
         values = (int(value),) * length
     else:
@@ -28,10 +29,11 @@ def integer_tuple(value, length, name):
             raise ValueError(f"The `{name}` argument must be a tuple of {length} integers. "
                              f"Received {name}={value!r}")
         values = tuple(int(v) for v in values)
-    bad = {v for v in values if v <= 0}
+    bad = {v for v in values if v < 0 or (v == 0 and not allow_zero)}
     if bad:
+        requirement = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"The `{name}` argument must be a tuple of {length} integers. Received "
-                         f"{name}={value!r}, including values {bad} that do not satisfy `value > 0`")
+                         f"{name}={value!r}, including values {bad} that do not satisfy `value {requirement}`")
     return values
 
 

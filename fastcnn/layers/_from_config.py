@@ -3,6 +3,7 @@ config may name with the keys Keras 3.15 writes for it; nested objects go throug
 checked ``deserialize`` (see fastcnn/_config_checks.py for the rules)."""
 
 from fastcnn import activations, constraints, initializers, layers, regularizers
+from fastcnn.layers import rescaling
 from fastcnn._config_checks import (MAX_LIST_LENGTH, MAX_NAME_LENGTH, check_batch_shape, check_dict, check_dtype_policy,
                                     check_keys, check_name, check_size_values, check_tree, construct, fail, show_value)
 
@@ -69,6 +70,15 @@ LAYER_KEYS = {
     "Maximum": _BASE,
     "Minimum": _BASE,
     "Concatenate": _BASE + ("axis",),
+    "SeparableConv2D": _BASE + ("depth_multiplier", "filters", "kernel_size", "strides", "padding", "data_format",
+                                "dilation_rate", "activation", "use_bias", "depthwise_initializer",
+                                "pointwise_initializer", "bias_initializer", "depthwise_regularizer",
+                                "pointwise_regularizer", "bias_regularizer", "activity_regularizer",
+                                "depthwise_constraint", "pointwise_constraint", "bias_constraint"),
+    "Cropping2D": _BASE + ("cropping", "data_format"),
+    "UpSampling2D": _BASE + ("size", "data_format", "interpolation"),
+    "Identity": _BASE,
+    "Softmax": _BASE + ("axis",),
 }
 # Layers of several inputs: their build_config records a list of shapes.
 LIST_INPUT_LAYERS = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")
@@ -111,6 +121,8 @@ def layer_from_config(cls, config, where=None):
             value = constraints.deserialize(value, f"{where} `{key}`")
         elif key == "activation":
             value = check_activation(value, f"{where} `activation`")
+        elif class_name == "Rescaling" and key in ("scale", "offset"):
+            value = rescaling.deserialize_value(value)
         elif key not in _NOT_SIZES:
             check_size_values(value, where, key)
         kwargs[key] = value

@@ -13,6 +13,33 @@ def _window_output(size, window, stride, dilation, padding):
     return (size - effective) // stride + 1
 
 
+def check_window_input(layer, input_shape):
+    """A 4-D input at least as large as `layer`'s (dilated) kernel where its padding is 'valid'."""
+    if len(input_shape) != 4:
+        raise ValueError(
+            f'Input 0 of layer "{layer.name}" is incompatible with the layer: expected ndim=4, '
+            f"found ndim={len(input_shape)}. Full shape received: {tuple(input_shape)}"
+        )
+    for axis, size, window, dilation in ((1, input_shape[1], layer.kernel_size[0], layer.dilation_rate[0]),
+                                         (2, input_shape[2], layer.kernel_size[1], layer.dilation_rate[1])):
+        effective = (window - 1) * dilation + 1
+        if layer.padding == "valid" and size is not None and size < effective:
+            raise ValueError(
+                f"Layer {layer.name!r}: the kernel ({layer.kernel_size}, dilation {layer.dilation_rate}) is "
+                f"larger than the input along axis {axis} with padding='valid'. Received input shape "
+                f"{tuple(input_shape)}; use padding='same' or a smaller kernel_size."
+            )
+
+
+def window_output_shape(layer, input_shape, channels):
+    """(batch, height, width, channels) of `layer`'s convolution window over `input_shape`."""
+    height = _window_output(input_shape[1], layer.kernel_size[0], layer.strides[0], layer.dilation_rate[0],
+                            layer.padding)
+    width = _window_output(input_shape[2], layer.kernel_size[1], layer.strides[1], layer.dilation_rate[1],
+                           layer.padding)
+    return (input_shape[0], height, width, channels)
+
+
 class Conv2D(Layer):
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
                  dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
@@ -44,20 +71,7 @@ class Conv2D(Layer):
         self.bias_constraint = constraints.get(bias_constraint)
 
     def _check_input(self, input_shape):
-        if len(input_shape) != 4:
-            raise ValueError(
-                f'Input 0 of layer "{self.name}" is incompatible with the layer: expected ndim=4, '
-                f"found ndim={len(input_shape)}. Full shape received: {tuple(input_shape)}"
-            )
-        for axis, size, window, dilation in ((1, input_shape[1], self.kernel_size[0], self.dilation_rate[0]),
-                                             (2, input_shape[2], self.kernel_size[1], self.dilation_rate[1])):
-            effective = (window - 1) * dilation + 1
-            if self.padding == "valid" and size is not None and size < effective:
-                raise ValueError(
-                    f"Layer {self.name!r}: the kernel ({self.kernel_size}, dilation {self.dilation_rate}) is "
-                    f"larger than the input along axis {axis} with padding='valid'. Received input shape "
-                    f"{tuple(input_shape)}; use padding='same' or a smaller kernel_size."
-                )
+        check_window_input(self, input_shape)
 
     def _check_groups(self, input_shape):
         channels = input_shape[-1]
@@ -79,9 +93,7 @@ class Conv2D(Layer):
     def compute_output_shape(self, input_shape):
         self._check_input(input_shape)
         self._check_groups(input_shape)
-        height = _window_output(input_shape[1], self.kernel_size[0], self.strides[0], self.dilation_rate[0], self.padding)
-        width = _window_output(input_shape[2], self.kernel_size[1], self.strides[1], self.dilation_rate[1], self.padding)
-        return (input_shape[0], height, width, self.filters)
+        return window_output_shape(self, input_shape, self.filters)
 
     def _add_to_network(self, network):
         network.add_conv2d(self.filters, self.kernel_size, self.strides, self.dilation_rate, self.padding,

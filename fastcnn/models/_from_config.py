@@ -20,6 +20,9 @@ def _weight_count(layer, input_shape):
     """Weights `layer` creates for a batch shape (Keras's layouts: conv kernel (kh, kw, in, out),
     dense (in, out), batch norm gamma/beta/moving mean/variance per channel)."""
     channels = input_shape[-1]
+    if isinstance(layer, layers.SeparableConv2D):
+        middle = channels * layer.depth_multiplier
+        return math.prod(layer.kernel_size) * middle + middle * layer.filters + layer.filters * layer.use_bias
     if isinstance(layer, layers.DepthwiseConv2D):
         outputs = channels * layer.depth_multiplier
         return math.prod(layer.kernel_size) * outputs + outputs * layer.use_bias

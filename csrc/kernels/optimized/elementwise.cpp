@@ -148,8 +148,26 @@ void relu_backward(const ReluParams& p, const float* input, const float* output_
 }
 
 void rescaling(const RescalingParams& p, const float* input, float* output) {
-  for_chunks(p.count, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) output[i] = input[i] * p.scale + p.offset;
+  if (p.channel_scale == nullptr) {
+    for_chunks(p.count, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) output[i] = input[i] * p.scale + p.offset;
+    });
+    return;
+  }
+  // Per channel: whole pixels (rows of `channels` values) per chunk, the channel loop contiguous.
+  const int64_t channels = p.channels, pixels = p.count / channels;
+  const int64_t pixels_per_chunk = std::max<int64_t>(1, kChunk / channels);
+  parallel::parallel_for((pixels + pixels_per_chunk - 1) / pixels_per_chunk, [&](int64_t chunk) {
+    const int64_t end = std::min(pixels, (chunk + 1) * pixels_per_chunk);
+    for (int64_t pixel = chunk * pixels_per_chunk; pixel < end; ++pixel) {
+      const float* in = input + pixel * channels;
+      float* out = output + pixel * channels;
+      if (p.channel_offset != nullptr) {
+        for (int64_t c = 0; c < channels; ++c) out[c] = in[c] * p.channel_scale[c] + p.channel_offset[c];
+      } else {
+        for (int64_t c = 0; c < channels; ++c) out[c] = in[c] * p.channel_scale[c];
+      }
+    }
   });
 }
 

@@ -71,7 +71,15 @@ void relu_backward(const ReluParams& p, const float* input, const float* output_
 }
 
 void rescaling(const RescalingParams& p, const float* input, float* output) {
-  for (int64_t i = 0; i < p.count; ++i) output[i] = input[i] * p.scale + p.offset;
+  for (int64_t i = 0; i < p.count; ++i) {
+    if (p.channel_scale == nullptr) {
+      output[i] = input[i] * p.scale + p.offset;
+    } else {
+      const int64_t c = i % p.channels;
+      output[i] = p.channel_offset != nullptr ? input[i] * p.channel_scale[c] + p.channel_offset[c]
+                                              : input[i] * p.channel_scale[c];
+    }
+  }
 }
 
 void zero_padding2d_forward(const ZeroPadding2DParams& p, const float* input, float* output) {
