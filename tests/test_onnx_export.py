@@ -83,7 +83,21 @@ def other_layers():
     return fastcnn.Model(inputs, outputs)
 
 
-@pytest.mark.parametrize("make", [seed_example1, seed_example3, resnet_style, depthwise, other_layers])
+def newer_layers():
+    inputs = fastcnn.Input((11, 12, 3))
+    x = layers.SeparableConv2D(8, 3, strides=2, padding="same", depth_multiplier=2, activation="relu")(inputs)
+    x = layers.BatchNormalization()(layers.SeparableConv2D(8, 3, padding="same", use_bias=False)(x))
+    x = layers.PReLU(shared_axes=[1, 2], alpha_initializer="random_uniform")(x)
+    x = layers.Cropping2D(((1, 0), (0, 2)))(x)
+    near = layers.UpSampling2D((2, 6))(x)
+    smooth = layers.UpSampling2D(2, interpolation="bilinear")(x)
+    x = layers.concatenate([layers.Conv2D(4, (1, 3), strides=(1, 3))(near), smooth])
+    x = layers.GaussianNoise(0.5)(layers.Identity()(x))
+    x = layers.Softmax()(layers.Dense(5)(layers.GlobalAveragePooling2D()(x)))
+    return fastcnn.Model(inputs, x)
+
+
+@pytest.mark.parametrize("make", [seed_example1, seed_example3, resnet_style, depthwise, other_layers, newer_layers])
 def test_onnx_runtime_predicts_as_fastcnn(tmp_path, rng, make):
     fastcnn.utils.set_random_seed(0)
     model = make()
@@ -104,7 +118,7 @@ def test_onnx_runtime_predicts_as_fastcnn(tmp_path, rng, make):
             assert mine.shape == theirs.shape
             scale = max(float(np.max(np.abs(theirs))), 1e-6)
             assert float(np.max(np.abs(mine - theirs))) <= 1e-5 * scale
-    if make in (resnet_style, depthwise):  # BatchNormalization after an activation-free convolution is folded
+    if make in (resnet_style, depthwise, newer_layers):  # BatchNormalization after an activation-free convolution is folded
         assert not any(node.op_type == "BatchNormalization" for node in proto.graph.node)
         assert sum(node.op_type == "Mul" for node in proto.graph.node) == 0
 

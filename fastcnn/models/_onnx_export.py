@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+_CONVOLUTIONS = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
 # Layers that compute nothing in inference.
 _IDENTITY_IN_INFERENCE = ("Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "Identity",
                           "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom", "RandomContrast",
@@ -140,35 +141,57 @@ def _activation_name(value):
     return value if isinstance(value, str) or value is None else getattr(value, "__name__", str(value))
 
 
+def _depthwise_kernel(kernel):
+    """Keras's depthwise kernel (kh, kw, in, multiplier) as ONNX's (in * multiplier, 1, kh, kw)."""
+    kh, kw, channels, multiplier = kernel.shape
+    return kernel.reshape(kh, kw, channels * multiplier).transpose(2, 0, 1)[:, None]
+
+
+def _conv_pads(tensor, config, kh, kw):
+    """ONNX's pads [top, left, bottom, right] for a convolution's padding, 'same' as TensorFlow splits it."""
+    if config["padding"] != "same":
+        return [0, 0, 0, 0]
+    strides, dilation = tuple(config["strides"]), tuple(config.get("dilation_rate", (1, 1)))
+    height, width, _ = tensor.shape
+    (top, bottom), (left, right) = (_same_pads(height, kh, strides[0], dilation[0]),
+                                    _same_pads(width, kw, strides[1], dilation[1]))
+    return [top, left, bottom, right]
+
+
+def _conv_op(builder, name, kernel, bias, config, pads, groups):
+    kh, kw = kernel.shape[2:]
+    return builder.op("Conv", [name, builder.constant(kernel, "kernel"), builder.constant(bias, "bias")],
+                      kernel_shape=[kh, kw], strides=list(config["strides"]),
+                      dilations=list(config.get("dilation_rate", (1, 1))), group=groups, pads=pads)
+
+
 def _conv(builder, tensor, layer, config, folded=None):
-    """Conv2D / DepthwiseConv2D: weights to (out, in/groups, kh, kw), TF's 'same' padding made explicit."""
-    weights = layer.get_weights()
-    kernel = np.asarray(weights[0], np.float32)
+    """Conv2D / DepthwiseConv2D / SeparableConv2D: weights to (out, in/groups, kh, kw), TF's 'same'
+    padding made explicit; a folded BatchNormalization scales the last convolution's output."""
+    weights = [np.asarray(w, np.float32) for w in layer.get_weights()]
+    kind = type(layer).__name__
+    kernel = weights[0]
     kh, kw = kernel.shape[:2]
-    if type(layer).__name__ == "DepthwiseConv2D":
-        channels, multiplier = kernel.shape[2], kernel.shape[3]
-        onnx_kernel = kernel.reshape(kh, kw, channels * multiplier).transpose(2, 0, 1)[:, None]
-        groups, filters = channels, channels * multiplier
+    pads = _conv_pads(tensor, config, kh, kw)
+    name = tensor.name
+    if kind == "SeparableConv2D":
+        depthwise = _depthwise_kernel(kernel)
+        name = _conv_op(builder, name, depthwise, np.zeros(len(depthwise), np.float32), config, pads,
+                        kernel.shape[2])
+        onnx_kernel, groups, pads = weights[1].transpose(3, 2, 0, 1), 1, [0, 0, 0, 0]
+        config = {**config, "strides": (1, 1), "dilation_rate": (1, 1)}
+        bias_index = 2
+    elif kind == "DepthwiseConv2D":
+        onnx_kernel, groups, bias_index = _depthwise_kernel(kernel), kernel.shape[2], 1
     else:
-        groups, filters = int(config.get("groups", 1)), kernel.shape[3]
-        onnx_kernel = kernel.transpose(3, 2, 0, 1)
-    bias = np.asarray(weights[1], np.float32) if config.get("use_bias", True) else np.zeros(filters, np.float32)
+        onnx_kernel, groups, bias_index = kernel.transpose(3, 2, 0, 1), int(config.get("groups", 1)), 1
+    filters = onnx_kernel.shape[0]
+    bias = weights[bias_index] if config.get("use_bias", True) else np.zeros(filters, np.float32)
     if folded is not None:  # BatchNormalization after it: y = (conv - mean) * scale + beta
         scale, shift = folded
         onnx_kernel = onnx_kernel * scale[:, None, None, None]
         bias = bias * scale + shift
-    strides = tuple(config["strides"])
-    dilation = tuple(config.get("dilation_rate", (1, 1)))
-    height, width, _ = tensor.shape
-    if config["padding"] == "same":
-        (top, bottom), (left, right) = (_same_pads(height, kh, strides[0], dilation[0]),
-                                        _same_pads(width, kw, strides[1], dilation[1]))
-    else:
-        top = bottom = left = right = 0
-    output = builder.op("Conv", [tensor.name, builder.constant(onnx_kernel, "kernel"), builder.constant(bias, "bias")],
-                        kernel_shape=[kh, kw], strides=list(strides), dilations=list(dilation), group=groups,
-                        pads=[top, left, bottom, right])
-    return output, layer.output_shape[1:]
+    return _conv_op(builder, name, onnx_kernel, bias, config, pads, groups), layer.output_shape[1:]
 
 
 def _batch_norm_affine(layer, config):
@@ -212,11 +235,29 @@ def _convert_layer(builder, layer, inputs, folded, consumed_by_fold):
     output_shape = tuple(layer.output_shape[1:]) if not isinstance(layer.output_shape, list) else None
     if kind in _IDENTITY_IN_INFERENCE:
         return tensor
-    if kind in ("Conv2D", "DepthwiseConv2D"):
+    if kind in _CONVOLUTIONS:
         name, shape = _conv(builder, tensor, layer, config, folded.get(id(layer)))
         return _Tensor(_activation(builder, name, _activation_name(config.get("activation")), "nchw"), "nchw", shape)
-    if kind == "SeparableConv2D":
-        raise ValueError("ONNX export does not support SeparableConv2D yet")
+    if kind == "PReLU":
+        alpha = np.asarray(layer.get_weights()[0], np.float32)
+        slope = alpha.transpose(2, 0, 1)[None] if tensor.layout == "nchw" else alpha[None]
+        return _Tensor(builder.op("PRelu", [tensor.name, builder.constant(slope, "alpha")]), tensor.layout, output_shape)
+    if kind == "Cropping2D":
+        (top, bottom), (left, right) = config["cropping"]
+        height, width, _ = tensor.shape
+        starts = builder.constant(np.array([top, left], np.int64), "starts")
+        ends = builder.constant(np.array([height - bottom, width - right], np.int64), "ends")
+        axes = builder.constant(np.array([2, 3], np.int64), "axes")
+        return _Tensor(builder.op("Slice", [tensor.name, starts, ends, axes]), "nchw", output_shape)
+    if kind == "UpSampling2D":
+        scales = builder.constant(np.array([1, 1, *config["size"]], np.float32), "scales")
+        if config["interpolation"] == "nearest":
+            name = builder.op("Resize", [tensor.name, "", scales], mode="nearest",
+                              coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        else:
+            name = builder.op("Resize", [tensor.name, "", scales], mode="linear",
+                              coordinate_transformation_mode="half_pixel")
+        return _Tensor(name, "nchw", output_shape)
     if kind == "BatchNormalization":
         if consumed_by_fold:
             return tensor  # folded into the convolution before it
@@ -321,7 +362,7 @@ def export_onnx(model, filepath, opset_version=None, verbose=None):
             continue
         source_layer = recorder.calls[input_ids[0]][0]
         source_config = source_layer.get_config()
-        if type(source_layer).__name__ in ("Conv2D", "DepthwiseConv2D") \
+        if type(source_layer).__name__ in _CONVOLUTIONS \
                 and _activation_name(source_config.get("activation")) in (None, "linear") \
                 and consumers.get(input_ids[0]) == [call] and id(source_layer) not in folded \
                 and len([c for c in recorder.calls if c[0] is source_layer]) == 1:
