@@ -274,3 +274,28 @@ def test_import_fastcnn_loads_neither_pillow_nor_matplotlib(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": ""}, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("subsampling", [0, 2])  # 4:4:4 and 4:2:0
+def test_simplejpeg_decodes_colour_jpegs_as_pillow_does(tmp_path, subsampling):
+    pytest.importorskip("simplejpeg")
+    from PIL import Image
+
+    from fastcnn import _image_dataset
+
+    rng = np.random.default_rng(3)
+    for index, (height, width) in enumerate([(33, 47), (64, 64), (17, 120)]):
+        path = str(tmp_path / f"{index}.jpg")
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(
+            path, quality=85, subsampling=subsampling)
+        for channels in (3, 4):
+            fast = _image_dataset._decode_jpeg_fast(path, channels)
+            assert fast is not None and fast.shape == (height, width, channels)
+            with Image.open(path) as image:
+                expected = np.asarray(image.convert({3: "RGB", 4: "RGBA"}[channels]))
+            np.testing.assert_array_equal(fast, expected)
+            np.testing.assert_array_equal(_image_dataset.load_image(path, channels), expected)
+    cmyk = str(tmp_path / "cmyk.jpg")
+    Image.fromarray(rng.integers(0, 256, (8, 8, 4), dtype=np.uint8), "CMYK").save(cmyk)
+    assert _image_dataset.load_image(cmyk, 3).shape == (8, 8, 3)  # simplejpeg declines CMYK; Pillow decodes it
+    assert _image_dataset._decode_jpeg_fast(str(tmp_path / "0.jpg"), 1) is None  # greyscale: Pillow's conversion
