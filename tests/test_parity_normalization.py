@@ -247,9 +247,9 @@ def _small_cnn(module, adapt_data):
     normalization.adapt(adapt_data)
     x = normalization(inputs)
     x = k.layers.Conv2D(8, 3, activation="relu")(x)
-    x = k.layers.LayerNormalization()(x)
+    x = k.layers.LayerNormalization(gamma_regularizer=k.regularizers.L2(0.01))(x)
     x = k.layers.Conv2D(8, 3, padding="same")(x)
-    x = k.layers.GroupNormalization(groups=4)(x)
+    x = k.layers.GroupNormalization(groups=4, beta_regularizer=k.regularizers.L1(0.01))(x)
     x = k.layers.Activation("relu")(x)
     x = k.layers.LayerNormalization(axis=[1, 2, 3], center=False)(x)
     x = k.layers.GlobalAveragePooling2D()(x)
@@ -314,6 +314,21 @@ def test_built_layer_configs_equal_keras(keras):
         assert json.dumps(rebuilt.get_config()) == json.dumps(ours.get_config())
 
 
+def test_frozen_layer_normalization_passes_its_input_gradient(rng):
+    """A frozen LayerNormalization keeps gamma and beta but still normalizes with its own statistics
+    and passes the gradient to the convolution before it (as in Keras: it has no moving state)."""
+    model = models.Sequential([layers.Input((5, 5, 4)), layers.Conv2D(4, 1), layers.LayerNormalization(),
+                               layers.Flatten(), layers.Dense(2, activation="softmax")])
+    model.layers[1].trainable = False
+    model.compile(optimizer=optimizers.SGD(0.5), loss="sparse_categorical_crossentropy")
+    before = model.get_weights()
+    model.fit(rng.standard_normal((6, 5, 5, 4)).astype(np.float32), rng.integers(0, 2, 6), verbose=0)
+    after = model.get_weights()
+    assert not np.array_equal(after[0], before[0])  # the convolution's kernel trained through it
+    np.testing.assert_array_equal(after[2], before[2])  # gamma
+    np.testing.assert_array_equal(after[3], before[3])  # beta
+
+
 # ---- bad arguments ----
 
 
@@ -354,6 +369,32 @@ def test_built_layer_configs_equal_keras(keras):
 def test_bad_arguments_raise_clearly(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+@pytest.mark.parametrize("add, match", [
+    (lambda n: n.add_layer_norm((False, False, False), 1e-3, True, True, False), "at least one sample axis"),
+    (lambda n: n.add_layer_norm((False, False, True), 0.0, True, True, False), "epsilon"),
+    (lambda n: n.add_group_norm(0, 1e-3, True, True), "groups=0"),
+    (lambda n: n.add_group_norm(2, float("nan"), True, True), "epsilon"),
+    (lambda n: n.add_normalization((False, False, True), False, [1.0, 2.0], [1.0]), "same size"),
+])
+def test_runtime_refuses_bad_layer_arguments(add, match):
+    """The compiled network checks what it is given, whatever the Python layers checked first."""
+    with pytest.raises(ValueError, match=match):
+        add(fastcnn._core.Network())
+
+
+@pytest.mark.parametrize("add, match", [
+    (lambda n: n.add_group_norm(4, 1e-3, True, True), r"Number of groups \(4\) must be a multiple"),
+    (lambda n: n.add_normalization((False, False, True), False, [1.0, 2.0], [1.0, 1.0]), r"kept axes \(6\)"),
+])
+def test_runtime_refuses_layers_that_do_not_fit_their_input(add, match):
+    network = fastcnn._core.Network()
+    network.add_input((3, 3, 6))
+    add(network)
+    network.connect(0, [-1], -1)
+    with pytest.raises(ValueError, match=match):
+        network.build()
 
 
 def test_adapt_refuses_data_of_another_shape():
