@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "kernels/optimized/optimized.h"
@@ -31,6 +32,63 @@ inline double sum_of(const double* values, int64_t count) {
   }
   for (; i < count; ++i) partial[0] += values[i];
   return (partial[0] + partial[1]) + (partial[2] + partial[3]);
+}
+
+// Four double lanes (one ymm register; an SSE pair in the generic build) and the four floats they
+// widen from.
+typedef double double4 __attribute__((vector_size(4 * sizeof(double))));
+typedef float float4 __attribute__((vector_size(4 * sizeof(float))));
+
+inline double4 widen(const float* source) {
+  float4 value;
+  std::memcpy(&value, source, sizeof value);
+  return __builtin_convertvector(value, double4);
+}
+inline double total(double4 lanes) { return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]); }
+
+// sum x and sum x^2 over one contiguous run of a group (a group that is one run: reduced_outer 1,
+// e.g. LayerNormalization over the channels), eight values a step in two pairs of double vectors;
+// a fixed order, so deterministic.
+inline void run_sums(const float* x, int64_t count, double& sum, double& squares) {
+  double4 sum_a = {}, sum_b = {}, squares_a = {}, squares_b = {};
+  int64_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    const double4 a = widen(x + i), b = widen(x + i + 4);
+    sum_a += a;
+    sum_b += b;
+    squares_a += a * a;
+    squares_b += b * b;
+  }
+  double tail_sum = 0.0, tail_squares = 0.0;
+  for (; i < count; ++i) {
+    tail_sum += x[i];
+    tail_squares += static_cast<double>(x[i]) * x[i];
+  }
+  sum = total(sum_a + sum_b) + tail_sum;
+  squares = total(squares_a + squares_b) + tail_squares;
+}
+
+// sum dyg and sum dyg * z over one run (dyg = dy * gamma, z = (x - shift) * scale), as run_sums.
+inline void run_gradient_sums(const float* x, const float* dy, const float* gamma, int64_t count, float shift,
+                              float scale, double& sum_dyg, double& sum_dyg_z) {
+  double4 dyg_a = {}, dyg_b = {}, dyg_z_a = {}, dyg_z_b = {};
+  const double centre = shift, factor = scale;
+  int64_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    const double4 g_a = widen(dy + i) * widen(gamma + i), g_b = widen(dy + i + 4) * widen(gamma + i + 4);
+    dyg_a += g_a;
+    dyg_b += g_b;
+    dyg_z_a += g_a * ((widen(x + i) - centre) * factor);
+    dyg_z_b += g_b * ((widen(x + i + 4) - centre) * factor);
+  }
+  double tail_dyg = 0.0, tail_dyg_z = 0.0;
+  for (; i < count; ++i) {
+    const double g = static_cast<double>(dy[i]) * gamma[i];
+    tail_dyg += g;
+    tail_dyg_z += g * ((x[i] - centre) * factor);
+  }
+  sum_dyg = total(dyg_a + dyg_b) + tail_dyg;
+  sum_dyg_z = total(dyg_z_a + dyg_z_b) + tail_dyg_z;
 }
 
 // The shape of the rows: row_length = kept * reduced_inner; gamma rows, one per a when gamma
@@ -79,24 +137,33 @@ void layer_norm_forward(const LayerNormParams& p, const float* input, const floa
     const int64_t end = std::min(p.outer, (chunk + 1) * rows.samples_per_chunk);
     for (int64_t o = chunk * rows.samples_per_chunk; o < end; ++o) {
       const float* x_sample = input + o * p.reduced_outer * length;
-      std::fill(sums.begin(), sums.end(), 0.0);
-      std::fill(squares.begin(), squares.end(), 0.0);
-      double* sum = sums.data();
-      double* square = squares.data();
-      for (int64_t a = 0; a < p.reduced_outer; ++a) {
-        const float* x = x_sample + a * length;
-        for (int64_t j = 0; j < length; ++j) {
-          const double value = x[j];
-          sum[j] += value;
-          square[j] += value * value;
-        }
-      }
       float* group_mean = mean + o * p.kept;
       float* group_scale = inverse_std + o * p.kept;
       for (int64_t k = 0; k < p.kept; ++k) {
+        double sum = 0.0, square = 0.0;
+        if (p.reduced_outer == 1) {  // the group is one contiguous run
+          run_sums(x_sample + k * p.reduced_inner, p.reduced_inner, sum, square);
+        } else {
+          if (k == 0) {  // row-wide sums down the reduced_outer rows, once per sample
+            std::fill(sums.begin(), sums.end(), 0.0);
+            std::fill(squares.begin(), squares.end(), 0.0);
+            for (int64_t a = 0; a < p.reduced_outer; ++a) {
+              const float* x = x_sample + a * length;
+              double* row_sum = sums.data();
+              double* row_square = squares.data();
+              for (int64_t j = 0; j < length; ++j) {
+                const double value = x[j];
+                row_sum[j] += value;
+                row_square[j] += value * value;
+              }
+            }
+          }
+          sum = sum_of(sums.data() + k * p.reduced_inner, p.reduced_inner);
+          square = sum_of(squares.data() + k * p.reduced_inner, p.reduced_inner);
+        }
         // variance = E[x^2] - mean^2 in double: exact enough unless |mean| / std exceeds ~1e5.
-        const double average = sum_of(sum + k * p.reduced_inner, p.reduced_inner) / count;
-        const double spread = std::max(sum_of(square + k * p.reduced_inner, p.reduced_inner) / count - average * average, 0.0);
+        const double average = sum / count;
+        const double spread = std::max(square / count - average * average, 0.0);
         group_mean[k] = static_cast<float>(average);
         group_scale[k] = static_cast<float>(1.0 / std::sqrt(spread + p.epsilon));
       }
@@ -156,11 +223,14 @@ void layer_norm_backward(const LayerNormParams& p, const float* input, const flo
       } else {
         std::fill(shift_row.begin(), shift_row.end(), 0.0f);
       }
-      std::fill(sums_dyg.begin(), sums_dyg.end(), 0.0);
-      std::fill(sums_dyg_z.begin(), sums_dyg_z.end(), 0.0);
       const float* s = scale_row.data();
       const float* m = mean_row.data();
       const float* shift = shift_row.data();
+      const bool one_run = p.reduced_outer == 1;  // each group one contiguous run: sums per group below
+      if (!one_run) {
+        std::fill(sums_dyg.begin(), sums_dyg.end(), 0.0);
+        std::fill(sums_dyg_z.begin(), sums_dyg_z.end(), 0.0);
+      }
       double* sum_dyg = sums_dyg.data();
       double* sum_dyg_z = sums_dyg_z.data();
       for (int64_t a = 0; a < p.reduced_outer; ++a) {
@@ -168,7 +238,7 @@ void layer_norm_backward(const LayerNormParams& p, const float* input, const flo
         const float* g = gamma_rows.data() + r * length;
         const float* x = input + sample_offset + a * length;
         const float* dy = output_gradient + sample_offset + a * length;
-        for (int64_t j = 0; j < length; ++j) {
+        for (int64_t j = 0; !one_run && j < length; ++j) {
           const double z = static_cast<double>(x[j] - shift[j]) * s[j];
           const double dyg = static_cast<double>(dy[j]) * g[j];
           sum_dyg[j] += dyg;
@@ -187,8 +257,17 @@ void layer_norm_backward(const LayerNormParams& p, const float* input, const flo
       if (input_gradient == nullptr) continue;
       // dx = s * (dyg - first - x_hat * second), first = mean(dyg) (0 for rms), second = mean(dyg * z).
       for (int64_t k = 0; k < p.kept; ++k) {
-        group_first[k] = p.centered ? static_cast<float>(sum_of(sum_dyg + k * p.reduced_inner, p.reduced_inner) / count) : 0.0f;
-        group_second[k] = static_cast<float>(sum_of(sum_dyg_z + k * p.reduced_inner, p.reduced_inner) / count);
+        double group_dyg = 0.0, group_dyg_z = 0.0;
+        if (one_run) {
+          const int64_t begin = k * p.reduced_inner;
+          run_gradient_sums(input + sample_offset + begin, output_gradient + sample_offset + begin,
+                            gamma_rows.data() + begin, p.reduced_inner, shift[begin], s[begin], group_dyg, group_dyg_z);
+        } else {
+          group_dyg = sum_of(sum_dyg + k * p.reduced_inner, p.reduced_inner);
+          group_dyg_z = sum_of(sum_dyg_z + k * p.reduced_inner, p.reduced_inner);
+        }
+        group_first[k] = p.centered ? static_cast<float>(group_dyg / count) : 0.0f;
+        group_second[k] = static_cast<float>(group_dyg_z / count);
       }
       expand(p, group_first.data(), first_row.data());
       expand(p, group_second.data(), second_row.data());
