@@ -237,6 +237,23 @@ def test_normalization_adapts_over_batches_as_keras(keras, rng):
             assert relative_error(mine, np.asarray(reference, dtype=np.float32)) <= 1e-5
 
 
+def test_normalization_adapts_over_an_image_dataset(tmp_path, rng):
+    """An image dataset's (images, labels) batches: the statistics of all its images."""
+    from PIL import Image
+
+    images = rng.integers(0, 256, (5, 4, 6, 3), dtype=np.uint8)
+    for index, image in enumerate(images):
+        folder = tmp_path / f"class_{index % 2}"
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(image).save(folder / f"{index}.png")
+    dataset = fastcnn.utils.image_dataset_from_directory(tmp_path, image_size=(4, 6), batch_size=2, shuffle=False)
+    ours = layers.Normalization()
+    ours.adapt(dataset)
+    pixels = np.concatenate([batch for batch, _ in dataset]).reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(ours.mean.numpy(), pixels.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(ours.variance.numpy(), pixels.var(axis=0), rtol=1e-4)
+
+
 # ---- whole models: three fit steps ----
 
 
