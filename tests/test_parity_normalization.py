@@ -346,6 +346,22 @@ def test_frozen_layer_normalization_passes_its_input_gradient(rng):
     np.testing.assert_array_equal(after[3], before[3])  # beta
 
 
+def test_summary_counts_the_weights_as_keras(keras):
+    """Normalization's count is an int64 in Keras: 8 bytes of the non-trainable memory."""
+    def build(module):
+        return module.Sequential([module.Input((5, 3)), module.layers.Normalization(),
+                                  module.layers.LayerNormalization(axis=[1, 2]), module.layers.GroupNormalization(3),
+                                  module.layers.Dense(2)])
+
+    def totals(model):
+        lines = []
+        model.summary(print_fn=lambda line, **_: lines.append(line))
+        text = "\n".join(lines)
+        return [line.strip() for line in text.splitlines() if "params:" in line]
+
+    assert totals(build(fastcnn)) == totals(build(keras))
+
+
 # ---- bad arguments ----
 
 
