@@ -296,6 +296,33 @@ def test_small_cnn_with_normalization_layers_trains_as_in_keras(tf, keras, rng, 
         assert np.max(np.abs(mine - reference)) <= 1e-4 * max(float(np.max(np.abs(reference))), 1e-2)
 
 
+def test_sequential_cnn_with_normalization_layers_trains_as_in_keras(tf, keras, rng):
+    def build(module, adapt_data):
+        normalization = module.layers.Normalization(axis=None)
+        normalization.adapt(adapt_data)
+        return module.Sequential([
+            module.Input((7, 7, 2)), normalization,
+            module.layers.Conv2D(6, 3, padding="same", activation="relu"),
+            module.layers.GroupNormalization(groups=-1),
+            module.layers.Conv2D(6, 3), module.layers.LayerNormalization(axis=[1, 2], epsilon=1e-5),
+            module.layers.Flatten(), module.layers.Dense(3, activation="softmax")])
+
+    keras.utils.set_random_seed(9)
+    adapt_data = (rng.standard_normal((16, 7, 7, 2)) * 3 + 1).astype(np.float32)
+    theirs, ours = build(keras, adapt_data), build(fastcnn, adapt_data)
+    weights = _random_weights(theirs, rng)
+    theirs.set_weights(weights)
+    ours.set_weights(weights)
+    x = (rng.standard_normal((12, 7, 7, 2)) * 3 + 1).astype(np.float32)
+    y = rng.integers(0, 3, 12)
+    for model, module in ((ours, fastcnn), (theirs, keras)):
+        model.compile(module.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    for mine, reference in zip(ours.get_weights(), theirs.get_weights()):
+        reference = np.asarray(reference, dtype=np.float32)
+        assert np.max(np.abs(mine - reference)) <= 1e-4 * max(float(np.max(np.abs(reference))), 1e-2)
+
+
 # ---- configs, weights and files ----
 
 
