@@ -237,6 +237,21 @@ def test_normalization_adapts_over_batches_as_keras(keras, rng):
             assert relative_error(mine, np.asarray(reference, dtype=np.float32)) <= 1e-5
 
 
+def test_normalization_adapts_over_datasets_as_keras(tf, keras, rng):
+    """fastcnn.data.Dataset against tf.data: batched (x, y) elements, and unbatched vectors, which
+    both batch by 128 before adapting."""
+    x = (rng.standard_normal((300, 5)) * [1.0, 2.0, 3.0, 0.5, 9.0] + 4.0).astype(np.float32)
+    y = rng.integers(0, 2, 300)
+    for ours_data, their_data in (
+            (fastcnn.data.Dataset.from_tensor_slices((x, y)).batch(32), tf.data.Dataset.from_tensor_slices((x, y)).batch(32)),
+            (fastcnn.data.Dataset.from_tensor_slices(x), tf.data.Dataset.from_tensor_slices(x))):
+        ours, theirs = layers.Normalization(), keras.layers.Normalization()
+        ours.adapt(ours_data)
+        theirs.adapt(their_data)
+        for mine, reference in zip(ours.get_weights()[:2], theirs.get_weights()[:2]):
+            assert relative_error(mine, reference) <= 1e-5
+
+
 def test_normalization_adapts_over_an_image_dataset(tmp_path, rng):
     """An image dataset's (images, labels) batches: the statistics of all its images."""
     from PIL import Image

@@ -3,8 +3,9 @@
 the kept axes (``axis``, default -1: per channel; ``axis=None``: one of each).
 
 The statistics come from the constructor (``mean=``, ``variance=``: constants, no weights) or from
-``adapt(data)`` (numpy arrays, ``fastcnn.utils.PyDataset``, image datasets and other iterables of
-batches, ``(x, y)`` batches taking x), stored in Keras's non-trainable weights mean, variance and
+``adapt(data)`` (numpy arrays, ``fastcnn.data.Dataset`` (a dataset of unbatched vectors is batched
+by 128, as Keras does), ``fastcnn.utils.PyDataset``, image datasets and other iterables of batches,
+``(x, y)`` batches taking x), stored in Keras's non-trainable weights mean, variance and
 count. No weight trains; the input gradient flows through to earlier layers."""
 
 import numpy as np
@@ -127,6 +128,10 @@ class Normalization(Layer):
         if self.input_mean is not None:
             raise ValueError(f"Layer {self.name!r} was given `mean` and `variance`; adapt() computes them for a layer "
                              "built without.")
+        if hasattr(data, "element_spec") and hasattr(data, "batch"):  # a fastcnn.data.Dataset, as tf.data's
+            spec = data.element_spec
+            if len((spec[0] if isinstance(spec, tuple) else spec).shape) == 1:
+                data = data.batch(128)  # Keras batches a dataset of unbatched vectors by 128
         if isinstance(data, np.ndarray):
             batches = [data]
         elif isinstance(data, PyDataset):
