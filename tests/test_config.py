@@ -61,6 +61,17 @@ LAYER_CASES = [
         momentum=0.9, epsilon=1e-5, center=False, gamma_regularizer=k.regularizers.L2(1e-4),
         beta_constraint=k.constraints.UnitNorm(), moving_variance_initializer=k.initializers.Constant(2.0),
         gamma_initializer=k.initializers.RandomNormal(1.0, 0.02, seed=7), name="n")),
+    ("LayerNormalization", lambda k: k.layers.LayerNormalization(name="n")),
+    ("LayerNormalization", lambda k: k.layers.LayerNormalization(
+        axis=[1, 2], epsilon=1e-5, center=False, gamma_regularizer=k.regularizers.L2(1e-4),
+        beta_constraint=k.constraints.NonNeg(), gamma_initializer=k.initializers.Constant(2.0), name="n")),
+    ("GroupNormalization", lambda k: k.layers.GroupNormalization(name="n")),
+    ("GroupNormalization", lambda k: k.layers.GroupNormalization(
+        groups=-1, epsilon=1e-5, scale=False, beta_regularizer=k.regularizers.L1(0.1), name="n")),
+    ("Normalization", lambda k: k.layers.Normalization(name="n")),
+    ("Normalization", lambda k: k.layers.Normalization(axis=None, mean=2.0, variance=3.0, invert=True, name="n")),
+    ("Normalization", lambda k: k.layers.Normalization(axis=(1, 2), mean=[[1.0], [2.0]], variance=[[1.0], [4.0]],
+                                                       name="n")),
     ("Dropout", lambda k: k.layers.Dropout(0.5, name="n")),
     ("Dropout", lambda k: k.layers.Dropout(0.25, seed=3, name="n")),
     ("Dropout", lambda k: k.layers.Dropout(0.25, noise_shape=(None, 1, 1, 4), name="n")),

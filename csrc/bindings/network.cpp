@@ -386,6 +386,28 @@ void bind_network(py::module_& m) {
              return network.add(runtime::make_batch_norm(momentum, epsilon, center, scale));
            },
            py::arg("momentum"), py::arg("epsilon"), py::arg("center"), py::arg("scale"))
+      .def("add_layer_norm",
+           [](runtime::Network& network, std::tuple<bool, bool, bool> normalized_axes, float epsilon, bool has_gamma,
+              bool has_beta, bool rms_scaling) {
+             const auto [height, width, channels] = normalized_axes;
+             return network.add(runtime::make_layer_norm(height, width, channels, epsilon, has_gamma, has_beta,
+                                                         rms_scaling));
+           },
+           py::arg("normalized_axes"), py::arg("epsilon"), py::arg("has_gamma"), py::arg("has_beta"),
+           py::arg("rms_scaling"))
+      .def("add_group_norm",
+           [](runtime::Network& network, int64_t groups, float epsilon, bool has_gamma, bool has_beta) {
+             return network.add(runtime::make_group_norm(groups, epsilon, has_gamma, has_beta));
+           },
+           py::arg("groups"), py::arg("epsilon"), py::arg("has_gamma"), py::arg("has_beta"))
+      .def("add_normalization",
+           [](runtime::Network& network, std::tuple<bool, bool, bool> kept_axes, bool invert, std::vector<float> mean,
+              std::vector<float> variance) {
+             const auto [height, width, channels] = kept_axes;
+             return network.add(runtime::make_normalization(height, width, channels, invert, std::move(mean),
+                                                            std::move(variance)));
+           },
+           py::arg("kept_axes"), py::arg("invert"), py::arg("mean"), py::arg("variance"))
       .def("add_dropout", [](runtime::Network& network, float rate, int64_t seed) {
         return network.add(runtime::make_dropout(rate, seed));
       }, py::arg("rate"), py::arg("seed") = -1)

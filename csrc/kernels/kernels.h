@@ -23,6 +23,7 @@
 #include "ops/merge.h"
 #include "ops/noise.h"
 #include "ops/parametric_activation.h"
+#include "ops/normalization.h"
 #include "ops/pooling.h"
 #include "ops/upsampling.h"
 
@@ -153,6 +154,19 @@ struct KernelTable {
   void (*upsampling2d_forward)(const UpSampling2DParams& params, const float* input, float* output);
   void (*upsampling2d_backward)(const UpSampling2DParams& params, const float* output_gradient,
                                 float* input_gradient);
+
+  // LayerNormalization and GroupNormalization (ops/normalization.h). The forward pass also writes,
+  // per (o, k) (params.statistics_size() each), the mean and 1 / sqrt(variance + epsilon) the
+  // backward pass reads. gamma / beta may be null (scale / center off: 1 / 0); so may
+  // input_gradient, gamma_gradient and beta_gradient (not needed).
+  void (*layer_norm_forward)(const LayerNormParams& params, const float* input, const float* gamma,
+                             const float* beta, float* output, float* mean, float* inverse_std);
+  void (*layer_norm_backward)(const LayerNormParams& params, const float* input, const float* mean,
+                              const float* inverse_std, const float* gamma, const float* output_gradient,
+                              float* input_gradient, float* gamma_gradient, float* beta_gradient);
+  // Keras's Normalization (ops/normalization.h); mean null stands for zeros. In place allowed.
+  void (*normalization_forward)(const NormalizationParams& params, const float* input, const float* mean,
+                                const float* variance, float* output);
 };
 
 // A model output's loss (ops/loss.h): one implementation, shared by every table (it is

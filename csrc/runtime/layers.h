@@ -160,5 +160,15 @@ std::unique_ptr<Layer> make_noise(const std::string& kind, const NoiseParams& pa
 std::unique_ptr<Layer> make_merge(MergeKind kind);
 // Concatenate along a sample axis: 0 height, 1 width, 2 channels.
 std::unique_ptr<Layer> make_concatenate(int64_t axis);
+// LayerNormalization over the flagged sample axes (has_gamma: Keras's scale or rms_scaling;
+// has_beta: center and not rms_scaling), GroupNormalization over the channels, and Keras's
+// Normalization keeping the flagged axes (mean / variance: constants for the kept positions, or
+// both empty for an adaptable layer whose mean, variance and count are parameters).
+// normalization_layers.cpp.
+std::unique_ptr<Layer> make_layer_norm(bool normalize_height, bool normalize_width, bool normalize_channels,
+                                       float epsilon, bool has_gamma, bool has_beta, bool rms_scaling);
+std::unique_ptr<Layer> make_group_norm(int64_t groups, float epsilon, bool has_gamma, bool has_beta);
+std::unique_ptr<Layer> make_normalization(bool keep_height, bool keep_width, bool keep_channels, bool invert,
+                                          std::vector<float> mean, std::vector<float> variance);
 
 }  // namespace fastcnn::runtime

@@ -15,6 +15,10 @@ from fastcnn.layers.global_pooling2d import GlobalAveragePooling2D, GlobalMaxPoo
 from fastcnn.layers.max_pooling2d import AveragePooling2D, MaxPooling2D
 from fastcnn.layers.noise import GaussianDropout, GaussianNoise
 from fastcnn.layers.prelu import PReLU
+from fastcnn.layers.layer_normalization import GroupNormalization, LayerNormalization
+from fastcnn.layers.global_pooling2d import GlobalAveragePooling2D, GlobalMaxPooling2D
+from fastcnn.layers.max_pooling2d import AveragePooling2D, MaxPooling2D
+from fastcnn.layers.normalization import Normalization
 from fastcnn.layers.merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add, average,
                                     concatenate, maximum, minimum, multiply, subtract)
 from fastcnn.layers.relu import LeakyReLU, ReLU
@@ -61,6 +65,9 @@ __all__ = [
     "Reshape",
     "ZeroPadding2D",
     "BatchNormalization",
+    "GroupNormalization",
+    "LayerNormalization",
+    "Normalization",
     "CenterCrop",
     "RandomBrightness",
     "RandomContrast",

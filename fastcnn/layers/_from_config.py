@@ -17,6 +17,8 @@ def check_activation(value, where):
 _BASE = ("name", "trainable", "dtype")
 _CONV_AND_DENSE_TAIL = ("kernel_initializer", "bias_initializer", "kernel_regularizer", "bias_regularizer",
                         "activity_regularizer", "kernel_constraint", "bias_constraint")
+_AFFINE = ("beta_initializer", "gamma_initializer", "beta_regularizer", "gamma_regularizer", "beta_constraint",
+           "gamma_constraint")
 _WARP = ("data_format", "height_factor", "width_factor", "fill_mode", "interpolation", "seed", "fill_value")
 
 # Every layer class a config may name, with the keys Keras 3.15's get_config writes for it (the
@@ -36,6 +38,9 @@ LAYER_KEYS = {
                                    "gamma_initializer", "moving_mean_initializer", "moving_variance_initializer",
                                    "beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint",
                                    "synchronized", "renorm", "renorm_clipping", "renorm_momentum"),
+    "LayerNormalization": _BASE + ("axis", "epsilon", "center", "scale", "rms_scaling") + _AFFINE,
+    "GroupNormalization": _BASE + ("groups", "axis", "epsilon", "center", "scale") + _AFFINE,
+    "Normalization": _BASE + ("axis", "invert", "mean", "variance"),
     "Dropout": _BASE + ("rate", "seed", "noise_shape"),
     "SpatialDropout2D": ("rate", "seed", "name", "dtype", "data_format"),
     "GaussianNoise": _BASE + ("stddev", "seed"),
@@ -85,7 +90,7 @@ LIST_INPUT_LAYERS = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minim
 LAYER_CLASSES = {name: getattr(layers, name) for name in LAYER_KEYS}
 
 # Keys holding integers that are not sizes (and may be large or negative).
-_NOT_SIZES = ("seed", "axis")
+_NOT_SIZES = ("seed", "axis", "mean", "variance")
 
 
 def layer_where(class_name, config):

@@ -19,8 +19,11 @@ from fastcnn.layers import node as node_module
 class Variable:
     """A layer weight: ``numpy()``, ``assign(value)``, ``shape``, ``name``, ``trainable``."""
 
+    # How weights files store it: float32, or int64 for Keras's integer counters (Normalization's count).
+    file_dtype = np.float32
+
     def __init__(self, value, name, trainable=True, path=None, regularizer=None, constraint=None):
-        self._value = np.ascontiguousarray(value, dtype=np.float32)
+        self._value = np.asarray(value, dtype=np.float32, order="C")  # keeps a scalar weight 0-d (Normalization count)
         self.name = name
         self.path = path or name
         self._trainable = trainable

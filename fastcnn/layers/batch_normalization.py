@@ -13,6 +13,19 @@ from fastcnn.layers import _arguments as arguments
 from fastcnn.layers.base import Layer
 
 
+def gamma_beta_regularization_factors(*regularizers_and_presence):
+    """Factors for the compiled step, which penalises a layer's first two parameter arrays: here
+    gamma then beta (whichever exist, given as (regularizer, exists) pairs), in Keras's weight
+    order; None when neither has a regularizer."""
+    present = [regularizer for regularizer, exists in regularizers_and_presence if exists]
+    if not any(present):
+        return None
+    factors = []
+    for regularizer in present + [None] * (2 - len(present)):
+        factors.extend(regularizer._factors() if regularizer is not None else (0.0, 0.0))
+    return tuple(factors) + (0.0, 0.0)
+
+
 class BatchNormalization(Layer):
     _call_takes_mask = True
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
@@ -74,16 +87,8 @@ class BatchNormalization(Layer):
         self.built = True
 
     def _regularization_factors(self):
-        """The compiled step penalises a layer's first two parameter arrays: here gamma then beta
-        (whichever exist), in Keras's weight order."""
-        present = [regularizer for regularizer, exists in ((self.gamma_regularizer, self.scale),
-                                                           (self.beta_regularizer, self.center)) if exists]
-        if not any(present):
-            return None
-        factors = []
-        for regularizer in present + [None] * (2 - len(present)):
-            factors.extend(regularizer._factors() if regularizer is not None else (0.0, 0.0))
-        return tuple(factors) + (0.0, 0.0)
+        return gamma_beta_regularization_factors((self.gamma_regularizer, self.scale),
+                                                 (self.beta_regularizer, self.center))
 
     def compute_output_shape(self, input_shape):
         self._check_axis(input_shape)

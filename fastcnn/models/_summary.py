@@ -16,6 +16,8 @@ at 30% / 56% / 74%); show_trainable=True adds "Trainable" (12 more columns, posi
 
 import math
 
+import numpy as np
+
 
 
 def readable_size(size):
@@ -72,8 +74,10 @@ def _wrap(text, width):
 
 def render(model_name, rows, trainable_count, non_trainable_count, optimizer_count=None, line_length=None,
            headers=("Layer (type)", "Output Shape", "Param #"), positions=(0.45, 0.80, 1.0),
-           alignments=("left", "left", "right"), default_line_length=88):
-    """rows: one tuple of cell texts per layer, as `headers`. Returns the summary text."""
+           alignments=("left", "left", "right"), default_line_length=88, non_trainable_bytes=None):
+    """rows: one tuple of cell texts per layer, as `headers`. non_trainable_bytes: the memory of the
+    non-trainable weights where some are wider than float32 (Normalization's int64 count), else
+    4 per value. Returns the summary text."""
     if line_length is None:
         import shutil  # imported here: shutil pulls in bz2/lzma, 4 ms of `import fastcnn`
 
@@ -112,10 +116,12 @@ def render(model_name, rows, trainable_count, non_trainable_count, optimizer_cou
     total = trainable_count + non_trainable_count + (optimizer_count or 0)
     # Every value is 4 bytes but the optimizer's iteration counter, an int64.
     optimizer_bytes = optimizer_count * 4 + 4 if optimizer_count else 0
-    total_bytes = (trainable_count + non_trainable_count) * 4 + optimizer_bytes
+    if non_trainable_bytes is None:
+        non_trainable_bytes = non_trainable_count * 4
+    total_bytes = trainable_count * 4 + non_trainable_bytes + optimizer_bytes
     lines.append(f" Total params: {total:,} ({readable_size(total_bytes)})")
     lines.append(f" Trainable params: {trainable_count:,} ({readable_size(trainable_count * 4)})")
-    lines.append(f" Non-trainable params: {non_trainable_count:,} ({readable_size(non_trainable_count * 4)})")
+    lines.append(f" Non-trainable params: {non_trainable_count:,} ({readable_size(non_trainable_bytes)})")
     if optimizer_count:
         lines.append(f" Optimizer params: {optimizer_count:,} ({readable_size(optimizer_bytes)})")
     return "\n".join(lines) + "\n"
@@ -200,5 +206,6 @@ def summarize(model, line_length=None, show_trainable=False, optimizer_count=Non
         rows.append(tuple(row))
     trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
     non_trainable = sum(math.prod(w.shape) for w in model.non_trainable_weights)
+    non_trainable_bytes = sum(math.prod(w.shape) * np.dtype(w.file_dtype).itemsize for w in model.non_trainable_weights)
     return render(model.name, rows, trainable, non_trainable, optimizer_count, line_length, tuple(headers),
-                  tuple(positions), tuple(alignments), default_line_length)
+                  tuple(positions), tuple(alignments), default_line_length, non_trainable_bytes)

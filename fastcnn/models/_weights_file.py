@@ -134,7 +134,7 @@ def write_layer_groups(file, model):
         if _is_model(layer):
             continue  # its variables are its layers'
         for index, variable in enumerate(file_variables(layer)):
-            group[str(index)] = np.asarray(variable.numpy(), dtype=np.float32)
+            group[str(index)] = np.asarray(variable.numpy(), dtype=variable.file_dtype)
 
 
 def replace_atomically(path, write):
@@ -197,9 +197,9 @@ def _read_layer(h5py, file, group_path, layer):
         if not isinstance(entry, h5py.Dataset):
             return None, (f"Layer '{layer.name}': the weights file has no dataset {where} for variable "
                           f"{index} ({variable.name}); it holds {sorted(keys)}.")
-        if entry.dtype not in (np.float32, np.float64):
+        if entry.dtype not in (np.float32, np.float64, variable.file_dtype):
             return None, (f"Layer '{layer.name}': variable {index} ({variable.name}) must be a float array "
-                          "(float32 or float64), but "
+                          f"(float32 or float64{'' if variable.file_dtype == np.float32 else ' or int64'}), but "
                           f"{where} in the weights file has dtype {entry.dtype}.")
         if tuple(entry.shape) != tuple(variable.shape):
             return None, (f"Layer '{layer.name}': variable {index} ({variable.name}) has shape "
