@@ -21,6 +21,7 @@
 #include "ops/elementwise.h"
 #include "ops/loss.h"
 #include "ops/merge.h"
+#include "ops/optimizer.h"
 #include "ops/pooling.h"
 
 namespace fastcnn::kernels {
@@ -133,6 +134,12 @@ struct KernelTable {
   void (*grouped_conv2d_backward_kernel)(const GroupedConv2DParams& params, const float* input,
                                          const float* output_gradient, float* kernel_gradient,
                                          float* bias_gradient);
+
+  // One optimizer step over params.count contiguous parameters (ops/optimizer.h): parameters and
+  // the slot buffers the update uses are updated in place (the others may be null); gradients
+  // receive the clipped gradient where the update clips.
+  void (*optimizer_update)(const OptimizerUpdateParams& params, float* parameters, float* gradients,
+                           float* first_slot, float* second_slot, float* third_slot);
 };
 
 // A model output's loss (ops/loss.h): one implementation, shared by every table (it is
