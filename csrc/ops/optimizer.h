@@ -61,7 +61,7 @@ inline bool optimizer_clips(const OptimizerUpdateParams& p) {
 // (correctly rounded in every tier, as IEEE requires). Comparisons are written as std::max /
 // std::min evaluate them (std::max(a, b) = a < b ? b : a), so NaN goes where it went before.
 template <typename Value, typename SquareRoot>
-inline void update_element(const OptimizerUpdateParams& p, SquareRoot square_root, Value& w, Value& g, Value& first,
+__attribute__((always_inline)) inline void update_element(const OptimizerUpdateParams& p, SquareRoot square_root, Value& w, Value& g, Value& first,
                            Value& second, Value& third) {
   if (p.gradient_scale != 1.0f) g = g * p.gradient_scale;
   if (p.clipvalue > 0.0f) {
