@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "kernels/optimized/optimized.h"
 #include "kernels/optimized/simd.h"
@@ -20,6 +21,43 @@ void for_chunks(int64_t count, Body&& body) {
     const int64_t begin = chunk * kChunk;
     body(begin, std::min(count, begin + kChunk));
   });
+}
+
+// y = max(x, 0) (NaN stays NaN: simd::max_zero) over [begin, end) in one pass: two vectors per
+// iteration, the last partial vector masked (memory-bound: the point is one read and one write per
+// element, with no scalar tail).
+inline void relu_range(const float* input, float* output, int64_t begin, int64_t end) {
+  int64_t i = begin;
+  for (; i + 2 * simd::kLanes <= end; i += 2 * simd::kLanes) {
+    const simd::floatv low = simd::load(input + i), high = simd::load(input + i + simd::kLanes);
+    simd::store(output + i, simd::max_zero(low));
+    simd::store(output + i + simd::kLanes, simd::max_zero(high));
+  }
+  for (; i < end; i += simd::kLanes) {
+    const int64_t width = std::min<int64_t>(simd::kLanes, end - i);
+    simd::store_lanes(output + i, simd::max_zero(simd::load_lanes(input + i, width)), width);
+  }
+}
+
+// Over [begin, end), as relu_range: dx = y > 0 ? dy : 0 (the relu activation's derivative,
+// activation_gradient), or with Multiply dx = dy * (x > 0 ? 1 : 0) (the ReLU layer's,
+// parametric_relu_gradient: -0 for a negative dy, NaN for a NaN or infinite dy, as TensorFlow's
+// ReluGrad). `sign_source` is the relu's output or input (the same sign test). In place allowed.
+template <bool Multiply>
+inline void relu_gradient_range(const float* sign_source, const float* output_gradient, float* input_gradient,
+                                int64_t begin, int64_t end) {
+  const simd::floatv zero = {}, one = simd::broadcast(1.0f);
+  for (int64_t i = begin; i < end; i += simd::kLanes) {
+    const int64_t width = std::min<int64_t>(simd::kLanes, end - i);
+    const simd::floatv y = simd::load_lanes(sign_source + i, width);
+    const simd::floatv g = simd::load_lanes(output_gradient + i, width);
+    simd::store_lanes(input_gradient + i, Multiply ? g * (y > zero ? one : zero) : (y > zero ? g : zero), width);
+  }
+}
+
+// The ReLU layer's parameters at their defaults: plain relu.
+inline bool relu_is_plain(const ReluParams& p) {
+  return p.negative_slope == 0.0f && p.threshold == 0.0f && p.max_value == std::numeric_limits<float>::infinity();
 }
 
 }  // namespace
@@ -41,6 +79,10 @@ void activate_in_place(Activation activation, float* values, int64_t count) {
 
 void activation_forward(Activation activation, int64_t rows, int64_t columns, const float* input,
                         float* output) {
+  if (activation == Activation::relu) {
+    for_chunks(rows * columns, [&](int64_t begin, int64_t end) { relu_range(input, output, begin, end); });
+    return;
+  }
   if (activation != Activation::softmax) {
     for_chunks(rows * columns, [&](int64_t begin, int64_t end) {
       if (output != input) std::copy(input + begin, input + end, output + begin);
@@ -85,7 +127,7 @@ void activation_backward(Activation activation, int64_t rows, int64_t columns, c
         if (dx != g) std::copy(g + begin, g + end, dx + begin);
         break;
       case Activation::relu:
-        for (int64_t i = begin; i < end; ++i) dx[i] = y[i] > 0.0f ? g[i] : 0.0f;
+        relu_gradient_range<false>(y, g, dx, begin, end);
         break;
       default:
         for (int64_t i = begin; i < end; ++i) {
@@ -97,6 +139,10 @@ void activation_backward(Activation activation, int64_t rows, int64_t columns, c
 }
 
 void relu_forward(const ReluParams& p, const float* input, float* output) {
+  if (relu_is_plain(p)) {
+    for_chunks(p.count, [&](int64_t begin, int64_t end) { relu_range(input, output, begin, end); });
+    return;
+  }
   for_chunks(p.count, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) output[i] = parametric_relu(p, input[i]);
   });
@@ -104,6 +150,12 @@ void relu_forward(const ReluParams& p, const float* input, float* output) {
 
 void relu_backward(const ReluParams& p, const float* input, const float* output_gradient,
                    float* input_gradient) {
+  if (relu_is_plain(p)) {
+    for_chunks(p.count, [&](int64_t begin, int64_t end) {
+      relu_gradient_range<true>(input, output_gradient, input_gradient, begin, end);
+    });
+    return;
+  }
   for_chunks(p.count, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) input_gradient[i] = parametric_relu_gradient(p, input[i], output_gradient[i]);
   });
