@@ -1025,6 +1025,10 @@ py::tuple optimizer_update(const std::string& kind, py::object parameters_argume
   for (const auto& [key, value] : options) {
     const std::string name = py::str(key);
     bool known = false;
+    if (!py::isinstance<py::float_>(value) && !py::isinstance<py::int_>(value)) {  // bool is an int
+      throw py::type_error("optimizer_update option '" + name + "' must be a number or a bool. Received: " +
+                           std::string(py::repr(value)));
+    }
     for (const auto& [field, target] : numbers) {
       if (name == field) {
         *target = value.cast<float>();
