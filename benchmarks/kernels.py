@@ -25,7 +25,13 @@ repetitions alternate between the sets (timings drift on a shared machine; alter
 every set to the same drift), and a last column gives the time ratio first set / last set (above
 1: the last set is faster).
 
-    python benchmarks/kernels.py [--repeats 20] [--kernels avx2,avx512] [--section all|conv|depthwise]
+The dense section (--section dense) times Dense layers of few outputs (GEMV-shaped: 1600 -> 10 and
+128 -> 10, batch 32 and 128) and a wide one (1024 -> 512), forward, input gradient and kernel
+gradient; the elementwise section ReLU (the ReLU layer's relu_forward / relu_backward and the
+relu activation's forward / backward), BatchNormalization's apply pass and average pooling over
+feature maps whose channel counts leave a partial vector (GB/s of memory touched).
+
+    python benchmarks/kernels.py [--repeats 20] [--kernels avx2,avx512] [--section all|conv|depthwise|dense|elementwise]
 """
 
 import argparse
@@ -153,12 +159,62 @@ def depthwise_rows(args, rng, threads, peak, tier):
     return rows
 
 
+DENSE = [
+    # name, inputs, units, batch
+    ("dense 1600->10 b32", 1600, 10, 32),
+    ("dense 1600->10 b128", 1600, 10, 128),
+    ("dense 128->10 b32", 128, 10, 32),
+    ("dense 128->10 b128", 128, 10, 128),
+    ("dense 1024->512 b128", 1024, 512, 128),
+]
+
+
+def dense_rows(args, rng):
+    """(name, function of a tier, FLOPs, unit) for each Dense shape and pass."""
+    for name, inputs, units, batch in DENSE:
+        x = rng.standard_normal((batch, inputs)).astype(np.float32)
+        kernel = rng.standard_normal((inputs, units)).astype(np.float32)
+        bias = rng.standard_normal(units).astype(np.float32)
+        dy = rng.standard_normal((batch, units)).astype(np.float32)
+        flops = 2.0 * batch * inputs * units
+        yield (f"{name} forward", lambda tier, x=x, kernel=kernel, bias=bias: lambda: _core.ops.dense_forward(
+            x, kernel, bias, kernels=tier), flops, "GFLOP/s")
+        yield (f"{name} input gradient", lambda tier, dy=dy, kernel=kernel: lambda: _core.ops.dense_backward_input(
+            dy, kernel, kernels=tier), flops, "GFLOP/s")
+        yield (f"{name} kernel gradient", lambda tier, x=x, dy=dy: lambda: _core.ops.dense_backward_kernel(
+            x, dy, kernels=tier), flops, "GFLOP/s")
+
+
+def elementwise_rows(args, rng):
+    """(name, function of a tier, bytes touched, unit) for the memory-bound elementwise kernels."""
+    feature_map = rng.standard_normal((args.batch, 64, 64, 32)).astype(np.float32)
+    gradient = rng.standard_normal(feature_map.shape).astype(np.float32)
+    relu = _core.ops.relu_forward(feature_map)
+    touched = feature_map.nbytes
+    yield ("relu layer forward (64x64x32)", lambda tier: lambda: _core.ops.relu_forward(feature_map, kernels=tier),
+           2 * touched, "GB/s")
+    yield ("relu layer backward (64x64x32)", lambda tier: lambda: _core.ops.relu_backward(
+        feature_map, gradient, kernels=tier), 3 * touched, "GB/s")
+    yield ("relu activation forward (64x64x32)", lambda tier: lambda: _core.ops.activation_forward(
+        "relu", feature_map, tier), 2 * touched, "GB/s")
+    yield ("relu activation backward (64x64x32)", lambda tier: lambda: _core.ops.activation_backward(
+        "relu", relu, gradient, kernels=tier), 3 * touched, "GB/s")
+    for channels in (20, 40):
+        x = rng.standard_normal((args.batch, 32, 32, channels)).astype(np.float32)
+        mean, variance = _core.ops.batch_norm_statistics(x)
+        gamma = rng.standard_normal(channels).astype(np.float32)
+        yield (f"BN apply (32x32x{channels})", lambda tier, x=x, mean=mean, variance=variance, gamma=gamma:
+               lambda: _core.ops.batch_norm_forward(x, mean, variance, gamma, gamma, kernels=tier), 2 * x.nbytes, "GB/s")
+        yield (f"average pool 2x2 forward (32x32x{channels})", lambda tier, x=x: lambda: _core.ops.average_pool2d_forward(
+            x, (2, 2), (2, 2), kernels=tier), 1.25 * x.nbytes, "GB/s")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--kernels", default=_core.kernel_set(), help="a kernel set, or several separated by commas")
-    parser.add_argument("--section", choices=["all", "conv", "depthwise"], default="all")
+    parser.add_argument("--section", choices=["all", "conv", "depthwise", "dense", "elementwise"], default="all")
     args = parser.parse_args()
     tiers = args.kernels.split(",")
     for tier in tiers:
@@ -198,6 +254,11 @@ def main():
         if args.section in ("all", "depthwise"):
             rows.extend(depthwise_rows(args, rng, threads, peak, tiers[-1]))
         if args.section == "depthwise":
+            continue
+        if args.section in ("dense", "elementwise"):
+            section_rows = dense_rows if args.section == "dense" else elementwise_rows
+            for name, make, amount, unit in section_rows(args, rng):
+                add_row(name, threads, best_times(make, tiers, args.repeats), amount, unit, peak)
             continue
         for name, (height, width, channels), filters, padding in CONVOLUTIONS:
             x = rng.standard_normal((args.batch, height, width, channels)).astype(np.float32)

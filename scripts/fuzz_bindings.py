@@ -316,7 +316,8 @@ def run_child(arguments):
                                    "resize", "resize_backward", "flip", "contrast", "contrast_backward",
                                    "brightness", "brightness_backward", "merge_forward", "merge_backward",
                                    "concatenate_forward", "concatenate_backward", "set_num_threads",
-                                   "select_kernels"]))
+                                   "select_kernels", "average_pool2d_forward", "average_pool2d_backward",
+                                   "relu_forward", "relu_backward", "optimizer_update"]))
         batch, height, width, channels, filters = (draw(st.integers(0, 3)), draw(st.integers(1, 7)),
                                                    draw(st.integers(1, 7)), draw(st.integers(1, 5)),
                                                    draw(st.integers(1, 5)))
@@ -370,11 +371,36 @@ def run_child(arguments):
             gradient = draw(arrays(shape=(batch, pool_height, pool_width, channels)))
             return op, ops.max_pool2d_backward, (x, gradient), dict(pool, relu_input=draw(st.booleans())), \
                 moderate(x, gradient)
+        if op == "average_pool2d_forward":
+            return op, ops.average_pool2d_forward, (x,), pool, moderate(x)
+        if op == "average_pool2d_backward":
+            pool_height = window_output(height, pool["pool_size"][0], pool["strides"][0], 1, pool["padding"])
+            pool_width = window_output(width, pool["pool_size"][1], pool["strides"][1], 1, pool["padding"])
+            gradient = draw(arrays(shape=(batch, pool_height, pool_width, channels)))
+            return op, ops.average_pool2d_backward, (x, gradient), pool, moderate(x, gradient)
         if op in ("merge_forward", "merge_backward"):
             return merge_case(draw, op, batch, (height, width, channels), kernels)
         if op in ("concatenate_forward", "concatenate_backward"):
             return concatenate_case(draw, op, batch, [height, width, channels], kernels)
         any_x = draw(arrays())
+        if op in ("relu_forward", "relu_backward"):
+            # Parametric settings are drawn wild (no comparison then: rounding differs by FMA contraction).
+            settings = draw(st.one_of(st.just({}), st.fixed_dictionaries(
+                {"max_value": any_float, "negative_slope": any_float, "threshold": any_float})))
+            arguments = (any_x,) if op == "relu_forward" else (
+                any_x, draw(arrays(shape=np.shape(any_x) if isinstance(any_x, np.ndarray) else None)))
+            return op, getattr(ops, op), arguments, dict(settings, kernels=kernels), not settings and moderate(*arguments)
+        if op == "optimizer_update":
+            size = draw(st.integers(0, 40))
+            slots = [draw(st.one_of(st.none(), arrays(shape=(size,)), arrays())) for _ in range(3)]
+            options = draw(st.dictionaries(st.sampled_from(
+                ["learning_rate", "gradient_scale", "clipvalue", "decay", "momentum", "nesterov", "rho", "centered",
+                 "epsilon", "beta_1", "beta_2", "amsgrad", "alpha", "u_t", "u_next", "one_minus_u_product",
+                 "one_minus_u_product_next", "one_minus_beta_2_power", "no_such_option"]),
+                st.one_of(any_float, st.booleans(), st.text(max_size=3), st.none()), max_size=6))
+            kind = draw(st.sampled_from(["sgd", "adam", "rmsprop", "adagrad", "nadam", "lamb"]))
+            return op, ops.optimizer_update, (kind, draw(arrays(shape=(size,))), draw(arrays(shape=(size,))), *slots,
+                                              options), dict(kernels=kernels), False
         if op == "activation_forward":
             return op, ops.activation_forward, (draw(activations), any_x), dict(kernels=kernels), moderate(any_x)
         if op == "activation_backward":

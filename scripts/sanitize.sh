@@ -110,8 +110,8 @@ canary signed-overflow "runtime error: signed integer overflow"
 
 # ---- tests ----------------------------------------------------------------------------------
 # The kernel and binding tests. test_kernels.py, test_kernels_layers.py, test_kernels_merge.py,
-# test_kernels_lanes.py, test_fused_conv_pool.py, test_kernels_depthwise.py and
-# test_kernels_shape_layers.py, test_kernels_normalization.py run every kernel set
+# test_kernels_lanes.py, test_fused_conv_pool.py, test_kernels_depthwise.py, test_kernels_optimizer.py,
+# test_kernels_shape_layers.py and test_kernels_normalization.py run every kernel set
 # of this CPU (reference, generic, avx2, avx512) by name in one process, whatever FASTCNN_KERNELS
 # says: they run once.
 # The tests that use the active kernel set (bad input; the boundary and fuzz files, which join
@@ -120,7 +120,7 @@ canary signed-overflow "runtime error: signed integer overflow"
 # uninstrumented 1 GB import); see the plugin below.
 every_tier_tests=(tests/test_kernels.py tests/test_kernels_layers.py tests/test_kernels_merge.py
                   tests/test_kernels_lanes.py tests/test_fused_conv_pool.py tests/test_kernels_depthwise.py
-                  tests/test_kernels_shape_layers.py tests/test_kernels_normalization.py)
+                  tests/test_kernels_shape_layers.py tests/test_kernels_normalization.py tests/test_kernels_optimizer.py)
 active_set_tests=(tests/test_bad_input.py)
 for optional in tests/test_binding_boundary.py tests/test_fuzz_kernels.py; do
   if [[ -f "$optional" ]]; then active_set_tests+=("$optional"); fi

@@ -170,6 +170,68 @@ def test_activation_column_counts(tier, activation):
 
 
 @pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("channels", CHANNELS)
+def test_average_pool_channel_counts(tier, channels):
+    """The window sums run in vectors of channels, the last partial one masked. Within 1e-6: the
+    reference divides by the window's count where the tiers multiply by its reciprocal (an ulp),
+    and the backward pass's dx + dy * (1 / count) may contract to one FMA."""
+    rng = np.random.default_rng(channels)
+    x = rng.standard_normal((2, 7, 6, channels)).astype(np.float32)
+    for pool, strides, padding in [((2, 2), (2, 2), "valid"), ((3, 3), (2, 2), "same"), ((3, 2), (1, 1), "valid")]:
+        out = ops.average_pool2d_forward(x, pool, strides, padding, kernels=tier)
+        assert_close(out, ops.average_pool2d_forward(x, pool, strides, padding, kernels="reference"),
+                     f"{tier} average pool forward {pool} {strides} {padding}", rtol=1e-6)
+        dy = rng.standard_normal(out.shape).astype(np.float32)
+        assert_close(ops.average_pool2d_backward(x, dy, pool, strides, padding, kernels=tier),
+                     ops.average_pool2d_backward(x, dy, pool, strides, padding, kernels="reference"),
+                     f"{tier} average pool backward {pool} {strides} {padding}", rtol=1e-6)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_relu_layer_counts(tier):
+    """The ReLU layer's kernels over every remainder of both vector widths: the plain relu (one
+    vector pass, masked tail) exactly, NaN, -0.0 and infinities included; the parametric forms as
+    the reference within float32 rounding."""
+    rng = np.random.default_rng(5)
+    special = np.array([np.nan, -0.0, 0.0, np.inf, -np.inf, -1.0, 2.0], np.float32)
+    for count in list(range(1, 71)) + [16383, 16384, 16385, 40001]:
+        x = (3 * rng.standard_normal(count)).astype(np.float32)
+        x[:min(count, special.size)] = special[:count]
+        dy = rng.standard_normal(count).astype(np.float32)
+        dy[-1] = -dy[-1] if count % 2 else np.inf  # -0.0 and NaN where x <= 0, as dy * 0
+        np.testing.assert_array_equal(ops.relu_forward(x, kernels=tier), ops.relu_forward(x, kernels="reference"),
+                                      err_msg=f"{tier} relu {count}")
+        actual = ops.relu_backward(x, dy, kernels=tier)
+        expected = ops.relu_backward(x, dy, kernels="reference")
+        nan = np.isnan(expected)
+        assert np.array_equal(np.isnan(actual), nan), f"{tier} relu backward {count}: NaN positions"
+        assert np.array_equal(actual[~nan].view(np.uint32), expected[~nan].view(np.uint32)), \
+            f"{tier} relu backward {count}"  # bits: -0.0 where dy < 0 and x <= 0
+        for settings in ({"max_value": 6.0}, {"negative_slope": 0.1}, {"threshold": 0.5, "negative_slope": 0.2}):
+            finite = np.nan_to_num(x, nan=0.5, posinf=7.0, neginf=-7.0)
+            finite_dy = np.nan_to_num(dy, posinf=1.0)
+            assert_close(ops.relu_forward(finite, kernels=tier, **settings),
+                         ops.relu_forward(finite, kernels="reference", **settings), f"{tier} {settings} {count}")
+            assert_close(ops.relu_backward(finite, finite_dy, kernels=tier, **settings),
+                         ops.relu_backward(finite, finite_dy, kernels="reference", **settings),
+                         f"{tier} {settings} backward {count}")
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_relu_activation_counts(tier):
+    """The relu activation (one vector pass with a masked tail) exactly, in place as well."""
+    rng = np.random.default_rng(6)
+    for count in list(range(1, 71)) + [16383, 16385]:
+        x = (3 * rng.standard_normal((1, count))).astype(np.float32)
+        x[0, 0] = np.nan
+        reference = ops.activation_forward("relu", x, kernels="reference")
+        np.testing.assert_array_equal(ops.activation_forward("relu", x, kernels=tier), reference)
+        dy = rng.standard_normal(x.shape).astype(np.float32)
+        np.testing.assert_array_equal(ops.activation_backward("relu", reference, dy, kernels=tier),
+                                      ops.activation_backward("relu", reference, dy, kernels="reference"))
+
+
+@pytest.mark.parametrize("tier", TIERS)
 def test_dropout_counts(tier):
     rng = np.random.default_rng(3)
     for count in CHANNELS + [255, 256, 257]:

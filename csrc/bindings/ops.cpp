@@ -2,6 +2,7 @@
 // each entry point checks its arrays against the op's parameters, converts them once, releases the
 // GIL and calls the kernel table named by `kernels` ("active", "reference", "generic", "avx2").
 #include <cmath>
+#include <limits>
 
 #include "bindings/arrays.h"
 #include "kernels/bandwidth_probe.h"
@@ -210,6 +211,80 @@ FloatArray max_pool2d_backward(py::object input_argument, py::object output_grad
   {
     py::gil_scoped_release release;
     table.max_pool2d_backward(params, input.data(), output_gradient.data(), input_gradient.mutable_data());
+  }
+  return input_gradient;
+}
+
+FloatArray average_pool2d_forward(py::object input_argument, Pair pool_size, Pair strides,
+                                  const std::string& padding, const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const Pool2DParams params = pool_params_for(input, pool_size, strides, padding);
+  const auto& table = table_named(kernels);
+  FloatArray output = new_float_array({params.batch, params.output_height, params.output_width, params.channels});
+  {
+    py::gil_scoped_release release;
+    table.average_pool2d_forward(params, input.data(), output.mutable_data());
+  }
+  return output;
+}
+
+// `input` gives the shape of the result (its values are not read).
+FloatArray average_pool2d_backward(py::object input_argument, py::object output_gradient_argument, Pair pool_size,
+                                   Pair strides, const std::string& padding, const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  const Pool2DParams params = pool_params_for(input, pool_size, strides, padding);
+  require_rank(output_gradient, 4, "output_gradient");
+  require_dimension(output_gradient, 0, params.batch, "output_gradient", "batch");
+  require_dimension(output_gradient, 1, params.output_height, "output_gradient", "output height");
+  require_dimension(output_gradient, 2, params.output_width, "output_gradient", "output width");
+  require_dimension(output_gradient, 3, params.channels, "output_gradient", "channels");
+  const auto& table = table_named(kernels);
+  FloatArray input_gradient = new_float_array({params.batch, params.input_height, params.input_width, params.channels});
+  {
+    py::gil_scoped_release release;
+    table.average_pool2d_backward(params, output_gradient.data(), input_gradient.mutable_data());
+  }
+  return input_gradient;
+}
+
+// The ReLU layer's kernels (ops/elementwise.h's parametric relu) over arrays of any shape.
+ReluParams relu_params_for(const py::array& input, float max_value, float negative_slope, float threshold) {
+  ReluParams params;
+  params.count = input.size();
+  params.max_value = max_value;
+  params.negative_slope = negative_slope;
+  params.threshold = threshold;
+  return params;
+}
+
+FloatArray relu_forward(py::object input_argument, float max_value, float negative_slope, float threshold,
+                        const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const ReluParams params = relu_params_for(input, max_value, negative_slope, threshold);
+  const auto& table = table_named(kernels);
+  FloatArray output = new_float_array_like(input, "output");
+  {
+    py::gil_scoped_release release;
+    table.relu_forward(params, input.data(), output.mutable_data());
+  }
+  return output;
+}
+
+FloatArray relu_backward(py::object input_argument, py::object output_gradient_argument, float max_value,
+                         float negative_slope, float threshold, const std::string& kernels) {
+  const FloatArray input = float_array(input_argument, "input");
+  const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
+  if (input.request().shape != output_gradient.request().shape) {
+    throw py::value_error("`output_gradient` must have the shape of `input`. Received: input.shape=" +
+                          shape_text(input) + ", output_gradient.shape=" + shape_text(output_gradient));
+  }
+  const ReluParams params = relu_params_for(input, max_value, negative_slope, threshold);
+  const auto& table = table_named(kernels);
+  FloatArray input_gradient = new_float_array_like(input, "input_gradient");
+  {
+    py::gil_scoped_release release;
+    table.relu_backward(params, input.data(), output_gradient.data(), input_gradient.mutable_data());
   }
   return input_gradient;
 }
@@ -917,9 +992,109 @@ std::pair<FloatArray, std::optional<FloatArray>> grouped_conv2d_backward_kernel(
   return {kernel_gradient, bias_gradient};
 }
 
+// One optimizer update (ops/optimizer.h) on copies of the arrays; `options` sets the params'
+// fields by name (learning_rate, gradient_scale, clipvalue, decay, momentum, nesterov, rho,
+// centered, epsilon, beta_1, beta_2, amsgrad, alpha, u_t, u_next, one_minus_u_product,
+// one_minus_u_product_next, one_minus_beta_2_power). Returns (parameters, gradients, first_slot,
+// second_slot, third_slot), None for a slot the update does not use.
+py::tuple optimizer_update(const std::string& kind, py::object parameters_argument, py::object gradients_argument,
+                           py::object first_argument, py::object second_argument, py::object third_argument,
+                           const py::dict& options, const std::string& kernels) {
+  OptimizerUpdateParams params;
+  if (kind == "sgd") {
+    params.kind = OptimizerKind::sgd;
+  } else if (kind == "adam") {
+    params.kind = OptimizerKind::adam;
+  } else if (kind == "rmsprop") {
+    params.kind = OptimizerKind::rmsprop;
+  } else if (kind == "adagrad") {
+    params.kind = OptimizerKind::adagrad;
+  } else if (kind == "nadam") {
+    params.kind = OptimizerKind::nadam;
+  } else {
+    throw py::value_error("Unknown optimizer kind: '" + kind + "'");
+  }
+  const std::pair<const char*, float*> numbers[] = {
+      {"learning_rate", &params.learning_rate}, {"gradient_scale", &params.gradient_scale},
+      {"clipvalue", &params.clipvalue}, {"decay", &params.decay}, {"momentum", &params.momentum},
+      {"rho", &params.rho}, {"epsilon", &params.epsilon}, {"beta_1", &params.beta_1}, {"beta_2", &params.beta_2},
+      {"alpha", &params.alpha}, {"u_t", &params.u_t}, {"u_next", &params.u_next},
+      {"one_minus_u_product", &params.one_minus_u_product},
+      {"one_minus_u_product_next", &params.one_minus_u_product_next},
+      {"one_minus_beta_2_power", &params.one_minus_beta_2_power}};
+  const std::pair<const char*, bool*> flags[] = {
+      {"nesterov", &params.nesterov}, {"centered", &params.centered}, {"amsgrad", &params.amsgrad}};
+  for (const auto& [key, value] : options) {
+    const std::string name = py::str(key);
+    bool known = false;
+    if (!py::isinstance<py::float_>(value) && !py::isinstance<py::int_>(value)) {  // bool is an int
+      throw py::type_error("optimizer_update option '" + name + "' must be a number or a bool. Received: " +
+                           std::string(py::repr(value)));
+    }
+    for (const auto& [field, target] : numbers) {
+      if (name == field) {
+        *target = value.cast<float>();
+        known = true;
+      }
+    }
+    for (const auto& [field, target] : flags) {
+      if (name == field) {
+        *target = value.cast<bool>();
+        known = true;
+      }
+    }
+    if (!known) throw py::value_error("Unknown optimizer_update option: '" + name + "'");
+  }
+  // Copies, so that the caller's arrays are left as they were.
+  FloatArray parameters = py::reinterpret_steal<FloatArray>(
+      py::array(float_array(parameters_argument, "parameters")).attr("copy")().release());
+  require_rank(parameters, 1, "parameters");
+  params.count = parameters.shape(0);
+  auto copy_of = [&](py::object argument, const char* name, bool needed) -> std::optional<FloatArray> {
+    if (!needed) return std::nullopt;
+    if (argument.is_none()) {
+      throw py::value_error(std::string("optimizer '") + kind + "' with these options needs `" + name +
+                            "`. Received: None");
+    }
+    FloatArray array = py::reinterpret_steal<FloatArray>(py::array(float_array(argument, name)).attr("copy")().release());
+    require_rank(array, 1, name);
+    require_dimension(array, 0, params.count, name, "length");
+    return array;
+  };
+  std::optional<FloatArray> gradients = copy_of(gradients_argument, "gradients", true);
+  std::optional<FloatArray> first = copy_of(first_argument, "first_slot", optimizer_uses_first_slot(params));
+  std::optional<FloatArray> second = copy_of(second_argument, "second_slot", optimizer_uses_second_slot(params));
+  std::optional<FloatArray> third = copy_of(third_argument, "third_slot", optimizer_uses_third_slot(params));
+  const auto& table = table_named(kernels);
+  auto data = [](std::optional<FloatArray>& array) { return array ? array->mutable_data() : nullptr; };
+  {
+    py::gil_scoped_release release;
+    table.optimizer_update(params, parameters.mutable_data(), gradients->mutable_data(), data(first), data(second),
+                           data(third));
+  }
+  auto result = [](std::optional<FloatArray>& array) -> py::object {
+    return array ? py::object(*array) : py::object(py::none());
+  };
+  return py::make_tuple(parameters, *gradients, result(first), result(second), result(third));
+}
+
 }  // namespace
 
 void bind_ops(py::module_& ops) {
+  ops.def("average_pool2d_forward", &average_pool2d_forward, py::arg("input"), py::arg("pool_size"),
+          py::arg("strides"), py::arg("padding") = "valid", py::arg("kernels") = "active");
+  ops.def("average_pool2d_backward", &average_pool2d_backward, py::arg("input"), py::arg("output_gradient"),
+          py::arg("pool_size"), py::arg("strides"), py::arg("padding") = "valid", py::arg("kernels") = "active");
+  ops.def("relu_forward", &relu_forward, py::arg("input"), py::arg("max_value") = std::numeric_limits<float>::infinity(),
+          py::arg("negative_slope") = 0.0f, py::arg("threshold") = 0.0f, py::arg("kernels") = "active",
+          "The ReLU layer's kernel (max_value, negative_slope and threshold as Keras's ReLU).");
+  ops.def("relu_backward", &relu_backward, py::arg("input"), py::arg("output_gradient"),
+          py::arg("max_value") = std::numeric_limits<float>::infinity(), py::arg("negative_slope") = 0.0f,
+          py::arg("threshold") = 0.0f, py::arg("kernels") = "active");
+  ops.def("optimizer_update", &optimizer_update, py::arg("kind"), py::arg("parameters"), py::arg("gradients"),
+          py::arg("first_slot") = py::none(), py::arg("second_slot") = py::none(), py::arg("third_slot") = py::none(),
+          py::arg("options") = py::dict(), py::arg("kernels") = "active",
+          "One optimizer update (the kernel behind the compiled model's optimizer) on copies of 1-D arrays.");
   ops.def("conv2d_forward", &conv2d_forward, py::arg("input"), py::arg("kernel"), py::arg("bias") = py::none(),
           py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid", py::arg("dilation") = Pair{1, 1},
           py::arg("activation") = "linear", py::arg("kernels") = "active", py::arg("large_winograd_tile") = true,

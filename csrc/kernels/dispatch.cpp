@@ -32,7 +32,11 @@ constexpr uint64_t kYmmState = (1u << 1) | (1u << 2);
 constexpr uint64_t kZmmState = kYmmState | (1u << 5) | (1u << 6) | (1u << 7);
 #endif
 
-bool cpu_has_avx2() {
+// The CPU and OS checks run once per process: CPUID traps to the hypervisor in a virtual machine
+// (measured: about 10 us a call here), and by_name() runs them on every call of a kernel by name
+// (the tests and benchmarks call every tier that way), where they made a small kernel's call
+// several times slower — and avx512's, with two CPUID calls, slower than avx2's.
+bool detect_avx2() {
 #ifdef FASTCNN_X86_DISPATCH
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
@@ -42,7 +46,12 @@ bool cpu_has_avx2() {
 #endif
 }
 
-bool cpu_has_avx512() {
+bool cpu_has_avx2() {
+  static const bool supported = detect_avx2();
+  return supported;
+}
+
+bool detect_avx512() {
 #ifdef FASTCNN_X86_DISPATCH
   __builtin_cpu_init();
   return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -51,6 +60,11 @@ bool cpu_has_avx512() {
 #else
   return false;
 #endif
+}
+
+bool cpu_has_avx512() {
+  static const bool supported = detect_avx512();
+  return supported;
 }
 
 const KernelTable* lookup(const std::string& name) {

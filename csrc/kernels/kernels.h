@@ -24,6 +24,7 @@
 #include "ops/noise.h"
 #include "ops/parametric_activation.h"
 #include "ops/normalization.h"
+#include "ops/optimizer.h"
 #include "ops/pooling.h"
 #include "ops/upsampling.h"
 
@@ -167,6 +168,12 @@ struct KernelTable {
   // Keras's Normalization (ops/normalization.h); mean null stands for zeros. In place allowed.
   void (*normalization_forward)(const NormalizationParams& params, const float* input, const float* mean,
                                 const float* variance, float* output);
+
+  // One optimizer step over params.count contiguous parameters (ops/optimizer.h): parameters and
+  // the slot buffers the update uses are updated in place (the others may be null); gradients
+  // receive the clipped gradient where the update clips.
+  void (*optimizer_update)(const OptimizerUpdateParams& params, float* parameters, float* gradients,
+                           float* first_slot, float* second_slot, float* third_slot);
 };
 
 // A model output's loss (ops/loss.h): one implementation, shared by every table (it is

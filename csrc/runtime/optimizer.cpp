@@ -4,23 +4,9 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "parallel.h"
+#include "kernels/kernels.h"
 
 namespace fastcnn::runtime {
-namespace {
-
-constexpr int64_t kChunk = 8192;
-
-template <typename Body>
-void for_range_chunks(int64_t begin, int64_t end, Body&& body) {
-  const int64_t chunks = (end - begin + kChunk - 1) / kChunk;
-  parallel::parallel_for(chunks, [&](int64_t chunk) {
-    const int64_t first = begin + chunk * kChunk;
-    body(first, std::min(end, first + kChunk));
-  });
-}
-
-}  // namespace
 
 void Optimizer::configure(const OptimizerConfig& config, int64_t parameter_count) {
   if (config.kind != "sgd" && config.kind != "adam" && config.kind != "rmsprop" && config.kind != "adagrad" &&
@@ -63,136 +49,76 @@ double squared_norm(const float* values, int64_t begin, int64_t end) {
   return sum;
 }
 
-void scale_range(float* values, int64_t begin, int64_t end, float factor) {
-  for (int64_t i = begin; i < end; ++i) values[i] *= factor;
-}
-
 }  // namespace
 
 void Optimizer::apply(float learning_rate, float* parameters, float* gradients,
                       const std::vector<std::pair<int64_t, int64_t>>& ranges) {
-  const float lr = learning_rate;
   const OptimizerConfig& c = config_;
+  OptimizerUpdateParams p;
+  p.kind = c.kind == "sgd"       ? OptimizerKind::sgd
+           : c.kind == "adam"    ? OptimizerKind::adam
+           : c.kind == "rmsprop" ? OptimizerKind::rmsprop
+           : c.kind == "adagrad" ? OptimizerKind::adagrad
+                                 : OptimizerKind::nadam;
+  p.learning_rate = learning_rate;
+  p.clipvalue = c.clipvalue;
+  p.decay = c.weight_decay > 0.0f ? c.weight_decay * learning_rate : 0.0f;
+  p.momentum = c.momentum;
+  p.nesterov = c.nesterov;
+  p.rho = c.rho;
+  p.centered = c.centered;
+  p.epsilon = c.epsilon;
+  p.beta_1 = c.beta_1;
+  p.beta_2 = c.beta_2;
+  p.amsgrad = c.amsgrad;
+  // Powers in float32, as Keras computes them: beta ** t with t = iterations + 1.
+  const float step = static_cast<float>(iterations + 1);
+  if (p.kind == OptimizerKind::adam) {
+    const float beta_1_power = std::pow(c.beta_1, step);
+    const float beta_2_power = std::pow(c.beta_2, step);
+    p.alpha = learning_rate * std::sqrt(1.0f - beta_2_power) / (1.0f - beta_1_power);
+  } else if (p.kind == OptimizerKind::nadam) {
+    p.u_t = c.beta_1 * (1.0f - 0.5f * std::pow(0.96f, step));
+    p.u_next = c.beta_1 * (1.0f - 0.5f * std::pow(0.96f, step + 1.0f));
+    nadam_u_product = static_cast<float>(nadam_u_product) * p.u_t;
+    const float u_product = static_cast<float>(nadam_u_product);
+    p.one_minus_u_product = 1.0f - u_product;
+    p.one_minus_u_product_next = 1.0f - u_product * p.u_next;
+    p.one_minus_beta_2_power = 1.0f - std::pow(c.beta_2, step);
+  }
+  // The clip norm's factor per variable (1: none).
+  std::vector<float>& scales = variable_scales_;
+  scales.assign(ranges.size(), 1.0f);
   if (c.clipnorm > 0.0f) {
-    for (const auto& [begin, end] : ranges) {
-      const float norm = static_cast<float>(std::sqrt(squared_norm(gradients, begin, end)));
-      scale_range(gradients, begin, end, c.clipnorm / std::max(norm, c.clipnorm));
+    for (size_t k = 0; k < ranges.size(); ++k) {
+      const float norm = static_cast<float>(std::sqrt(squared_norm(gradients, ranges[k].first, ranges[k].second)));
+      scales[k] = c.clipnorm / std::max(norm, c.clipnorm);
     }
   } else if (c.global_clipnorm > 0.0f) {
     double total = 0.0;
     for (const auto& [begin, end] : ranges) total += squared_norm(gradients, begin, end);
     const float norm = static_cast<float>(std::sqrt(total));
     // scale = clip * min(1 / norm, 1 / clip), as tf.clip_by_global_norm.
-    const float factor = c.global_clipnorm * std::min(1.0f / norm, 1.0f / c.global_clipnorm);
-    for (const auto& [begin, end] : ranges) scale_range(gradients, begin, end, factor);
-  } else if (c.clipvalue > 0.0f) {
-    for (const auto& [begin, end] : ranges)
-      for (int64_t i = begin; i < end; ++i) gradients[i] = std::min(std::max(gradients[i], -c.clipvalue), c.clipvalue);
+    std::fill(scales.begin(), scales.end(), c.global_clipnorm * std::min(1.0f / norm, 1.0f / c.global_clipnorm));
   }
-  if (c.weight_decay > 0.0f) {
-    const float decay = c.weight_decay * lr;
-    for (const auto& [begin, end] : ranges)
-      for (int64_t i = begin; i < end; ++i) parameters[i] -= parameters[i] * decay;
-  }
-  if (c.kind == "sgd") {
-    float* m = first_moment.data();
-    for (const auto& [begin, end] : ranges) {
-      for_range_chunks(begin, end, [&](int64_t first, int64_t last) {
-        if (c.momentum == 0.0f) {
-          for (int64_t i = first; i < last; ++i) parameters[i] -= lr * gradients[i];
-        } else if (c.nesterov) {
-          for (int64_t i = first; i < last; ++i) {
-            m[i] = c.momentum * m[i] - lr * gradients[i];
-            parameters[i] += c.momentum * m[i] - lr * gradients[i];
-          }
-        } else {
-          for (int64_t i = first; i < last; ++i) {
-            m[i] = c.momentum * m[i] - lr * gradients[i];
-            parameters[i] += m[i];
-          }
-        }
-      });
+  // One kernel call per run of adjacent variables with the same factor (the trainable variables
+  // usually tile the parameter buffer: one call, one parallel region, for the whole model).
+  const kernels::KernelTable& kernels = kernels::active();
+  float* first = first_moment.empty() ? nullptr : first_moment.data();
+  float* second = second_moment.empty() ? nullptr : second_moment.data();
+  float* third = third_slot.empty() ? nullptr : third_slot.data();
+  for (size_t k = 0; k < ranges.size();) {
+    const int64_t begin = ranges[k].first;
+    int64_t end = ranges[k].second;
+    size_t next = k + 1;
+    while (next < ranges.size() && ranges[next].first == end && scales[next] == scales[k]) end = ranges[next++].second;
+    p.gradient_scale = scales[k];
+    p.count = end - begin;
+    if (p.count > 0) {
+      kernels.optimizer_update(p, parameters + begin, gradients + begin, first != nullptr ? first + begin : nullptr,
+                               second != nullptr ? second + begin : nullptr, third != nullptr ? third + begin : nullptr);
     }
-  } else if (c.kind == "rmsprop") {
-    float* m = first_moment.data();
-    float* v = second_moment.data();
-    float* average = third_slot.data();
-    for (const auto& [begin, end] : ranges) {
-      for_range_chunks(begin, end, [&](int64_t first, int64_t last) {
-        for (int64_t i = first; i < last; ++i) {
-          const float g = gradients[i];
-          v[i] = c.rho * v[i] + (1.0f - c.rho) * g * g;
-          float denominator = v[i] + c.epsilon;
-          if (c.centered) {
-            average[i] = c.rho * average[i] + (1.0f - c.rho) * g;
-            denominator = v[i] - average[i] * average[i] + c.epsilon;
-          }
-          const float increment = lr * g / std::sqrt(denominator);
-          if (c.momentum > 0.0f) {
-            m[i] = c.momentum * m[i] + increment;
-            parameters[i] -= m[i];
-          } else {
-            parameters[i] -= increment;
-          }
-        }
-      });
-    }
-  } else if (c.kind == "adagrad") {
-    float* accumulator = second_moment.data();
-    for (const auto& [begin, end] : ranges) {
-      for_range_chunks(begin, end, [&](int64_t first, int64_t last) {
-        for (int64_t i = first; i < last; ++i) {
-          accumulator[i] += gradients[i] * gradients[i];
-          parameters[i] -= lr * gradients[i] / std::sqrt(accumulator[i] + c.epsilon);
-        }
-      });
-    }
-  } else if (c.kind == "nadam") {
-    const float step = static_cast<float>(iterations + 1);
-    const float u_t = c.beta_1 * (1.0f - 0.5f * std::pow(0.96f, step));
-    const float u_next = c.beta_1 * (1.0f - 0.5f * std::pow(0.96f, step + 1.0f));
-    nadam_u_product = static_cast<float>(nadam_u_product) * u_t;
-    const float u_product = static_cast<float>(nadam_u_product);
-    const float u_product_next = u_product * u_next;
-    const float beta_2_power = std::pow(c.beta_2, step);
-    float* m = first_moment.data();
-    float* v = second_moment.data();
-    for (const auto& [begin, end] : ranges) {
-      for_range_chunks(begin, end, [&](int64_t first, int64_t last) {
-        for (int64_t i = first; i < last; ++i) {
-          const float g = gradients[i];
-          m[i] += (g - m[i]) * (1.0f - c.beta_1);
-          v[i] += (g * g - v[i]) * (1.0f - c.beta_2);
-          const float m_hat = u_next * m[i] / (1.0f - u_product_next) + (1.0f - u_t) * g / (1.0f - u_product);
-          const float v_hat = v[i] / (1.0f - beta_2_power);
-          parameters[i] -= m_hat * lr / (std::sqrt(v_hat) + c.epsilon);
-        }
-      });
-    }
-  } else {
-    // Powers in float32, as Keras computes them: beta ** t with t = iterations + 1.
-    const float step = static_cast<float>(iterations + 1);
-    const float beta_1_power = std::pow(c.beta_1, step);
-    const float beta_2_power = std::pow(c.beta_2, step);
-    const float alpha = lr * std::sqrt(1.0f - beta_2_power) / (1.0f - beta_1_power);
-    float* m = first_moment.data();
-    float* v = second_moment.data();
-    float* v_hat = third_slot.data();
-    for (const auto& [begin, end] : ranges) {
-      for_range_chunks(begin, end, [&](int64_t first, int64_t last) {
-        for (int64_t i = first; i < last; ++i) {
-          const float g = gradients[i];
-          m[i] += (g - m[i]) * (1.0f - c.beta_1);
-          v[i] += (g * g - v[i]) * (1.0f - c.beta_2);
-          float denominator_source = v[i];
-          if (c.amsgrad) {
-            v_hat[i] = std::max(v_hat[i], v[i]);
-            denominator_source = v_hat[i];
-          }
-          parameters[i] -= (m[i] * alpha) / (std::sqrt(denominator_source) + c.epsilon);
-        }
-      });
-    }
+    k = next;
   }
   ++iterations;
 }

@@ -1,5 +1,6 @@
-// Optimizers as one fused, vectorised pass over the flat parameter buffer, with Keras 3's update
-// rules (t = iterations + 1):
+// Optimizers as one fused pass over the flat parameter buffer, with Keras 3's update rules
+// (t = iterations + 1); the per-step scalars are computed here, the per-element update by the
+// kernel set's optimizer_update (ops/optimizer.h; vectorised in the optimised tiers):
 //   SGD:      m = momentum*m - lr*g;  w += m   (nesterov: w += momentum*m - lr*g);  plain: w -= lr*g
 //   Adam:     m += (g - m)(1 - beta_1);  v += (g^2 - v)(1 - beta_2);  (amsgrad: v_hat = max(v_hat, v))
 //             w -= lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + epsilon)
@@ -59,6 +60,7 @@ class Optimizer {
 
  private:
   OptimizerConfig config_;
+  std::vector<float> variable_scales_;  // apply's clip factor per variable (kept: no allocation per step)
 };
 
 }  // namespace fastcnn::runtime

@@ -137,7 +137,11 @@ void batch_norm_forward(const BatchNormParams& p, const float* input, const floa
     for (int64_t r = begin; r < end; ++r) {
       const float* x = input + r * channels;
       float* y = output + r * channels;
-      for (int64_t c = 0; c < channels; ++c) y[c] = x[c] * s[c] + t[c];
+      for (int64_t c = 0; c < channels; c += simd::kLanes) {  // the last channels masked
+        const int64_t width = std::min<int64_t>(simd::kLanes, channels - c);
+        simd::store_lanes(y + c, simd::load_lanes(x + c, width) * simd::load_lanes(s + c, width) +
+                                     simd::load_lanes(t + c, width), width);
+      }
     }
   });
 }

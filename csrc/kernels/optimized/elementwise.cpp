@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "kernels/optimized/optimized.h"
 #include "kernels/optimized/simd.h"
@@ -36,6 +37,43 @@ void gradient_run(const float* x, const float* y, const float* g, float* dx, int
   for (int64_t i = begin; i < end; ++i) dx[i] = activation_gradient(kActivation, x[i], y[i], g[i]);
 }
 
+// y = max(x, 0) (NaN stays NaN: simd::max_zero) over [begin, end) in one pass: two vectors per
+// iteration, the last partial vector masked (memory-bound: the point is one read and one write per
+// element, with no scalar tail).
+inline void relu_range(const float* input, float* output, int64_t begin, int64_t end) {
+  int64_t i = begin;
+  for (; i + 2 * simd::kLanes <= end; i += 2 * simd::kLanes) {
+    const simd::floatv low = simd::load(input + i), high = simd::load(input + i + simd::kLanes);
+    simd::store(output + i, simd::max_zero(low));
+    simd::store(output + i + simd::kLanes, simd::max_zero(high));
+  }
+  for (; i < end; i += simd::kLanes) {
+    const int64_t width = std::min<int64_t>(simd::kLanes, end - i);
+    simd::store_lanes(output + i, simd::max_zero(simd::load_lanes(input + i, width)), width);
+  }
+}
+
+// Over [begin, end), as relu_range: dx = y > 0 ? dy : 0 (the relu activation's derivative,
+// activation_gradient), or with Multiply dx = dy * (x > 0 ? 1 : 0) (the ReLU layer's,
+// parametric_relu_gradient: -0 for a negative dy, NaN for a NaN or infinite dy, as TensorFlow's
+// ReluGrad). `sign_source` is the relu's output or input (the same sign test). In place allowed.
+template <bool Multiply>
+inline void relu_gradient_range(const float* sign_source, const float* output_gradient, float* input_gradient,
+                                int64_t begin, int64_t end) {
+  const simd::floatv zero = {}, one = simd::broadcast(1.0f);
+  for (int64_t i = begin; i < end; i += simd::kLanes) {
+    const int64_t width = std::min<int64_t>(simd::kLanes, end - i);
+    const simd::floatv y = simd::load_lanes(sign_source + i, width);
+    const simd::floatv g = simd::load_lanes(output_gradient + i, width);
+    simd::store_lanes(input_gradient + i, Multiply ? g * (y > zero ? one : zero) : (y > zero ? g : zero), width);
+  }
+}
+
+// The ReLU layer's parameters at their defaults: plain relu.
+inline bool relu_is_plain(const ReluParams& p) {
+  return p.negative_slope == 0.0f && p.threshold == 0.0f && p.max_value == std::numeric_limits<float>::infinity();
+}
+
 }  // namespace
 
 void activate_in_place(Activation activation, float* values, int64_t count) {
@@ -64,6 +102,10 @@ void activation_forward(Activation activation, int64_t rows, int64_t columns, co
                         float* output) {
   if (activation == Activation::log_softmax) {
     parallel::parallel_for(rows, [&](int64_t r) { log_softmax_row(input + r * columns, output + r * columns, columns); });
+    return;
+  }
+  if (activation == Activation::relu) {
+    for_chunks(rows * columns, [&](int64_t begin, int64_t end) { relu_range(input, output, begin, end); });
     return;
   }
   if (activation != Activation::softmax) {
@@ -117,7 +159,7 @@ void activation_backward(Activation activation, int64_t rows, int64_t columns, c
         if (dx != g) std::copy(g + begin, g + end, dx + begin);
         break;
       case Activation::relu:
-        for (int64_t i = begin; i < end; ++i) dx[i] = y[i] > 0.0f ? g[i] : 0.0f;
+        relu_gradient_range<false>(y, g, dx, begin, end);
         break;
       case Activation::hard_silu:  // both read the input (needs_pre_activation), so it is not null
         gradient_run<Activation::hard_silu>(input, y, g, dx, begin, end);
@@ -135,6 +177,10 @@ void activation_backward(Activation activation, int64_t rows, int64_t columns, c
 }
 
 void relu_forward(const ReluParams& p, const float* input, float* output) {
+  if (relu_is_plain(p)) {
+    for_chunks(p.count, [&](int64_t begin, int64_t end) { relu_range(input, output, begin, end); });
+    return;
+  }
   for_chunks(p.count, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) output[i] = parametric_relu(p, input[i]);
   });
@@ -142,6 +188,12 @@ void relu_forward(const ReluParams& p, const float* input, float* output) {
 
 void relu_backward(const ReluParams& p, const float* input, const float* output_gradient,
                    float* input_gradient) {
+  if (relu_is_plain(p)) {
+    for_chunks(p.count, [&](int64_t begin, int64_t end) {
+      relu_gradient_range<true>(input, output_gradient, input_gradient, begin, end);
+    });
+    return;
+  }
   for_chunks(p.count, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) input_gradient[i] = parametric_relu_gradient(p, input[i], output_gradient[i]);
   });

@@ -194,6 +194,7 @@ void max_pool2d_backward(const Pool2DParams& p, const float* input, const float*
 }
 
 void average_pool2d_forward(const Pool2DParams& p, const float* input, float* output) {
+  using simd::floatv;
   const int64_t channels = p.channels;
   parallel::parallel_for(p.batch * p.output_height, [&](int64_t image_row) {
     const int64_t n = image_row / p.output_height;
@@ -201,14 +202,19 @@ void average_pool2d_forward(const Pool2DParams& p, const float* input, float* ou
     for (int64_t ow = 0; ow < p.output_width; ++ow) {
       const Window w = window_of(p, oh, ow);
       float* out = output + (image_row * p.output_width + ow) * channels;
-      std::fill(out, out + channels, 0.0f);
-      for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
-        for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
-          const float* in = input + ((n * p.input_height + ih) * p.input_width + iw) * channels;
-          for (int64_t c = 0; c < channels; ++c) out[c] += in[c];
-        }
-      const float inverse = 1.0f / static_cast<float>((w.row_end - w.row_begin) * (w.column_end - w.column_begin));
-      for (int64_t c = 0; c < channels; ++c) out[c] *= inverse;
+      const floatv inverse =
+          simd::broadcast(1.0f / static_cast<float>((w.row_end - w.row_begin) * (w.column_end - w.column_begin)));
+      // simd::kLanes channels at a time (the last ones masked): the window's sum in a register,
+      // from zero in window order, then times 1 / count.
+      for (int64_t c = 0; c < channels; c += simd::kLanes) {
+        const int64_t width = std::min<int64_t>(simd::kLanes, channels - c);
+        floatv sum = {};
+        for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
+          for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
+            sum += simd::load_lanes(input + ((n * p.input_height + ih) * p.input_width + iw) * channels + c, width);
+          }
+        simd::store_lanes(out + c, sum * inverse, width);
+      }
     }
   });
 }
@@ -223,13 +229,18 @@ void average_pool2d_backward(const Pool2DParams& p, const float* output_gradient
     for (int64_t oh = 0; oh < p.output_height; ++oh)
       for (int64_t ow = 0; ow < p.output_width; ++ow) {
         const Window w = window_of(p, oh, ow);
-        const float inverse = 1.0f / static_cast<float>((w.row_end - w.row_begin) * (w.column_end - w.column_begin));
+        const simd::floatv inverse =
+            simd::broadcast(1.0f / static_cast<float>((w.row_end - w.row_begin) * (w.column_end - w.column_begin)));
         const float* dy = output_gradient + ((n * p.output_height + oh) * p.output_width + ow) * channels;
-        for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
-          for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
-            float* dx = gradient + (ih * p.input_width + iw) * channels;
-            for (int64_t c = 0; c < channels; ++c) dx[c] += dy[c] * inverse;
-          }
+        for (int64_t c = 0; c < channels; c += simd::kLanes) {
+          const int64_t width = std::min<int64_t>(simd::kLanes, channels - c);
+          const simd::floatv dy_lanes = simd::load_lanes(dy + c, width);
+          for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
+            for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
+              float* dx = gradient + (ih * p.input_width + iw) * channels + c;
+              simd::store_lanes(dx, simd::load_lanes(dx, width) + dy_lanes * inverse, width);
+            }
+        }
       }
   });
 }

@@ -12,6 +12,10 @@
 #include <cstring>
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
+#elif defined(__SSE__)
+#include <xmmintrin.h>
+#else
+#include <cmath>
 #endif
 
 namespace fastcnn::kernels::simd {
@@ -86,6 +90,19 @@ inline void store_partial(float* destination, floatv value, int64_t count) {
 }
 #endif
 
+// The first `count` lanes (count in [1, kLanes]): a plain move for a whole vector, a masked one
+// (or copy) for a channel remainder.
+inline floatv load_lanes(const float* source, int64_t count) {
+  return count == kLanes ? load(source) : load_partial(source, count);
+}
+inline void store_lanes(float* destination, floatv value, int64_t count) {
+  if (count == kLanes) {
+    store(destination, value);
+  } else {
+    store_partial(destination, value, count);
+  }
+}
+
 // The low byte of each lane, to out[0..kLanes) (lanes holding 0..255: window positions).
 #if defined(__AVX512F__)
 inline void narrow_to_bytes(maskv lanes, uint8_t* out) {
@@ -119,6 +136,31 @@ inline maskv widen_bytes(const uint8_t* bytes) {
   maskv lanes;
   for (int l = 0; l < kLanes; ++l) lanes[l] = bytes[l];
   return lanes;
+}
+#endif
+
+// Per-lane square root, correctly rounded (IEEE), as std::sqrt on each lane.
+#if defined(__AVX512F__)
+inline floatv square_root(floatv value) {
+  return reinterpret_cast<floatv>(_mm512_sqrt_ps(reinterpret_cast<__m512>(value)));
+}
+#elif defined(__AVX2__)
+inline floatv square_root(floatv value) {
+  return reinterpret_cast<floatv>(_mm256_sqrt_ps(reinterpret_cast<__m256>(value)));
+}
+#elif defined(__SSE__)
+inline floatv square_root(floatv value) {  // two SSE halves
+  __m128 halves[2];
+  std::memcpy(halves, &value, sizeof value);
+  halves[0] = _mm_sqrt_ps(halves[0]);
+  halves[1] = _mm_sqrt_ps(halves[1]);
+  std::memcpy(&value, halves, sizeof value);
+  return value;
+}
+#else
+inline floatv square_root(floatv value) {
+  for (int l = 0; l < kLanes; ++l) value[l] = std::sqrt(value[l]);
+  return value;
 }
 #endif
 
