@@ -76,7 +76,7 @@ LAYERS = (
                     "fastcnn.datasets")),
     ("layers", ("fastcnn.layers",)),
     ("models", ("fastcnn.models",)),
-    ("front", ("fastcnn.saving", "fastcnn.distributed", "fastcnn.utils", "fastcnn.__main__", "fastcnn")),
+    ("front", ("fastcnn.applications", "fastcnn.saving", "fastcnn.distributed", "fastcnn.utils", "fastcnn.__main__", "fastcnn")),
 )
 
 
