@@ -48,6 +48,8 @@ def _attribute_list(group, name):
     name0, name1, ... that Keras writes for long lists; [] when absent."""
     def decoded(values):
         values = np.atleast_1d(np.asarray(values))
+        if values.size == 0:
+            return []  # Keras writes a layer without weights as an empty float array
         if values.dtype.kind not in "SUO":
             raise ValueError(f"The attribute {name!r} of the h5 group {group.name!r} must hold strings. Received "
                              f"dtype {values.dtype}")
