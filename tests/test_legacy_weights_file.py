@@ -203,3 +203,26 @@ def test_hostile_files_raise_value_error(tmp_path, edit, match):
         model.load_weights(_hostile(tmp_path, edit))
     # the unedited file loads
     model.load_weights(_hostile(tmp_path, lambda f: None))
+
+
+def _nested(module):
+    """A model used as a layer (a frozen base under a new head), as in transfer learning."""
+    base = _build(module)
+    base.get_layer("stem_bn").trainable = False
+    inputs = module.Input((9, 9, 3))
+    x = base(inputs)
+    outputs = module.layers.Dense(2, name="new_head")(x)
+    return module.Model(inputs, outputs, name="outer")
+
+
+def test_a_model_used_as_a_layer_is_one_entry_in_keras_order(keras, tmp_path):
+    theirs = _nested(keras)
+    _randomize(theirs, 11)
+    path = str(tmp_path / "nested.h5")
+    _write_legacy(keras, theirs, path)
+    with h5py.File(path, "r") as file:
+        assert len(file["small"].attrs["weight_names"]) == len(theirs.layers[1].weights)
+    ours = _nested(fastcnn)
+    ours.load_weights(path)
+    x = _images(5)
+    assert relative_error(ours.predict(x, verbose=0), np.asarray(theirs(x, training=False))) <= 1e-5
