@@ -15,6 +15,10 @@ def build_vgg(convolutions_per_block, weights_prefix, include_top, weights, inpu
     input_shape = imagenet_utils.obtain_input_shape(input_shape, default_size=224, min_size=32,
                                                     data_format="channels_last", require_flatten=include_top,
                                                     weights=weights)
+    if include_top:
+        imagenet_utils.validate_activation(classifier_activation, weights)
+    file_name = f"{weights_prefix}_weights_tf_dim_ordering_tf_kernels{'' if include_top else '_notop'}.h5"
+    path = _weights.weights_path(weights, file_name, f"{WEIGHTS_FOLDER}{weights_prefix}/{file_name}")
     image = _builder.image_input(input_shape, input_tensor)
     x = image
     for block, (filters, count) in enumerate(zip((64, 128, 256, 512, 512), convolutions_per_block), start=1):
@@ -26,10 +30,8 @@ def build_vgg(convolutions_per_block, weights_prefix, include_top, weights, inpu
         x = layers.Flatten(name="flatten")(x)
         x = layers.Dense(4096, activation="relu", name="fc1")(x)
         x = layers.Dense(4096, activation="relu", name="fc2")(x)
-        imagenet_utils.validate_activation(classifier_activation, weights)
         x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
     else:
         x = _builder.pooling_head(x, pooling)
     model = models.Model(_builder.model_inputs(input_tensor, image), x, name=name)
-    file_name = f"{weights_prefix}_weights_tf_dim_ordering_tf_kernels{'' if include_top else '_notop'}.h5"
-    return _weights.load(model, weights, file_name, f"{WEIGHTS_FOLDER}{weights_prefix}/{file_name}")
+    return _weights.load(model, path)

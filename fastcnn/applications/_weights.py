@@ -57,10 +57,18 @@ def check_classes(weights, include_top, classes):
                          f"Received classes={classes}")
 
 
-def load(model, weights, file_name=None, origin=None):
-    """Loads `weights` into the built model: "imagenet" reads `file_name` from Keras's cache."""
+def weights_path(weights, file_name=None, origin=None):
+    """The file that `weights` names: None for None, Keras's cached `file_name` for "imagenet"
+    (raising before anything is built when it is absent), else the path given."""
+    if weights is None:
+        return None
     if weights == "imagenet":
-        model.load_weights(cached_file(file_name, origin))
-    elif weights is not None:
-        model.load_weights(weights)
+        return cached_file(file_name, origin)
+    return weights
+
+
+def load(model, path):
+    """Loads the weights file `path` (None: keep the initial weights) into the built model."""
+    if path is not None:
+        model.load_weights(path)
     return model

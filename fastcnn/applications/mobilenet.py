@@ -39,6 +39,11 @@ def MobileNet(input_shape=None, alpha=1.0, depth_multiplier=1, dropout=1e-3, inc
             rows = 224
             warnings.warn("`input_shape` is undefined or non-square, or `rows` is not in [128, 160, 192, 224]. "
                           "Weights for input shape (224, 224) will be loaded as the default.", stacklevel=2)
+    if include_top:
+        imagenet_utils.validate_activation(classifier_activation, weights)
+    alpha_text = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0"}.get(alpha, "2_5")
+    file_name = f"mobilenet_{alpha_text}_{rows}_tf{'' if include_top else '_no_top'}.h5"
+    path = _weights.weights_path(weights, file_name, BASE_WEIGHT_PATH + file_name)
     image = _builder.image_input(input_shape, input_tensor)
     x = _conv_block(image, 32, alpha, strides=(2, 2))
     for block_id, (filters, stride) in enumerate(BLOCKS, start=1):
@@ -48,16 +53,13 @@ def MobileNet(input_shape=None, alpha=1.0, depth_multiplier=1, dropout=1e-3, inc
         x = layers.Dropout(dropout, name="dropout")(x)
         x = layers.Conv2D(classes, (1, 1), padding="same", name="conv_preds")(x)
         x = layers.Reshape((classes,), name="reshape_2")(x)
-        imagenet_utils.validate_activation(classifier_activation, weights)
         x = layers.Activation(activation=classifier_activation, name="predictions")(x)
     else:
         x = _builder.pooling_head(x, pooling)
     if name is None:
         name = f"mobilenet_{alpha:0.2f}_{rows}"
     model = models.Model(_builder.model_inputs(input_tensor, image), x, name=name)
-    alpha_text = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0"}.get(alpha, "2_5")
-    file_name = f"mobilenet_{alpha_text}_{rows}_tf{'' if include_top else '_no_top'}.h5"
-    return _weights.load(model, weights, file_name, BASE_WEIGHT_PATH + file_name)
+    return _weights.load(model, path)
 
 
 def _conv_block(inputs, filters, alpha, kernel=(3, 3), strides=(1, 1)):

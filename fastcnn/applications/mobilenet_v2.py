@@ -42,6 +42,11 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights="imagenet
             rows = 224
             warnings.warn("`input_shape` is undefined or non-square, or `rows` is not in [96, 128, 160, 192, 224]. "
                           "Weights for input shape (224, 224) will be loaded as the default.", stacklevel=2)
+    if include_top:
+        imagenet_utils.validate_activation(classifier_activation, weights)
+    file_name = (f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{rows}"
+                 f"{'' if include_top else '_no_top'}.h5")
+    path = _weights.weights_path(weights, file_name, BASE_WEIGHT_PATH + file_name)
     image = _builder.image_input(input_shape, input_tensor)
     x = layers.Conv2D(_make_divisible(32 * alpha, 8), kernel_size=3, strides=(2, 2), padding="same", use_bias=False,
                       name="Conv1")(image)
@@ -56,16 +61,13 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights="imagenet
     x = layers.ReLU(6.0, name="out_relu")(x)
     if include_top:
         x = layers.GlobalAveragePooling2D()(x)
-        imagenet_utils.validate_activation(classifier_activation, weights)
         x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
     else:
         x = _builder.pooling_head(x, pooling)
     if name is None:
         name = f"mobilenetv2_{alpha:0.2f}_{rows}"
     model = models.Model(_builder.model_inputs(input_tensor, image), x, name=name)
-    file_name = (f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{rows}"
-                 f"{'' if include_top else '_no_top'}.h5")
-    return _weights.load(model, weights, file_name, BASE_WEIGHT_PATH + file_name)
+    return _weights.load(model, path)
 
 
 def _inverted_res_block(inputs, expansion, stride, alpha, filters, block_id):

@@ -16,6 +16,12 @@ def ResNet(stack_fn, preact, use_bias, include_top=True, weights="imagenet", inp
     input_shape = imagenet_utils.obtain_input_shape(input_shape, default_size=224, min_size=32,
                                                     data_format="channels_last", require_flatten=include_top,
                                                     weights=weights)
+    if include_top:
+        imagenet_utils.validate_activation(classifier_activation, weights)
+    file_name = f"{weights_name}_weights_tf_dim_ordering_tf_kernels{'' if include_top else '_notop'}.h5"
+    # Keras loads nothing for a body without a published weights file (weights_name None)
+    path = None if weights == "imagenet" and weights_name is None else \
+        _weights.weights_path(weights, file_name, f"{BASE_WEIGHTS_PATH}{file_name}")
     image = _builder.image_input(input_shape, input_tensor)
     x = layers.ZeroPadding2D(padding=((3, 3), (3, 3)), name="conv1_pad")(image)
     x = layers.Conv2D(64, 7, strides=2, use_bias=use_bias, name="conv1_conv")(x)
@@ -30,15 +36,11 @@ def ResNet(stack_fn, preact, use_bias, include_top=True, weights="imagenet", inp
         x = layers.Activation("relu", name="post_relu")(x)
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        imagenet_utils.validate_activation(classifier_activation, weights)
         x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
     else:
         x = _builder.pooling_head(x, pooling, "avg_pool", "max_pool")
     model = models.Model(_builder.model_inputs(input_tensor, image), x, name=name)
-    if weights == "imagenet" and weights_name is None:
-        return model  # Keras loads nothing for a body without a published weights file
-    file_name = f"{weights_name}_weights_tf_dim_ordering_tf_kernels{'' if include_top else '_notop'}.h5"
-    return _weights.load(model, weights, file_name, f"{BASE_WEIGHTS_PATH}{file_name}")
+    return _weights.load(model, path)
 
 
 def _batch_norm(name):
