@@ -34,7 +34,7 @@ MODEL_WEIGHTS_GROUP = "model_weights"
 
 def is_legacy_path(path):
     """`.h5` / `.hdf5` files other than Keras 3's `.weights.h5`."""
-    return (path.endswith(".h5") or path.endswith(".hdf5")) and not path.endswith(_weights_file._SUFFIX)
+    return path.endswith((".h5", ".hdf5")) and not path.endswith(_weights_file._SUFFIX)
 
 
 def legacy_weights(layer):
