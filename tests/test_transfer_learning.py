@@ -39,7 +39,7 @@ def _stand_in_for_imagenet_weights(path):
     return path
 
 
-@pytest.mark.slow  # about 27 s on 2 shared cores
+@pytest.mark.slow  # 10-27 s on 2 shared cores (more with the generic kernels)
 def test_freeze_train_head_then_fine_tune(tmp_path):
     keras.utils.set_random_seed(0)
     path = _stand_in_for_imagenet_weights(str(tmp_path / "base.weights.h5"))
