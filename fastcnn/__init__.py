@@ -50,6 +50,7 @@ from fastcnn.config import get_num_threads, set_num_threads, show_config  # noqa
 
 __all__ = [
     "activations",
+    "applications",
     "callbacks",
     "config",
     "constraints",
@@ -79,8 +80,9 @@ __all__ = [
 # `fastcnn.layers.Dense` or `import fastcnn.utils` import what they name (and what that needs).
 # A script that builds and trains a model pays for layers and models (about 12 ms here) but not for
 # the data sets, the config (de)serializers, the utilities or the callbacks until it uses them.
-_LAZY_SUBMODULES = ("activations", "callbacks", "constraints", "data", "datasets", "distributed", "initializers", "layers",
-                    "losses", "metrics", "models", "optimizers", "regularizers", "saving", "utils")
+_LAZY_SUBMODULES = ("activations", "applications", "callbacks", "constraints", "data", "datasets", "distributed",
+                    "initializers", "layers", "losses", "metrics", "models", "optimizers", "regularizers", "saving",
+                    "utils")
 
 
 def __getattr__(name):

@@ -77,7 +77,8 @@ LAYERS = (
                     "fastcnn.datasets")),
     ("layers", ("fastcnn.layers",)),
     ("models", ("fastcnn.models",)),
-    ("front", ("fastcnn.saving", "fastcnn.distributed", "fastcnn.utils", "fastcnn.__main__", "fastcnn._commands", "fastcnn")),
+    ("front", ("fastcnn.applications", "fastcnn.saving", "fastcnn.distributed", "fastcnn.utils", "fastcnn.__main__",
+               "fastcnn._commands", "fastcnn")),
 )
 
 

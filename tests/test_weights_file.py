@@ -268,7 +268,7 @@ def test_save_refuses_other_extensions_with_keras_wording(keras, tmp_path, filep
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("filepath", ["model.h5", "model.keras", "model.weights.json", "model.npz"])
+@pytest.mark.parametrize("filepath", ["model.keras", "model.weights.json", "model.npz"])
 def test_load_refuses_other_formats(filepath):
     with pytest.raises(ValueError, match=r"^File format not supported: filepath=" + filepath + r"\. .*\.weights\.h5"):
         _fastcnn("dense-only").load_weights(filepath)

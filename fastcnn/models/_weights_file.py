@@ -221,9 +221,9 @@ def load_weights(model, filepath, skip_mismatch=False):
     path = _as_path(filepath)
     if not path.endswith(_SUFFIX):
         raise ValueError(
-            f"File format not supported: filepath={path}. fastcnn loads Keras 3 `.weights.h5` files only "
-            "(whole-model `.keras` files, sharded `.weights.json` weights and legacy `.h5` files are not "
-            "supported yet)."
+            f"File format not supported: filepath={path}. fastcnn loads Keras 3 `.weights.h5` files and legacy "
+            "Keras 2 `.h5` / `.hdf5` files (whole-model `.keras` files and sharded `.weights.json` weights are "
+            "not supported yet)."
         )
     if skip_mismatch not in (True, False):
         raise ValueError(f"`skip_mismatch` must be True or False. Received: skip_mismatch={skip_mismatch!r}")

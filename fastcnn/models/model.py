@@ -320,11 +320,24 @@ class Model:
         reads too (layout and checks: fastcnn/models/_weights_file.py; needs h5py)."""
         _weights_file.save_weights(self, filepath, overwrite=overwrite)
 
-    def load_weights(self, filepath, skip_mismatch=False):
-        """Reads a `.weights.h5` file written by fastcnn or Keras 3; shapes are checked first and a
-        mismatch raises naming the layer (nothing loaded), or with `skip_mismatch=True` that layer
-        is skipped with a warning."""
+    def load_weights(self, filepath, skip_mismatch=False, **kwargs):
+        """Reads a `.weights.h5` file written by fastcnn or Keras 3, or a legacy Keras 2 `.h5` /
+        `.hdf5` file (fastcnn/models/_legacy_weights_file.py; `by_name=True` matches its layers by
+        name); shapes are checked first and a mismatch raises naming the layer (nothing loaded), or
+        with `skip_mismatch=True` that layer is skipped with a warning."""
+        from fastcnn.models import _legacy_weights_file
+
+        by_name = kwargs.pop("by_name", None)
+        if kwargs:
+            raise ValueError(f"Invalid keyword arguments: {kwargs}")
+        path = _weights_file._as_path(filepath)
         with self._lock:
+            if _legacy_weights_file.is_legacy_path(path):
+                _legacy_weights_file.load_weights(self, path, skip_mismatch=skip_mismatch,
+                                                  by_name=bool(by_name) if by_name is not None else False)
+                return
+            if by_name is not None:
+                raise ValueError(f"`by_name` only supports loading legacy '.h5' or '.hdf5' files. Received: {path}")
             _weights_file.load_weights(self, filepath, skip_mismatch=skip_mismatch)
 
     def count_params(self):

@@ -1,0 +1,74 @@
+"""Where application builders find their weights: `weights=None`, a path (a Keras 3 `.weights.h5`
+or a legacy Keras 2 `.h5` file), or "imagenet", which reads the file Keras downloads under the
+same name from Keras's cache folder (`$KERAS_HOME/models`, else `~/.keras/models`, else
+`/tmp/.keras/models` when the home folder is not writable: keras.utils.get_file's rule).
+fastcnn downloads nothing; a missing file is an error that says what to fetch and where to put it."""
+
+import os
+
+CACHE_SUBDIR = "models"
+
+
+def keras_cache_dir():
+    """Keras's base folder, resolved as keras.utils.get_file resolves it: KERAS_HOME, else
+    ~/.keras (/tmp/.keras when the home folder is not writable); /tmp/.keras too when that folder
+    exists but is not writable."""
+    if "KERAS_HOME" in os.environ:
+        base = os.environ["KERAS_HOME"]
+    else:
+        home = os.path.expanduser("~")
+        base = os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
+    base = os.path.expanduser(base)
+    if os.path.exists(base) and not os.access(base, os.W_OK):
+        return os.path.join("/tmp", ".keras")
+    return base
+
+
+def cached_file(file_name, origin, what="The weights file"):
+    """The path of `file_name` in Keras's cache folder, or a FileNotFoundError naming the file,
+    the folder and the URL Keras downloads it from."""
+    folder = os.path.join(keras_cache_dir(), CACHE_SUBDIR)
+    path = os.path.join(folder, file_name)
+    if os.path.isfile(path):
+        return path
+    raise FileNotFoundError(
+        f"{what} {file_name} is not in Keras's cache folder {folder}. fastcnn does not download files: "
+        f"download it from {origin} and put it in {folder} (Keras's cache, where keras.utils.get_file keeps it; "
+        "set KERAS_HOME to use another folder), or pass its path as `weights=`.")
+
+
+def check_weights_argument(weights, quote="'"):
+    """Keras's check of the `weights` argument: None, "imagenet" or the path of an existing file."""
+    if weights in (None, "imagenet"):
+        return
+    try:
+        exists = os.path.exists(os.fspath(weights))
+    except TypeError:
+        exists = False
+    if not exists:
+        raise ValueError("The `weights` argument should be either `None` (random initialization), "
+                         f"{quote}imagenet{quote} (pre-training on ImageNet), or the path to the weights file to be "
+                         f"loaded.  Received: weights={weights}")
+
+
+def check_classes(weights, include_top, classes):
+    if weights == "imagenet" and include_top and classes != 1000:
+        raise ValueError("If using `weights='imagenet'` with `include_top=True`, `classes` should be 1000.  "
+                         f"Received classes={classes}")
+
+
+def weights_path(weights, file_name=None, origin=None):
+    """The file that `weights` names: None for None, Keras's cached `file_name` for "imagenet"
+    (raising before anything is built when it is absent), else the path given."""
+    if weights is None:
+        return None
+    if weights == "imagenet":
+        return cached_file(file_name, origin)
+    return weights
+
+
+def load(model, path):
+    """Loads the weights file `path` (None: keep the initial weights) into the built model."""
+    if path is not None:
+        model.load_weights(path)
+    return model
