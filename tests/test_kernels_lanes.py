@@ -218,6 +218,31 @@ def test_relu_layer_counts(tier):
 
 
 @pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("settings", [{"max_value": 6.0}, {"max_value": 3.5}, {"max_value": 0.0},
+                                      {"negative_slope": 0.1}, {"negative_slope": -2.0}])
+def test_clipped_and_leaky_relu_layers_are_the_reference_bit_for_bit(tier, settings):
+    """ReLU(max_value=m) and LeakyReLU run in vectors with a masked tail: the same bits as the
+    reference's scalar formula, at the bounds (0, m, 6), for NaN, +-0 and infinities, and for -0.0
+    and NaN gradients (dy * 0)."""
+    rng = np.random.default_rng(7)
+    special = np.array([np.nan, -0.0, 0.0, np.inf, -np.inf, 6.0, 3.5, -1.0, 2.0, 7.0], np.float32)
+    for count in list(range(1, 40)) + [16383, 16385, 40001]:
+        x = (4 * rng.standard_normal(count)).astype(np.float32)
+        x[:min(count, special.size)] = special[:count]
+        dy = rng.standard_normal(count).astype(np.float32)
+        dy[-1] = -abs(dy[-1]) if count % 2 else np.nan
+        for actual, expected, what in (
+                (ops.relu_forward(x, kernels=tier, **settings), ops.relu_forward(x, kernels="reference", **settings),
+                 "forward"),
+                (ops.relu_backward(x, dy, kernels=tier, **settings),
+                 ops.relu_backward(x, dy, kernels="reference", **settings), "backward")):
+            nan = np.isnan(expected)
+            assert np.array_equal(np.isnan(actual), nan), f"{tier} {settings} {what} {count}: NaN positions"
+            assert np.array_equal(actual[~nan].view(np.uint32), expected[~nan].view(np.uint32)), \
+                f"{tier} {settings} {what} {count}"
+
+
+@pytest.mark.parametrize("tier", TIERS)
 def test_relu_activation_counts(tier):
     """The relu activation (one vector pass with a masked tail) exactly, in place as well."""
     rng = np.random.default_rng(6)
