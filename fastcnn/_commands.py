@@ -187,6 +187,31 @@ def small_model(image_size, classes):
     return Sequential(stack, name="fastcnn_small")
 
 
+def transfer_model(image_size, classes, weights):
+    """MobileNetV2 (the weights file, or Keras's ImageNet file) frozen under a new head, as in the
+    Keras transfer-learning guide; returns (model, base)."""
+    from fastcnn import Input, Model, Sequential, applications, layers
+
+    base = applications.MobileNetV2(input_shape=(image_size, image_size, 3), include_top=False, weights=weights)
+    base.trainable = False
+    inputs = Input((image_size, image_size, 3))
+    x = Sequential([layers.RandomFlip("horizontal"), layers.RandomRotation(0.05)], name="augmentation")(inputs)
+    x = layers.Rescaling(1.0 / 127.5, offset=-1)(x)  # MobileNetV2's preprocess_input: pixels to [-1, 1]
+    x = base(x, training=False)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(0.2)(x)
+    return Model(inputs, layers.Dense(classes, activation="softmax")(x), name="fastcnn_mobilenetv2"), base
+
+
+def _imagenet_available(image_size):
+    """Whether Keras's MobileNetV2 ImageNet file for this size is in Keras's cache folder."""
+    from fastcnn.applications import _weights
+
+    size = image_size if image_size in (96, 128, 160, 192, 224) else 224
+    name = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5"
+    return os.path.isfile(os.path.join(_weights.cache_folder(_weights.CACHE_SUBDIR), name))
+
+
 def train(args, parser):
     import fastcnn
     from fastcnn import callbacks, optimizers, utils
@@ -203,15 +228,45 @@ def train(args, parser):
                         True, args.seed)
     val_ds = _dataset(take[validation].tolist(), labels[validation], class_names, args.image_size, args.batch_size,
                       False, args.seed)
-    if args.model not in ("auto", "small"):
-        parser.error(f"--model {args.model}: only 'small' (a CNN trained from scratch) is available in this release")
-    if args.weights is not None:
-        parser.error("--weights: pretrained networks are not available in this release; train with --model small")
-    model = small_model(args.image_size, len(class_names))
-    model.compile(optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    if args.model not in ("auto", "small", "mobilenetv2"):
+        parser.error(f"--model {args.model}: choose auto, small or mobilenetv2")
+    weights = args.weights
+    if weights is None and args.model in ("auto", "mobilenetv2") and _imagenet_available(args.image_size):
+        weights = "imagenet"
+    transfer = args.model == "mobilenetv2" or (args.model == "auto" and weights is not None)
+    if args.model == "small" and weights is not None:
+        parser.error("--weights needs a pretrained network: --model mobilenetv2 (or auto)")
+    if args.model == "mobilenetv2" and weights is None:
+        parser.error("--model mobilenetv2 needs --weights (a MobileNetV2 weights file, or imagenet with Keras's "
+                     "ImageNet file in Keras's cache folder)")
     stop = callbacks.EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True)
-    history = model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, callbacks=[stop],
-                        verbose=args.verbose)
+    if transfer:
+        try:
+            model, base = transfer_model(args.image_size, len(class_names), weights)
+        except (FileNotFoundError, ValueError) as error:
+            raise CommandError(f"could not build MobileNetV2 with weights={weights!r}: {error}") from error
+        print(f"Transfer learning: MobileNetV2 ({weights}) frozen, a new head trained, then the top blocks "
+              "fine-tuned.")
+        model.compile(optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        history = model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, callbacks=[stop],
+                            verbose=args.verbose)
+        # Fine-tuning (the Keras guide): the top of the base trainable, BatchNormalization frozen (it
+        # keeps its ImageNet statistics), a learning rate 100x lower.
+        base.trainable = True
+        fine_tune_from = int(len(base.layers) * 0.8)
+        for index, layer in enumerate(base.layers):
+            layer.trainable = index >= fine_tune_from and type(layer).__name__ != "BatchNormalization"
+        model.compile(optimizers.Adam(1e-5), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        fine = model.fit(train_ds, validation_data=val_ds, epochs=max(1, args.epochs // 2),
+                         callbacks=[callbacks.EarlyStopping(monitor="val_loss", patience=args.patience,
+                                                            restore_best_weights=True)], verbose=args.verbose)
+        for key, values in fine.history.items():
+            history.history.setdefault(key, []).extend(values)
+    else:
+        model = small_model(args.image_size, len(class_names))
+        model.compile(optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        history = model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, callbacks=[stop],
+                            verbose=args.verbose)
     truth = np.concatenate([batch_labels for _, batch_labels in val_ds])
     probabilities = model.predict(val_ds, verbose=0)
     text, matrix = _report(truth, probabilities, class_names)
@@ -299,8 +354,13 @@ def main(argv):
     trainer.add_argument("--epochs", type=int, default=30, help="at most this many epochs (default 30)")
     trainer.add_argument("--patience", type=int, default=5,
                          help="stop after this many epochs without a better validation loss (default 5)")
-    trainer.add_argument("--model", default="auto", help="auto or small (default auto: small)")
-    trainer.add_argument("--weights", default=None, help="pretrained weights (not available in this release)")
+    trainer.add_argument("--model", default="auto",
+                         help="small (a CNN trained from scratch), mobilenetv2 (transfer learning from pretrained "
+                              "weights) or auto (default: mobilenetv2 when --weights is given or Keras's ImageNet "
+                              "file is in Keras's cache folder, else small)")
+    trainer.add_argument("--weights", default=None,
+                         help="MobileNetV2 weights: imagenet (Keras's file in Keras's cache folder) or a path to a "
+                              "weights file (.weights.h5 or Keras's legacy .h5, include_top=False)")
     trainer.add_argument("--validation-split", type=float, default=0.2,
                          help="fraction of every class held out for validation (default 0.2)")
     trainer.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")

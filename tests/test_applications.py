@@ -212,6 +212,7 @@ def test_imagenet_weights_are_read_from_keras_cache(keras, tmp_path, monkeypatch
     _perturb_batch_norms(theirs, 9)
     folder = tmp_path / "keras_home" / "models"
     file_name = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5"
+    (tmp_path / "keras_home").mkdir()  # Keras makes its home folder at import; a missing one means /tmp/.keras
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     with pytest.raises(FileNotFoundError) as error:
         applications.MobileNetV2(weights="imagenet", **arguments)
@@ -261,11 +262,15 @@ def test_decode_predictions_reads_the_class_index_from_keras_cache(keras, tmp_pa
         applications.vgg16.decode_predictions(np.zeros((2, 10)))
 
 
-def test_keras_cache_dir_follows_keras_home(monkeypatch, tmp_path):
+def test_weights_are_looked_up_where_keras_get_file_keeps_them(monkeypatch, tmp_path):
     from fastcnn.applications import _weights
 
+    (tmp_path / "elsewhere").mkdir()
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "elsewhere"))
-    assert _weights.keras_cache_dir() == str(tmp_path / "elsewhere")
+    assert _weights.cache_folder("models") == str(tmp_path / "elsewhere" / "models")
     monkeypatch.delenv("KERAS_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert _weights.keras_cache_dir() == os.path.join(str(tmp_path), ".keras")
+    (tmp_path / ".keras").mkdir()
+    assert _weights.cache_folder("models") == os.path.join(str(tmp_path), ".keras", "models")
+    (tmp_path / ".keras").rmdir()  # a missing folder: Keras's /tmp/.keras fallback
+    assert _weights.cache_folder("models") == os.path.join("/tmp", ".keras", "models")

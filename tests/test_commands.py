@@ -109,3 +109,24 @@ def test_bad_input_gives_the_shell_messages_and_exit_codes(tmp_path, rng, argume
     result = subprocess.run([sys.executable, "-m", "fastcnn", *filled], capture_output=True, text=True, timeout=300)
     assert result.returncode == code
     assert message in (result.stdout + result.stderr).replace("\n", " ")
+
+
+@pytest.mark.slow
+def test_train_transfer_learning_from_a_mobilenetv2_weights_file(keras, tmp_path):
+    """--model mobilenetv2 --weights FILE: the base frozen under a new head, then its top fine-tuned;
+    the saved model predicts as the printed report says."""
+    rng = np.random.default_rng(2)
+    root = _write_folder(tmp_path / "photos", rng, per_class=10)
+    weights = str(tmp_path / "base.weights.h5")
+    keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, weights=None).save_weights(weights)
+    output = tmp_path / "model.keras"
+    result = subprocess.run([sys.executable, "-m", "fastcnn", "train", str(root), "--model", "mobilenetv2",
+                             "--weights", weights, "--output", str(output), "--image-size", "32", "--epochs", "2",
+                             "--verbose", "0"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "Transfer learning: MobileNetV2" in result.stdout and "accuracy: " in result.stdout
+    model = saving.load_model(output)
+    assert model.get_layer("mobilenetv2_1.00_32").count_params() > 2_000_000
+    bad = subprocess.run([sys.executable, "-m", "fastcnn", "train", str(root), "--model", "mobilenetv2"],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "KERAS_HOME": str(tmp_path)})
+    assert bad.returncode == 2 and "--model mobilenetv2 needs --weights" in bad.stderr

@@ -1,33 +1,21 @@
 """Where application builders find their weights: `weights=None`, a path (a Keras 3 `.weights.h5`
 or a legacy Keras 2 `.h5` file), or "imagenet", which reads the file Keras downloads under the
 same name from Keras's cache folder (`$KERAS_HOME/models`, else `~/.keras/models`, else
-`/tmp/.keras/models` when the home folder is not writable: keras.utils.get_file's rule).
+`/tmp/.keras/models` when that folder is missing or not writable: keras.utils.get_file's rule,
+fastcnn._get_file.cache_folder).
 fastcnn downloads nothing; a missing file is an error that says what to fetch and where to put it."""
 
 import os
 
+from fastcnn._get_file import cache_folder
+
 CACHE_SUBDIR = "models"
-
-
-def keras_cache_dir():
-    """Keras's base folder, resolved as keras.utils.get_file resolves it: KERAS_HOME, else
-    ~/.keras (/tmp/.keras when the home folder is not writable); /tmp/.keras too when that folder
-    exists but is not writable."""
-    if "KERAS_HOME" in os.environ:
-        base = os.environ["KERAS_HOME"]
-    else:
-        home = os.path.expanduser("~")
-        base = os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
-    base = os.path.expanduser(base)
-    if os.path.exists(base) and not os.access(base, os.W_OK):
-        return os.path.join("/tmp", ".keras")
-    return base
 
 
 def cached_file(file_name, origin, what="The weights file"):
     """The path of `file_name` in Keras's cache folder, or a FileNotFoundError naming the file,
     the folder and the URL Keras downloads it from."""
-    folder = os.path.join(keras_cache_dir(), CACHE_SUBDIR)
+    folder = cache_folder(CACHE_SUBDIR)
     path = os.path.join(folder, file_name)
     if os.path.isfile(path):
         return path
