@@ -236,55 +236,39 @@ void loss(const LossParams& p, const float* predictions, const int32_t* labels, 
     elementwise_loss(p, predictions, target_probabilities, losses, input_gradient);
     return;
   }
+  if (!p.from_logits) {
+    // From probabilities, categorical cross-entropy is the focal form with gamma 0 and alpha 1:
+    // -sum_j t_j log q_j, q = clip(p / sum p), the gradient through the normalisation.
+    LossParams plain = p;
+    plain.options.focal_gamma = 0.0f;
+    plain.options.focal_alpha = 1.0f;
+    categorical_focal_cross_entropy(plain, predictions, labels, target_probabilities, losses, input_gradient);
+    return;
+  }
   const int64_t classes = p.classes;
   std::vector<float> scratch(static_cast<size_t>(classes));
   for (int64_t n = 0; n < p.batch; ++n) {
     const float* row = predictions + n * classes;
     float target_sum = 0.0f;
     for (int64_t j = 0; j < classes; ++j) target_sum += target_at(labels, target_probabilities, classes, n, j);
-    if (p.from_logits) {
-      // loss = sum_j t_j (logsumexp(z) - z_j); gradient = softmax(z) * sum_j t_j - t
-      const float maximum = *std::max_element(row, row + classes);
-      float exp_sum = 0.0f;
-      for (int64_t j = 0; j < classes; ++j) {
-        scratch[j] = std::exp(row[j] - maximum);
-        exp_sum += scratch[j];
-      }
-      const float log_sum_exp = maximum + std::log(exp_sum);
-      float loss = 0.0f;
-      for (int64_t j = 0; j < classes; ++j) {
-        const float t = target_at(labels, target_probabilities, classes, n, j);
-        if (t != 0.0f) loss += t * (log_sum_exp - row[j]);
-      }
-      losses[n] = loss;
-      if (input_gradient != nullptr) {
-        for (int64_t j = 0; j < classes; ++j) {
-          const float t = target_at(labels, target_probabilities, classes, n, j);
-          input_gradient[n * classes + j] =
-              p.gradient_scale * (scratch[j] / exp_sum * target_sum - t);
-        }
-      }
-    } else {
-      // q = clip(p / sum p, eps, 1 - eps); loss = -sum_j t_j log q_j
-      float sum = 0.0f;
-      for (int64_t j = 0; j < classes; ++j) sum += row[j];
-      float loss = 0.0f;
-      float weighted = 0.0f;  // sum_j (dloss/dq_j) q_j, for the gradient through the normalisation
+    // From logits: loss = sum_j t_j (logsumexp(z) - z_j); gradient = softmax(z) * sum_j t_j - t
+    const float maximum = *std::max_element(row, row + classes);
+    float exp_sum = 0.0f;
+    for (int64_t j = 0; j < classes; ++j) {
+      scratch[j] = std::exp(row[j] - maximum);
+      exp_sum += scratch[j];
+    }
+    const float log_sum_exp = maximum + std::log(exp_sum);
+    float loss = 0.0f;
+    for (int64_t j = 0; j < classes; ++j) {
+      const float t = target_at(labels, target_probabilities, classes, n, j);
+      if (t != 0.0f) loss += t * (log_sum_exp - row[j]);
+    }
+    losses[n] = loss;
+    if (input_gradient != nullptr) {
       for (int64_t j = 0; j < classes; ++j) {
         const float t = target_at(labels, target_probabilities, classes, n, j);
-        const float q = row[j] / sum;
-        const float clipped = std::min(std::max(q, kLossEpsilon), 1.0f - kLossEpsilon);
-        if (t != 0.0f) loss -= t * std::log(clipped);
-        // dloss/dq_j = -t_j / q_j inside the clip range, 0 where the clip is active.
-        scratch[j] = (q == clipped && t != 0.0f) ? -t / q : 0.0f;
-        weighted += scratch[j] * q;
-      }
-      losses[n] = loss;
-      if (input_gradient != nullptr) {
-        // dq_j/dp_k = (delta_jk - q_j) / sum  =>  dloss/dp_k = (dloss/dq_k - weighted) / sum
-        for (int64_t j = 0; j < classes; ++j) {
-          input_gradient[n * classes + j] = p.gradient_scale * (scratch[j] - weighted) / sum;
-        }
+        input_gradient[n * classes + j] = p.gradient_scale * (scratch[j] / exp_sum * target_sum - t);
       }
     }
   }
