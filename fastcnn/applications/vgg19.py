@@ -1,7 +1,7 @@
 """keras.applications.vgg19: the VGG19 builder, preprocess_input (mode "caffe") and
 decode_predictions."""
 
-from fastcnn.applications import _vgg, imagenet_utils
+from fastcnn.applications import _vgg, vgg16
 
 
 def VGG19(include_top=True, weights="imagenet", input_tensor=None, input_shape=None, pooling=None, classes=1000,
@@ -12,13 +12,6 @@ def VGG19(include_top=True, weights="imagenet", input_tensor=None, input_shape=N
                           classes, classifier_activation, name)
 
 
-def preprocess_input(x, data_format=None):
-    """RGB to BGR, then ImageNet's channel means subtracted (imagenet_utils mode "caffe")."""
-    return imagenet_utils.preprocess_input(x, data_format=data_format, mode="caffe")
-
-
-def decode_predictions(preds, top=5):
-    return imagenet_utils.decode_predictions(preds, top=top)
-
-
-decode_predictions.__doc__ = imagenet_utils.decode_predictions.__doc__
+# The same preprocessing (mode "caffe") and decoding as VGG16's.
+preprocess_input = vgg16.preprocess_input
+decode_predictions = vgg16.decode_predictions
