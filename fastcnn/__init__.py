@@ -62,6 +62,7 @@ __all__ = [
     "losses",
     "metrics",
     "models",
+    "ops",
     "optimizers",
     "regularizers",
     "saving",
@@ -81,8 +82,8 @@ __all__ = [
 # A script that builds and trains a model pays for layers and models (about 12 ms here) but not for
 # the data sets, the config (de)serializers, the utilities or the callbacks until it uses them.
 _LAZY_SUBMODULES = ("activations", "applications", "callbacks", "constraints", "data", "datasets", "distributed",
-                    "initializers", "layers", "losses", "metrics", "models", "optimizers", "regularizers", "saving",
-                    "utils")
+                    "initializers", "layers", "losses", "metrics", "models", "ops", "optimizers", "regularizers",
+                    "saving", "utils")
 
 
 def __getattr__(name):

@@ -1,0 +1,86 @@
+"""``keras.ops.image`` on numpy: resize (TensorFlow's resize, as image_dataset_from_directory
+uses), crop_images and pad_images; channels_last images of rank 3 (one) or 4 (a batch)."""
+
+import numpy as np
+
+from fastcnn import _image_resize
+
+
+def _images(images, data_format, what):
+    if data_format not in (None, "channels_last"):
+        raise ValueError(f"fastcnn's {what} takes channels_last images. Received: data_format={data_format!r}")
+    array = np.asarray(images)
+    if array.ndim not in (3, 4):
+        raise ValueError("Invalid images rank: expected rank 3 (single image) or rank 4 (batch of images). "
+                         f"Received: images.shape={array.shape}")
+    return array
+
+
+def resize(images, size, interpolation="bilinear", antialias=False, crop_to_aspect_ratio=False,
+           pad_to_aspect_ratio=False, fill_mode="constant", fill_value=0.0, data_format=None):
+    """Images resized to size = (height, width) as tf.image.resize (half-pixel centres), float32;
+    crop_to_aspect_ratio as Keras."""
+    array = _images(images, data_format, "resize")
+    if antialias:
+        raise ValueError("fastcnn's resize does not antialias. Received: antialias=True")
+    if fill_mode != "constant" or fill_value != 0.0:
+        raise ValueError(f"fastcnn's resize pads with zeros only. Received: fill_mode={fill_mode!r}, "
+                         f"fill_value={fill_value!r}")
+    if crop_to_aspect_ratio and pad_to_aspect_ratio:
+        raise ValueError("Only one of `pad_to_aspect_ratio` & `crop_to_aspect_ratio` can be True.")
+    if pad_to_aspect_ratio:
+        raise ValueError("fastcnn's ops.image.resize does not pad to the aspect ratio yet (Keras's layout of the "
+                         "padding is not reproduced). Received: pad_to_aspect_ratio=True")
+    if len(size) != 2:
+        raise ValueError(f"Expected `size` to be a tuple of 2 integers. Received: size={size}")
+    if interpolation not in _image_resize.INTERPOLATIONS:
+        raise ValueError(f"Invalid value for argument `interpolation`. Expected of one {_image_resize.INTERPOLATIONS}. "
+                         f"Received: interpolation={interpolation}")
+    method = _image_resize.resize_with_crop if crop_to_aspect_ratio else _image_resize.resize
+    batch = array if array.ndim == 4 else array[None]
+    resized = np.stack([method(image.astype(np.float32), tuple(size), interpolation) for image in batch])
+    return resized if array.ndim == 4 else resized[0]
+
+
+def _margins(first, second, target, size, names):
+    """(first, second) margins along one axis from two of (first, second, target)."""
+    given = [value is not None for value in (first, second, target)]
+    if sum(given) != 2:
+        raise ValueError(f"Exactly two of {names[0]}, {names[1]} and {names[2]} must be given. Received: "
+                         f"{names[0]}={first}, {names[1]}={second}, {names[2]}={target}")
+    if first is None:
+        first = target - second - size if names[0].endswith("padding") else size - target - second
+    if second is None:
+        second = target - first - size if names[0].endswith("padding") else size - target - first
+    for value, name in ((first, names[0]), (second, names[1])):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0. Received: {name}={value}")
+    return first, second
+
+
+def pad_images(images, top_padding=None, left_padding=None, bottom_padding=None, right_padding=None,
+               target_height=None, target_width=None, data_format=None):
+    """Images padded with zeros: two of top/bottom/target_height and two of left/right/target_width."""
+    array = _images(images, data_format, "pad_images")
+    height, width = array.shape[-3], array.shape[-2]
+    top, bottom = _margins(top_padding, bottom_padding, target_height, height,
+                           ("top_padding", "bottom_padding", "target_height"))
+    left, right = _margins(left_padding, right_padding, target_width, width,
+                           ("left_padding", "right_padding", "target_width"))
+    pad = [(top, bottom), (left, right), (0, 0)]
+    return np.pad(array, ([(0, 0)] if array.ndim == 4 else []) + pad)
+
+
+def crop_images(images, top_cropping=None, left_cropping=None, bottom_cropping=None, right_cropping=None,
+                target_height=None, target_width=None, data_format=None):
+    """Images cropped: two of top/bottom/target_height and two of left/right/target_width."""
+    array = _images(images, data_format, "crop_images")
+    height, width = array.shape[-3], array.shape[-2]
+    top, bottom = _margins(top_cropping, bottom_cropping, target_height, height,
+                           ("top_cropping", "bottom_cropping", "target_height"))
+    left, right = _margins(left_cropping, right_cropping, target_width, width,
+                           ("left_cropping", "right_cropping", "target_width"))
+    if top + bottom > height or left + right > width:
+        raise ValueError(f"The cropping ({top}, {bottom}, {left}, {right}) removes more than the image "
+                         f"({height}x{width}).")
+    return array[..., top:height - bottom, left:width - right, :]
