@@ -59,6 +59,9 @@ def test_train_reports_the_validation_metrics_of_the_saved_model(trained):
     _, accuracy = model.evaluate(dataset, verbose=0)  # the saved model is compiled with metrics=["accuracy"]
     reported = float(printed.split("accuracy: ")[1].split()[0])
     assert reported == pytest.approx(accuracy, abs=1e-4)
+    # The dominant colour is learnable in 4 epochs: chance (1/3) here would mean that inference, with
+    # BatchNormalization's moving statistics, does not see what training saw.
+    assert reported >= 0.5
     assert "confusion matrix (rows: true class, columns: predicted)" in printed
     with zipfile.ZipFile(output) as archive:
         assert json.loads(archive.read("assets/class_names.json")) == ["blue", "green", "red"]
