@@ -58,15 +58,20 @@ def _margins(first, second, target, size, names):
     return first, second
 
 
+def _margins_2d(array, top, left, bottom, right, target_height, target_width, verb):
+    """(top, bottom, left, right) of pad_images / crop_images from their arguments (`verb` names them)."""
+    height, width = array.shape[-3], array.shape[-2]
+    top, bottom = _margins(top, bottom, target_height, height, (f"top_{verb}", f"bottom_{verb}", "target_height"))
+    left, right = _margins(left, right, target_width, width, (f"left_{verb}", f"right_{verb}", "target_width"))
+    return top, bottom, left, right
+
+
 def pad_images(images, top_padding=None, left_padding=None, bottom_padding=None, right_padding=None,
                target_height=None, target_width=None, data_format=None):
     """Images padded with zeros: two of top/bottom/target_height and two of left/right/target_width."""
     array = _images(images, data_format, "pad_images")
-    height, width = array.shape[-3], array.shape[-2]
-    top, bottom = _margins(top_padding, bottom_padding, target_height, height,
-                           ("top_padding", "bottom_padding", "target_height"))
-    left, right = _margins(left_padding, right_padding, target_width, width,
-                           ("left_padding", "right_padding", "target_width"))
+    top, bottom, left, right = _margins_2d(array, top_padding, left_padding, bottom_padding, right_padding,
+                                           target_height, target_width, "padding")
     pad = [(top, bottom), (left, right), (0, 0)]
     return np.pad(array, ([(0, 0)] if array.ndim == 4 else []) + pad)
 
@@ -75,11 +80,9 @@ def crop_images(images, top_cropping=None, left_cropping=None, bottom_cropping=N
                 target_height=None, target_width=None, data_format=None):
     """Images cropped: two of top/bottom/target_height and two of left/right/target_width."""
     array = _images(images, data_format, "crop_images")
+    top, bottom, left, right = _margins_2d(array, top_cropping, left_cropping, bottom_cropping, right_cropping,
+                                           target_height, target_width, "cropping")
     height, width = array.shape[-3], array.shape[-2]
-    top, bottom = _margins(top_cropping, bottom_cropping, target_height, height,
-                           ("top_cropping", "bottom_cropping", "target_height"))
-    left, right = _margins(left_cropping, right_cropping, target_width, width,
-                           ("left_cropping", "right_cropping", "target_width"))
     if top + bottom > height or left + right > width:
         raise ValueError(f"The cropping ({top}, {bottom}, {left}, {right}) removes more than the image "
                          f"({height}x{width}).")
