@@ -21,6 +21,8 @@ same pixels. Weights are applied in float32; the results agree with TensorFlow's
 rounding (tests/test_image_dataset.py compares all eight methods).
 """
 
+import functools
+
 import numpy as np
 
 INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
@@ -136,9 +138,19 @@ def _taps(in_size, out_size, interpolation):
     return _span_taps(in_size, out_size, kernel, radius)
 
 
-def _resize_axis(image, size, axis, interpolation):
-    index, weights = _taps(image.shape[axis], size, interpolation)
+@functools.lru_cache(maxsize=256)
+def _float32_taps(in_size, out_size, interpolation):
+    """_taps with float32 weights, kept for reuse (read-only): a folder of same-sized photos
+    resizes every image with the same tables, which cost as much to build as to apply."""
+    index, weights = _taps(in_size, out_size, interpolation)
     weights = weights.astype(np.float32)
+    index.setflags(write=False)
+    weights.setflags(write=False)
+    return index, weights
+
+
+def _resize_axis(image, size, axis, interpolation):
+    index, weights = _float32_taps(image.shape[axis], size, interpolation)
     shape = [1] * image.ndim
     shape[axis] = size
     result = np.zeros(image.shape[:axis] + (size,) + image.shape[axis + 1:], dtype=np.float32)
