@@ -275,7 +275,7 @@ class _IndexingProgress:
         line = f"Indexing {self._directory}: {self.count} files found so far"
         self._stream.write("\r" + line.ljust(self._width))
         self._stream.flush()
-        self._width = len(line)
+        self._width = max(self._width, len(line))
 
     def close(self):
         if self._shown_at is not None:
@@ -286,7 +286,7 @@ class _IndexingProgress:
 def _iter_valid_files(directory, follow_links, formats, progress):
     # The whole walk is read before sorting it; `progress` counts the files as folders are read.
     entries = []
-    for root, dirs, files in os.walk(directory, followlinks=follow_links):
+    for root, _, files in os.walk(directory, followlinks=follow_links):
         entries.append((root, [name for name in files if name.lower().endswith(formats)]))
         progress.add(len(entries[-1][1]))
     for root, files in sorted(entries, key=lambda entry: entry[0]):
