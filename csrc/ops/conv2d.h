@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "ops/activation.h"
 
@@ -12,6 +13,17 @@ namespace fastcnn {
 
 enum class Padding { valid, same };
 Padding parse_padding(const char* name);
+
+// Inference keeps a layer's packed (or Winograd-transformed) kernel between calls: an optimised
+// forward kernel handed a cache whose key matches (the kernel's address, the weights' version, the
+// packing's layout) reads it instead of packing again, and otherwise packs into it. Training
+// passes none: there the weights change every step.
+struct PackedKernelCache {
+  const float* kernel = nullptr;
+  uint64_t version = 0;  // 0: empty
+  int64_t layout = 0;    // which packing data holds (each kernel path and block width its own)
+  std::vector<float> data;
+};
 
 struct Conv2DParams {
   int64_t batch = 0;
@@ -30,6 +42,10 @@ struct Conv2DParams {
   // would order differently than in TensorFlow that much more often, and a training run would
   // leave TensorFlow's trajectory (the gradient goes to the other one) more often.
   bool large_winograd_tile = true;
+  // Optional (inference): where the forward kernel keeps its packed kernel, valid for weights of
+  // version weights_version (0: no caching).
+  PackedKernelCache* kernel_cache = nullptr;
+  uint64_t weights_version = 0;
 
   int64_t input_size() const { return batch * input_height * input_width * input_channels; }
   int64_t output_size() const { return batch * output_height * output_width * output_channels; }

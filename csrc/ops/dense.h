@@ -14,6 +14,8 @@ struct DenseParams {
   int64_t output_units = 0;
   bool use_bias = true;
   Activation activation = Activation::linear;  // elementwise only, as for Conv2D
+  PackedKernelCache* kernel_cache = nullptr;   // as Conv2DParams's (inference only)
+  uint64_t weights_version = 0;
 };
 
 DenseParams make_dense_params(int64_t batch, int64_t input_units, int64_t output_units,

@@ -197,6 +197,8 @@ Conv2DParams dense_as_conv2d(const DenseParams& dense) {
   params.kernel_width = 1;
   params.use_bias = dense.use_bias;
   params.activation = dense.activation;
+  params.kernel_cache = dense.kernel_cache;
+  params.weights_version = dense.weights_version;
   return params;
 }
 

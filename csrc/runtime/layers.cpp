@@ -46,7 +46,15 @@ class ActivatedLayer : public Layer {
     }
   }
 
+  // Inference keeps the packed kernel of the layer's matrix-multiply convolution between calls.
+  template <typename Params>
+  void use_kernel_cache(const StepContext& context, Params& params) {
+    params.kernel_cache = &kernel_cache_;
+    params.weights_version = context.weights_version;
+  }
+
   Activation activation_;
+  PackedKernelCache kernel_cache_;
 };
 
 class Conv2DLayer final : public ActivatedLayer {
@@ -89,6 +97,7 @@ class Conv2DLayer final : public ActivatedLayer {
     GroupedConv2DParams params = grouped_;
     params.conv.batch = batch;
     params.conv.large_winograd_tile = !context.training;  // see Conv2DParams
+    use_kernel_cache(context, params.conv);
     const float* kernel = context.parameters + parameter_offset;
     const float* bias = use_bias_ ? kernel + params.kernel_size() : nullptr;
     context.kernels.grouped_conv2d_forward(params, input, kernel, bias, kernel_output(pre_activation, output));
@@ -103,6 +112,7 @@ class Conv2DLayer final : public ActivatedLayer {
     params.conv.batch = batch;
     params.conv.use_bias = true;
     params.conv.activation = activation;
+    use_kernel_cache(context, params.conv);
     context.kernels.grouped_conv2d_forward(params, input, kernels, bias, output);
   }
 
@@ -300,7 +310,8 @@ class SeparableConv2DLayer final : public ActivatedLayer {
 
   void forward(const StepContext& context, int64_t batch, const float* input,
                float* pre_activation, float* output) override {
-    const Parts parts = parts_of(context.parameters + parameter_offset, batch);
+    Parts parts = parts_of(context.parameters + parameter_offset, batch);
+    use_kernel_cache(context, parts.pointwise);
     context.kernels.depthwise_conv2d_forward(parts.depthwise, input, parts.depthwise_kernel, nullptr, context.scratch);
     context.kernels.conv2d_forward(parts.pointwise, context.scratch, parts.pointwise_kernel, parts.bias,
                                    kernel_output(pre_activation, output));
@@ -315,6 +326,7 @@ class SeparableConv2DLayer final : public ActivatedLayer {
     Parts parts = parts_of(nullptr, batch);
     parts.pointwise.use_bias = true;
     parts.pointwise.activation = activation;
+    use_kernel_cache(context, parts.pointwise);
     context.kernels.depthwise_conv2d_forward(parts.depthwise, input, kernels, nullptr, context.scratch);
     context.kernels.conv2d_forward(parts.pointwise, context.scratch, kernels + depthwise_.kernel_size(), bias, output);
   }
@@ -397,6 +409,7 @@ class DenseLayer final : public ActivatedLayer {
   void forward(const StepContext& context, int64_t batch, const float* input,
                float* pre_activation, float* output) override {
     DenseParams params = rows_params(batch);
+    use_kernel_cache(context, params);
     const float* kernel = context.parameters + parameter_offset;
     const float* bias = use_bias_ ? kernel + params.input_units * units_ : nullptr;
     context.kernels.dense_forward(params, input, kernel, bias, kernel_output(pre_activation, output));
@@ -410,6 +423,7 @@ class DenseLayer final : public ActivatedLayer {
     DenseParams params = rows_params(batch);
     params.use_bias = true;
     params.activation = activation;
+    use_kernel_cache(context, params);
     context.kernels.dense_forward(params, input, kernels, bias, output);
   }
 

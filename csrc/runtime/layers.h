@@ -27,6 +27,9 @@ struct StepContext {
   // from the Network's workspace: in training kept from the node's forward pass to its backward
   // pass; in inference valid only during the forward call (one buffer shared by every node).
   float* scratch = nullptr;
+  // Inference: the parameters' version (Network's counter), under which a layer's kernels may
+  // keep their packed weights between calls (PackedKernelCache); 0 in training.
+  uint64_t weights_version = 0;
 };
 
 class Layer {

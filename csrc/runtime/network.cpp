@@ -575,6 +575,7 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
     ++parameters_version_;
   } else {
     refresh_folded_parameters();
+    context.weights_version = parameters_version_.load();
   }
   const std::vector<float*>& outputs = buffers == Buffers::training ? node_outputs_ : inference_outputs_;
   const std::vector<float*>& pre_activations =

@@ -318,8 +318,12 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
   const int64_t taps = p.kernel_height * p.kernel_width;
   const int64_t block_width = block_width_for(p.output_channels);
   const int64_t blocks = ceil_div(p.output_channels, block_width);
-  buffers.packed.resize(static_cast<size_t>(blocks * taps * p.input_channels * block_width));
-  pack_column_blocks(kernel, taps * p.input_channels, p.output_channels, buffers.packed.data(), block_width);
+  // Layout: column blocks of block_width (the tier's vector width decides it).
+  const float* packed = packed_kernel(p, kernel, 1000 + block_width, blocks * taps * p.input_channels * block_width,
+                                      buffers.packed, [&](float* destination) {
+                                        pack_column_blocks(kernel, taps * p.input_channels, p.output_channels,
+                                                           destination, block_width);
+                                      });
   buffers.zeros.assign(static_cast<size_t>(p.kernel_width * p.input_channels), 0.0f);  // a merged tap's depth
   const float* padded_bias = nullptr;
   if (p.use_bias) {
@@ -346,7 +350,7 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
   affine.column_step = p.stride_width;
   affine.column_offset = -p.pad_left;
   affine.tap_column_step = p.dilation_width;
-  run_indirect(pass, &affine, buffers.packed.data(), padded_bias, p.activation, output, buffers.zeros.data(),
+  run_indirect(pass, &affine, packed, padded_bias, p.activation, output, buffers.zeros.data(),
                [&](int64_t n, int64_t oh, int64_t ow, int64_t kh, int64_t kw) -> const float* {
                  const int64_t ih = oh * p.stride_height - p.pad_top + kh * p.dilation_height;
                  const int64_t iw = ow * p.stride_width - p.pad_left + kw * p.dilation_width;
@@ -376,6 +380,7 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
   as_forward.pad_left = (p.kernel_width - 1) * p.dilation_width - p.pad_left;
   as_forward.use_bias = false;
   as_forward.activation = Activation::linear;
+  as_forward.kernel_cache = nullptr;  // the rotated kernel lives in this call's scratch
   const bool forward_pass = p.stride_height == 1 && p.stride_width == 1 && p.output_size() > 0 &&
                             as_forward.pad_top >= 0 && as_forward.pad_left >= 0;
   // transposed[tap'][co][ci] = kernel[tap][ci][co], tap' = the rotated tap for the forward pass.

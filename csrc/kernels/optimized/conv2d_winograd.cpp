@@ -232,8 +232,10 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
   thread_local Scratch buffers;
   const int64_t in_channels = p.input_channels, out_channels = p.output_channels;
   const int64_t blocks = ceil_div(out_channels, block_width);
-  buffers.packed.resize(static_cast<size_t>(kPoints * blocks * in_channels * block_width));
-  transform_kernel<V>(p, kernel, buffers.packed.data(), block_width);
+  // Layout: the tile's transformed points in column blocks of block_width.
+  const float* packed = packed_kernel(p, kernel, 2000 + 100 * kPoints + block_width,
+                                      kPoints * blocks * in_channels * block_width, buffers.packed,
+                                      [&](float* destination) { transform_kernel<V>(p, kernel, destination, block_width); });
   buffers.zeros.assign(static_cast<size_t>(in_channels), 0.0f);
   const float* padded_bias = nullptr;
   if (bias != nullptr) {
@@ -241,7 +243,6 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
     std::copy(bias, bias + out_channels, buffers.bias.begin());
     padded_bias = buffers.bias.data();
   }
-  const float* packed = buffers.packed.data();
   const float* zeros = buffers.zeros.data();
   const int64_t tile_rows = ceil_div(p.output_height, r), tile_columns = ceil_div(p.output_width, r);
   const int64_t tiles = p.batch * tile_rows * tile_columns;

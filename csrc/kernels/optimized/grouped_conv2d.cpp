@@ -81,8 +81,11 @@ void grouped_conv2d_forward(const GroupedConv2DParams& p, const float* input, co
   buffers.kernel.resize(static_cast<size_t>(p.kernel_size()));
   split_groups(input, input_pixels, p.groups, group.input_channels, buffers.input.data());
   split_groups(kernel, kernel_rows, p.groups, group.output_channels, buffers.kernel.data());
+  // Each group's kernel is a slice of this call's scratch: one layer cache cannot hold them all.
+  Conv2DParams uncached = group;
+  uncached.kernel_cache = nullptr;
   for (int64_t g = 0; g < p.groups; ++g) {
-    conv2d_forward(group, buffers.input.data() + g * group.input_size(),
+    conv2d_forward(uncached, buffers.input.data() + g * group.input_size(),
                    buffers.kernel.data() + g * group.kernel_size(),
                    bias != nullptr ? bias + g * group.output_channels : nullptr,
                    buffers.output.data() + g * group.output_size());

@@ -29,6 +29,28 @@ double fma_peak_probe(int64_t iterations);
 // Applies an elementwise activation to `count` contiguous values in place (epilogue helper).
 void activate_in_place(Activation activation, float* values, int64_t count);
 
+// The forward kernel's packed kernel (`size` floats in `layout`): the cache's when it holds this
+// kernel's packing at this weights version (Conv2DParams::kernel_cache), else packed now by
+// pack(destination) into the cache, or into `scratch` when there is none.
+template <typename Pack>
+const float* packed_kernel(const Conv2DParams& p, const float* kernel, int64_t layout, int64_t size,
+                           std::vector<float>& scratch, Pack pack) {
+  PackedKernelCache* cache = p.weights_version != 0 ? p.kernel_cache : nullptr;
+  if (cache != nullptr && cache->kernel == kernel && cache->version == p.weights_version && cache->layout == layout &&
+      static_cast<int64_t>(cache->data.size()) == size) {
+    return cache->data.data();
+  }
+  std::vector<float>& target = cache != nullptr ? cache->data : scratch;
+  target.resize(static_cast<size_t>(size));
+  pack(target.data());
+  if (cache != nullptr) {
+    cache->kernel = kernel;
+    cache->version = p.weights_version;
+    cache->layout = layout;
+  }
+  return target.data();
+}
+
 // Kernel epilogues apply relu and relu6 on the vector before the store; the other activations run
 // on the stored values (activate_in_place). Comparisons keep NaN lanes NaN, as the scalar formulas.
 inline bool activates_on_vector(Activation activation) {
