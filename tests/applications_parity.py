@@ -38,19 +38,22 @@ def _parameters(weights):
     return sum(int(np.prod(tuple(w.shape))) for w in weights)
 
 
-def perturb_batch_norms(model, seed):
+def perturb_statistics(model, seed):
     """Keras's initial BatchNormalization (gamma 1, beta 0, mean 0, variance 1) hides the order
-    of its four weights; distinct values test it."""
+    of its four weights, and an unadapted Normalization (mean 0, variance 1) whether its weights
+    load; distinct values test both."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         for variable in layer.weights:
             shape = tuple(variable.shape)
-            if variable.path.endswith("moving_variance"):
+            if variable.path.endswith("variance"):
                 variable.assign(rng.uniform(0.5, 2.0, shape).astype("float32"))
             elif variable.path.endswith(("gamma",)):
                 variable.assign(rng.uniform(0.5, 1.5, shape).astype("float32"))
-            elif variable.path.endswith(("beta", "moving_mean", "bias")):
+            elif variable.path.endswith(("beta", "mean", "bias")):
                 variable.assign(rng.normal(0.0, 0.1, shape).astype("float32"))
+        if type(layer).__name__ == "Normalization":
+            layer.finalize_state()  # Keras's Normalization computes with copies made from its variables
 
 
 def save_legacy(model, path):
@@ -66,7 +69,7 @@ def compare_with_keras(keras, name, module, arguments, tmp_path, formats=("weigh
     if builders is None:
         builders = (getattr(getattr(keras.applications, module), name), getattr(getattr(applications, module), name))
     theirs = builders[0](weights=None, **arguments)
-    perturb_batch_norms(theirs, 5)
+    perturb_statistics(theirs, 5)
     images = np.random.default_rng(2).uniform(-1, 1, (2,) + arguments["input_shape"]).astype("float32")
     expected = np.asarray(theirs(images, training=False))  # an eager call: predict would trace for ~10 s
     for suffix in formats:

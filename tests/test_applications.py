@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 import pytest
-from applications_parity import compare_with_keras, keras_message, perturb_batch_norms, save_legacy
+from applications_parity import compare_with_keras, keras_message, perturb_statistics, save_legacy
 from conftest import relative_error
 
 import fastcnn
@@ -148,7 +148,7 @@ def test_input_tensor_is_used_as_the_input():
 def test_imagenet_weights_are_read_from_keras_cache(keras, tmp_path, monkeypatch):
     arguments = {"input_shape": (96, 96, 3), "alpha": 0.35, "include_top": False, "pooling": "avg"}
     theirs = keras.applications.MobileNetV2(weights=None, **arguments)
-    perturb_batch_norms(theirs, 9)
+    perturb_statistics(theirs, 9)
     folder = tmp_path / "keras_home" / "models"
     file_name = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5"
     (tmp_path / "keras_home").mkdir()  # Keras makes its home folder at import; a missing one means /tmp/.keras

@@ -1,5 +1,5 @@
-"""The application families beyond VGG, ResNet and MobileNet against keras.applications: DenseNet
-and Xception. Per family: Keras's model with perturbed weights saved as `.weights.h5` and legacy
+"""The application families beyond VGG, ResNet and MobileNet against keras.applications: DenseNet,
+Xception and EfficientNet. Per family: Keras's model with perturbed weights saved as `.weights.h5` and legacy
 `.h5` loads into fastcnn's builder (same layers, names, weight shapes, parameter counts and
 predictions); preprocess_input equals Keras's; Keras's argument errors; the "imagenet" file names
 in Keras's cache folder."""
@@ -9,7 +9,8 @@ import re
 
 import numpy as np
 import pytest
-from applications_parity import compare_with_keras, keras_message
+from applications_parity import compare_with_keras, keras_message, perturb_statistics, save_legacy
+from conftest import relative_error
 
 from fastcnn import applications
 
@@ -25,10 +26,14 @@ FAMILIES = [
                  id="Xception"),
     pytest.param("Xception", "xception", {"input_shape": (71, 75, 3), "include_top": True, "classes": 5,
                                           "classifier_activation": None}, id="Xception-top", marks=pytest.mark.slow),
+    pytest.param("EfficientNetB0", "efficientnet", {"input_shape": (32, 32, 3), "include_top": False,
+                                                    "pooling": "avg"}, id="EfficientNetB0", marks=pytest.mark.slow),
+    pytest.param("EfficientNetB3", "efficientnet", {"input_shape": (32, 40, 3), "include_top": True, "classes": 4},
+                 id="EfficientNetB3-top", marks=pytest.mark.slow),
 ]
 
-BUILDERS = ["DenseNet121", "DenseNet169", "DenseNet201", "Xception"]
-MODULES = {"densenet": "torch", "xception": "tf"}
+BUILDERS = ["DenseNet121", "DenseNet169", "DenseNet201", "Xception"] + [f"EfficientNetB{i}" for i in range(8)]
+MODULES = ["densenet", "efficientnet", "xception"]
 
 
 @pytest.mark.parametrize("name, module, arguments", FAMILIES)
@@ -50,6 +55,44 @@ def test_small_densenet_body_matches_keras(keras, tmp_path):
                        tmp_path, builders=(builder(keras_densenet), builder(densenet)))
 
 
+def test_small_efficientnet_body_matches_keras(keras, tmp_path):
+    """EfficientNetB0 to B7 are one body scaled: at half width and depth it has every layer kind
+    (expansion, strided and 5×5 depthwise blocks, squeeze-and-excitation, stochastic-depth
+    Dropout before the residual Add) in a few seconds."""
+    from keras.src.applications import efficientnet as keras_efficientnet
+
+    from fastcnn.applications import efficientnet
+
+    def builder(module):
+        return lambda **arguments: module.EfficientNet(0.5, 0.5, 32, name="small_efficientnet", **arguments)
+
+    compare_with_keras(keras, "EfficientNet", "efficientnet",
+                       {"input_shape": (32, 32, 3), "include_top": True, "classes": 3}, tmp_path,
+                       builders=(builder(keras_efficientnet), builder(efficientnet)))
+
+
+@pytest.mark.slow
+def test_efficientnet_imagenet_model_is_keras(keras, tmp_path, monkeypatch):
+    """With weights="imagenet" Keras adds a Rescaling by 1/sqrt(ImageNet's stddev) after the
+    Normalization layer; Keras's own model (its download pointed at the same file) is the oracle."""
+    from keras.src.applications import efficientnet as keras_efficientnet
+
+    arguments = {"input_shape": (32, 32, 3), "include_top": False, "pooling": "avg"}
+    source = keras.applications.EfficientNetB0(weights=None, **arguments)
+    perturb_statistics(source, 3)
+    (tmp_path / "models").mkdir()
+    path = tmp_path / "models" / "efficientnetb0_notop.h5"
+    save_legacy(source, str(path))
+    monkeypatch.setattr(keras_efficientnet.file_utils, "get_file", lambda *args, **kwargs: str(path))
+    theirs = keras.applications.EfficientNetB0(weights="imagenet", **arguments)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    ours = applications.EfficientNetB0(weights="imagenet", **arguments)
+    assert [type(layer).__name__ for layer in ours.layers] == [type(layer).__name__ for layer in theirs.layers]
+    images = np.random.default_rng(5).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    expected = np.asarray(theirs(images, training=False))
+    assert relative_error(ours.predict(images, verbose=0), expected) <= 1e-4
+
+
 @pytest.mark.parametrize("name", BUILDERS)
 def test_signature_is_keras(keras, name):
     ours = inspect.signature(getattr(applications, name))
@@ -58,7 +101,7 @@ def test_signature_is_keras(keras, name):
            [(p.name, p.default) for p in theirs.parameters.values()]
 
 
-@pytest.mark.parametrize("module", sorted(MODULES))
+@pytest.mark.parametrize("module", MODULES)
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_preprocess_input_matches_keras(keras, module, data_format):
     shape = (2, 5, 4, 3) if data_format == "channels_last" else (2, 3, 5, 4)
@@ -78,6 +121,10 @@ def test_preprocess_input_matches_keras(keras, module, data_format):
     ("Xception", {"weights": "no/such/file.h5"}),
     ("Xception", {"weights": None, "include_top": False, "input_shape": (70, 71, 3)}),
     ("Xception", {"weights": "imagenet", "include_top": False, "input_shape": (80, 80, 1)}),
+    ("EfficientNetB0", {"weights": "imagenet", "classes": 10}),
+    ("EfficientNetB1", {"weights": "no/such/file.h5"}),
+    ("EfficientNetB2", {"weights": None, "include_top": False, "input_shape": (31, 64, 3)}),
+    ("EfficientNetB7", {"weights": "imagenet", "include_top": True, "input_shape": (224, 224, 3)}),
 ])
 def test_argument_errors_are_keras(keras, name, arguments):
     expected = keras_message(lambda: getattr(keras.applications, name)(**arguments))
@@ -93,6 +140,9 @@ def test_argument_errors_are_keras(keras, name, arguments):
      "densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5"),
     ("Xception", {"include_top": True}, "xception_weights_tf_dim_ordering_tf_kernels.h5"),
     ("Xception", {"include_top": False, "input_shape": (71, 71, 3)}, "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    ("EfficientNetB0", {"include_top": True}, "efficientnetb0.h5"),
+    ("EfficientNetB5", {"include_top": False, "input_shape": (32, 32, 3)}, "efficientnetb5_notop.h5"),
+    ("EfficientNetB7", {"include_top": False, "input_shape": (32, 32, 3), "name": "mine"}, "mine_notop.h5"),
 ])
 def test_imagenet_file_names_are_keras(tmp_path, monkeypatch, builder, arguments, file_name):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
