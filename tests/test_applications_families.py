@@ -12,33 +12,40 @@ import pytest
 from applications_parity import compare_with_keras, keras_message, perturb_statistics, save_legacy
 from conftest import relative_error
 
+import fastcnn
 from fastcnn import applications
 
-# (builder, Keras module, arguments): the smallest inputs Keras allows, headless or few classes.
+# (builder, Keras module, arguments, weights file formats): the smallest inputs Keras allows,
+# headless or few classes. Each file format is a second load and prediction: the slow models
+# take one each, the representative unmarked one (Xception, ~8 s) the Keras 3 format only (the
+# small DenseNet and EfficientNet bodies below take both).
+BOTH = ("weights.h5", "h5")
 FAMILIES = [
     pytest.param("DenseNet121", "densenet", {"input_shape": (32, 32, 3), "include_top": False, "pooling": "avg"},
-                 id="DenseNet121", marks=pytest.mark.slow),
+                 BOTH, id="DenseNet121", marks=pytest.mark.slow),
     pytest.param("DenseNet169", "densenet", {"input_shape": (32, 32, 3), "include_top": False, "pooling": "max"},
-                 id="DenseNet169", marks=pytest.mark.slow),
+                 ("h5",), id="DenseNet169", marks=pytest.mark.slow),
     pytest.param("DenseNet201", "densenet", {"input_shape": (32, 32, 3), "include_top": True, "classes": 7},
-                 id="DenseNet201-top", marks=pytest.mark.slow),
+                 ("weights.h5",), id="DenseNet201-top", marks=pytest.mark.slow),
     pytest.param("Xception", "xception", {"input_shape": (71, 71, 3), "include_top": False, "pooling": "avg"},
-                 id="Xception"),
+                 ("weights.h5",), id="Xception"),
     pytest.param("Xception", "xception", {"input_shape": (71, 75, 3), "include_top": True, "classes": 5,
-                                          "classifier_activation": None}, id="Xception-top", marks=pytest.mark.slow),
+                                          "classifier_activation": None}, ("h5",), id="Xception-top",
+                 marks=pytest.mark.slow),
     pytest.param("EfficientNetB0", "efficientnet", {"input_shape": (32, 32, 3), "include_top": False,
-                                                    "pooling": "avg"}, id="EfficientNetB0", marks=pytest.mark.slow),
+                                                    "pooling": "avg"}, BOTH, id="EfficientNetB0",
+                 marks=pytest.mark.slow),
     pytest.param("EfficientNetB3", "efficientnet", {"input_shape": (32, 40, 3), "include_top": True, "classes": 4},
-                 id="EfficientNetB3-top", marks=pytest.mark.slow),
+                 ("h5",), id="EfficientNetB3-top", marks=pytest.mark.slow),
 ]
 
 BUILDERS = ["DenseNet121", "DenseNet169", "DenseNet201", "Xception"] + [f"EfficientNetB{i}" for i in range(8)]
 MODULES = ["densenet", "efficientnet", "xception"]
 
 
-@pytest.mark.parametrize("name, module, arguments", FAMILIES)
-def test_family_matches_keras(keras, tmp_path, name, module, arguments):
-    compare_with_keras(keras, name, module, arguments, tmp_path)
+@pytest.mark.parametrize("name, module, arguments, formats", FAMILIES)
+def test_family_matches_keras(keras, tmp_path, name, module, arguments, formats):
+    compare_with_keras(keras, name, module, arguments, tmp_path, formats=formats)
 
 
 def test_small_densenet_body_matches_keras(keras, tmp_path):
@@ -132,6 +139,27 @@ def test_argument_errors_are_keras(keras, name, arguments):
     assert actual.startswith(expected), (actual, expected)
 
 
+def test_densenet_blocks_without_imagenet_weights_are_refused(keras):
+    from keras.src.applications import densenet as keras_densenet
+
+    from fastcnn.applications import densenet
+
+    arguments = {"blocks": [1, 1, 1, 1], "weights": "imagenet", "include_top": False, "input_shape": (32, 32, 3)}
+    expected = keras_message(lambda: keras_densenet.DenseNet(**arguments))
+    actual = keras_message(lambda: densenet.DenseNet(**arguments))
+    assert actual.startswith(expected) and "Received: blocks=[1, 1, 1, 1]" in actual
+
+
+@pytest.mark.parametrize("name", ["DenseNet121", "Xception", "EfficientNetB0"])
+def test_input_tensor_is_used_as_the_input(name):
+    shape = (71, 71, 3)
+    inputs = fastcnn.Input(shape)
+    model = getattr(applications, name)(weights=None, include_top=False, input_tensor=inputs, pooling="max")
+    alone = getattr(applications, name)(weights=None, include_top=False, input_shape=shape, pooling="max")
+    assert model.inputs[0] is inputs and model.output_shape == alone.output_shape
+    assert [type(layer) for layer in model.layers] == [type(layer) for layer in alone.layers]
+
+
 @pytest.mark.parametrize("builder, arguments, file_name", [
     ("DenseNet121", {"include_top": True}, "densenet121_weights_tf_dim_ordering_tf_kernels.h5"),
     ("DenseNet169", {"include_top": False, "input_shape": (32, 32, 3)},
@@ -139,7 +167,8 @@ def test_argument_errors_are_keras(keras, name, arguments):
     ("DenseNet201", {"include_top": False, "input_shape": (32, 32, 3)},
      "densenet201_weights_tf_dim_ordering_tf_kernels_notop.h5"),
     ("Xception", {"include_top": True}, "xception_weights_tf_dim_ordering_tf_kernels.h5"),
-    ("Xception", {"include_top": False, "input_shape": (71, 71, 3)}, "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    ("Xception", {"include_top": False, "input_shape": (71, 71, 3)},
+     "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"),
     ("EfficientNetB0", {"include_top": True}, "efficientnetb0.h5"),
     ("EfficientNetB5", {"include_top": False, "input_shape": (32, 32, 3)}, "efficientnetb5_notop.h5"),
     ("EfficientNetB7", {"include_top": False, "input_shape": (32, 32, 3), "name": "mine"}, "mine_notop.h5"),

@@ -81,7 +81,8 @@ def EfficientNet(width_coefficient, depth_coefficient, default_size, dropout_rat
     blocks = float(sum(round_repeats(args["repeats"]) for args in blocks_args))
     for stage, args in enumerate(blocks_args):
         if args["repeats"] <= 0:
-            raise ValueError(f"The number of repeats in `EfficientNet` must be > 0. Received: repeats={args['repeats']}")
+            raise ValueError("The number of repeats in `EfficientNet` must be > 0. "
+                             f"Received: repeats={args['repeats']}")
         args["filters_in"] = round_filters(args["filters_in"])
         args["filters_out"] = round_filters(args["filters_out"])
         for repeat in range(round_repeats(args.pop("repeats"))):
