@@ -48,34 +48,66 @@ def test_family_matches_keras(keras, tmp_path, name, module, arguments, formats)
     compare_with_keras(keras, name, module, arguments, tmp_path, formats=formats)
 
 
-def test_small_densenet_body_matches_keras(keras, tmp_path):
-    """DenseNet121, 169 and 201 are one body with other block counts: a two-layer-per-block body
-    checks every layer kind, name and weight order in a few seconds."""
-    from keras.src.applications import densenet as keras_densenet
-
-    from fastcnn.applications import densenet
-
-    def builder(module):
-        return lambda **arguments: module.DenseNet((2, 1, 2, 1), **arguments)
-
-    compare_with_keras(keras, "DenseNet", "densenet", {"input_shape": (32, 32, 3), "include_top": True, "classes": 6},
-                       tmp_path, builders=(builder(keras_densenet), builder(densenet)))
+# Small bodies of whole families: DenseNet121, 169 and 201 are one body with other block counts,
+# EfficientNetB0 to B7 one body scaled; these have every layer kind of their family (dense and
+# transition blocks; expansion, strided and 5×5 depthwise blocks, squeeze-and-excitation, the
+# stochastic-depth Dropout before the residual Add) and build in a few seconds.
+SMALL_BODIES = {
+    "densenet": lambda module, **arguments: module.DenseNet((2, 1, 2, 1), **arguments),
+    "efficientnet": lambda module, **arguments: module.EfficientNet(0.5, 0.5, 32, name="small_efficientnet",
+                                                                    **arguments),
+}
 
 
-def test_small_efficientnet_body_matches_keras(keras, tmp_path):
-    """EfficientNetB0 to B7 are one body scaled: at half width and depth it has every layer kind
-    (expansion, strided and 5×5 depthwise blocks, squeeze-and-excitation, stochastic-depth
-    Dropout before the residual Add) in a few seconds."""
-    from keras.src.applications import efficientnet as keras_efficientnet
+def _modules(family):
+    import importlib
 
-    from fastcnn.applications import efficientnet
+    return (importlib.import_module(f"keras.src.applications.{family}"),
+            importlib.import_module(f"fastcnn.applications.{family}"))
 
-    def builder(module):
-        return lambda **arguments: module.EfficientNet(0.5, 0.5, 32, name="small_efficientnet", **arguments)
 
-    compare_with_keras(keras, "EfficientNet", "efficientnet",
-                       {"input_shape": (32, 32, 3), "include_top": True, "classes": 3}, tmp_path,
-                       builders=(builder(keras_efficientnet), builder(efficientnet)))
+@pytest.mark.parametrize("family", sorted(SMALL_BODIES))
+def test_small_body_matches_keras(keras, tmp_path, family):
+    keras_module, fastcnn_module = _modules(family)
+    build = SMALL_BODIES[family]
+    compare_with_keras(keras, family, family, {"input_shape": (32, 32, 3), "include_top": True, "classes": 6},
+                       tmp_path, builders=(lambda **arguments: build(keras_module, **arguments),
+                                           lambda **arguments: build(fastcnn_module, **arguments)))
+
+
+@pytest.mark.parametrize("family", ["densenet", pytest.param("efficientnet", marks=pytest.mark.slow)])
+def test_one_training_step_matches_keras(keras, tmp_path, family):
+    """One SGD step of train_on_batch (BatchNormalization in training mode, every layer's
+    gradient: Concatenate and AveragePooling2D; squeeze-and-excitation's broadcast Multiply,
+    swish, sigmoid, Reshape, depthwise convolutions): same loss, same weight updates (moving
+    statistics included), same predictions after it. Without dropout, whose draws differ. At
+    64×64 the last maps are 2×2: at 32×32 BatchNormalization in training mode normalises 1×1
+    maps over a batch of 4 values, which magnifies float32 rounding up to 1e-3."""
+    keras_module, fastcnn_module = _modules(family)
+    keras.utils.set_random_seed(1)
+    arguments = {"input_shape": (64, 64, 3), "include_top": True, "classes": 3}
+    if family == "efficientnet":
+        arguments.update(dropout_rate=0.0, drop_connect_rate=0.0)
+    theirs = SMALL_BODIES[family](keras_module, weights=None, **arguments)
+    path = str(tmp_path / "initial.weights.h5")
+    theirs.save_weights(path)
+    initial = [np.asarray(variable) for variable in theirs.weights]
+    ours = SMALL_BODIES[family](fastcnn_module, weights=path, **arguments)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (4, 64, 64, 3)).astype("float32")
+    labels = np.array([0, 1, 2, 1])
+    theirs.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+    ours.compile(optimizer=fastcnn.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+    expected_loss = float(theirs.train_on_batch(images, labels))
+    assert abs(float(ours.train_on_batch(images, labels)) - expected_loss) <= 1e-5 * abs(expected_loss)
+    expected_updates = [np.asarray(variable) - start for variable, start in zip(theirs.weights, initial)]
+    updates = [weight - start for weight, start in zip(ours.get_weights(), initial)]
+    largest = max(float(np.abs(update).max()) for update in expected_updates)
+    # A few betas feed only a convolution followed by BatchNormalization in training mode, which
+    # removes any shift: their true gradient is 0 and both sides' is rounding noise, so the
+    # updates are compared against the largest update, not each variable's own.
+    assert max(float(np.abs(a - b).max()) for a, b in zip(updates, expected_updates)) <= 1e-4 * largest
+    assert relative_error(ours.predict_on_batch(images), np.asarray(theirs.predict_on_batch(images))) <= 1e-4
 
 
 @pytest.mark.slow
