@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 import pytest
+from applications_parity import compare_with_keras, keras_message, perturb_statistics, save_legacy
 from conftest import relative_error
 
 import fastcnn
@@ -47,70 +48,14 @@ WITH_TOP = [
                                                  "classifier_activation": None}, id="MobileNetV2-top"),
 ]
 
-# Layers Keras names by a global counter (global_average_pooling2d_3, ...): compared by kind.
-AUTO_NAMED = re.compile(r"^(input_layer|global_average_pooling2d|global_max_pooling2d|max_pooling2d)(_\d+)?$")
-
-
-def _same_name(ours, theirs):
-    if ours == theirs:
-        return True
-    a, b = AUTO_NAMED.match(ours), AUTO_NAMED.match(theirs)
-    return bool(a and b and a.group(1) == b.group(1))
-
-
-def _perturb_batch_norms(model, seed):
-    """Keras's initial BatchNormalization (gamma 1, beta 0, mean 0, variance 1) hides the order
-    of its four weights; distinct values test it."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        for variable in layer.weights:
-            shape = tuple(variable.shape)
-            if variable.path.endswith("moving_variance"):
-                variable.assign(rng.uniform(0.5, 2.0, shape).astype("float32"))
-            elif variable.path.endswith(("gamma",)):
-                variable.assign(rng.uniform(0.5, 1.5, shape).astype("float32"))
-            elif variable.path.endswith(("beta", "moving_mean", "bias")):
-                variable.assign(rng.normal(0.0, 0.1, shape).astype("float32"))
-
-
-def _save_legacy(model, path):
-    from keras.src.legacy.saving import legacy_h5_format
-
-    with h5py.File(path, "w") as file:
-        legacy_h5_format.save_weights_to_hdf5_group(file, model)
-
-
-def _compare(keras, name, module, arguments, tmp_path, formats=("weights.h5", "h5")):
-    theirs = getattr(getattr(keras.applications, module), name)(weights=None, **arguments)
-    _perturb_batch_norms(theirs, 5)
-    images = np.random.default_rng(2).uniform(-1, 1, (2,) + arguments["input_shape"]).astype("float32")
-    expected = np.asarray(theirs(images, training=False))  # an eager call: predict would trace for ~10 s
-    for suffix in formats:
-        path = str(tmp_path / f"{name}.{suffix}")
-        if suffix == "weights.h5":
-            theirs.save_weights(path)
-        else:
-            _save_legacy(theirs, path)
-        ours = getattr(getattr(applications, module), name)(weights=path, **arguments)
-        assert ours.name == theirs.name
-        assert len(ours.layers) == len(theirs.layers)
-        for mine, other in zip(ours.layers, theirs.layers):
-            assert type(mine).__name__ == type(other).__name__ and _same_name(mine.name, other.name), (mine, other)
-        assert ours.count_params() == theirs.count_params()
-        assert [tuple(w.shape) for w in ours.weights] == [tuple(w.shape) for w in theirs.weights]
-        assert ours.output_shape == theirs.output_shape
-        actual = ours.predict(images, verbose=0)
-        assert relative_error(actual, expected) <= 1e-4, (suffix, relative_error(actual, expected))
-
-
 @pytest.mark.parametrize("name, module, arguments", FAMILIES)
 def test_family_matches_keras(keras, tmp_path, name, module, arguments):
-    _compare(keras, name, module, arguments, tmp_path)
+    compare_with_keras(keras, name, module, arguments, tmp_path)
 
 
 @pytest.mark.parametrize("name, module, arguments", WITH_TOP)
 def test_classifier_head_matches_keras(keras, tmp_path, name, module, arguments):
-    _compare(keras, name, module, {"include_top": True, **arguments}, tmp_path, formats=("h5",))
+    compare_with_keras(keras, name, module, {"include_top": True, **arguments}, tmp_path, formats=("h5",))
 
 
 def test_top_level_names_and_defaults(keras):
@@ -161,12 +106,6 @@ def test_imagenet_utils_modes_match_keras(keras, mode):
 
 # ---- Keras's argument rules ----
 
-def _keras_message(call):
-    with pytest.raises(ValueError) as error:
-        call()
-    return str(error.value)
-
-
 @pytest.mark.parametrize("name, arguments", [
     ("VGG16", {"weights": "imagenet", "classes": 10}),
     ("ResNet50", {"weights": "no/such/file.h5"}),
@@ -180,8 +119,8 @@ def _keras_message(call):
     ("ResNet50", {"weights": None, "include_top": False, "input_shape": (64, 64)}),
 ])
 def test_argument_errors_are_keras(keras, name, arguments):
-    expected = _keras_message(lambda: getattr(keras.applications, name)(**arguments))
-    assert _keras_message(lambda: getattr(applications, name)(**arguments)) == expected
+    expected = keras_message(lambda: getattr(keras.applications, name)(**arguments))
+    assert keras_message(lambda: getattr(applications, name)(**arguments)) == expected
 
 
 def test_classifier_activation_with_pretrained_weights(tmp_path):
@@ -209,7 +148,7 @@ def test_input_tensor_is_used_as_the_input():
 def test_imagenet_weights_are_read_from_keras_cache(keras, tmp_path, monkeypatch):
     arguments = {"input_shape": (96, 96, 3), "alpha": 0.35, "include_top": False, "pooling": "avg"}
     theirs = keras.applications.MobileNetV2(weights=None, **arguments)
-    _perturb_batch_norms(theirs, 9)
+    perturb_statistics(theirs, 9)
     folder = tmp_path / "keras_home" / "models"
     file_name = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5"
     (tmp_path / "keras_home").mkdir()  # Keras makes its home folder at import; a missing one means /tmp/.keras
@@ -220,7 +159,7 @@ def test_imagenet_weights_are_read_from_keras_cache(keras, tmp_path, monkeypatch
     assert file_name in message and str(folder) in message
     assert f"https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/{file_name}" in message
     folder.mkdir(parents=True)
-    _save_legacy(theirs, str(folder / file_name))
+    save_legacy(theirs, str(folder / file_name))
     ours = applications.MobileNetV2(weights="imagenet", **arguments)
     images = np.random.default_rng(4).uniform(-1, 1, (2, 96, 96, 3)).astype("float32")
     assert relative_error(ours.predict(images, verbose=0), np.asarray(theirs(images, training=False))) <= 1e-4
