@@ -167,6 +167,12 @@ class Network {
   std::vector<std::pair<std::string, std::vector<int64_t>>> fusion_passes() const;
   std::vector<std::pair<std::string, double>> profile() const;
 
+  // ---- Int8 inference (runtime/quantized_layers.h) ----
+  // Replaces node `node`'s layer (after build) with `layer`, which must accept the same input and
+  // give the same output and parameter shapes (it reads the node's parameters), and re-plans.
+  // Throws std::invalid_argument naming the node and what differs.
+  void replace_layer(int64_t node, std::unique_ptr<Layer> layer);
+
  private:
   struct Node {
     std::vector<int64_t> inputs;  // tensor ids
