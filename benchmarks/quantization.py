@@ -19,7 +19,8 @@ drift on a shared machine hits all engines alike). ONNX Runtime gets the same th
 fastcnn (intra_op_num_threads). Results go to stdout and benchmarks/results/quantization.md (not
 with --no-write). Needs onnx and onnxruntime (the test extras).
 
-    python benchmarks/quantization.py [--rounds 7] [--epochs-scale 1.0] [--models mnist,shapes] [--no-write]
+    python benchmarks/quantization.py [--rounds 7] [--threads N] [--epochs-scale 1.0] [--models mnist,shapes]
+                                      [--no-write]
 """
 
 import argparse
@@ -36,6 +37,20 @@ import fastcnn
 from fastcnn import layers
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "quantization.md"
+
+
+def cpu_description():
+    """The CPU's model name, family/model and the vector features int8 kernels care about."""
+    try:
+        info = pathlib.Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields = dict(line.split(":", 1) for line in info.split("\n") if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    features = [name for name in ("avx2", "avx512f", "avx512_vnni", "avx_vnni") if name in flags]
+    return (f"{fields.get('model name', '?')}, family {fields.get('cpu family', '?')} model {fields.get('model', '?')}, "
+            f"{' '.join(features) or 'no AVX2'}")
 
 
 def mnist_case():
@@ -91,6 +106,10 @@ def ort_sessions(model, calibration, directory, threads):
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # ONNX Runtime's threads spin between runs by default; interleaved with fastcnn in one process
+    # on a small machine they would take the cores fastcnn's threads need (and fastcnn's OpenMP
+    # threads theirs). Off, each engine runs alone.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     make = lambda path: onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])  # noqa: E731
     return make(fp32_path), make(int8_path)
 
@@ -120,12 +139,16 @@ def main():
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--epochs-scale", type=float, default=1.0, help="multiplies each model's training epochs")
     parser.add_argument("--models", default="mnist,shapes")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for fastcnn and ONNX Runtime alike (default: fastcnn's current count)")
     parser.add_argument("--no-write", action="store_true")
     arguments = parser.parse_args()
+    if arguments.threads is not None:
+        fastcnn.config.set_num_threads(arguments.threads)
     threads = fastcnn.config.get_num_threads()
     fastcnn.utils.set_random_seed(3)
-    lines = [f"# int8 quantization: accuracy and images/s ({platform.processor() or platform.machine()}, "
-             f"fastcnn kernels {fastcnn.config.kernel_set()}, {threads} threads, {arguments.rounds} rounds)", ""]
+    lines = [f"# int8 quantization: accuracy and images/s ({cpu_description()}; fastcnn kernels "
+             f"{fastcnn.config.kernel_set()}, {threads} thread(s), {arguments.rounds} rounds)", ""]
     lines.append("| model | engine | test accuracy | images/s batch 64 | images/s batch 1 |")
     lines.append("|---|---|---|---|---|")
     for name in arguments.models.split(","):

@@ -52,27 +52,41 @@ std::vector<int16_t> pack_weights(const int8_t* kernel, int64_t depth, int64_t c
   return packed;
 }
 
-// Row `row` of A (the input patch of output position `row`), sign-extended, into `destination`
-// (2 * pairs values; the odd last one zero).
-void gather_row(const Conv2DParams& p, const int8_t* input, int64_t row, int64_t pairs, int16_t* destination) {
-  const int64_t ow = row % p.output_width;
-  const int64_t oh = (row / p.output_width) % p.output_height;
-  const int64_t n = row / (p.output_width * p.output_height);
-  int16_t* out = destination;
-  for (int64_t kh = 0; kh < p.kernel_height; ++kh) {
-    const int64_t ih = oh * p.stride_height - p.pad_top + kh * p.dilation_height;
-    for (int64_t kw = 0; kw < p.kernel_width; ++kw) {
-      const int64_t iw = ow * p.stride_width - p.pad_left + kw * p.dilation_width;
-      if (ih < 0 || ih >= p.input_height || iw < 0 || iw >= p.input_width) {
-        std::fill(out, out + p.input_channels, int16_t{0});
-      } else {
-        const int8_t* source = input + ((n * p.input_height + ih) * p.input_width + iw) * p.input_channels;
-        for (int64_t ci = 0; ci < p.input_channels; ++ci) out[ci] = source[ci];
+// Rows [first, first + count) of A (each the input patch of one output position), sign-extended,
+// into `destination` (row stride 2 * pairs; the odd last value zero). The output position advances
+// by increments (no division per row), and the copies are plain loops, not memset / memcpy calls:
+// with few input channels (a first layer's 1 or 3) a call per pixel costs more than the copy.
+void gather_rows(const Conv2DParams& p, const int8_t* input, int64_t first, int64_t count, int64_t pairs,
+                 int16_t* destination) {
+  int64_t ow = first % p.output_width;
+  int64_t oh = (first / p.output_width) % p.output_height;
+  int64_t n = first / (p.output_width * p.output_height);
+  const int64_t channels = p.input_channels;
+  for (int64_t r = 0; r < count; ++r) {
+    int16_t* out = destination + r * 2 * pairs;
+    for (int64_t kh = 0; kh < p.kernel_height; ++kh) {
+      const int64_t ih = oh * p.stride_height - p.pad_top + kh * p.dilation_height;
+      const bool row_inside = ih >= 0 && ih < p.input_height;
+      for (int64_t kw = 0; kw < p.kernel_width; ++kw) {
+        const int64_t iw = ow * p.stride_width - p.pad_left + kw * p.dilation_width;
+        if (row_inside && iw >= 0 && iw < p.input_width) {
+          const int8_t* source = input + ((n * p.input_height + ih) * p.input_width + iw) * channels;
+          for (int64_t ci = 0; ci < channels; ++ci) out[ci] = source[ci];
+        } else {
+          for (int64_t ci = 0; ci < channels; ++ci) out[ci] = 0;
+        }
+        out += channels;
       }
-      out += p.input_channels;
+    }
+    if (2 * pairs > int8_depth(p)) *out = 0;
+    if (++ow == p.output_width) {
+      ow = 0;
+      if (++oh == p.output_height) {
+        oh = 0;
+        ++n;
+      }
     }
   }
-  std::fill(out, destination + 2 * pairs, int16_t{0});
 }
 
 // accumulators[r][b * 8 + c] for Rows rows of A (a, row stride a_stride) and Blocks column blocks
@@ -177,7 +191,7 @@ void conv2d_int8_forward(const Conv2DParams& params, const int8_t* input, const 
     gathered.resize(static_cast<size_t>(kTileRows * a_stride));
     const int64_t first = tile * kTileRows;
     const int64_t count = std::min(kTileRows, rows - first);
-    for (int64_t r = 0; r < count; ++r) gather_row(params, input, first + r, pairs, gathered.data() + r * a_stride);
+    gather_rows(params, input, first, count, pairs, gathered.data());
     for (int64_t block = 0; block < blocks; block += 2) {
       const int64_t valid_columns = std::min(2 * kBlockColumns, columns - block * kBlockColumns);
       for (int64_t r = 0; r < count; r += kMicroRows) {
