@@ -3,7 +3,7 @@
 // The convolution is a matrix product accumulators (rows x columns) = A (rows x depth) * W (depth x
 // columns), rows = batch * output_height * output_width, depth = kernel_height * kernel_width *
 // input_channels: each thread gathers a tile of A's rows (im2col, zero outside the image) and runs
-// a register-blocked micro-kernel of up to 6 rows x 16 columns over it.
+// a register-blocked micro-kernel of up to 4 rows x 16 columns over it.
 //
 // The AVX2 product: both operands are sign-extended to int16 and multiplied with vpmaddwd, which
 // sums adjacent pairs of int16 products into int32 lanes: each lane gets a[k] w[k][c] + a[k+1]
@@ -35,8 +35,10 @@ namespace fastcnn::kernels::FASTCNN_ISA {
 namespace {
 
 constexpr int64_t kBlockColumns = 8;  // int32 lanes of one ymm register
-constexpr int kMicroRows = 6;         // 6 rows x 2 blocks = 12 accumulators, 2 weight and 1 input register
-constexpr int64_t kTileRows = 24;     // rows gathered per task (4 micro-tiles)
+// 4 rows x 2 blocks = 8 accumulators, 2 weight registers and the input broadcasts: within the 16
+// ymm registers (6 rows, 12 accumulators, made GCC keep some on the stack).
+constexpr int kMicroRows = 4;
+constexpr int64_t kTileRows = 24;     // rows gathered per task (6 micro-tiles)
 
 // W (depth x columns, int8) as int16 pairs: block b, pair p holds, for its 8 columns c,
 // (W[2p][8b + c], W[2p + 1][8b + c]); zero beyond depth and columns.
@@ -95,20 +97,27 @@ template <int Rows, int Blocks>
 void micro_kernel(const int16_t* a, int64_t a_stride, const int16_t* packed, int64_t pairs, int64_t block,
                   int32_t* out, int64_t out_stride, int64_t valid_columns) {
 #if defined(__AVX2__)
+  // The loops over rows and blocks are unrolled completely, so that the accumulators live in
+  // registers (without the pragmas GCC kept them on the stack: a load and a store per product).
   __m256i sums[Rows][Blocks];
+#pragma GCC unroll 8
   for (int r = 0; r < Rows; ++r)
+#pragma GCC unroll 2
     for (int b = 0; b < Blocks; ++b) sums[r][b] = _mm256_setzero_si256();
   const int16_t* weights = packed + block * pairs * 2 * kBlockColumns;
   const int64_t block_stride = pairs * 2 * kBlockColumns;
   for (int64_t p = 0; p < pairs; ++p) {
     __m256i w[Blocks];
+#pragma GCC unroll 2
     for (int b = 0; b < Blocks; ++b) {
       w[b] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(weights + b * block_stride + p * 2 * kBlockColumns));
     }
+#pragma GCC unroll 8
     for (int r = 0; r < Rows; ++r) {
       int32_t pair;
       std::memcpy(&pair, a + r * a_stride + 2 * p, sizeof pair);
       const __m256i x = _mm256_set1_epi32(pair);
+#pragma GCC unroll 2
       for (int b = 0; b < Blocks; ++b) sums[r][b] = _mm256_add_epi32(sums[r][b], _mm256_madd_epi16(x, w[b]));
     }
   }
@@ -144,8 +153,6 @@ template <int Blocks>
 void micro_kernel_rows(int rows, const int16_t* a, int64_t a_stride, const int16_t* packed, int64_t pairs,
                        int64_t block, int32_t* out, int64_t out_stride, int64_t valid_columns) {
   switch (rows) {
-    case 6: micro_kernel<6, Blocks>(a, a_stride, packed, pairs, block, out, out_stride, valid_columns); return;
-    case 5: micro_kernel<5, Blocks>(a, a_stride, packed, pairs, block, out, out_stride, valid_columns); return;
     case 4: micro_kernel<4, Blocks>(a, a_stride, packed, pairs, block, out, out_stride, valid_columns); return;
     case 3: micro_kernel<3, Blocks>(a, a_stride, packed, pairs, block, out, out_stride, valid_columns); return;
     case 2: micro_kernel<2, Blocks>(a, a_stride, packed, pairs, block, out, out_stride, valid_columns); return;
