@@ -49,7 +49,8 @@ def cpu_description():
     fields = {key.strip(): value.strip() for key, value in fields.items()}
     flags = set(fields.get("flags", "").split())
     features = [name for name in ("avx2", "avx512f", "avx512_vnni", "avx_vnni") if name in flags]
-    return (f"{fields.get('model name', '?')}, family {fields.get('cpu family', '?')} model {fields.get('model', '?')}, "
+    return (f"{fields.get('model name', '?')}, family {fields.get('cpu family', '?')} "
+            f"model {fields.get('model', '?')}, "
             f"{' '.join(features) or 'no AVX2'}")
 
 

@@ -14,8 +14,9 @@
 // only with unsigned (offset) activations and weights cut to 7 bits, which costs accuracy. Hence
 // A and W are held as int16 pairs here: W packed once per call (column blocks of 8, depth padded
 // to even with zeros), A sign-extended while gathered. vpmaddwd does 16 multiply-adds per
-// instruction, the same count as a float32 FMA on 8 lanes, so on AVX2 the gain over float32 comes
-// from the 4x smaller activations and weights, not from the arithmetic. AVX-512 VNNI (vpdpbusd)
+// instruction, the same count as a float32 FMA on 8 lanes, so on AVX2 int8 can gain only through
+// smaller tensors between layers, and loses to float32 layers that run Winograd (fewer
+// multiply-adds; measured: benchmarks/results/quantization.md). AVX-512 VNNI (vpdpbusd)
 // and AVX-VNNI are not used: no tier is built for them. The avx512 tier compiles this same source
 // (its 256-bit AVX2 path); the generic tier runs the scalar micro-kernel below.
 #include <algorithm>
@@ -128,7 +129,9 @@ void micro_kernel(const int16_t* a, int64_t a_stride, const int16_t* packed, int
       }
     } else {
       int32_t row[Blocks * kBlockColumns];
-      for (int b = 0; b < Blocks; ++b) _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + b * kBlockColumns), sums[r][b]);
+      for (int b = 0; b < Blocks; ++b) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + b * kBlockColumns), sums[r][b]);
+      }
       std::memcpy(out + r * out_stride, row, static_cast<size_t>(valid_columns) * sizeof(int32_t));
     }
   }
@@ -145,7 +148,9 @@ void micro_kernel(const int16_t* a, int64_t a_stride, const int16_t* packed, int
         }
       }
   }
-  for (int r = 0; r < Rows; ++r) std::memcpy(out + r * out_stride, sums[r], static_cast<size_t>(valid_columns) * sizeof(int32_t));
+  for (int r = 0; r < Rows; ++r) {
+    std::memcpy(out + r * out_stride, sums[r], static_cast<size_t>(valid_columns) * sizeof(int32_t));
+  }
 #endif
 }
 
