@@ -155,7 +155,7 @@ def test_mnist_int8_accuracy_within_half_a_point_of_float32():
         layers.Dense(10, activation="softmax"),
     ])
     float_accuracy, int8_accuracy = train_and_compare(model, x_train, y_train, x_test, y_test, epochs=3)
-    assert float_accuracy > 0.9
+    assert float_accuracy > 0.85  # trained (90-92% over seeds): the comparison means something
     assert abs(int8_accuracy - float_accuracy) <= 0.005, (float_accuracy, int8_accuracy)
 
 
