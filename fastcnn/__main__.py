@@ -53,7 +53,7 @@ def example3_model():
 
 def load_example(example, args):
     if example == 2:
-        (x_train, y_train), (x_test, y_test) = datasets.mnist.load_data()
+        (x_train, y_train), (x_test, y_test) = datasets.mnist.load_embedded()
         description = "MNIST subset"
         x_train, x_test = x_train[..., None], x_test[..., None]
     else:

@@ -13,6 +13,8 @@ import itertools
 import math
 import numbers
 import os
+import sys
+import time
 import warnings
 
 import numpy as np
@@ -115,7 +117,9 @@ class ImageDataset(Dataset):
 
     Files are decoded and resized when their batch is requested, on a pool of threads (one per
     CPU) that works up to two batches ahead of the consumer, so decoding overlaps training. A file
-    that cannot be decoded is left out of its batch with a warning naming it (once per dataset).
+    that cannot be decoded is left out of its batch with a warning naming it (once per dataset);
+    any other failure while loading a file (out of memory, an error inside a decoder library) stops the
+    iteration: its exception, naming the file, reaches the consumer after the pool's threads end.
     """
 
     def __init__(self, file_paths, labels, label_mode, class_names, image_size, num_channels, interpolation,
@@ -163,6 +167,10 @@ class ImageDataset(Dataset):
         except ValueError as error:
             return index, error
 
+    def _loading_context(self, position, index):
+        """Names the file of a failure other than an undecodable file (which is skipped)."""
+        return f"while loading the image file {self.file_paths[index]!r}"
+
     def _encode_labels(self, labels):
         if self.label_mode == "int":
             return labels.astype(np.int32)
@@ -194,7 +202,8 @@ class ImageDataset(Dataset):
         order = self._rng.permutation(count) if self._shuffle else np.arange(count)
         batch = self.batch_size or 1
         workers = autotuned_workers()
-        loaded = _parallel_map(self._load_or_error, iter(order.tolist()), workers, window=max(2 * workers, 2 * batch))
+        loaded = _parallel_map(self._load_or_error, iter(order.tolist()), workers, window=max(2 * workers, 2 * batch),
+                               context=self._loading_context)
         while True:
             chunk = list(itertools.islice(loaded, batch))
             if not chunk:
@@ -214,7 +223,8 @@ class ImageDataset(Dataset):
         Decodes every file at once (undecodable ones left out, with a warning): for data that fits
         in memory."""
         workers = autotuned_workers()
-        return self._element(list(_parallel_map(self._load_or_error, iter(range(len(self.file_paths))), workers)))
+        return self._element(list(_parallel_map(self._load_or_error, iter(range(len(self.file_paths))), workers,
+                                                context=self._loading_context)))
 
 
 def _check_validation_split_arg(validation_split, subset, shuffle, seed):
@@ -230,19 +240,65 @@ def _check_validation_split_arg(validation_split, subset, shuffle, seed):
                          "to make sure that there is no overlap between the training and validation subset.")
 
 
-def _iter_valid_files(directory, follow_links, formats):
-    walk = os.walk(directory, followlinks=follow_links)
-    for root, _, files in sorted(walk, key=lambda entry: entry[0]):
+# A scan that has found this many files, or run this long, shows its progress (on a terminal).
+PROGRESS_AFTER_FILES = 10_000
+PROGRESS_AFTER_SECONDS = 1.0
+_PROGRESS_INTERVAL_SECONDS = 0.2
+
+
+class _IndexingProgress:
+    """A one-line count of the files found so far, written to stderr over itself while a long
+    scan runs and erased when it ends: only where `verbose` is set and stderr is a terminal, so
+    that logs, pipes and notebooks get Keras's output alone ("Found N files ...")."""
+
+    def __init__(self, directory, verbose):
+        stream = sys.stderr
+        isatty = getattr(stream, "isatty", None)
+        self._stream = stream if verbose and stream is not None and isatty is not None and isatty() else None
+        self._directory = directory
+        self._start = time.monotonic()
+        self._shown_at = None
+        self._width = 0
+        self.count = 0
+
+    def add(self, found):
+        self.count += found
+        if self._stream is None:
+            return
+        now = time.monotonic()
+        if self._shown_at is None:
+            if self.count < PROGRESS_AFTER_FILES and now - self._start < PROGRESS_AFTER_SECONDS:
+                return
+        elif now - self._shown_at < _PROGRESS_INTERVAL_SECONDS:
+            return
+        self._shown_at = now
+        line = f"Indexing {self._directory}: {self.count} files found so far"
+        self._stream.write("\r" + line.ljust(self._width))
+        self._stream.flush()
+        self._width = max(self._width, len(line))
+
+    def close(self):
+        if self._shown_at is not None:
+            self._stream.write("\r" + " " * self._width + "\r")
+            self._stream.flush()
+
+
+def _iter_valid_files(directory, follow_links, formats, progress):
+    # The whole walk is read before sorting it; `progress` counts the files as folders are read.
+    entries = []
+    for root, _, files in os.walk(directory, followlinks=follow_links):
+        entries.append((root, [name for name in files if name.lower().endswith(formats)]))
+        progress.add(len(entries[-1][1]))
+    for root, files in sorted(entries, key=lambda entry: entry[0]):
         for name in sorted(files):
-            if name.lower().endswith(formats):
-                yield root, name
+            yield root, name
 
 
-def _index_subdirectory(directory, class_index, follow_links, formats):
+def _index_subdirectory(directory, class_index, follow_links, formats, progress):
     """Relative paths (``subdir/…/file``) of the allowed files under `directory`, sorted walk order."""
     dirname = os.path.basename(directory)
     filenames = []
-    for root, name in _iter_valid_files(directory, follow_links, formats):
+    for root, name in _iter_valid_files(directory, follow_links, formats, progress):
         filenames.append(os.path.join(dirname, os.path.relpath(os.path.join(root, name), directory)))
     return filenames, [class_index] * len(filenames)
 
@@ -272,11 +328,15 @@ def index_directory(directory, labels, formats, class_names=None, shuffle=True, 
     class_names = subdirs
     filenames = []
     label_list = []
-    for index, subdir in enumerate(subdirs):
-        partial_filenames, partial_labels = _index_subdirectory(
-            os.path.join(directory, subdir), index, follow_links, formats)
-        filenames += partial_filenames
-        label_list += partial_labels
+    progress = _IndexingProgress(directory, verbose)
+    try:
+        for index, subdir in enumerate(subdirs):
+            partial_filenames, partial_labels = _index_subdirectory(
+                os.path.join(directory, subdir), index, follow_links, formats, progress)
+            filenames += partial_filenames
+            label_list += partial_labels
+    finally:
+        progress.close()
 
     if labels == "inferred":
         labels = np.array(label_list, dtype=np.int32)
@@ -354,7 +414,8 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
         crop_to_aspect_ratio: resize the largest centred crop with the target's aspect ratio.
         pad_to_aspect_ratio: resize to fit inside `image_size` and pad with zeros instead.
         data_format: None or ``'channels_last'`` (fastcnn's only layout).
-        verbose: print how many files and classes were found.
+        verbose: print how many files and classes were found (and, where stderr is a terminal, a
+            running count of the files found while a scan of over 10,000 files or 1 s goes on).
 
     Returns:
         an `ImageDataset` (see its documentation), or a list of two with ``subset='both'``.

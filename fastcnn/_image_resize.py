@@ -21,6 +21,8 @@ same pixels. Weights are applied in float32; the results agree with TensorFlow's
 rounding (tests/test_image_dataset.py compares all eight methods).
 """
 
+import functools
+
 import numpy as np
 
 INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
@@ -136,9 +138,19 @@ def _taps(in_size, out_size, interpolation):
     return _span_taps(in_size, out_size, kernel, radius)
 
 
-def _resize_axis(image, size, axis, interpolation):
-    index, weights = _taps(image.shape[axis], size, interpolation)
+@functools.lru_cache(maxsize=256)
+def _float32_taps(in_size, out_size, interpolation):
+    """_taps with float32 weights, kept for reuse (read-only): a folder of same-sized photos
+    resizes every image with the same tables, which cost as much to build as to apply."""
+    index, weights = _taps(in_size, out_size, interpolation)
     weights = weights.astype(np.float32)
+    index.setflags(write=False)
+    weights.setflags(write=False)
+    return index, weights
+
+
+def _resize_axis(image, size, axis, interpolation):
+    index, weights = _float32_taps(image.shape[axis], size, interpolation)
     shape = [1] * image.ndim
     shape[axis] = size
     result = np.zeros(image.shape[:axis] + (size,) + image.shape[axis + 1:], dtype=np.float32)
@@ -176,9 +188,18 @@ def resize_with_crop(image, size, interpolation="bilinear"):
     return resize(image[top:top + crop_height, left:left + crop_width], size, interpolation)
 
 
+def _framed(image, top, bottom, left, right, fill_value):
+    """`image` (height, width, channels) inside a frame of `fill_value`: `top` rows above, `bottom`
+    below, `left` and `right` columns beside it; float32."""
+    return np.pad(np.asarray(image, dtype=np.float32), ((top, bottom), (left, right), (0, 0)),
+                  constant_values=np.float32(fill_value))
+
+
 def resize_with_pad(image, size, interpolation="bilinear"):
-    """``tf.image.resize_with_pad``: resizes to fit inside `size` keeping the aspect ratio, then
-    pads with zeros, centred (the odd pixel goes to the bottom/right)."""
+    """``tf.image.resize_with_pad`` (what ``image_dataset_from_directory(pad_to_aspect_ratio=True)``
+    runs): resizes to fit inside `size` keeping the aspect ratio, then pads with zeros to `size`,
+    the margin before the image ``floor((target - resized_float) / 2)`` (the odd pixel goes to the
+    bottom/right)."""
     height, width = image.shape[:2]
     target_height, target_width = size
     ratio = max(np.float32(width) / np.float32(target_width), np.float32(height) / np.float32(target_height))
@@ -190,6 +211,21 @@ def resize_with_pad(image, size, interpolation="bilinear"):
     resized = resize(image, resized_size, interpolation)
     top = max(0, int(np.floor((np.float32(target_height) - resized_height_float) / np.float32(2))))
     left = max(0, int(np.floor((np.float32(target_width) - resized_width_float) / np.float32(2))))
-    result = np.zeros((target_height, target_width, image.shape[2]), dtype=np.float32)
-    result[top:top + resized.shape[0], left:left + resized.shape[1]] = resized
-    return result
+    return _framed(resized, top, target_height - top - resized.shape[0], left, target_width - left - resized.shape[1],
+                   0.0)
+
+
+def pad_to_aspect_ratio(image, size, fill_value=0.0):
+    """The image ``keras.ops.image.resize(pad_to_aspect_ratio=True)`` (and the Resizing layer)
+    then resizes to `size`: padded, before any resizing, to about the target's aspect ratio with
+    `fill_value`, the same margin on both sides of the short axis (so an odd difference is left
+    out, and the resize stretches the rest). In Keras's float32 arithmetic:
+    ``pad_height = max(height, int(float32(width * target_height) / target_width))``, margin
+    ``int(float32(pad_height - height) / 2)`` above and below; likewise for the width."""
+    height, width = image.shape[:2]
+    target_height, target_width = size
+    pad_height = max(height, int(np.float32(width * target_height) / np.float32(target_width)))
+    pad_width = max(width, int(np.float32(height * target_width) / np.float32(target_height)))
+    vertical = int(np.float32(pad_height - height) / np.float32(2))
+    horizontal = int(np.float32(pad_width - width) / np.float32(2))
+    return _framed(image, vertical, vertical, horizontal, horizontal, fill_value)

@@ -1119,7 +1119,7 @@ def test_metric_aliases_name_the_logs(rng):
 # --------------------------------------------------------------------------------------------
 
 def test_mnist_embedded_subset():
-    (x_train, y_train), (x_test, y_test) = datasets.mnist.load_data()
+    (x_train, y_train), (x_test, y_test) = datasets.mnist.load_embedded()
     assert x_train.shape == (4000, 28, 28) and x_test.shape == (1000, 28, 28)
     assert y_train.shape == (4000,) and y_test.shape == (1000,)
     assert x_train.dtype == np.uint8 and x_test.dtype == np.uint8
@@ -1131,7 +1131,7 @@ def test_mnist_embedded_subset():
     # shuffled, not sorted by class
     assert not np.all(np.diff(y_train.astype(int)) >= 0)
     # deterministic
-    (x2, y2), (x3, y3) = datasets.mnist.load_data()
+    (x2, y2), (x3, y3) = datasets.mnist.load_embedded()
     assert np.array_equal(x2, x_train) and np.array_equal(y2, y_train)
     assert np.array_equal(x3, x_test) and np.array_equal(y3, y_test)
     # train and test disjoint

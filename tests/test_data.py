@@ -160,6 +160,116 @@ def test_errors_inside_map_and_prefetch_reach_the_consumer():
             list(dataset)
 
 
+def _data_threads():
+    """The dataset threads alive now: map / decoding pools ("fastcnn-data_N") and prefetchers."""
+    return [t for t in threading.enumerate() if t.name.startswith(("fastcnn-data", "fastcnn-prefetch"))]
+
+
+def _fail_at(bad, error=ValueError):
+    def function(value):
+        if int(value) == bad:
+            raise error(f"element {int(value)} is bad")
+        return value * 2
+    return function
+
+
+@pytest.mark.parametrize("chain", ["sequential", "parallel", "parallel_unordered", "prefetched"])
+def test_a_failing_map_names_the_element_and_leaves_no_thread(chain):
+    before = set(threading.enumerate())
+    dataset = Dataset.range(40)
+    if chain == "sequential":
+        dataset = dataset.map(_fail_at(17))
+    elif chain == "parallel":
+        dataset = dataset.map(_fail_at(17), num_parallel_calls=3)
+    elif chain == "parallel_unordered":
+        dataset = dataset.map(_fail_at(17), num_parallel_calls=AUTOTUNE, deterministic=False)
+    else:
+        dataset = dataset.map(_fail_at(17), num_parallel_calls=2).prefetch(4)
+    seen = []
+    with pytest.raises(ValueError, match=r"^element 17 is bad \(while mapping element 17\)$") as caught:
+        for value in dataset:
+            seen.append(int(value))
+    assert type(caught.value) is ValueError  # the function's own exception, not a wrapper
+    if chain != "parallel_unordered":
+        assert seen == [2 * index for index in range(17)]  # everything before it was delivered
+    # The pools and the prefetcher have ended by the time the exception arrives.
+    assert set(threading.enumerate()) <= before and not _data_threads()
+
+
+def test_the_element_index_counts_the_map_s_input_not_the_source_values():
+    dataset = Dataset.range(100, 110).skip(2).map(_fail_at(105, ZeroDivisionError), num_parallel_calls=2)
+    with pytest.raises(ZeroDivisionError, match=r"while mapping element 3\)"):
+        list(dataset)
+    # An upstream map's failure is named once, by the map that raised it.
+    chained = Dataset.range(10).map(_fail_at(4)).map(lambda value: value + 1, num_parallel_calls=2)
+    with pytest.raises(ValueError) as caught:
+        list(chained)
+    assert str(caught.value) == "element 4 is bad (while mapping element 4)"
+
+
+def test_a_failure_without_a_plain_message_gets_a_note():
+    def lookup(value):
+        return {0: 1}[int(value)]
+
+    for dataset in (Dataset.range(3).map(lookup), Dataset.range(3).map(lookup, num_parallel_calls=2)):
+        with pytest.raises(KeyError) as caught:
+            list(dataset)
+        assert caught.value.args == (1,)  # KeyError's own message is left as it is
+        if hasattr(caught.value, "add_note"):  # Python >= 3.11 prints notes under the message
+            assert caught.value.__notes__ == ["while mapping element 1"]
+    assert not _data_threads()
+
+
+FIT_INTERRUPTED_WHILE_LOADING = """
+import sys, threading, time
+import numpy as np
+import fastcnn
+from fastcnn import callbacks, layers
+from fastcnn.data import AUTOTUNE, Dataset
+
+def slow(images, labels):
+    time.sleep(0.01)  # the map's threads are busy when training is interrupted
+    return images * 2.0, labels
+
+x = np.random.default_rng(0).normal(size=(512, 8, 8, 1)).astype(np.float32)
+y = np.arange(512) % 3
+dataset = (Dataset.from_tensor_slices((x, y)).batch(8).map(slow, num_parallel_calls=2)
+           .prefetch(AUTOTUNE))
+model = fastcnn.Sequential([layers.Input((8, 8, 1)), layers.Flatten(), layers.Dense(3)])
+model.compile("sgd", fastcnn.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+class Interrupt(callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 5:
+            raise KeyboardInterrupt
+
+try:
+    model.fit(dataset, epochs=3, verbose=0, validation_data=dataset, callbacks=[Interrupt()])
+    print("fit ended without the interrupt")
+    sys.exit(2)
+except KeyboardInterrupt as interrupt:
+    kept = interrupt  # the traceback (and the frames holding the iterators) stays alive
+left = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+print("threads left:", left, flush=True)
+sys.exit(1 if left else 0)
+"""
+
+
+def test_interrupting_fit_stops_the_dataset_threads_without_hanging(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "interrupted.py"
+    script.write_text(FIT_INTERRUPTED_WHILE_LOADING)
+    try:
+        completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                                   cwd=str(tmp_path))
+    except subprocess.TimeoutExpired as expired:
+        pytest.fail(f"fit hung after a KeyboardInterrupt: {expired.stdout!r} {expired.stderr!r}")
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "threads left: []" in completed.stdout
+
+
 def test_prefetch_thread_stops_when_the_consumer_leaves_early():
     dataset = Dataset.range(10_000).prefetch(2)
     for index, _ in enumerate(dataset):

@@ -147,3 +147,70 @@ def test_fashion_mnist_reads_keras_s_cache(tmp_path, monkeypatch, rng):
     (x_train, y_train), (x_test, y_test) = datasets.fashion_mnist.load_data()
     np.testing.assert_array_equal(x_train, images[:5])
     np.testing.assert_array_equal(y_test, labels[5:])
+
+
+def _keras_mnist_file(path, rng, train=30, test=7):
+    """A small file in Keras's mnist.npz format (np.savez of uint8 arrays under its four keys)."""
+    arrays = {
+        "x_train": rng.integers(0, 256, (train, 28, 28), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, train).astype(np.uint8),
+        "x_test": rng.integers(0, 256, (test, 28, 28), dtype=np.uint8),
+        "y_test": rng.integers(0, 10, test).astype(np.uint8),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return arrays
+
+
+def test_mnist_reads_keras_s_cached_file(tmp_path, monkeypatch, rng):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    arrays = _keras_mnist_file(tmp_path / "datasets" / "mnist.npz", rng)
+    (x_train, y_train), (x_test, y_test) = datasets.mnist.load_data()
+    for got, key in ((x_train, "x_train"), (y_train, "y_train"), (x_test, "x_test"), (y_test, "y_test")):
+        assert got.dtype == np.uint8 and got.shape == arrays[key].shape
+        np.testing.assert_array_equal(got, arrays[key])
+    # Keras's `path` is a name inside its cache folder
+    other = _keras_mnist_file(tmp_path / "datasets" / "digits.npz", rng, train=3, test=2)
+    (x_train, _), _ = datasets.mnist.load_data(path="digits.npz")
+    np.testing.assert_array_equal(x_train, other["x_train"])
+    # or a path of its own (a pathlib.Path too)
+    elsewhere = _keras_mnist_file(tmp_path / "elsewhere" / "m.npz", rng, train=4, test=1)
+    (x_train, _), (x_test, _) = datasets.mnist.load_data(path=tmp_path / "elsewhere" / "m.npz")
+    np.testing.assert_array_equal(x_train, elsewhere["x_train"])
+    assert x_test.shape == (1, 28, 28)
+    # the embedded subset stays reachable, and the demo trains on it whatever the cache holds
+    (x_train, _), (x_test, _) = datasets.mnist.load_embedded()
+    assert x_train.shape == (4000, 28, 28) and x_test.shape == (1000, 28, 28)
+    from fastcnn.__main__ import load_example
+
+    (x_train, _), (x_test, _), description = load_example(2, None)
+    assert x_train.shape == (4000, 28, 28, 1) and x_test.shape == (1000, 28, 28, 1)
+    assert description == "MNIST subset"
+
+
+def test_mnist_without_keras_s_file_is_the_embedded_subset(tmp_path, monkeypatch, rng):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    _keras_mnist_file(tmp_path / "mnist.npz", rng)  # in the working folder, not the cache: not read
+    (x_train, y_train), (x_test, y_test) = datasets.mnist.load_data()
+    (x_embedded, y_embedded), (x_embedded_test, _) = datasets.mnist.load_embedded()
+    assert x_train.shape == (4000, 28, 28) and x_test.shape == (1000, 28, 28)
+    np.testing.assert_array_equal(x_train, x_embedded)
+    np.testing.assert_array_equal(y_train, y_embedded)
+    np.testing.assert_array_equal(x_test, x_embedded_test)
+    (x_none, _), _ = datasets.mnist.load_data(path=None)
+    np.testing.assert_array_equal(x_none, x_embedded)
+    with pytest.raises(FileNotFoundError, match="No MNIST file at 'missing.npz'"):
+        datasets.mnist.load_data(path="missing.npz")
+
+
+def test_a_damaged_mnist_file_raises_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    (tmp_path / "datasets").mkdir()
+    np.savez(tmp_path / "datasets" / "mnist.npz", x_train=np.zeros((2, 28, 28), np.uint8))
+    with pytest.raises(ValueError, match=r"is not a Keras mnist.npz file: it lacks \['x_test', 'y_test', "
+                                         r"'y_train'\]"):
+        datasets.mnist.load_data()
+    (tmp_path / "datasets" / "mnist.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="is not a readable .npz file"):
+        datasets.mnist.load_data()

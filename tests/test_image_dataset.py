@@ -173,6 +173,18 @@ def test_resize_options_match_keras(tf, folder, options):
     np.testing.assert_allclose(x_ours, x_theirs, atol=2e-3, rtol=0)
 
 
+@pytest.mark.parametrize("image_size", [(3, 17), (17, 3), (12, 12), (20, 31)])
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest", "bicubic", "area"])
+def test_padding_to_the_aspect_ratio_matches_keras_on_the_same_files(tf, folder, image_size, interpolation):
+    # Keras runs tf.image.resize_with_pad(image, height, width, method=interpolation) on each file.
+    kwargs = dict(image_size=image_size, batch_size=16, shuffle=False, verbose=False, pad_to_aspect_ratio=True,
+                  interpolation=interpolation)
+    x_ours, _ = _ours_arrays(utils.image_dataset_from_directory(str(folder), **kwargs))
+    x_theirs, _ = _keras_arrays(tf.keras.utils.image_dataset_from_directory(str(folder), **kwargs))
+    assert x_ours.shape == x_theirs.shape
+    np.testing.assert_allclose(x_ours, x_theirs, atol=2e-3, rtol=0)
+
+
 SIZES = [((7, 9), (4, 5)), ((7, 9), (13, 20)), ((5, 5), (5, 5)), ((31, 17), (8, 8)), ((3, 40), (6, 9)),
          ((1, 1), (3, 4)), ((10, 3), (3, 10)), ((64, 48), (17, 23))]
 
@@ -229,6 +241,76 @@ def test_corrupt_file_is_skipped_with_a_warning_naming_it(folder):
     np.testing.assert_array_equal(labels, expected)
     for _ in ds:  # warned once per dataset: a second epoch is quiet (warnings are errors in this suite)
         pass
+
+
+def test_a_loading_failure_other_than_decoding_names_the_file_and_ends_the_pool(folder, monkeypatch):
+    import threading
+
+    from fastcnn import _image_dataset
+
+    original = _image_dataset.load_image
+
+    def load(path, num_channels):
+        if path.endswith("img_2.png") and "cats" in path:
+            raise MemoryError("no memory for this image")
+        return original(path, num_channels)
+
+    monkeypatch.setattr(_image_dataset, "load_image", load)
+    before = set(threading.enumerate())
+    ds = utils.image_dataset_from_directory(str(folder), image_size=(4, 4), batch_size=2, verbose=False)
+    for consume in (lambda: list(ds.prefetch(2)), ds.as_numpy):
+        with pytest.raises(MemoryError, match=r"^no memory for this image \(while loading the image file "
+                                              r"'.*cats.img_2\.png'\)$"):
+            consume()
+        assert set(threading.enumerate()) <= before  # the decoding pool (and prefetcher) have ended
+
+
+class _Terminal:
+    """A stand-in for a terminal's stderr: collects what is written, says it is a TTY."""
+
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+def test_a_long_scan_shows_its_progress_on_a_terminal_only(folder, monkeypatch, capsys):
+    from fastcnn import _image_dataset
+
+    monkeypatch.setattr(_image_dataset, "PROGRESS_AFTER_FILES", 4)  # "long": more than 4 files
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    utils.image_dataset_from_directory(str(folder), image_size=(4, 4))
+    assert capsys.readouterr().out == "Found 13 files belonging to 3 classes.\n"  # Keras's line, unchanged
+    lines = terminal.text.split("\r")
+    assert any(f"Indexing {folder}: " in line and "files found so far" in line for line in lines), terminal.text
+    assert terminal.text.endswith("\r") and not lines[-2].strip()  # the progress line erased at the end
+
+    quiet = _Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    utils.image_dataset_from_directory(str(folder), image_size=(4, 4), verbose=False)
+    assert quiet.text == "" and capsys.readouterr().out == ""
+
+    pipe = _Terminal()
+    pipe.isatty = lambda: False  # a log file or a pipe: Keras's output alone
+    monkeypatch.setattr(sys, "stderr", pipe)
+    utils.image_dataset_from_directory(str(folder), image_size=(4, 4))
+    assert pipe.text == "" and capsys.readouterr().out == "Found 13 files belonging to 3 classes.\n"
+
+
+def test_a_short_scan_shows_no_progress(folder, monkeypatch, capsys):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    utils.image_dataset_from_directory(str(folder), image_size=(4, 4))
+    assert terminal.text == ""
+    assert capsys.readouterr().out == "Found 13 files belonging to 3 classes.\n"
 
 
 @pytest.mark.parametrize("kwargs, message", [

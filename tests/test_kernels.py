@@ -240,6 +240,27 @@ def test_conv2d_fused_activations(tier, activation, use_bias):
 
 
 @pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("channels", [(4, 5), (4, 21), (32, 40)], ids=["narrow", "blocks", "winograd"])
+def test_conv2d_relu6_epilogue_clips_both_ends(tier, channels):
+    """relu6 on the vector (BatchNormalization folding puts MobileNet's ReLU6 in the epilogue):
+    pre-activations spread over [-30, 30] reach both clips and NaN stays NaN in the narrow-block and
+    register-block stores, and the Winograd store clips too (its tile transform spreads a NaN input
+    over the whole tile, so that case has none)."""
+    in_channels, out_channels = channels
+    rng = np.random.default_rng(in_channels + out_channels)
+    x, kernel, bias = make_conv_case(rng, 2, 8, 9, in_channels, out_channels, (3, 3))
+    x *= 10.0
+    if in_channels < 32:
+        x[0, 3, 4, 0] = np.nan
+    reference = ops.conv2d_forward(x, kernel, bias, padding="same", activation="relu6", kernels="reference")
+    actual = ops.conv2d_forward(x, kernel, bias, padding="same", activation="relu6", kernels=tier)
+    assert (reference == 6.0).any() and (reference == 0.0).any() and np.isnan(reference).any() == (in_channels < 32)
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(reference))
+    finite = ~np.isnan(reference)
+    assert_close(actual[finite], reference[finite], f"{tier} conv2d_forward relu6")
+
+
+@pytest.mark.parametrize("tier", TIERS)
 def test_conv2d_forward_activation_epilogue_matches_separate_activation(tier):
     """The fused epilogue equals the linear conv followed by the activation kernel."""
     rng = np.random.default_rng(5)

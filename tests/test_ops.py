@@ -53,11 +53,32 @@ def test_ops_equal_keras(keras, name, call):
 def test_ops_errors_name_what_is_wrong():
     with pytest.raises(AttributeError, match="fastcnn.ops has no 'einsum'"):
         ops.einsum("ij->ji", X[0])
-    with pytest.raises(ValueError, match="does not pad to the aspect ratio yet"):
-        ops.image.resize(X[None], (2, 6), pad_to_aspect_ratio=True)
+    with pytest.raises(ValueError, match="Only `'constant'` is supported. Received: fill_mode=reflect"):
+        ops.image.resize(X[None], (2, 6), pad_to_aspect_ratio=True, fill_mode="reflect")
+    with pytest.raises(ValueError, match="Only one of `pad_to_aspect_ratio` & `crop_to_aspect_ratio`"):
+        ops.image.resize(X[None], (2, 6), pad_to_aspect_ratio=True, crop_to_aspect_ratio=True)
     with pytest.raises(ValueError, match="Invalid images rank"):
         ops.image.resize(X[0], (2, 2))
     with pytest.raises(ValueError, match="Exactly two of top_padding, bottom_padding and target_height"):
         ops.image.pad_images(X, top_padding=1, left_padding=0, right_padding=0)
     with pytest.raises(ValueError, match="top_padding must be >= 0"):
         ops.image.pad_images(X, bottom_padding=1, target_height=2, left_padding=0, right_padding=0)
+
+
+# (source height, width) -> (target height, width): taller and wider targets, odd and even
+# margins, a margin that rounds to 0, an unchanged aspect ratio, downscaling and upscaling.
+PAD_SIZES = [((4, 6), (6, 4)), ((6, 4), (4, 6)), ((5, 5), (3, 8)), ((5, 5), (8, 3)), ((7, 3), (7, 4)),
+             ((3, 7), (4, 4)), ((6, 9), (4, 6)), ((2, 11), (9, 9)), ((13, 5), (6, 17)), ((1, 1), (2, 3))]
+
+
+@pytest.mark.parametrize("source, target", PAD_SIZES, ids=[f"{s}->{t}" for s, t in PAD_SIZES])
+@pytest.mark.parametrize("interpolation, fill_value", [("bilinear", 0.0), ("nearest", 7.5), ("bicubic", -2.0)])
+def test_resize_padded_to_the_aspect_ratio_equals_keras(keras, source, target, interpolation, fill_value):
+    images = np.random.default_rng(3).uniform(0, 255, (2,) + source + (3,)).astype(np.float32)
+    for batch in (images, images[0]):  # a batch and a single image
+        ours = ops.image.resize(batch, target, interpolation=interpolation, pad_to_aspect_ratio=True,
+                                fill_value=fill_value)
+        theirs = keras.ops.convert_to_numpy(keras.ops.image.resize(
+            batch, target, interpolation=interpolation, pad_to_aspect_ratio=True, fill_value=fill_value))
+        assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-3)

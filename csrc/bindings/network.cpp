@@ -594,6 +594,7 @@ void bind_network(py::module_& m) {
            [](py::object self) {
              auto& network = self.cast<runtime::Network&>();
              require_built(network, "parameter_views");
+             network.parameters_changed();  // the caller may write through the views
              return layer_views(self, network, network.parameters());
            })
       .def("set_trainable",
@@ -774,6 +775,7 @@ void bind_network(py::module_& m) {
            [](py::object self) {
              auto& network = self.cast<runtime::Network&>();
              require_built(network, "flat_parameters");
+             network.parameters_changed();  // the caller may write through the view
              return view_of(self, network.parameters(), {network.parameter_count()});
            })
       .def("flat_gradients",
@@ -812,6 +814,11 @@ void bind_network(py::module_& m) {
            py::arg("sample_weights") = py::none())
       .def("set_max_pool_fusion", &runtime::Network::set_max_pool_fusion, py::arg("enabled"),
            "Conv2D + MaxPooling2D pairs run as one kernel (default on); off runs every layer alone.")
+      .def("set_batch_norm_folding", &runtime::Network::set_batch_norm_folding, py::arg("enabled"),
+           "Inference folds each BatchNormalization into the convolution or Dense layer before it "
+           "(default on); off runs every layer alone.")
+      .def("parameters_changed", &runtime::Network::parameters_changed,
+           "Call after writing the parameters through a view: inference refolds BatchNormalization.")
       .def("fused_max_pool_layers", &runtime::Network::fused_max_pool_layers,
            "Indices of the layers that compute the max pooling after them.")
       .def("fusion_passes",

@@ -11,9 +11,19 @@
 //              dx = 0 where x <= 0 (or NaN), sparing the ReLU its own pass
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 namespace fastcnn {
+
+// The forward pass's per-channel factors: y = x * scale + shift (null gamma: 1, null beta: 0).
+// Inference's BatchNormalization folding (runtime/plan.cpp) applies the same two to the
+// convolution before it.
+inline void batch_norm_scale_shift(const float* gamma, const float* beta, const float* mean, const float* variance,
+                                   float epsilon, int64_t channel, float& scale, float& shift) {
+  scale = (gamma != nullptr ? gamma[channel] : 1.0f) / std::sqrt(variance[channel] + epsilon);
+  shift = (beta != nullptr ? beta[channel] : 0.0f) - mean[channel] * scale;
+}
 
 struct BatchNormParams {
   int64_t rows = 0;

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -92,6 +93,17 @@ class Conv2DLayer final : public ActivatedLayer {
     const float* bias = use_bias_ ? kernel + params.kernel_size() : nullptr;
     context.kernels.grouped_conv2d_forward(params, input, kernel, bias, kernel_output(pre_activation, output));
     finish_forward(context, batch * params.conv.output_height * params.conv.output_width, pre_activation, output);
+  }
+
+  bool folds_batch_norm() const override { return activation_ == Activation::linear; }
+  int64_t kernel_floats() const override { return grouped_.kernel_size(); }
+  void forward_folded(const StepContext& context, int64_t batch, const float* input, const float* kernels,
+                      const float* bias, Activation activation, float* output) override {
+    GroupedConv2DParams params = grouped_;
+    params.conv.batch = batch;
+    params.conv.use_bias = true;
+    params.conv.activation = activation;
+    context.kernels.grouped_conv2d_forward(params, input, kernels, bias, output);
   }
 
   // Fused with a following max pooling when the pair qualifies and this layer reads at most 4
@@ -204,6 +216,17 @@ class DepthwiseConv2DLayer final : public ActivatedLayer {
     finish_forward(context, batch * params.output_height * params.output_width, pre_activation, output);
   }
 
+  bool folds_batch_norm() const override { return activation_ == Activation::linear; }
+  int64_t kernel_floats() const override { return params_.kernel_size(); }
+  void forward_folded(const StepContext& context, int64_t batch, const float* input, const float* kernels,
+                      const float* bias, Activation activation, float* output) override {
+    DepthwiseConv2DParams params = params_;
+    params.batch = batch;
+    params.use_bias = true;
+    params.activation = activation;
+    context.kernels.depthwise_conv2d_forward(params, input, kernels, bias, output);
+  }
+
   void backward(const StepContext& context, int64_t batch, const float* input,
                 const float* pre_activation, const float* output, float* output_gradient,
                 bool gradient_is_pre_activation, float* input_gradient) override {
@@ -282,6 +305,18 @@ class SeparableConv2DLayer final : public ActivatedLayer {
     context.kernels.conv2d_forward(parts.pointwise, context.scratch, parts.pointwise_kernel, parts.bias,
                                    kernel_output(pre_activation, output));
     finish_forward(context, batch * pointwise_.output_height * pointwise_.output_width, pre_activation, output);
+  }
+
+  bool folds_batch_norm() const override { return activation_ == Activation::linear; }
+  int64_t kernel_floats() const override { return depthwise_.kernel_size() + pointwise_.kernel_size(); }
+  int64_t scaled_kernel_begin() const override { return depthwise_.kernel_size(); }
+  void forward_folded(const StepContext& context, int64_t batch, const float* input, const float* kernels,
+                      const float* bias, Activation activation, float* output) override {
+    Parts parts = parts_of(nullptr, batch);
+    parts.pointwise.use_bias = true;
+    parts.pointwise.activation = activation;
+    context.kernels.depthwise_conv2d_forward(parts.depthwise, input, kernels, nullptr, context.scratch);
+    context.kernels.conv2d_forward(parts.pointwise, context.scratch, kernels + depthwise_.kernel_size(), bias, output);
   }
 
   void backward(const StepContext& context, int64_t batch, const float* input,
@@ -366,6 +401,16 @@ class DenseLayer final : public ActivatedLayer {
     const float* bias = use_bias_ ? kernel + params.input_units * units_ : nullptr;
     context.kernels.dense_forward(params, input, kernel, bias, kernel_output(pre_activation, output));
     finish_forward(context, params.batch, pre_activation, output);
+  }
+
+  bool folds_batch_norm() const override { return activation_ == Activation::linear; }
+  int64_t kernel_floats() const override { return params_.input_units * units_; }
+  void forward_folded(const StepContext& context, int64_t batch, const float* input, const float* kernels,
+                      const float* bias, Activation activation, float* output) override {
+    DenseParams params = rows_params(batch);
+    params.use_bias = true;
+    params.activation = activation;
+    context.kernels.dense_forward(params, input, kernels, bias, output);
   }
 
   void backward(const StepContext& context, int64_t batch, const float* input,
@@ -621,6 +666,17 @@ class ReluLayer final : public Layer {
   }
   std::string kind() const override { return kind_; }
   SampleShape configure(const SampleShape& input) override { return input; }
+  bool as_epilogue_activation(Activation& activation) const override {
+    if (params_.negative_slope != 0.0f || params_.threshold != 0.0f) return false;
+    if (params_.max_value == std::numeric_limits<float>::infinity()) {
+      activation = Activation::relu;
+    } else if (params_.max_value == 6.0f) {
+      activation = Activation::relu6;
+    } else {
+      return false;
+    }
+    return true;
+  }
   void forward(const StepContext& context, int64_t batch, const float* input, float*, float* output) override {
     ReluParams params = params_;
     params.count = batch * input_shape.size();
@@ -918,6 +974,18 @@ class BatchNormLayer final : public Layer {
 
   bool accepts_relu_input() const override { return true; }
 
+  bool batch_norm_factors(const float* parameters, float* scale, float* shift) const override {
+    const float* base = parameters + parameter_offset;
+    const float* gamma = scale_ ? base : nullptr;
+    const float* beta = center_ ? base + (scale_ ? channels_ : 0) : nullptr;
+    const float* moving_mean = base + trainable_parameter_count();
+    const float* moving_variance = moving_mean + channels_;
+    for (int64_t c = 0; c < channels_; ++c) {
+      batch_norm_scale_shift(gamma, beta, moving_mean, moving_variance, epsilon_, c, scale[c], shift[c]);
+    }
+    return true;
+  }
+
   void backward(const StepContext& context, int64_t batch, const float* input, const float*,
                 const float*, float* output_gradient, bool, float* input_gradient) override {
     BatchNormParams params{batch * input_shape.height * input_shape.width, channels_, epsilon_};
@@ -957,6 +1025,11 @@ class ActivationLayer final : public ActivatedLayer {
   // The layer's input already is its pre-activation; softmax and sigmoid keep a copy, for the loss.
   bool keeps_pre_activation() const override { return keeps_logits(activation_); }
   SampleShape configure(const SampleShape& input) override { return input; }
+  bool as_epilogue_activation(Activation& activation) const override {
+    if (!is_elementwise(activation_) || keeps_pre_activation()) return false;
+    activation = activation_;
+    return true;
+  }
 
   void forward(const StepContext& context, int64_t batch, const float* input,
                float* pre_activation, float* output) override {

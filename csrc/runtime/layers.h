@@ -80,6 +80,26 @@ class Layer {
   virtual void backward_max_pool(const StepContext& context, int64_t batch, const float* input, const Layer& pool,
                                  const float* pool_output, const float* pool_output_gradient) {}
 
+  // BatchNormalization folding (plan.cpp batch_norm_folding, inference only). A layer with a linear
+  // output (folds_batch_norm: Conv2D, DepthwiseConv2D, SeparableConv2D, Dense) whose output
+  // channel is the fastest axis of its last kernel array computes, for the BatchNormalization that
+  // reads it and an elementwise activation after that,
+  //   activation(x * (W * s) + (b - moving_mean) * s + beta),  s = gamma / sqrt(moving_variance + epsilon)
+  // with kernels = its kernel arrays (kernel_floats() floats, laid out as in its parameter slice,
+  // the last one scaled per output channel) and bias = the folded bias (one per output channel).
+  virtual bool folds_batch_norm() const { return false; }
+  virtual int64_t kernel_floats() const { return 0; }
+  // Floats at the start of the last kernel array within the kernel arrays (0 for one array).
+  virtual int64_t scaled_kernel_begin() const { return 0; }
+  virtual void forward_folded(const StepContext& context, int64_t batch, const float* input, const float* kernels,
+                              const float* bias, Activation activation, float* output) {}
+  // A BatchNormalization's folding factors from its parameters: scale s and shift
+  // beta - moving_mean * s per channel (other layers: false).
+  virtual bool batch_norm_factors(const float* parameters, float* scale, float* shift) const { return false; }
+  // The elementwise activation this layer applies to its input alone, when it is one that a
+  // kernel epilogue can apply (a ReLU layer, an Activation layer); false otherwise.
+  virtual bool as_epilogue_activation(Activation& activation) const { return false; }
+
   // Merge layers take several inputs: they override these; a single-input layer gets them from
   // configure / forward / backward. input_gradients entries may be null (not needed).
   virtual bool takes_several_inputs() const { return false; }

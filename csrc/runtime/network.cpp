@@ -313,6 +313,12 @@ void Network::set_max_pool_fusion(bool enabled) {
   if (built_) update_plan();
 }
 
+void Network::set_batch_norm_folding(bool enabled) {
+  std::lock_guard<std::mutex> lock(step_mutex_);
+  batch_norm_folding_enabled_ = enabled;
+  if (built_) update_plan();
+}
+
 std::vector<int64_t> Network::fused_max_pool_layers() const {
   std::vector<int64_t> result;
   for (size_t i = 0; i < fused_pool_.size(); ++i) {
@@ -564,6 +570,12 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
                       int64_t first_sample) {
   StepContext context{kernels, training, seed, parameters_.data(), nullptr, first_sample};
   last_batch_ = batch;
+  // Training passes update BatchNormalization's moving statistics; inference folds them in.
+  if (training) {
+    ++parameters_version_;
+  } else {
+    refresh_folded_parameters();
+  }
   const std::vector<float*>& outputs = buffers == Buffers::training ? node_outputs_ : inference_outputs_;
   const std::vector<float*>& pre_activations =
       buffers == Buffers::training ? pre_activations_ : inference_pre_activations_;
@@ -572,7 +584,7 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
   done.assign(layers_.size(), false);
   std::vector<const float*>& node_inputs = node_inputs_;
   for (size_t i = 0; i < layers_.size(); ++i) {
-    if (done[i]) {  // a max pooling its convolution computed
+    if (done[i]) {  // a max pooling its convolution computed, or a node folded into a layer before it
       if (timer != nullptr) timer->lap(1 + i);
       continue;
     }
@@ -584,6 +596,23 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
       layer.forward_max_pool(context, batch, values_[tensor_index(nodes_[i].inputs[0])], *layers_[pool], outputs[pool]);
       values_[tensor_index(static_cast<int64_t>(pool))] = outputs[pool];
       done[pool] = true;
+      if (timer != nullptr) timer->lap(1 + i);
+      continue;
+    }
+    if (batch_norm_folded(i, training)) {
+      // This node computes its BatchNormalization (and the activation after it) with folded
+      // kernels and bias; the outputs between are never stored.
+      const size_t last = folded_last(i);
+      const float* folded = folded_parameters_.data() + folded_offset_[i];
+      if (layer.scratch_per_sample() > 0) {
+        context.scratch = buffers == Buffers::training ? training_scratch_[i] : inference_scratch_;
+      }
+      layer.forward_folded(context, batch, values_[tensor_index(nodes_[i].inputs[0])], folded,
+                           folded + layer.kernel_floats(), folded_activation_[i], outputs[last]);
+      context.scratch = nullptr;
+      values_[tensor_index(static_cast<int64_t>(last))] = outputs[last];
+      done[static_cast<size_t>(folded_batch_norm_[i])] = true;
+      if (folded_activation_node_[i] >= 0) done[static_cast<size_t>(folded_activation_node_[i])] = true;
       if (timer != nullptr) timer->lap(1 + i);
       continue;
     }
@@ -671,6 +700,7 @@ StepResult Network::train_step(const std::vector<const float*>& x, const std::ve
   penalty += weight_penalty(true);
   result.loss_sum += static_cast<double>(batch) * penalty;
   optimizer_.apply(learning_rate, parameters_.data(), gradients_.data(), trainable_variables_);
+  ++parameters_version_;
   timer.lap(optimizer_slot);
   step_timer.lap(step_slot);
   return result;
@@ -708,6 +738,7 @@ double Network::apply_gradients(float learning_rate) {
   if (!optimizer_configured_) throw std::logic_error("network has no optimizer");
   const double penalty = weight_penalty(true);
   optimizer_.apply(learning_rate, parameters_.data(), gradients_.data(), trainable_variables_);
+  ++parameters_version_;
   return penalty;
 }
 
@@ -923,8 +954,10 @@ void Network::forward_training(const std::vector<const float*>& x, int64_t batch
   std::lock_guard<std::mutex> lock(step_mutex_);
   require_built();
   if (batch <= 0) return;
-  ensure_inference_workspace(batch);
-  forward(kernels::active(), x, batch, true, seed, Fusion::everywhere, Buffers::inference);
+  // Training buffers: the inference plan leaves no buffer for the outputs that BatchNormalization
+  // folding skips, and a training pass runs every BatchNormalization.
+  ensure_training_workspace(batch);
+  forward(kernels::active(), x, batch, true, seed, Fusion::everywhere, Buffers::training);
   for (size_t k = 0; k < outputs_.size(); ++k) {
     const int64_t size = layers_[static_cast<size_t>(outputs_[k])]->output_shape.size();
     std::memcpy(outputs[k], values_[tensor_index(outputs_[k])], static_cast<size_t>(batch * size) * sizeof(float));

@@ -10,8 +10,8 @@
 #pragma once
 
 #include <cstdint>
+#include <atomic>
 #include <climits>
-#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -167,6 +167,14 @@ class Network {
   std::vector<std::pair<std::string, std::vector<int64_t>>> fusion_passes() const;
   std::vector<std::pair<std::string, double>> profile() const;
 
+  // BatchNormalization folding in inference passes (plan.cpp batch_norm_folding), on by default;
+  // off runs every layer alone (tests and benchmarks compare the two).
+  void set_batch_norm_folding(bool enabled);
+  // The parameters were written from outside a step (Python assigning weights, restoring a
+  // checkpoint, a broadcast): inference refolds before its next pass. Handing out writable views
+  // counts as a write.
+  void parameters_changed() { ++parameters_version_; }
+
   // ---- Int8 inference (runtime/quantized_layers.h) ----
   // Replaces node `node`'s layer (after build) with `layer`, which must accept the same input and
   // give the same output and parameter shapes (it reads the node's parameters), and re-plans.
@@ -206,6 +214,18 @@ class Network {
   void pass_needs_gradient();
   void pass_convolution_max_pool();
   void pass_relu_derivative_hand_off();
+  void pass_batch_norm_folding();
+  // Whether node runs folded with its BatchNormalization (and activation) in this pass.
+  bool batch_norm_folded(size_t node, bool training) const {
+    return !training && batch_norm_folding_enabled_ && folded_batch_norm_[node] >= 0;
+  }
+  // The node whose output a folded node's pass writes (its activation, else its BatchNormalization).
+  size_t folded_last(size_t node) const {
+    return static_cast<size_t>(folded_activation_node_[node] >= 0 ? folded_activation_node_[node]
+                                                                  : folded_batch_norm_[node]);
+  }
+  // Recomputes the folded kernels and biases when the parameters changed since the last fold.
+  void refresh_folded_parameters();
   void pass_gradient_slots();
   void pass_activation_buffers();
   void gather(const std::vector<const float*>& x, const int64_t* indices, int64_t batch);
@@ -241,6 +261,18 @@ class Network {
   std::vector<int64_t> fused_pool_;    // per node: the max pooling a convolution can compute (-1: none)
   std::vector<int64_t> pool_fused_by_; // per node: the convolution that can compute it (-1: none)
   bool max_pool_fusion_enabled_ = true;
+  // BatchNormalization folding (per node, -1: none): the BatchNormalization a layer folds, the
+  // activation node after it, that activation, and where its folded kernels and bias lie in
+  // folded_parameters_ (kernel_floats() then one bias per output channel).
+  std::vector<int64_t> folded_batch_norm_, folded_activation_node_, folded_offset_;
+  std::vector<Activation> folded_activation_;
+  std::vector<int64_t> folded_into_;  // per node: the layer whose folded pass computes it (-1: none)
+  bool batch_norm_folding_enabled_ = true;
+  std::vector<float> folded_parameters_;
+  // Bumped by every write of the parameters (steps, moving statistics, parameters_changed);
+  // folded_version_ is the version folded_parameters_ was computed from.
+  std::atomic<uint64_t> parameters_version_{1};
+  uint64_t folded_version_ = 0;
   bool default_from_logits_ = false;
   bool built_ = false;
   std::vector<float> parameters_, gradients_;

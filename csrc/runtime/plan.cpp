@@ -8,6 +8,10 @@
 //                             convolution's own output is never stored)
 //   relu_derivative_hand_off  a fused ReLU's derivative is applied by its consumer (max pooling,
 //                             BatchNormalization), which sees the ReLU's output anyway
+//   batch_norm_folding        inference passes: a linear Conv2D, DepthwiseConv2D, SeparableConv2D or
+//                             Dense read by a BatchNormalization computes it with folded kernels
+//                             and bias (Layer::folds_batch_norm), and also an elementwise activation
+//                             layer reading that (ReLU, ReLU6, Activation), in its epilogue
 //   softmax_cross_entropy     a softmax output's loss reads the logits and its gradient is the
 //                             logits' (softmax(z) - t), skipping the softmax backward pass
 //   sigmoid_binary_cross_entropy  likewise a sigmoid output's binary cross-entropy (sigmoid(z) - t)
@@ -50,6 +54,69 @@ void Network::pass_relu_derivative_hand_off() {
     Layer& next = *layers_[static_cast<size_t>(consumer)];
     if (layers_[i]->outputs_relu() && next.accepts_relu_input() && !next.takes_several_inputs()) next.relu_input = true;
   }
+}
+
+void Network::pass_batch_norm_folding() {
+  const size_t node_count = layers_.size();
+  folded_batch_norm_.assign(node_count, -1);
+  folded_activation_node_.assign(node_count, -1);
+  folded_activation_.assign(node_count, Activation::linear);
+  folded_offset_.assign(node_count, -1);
+  folded_into_.assign(node_count, -1);
+  int64_t floats = 0;
+  for (size_t i = 0; i < node_count && batch_norm_folding_enabled_; ++i) {
+    const Layer& layer = *layers_[i];
+    const int64_t batch_norm = single_consumer(static_cast<int64_t>(i));
+    if (!layer.folds_batch_norm() || batch_norm < 0 || layers_[static_cast<size_t>(batch_norm)]->kind() != "BatchNormalization") {
+      continue;
+    }
+    folded_batch_norm_[i] = batch_norm;
+    folded_into_[static_cast<size_t>(batch_norm)] = static_cast<int64_t>(i);
+    const int64_t next = single_consumer(batch_norm);
+    Activation activation = Activation::linear;
+    if (next >= 0 && !layers_[static_cast<size_t>(next)]->takes_several_inputs() &&
+        layers_[static_cast<size_t>(next)]->as_epilogue_activation(activation)) {
+      folded_activation_node_[i] = next;
+      folded_activation_[i] = activation;
+      folded_into_[static_cast<size_t>(next)] = static_cast<int64_t>(i);
+    }
+    folded_offset_[i] = floats;
+    floats += layer.kernel_floats() + layer.output_shape.channels;
+  }
+  folded_parameters_.assign(static_cast<size_t>(floats), 0.0f);
+  folded_version_ = 0;  // refold before the next inference pass
+}
+
+void Network::refresh_folded_parameters() {
+  const uint64_t version = parameters_version_.load();
+  if (folded_version_ == version) return;
+  std::vector<float> scale, shift;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    if (folded_batch_norm_[i] < 0) continue;
+    const Layer& layer = *layers_[i];
+    const int64_t channels = layer.output_shape.channels;
+    scale.resize(static_cast<size_t>(channels));
+    shift.resize(static_cast<size_t>(channels));
+    layers_[static_cast<size_t>(folded_batch_norm_[i])]->batch_norm_factors(parameters_.data(), scale.data(),
+                                                                            shift.data());
+    // Kernels: the layer's own arrays, the last one scaled per output channel (its fastest axis).
+    const float* kernels = parameters_.data() + layer.parameter_offset;
+    float* folded = folded_parameters_.data() + folded_offset_[i];
+    const int64_t kernel_floats = layer.kernel_floats(), scaled_begin = layer.scaled_kernel_begin();
+    std::copy(kernels, kernels + scaled_begin, folded);
+    for (int64_t k = scaled_begin; k < kernel_floats; ++k) {
+      folded[k] = kernels[k] * scale[static_cast<size_t>((k - scaled_begin) % channels)];
+    }
+    // Bias: (b - moving_mean) * s + beta = b * s + shift; b = 0 without a bias (then no bias array
+    // follows the kernels).
+    const bool has_bias = layer.parameter_count() > kernel_floats;
+    float* bias = folded + kernel_floats;
+    for (int64_t c = 0; c < channels; ++c) {
+      bias[c] = (has_bias ? kernels[kernel_floats + c] * scale[static_cast<size_t>(c)] : 0.0f) +
+                shift[static_cast<size_t>(c)];
+    }
+  }
+  folded_version_ = version;
 }
 
 bool Network::fused_output_activation(size_t output) const {
@@ -170,13 +237,15 @@ void Network::pass_activation_buffers() {
     storage[i] = layers_[i]->is_reshape() && source >= 0 ? storage[static_cast<size_t>(source)] : static_cast<int64_t>(i);
     if (is_output(static_cast<int64_t>(i)) || regularization_[i].on_activity()) kept[static_cast<size_t>(storage[i])] = true;
   }
-  // A fused convolution's pass writes its pool's output: the pool's reads happen at the convolution.
+  // A fused convolution's pass writes its pool's output, a folded layer's the last node it folds:
+  // their reads happen at the convolution.
   std::vector<size_t> runs_at(node_count);
   for (size_t i = 0; i < node_count; ++i) {
     runs_at[i] = i;
     if (pool_fused_by_[i] >= 0 && pair_fused(static_cast<size_t>(pool_fused_by_[i]), Fusion::everywhere)) {
       runs_at[i] = static_cast<size_t>(pool_fused_by_[i]);
     }
+    if (folded_into_[i] >= 0) runs_at[i] = static_cast<size_t>(folded_into_[i]);
   }
   for (size_t i = 0; i < node_count; ++i) {
     for (int64_t id : nodes_[i].inputs) {
@@ -199,7 +268,9 @@ void Network::pass_activation_buffers() {
     if (runs_at[i] == i && !layers_[i]->is_reshape()) {
       // The node's outputs are placed before its inputs are released: a kernel never reads and
       // writes one buffer.
-      const size_t writes = pair_fused(i, Fusion::everywhere) ? static_cast<size_t>(fused_pool_[i]) : i;
+      const size_t writes = pair_fused(i, Fusion::everywhere)     ? static_cast<size_t>(fused_pool_[i])
+                            : batch_norm_folded(i, false) ? folded_last(i)
+                                                          : i;
       const Layer& layer = *layers_[writes];
       const int64_t output = place(layer.output_shape.size());
       inference_output_buffer_[writes] = output;
@@ -220,14 +291,16 @@ void Network::update_plan() {
   pass_needs_gradient();
   pass_convolution_max_pool();
   pass_relu_derivative_hand_off();
+  pass_batch_norm_folding();
   pass_gradient_slots();
   pass_activation_buffers();
 }
 
 std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes() const {
-  std::vector<int64_t> convolutions, relu_hand_offs, softmax_outputs, sigmoid_outputs;
+  std::vector<int64_t> convolutions, relu_hand_offs, softmax_outputs, sigmoid_outputs, folded;
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (pair_fused(i, Fusion::everywhere)) convolutions.push_back(static_cast<int64_t>(i));
+    if (batch_norm_folded(i, false)) folded.push_back(static_cast<int64_t>(i));
     if (layers_[i]->relu_input) relu_hand_offs.push_back(static_cast<int64_t>(i));
   }
   for (size_t k = 0; k < outputs_.size(); ++k) {
@@ -237,6 +310,7 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes
   }
   return {{"convolution_max_pool", convolutions},
           {"relu_derivative_hand_off", relu_hand_offs},
+          {"batch_norm_folding", folded},
           {"softmax_cross_entropy", softmax_outputs},
           {"sigmoid_binary_cross_entropy", sigmoid_outputs}};
 }

@@ -77,6 +77,24 @@ def _call(function, element):
     return function(*element) if isinstance(element, tuple) else function(element)
 
 
+def annotate_failure(error, context):
+    """`error` (raised by a user's function, or a decoder, on one element) with `context` ("while
+    mapping element 17") added to its message; the same exception object, so its type, attributes
+    and traceback are kept. A one-string message is extended in place; other exceptions (KeyError,
+    OSError with an errno) get `context` as a note (Python >= 3.11 prints it under the message)."""
+    if not isinstance(error, Exception) or getattr(error, "_fastcnn_context", None) is not None:
+        return error  # KeyboardInterrupt and the like pass untouched; annotated once only
+    try:
+        error._fastcnn_context = context
+    except AttributeError:  # an exception class with __slots__
+        pass
+    if len(error.args) == 1 and isinstance(error.args[0], str) and type(error).__str__ is Exception.__str__:
+        error.args = (f"{error.args[0]} ({context})",)
+    elif hasattr(error, "add_note"):
+        error.add_note(context)
+    return error
+
+
 class Dataset:
     """The base of every dataset: subclasses implement ``_iterate()`` (a fresh iterator over the
     elements) and ``_cardinality()``."""
@@ -332,35 +350,58 @@ class _Map(Dataset):
 
     def _iterate(self):
         if self._workers is None:
-            for element in self._source:
-                yield self._apply(element)
+            for index, element in enumerate(self._source):
+                try:
+                    result = self._apply(element)
+                except Exception as error:
+                    raise annotate_failure(error, _mapping_context(index, element))
+                yield result
             return
-        yield from _parallel_map(self._apply, iter(self._source), self._workers, self._deterministic)
+        yield from _parallel_map(self._apply, iter(self._source), self._workers, self._deterministic,
+                                 context=_mapping_context)
 
 
-def _parallel_map(function, elements, workers, ordered=True, window=None):
+def _mapping_context(index, element):
+    return f"while mapping element {index}"
+
+
+def _parallel_map(function, elements, workers, ordered=True, window=None, context=None):
     """function over an iterator on `workers` threads, at most `window` calls (default 2 * workers)
     in flight; results in input order (or as they finish when not ordered). An exception in a call
-    is raised here."""
+    is raised here, its message extended with context(index, element) when `context` is given
+    (index: the element's position in `elements`). However the loop ends (exhausted, a failure,
+    the consumer closing it), the calls not started are cancelled and the threads have ended
+    before control returns."""
     window = window or 2 * workers
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastcnn-data")
-    pending = []
+    pending = []  # (index, element, future), in submission order
+    numbered = enumerate(elements)
+
+    def submit(count):
+        for index, element in itertools.islice(numbered, count):
+            pending.append((index, element, executor.submit(function, element)))
+
     try:
-        for element in itertools.islice(elements, window):
-            pending.append(executor.submit(function, element))
+        submit(window)
         while pending:
             if ordered:
                 done = pending.pop(0)
             else:
-                finished, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
-                done = next(future for future in pending if future in finished)
+                finished, _ = concurrent.futures.wait([future for _, _, future in pending],
+                                                      return_when=concurrent.futures.FIRST_COMPLETED)
+                done = next(entry for entry in pending if entry[2] in finished)
                 pending.remove(done)
-            result = done.result()
-            for element in itertools.islice(elements, 1):
-                pending.append(executor.submit(function, element))
+            index, element, future = done
+            try:
+                result = future.result()
+            except Exception as error:
+                if context is None:
+                    raise
+                raise annotate_failure(error, context(index, element))
+            submit(1)
             yield result
     finally:
-        for future in pending:
+        for _, _, future in pending:
             future.cancel()
         executor.shutdown(wait=True)
 
@@ -626,6 +667,8 @@ def prefetched(elements, buffer_size):
                 ready.get_nowait()
             except queue.Empty:
                 thread.join(timeout=0.05)
+        if hasattr(elements, "close"):
+            elements.close()  # the upstream generators' own threads (parallel map, decoding) end now
 
 
 class _Concatenate(Dataset):

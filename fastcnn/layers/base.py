@@ -27,6 +27,7 @@ class Variable:
         self.name = name
         self.path = path or name
         self._trainable = trainable
+        self._network = None  # the compiled network whose buffer holds the value, once bound
         self.regularizer = regularizer
         self.constraint = constraint
 
@@ -53,15 +54,18 @@ class Variable:
             raise ValueError(f"The shape of the target variable and the shape of the value in `assign()` "
                              f"differ. Target variable shape={self._value.shape}, Received: value.shape={value.shape}")
         self._value[...] = value
+        if self._network is not None:
+            self._network.parameters_changed()  # its inference refolds BatchNormalization
         return self
 
     def __array__(self, dtype=None, copy=None):
         return np.array(self._value, dtype=dtype, copy=True)
 
-    def _bind(self, view):
-        """Moves the value into `view` (a slice of the compiled network's buffer) and uses it."""
+    def _bind(self, view, network):
+        """Moves the value into `view` (a slice of `network`'s parameter buffer) and uses it."""
         view[...] = self._value
         self._value = view
+        self._network = network
 
     def __repr__(self):
         return f"<Variable path={self.path}, shape={self.shape}, dtype=float32>"

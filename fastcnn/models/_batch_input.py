@@ -157,6 +157,15 @@ class BatchSource:
             return iter(self.data.as_numpy_iterator())
         return iter(self.data)
 
+    def close(self):
+        """Ends the pass in progress over a dataset or PyDataset (its prefetch and map threads stop
+        before this returns); a generator passed by the caller is left as it is."""
+        iterator, self._iterator = self._iterator, None
+        if self.kind == "iterator":
+            self._iterator = iterator
+        elif hasattr(iterator, "close"):
+            iterator.close()
+
     def _next(self):
         if self._pending is not None:
             batch, = self._pending
@@ -365,8 +374,15 @@ def fit(model, x, y, epochs, verbose, callbacks, validation_split, validation_da
         return model._validation_logs(validation, epoch, validation_freq, validation_steps, validation_batch_size,
                                       callback_list)
 
-    return _loop.fit_epochs(model, callback_list, initial_epoch, epochs, epoch_runs, epoch_validation,
-                            can_start_epoch=can_start_epoch)
+    try:
+        return _loop.fit_epochs(model, callback_list, initial_epoch, epochs, epoch_runs, epoch_validation,
+                                can_start_epoch=can_start_epoch)
+    finally:
+        # Also when a callback (or Ctrl-C) interrupts training: the datasets' threads end now,
+        # not when the traceback that holds their iterators is freed.
+        source.close()
+        if isinstance(validation, BatchSource):
+            validation.close()
 
 
 def evaluate(model, x, y, verbose, sample_weight, steps, callbacks):
@@ -382,7 +398,10 @@ def evaluate(model, x, y, verbose, sample_weight, steps, callbacks):
         callbacks, add_progbar=verbose != 0, model=model, verbose=verbose, epochs=1,
         steps=steps or source.num_batches,
     )
-    logs = evaluate_source(model, source, steps, callback_list)
+    try:
+        logs = evaluate_source(model, source, steps, callback_list)
+    finally:
+        source.close()
     if logs is None:
         raise _empty_error(source, "x")
     return logs
@@ -402,17 +421,22 @@ def predict(model, x, verbose, steps, callbacks):
     outputs = []
     callback_list.on_predict_begin()
     source.on_epoch_begin()
-    for step, batch in enumerate(source.batches(steps)):
-        callback_list.on_predict_batch_begin(step)
-        batch_x = source.unpack(batch, "x")[0]
-        x_batch = model._prepare_x(batch_x)
-        count = sample_count(x_batch)
-        with model._lock:
-            model._use_own_weights()
-            results = model._network.predict(x_batch)
-        results = results if isinstance(results, list) else [results]
-        outputs.append([r.reshape((count,) + tuple(shape)) for r, shape in zip(results, model._output_sample_shapes)])
-        callback_list.on_predict_batch_end(step, {"outputs": outputs[-1][0] if len(outputs[-1]) == 1 else outputs[-1]})
+    try:
+        for step, batch in enumerate(source.batches(steps)):
+            callback_list.on_predict_batch_begin(step)
+            batch_x = source.unpack(batch, "x")[0]
+            x_batch = model._prepare_x(batch_x)
+            count = sample_count(x_batch)
+            with model._lock:
+                model._use_own_weights()
+                results = model._network.predict(x_batch)
+            results = results if isinstance(results, list) else [results]
+            outputs.append([r.reshape((count,) + tuple(shape))
+                            for r, shape in zip(results, model._output_sample_shapes)])
+            callback_list.on_predict_batch_end(step, {"outputs": outputs[-1][0] if len(outputs[-1]) == 1
+                                                      else outputs[-1]})
+    finally:
+        source.close()
     source.on_epoch_end()
     if not outputs:
         raise _empty_error(source, "x")

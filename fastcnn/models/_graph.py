@@ -63,7 +63,7 @@ class CompiledGraph:
         self.bindings = []
         for layer in self.layers:
             for variable, view in zip(layer._weights, views[self.layer_nodes[id(layer)][0]]):
-                variable._bind(view)
+                variable._bind(view, self.network)
                 self.bindings.append((variable, view))
         _bindings_made += 1
         self.checked_at = _bindings_made

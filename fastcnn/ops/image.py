@@ -19,26 +19,33 @@ def _images(images, data_format, what):
 def resize(images, size, interpolation="bilinear", antialias=False, crop_to_aspect_ratio=False,
            pad_to_aspect_ratio=False, fill_mode="constant", fill_value=0.0, data_format=None):
     """Images resized to size = (height, width) as tf.image.resize (half-pixel centres), float32;
-    crop_to_aspect_ratio as Keras."""
+    crop_to_aspect_ratio and pad_to_aspect_ratio (padding with `fill_value` first, see
+    fastcnn._image_resize.pad_to_aspect_ratio) as Keras."""
     array = _images(images, data_format, "resize")
     if antialias:
         raise ValueError("fastcnn's resize does not antialias. Received: antialias=True")
-    if fill_mode != "constant" or fill_value != 0.0:
-        raise ValueError(f"fastcnn's resize pads with zeros only. Received: fill_mode={fill_mode!r}, "
-                         f"fill_value={fill_value!r}")
+    if fill_mode != "constant":
+        raise ValueError("Invalid value for argument `fill_mode`. Only `'constant'` is supported. "
+                         f"Received: fill_mode={fill_mode}")
     if crop_to_aspect_ratio and pad_to_aspect_ratio:
-        raise ValueError("Only one of `pad_to_aspect_ratio` & `crop_to_aspect_ratio` can be True.")
-    if pad_to_aspect_ratio:
-        raise ValueError("fastcnn's ops.image.resize does not pad to the aspect ratio yet (Keras's layout of the "
-                         "padding is not reproduced). Received: pad_to_aspect_ratio=True")
+        raise ValueError("Only one of `pad_to_aspect_ratio` & `crop_to_aspect_ratio` can be `True`.")
     if len(size) != 2:
         raise ValueError(f"Expected `size` to be a tuple of 2 integers. Received: size={size}")
     if interpolation not in _image_resize.INTERPOLATIONS:
         raise ValueError(f"Invalid value for argument `interpolation`. Expected of one {_image_resize.INTERPOLATIONS}. "
                          f"Received: interpolation={interpolation}")
-    method = _image_resize.resize_with_crop if crop_to_aspect_ratio else _image_resize.resize
+    size = tuple(size)
+
+    def one(image):
+        image = image.astype(np.float32)
+        if crop_to_aspect_ratio:
+            return _image_resize.resize_with_crop(image, size, interpolation)
+        if pad_to_aspect_ratio:
+            image = _image_resize.pad_to_aspect_ratio(image, size, fill_value)
+        return _image_resize.resize(image, size, interpolation)
+
     batch = array if array.ndim == 4 else array[None]
-    resized = np.stack([method(image.astype(np.float32), tuple(size), interpolation) for image in batch])
+    resized = np.stack([one(image) for image in batch])
     return resized if array.ndim == 4 else resized[0]
 
 

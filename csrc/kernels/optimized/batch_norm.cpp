@@ -127,10 +127,7 @@ void batch_norm_forward(const BatchNormParams& p, const float* input, const floa
                         const float* variance, const float* gamma, const float* beta, float* output) {
   const int64_t channels = p.channels;
   std::vector<float> scale(static_cast<size_t>(channels)), shift(static_cast<size_t>(channels));
-  for (int64_t c = 0; c < channels; ++c) {
-    scale[c] = (gamma != nullptr ? gamma[c] : 1.0f) / std::sqrt(variance[c] + p.epsilon);
-    shift[c] = (beta != nullptr ? beta[c] : 0.0f) - mean[c] * scale[c];
-  }
+  for (int64_t c = 0; c < channels; ++c) batch_norm_scale_shift(gamma, beta, mean, variance, p.epsilon, c, scale[c], shift[c]);
   const float* s = scale.data();
   const float* t = shift.data();
   for_row_chunks(p.rows, [&](int64_t begin, int64_t end) {

@@ -149,15 +149,13 @@ inline void store_narrow_block(float* destination, int64_t width, Vector value, 
                                Activation activation) {
   using V = NarrowVector<Vector>;
   if (bias_block != nullptr) value += V::load(bias_block);
-  if (activation == Activation::relu) value = simd::max_zero(value);
+  value = activate_on_vector(value, activation);
   if (width == V::kLanes) {
     V::store(destination, value);
   } else {
     V::store_partial(destination, value, width);
   }
-  if (activation != Activation::linear && activation != Activation::relu) {
-    activate_in_place(activation, destination, width);
-  }
+  if (!activates_on_vector(activation)) activate_in_place(activation, destination, width);
 }
 
 // Writes one pixel's block of kBlockWidth channels (width <= kBlockWidth of them real), adding bias
@@ -168,10 +166,8 @@ inline void store_block(float* destination, int64_t width, floatv low, floatv hi
     low += simd::load(bias_block);
     high += simd::load(bias_block + simd::kLanes);
   }
-  if (activation == Activation::relu) {
-    low = simd::max_zero(low);
-    high = simd::max_zero(high);
-  }
+  low = activate_on_vector(low, activation);
+  high = activate_on_vector(high, activation);
   if (width == kBlockWidth) {
     simd::store(destination, low);
     simd::store(destination + simd::kLanes, high);
@@ -181,9 +177,7 @@ inline void store_block(float* destination, int64_t width, floatv low, floatv hi
   } else {
     simd::store_partial(destination, low, width);
   }
-  if (activation != Activation::linear && activation != Activation::relu) {
-    activate_in_place(activation, destination, width);
-  }
+  if (!activates_on_vector(activation)) activate_in_place(activation, destination, width);
 }
 
 }  // namespace microkernel

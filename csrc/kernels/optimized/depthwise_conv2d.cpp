@@ -100,21 +100,13 @@ inline floatv load_block(const float* source, int64_t count) {
 
 // Bias, activation (relu and relu6 on the vector; the others from the stored values), store.
 inline void store_result(float* destination, floatv value, int64_t width, Activation activation) {
-  if (activation == Activation::relu) {
-    value = simd::max_zero(value);
-  } else if (activation == Activation::relu6) {
-    const floatv zero = {}, six = simd::broadcast(6.0f);
-    value = value < zero ? zero : value;  // comparisons keep NaN as NaN, as the scalar formula
-    value = value > six ? six : value;
-  }
+  value = activate_on_vector(value, activation);
   if (width == kLanes) {
     simd::store(destination, value);
   } else {
     simd::store_partial(destination, value, width);
   }
-  if (activation != Activation::linear && activation != Activation::relu && activation != Activation::relu6) {
-    activate_in_place(activation, destination, width);
-  }
+  if (!activates_on_vector(activation)) activate_in_place(activation, destination, width);
 }
 
 // Pixels result pixels j0.. j0+Pixels-1 of block b. Checked: taps whose source column falls

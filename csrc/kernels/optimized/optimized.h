@@ -29,4 +29,21 @@ double fma_peak_probe(int64_t iterations);
 // Applies an elementwise activation to `count` contiguous values in place (epilogue helper).
 void activate_in_place(Activation activation, float* values, int64_t count);
 
+// Kernel epilogues apply relu and relu6 on the vector before the store; the other activations run
+// on the stored values (activate_in_place). Comparisons keep NaN lanes NaN, as the scalar formulas.
+inline bool activates_on_vector(Activation activation) {
+  return activation == Activation::linear || activation == Activation::relu || activation == Activation::relu6;
+}
+template <typename Vector>
+inline Vector activate_on_vector(Vector value, Activation activation) {
+  if (activation != Activation::relu && activation != Activation::relu6) return value;
+  const Vector zero = {};
+  value = value < zero ? zero : value;
+  if (activation == Activation::relu6) {
+    const Vector six = zero + 6.0f;
+    value = value > six ? six : value;
+  }
+  return value;
+}
+
 }  // namespace fastcnn::kernels::FASTCNN_ISA

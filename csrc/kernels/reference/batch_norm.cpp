@@ -27,8 +27,8 @@ void batch_norm_statistics(const BatchNormParams& p, const float* input, float* 
 void batch_norm_forward(const BatchNormParams& p, const float* input, const float* mean,
                         const float* variance, const float* gamma, const float* beta, float* output) {
   for (int64_t c = 0; c < p.channels; ++c) {
-    const float scale = (gamma != nullptr ? gamma[c] : 1.0f) / std::sqrt(variance[c] + p.epsilon);
-    const float shift = (beta != nullptr ? beta[c] : 0.0f) - mean[c] * scale;
+    float scale, shift;
+    batch_norm_scale_shift(gamma, beta, mean, variance, p.epsilon, c, scale, shift);
     for (int64_t r = 0; r < p.rows; ++r) output[r * p.channels + c] = input[r * p.channels + c] * scale + shift;
   }
 }

@@ -1,0 +1,176 @@
+"""BatchNormalization folding in inference (csrc/runtime/plan.cpp batch_norm_folding): a linear
+Conv2D, DepthwiseConv2D, SeparableConv2D or Dense read only by a BatchNormalization computes it
+with folded kernels and bias, and the elementwise activation layer after it in its epilogue. The
+folded pass must equal the unfolded one and Keras, and must follow every change of the weights."""
+
+import numpy as np
+import pytest
+
+import fastcnn as keras
+from fastcnn import layers
+from conftest import relative_error
+
+
+def _randomize_batch_norm(model, rng):
+    """Non-trivial gamma, beta and moving statistics, so that a wrong fold cannot pass."""
+    for layer in model.layers:
+        if not isinstance(layer, layers.BatchNormalization):
+            continue
+        for variable in layer.weights:
+            if "moving_variance" in variable.path:
+                variable.assign(rng.uniform(0.5, 2.0, variable.shape))
+            elif "gamma" in variable.path:
+                variable.assign(rng.uniform(0.5, 1.5, variable.shape))
+            else:
+                variable.assign(rng.standard_normal(variable.shape) * 0.3)
+
+
+def _inverted_residual(lib, input_shape=(12, 12, 8)):
+    """MobileNetV2's block: 1x1 expand, ReLU6, depthwise 3x3, ReLU6, 1x1 project, residual add."""
+    L = lib.layers
+    inputs = lib.Input(input_shape)
+    x = L.Conv2D(16, 1, use_bias=False)(inputs)
+    x = L.BatchNormalization()(x)
+    x = L.ReLU(6.0)(x)
+    x = L.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+    x = L.BatchNormalization(epsilon=1e-2)(x)
+    x = L.ReLU(6.0)(x)
+    x = L.Conv2D(8, 1, use_bias=False)(x)
+    x = L.BatchNormalization(center=False)(x)
+    x = L.Add()([inputs, x])
+    x = L.SeparableConv2D(6, 3, strides=2)(x)
+    x = L.BatchNormalization(scale=False)(x)
+    x = L.Activation("relu")(x)
+    x = L.Conv2D(6, 3, groups=2, padding="same")(x)
+    x = L.BatchNormalization()(x)
+    x = L.Activation("swish")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    x = L.Dense(5)(x)
+    x = L.BatchNormalization()(x)
+    outputs = L.Activation("softmax")(x)
+    return lib.Model(inputs, outputs)
+
+
+def _compiled(model):
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_the_pass_folds_each_linear_layer_read_only_by_a_batch_norm():
+    model = _compiled(_inverted_residual(keras))
+    model.predict(np.zeros((1, 12, 12, 8), np.float32), verbose=0)
+    names = [layer.name for layer in model.layers[1:]]  # node i is model.layers[i + 1] (after the Input)
+    folded = [names[i] for i in model._network.fusion_passes()["batch_norm_folding"]]
+    kinds = [name.rsplit("_", 1)[0] if name[-1].isdigit() else name for name in folded]
+    # Every linear layer folds its BatchNormalization; the Dense's softmax stays apart (its loss
+    # reads the logits).
+    assert kinds == ["conv2d", "depthwise_conv2d", "conv2d", "separable_conv2d", "conv2d", "dense"]
+    model._network.set_batch_norm_folding(False)
+    assert model._network.fusion_passes()["batch_norm_folding"] == []
+
+
+def test_no_fold_where_the_output_is_read_twice_is_a_model_output_or_already_activated():
+    inputs = keras.Input((6, 6, 3))
+    activated = layers.Conv2D(4, 3, activation="relu")(inputs)      # node 0: its ReLU comes first
+    normalized = layers.BatchNormalization()(activated)              # node 1
+    read_twice = layers.Conv2D(4, 1)(normalized)                     # node 2: read by the BN and the Add
+    joined = layers.Add()([read_twice, layers.BatchNormalization()(read_twice)])  # nodes 3 (BN), 4 (Add)
+    exposed = layers.Conv2D(4, 1)(joined)                            # node 5: also a model output
+    out = layers.BatchNormalization()(exposed)                       # node 6
+    model = keras.Model(inputs, [out, exposed])
+    model.compile("adam", ["mse", "mse"])
+    model.predict(np.zeros((1, 6, 6, 3), np.float32), verbose=0)
+    assert model._network.fusion_passes()["batch_norm_folding"] == []
+
+
+@pytest.mark.parametrize("batch", [1, 3, 70])
+def test_folded_predictions_equal_the_unfolded_ones(rng, batch):
+    model = _compiled(_inverted_residual(keras))
+    _randomize_batch_norm(model, rng)
+    x = rng.standard_normal((batch, 12, 12, 8)).astype(np.float32)
+    folded = model.predict(x, verbose=0)
+    model._network.set_batch_norm_folding(False)
+    unfolded = model.predict(x, verbose=0)
+    assert relative_error(folded, unfolded) <= 1e-5
+    model._network.set_batch_norm_folding(True)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), folded)
+
+
+def test_folded_predictions_match_keras(tf, rng):
+    reference = _inverted_residual(tf.keras)
+    ours = _compiled(_inverted_residual(keras))
+    for layer in reference.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 2.0, w.shape) if i == len(layer.weights) - 1 else
+                               rng.standard_normal(w.shape) * 0.3 + (1.0 if i == 0 and layer.scale else 0.0)
+                               for i, w in enumerate(layer.get_weights())])
+    ours.set_weights(reference.get_weights())
+    x = rng.standard_normal((9, 12, 12, 8)).astype(np.float32)
+    assert len(ours._network.fusion_passes()["batch_norm_folding"]) == 6
+    assert relative_error(ours.predict(x, verbose=0), reference.predict(x, verbose=0)) <= 1e-5
+
+
+def _dense_then_batch_norm():
+    return _compiled(keras.Sequential([keras.Input((4,)), layers.Dense(3, use_bias=False),
+                                       layers.BatchNormalization(), layers.ReLU(),
+                                       layers.Dense(3, activation="softmax")]))
+
+
+def _unfolded_prediction(model, x):
+    model._network.set_batch_norm_folding(False)
+    try:
+        return model.predict(x, verbose=0)
+    finally:
+        model._network.set_batch_norm_folding(True)
+
+
+def test_inference_follows_weights_assigned_after_a_fold(rng):
+    model = _dense_then_batch_norm()
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    before = model.predict(x, verbose=0)
+    batch_norm = model.layers[1]
+    batch_norm.weights[2].assign(np.full(3, 2.0))   # moving_mean
+    model.layers[0].kernel.assign(rng.standard_normal((4, 3)))
+    after = model.predict(x, verbose=0)
+    assert not np.allclose(after, before)
+    assert relative_error(after, _unfolded_prediction(model, x)) <= 1e-6
+    model.set_weights([w * 0.5 for w in model.get_weights()])
+    assert relative_error(model.predict(x, verbose=0), _unfolded_prediction(model, x)) <= 1e-6
+
+
+def test_inference_follows_training_steps_and_loaded_weights(rng, tmp_path):
+    model = _dense_then_batch_norm()
+    x = rng.standard_normal((16, 4)).astype(np.float32)
+    y = np.arange(16) % 3
+    before = model.predict(x, verbose=0)
+    path = tmp_path / "before.weights.h5"
+    model.save_weights(path)
+    model.fit(x, y, epochs=2, batch_size=4, verbose=0)  # moves the kernel and the moving statistics
+    trained = model.predict(x, verbose=0)
+    assert not np.allclose(trained, before)
+    assert relative_error(trained, _unfolded_prediction(model, x)) <= 1e-6
+    model.load_weights(path)
+    np.testing.assert_allclose(model.predict(x, verbose=0), before, rtol=0, atol=1e-6)
+
+
+def test_evaluate_reads_the_folded_pass(rng):
+    model = _compiled(_inverted_residual(keras))
+    _randomize_batch_norm(model, rng)
+    x = rng.standard_normal((8, 12, 12, 8)).astype(np.float32)
+    y = np.arange(8) % 5
+    probabilities = model.predict(x, verbose=0)
+    expected = -np.mean(np.log(np.clip(probabilities[np.arange(8), y], 1e-7, 1.0)))
+    loss, _ = model.evaluate(x, y, verbose=0)
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_training_mode_calls_run_every_batch_norm(rng):
+    model = _compiled(_inverted_residual(keras))
+    x = rng.standard_normal((6, 12, 12, 8)).astype(np.float32)
+    # Training mode normalizes with the batch's statistics: no fold applies, whatever the switch.
+    trained = np.asarray(model(x, training=True))
+    inferred = np.asarray(model(x, training=False))
+    assert trained.shape == inferred.shape == (6, 5)
+    assert not np.allclose(trained, inferred, atol=1e-3)
+    model._network.set_batch_norm_folding(False)
+    np.testing.assert_array_equal(np.asarray(model(x, training=True)), trained)
