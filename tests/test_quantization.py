@@ -118,6 +118,31 @@ def test_functional_model_with_a_shared_dense_layer(rng):
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, atol=0.05 * np.abs(expected).max())
 
 
+def test_batch_normalization_after_an_int8_convolution_runs_apart(rng):
+    # Float32 inference folds this BatchNormalization into the convolution; after quantization the
+    # convolution is int8 and the BatchNormalization runs as its own float32 layer.
+    model = fastcnn.Sequential([
+        layers.Input((8, 8, 3)),
+        layers.Conv2D(6, 3, padding="same", use_bias=False),
+        layers.BatchNormalization(),
+        layers.ReLU(),
+        layers.Flatten(),
+        layers.Dense(3),
+    ])
+    weights = model.get_weights()
+    kernel, gamma, beta, mean, variance, dense_kernel, dense_bias = weights
+    model.set_weights([rng.standard_normal(kernel.shape).astype(np.float32), rng.uniform(0.5, 2, 6).astype(np.float32),
+                       rng.standard_normal(6).astype(np.float32), rng.standard_normal(6).astype(np.float32),
+                       rng.uniform(0.5, 2, 6).astype(np.float32), rng.standard_normal(dense_kernel.shape).astype(
+                           np.float32), dense_bias])
+    x = rng.standard_normal((16, 8, 8, 3)).astype(np.float32)
+    expected = model.predict(x, verbose=0)
+    model.quantize("int8", calibration_data=x)
+    predictions = model.predict(x, verbose=0)
+    assert np.abs(predictions - expected).max() < 0.03 * np.abs(expected).max()
+    assert np.abs(predictions - expected).max() > 0
+
+
 def test_evaluate_and_call_work_after_quantization(rng):
     model = small_model()
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
