@@ -216,5 +216,6 @@ using FlagArray = py::array_t<uint8_t, py::array::c_style | py::array::forcecast
 void bind_ops(py::module_& ops);        // ops.cpp: single kernels on arrays
 void bind_image_ops(py::module_& ops);  // image_ops.cpp: image preprocessing kernels
 void bind_network(py::module_& m);      // network.cpp: the compiled model
+void bind_quantization(py::module_& m, py::module_& ops);  // quantization.cpp: int8 inference
 
 }  // namespace fastcnn::bindings

@@ -98,4 +98,5 @@ PYBIND11_MODULE(_core, m) {
   bind_ops(ops);
   bind_image_ops(ops);
   bind_network(m);
+  bind_quantization(m, ops);
 }

@@ -27,6 +27,7 @@
 #include "ops/optimizer.h"
 #include "ops/pooling.h"
 #include "ops/upsampling.h"
+#include "ops/quantized.h"
 
 namespace fastcnn::kernels {
 
@@ -174,6 +175,18 @@ struct KernelTable {
   // receive the clipped gradient where the update clips.
   void (*optimizer_update)(const OptimizerUpdateParams& params, float* parameters, float* gradients,
                            float* first_slot, float* second_slot, float* third_slot);
+
+  // ---- Int8 inference (ops/quantized.h) ----
+  // output[i] = clamp(round_half_even(input[i] * inverse_scale), -127, 127).
+  void (*quantize_int8)(int64_t count, const float* input, float inverse_scale, int8_t* output);
+  // accumulators (batch, output_height, output_width, output_channels) = the convolution of the
+  // int8 input with the int8 kernel (Keras layout), summed exactly in int32; params' use_bias and
+  // activation are ignored. The depth must pass check_int8_depth.
+  void (*conv2d_int8_forward)(const Conv2DParams& params, const int8_t* input, const int8_t* kernel,
+                              int32_t* accumulators);
+  // output = act(accumulators * column_scales[column] + bias[column]); bias may be null.
+  void (*dequantize_int32)(const DequantizeParams& params, const int32_t* accumulators, const float* column_scales,
+                           const float* bias, float* output);
 };
 
 // A model output's loss (ops/loss.h): one implementation, shared by every table (it is

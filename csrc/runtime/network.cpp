@@ -980,4 +980,38 @@ std::vector<std::vector<float>> Network::forward_training_layer_outputs(const st
   return result;
 }
 
+// ---- Int8 inference (runtime/quantized_layers.h) ----
+
+void Network::replace_layer(int64_t node, std::unique_ptr<Layer> layer) {
+  require_built();
+  if (node < 0 || node >= static_cast<int64_t>(layers_.size())) {
+    throw std::invalid_argument("replace_layer: node must be in [0, " + std::to_string(layers_.size()) +
+                                "). Received: " + std::to_string(node));
+  }
+  const Layer& old = *layers_[static_cast<size_t>(node)];
+  layer->input_shapes = old.input_shapes;
+  layer->input_shape = old.input_shape;
+  const SampleShape shape = layer->configure_inputs(old.input_shapes);
+  auto describe = [](const SampleShape& sample) {
+    return "(" + std::to_string(sample.height) + ", " + std::to_string(sample.width) + ", " +
+           std::to_string(sample.channels) + ")";
+  };
+  if (shape.height != old.output_shape.height || shape.width != old.output_shape.width ||
+      shape.channels != old.output_shape.channels) {
+    throw std::invalid_argument("replace_layer: node " + std::to_string(node) + " (" + old.kind() + ") outputs " +
+                                describe(old.output_shape) + "; the replacement " + describe(shape));
+  }
+  if (layer->parameter_shapes() != old.parameter_shapes()) {
+    throw std::invalid_argument("replace_layer: node " + std::to_string(node) + " (" + old.kind() +
+                                "): the replacement's parameter shapes differ");
+  }
+  layer->output_shape = shape;
+  layer->parameter_offset = old.parameter_offset;
+  layer->gradient_offset = old.gradient_offset;
+  layer->index = old.index;
+  layer->trainable = old.trainable;
+  layers_[static_cast<size_t>(node)] = std::move(layer);
+  update_plan();
+}
+
 }  // namespace fastcnn::runtime

@@ -175,6 +175,12 @@ class Network {
   // counts as a write.
   void parameters_changed() { ++parameters_version_; }
 
+  // ---- Int8 inference (runtime/quantized_layers.h) ----
+  // Replaces node `node`'s layer (after build) with `layer`, which must accept the same input and
+  // give the same output and parameter shapes (it reads the node's parameters), and re-plans.
+  // Throws std::invalid_argument naming the node and what differs.
+  void replace_layer(int64_t node, std::unique_ptr<Layer> layer);
+
  private:
   struct Node {
     std::vector<int64_t> inputs;  // tensor ids

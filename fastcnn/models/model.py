@@ -15,6 +15,7 @@ import weakref
 import numpy as np
 
 from fastcnn import _naming, _random
+from fastcnn.models import _quantization
 from fastcnn import losses as losses_module
 from fastcnn import metrics as metrics_module
 from fastcnn import optimizers as optimizers_module
@@ -258,6 +259,7 @@ class Model:
         return [w.numpy() for w in self.weights]
 
     def set_weights(self, weights):
+        _quantization.refuse_if_quantized(self, "set_weights")
         weights = list(weights)
         expected = sum(len(layer.weights) for layer in self._layers)
         if len(weights) != expected:
@@ -283,6 +285,7 @@ class Model:
         and optimizer state — to a Keras 3 `.keras` file that `keras.models.load_model` reads, and
         `fastcnn.models.load_model` too (format, checks and atomic write:
         fastcnn/models/_keras_file.py; needs h5py)."""
+        _quantization.refuse_if_quantized(self, "save")
         if zipped not in (None, True):
             raise ValueError(f"fastcnn writes zipped `.keras` files only. Received: zipped={zipped!r}")
         if kwargs:
@@ -297,6 +300,7 @@ class Model:
         consumers (needs the onnx package: pip install "fastcnn[onnx]"; details in
         fastcnn/models/_onnx_export.py). `input_signature`, when given, must describe the model's
         inputs (one spec or shape per input, the batch size free)."""
+        _quantization.refuse_if_quantized(self, "export")
         if format != "onnx":
             raise ValueError(f"fastcnn exports models to ONNX only: call export(filepath, format='onnx'). "
                              f"Received: format={format!r}")
@@ -318,6 +322,7 @@ class Model:
     def save_weights(self, filepath, overwrite=True):
         """Writes the weights to a Keras 3 `.weights.h5` file, which `keras.Sequential.load_weights`
         reads too (layout and checks: fastcnn/models/_weights_file.py; needs h5py)."""
+        _quantization.refuse_if_quantized(self, "save_weights")
         _weights_file.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath, skip_mismatch=False, **kwargs):
@@ -325,6 +330,7 @@ class Model:
         `.hdf5` file (fastcnn/models/_legacy_weights_file.py; `by_name=True` matches its layers by
         name); shapes are checked first and a mismatch raises naming the layer (nothing loaded), or
         with `skip_mismatch=True` that layer is skipped with a warning."""
+        _quantization.refuse_if_quantized(self, "load_weights")
         from fastcnn.models import _legacy_weights_file
 
         by_name = kwargs.pop("by_name", None)
@@ -762,6 +768,7 @@ class Model:
         `check_numerics=True` (fastcnn's, not Keras's) checks the loss and the weights after every
         step; at the first non-finite value it undoes that step and raises FloatingPointError naming
         where the value first appeared (fastcnn/models/_step_guard.py). Ctrl-C lands between steps."""
+        _quantization.refuse_if_quantized(self, "fit")
         self._require_compiled("training")
         if check_numerics not in (True, False):
             raise ValueError(f"`check_numerics` must be True or False. Received: check_numerics={check_numerics!r}")
@@ -996,6 +1003,16 @@ class Model:
             callback_list.on_predict_end()
         return outputs[0] if len(outputs) == 1 else outputs
 
+    # ---- int8 quantization (fastcnn/models/_quantization.py) ----
+
+    def quantize(self, mode=None, config=None, filters=None, calibration_data=None, **kwargs):
+        """Keras's `Model.quantize`: mode "int8" gives Conv2D (groups=1) and Dense layers (those
+        `filters` selects, as in Keras: a regex on the layer name, a list of them, or a callable)
+        int8 weights per output channel and int8 inputs with scales calibrated on
+        `calibration_data` (fastcnn's: a batch of typical inputs; Keras quantizes activations at
+        run time instead). The model then runs inference only (docs/deployment.md)."""
+        _quantization.quantize_model(self, mode, config, filters, calibration_data, kwargs)
+
     def _logs_result(self, logs, return_dict):
         """What evaluate / train_on_batch return: the logs dict, the loss alone, or the list in
         Keras's order (metrics_names)."""
@@ -1006,6 +1023,7 @@ class Model:
 
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on this batch; returns [loss, accuracy] (or the loss alone, or a dict)."""
+        _quantization.refuse_if_quantized(self, "train_on_batch")
         self._require_compiled("training")
         x_all = self._prepare_x(x)
         targets = self._prepare_y(y, _count(x_all))
@@ -1040,6 +1058,7 @@ class Model:
             return self._symbolic_call(inputs, training)
         if not training:
             return self.predict(inputs, batch_size=max(1, _count(self._prepare_x(inputs))), verbose=0)
+        _quantization.refuse_if_quantized(self, "calling it with training=True")
         x = self._prepare_x(inputs)
         with self._lock:
             self._use_own_weights()

@@ -1,0 +1,243 @@
+// Optimised int8 inference kernels (ops/quantized.h).
+//
+// The convolution is a matrix product accumulators (rows x columns) = A (rows x depth) * W (depth x
+// columns), rows = batch * output_height * output_width, depth = kernel_height * kernel_width *
+// input_channels: each thread gathers a tile of A's rows (im2col, zero outside the image) and runs
+// a register-blocked micro-kernel of up to 4 rows x 16 columns over it.
+//
+// The AVX2 product: both operands are sign-extended to int16 and multiplied with vpmaddwd, which
+// sums adjacent pairs of int16 products into int32 lanes: each lane gets a[k] w[k][c] + a[k+1]
+// w[k+1][c]. That is exact for every int8 value: a product is at most 128 * 128 = 2^14 and a pair
+// 2^15, far inside int32 (vpmaddwd saturates only for the pair (-32768, -32768), which int8 values
+// never form). The faster-looking vpmaddubsw (unsigned 8-bit x signed 8-bit, 32 products per
+// instruction) adds its pairs into int16 with saturation: 255 * 127 * 2 overflows, so it is exact
+// only with unsigned (offset) activations and weights cut to 7 bits, which costs accuracy. Hence
+// A and W are held as int16 pairs here: W packed once per call (column blocks of 8, depth padded
+// to even with zeros), A sign-extended while gathered. vpmaddwd does 16 multiply-adds per
+// instruction, the same count as a float32 FMA on 8 lanes, so on AVX2 int8 can gain only through
+// smaller tensors between layers, and loses to float32 layers that run Winograd (fewer
+// multiply-adds; measured: benchmarks/results/quantization.md). AVX-512 VNNI (vpdpbusd)
+// and AVX-VNNI are not used: no tier is built for them. The avx512 tier compiles this same source
+// (its 256-bit AVX2 path); the generic tier runs the scalar micro-kernel below.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#include "kernels/optimized/optimized.h"
+#include "parallel.h"
+
+namespace fastcnn::kernels::FASTCNN_ISA {
+namespace {
+
+constexpr int64_t kBlockColumns = 8;  // int32 lanes of one ymm register
+// 4 rows x 2 blocks = 8 accumulators, 2 weight registers and the input broadcasts: within the 16
+// ymm registers (6 rows, 12 accumulators, made GCC keep some on the stack).
+constexpr int kMicroRows = 4;
+constexpr int64_t kTileRows = 24;     // rows gathered per task (6 micro-tiles)
+
+// W (depth x columns, int8) as int16 pairs: block b, pair p holds, for its 8 columns c,
+// (W[2p][8b + c], W[2p + 1][8b + c]); zero beyond depth and columns.
+std::vector<int16_t> pack_weights(const int8_t* kernel, int64_t depth, int64_t columns, int64_t pairs,
+                                  int64_t blocks) {
+  std::vector<int16_t> packed(static_cast<size_t>(blocks * pairs * 2 * kBlockColumns), 0);
+  for (int64_t k = 0; k < depth; ++k)
+    for (int64_t c = 0; c < columns; ++c) {
+      const int64_t block = c / kBlockColumns, lane = c % kBlockColumns;
+      packed[static_cast<size_t>(((block * pairs + k / 2) * kBlockColumns + lane) * 2 + k % 2)] =
+          kernel[k * columns + c];
+    }
+  return packed;
+}
+
+// Rows [first, first + count) of A (each the input patch of one output position), sign-extended,
+// into `destination` (row stride 2 * pairs; the odd last value zero). The output position advances
+// by increments (no division per row), and the copies are plain loops, not memset / memcpy calls:
+// with few input channels (a first layer's 1 or 3) a call per pixel costs more than the copy.
+void gather_rows(const Conv2DParams& p, const int8_t* input, int64_t first, int64_t count, int64_t pairs,
+                 int16_t* destination) {
+  int64_t ow = first % p.output_width;
+  int64_t oh = (first / p.output_width) % p.output_height;
+  int64_t n = first / (p.output_width * p.output_height);
+  const int64_t channels = p.input_channels;
+  for (int64_t r = 0; r < count; ++r) {
+    int16_t* out = destination + r * 2 * pairs;
+    for (int64_t kh = 0; kh < p.kernel_height; ++kh) {
+      const int64_t ih = oh * p.stride_height - p.pad_top + kh * p.dilation_height;
+      const bool row_inside = ih >= 0 && ih < p.input_height;
+      for (int64_t kw = 0; kw < p.kernel_width; ++kw) {
+        const int64_t iw = ow * p.stride_width - p.pad_left + kw * p.dilation_width;
+        if (row_inside && iw >= 0 && iw < p.input_width) {
+          const int8_t* source = input + ((n * p.input_height + ih) * p.input_width + iw) * channels;
+          for (int64_t ci = 0; ci < channels; ++ci) out[ci] = source[ci];
+        } else {
+          for (int64_t ci = 0; ci < channels; ++ci) out[ci] = 0;
+        }
+        out += channels;
+      }
+    }
+    if (2 * pairs > int8_depth(p)) *out = 0;
+    if (++ow == p.output_width) {
+      ow = 0;
+      if (++oh == p.output_height) {
+        oh = 0;
+        ++n;
+      }
+    }
+  }
+}
+
+// accumulators[r][b * 8 + c] for Rows rows of A (a, row stride a_stride) and Blocks column blocks
+// from `block` on; `valid_columns` of them are stored.
+template <int Rows, int Blocks>
+void micro_kernel(const int16_t* a, int64_t a_stride, const int16_t* packed, int64_t pairs, int64_t block,
+                  int32_t* out, int64_t out_stride, int64_t valid_columns) {
+#if defined(__AVX2__)
+  // The loops over rows and blocks are unrolled completely, so that the accumulators live in
+  // registers (without the pragmas GCC kept them on the stack: a load and a store per product).
+  __m256i sums[Rows][Blocks];
+#pragma GCC unroll 8
+  for (int r = 0; r < Rows; ++r)
+#pragma GCC unroll 2
+    for (int b = 0; b < Blocks; ++b) sums[r][b] = _mm256_setzero_si256();
+  const int16_t* weights = packed + block * pairs * 2 * kBlockColumns;
+  const int64_t block_stride = pairs * 2 * kBlockColumns;
+  for (int64_t p = 0; p < pairs; ++p) {
+    __m256i w[Blocks];
+#pragma GCC unroll 2
+    for (int b = 0; b < Blocks; ++b) {
+      w[b] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(weights + b * block_stride + p * 2 * kBlockColumns));
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < Rows; ++r) {
+      int32_t pair;
+      std::memcpy(&pair, a + r * a_stride + 2 * p, sizeof pair);
+      const __m256i x = _mm256_set1_epi32(pair);
+#pragma GCC unroll 2
+      for (int b = 0; b < Blocks; ++b) sums[r][b] = _mm256_add_epi32(sums[r][b], _mm256_madd_epi16(x, w[b]));
+    }
+  }
+  for (int r = 0; r < Rows; ++r) {
+    if (valid_columns == Blocks * kBlockColumns) {
+      for (int b = 0; b < Blocks; ++b) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + r * out_stride + b * kBlockColumns), sums[r][b]);
+      }
+    } else {
+      int32_t row[Blocks * kBlockColumns];
+      for (int b = 0; b < Blocks; ++b) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + b * kBlockColumns), sums[r][b]);
+      }
+      std::memcpy(out + r * out_stride, row, static_cast<size_t>(valid_columns) * sizeof(int32_t));
+    }
+  }
+#else
+  int32_t sums[Rows][Blocks * kBlockColumns] = {};
+  for (int b = 0; b < Blocks; ++b) {
+    const int16_t* weights = packed + (block + b) * pairs * 2 * kBlockColumns;
+    for (int64_t p = 0; p < pairs; ++p)
+      for (int r = 0; r < Rows; ++r) {
+        const int32_t a0 = a[r * a_stride + 2 * p], a1 = a[r * a_stride + 2 * p + 1];
+        for (int64_t c = 0; c < kBlockColumns; ++c) {
+          sums[r][b * kBlockColumns + c] += a0 * weights[(p * kBlockColumns + c) * 2] +
+                                            a1 * weights[(p * kBlockColumns + c) * 2 + 1];
+        }
+      }
+  }
+  for (int r = 0; r < Rows; ++r) {
+    std::memcpy(out + r * out_stride, sums[r], static_cast<size_t>(valid_columns) * sizeof(int32_t));
+  }
+#endif
+}
+
+template <int Blocks>
+void micro_kernel_rows(int rows, const int16_t* a, int64_t a_stride, const int16_t* packed, int64_t pairs,
+                       int64_t block, int32_t* out, int64_t out_stride, int64_t valid_columns) {
+  switch (rows) {
+    case 4: micro_kernel<4, Blocks>(a, a_stride, packed, pairs, block, out, out_stride, valid_columns); return;
+    case 3: micro_kernel<3, Blocks>(a, a_stride, packed, pairs, block, out, out_stride, valid_columns); return;
+    case 2: micro_kernel<2, Blocks>(a, a_stride, packed, pairs, block, out, out_stride, valid_columns); return;
+    default: micro_kernel<1, Blocks>(a, a_stride, packed, pairs, block, out, out_stride, valid_columns); return;
+  }
+}
+
+}  // namespace
+
+void quantize_int8(int64_t count, const float* input, float inverse_scale, int8_t* output) {
+  constexpr int64_t kChunk = 1 << 14;
+  parallel::parallel_for((count + kChunk - 1) / kChunk, [&](int64_t chunk) {
+    int64_t i = chunk * kChunk;
+    const int64_t end = std::min(count, i + kChunk);
+#if defined(__AVX2__)
+    const __m256 scale = _mm256_set1_ps(inverse_scale);
+    const __m256 low = _mm256_set1_ps(-127.0f), high = _mm256_set1_ps(127.0f);
+    for (; i + 8 <= end; i += 8) {
+      const __m256 scaled = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(input + i), scale), low), high);
+      const __m256i rounded = _mm256_cvtps_epi32(scaled);  // MXCSR's mode: round half to even
+      const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(rounded), _mm256_extracti128_si256(rounded, 1));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(output + i), _mm_packs_epi16(words, words));
+    }
+#endif
+    for (; i < end; ++i) {
+      const float scaled = std::min(std::max(input[i] * inverse_scale, -127.0f), 127.0f);
+      output[i] = static_cast<int8_t>(std::nearbyint(scaled));
+    }
+  });
+}
+
+void conv2d_int8_forward(const Conv2DParams& params, const int8_t* input, const int8_t* kernel,
+                         int32_t* accumulators) {
+  const int64_t depth = params.kernel_height * params.kernel_width * params.input_channels;
+  const int64_t columns = params.output_channels;
+  const int64_t pairs = (depth + 1) / 2;
+  const int64_t blocks = (columns + kBlockColumns - 1) / kBlockColumns;
+  const int64_t rows = params.batch * params.output_height * params.output_width;
+  const std::vector<int16_t> packed = pack_weights(kernel, depth, columns, pairs, blocks);
+  const int64_t a_stride = 2 * pairs;
+  parallel::parallel_for((rows + kTileRows - 1) / kTileRows, [&](int64_t tile) {
+    thread_local std::vector<int16_t> gathered;
+    gathered.resize(static_cast<size_t>(kTileRows * a_stride));
+    const int64_t first = tile * kTileRows;
+    const int64_t count = std::min(kTileRows, rows - first);
+    gather_rows(params, input, first, count, pairs, gathered.data());
+    for (int64_t block = 0; block < blocks; block += 2) {
+      const int64_t valid_columns = std::min(2 * kBlockColumns, columns - block * kBlockColumns);
+      for (int64_t r = 0; r < count; r += kMicroRows) {
+        const int micro_rows = static_cast<int>(std::min<int64_t>(kMicroRows, count - r));
+        int32_t* out = accumulators + (first + r) * columns + block * kBlockColumns;
+        const int16_t* a = gathered.data() + r * a_stride;
+        if (valid_columns > kBlockColumns) {
+          micro_kernel_rows<2>(micro_rows, a, a_stride, packed.data(), pairs, block, out, columns, valid_columns);
+        } else {
+          micro_kernel_rows<1>(micro_rows, a, a_stride, packed.data(), pairs, block, out, columns, valid_columns);
+        }
+      }
+    }
+  });
+}
+
+void dequantize_int32(const DequantizeParams& params, const int32_t* accumulators, const float* column_scales,
+                      const float* bias, float* output) {
+  constexpr int64_t kChunkValues = 1 << 14;
+  const int64_t columns = params.columns;
+  const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkValues / std::max<int64_t>(columns, 1));
+  parallel::parallel_for((params.rows + rows_per_chunk - 1) / rows_per_chunk, [&](int64_t chunk) {
+    const int64_t begin = chunk * rows_per_chunk, end = std::min(params.rows, begin + rows_per_chunk);
+    for (int64_t r = begin; r < end; ++r) {
+      const int32_t* sums = accumulators + r * columns;
+      float* values = output + r * columns;
+      if (bias != nullptr) {
+        for (int64_t c = 0; c < columns; ++c) values[c] = static_cast<float>(sums[c]) * column_scales[c] + bias[c];
+      } else {
+        for (int64_t c = 0; c < columns; ++c) values[c] = static_cast<float>(sums[c]) * column_scales[c];
+      }
+    }
+    activate_in_place(params.activation, output + begin * columns, (end - begin) * columns);
+  });
+}
+
+}  // namespace fastcnn::kernels::FASTCNN_ISA

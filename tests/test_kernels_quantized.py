@@ -1,0 +1,145 @@
+"""The int8 inference kernels (csrc/ops/quantized.h): every optimised tier against the reference,
+exactly for the quantization and the int32 sums, within float32 rounding for the dequantizing
+epilogue; the reference itself against NumPy's formulas (int64 arithmetic for the sums)."""
+
+import numpy as np
+import pytest
+
+from fastcnn import _core
+from test_kernels import numpy_conv_forward
+
+ops = _core.ops
+
+TIERS = [name for name in _core.available_kernels() if name != "reference"]
+
+
+def numpy_quantize(x, scale):
+    inverse = np.float32(1.0) / np.float32(scale)
+    return np.rint(np.clip(np.asarray(x, np.float32) * inverse, -127, 127)).astype(np.int8)
+
+
+def random_int8(rng, shape):
+    return rng.integers(-128, 128, size=shape, dtype=np.int64).astype(np.int8)
+
+
+# ---- quantize_int8 ----
+
+@pytest.mark.parametrize("count", [0, 1, 7, 8, 9, 31, 1000, 40000])
+def test_quantize_matches_formula_on_every_tier(rng, count):
+    x = (rng.standard_normal(count) * 3).astype(np.float32)
+    expected = numpy_quantize(x, 0.021)
+    np.testing.assert_array_equal(ops.quantize_int8(x, 0.021, kernels="reference"), expected)
+    for tier in TIERS:
+        np.testing.assert_array_equal(ops.quantize_int8(x, 0.021, kernels=tier), expected, err_msg=tier)
+
+
+def test_quantize_rounds_half_to_even_and_clamps():
+    # Exact halves round to even (as the vector conversions do); out of range clamps to +-127,
+    # never -128 (the range is symmetric).
+    x = np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 126.5, 127.4, 127.6, 1e9, -1e9, -127.6, -128.0, 0.0, -0.0, 3.49],
+                 np.float32)
+    expected = np.array([0, 2, 2, 0, -2, -2, 126, 127, 127, 127, -127, -127, -127, 0, 0, 3], np.int8)
+    for tier in ["reference"] + TIERS:
+        np.testing.assert_array_equal(ops.quantize_int8(x, 1.0, kernels=tier), expected, err_msg=tier)
+
+
+def test_quantize_keeps_shape_and_rejects_bad_scale():
+    x = np.ones((2, 3, 4), np.float32)
+    assert ops.quantize_int8(x, 0.5).shape == (2, 3, 4)
+    assert ops.quantize_int8(x, 0.5).dtype == np.int8
+    for scale in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="scale"):
+            ops.quantize_int8(x, scale)
+
+
+# ---- conv2d_int8_forward ----
+
+CONV_CASES = [
+    # batch, height, width, in, out, kernel, strides, padding, dilation
+    (2, 5, 6, 3, 4, (3, 3), (1, 1), "valid", (1, 1)),
+    (1, 7, 7, 5, 9, (3, 3), (1, 1), "same", (1, 1)),      # a column remainder past one block of 8
+    (3, 6, 5, 8, 16, (1, 1), (1, 1), "valid", (1, 1)),    # 1x1: whole blocks
+    (2, 4, 4, 17, 17, (1, 1), (1, 1), "valid", (1, 1)),   # odd depth: the zero-padded last pair
+    (1, 9, 8, 3, 7, (3, 3), (2, 2), "same", (1, 1)),
+    (2, 9, 9, 2, 5, (3, 2), (1, 2), "valid", (2, 1)),     # dilation, unequal strides and kernel
+    (1, 3, 3, 4, 33, (5, 5), (1, 1), "same", (1, 1)),     # kernel wider than the image
+    (5, 1, 1, 64, 10, (1, 1), (1, 1), "valid", (1, 1)),   # a Dense layer: rows not a multiple of 6
+    (1, 13, 11, 1, 24, (3, 3), (1, 1), "same", (1, 1)),   # one input channel, rows over several tiles
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_int8_matches_reference_exactly(rng, case):
+    batch, height, width, channels, filters, kernel_size, strides, padding, dilation = case
+    x = random_int8(rng, (batch, height, width, channels))
+    kernel = random_int8(rng, kernel_size + (channels, filters))
+    reference = ops.conv2d_int8_forward(x, kernel, strides, padding, dilation, kernels="reference")
+    assert reference.dtype == np.int32
+    expected = numpy_conv_forward(x.astype(np.int64), kernel.astype(np.int64), None, strides, padding, dilation)
+    np.testing.assert_array_equal(reference, expected.astype(np.int64))
+    for tier in TIERS:
+        np.testing.assert_array_equal(ops.conv2d_int8_forward(x, kernel, strides, padding, dilation, kernels=tier),
+                                      reference, err_msg=tier)
+
+
+@pytest.mark.parametrize("value", [-128, 127])
+def test_conv2d_int8_extreme_values_do_not_saturate(value):
+    # Every product at its largest, 16384 (-128 * -128) or 16129: a pair of int16 products would
+    # overflow int16 (the vpmaddubsw trap) but the int32 sums must be exact.
+    x = np.full((2, 4, 4, 40), value, np.int8)
+    kernel = np.full((3, 3, 40, 11), value, np.int8)
+    kernel[..., 1] = -kernel[..., 1] if value != -128 else 127  # mixed signs in one column
+    expected = numpy_conv_forward(x.astype(np.int64), kernel.astype(np.int64), None, (1, 1), "same", (1, 1))
+    for tier in ["reference"] + TIERS:
+        result = ops.conv2d_int8_forward(x, kernel, (1, 1), "same", (1, 1), kernels=tier)
+        np.testing.assert_array_equal(result, expected.astype(np.int64), err_msg=tier)
+
+
+def test_conv2d_int8_largest_depth_is_exact_and_one_more_is_refused():
+    depth = 2 ** 17 - 1  # 16384 * depth = 2147467264 < 2^31
+    x = np.full((1, 1, 1, depth), -128, np.int8)
+    kernel = np.full((1, 1, depth, 3), -128, np.int8)
+    for tier in ["reference"] + TIERS:
+        result = ops.conv2d_int8_forward(x, kernel, kernels=tier)
+        assert result.reshape(-1).tolist() == [16384 * depth] * 3, tier
+    x = np.zeros((1, 1, 1, depth + 1), np.int8)
+    with pytest.raises(ValueError, match="131072"):
+        ops.conv2d_int8_forward(x, np.zeros((1, 1, depth + 1, 1), np.int8))
+
+
+def test_conv2d_int8_refuses_other_dtypes():
+    with pytest.raises(TypeError, match="int8 array. Received: input.dtype=float32"):
+        ops.conv2d_int8_forward(np.zeros((1, 3, 3, 1), np.float32), np.zeros((1, 1, 1, 1), np.int8))
+    with pytest.raises(TypeError, match="kernel.dtype=int16"):
+        ops.conv2d_int8_forward(np.zeros((1, 3, 3, 1), np.int8), np.zeros((1, 1, 1, 1), np.int16))
+
+
+# ---- dequantize_int32 ----
+
+@pytest.mark.parametrize("activation", ["linear", "relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("rows, columns", [(1, 1), (7, 9), (300, 16), (3, 100)])
+def test_dequantize_matches_formula_on_every_tier(rng, rows, columns, activation):
+    sums = rng.integers(-2 ** 20, 2 ** 20, size=(rows, columns)).astype(np.int32)
+    scales = rng.uniform(1e-6, 1e-4, columns).astype(np.float32)
+    bias = rng.standard_normal(columns).astype(np.float32)
+    pre = sums.astype(np.float64) * scales + bias
+    expected = {"linear": pre, "relu": np.maximum(pre, 0), "sigmoid": 1 / (1 + np.exp(-pre)), "tanh": np.tanh(pre)}
+    reference = ops.dequantize_int32(sums, scales, bias, activation, kernels="reference")
+    np.testing.assert_allclose(reference, expected[activation], rtol=1e-5, atol=1e-6)
+    for tier in TIERS:
+        np.testing.assert_allclose(ops.dequantize_int32(sums, scales, bias, activation, kernels=tier), reference,
+                                   rtol=1e-5, atol=1e-6, err_msg=tier)
+    no_bias = ops.dequantize_int32(sums, scales, None, "linear", kernels="reference")
+    np.testing.assert_allclose(no_bias, sums.astype(np.float64) * scales, rtol=1e-6)
+
+
+def test_dequantize_checks_its_arrays():
+    sums = np.zeros((2, 3), np.int32)
+    with pytest.raises(ValueError, match="column_scales"):
+        ops.dequantize_int32(sums, np.ones(4, np.float32))
+    with pytest.raises(ValueError, match="bias"):
+        ops.dequantize_int32(sums, np.ones(3, np.float32), np.ones(2, np.float32))
+    with pytest.raises(TypeError, match="int32 array"):
+        ops.dequantize_int32(sums.astype(np.int64), np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="elementwise"):
+        ops.dequantize_int32(sums, np.ones(3, np.float32), activation="softmax")
