@@ -48,6 +48,10 @@ except ImportError as error:
 
 from fastcnn.config import get_num_threads, set_num_threads, show_config  # noqa: E402,F401
 
+# The kernel set is chosen on first use; choosing it here makes a FASTCNN_KERNELS that names a set
+# this CPU cannot run (or no set) fail the import with a ValueError naming it, not a later call.
+_core.kernel_set()
+
 __all__ = [
     "activations",
     "applications",
