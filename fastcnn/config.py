@@ -12,7 +12,11 @@ def get_num_threads():
 
 
 def set_num_threads(count):
-    """Sets the threads every later kernel uses (also ``fastcnn.set_num_threads``).
+    """Sets the threads the kernels called from this thread use (also ``fastcnn.set_num_threads``).
+
+    OpenMP keeps the count per calling thread: ``fit`` and ``predict`` run on the caller's, and a
+    thread started later begins with ``OMP_NUM_THREADS``'s default (the data pipeline's workers
+    set theirs to 1).
 
     fastcnn's kernels never call numpy's BLAS, so its OpenMP threads and OpenBLAS's do not nest.
     """

@@ -149,6 +149,17 @@ def test_parallel_map_runs_on_several_threads_and_keeps_the_order():
     assert sorted(int(v) for v in unordered) == list(range(12))
 
 
+def test_parallel_map_workers_run_kernels_on_one_thread_each():
+    """Each worker's OpenMP thread count is its own: 1 in the workers, so N workers use N cores
+    beside the training step, and the caller's count is untouched."""
+    if fastcnn.get_num_threads() < 2:
+        pytest.skip("one OpenMP thread by default here: nothing to tell apart")
+    before = fastcnn.get_num_threads()
+    counts = [int(v) for v in Dataset.range(8).map(lambda _: fastcnn.get_num_threads(), num_parallel_calls=2)]
+    assert counts == [1] * 8
+    assert fastcnn.get_num_threads() == before
+
+
 def test_errors_inside_map_and_prefetch_reach_the_consumer():
     def fail(value):
         if value == 3:

@@ -20,7 +20,7 @@ import threading
 
 import numpy as np
 
-from fastcnn import _random
+from fastcnn import _core, _random
 from fastcnn.data import _structure
 
 AUTOTUNE = -1
@@ -365,6 +365,13 @@ def _mapping_context(index, element):
     return f"while mapping element {index}"
 
 
+def _kernels_on_one_thread():
+    """A worker runs fastcnn's kernels (a resize, augmentation layers called in `map`) on its own
+    thread only: OpenMP's thread count belongs to the calling thread, and an OpenMP team per worker
+    beside the training step's would oversubscribe the cores."""
+    _core.set_num_threads(1)
+
+
 def _parallel_map(function, elements, workers, ordered=True, window=None, context=None):
     """function over an iterator on `workers` threads, at most `window` calls (default 2 * workers)
     in flight; results in input order (or as they finish when not ordered). An exception in a call
@@ -373,7 +380,8 @@ def _parallel_map(function, elements, workers, ordered=True, window=None, contex
     the consumer closing it), the calls not started are cancelled and the threads have ended
     before control returns."""
     window = window or 2 * workers
-    executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastcnn-data")
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastcnn-data",
+                                                     initializer=_kernels_on_one_thread)
     pending = []  # (index, element, future), in submission order
     numbered = enumerate(elements)
 
