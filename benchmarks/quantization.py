@@ -55,7 +55,7 @@ def cpu_description():
 
 
 def mnist_case():
-    (x_train, y_train), (x_test, y_test) = fastcnn.datasets.mnist.load_data()
+    (x_train, y_train), (x_test, y_test) = fastcnn.datasets.mnist.load_embedded()
     x_train = (x_train[..., None] / 255.0).astype(np.float32)
     x_test = (x_test[..., None] / 255.0).astype(np.float32)
     def build():

@@ -167,7 +167,7 @@ def train_and_compare(model, x_train, y_train, x_test, y_test, epochs):
 
 def test_mnist_int8_accuracy_within_half_a_point_of_float32():
     fastcnn.utils.set_random_seed(3)
-    (x_train, y_train), (x_test, y_test) = fastcnn.datasets.mnist.load_data()
+    (x_train, y_train), (x_test, y_test) = fastcnn.datasets.mnist.load_embedded()
     x_train = (x_train[..., None] / 255.0).astype(np.float32)
     x_test = (x_test[..., None] / 255.0).astype(np.float32)
     model = fastcnn.Sequential([

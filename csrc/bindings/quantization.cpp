@@ -12,25 +12,19 @@ namespace {
 using Int8Array = py::array_t<int8_t, py::array::c_style>;
 using Int32Array = py::array_t<int32_t, py::array::c_style>;
 
-// An int8 argument as a C-contiguous array: only int8 arrays are taken (a float array would need
-// a scale; an int16 one would wrap).
-Int8Array int8_array(py::handle value, const char* name) {
+// An integer argument of exactly dtype T, C-contiguous: no conversion (a float array would need a
+// scale; an int16 one would wrap in int8).
+template <typename T>
+py::array_t<T, py::array::c_style> exact_array(py::handle value, const char* name) {
   const py::array array = numeric_array(value, name);
-  if (!array.dtype().is(py::dtype::of<int8_t>())) {
-    throw py::type_error(std::string("`") + name + "` must be an int8 array. Received: " + name +
-                         ".dtype=" + std::string(py::str(array.dtype())));
+  if (!array.dtype().is(py::dtype::of<T>())) {
+    throw py::type_error(std::string("`") + name + "` must be an " + std::string(py::str(py::dtype::of<T>())) +
+                         " array. Received: " + name + ".dtype=" + std::string(py::str(array.dtype())));
   }
-  return Int8Array::ensure(array);
+  return py::array_t<T, py::array::c_style>::ensure(array);
 }
-
-Int32Array int32_array(py::handle value, const char* name) {
-  const py::array array = numeric_array(value, name);
-  if (!array.dtype().is(py::dtype::of<int32_t>())) {
-    throw py::type_error(std::string("`") + name + "` must be an int32 array. Received: " + name +
-                         ".dtype=" + std::string(py::str(array.dtype())));
-  }
-  return Int32Array::ensure(array);
-}
+Int8Array int8_array(py::handle value, const char* name) { return exact_array<int8_t>(value, name); }
+Int32Array int32_array(py::handle value, const char* name) { return exact_array<int32_t>(value, name); }
 
 Int8Array quantize_int8(py::object input_argument, float scale, const std::string& kernels) {
   const FloatArray input = float_array(input_argument, "input");

@@ -50,4 +50,14 @@ inline bool needs_pre_activation(Activation activation) {
          activation == Activation::softsign;
 }
 
+// A layer ending in `activation` (Conv2D, Dense, their int8 forms) keeps its pre-activation when
+// its backward pass or the fused cross-entropy reads it; its kernel epilogue then computes the
+// linear output and the activation runs after it, from the kept values.
+inline bool keeps_pre_activation_of(Activation activation) {
+  return needs_pre_activation(activation) || keeps_logits(activation);
+}
+inline Activation epilogue_activation(Activation activation) {
+  return keeps_pre_activation_of(activation) ? Activation::linear : activation;
+}
+
 }  // namespace fastcnn

@@ -20,15 +20,13 @@ class ActivatedLayer : public Layer {
  public:
   explicit ActivatedLayer(Activation activation) : activation_(activation) {}
   Activation activation() const override { return activation_; }
-  bool keeps_pre_activation() const override { return needs_pre_activation(activation_) || keeps_logits(activation_); }
+  bool keeps_pre_activation() const override { return keeps_pre_activation_of(activation_); }
   bool outputs_relu() const override { return activation_ == Activation::relu; }
 
  protected:
   // Activations computable from the output are fused into the kernel's epilogue; the others
   // (softmax, gelu, swish, softplus) run after it, from the kept pre-activation.
-  Activation fused_activation() const {
-    return keeps_pre_activation() ? Activation::linear : activation_;
-  }
+  Activation fused_activation() const { return epilogue_activation(activation_); }
   float* kernel_output(float* pre_activation, float* output) const {
     return keeps_pre_activation() ? pre_activation : output;
   }

@@ -983,6 +983,7 @@ std::vector<std::vector<float>> Network::forward_training_layer_outputs(const st
 // ---- Int8 inference (runtime/quantized_layers.h) ----
 
 void Network::replace_layer(int64_t node, std::unique_ptr<Layer> layer) {
+  std::lock_guard<std::mutex> lock(step_mutex_);
   require_built();
   if (node < 0 || node >= static_cast<int64_t>(layers_.size())) {
     throw std::invalid_argument("replace_layer: node must be in [0, " + std::to_string(layers_.size()) +

@@ -23,9 +23,7 @@ class Int8ConvolutionLayer final : public Int8Layer {
 
   std::string kind() const override { return dense_ ? "Dense" : "Conv2D"; }
   Activation activation() const override { return activation_; }
-  bool keeps_pre_activation() const override {
-    return needs_pre_activation(activation_) || keeps_logits(activation_);
-  }
+  bool keeps_pre_activation() const override { return keeps_pre_activation_of(activation_); }
 
   SampleShape configure(const SampleShape& input) override {
     if (dense_) {
@@ -136,9 +134,7 @@ class Int8ConvolutionLayer final : public Int8Layer {
   }
 
  private:
-  // As the float layers (layers.cpp): elementwise activations run in the epilogue, the others
-  // (softmax, gelu, ...) after it from the kept pre-activation.
-  Activation fused_activation() const { return keeps_pre_activation() ? Activation::linear : activation_; }
+  Activation fused_activation() const { return epilogue_activation(activation_); }
   void update_column_scales() {
     column_scales_.resize(weight_scales_.size());
     for (size_t c = 0; c < weight_scales_.size(); ++c) column_scales_[c] = input_scale_ * weight_scales_[c];
