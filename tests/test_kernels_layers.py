@@ -106,6 +106,10 @@ def check_layer_on_every_tier(rng, make_layer, shape, batch=3, exact_forward=Fal
     # below ReLU's threshold of 0.5, so that no gradient came back and the test failed at random.
     weights[0] = rng.uniform(-1.5, 1.5, weights[0].shape).astype(np.float32)
     weights[1] = (0.1 * rng.standard_normal(weights[1].shape)).astype(np.float32)  # a nonzero conv bias
+    # The Dense kernel too: left to the initializer, it followed whatever the global seed was after
+    # the tests run before this one, and with some draws (a file that seeds it run first) the
+    # Rescaling(-0.5, 3) case on inputs up to 100 saturated the softmax past the tolerance.
+    weights[2] = rng.uniform(-0.05, 0.05, weights[2].shape).astype(np.float32)
     model.set_weights(weights)
     y = rng.integers(0, 4, len(x))
     results = train_step_on_every_tier(model, x, y)
