@@ -583,6 +583,51 @@ def test_activation_backward_reference_formulas():
         assert_close(dx, expected.astype(np.float32), activation)
 
 
+def float32_ulps_apart(actual, expected):
+    """|actual - expected| in units of the last place of float32 at `expected` (expected in float64)."""
+    expected32 = expected.astype(np.float32)
+    spacing = np.spacing(np.abs(expected32)).astype(np.float64)
+    return np.abs(actual.astype(np.float64) - expected) / spacing
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_vector_sigmoid_and_swish_within_a_few_ulps_over_the_whole_range(tier):
+    """The optimised tiers compute e^x with their own vector polynomial (simd::exponential): over
+    every range it must handle (|x| small, the overflow and subnormal edges of e^x near +-88.7 and
+    -87.3 .. -104, infinities and NaN) sigmoid and swish stay within 4 ulps of float64 math, and the
+    backward passes within the usual tolerance of the reference."""
+    edges = np.array([0.0, -0.0, 1e-30, -1e-30, 1e-7, -1e-7, 0.5, -0.5, 0.34657359, 20.0, -20.0, 87.3, -87.3, 87.4,
+                      -87.4, 88.7, -88.7, 88.8, -88.8, 89.0, -89.0, 100.0, -100.0, 103.9, -103.9, 104.1, -104.1, 1e4,
+                      -1e4, np.inf, -np.inf], np.float32)
+    x = np.concatenate([edges, np.linspace(-110, 110, 20011, dtype=np.float32),
+                        np.random.default_rng(5).standard_normal(4099).astype(np.float32) * 4])
+    x64 = x.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        sigmoid64 = 1 / (1 + np.exp(-x64))
+        # swish = x * sigmoid(x) from float32's sigmoid, subnormals flushed: past x = -87.3 that sigmoid
+        # is 0 (float32's e^-x overflows, as in the scalar formula and TensorFlow's), so swish is too.
+        sigmoid32 = sigmoid64.astype(np.float32)
+        sigmoid32[np.abs(sigmoid32) < np.finfo(np.float32).tiny] = 0
+        swish64 = x64 * sigmoid32.astype(np.float64)
+    for activation, expected in [("sigmoid", sigmoid64), ("swish", swish64)]:
+        out = ops.activation_forward(activation, x, kernels=tier)
+        finite = np.isfinite(expected)
+        # swish(-inf) = -inf * 0 is NaN, as in the scalar form; swish(inf) = inf.
+        np.testing.assert_array_equal(out[~finite], expected[~finite].astype(np.float32), err_msg=activation)
+        # Subnormal results: the parallel regions flush them to zero (parallel.h, as TensorFlow does).
+        tiny = np.abs(expected) < np.finfo(np.float32).tiny
+        ulps = float32_ulps_apart(out[finite & ~tiny], expected[finite & ~tiny])
+        assert ulps.max() <= 4, f"{tier} {activation}: {ulps.max()} ulps at x = {x[finite & ~tiny][ulps.argmax()]}"
+        assert tiny.sum() > 1000 and np.all(np.abs(out[tiny]) < np.finfo(np.float32).tiny), activation
+        ref = ops.activation_forward(activation, x, kernels="reference")
+        dy = np.random.default_rng(6).standard_normal(x.shape).astype(np.float32)
+        ref_dx = ops.activation_backward(activation, ref, dy, kernels="reference", input=x)
+        dx = ops.activation_backward(activation, ref, dy, kernels=tier, input=x)
+        both_finite = np.isfinite(ref_dx)
+        assert np.array_equal(np.isfinite(dx), both_finite), activation
+        assert_close(dx[both_finite], ref_dx[both_finite], f"{tier} {activation} backward")
+
+
 @pytest.mark.parametrize("tier", TIERS)
 def test_softmax_is_stable_for_large_logits(tier):
     x = np.array([[1000.0, 1000.0, -1000.0], [-1e30, 0.0, 1e30], [88.0, 89.0, 90.0]], np.float32)

@@ -74,6 +74,15 @@ inline bool relu_is_plain(const ReluParams& p) {
   return p.negative_slope == 0.0f && p.threshold == 0.0f && p.max_value == std::numeric_limits<float>::infinity();
 }
 
+// Over `count` values in place, in vectors (the last one masked): values = f(values).
+template <typename Function>
+inline void map_in_place(float* values, int64_t count, Function&& f) {
+  for (int64_t i = 0; i < count; i += simd::kLanes) {
+    const int64_t width = std::min<int64_t>(simd::kLanes, count - i);
+    simd::store_lanes(values + i, f(simd::load_lanes(values + i, width)), width);
+  }
+}
+
 }  // namespace
 
 void activate_in_place(Activation activation, float* values, int64_t count) {
@@ -85,6 +94,12 @@ void activate_in_place(Activation activation, float* values, int64_t count) {
     case Activation::relu:
       // x < 0 ? 0 : x keeps NaN as NaN, as max(x, 0) does in TensorFlow.
       for (int64_t i = 0; i < count; ++i) values[i] = values[i] < 0.0f ? 0.0f : values[i];
+      return;
+    case Activation::sigmoid:  // activation_math.h's formulas on simd::exponential
+      map_in_place(values, count, [](simd::floatv x) { return simd::sigmoid(x); });
+      return;
+    case Activation::swish:
+      map_in_place(values, count, [](simd::floatv x) { return x * simd::sigmoid(x); });
       return;
     case Activation::hard_silu:
       activate_run<Activation::hard_silu>(values, count);
@@ -160,6 +175,21 @@ void activation_backward(Activation activation, int64_t rows, int64_t columns, c
         break;
       case Activation::relu:
         relu_gradient_range<false>(y, g, dx, begin, end);
+        break;
+      case Activation::sigmoid:  // g y (1 - y), as activation_gradient
+        for (int64_t i = begin; i < end; i += simd::kLanes) {
+          const int64_t width = std::min<int64_t>(simd::kLanes, end - i);
+          const simd::floatv out = simd::load_lanes(y + i, width);
+          simd::store_lanes(dx + i, simd::load_lanes(g + i, width) * out * (simd::broadcast(1.0f) - out), width);
+        }
+        break;
+      case Activation::swish:  // g s (1 + x (1 - s)), s = sigmoid(x), as activation_gradient
+        for (int64_t i = begin; i < end; i += simd::kLanes) {
+          const int64_t width = std::min<int64_t>(simd::kLanes, end - i);
+          const simd::floatv x = simd::load_lanes(input + i, width), one = simd::broadcast(1.0f);
+          const simd::floatv s = simd::sigmoid(x);
+          simd::store_lanes(dx + i, simd::load_lanes(g + i, width) * s * (one + x * (one - s)), width);
+        }
         break;
       case Activation::hard_silu:  // both read the input (needs_pre_activation), so it is not null
         gradient_run<Activation::hard_silu>(input, y, g, dx, begin, end);

@@ -170,6 +170,43 @@ inline floatv max_zero(floatv value) {
   return value < zero ? zero : value;
 }
 
+// e^x lane by lane (Cephes expf, within about 1 ulp of std::exp): x = n ln2 + r with n the nearest
+// integer to x / ln2 and |r| <= ln2 / 2 (ln2 in two parts, so that n ln2 is exact), e^r by a
+// degree-6 polynomial, then 2^n applied as 2^floor(n/2) * 2^(n - floor(n/2)): each factor is a
+// normal float for every n in [-150, 128], so subnormal results round once and e^x past 88.72
+// overflows to +inf by the multiplication itself. x is clamped to [-104, 89] first (e^-104 rounds
+// to 0, e^89 to +inf); a NaN lane fails both comparisons and stays NaN.
+inline floatv exponential(floatv x) {
+  const floatv low = broadcast(-104.0f), high = broadcast(89.0f);
+  x = x < low ? low : x;
+  x = x > high ? high : x;
+  // Adding 1.5 * 2^23 rounds to an integer (ties to even) held in the low mantissa bits.
+  const floatv round_to_integer = broadcast(12582912.0f);
+  const floatv shifted = x * broadcast(1.44269504088896341f) + round_to_integer;
+  const floatv n = shifted - round_to_integer;
+  const maskv exponent = reinterpret_cast<maskv>(shifted) - reinterpret_cast<maskv>(round_to_integer);
+  floatv r = x - n * broadcast(0.693359375f);
+  r = r - n * broadcast(-2.12194440e-4f);
+  floatv p = broadcast(1.9875691500e-4f);
+  p = p * r + broadcast(1.3981999507e-3f);
+  p = p * r + broadcast(8.3334519073e-3f);
+  p = p * r + broadcast(4.1665795894e-2f);
+  p = p * r + broadcast(1.6666665459e-1f);
+  p = p * r + broadcast(5.0000001201e-1f);
+  p = p * (r * r) + r + broadcast(1.0f);
+  const maskv half = exponent >> 1;
+  const maskv biased = maskv{} + 127;
+  const floatv first_scale = reinterpret_cast<floatv>((half + biased) << 23);
+  const floatv second_scale = reinterpret_cast<floatv>((exponent - half + biased) << 23);
+  return p * first_scale * second_scale;
+}
+
+// sigmoid(x) = 1 / (1 + e^-x), the scalar sigmoid_of's formula on the vector exponential.
+inline floatv sigmoid(floatv x) {
+  const floatv one = broadcast(1.0f);
+  return one / (one + exponential(-x));
+}
+
 #if defined(__AVX512F__)
 // Half a zmm register: 8 lanes in a ymm register, with AVX-512VL masks for partial moves. For
 // layers of at most 8 channels, where a zmm instruction would spend half its work on lanes of
