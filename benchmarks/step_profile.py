@@ -7,7 +7,11 @@ conv layers' phases also show GFLOP/s and % of the machine's measured FMA peak.
 
     python benchmarks/step_profile.py [--model ex1_b32] [--steps 50] [--threads 2]
     python benchmarks/step_profile.py --model ex3_b32 --scaling   # 1 vs 2 threads, and the peak's own ratio
+    python benchmarks/step_profile.py --predict --model mobilenetv2_b64   # predict's time per layer and kind
+    python benchmarks/step_profile.py --predict --application EfficientNetB0 --batch 8
 """
+
+import collections
 
 import argparse
 import time
@@ -45,11 +49,21 @@ def main():
     parser.add_argument("--metrics", default="accuracy",
                         help="compile's metrics, comma-separated Keras names (the time they take is part of "
                              "'outside the compiled step'); '' for none")
+    parser.add_argument("--predict", action="store_true",
+                        help="profile predict (inference) instead of fit: each layer's forward time, and the "
+                             "totals by layer kind")
+    parser.add_argument("--application", default=None,
+                        help="with --predict: a fastcnn.applications model at its default input size "
+                             "(random weights) instead of --model")
+    parser.add_argument("--batch", type=int, default=None, help="with --predict: the batch (default: the model's)")
     parser.add_argument("--scaling", action="store_true",
                         help="only compare fit's samples/s on 1 and 2 threads with the FMA peak's own 2/1 ratio")
     args = parser.parse_args()
     if args.scaling:
         scaling(args)
+        return
+    if args.predict:
+        profile_predict(args)
         return
     fastcnn.config.set_num_threads(args.threads)
     model, x, y = warmed_up_model(args.model, args.steps, [m for m in args.metrics.split(",") if m])
@@ -96,6 +110,40 @@ def main():
     total_flops = sum(flops_by_layer.values()) * 3 - flops_by_layer.get(0, 0.0)
     print(f"\nconvolutions: {total_flops / 1e9:.3f} GFLOP per step; whole step at "
           f"{total_flops / (wall / args.steps) / 1e9:.1f} GFLOP/s = {100 * total_flops / (wall / args.steps) / 1e9 / peak:.0f}% of peak")
+
+
+def profile_predict(args):
+    fastcnn.config.set_num_threads(args.threads)
+    if args.application:
+        model = getattr(fastcnn.applications, args.application)(weights=None)
+        batch = args.batch or 8
+    else:
+        architecture, default_batch, input_shape = MODELS[args.model]
+        model = benchmark_models.build(fastcnn, architecture, input_shape)
+        batch = args.batch or default_batch
+    x = np.random.default_rng(0).random((batch,) + tuple(model.input_shape[1:])).astype(np.float32)
+    model.predict(x, batch_size=batch, verbose=0)  # builds the inference plan and packs the kernels
+    network = model._network
+    network.set_profiling(True)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        model.predict(x, batch_size=batch, verbose=0)
+    wall = time.perf_counter() - start
+    phases = [(name, seconds) for name, seconds in network.profile() if name.endswith(" forward") and seconds > 0]
+    network.set_profiling(False)
+    inside = sum(seconds for _, seconds in phases)
+    print(f"{args.application or args.model}: predict on batch {batch}, {args.steps} calls, {args.threads} threads, "
+          f"kernels {_core.kernel_set()}: {1e3 * wall / args.steps:.2f} ms/call = {batch * args.steps / wall:.0f} "
+          f"samples/s; {100 * (wall - inside) / wall:.1f}% outside the layers\n")
+    by_kind = collections.defaultdict(float)
+    for name, seconds in phases:
+        by_kind[name.split(" #")[0]] += seconds
+    print(f"{'layer kind':32s} {'ms/call':>8s} {'% call':>7s}")
+    for kind, seconds in sorted(by_kind.items(), key=lambda item: -item[1]):
+        print(f"{kind:32s} {1e3 * seconds / args.steps:8.3f} {100 * seconds / wall:6.1f}%")
+    print(f"\n{'slowest layers':32s} {'ms/call':>8s} {'% call':>7s}")
+    for name, seconds in sorted(phases, key=lambda item: -item[1])[:15]:
+        print(f"{name.replace(' forward', ''):32s} {1e3 * seconds / args.steps:8.3f} {100 * seconds / wall:6.1f}%")
 
 
 def warmed_up_model(name, steps, metrics=("accuracy",)):

@@ -938,10 +938,12 @@ void Network::predict(const std::vector<const float*>& x, int64_t batch, const s
   constexpr int64_t kPredictSlice = 64;
   ensure_inference_workspace(std::min(batch, kPredictSlice));
   std::vector<const float*> inputs(x.size());
+  // When profiling, each node's forward time goes to its training forward slot (set_profiling).
+  PhaseTimer timer(profile_seconds_);
   for (int64_t first = 0; first < batch; first += kPredictSlice) {
     const int64_t count = std::min(kPredictSlice, batch - first);
     for (size_t k = 0; k < x.size(); ++k) inputs[k] = x[k] + first * input_shapes_[k].size();
-    forward(kernels::active(), inputs, count, false, 0, Fusion::everywhere, Buffers::inference);
+    forward(kernels::active(), inputs, count, false, 0, Fusion::everywhere, Buffers::inference, &timer);
     for (size_t k = 0; k < outputs_.size(); ++k) {
       const int64_t size = layers_[static_cast<size_t>(outputs_[k])]->output_shape.size();
       std::memcpy(outputs[k] + first * size, values_[tensor_index(outputs_[k])],

@@ -26,12 +26,57 @@ inline float combine(MergeKind kind, float result, float v) {
   return result;
 }
 
+template <MergeKind kKind>
+inline float combine_as(float result, float v) {
+  return combine(kKind, result, v);
+}
+
+// Two inputs whose channels are both full (the other dimensions may broadcast: a residual Add, a
+// squeeze-and-excitation Multiply by (1, 1, C)): one pass, reading each input and writing the output
+// once, over the batch's output rows in parallel (so a batch of one still uses every thread), in
+// channel runs the compiler vectorises. The same operations as the general path, in its order:
+// bitwise its results.
+template <MergeKind kKind>
+void merge_two_full_channels(const MergeParams& params, const float* first, const float* second, float* output) {
+  const SampleShape &out = params.output, &a = params.inputs[0], &b = params.inputs[1];
+  parallel::parallel_for(params.batch * out.height, [&](int64_t row) {
+    const int64_t n = row / out.height, y = row % out.height;
+    const float* a_sample = first + n * a.size();
+    const float* b_sample = second + n * b.size();
+    float* y_row = output + n * out.size() + y * out.width * out.channels;
+    for (int64_t x = 0; x < out.width; ++x) {
+      const float* __restrict a_run = a_sample + broadcast_offset(a, y, x, 0);
+      const float* __restrict b_run = b_sample + broadcast_offset(b, y, x, 0);
+      float* __restrict y_run = y_row + x * out.channels;
+      for (int64_t c = 0; c < out.channels; ++c) {
+        const float value = combine_as<kKind>(a_run[c], b_run[c]);
+        y_run[c] = kKind == MergeKind::average ? value / 2.0f : value;
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void merge_forward(const MergeParams& params, const float* const* inputs, float* output) {
   const SampleShape& out = params.output;
   const size_t count = params.inputs.size();
   const int64_t sample = out.size();
+  if (count == 2 && params.inputs[0].channels == out.channels && params.inputs[1].channels == out.channels) {
+    switch (params.kind) {
+      case MergeKind::add: return merge_two_full_channels<MergeKind::add>(params, inputs[0], inputs[1], output);
+      case MergeKind::average:
+        return merge_two_full_channels<MergeKind::average>(params, inputs[0], inputs[1], output);
+      case MergeKind::subtract:
+        return merge_two_full_channels<MergeKind::subtract>(params, inputs[0], inputs[1], output);
+      case MergeKind::multiply:
+        return merge_two_full_channels<MergeKind::multiply>(params, inputs[0], inputs[1], output);
+      case MergeKind::maximum:
+        return merge_two_full_channels<MergeKind::maximum>(params, inputs[0], inputs[1], output);
+      case MergeKind::minimum:
+        return merge_two_full_channels<MergeKind::minimum>(params, inputs[0], inputs[1], output);
+    }
+  }
   parallel::parallel_for(params.batch, [&](int64_t n) {
     float* y_row = output + n * sample;
     const float* first = inputs[0] + n * params.inputs[0].size();
