@@ -916,3 +916,49 @@ def test_batch_norm_backward_with_relu_input_is_bn_then_relu_backward(tier, chan
     np.testing.assert_array_equal(fused, np.where(x > 0, plain, 0.0))
     np.testing.assert_array_equal(fused_dgamma, dgamma)  # gamma and beta see BN's own output gradient
     np.testing.assert_array_equal(fused_dbeta, dbeta)
+
+
+# ---------------------------------------------------------------------------------------------
+# A ReLU computed by the BatchNormalization before it (training's batch_norm_activation fusion):
+# forward stores relu(BN(x)) or relu6(BN(x)); backward takes the activated output's gradient and
+# must give what BN's backward gives for the ReLU's input gradient.
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tier", ["reference"] + TIERS)
+@pytest.mark.parametrize("activation", ["relu", "relu6"])
+@pytest.mark.parametrize("channels", [1, 7, 16, 33])
+@pytest.mark.parametrize("relu_input", [False, True])
+def test_batch_norm_with_output_activation_is_bn_then_the_activation(tier, activation, channels, relu_input):
+    rng = np.random.default_rng(channels * 3 + len(activation))
+    x = (3 * rng.standard_normal((3, 5, 7, channels))).astype(np.float32)
+    if relu_input:
+        x = np.maximum(x, 0)
+    mean, variance = ops.batch_norm_statistics(x, kernels="reference")
+    # Every channel's outputs on both sides of 0 and of 6.
+    gamma = (rng.uniform(2.5, 4, channels) * rng.choice([-1, 1], channels)).astype(np.float32)
+    beta = rng.uniform(1, 4, channels).astype(np.float32)
+    normalized = ops.batch_norm_forward(x, mean, variance, gamma, beta, kernels=tier)
+    activated = ops.batch_norm_forward(x, mean, variance, gamma, beta, kernels=tier, activation=activation)
+    expected = ops.activation_forward(activation, normalized, kernels="reference")
+    np.testing.assert_array_equal(activated, expected)
+    if activation == "relu6" and not relu_input:  # the case covers both clipped sides and the inside
+        assert (activated == 6).any() and (activated == 0).any() and ((activated > 0) & (activated < 6)).any()
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    through_activation = ops.activation_backward(activation, activated, dy, kernels="reference")
+    plain = ops.batch_norm_backward(x, mean, variance, gamma, through_activation, kernels=tier, relu_input=relu_input)
+    fused = ops.batch_norm_backward(x, mean, variance, gamma, dy, kernels=tier, relu_input=relu_input,
+                                    activation=activation, activated_output=activated)
+    for name, a, e in zip(("input", "gamma", "beta"), fused, plain):
+        np.testing.assert_array_equal(a, e, err_msg=f"{tier} {activation} {name} gradient")
+
+
+def test_batch_norm_output_activation_arguments_are_checked():
+    x = np.ones((2, 3), np.float32)
+    mean, variance = np.zeros(3, np.float32), np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="must be 'linear', 'relu' or 'relu6'. Received: swish"):
+        ops.batch_norm_forward(x, mean, variance, activation="swish")
+    with pytest.raises(ValueError, match=r"`activated_output` .* Received: input.shape=\(2, 3\), activated_output=None"):
+        ops.batch_norm_backward(x, mean, variance, None, x, activation="relu")
+    with pytest.raises(ValueError, match=r"activated_output=shape \(3, 2\)"):
+        ops.batch_norm_backward(x, mean, variance, None, x, activation="relu6", activated_output=np.ones((3, 2)))

@@ -817,6 +817,10 @@ void bind_network(py::module_& m) {
       .def("set_batch_norm_folding", &runtime::Network::set_batch_norm_folding, py::arg("enabled"),
            "Inference folds each BatchNormalization into the convolution or Dense layer before it "
            "(default on); off runs every layer alone.")
+      .def("set_batch_norm_activation_fusion", &runtime::Network::set_batch_norm_activation_fusion,
+           py::arg("enabled"),
+           "Training passes compute the ReLU that only reads a BatchNormalization in that layer's own "
+           "passes (default on); off runs both layers alone.")
       .def("parameters_changed", &runtime::Network::parameters_changed,
            "Call after writing the parameters through a view: inference refolds BatchNormalization.")
       .def("fused_max_pool_layers", &runtime::Network::fused_max_pool_layers,

@@ -402,15 +402,26 @@ std::pair<FloatArray, FloatArray> batch_norm_statistics(py::object input_argumen
   return {mean, variance};
 }
 
+// A BatchNormalization's fused output activation (ops/batch_norm.h): linear, relu or relu6.
+Activation batch_norm_output_activation(const std::string& name) {
+  const Activation activation = activation_named(name);
+  if (activation != Activation::linear && activation != Activation::relu && activation != Activation::relu6) {
+    throw py::value_error("A BatchNormalization's fused activation must be 'linear', 'relu' or 'relu6'. Received: " +
+                          name);
+  }
+  return activation;
+}
+
 FloatArray batch_norm_forward(py::object input_argument, py::object mean_argument, py::object variance_argument,
                               py::object gamma_argument, py::object beta_argument, float epsilon,
-                              const std::string& kernels) {
+                              const std::string& kernels, const std::string& activation) {
   const FloatArray input = float_array(input_argument, "input");
   const FloatArray mean = float_array(mean_argument, "mean");
   const FloatArray variance = float_array(variance_argument, "variance");
   const std::optional<FloatArray> gamma = optional_float_array(gamma_argument, "gamma");
   const std::optional<FloatArray> beta = optional_float_array(beta_argument, "beta");
-  const BatchNormParams params = batch_norm_params_for(input, epsilon);
+  BatchNormParams params = batch_norm_params_for(input, epsilon);
+  params.output_activation = batch_norm_output_activation(activation);
   require_channel_vector(mean, params.channels, "mean");
   require_channel_vector(variance, params.channels, "variance");
   require_channel_vector(gamma, params.channels, "gamma");
@@ -429,7 +440,8 @@ FloatArray batch_norm_forward(py::object input_argument, py::object mean_argumen
 
 std::tuple<FloatArray, FloatArray, FloatArray> batch_norm_backward(
     py::object input_argument, py::object mean_argument, py::object variance_argument, py::object gamma_argument,
-    py::object output_gradient_argument, float epsilon, const std::string& kernels, bool relu_input) {
+    py::object output_gradient_argument, float epsilon, const std::string& kernels, bool relu_input,
+    const std::string& activation, py::object activated_output_argument) {
   const FloatArray input = float_array(input_argument, "input");
   const FloatArray mean = float_array(mean_argument, "mean");
   const FloatArray variance = float_array(variance_argument, "variance");
@@ -437,6 +449,17 @@ std::tuple<FloatArray, FloatArray, FloatArray> batch_norm_backward(
   const std::optional<FloatArray> gamma = optional_float_array(gamma_argument, "gamma");
   BatchNormParams params = batch_norm_params_for(input, epsilon);
   params.relu_input = relu_input;
+  params.output_activation = batch_norm_output_activation(activation);
+  const std::optional<FloatArray> activated_output = optional_float_array(activated_output_argument, "activated_output");
+  if (params.output_activation != Activation::linear) {
+    if (!activated_output || activated_output->request().shape != input.request().shape) {
+      throw py::value_error("With activation='" + activation + "', `activated_output` (the activated forward "
+                            "output) must be given with the shape of `input`. Received: input.shape=" +
+                            shape_text(input) + ", activated_output=" +
+                            (activated_output ? "shape " + shape_text(*activated_output) : std::string("None")));
+    }
+    params.activated_output = activated_output->data();
+  }
   require_channel_vector(mean, params.channels, "mean");
   require_channel_vector(variance, params.channels, "variance");
   require_channel_vector(gamma, params.channels, "gamma");
@@ -1139,10 +1162,10 @@ void bind_ops(py::module_& ops) {
   ops.def("batch_norm_statistics", &batch_norm_statistics, py::arg("input"), py::arg("kernels") = "active");
   ops.def("batch_norm_forward", &batch_norm_forward, py::arg("input"), py::arg("mean"), py::arg("variance"),
           py::arg("gamma") = py::none(), py::arg("beta") = py::none(), py::arg("epsilon") = 1e-3f,
-          py::arg("kernels") = "active");
+          py::arg("kernels") = "active", py::arg("activation") = "linear");
   ops.def("batch_norm_backward", &batch_norm_backward, py::arg("input"), py::arg("mean"), py::arg("variance"),
           py::arg("gamma"), py::arg("output_gradient"), py::arg("epsilon") = 1e-3f, py::arg("kernels") = "active",
-          py::arg("relu_input") = false);
+          py::arg("relu_input") = false, py::arg("activation") = "linear", py::arg("activated_output") = py::none());
   ops.def("loss", &loss, py::arg("predictions"), py::arg("targets"), py::arg("from_logits") = false,
           py::arg("kind") = "categorical_crossentropy", py::arg("huber_delta") = 1.0f, py::arg("focal_gamma") = 2.0f,
           py::arg("focal_alpha") = 0.25f, py::arg("apply_class_balancing") = false,

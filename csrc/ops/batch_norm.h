@@ -9,10 +9,17 @@
 //   backward (moving statistics, a frozen layer): dx = dy * s
 //   relu_input: the input is a ReLU's output and dx also carries the ReLU's derivative,
 //              dx = 0 where x <= 0 (or NaN), sparing the ReLU its own pass
+//   output_activation (relu or relu6): a ReLU layer that only reads this layer's output, computed
+//              in its pass (runtime/plan.cpp, batch_norm_activation): forward stores act(y);
+//              backward receives the activated output's gradient g and the activated output a,
+//              and uses dy = activation_gradient(act, a, g) = (a > 0 [and a < 6]) ? g : 0 (a lies
+//              strictly inside exactly where y does), sparing the ReLU both of its passes
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+
+#include "ops/activation.h"
 
 namespace fastcnn {
 
@@ -30,6 +37,8 @@ struct BatchNormParams {
   int64_t channels = 0;
   float epsilon = 1e-3f;
   bool relu_input = false;  // batch_norm_backward only
+  Activation output_activation = Activation::linear;  // linear, relu or relu6
+  const float* activated_output = nullptr;  // batch_norm_backward with an output activation: a
 };
 
 }  // namespace fastcnn

@@ -964,7 +964,8 @@ class BatchNormLayer final : public Layer {
 
   void forward(const StepContext& context, int64_t batch, const float* input, float*,
                float* output) override {
-    const BatchNormParams params{batch * input_shape.height * input_shape.width, channels_, epsilon_};
+    BatchNormParams params{batch * input_shape.height * input_shape.width, channels_, epsilon_};
+    params.output_activation = output_activation;
     float* base = context.parameters + parameter_offset;
     const float* gamma = scale_ ? base : nullptr;
     const float* beta = center_ ? base + (scale_ ? channels_ : 0) : nullptr;
@@ -985,6 +986,7 @@ class BatchNormLayer final : public Layer {
   }
 
   bool accepts_relu_input() const override { return true; }
+  bool accepts_output_activation() const override { return true; }
 
   bool batch_norm_factors(const float* parameters, float* scale, float* shift) const override {
     const float* base = parameters + parameter_offset;
@@ -999,18 +1001,25 @@ class BatchNormLayer final : public Layer {
   }
 
   void backward(const StepContext& context, int64_t batch, const float* input, const float*,
-                const float*, float* output_gradient, bool, float* input_gradient) override {
+                const float* output, float* output_gradient, bool, float* input_gradient) override {
     BatchNormParams params{batch * input_shape.height * input_shape.width, channels_, epsilon_};
     params.relu_input = relu_input;
     const float* base = context.parameters + parameter_offset;
     const float* gamma = scale_ ? base : nullptr;
     if (used_batch_statistics_) {
+      // With a fused activation, `output` holds the activated values and output_gradient is theirs.
+      params.output_activation = output_activation;
+      params.activated_output = output;
       float* gradient_base = context.gradients != nullptr ? context.gradients + gradient_offset : nullptr;
       float* gamma_gradient = gradient_base != nullptr && scale_ ? gradient_base : nullptr;
       float* beta_gradient = gradient_base != nullptr && center_ ? gradient_base + (scale_ ? channels_ : 0) : nullptr;
       context.kernels.batch_norm_backward(params, input, mean_.data(), variance_.data(), gamma,
                                           output_gradient, input_gradient, gamma_gradient, beta_gradient);
     } else if (input_gradient != nullptr) {
+      if (output_activation != Activation::linear) {  // the fused activation's derivative first, in place
+        context.kernels.activation_backward(output_activation, params.rows, channels_, nullptr, output,
+                                            output_gradient, output_gradient);
+      }
       // Moving statistics are constants: dx = dy * gamma / sqrt(moving_variance + epsilon).
       const float* moving_variance = base + trainable_parameter_count() + channels_;
       context.kernels.batch_norm_forward(params, output_gradient, zeros_.data(), moving_variance, gamma,

@@ -72,6 +72,14 @@ class Layer {
   virtual bool accepts_relu_input() const { return false; }
   bool relu_input = false;
 
+  // Activation fusion after a layer (plan.cpp batch_norm_activation, training passes): a layer
+  // that accepts_output_activation (BatchNormalization) computes the relu or relu6 of the ReLU
+  // layer that only reads it, storing only the activated output; its backward then receives that
+  // output's gradient and applies the activation's derivative itself. The Network sets
+  // output_activation before each forward (linear where the pass does not fuse).
+  virtual bool accepts_output_activation() const { return false; }
+  Activation output_activation = Activation::linear;
+
   // Conv2D + MaxPooling2D fusion (kernels.h conv2d_max_pool2d_*): a layer that fuses_max_pool(next)
   // can compute the next layer's (a max pooling's) output itself, without storing its own, and its
   // parameter gradients from that output's gradient when its own input gradient is not needed.

@@ -319,6 +319,12 @@ void Network::set_batch_norm_folding(bool enabled) {
   if (built_) update_plan();
 }
 
+void Network::set_batch_norm_activation_fusion(bool enabled) {
+  std::lock_guard<std::mutex> lock(step_mutex_);
+  batch_norm_activation_enabled_ = enabled;
+  if (built_) update_plan();
+}
+
 std::vector<int64_t> Network::fused_max_pool_layers() const {
   std::vector<int64_t> result;
   for (size_t i = 0; i < fused_pool_.size(); ++i) {
@@ -619,6 +625,8 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
     }
     node_inputs.clear();
     for (int64_t id : nodes_[i].inputs) node_inputs.push_back(values_[tensor_index(id)]);
+    const bool fuses_activation = batch_norm_activation_fused(i, training, fusion);
+    layer.output_activation = fuses_activation ? batch_norm_activation_[i] : Activation::linear;
     if (layer.is_reshape()) {
       values_[out] = node_inputs[0];
     } else {
@@ -629,6 +637,12 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
       context.scratch = nullptr;
       values_[out] = outputs[i];
       pre_activation_values_[i] = pre_activations[i];
+    }
+    if (fuses_activation) {
+      // The ReLU's output is this node's (activated) output; the ReLU itself does not run.
+      const size_t activation_node = static_cast<size_t>(batch_norm_activation_node_[i]);
+      values_[tensor_index(static_cast<int64_t>(activation_node))] = outputs[i];
+      done[activation_node] = true;
     }
     if (timer != nullptr) timer->lap(1 + i);
   }
@@ -784,6 +798,12 @@ StepResult Network::forward_backward(const std::vector<const float*>& x, const s
     const int64_t id = static_cast<int64_t>(i);
     const size_t out = tensor_index(id);
     if (skip[i] || !needs_gradient_[out]) continue;
+    if (activation_fused_into_[i] >= 0) {
+      // A ReLU its BatchNormalization computed: that node's backward takes this gradient (the
+      // plan gives both tensors one gradient slot) and applies the ReLU's derivative.
+      timer.lap(backward_slot + i);
+      continue;
+    }
     Layer& layer = *layers_[i];
     float* gradient = slot(gradient_slot_[out]);
     const auto& consumers = consumers_[out];

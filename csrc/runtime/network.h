@@ -163,13 +163,18 @@ class Network {
   std::vector<int64_t> fused_max_pool_layers() const;
   // The plan's fusion passes by name (plan.cpp), each with the nodes it applies to in inference:
   // convolution_max_pool (the convolutions), relu_derivative_hand_off (the consumers that apply
-  // a ReLU's derivative), softmax_cross_entropy (the output tensors).
+  // a ReLU's derivative), batch_norm_folding (the folding layers), batch_norm_activation (the
+  // BatchNormalizations computing a ReLU in training), softmax_cross_entropy and
+  // sigmoid_binary_cross_entropy (the output tensors).
   std::vector<std::pair<std::string, std::vector<int64_t>>> fusion_passes() const;
   std::vector<std::pair<std::string, double>> profile() const;
 
   // BatchNormalization folding in inference passes (plan.cpp batch_norm_folding), on by default;
   // off runs every layer alone (tests and benchmarks compare the two).
   void set_batch_norm_folding(bool enabled);
+  // BatchNormalization + ReLU fusion in training passes (plan.cpp batch_norm_activation), on by
+  // default; off runs both layers alone.
+  void set_batch_norm_activation_fusion(bool enabled);
   // The parameters were written from outside a step (Python assigning weights, restoring a
   // checkpoint, a broadcast): inference refolds before its next pass. Handing out writable views
   // counts as a write.
@@ -215,6 +220,12 @@ class Network {
   void pass_convolution_max_pool();
   void pass_relu_derivative_hand_off();
   void pass_batch_norm_folding();
+  void pass_batch_norm_activation();
+  // Whether node (a BatchNormalization) computes the ReLU after it in this pass (training passes
+  // that fuse: the plan's batch_norm_activation).
+  bool batch_norm_activation_fused(size_t node, bool training, Fusion fusion) const {
+    return training && fusion != Fusion::none && batch_norm_activation_node_[node] >= 0;
+  }
   // Whether node runs folded with its BatchNormalization (and activation) in this pass.
   bool batch_norm_folded(size_t node, bool training) const {
     return !training && batch_norm_folding_enabled_ && folded_batch_norm_[node] >= 0;
@@ -267,6 +278,11 @@ class Network {
   std::vector<int64_t> folded_batch_norm_, folded_activation_node_, folded_offset_;
   std::vector<Activation> folded_activation_;
   std::vector<int64_t> folded_into_;  // per node: the layer whose folded pass computes it (-1: none)
+  // Training's BatchNormalization + ReLU fusion (per node, -1: none): the ReLU node a
+  // BatchNormalization computes, its activation, and for that node the BatchNormalization.
+  std::vector<int64_t> batch_norm_activation_node_, activation_fused_into_;
+  std::vector<Activation> batch_norm_activation_;
+  bool batch_norm_activation_enabled_ = true;
   bool batch_norm_folding_enabled_ = true;
   std::vector<float> folded_parameters_;
   // Bumped by every write of the parameters (steps, moving statistics, parameters_changed);

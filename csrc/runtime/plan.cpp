@@ -12,6 +12,10 @@
 //                             Dense read by a BatchNormalization computes it with folded kernels
 //                             and bias (Layer::folds_batch_norm), and also an elementwise activation
 //                             layer reading that (ReLU, ReLU6, Activation), in its epilogue
+//   batch_norm_activation     training passes: a BatchNormalization computes the ReLU (relu or
+//                             relu6: a ReLU layer or Activation) that only reads it, storing only
+//                             the activated output, and its backward applies the ReLU's derivative
+//                             (the ReLU runs neither pass; both tensors share a gradient slot)
 //   softmax_cross_entropy     a softmax output's loss reads the logits and its gradient is the
 //                             logits' (softmax(z) - t), skipping the softmax backward pass
 //   sigmoid_binary_cross_entropy  likewise a sigmoid output's binary cross-entropy (sigmoid(z) - t)
@@ -85,6 +89,31 @@ void Network::pass_batch_norm_folding() {
   }
   folded_parameters_.assign(static_cast<size_t>(floats), 0.0f);
   folded_version_ = 0;  // refold before the next inference pass
+}
+
+void Network::pass_batch_norm_activation() {
+  const size_t node_count = layers_.size();
+  batch_norm_activation_node_.assign(node_count, -1);
+  activation_fused_into_.assign(node_count, -1);
+  batch_norm_activation_.assign(node_count, Activation::linear);
+  for (size_t i = 0; i < node_count && batch_norm_activation_enabled_; ++i) {
+    if (!layers_[i]->accepts_output_activation()) continue;
+    const int64_t next = single_consumer(static_cast<int64_t>(i));
+    if (next < 0) continue;
+    const Layer& activation_layer = *layers_[static_cast<size_t>(next)];
+    Activation activation = Activation::linear;
+    // An activity penalty on the ReLU's output adds its gradient in the ReLU's own backward, and
+    // so does the zero gradient of an output nothing reads.
+    const bool read = !consumers_[tensor_index(next)].empty() || is_output(next);
+    if (activation_layer.takes_several_inputs() || !activation_layer.as_epilogue_activation(activation) ||
+        (activation != Activation::relu && activation != Activation::relu6) ||
+        regularization_[static_cast<size_t>(next)].on_activity() || !read) {
+      continue;
+    }
+    batch_norm_activation_node_[i] = next;
+    batch_norm_activation_[i] = activation;
+    activation_fused_into_[static_cast<size_t>(next)] = static_cast<int64_t>(i);
+  }
 }
 
 void Network::refresh_folded_parameters() {
@@ -202,8 +231,10 @@ void Network::pass_gradient_slots() {
         if (!needs_gradient_[tensor]) continue;
         bool targeted_here = false;
         for (size_t earlier = 0; earlier < input; ++earlier) targeted_here = targeted_here || nodes_[i].inputs[earlier] == id;
-        if (layers_[i]->is_reshape() && consumers_[tensor].size() == 1 && !is_output(id)) {
-          gradient_slot_[tensor] = gradient_slot_[out];  // a reshape's gradient is its output's
+        const bool passes_gradient = layers_[i]->is_reshape() || activation_fused_into_[i] >= 0;
+        if (passes_gradient && consumers_[tensor].size() == 1 && !is_output(id)) {
+          // A reshape's gradient is its output's; so is the gradient a fused ReLU hands back.
+          gradient_slot_[tensor] = gradient_slot_[out];
           passes_slot = true;
         } else if (gradient_slot_[tensor] < 0 && !targeted_here) {
           gradient_slot_[tensor] = slots.take();
@@ -292,14 +323,16 @@ void Network::update_plan() {
   pass_convolution_max_pool();
   pass_relu_derivative_hand_off();
   pass_batch_norm_folding();
+  pass_batch_norm_activation();
   pass_gradient_slots();
   pass_activation_buffers();
 }
 
 std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes() const {
-  std::vector<int64_t> convolutions, relu_hand_offs, softmax_outputs, sigmoid_outputs, folded;
+  std::vector<int64_t> convolutions, relu_hand_offs, softmax_outputs, sigmoid_outputs, folded, activations;
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (pair_fused(i, Fusion::everywhere)) convolutions.push_back(static_cast<int64_t>(i));
+    if (batch_norm_activation_node_[i] >= 0) activations.push_back(static_cast<int64_t>(i));
     if (batch_norm_folded(i, false)) folded.push_back(static_cast<int64_t>(i));
     if (layers_[i]->relu_input) relu_hand_offs.push_back(static_cast<int64_t>(i));
   }
@@ -311,6 +344,7 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes
   return {{"convolution_max_pool", convolutions},
           {"relu_derivative_hand_off", relu_hand_offs},
           {"batch_norm_folding", folded},
+          {"batch_norm_activation", activations},
           {"softmax_cross_entropy", softmax_outputs},
           {"sigmoid_binary_cross_entropy", sigmoid_outputs}};
 }

@@ -62,10 +62,13 @@ inline void store_double(double* destination, doublev value, int64_t count) {
 // totals[k][c] = sum over rows r of term_k(x[r, c], y[r, c]) for k < Terms, in double. Rows go in
 // fixed chunks (partial sums in parallel, then added chunk by chunk in order), so the result does
 // not depend on the number of threads; channels kDoubleLanes at a time, the last ones masked.
-// term(x, y, c) returns the Terms doublev values for channels c..c+kDoubleLanes-1.
+// term(x, y, c) returns the Terms doublev values for channels c..c+kDoubleLanes-1. With an
+// output activation (relu, relu6), y is a gradient taken through it: y where the activated output
+// `activated` lies strictly inside the activation's linear part, else 0 (ops/batch_norm.h).
 template <int Terms, typename Term>
 void channel_sums(int64_t rows, int64_t channels, const float* x, const float* y, Term&& term,
-                  std::vector<double> (&totals)[Terms]) {
+                  std::vector<double> (&totals)[Terms], Activation activation = Activation::linear,
+                  const float* activated = nullptr) {
   const int64_t chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
   std::vector<double> partial(static_cast<size_t>(chunks * Terms * channels), 0.0);
   parallel::parallel_for(chunks, [&](int64_t chunk) {
@@ -77,7 +80,12 @@ void channel_sums(int64_t rows, int64_t channels, const float* x, const float* y
       doublev acc[Terms] = {};
       for (int64_t r = begin; r < end; ++r) {
         const doublev x_lanes = load_as_double(x + r * channels + c, width);
-        const doublev y_lanes = y != nullptr ? load_as_double(y + r * channels + c, width) : doublev{};
+        doublev y_lanes = y != nullptr ? load_as_double(y + r * channels + c, width) : doublev{};
+        if (activation != Activation::linear) {
+          const doublev a = load_as_double(activated + r * channels + c, width), zero = {}, six = zero + 6.0;
+          y_lanes = activation == Activation::relu6 ? ((a > zero) & (a < six) ? y_lanes : zero)
+                                                    : (a > zero ? y_lanes : zero);
+        }
         doublev values[Terms];
         term(x_lanes, y_lanes, c, values);
         for (int k = 0; k < Terms; ++k) acc[k] += values[k];
@@ -136,8 +144,9 @@ void batch_norm_forward(const BatchNormParams& p, const float* input, const floa
       float* y = output + r * channels;
       for (int64_t c = 0; c < channels; c += simd::kLanes) {  // the last channels masked
         const int64_t width = std::min<int64_t>(simd::kLanes, channels - c);
-        simd::store_lanes(y + c, simd::load_lanes(x + c, width) * simd::load_lanes(s + c, width) +
-                                     simd::load_lanes(t + c, width), width);
+        const simd::floatv value = simd::load_lanes(x + c, width) * simd::load_lanes(s + c, width) +
+                                   simd::load_lanes(t + c, width);
+        simd::store_lanes(y + c, activate_on_vector(value, p.output_activation), width);
       }
     }
   });
@@ -160,7 +169,7 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
         values[0] = dy;
         values[1] = dy * (x - load_double(m_c + c));
       },
-      sums);
+      sums, p.output_activation, p.activated_output);
   for (int64_t c = 0; c < channels; ++c) sums[1][c] *= inverse_std[c];
   for (int64_t c = 0; c < channels; ++c) {
     if (beta_gradient != nullptr) beta_gradient[c] = static_cast<float>(sums[0][c]);
@@ -179,13 +188,17 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
     slope[c] = static_cast<float>(inverse_std[c]) * static_cast<float>(sums[1][c] / count);
   }
   const bool relu_input = p.relu_input;
+  const Activation activation = p.output_activation;
+  const float* activated = p.activated_output;
   const float *a_c = a.data(), *mean_dy_c = mean_dy.data(), *mean_c = mean, *slope_c = slope.data();
   for_row_chunks(p.rows, [=](int64_t begin, int64_t end) {
     using simd::floatv;
     const floatv zero = {};
+    const floatv six = simd::broadcast(6.0f);
     for (int64_t r = begin; r < end; ++r) {
       const float* x = input + r * channels;
       const float* dy = output_gradient + r * channels;
+      const float* activated_row = activated != nullptr ? activated + r * channels : nullptr;
       float* dx = input_gradient + r * channels;
       for (int64_t c = 0; c < channels; c += simd::kLanes) {
         const int64_t width = std::min<int64_t>(simd::kLanes, channels - c);
@@ -193,7 +206,14 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
           return width == simd::kLanes ? simd::load(source) : simd::load_partial(source, width);
         };
         const floatv x_lanes = load(x + c);
-        floatv value = load(a_c + c) * (load(dy + c) - load(mean_dy_c + c) - (x_lanes - load(mean_c + c)) * load(slope_c + c));
+        floatv gradient = load(dy + c);
+        if (activation != Activation::linear) {
+          const floatv activated_lanes = load(activated_row + c);
+          gradient = activation == Activation::relu6
+                         ? ((activated_lanes > zero) & (activated_lanes < six) ? gradient : zero)
+                         : (activated_lanes > zero ? gradient : zero);
+        }
+        floatv value = load(a_c + c) * (gradient - load(mean_dy_c + c) - (x_lanes - load(mean_c + c)) * load(slope_c + c));
         if (relu_input) value = x_lanes > zero ? value : zero;  // the ReLU's derivative (NaN input: 0)
         if (width == simd::kLanes) {
           simd::store(dx + c, value);
