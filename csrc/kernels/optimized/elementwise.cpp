@@ -101,6 +101,12 @@ void activate_in_place(Activation activation, float* values, int64_t count) {
     case Activation::swish:
       map_in_place(values, count, [](simd::floatv x) { return x * simd::sigmoid(x); });
       return;
+    case Activation::gelu:  // 0.5 x (1 + erf(x / sqrt 2))
+      map_in_place(values, count, [](simd::floatv x) {
+        return simd::broadcast(0.5f) * x *
+               (simd::broadcast(1.0f) + simd::error_function(x * simd::broadcast(0.70710678118654752f)));
+      });
+      return;
     case Activation::hard_silu:
       activate_run<Activation::hard_silu>(values, count);
       return;
@@ -189,6 +195,16 @@ void activation_backward(Activation activation, int64_t rows, int64_t columns, c
           const simd::floatv x = simd::load_lanes(input + i, width), one = simd::broadcast(1.0f);
           const simd::floatv s = simd::sigmoid(x);
           simd::store_lanes(dx + i, simd::load_lanes(g + i, width) * s * (one + x * (one - s)), width);
+        }
+        break;
+      case Activation::gelu:  // g (cdf + x pdf), cdf = (1 + erf(x / sqrt 2)) / 2, pdf = e^(-x^2 / 2) / sqrt(2 pi)
+        for (int64_t i = begin; i < end; i += simd::kLanes) {
+          const int64_t width = std::min<int64_t>(simd::kLanes, end - i);
+          const simd::floatv x = simd::load_lanes(input + i, width), half = simd::broadcast(0.5f);
+          const simd::floatv cdf =
+              half * (simd::broadcast(1.0f) + simd::error_function(x * simd::broadcast(0.70710678118654752f)));
+          const simd::floatv pdf = simd::broadcast(0.39894228040143268f) * simd::exponential(-half * x * x);
+          simd::store_lanes(dx + i, simd::load_lanes(g + i, width) * (cdf + x * pdf), width);
         }
         break;
       case Activation::hard_silu:  // both read the input (needs_pre_activation), so it is not null
