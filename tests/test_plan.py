@@ -113,3 +113,25 @@ def test_inference_buffers_give_the_training_buffers_values(rng, seed):
         assert 0 < sizes["inference"] < sizes["training"]
         # Again after training steps moved the weights and used the training workspace.
         model.fit(x, y, epochs=2, batch_size=4, verbose=0)
+
+
+def test_predict_slices_keep_activations_in_cache_unless_the_weights_cost_more():
+    """predict runs a large batch in slices: as many samples as keep their activations within
+    8 MiB (of cache), but at least enough that a slice's activations outweigh the weights it
+    re-reads, and at most 64."""
+    small = _built(keras.Sequential([keras.Input((8, 8, 3)), layers.Conv2D(4, 3), layers.Flatten(),
+                                     layers.Dense(2)]), [(8, 8, 3)])
+    assert small.predict_slice() == 64
+    # Large images, few weights: the activations decide.
+    wide = _built(keras.Sequential([keras.Input((160, 160, 3)), layers.Conv2D(48, 3, padding="same"),
+                                    layers.Conv2D(48, 3, padding="same"), layers.GlobalAveragePooling2D()]),
+                  [(160, 160, 3)])
+    activation_bytes = 4 * wide.activations_per_sample()["inference"]
+    assert activation_bytes > 8 << 20 and wide.predict_slice() == 1
+    # The same images through a layer of many weights: the slice grows to cover them.
+    heavy = _built(keras.Sequential([keras.Input((160, 160, 3)), layers.Conv2D(48, 3, padding="same"),
+                                     layers.Conv2D(48, 3, padding="same"), layers.Flatten(),
+                                     layers.Dense(8)]), [(160, 160, 3)])
+    weights = 160 * 160 * 48 * 8
+    assert heavy.predict_slice() >= min(64, weights * 4 // (4 * heavy.activations_per_sample()["inference"]))
+    assert heavy.predict_slice() > wide.predict_slice()

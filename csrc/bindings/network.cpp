@@ -850,6 +850,12 @@ void bind_network(py::module_& m) {
            },
            "Copies of the model outputs of the last train step, gradient computation or test step, "
            "(batch, output size) each.")
+      .def("predict_slice",
+           [](const runtime::Network& network) {
+             require_built(network, "predict_slice");
+             return network.predict_slice();
+           },
+           "Samples predict runs per slice of a large batch (Network::predict_slice).")
       .def("activations_per_sample",
            [](const runtime::Network& network) {
              require_built(network, "activations_per_sample");

@@ -949,19 +949,34 @@ StepResult Network::test_step(const std::vector<const float*>& x, const std::vec
   return result;
 }
 
+int64_t Network::predict_slice() const {
+  // Each slice streams every weight once and its activations through the caches: small slices
+  // keep the activations in the last-level cache, but a slice must cover as many activation bytes
+  // as weight bytes, or re-reading the weights per slice costs more than the activations it keeps
+  // in cache. The cache budget is a constant, 8 MiB of activations: half of the 16 MiB L3 that
+  // Zen 2's four cores share (what the OS reports in a virtual machine can be the whole socket's).
+  constexpr int64_t kMostSamples = 64;
+  constexpr int64_t kCacheFloats = (int64_t{8} << 20) / static_cast<int64_t>(sizeof(float));
+  const int64_t activations = std::max<int64_t>(1, inference_activations_per_sample());  // floats per sample
+  const int64_t weights = static_cast<int64_t>(parameters_.size());
+  const int64_t fits_in_cache = kCacheFloats / activations;
+  const int64_t covers_weights = (weights + activations - 1) / activations;
+  return std::clamp<int64_t>(std::max(fits_in_cache, covers_weights), 1, kMostSamples);
+}
+
 void Network::predict(const std::vector<const float*>& x, int64_t batch, const std::vector<float*>& outputs) {
   std::lock_guard<std::mutex> lock(step_mutex_);
   require_built();
   if (batch <= 0) return;
-  // Inference treats every sample alone, so a large batch runs in slices whose activations stay in
-  // cache (results are bitwise those of one pass: no computation mixes samples).
-  constexpr int64_t kPredictSlice = 64;
-  ensure_inference_workspace(std::min(batch, kPredictSlice));
+  // Inference treats every sample alone, so a large batch runs in slices (results are bitwise
+  // those of one pass: no computation mixes samples); the slice size is predict_slice's.
+  const int64_t slice = predict_slice();
+  ensure_inference_workspace(std::min(batch, slice));
   std::vector<const float*> inputs(x.size());
   // When profiling, each node's forward time goes to its training forward slot (set_profiling).
   PhaseTimer timer(profile_seconds_);
-  for (int64_t first = 0; first < batch; first += kPredictSlice) {
-    const int64_t count = std::min(kPredictSlice, batch - first);
+  for (int64_t first = 0; first < batch; first += slice) {
+    const int64_t count = std::min(slice, batch - first);
     for (size_t k = 0; k < x.size(); ++k) inputs[k] = x[k] + first * input_shapes_[k].size();
     forward(kernels::active(), inputs, count, false, 0, Fusion::everywhere, Buffers::inference, &timer);
     for (size_t k = 0; k < outputs_.size(); ++k) {

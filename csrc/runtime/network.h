@@ -90,6 +90,9 @@ class Network {
   // Floats per sample of the activations an inference pass holds (buffers reused by liveness)
   // and a training pass holds (every tensor, for backward).
   int64_t inference_activations_per_sample() const;
+  // Samples per slice of predict: enough that a slice's activation bytes cover the weight bytes
+  // (read once per slice), else as many as keep the activations within 8 MiB; at most 64.
+  int64_t predict_slice() const;
   int64_t training_activations_per_sample() const;
 
   void set_trainable(int64_t layer_index, bool trainable);
