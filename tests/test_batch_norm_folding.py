@@ -174,3 +174,51 @@ def test_training_mode_calls_run_every_batch_norm(rng):
     assert not np.allclose(trained, inferred, atol=1e-3)
     model._network.set_batch_norm_folding(False)
     np.testing.assert_array_equal(np.asarray(model(x, training=True)), trained)
+
+
+def _fine_tuning_model(seed):
+    """A frozen base (convolutions with BatchNormalization, the first block frozen) and a
+    trainable top, as when fine-tuning the top of a pretrained network."""
+    keras.utils.set_random_seed(seed)
+    base = _inverted_residual(keras)
+    _randomize_batch_norm(base, np.random.default_rng(seed))
+    for layer in base.layers[:8]:  # up to the depthwise block's ReLU6: conv, BN, ReLU6, depthwise, BN, ReLU6
+        layer.trainable = False
+    base.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
+    return base
+
+
+def test_a_frozen_part_runs_folded_in_training_too_and_trains_as_unfolded():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((16, 12, 12, 8)).astype(np.float32)
+    y = rng.integers(0, 5, 16)
+    folded, unfolded = _fine_tuning_model(1), _fine_tuning_model(1)
+    unfolded._network.set_batch_norm_folding(False)
+    folded.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    unfolded.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    names = [layer.name for layer in folded._node_layers]
+    in_training = [names[i] for i in folded._network.fusion_passes()["batch_norm_folding_in_training"]]
+    # The frozen expand and depthwise convolutions fold in training; the trainable ones do not.
+    assert [name.rsplit("_", 1)[0] if name[-1].isdigit() else name for name in in_training] == \
+        ["conv2d", "depthwise_conv2d"]
+    assert len(folded._network.fusion_passes()["batch_norm_folding"]) == 6
+    for a, b in zip(folded.weights, unfolded.weights):
+        # (A bias before a BatchNormalization gets gradients of rounding noise only: atol.)
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6, err_msg=a.path)
+    frozen = [w for layer in folded.layers[:8] for w in layer.weights]
+    assert frozen and all(np.array_equal(w.numpy(), u.numpy()) for w, u in
+                          zip(frozen, [w for layer in unfolded.layers[:8] for w in layer.weights]))
+    # A call in training mode folds the frozen part as well, and agrees with the unfolded call.
+    assert relative_error(np.asarray(folded(x, training=True)), np.asarray(unfolded(x, training=True))) < 1e-5
+
+
+def test_a_trainable_batch_norm_is_never_folded_in_training():
+    model = _compiled(_inverted_residual(keras))
+    model.predict(np.zeros((1, 12, 12, 8), np.float32), verbose=0)
+    assert model._network.fusion_passes()["batch_norm_folding_in_training"] == []
+    for layer in model.layers:  # frozen weights but a trainable BatchNormalization: batch statistics
+        if not isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.predict(np.zeros((1, 12, 12, 8), np.float32), verbose=0)
+    assert model._network.fusion_passes()["batch_norm_folding_in_training"] == []

@@ -576,9 +576,11 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
                       int64_t first_sample) {
   StepContext context{kernels, training, seed, parameters_.data(), nullptr, first_sample};
   last_batch_ = batch;
-  // Training passes update BatchNormalization's moving statistics; inference folds them in.
+  // Training passes update BatchNormalization's moving statistics; inference folds them in (and
+  // so do training passes through a frozen part, refolded as every training pass bumps the version).
   if (training) {
     ++parameters_version_;
+    if (any_folded_in_training_) refresh_folded_parameters();
   } else {
     refresh_folded_parameters();
     context.weights_version = parameters_version_.load();
@@ -606,7 +608,7 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
       if (timer != nullptr) timer->lap(1 + i);
       continue;
     }
-    if (batch_norm_folded(i, training)) {
+    if (fusion != Fusion::none && batch_norm_folded(i, training)) {
       // This node computes its BatchNormalization (and the activation after it) with folded
       // kernels and bias; the outputs between are never stored.
       const size_t last = folded_last(i);

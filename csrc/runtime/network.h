@@ -229,9 +229,11 @@ class Network {
   bool batch_norm_activation_fused(size_t node, bool training, Fusion fusion) const {
     return training && fusion != Fusion::none && batch_norm_activation_node_[node] >= 0;
   }
-  // Whether node runs folded with its BatchNormalization (and activation) in this pass.
+  // Whether node runs folded with its BatchNormalization (and activation) in this pass: every
+  // inference pass, and training passes where the BatchNormalization is frozen (moving
+  // statistics) and nothing there needs a gradient (a fine-tuned network's frozen part).
   bool batch_norm_folded(size_t node, bool training) const {
-    return !training && batch_norm_folding_enabled_ && folded_batch_norm_[node] >= 0;
+    return batch_norm_folding_enabled_ && folded_batch_norm_[node] >= 0 && (!training || folded_in_training_[node]);
   }
   // The node whose output a folded node's pass writes (its activation, else its BatchNormalization).
   size_t folded_last(size_t node) const {
@@ -281,6 +283,8 @@ class Network {
   std::vector<int64_t> folded_batch_norm_, folded_activation_node_, folded_offset_;
   std::vector<Activation> folded_activation_;
   std::vector<int64_t> folded_into_;  // per node: the layer whose folded pass computes it (-1: none)
+  std::vector<bool> folded_in_training_;  // per node: it also runs folded in training passes
+  bool any_folded_in_training_ = false;
   // Training's BatchNormalization + ReLU fusion (per node, -1: none): the ReLU node a
   // BatchNormalization computes, its activation, and for that node the BatchNormalization.
   std::vector<int64_t> batch_norm_activation_node_, activation_fused_into_;

@@ -11,7 +11,10 @@
 //   batch_norm_folding        inference passes: a linear Conv2D, DepthwiseConv2D, SeparableConv2D or
 //                             Dense read by a BatchNormalization computes it with folded kernels
 //                             and bias (Layer::folds_batch_norm), and also an elementwise activation
-//                             layer reading that (ReLU, ReLU6, Activation), in its epilogue
+//                             layer reading that (ReLU, ReLU6, Activation), in its epilogue; training
+//                             passes too where the BatchNormalization is frozen (it runs on its
+//                             moving statistics) and no gradient is needed there (a fine-tuned
+//                             network's frozen part)
 //   batch_norm_activation     training passes: a BatchNormalization computes the ReLU (relu or
 //                             relu6: a ReLU layer or Activation) that only reads it, storing only
 //                             the activated output, and its backward applies the ReLU's derivative
@@ -67,6 +70,7 @@ void Network::pass_batch_norm_folding() {
   folded_activation_.assign(node_count, Activation::linear);
   folded_offset_.assign(node_count, -1);
   folded_into_.assign(node_count, -1);
+  folded_in_training_.assign(node_count, false);
   int64_t floats = 0;
   for (size_t i = 0; i < node_count && batch_norm_folding_enabled_; ++i) {
     const Layer& layer = *layers_[i];
@@ -84,9 +88,13 @@ void Network::pass_batch_norm_folding() {
       folded_activation_[i] = activation;
       folded_into_[static_cast<size_t>(next)] = static_cast<int64_t>(i);
     }
+    const int64_t last = static_cast<int64_t>(folded_last(i));
+    folded_in_training_[i] = !layers_[static_cast<size_t>(batch_norm)]->trainable && !needs_gradient_[tensor_index(last)];
     folded_offset_[i] = floats;
     floats += layer.kernel_floats() + layer.output_shape.channels;
   }
+  any_folded_in_training_ = std::find(folded_in_training_.begin(), folded_in_training_.end(), true) !=
+                            folded_in_training_.end();
   folded_parameters_.assign(static_cast<size_t>(floats), 0.0f);
   folded_version_ = 0;  // refold before the next inference pass
 }
@@ -329,9 +337,11 @@ void Network::update_plan() {
 }
 
 std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes() const {
-  std::vector<int64_t> convolutions, relu_hand_offs, softmax_outputs, sigmoid_outputs, folded, activations;
+  std::vector<int64_t> convolutions, relu_hand_offs, softmax_outputs, sigmoid_outputs, folded, activations,
+      folded_in_training;
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (pair_fused(i, Fusion::everywhere)) convolutions.push_back(static_cast<int64_t>(i));
+    if (batch_norm_folded(i, true)) folded_in_training.push_back(static_cast<int64_t>(i));
     if (batch_norm_activation_node_[i] >= 0) activations.push_back(static_cast<int64_t>(i));
     if (batch_norm_folded(i, false)) folded.push_back(static_cast<int64_t>(i));
     if (layers_[i]->relu_input) relu_hand_offs.push_back(static_cast<int64_t>(i));
@@ -344,6 +354,7 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes
   return {{"convolution_max_pool", convolutions},
           {"relu_derivative_hand_off", relu_hand_offs},
           {"batch_norm_folding", folded},
+          {"batch_norm_folding_in_training", folded_in_training},
           {"batch_norm_activation", activations},
           {"softmax_cross_entropy", softmax_outputs},
           {"sigmoid_binary_cross_entropy", sigmoid_outputs}};
