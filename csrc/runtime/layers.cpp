@@ -1091,6 +1091,7 @@ const char* merge_kind_name(MergeKind kind) {
     case MergeKind::average: return "Average";
     case MergeKind::maximum: return "Maximum";
     case MergeKind::minimum: return "Minimum";
+    case MergeKind::divide: return "TrueDivide";
   }
   return "Merge";
 }
@@ -1101,8 +1102,9 @@ class MergeLayer final : public MultiInputLayer {
   std::string kind() const override { return merge_kind_name(kind_); }
 
   SampleShape configure_inputs(const std::vector<SampleShape>& inputs) override {
-    if (kind_ == MergeKind::subtract && inputs.size() != 2) {
-      throw std::invalid_argument("A `Subtract` layer should be called on exactly 2 inputs. Received: " +
+    if ((kind_ == MergeKind::subtract || kind_ == MergeKind::divide) && inputs.size() != 2) {
+      throw std::invalid_argument(std::string("A `") + merge_kind_name(kind_) +
+                                  "` layer should be called on exactly 2 inputs. Received: " +
                                   std::to_string(inputs.size()) + " inputs");
     }
     if (inputs.empty()) throw std::invalid_argument("A merge layer should be called on at least 1 input");
