@@ -35,12 +35,25 @@ FAMILIES = [
     pytest.param("EfficientNetB0", "efficientnet", {"input_shape": (32, 32, 3), "include_top": False,
                                                     "pooling": "avg"}, BOTH, id="EfficientNetB0",
                  marks=pytest.mark.slow),
+    pytest.param("MobileNetV3Small", "mobilenet_v3", {"input_shape": (32, 32, 3), "include_top": False,
+                                                      "pooling": "avg"}, BOTH, id="MobileNetV3Small"),
+    pytest.param("MobileNetV3Small", "mobilenet_v3", {"input_shape": (40, 32, 3), "include_top": True, "classes": 5,
+                                                      "alpha": 0.75, "minimalistic": True},
+                 ("weights.h5",), id="MobileNetV3Small-top-minimalistic"),
+    pytest.param("MobileNetV3Large", "mobilenet_v3", {"input_shape": (32, 32, 3), "include_top": True, "classes": 6,
+                                                      "alpha": 1.25, "classifier_activation": None},
+                 ("h5",), id="MobileNetV3Large-top"),
+    pytest.param("MobileNetV3Large", "mobilenet_v3", {"input_shape": (48, 40, 3), "include_top": False,
+                                                      "minimalistic": True, "include_preprocessing": False,
+                                                      "pooling": "max"}, ("weights.h5",),
+                 id="MobileNetV3Large-minimalistic", marks=pytest.mark.slow),
     pytest.param("EfficientNetB3", "efficientnet", {"input_shape": (32, 40, 3), "include_top": True, "classes": 4},
                  ("h5",), id="EfficientNetB3-top", marks=pytest.mark.slow),
 ]
 
-BUILDERS = ["DenseNet121", "DenseNet169", "DenseNet201", "Xception"] + [f"EfficientNetB{i}" for i in range(8)]
-MODULES = ["densenet", "efficientnet", "xception"]
+BUILDERS = (["DenseNet121", "DenseNet169", "DenseNet201", "Xception", "MobileNetV3Small", "MobileNetV3Large"]
+            + [f"EfficientNetB{i}" for i in range(8)])
+MODULES = ["densenet", "efficientnet", "xception", "mobilenet_v3"]
 
 
 @pytest.mark.parametrize("name, module, arguments, formats", FAMILIES)

@@ -3,6 +3,7 @@ writes them into a ``.keras`` file's config.json (tuples are kept where Keras's 
 json.dumps writes them as lists, as Keras's does)."""
 
 from fastcnn import losses, metrics, optimizers
+from fastcnn.layers._operations import MODULE
 from fastcnn.layers.base import float32_policy
 from fastcnn.layers.input_layer import InputLayer
 
@@ -126,6 +127,14 @@ def functional_config(model):
     own_nodes = {id(node) for node in model._nodes} | {id(t.node) for t in model._inputs}
     layer_configs = []
     for operation in model._operations:
+        if getattr(operation, "_is_operation", False):
+            # Keras's serialized operation: {"name"} as its config, numbers among the call's args.
+            entry = {"module": MODULE, "class_name": type(operation).__name__, "config": operation.get_config(),
+                     "registered_name": type(operation).__name__, "name": operation.name,
+                     "inbound_nodes": [operation.serialize_call(node, lambda t: _tensor_config(t, own_nodes))
+                                       for node in operation._inbound_nodes if id(node) in own_nodes]}
+            layer_configs.append(entry)
+            continue
         entry = serialize_model(operation) if isinstance(operation, Model) else serialize_layer(operation)
         entry["name"] = operation.name
         entry["inbound_nodes"] = [_serialize_node(node, own_nodes) for node in operation._inbound_nodes
