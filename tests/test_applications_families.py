@@ -47,13 +47,19 @@ FAMILIES = [
                                                       "minimalistic": True, "include_preprocessing": False,
                                                       "pooling": "max"}, ("weights.h5",),
                  id="MobileNetV3Large-minimalistic", marks=pytest.mark.slow),
+    pytest.param("ConvNeXtTiny", "convnext", {"input_shape": (32, 32, 3), "include_top": False, "pooling": "avg"},
+                 ("weights.h5",), id="ConvNeXtTiny", marks=pytest.mark.slow),
+    pytest.param("ConvNeXtSmall", "convnext", {"input_shape": (32, 32, 3), "include_top": True, "classes": 3,
+                                               "include_preprocessing": False}, ("h5",), id="ConvNeXtSmall-top",
+                 marks=pytest.mark.slow),
     pytest.param("EfficientNetB3", "efficientnet", {"input_shape": (32, 40, 3), "include_top": True, "classes": 4},
                  ("h5",), id="EfficientNetB3-top", marks=pytest.mark.slow),
 ]
 
+CONVNEXTS = ["ConvNeXtTiny", "ConvNeXtSmall", "ConvNeXtBase", "ConvNeXtLarge", "ConvNeXtXLarge"]
 BUILDERS = (["DenseNet121", "DenseNet169", "DenseNet201", "Xception", "MobileNetV3Small", "MobileNetV3Large"]
-            + [f"EfficientNetB{i}" for i in range(8)])
-MODULES = ["densenet", "efficientnet", "xception", "mobilenet_v3"]
+            + [f"EfficientNetB{i}" for i in range(8)] + CONVNEXTS)
+MODULES = ["densenet", "efficientnet", "xception", "mobilenet_v3", "convnext"]
 
 
 @pytest.mark.parametrize("name, module, arguments, formats", FAMILIES)
@@ -66,6 +72,9 @@ def test_family_matches_keras(keras, tmp_path, name, module, arguments, formats)
 # transition blocks; expansion, strided and 5×5 depthwise blocks, squeeze-and-excitation, the
 # stochastic-depth Dropout before the residual Add) and build in a few seconds.
 SMALL_BODIES = {
+    # ConvNeXt with stochastic depth (StochasticDepth layers, not Keras's identity Activation).
+    "convnext": lambda module, **arguments: module.ConvNeXt([1, 1, 2, 1], [8, 16, 24, 32], name="small_convnext",
+                                                            **{"drop_path_rate": 0.2, **arguments}),
     "densenet": lambda module, **arguments: module.DenseNet((2, 1, 2, 1), **arguments),
     "efficientnet": lambda module, **arguments: module.EfficientNet(0.5, 0.5, 32, name="small_efficientnet",
                                                                     **arguments),
@@ -88,7 +97,7 @@ def test_small_body_matches_keras(keras, tmp_path, family):
                                            lambda **arguments: build(fastcnn_module, **arguments)))
 
 
-@pytest.mark.parametrize("family", ["densenet", pytest.param("efficientnet", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("family", ["densenet", "convnext", pytest.param("efficientnet", marks=pytest.mark.slow)])
 def test_one_training_step_matches_keras(keras, tmp_path, family):
     """One SGD step of train_on_batch (BatchNormalization in training mode, every layer's
     gradient: Concatenate and AveragePooling2D; squeeze-and-excitation's broadcast Multiply,
@@ -101,6 +110,8 @@ def test_one_training_step_matches_keras(keras, tmp_path, family):
     arguments = {"input_shape": (64, 64, 3), "include_top": True, "classes": 3}
     if family == "efficientnet":
         arguments.update(dropout_rate=0.0, drop_connect_rate=0.0)
+    if family == "convnext":
+        arguments.update(drop_path_rate=0.0)
     theirs = SMALL_BODIES[family](keras_module, weights=None, **arguments)
     path = str(tmp_path / "initial.weights.h5")
     theirs.save_weights(path)
@@ -177,6 +188,15 @@ def test_preprocess_input_matches_keras(keras, module, data_format):
     ("EfficientNetB1", {"weights": "no/such/file.h5"}),
     ("EfficientNetB2", {"weights": None, "include_top": False, "input_shape": (31, 64, 3)}),
     ("EfficientNetB7", {"weights": "imagenet", "include_top": True, "input_shape": (224, 224, 3)}),
+    ("MobileNetV3Small", {"weights": "imagenet", "classes": 10}),
+    ("MobileNetV3Large", {"weights": "no/such/file.h5"}),
+    ("MobileNetV3Small", {"weights": None, "include_top": False, "input_shape": (31, 64, 3)}),
+    ("MobileNetV3Large", {"weights": "imagenet", "alpha": 0.5}),
+    ("MobileNetV3Small", {"weights": "imagenet", "alpha": 0.75, "minimalistic": True}),
+    ("ConvNeXtTiny", {"weights": "imagenet", "classes": 10}),
+    ("ConvNeXtSmall", {"weights": "no/such/file.h5"}),
+    ("ConvNeXtBase", {"weights": None, "include_top": False, "input_shape": (31, 64, 3)}),
+    ("ConvNeXtLarge", {"weights": "imagenet", "name": "mine"}),
 ])
 def test_argument_errors_are_keras(keras, name, arguments):
     expected = keras_message(lambda: getattr(keras.applications, name)(**arguments))
@@ -195,7 +215,7 @@ def test_densenet_blocks_without_imagenet_weights_are_refused(keras):
     assert actual.startswith(expected) and "Received: blocks=[1, 1, 1, 1]" in actual
 
 
-@pytest.mark.parametrize("name", ["DenseNet121", "Xception", "EfficientNetB0"])
+@pytest.mark.parametrize("name", ["DenseNet121", "Xception", "EfficientNetB0", "MobileNetV3Small"])
 def test_input_tensor_is_used_as_the_input(name):
     shape = (71, 71, 3)
     inputs = fastcnn.Input(shape)
@@ -217,6 +237,15 @@ def test_input_tensor_is_used_as_the_input(name):
     ("EfficientNetB0", {"include_top": True}, "efficientnetb0.h5"),
     ("EfficientNetB5", {"include_top": False, "input_shape": (32, 32, 3)}, "efficientnetb5_notop.h5"),
     ("EfficientNetB7", {"include_top": False, "input_shape": (32, 32, 3), "name": "mine"}, "mine_notop.h5"),
+    ("MobileNetV3Small", {"include_top": True}, "weights_mobilenet_v3_small_224_1.0_float.h5"),
+    ("MobileNetV3Small", {"include_top": False, "input_shape": (224, 224, 3), "alpha": 0.75},
+     "weights_mobilenet_v3_small_224_0.75_float_no_top_v2.h5"),
+    ("MobileNetV3Large", {"include_top": True, "minimalistic": True},
+     "weights_mobilenet_v3_large_minimalistic_224_1.0_float.h5"),
+    ("MobileNetV3Large", {"include_top": False, "input_shape": (224, 224, 3)},
+     "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5"),
+    ("ConvNeXtTiny", {"include_top": True}, "convnext_tiny.h5"),
+    ("ConvNeXtXLarge", {"include_top": False, "input_shape": (32, 32, 3)}, "convnext_xlarge_notop.h5"),
 ])
 def test_imagenet_file_names_are_keras(tmp_path, monkeypatch, builder, arguments, file_name):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))

@@ -96,7 +96,7 @@ def MobileNetV3(blocks, last_point_ch, input_shape=None, alpha=1.0, model_type="
                 dropout_rate=0.2, classifier_activation="softmax", include_preprocessing=True, name=None):
     """The MobileNetV3 body over `blocks` (SMALL_BLOCKS or LARGE_BLOCKS), Keras's checks and
     weights file names (weights_mobilenet_v3_{type}[_minimalistic]_224_{alpha}_float[_no_top_v2].h5)."""
-    _weights.check_weights_argument(weights)
+    _weights.check_weights_argument(weights, quote="`", received="Received ")
     if weights == "imagenet" and include_top and classes != 1000:
         raise ValueError('If using `weights="imagenet"` with `include_top` as true, `classes` should be 1000.  '
                          f"Received classes={classes}")
