@@ -251,3 +251,30 @@ def test_imagenet_file_names_are_keras(tmp_path, monkeypatch, builder, arguments
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     with pytest.raises(FileNotFoundError, match=re.escape(file_name)):
         getattr(applications, builder)(weights="imagenet", **arguments)
+
+
+def test_convnext_keras_file_round_trips_both_ways(keras, tmp_path):
+    """ConvNeXt's own layers (LayerScale, StochasticDepth) are saved under Keras's module
+    keras.src.applications.convnext: fastcnn's file loads in Keras and Keras's in fastcnn, with
+    the nested Sequential blocks and the residual operations."""
+    from keras.src.applications import convnext as keras_convnext
+
+    from fastcnn.applications import convnext
+
+    arguments = {"input_shape": (32, 32, 3), "include_top": True, "classes": 4, "weights": None,
+                 "drop_path_rate": 0.3, "name": "small_convnext"}
+    theirs = keras_convnext.ConvNeXt([1, 1, 2, 1], [8, 16, 24, 32], **arguments)
+    perturb_statistics(theirs, 7)
+    ours = convnext.ConvNeXt([1, 1, 2, 1], [8, 16, 24, 32], **arguments)
+    ours.set_weights([np.asarray(w) for w in theirs.weights])
+    images = np.random.default_rng(4).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    expected = ours.predict(images, verbose=0)
+    assert relative_error(expected, np.asarray(theirs(images))) <= 1e-5
+    ours.save(tmp_path / "ours.keras")
+    theirs.save(tmp_path / "theirs.keras")
+    np.testing.assert_array_equal(fastcnn.models.load_model(tmp_path / "ours.keras").predict(images, verbose=0),
+                                  expected)
+    assert relative_error(np.asarray(keras.saving.load_model(tmp_path / "ours.keras")(images)), expected) <= 1e-5
+    from_keras = fastcnn.models.load_model(tmp_path / "theirs.keras")
+    assert [type(layer).__name__ for layer in from_keras.layers] == [type(layer).__name__ for layer in ours.layers]
+    assert relative_error(from_keras.predict(images, verbose=0), expected) <= 1e-5

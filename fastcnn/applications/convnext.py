@@ -7,6 +7,8 @@ symbolic tensors (``inputs + x``: an operation, not a layer), and the model norm
 input (values in [0, 255]) with ImageNet's mean and variance unless include_preprocessing=False,
 so preprocess_input returns its input unchanged."""
 
+import math
+
 import numpy as np
 
 from fastcnn import initializers, layers, models
@@ -23,12 +25,23 @@ MODEL_CONFIGS = {
 }
 
 
+# Keras serializes the two layers it defines in convnext.py under that module.
+KERAS_MODULE = "keras.src.applications.convnext"
+
+
 class LayerScale(Layer):
     """Keras's ConvNeXt LayerScale (Touvron et al., arXiv 2103.17239): y = x * gamma, with gamma of
     shape (projection_dim,) starting at init_values."""
 
+    _keras_module = KERAS_MODULE
+    _keras_registered_name = "LayerScale"
+
     def __init__(self, init_values, projection_dim, **kwargs):
         super().__init__(**kwargs)
+        if isinstance(projection_dim, bool) or not isinstance(projection_dim, int) or projection_dim <= 0:
+            raise ValueError(f"`projection_dim` must be a positive integer. Received: projection_dim={projection_dim!r}")
+        if isinstance(init_values, bool) or not isinstance(init_values, (int, float)) or not math.isfinite(init_values):
+            raise ValueError(f"`init_values` must be a finite number. Received: init_values={init_values!r}")
         self.init_values = init_values
         self.projection_dim = projection_dim
 
@@ -52,18 +65,24 @@ class StochasticDepth(Layer):
     """Keras's ConvNeXt StochasticDepth: in training, the whole residual branch of a batch is kept
     with probability 1 - drop_path_rate and scaled by 1 / (1 - drop_path_rate) (Keras draws one
     value per sample); at inference the identity. fastcnn computes it as Dropout with one draw
-    per sample (noise_shape (None, 1, 1, 1)), which is the same distribution."""
+    per sample (noise_shape (None, 1, ..., 1)), which is the same distribution."""
 
     _built_at_construction = True
+    _keras_module = KERAS_MODULE
+    _keras_registered_name = "StochasticDepth"
 
     def __init__(self, drop_path_rate, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= drop_path_rate < 1.0:
+        if isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float)) or \
+                not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(f"`drop_path_rate` must be in [0, 1). Received: drop_path_rate={drop_path_rate}")
         self.drop_path_rate = drop_path_rate
-        self._dropout = layers.Dropout(drop_path_rate, noise_shape=(None, 1, 1, 1))
+        self._dropout = None
 
     def _build_for(self, sample):
+        # One draw per sample whatever the rank; named, so that it takes no automatic Dropout name.
+        self._dropout = layers.Dropout(self.drop_path_rate, noise_shape=(None,) + (1,) * len(sample),
+                                       name=f"{self.name}_dropout")
         self._dropout._build_for(sample)
         return super()._build_for(sample)
 

@@ -40,6 +40,8 @@ def _weight_count(layer, input_shape):
         return math.prod(input_shape[p] for p in layer._normalized_axes(input_shape)) * sum(layer._affine_weights())
     if isinstance(layer, layers.GroupNormalization):
         return channels * (layer.scale + layer.center)
+    if type(layer).__name__ == "LayerScale":  # keras.applications.convnext's: one gamma per channel
+        return channels
     if isinstance(layer, layers.Normalization):
         return 2 * math.prod(input_shape[d] for d in layer._keep_axes(input_shape)) + 1 if layer.input_mean is None else 0
     return 0

@@ -10,9 +10,10 @@ from fastcnn.layers.input_layer import InputLayer
 
 def serialize_layer(layer):
     """``{"module": "keras.layers", "class_name", "config", "registered_name"[, "build_config"]}``;
-    every fastcnn layer class has its Keras counterpart's name."""
-    entry = {"module": "keras.layers", "class_name": type(layer).__name__, "config": layer.get_config(),
-             "registered_name": None}
+    every fastcnn layer class has its Keras counterpart's name (and, for a layer Keras defines in
+    an application's module, that module and its class name as registered_name)."""
+    entry = {"module": getattr(layer, "_keras_module", "keras.layers"), "class_name": type(layer).__name__,
+             "config": layer.get_config(), "registered_name": getattr(layer, "_keras_registered_name", None)}
     if not isinstance(layer, InputLayer):
         build_config = layer.get_build_config()
         if build_config is not None:
