@@ -109,12 +109,20 @@ class Operation(Layer):
         """(scale, offset) of y = x * scale + offset for the tensor x and the number `constant`."""
         raise NotImplementedError
 
+    @property
+    def of_two_tensors(self):
+        return self._arguments == [None, None]
+
+    def scale_and_offset(self):
+        """(scale, offset) of y = x * scale + offset for an operation on one tensor."""
+        constants = [value for value in self._arguments if value is not None]
+        return self._rescaling(constants[0] if constants else None, self._arguments[0] is None)
+
     def _add_to_network(self, network):
-        if self._arguments.count(None) == len(self._arguments) and len(self._arguments) == 2:
+        if self.of_two_tensors:
             network.add_merge(self._merge_kind)
             return
-        constants = [value for value in self._arguments if value is not None]
-        scale, offset = self._rescaling(constants[0] if constants else None, self._arguments[0] is None)
+        scale, offset = self.scale_and_offset()
         network.add_rescaling(float(scale), float(offset))
 
     def serialize_call(self, node, tensor_config):
