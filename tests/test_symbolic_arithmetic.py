@@ -87,6 +87,10 @@ def test_unsupported_operations_raise():
         _ = 2.0 / x
     with pytest.raises(ValueError, match=r"division by the number 0.*Received: x / 0\.0"):
         _ = x / 0
+    with pytest.raises(ValueError, match=r"finite number.*Received: \[inf\]"):
+        _ = x * float("inf")
+    with pytest.raises(ValueError, match=r"float32 result is finite.*Received: \[1e-40\]"):
+        _ = x / 1e-40
     with pytest.raises(TypeError, match=r"support \+, -, \*, /.*Received another operator"):
         _ = x ** 2
     with pytest.raises(TypeError, match=r"Received another operator"):

@@ -66,6 +66,12 @@ class Operation(Layer):
         if not tensors:
             raise TypeError(f"{type(self).__name__} needs at least one symbolic tensor. Received: {list(args)!r}")
         self._check_arguments(arguments)
+        if len(tensors) == 1:
+            # The runtime computes x * scale + offset in float32: both must be finite there.
+            factors = np.array(self.scale_and_offset(arguments), np.float64)
+            if not np.all(np.isfinite(factors)) or np.any(np.abs(factors) > np.finfo(np.float32).max):
+                raise ValueError(f"fastcnn's symbolic arithmetic ({self._symbol}) needs a finite number whose "
+                                 f"float32 result is finite. Received: {[v for v in arguments if v is not None]}")
         if self._arguments is not None and self._arguments != arguments:
             raise ValueError(f"Operation {self.name!r} was called with the arguments {self._arguments} (None: a "
                              f"tensor) and cannot be called with {arguments}")
@@ -113,10 +119,12 @@ class Operation(Layer):
     def of_two_tensors(self):
         return self._arguments == [None, None]
 
-    def scale_and_offset(self):
-        """(scale, offset) of y = x * scale + offset for an operation on one tensor."""
-        constants = [value for value in self._arguments if value is not None]
-        return self._rescaling(constants[0] if constants else None, self._arguments[0] is None)
+    def scale_and_offset(self, arguments=None):
+        """(scale, offset) of y = x * scale + offset for an operation on one tensor (with its
+        recorded arguments, or `arguments`)."""
+        arguments = self._arguments if arguments is None else arguments
+        constants = [value for value in arguments if value is not None]
+        return self._rescaling(constants[0] if constants else None, arguments[0] is None)
 
     def _add_to_network(self, network):
         if self.of_two_tensors:
