@@ -72,6 +72,8 @@ void merge_forward(const MergeParams& params, const float* const* inputs, float*
         return merge_two_full_channels<MergeKind::subtract>(params, inputs[0], inputs[1], output);
       case MergeKind::multiply:
         return merge_two_full_channels<MergeKind::multiply>(params, inputs[0], inputs[1], output);
+      case MergeKind::divide:
+        return merge_two_full_channels<MergeKind::divide>(params, inputs[0], inputs[1], output);
       case MergeKind::maximum:
         return merge_two_full_channels<MergeKind::maximum>(params, inputs[0], inputs[1], output);
       case MergeKind::minimum:
