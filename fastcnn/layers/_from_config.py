@@ -99,7 +99,7 @@ APPLICATION_LAYER_KEYS = {
 def _application_layer(module, class_name, config, where):
     """A ConvNeXt LayerScale or StochasticDepth from its config: every key allow-listed, numbers
     checked (their constructors check ranges)."""
-    from fastcnn.applications import convnext  # noqa: PLC0415 (applications import the layers)
+    from fastcnn.layers import _convnext  # noqa: PLC0415 (it imports the layers this module lists)
 
     check_tree(config, where)
     config = check_dict(config, where)
@@ -117,7 +117,7 @@ def _application_layer(module, class_name, config, where):
         else:
             check_size_values(value, where, key)
         kwargs[key] = value
-    return construct(getattr(convnext, class_name), kwargs, where)
+    return construct(getattr(_convnext, class_name), kwargs, where)
 
 # Keys holding integers that are not sizes (and may be large or negative).
 _NOT_SIZES = ("seed", "axis", "mean", "variance")
