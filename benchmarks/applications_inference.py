@@ -9,6 +9,8 @@ its first call), alternately, so load on a shared machine falls on both alike. P
 median ms per batch of each, and Keras's time / fastcnn's (above 1: fastcnn is faster).
 
     python benchmarks/applications_inference.py [--models ResNet50,MobileNetV2,...] [--rounds 5] [--warmup 2]
+
+--models takes any builder of fastcnn.applications (MobileNetV3Large, ConvNeXtTiny, ...).
 """
 
 import argparse
@@ -20,6 +22,8 @@ import time
 import numpy as np
 
 DEFAULT_MODELS = ("ResNet50", "MobileNetV2", "DenseNet121", "Xception", "EfficientNetB0")
+# The families whose models rescale [0, 255] inputs themselves; the others take [-1, 1] here.
+SELF_RESCALING = ("EfficientNet", "MobileNetV3", "ConvNeXt")
 BATCH = 8
 SIZE = 224
 
@@ -37,7 +41,7 @@ def build_pair(name, folder):
     ours = getattr(fastcnn.applications, name)(**arguments)
     ours.load_weights(path)
     images = np.random.default_rng(0).uniform(0, 255, (BATCH, SIZE, SIZE, 3)).astype("float32")
-    if name != "EfficientNetB0":  # EfficientNet rescales [0, 255] itself
+    if not name.startswith(SELF_RESCALING):
         images = images / 127.5 - 1.0
     expected = np.asarray(theirs.predict_on_batch(images))
     actual = np.asarray(ours.predict_on_batch(images))

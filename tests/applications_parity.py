@@ -24,7 +24,7 @@ def keras_message(call):
 # Layers Keras names by a global counter (global_average_pooling2d_3, ...): compared by kind.
 AUTO_NAMED = re.compile(r"^(input_layer|global_average_pooling2d|global_max_pooling2d|max_pooling2d|zero_padding2d|"
                         r"conv2d|batch_normalization|add|re_lu|activation|multiply|rescaling|normalization|dropout|"
-                        r"flatten)(_\d+)?$")
+                        r"flatten|subtract|true_divide|negative)(_\d+)?$")
 
 
 def _same_name(ours, theirs):
@@ -67,7 +67,9 @@ def compare_with_keras(keras, name, module, arguments, tmp_path, formats=("weigh
     """`builders`: (Keras's, fastcnn's) builder functions, else `name` in `module` of
     keras.applications and fastcnn.applications."""
     if builders is None:
-        builders = (getattr(getattr(keras.applications, module), name), getattr(getattr(applications, module), name))
+        # Keras's public keras.applications.mobilenet_v3 and convnext modules leave the builders out.
+        builders = (getattr(getattr(keras.applications, module), name, None) or getattr(keras.applications, name),
+                    getattr(getattr(applications, module), name))
     theirs = builders[0](weights=None, **arguments)
     perturb_statistics(theirs, 5)
     images = np.random.default_rng(2).uniform(-1, 1, (2,) + arguments["input_shape"]).astype("float32")
@@ -81,6 +83,11 @@ def compare_with_keras(keras, name, module, arguments, tmp_path, formats=("weigh
         ours = builders[1](weights=path, **arguments)
         assert ours.name == theirs.name
         assert len(ours.layers) == len(theirs.layers)
+        # The arithmetic on symbolic tensors (MobileNetV3's hard sigmoid, ConvNeXt's residual +):
+        # operations that are not layers, in the same places of the graph.
+        assert len(ours.operations) == len(theirs.operations)
+        for mine, other in zip(ours.operations, theirs.operations):
+            assert type(mine).__name__ == type(other).__name__ and _same_name(mine.name, other.name), (mine, other)
         for mine, other in zip(ours.layers, theirs.layers):
             assert type(mine).__name__ == type(other).__name__ and _same_name(mine.name, other.name), (mine, other)
         assert ours.count_params() == theirs.count_params()

@@ -35,12 +35,31 @@ FAMILIES = [
     pytest.param("EfficientNetB0", "efficientnet", {"input_shape": (32, 32, 3), "include_top": False,
                                                     "pooling": "avg"}, BOTH, id="EfficientNetB0",
                  marks=pytest.mark.slow),
+    pytest.param("MobileNetV3Small", "mobilenet_v3", {"input_shape": (32, 32, 3), "include_top": False,
+                                                      "pooling": "avg"}, BOTH, id="MobileNetV3Small"),
+    pytest.param("MobileNetV3Small", "mobilenet_v3", {"input_shape": (40, 32, 3), "include_top": True, "classes": 5,
+                                                      "alpha": 0.75, "minimalistic": True},
+                 ("weights.h5",), id="MobileNetV3Small-top-minimalistic"),
+    pytest.param("MobileNetV3Large", "mobilenet_v3", {"input_shape": (32, 32, 3), "include_top": True, "classes": 6,
+                                                      "alpha": 1.25, "classifier_activation": None},
+                 ("h5",), id="MobileNetV3Large-top"),
+    pytest.param("MobileNetV3Large", "mobilenet_v3", {"input_shape": (48, 40, 3), "include_top": False,
+                                                      "minimalistic": True, "include_preprocessing": False,
+                                                      "pooling": "max"}, ("weights.h5",),
+                 id="MobileNetV3Large-minimalistic", marks=pytest.mark.slow),
+    pytest.param("ConvNeXtTiny", "convnext", {"input_shape": (32, 32, 3), "include_top": False, "pooling": "avg"},
+                 ("weights.h5",), id="ConvNeXtTiny", marks=pytest.mark.slow),
+    pytest.param("ConvNeXtSmall", "convnext", {"input_shape": (32, 32, 3), "include_top": True, "classes": 3,
+                                               "include_preprocessing": False}, ("h5",), id="ConvNeXtSmall-top",
+                 marks=pytest.mark.slow),
     pytest.param("EfficientNetB3", "efficientnet", {"input_shape": (32, 40, 3), "include_top": True, "classes": 4},
                  ("h5",), id="EfficientNetB3-top", marks=pytest.mark.slow),
 ]
 
-BUILDERS = ["DenseNet121", "DenseNet169", "DenseNet201", "Xception"] + [f"EfficientNetB{i}" for i in range(8)]
-MODULES = ["densenet", "efficientnet", "xception"]
+CONVNEXTS = ["ConvNeXtTiny", "ConvNeXtSmall", "ConvNeXtBase", "ConvNeXtLarge", "ConvNeXtXLarge"]
+BUILDERS = (["DenseNet121", "DenseNet169", "DenseNet201", "Xception", "MobileNetV3Small", "MobileNetV3Large"]
+            + [f"EfficientNetB{i}" for i in range(8)] + CONVNEXTS)
+MODULES = ["densenet", "efficientnet", "xception", "mobilenet_v3", "convnext"]
 
 
 @pytest.mark.parametrize("name, module, arguments, formats", FAMILIES)
@@ -53,6 +72,9 @@ def test_family_matches_keras(keras, tmp_path, name, module, arguments, formats)
 # transition blocks; expansion, strided and 5×5 depthwise blocks, squeeze-and-excitation, the
 # stochastic-depth Dropout before the residual Add) and build in a few seconds.
 SMALL_BODIES = {
+    # ConvNeXt with stochastic depth (StochasticDepth layers, not Keras's identity Activation).
+    "convnext": lambda module, **arguments: module.ConvNeXt([1, 1, 2, 1], [8, 16, 24, 32], name="small_convnext",
+                                                            **{"drop_path_rate": 0.2, **arguments}),
     "densenet": lambda module, **arguments: module.DenseNet((2, 1, 2, 1), **arguments),
     "efficientnet": lambda module, **arguments: module.EfficientNet(0.5, 0.5, 32, name="small_efficientnet",
                                                                     **arguments),
@@ -75,7 +97,7 @@ def test_small_body_matches_keras(keras, tmp_path, family):
                                            lambda **arguments: build(fastcnn_module, **arguments)))
 
 
-@pytest.mark.parametrize("family", ["densenet", pytest.param("efficientnet", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("family", ["densenet", "convnext", pytest.param("efficientnet", marks=pytest.mark.slow)])
 def test_one_training_step_matches_keras(keras, tmp_path, family):
     """One SGD step of train_on_batch (BatchNormalization in training mode, every layer's
     gradient: Concatenate and AveragePooling2D; squeeze-and-excitation's broadcast Multiply,
@@ -88,6 +110,8 @@ def test_one_training_step_matches_keras(keras, tmp_path, family):
     arguments = {"input_shape": (64, 64, 3), "include_top": True, "classes": 3}
     if family == "efficientnet":
         arguments.update(dropout_rate=0.0, drop_connect_rate=0.0)
+    if family == "convnext":
+        arguments.update(drop_path_rate=0.0)
     theirs = SMALL_BODIES[family](keras_module, weights=None, **arguments)
     path = str(tmp_path / "initial.weights.h5")
     theirs.save_weights(path)
@@ -164,6 +188,15 @@ def test_preprocess_input_matches_keras(keras, module, data_format):
     ("EfficientNetB1", {"weights": "no/such/file.h5"}),
     ("EfficientNetB2", {"weights": None, "include_top": False, "input_shape": (31, 64, 3)}),
     ("EfficientNetB7", {"weights": "imagenet", "include_top": True, "input_shape": (224, 224, 3)}),
+    ("MobileNetV3Small", {"weights": "imagenet", "classes": 10}),
+    ("MobileNetV3Large", {"weights": "no/such/file.h5"}),
+    ("MobileNetV3Small", {"weights": None, "include_top": False, "input_shape": (31, 64, 3)}),
+    ("MobileNetV3Large", {"weights": "imagenet", "alpha": 0.5}),
+    ("MobileNetV3Small", {"weights": "imagenet", "alpha": 0.75, "minimalistic": True}),
+    ("ConvNeXtTiny", {"weights": "imagenet", "classes": 10}),
+    ("ConvNeXtSmall", {"weights": "no/such/file.h5"}),
+    ("ConvNeXtBase", {"weights": None, "include_top": False, "input_shape": (31, 64, 3)}),
+    ("ConvNeXtLarge", {"weights": "imagenet", "name": "mine"}),
 ])
 def test_argument_errors_are_keras(keras, name, arguments):
     expected = keras_message(lambda: getattr(keras.applications, name)(**arguments))
@@ -182,7 +215,7 @@ def test_densenet_blocks_without_imagenet_weights_are_refused(keras):
     assert actual.startswith(expected) and "Received: blocks=[1, 1, 1, 1]" in actual
 
 
-@pytest.mark.parametrize("name", ["DenseNet121", "Xception", "EfficientNetB0"])
+@pytest.mark.parametrize("name", ["DenseNet121", "Xception", "EfficientNetB0", "MobileNetV3Small"])
 def test_input_tensor_is_used_as_the_input(name):
     shape = (71, 71, 3)
     inputs = fastcnn.Input(shape)
@@ -204,8 +237,44 @@ def test_input_tensor_is_used_as_the_input(name):
     ("EfficientNetB0", {"include_top": True}, "efficientnetb0.h5"),
     ("EfficientNetB5", {"include_top": False, "input_shape": (32, 32, 3)}, "efficientnetb5_notop.h5"),
     ("EfficientNetB7", {"include_top": False, "input_shape": (32, 32, 3), "name": "mine"}, "mine_notop.h5"),
+    ("MobileNetV3Small", {"include_top": True}, "weights_mobilenet_v3_small_224_1.0_float.h5"),
+    ("MobileNetV3Small", {"include_top": False, "input_shape": (224, 224, 3), "alpha": 0.75},
+     "weights_mobilenet_v3_small_224_0.75_float_no_top_v2.h5"),
+    ("MobileNetV3Large", {"include_top": True, "minimalistic": True},
+     "weights_mobilenet_v3_large_minimalistic_224_1.0_float.h5"),
+    ("MobileNetV3Large", {"include_top": False, "input_shape": (224, 224, 3)},
+     "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5"),
+    ("ConvNeXtTiny", {"include_top": True}, "convnext_tiny.h5"),
+    ("ConvNeXtXLarge", {"include_top": False, "input_shape": (32, 32, 3)}, "convnext_xlarge_notop.h5"),
 ])
 def test_imagenet_file_names_are_keras(tmp_path, monkeypatch, builder, arguments, file_name):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     with pytest.raises(FileNotFoundError, match=re.escape(file_name)):
         getattr(applications, builder)(weights="imagenet", **arguments)
+
+
+def test_convnext_keras_file_round_trips_both_ways(keras, tmp_path):
+    """ConvNeXt's own layers (LayerScale, StochasticDepth) are saved under Keras's module
+    keras.src.applications.convnext: fastcnn's file loads in Keras and Keras's in fastcnn, with
+    the nested Sequential blocks and the residual operations."""
+    from keras.src.applications import convnext as keras_convnext
+
+    from fastcnn.applications import convnext
+
+    arguments = {"input_shape": (32, 32, 3), "include_top": True, "classes": 4, "weights": None,
+                 "drop_path_rate": 0.3, "name": "small_convnext"}
+    theirs = keras_convnext.ConvNeXt([1, 1, 2, 1], [8, 16, 24, 32], **arguments)
+    perturb_statistics(theirs, 7)
+    ours = convnext.ConvNeXt([1, 1, 2, 1], [8, 16, 24, 32], **arguments)
+    ours.set_weights([np.asarray(w) for w in theirs.weights])
+    images = np.random.default_rng(4).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    expected = ours.predict(images, verbose=0)
+    assert relative_error(expected, np.asarray(theirs(images))) <= 1e-5
+    ours.save(tmp_path / "ours.keras")
+    theirs.save(tmp_path / "theirs.keras")
+    np.testing.assert_array_equal(fastcnn.models.load_model(tmp_path / "ours.keras").predict(images, verbose=0),
+                                  expected)
+    assert relative_error(np.asarray(keras.saving.load_model(tmp_path / "ours.keras")(images)), expected) <= 1e-5
+    from_keras = fastcnn.models.load_model(tmp_path / "theirs.keras")
+    assert [type(layer).__name__ for layer in from_keras.layers] == [type(layer).__name__ for layer in ours.layers]
+    assert relative_error(from_keras.predict(images, verbose=0), expected) <= 1e-5

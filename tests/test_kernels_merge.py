@@ -32,7 +32,8 @@ ops = _core.ops
 
 TIERS = list(_core.available_kernels())  # "reference" first, then the optimised ones
 OPTIMISED = [tier for tier in TIERS if tier != "reference"]
-KINDS = ["add", "subtract", "multiply", "average", "maximum", "minimum"]
+KINDS = ["add", "subtract", "multiply", "average", "maximum", "minimum", "divide"]
+TWO_INPUT_KINDS = ("subtract", "divide")  # x0 - x1, x0 / x1 (divide: Keras's x / y on symbolic tensors)
 
 # Per-sample shapes (height, width, channels) of the inputs.
 SHAPES = {
@@ -63,9 +64,9 @@ BATCHES = [0, 1, 3]
 
 
 def merge_cases():
-    """(kind, shape id): every kind on every shape case (Subtract only on two inputs)."""
+    """(kind, shape id): every kind on every shape case (subtract and divide only on two inputs)."""
     return [(kind, name) for kind in KINDS for name, shapes in SHAPES.items()
-            if kind != "subtract" or len(shapes) == 2]
+            if kind not in TWO_INPUT_KINDS or len(shapes) == 2]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,7 +118,7 @@ def make_inputs(rng, batch, shapes):
     return [sample_values(rng, (batch,) + tuple(shape)) for shape in shapes]
 
 
-@np.errstate(invalid="ignore", over="ignore")  # inf - inf, 0 * inf: NaN, as in the kernels
+@np.errstate(invalid="ignore", over="ignore", divide="ignore")  # inf - inf, 0 * inf, x / 0: as in the kernels
 def numpy_merge(kind, xs):
     """ops/merge.h's forward formula in float32: the inputs folded left to right, broadcast per sample."""
     result = np.broadcast_to(xs[0], np.broadcast_shapes(*[x.shape for x in xs])).astype(np.float32)
@@ -128,6 +129,8 @@ def numpy_merge(kind, xs):
             result = result - x
         elif kind == "multiply":
             result = result * x
+        elif kind == "divide":
+            result = result / x
         elif kind == "maximum":  # TensorFlow's: the earlier value unless the later is larger; NaN propagates
             result = np.where((result >= x) | np.isnan(result), result, x)
         else:
@@ -149,7 +152,7 @@ def chosen_input(kind, xs, shape):
     return chosen
 
 
-@np.errstate(invalid="ignore", over="ignore")  # inf - inf, 0 * inf: NaN, as in the kernels
+@np.errstate(invalid="ignore", over="ignore", divide="ignore")  # inf - inf, 0 * inf, x / 0: as in the kernels
 def numpy_merge_gradients(kind, xs, dy):
     """Each input's gradient: the per-position term of ops/merge.h in float32 (as the kernels form
     it), summed in float64 over the positions a broadcast input was broadcast to."""
@@ -169,6 +172,8 @@ def numpy_merge_gradients(kind, xs, dy):
             for j, other in enumerate(xs):
                 if j != i:
                     term = term * other
+        elif kind == "divide":  # TensorFlow's RealDiv gradient, in its order of operations
+            term = dy / xs[1] if i == 0 else dy * ((-xs[0] / xs[1]) / xs[1])
         else:
             term = np.where(chosen == i, dy, np.float32(0))
         term = np.broadcast_to(term, shape)
@@ -231,7 +236,7 @@ SPECIAL_SHAPES = ["same-c17", "gate-1x1xC", "gate-first", "scalar-per-sample", "
 def test_nan_infinities_and_signed_zeros(kind, case):
     """Inputs drawn from NaN, +-inf, +-0 and a few finite values: every tier bitwise the reference,
     the reference the numpy formulas (inf - inf, 0 * inf give NaN as IEEE says)."""
-    shapes = SHAPES[case][:2] if kind == "subtract" else SHAPES[case]
+    shapes = SHAPES[case][:2] if kind in TWO_INPUT_KINDS else SHAPES[case]
     rng = np.random.default_rng(7)
     specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -2.5, 3.0], np.float32)
     xs = [rng.choice(specials, (2,) + shape) for shape in shapes]
@@ -279,7 +284,9 @@ def test_denormals_are_zeros_in_the_optimised_tiers(kind):
     xs = [rng.choice(values, (2,) + shape) for shape in shapes]
 
     def flushed(array):
-        return np.where(np.abs(array) < tiny, np.float32(0), array)
+        # Denormals become zeros of their sign, as the CPU's denormals-are-zero mode reads them
+        # (the sign shows in a division: 1 / -1e-40 is -inf there).
+        return np.where(np.abs(array) < tiny, np.copysign(np.float32(0), array), array)
 
     expected = flushed(ops.merge_forward(kind, [flushed(x) for x in xs], kernels="reference"))
     dy = rng.choice(values, expected.shape)
@@ -301,7 +308,7 @@ def test_input_gradients_match_finite_differences(kind, case):
     """d/dt sum(dy * merge(x_i + t v)) by central differences of the forward kernel, against
     sum(gradient_i * v). The inputs are distinct multiples of 1/4 and the step 1/16, so x +- t v is
     exact in float32 and never reorders a Maximum or Minimum (the loss is linear in t there)."""
-    shapes = SHAPES[case][:2] if kind == "subtract" else SHAPES[case]
+    shapes = SHAPES[case][:2] if kind in TWO_INPUT_KINDS else SHAPES[case]
     rng = np.random.default_rng(11)
     sizes = [2 * int(np.prod(shape)) for shape in shapes]
     grid = (rng.permutation(sum(sizes)) - sum(sizes) // 2).astype(np.float32) / 4
@@ -309,6 +316,11 @@ def test_input_gradients_match_finite_differences(kind, case):
         grid = grid / max(1.0, float(np.max(np.abs(grid))))  # products of moderate magnitude
     pieces = np.split(grid, np.cumsum(sizes)[:-1])
     xs = [piece.reshape((2,) + shape) for piece, shape in zip(pieces, shapes)]
+    if kind == "divide":
+        # Numerators of moderate size and denominators at least 8 away from the pole at 0: the
+        # central difference's error (step² x0 / x1⁴) stays far below the tolerance.
+        xs[0] = xs[0] / max(1.0, float(np.max(np.abs(xs[0]))))
+        xs[1] = np.where(xs[1] >= 0, xs[1] + 8, xs[1] - 8).astype(np.float32)
     output = ops.merge_forward(kind, xs, kernels="reference")
     dy = rng.standard_normal(output.shape).astype(np.float32)
     step = np.float32(1 / 16)
@@ -331,7 +343,7 @@ def test_input_gradients_match_finite_differences(kind, case):
 @pytest.mark.parametrize("kind", KINDS)
 def test_one_and_two_threads_are_bitwise_equal(kind, tier):
     rng = np.random.default_rng(5)
-    cases = ["same-c17", "gate-1x1xC", "gate-first", "three-mixed"] if kind != "subtract" else \
+    cases = ["same-c17", "gate-1x1xC", "gate-first", "three-mixed"] if kind not in TWO_INPUT_KINDS else \
         ["same-c17", "gate-1x1xC", "gate-first"]
     for case in cases:
         xs = make_inputs(rng, 7, SHAPES[case])

@@ -1,6 +1,6 @@
 """model.export(path, format="onnx"): ONNX Runtime's predictions equal fastcnn's (1e-5 relative)
-for the seed models, a functional ResNet-style model, a depthwise model and a model of the other
-layers, with batch sizes 1 and 7 through the dynamic batch axis; onnx.checker passes; folded
+for the seed models, a functional ResNet-style model, a depthwise model, a model of the other
+layers, arithmetic on symbolic tensors and MobileNetV3Small, with batch sizes 1 and 7 through the dynamic batch axis; onnx.checker passes; folded
 BatchNormalization; clear errors."""
 
 import numpy as np
@@ -97,7 +97,24 @@ def newer_layers():
     return fastcnn.Model(inputs, x)
 
 
-@pytest.mark.parametrize("make", [seed_example1, seed_example3, resnet_style, depthwise, other_layers, newer_layers])
+def arithmetic():
+    """Every operator on symbolic tensors: numbers on either side, two tensors, a broadcast gate."""
+    inputs = fastcnn.Input((9, 8, 3))
+    x = layers.Conv2D(6, 3, padding="same")(inputs)
+    x = layers.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)
+    gate = layers.GlobalAveragePooling2D(keepdims=True)(x)
+    x = (2.0 - x) / (gate + 1.0) - -x * gate
+    x = layers.Flatten()(x / 4.0)
+    return fastcnn.Model(inputs, layers.Dense(3)(x))
+
+
+def mobilenet_v3_small():
+    return fastcnn.applications.MobileNetV3Small(weights=None, input_shape=(32, 32, 3), include_top=False,
+                                                 pooling="avg")
+
+
+@pytest.mark.parametrize("make", [seed_example1, seed_example3, resnet_style, depthwise, other_layers, newer_layers,
+                                  arithmetic, mobilenet_v3_small])
 def test_onnx_runtime_predicts_as_fastcnn(tmp_path, rng, make):
     fastcnn.utils.set_random_seed(0)
     model = make()

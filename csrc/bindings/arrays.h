@@ -202,11 +202,12 @@ inline Conv2DParams conv_params_for(const FloatArray& input, int64_t output_chan
 inline MergeKind merge_kind_named(const std::string& kind) {
   static const std::pair<const char*, MergeKind> kinds[] = {
       {"add", MergeKind::add},         {"subtract", MergeKind::subtract}, {"multiply", MergeKind::multiply},
-      {"average", MergeKind::average}, {"maximum", MergeKind::maximum},   {"minimum", MergeKind::minimum}};
+      {"average", MergeKind::average}, {"maximum", MergeKind::maximum},   {"minimum", MergeKind::minimum},
+      {"divide", MergeKind::divide}};
   for (const auto& [name, value] : kinds) {
     if (kind == name) return value;
   }
-  throw py::value_error("merge kind must be one of add, subtract, multiply, average, maximum, minimum. "
+  throw py::value_error("merge kind must be one of add, subtract, multiply, average, maximum, minimum, divide. "
                         "Received: kind=" + kind);
 }
 

@@ -380,6 +380,8 @@ void bind_network(py::module_& m) {
       .def("add_rescaling", [](runtime::Network& network, float scale, float offset) {
         return network.add(runtime::make_rescaling(scale, offset));
       })
+      .def("add_layer_scale", [](runtime::Network& network) { return network.add(runtime::make_layer_scale()); },
+           "Keras's LayerScale: y = x * gamma with one trainable gamma per channel.")
       .def("add_flatten", [](runtime::Network& network) { return network.add(runtime::make_flatten()); })
       .def("add_batch_norm",
            [](runtime::Network& network, float momentum, float epsilon, bool center, bool scale) {

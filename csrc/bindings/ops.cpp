@@ -666,13 +666,13 @@ std::vector<FloatArray> merge_inputs(py::handle inputs_argument) {
   return arrays;
 }
 
-// The elementwise merge's params: Subtract takes exactly two inputs, and every dimension of every
+// The elementwise merge's params: Subtract and divide take exactly two inputs, and every dimension of every
 // input equals the broadcast output's or is 1 (merge_output_shape names the shapes otherwise).
 MergeParams merge_params_for(const std::string& kind, const std::vector<FloatArray>& arrays) {
   MergeParams params;
   params.kind = merge_kind_named(kind);
-  if (params.kind == MergeKind::subtract && arrays.size() != 2) {
-    throw py::value_error("subtract takes exactly 2 inputs. Received: " + std::to_string(arrays.size()) + " inputs");
+  if ((params.kind == MergeKind::subtract || params.kind == MergeKind::divide) && arrays.size() != 2) {
+    throw py::value_error(kind + " takes exactly 2 inputs. Received: " + std::to_string(arrays.size()) + " inputs");
   }
   params.batch = arrays[0].shape(0);
   for (const FloatArray& array : arrays) params.inputs.push_back(sample_shape_of(array));

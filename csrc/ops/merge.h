@@ -4,6 +4,9 @@
 //   output's or is 1 (a (1, 1, C) squeeze-excite gate times an (H, W, C) map).
 //     add:      y = x0 + x1 + ...              dx_i = dy
 //     subtract: y = x0 - x1                    dx_0 = dy, dx_1 = -dy
+//     divide:   y = x0 / x1                    dx_0 = dy / x1, dx_1 = dy * ((-x0 / x1) / x1)
+//               (TensorFlow's RealDiv gradient, in its order of operations; Keras's x / y on
+//               symbolic tensors, there is no Divide layer)
 //     multiply: y = (x0 * x1) * ...            dx_i = dy * prod_{j != i} x_j
 //     average:  y = (x0 + x1 + ...) / n        dx_i = dy / n
 //     maximum:  y = max(max(x0, x1), ...)      dx_i = dy where x_i is the first maximum
@@ -20,7 +23,7 @@
 
 namespace fastcnn {
 
-enum class MergeKind { add, subtract, multiply, average, maximum, minimum };
+enum class MergeKind { add, subtract, multiply, average, maximum, minimum, divide };
 
 struct MergeParams {
   MergeKind kind = MergeKind::add;

@@ -261,6 +261,46 @@ class DepthwiseConv2DLayer final : public ActivatedLayer {
   DepthwiseConv2DParams params_;
 };
 
+// Keras's LayerScale (ConvNeXt's layer): y = x * gamma, one trainable factor per channel. It is a
+// 1x1 depthwise convolution without bias whose kernel (1, 1, C, 1) is gamma (C,) laid out alike, so
+// it runs the depthwise kernels: forward, dgamma[c] = sum dy * x over positions and samples,
+// dx = dy * gamma.
+class LayerScaleLayer final : public Layer {
+ public:
+  std::string kind() const override { return "LayerScale"; }
+
+  SampleShape configure(const SampleShape& input) override {
+    params_ = make_depthwise_conv2d_params(0, input.height, input.width, input.channels, 1, 1, 1, 1, 1, 1, 1,
+                                           Padding::valid, false, Activation::linear);
+    return input;
+  }
+
+  std::vector<std::vector<int64_t>> parameter_shapes() const override { return {{input_shape.channels}}; }
+
+  void forward(const StepContext& context, int64_t batch, const float* input, float*, float* output) override {
+    DepthwiseConv2DParams params = params_;
+    params.batch = batch;
+    context.kernels.depthwise_conv2d_forward(params, input, context.parameters + parameter_offset, nullptr, output);
+  }
+
+  void backward(const StepContext& context, int64_t batch, const float* input, const float*, const float*,
+                float* output_gradient, bool, float* input_gradient) override {
+    DepthwiseConv2DParams params = params_;
+    params.batch = batch;
+    if (trainable && context.gradients != nullptr) {
+      context.kernels.depthwise_conv2d_backward_kernel(params, input, output_gradient,
+                                                       context.gradients + gradient_offset, nullptr);
+    }
+    if (input_gradient != nullptr) {
+      context.kernels.depthwise_conv2d_backward_input(params, output_gradient, context.parameters + parameter_offset,
+                                                      input_gradient);
+    }
+  }
+
+ private:
+  DepthwiseConv2DParams params_;
+};
+
 // SeparableConv2D: the depthwise kernels (no bias, no activation) write the layer's scratch, a
 // 1x1 convolution (the conv2d kernels) maps it to `filters` channels with bias and activation.
 // Backward: the pointwise kernel's gradient reads the scratch, which then receives the depthwise
@@ -1100,6 +1140,7 @@ const char* merge_kind_name(MergeKind kind) {
     case MergeKind::average: return "Average";
     case MergeKind::maximum: return "Maximum";
     case MergeKind::minimum: return "Minimum";
+    case MergeKind::divide: return "TrueDivide";
   }
   return "Merge";
 }
@@ -1110,8 +1151,9 @@ class MergeLayer final : public MultiInputLayer {
   std::string kind() const override { return merge_kind_name(kind_); }
 
   SampleShape configure_inputs(const std::vector<SampleShape>& inputs) override {
-    if (kind_ == MergeKind::subtract && inputs.size() != 2) {
-      throw std::invalid_argument("A `Subtract` layer should be called on exactly 2 inputs. Received: " +
+    if ((kind_ == MergeKind::subtract || kind_ == MergeKind::divide) && inputs.size() != 2) {
+      throw std::invalid_argument(std::string("A `") + merge_kind_name(kind_) +
+                                  "` layer should be called on exactly 2 inputs. Received: " +
                                   std::to_string(inputs.size()) + " inputs");
     }
     if (inputs.empty()) throw std::invalid_argument("A merge layer should be called on at least 1 input");
@@ -1244,6 +1286,7 @@ std::unique_ptr<Layer> make_zero_padding2d(int64_t top, int64_t bottom, int64_t 
 std::unique_ptr<Layer> make_relu(const std::string& kind, float max_value, float negative_slope, float threshold) {
   return std::make_unique<ReluLayer>(kind, max_value, negative_slope, threshold);
 }
+std::unique_ptr<Layer> make_layer_scale() { return std::make_unique<LayerScaleLayer>(); }
 std::unique_ptr<Layer> make_rescaling(float scale, float offset) {
   return std::make_unique<RescalingLayer>(std::vector<float>{scale}, std::vector<float>{offset});
 }

@@ -177,6 +177,8 @@ std::unique_ptr<Layer> make_identity();
 std::unique_ptr<Layer> make_channel_rescaling(std::vector<float> scale, std::vector<float> offset);
 std::unique_ptr<Layer> make_relu(const std::string& kind, float max_value, float negative_slope, float threshold);
 std::unique_ptr<Layer> make_rescaling(float scale, float offset);
+// Keras's LayerScale (keras.applications.convnext): y = x * gamma, gamma (channels,) trainable.
+std::unique_ptr<Layer> make_layer_scale();
 std::unique_ptr<Layer> make_batch_norm(float momentum, float epsilon, bool center, bool scale);
 // seed < 0: masks follow the step's seed; else the layer's own stream.
 std::unique_ptr<Layer> make_dropout(float rate, int64_t seed);

@@ -25,8 +25,9 @@ def cached_file(file_name, origin, what="The weights file"):
         "set KERAS_HOME to use another folder), or pass its path as `weights=`.")
 
 
-def check_weights_argument(weights, quote="'"):
-    """Keras's check of the `weights` argument: None, "imagenet" or the path of an existing file."""
+def check_weights_argument(weights, quote="'", received="Received: "):
+    """Keras's check of the `weights` argument: None, "imagenet" or the path of an existing file
+    (the families' messages differ in the quotes around imagenet and the words before the value)."""
     if weights in (None, "imagenet"):
         return
     try:
@@ -36,7 +37,7 @@ def check_weights_argument(weights, quote="'"):
     if not exists:
         raise ValueError("The `weights` argument should be either `None` (random initialization), "
                          f"{quote}imagenet{quote} (pre-training on ImageNet), or the path to the weights file to be "
-                         f"loaded.  Received: weights={weights}")
+                         f"loaded.  {received}weights={weights}")
 
 
 def check_classes(weights, include_top, classes):

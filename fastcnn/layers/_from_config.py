@@ -88,6 +88,36 @@ LAYER_KEYS = {
 # Layers of several inputs: their build_config records a list of shapes.
 LIST_INPUT_LAYERS = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")
 LAYER_CLASSES = {name: getattr(layers, name) for name in LAYER_KEYS}
+# Layers Keras defines inside an application's module rather than keras.layers (serialized with that
+# module and their class name as registered_name): (module, class name) -> config keys.
+APPLICATION_LAYER_KEYS = {
+    ("keras.src.applications.convnext", "LayerScale"): _BASE + ("init_values", "projection_dim"),
+    ("keras.src.applications.convnext", "StochasticDepth"): _BASE + ("drop_path_rate",),
+}
+
+
+def _application_layer(module, class_name, config, where):
+    """A ConvNeXt LayerScale or StochasticDepth from its config: every key allow-listed, numbers
+    checked (their constructors check ranges)."""
+    from fastcnn.layers import _convnext  # noqa: PLC0415 (it imports the layers this module lists)
+
+    check_tree(config, where)
+    config = check_dict(config, where)
+    check_keys(config, APPLICATION_LAYER_KEYS[(module, class_name)], where)
+    kwargs = {}
+    for key, value in config.items():
+        if key == "name":
+            value = check_name(value, where)
+        elif key == "dtype":
+            check_dtype_policy(value, where)
+            continue
+        elif key == "trainable":
+            if not isinstance(value, bool):
+                fail(where, f"`trainable` must be a bool. Received: {show_value(value)}")
+        else:
+            check_size_values(value, where, key)
+        kwargs[key] = value
+    return construct(getattr(_convnext, class_name), kwargs, where)
 
 # Keys holding integers that are not sizes (and may be large or negative).
 _NOT_SIZES = ("seed", "axis", "mean", "variance")
@@ -142,13 +172,18 @@ def layer_from_entry(entry, index):
     check_keys(entry, ("module", "class_name", "config", "registered_name", "build_config"), where,
           required=("class_name", "config"))
     class_name = entry["class_name"]
-    if not isinstance(class_name, str) or class_name not in LAYER_CLASSES:
+    application_layer = (entry.get("module"), class_name) in APPLICATION_LAYER_KEYS
+    if not application_layer and (not isinstance(class_name, str) or class_name not in LAYER_CLASSES):
         fail(where, f"unknown layer class_name {show_value(class_name)}; fastcnn builds only {', '.join(LAYER_CLASSES)}"
                      " (custom layers, Lambda and other Keras layers cannot be loaded)")
     where = f"{where}: {layer_where(class_name, entry['config'])}"
-    if entry.get("module", "keras.layers") != "keras.layers":
+    if application_layer:
+        if entry.get("registered_name") not in (None, class_name):
+            fail(where, f"registered_name must be {class_name!r}. Received: "
+                        f"registered_name={show_value(entry['registered_name'])}")
+    elif entry.get("module", "keras.layers") != "keras.layers":
         fail(where, f"a layer's module must be 'keras.layers'. Received: module={show_value(entry.get('module'))}")
-    if entry.get("registered_name") is not None:
+    elif entry.get("registered_name") is not None:
         fail(where, f"custom (registered) layers are not supported. Received: "
                      f"registered_name={show_value(entry['registered_name'])}")
     build_shape = None
@@ -162,6 +197,9 @@ def layer_from_entry(entry, index):
             build_shape = [check_batch_shape(shape, f"{where} build_config", "input_shape") for shape in shapes]
         else:
             build_shape = check_batch_shape(build_config["input_shape"], f"{where} build_config", "input_shape")
-    layer = layer_from_config(LAYER_CLASSES[class_name], entry["config"], where)
+    if application_layer:
+        layer = _application_layer(entry["module"], class_name, entry["config"], where)
+    else:
+        layer = layer_from_config(LAYER_CLASSES[class_name], entry["config"], where)
     return layer, build_shape
 

@@ -53,15 +53,48 @@ class KerasTensor:
     def __bool__(self):
         raise TypeError(f"{self!r} is symbolic: it has no truth value.")
 
-    # Arithmetic on symbolic tensors is Keras's ops, which fastcnn does not provide: point at the
-    # merge layers instead of failing with numpy's message.
-    def _no_arithmetic(self, *args):
-        raise TypeError("fastcnn builds graphs from layers only: use layers.add / layers.subtract / "
-                        "layers.multiply (or the Add, Subtract, Multiply layers) to combine symbolic tensors. "
-                        f"Received an arithmetic operator on {self!r}")
+    # Arithmetic records Keras's operations (fastcnn/layers/_operations.py): +, -, *, / with a number
+    # or another tensor, and unary -. The other operators point at what fastcnn has.
+    def __add__(self, other):
+        return _operation("Add", self, other)
 
-    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _no_arithmetic
-    __matmul__ = __rmatmul__ = __neg__ = __pow__ = _no_arithmetic
+    def __radd__(self, other):
+        return _operation("Add", other, self)
+
+    def __sub__(self, other):
+        return _operation("Subtract", self, other)
+
+    def __rsub__(self, other):
+        return _operation("Subtract", other, self)
+
+    def __mul__(self, other):
+        return _operation("Multiply", self, other)
+
+    def __rmul__(self, other):
+        return _operation("Multiply", other, self)
+
+    def __truediv__(self, other):
+        return _operation("TrueDivide", self, other)
+
+    def __rtruediv__(self, other):
+        return _operation("TrueDivide", other, self)
+
+    def __neg__(self):
+        return _operation("Negative", self)
+
+    def _unsupported_operator(self, *args):
+        raise TypeError("fastcnn's symbolic tensors support +, -, *, / (with a number or another tensor) and unary -; "
+                        "use layers (e.g. layers.Activation, layers.Maximum) for anything else. Received another "
+                        f"operator on {self!r}")
+
+    __matmul__ = __rmatmul__ = __pow__ = __rpow__ = __floordiv__ = __rfloordiv__ = _unsupported_operator
+    __mod__ = __rmod__ = __abs__ = __pos__ = _unsupported_operator
+
+
+def _operation(class_name, *args):
+    from fastcnn.layers import _operations  # noqa: PLC0415 (it imports this module)
+
+    return _operations.CLASSES[class_name]()(*args)
 
 
 class Node:

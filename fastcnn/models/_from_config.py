@@ -9,6 +9,7 @@ from fastcnn import layers
 from fastcnn._config_checks import (MAX_DEPTH, MAX_JSON_CHARACTERS, MAX_LAYERS, MAX_LIST_LENGTH, MAX_PARAMETERS,
                                     MAX_SAMPLE_ELEMENTS, check_batch_shape, check_bool, check_dict, check_dtype_policy,
                                     check_keys, check_name, check_tree, fail, show_value)
+from fastcnn.layers import _operations
 from fastcnn.layers._from_config import layer_from_entry
 from fastcnn.layers.input_layer import InputLayer
 
@@ -39,6 +40,8 @@ def _weight_count(layer, input_shape):
         return math.prod(input_shape[p] for p in layer._normalized_axes(input_shape)) * sum(layer._affine_weights())
     if isinstance(layer, layers.GroupNormalization):
         return channels * (layer.scale + layer.center)
+    if type(layer).__name__ == "LayerScale":  # keras.applications.convnext's: one gamma per channel
+        return channels
     if isinstance(layer, layers.Normalization):
         return 2 * math.prod(input_shape[d] for d in layer._keep_axes(input_shape)) + 1 if layer.input_mean is None else 0
     return 0
@@ -205,6 +208,60 @@ def _tensor_reference(value, where):
     return check_name(value[0], where, "layer name"), value[1], value[2]
 
 
+def _tensor_argument(value, where):
+    """A call argument that is a symbolic tensor ("__keras_tensor__") -> its reference."""
+    value = check_dict(value, where)
+    check_keys(value, ("class_name", "config"), where, required=("class_name", "config"))
+    if value["class_name"] != "__keras_tensor__":
+        fail(where, f"call arguments must be symbolic tensors. Received: class_name={show_value(value['class_name'])}")
+    tensor_config = check_dict(value["config"], where)
+    check_keys(tensor_config, ("shape", "dtype", "keras_history", "sparse", "ragged", "name"), where,
+               required=("keras_history",))
+    if tensor_config.get("dtype", "float32") != "float32":
+        fail(where, f"fastcnn computes in float32. Received: dtype={show_value(tensor_config['dtype'])}")
+    return _tensor_reference(tensor_config["keras_history"], where)
+
+
+def _operation_entry(body, where):
+    """An arithmetic operation's entry (module keras.src.ops.numpy: Add, Subtract, Multiply,
+    TrueDivide, Negative) -> a new fastcnn operation of that name."""
+    check_keys(body, ("module", "class_name", "config", "registered_name"), where, required=("class_name", "config"))
+    class_name = body["class_name"]
+    if class_name not in _operations.CLASSES:
+        fail(where, f"fastcnn computes the operations {sorted(_operations.CLASSES)} of {_operations.MODULE}. "
+                    f"Received: class_name={show_value(class_name)}")
+    if body.get("registered_name") not in (None, class_name):
+        fail(where, f"registered_name must be {class_name!r}. Received: {show_value(body.get('registered_name'))}")
+    config = check_dict(body["config"], where)
+    check_keys(config, ("name",), where, required=("name",))
+    return _operations.CLASSES[class_name](name=check_name(config["name"], where))
+
+
+def _operation_call(operation, node, where):
+    """One call of an arithmetic operation: ("operation", [references], arguments with None for
+    each tensor and the numbers in place)."""
+    node = check_dict(node, where)
+    check_keys(node, ("args", "kwargs"), where, required=("args",))
+    if check_dict(node.get("kwargs", {}), f"{where} kwargs"):
+        fail(where, f"{type(operation).__name__} takes no keyword arguments. Received: {show_value(node['kwargs'])}")
+    args = node["args"]
+    if not isinstance(args, list) or len(args) != operation._arity:
+        fail(where, f"{type(operation).__name__} takes {operation._arity} argument(s). Received: args={show_value(args)}")
+    references, arguments = [], []
+    for value in args:
+        if _operations._is_number(value):
+            if not math.isfinite(value):
+                fail(where, f"numbers in a call must be finite. Received: {show_value(value)}")
+            arguments.append(float(value))
+        else:
+            references.append(_tensor_argument(value, where))
+            arguments.append(None)
+    if not references:
+        fail(where, f"{type(operation).__name__} needs a symbolic tensor among its arguments. Received: "
+                    f"args={show_value(args)}")
+    return "operation", references, arguments
+
+
 def _node_arguments(node, where):
     """One call of a layer in a Functional config: ("single" or "list", [references], training)."""
     node = check_dict(node, where)
@@ -221,16 +278,7 @@ def _node_arguments(node, where):
         fail(where, f"a layer call takes one argument (a tensor or a list of tensors). Received: args={show_value(args)}")
 
     def tensor(value):
-        value = check_dict(value, where)
-        check_keys(value, ("class_name", "config"), where, required=("class_name", "config"))
-        if value["class_name"] != "__keras_tensor__":
-            fail(where, f"call arguments must be symbolic tensors. Received: class_name={show_value(value['class_name'])}")
-        tensor_config = check_dict(value["config"], where)
-        check_keys(tensor_config, ("shape", "dtype", "keras_history", "sparse", "ragged", "name"), where,
-              required=("keras_history",))
-        if tensor_config.get("dtype", "float32") != "float32":
-            fail(where, f"fastcnn computes in float32. Received: dtype={show_value(tensor_config['dtype'])}")
-        return _tensor_reference(tensor_config["keras_history"], where)
+        return _tensor_argument(value, where)
 
     argument = args[0]
     if isinstance(argument, list):
@@ -269,7 +317,10 @@ def functional_from_config(config):
         if not isinstance(inbound, list) or len(inbound) > MAX_LAYERS:
             fail(entry_where, f"`inbound_nodes` must be a list. Received: {show_value(inbound)}")
         body = {k: v for k, v in entry.items() if k not in ("name", "inbound_nodes")}
-        if body.get("class_name") in _MODEL_MODULES:
+        is_operation = body.get("module") == _operations.MODULE
+        if is_operation:
+            operation = _operation_entry(body, entry_where)
+        elif body.get("class_name") in _MODEL_MODULES:
             operation = _serialized_model(body, entry_where)
         else:
             operation, _ = layer_from_entry(body, index)
@@ -281,8 +332,8 @@ def functional_from_config(config):
             fail(entry_where, "an InputLayer has no inbound nodes")
         created[layer_name] = operation
         order.append(layer_name)
-        calls[layer_name] = [_node_arguments(node, f"{entry_where} inbound_nodes[{i}]")
-                             for i, node in enumerate(inbound)]
+        read_call = (lambda node, at, op=operation: _operation_call(op, node, at)) if is_operation else _node_arguments
+        calls[layer_name] = [read_call(node, f"{entry_where} inbound_nodes[{i}]") for i, node in enumerate(inbound)]
 
     def resolve(outputs_of, run):
         """Replays every call in Keras's order; outputs_of[name] lists each call's outputs."""
@@ -291,6 +342,7 @@ def functional_from_config(config):
             progressed = False
             for layer_name in order:
                 while pending.get(layer_name):
+                    # An operation's call carries its arguments where a layer's carries `training`.
                     structure, references, training = pending[layer_name][0]
                     if not all(ref in created and k < len(outputs_of[ref]) for ref, k, _ in references):
                         if any(ref not in created for ref, _, _ in references):
@@ -305,7 +357,7 @@ def functional_from_config(config):
                             fail(where, f"layer {layer_name!r} reads output {t} of {ref!r}, which has "
                                          f"{len(call_outputs)}")
                         inputs.append(call_outputs[t])
-                    outputs_of[layer_name].append(run(created[layer_name], inputs if structure == "list"
+                    outputs_of[layer_name].append(run(created[layer_name], inputs if structure != "single"
                                                       else inputs[0], training))
                     pending[layer_name].pop(0)
                     progressed = True
@@ -321,6 +373,11 @@ def functional_from_config(config):
 
     def shape_call(operation, inputs, training):
         layer_where = f"{where}: layer {operation.name!r}"
+        if getattr(operation, "_is_operation", False):
+            try:
+                return [operation.compute_output_shape(list(inputs))]
+            except ValueError as error:
+                raise ValueError(f"{layer_where} cannot take inputs of shape {inputs}: {error}") from error
         if isinstance(operation, Model):
             given = [tuple(s[1:]) for s in (inputs if isinstance(inputs, list) else [inputs])]
             if given != [tuple(s) for s in operation._input_sample_shapes]:
@@ -346,6 +403,9 @@ def functional_from_config(config):
     tensors_of = {n: [[op.output]] if isinstance(op, InputLayer) else [] for n, op in created.items()}
 
     def real_call(operation, inputs, training):
+        if getattr(operation, "_is_operation", False):
+            arguments = iter(inputs)
+            return [operation(*[next(arguments) if value is None else value for value in training])]
         outputs = operation(inputs, training=training)
         return outputs if isinstance(outputs, list) else [outputs]
 

@@ -235,6 +235,15 @@ def _convert_layer(builder, layer, inputs, folded, consumed_by_fold):
     output_shape = tuple(layer.output_shape[1:]) if not isinstance(layer.output_shape, list) else None
     if kind in _IDENTITY_IN_INFERENCE:
         return tensor
+    if getattr(layer, "_is_operation", False):  # x + 3.0, x * y, -x, ...: not merge layers
+        if layer.of_two_tensors:
+            if inputs[0].layout != inputs[1].layout:
+                raise ValueError(f"ONNX export: operation {layer.name!r} combines images with flat tensors")
+            op_type = {"Add": "Add", "Subtract": "Sub", "Multiply": "Mul", "TrueDivide": "Div"}[kind]
+            return _Tensor(builder.op(op_type, [t.name for t in inputs]), tensor.layout, output_shape)
+        scale, offset = layer.scale_and_offset()
+        scaled = builder.op("Mul", [tensor.name, builder.constant(np.float32(scale))])
+        return _Tensor(builder.op("Add", [scaled, builder.constant(np.float32(offset))]), tensor.layout, output_shape)
     if kind in _CONVOLUTIONS:
         name, shape = _conv(builder, tensor, layer, config, folded.get(id(layer)))
         return _Tensor(_activation(builder, name, _activation_name(config.get("activation")), "nchw"), "nchw", shape)

@@ -178,7 +178,7 @@ def _connections(layer, nodes):
 def summarize(model, line_length=None, show_trainable=False, optimizer_count=None):
     """Keras's model.summary() text for a Sequential or functional model."""
     functional = hasattr(model, "_nodes")
-    layers = model.layers
+    layers = model.operations if functional else model.layers  # arithmetic operations have rows too
     chain = not functional or _is_chain(model)
     headers = ["Layer (type)", "Output Shape", "Param #"]
     alignments = ["left", "left", "right"]

@@ -3,15 +3,17 @@ writes them into a ``.keras`` file's config.json (tuples are kept where Keras's 
 json.dumps writes them as lists, as Keras's does)."""
 
 from fastcnn import losses, metrics, optimizers
+from fastcnn.layers._operations import MODULE
 from fastcnn.layers.base import float32_policy
 from fastcnn.layers.input_layer import InputLayer
 
 
 def serialize_layer(layer):
     """``{"module": "keras.layers", "class_name", "config", "registered_name"[, "build_config"]}``;
-    every fastcnn layer class has its Keras counterpart's name."""
-    entry = {"module": "keras.layers", "class_name": type(layer).__name__, "config": layer.get_config(),
-             "registered_name": None}
+    every fastcnn layer class has its Keras counterpart's name (and, for a layer Keras defines in
+    an application's module, that module and its class name as registered_name)."""
+    entry = {"module": getattr(layer, "_keras_module", "keras.layers"), "class_name": type(layer).__name__,
+             "config": layer.get_config(), "registered_name": getattr(layer, "_keras_registered_name", None)}
     if not isinstance(layer, InputLayer):
         build_config = layer.get_build_config()
         if build_config is not None:
@@ -126,6 +128,14 @@ def functional_config(model):
     own_nodes = {id(node) for node in model._nodes} | {id(t.node) for t in model._inputs}
     layer_configs = []
     for operation in model._operations:
+        if getattr(operation, "_is_operation", False):
+            # Keras's serialized operation: {"name"} as its config, numbers among the call's args.
+            entry = {"module": MODULE, "class_name": type(operation).__name__, "config": operation.get_config(),
+                     "registered_name": type(operation).__name__, "name": operation.name,
+                     "inbound_nodes": [operation.serialize_call(node, lambda t: _tensor_config(t, own_nodes))
+                                       for node in operation._inbound_nodes if id(node) in own_nodes]}
+            layer_configs.append(entry)
+            continue
         entry = serialize_model(operation) if isinstance(operation, Model) else serialize_layer(operation)
         entry["name"] = operation.name
         entry["inbound_nodes"] = [_serialize_node(node, own_nodes) for node in operation._inbound_nodes

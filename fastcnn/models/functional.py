@@ -157,7 +157,13 @@ class Functional(Model):
 
     @property
     def layers(self):
-        """Every operation of the graph, InputLayers included, in Keras's order."""
+        """Every layer of the graph, InputLayers included, in Keras's order; the arithmetic
+        operations (``x + 3.0``: fastcnn/layers/_operations.py) are not layers, as in Keras."""
+        return [op for op in self._operations if not getattr(op, "_is_operation", False)]
+
+    @property
+    def operations(self):
+        """Every operation of the graph, layers and arithmetic, in Keras's order."""
         return list(self._operations)
 
     def _emit_graph(self, graph, input_ids, scopes):

@@ -20,6 +20,7 @@ inline float combine(MergeKind kind, float result, float v) {
     case MergeKind::average: return result + v;
     case MergeKind::subtract: return result - v;
     case MergeKind::multiply: return result * v;
+    case MergeKind::divide: return result / v;
     case MergeKind::maximum: return (result >= v || result != result) ? result : v;
     case MergeKind::minimum: return (result <= v || result != result) ? result : v;
   }
@@ -71,6 +72,8 @@ void merge_forward(const MergeParams& params, const float* const* inputs, float*
         return merge_two_full_channels<MergeKind::subtract>(params, inputs[0], inputs[1], output);
       case MergeKind::multiply:
         return merge_two_full_channels<MergeKind::multiply>(params, inputs[0], inputs[1], output);
+      case MergeKind::divide:
+        return merge_two_full_channels<MergeKind::divide>(params, inputs[0], inputs[1], output);
       case MergeKind::maximum:
         return merge_two_full_channels<MergeKind::maximum>(params, inputs[0], inputs[1], output);
       case MergeKind::minimum:
@@ -104,6 +107,9 @@ void merge_forward(const MergeParams& params, const float* const* inputs, float*
             break;
           case MergeKind::multiply:
             for (int64_t k = 0; k < sample; ++k) y_row[k] = y_row[k] * source[k];
+            break;
+          case MergeKind::divide:
+            for (int64_t k = 0; k < sample; ++k) y_row[k] = y_row[k] / source[k];
             break;
           default:
             for (int64_t k = 0; k < sample; ++k) y_row[k] = combine(params.kind, y_row[k], source[k]);
@@ -165,6 +171,13 @@ void merge_backward(const MergeParams& params, const float* const* inputs, const
                   if (j != i) g = g * inputs[j][n * params.inputs[j].size() + broadcast_offset(params.inputs[j], y, x, c)];
                 }
                 break;
+              case MergeKind::divide: {
+                const float numerator = inputs[0][n * params.inputs[0].size() + broadcast_offset(params.inputs[0], y, x, c)];
+                const float denominator =
+                    inputs[1][n * params.inputs[1].size() + broadcast_offset(params.inputs[1], y, x, c)];
+                g = i == 0 ? g / denominator : g * ((-numerator / denominator) / denominator);
+                break;
+              }
               case MergeKind::maximum:
               case MergeKind::minimum: {
                 size_t chosen = 0;

@@ -24,6 +24,7 @@ void merge_forward(const MergeParams& params, const float* const* inputs, float*
               case MergeKind::average: result = result + v; break;
               case MergeKind::subtract: result = result - v; break;
               case MergeKind::multiply: result = result * v; break;
+              case MergeKind::divide: result = result / v; break;
               // NaN propagates as in TensorFlow's maximum / minimum.
               case MergeKind::maximum: result = (result >= v || result != result) ? result : v; break;
               case MergeKind::minimum: result = (result <= v || result != result) ? result : v; break;
@@ -82,6 +83,12 @@ void merge_backward(const MergeParams& params, const float* const* inputs, const
                   if (j != i) g = g * inputs[j][index(j)];
                 }
                 break;
+              case MergeKind::divide: {
+                const float numerator = inputs[0][index(0)];
+                const float denominator = inputs[1][index(1)];
+                g = i == 0 ? dy / denominator : dy * ((-numerator / denominator) / denominator);
+                break;
+              }
               case MergeKind::maximum:
               case MergeKind::minimum: g = chosen == i ? dy : 0.0f; break;
             }
