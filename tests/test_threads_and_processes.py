@@ -83,3 +83,28 @@ def test_fork_after_fit_child_predicts_and_trains():
     assert result.returncode == 0, result.stderr
     assert "child exit 0" in result.stdout, result.stdout + result.stderr
     assert "parent ok" in result.stdout
+
+
+def _openmp_spin_count_read(env_update):
+    """(GOMP_SPINCOUNT as libgomp read it when fastcnn loaded it, GOMP_SPINCOUNT left in
+    os.environ after the import)."""
+    import re
+
+    env = {key: value for key, value in os.environ.items() if key not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(env_update, OMP_DISPLAY_ENV="verbose")
+    result = subprocess.run([sys.executable, "-c", "import os, fastcnn; print(os.environ.get('GOMP_SPINCOUNT'))"],
+                            capture_output=True, text=True, env=env, timeout=120, cwd=os.path.dirname(__file__))
+    assert result.returncode == 0, result.stderr
+    read = re.search(r"GOMP_SPINCOUNT = '(\d+)'", result.stderr + result.stdout)
+    assert read, result.stderr
+    return read.group(1), result.stdout.strip().splitlines()[-1]
+
+
+def test_openmp_threads_spin_briefly_unless_the_user_chose_otherwise():
+    """fastcnn loads libgomp with 1,000 spins before a waiting thread sleeps (not libgomp's 300,000:
+    on cores shared with other processes the spinning took 2-4x off every step) and removes the
+    variable again, so child processes do not inherit it; a user's own settings stand."""
+    assert _openmp_spin_count_read({}) == ("1000", "None")
+    assert _openmp_spin_count_read({"GOMP_SPINCOUNT": "5000"}) == ("5000", "5000")
+    spin, left = _openmp_spin_count_read({"OMP_WAIT_POLICY": "active"})
+    assert spin != "1000" and left == "None"
