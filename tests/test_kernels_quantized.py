@@ -82,6 +82,66 @@ def test_conv2d_int8_matches_reference_exactly(rng, case):
                                       reference, err_msg=tier)
 
 
+# The avx512 tier on a CPU with AVX-512 VNNI runs vpdpbusd on 4-byte depth groups and 16-column
+# blocks, 5 rows x 4 blocks per micro-tile, 40 rows per gathered tile: depths not a multiple of 4,
+# column counts around multiples of 16 and 64, row counts around multiples of 5 and 40.
+VNNI_CASES = [
+    # batch, height, width, in, out, kernel, strides, padding, dilation
+    (1, 1, 1, 1, 1, (1, 1), (1, 1), "valid", (1, 1)),      # depth 1: three zero-weight padding bytes
+    (1, 5, 5, 3, 15, (3, 3), (1, 1), "same", (1, 1)),      # depth 27, one partial block
+    (2, 6, 7, 5, 16, (3, 3), (2, 2), "same", (1, 1)),      # depth 45, one whole block
+    (1, 8, 8, 6, 17, (3, 3), (1, 1), "valid", (1, 1)),     # depth 54, a block and one lane
+    (1, 9, 9, 4, 63, (2, 2), (2, 1), "same", (1, 1)),      # 4 blocks, the last partial
+    (3, 4, 5, 7, 64, (3, 3), (1, 1), "same", (1, 1)),      # 4 whole blocks
+    (1, 7, 6, 9, 65, (3, 3), (1, 1), "valid", (2, 2)),     # a second block group of one lane
+    (1, 11, 9, 2, 130, (5, 3), (2, 3), "same", (1, 2)),    # three block groups
+    (2, 9, 9, 33, 40, (1, 1), (1, 1), "valid", (1, 1)),    # 162 rows: tiles of 40 and a remainder of 2
+    (1, 3, 3, 10, 48, (7, 7), (1, 1), "same", (1, 1)),     # kernel wider than the image: most taps padding
+    (41, 1, 1, 259, 70, (1, 1), (1, 1), "valid", (1, 1)),  # a Dense layer: 41 rows, depth 259
+]
+
+
+@pytest.mark.parametrize("case", VNNI_CASES)
+def test_conv2d_int8_block_and_depth_edges_match_reference(rng, case):
+    batch, height, width, channels, filters, kernel_size, strides, padding, dilation = case
+    x = random_int8(rng, (batch, height, width, channels))
+    kernel = random_int8(rng, kernel_size + (channels, filters))
+    reference = ops.conv2d_int8_forward(x, kernel, strides, padding, dilation, kernels="reference")
+    expected = numpy_conv_forward(x.astype(np.int64), kernel.astype(np.int64), None, strides, padding, dilation)
+    np.testing.assert_array_equal(reference, expected.astype(np.int64))
+    for tier in TIERS:
+        np.testing.assert_array_equal(ops.conv2d_int8_forward(x, kernel, strides, padding, dilation, kernels=tier),
+                                      reference, err_msg=tier)
+
+
+@pytest.mark.parametrize("input_value, kernel_value", [(127, 127), (-127, 127), (127, -127), (-127, -127)])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_conv2d_int8_symmetric_extremes_everywhere(input_value, kernel_value, padding):
+    # The quantizer's extremes: the offset activation a + 128 at 255 or 1, every product at
+    # +-16129, and with 'same' padding the border windows mixing them with padding (a = 0).
+    x = np.full((1, 6, 7, 13), input_value, np.int8)
+    kernel = np.full((3, 3, 13, 21), kernel_value, np.int8)
+    expected = numpy_conv_forward(x.astype(np.int64), kernel.astype(np.int64), None, (1, 1), padding, (1, 1))
+    for tier in ["reference"] + TIERS:
+        result = ops.conv2d_int8_forward(x, kernel, (1, 1), padding, (1, 1), kernels=tier)
+        np.testing.assert_array_equal(result, expected.astype(np.int64), err_msg=tier)
+
+
+def test_conv2d_int8_offset_sums_past_int32_still_exact():
+    # With activations offset by 128 (the VNNI path) the running sum of (127 + 128) * 127 over a
+    # depth of 70001 is 2.27e9 > 2^31 - 1 and wraps; the true sum 127 * 127 * 70001 fits, and the
+    # wrapped arithmetic with the compensation subtracted gives it exactly.
+    depth = 70001
+    x = np.full((2, 1, 1, depth), 127, np.int8)
+    x[1, 0, 0, ::2] = -127
+    kernel = np.full((1, 1, depth, 18), 127, np.int8)
+    kernel[..., 17] = -127
+    expected = (x.astype(np.int64).reshape(2, depth) @ kernel.astype(np.int64).reshape(depth, 18))
+    for tier in ["reference"] + TIERS:
+        result = ops.conv2d_int8_forward(x, kernel, kernels=tier)
+        np.testing.assert_array_equal(result.reshape(2, 18), expected, err_msg=tier)
+
+
 @pytest.mark.parametrize("value", [-128, 127])
 def test_conv2d_int8_extreme_values_do_not_saturate(value):
     # Every product at its largest, 16384 (-128 * -128) or 16129: a pair of int16 products would

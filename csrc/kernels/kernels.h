@@ -181,7 +181,8 @@ struct KernelTable {
   void (*quantize_int8)(int64_t count, const float* input, float inverse_scale, int8_t* output);
   // accumulators (batch, output_height, output_width, output_channels) = the convolution of the
   // int8 input with the int8 kernel (Keras layout), summed exactly in int32; params' use_bias and
-  // activation are ignored. The depth must pass check_int8_depth.
+  // activation are ignored. The depth must pass check_int8_depth. With params.kernel_cache and a
+  // nonzero params.weights_version the optimised tiers keep their packed kernel there between calls.
   void (*conv2d_int8_forward)(const Conv2DParams& params, const int8_t* input, const int8_t* kernel,
                               int32_t* accumulators);
   // output = act(accumulators * column_scales[column] + bias[column]); bias may be null.

@@ -70,6 +70,7 @@ class Int8ConvolutionLayer final : public Int8Layer {
         const float scaled = kernel[k * columns + c] / weight_scales_[c];
         weights_[k * columns + c] = static_cast<int8_t>(std::nearbyint(std::min(std::max(scaled, -127.0f), 127.0f)));
       }
+    ++weights_version_;  // the packed copy in kernel_cache_ (the optimised tiers') is stale
     update_column_scales();
   }
 
@@ -114,6 +115,8 @@ class Int8ConvolutionLayer final : public Int8Layer {
       quantized_input_.resize(static_cast<size_t>(params.input_size()));
       accumulators_.resize(static_cast<size_t>(params.output_size()));
       context.kernels.quantize_int8(params.input_size(), input, 1.0f / input_scale_, quantized_input_.data());
+      params.kernel_cache = &kernel_cache_;
+      params.weights_version = weights_version_;
       context.kernels.conv2d_int8_forward(params, quantized_input_.data(), weights_.data(), accumulators_.data());
       DequantizeParams epilogue;
       epilogue.rows = rows;
@@ -147,6 +150,8 @@ class Int8ConvolutionLayer final : public Int8Layer {
   Activation activation_;
   Conv2DParams params_;  // batch 1 (Dense: a 1 x 1 image of one row)
   std::vector<int8_t> weights_;
+  uint64_t weights_version_ = 0;  // incremented by each quantize_weights
+  PackedKernelCache kernel_cache_;
   std::vector<float> weight_scales_, column_scales_;
   float input_scale_ = 0.0f, calibrated_maximum_ = 0.0f;
   // Per-pass buffers, grown to the largest batch (a network runs one pass at a time).

@@ -16,9 +16,22 @@
 // to even with zeros), A sign-extended while gathered. vpmaddwd does 16 multiply-adds per
 // instruction, the same count as a float32 FMA on 8 lanes, so on AVX2 int8 can gain only through
 // smaller tensors between layers, and loses to float32 layers that run Winograd (fewer
-// multiply-adds; measured: benchmarks/results/quantization.md). AVX-512 VNNI (vpdpbusd)
-// and AVX-VNNI are not used: no tier is built for them. The avx512 tier compiles this same source
-// (its 256-bit AVX2 path); the generic tier runs the scalar micro-kernel below.
+// multiply-adds; measured: benchmarks/results/quantization.md). The generic tier runs the scalar
+// micro-kernel below.
+//
+// The avx512 tier, on a CPU with AVX-512 VNNI (checked at run time: Skylake-X has the tier's F, BW,
+// VL and DQ without it, and runs the AVX2 path above compiled again), uses vpdpbusd: each of its
+// 16 int32 lanes adds 4 products of an unsigned byte and a signed byte, 64 multiply-adds per
+// instruction, 4x vpmaddwd. The activations are signed, so they enter as u = a + 128 (0..255) and
+// each column's compensation 128 * sum_k w[k][c], computed when the weights are packed, is
+// subtracted at the end: sum_k (a + 128) w = sum_k a w + 128 sum_k w. Bounds: one instruction adds
+// at most 4 * 255 * 128 = 130560 in magnitude to a lane, so the running sum of (a + 128) w can pass
+// 2^31 once depth > 2^31 / (255 * 128) = 65793; vpdpbusd (not the saturating vpdpbusds) and the
+// subtraction wrap modulo 2^32, and the true result sum_k a w fits int32 (check_int8_depth), so
+// the wrapped arithmetic still gives it exactly. The compensation itself is at most
+// 128 * 128 * kInt8MaxDepth < 2^31. Padding: positions outside the image are a = 0, u = 128, and
+// count in the compensation like any other; the depth is padded to a multiple of 4 with zero
+// weights, whose products are 0 whatever the activation byte there.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -165,6 +178,175 @@ void micro_kernel_rows(int rows, const int16_t* a, int64_t a_stride, const int16
   }
 }
 
+
+#if defined(__AVX512F__)
+// ---- AVX-512 VNNI ----
+namespace vnni {
+
+constexpr int64_t kLanes = 16;   // int32 lanes (columns) of one zmm register
+// 5 rows x 4 blocks: 20 accumulators, 4 weight vectors and the broadcast in the 32 zmm registers.
+// (With 6 rows, 29 registers, GCC 12 stored two accumulators to the stack on every step.)
+constexpr int kMaxRows = 5;
+constexpr int kMaxBlocks = 4;
+constexpr int64_t kTileRows = 40;  // rows gathered per task (8 micro-tiles)
+constexpr int64_t kLayout = 3001;  // PackedKernelCache layout id of this packing
+
+bool cpu_has_vnni() {
+  static const bool supported = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni") != 0;
+  }();
+  return supported;
+}
+
+// The packing, in int32 words: block b (16 columns), quad q: word (b * quads + q) * 16 + lane holds
+// the bytes W[4q + j][16b + lane], j = 0..3 (zero beyond depth and columns); then, from word
+// blocks * quads * 16 on, each column's compensation negated, -128 * sum_k W[k][c] (zero past the last).
+int64_t packed_words(int64_t quads, int64_t blocks) { return blocks * kLanes * (quads + 1); }
+
+void pack_weights(const int8_t* kernel, int64_t depth, int64_t columns, int64_t quads, int64_t blocks,
+                  int32_t* packed) {
+  auto* bytes = reinterpret_cast<int8_t*>(packed);  // byte access to the int32 words (char aliasing rule)
+  std::memset(packed, 0, static_cast<size_t>(packed_words(quads, blocks)) * sizeof(int32_t));
+  int32_t* negated_compensation = packed + blocks * quads * kLanes;
+  for (int64_t c = 0; c < columns; ++c) {
+    const int64_t block = c / kLanes, lane = c % kLanes;
+    int64_t sum = 0;
+    for (int64_t k = 0; k < depth; ++k) {
+      const int8_t w = kernel[k * columns + c];
+      bytes[((block * quads + k / 4) * kLanes + lane) * 4 + k % 4] = w;
+      sum += w;
+    }
+    negated_compensation[c] = static_cast<int32_t>(-128 * sum);
+  }
+}
+
+// Rows [first, first + count) of A as bytes a + 128 (row stride 4 * quads; 128 outside the image
+// and in the depth padding). As gather_rows above: increments, plain loops.
+void gather_rows(const Conv2DParams& p, const int8_t* input, int64_t first, int64_t count, int64_t quads,
+                 uint8_t* destination) {
+  int64_t ow = first % p.output_width;
+  int64_t oh = (first / p.output_width) % p.output_height;
+  int64_t n = first / (p.output_width * p.output_height);
+  const int64_t channels = p.input_channels, depth = int8_depth(p);
+  for (int64_t r = 0; r < count; ++r) {
+    uint8_t* out = destination + r * 4 * quads;
+    for (int64_t kh = 0; kh < p.kernel_height; ++kh) {
+      const int64_t ih = oh * p.stride_height - p.pad_top + kh * p.dilation_height;
+      const bool row_inside = ih >= 0 && ih < p.input_height;
+      for (int64_t kw = 0; kw < p.kernel_width; ++kw) {
+        const int64_t iw = ow * p.stride_width - p.pad_left + kw * p.dilation_width;
+        if (row_inside && iw >= 0 && iw < p.input_width) {
+          const int8_t* source = input + ((n * p.input_height + ih) * p.input_width + iw) * channels;
+          for (int64_t ci = 0; ci < channels; ++ci) out[ci] = static_cast<uint8_t>(source[ci] ^ 0x80);
+        } else {
+          for (int64_t ci = 0; ci < channels; ++ci) out[ci] = 0x80;
+        }
+        out += channels;
+      }
+    }
+    for (int64_t k = depth; k < 4 * quads; ++k) *out++ = 0x80;
+    if (++ow == p.output_width) {
+      ow = 0;
+      if (++oh == p.output_height) {
+        oh = 0;
+        ++n;
+      }
+    }
+  }
+}
+
+// accumulators[r][16 b + lane] for Rows rows of A (a, row stride 4 * quads) and Blocks column blocks
+// from `block` on; the last block stores `last_lanes` lanes. The loops over rows and blocks are
+// unrolled completely so that the accumulators stay in registers. They start at minus the
+// compensation, so the sums leave the loop final. (Subtracting it after the loop, or storing
+// under a mask chosen per block, made GCC keep the accumulators on the stack as well: a store
+// per vpdpbusd.)
+template <int Rows, int Blocks>
+__attribute__((target("avx512vnni"))) void micro_kernel(const uint8_t* a, const int32_t* packed, int64_t quads,
+                                                        int64_t blocks, int64_t block, int32_t* out,
+                                                        int64_t out_stride, int64_t last_lanes) {
+  const int64_t a_stride = 4 * quads;
+  const int32_t* negated_compensation = packed + blocks * quads * kLanes + block * kLanes;
+  __m512i sums[Rows][Blocks];
+#pragma GCC unroll 8
+  for (int r = 0; r < Rows; ++r)
+#pragma GCC unroll 4
+    for (int b = 0; b < Blocks; ++b) sums[r][b] = _mm512_loadu_si512(negated_compensation + b * kLanes);
+  const int32_t* weights = packed + block * quads * kLanes;
+  const int64_t block_stride = quads * kLanes;
+  for (int64_t q = 0; q < quads; ++q) {
+    __m512i w[Blocks];
+#pragma GCC unroll 4
+    for (int b = 0; b < Blocks; ++b) w[b] = _mm512_loadu_si512(weights + b * block_stride + q * kLanes);
+#pragma GCC unroll 8
+    for (int r = 0; r < Rows; ++r) {
+      int32_t quad;
+      std::memcpy(&quad, a + r * a_stride + 4 * q, sizeof quad);
+      const __m512i x = _mm512_set1_epi32(quad);
+#pragma GCC unroll 4
+      for (int b = 0; b < Blocks; ++b) sums[r][b] = _mm512_dpbusd_epi32(sums[r][b], x, w[b]);
+    }
+  }
+  const auto last_mask = static_cast<__mmask16>((1u << last_lanes) - 1u);
+#pragma GCC unroll 8
+  for (int r = 0; r < Rows; ++r) {
+#pragma GCC unroll 4
+    for (int b = 0; b < Blocks - 1; ++b) _mm512_storeu_si512(out + r * out_stride + b * kLanes, sums[r][b]);
+    _mm512_mask_storeu_epi32(out + r * out_stride + (Blocks - 1) * kLanes, last_mask, sums[r][Blocks - 1]);
+  }
+}
+
+template <int Blocks>
+void micro_kernel_rows(int rows, const uint8_t* a, const int32_t* packed, int64_t quads, int64_t blocks,
+                       int64_t block, int32_t* out, int64_t out_stride, int64_t last_lanes) {
+  switch (rows) {
+    case 5: micro_kernel<5, Blocks>(a, packed, quads, blocks, block, out, out_stride, last_lanes); return;
+    case 4: micro_kernel<4, Blocks>(a, packed, quads, blocks, block, out, out_stride, last_lanes); return;
+    case 3: micro_kernel<3, Blocks>(a, packed, quads, blocks, block, out, out_stride, last_lanes); return;
+    case 2: micro_kernel<2, Blocks>(a, packed, quads, blocks, block, out, out_stride, last_lanes); return;
+    default: micro_kernel<1, Blocks>(a, packed, quads, blocks, block, out, out_stride, last_lanes); return;
+  }
+}
+
+void conv2d_forward(const Conv2DParams& params, const int8_t* input, const int8_t* kernel, int32_t* accumulators) {
+  const int64_t depth = int8_depth(params);
+  const int64_t columns = params.output_channels;
+  const int64_t quads = (depth + 3) / 4;
+  const int64_t blocks = (columns + kLanes - 1) / kLanes;
+  const int64_t rows = params.batch * params.output_height * params.output_width;
+  std::vector<int32_t> scratch;
+  const int32_t* packed = packed_kernel(params, kernel, kLayout, packed_words(quads, blocks), scratch,
+                                        [&](int32_t* destination) {
+                                          pack_weights(kernel, depth, columns, quads, blocks, destination);
+                                        });
+  parallel::parallel_for((rows + kTileRows - 1) / kTileRows, [&](int64_t tile) {
+    thread_local std::vector<uint8_t> gathered;
+    gathered.resize(static_cast<size_t>(kTileRows * 4 * quads));
+    const int64_t first = tile * kTileRows;
+    const int64_t count = std::min(kTileRows, rows - first);
+    gather_rows(params, input, first, count, quads, gathered.data());
+    for (int64_t block = 0; block < blocks; block += kMaxBlocks) {
+      const int64_t group_blocks = std::min<int64_t>(kMaxBlocks, blocks - block);
+      const int64_t last_lanes = columns - (block + group_blocks - 1) * kLanes;
+      for (int64_t r = 0; r < count; r += kMaxRows) {
+        const int micro_rows = static_cast<int>(std::min<int64_t>(kMaxRows, count - r));
+        int32_t* out = accumulators + (first + r) * columns + block * kLanes;
+        const uint8_t* a = gathered.data() + r * 4 * quads;
+        switch (group_blocks) {
+          case 4: micro_kernel_rows<4>(micro_rows, a, packed, quads, blocks, block, out, columns, std::min(last_lanes, kLanes)); break;
+          case 3: micro_kernel_rows<3>(micro_rows, a, packed, quads, blocks, block, out, columns, std::min(last_lanes, kLanes)); break;
+          case 2: micro_kernel_rows<2>(micro_rows, a, packed, quads, blocks, block, out, columns, std::min(last_lanes, kLanes)); break;
+          default: micro_kernel_rows<1>(micro_rows, a, packed, quads, blocks, block, out, columns, std::min(last_lanes, kLanes)); break;
+        }
+      }
+    }
+  });
+}
+
+}  // namespace vnni
+#endif
+
 }  // namespace
 
 void quantize_int8(int64_t count, const float* input, float inverse_scale, int8_t* output) {
@@ -191,6 +373,12 @@ void quantize_int8(int64_t count, const float* input, float inverse_scale, int8_
 
 void conv2d_int8_forward(const Conv2DParams& params, const int8_t* input, const int8_t* kernel,
                          int32_t* accumulators) {
+#if defined(__AVX512F__)
+  if (vnni::cpu_has_vnni()) {
+    vnni::conv2d_forward(params, input, kernel, accumulators);
+    return;
+  }
+#endif
   const int64_t depth = params.kernel_height * params.kernel_width * params.input_channels;
   const int64_t columns = params.output_channels;
   const int64_t pairs = (depth + 1) / 2;
