@@ -174,6 +174,59 @@ def test_conv2d_int8_refuses_other_dtypes():
         ops.conv2d_int8_forward(np.zeros((1, 3, 3, 1), np.int8), np.zeros((1, 1, 1, 1), np.int16))
 
 
+# ---- depthwise_conv2d_int8_forward ----
+
+DEPTHWISE_CASES = [
+    # batch, height, width, channels, depth_multiplier, kernel, strides, padding, dilation
+    (2, 6, 7, 3, 1, (3, 3), (1, 1), "same", (1, 1)),
+    (1, 9, 9, 16, 1, (3, 3), (2, 2), "same", (1, 1)),     # one whole avx512 vector of channels
+    (1, 8, 7, 17, 1, (3, 3), (1, 1), "valid", (1, 1)),    # a vector and one channel
+    (3, 5, 5, 40, 1, (5, 5), (1, 1), "same", (1, 1)),     # most windows reach the padding
+    (1, 9, 8, 5, 3, (3, 3), (1, 1), "same", (1, 1)),      # depth_multiplier 3
+    (2, 10, 9, 7, 2, (3, 2), (2, 3), "valid", (1, 1)),    # unequal strides and kernel
+    (1, 11, 11, 6, 1, (3, 3), (1, 1), "same", (2, 2)),    # dilation
+    (1, 12, 10, 4, 2, (3, 3), (1, 1), "valid", (3, 2)),
+    (1, 3, 3, 9, 1, (7, 7), (1, 1), "same", (1, 1)),      # kernel wider than the image
+    (1, 1, 1, 33, 4, (1, 1), (1, 1), "valid", (1, 1)),    # batch 1, one pixel
+]
+
+
+@pytest.mark.parametrize("case", DEPTHWISE_CASES)
+def test_depthwise_int8_matches_reference_exactly(rng, case):
+    from test_kernels_depthwise import numpy_depthwise
+
+    batch, height, width, channels, multiplier, kernel_size, strides, padding, dilation = case
+    x = random_int8(rng, (batch, height, width, channels))
+    kernel = random_int8(rng, kernel_size + (channels, multiplier))
+    reference = ops.depthwise_conv2d_int8_forward(x, kernel, strides, padding, dilation, kernels="reference")
+    assert reference.dtype == np.int32
+    expected = numpy_depthwise(x.astype(np.int64), kernel.astype(np.int64), None, strides, padding, dilation)
+    np.testing.assert_array_equal(reference, expected.astype(np.int64))
+    for tier in TIERS:
+        result = ops.depthwise_conv2d_int8_forward(x, kernel, strides, padding, dilation, kernels=tier)
+        np.testing.assert_array_equal(result, reference, err_msg=tier)
+
+
+@pytest.mark.parametrize("value", [-128, -127, 127])
+def test_depthwise_int8_extreme_values(value):
+    from test_kernels_depthwise import numpy_depthwise
+
+    x = np.full((2, 5, 6, 19), value, np.int8)
+    kernel = np.full((3, 3, 19, 2), value, np.int8)
+    kernel[..., 1] = 127 if value < 0 else -127  # mixed signs
+    expected = numpy_depthwise(x.astype(np.int64), kernel.astype(np.int64), None, (1, 1), "same", (1, 1))
+    for tier in ["reference"] + TIERS:
+        result = ops.depthwise_conv2d_int8_forward(x, kernel, (1, 1), "same", (1, 1), kernels=tier)
+        np.testing.assert_array_equal(result, expected.astype(np.int64), err_msg=tier)
+
+
+def test_depthwise_int8_checks_its_arrays():
+    with pytest.raises(TypeError, match="kernel.dtype=float32"):
+        ops.depthwise_conv2d_int8_forward(np.zeros((1, 3, 3, 2), np.int8), np.zeros((1, 1, 2, 1), np.float32))
+    with pytest.raises(ValueError, match="kernel"):
+        ops.depthwise_conv2d_int8_forward(np.zeros((1, 3, 3, 2), np.int8), np.zeros((1, 1, 3, 1), np.int8))
+
+
 # ---- dequantize_int32 ----
 
 @pytest.mark.parametrize("activation", ["linear", "relu", "sigmoid", "tanh"])

@@ -185,6 +185,12 @@ struct KernelTable {
   // nonzero params.weights_version the optimised tiers keep their packed kernel there between calls.
   void (*conv2d_int8_forward)(const Conv2DParams& params, const int8_t* input, const int8_t* kernel,
                               int32_t* accumulators);
+  // accumulators (batch, output_height, output_width, channels * depth_multiplier) = the depthwise
+  // convolution of the int8 input with the int8 kernel (Keras layout), exact in int32; params'
+  // use_bias and activation are ignored. The depth (kernel_height * kernel_width) must pass
+  // check_int8_depth.
+  void (*depthwise_conv2d_int8_forward)(const DepthwiseConv2DParams& params, const int8_t* input,
+                                        const int8_t* kernel, int32_t* accumulators);
   // output = act(accumulators * column_scales[column] + bias[column]); bias may be null.
   void (*dequantize_int32)(const DequantizeParams& params, const int32_t* accumulators, const float* column_scales,
                            const float* bias, float* output);
