@@ -221,8 +221,26 @@ void pack_weights(const int8_t* kernel, int64_t depth, int64_t columns, int64_t 
   }
 }
 
+// destination[i] = source[i] + 128 (as bytes: the sign bit flipped) for i < count, and
+// fill_offset_zero writes 128 (a = 0): 64 bytes per masked AVX-512 BW load / store, so that the
+// few bytes of a first layer's taps (1 or 3 channels) cost one instruction each, not a loop.
+inline void copy_offset(const int8_t* source, uint8_t* destination, int64_t count) {
+  const __m512i sign = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (; count > 0; count -= 64, source += 64, destination += 64) {
+    const __mmask64 mask = count >= 64 ? ~__mmask64{0} : (__mmask64{1} << count) - 1;
+    _mm512_mask_storeu_epi8(destination, mask, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, source), sign));
+  }
+}
+inline void fill_offset_zero(uint8_t* destination, int64_t count) {
+  const __m512i offset_zero = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (; count > 0; count -= 64, destination += 64) {
+    const __mmask64 mask = count >= 64 ? ~__mmask64{0} : (__mmask64{1} << count) - 1;
+    _mm512_mask_storeu_epi8(destination, mask, offset_zero);
+  }
+}
+
 // Rows [first, first + count) of A as bytes a + 128 (row stride 4 * quads; 128 outside the image
-// and in the depth padding). As gather_rows above: increments, plain loops.
+// and in the depth padding). The output position advances by increments, as in gather_rows above.
 void gather_rows(const Conv2DParams& p, const int8_t* input, int64_t first, int64_t count, int64_t quads,
                  uint8_t* destination) {
   int64_t ow = first % p.output_width;
@@ -233,7 +251,7 @@ void gather_rows(const Conv2DParams& p, const int8_t* input, int64_t first, int6
     uint8_t* out = destination + r * 4 * quads;
     const int64_t first_iw = ow * p.stride_width - p.pad_left;
     // With unit dilation a window row inside the image is one contiguous run of kernel_width *
-    // channels bytes: one loop (long enough to vectorise well) instead of one per tap.
+    // channels bytes: one copy instead of one per tap.
     const bool window_row_contiguous =
         p.dilation_width == 1 && first_iw >= 0 && first_iw + p.kernel_width <= p.input_width;
     for (int64_t kh = 0; kh < p.kernel_height; ++kh) {
@@ -242,22 +260,21 @@ void gather_rows(const Conv2DParams& p, const int8_t* input, int64_t first, int6
       if (row_inside && window_row_contiguous) {
         const int8_t* source = input + ((n * p.input_height + ih) * p.input_width + first_iw) * channels;
         const int64_t run = p.kernel_width * channels;
-        for (int64_t i = 0; i < run; ++i) out[i] = static_cast<uint8_t>(source[i] ^ 0x80);
+        copy_offset(source, out, run);
         out += run;
         continue;
       }
       for (int64_t kw = 0; kw < p.kernel_width; ++kw) {
         const int64_t iw = ow * p.stride_width - p.pad_left + kw * p.dilation_width;
         if (row_inside && iw >= 0 && iw < p.input_width) {
-          const int8_t* source = input + ((n * p.input_height + ih) * p.input_width + iw) * channels;
-          for (int64_t ci = 0; ci < channels; ++ci) out[ci] = static_cast<uint8_t>(source[ci] ^ 0x80);
+          copy_offset(input + ((n * p.input_height + ih) * p.input_width + iw) * channels, out, channels);
         } else {
-          for (int64_t ci = 0; ci < channels; ++ci) out[ci] = 0x80;
+          fill_offset_zero(out, channels);
         }
         out += channels;
       }
     }
-    for (int64_t k = depth; k < 4 * quads; ++k) *out++ = 0x80;
+    fill_offset_zero(out, 4 * quads - depth);
     if (++ow == p.output_width) {
       ow = 0;
       if (++oh == p.output_height) {
