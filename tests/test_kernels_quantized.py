@@ -174,6 +174,37 @@ def test_conv2d_int8_refuses_other_dtypes():
         ops.conv2d_int8_forward(np.zeros((1, 3, 3, 1), np.int8), np.zeros((1, 1, 1, 1), np.int16))
 
 
+# ---- conv2d_int8_dequantize_forward (the two kernels in one call) ----
+
+@pytest.mark.parametrize("activation", ["linear", "relu", "relu6", "sigmoid"])
+@pytest.mark.parametrize("case", VNNI_CASES[:6] + VNNI_CASES[8:])
+def test_conv2d_int8_dequantize_equals_the_two_kernels(rng, case, activation):
+    batch, height, width, channels, filters, kernel_size, strides, padding, dilation = case
+    x = random_int8(rng, (batch, height, width, channels))
+    kernel = random_int8(rng, kernel_size + (channels, filters))
+    scales = rng.uniform(1e-5, 1e-3, filters).astype(np.float32)
+    bias = rng.standard_normal(filters).astype(np.float32) if filters % 2 else None
+    sums = ops.conv2d_int8_forward(x, kernel, strides, padding, dilation, kernels="reference")
+    expected = ops.dequantize_int32(sums.reshape(-1, filters), scales, bias, activation,
+                                    kernels="reference").reshape(sums.shape)
+    for tier in ["reference"] + TIERS:
+        result = ops.conv2d_int8_dequantize_forward(x, kernel, scales, bias, strides, padding, dilation, activation,
+                                                    kernels=tier)
+        assert result.dtype == np.float32 and result.shape == sums.shape
+        # The same int32 sums; one rounding of the multiply-add apart (a fused multiply-add or not).
+        np.testing.assert_allclose(result, expected, rtol=1e-6, atol=1e-6, err_msg=tier)
+
+
+def test_conv2d_int8_dequantize_checks_its_arrays():
+    x, kernel = np.zeros((1, 3, 3, 2), np.int8), np.zeros((1, 1, 2, 4), np.int8)
+    with pytest.raises(ValueError, match="column_scales"):
+        ops.conv2d_int8_dequantize_forward(x, kernel, np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="bias"):
+        ops.conv2d_int8_dequantize_forward(x, kernel, np.ones(4, np.float32), np.ones(5, np.float32))
+    with pytest.raises(ValueError, match="elementwise"):
+        ops.conv2d_int8_dequantize_forward(x, kernel, np.ones(4, np.float32), activation="softmax")
+
+
 # ---- depthwise_conv2d_int8_forward ----
 
 DEPTHWISE_CASES = [

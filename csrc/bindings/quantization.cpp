@@ -61,6 +61,40 @@ Int32Array conv2d_int8_forward(py::object input_argument, py::object kernel_argu
   return accumulators;
 }
 
+FloatArray conv2d_int8_dequantize_forward(py::object input_argument, py::object kernel_argument,
+                                          py::object column_scales_argument, py::object bias_argument, Pair strides,
+                                          const std::string& padding, Pair dilation, const std::string& activation,
+                                          const std::string& kernels) {
+  const Int8Array input = int8_array(input_argument, "input");
+  const Int8Array kernel = int8_array(kernel_argument, "kernel");
+  const FloatArray column_scales = float_array(column_scales_argument, "column_scales");
+  const std::optional<FloatArray> bias = optional_float_array(bias_argument, "bias");
+  require_rank(input, 4, "input");
+  require_rank(kernel, 4, "kernel");
+  require_dimension(kernel, 2, input.shape(3), "kernel", "input channels");
+  require_rank(column_scales, 1, "column_scales");
+  require_dimension(column_scales, 0, kernel.shape(3), "column_scales", "output channels");
+  if (bias) {
+    require_rank(*bias, 1, "bias");
+    require_dimension(*bias, 0, kernel.shape(3), "bias", "output channels");
+  }
+  const Activation fused = activation_named(activation);
+  if (!is_elementwise(fused)) throw py::value_error("conv2d_int8_dequantize_forward fuses elementwise activations only");
+  const Conv2DParams params = make_conv2d_params(
+      input.shape(0), input.shape(1), input.shape(2), input.shape(3), kernel.shape(3), kernel.shape(0),
+      kernel.shape(1), strides.first, strides.second, dilation.first, dilation.second,
+      parse_padding(padding.c_str()), bias.has_value(), fused);
+  check_int8_depth(params);
+  const auto& table = table_named(kernels);
+  FloatArray output = new_float_array({params.batch, params.output_height, params.output_width, params.output_channels});
+  {
+    py::gil_scoped_release release;
+    table.conv2d_int8_dequantize_forward(params, input.data(), kernel.data(), column_scales.data(),
+                                         bias ? bias->data() : nullptr, output.mutable_data());
+  }
+  return output;
+}
+
 Int32Array depthwise_conv2d_int8_forward(py::object input_argument, py::object kernel_argument, Pair strides,
                                          const std::string& padding, Pair dilation, const std::string& kernels) {
   const Int8Array input = int8_array(input_argument, "input");
@@ -127,6 +161,11 @@ void bind_quantization(py::module_& m, py::module_& ops) {
   ops.def("conv2d_int8_forward", &conv2d_int8_forward, py::arg("input"), py::arg("kernel"),
           py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid", py::arg("dilation") = Pair{1, 1},
           py::arg("kernels") = "active", "The int32 sums of an int8 convolution (no bias, no activation).");
+  ops.def("conv2d_int8_dequantize_forward", &conv2d_int8_dequantize_forward, py::arg("input"), py::arg("kernel"),
+          py::arg("column_scales"), py::arg("bias") = py::none(), py::arg("strides") = Pair{1, 1},
+          py::arg("padding") = "valid", py::arg("dilation") = Pair{1, 1}, py::arg("activation") = "linear",
+          py::arg("kernels") = "active",
+          "act(conv2d_int8_forward(input, kernel) * column_scales + bias) as float32, in one kernel call.");
   ops.def("depthwise_conv2d_int8_forward", &depthwise_conv2d_int8_forward, py::arg("input"), py::arg("kernel"),
           py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid", py::arg("dilation") = Pair{1, 1},
           py::arg("kernels") = "active",

@@ -189,16 +189,17 @@ class Int8ConvolutionLayer final : public Int8Layer {
       return;
     }
     quantized_input_.resize(static_cast<size_t>(input_size));
-    accumulators_.resize(static_cast<size_t>(rows(batch) * columns_));
     context.kernels.quantize_int8(input_size, input, 1.0f / input_scale_, quantized_input_.data());
-    if (kind_ == Int8Kind::depthwise) {
-      context.kernels.depthwise_conv2d_int8_forward(depthwise, quantized_input_.data(), weights_.data(),
-                                                    accumulators_.data());
-    } else {
+    if (kind_ != Int8Kind::depthwise) {
       params.kernel_cache = &kernel_cache_;
       params.weights_version = weights_version_;
-      context.kernels.conv2d_int8_forward(params, quantized_input_.data(), weights_.data(), accumulators_.data());
+      context.kernels.conv2d_int8_dequantize_forward(params, quantized_input_.data(), weights_.data(),
+                                                     column_scales_.data(), bias, destination);
+      return;
     }
+    accumulators_.resize(static_cast<size_t>(rows(batch) * columns_));
+    context.kernels.depthwise_conv2d_int8_forward(depthwise, quantized_input_.data(), weights_.data(),
+                                                  accumulators_.data());
     DequantizeParams epilogue;
     epilogue.rows = rows(batch);
     epilogue.columns = columns_;
@@ -223,7 +224,7 @@ class Int8ConvolutionLayer final : public Int8Layer {
   float input_scale_ = 0.0f, calibrated_maximum_ = 0.0f;
   // Per-pass buffers, grown to the largest batch (a network runs one pass at a time).
   std::vector<int8_t> quantized_input_;
-  std::vector<int32_t> accumulators_;
+  std::vector<int32_t> accumulators_;  // DepthwiseConv2D's sums
 };
 
 }  // namespace

@@ -36,6 +36,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #if defined(__AVX2__)
@@ -285,16 +286,52 @@ void gather_rows(const Conv2DParams& p, const int8_t* input, int64_t first, int6
   }
 }
 
-// accumulators[r][16 b + lane] for Rows rows of A (a, row stride 4 * quads) and Blocks column blocks
-// from `block` on; the last block stores `last_lanes` lanes. The loops over rows and blocks are
-// unrolled completely so that the accumulators stay in registers. They start at minus the
-// compensation, so the sums leave the loop final. (Subtracting it after the loop, or storing
-// under a mask chosen per block, made GCC keep the accumulators on the stack as well: a store
-// per vpdpbusd.)
-template <int Rows, int Blocks>
+// Where the VNNI kernel puts its sums: the int32 accumulators, or (dequantize) the float32 values
+// act(sum * column_scales[c] + bias[c]) of dequantize_int32, computed on the registers.
+struct VnniOutput {
+  int32_t* accumulators = nullptr;
+  float* values = nullptr;
+  const float* column_scales = nullptr;
+  const float* bias = nullptr;  // may be null
+  Activation activation = Activation::linear;
+};
+
+// The dequantizing epilogue of the VNNI micro-kernel on its tile of sums (rows x blocks * 16, in
+// L1): output.values = act(sum * column_scales + bias) with relu / relu6 as a clamp to [lower,
+// upper] (no NaN: the sums are integers). Apart from the micro-kernel and not inlined into it:
+// computed on its registers directly, this epilogue made GCC 12 store accumulators to the stack
+// inside the multiply-add loop.
+__attribute__((noinline)) void dequantize_tile(const int32_t* tile, int rows, int blocks, const VnniOutput& output,
+                                               int64_t row, int64_t columns, int64_t first_column,
+                                               __mmask16 last_mask) {
+  const bool relu = output.activation == Activation::relu || output.activation == Activation::relu6;
+  const __m512 lower = _mm512_set1_ps(relu ? 0.0f : -std::numeric_limits<float>::infinity());
+  const __m512 upper =
+      _mm512_set1_ps(output.activation == Activation::relu6 ? 6.0f : std::numeric_limits<float>::infinity());
+  for (int b = 0; b < blocks; ++b) {
+    const __mmask16 mask = b == blocks - 1 ? last_mask : static_cast<__mmask16>(0xFFFF);
+    const __m512 scale = _mm512_maskz_loadu_ps(mask, output.column_scales + first_column + b * kLanes);
+    const __m512 bias = output.bias != nullptr ? _mm512_maskz_loadu_ps(mask, output.bias + first_column + b * kLanes)
+                                               : _mm512_setzero_ps();
+    for (int r = 0; r < rows; ++r) {
+      const __m512 sum = _mm512_cvtepi32_ps(_mm512_load_si512(tile + (r * blocks + b) * kLanes));
+      const __m512 value = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(sum, scale, bias), lower), upper);
+      _mm512_mask_storeu_ps(output.values + (row + r) * columns + first_column + b * kLanes, mask, value);
+    }
+  }
+}
+
+// Rows of the output for Rows rows of A (a, row stride 4 * quads) and Blocks column blocks from
+// `block` on, from output row `row` on; the last block stores `last_lanes` lanes. The loops over
+// rows and blocks are unrolled completely so that the accumulators stay in registers. They start
+// at minus the compensation, so the sums leave the loop final. (Subtracting it after the loop, or
+// storing under a mask chosen per block, made GCC keep the accumulators on the stack as well: a
+// store per vpdpbusd.) Dequantize: the epilogue of dequantize_int32 with relu / relu6 on the
+// vector (activates_on_vector); the driver applies other activations to the stored rows.
+template <int Rows, int Blocks, bool Dequantize>
 __attribute__((target("avx512vnni"))) void micro_kernel(const uint8_t* a, const int32_t* packed, int64_t quads,
-                                                        int64_t blocks, int64_t block, int32_t* out,
-                                                        int64_t out_stride, int64_t last_lanes) {
+                                                        int64_t blocks, int64_t block, const VnniOutput& output,
+                                                        int64_t row, int64_t columns, int64_t last_lanes) {
   const int64_t a_stride = 4 * quads;
   const int32_t* negated_compensation = packed + blocks * quads * kLanes + block * kLanes;
   __m512i sums[Rows][Blocks];
@@ -318,32 +355,57 @@ __attribute__((target("avx512vnni"))) void micro_kernel(const uint8_t* a, const 
     }
   }
   const auto last_mask = static_cast<__mmask16>((1u << last_lanes) - 1u);
+  const int64_t first_column = block * kLanes;
+  if constexpr (Dequantize) {
+    alignas(64) int32_t tile[Rows * Blocks * kLanes];
 #pragma GCC unroll 8
-  for (int r = 0; r < Rows; ++r) {
+    for (int r = 0; r < Rows; ++r)
 #pragma GCC unroll 4
-    for (int b = 0; b < Blocks - 1; ++b) _mm512_storeu_si512(out + r * out_stride + b * kLanes, sums[r][b]);
-    _mm512_mask_storeu_epi32(out + r * out_stride + (Blocks - 1) * kLanes, last_mask, sums[r][Blocks - 1]);
+      for (int b = 0; b < Blocks; ++b) _mm512_store_si512(tile + (r * Blocks + b) * kLanes, sums[r][b]);
+    dequantize_tile(tile, Rows, Blocks, output, row, columns, first_column, last_mask);
+  } else {
+#pragma GCC unroll 8
+    for (int r = 0; r < Rows; ++r) {
+      int32_t* destination = output.accumulators + (row + r) * columns + first_column;
+#pragma GCC unroll 4
+      for (int b = 0; b < Blocks - 1; ++b) _mm512_storeu_si512(destination + b * kLanes, sums[r][b]);
+      _mm512_mask_storeu_epi32(destination + (Blocks - 1) * kLanes, last_mask, sums[r][Blocks - 1]);
+    }
   }
 }
 
-template <int Blocks>
+template <int Blocks, bool Dequantize>
 void micro_kernel_rows(int rows, const uint8_t* a, const int32_t* packed, int64_t quads, int64_t blocks,
-                       int64_t block, int32_t* out, int64_t out_stride, int64_t last_lanes) {
+                       int64_t block, const VnniOutput& output, int64_t row, int64_t columns, int64_t last_lanes) {
   switch (rows) {
-    case 5: micro_kernel<5, Blocks>(a, packed, quads, blocks, block, out, out_stride, last_lanes); return;
-    case 4: micro_kernel<4, Blocks>(a, packed, quads, blocks, block, out, out_stride, last_lanes); return;
-    case 3: micro_kernel<3, Blocks>(a, packed, quads, blocks, block, out, out_stride, last_lanes); return;
-    case 2: micro_kernel<2, Blocks>(a, packed, quads, blocks, block, out, out_stride, last_lanes); return;
-    default: micro_kernel<1, Blocks>(a, packed, quads, blocks, block, out, out_stride, last_lanes); return;
+    case 5: micro_kernel<5, Blocks, Dequantize>(a, packed, quads, blocks, block, output, row, columns, last_lanes); return;
+    case 4: micro_kernel<4, Blocks, Dequantize>(a, packed, quads, blocks, block, output, row, columns, last_lanes); return;
+    case 3: micro_kernel<3, Blocks, Dequantize>(a, packed, quads, blocks, block, output, row, columns, last_lanes); return;
+    case 2: micro_kernel<2, Blocks, Dequantize>(a, packed, quads, blocks, block, output, row, columns, last_lanes); return;
+    default: micro_kernel<1, Blocks, Dequantize>(a, packed, quads, blocks, block, output, row, columns, last_lanes); return;
   }
 }
 
-void conv2d_forward(const Conv2DParams& params, const int8_t* input, const int8_t* kernel, int32_t* accumulators) {
+template <bool Dequantize>
+void micro_kernel_blocks(int64_t group_blocks, int rows, const uint8_t* a, const int32_t* packed, int64_t quads,
+                         int64_t blocks, int64_t block, const VnniOutput& output, int64_t row, int64_t columns,
+                         int64_t last_lanes) {
+  switch (group_blocks) {
+    case 4: micro_kernel_rows<4, Dequantize>(rows, a, packed, quads, blocks, block, output, row, columns, last_lanes); return;
+    case 3: micro_kernel_rows<3, Dequantize>(rows, a, packed, quads, blocks, block, output, row, columns, last_lanes); return;
+    case 2: micro_kernel_rows<2, Dequantize>(rows, a, packed, quads, blocks, block, output, row, columns, last_lanes); return;
+    default: micro_kernel_rows<1, Dequantize>(rows, a, packed, quads, blocks, block, output, row, columns, last_lanes); return;
+  }
+}
+
+// The convolution into `output` (its values dequantized when output.values is set).
+void conv2d_forward(const Conv2DParams& params, const int8_t* input, const int8_t* kernel, const VnniOutput& output) {
   const int64_t depth = int8_depth(params);
   const int64_t columns = params.output_channels;
   const int64_t quads = (depth + 3) / 4;
   const int64_t blocks = (columns + kLanes - 1) / kLanes;
   const int64_t rows = params.batch * params.output_height * params.output_width;
+  const bool dequantize = output.values != nullptr;
   std::vector<int32_t> scratch;
   const int32_t* packed = packed_kernel(params, kernel, kLayout, packed_words(quads, blocks), scratch,
                                         [&](int32_t* destination) {
@@ -357,18 +419,21 @@ void conv2d_forward(const Conv2DParams& params, const int8_t* input, const int8_
     gather_rows(params, input, first, count, quads, gathered.data());
     for (int64_t block = 0; block < blocks; block += kMaxBlocks) {
       const int64_t group_blocks = std::min<int64_t>(kMaxBlocks, blocks - block);
-      const int64_t last_lanes = columns - (block + group_blocks - 1) * kLanes;
+      const int64_t last_lanes = std::min(kLanes, columns - (block + group_blocks - 1) * kLanes);
       for (int64_t r = 0; r < count; r += kMaxRows) {
         const int micro_rows = static_cast<int>(std::min<int64_t>(kMaxRows, count - r));
-        int32_t* out = accumulators + (first + r) * columns + block * kLanes;
         const uint8_t* a = gathered.data() + r * 4 * quads;
-        switch (group_blocks) {
-          case 4: micro_kernel_rows<4>(micro_rows, a, packed, quads, blocks, block, out, columns, std::min(last_lanes, kLanes)); break;
-          case 3: micro_kernel_rows<3>(micro_rows, a, packed, quads, blocks, block, out, columns, std::min(last_lanes, kLanes)); break;
-          case 2: micro_kernel_rows<2>(micro_rows, a, packed, quads, blocks, block, out, columns, std::min(last_lanes, kLanes)); break;
-          default: micro_kernel_rows<1>(micro_rows, a, packed, quads, blocks, block, out, columns, std::min(last_lanes, kLanes)); break;
+        if (dequantize) {
+          micro_kernel_blocks<true>(group_blocks, micro_rows, a, packed, quads, blocks, block, output, first + r,
+                                    columns, last_lanes);
+        } else {
+          micro_kernel_blocks<false>(group_blocks, micro_rows, a, packed, quads, blocks, block, output, first + r,
+                                     columns, last_lanes);
         }
       }
+    }
+    if (dequantize && !activates_on_vector(output.activation)) {
+      activate_in_place(output.activation, output.values + first * columns, count * columns);
     }
   });
 }
@@ -404,7 +469,9 @@ void conv2d_int8_forward(const Conv2DParams& params, const int8_t* input, const 
                          int32_t* accumulators) {
 #if defined(__AVX512F__)
   if (vnni::cpu_has_vnni()) {
-    vnni::conv2d_forward(params, input, kernel, accumulators);
+    vnni::VnniOutput output;
+    output.accumulators = accumulators;
+    vnni::conv2d_forward(params, input, kernel, output);
     return;
   }
 #endif
@@ -472,6 +539,30 @@ void depthwise_conv2d_int8_forward(const DepthwiseConv2DParams& params, const in
       }
     }
   });
+}
+
+void conv2d_int8_dequantize_forward(const Conv2DParams& params, const int8_t* input, const int8_t* kernel,
+                                    const float* column_scales, const float* bias, float* output) {
+#if defined(__AVX512F__)
+  if (vnni::cpu_has_vnni()) {
+    vnni::VnniOutput destination;
+    destination.values = output;
+    destination.column_scales = column_scales;
+    destination.bias = bias;
+    destination.activation = params.activation;
+    vnni::conv2d_forward(params, input, kernel, destination);
+    return;
+  }
+#endif
+  // Elsewhere the two kernels in turn, through an int32 buffer.
+  thread_local std::vector<int32_t> accumulators;
+  accumulators.resize(static_cast<size_t>(params.output_size()));
+  conv2d_int8_forward(params, input, kernel, accumulators.data());
+  DequantizeParams epilogue;
+  epilogue.rows = params.batch * params.output_height * params.output_width;
+  epilogue.columns = params.output_channels;
+  epilogue.activation = params.activation;
+  dequantize_int32(epilogue, accumulators.data(), column_scales, bias, output);
 }
 
 void dequantize_int32(const DequantizeParams& params, const int32_t* accumulators, const float* column_scales,

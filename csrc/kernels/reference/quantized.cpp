@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/reference/reference.h"
 #include "ops/activation_math.h"
@@ -62,6 +63,17 @@ void depthwise_conv2d_int8_forward(const DepthwiseConv2DParams& p, const int8_t*
             }
             accumulators[((n * p.output_height + oh) * p.output_width + ow) * output_channels + co] = sum;
           }
+}
+
+void conv2d_int8_dequantize_forward(const Conv2DParams& p, const int8_t* input, const int8_t* kernel,
+                                    const float* column_scales, const float* bias, float* output) {
+  std::vector<int32_t> accumulators(static_cast<size_t>(p.output_size()));
+  conv2d_int8_forward(p, input, kernel, accumulators.data());
+  DequantizeParams epilogue;
+  epilogue.rows = p.batch * p.output_height * p.output_width;
+  epilogue.columns = p.output_channels;
+  epilogue.activation = p.activation;
+  dequantize_int32(epilogue, accumulators.data(), column_scales, bias, output);
 }
 
 void dequantize_int32(const DequantizeParams& p, const int32_t* accumulators, const float* column_scales,
