@@ -24,7 +24,8 @@
 // 16 int32 lanes adds 4 products of an unsigned byte and a signed byte, 64 multiply-adds per
 // instruction, 4x vpmaddwd. The activations are signed, so they enter as u = a + 128 (0..255) and
 // each column's compensation 128 * sum_k w[k][c], computed when the weights are packed, is
-// subtracted at the end: sum_k (a + 128) w = sum_k a w + 128 sum_k w. Bounds: one instruction adds
+// subtracted (the accumulators start at its negation): sum_k (a + 128) w = sum_k a w + 128 sum_k w.
+// Bounds: one instruction adds
 // at most 4 * 255 * 128 = 130560 in magnitude to a lane, so the running sum of (a + 128) w can pass
 // 2^31 once depth > 2^31 / (255 * 128) = 65793; vpdpbusd (not the saturating vpdpbusds) and the
 // subtraction wrap modulo 2^32, and the true result sum_k a w fits int32 (check_int8_depth), so
