@@ -61,6 +61,61 @@ Int32Array conv2d_int8_forward(py::object input_argument, py::object kernel_argu
   return accumulators;
 }
 
+FloatArray conv2d_int8_dequantize_forward(py::object input_argument, py::object kernel_argument,
+                                          py::object column_scales_argument, py::object bias_argument, Pair strides,
+                                          const std::string& padding, Pair dilation, const std::string& activation,
+                                          const std::string& kernels) {
+  const Int8Array input = int8_array(input_argument, "input");
+  const Int8Array kernel = int8_array(kernel_argument, "kernel");
+  const FloatArray column_scales = float_array(column_scales_argument, "column_scales");
+  const std::optional<FloatArray> bias = optional_float_array(bias_argument, "bias");
+  require_rank(input, 4, "input");
+  require_rank(kernel, 4, "kernel");
+  require_dimension(kernel, 2, input.shape(3), "kernel", "input channels");
+  require_rank(column_scales, 1, "column_scales");
+  require_dimension(column_scales, 0, kernel.shape(3), "column_scales", "output channels");
+  if (bias) {
+    require_rank(*bias, 1, "bias");
+    require_dimension(*bias, 0, kernel.shape(3), "bias", "output channels");
+  }
+  const Activation fused = activation_named(activation);
+  if (!is_elementwise(fused)) throw py::value_error("conv2d_int8_dequantize_forward fuses elementwise activations only");
+  const Conv2DParams params = make_conv2d_params(
+      input.shape(0), input.shape(1), input.shape(2), input.shape(3), kernel.shape(3), kernel.shape(0),
+      kernel.shape(1), strides.first, strides.second, dilation.first, dilation.second,
+      parse_padding(padding.c_str()), bias.has_value(), fused);
+  check_int8_depth(params);
+  const auto& table = table_named(kernels);
+  FloatArray output = new_float_array({params.batch, params.output_height, params.output_width, params.output_channels});
+  {
+    py::gil_scoped_release release;
+    table.conv2d_int8_dequantize_forward(params, input.data(), kernel.data(), column_scales.data(),
+                                         bias ? bias->data() : nullptr, output.mutable_data());
+  }
+  return output;
+}
+
+Int32Array depthwise_conv2d_int8_forward(py::object input_argument, py::object kernel_argument, Pair strides,
+                                         const std::string& padding, Pair dilation, const std::string& kernels) {
+  const Int8Array input = int8_array(input_argument, "input");
+  const Int8Array kernel = int8_array(kernel_argument, "kernel");
+  require_rank(input, 4, "input");
+  require_rank(kernel, 4, "kernel");
+  require_dimension(kernel, 2, input.shape(3), "kernel", "input channels");
+  const DepthwiseConv2DParams params = make_depthwise_conv2d_params(
+      input.shape(0), input.shape(1), input.shape(2), input.shape(3), kernel.shape(3), kernel.shape(0),
+      kernel.shape(1), strides.first, strides.second, dilation.first, dilation.second,
+      parse_padding(padding.c_str()), false, Activation::linear);
+  check_int8_depth(params);
+  const auto& table = table_named(kernels);
+  Int32Array accumulators({params.batch, params.output_height, params.output_width, params.output_channels()});
+  {
+    py::gil_scoped_release release;
+    table.depthwise_conv2d_int8_forward(params, input.data(), kernel.data(), accumulators.mutable_data());
+  }
+  return accumulators;
+}
+
 FloatArray dequantize_int32(py::object accumulators_argument, py::object column_scales_argument,
                             py::object bias_argument, const std::string& activation, const std::string& kernels) {
   const Int32Array accumulators = int32_array(accumulators_argument, "accumulators");
@@ -106,6 +161,15 @@ void bind_quantization(py::module_& m, py::module_& ops) {
   ops.def("conv2d_int8_forward", &conv2d_int8_forward, py::arg("input"), py::arg("kernel"),
           py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid", py::arg("dilation") = Pair{1, 1},
           py::arg("kernels") = "active", "The int32 sums of an int8 convolution (no bias, no activation).");
+  ops.def("conv2d_int8_dequantize_forward", &conv2d_int8_dequantize_forward, py::arg("input"), py::arg("kernel"),
+          py::arg("column_scales"), py::arg("bias") = py::none(), py::arg("strides") = Pair{1, 1},
+          py::arg("padding") = "valid", py::arg("dilation") = Pair{1, 1}, py::arg("activation") = "linear",
+          py::arg("kernels") = "active",
+          "act(conv2d_int8_forward(input, kernel) * column_scales + bias) as float32, in one kernel call.");
+  ops.def("depthwise_conv2d_int8_forward", &depthwise_conv2d_int8_forward, py::arg("input"), py::arg("kernel"),
+          py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid", py::arg("dilation") = Pair{1, 1},
+          py::arg("kernels") = "active",
+          "The int32 sums of an int8 depthwise convolution, kernel (kh, kw, channels, depth_multiplier).");
   ops.def("dequantize_int32", &dequantize_int32, py::arg("accumulators"), py::arg("column_scales"),
           py::arg("bias") = py::none(), py::arg("activation") = "linear", py::arg("kernels") = "active",
           "act(accumulators * column_scales + bias) as float32.");
@@ -120,8 +184,13 @@ void bind_quantization(py::module_& m, py::module_& ops) {
                                               parse_padding(padding.c_str()), use_bias, activation_named(activation));
           } else if (kind == "dense") {
             layer = runtime::make_int8_dense(filters, use_bias, activation_named(activation));
+          } else if (kind == "depthwise") {  // filters: the depth_multiplier
+            layer = runtime::make_int8_depthwise_conv2d(filters, kernel_size.first, kernel_size.second, strides.first,
+                                                        strides.second, dilation.first, dilation.second,
+                                                        parse_padding(padding.c_str()), use_bias,
+                                                        activation_named(activation));
           } else {
-            throw py::value_error("kind must be 'conv2d' or 'dense'. Received: kind=" + kind);
+            throw py::value_error("kind must be 'conv2d', 'depthwise' or 'dense'. Received: kind=" + kind);
           }
           runtime::Int8Layer& quantized = *layer;
           network.replace_layer(node, std::move(layer));
@@ -129,7 +198,7 @@ void bind_quantization(py::module_& m, py::module_& ops) {
         },
         py::arg("network"), py::arg("node"), py::arg("kind"), py::arg("filters"), py::arg("kernel_size"),
         py::arg("strides"), py::arg("dilation"), py::arg("padding"), py::arg("use_bias"), py::arg("activation"),
-        "Replaces a built network's Conv2D or Dense node with its int8 twin, calibrating until an input "
+        "Replaces a built network's Conv2D, DepthwiseConv2D or Dense node with its int8 twin, calibrating until an input "
         "scale is set.");
   m.def("restore_float_node",
         [](runtime::Network& network, int64_t node, const std::string& kind, int64_t filters, Pair kernel_size,
@@ -140,6 +209,11 @@ void bind_quantization(py::module_& m, py::module_& ops) {
                                                              strides.first, strides.second, dilation.first,
                                                              dilation.second, parse_padding(padding.c_str()),
                                                              use_bias, activation_named(activation)));
+          } else if (kind == "depthwise") {
+            network.replace_layer(node, runtime::make_depthwise_conv2d(filters, kernel_size.first, kernel_size.second,
+                                                                       strides.first, strides.second, dilation.first,
+                                                                       dilation.second, parse_padding(padding.c_str()),
+                                                                       use_bias, activation_named(activation)));
           } else {
             network.replace_layer(node, runtime::make_dense(filters, use_bias, activation_named(activation)));
           }

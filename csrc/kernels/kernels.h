@@ -181,9 +181,21 @@ struct KernelTable {
   void (*quantize_int8)(int64_t count, const float* input, float inverse_scale, int8_t* output);
   // accumulators (batch, output_height, output_width, output_channels) = the convolution of the
   // int8 input with the int8 kernel (Keras layout), summed exactly in int32; params' use_bias and
-  // activation are ignored. The depth must pass check_int8_depth.
+  // activation are ignored. The depth must pass check_int8_depth. With params.kernel_cache and a
+  // nonzero params.weights_version the optimised tiers keep their packed kernel there between calls.
   void (*conv2d_int8_forward)(const Conv2DParams& params, const int8_t* input, const int8_t* kernel,
                               int32_t* accumulators);
+  // conv2d_int8_forward then dequantize_int32 (columns output_channels, params.activation, which
+  // must be elementwise) in one call: output = act(sums * column_scales + bias), bias may be null.
+  // The avx512 tier on a VNNI CPU dequantizes on the registers, never storing the int32 sums.
+  void (*conv2d_int8_dequantize_forward)(const Conv2DParams& params, const int8_t* input, const int8_t* kernel,
+                                         const float* column_scales, const float* bias, float* output);
+  // accumulators (batch, output_height, output_width, channels * depth_multiplier) = the depthwise
+  // convolution of the int8 input with the int8 kernel (Keras layout), exact in int32; params'
+  // use_bias and activation are ignored. The depth (kernel_height * kernel_width) must pass
+  // check_int8_depth.
+  void (*depthwise_conv2d_int8_forward)(const DepthwiseConv2DParams& params, const int8_t* input,
+                                        const int8_t* kernel, int32_t* accumulators);
   // output = act(accumulators * column_scales[column] + bias[column]); bias may be null.
   void (*dequantize_int32)(const DequantizeParams& params, const int32_t* accumulators, const float* column_scales,
                            const float* bias, float* output);

@@ -19,11 +19,14 @@ Padding parse_padding(const char* name);
 // packing's layout) reads it instead of packing again, and otherwise packs into it. Training
 // passes none: there the weights change every step.
 struct PackedKernelCache {
-  const float* kernel = nullptr;
+  const void* kernel = nullptr;  // the float kernel, or the int8 one of an int8 layer
   uint64_t version = 0;  // 0: empty
   int64_t layout = 0;    // which packing data holds (each kernel path and block width its own)
   std::vector<float> data;
+  std::vector<int32_t> integer_data;  // the int8 kernels' packings (4 int8 or 2 int16 per word)
 };
+inline std::vector<float>& cache_storage(PackedKernelCache& cache, const float*) { return cache.data; }
+inline std::vector<int32_t>& cache_storage(PackedKernelCache& cache, const int32_t*) { return cache.integer_data; }
 
 struct Conv2DParams {
   int64_t batch = 0;

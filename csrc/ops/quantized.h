@@ -6,15 +6,20 @@
 //   output[m, c] = act(accumulators[m, c] * column_scales[c] + bias[c]), column_scales[c] =
 //                  input_scale * weight_scale[c].
 // Conv2D's int8 kernel takes Conv2DParams (its use_bias and activation are ignored: the epilogue
-// is dequantize_int32); Dense is the 1x1 convolution of dense_as_conv2d.
+// is dequantize_int32); Dense is the 1x1 convolution of dense_as_conv2d. A quantized
+// DepthwiseConv2D is the same with depth kernel_height * kernel_width and one column per output
+// channel c * depth_multiplier + m (its kernel's (kh, kw, channels, depth_multiplier) layout read as
+// a depth x columns matrix).
 #pragma once
 
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "ops/activation.h"
 #include "ops/conv2d.h"
+#include "ops/depthwise_conv2d.h"
 
 namespace fastcnn {
 
@@ -27,13 +32,19 @@ inline int64_t int8_depth(const Conv2DParams& params) {
   return params.kernel_height * params.kernel_width * params.input_channels;
 }
 
+// A depthwise convolution's: kernel_height * kernel_width (one input channel per output).
+inline int64_t int8_depth(const DepthwiseConv2DParams& params) { return params.kernel_height * params.kernel_width; }
+
 // Throws std::invalid_argument when a convolution's dot products could overflow int32.
-inline void check_int8_depth(const Conv2DParams& params) {
+template <typename Params>
+void check_int8_depth(const Params& params) {
   const int64_t depth = int8_depth(params);
   if (depth > kInt8MaxDepth) {
     throw std::invalid_argument("int8 quantization supports dot products of at most " +
-                                std::to_string(kInt8MaxDepth) + " terms (kernel_height * kernel_width * "
-                                "input_channels). Received: " + std::to_string(depth));
+                                std::to_string(kInt8MaxDepth) + " terms (" +
+                                (std::is_same_v<Params, Conv2DParams> ? "kernel_height * kernel_width * input_channels"
+                                                                      : "kernel_height * kernel_width") +
+                                "). Received: " + std::to_string(depth));
   }
 }
 

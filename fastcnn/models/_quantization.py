@@ -2,17 +2,22 @@
 
 What it does (details and figures: docs/deployment.md):
 
-- Conv2D (groups=1, any kernel size, stride, dilation and padding) and Dense layers get int8 weights,
-  symmetric per output channel: scale[c] = max|kernel[..., c]| / 127, w_q = round(w / scale[c]).
+- Conv2D (groups=1, any kernel size, stride, dilation and padding), DepthwiseConv2D (any
+  depth_multiplier, stride, dilation and padding) and Dense layers get int8 weights, symmetric per
+  output channel: scale[c] = max|kernel[..., c]| / 127, w_q = round(w / scale[c]). Where a
+  BatchNormalization follows such a layer without activation between (the ResNet and MobileNet
+  pattern), the kernel and bias quantized are the ones with that BatchNormalization folded in, as
+  float32 inference computes them (the BatchNormalization then costs nothing).
 - Their inputs are quantized per tensor with a static scale calibrated on `calibration_data`:
   scale = max|x| / 127 over every value that layer's input took on those samples, x_q = clamp(
   round(x / scale), -127, 127). Zero maps to zero, so zero padding stays exact.
 - Products are summed exactly in int32; the epilogue computes act(sum * input_scale * scale[c] +
-  bias[c]) in float32. Every other layer (pooling, BatchNormalization, DepthwiseConv2D,
-  SeparableConv2D, ...) keeps running in float32.
+  bias[c]) in float32. Every other layer (pooling, a BatchNormalization not folded, SeparableConv2D,
+  ...) keeps running in float32.
 
-Keras 3's own `Model.quantize("int8")` quantizes Dense weights and quantizes activations
-dynamically (per row, at run time). fastcnn keeps Keras's method name and mode string but
+Keras 3's own `Model.quantize("int8")` quantizes Dense weights (and EinsumDense, Embedding) and
+quantizes activations dynamically (per row, at run time); Keras 3.15 leaves Conv2D and
+DepthwiseConv2D in float, and fastcnn quantizes both as an extension. fastcnn keeps Keras's method name and mode string but
 calibrates activation scales statically, so it needs `calibration_data`: a batch of typical inputs
 (a few hundred samples is plenty). A quantized model runs inference only (predict, evaluate,
 calling it); fit, saving, exporting and set_weights / load_weights raise, since the int8 weights
@@ -40,12 +45,12 @@ class QuantizationState:
 
 
 def quantizable(layer):
-    """Whether `layer` runs in int8 after quantization: Dense, and Conv2D with groups=1 (not its
-    DepthwiseConv2D or SeparableConv2D relatives, which stay float32)."""
-    from fastcnn.layers.conv2d import Conv2D  # noqa: PLC0415 (layers import this package lazily)
+    """Whether `layer` runs in int8 after quantization: Dense, Conv2D with groups=1, and
+    DepthwiseConv2D (not SeparableConv2D, which stays float32)."""
+    from fastcnn.layers.conv2d import Conv2D, DepthwiseConv2D  # noqa: PLC0415 (layers import this package lazily)
     from fastcnn.layers.dense import Dense  # noqa: PLC0415
 
-    return (type(layer) is Conv2D and layer.groups == 1) or type(layer) is Dense
+    return (type(layer) is Conv2D and layer.groups == 1) or type(layer) in (Dense, DepthwiseConv2D)
 
 
 def state(model):
@@ -68,6 +73,9 @@ def refuse_if_quantized(model, what):
 def _node_arguments(layer):
     if type(layer).__name__ == "Dense":
         return ("dense", layer.units, (1, 1), (1, 1), (1, 1), "valid", layer.use_bias, layer.activation)
+    if type(layer).__name__ == "DepthwiseConv2D":
+        return ("depthwise", layer.depth_multiplier, layer.kernel_size, layer.strides, layer.dilation_rate,
+                layer.padding, layer.use_bias, layer.activation)
     return ("conv2d", layer.filters, layer.kernel_size, layer.strides, layer.dilation_rate, layer.padding,
             layer.use_bias, layer.activation)
 
@@ -115,7 +123,8 @@ def quantize_model(model, mode, config, filters, calibration_data, kwargs):
     nodes = [node for node, layer in enumerate(model._node_layers)
              if quantizable(layer) and _selected(layer, filters)]
     if not nodes:
-        raise ValueError(f"Model '{model.name}' has no layer fastcnn quantizes (Conv2D with groups=1, Dense)"
+        raise ValueError(f"Model '{model.name}' has no layer fastcnn quantizes (Conv2D with groups=1, "
+                         "DepthwiseConv2D, Dense)"
                          + ("" if filters is None else f" that matches filters={filters!r}") + ".")
     with model._lock:
         model._use_own_weights()

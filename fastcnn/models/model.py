@@ -1006,7 +1006,7 @@ class Model:
     # ---- int8 quantization (fastcnn/models/_quantization.py) ----
 
     def quantize(self, mode=None, config=None, filters=None, calibration_data=None, **kwargs):
-        """Keras's `Model.quantize`: mode "int8" gives Conv2D (groups=1) and Dense layers (those
+        """Keras's `Model.quantize`: mode "int8" gives Conv2D (groups=1), DepthwiseConv2D and Dense layers (those
         `filters` selects, as in Keras: a regex on the layer name, a list of them, or a callable)
         int8 weights per output channel and int8 inputs with scales calibrated on
         `calibration_data` (fastcnn's: a batch of typical inputs; Keras quantizes activations at

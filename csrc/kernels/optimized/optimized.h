@@ -32,15 +32,16 @@ void activate_in_place(Activation activation, float* values, int64_t count);
 // The forward kernel's packed kernel (`size` floats in `layout`): the cache's when it holds this
 // kernel's packing at this weights version (Conv2DParams::kernel_cache), else packed now by
 // pack(destination) into the cache, or into `scratch` when there is none.
-template <typename Pack>
-const float* packed_kernel(const Conv2DParams& p, const float* kernel, int64_t layout, int64_t size,
-                           std::vector<float>& scratch, Pack pack) {
+// Element: float, or int32_t for the int8 kernels' packings (PackedKernelCache::integer_data).
+template <typename Element, typename Pack>
+const Element* packed_kernel(const Conv2DParams& p, const void* kernel, int64_t layout, int64_t size,
+                             std::vector<Element>& scratch, Pack pack) {
   PackedKernelCache* cache = p.weights_version != 0 ? p.kernel_cache : nullptr;
   if (cache != nullptr && cache->kernel == kernel && cache->version == p.weights_version && cache->layout == layout &&
-      static_cast<int64_t>(cache->data.size()) == size) {
-    return cache->data.data();
+      static_cast<int64_t>(cache_storage(*cache, scratch.data()).size()) == size) {
+    return cache_storage(*cache, scratch.data()).data();
   }
-  std::vector<float>& target = cache != nullptr ? cache->data : scratch;
+  std::vector<Element>& target = cache != nullptr ? cache_storage(*cache, scratch.data()) : scratch;
   target.resize(static_cast<size_t>(size));
   pack(target.data());
   if (cache != nullptr) {
