@@ -33,24 +33,9 @@ def _installed_core():
     return None
 
 
-def _short_openmp_spin():
-    """OpenMP's (libgomp's) threads wait for the next parallel region by spinning GOMP_SPINCOUNT
-    times (300,000 by default: milliseconds) before they sleep, and every layer runs one or more
-    regions. Where other processes share the cores, that spinning takes the core from the thread
-    the region waits for: 2-4x slower steps (benchmarks/thread_wait_policy.py). 1,000 spins cost
-    2-5% on an idle machine and are 1.5-2x faster beside busy processes. libgomp reads its
-    settings once, when it loads with the compiled module; they are left as they are when the
-    user set either, and the variable is removed after the load, so that child processes do not
-    inherit it. Returns whether it was set."""
-    import os
+from fastcnn import _openmp_environment  # noqa: E402
 
-    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
-        return False
-    os.environ["GOMP_SPINCOUNT"] = "1000"
-    return True
-
-
-_set_spin = _short_openmp_spin()
+_openmp_environment.short_openmp_spin()
 try:
     from fastcnn import _core  # noqa: F401  (the compiled kernels and training runtime)
 except ImportError as error:
@@ -65,10 +50,7 @@ except ImportError as error:
         ) from error
 
 finally:
-    if _set_spin:
-        import os as _os
-
-        del _os.environ["GOMP_SPINCOUNT"]
+    _openmp_environment.restore_after_load()
 
 from fastcnn.config import get_num_threads, set_num_threads, show_config  # noqa: E402,F401
 

@@ -63,7 +63,7 @@ def show_config():
     """Prints the version, kernel set, threads, OpenMP runtime and platform."""
     import numpy
 
-    import fastcnn
+    from fastcnn._openmp_environment import spin_count_set_by_fastcnn
     from fastcnn._version import __version__
 
     gomp, bundled = openmp_runtime()
@@ -77,7 +77,7 @@ def show_config():
         f"FASTCNN_KERNELS={os.environ.get('FASTCNN_KERNELS', 'unset')})",
         f"threads: {get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, GOMP_SPINCOUNT="
-        f"{'1000 (set by fastcnn)' if fastcnn._set_spin else os.environ.get('GOMP_SPINCOUNT', 'unset')})",
+        f"{'1000 (set by fastcnn)' if spin_count_set_by_fastcnn else os.environ.get('GOMP_SPINCOUNT', 'unset')})",
         f"openmp: {runtime}",
         f"numpy: {numpy.__version__}",
         f"python: {platform.python_version()} on {platform.machine()} {platform.system()}",

@@ -71,7 +71,7 @@ LAYERS = (
     ("foundation", ("fastcnn._core", "fastcnn._version", "fastcnn.config", "fastcnn._naming", "fastcnn._random",
                     "fastcnn._config_checks", "fastcnn._progbar", "fastcnn._image_resize", "fastcnn._image_dataset",
                     "fastcnn._py_dataset", "fastcnn._plot", "fastcnn._optimizer_state", "fastcnn.data",
-                    "fastcnn._image_utils", "fastcnn._get_file", "fastcnn.ops")),
+                    "fastcnn._image_utils", "fastcnn._get_file", "fastcnn.ops", "fastcnn._openmp_environment")),
     ("components", ("fastcnn.activations", "fastcnn.initializers", "fastcnn.regularizers", "fastcnn.constraints",
                     "fastcnn.schedules", "fastcnn.losses", "fastcnn.metrics", "fastcnn.optimizers", "fastcnn.callbacks",
                     "fastcnn.datasets")),

@@ -92,19 +92,22 @@ def _openmp_spin_count_read(env_update):
 
     env = {key: value for key, value in os.environ.items() if key not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env.update(env_update, OMP_DISPLAY_ENV="verbose")
-    result = subprocess.run([sys.executable, "-c", "import os, fastcnn; print(os.environ.get('GOMP_SPINCOUNT'))"],
+    script = "import os, fastcnn; fastcnn.show_config(); print(os.environ.get('GOMP_SPINCOUNT'))"
+    result = subprocess.run([sys.executable, "-c", script],
                             capture_output=True, text=True, env=env, timeout=120, cwd=os.path.dirname(__file__))
     assert result.returncode == 0, result.stderr
     read = re.search(r"GOMP_SPINCOUNT = '(\d+)'", result.stderr + result.stdout)
     assert read, result.stderr
-    return read.group(1), result.stdout.strip().splitlines()[-1]
+    shown = re.search(r"GOMP_SPINCOUNT=(.*?)\)$", result.stdout, re.MULTILINE)
+    assert shown, result.stdout
+    return read.group(1), result.stdout.strip().splitlines()[-1], shown.group(1)
 
 
 def test_openmp_threads_spin_briefly_unless_the_user_chose_otherwise():
     """fastcnn loads libgomp with 1,000 spins before a waiting thread sleeps (not libgomp's 300,000:
     on cores shared with other processes the spinning took 2-4x off every step) and removes the
     variable again, so child processes do not inherit it; a user's own settings stand."""
-    assert _openmp_spin_count_read({}) == ("1000", "None")
-    assert _openmp_spin_count_read({"GOMP_SPINCOUNT": "5000"}) == ("5000", "5000")
-    spin, left = _openmp_spin_count_read({"OMP_WAIT_POLICY": "active"})
-    assert spin != "1000" and left == "None"
+    assert _openmp_spin_count_read({}) == ("1000", "None", "1000 (set by fastcnn)")
+    assert _openmp_spin_count_read({"GOMP_SPINCOUNT": "5000"}) == ("5000", "5000", "5000")
+    spin, left, shown = _openmp_spin_count_read({"OMP_WAIT_POLICY": "active"})
+    assert spin != "1000" and left == "None" and shown == "unset"
