@@ -1,7 +1,10 @@
 """model.export(path, format="onnx"): ONNX Runtime's predictions equal fastcnn's (1e-5 relative)
-for the seed models, a functional ResNet-style model, a depthwise model, a model of the other
-layers, arithmetic on symbolic tensors and MobileNetV3Small, with batch sizes 1 and 7 through the dynamic batch axis; onnx.checker passes; folded
-BatchNormalization; clear errors."""
+for the seed models, a functional ResNet-style model, a depthwise model, models of the other
+layers (normalizations, image resizing and cropping), arithmetic on symbolic tensors and every
+application family, with batch sizes 1 and 7 through the dynamic batch axis; onnx.checker passes;
+folded BatchNormalization; clear errors."""
+
+import warnings
 
 import numpy as np
 import pytest
@@ -14,12 +17,18 @@ onnxruntime = pytest.importorskip("onnxruntime")
 
 
 def _randomize_batch_norms(model, rng):
-    """Moving statistics and affine weights away from their initial values, so that folding shows."""
+    """Moving statistics and affine weights away from their initial values, so that folding shows;
+    the other normalizations' gamma and beta and ConvNeXt's LayerScale too (it starts at 1e-6,
+    which would hide its residual branches)."""
     for layer in model.layers:
-        if isinstance(layer, layers.BatchNormalization):
+        if isinstance(layer, fastcnn.Model):
+            _randomize_batch_norms(layer, rng)
+        elif isinstance(layer, layers.BatchNormalization):
             layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(np.float32) if index in (0, 3) else
                                rng.normal(0, 0.3, w.shape).astype(np.float32)
                                for index, w in enumerate(layer.get_weights())])
+        elif type(layer).__name__ in ("LayerNormalization", "GroupNormalization", "LayerScale"):
+            layer.set_weights([rng.normal(0.5, 0.3, w.shape).astype(np.float32) for w in layer.get_weights()])
 
 
 def seed_example1():
@@ -108,13 +117,65 @@ def arithmetic():
     return fastcnn.Model(inputs, layers.Dense(3)(x))
 
 
+def normalizations():
+    """Normalization (constants, and adapted), LayerNormalization over the channels, over the image
+    and with rms_scaling, GroupNormalization, on images and on flat tensors."""
+    inputs = fastcnn.Input((7, 6, 4))
+    adapted = layers.Normalization(axis=(1, 3))
+    adapted.adapt(np.random.default_rng(1).normal(2.0, 3.0, (16, 7, 6, 4)).astype(np.float32))
+    x = adapted(inputs)
+    x = layers.Normalization(mean=[1.0, 2.0, 3.0, 4.0], variance=[1.0, 2.0, 0.5, 4.0])(x)
+    x = layers.Normalization(axis=None, mean=0.5, variance=4.0, invert=True)(x)
+    x = layers.LayerNormalization()(x)
+    x = layers.LayerNormalization(axis=[1, 2], epsilon=0.1, center=False)(x)
+    x = layers.GroupNormalization(groups=2)(x)
+    x = layers.Dense(6)(layers.Flatten()(x))
+    with warnings.catch_warnings():  # rms_scaling is deprecated in Keras, with its warning
+        warnings.simplefilter("ignore")
+        scaled = layers.LayerNormalization(rms_scaling=True)(x)  # x / sqrt(variance + epsilon): not centred
+    grouped = layers.GroupNormalization(groups=3, scale=False)(x)
+    return fastcnn.Model(inputs, layers.concatenate([scaled, grouped, layers.LayerNormalization()(x)]))
+
+
+def resizing_and_cropping():
+    """Resizing (bilinear and nearest; stretched, cropped and padded to the aspect ratio), CenterCrop
+    (a plain crop, and an image smaller than the target resized) and RandomCrop in inference."""
+    inputs = fastcnn.Input((23, 17, 3))
+    branches = [layers.Resizing(12, 20)(inputs),
+                layers.Resizing(12, 20, interpolation="nearest")(inputs),
+                layers.Resizing(12, 20, crop_to_aspect_ratio=True)(inputs),
+                layers.Resizing(12, 20, interpolation="nearest", crop_to_aspect_ratio=True)(inputs),
+                layers.Resizing(12, 20, pad_to_aspect_ratio=True, fill_value=0.5)(inputs),
+                layers.Resizing(12, 20, interpolation="nearest", pad_to_aspect_ratio=True)(inputs),
+                layers.Resizing(12, 20)(layers.CenterCrop(20, 15)(inputs)),
+                layers.CenterCrop(12, 20)(inputs),
+                layers.RandomCrop(12, 20)(inputs),
+                layers.Resizing(12, 20)(layers.Resizing(46, 35)(inputs))]
+    x = layers.concatenate(branches)
+    return fastcnn.Model(inputs, layers.Conv2D(4, 3)(x))
+
+
 def mobilenet_v3_small():
     return fastcnn.applications.MobileNetV3Small(weights=None, input_shape=(32, 32, 3), include_top=False,
                                                  pooling="avg")
 
 
+def _application(name, input_shape=(32, 32, 3)):
+    def make():
+        return getattr(fastcnn.applications, name)(weights=None, input_shape=input_shape, include_top=False,
+                                                   pooling="avg")
+    make.__name__ = name
+    return make
+
+
+APPLICATION_FAMILIES = [_application(name) for name in (
+    "VGG16", "ResNet50", "ResNet50V2", "MobileNet", "MobileNetV2", "MobileNetV3Large", "EfficientNetB0",
+    "DenseNet121", "ConvNeXtTiny")] + [_application("Xception", (71, 71, 3))]
+
+
 @pytest.mark.parametrize("make", [seed_example1, seed_example3, resnet_style, depthwise, other_layers, newer_layers,
-                                  arithmetic, mobilenet_v3_small])
+                                  arithmetic, normalizations, resizing_and_cropping, mobilenet_v3_small]
+                         + APPLICATION_FAMILIES, ids=lambda make: make.__name__)
 def test_onnx_runtime_predicts_as_fastcnn(tmp_path, rng, make):
     fastcnn.utils.set_random_seed(0)
     model = make()
@@ -141,8 +202,12 @@ def test_onnx_runtime_predicts_as_fastcnn(tmp_path, rng, make):
 
 
 def test_export_errors_name_what_is_wrong(tmp_path):
-    model = fastcnn.Sequential([layers.Input((8, 8, 3)), layers.Resizing(4, 4), layers.Flatten(), layers.Dense(2)])
-    with pytest.raises(ValueError, match=r"does not support layer 'resizing.*' \(Resizing\)"):
+    class Passthrough(layers.Layer):  # a layer of the user's own, on the runtime's identity
+        def _add_to_network(self, network):
+            network.add_identity()
+
+    model = fastcnn.Sequential([layers.Input((8, 8, 3)), Passthrough(name="mine"), layers.Flatten(), layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"does not support layer 'mine' \(Passthrough\): it knows fastcnn's built-in"):
         model.export(str(tmp_path / "m.onnx"), format="onnx")
     with pytest.raises(ValueError, match="fastcnn exports models to ONNX only.*format='tf_saved_model'"):
         model.export(str(tmp_path / "m"))
@@ -150,3 +215,15 @@ def test_export_errors_name_what_is_wrong(tmp_path):
     with pytest.raises(ValueError, match=r"`input_signature` must describe the model's inputs"):
         small.export(str(tmp_path / "m.onnx"), format="onnx", input_signature=[np.zeros((1, 4, 4, 1))])
     small.export(str(tmp_path / "m.onnx"), format="onnx", input_signature=[np.zeros((1, 28, 28, 1))])
+
+
+def test_a_subclass_of_a_built_in_layer_exports_as_that_layer(tmp_path, rng):
+    class Convolution(layers.Conv2D):
+        pass
+
+    model = fastcnn.Sequential([layers.Input((9, 9, 2)), Convolution(3, 3, activation="relu"), layers.Flatten()])
+    path = str(tmp_path / "m.onnx")
+    model.export(path, format="onnx")
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    x = rng.normal(size=(2, 9, 9, 2)).astype(np.float32)
+    np.testing.assert_allclose(session.run(None, {"input": x})[0], model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)

@@ -280,9 +280,44 @@ py::list layer_views(py::object owner, runtime::Network& network, float* base) {
   return result;
 }
 
+runtime::AspectMode aspect_mode_named(const std::string& aspect) {
+  if (aspect == "stretch") return runtime::AspectMode::stretch;
+  if (aspect == "crop") return runtime::AspectMode::crop;
+  if (aspect == "pad") return runtime::AspectMode::pad;
+  throw py::value_error("`aspect` must be 'stretch', 'crop' or 'pad'. Received: " + aspect);
+}
+
 }  // namespace
 
 void bind_network(py::module_& m) {
+  m.def("resize_inference_window",
+        [](const std::string& kind, int64_t input_height, int64_t input_width, int64_t height, int64_t width,
+           const std::string& aspect) {
+          runtime::WindowKind window_kind;
+          if (kind == "Resizing") {
+            window_kind = runtime::WindowKind::resizing;
+          } else if (kind == "CenterCrop") {
+            window_kind = runtime::WindowKind::center_crop;
+          } else if (kind == "RandomCrop") {
+            window_kind = runtime::WindowKind::random_crop;
+          } else {
+            throw py::value_error("`kind` must be 'Resizing', 'CenterCrop' or 'RandomCrop'. Received: " + kind);
+          }
+          if (input_height <= 0 || input_width <= 0 || height <= 0 || width <= 0) {
+            throw py::value_error("Image sides must be positive. Received: input " + std::to_string(input_height) +
+                                  "x" + std::to_string(input_width) + ", target " + std::to_string(height) + "x" +
+                                  std::to_string(width));
+          }
+          const runtime::Window window = runtime::inference_resize_window(window_kind, input_height, input_width, height,
+                                                                          width, aspect_mode_named(aspect));
+          return py::make_tuple(window.top, window.left, window.height, window.width);
+        },
+        py::arg("kind"), py::arg("input_height"), py::arg("input_width"), py::arg("height"), py::arg("width"),
+        py::arg("aspect") = "stretch",
+        "(top, left, height, width) of the input window that Resizing (by `aspect`: 'stretch', 'crop' or "
+        "'pad'), CenterCrop or RandomCrop resizes to height x width in inference; it reaches outside the "
+        "input where Resizing pads.");
+
   py::class_<runtime::Network>(m, "Network")
       .def(py::init<>())
       .def("add_conv2d",
@@ -493,17 +528,8 @@ void bind_network(py::module_& m) {
       .def("add_resizing",
            [](runtime::Network& network, int64_t height, int64_t width, const std::string& interpolation,
               const std::string& aspect, float fill_value) {
-             runtime::AspectMode mode;
-             if (aspect == "stretch") {
-               mode = runtime::AspectMode::stretch;
-             } else if (aspect == "crop") {
-               mode = runtime::AspectMode::crop;
-             } else if (aspect == "pad") {
-               mode = runtime::AspectMode::pad;
-             } else {
-               throw py::value_error("`aspect` must be 'stretch', 'crop' or 'pad'. Received: " + aspect);
-             }
-             return network.add(runtime::make_resizing(height, width, parse_interpolation(interpolation), mode, fill_value));
+             return network.add(runtime::make_resizing(height, width, parse_interpolation(interpolation),
+                                                       aspect_mode_named(aspect), fill_value));
            },
            py::arg("height"), py::arg("width"), py::arg("interpolation") = "bilinear", py::arg("aspect") = "stretch",
            py::arg("fill_value") = 0.0f)

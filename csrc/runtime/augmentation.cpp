@@ -298,11 +298,6 @@ class RandomColorLayer final : public RandomLayer {
   std::vector<float> values_;
 };
 
-// A window of the input resized to the output size.
-struct Window {
-  int64_t top = 0, left = 0, height = 0, width = 0;
-};
-
 // The largest centred window with the target's aspect ratio (keras.utils.smart_resize and
 // Resizing(crop_to_aspect_ratio=True)); float32_math: TensorFlow's float32 arithmetic (Resizing)
 // rather than Python's double (smart_resize, CenterCrop, RandomCrop).
@@ -331,8 +326,6 @@ Window aspect_pad_window(int64_t height, int64_t width, int64_t target_height, i
   return {-top, -left, height + 2 * top, width + 2 * left};
 }
 
-enum class WindowKind { resizing, center_crop, random_crop };
-
 // Resizing, CenterCrop and RandomCrop: they change the image size, and always run (RandomCrop's
 // window is random only in training).
 class WindowResizeLayer final : public Layer {
@@ -358,32 +351,12 @@ class WindowResizeLayer final : public Layer {
   SampleShape configure(const SampleShape& input) override {
     require_image(input);
     const int64_t h = input.height, w = input.width;
-    switch (kind_) {
-      case WindowKind::resizing:
-        if (aspect_mode_ == AspectMode::crop) {
-          inference_window_ = aspect_crop_window(h, w, height_, width_, true);
-        } else if (aspect_mode_ == AspectMode::pad) {
-          inference_window_ = aspect_pad_window(h, w, height_, width_);
-        } else {
-          inference_window_ = {0, 0, h, w};
-        }
-        break;
-      case WindowKind::center_crop:
-        // A plain centre crop when the input is at least the target size, else smart_resize.
-        inference_window_ = h >= height_ && w >= width_ ? Window{(h - height_) / 2, (w - width_) / 2, height_, width_}
-                                                        : aspect_crop_window(h, w, height_, width_, false);
-        break;
-      case WindowKind::random_crop: {
-        // Inference: smart_resize, as RandomCrop's documentation describes (Keras 3.15 itself
-        // returns the uncropped input there, which no fixed-shape model can use).
-        inference_window_ = aspect_crop_window(h, w, height_, width_, false);
-        // Training on an input not larger than the target on both axes (Keras 3.15): the slice of
-        // the target's size from the smart_resize window's corner, resized to the target.
-        const Window corner = inference_window_;
-        training_window_ = {corner.top, corner.left, std::min(height_, h - corner.top),
-                            std::min(width_, w - corner.left)};
-        break;
-      }
+    inference_window_ = inference_resize_window(kind_, h, w, height_, width_, aspect_mode_);
+    if (kind_ == WindowKind::random_crop) {
+      // Training on an input not larger than the target on both axes (Keras 3.15): the slice of
+      // the target's size from the smart_resize window's corner, resized to the target.
+      const Window corner = inference_window_;
+      training_window_ = {corner.top, corner.left, std::min(height_, h - corner.top), std::min(width_, w - corner.left)};
     }
     validate(params(0, inference_window_));
     return {height_, width_, input.channels};
@@ -462,6 +435,26 @@ class WindowResizeLayer final : public Layer {
 };
 
 }  // namespace
+
+Window inference_resize_window(WindowKind kind, int64_t height, int64_t width, int64_t target_height,
+                              int64_t target_width, AspectMode aspect_mode) {
+  switch (kind) {
+    case WindowKind::resizing:
+      if (aspect_mode == AspectMode::crop) return aspect_crop_window(height, width, target_height, target_width, true);
+      if (aspect_mode == AspectMode::pad) return aspect_pad_window(height, width, target_height, target_width);
+      return {0, 0, height, width};
+    case WindowKind::center_crop:
+      // A plain centre crop when the input is at least the target size, else smart_resize.
+      return height >= target_height && width >= target_width
+                 ? Window{(height - target_height) / 2, (width - target_width) / 2, target_height, target_width}
+                 : aspect_crop_window(height, width, target_height, target_width, false);
+    case WindowKind::random_crop:
+      // smart_resize, as RandomCrop's documentation describes (Keras 3.15 itself returns the
+      // uncropped input there, which no fixed-shape model can use).
+      return aspect_crop_window(height, width, target_height, target_width, false);
+  }
+  return {0, 0, height, width};
+}
 
 std::unique_ptr<Layer> make_random_flip(bool horizontal, bool vertical, int64_t seed) {
   return std::make_unique<RandomFlipLayer>(horizontal, vertical, seed);

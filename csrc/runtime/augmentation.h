@@ -48,4 +48,14 @@ std::unique_ptr<Layer> make_resizing(int64_t height, int64_t width, Interpolatio
 std::unique_ptr<Layer> make_center_crop(int64_t height, int64_t width);
 std::unique_ptr<Layer> make_random_crop(int64_t height, int64_t width, int64_t seed);
 
+// A window of the input resized to the output size (it may reach outside the input: padding).
+struct Window {
+  int64_t top = 0, left = 0, height = 0, width = 0;
+};
+enum class WindowKind { resizing, center_crop, random_crop };
+// The window of a height x width input that Resizing (by its aspect mode), CenterCrop or
+// RandomCrop resizes to target_height x target_width in inference.
+Window inference_resize_window(WindowKind kind, int64_t height, int64_t width, int64_t target_height,
+                               int64_t target_width, AspectMode aspect_mode);
+
 }  // namespace fastcnn::runtime

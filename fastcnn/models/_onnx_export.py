@@ -19,7 +19,7 @@ _CONVOLUTIONS = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
 # Layers that compute nothing in inference.
 _IDENTITY_IN_INFERENCE = ("Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "Identity",
                           "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom", "RandomContrast",
-                          "RandomBrightness", "ActivityRegularization")
+                          "RandomBrightness", "ActivityRegularization", "StochasticDepth")
 
 
 def _onnx():
@@ -137,6 +137,14 @@ def _activation(builder, name, activation, layout, config=None):
     raise ValueError(f"ONNX export does not support the activation {activation!r}")
 
 
+def _kind(layer):
+    """The fastcnn layer class a layer is, by name: a user's subclass of Conv2D exports as Conv2D."""
+    for cls in type(layer).__mro__:
+        if cls.__module__.startswith("fastcnn."):
+            return cls.__name__
+    return type(layer).__name__
+
+
 def _activation_name(value):
     return value if isinstance(value, str) or value is None else getattr(value, "__name__", str(value))
 
@@ -169,7 +177,7 @@ def _conv(builder, tensor, layer, config, folded=None):
     """Conv2D / DepthwiseConv2D / SeparableConv2D: weights to (out, in/groups, kh, kw), TF's 'same'
     padding made explicit; a folded BatchNormalization scales the last convolution's output."""
     weights = [np.asarray(w, np.float32) for w in layer.get_weights()]
-    kind = type(layer).__name__
+    kind = _kind(layer)
     kernel = weights[0]
     kh, kw = kernel.shape[:2]
     pads = _conv_pads(tensor, config, kh, kw)
@@ -214,6 +222,143 @@ def _channel_constant(builder, values, tensor):
     return builder.constant(values.reshape(1, -1, 1, 1) if tensor.layout == "nchw" else values.reshape(1, -1))
 
 
+def _onnx_axes(tensor, keras_axes):
+    """ONNX axes of Keras sample axes (1 .. rank) of a tensor in its layout (NCHW: H 2, W 3, C 1)."""
+    if tensor.layout == "nchw":
+        return sorted({1: 2, 2: 3, 3: 1}[axis] for axis in keras_axes)
+    return sorted(keras_axes)
+
+
+def _sample_constant(builder, values, tensor, hint="const"):
+    """A constant of shape (1, *sample shape with 1 on broadcast axes) in Keras's order, laid out
+    as the tensor is."""
+    values = np.asarray(values, np.float32)
+    return builder.constant(values.transpose(0, 3, 1, 2) if tensor.layout == "nchw" else values, hint)
+
+
+def _broadcast_shape(tensor, keras_axes):
+    """(1, *sample shape) with 1 on every axis not in `keras_axes`."""
+    return (1,) + tuple(size if axis + 1 in keras_axes else 1 for axis, size in enumerate(tensor.shape))
+
+
+def _reduce_mean(builder, name, axes):
+    """ReduceMean keeping dimensions (its axes an input from opset 18, an attribute before)."""
+    if builder.opset >= 18:
+        return builder.op("ReduceMean", [name, builder.constant(np.array(axes, np.int64), "axes")], keepdims=1)
+    return builder.op("ReduceMean", [name], axes=list(axes), keepdims=1)
+
+
+def _standardize(builder, name, axes, epsilon, centre=True):
+    """(x - mean) / sqrt(variance + epsilon) over `axes` (with centre=False: x / sqrt(variance +
+    epsilon), LayerNormalization's rms_scaling)."""
+    deviation = builder.op("Sub", [name, _reduce_mean(builder, name, axes)])
+    variance = _reduce_mean(builder, builder.op("Mul", [deviation, deviation]), axes)
+    standard_deviation = builder.op("Sqrt", [builder.op("Add", [variance, builder.constant(np.float32(epsilon))])])
+    return builder.op("Div", [deviation if centre else name, standard_deviation])
+
+
+def _affine(builder, name, gamma, beta):
+    """name * gamma + beta (either may be None), constants already shaped for the layout."""
+    if gamma is not None:
+        name = builder.op("Mul", [name, gamma])
+    if beta is not None:
+        name = builder.op("Add", [name, beta])
+    return name
+
+
+def _layer_normalization(builder, layer, tensor):
+    """Keras's LayerNormalization over its axes; gamma and beta shaped as the normalized axes."""
+    config = layer.get_config()
+    keras_axes = [axis % (len(tensor.shape) + 1) for axis in config["axis"]]
+    shape = _broadcast_shape(tensor, keras_axes)
+    name = _standardize(builder, tensor.name, _onnx_axes(tensor, keras_axes), config["epsilon"],
+                        centre=not config["rms_scaling"])
+    gamma = None if layer.gamma is None else _sample_constant(builder, np.reshape(layer.gamma.numpy(), shape), tensor,
+                                                              "gamma")
+    beta = None if layer.beta is None else _sample_constant(builder, np.reshape(layer.beta.numpy(), shape), tensor,
+                                                            "beta")
+    return _affine(builder, name, gamma, beta)
+
+
+def _group_normalization(builder, layer, tensor):
+    """Keras's GroupNormalization: the channels in `groups` contiguous groups, each normalized over
+    its channels and the whole image: (N, C, ...) reshaped to (N, groups, rest) and back."""
+    config = layer.get_config()
+    channels = tensor.shape[-1]
+    grouped = builder.op("Reshape", [tensor.name, builder.constant(np.array([0, config["groups"], -1], np.int64),
+                                                                   "groups")])
+    name = _standardize(builder, grouped, [2], config["epsilon"])
+    layout_shape = (0, channels, *tensor.shape[:-1]) if tensor.layout == "nchw" else (0, channels)
+    name = builder.op("Reshape", [name, builder.constant(np.array(layout_shape, np.int64), "shape")])
+    gamma = None if layer.gamma is None else _channel_constant(builder, layer.gamma.numpy(), tensor)
+    beta = None if layer.beta is None else _channel_constant(builder, layer.beta.numpy(), tensor)
+    return _affine(builder, name, gamma, beta)
+
+
+def _normalization(builder, layer, tensor):
+    """Keras's Normalization: (x - mean) / max(sqrt(variance), 1e-7), or with invert=True
+    mean + x * max(sqrt(variance), 1e-7), the statistics per position of the kept axes."""
+    keep = layer._keep_axes((None,) + tensor.shape)
+    if layer._constants is not None:
+        mean, variance = layer._constants
+    else:
+        mean, variance = layer.mean.numpy(), layer.variance.numpy()
+    shape = _broadcast_shape(tensor, keep)
+    mean = np.reshape(np.asarray(mean, np.float32), shape)
+    deviation = np.maximum(np.sqrt(np.reshape(np.asarray(variance, np.float32), shape)), np.float32(1e-7))
+    mean, deviation = _sample_constant(builder, mean, tensor, "mean"), _sample_constant(builder, deviation, tensor,
+                                                                                        "deviation")
+    if layer.invert:
+        return builder.op("Add", [builder.op("Mul", [tensor.name, deviation]), mean])
+    return builder.op("Div", [builder.op("Sub", [tensor.name, mean]), deviation])
+
+
+def _nearest_indices(size, target):
+    """The source index of each of `target` positions when fastcnn resizes `size` positions by
+    nearest neighbour: its own kernel run on the positions' indices (exact in float32)."""
+    from fastcnn import _core
+
+    positions = np.arange(size, dtype=np.float32).reshape(1, size, 1, 1)
+    return _core.ops.resize(positions, (target, 1), "nearest").reshape(target).astype(np.int64)
+
+
+def _window_resize(builder, tensor, kind, config):
+    """Resizing, CenterCrop and RandomCrop in inference: the runtime's window of the input (cropped
+    with Slice, or padded with the fill value where Resizing pads to the aspect ratio), resized to
+    the target as tf.image.resize (Resize with half-pixel centres for bilinear; Gather of the
+    runtime's own source indices for nearest)."""
+    from fastcnn import _core
+
+    height, width, _ = tensor.shape
+    target = (int(config["height"]), int(config["width"]))
+    aspect = "crop" if config.get("crop_to_aspect_ratio") else "pad" if config.get("pad_to_aspect_ratio") else \
+        "stretch"
+    top, left, window_height, window_width = _core.resize_inference_window(kind, height, width, *target, aspect)
+    bottom, right = top + window_height, left + window_width
+    name = tensor.name
+    if top < 0 or left < 0 or bottom > height or right > width:
+        pads = [0, 0, max(-top, 0), max(-left, 0), 0, 0, max(bottom - height, 0), max(right - width, 0)]
+        name = builder.op("Pad", [name, builder.constant(np.array(pads, np.int64), "pads"),
+                                  builder.constant(np.float32(config.get("fill_value", 0.0)), "fill")],
+                          mode="constant")
+    elif (top, left, bottom, right) != (0, 0, height, width):
+        name = builder.op("Slice", [name, builder.constant(np.array([top, left], np.int64), "starts"),
+                                    builder.constant(np.array([bottom, right], np.int64), "ends"),
+                                    builder.constant(np.array([2, 3], np.int64), "axes")])
+    if (window_height, window_width) == target:
+        return name
+    if config.get("interpolation", "bilinear") == "nearest":
+        name = builder.op("Gather", [name, builder.constant(_nearest_indices(window_height, target[0]), "rows")],
+                          axis=2)
+        return builder.op("Gather", [name, builder.constant(_nearest_indices(window_width, target[1]), "columns")],
+                          axis=3)
+    batch_and_channels = builder.op("Slice", [builder.op("Shape", [name]),
+                                              builder.constant(np.array([0], np.int64), "starts"),
+                                              builder.constant(np.array([2], np.int64), "ends")])
+    sizes = builder.op("Concat", [batch_and_channels, builder.constant(np.array(target, np.int64), "size")], axis=0)
+    return builder.op("Resize", [name, "", "", sizes], mode="linear", coordinate_transformation_mode="half_pixel")
+
+
 def _pool(builder, tensor, config, op_type):
     pool, strides = tuple(config["pool_size"]), tuple(config["strides"] or config["pool_size"])
     height, width, _ = tensor.shape
@@ -229,7 +374,7 @@ def _pool(builder, tensor, config, op_type):
 
 def _convert_layer(builder, layer, inputs, folded, consumed_by_fold):
     """The ONNX tensor of one layer call."""
-    kind = type(layer).__name__
+    kind = _kind(layer)
     config = layer.get_config()
     tensor = inputs[0]
     output_shape = tuple(layer.output_shape[1:]) if not isinstance(layer.output_shape, list) else None
@@ -274,6 +419,17 @@ def _convert_layer(builder, layer, inputs, folded, consumed_by_fold):
         scaled = builder.op("Mul", [tensor.name, _channel_constant(builder, scale, tensor)])
         return _Tensor(builder.op("Add", [scaled, _channel_constant(builder, shift, tensor)]), tensor.layout,
                        output_shape)
+    if kind in ("Resizing", "CenterCrop", "RandomCrop"):
+        return _Tensor(_window_resize(builder, tensor, kind, config), "nchw", output_shape)
+    if kind == "LayerNormalization":
+        return _Tensor(_layer_normalization(builder, layer, tensor), tensor.layout, output_shape)
+    if kind == "GroupNormalization":
+        return _Tensor(_group_normalization(builder, layer, tensor), tensor.layout, output_shape)
+    if kind == "Normalization":
+        return _Tensor(_normalization(builder, layer, tensor), tensor.layout, output_shape)
+    if kind == "LayerScale":  # ConvNeXt's per-channel scale
+        return _Tensor(builder.op("Mul", [tensor.name, _channel_constant(builder, layer.gamma.numpy(), tensor)]),
+                       tensor.layout, output_shape)
     if kind == "Dense":
         kernel, *bias = [np.asarray(w, np.float32) for w in layer.get_weights()]
         source = _nhwc(builder, tensor)
@@ -340,7 +496,8 @@ def _convert_layer(builder, layer, inputs, folded, consumed_by_fold):
         axis = config["axis"] % (len(tensor.shape) + 1)
         onnx_axis = {1: 2, 2: 3, 3: 1}[axis] if tensor.layout == "nchw" else 1
         return _Tensor(builder.op("Concat", [t.name for t in inputs], axis=onnx_axis), tensor.layout, output_shape)
-    raise ValueError(f"ONNX export does not support layer {layer.name!r} ({kind}) yet.")
+    raise ValueError(f"ONNX export does not support layer {layer.name!r} ({type(layer).__name__}): it knows "
+                     "fastcnn's built-in layers and their subclasses.")
 
 
 def export_onnx(model, filepath, opset_version=None, verbose=None):
@@ -367,11 +524,11 @@ def export_onnx(model, filepath, opset_version=None, verbose=None):
     # BatchNormalization folded into the convolution it follows (no activation between, no other reader).
     folded, folding_norms = {}, set()
     for call, (layer, input_ids) in enumerate(recorder.calls):
-        if type(layer).__name__ != "BatchNormalization" or input_ids[0] < 0:
+        if _kind(layer) != "BatchNormalization" or input_ids[0] < 0:
             continue
         source_layer = recorder.calls[input_ids[0]][0]
         source_config = source_layer.get_config()
-        if type(source_layer).__name__ in _CONVOLUTIONS \
+        if _kind(source_layer) in _CONVOLUTIONS \
                 and _activation_name(source_config.get("activation")) in (None, "linear") \
                 and consumers.get(input_ids[0]) == [call] and id(source_layer) not in folded \
                 and len([c for c in recorder.calls if c[0] is source_layer]) == 1:
