@@ -297,6 +297,57 @@ def test_layer_config_serializes_regularizers_and_constraints_like_keras(tf):
             assert ours[key]["config"] == pytest.approx(theirs[key]["config"]), key
 
 
+def _activity_everywhere_model(lib, arguments):
+    """Keras's Layer takes activity_regularizer for every layer: here on BatchNormalization, ReLU,
+    Add, MaxPooling2D and Flatten as well as Conv2D (the ReLU's penalty also keeps the
+    BatchNormalization + ReLU pair unfused in training); `arguments` maps each to its keywords."""
+    L = lib.layers
+    inputs = lib.Input(SHAPE)
+    x = L.Conv2D(4, 3, padding="same", **arguments["conv"])(inputs)
+    x = L.BatchNormalization(**arguments["norm"])(x)
+    x = L.ReLU(**arguments["relu"])(x)
+    x = L.Add(**arguments["add"])([x, L.Conv2D(4, 1)(inputs)])
+    x = L.MaxPooling2D(2, **arguments["pool"])(x)
+    x = L.Flatten(**arguments["flatten"])(x)
+    return lib.Model(inputs, L.Dense(CLASSES, activation="softmax")(x))
+
+
+def test_activity_regularizer_on_every_layer_kind_matches_keras(tf):
+    activity = {"conv": regularizers.L1(0.001), "norm": regularizers.L2(0.01), "relu": regularizers.L1L2(0.002, 0.01),
+                "add": regularizers.L2(0.005), "pool": regularizers.L1(0.003), "flatten": regularizers.L2(0.002)}
+    _seed(tf)
+    keras_model = _activity_everywhere_model(tf.keras, {name: _keras_arguments(tf, {"activity_regularizer": value})
+                                                        for name, value in activity.items()})
+    model = _activity_everywhere_model(fastcnn, {name: {"activity_regularizer": value}
+                                                 for name, value in activity.items()})
+    model.set_weights(keras_model.get_weights())
+    for m, o in ((keras_model, tf.keras.optimizers), (model, optimizers)):
+        m.compile(optimizer=o.SGD(learning_rate=0.1), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = _data(16)
+    np.testing.assert_allclose(model.test_on_batch(x, y), keras_model.test_on_batch(x, y), rtol=1e-5)
+    initial = model.get_weights()
+    _fit_and_compare(model, keras_model)
+    # The penalties moved the weights: the same model without them ends elsewhere.
+    plain = _activity_everywhere_model(fastcnn, {name: {} for name in activity})
+    plain.set_weights(initial)
+    plain.compile(optimizer=optimizers.SGD(learning_rate=0.1), loss="sparse_categorical_crossentropy")
+    plain.fit(*_data(), batch_size=16, epochs=2, shuffle=False, verbose=0)
+    assert max(relative_error(a, b) for a, b in zip(model.get_weights(), plain.get_weights())) > 1e-4
+
+
+@pytest.mark.parametrize("make", [lambda L, **k: L.MaxPooling2D(2, **k), lambda L, **k: L.Activation("relu", **k),
+                                  lambda L, **k: L.BatchNormalization(**k), lambda L, **k: L.Flatten(**k),
+                                  lambda L, **k: L.LayerNormalization(**k)])
+def test_activity_regularizer_of_any_layer_serializes_as_keras(tf, make):
+    ours = make(fastcnn.layers, activity_regularizer=regularizers.L1L2(0.5, 0.25)).get_config()
+    theirs = make(tf.keras.layers, activity_regularizer=tf.keras.regularizers.L1L2(0.5, 0.25)).get_config()
+    assert list(ours) == list(theirs)
+    assert ours["activity_regularizer"]["config"] == pytest.approx(theirs["activity_regularizer"]["config"])
+    assert "activity_regularizer" not in make(fastcnn.layers).get_config()
+    restored = type(make(fastcnn.layers)).from_config(ours)
+    assert restored.activity_regularizer.get_config() == pytest.approx({"l1": 0.5, "l2": 0.25})
+
+
 @pytest.mark.parametrize("call,match", [
     (lambda: regularizers.L2(-0.1), r"Invalid value for argument l2.*Received: l2=-0.1"),
     (lambda: regularizers.L1(float("nan")), r"argument l1.*nan"),

@@ -14,7 +14,8 @@ def check_activation(value, where):
     fail(where, f"unknown activation {show_value(value)}; fastcnn accepts {', '.join(activations.SUPPORTED)}")
 
 
-_BASE = ("name", "trainable", "dtype")
+# Keras writes activity_regularizer for any layer that has one (keras.layers.Layer.get_config).
+_BASE = ("name", "trainable", "dtype", "activity_regularizer")
 _CONV_AND_DENSE_TAIL = ("kernel_initializer", "bias_initializer", "kernel_regularizer", "bias_regularizer",
                         "activity_regularizer", "kernel_constraint", "bias_constraint")
 _AFFINE = ("beta_initializer", "gamma_initializer", "beta_regularizer", "gamma_regularizer", "beta_constraint",

@@ -11,7 +11,7 @@ import weakref
 
 import numpy as np
 
-from fastcnn import _core, _naming, initializers
+from fastcnn import _core, _naming, initializers, regularizers
 from fastcnn._config_checks import check_dtype_policy
 from fastcnn.layers import node as node_module
 
@@ -134,7 +134,7 @@ class Layer:
     _built_at_construction = False
 
     def __init__(self, *, name=None, trainable=True, dtype=None, input_shape=None,
-                 batch_input_shape=None, input_dim=None, **kwargs):
+                 batch_input_shape=None, input_dim=None, activity_regularizer=None, **kwargs):
         if kwargs:
             raise TypeError(f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}")
         check_dtype(dtype)
@@ -144,6 +144,9 @@ class Layer:
             raise TypeError(f"`trainable` must be a bool. Received: trainable={trainable!r}")
         self.name = name or _naming.unique_name(_naming.to_snake_case(type(self).__name__))
         self._trainable = trainable
+        # Keras's Layer takes it for every layer: a penalty on the layer's output, divided by the
+        # batch size, added to the loss (its gradient to the output's).
+        self.activity_regularizer = regularizers.get(activity_regularizer)
         self.built = self._built_at_construction
         self._weights = []
         self._input_sample_shape = None
@@ -169,8 +172,6 @@ class Layer:
         keras.layers.Layer.get_config (subclasses' keys are merged after, keeping that position)."""
         config = {"name": self.name, "trainable": self.trainable, "dtype": float32_policy()}
         if getattr(self, "activity_regularizer", None) is not None:
-            from fastcnn import regularizers  # noqa: PLC0415
-
             config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         return config
 

@@ -13,17 +13,17 @@ from fastcnn.layers import _arguments as arguments
 from fastcnn.layers.base import Layer
 
 
-def gamma_beta_regularization_factors(*regularizers_and_presence):
+def gamma_beta_regularization_factors(gamma, beta, activity=None):
     """Factors for the compiled step, which penalises a layer's first two parameter arrays: here
     gamma then beta (whichever exist, given as (regularizer, exists) pairs), in Keras's weight
-    order; None when neither has a regularizer."""
-    present = [regularizer for regularizer, exists in regularizers_and_presence if exists]
-    if not any(present):
+    order, then the output (`activity`); None when nothing has a regularizer."""
+    present = [regularizer for regularizer, exists in (gamma, beta) if exists]
+    if not any(present) and activity is None:
         return None
     factors = []
-    for regularizer in present + [None] * (2 - len(present)):
+    for regularizer in present + [None] * (2 - len(present)) + [activity]:
         factors.extend(regularizer._factors() if regularizer is not None else (0.0, 0.0))
-    return tuple(factors) + (0.0, 0.0)
+    return tuple(factors)
 
 
 class BatchNormalization(Layer):
@@ -88,7 +88,7 @@ class BatchNormalization(Layer):
 
     def _regularization_factors(self):
         return gamma_beta_regularization_factors((self.gamma_regularizer, self.scale),
-                                                 (self.beta_regularizer, self.center))
+                                                 (self.beta_regularizer, self.center), self.activity_regularizer)
 
     def compute_output_shape(self, input_shape):
         self._check_axis(input_shape)

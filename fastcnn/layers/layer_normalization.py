@@ -67,7 +67,8 @@ class _AffineNormalization(Layer):
 
     def _regularization_factors(self):
         return gamma_beta_regularization_factors((self.gamma_regularizer, self.gamma is not None),
-                                                 (self.beta_regularizer, self.beta is not None))
+                                                 (self.beta_regularizer, self.beta is not None),
+                                                 self.activity_regularizer)
 
     def _affine_config(self):
         return {"beta_initializer": initializers.serialize(self.beta_initializer),

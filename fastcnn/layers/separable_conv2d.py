@@ -14,7 +14,7 @@ class SeparableConv2D(Layer):
                  pointwise_initializer="glorot_uniform", bias_initializer="zeros", depthwise_regularizer=None,
                  pointwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  depthwise_constraint=None, pointwise_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         if not arguments.is_integer(depth_multiplier) or depth_multiplier <= 0:
             raise ValueError("Invalid value for argument `depth_multiplier`. Expected a strictly positive value. "
                              f"Received depth_multiplier={depth_multiplier!r}.")
@@ -36,7 +36,6 @@ class SeparableConv2D(Layer):
         self.depthwise_regularizer = regularizers.get(depthwise_regularizer)
         self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.activity_regularizer = regularizers.get(activity_regularizer)
         self.depthwise_constraint = constraints.get(depthwise_constraint)
         self.pointwise_constraint = constraints.get(pointwise_constraint)
         self.bias_constraint = constraints.get(bias_constraint)
