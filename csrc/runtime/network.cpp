@@ -479,7 +479,7 @@ void Network::ensure_batch_buffers(int64_t batch) {
   if (batch <= batch_capacity_) return;
   int64_t total = batch;  // the per-sample losses
   for (const SampleShape& shape : input_shapes_) total += batch * shape.size();
-  batch_arena_.assign(static_cast<size_t>(total), 0.0f);
+  batch_arena_.assign(static_cast<size_t>(total));
   float* cursor = batch_arena_.data();
   gathered_.assign(input_shapes_.size(), nullptr);
   for (size_t k = 0; k < input_shapes_.size(); ++k) {
@@ -508,7 +508,7 @@ void Network::ensure_training_workspace(int64_t batch) {
     total += batch * layer->scratch_per_sample();
   }
   total += slot_count_ * batch * largest;
-  arena_.assign(static_cast<size_t>(total), 0.0f);
+  arena_.assign(static_cast<size_t>(total));
   float* cursor = arena_.data();
   auto take = [&cursor](int64_t count) {
     float* start = cursor;
@@ -547,7 +547,7 @@ void Network::ensure_inference_workspace(int64_t batch) {
   }
   const int64_t scratch_start = total;
   total += batch * largest_scratch_per_sample();
-  inference_arena_.assign(static_cast<size_t>(total), 0.0f);
+  inference_arena_.assign(static_cast<size_t>(total));
   inference_scratch_ = largest_scratch_per_sample() > 0 ? inference_arena_.data() + scratch_start : nullptr;
   auto buffer = [&](int64_t index) {
     return index < 0 ? nullptr : inference_arena_.data() + starts[static_cast<size_t>(index)];

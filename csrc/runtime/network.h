@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "runtime/huge_page_buffer.h"
 #include "runtime/layers.h"
 #include "runtime/optimizer.h"
 #include "runtime/regularization.h"
@@ -325,19 +326,19 @@ class Network {
   // Workspaces, each one arena sized for the largest batch it has served and laid out for the
   // plan version it records. Batch buffers: the gathered inputs and the per-sample losses.
   int64_t batch_capacity_ = 0;
-  std::vector<float> batch_arena_;
+  HugePageBuffer batch_arena_;
   std::vector<float*> gathered_;  // per input
   float* losses_ = nullptr;
   // Training: every node's output and kept pre-activation, and the gradient slots.
   int64_t training_capacity_ = 0, training_plan_version_ = -1;
-  std::vector<float> arena_;
+  HugePageBuffer arena_;
   std::vector<float*> node_outputs_, pre_activations_;  // per node (null for reshapes)
   std::vector<float*> training_scratch_;                // per node (Layer::scratch_per_sample; null: none)
   float* gradient_slots_ = nullptr;
   int64_t slot_stride_ = 0;
   // Inference: the activation buffers (pass_activation_buffers), as per-node pointers.
   int64_t inference_capacity_ = 0, inference_plan_version_ = -1;
-  std::vector<float> inference_arena_;
+  HugePageBuffer inference_arena_;
   std::vector<float*> inference_outputs_, inference_pre_activations_;  // per node
   float* inference_scratch_ = nullptr;  // the largest Layer::scratch_per_sample, shared by every node
   // Floats per sample of the largest layer scratch (inference shares one).
