@@ -948,7 +948,37 @@ def test_batch_norm_with_output_activation_is_bn_then_the_activation(tier, activ
     through_activation = ops.activation_backward(activation, activated, dy, kernels="reference")
     plain = ops.batch_norm_backward(x, mean, variance, gamma, through_activation, kernels=tier, relu_input=relu_input)
     fused = ops.batch_norm_backward(x, mean, variance, gamma, dy, kernels=tier, relu_input=relu_input,
-                                    activation=activation, activated_output=activated)
+                                    activation=activation, beta=beta)
+    for name, a, e in zip(("input", "gamma", "beta"), fused, plain):
+        np.testing.assert_array_equal(a, e, err_msg=f"{tier} {activation} {name} gradient")
+
+
+@pytest.mark.parametrize("tier", ["reference"] + TIERS)
+@pytest.mark.parametrize("activation", ["relu", "relu6"])
+def test_batch_norm_fused_activation_mask_is_the_forwards_at_the_kinks(tier, activation):
+    """The backward recomputes the pre-activation x * scale + shift: its mask must be the stored
+    output's exactly, also for inputs whose pre-activation lies within a few ulps of 0 and 6,
+    where an FMA and a separate multiply and add round differently."""
+    rng = np.random.default_rng(7)
+    channels, rows = 19, 400
+    mean = rng.normal(0, 1, channels).astype(np.float32)
+    variance = rng.uniform(0.3, 3, channels).astype(np.float32)
+    gamma = rng.uniform(0.5, 2, channels).astype(np.float32)
+    beta = rng.uniform(-2, 2, channels).astype(np.float32)
+    scale = gamma / np.sqrt(variance + np.float32(1e-3))
+    shift = beta - mean * scale
+    kinks = np.array([0.0, 6.0], np.float32)[rng.integers(0, 2, (rows, channels))]
+    # x near (kink - shift) / scale, nudged by up to 8 ulps either way.
+    x = ((kinks - shift) / scale).astype(np.float32)
+    x = x + np.spacing(x) * rng.integers(-8, 9, x.shape).astype(np.float32)
+    x = x.reshape(4, 10, 10, channels)
+    activated = ops.batch_norm_forward(x, mean, variance, gamma, beta, kernels=tier, activation=activation)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    through_activation = ops.activation_backward(activation, activated, dy, kernels="reference")
+    plain = ops.batch_norm_backward(x, mean, variance, gamma, through_activation, kernels=tier)
+    fused = ops.batch_norm_backward(x, mean, variance, gamma, dy, kernels=tier, activation=activation, beta=beta)
+    inside = ((activated > 0) & (activated < 6)) if activation == "relu6" else activated > 0
+    assert 0.2 < inside.mean() < 0.8  # the inputs straddle the kinks
     for name, a, e in zip(("input", "gamma", "beta"), fused, plain):
         np.testing.assert_array_equal(a, e, err_msg=f"{tier} {activation} {name} gradient")
 
@@ -958,10 +988,11 @@ def test_batch_norm_output_activation_arguments_are_checked():
     mean, variance = np.zeros(3, np.float32), np.ones(3, np.float32)
     with pytest.raises(ValueError, match="must be 'linear', 'relu' or 'relu6'. Received: swish"):
         ops.batch_norm_forward(x, mean, variance, activation="swish")
-    with pytest.raises(ValueError, match=r"`activated_output` .* Received: input.shape=\(2, 3\), activated_output=None"):
-        ops.batch_norm_backward(x, mean, variance, None, x, activation="relu")
-    with pytest.raises(ValueError, match=r"activated_output=shape \(3, 2\)"):
-        ops.batch_norm_backward(x, mean, variance, None, x, activation="relu6", activated_output=np.ones((3, 2)))
+    with pytest.raises(ValueError, match=r"`beta` is read only with activation='relu' or 'relu6'.*Received: "
+                                         r"activation='linear'"):
+        ops.batch_norm_backward(x, mean, variance, None, x, beta=np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match=r"beta"):
+        ops.batch_norm_backward(x, mean, variance, None, x, activation="relu6", beta=np.ones(2, np.float32))
 
 
 @pytest.mark.parametrize("tier", TIERS)

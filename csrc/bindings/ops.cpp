@@ -441,7 +441,7 @@ FloatArray batch_norm_forward(py::object input_argument, py::object mean_argumen
 std::tuple<FloatArray, FloatArray, FloatArray> batch_norm_backward(
     py::object input_argument, py::object mean_argument, py::object variance_argument, py::object gamma_argument,
     py::object output_gradient_argument, float epsilon, const std::string& kernels, bool relu_input,
-    const std::string& activation, py::object activated_output_argument) {
+    const std::string& activation, py::object beta_argument) {
   const FloatArray input = float_array(input_argument, "input");
   const FloatArray mean = float_array(mean_argument, "mean");
   const FloatArray variance = float_array(variance_argument, "variance");
@@ -450,19 +450,17 @@ std::tuple<FloatArray, FloatArray, FloatArray> batch_norm_backward(
   BatchNormParams params = batch_norm_params_for(input, epsilon);
   params.relu_input = relu_input;
   params.output_activation = batch_norm_output_activation(activation);
-  const std::optional<FloatArray> activated_output = optional_float_array(activated_output_argument, "activated_output");
-  if (params.output_activation != Activation::linear) {
-    if (!activated_output || activated_output->request().shape != input.request().shape) {
-      throw py::value_error("With activation='" + activation + "', `activated_output` (the activated forward "
-                            "output) must be given with the shape of `input`. Received: input.shape=" +
-                            shape_text(input) + ", activated_output=" +
-                            (activated_output ? "shape " + shape_text(*activated_output) : std::string("None")));
-    }
-    params.activated_output = activated_output->data();
+  // With an output activation the forward's beta too: the kernel recomputes the pre-activation.
+  const std::optional<FloatArray> beta = optional_float_array(beta_argument, "beta");
+  if (beta && params.output_activation == Activation::linear) {
+    throw py::value_error("`beta` is read only with activation='relu' or 'relu6' (to recompute the forward's "
+                          "pre-activation). Received: activation='" + activation + "'");
   }
+  params.beta = beta ? beta->data() : nullptr;
   require_channel_vector(mean, params.channels, "mean");
   require_channel_vector(variance, params.channels, "variance");
   require_channel_vector(gamma, params.channels, "gamma");
+  require_channel_vector(beta, params.channels, "beta");
   if (input.request().shape != output_gradient.request().shape) {
     throw py::value_error("`output_gradient` must have the shape of `input`. Received: input.shape=" +
                           shape_text(input) + ", output_gradient.shape=" + shape_text(output_gradient));
@@ -1165,7 +1163,7 @@ void bind_ops(py::module_& ops) {
           py::arg("kernels") = "active", py::arg("activation") = "linear");
   ops.def("batch_norm_backward", &batch_norm_backward, py::arg("input"), py::arg("mean"), py::arg("variance"),
           py::arg("gamma"), py::arg("output_gradient"), py::arg("epsilon") = 1e-3f, py::arg("kernels") = "active",
-          py::arg("relu_input") = false, py::arg("activation") = "linear", py::arg("activated_output") = py::none());
+          py::arg("relu_input") = false, py::arg("activation") = "linear", py::arg("beta") = py::none());
   ops.def("loss", &loss, py::arg("predictions"), py::arg("targets"), py::arg("from_logits") = false,
           py::arg("kind") = "categorical_crossentropy", py::arg("huber_delta") = 1.0f, py::arg("focal_gamma") = 2.0f,
           py::arg("focal_alpha") = 0.25f, py::arg("apply_class_balancing") = false,

@@ -11,9 +11,10 @@
 //              dx = 0 where x <= 0 (or NaN), sparing the ReLU its own pass
 //   output_activation (relu or relu6): a ReLU layer that only reads this layer's output, computed
 //              in its pass (runtime/plan.cpp, batch_norm_activation): forward stores act(y);
-//              backward receives the activated output's gradient g and the activated output a,
-//              and uses dy = activation_gradient(act, a, g) = (a > 0 [and a < 6]) ? g : 0 (a lies
-//              strictly inside exactly where y does), sparing the ReLU both of its passes
+//              backward receives the activated output's gradient g and beta, recomputes
+//              y = x * s + shift with the forward's expression (so bitwise the forward's y) and
+//              uses dy = (y > 0 [and y < 6]) ? g : 0, sparing the ReLU both of its passes and the
+//              backward pass a read of the activated output (training is memory-bound there)
 #pragma once
 
 #include <cmath>
@@ -38,7 +39,8 @@ struct BatchNormParams {
   float epsilon = 1e-3f;
   bool relu_input = false;  // batch_norm_backward only
   Activation output_activation = Activation::linear;  // linear, relu or relu6
-  const float* activated_output = nullptr;  // batch_norm_backward with an output activation: a
+  // batch_norm_backward with an output activation: the forward's beta (null: 0), for y's recompute.
+  const float* beta = nullptr;
 };
 
 }  // namespace fastcnn

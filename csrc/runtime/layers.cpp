@@ -1047,9 +1047,10 @@ class BatchNormLayer final : public Layer {
     const float* base = context.parameters + parameter_offset;
     const float* gamma = scale_ ? base : nullptr;
     if (used_batch_statistics_) {
-      // With a fused activation, `output` holds the activated values and output_gradient is theirs.
+      // With a fused activation output_gradient is the activated values'; the kernel recomputes
+      // the pre-activation from the input, gamma and beta.
       params.output_activation = output_activation;
-      params.activated_output = output;
+      params.beta = center_ ? base + (scale_ ? channels_ : 0) : nullptr;
       float* gradient_base = context.gradients != nullptr ? context.gradients + gradient_offset : nullptr;
       float* gamma_gradient = gradient_base != nullptr && scale_ ? gradient_base : nullptr;
       float* beta_gradient = gradient_base != nullptr && center_ ? gradient_base + (scale_ ? channels_ : 0) : nullptr;

@@ -31,20 +31,34 @@ constexpr int64_t kDoubleLanes = 4;
 typedef double doublev __attribute__((vector_size(kDoubleLanes * sizeof(double))));
 typedef float floath __attribute__((vector_size(kDoubleLanes * sizeof(float))));
 
-// The first `count` floats (count in [1, kDoubleLanes]) widened to double, the other lanes zero;
-// memory past `count` is never read (AVX-512 masked loads; the other tiers copy).
-inline doublev load_as_double(const float* source, int64_t count) {
+typedef int64_t longh __attribute__((vector_size(kDoubleLanes * sizeof(int64_t))));
+
+// The first `count` floats (count in [1, kDoubleLanes]), the other lanes zero; memory past
+// `count` is never read (AVX-512 masked loads; the other tiers copy).
+inline floath load_floats(const float* source, int64_t count) {
   floath value = {};
   if (count == kDoubleLanes) {  // every vector but a row's last: no mask, no variable-length copy
     std::memcpy(&value, source, sizeof value);
-    return __builtin_convertvector(value, doublev);
+    return value;
   }
 #if defined(__AVX512F__)
   value = reinterpret_cast<floath>(_mm256_maskz_loadu_ps(static_cast<__mmask8>((1u << count) - 1u), source));
 #else
   std::memcpy(&value, source, static_cast<size_t>(count) * sizeof(float));
 #endif
-  return __builtin_convertvector(value, doublev);
+  return value;
+}
+inline doublev load_as_double(const float* source, int64_t count) {
+  return __builtin_convertvector(load_floats(source, count), doublev);
+}
+
+// The forward's pre-activation y = x * scale + shift: one expression for the forward and both
+// backward passes, so that the backward's recomputed y (and the fused ReLU's mask) is bitwise the
+// forward's (with -ffp-contract=fast every call site contracts it to one FMA, which rounds the
+// same at any vector width).
+template <typename Vector>
+inline Vector batch_norm_affine(Vector x, Vector scale, Vector shift) {
+  return x * scale + shift;
 }
 inline doublev load_double(const double* source) {
   doublev value;
@@ -63,12 +77,13 @@ inline void store_double(double* destination, doublev value, int64_t count) {
 // fixed chunks (partial sums in parallel, then added chunk by chunk in order), so the result does
 // not depend on the number of threads; channels kDoubleLanes at a time, the last ones masked.
 // term(x, y, c) returns the Terms doublev values for channels c..c+kDoubleLanes-1. With an
-// output activation (relu, relu6), y is a gradient taken through it: y where the activated output
-// `activated` lies strictly inside the activation's linear part, else 0 (ops/batch_norm.h).
+// output activation (relu, relu6), y is a gradient taken through it: y where the forward's
+// pre-activation x * scale + shift lies strictly inside the activation's linear part, else 0
+// (ops/batch_norm.h).
 template <int Terms, typename Term>
 void channel_sums(int64_t rows, int64_t channels, const float* x, const float* y, Term&& term,
                   std::vector<double> (&totals)[Terms], Activation activation = Activation::linear,
-                  const float* activated = nullptr) {
+                  const float* scale = nullptr, const float* shift = nullptr) {
   const int64_t chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
   std::vector<double> partial(static_cast<size_t>(chunks * Terms * channels), 0.0);
   parallel::parallel_for(chunks, [&](int64_t chunk) {
@@ -79,12 +94,16 @@ void channel_sums(int64_t rows, int64_t channels, const float* x, const float* y
       const int64_t width = std::min(kDoubleLanes, channels - c);
       doublev acc[Terms] = {};
       for (int64_t r = begin; r < end; ++r) {
-        const doublev x_lanes = load_as_double(x + r * channels + c, width);
+        const floath x_floats = load_floats(x + r * channels + c, width);
+        const doublev x_lanes = __builtin_convertvector(x_floats, doublev);
         doublev y_lanes = y != nullptr ? load_as_double(y + r * channels + c, width) : doublev{};
         if (activation != Activation::linear) {
-          const doublev a = load_as_double(activated + r * channels + c, width), zero = {}, six = zero + 6.0;
-          y_lanes = activation == Activation::relu6 ? ((a > zero) & (a < six) ? y_lanes : zero)
-                                                    : (a > zero ? y_lanes : zero);
+          const floath pre_activation = batch_norm_affine(x_floats, load_floats(scale + c, kDoubleLanes),
+                                                          load_floats(shift + c, kDoubleLanes));
+          const floath zero = {}, six = zero + 6.0f;
+          const auto inside = activation == Activation::relu6 ? (pre_activation > zero) & (pre_activation < six)
+                                                              : pre_activation > zero;
+          y_lanes = __builtin_convertvector(inside, longh) != 0 ? y_lanes : doublev{};
         }
         doublev values[Terms];
         term(x_lanes, y_lanes, c, values);
@@ -144,8 +163,8 @@ void batch_norm_forward(const BatchNormParams& p, const float* input, const floa
       float* y = output + r * channels;
       for (int64_t c = 0; c < channels; c += simd::kLanes) {  // the last channels masked
         const int64_t width = std::min<int64_t>(simd::kLanes, channels - c);
-        const simd::floatv value = simd::load_lanes(x + c, width) * simd::load_lanes(s + c, width) +
-                                   simd::load_lanes(t + c, width);
+        const simd::floatv value =
+            batch_norm_affine(simd::load_lanes(x + c, width), simd::load_lanes(s + c, width), simd::load_lanes(t + c, width));
         simd::store_lanes(y + c, activate_on_vector(value, p.output_activation), width);
       }
     }
@@ -158,6 +177,16 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
   const int64_t channels = p.channels;
   std::vector<double> inverse_std(static_cast<size_t>(channels));
   for (int64_t c = 0; c < channels; ++c) inverse_std[c] = 1.0 / std::sqrt(static_cast<double>(variance[c]) + p.epsilon);
+  // The forward's factors (with an output activation: its pre-activation is recomputed), padded
+  // to whole vectors of either width.
+  const Activation activation = p.output_activation;
+  const int64_t padded = channels + std::max<int64_t>(simd::kLanes, kDoubleLanes);
+  std::vector<float> forward_scale(static_cast<size_t>(padded)), forward_shift(static_cast<size_t>(padded));
+  if (activation != Activation::linear) {
+    for (int64_t c = 0; c < channels; ++c) {
+      batch_norm_scale_shift(gamma, p.beta, mean, variance, p.epsilon, c, forward_scale[c], forward_shift[c]);
+    }
+  }
   // d beta = sum dy; d gamma = sum dy * x_hat = inverse_std * sum dy * (x - mean).
   std::vector<double> centre(static_cast<size_t>(channels + kDoubleLanes));  // whole vectors past the end
   for (int64_t c = 0; c < channels; ++c) centre[c] = mean[c];
@@ -169,7 +198,7 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
         values[0] = dy;
         values[1] = dy * (x - load_double(m_c + c));
       },
-      sums, p.output_activation, p.activated_output);
+      sums, activation, forward_scale.data(), forward_shift.data());
   for (int64_t c = 0; c < channels; ++c) sums[1][c] *= inverse_std[c];
   for (int64_t c = 0; c < channels; ++c) {
     if (beta_gradient != nullptr) beta_gradient[c] = static_cast<float>(sums[0][c]);
@@ -188,9 +217,8 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
     slope[c] = static_cast<float>(inverse_std[c]) * static_cast<float>(sums[1][c] / count);
   }
   const bool relu_input = p.relu_input;
-  const Activation activation = p.output_activation;
-  const float* activated = p.activated_output;
   const float *a_c = a.data(), *mean_dy_c = mean_dy.data(), *mean_c = mean, *slope_c = slope.data();
+  const float *scale_c = forward_scale.data(), *shift_c = forward_shift.data();
   for_row_chunks(p.rows, [=](int64_t begin, int64_t end) {
     using simd::floatv;
     const floatv zero = {};
@@ -198,7 +226,6 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
     for (int64_t r = begin; r < end; ++r) {
       const float* x = input + r * channels;
       const float* dy = output_gradient + r * channels;
-      const float* activated_row = activated != nullptr ? activated + r * channels : nullptr;
       float* dx = input_gradient + r * channels;
       for (int64_t c = 0; c < channels; c += simd::kLanes) {
         const int64_t width = std::min<int64_t>(simd::kLanes, channels - c);
@@ -208,10 +235,10 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
         const floatv x_lanes = load(x + c);
         floatv gradient = load(dy + c);
         if (activation != Activation::linear) {
-          const floatv activated_lanes = load(activated_row + c);
+          const floatv pre_activation = batch_norm_affine(x_lanes, simd::load(scale_c + c), simd::load(shift_c + c));
           gradient = activation == Activation::relu6
-                         ? ((activated_lanes > zero) & (activated_lanes < six) ? gradient : zero)
-                         : (activated_lanes > zero ? gradient : zero);
+                         ? ((pre_activation > zero) & (pre_activation < six) ? gradient : zero)
+                         : (pre_activation > zero ? gradient : zero);
         }
         floatv value = load(a_c + c) * (gradient - load(mean_dy_c + c) - (x_lanes - load(mean_c + c)) * load(slope_c + c));
         if (relu_input) value = x_lanes > zero ? value : zero;  // the ReLU's derivative (NaN input: 0)

@@ -40,18 +40,22 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
                          const float* variance, const float* gamma, const float* output_gradient,
                          float* input_gradient, float* gamma_gradient, float* beta_gradient) {
   const double count = static_cast<double>(p.rows);
-  // The normalized output's gradient: the activated output's, through the fused activation.
-  auto gradient_at = [&](int64_t index) {
+  // The normalized output's gradient: the activated output's, through the fused activation, at
+  // y = x * scale + shift recomputed as the forward computes it.
+  auto gradient_at = [&](int64_t index, float scale, float shift) {
     const float g = output_gradient[index];
     return p.output_activation == Activation::linear
                ? g
-               : activation_gradient(p.output_activation, 0.0f, p.activated_output[index], g);
+               : activation_gradient(p.output_activation, 0.0f,
+                                     activate(p.output_activation, input[index] * scale + shift), g);
   };
   for (int64_t c = 0; c < p.channels; ++c) {
+    float scale, shift;
+    batch_norm_scale_shift(gamma, p.beta, mean, variance, p.epsilon, c, scale, shift);
     const double inverse_std = 1.0 / std::sqrt(static_cast<double>(variance[c]) + p.epsilon);
     double sum_dy = 0.0, sum_dy_xhat = 0.0;
     for (int64_t r = 0; r < p.rows; ++r) {
-      const double dy = gradient_at(r * p.channels + c);
+      const double dy = gradient_at(r * p.channels + c, scale, shift);
       sum_dy += dy;
       sum_dy_xhat += dy * (input[r * p.channels + c] - mean[c]) * inverse_std;
     }
@@ -63,7 +67,7 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
       const double x_hat = (input[r * p.channels + c] - mean[c]) * inverse_std;
       const float x = input[r * p.channels + c];
       input_gradient[r * p.channels + c] = p.relu_input && !(x > 0.0f) ? 0.0f : static_cast<float>(
-          g * inverse_std / count * (count * gradient_at(r * p.channels + c) - sum_dy - x_hat * sum_dy_xhat));
+          g * inverse_std / count * (count * gradient_at(r * p.channels + c, scale, shift) - sum_dy - x_hat * sum_dy_xhat));
     }
   }
 }
