@@ -27,22 +27,13 @@ import benchmark_models
 MODELS = {**benchmark_models.MODELS, "ex3_b128": ("example3", 128, (64, 64, 3))}
 
 
-def runtime_layers(model):
-    """The model's layer calls in the compiled network's order (its profile's "#index"): the
-    walk that compiles a model, recorded (nested models inlined, no InputLayer)."""
-    from fastcnn.models._onnx_export import _Recorder
-
-    recorder = _Recorder()
-    recorder.emit(model, [-1 - index for index in range(len(model._input_sample_shapes))])
-    return [layer for layer, _ in recorder.calls]
-
-
 def conv_flops(model, batch):
     """{network layer index: 2 x multiply-adds of one forward pass} for every Conv2D and
     DepthwiseConv2D (each backward pass costs the same again; the first layer skips the
     input-gradient pass)."""
     flops = {}
-    for index, layer in enumerate(runtime_layers(model)):
+    # model._node_layers: the layer of each compiled network node (the profile's "#index").
+    for index, layer in enumerate(model._node_layers):
         if isinstance(layer, layers.Conv2D):
             kernel_height, kernel_width, channels, _ = layer.kernel.shape
             _, height, width, filters = layer.output_shape

@@ -372,9 +372,12 @@ class Resizing(_ImageLayer):
         self._check_rank(input_shape)
         return (input_shape[0], self.height, self.width, input_shape[3])
 
+    def _aspect_mode(self):
+        """How the runtime treats an aspect-ratio change: 'crop', 'pad' or 'stretch'."""
+        return "crop" if self.crop_to_aspect_ratio else "pad" if self.pad_to_aspect_ratio else "stretch"
+
     def _add_runtime(self, network, seed):
-        aspect = "crop" if self.crop_to_aspect_ratio else "pad" if self.pad_to_aspect_ratio else "stretch"
-        network.add_resizing(self.height, self.width, self.interpolation, aspect, self.fill_value)
+        network.add_resizing(self.height, self.width, self.interpolation, self._aspect_mode(), self.fill_value)
 
     def get_config(self):
         return {**super().get_config(), "height": self.height, "width": self.width,

@@ -269,7 +269,7 @@ def _affine(builder, name, gamma, beta):
 def _layer_normalization(builder, layer, tensor):
     """Keras's LayerNormalization over its axes; gamma and beta shaped as the normalized axes."""
     config = layer.get_config()
-    keras_axes = [axis % (len(tensor.shape) + 1) for axis in config["axis"]]
+    keras_axes = layer._normalized_axes((None,) + tensor.shape)
     shape = _broadcast_shape(tensor, keras_axes)
     name = _standardize(builder, tensor.name, _onnx_axes(tensor, keras_axes), config["epsilon"],
                         centre=not config["rms_scaling"])
@@ -322,7 +322,7 @@ def _nearest_indices(size, target):
     return _core.ops.resize(positions, (target, 1), "nearest").reshape(target).astype(np.int64)
 
 
-def _window_resize(builder, tensor, kind, config):
+def _window_resize(builder, tensor, layer, kind, config):
     """Resizing, CenterCrop and RandomCrop in inference: the runtime's window of the input (cropped
     with Slice, or padded with the fill value where Resizing pads to the aspect ratio), resized to
     the target as tf.image.resize (Resize with half-pixel centres for bilinear; Gather of the
@@ -331,8 +331,7 @@ def _window_resize(builder, tensor, kind, config):
 
     height, width, _ = tensor.shape
     target = (int(config["height"]), int(config["width"]))
-    aspect = "crop" if config.get("crop_to_aspect_ratio") else "pad" if config.get("pad_to_aspect_ratio") else \
-        "stretch"
+    aspect = layer._aspect_mode() if kind == "Resizing" else "stretch"
     top, left, window_height, window_width = _core.resize_inference_window(kind, height, width, *target, aspect)
     bottom, right = top + window_height, left + window_width
     name = tensor.name
@@ -420,7 +419,7 @@ def _convert_layer(builder, layer, inputs, folded, consumed_by_fold):
         return _Tensor(builder.op("Add", [scaled, _channel_constant(builder, shift, tensor)]), tensor.layout,
                        output_shape)
     if kind in ("Resizing", "CenterCrop", "RandomCrop"):
-        return _Tensor(_window_resize(builder, tensor, kind, config), "nchw", output_shape)
+        return _Tensor(_window_resize(builder, tensor, layer, kind, config), "nchw", output_shape)
     if kind == "LayerNormalization":
         return _Tensor(_layer_normalization(builder, layer, tensor), tensor.layout, output_shape)
     if kind == "GroupNormalization":

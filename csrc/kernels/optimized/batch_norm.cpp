@@ -180,9 +180,11 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
   // The forward's factors (with an output activation: its pre-activation is recomputed), padded
   // to whole vectors of either width.
   const Activation activation = p.output_activation;
-  const int64_t padded = channels + std::max<int64_t>(simd::kLanes, kDoubleLanes);
-  std::vector<float> forward_scale(static_cast<size_t>(padded)), forward_shift(static_cast<size_t>(padded));
+  std::vector<float> forward_scale, forward_shift;
   if (activation != Activation::linear) {
+    const size_t padded = static_cast<size_t>(channels + std::max<int64_t>(simd::kLanes, kDoubleLanes));
+    forward_scale.resize(padded);
+    forward_shift.resize(padded);
     for (int64_t c = 0; c < channels; ++c) {
       batch_norm_scale_shift(gamma, p.beta, mean, variance, p.epsilon, c, forward_scale[c], forward_shift[c]);
     }
