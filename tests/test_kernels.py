@@ -197,6 +197,22 @@ def test_conv2d_odd_spatial_sizes_same_padding(tier, spatial, kernel_size, strid
 
 
 @pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("strides", [(2, 2), (3, 3), (2, 3), (4, 1)], ids=lambda s: f"s{s[0]}x{s[1]}")
+@pytest.mark.parametrize("kernel_size", [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (7, 3)],
+                         ids=lambda k: f"k{k[0]}x{k[1]}")
+def test_conv2d_strided_input_gradient_phases(tier, kernel_size, strides, padding):
+    """Strided layers take the input gradient one phase (ih = ph mod stride, iw = pw mod stride)
+    at a time: kernels smaller than the stride leave phases that no tap reaches (zero gradient),
+    sizes that are not a multiple of the stride make some phases a row or column shorter, `valid`
+    leaves trailing pixels that no output reads, and phases differ in how many taps reach them."""
+    rng = np.random.default_rng(zlib.crc32(repr((kernel_size, strides, padding)).encode()))
+    for batch, height, width, in_channels, out_channels in ((2, 13, 11, 5, 17), (1, 9, 16, 40, 8)):
+        x, kernel, bias = make_conv_case(rng, batch, height, width, in_channels, out_channels, kernel_size)
+        check_conv_against_reference(tier, x, kernel, bias, strides=strides, padding=padding)
+
+
+@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("batch", [0, 1, 3])
 def test_conv2d_batch_sizes(tier, batch):
     rng = np.random.default_rng(batch)

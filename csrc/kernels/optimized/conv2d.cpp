@@ -6,11 +6,12 @@
 //   Only the (small) weights are packed; activations are never copied (no im2col).
 // - the input gradient is that same kernel run over the output gradient with the weights
 //   transposed per tap (in and out channels swapped); taps that fall between strides read zeros.
-// - the kernel gradient is a per-tap GEMM dW[tap] = X_tap^T . dY, blocked 6 input channels x kBlockWidth
+// - the kernel gradient is a per-tap GEMM dW[tap] = X_tap^T . dY, blocked kGradientChannels (6, or 12 on avx512) input channels x kBlockWidth
 //   output channels; each (tap, block) belongs to one thread, which walks the pixels in a fixed
 //   order, so the result is bitwise the same for any number of threads.
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "kernels/optimized/optimized.h"
@@ -30,6 +31,11 @@ struct IndirectPass {
   int64_t depth = 0;                                  // channels per source row
   int64_t output_channels = 0;                        // channels per result pixel
   int64_t kernel_height = 0, kernel_width = 0;
+  // Where result pixel (image, row, column) is stored: contiguously in (image, row, column) order
+  // when result_height is 0, else at pixel (row * result_row_step + result_row_offset,
+  // column * result_column_step + result_column_offset) of result_height x result_width images.
+  int64_t result_height = 0, result_width = 0;
+  int64_t result_row_step = 1, result_row_offset = 0, result_column_step = 1, result_column_offset = 0;
 };
 
 // Where result pixel (row, column) reads at tap (kh, kw), when that is affine: source pixel
@@ -173,13 +179,22 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
       bool merged = false;
       const int64_t tap_count = point_tile_rows(pass, affine, tile, zero_row, source_row, rows, tap_indices, merged);
       const int64_t depth = merged ? pass.depth * pass.kernel_width : pass.depth;
-      float* tile_result = result + tile_index * kTilePixels * pass.output_channels;
+      float* pixel_result[kTilePixels];
+      for (int64_t p = 0; p < tile.count; ++p) {
+        pixel_result[p] =
+            pass.result_height == 0
+                ? result + (tile_index * kTilePixels + p) * pass.output_channels
+                : result + ((tile.image[p] * pass.result_height + tile.row[p] * pass.result_row_step +
+                             pass.result_row_offset) * pass.result_width +
+                            tile.column[p] * pass.result_column_step + pass.result_column_offset) *
+                               pass.output_channels;
+      }
 #if defined(__AVX512F__)
       if (block_width == simd::kHalfLanes) {  // one block of 8 lanes
         simd::floath acc[kTilePixels] = {};
         accumulate_tile_narrow(rows, tap_indices, tap_count, depth, packed, acc);
         for (int64_t p = 0; p < tile.count; ++p) {
-          store_narrow_block(tile_result + p * pass.output_channels, pass.output_channels, acc[p], bias, activation);
+          store_narrow_block(pixel_result[p], pass.output_channels, acc[p], bias, activation);
         }
         continue;
       }
@@ -188,7 +203,7 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
         floatv acc[kTilePixels] = {};
         accumulate_tile_narrow(rows, tap_indices, tap_count, depth, packed, acc);
         for (int64_t p = 0; p < tile.count; ++p) {
-          store_narrow_block(tile_result + p * pass.output_channels, pass.output_channels, acc[p], bias, activation);
+          store_narrow_block(pixel_result[p], pass.output_channels, acc[p], bias, activation);
         }
         continue;
       }
@@ -199,12 +214,25 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
         const int64_t width = std::min(kBlockWidth, pass.output_channels - first_channel);
         const float* bias_block = bias != nullptr ? bias + first_channel : nullptr;
         for (int64_t p = 0; p < tile.count; ++p) {
-          store_block(tile_result + p * pass.output_channels + first_channel, width, acc[p][0],
+          store_block(pixel_result[p] + first_channel, width, acc[p][0],
                       acc[p][1], bias_block, activation);
         }
       }
     }
   });
+}
+
+// The source row an affine pass reads at tap (kh, kw) of result pixel (n, row, column), or
+// nullptr where that falls in the padding; rows hold `depth` floats.
+inline auto affine_source_rows(const AffineSource& affine, int64_t depth) {
+  return [&affine, depth](int64_t n, int64_t row, int64_t column, int64_t kh, int64_t kw) -> const float* {
+    const int64_t source_row = row * affine.row_step + affine.row_offset + kh * affine.tap_row_step;
+    const int64_t source_column = column * affine.column_step + affine.column_offset + kw * affine.tap_column_step;
+    if (source_row < 0 || source_row >= affine.source_height || source_column < 0 ||
+        source_column >= affine.source_width)
+      return nullptr;
+    return affine.data + ((n * affine.source_height + source_row) * affine.source_width + source_column) * depth;
+  };
 }
 
 // Per-call scratch owned by the calling thread (only grows: no allocation in steady state).
@@ -290,18 +318,31 @@ void accumulate_kernel_tile(const Conv2DParams& p, const float* input, const flo
   }
 }
 
+// Input channels per kernel-gradient task: x 2 vectors of output channels, plus the two dY vectors
+// and a broadcast, they fill the register file — 6 (12 accumulators of 16 ymm registers) on the
+// 8-lane tiers, 12 (24 of 32 zmm registers) on avx512, where longer tiles also spread each output
+// row's loop overhead over twice the multiply-adds.
+constexpr int64_t kGradientChannels = simd::kLanes == 16 ? 12 : 6;
+
+template <int Vectors, bool FullBlock, int... Counts>
+void accumulate_kernel_tile_of(std::integer_sequence<int, Counts...>, int64_t channels, const Conv2DParams& p,
+                               const float* input, const float* output_gradient, int64_t tap, int64_t ci, int64_t co,
+                               int64_t row_begin, int64_t row_end, ColumnRange window, float* kernel_gradient) {
+  // Runs the instance for Counts + 1 == channels.
+  (void)((channels == Counts + 1 &&
+          (accumulate_kernel_tile<Counts + 1, Vectors, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin,
+                                                                  row_end, window, kernel_gradient),
+           true)) ||
+         ...);
+}
+
 template <int Vectors, bool FullBlock>
 void accumulate_kernel_tile_any(int64_t channels, const Conv2DParams& p, const float* input,
                                 const float* output_gradient, int64_t tap, int64_t ci, int64_t co,
                                 int64_t row_begin, int64_t row_end, ColumnRange window, float* kernel_gradient) {
-  switch (channels) {
-    case 1: accumulate_kernel_tile<1, Vectors, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
-    case 2: accumulate_kernel_tile<2, Vectors, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
-    case 3: accumulate_kernel_tile<3, Vectors, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
-    case 4: accumulate_kernel_tile<4, Vectors, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
-    case 5: accumulate_kernel_tile<5, Vectors, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
-    default: accumulate_kernel_tile<6, Vectors, FullBlock>(p, input, output_gradient, tap, ci, co, row_begin, row_end, window, kernel_gradient); break;
-  }
+  accumulate_kernel_tile_of<Vectors, FullBlock>(std::make_integer_sequence<int, kGradientChannels>(), channels, p,
+                                                input, output_gradient, tap, ci, co, row_begin, row_end, window,
+                                                kernel_gradient);
 }
 
 }  // namespace
@@ -351,13 +392,87 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
   affine.column_offset = -p.pad_left;
   affine.tap_column_step = p.dilation_width;
   run_indirect(pass, &affine, packed, padded_bias, p.activation, output, buffers.zeros.data(),
-               [&](int64_t n, int64_t oh, int64_t ow, int64_t kh, int64_t kw) -> const float* {
-                 const int64_t ih = oh * p.stride_height - p.pad_top + kh * p.dilation_height;
-                 const int64_t iw = ow * p.stride_width - p.pad_left + kw * p.dilation_width;
-                 if (ih < 0 || ih >= p.input_height || iw < 0 || iw >= p.input_width) return nullptr;
-                 return input + ((n * p.input_height + ih) * p.input_width + iw) * p.input_channels;
-               });
+               affine_source_rows(affine, p.input_channels));
 }
+
+namespace {
+
+// The input gradient of a strided layer without dilation, one phase at a time. The input pixels
+// of phase (ph, pw) — ih = ph + stride_h * i, iw = pw + stride_w * j — are reached only by the
+// taps kh = kh0 + stride_h * m with kh0 = (ph + pad_top) mod stride_h (likewise kw), and for
+// those oh = (ih + pad_top - kh) / stride_h = i + (ph + pad_top - kh0) / stride_h - m, affine in
+// i. Taken in reverse order (m' = M - 1 - m, so the tap step is +1), they make a unit-stride
+// forward pass over dY with an M_h x M_w sub-kernel of transposed weights, whose results land on
+// every stride-th input pixel: no multiply-add reads the zeros between strides, and interior
+// tiles take the merged-tap form.
+void strided_input_gradient_by_phase(const Conv2DParams& p, const float* output_gradient, const float* kernel,
+                                     float* input_gradient, Scratch& buffers) {
+  const int64_t block_width = block_width_for(p.input_channels);
+  const int64_t blocks = ceil_div(p.input_channels, block_width);
+  buffers.zeros.assign(static_cast<size_t>(ceil_div(p.kernel_width, p.stride_width) * p.output_channels), 0.0f);
+  for (int64_t phase_row = 0; phase_row < std::min(p.stride_height, p.input_height); ++phase_row) {
+    const int64_t first_tap_row = (phase_row + p.pad_top) % p.stride_height;
+    const int64_t tap_rows = first_tap_row < p.kernel_height ? ceil_div(p.kernel_height - first_tap_row, p.stride_height) : 0;
+    for (int64_t phase_column = 0; phase_column < std::min(p.stride_width, p.input_width); ++phase_column) {
+      const int64_t first_tap_column = (phase_column + p.pad_left) % p.stride_width;
+      const int64_t tap_columns =
+          first_tap_column < p.kernel_width ? ceil_div(p.kernel_width - first_tap_column, p.stride_width) : 0;
+      IndirectPass pass;
+      pass.images = p.batch;
+      pass.rows = ceil_div(p.input_height - phase_row, p.stride_height);
+      pass.columns_per_row = ceil_div(p.input_width - phase_column, p.stride_width);
+      pass.depth = p.output_channels;
+      pass.output_channels = p.input_channels;
+      pass.kernel_height = tap_rows;
+      pass.kernel_width = tap_columns;
+      pass.result_height = p.input_height;
+      pass.result_width = p.input_width;
+      pass.result_row_step = p.stride_height;
+      pass.result_row_offset = phase_row;
+      pass.result_column_step = p.stride_width;
+      pass.result_column_offset = phase_column;
+      if (tap_rows == 0 || tap_columns == 0) {  // a kernel smaller than the stride: no tap reaches this phase
+        parallel::parallel_for(pass.images * pass.rows, [&](int64_t image_row) {
+          const int64_t n = image_row / pass.rows, ih = phase_row + (image_row % pass.rows) * p.stride_height;
+          for (int64_t j = 0; j < pass.columns_per_row; ++j) {
+            float* pixel = input_gradient +
+                           ((n * p.input_height + ih) * p.input_width + phase_column + j * p.stride_width) *
+                               p.input_channels;
+            std::fill(pixel, pixel + p.input_channels, 0.0f);
+          }
+        });
+        continue;
+      }
+      // sub_kernel[m'_h][m'_w][co][ci] = kernel[kh0 + (M_h-1-m'_h)*s_h][kw0 + (M_w-1-m'_w)*s_w][ci][co]
+      const int64_t taps = tap_rows * tap_columns;
+      buffers.transposed.resize(static_cast<size_t>(taps * p.output_channels * p.input_channels));
+      for (int64_t row_tap = 0; row_tap < tap_rows; ++row_tap) {
+        const int64_t kh = first_tap_row + (tap_rows - 1 - row_tap) * p.stride_height;
+        for (int64_t column_tap = 0; column_tap < tap_columns; ++column_tap) {
+          const int64_t kw = first_tap_column + (tap_columns - 1 - column_tap) * p.stride_width;
+          const float* source = kernel + (kh * p.kernel_width + kw) * p.input_channels * p.output_channels;
+          float* target = buffers.transposed.data() + (row_tap * tap_columns + column_tap) * p.output_channels * p.input_channels;
+          for (int64_t ci = 0; ci < p.input_channels; ++ci)
+            for (int64_t co = 0; co < p.output_channels; ++co)
+              target[co * p.input_channels + ci] = source[ci * p.output_channels + co];
+        }
+      }
+      buffers.packed.resize(static_cast<size_t>(blocks * taps * p.output_channels * block_width));
+      pack_column_blocks(buffers.transposed.data(), taps * p.output_channels, p.input_channels,
+                         buffers.packed.data(), block_width);
+      AffineSource affine;
+      affine.data = output_gradient;
+      affine.source_height = p.output_height;
+      affine.source_width = p.output_width;
+      affine.row_offset = (phase_row + p.pad_top - first_tap_row) / p.stride_height - (tap_rows - 1);
+      affine.column_offset = (phase_column + p.pad_left - first_tap_column) / p.stride_width - (tap_columns - 1);
+      run_indirect(pass, &affine, buffers.packed.data(), nullptr, Activation::linear, input_gradient,
+                   buffers.zeros.data(), affine_source_rows(affine, p.output_channels));
+    }
+  }
+}
+
+}  // namespace
 
 void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
                            const float* kernel, float* input_gradient) {
@@ -368,7 +483,8 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
   // by 180 degrees and in/out channels swapped: dX(ih, iw) = sum over (kh, kw) of
   // dY(ih + pad_top - kh*dh, iw + pad_left - kw*dw) . W[kh][kw]^T, i.e. padding kernel - 1 - pad
   // and taps walking dY forwards — so it runs as conv2d_forward (Winograd or indirect, merged
-  // taps included). Strided layers keep the tap order and test divisibility per pixel.
+  // taps included). Strided layers without dilation run phase by phase (above); others keep the
+  // tap order and test divisibility per pixel.
   Conv2DParams as_forward = p;
   as_forward.input_height = p.output_height;
   as_forward.input_width = p.output_width;
@@ -383,6 +499,11 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
   as_forward.kernel_cache = nullptr;  // the rotated kernel lives in this call's scratch
   const bool forward_pass = p.stride_height == 1 && p.stride_width == 1 && p.output_size() > 0 &&
                             as_forward.pad_top >= 0 && as_forward.pad_left >= 0;
+  if (!forward_pass && p.dilation_height == 1 && p.dilation_width == 1 && p.pad_top >= 0 && p.pad_left >= 0 &&
+      p.output_size() > 0) {
+    strided_input_gradient_by_phase(p, output_gradient, kernel, input_gradient, buffers);
+    return;
+  }
   // transposed[tap'][co][ci] = kernel[tap][ci][co], tap' = the rotated tap for the forward pass.
   buffers.transposed.resize(static_cast<size_t>(taps * p.output_channels * p.input_channels));
   for (int64_t tap = 0; tap < taps; ++tap) {
@@ -438,13 +559,13 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
 namespace {
 
 // One pass of the kernel gradient: `taps` taps (tap index = first_tap_of(t)) x `channels` input
-// channels (6 per task) x output blocks of kBlockWidth channels, over the output columns `window_of(t)`. Each task
+// channels (kGradientChannels per task) x output blocks of kBlockWidth channels, over the output columns `window_of(t)`. Each task
 // owns its gradient elements and walks the rows in fixed chunks, so any thread count gives the same
 // bits.
 template <typename TapOf, typename WindowOf>
 void kernel_gradient_pass(const Conv2DParams& p, const float* input, const float* output_gradient, int64_t taps,
                           int64_t channels, TapOf&& tap_of, WindowOf&& window_of, float* kernel_gradient) {
-  const int64_t channel_tiles = ceil_div(channels, kTilePixels);
+  const int64_t channel_tiles = ceil_div(channels, kGradientChannels);
   const int64_t blocks = ceil_div(p.output_channels, kBlockWidth);
   const int64_t tasks = taps * channel_tiles * blocks;
   const int64_t image_rows = p.batch * p.output_height;
@@ -460,8 +581,8 @@ void kernel_gradient_pass(const Conv2DParams& p, const float* input, const float
         const int64_t block = task % blocks;
         const int64_t channel_tile = (task / blocks) % channel_tiles;
         const int64_t t = task / (blocks * channel_tiles);
-        const int64_t first_input_channel = channel_tile * kTilePixels;
-        const int64_t tile_channels = std::min(kTilePixels, channels - first_input_channel);
+        const int64_t first_input_channel = channel_tile * kGradientChannels;
+        const int64_t tile_channels = std::min(kGradientChannels, channels - first_input_channel);
         const int64_t first_output_channel = block * kBlockWidth;
         const ColumnRange window = window_of(t);
         if (window.first > window.last) continue;
