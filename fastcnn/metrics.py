@@ -219,6 +219,12 @@ class Mean(Metric):
     def result(self):
         return np.float32(self.total / self.count) if self.count != 0 else np.float32(0.0)
 
+    def _add_matches(self, matches, count):
+        """update_state's effect for `count` unweighted per-sample values of 0 or 1, `matches` of
+        them 1 (their float32 sum is exact below 2**24)."""
+        self.total = self.total + np.float32(matches)
+        self.count = self.count + count
+
 
 class MeanMetricWrapper(Mean):
     """The mean of a per-sample function `fn(y_true, y_pred, **kwargs)`."""
@@ -272,6 +278,22 @@ class SparseCategoricalAccuracy(MeanMetricWrapper):
 
     def __init__(self, name="sparse_categorical_accuracy", dtype=None):
         super().__init__(sparse_categorical_accuracy, name=name, dtype=dtype)
+
+
+# The per-sample accuracies that a compiled step counts itself (Network.step_argmax_matches), and
+# the targets each compares with there: the class labels, or one-hot / probability rows.
+_STEP_COUNTED = {sparse_categorical_accuracy: "labels", categorical_accuracy: "probabilities"}
+
+
+def _step_counted_target(metric):
+    """"labels" or "probabilities" where `metric`'s unweighted update is the mean of a per-sample
+    accuracy that the compiled step counts (the built-in SparseCategoricalAccuracy /
+    CategoricalAccuracy and wrappers of their functions, not overridden), else None."""
+    if not isinstance(metric, MeanMetricWrapper) or type(metric).update_state is not MeanMetricWrapper.update_state:
+        return None
+    if metric._fn_kwargs:
+        return None
+    return _STEP_COUNTED.get(metric._fn)
 
 
 def _check_k(k):

@@ -252,3 +252,57 @@ def test_weighted_metrics_per_output_and_bad_forms(rng):
     np.testing.assert_allclose(logs["parity_accuracy"], expected, rtol=1e-6)  # only the weighted samples count
     with pytest.raises(ValueError, match="weighted_metrics='accuracy'"):
         _classifier(fastcnn).compile("sgd", "sparse_categorical_crossentropy", weighted_metrics="accuracy")
+
+
+def _accuracy_model(classes, activation):
+    model = fastcnn.Sequential([layers.Input((3, 4, 1)), layers.Flatten(), layers.Dense(classes, activation=activation)])
+    return model
+
+
+@pytest.mark.parametrize("targets", ["labels", "one_hot", "smoothed"])
+@pytest.mark.parametrize("outputs", ["trained", "ties", "nan"])
+def test_step_counted_accuracy_equals_the_numpy_update(monkeypatch, targets, outputs):
+    """Sparse / categorical accuracy counted inside the compiled step (Network.step_argmax_matches)
+    gives fit's and evaluate's logs bitwise what the metrics' numpy update gives: ties take the
+    first largest output, a NaN output counts as the largest (numpy's argmax), and label-smoothed
+    targets (which the metrics see unsmoothed) keep the numpy path."""
+    rng = np.random.default_rng(7)
+    classes, samples = 5, 37
+    x = rng.standard_normal((samples, 3, 4, 1)).astype(np.float32)
+    labels = rng.integers(0, classes, samples)
+    if outputs == "nan":
+        labels[::2] = 1  # the class of the first NaN output: a NaN-skipping argmax would miss all of these
+    y = labels if targets == "labels" else np.eye(classes, dtype=np.float32)[labels]
+    loss = ("sparse_categorical_crossentropy" if targets == "labels" else
+            fastcnn.losses.CategoricalCrossentropy(label_smoothing=0.1 if targets == "smoothed" else 0.0))
+    counted = []
+    original = metrics.Mean._add_matches
+    monkeypatch.setattr(metrics.Mean, "_add_matches", lambda self, *a: counted.append(a) or original(self, *a))
+
+    def run(step_counted):
+        monkeypatch.setattr(metrics, "_STEP_COUNTED", step_counted)
+        fastcnn.utils.set_random_seed(3)
+        model = _accuracy_model(classes, "linear" if outputs == "nan" else "softmax")
+        model.compile(optimizer="sgd", loss=loss, metrics=["accuracy", metrics.SparseCategoricalAccuracy(name="sca")
+                                                           if targets == "labels" else
+                                                           metrics.CategoricalAccuracy(name="ca")])
+        kernel, bias = model.layers[-1].get_weights()
+        if outputs == "ties":
+            model.layers[-1].set_weights([np.zeros_like(kernel), np.zeros_like(bias)])
+        elif outputs == "nan":
+            bias[[1, 3]] = np.nan
+            kernel[:, 2] = 0.0
+            model.layers[-1].set_weights([kernel, bias])
+        logs = [model.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)]
+        if outputs == "trained":
+            logs.append(model.fit(x, y, batch_size=8, epochs=2, verbose=0).history)
+        return logs
+
+    step_counted = run(dict(metrics._STEP_COUNTED))
+    assert bool(counted) == (targets != "smoothed")
+    counted.clear()
+    numpy_only = run({})
+    assert not counted
+    assert repr(step_counted) == repr(numpy_only)
+    if outputs == "nan":  # every output row holds a NaN at class 1: numpy's argmax picks it
+        assert step_counted[0]["accuracy"] == pytest.approx(np.mean(labels == 1))

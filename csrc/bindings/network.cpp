@@ -861,6 +861,16 @@ void bind_network(py::module_& m) {
              return passes;
            },
            "{pass name: [node indices it applies to]} for the plan's fusion passes.")
+      .def("step_argmax_matches",
+           [](runtime::Network& network) {
+             require_built(network, "step_argmax_matches");
+             std::vector<int64_t> matches = network.last_argmax_matches();
+             matches.resize(network.output_count(), 0);  // before any step: zeros
+             return matches;
+           },
+           "Per output, of the last train step, gradient computation or test step: the samples whose "
+           "output's argmax (numpy's: the first largest, a NaN first) is the target's class (the label, "
+           "or the target row's argmax).")
       .def("step_outputs",
            [](runtime::Network& network) {
              require_built(network, "step_outputs");

@@ -650,10 +650,25 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
   }
 }
 
+namespace {
+
+// The index of a row's largest value, numpy's argmax: the first of equal values, and the first
+// NaN where there is one.
+int64_t first_argmax(const float* row, int64_t count) {
+  int64_t best = 0;
+  for (int64_t j = 1; j < count && !std::isnan(row[best]); ++j) {
+    if (row[j] > row[best] || std::isnan(row[j])) best = j;
+  }
+  return best;
+}
+
+}  // namespace
+
 StepResult Network::losses_and_gradients(const std::vector<Targets>& targets, const int64_t* indices, int64_t batch,
                                          int64_t loss_batch, bool gradients) {
   StepResult result;
   result.output_loss_sums.assign(outputs_.size(), 0.0);
+  last_argmax_matches_.assign(outputs_.size(), 0);
   for (size_t k = 0; k < outputs_.size(); ++k) {
     const int64_t id = outputs_[k];
     const size_t node = static_cast<size_t>(id);
@@ -676,6 +691,12 @@ StepResult Network::losses_and_gradients(const std::vector<Targets>& targets, co
       }
       probabilities = batch_probabilities_.data();
     }
+    int64_t matches = 0;
+    for (int64_t i = 0; i < batch; ++i) {
+      const int64_t target = labels != nullptr ? labels[i] : first_argmax(probabilities + i * classes, classes);
+      matches += first_argmax(output + i * classes, classes) == target;
+    }
+    last_argmax_matches_[k] = matches;
     LossParams params;
     params.kind = output_losses_[k].kind;
     params.options = output_losses_[k].options;

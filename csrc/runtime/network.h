@@ -138,6 +138,12 @@ class Network {
   // read them.
   std::vector<const float*> last_outputs() const;
   int64_t last_batch() const { return last_batch_; }
+  // Per output, of the last train, gradient or test step: the samples whose output's largest
+  // value (the first of equal ones; NaN counts as largest, as numpy's argmax) sits at the target's
+  // class: the label, or the largest entry of the target row. Keras's sparse / categorical
+  // accuracy counts, taken in the step while the outputs are in cache (the metrics then add a
+  // number instead of running numpy over the outputs after the step).
+  const std::vector<int64_t>& last_argmax_matches() const { return last_argmax_matches_; }
 
   // Loss and accuracy in inference mode, no update.
   StepResult test_step(const std::vector<const float*>& x, const std::vector<Targets>& targets,
@@ -347,6 +353,7 @@ class Network {
   std::vector<const float*> values_;
   std::vector<const float*> pre_activation_values_;
   int64_t last_batch_ = 0;  // samples of the last forward pass
+  std::vector<int64_t> last_argmax_matches_;  // see last_argmax_matches()
   std::vector<int32_t> batch_labels_;
   std::vector<float> batch_probabilities_;
 

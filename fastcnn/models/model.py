@@ -579,19 +579,44 @@ class Model:
         per_output, weighted = self._metric_sets()
         if not any(per_output) and not any(weighted):
             return
-        outputs = self._network.step_outputs()
         truth = targets["truth"]
         truths = truth if isinstance(truth, list) else [truth]
-        weights = targets.get("sample_weights")
-        weights = None if weights is None else weights[indices]
-        for index, (output, target, shape) in enumerate(zip(outputs, truths, self._output_sample_shapes)):
-            if per_output[index] or weighted[index]:
-                y_pred = output.reshape((len(output),) + tuple(shape))
-                y_true = target[indices]
-                for metric in per_output[index]:
+        step_targets = self._step_counted_targets(targets)
+        count = len(indices)
+        outputs = matches = None
+        for index, target in enumerate(truths):
+            y_pred = y_true = None
+            for metric, weighted_metric in [(m, False) for m in per_output[index]] + [(m, True) for m in weighted[index]]:
+                # Sparse / categorical accuracy as the step counted it, while its outputs were in
+                # cache: the same total and count as update_state's numpy pass.
+                if (not weighted_metric and step_targets[index] is not None
+                        and metrics_module._step_counted_target(metric) == step_targets[index]):
+                    if matches is None:
+                        matches = self._network.step_argmax_matches()
+                    metric._add_matches(matches[index] if count else 0, count)
+                    continue
+                if y_pred is None:
+                    if outputs is None:
+                        outputs = self._network.step_outputs()
+                    output = outputs[index]
+                    y_pred = output.reshape((len(output),) + tuple(self._output_sample_shapes[index]))
+                    y_true = target[indices]
+                if weighted_metric:
+                    weights = targets.get("sample_weights")
+                    metric.update_state(y_true, y_pred, sample_weight=None if weights is None else weights[indices])
+                else:
                     metric.update_state(y_true, y_pred)
-                for metric in weighted[index]:
-                    metric.update_state(y_true, y_pred, sample_weight=weights)
+
+    @staticmethod
+    def _step_counted_targets(targets):
+        """Per output, which targets the compiled step compared its argmax with (metrics'
+        _step_counted_target): "labels", "probabilities" where the metrics see the very rows the
+        step used (no label smoothing), else None."""
+        labels, probabilities, truth = targets["labels"], targets["probabilities"], targets["truth"]
+        if not isinstance(truth, list):
+            labels, probabilities, truth = [labels], [probabilities], [truth]
+        return ["labels" if label is not None else "probabilities" if rows is seen else None
+                for label, rows, seen in zip(labels, probabilities, truth)]
 
     def _configure_network(self):
         if len(self._output_losses) != self._network.output_count:
