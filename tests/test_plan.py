@@ -135,3 +135,46 @@ def test_predict_slices_keep_activations_in_cache_unless_the_weights_cost_more()
     weights = 160 * 160 * 48 * 8
     assert heavy.predict_slice() >= min(64, weights * 4 // (4 * heavy.activations_per_sample()["inference"]))
     assert heavy.predict_slice() > wide.predict_slice()
+
+
+def _winograd_model(selector):
+    """A 3x3 convolution with 16 channels on both sides on 8x8 images (a Winograd layer, where
+    F(4x4, 3x3) computes fewer points than F(2x2, 3x3)), its output the model's (flattened),
+    optionally beside a layer that selects a maximum."""
+    inputs = keras.Input((8, 8, 16))
+    convolution = layers.Conv2D(16, 3, padding="same")(inputs)
+    outputs = [layers.Flatten()(convolution)]
+    if selector == "max_pooling":
+        outputs.append(layers.Flatten()(layers.MaxPooling2D()(inputs)))
+    elif selector == "global_max_pooling":
+        outputs.append(layers.GlobalMaxPooling2D()(inputs))
+    elif selector == "maximum":
+        outputs.append(layers.Flatten()(layers.Maximum()([inputs, inputs])))
+    model = keras.Model(inputs, outputs)
+    model.compile("sgd", ["mse"] * len(outputs))
+    return model, convolution
+
+
+@pytest.mark.parametrize("selector", [None, "max_pooling", "global_max_pooling", "maximum"])
+def test_training_takes_the_large_winograd_tile_only_where_no_layer_selects_a_maximum(rng, selector):
+    """The plan's training_winograd_tile: a training step's 3x3 Winograd forward pass is bitwise
+    the kernel's F(4x4, 3x3) (large_winograd_tile=True) in a network without max pooling or a
+    Maximum/Minimum merge, and its F(2x2, 3x3) in one with any of them (the two differ in the
+    last bits, which is what the assertions see)."""
+    from fastcnn import _core
+    if _core.kernel_set() == "reference":
+        pytest.skip("the reference kernels have no Winograd")
+    model, _ = _winograd_model(selector)
+    x = rng.standard_normal((5, 8, 8, 16)).astype(np.float32)
+    second = {"max_pooling": 256, "global_max_pooling": 16, "maximum": 1024}
+    targets = [np.zeros((5, 1024), np.float32)] + ([np.zeros((5, second[selector]), np.float32)] if selector else [])
+    conv = model.layers[1]
+    kernel, bias = [w.copy() for w in conv.get_weights()]
+    model.train_on_batch(x, targets if selector else targets[0])
+    trained_output = model._network.step_outputs()[0].reshape(5, 8, 8, 16)
+    network = model._network
+    assert network.large_winograd_tile_in_training == (selector is None)
+    large = _core.ops.conv2d_forward(x, kernel, bias, padding="same", large_winograd_tile=True)
+    small = _core.ops.conv2d_forward(x, kernel, bias, padding="same", large_winograd_tile=False)
+    assert not np.array_equal(large, small)
+    np.testing.assert_array_equal(trained_output, large if selector is None else small)

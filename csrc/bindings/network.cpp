@@ -853,6 +853,14 @@ void bind_network(py::module_& m) {
            "Call after writing the parameters through a view: inference refolds BatchNormalization.")
       .def("fused_max_pool_layers", &runtime::Network::fused_max_pool_layers,
            "Indices of the layers that compute the max pooling after them.")
+      .def_property_readonly(
+          "large_winograd_tile_in_training",
+          [](runtime::Network& network) {
+            require_built(network, "large_winograd_tile_in_training");
+            return network.large_winograd_tile_in_training();
+          },
+          "Whether training steps run 3x3 Winograd forward passes with F(4x4, 3x3), as inference does: in "
+          "networks where no layer selects a maximum (max pooling, Maximum/Minimum); F(2x2, 3x3) otherwise.")
       .def("fusion_passes",
            [](const runtime::Network& network) {
              require_built(network, "fusion_passes");

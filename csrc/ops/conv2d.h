@@ -41,9 +41,10 @@ struct Conv2DParams {
   Activation activation = Activation::linear;
   // Optimised tiers, 3x3 Winograd layers: whether the forward pass may take the larger, faster
   // F(4x4, 3x3) tile, whose rounding (2e-6 of the output's magnitude) is 4x F(2x2, 3x3)'s.
-  // Inference takes it; a training step does not: there, two nearly equal max-pooling inputs
-  // would order differently than in TensorFlow that much more often, and a training run would
-  // leave TensorFlow's trajectory (the gradient goes to the other one) more often.
+  // Inference takes it; a training step only in networks where no layer selects a maximum (the
+  // plan's training_winograd_tile): elsewhere two nearly equal max-pooling inputs would order
+  // differently than in TensorFlow that much more often, and a training run would leave
+  // TensorFlow's trajectory (the gradient goes to the other one) more often.
   bool large_winograd_tile = true;
   // Optional (inference): where the forward kernel keeps its packed kernel, valid for weights of
   // version weights_version (0: no caching).

@@ -94,7 +94,7 @@ class Conv2DLayer final : public ActivatedLayer {
                float* pre_activation, float* output) override {
     GroupedConv2DParams params = grouped_;
     params.conv.batch = batch;
-    params.conv.large_winograd_tile = !context.training;  // see Conv2DParams
+    params.conv.large_winograd_tile = !context.training || context.large_winograd_tile_in_training;
     use_kernel_cache(context, params.conv);
     const float* kernel = context.parameters + parameter_offset;
     const float* bias = use_bias_ ? kernel + params.kernel_size() : nullptr;
@@ -1150,6 +1150,7 @@ class MergeLayer final : public MultiInputLayer {
  public:
   explicit MergeLayer(MergeKind kind) : kind_(kind) {}
   std::string kind() const override { return merge_kind_name(kind_); }
+  bool selects_a_maximum() const override { return kind_ == MergeKind::maximum || kind_ == MergeKind::minimum; }
 
   SampleShape configure_inputs(const std::vector<SampleShape>& inputs) override {
     if ((kind_ == MergeKind::subtract || kind_ == MergeKind::divide) && inputs.size() != 2) {

@@ -30,6 +30,10 @@ struct StepContext {
   // Inference: the parameters' version (Network's counter), under which a layer's kernels may
   // keep their packed weights between calls (PackedKernelCache); 0 in training.
   uint64_t weights_version = 0;
+  // Training: whether 3x3 Winograd forward passes may take the larger F(4x4, 3x3) tile, as
+  // inference does (Conv2DParams::large_winograd_tile): in networks where no layer selects a
+  // maximum (the plan's training_winograd_tile).
+  bool large_winograd_tile_in_training = false;
 };
 
 class Layer {
@@ -85,6 +89,9 @@ class Layer {
   // parameter gradients from that output's gradient when its own input gradient is not needed.
   // The Network decides where the pair runs fused (update_fusion and each step).
   virtual const Pool2DParams* max_pool_params() const { return nullptr; }  // a max-pooling layer's geometry
+  // Whether this layer's output picks one of several inputs by comparing them (max pooling, a
+  // Maximum or Minimum merge): its gradient follows that choice, which rounding can flip.
+  virtual bool selects_a_maximum() const { return max_pool_params() != nullptr; }
   virtual bool fuses_max_pool(const Layer& next) const { return false; }
   virtual void forward_max_pool(const StepContext& context, int64_t batch, const float* input, const Layer& pool,
                                 float* pool_output) {}

@@ -575,6 +575,7 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
                       bool training, uint64_t seed, Fusion fusion, Buffers buffers, PhaseTimer* timer,
                       int64_t first_sample) {
   StepContext context{kernels, training, seed, parameters_.data(), nullptr, first_sample};
+  context.large_winograd_tile_in_training = large_winograd_tile_in_training_;
   last_batch_ = batch;
   // Training passes update BatchNormalization's moving statistics; inference folds them in (and
   // so do training passes through a frozen part, refolded as every training pass bumps the version).

@@ -144,6 +144,9 @@ class Network {
   // accuracy counts, taken in the step while the outputs are in cache (the metrics then add a
   // number instead of running numpy over the outputs after the step).
   const std::vector<int64_t>& last_argmax_matches() const { return last_argmax_matches_; }
+  // Whether training passes let 3x3 Winograd forward passes take F(4x4, 3x3) (the plan's
+  // training_winograd_tile).
+  bool large_winograd_tile_in_training() const { return large_winograd_tile_in_training_; }
 
   // Loss and accuracy in inference mode, no update.
   StepResult test_step(const std::vector<const float*>& x, const std::vector<Targets>& targets,
@@ -231,6 +234,7 @@ class Network {
   void pass_relu_derivative_hand_off();
   void pass_batch_norm_folding();
   void pass_batch_norm_activation();
+  void pass_training_winograd_tile();
   // Whether node (a BatchNormalization) computes the ReLU after it in this pass (training passes
   // that fuse: the plan's batch_norm_activation).
   bool batch_norm_activation_fused(size_t node, bool training, Fusion fusion) const {
@@ -292,6 +296,7 @@ class Network {
   std::vector<int64_t> folded_into_;  // per node: the layer whose folded pass computes it (-1: none)
   std::vector<bool> folded_in_training_;  // per node: it also runs folded in training passes
   bool any_folded_in_training_ = false;
+  bool large_winograd_tile_in_training_ = false;  // see large_winograd_tile_in_training()
   // Training's BatchNormalization + ReLU fusion (per node, -1: none): the ReLU node a
   // BatchNormalization computes, its activation, and for that node the BatchNormalization.
   std::vector<int64_t> batch_norm_activation_node_, activation_fused_into_;

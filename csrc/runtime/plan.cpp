@@ -23,6 +23,12 @@
 //   softmax_cross_entropy     a softmax output's loss reads the logits and its gradient is the
 //                             logits' (softmax(z) - t), skipping the softmax backward pass
 //   sigmoid_binary_cross_entropy  likewise a sigmoid output's binary cross-entropy (sigmoid(z) - t)
+//   training_winograd_tile    training passes of a network where no layer selects a maximum (max
+//                             pooling, Maximum/Minimum merges): 3x3 Winograd forward passes take
+//                             F(4x4, 3x3) as inference does, since what keeps training on F(2x2,
+//                             3x3) elsewhere is such a choice between nearly equal values, which
+//                             F(4x4)'s larger rounding would make differently from TensorFlow more
+//                             often (see Conv2DParams::large_winograd_tile)
 //   gradient_slots            a gradient buffer per tensor, reused by liveness in backward order
 //   activation_buffers        inference passes: an activation buffer per tensor, reused by
 //                             liveness in forward order (training keeps every tensor for backward)
@@ -326,6 +332,11 @@ void Network::pass_activation_buffers() {
   inference_buffer_sizes_ = sizes;
 }
 
+void Network::pass_training_winograd_tile() {
+  large_winograd_tile_in_training_ =
+      std::none_of(layers_.begin(), layers_.end(), [](const auto& layer) { return layer->selects_a_maximum(); });
+}
+
 void Network::update_plan() {
   ++plan_version_;
   pass_needs_gradient();
@@ -333,6 +344,7 @@ void Network::update_plan() {
   pass_relu_derivative_hand_off();
   pass_batch_norm_folding();
   pass_batch_norm_activation();
+  pass_training_winograd_tile();
   pass_gradient_slots();
   pass_activation_buffers();
 }
