@@ -583,6 +583,8 @@ class Model:
         truths = truth if isinstance(truth, list) else [truth]
         step_targets = self._step_counted_targets(targets)
         count = len(indices)
+        weights = targets.get("sample_weights")
+        weights = None if weights is None else weights[indices]  # every output's weighted metrics share them
         outputs = matches = None
         for index, target in enumerate(truths):
             y_pred = y_true = None
@@ -602,8 +604,7 @@ class Model:
                     y_pred = output.reshape((len(output),) + tuple(self._output_sample_shapes[index]))
                     y_true = target[indices]
                 if weighted_metric:
-                    weights = targets.get("sample_weights")
-                    metric.update_state(y_true, y_pred, sample_weight=None if weights is None else weights[indices])
+                    metric.update_state(y_true, y_pred, sample_weight=weights)
                 else:
                     metric.update_state(y_true, y_pred)
 
