@@ -13,6 +13,9 @@ struct SampleShape {
   int64_t width = 1;
   int64_t channels = 1;
   int64_t size() const { return height * width * channels; }
+  bool operator==(const SampleShape& other) const {
+    return height == other.height && width == other.width && channels == other.channels;
+  }
 };
 
 }  // namespace fastcnn

@@ -222,3 +222,85 @@ def test_a_trainable_batch_norm_is_never_folded_in_training():
     model.compile("adam", "sparse_categorical_crossentropy")
     model.predict(np.zeros((1, 12, 12, 8), np.float32), verbose=0)
     assert model._network.fusion_passes()["batch_norm_folding_in_training"] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# residual_add: an Add reading a folded BatchNormalization runs in the convolution's epilogue
+# ---------------------------------------------------------------------------------------------
+
+def _residual_network(lib):
+    """ResNet v1's blocks: conv-BN-ReLU, conv-BN, Add with the shortcut (the block's input, or a
+    strided 1x1 conv-BN created after the main branch), ReLU; and MobileNetV2's Add without an
+    activation after it."""
+    L = lib.layers
+
+    def conv_bn(x, filters, kernel_size=3, strides=1, relu=True):
+        x = L.Conv2D(filters, kernel_size, strides=strides, padding="same")(x)
+        x = L.BatchNormalization()(x)
+        return L.Activation("relu")(x) if relu else x
+
+    inputs = lib.Input((10, 10, 8))
+    x = conv_bn(inputs, 16)                                          # its BatchNormalization is read by an Activation
+    y = conv_bn(conv_bn(x, 16), 16, relu=False)
+    x = L.Activation("relu")(L.Add()([y, x]))                        # y's convolution adds x
+    y = conv_bn(conv_bn(x, 24, strides=2), 24, relu=False)           # computed before the shortcut
+    shortcut = conv_bn(x, 24, kernel_size=1, strides=2, relu=False)  # adds y: the later convolution folds the Add
+    x = L.ReLU()(L.Add()([y, shortcut]))
+    y = conv_bn(x, 24, kernel_size=1, relu=False)
+    x = L.Add()([x, y])                                              # no activation after it
+    x = L.GlobalAveragePooling2D()(x)
+    return lib.Model(inputs, L.Dense(5, activation="softmax")(x))
+
+
+def _residual_add_layers(model):
+    return [model._node_layers[i].name for i in model._network.fusion_passes()["residual_add"]]
+
+
+def test_residual_add_folds_where_the_other_input_is_ready_and_equals_the_unfused_pass(rng):
+    model = _compiled(_residual_network(keras))
+    _randomize_batch_norm(model, rng)
+    x = rng.standard_normal((7, 10, 10, 8)).astype(np.float32)
+    fused = model.predict(x, verbose=0)
+    convolutions = [layer.name for layer in model.layers if isinstance(layer, layers.Conv2D)]
+    # Convolutions 3, 6 (the 1x1 shortcut, after the strided branch's 5) and 7 fold an Add.
+    assert _residual_add_layers(model) == [convolutions[2], convolutions[5], convolutions[6]]
+    model._network.set_residual_add_fusion(False)
+    assert _residual_add_layers(model) == []
+    # The epilogue adds the residual after the folded bias, as the Add after the stored output
+    # would: the same additions in the same order.
+    np.testing.assert_array_equal(model.predict(x, verbose=0), fused)
+    model._network.set_residual_add_fusion(True)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), fused)
+    assert relative_error(fused, _unfolded_prediction(model, x)) <= 1e-5
+
+
+def test_residual_add_predictions_match_keras(tf, rng):
+    reference = _residual_network(tf.keras)
+    ours = _compiled(_residual_network(keras))
+    _randomize_batch_norm(reference, rng)
+    ours.set_weights(reference.get_weights())
+    x = rng.standard_normal((6, 10, 10, 8)).astype(np.float32)
+    assert len(_residual_add_layers(ours)) == 3
+    assert relative_error(ours.predict(x, verbose=0), reference.predict(x, verbose=0)) <= 1e-5
+
+
+def test_no_residual_add_where_the_add_broadcasts_has_three_inputs_or_the_convolution_is_grouped(rng):
+    inputs = keras.Input((6, 6, 4))
+    normalized = layers.BatchNormalization()(layers.Conv2D(4, 3, padding="same")(inputs))
+    per_channel = layers.Reshape((1, 1, 4))(layers.Dense(4)(layers.GlobalAveragePooling2D()(inputs)))
+    broadcast = layers.Add()([normalized, per_channel])                       # (6, 6, 4) + (1, 1, 4)
+    second = layers.BatchNormalization()(layers.Conv2D(4, 1)(broadcast))
+    three = layers.Add()([second, broadcast, inputs])                          # three inputs
+    grouped = layers.BatchNormalization()(layers.Conv2D(4, 3, padding="same", groups=2)(three))
+    subtracted = layers.Subtract()([grouped, three])                          # not an Add
+    fourth = layers.BatchNormalization()(layers.Conv2D(4, 1, name="folds_the_add")(subtracted))
+    added = layers.Add()([fourth, subtracted])
+    last = layers.BatchNormalization()(layers.Conv2D(4, 1, groups=2)(added))  # grouped
+    model = _compiled(keras.Model(inputs, layers.Flatten()(layers.Add()([last, added]))))
+    _randomize_batch_norm(model, rng)
+    x = rng.standard_normal((3, 6, 6, 4)).astype(np.float32)
+    fused = model.predict(x, verbose=0)
+    assert _residual_add_layers(model) == ["folds_the_add"]
+    assert len(model._network.fusion_passes()["batch_norm_folding"]) == 5  # each still folds its BatchNormalization
+    model._network.set_residual_add_fusion(False)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), fused)

@@ -288,6 +288,53 @@ def test_conv2d_forward_activation_epilogue_matches_separate_activation(tier):
         assert_close(fused, separate, f"{tier} fused {activation}")
 
 
+RESIDUAL_CASES = [
+    # (batch, h, w, cin, cout, kernel, strides, padding): the direct tile with a partial two-vector
+    # block, the narrow tiles (8 lanes on avx512, one vector), Winograd's wide and narrow blocks
+    # with edge tiles, a strided direct layer
+    (2, 9, 7, 3, 40, (3, 3), (1, 1), "same"),
+    (2, 6, 6, 8, 5, (1, 1), (1, 1), "valid"),
+    (2, 5, 6, 4, 12, (3, 3), (1, 1), "same"),
+    (2, 8, 8, 16, 16, (3, 3), (1, 1), "same"),
+    (1, 13, 11, 24, 40, (3, 3), (1, 1), "valid"),
+    (2, 9, 9, 16, 24, (5, 5), (2, 2), "same"),
+]
+
+
+@pytest.mark.parametrize("tier", ["reference"] + TIERS)
+@pytest.mark.parametrize("case", RESIDUAL_CASES, ids=lambda c: "-".join(map(str, c)).replace(" ", ""))
+def test_conv2d_forward_residual_equals_the_add_then_the_activation(tier, case):
+    """activation(conv + bias + residual) in the epilogue: bitwise the linear convolution, then the
+    residual added, then the activation (what a separate Add and activation layer compute), with
+    either Winograd tile."""
+    batch, h, w, cin, cout, kernel_size, strides, padding = case
+    rng = np.random.default_rng(11)
+    x, kernel, bias = make_conv_case(rng, batch, h, w, cin, cout, kernel_size)
+    geometry = dict(strides=strides, padding=padding)
+    linear = ops.conv2d_forward(x, kernel, bias, kernels=tier, **geometry)
+    residual = rng.standard_normal(linear.shape).astype(np.float32)
+    for large_tile in (True, False):
+        linear = ops.conv2d_forward(x, kernel, bias, kernels=tier, large_winograd_tile=large_tile, **geometry)
+        for activation in ("linear", "relu", "sigmoid"):
+            fused = ops.conv2d_forward(x, kernel, bias, activation=activation, kernels=tier, residual=residual,
+                                       large_winograd_tile=large_tile, **geometry)
+            added = (linear + residual).reshape(-1, cout)
+            separate = ops.activation_forward(activation, added, kernels=tier).reshape(linear.shape)
+            what = f"{tier} {activation} large_tile={large_tile}"
+            if activation == "sigmoid":  # the epilogue's vector form may round apart from the kernel's
+                assert_close(fused, separate, what)
+            else:
+                np.testing.assert_array_equal(fused, separate, err_msg=what)
+
+
+def test_conv2d_forward_refuses_a_residual_of_another_shape():
+    x, kernel, bias = make_conv_case(np.random.default_rng(0), 2, 6, 6, 3, 4, (3, 3))
+    with pytest.raises(ValueError, match=r"residual.*output width.*must be 4.*\(2, 4, 5, 4\)"):
+        ops.conv2d_forward(x, kernel, bias, residual=np.zeros((2, 4, 5, 4), np.float32))
+    with pytest.raises(ValueError, match=r"residual.*rank 4"):
+        ops.conv2d_forward(x, kernel, bias, residual=np.zeros((2, 4, 4), np.float32))
+
+
 CONV_SPEC_CASES = [
     # (batch, h, w, cin, cout, kernel, strides, padding, dilation)
     (2, 7, 9, 3, 5, (3, 3), (1, 1), "same", (1, 1)),

@@ -845,6 +845,9 @@ void bind_network(py::module_& m) {
       .def("set_batch_norm_folding", &runtime::Network::set_batch_norm_folding, py::arg("enabled"),
            "Inference folds each BatchNormalization into the convolution or Dense layer before it "
            "(default on); off runs every layer alone.")
+      .def("set_residual_add_fusion", &runtime::Network::set_residual_add_fusion, py::arg("enabled"),
+           "Inference computes an Add reading a folded BatchNormalization (and the activation after "
+           "it) in the convolution's epilogue (default on); off runs the Add alone.")
       .def("set_batch_norm_activation_fusion", &runtime::Network::set_batch_norm_activation_fusion,
            py::arg("enabled"),
            "Training passes compute the ReLU that only reads a BatchNormalization in that layer's own "

@@ -29,7 +29,7 @@ ConvArrays conv_arrays(py::object input_argument, py::object kernel_argument, py
 
 FloatArray conv2d_forward(py::object input_argument, py::object kernel_argument, py::object bias_argument,
                           Pair strides, const std::string& padding, Pair dilation, const std::string& activation,
-                          const std::string& kernels, bool large_winograd_tile) {
+                          const std::string& kernels, bool large_winograd_tile, py::object residual_argument) {
   const auto [input, kernel, bias] = conv_arrays(input_argument, kernel_argument, bias_argument);
   const Activation act = activation_named(activation);
   if (!is_elementwise(act)) throw py::value_error("conv2d_forward fuses elementwise activations only");
@@ -39,6 +39,14 @@ FloatArray conv2d_forward(py::object input_argument, py::object kernel_argument,
   if (bias) {
     require_rank(*bias, 1, "bias");
     require_dimension(*bias, 0, params.output_channels, "bias", "output channels");
+  }
+  const std::optional<FloatArray> residual = optional_float_array(residual_argument, "residual");
+  if (residual) {
+    require_rank(*residual, 4, "residual");
+    const int64_t output_shape[] = {params.batch, params.output_height, params.output_width, params.output_channels};
+    const char* meanings[] = {"batch", "output height", "output width", "output channels"};
+    for (int axis = 0; axis < 4; ++axis) require_dimension(*residual, axis, output_shape[axis], "residual", meanings[axis]);
+    params.residual = residual->data();
   }
   const auto& table = table_named(kernels);
   FloatArray output = new_float_array({params.batch, params.output_height, params.output_width, params.output_channels});
@@ -1119,7 +1127,9 @@ void bind_ops(py::module_& ops) {
   ops.def("conv2d_forward", &conv2d_forward, py::arg("input"), py::arg("kernel"), py::arg("bias") = py::none(),
           py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid", py::arg("dilation") = Pair{1, 1},
           py::arg("activation") = "linear", py::arg("kernels") = "active", py::arg("large_winograd_tile") = true,
-          "large_winograd_tile=False: a 3x3 Winograd layer runs F(2x2, 3x3), as a training step's forward pass does.");
+          py::arg("residual") = py::none(),
+          "large_winograd_tile=False: a 3x3 Winograd layer runs F(2x2, 3x3), as a training step's forward pass does. "
+          "residual: an array of the output's shape, added before the activation (as a following Add layer would).");
   ops.def("conv2d_backward_input", &conv2d_backward_input, py::arg("output_gradient"), py::arg("kernel"),
           py::arg("input_shape"), py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
           py::arg("dilation") = Pair{1, 1}, py::arg("kernels") = "active");

@@ -46,6 +46,10 @@ struct Conv2DParams {
   // differently than in TensorFlow that much more often, and a training run would leave
   // TensorFlow's trajectory (the gradient goes to the other one) more often.
   bool large_winograd_tile = true;
+  // Optional (inference, groups of 1): a tensor of the output's shape added to the convolution
+  // before the activation, output = activation(convolution + bias + residual) with the residual
+  // added last, as a separate Add layer would (plan.cpp residual_add).
+  const float* residual = nullptr;
   // Optional (inference): where the forward kernel keeps its packed kernel, valid for weights of
   // version weights_version (0: no caching).
   PackedKernelCache* kernel_cache = nullptr;

@@ -103,13 +103,15 @@ class Conv2DLayer final : public ActivatedLayer {
   }
 
   bool folds_batch_norm() const override { return activation_ == Activation::linear; }
+  bool folds_residual_add() const override { return groups_ == 1; }
   int64_t kernel_floats() const override { return grouped_.kernel_size(); }
   void forward_folded(const StepContext& context, int64_t batch, const float* input, const float* kernels,
-                      const float* bias, Activation activation, float* output) override {
+                      const float* bias, Activation activation, const float* residual, float* output) override {
     GroupedConv2DParams params = grouped_;
     params.conv.batch = batch;
     params.conv.use_bias = true;
     params.conv.activation = activation;
+    params.conv.residual = residual;
     use_kernel_cache(context, params.conv);
     context.kernels.grouped_conv2d_forward(params, input, kernels, bias, output);
   }
@@ -227,7 +229,7 @@ class DepthwiseConv2DLayer final : public ActivatedLayer {
   bool folds_batch_norm() const override { return activation_ == Activation::linear; }
   int64_t kernel_floats() const override { return params_.kernel_size(); }
   void forward_folded(const StepContext& context, int64_t batch, const float* input, const float* kernels,
-                      const float* bias, Activation activation, float* output) override {
+                      const float* bias, Activation activation, const float* residual, float* output) override {
     DepthwiseConv2DParams params = params_;
     params.batch = batch;
     params.use_bias = true;
@@ -360,7 +362,7 @@ class SeparableConv2DLayer final : public ActivatedLayer {
   int64_t kernel_floats() const override { return depthwise_.kernel_size() + pointwise_.kernel_size(); }
   int64_t scaled_kernel_begin() const override { return depthwise_.kernel_size(); }
   void forward_folded(const StepContext& context, int64_t batch, const float* input, const float* kernels,
-                      const float* bias, Activation activation, float* output) override {
+                      const float* bias, Activation activation, const float* residual, float* output) override {
     Parts parts = parts_of(nullptr, batch);
     parts.pointwise.use_bias = true;
     parts.pointwise.activation = activation;
@@ -457,7 +459,7 @@ class DenseLayer final : public ActivatedLayer {
   bool folds_batch_norm() const override { return activation_ == Activation::linear; }
   int64_t kernel_floats() const override { return params_.input_units * units_; }
   void forward_folded(const StepContext& context, int64_t batch, const float* input, const float* kernels,
-                      const float* bias, Activation activation, float* output) override {
+                      const float* bias, Activation activation, const float* residual, float* output) override {
     DenseParams params = rows_params(batch);
     params.use_bias = true;
     params.activation = activation;

@@ -105,12 +105,17 @@ class Layer {
   //   activation(x * (W * s) + (b - moving_mean) * s + beta),  s = gamma / sqrt(moving_variance + epsilon)
   // with kernels = its kernel arrays (kernel_floats() floats, laid out as in its parameter slice,
   // the last one scaled per output channel) and bias = the folded bias (one per output channel).
+  // A layer that folds_residual_add (Conv2D with groups=1) also adds a tensor of its output's shape
+  // before the activation (plan.cpp residual_add: an Add reading the BatchNormalization):
+  //   activation(x * (W * s) + (b - moving_mean) * s + beta + residual)
+  // forward_folded's residual is null where the plan folds no Add.
   virtual bool folds_batch_norm() const { return false; }
+  virtual bool folds_residual_add() const { return false; }
   virtual int64_t kernel_floats() const { return 0; }
   // Floats at the start of the last kernel array within the kernel arrays (0 for one array).
   virtual int64_t scaled_kernel_begin() const { return 0; }
   virtual void forward_folded(const StepContext& context, int64_t batch, const float* input, const float* kernels,
-                              const float* bias, Activation activation, float* output) {}
+                              const float* bias, Activation activation, const float* residual, float* output) {}
   // A BatchNormalization's folding factors from its parameters: scale s and shift
   // beta - moving_mean * s per channel (other layers: false).
   virtual bool batch_norm_factors(const float* parameters, float* scale, float* shift) const { return false; }

@@ -319,6 +319,12 @@ void Network::set_batch_norm_folding(bool enabled) {
   if (built_) update_plan();
 }
 
+void Network::set_residual_add_fusion(bool enabled) {
+  std::lock_guard<std::mutex> lock(step_mutex_);
+  residual_add_fusion_enabled_ = enabled;
+  if (built_) update_plan();
+}
+
 void Network::set_batch_norm_activation_fusion(bool enabled) {
   std::lock_guard<std::mutex> lock(step_mutex_);
   batch_norm_activation_enabled_ = enabled;
@@ -617,11 +623,13 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
       if (layer.scratch_per_sample() > 0) {
         context.scratch = buffers == Buffers::training ? training_scratch_[i] : inference_scratch_;
       }
+      const float* residual = folded_add_node_[i] >= 0 ? values_[tensor_index(folded_residual_[i])] : nullptr;
       layer.forward_folded(context, batch, values_[tensor_index(nodes_[i].inputs[0])], folded,
-                           folded + layer.kernel_floats(), folded_activation_[i], outputs[last]);
+                           folded + layer.kernel_floats(), folded_activation_[i], residual, outputs[last]);
       context.scratch = nullptr;
       values_[tensor_index(static_cast<int64_t>(last))] = outputs[last];
       done[static_cast<size_t>(folded_batch_norm_[i])] = true;
+      if (folded_add_node_[i] >= 0) done[static_cast<size_t>(folded_add_node_[i])] = true;
       if (folded_activation_node_[i] >= 0) done[static_cast<size_t>(folded_activation_node_[i])] = true;
       if (timer != nullptr) timer->lap(1 + i);
       continue;

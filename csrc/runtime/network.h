@@ -188,6 +188,9 @@ class Network {
   // BatchNormalization + ReLU fusion in training passes (plan.cpp batch_norm_activation), on by
   // default; off runs both layers alone.
   void set_batch_norm_activation_fusion(bool enabled);
+  // Residual Add folding in inference passes (plan.cpp residual_add), on by default; off runs the
+  // Add (and the activation after it) alone.
+  void set_residual_add_fusion(bool enabled);
   // The parameters were written from outside a step (Python assigning weights, restoring a
   // checkpoint, a broadcast): inference refolds before its next pass. Handing out writable views
   // counts as a write.
@@ -234,6 +237,9 @@ class Network {
   void pass_relu_derivative_hand_off();
   void pass_batch_norm_folding();
   void pass_batch_norm_activation();
+  // Whether node `add` is an Add of `operand` and a tensor of its shape computed before node
+  // `before` runs; that tensor's id goes to `residual`.
+  bool residual_of_add(size_t add, int64_t operand, int64_t before, int64_t& residual) const;
   void pass_training_winograd_tile();
   // Whether node (a BatchNormalization) computes the ReLU after it in this pass (training passes
   // that fuse: the plan's batch_norm_activation).
@@ -246,10 +252,12 @@ class Network {
   bool batch_norm_folded(size_t node, bool training) const {
     return batch_norm_folding_enabled_ && folded_batch_norm_[node] >= 0 && (!training || folded_in_training_[node]);
   }
-  // The node whose output a folded node's pass writes (its activation, else its BatchNormalization).
+  // The node whose output a folded node's pass writes (its activation, else its Add, else its
+  // BatchNormalization).
   size_t folded_last(size_t node) const {
     return static_cast<size_t>(folded_activation_node_[node] >= 0 ? folded_activation_node_[node]
-                                                                  : folded_batch_norm_[node]);
+                               : folded_add_node_[node] >= 0    ? folded_add_node_[node]
+                                                                : folded_batch_norm_[node]);
   }
   // Recomputes the folded kernels and biases when the parameters changed since the last fold.
   void refresh_folded_parameters();
@@ -293,6 +301,10 @@ class Network {
   // folded_parameters_ (kernel_floats() then one bias per output channel).
   std::vector<int64_t> folded_batch_norm_, folded_activation_node_, folded_offset_;
   std::vector<Activation> folded_activation_;
+  // Residual Add folding (per node, -1: none): the Add reading the folded BatchNormalization, and
+  // the Add's other input (a tensor id), which the folded pass adds before the activation.
+  std::vector<int64_t> folded_add_node_, folded_residual_;
+  bool residual_add_fusion_enabled_ = true;
   std::vector<int64_t> folded_into_;  // per node: the layer whose folded pass computes it (-1: none)
   std::vector<bool> folded_in_training_;  // per node: it also runs folded in training passes
   bool any_folded_in_training_ = false;

@@ -15,6 +15,11 @@
 //                             passes too where the BatchNormalization is frozen (it runs on its
 //                             moving statistics) and no gradient is needed there (a fine-tuned
 //                             network's frozen part)
+//   residual_add              inference passes of a folded Conv2D (groups=1) whose
+//                             BatchNormalization only an Add of two equal shapes reads: the
+//                             convolution's epilogue adds the Add's other input (computed by an
+//                             earlier node) before the activation after the Add, if any, so the
+//                             BatchNormalization's and the Add's outputs are never stored
 //   batch_norm_activation     training passes: a BatchNormalization computes the ReLU (relu or
 //                             relu6: a ReLU layer or Activation) that only reads it, storing only
 //                             the activated output, and its backward applies the ReLU's derivative
@@ -75,6 +80,8 @@ void Network::pass_batch_norm_folding() {
   folded_batch_norm_.assign(node_count, -1);
   folded_activation_node_.assign(node_count, -1);
   folded_activation_.assign(node_count, Activation::linear);
+  folded_add_node_.assign(node_count, -1);
+  folded_residual_.assign(node_count, 0);
   folded_offset_.assign(node_count, -1);
   folded_into_.assign(node_count, -1);
   folded_in_training_.assign(node_count, false);
@@ -87,7 +94,15 @@ void Network::pass_batch_norm_folding() {
     }
     folded_batch_norm_[i] = batch_norm;
     folded_into_[static_cast<size_t>(batch_norm)] = static_cast<int64_t>(i);
-    const int64_t next = single_consumer(batch_norm);
+    int64_t next = single_consumer(batch_norm);
+    int64_t residual = 0;
+    if (next >= 0 && residual_add_fusion_enabled_ && layer.folds_residual_add() &&
+        residual_of_add(static_cast<size_t>(next), batch_norm, static_cast<int64_t>(i), residual)) {
+      folded_add_node_[i] = next;
+      folded_residual_[i] = residual;
+      folded_into_[static_cast<size_t>(next)] = static_cast<int64_t>(i);
+      next = single_consumer(next);
+    }
     Activation activation = Activation::linear;
     if (next >= 0 && !layers_[static_cast<size_t>(next)]->takes_several_inputs() &&
         layers_[static_cast<size_t>(next)]->as_epilogue_activation(activation)) {
@@ -104,6 +119,16 @@ void Network::pass_batch_norm_folding() {
                             folded_in_training_.end();
   folded_parameters_.assign(static_cast<size_t>(floats), 0.0f);
   folded_version_ = 0;  // refold before the next inference pass
+}
+
+bool Network::residual_of_add(size_t add, int64_t operand, int64_t before, int64_t& residual) const {
+  const std::vector<int64_t>& inputs = nodes_[add].inputs;
+  if (layers_[add]->kind() != "Add" || inputs.size() != 2 || inputs[0] == inputs[1]) return false;
+  residual = inputs[0] == operand ? inputs[1] : inputs[0];
+  // Nodes run in index order, each at or after the node that computes it; network inputs (ids
+  // below 0) are there from the start. No broadcasting: the epilogue reads the residual as it
+  // writes the output.
+  return residual < before && tensor_shape(residual) == tensor_shape(operand);
 }
 
 void Network::pass_batch_norm_activation() {
@@ -351,12 +376,13 @@ void Network::update_plan() {
 
 std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes() const {
   std::vector<int64_t> convolutions, relu_hand_offs, softmax_outputs, sigmoid_outputs, folded, activations,
-      folded_in_training;
+      folded_in_training, residual_adds;
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (pair_fused(i, Fusion::everywhere)) convolutions.push_back(static_cast<int64_t>(i));
     if (batch_norm_folded(i, true)) folded_in_training.push_back(static_cast<int64_t>(i));
     if (batch_norm_activation_node_[i] >= 0) activations.push_back(static_cast<int64_t>(i));
     if (batch_norm_folded(i, false)) folded.push_back(static_cast<int64_t>(i));
+    if (batch_norm_folded(i, false) && folded_add_node_[i] >= 0) residual_adds.push_back(static_cast<int64_t>(i));
     if (layers_[i]->relu_input) relu_hand_offs.push_back(static_cast<int64_t>(i));
   }
   for (size_t k = 0; k < outputs_.size(); ++k) {
@@ -368,6 +394,7 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes
           {"relu_derivative_hand_off", relu_hand_offs},
           {"batch_norm_folding", folded},
           {"batch_norm_folding_in_training", folded_in_training},
+          {"residual_add", residual_adds},
           {"batch_norm_activation", activations},
           {"softmax_cross_entropy", softmax_outputs},
           {"sigmoid_binary_cross_entropy", sigmoid_outputs}};

@@ -101,7 +101,7 @@ class Int8ConvolutionLayer final : public Int8Layer {
   bool folds_batch_norm() const override { return activation_ == Activation::linear; }
   int64_t kernel_floats() const override { return depth_ * columns_; }
   void forward_folded(const StepContext& context, int64_t batch, const float* input, const float* kernels,
-                      const float* bias, Activation activation, float* output) override {
+                      const float* bias, Activation activation, const float* residual, float* output) override {
     refuse_training(context);
     compute(context, batch, input, kernels, bias, activation, output);
   }

@@ -143,11 +143,12 @@ inline int64_t point_tile_rows(const IndirectPass& pass, const AffineSource* aff
 // source row pointer or nullptr for padding; `affine` (may be null) describes the same mapping in
 // closed form, which lets interior tiles take the merged form above. Results go to
 // result[((n*rows+row)*columns+col)*C]. Taps are walked as (kh, kw) so that building the tile's row
-// pointers needs no integer division.
+// pointers needs no integer division. `residual` (null: none) is laid out as the result and added
+// after the bias, before the activation.
 template <typename SourceRow>
 void run_indirect(const IndirectPass& pass, const AffineSource* affine, const float* packed,
-                  const float* bias, Activation activation, float* result, const float* zero_row,
-                  SourceRow&& source_row) {
+                  const float* bias, Activation activation, float* result, const float* residual,
+                  const float* zero_row, SourceRow&& source_row) {
   const int64_t total_pixels = pass.images * pass.rows * pass.columns_per_row;
   const int64_t tiles = ceil_div(total_pixels, kTilePixels);
   // The weights come packed in blocks of block_width_for(output_channels) (see there).
@@ -180,6 +181,7 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
       const int64_t tap_count = point_tile_rows(pass, affine, tile, zero_row, source_row, rows, tap_indices, merged);
       const int64_t depth = merged ? pass.depth * pass.kernel_width : pass.depth;
       float* pixel_result[kTilePixels];
+      const float* pixel_residual[kTilePixels] = {};
       for (int64_t p = 0; p < tile.count; ++p) {
         pixel_result[p] =
             pass.result_height == 0
@@ -188,13 +190,14 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
                              pass.result_row_offset) * pass.result_width +
                             tile.column[p] * pass.result_column_step + pass.result_column_offset) *
                                pass.output_channels;
+        if (residual != nullptr) pixel_residual[p] = residual + (pixel_result[p] - result);
       }
 #if defined(__AVX512F__)
       if (block_width == simd::kHalfLanes) {  // one block of 8 lanes
         simd::floath acc[kTilePixels] = {};
         accumulate_tile_narrow(rows, tap_indices, tap_count, depth, packed, acc);
         for (int64_t p = 0; p < tile.count; ++p) {
-          store_narrow_block(pixel_result[p], pass.output_channels, acc[p], bias, activation);
+          store_narrow_block(pixel_result[p], pass.output_channels, acc[p], bias, activation, pixel_residual[p]);
         }
         continue;
       }
@@ -203,7 +206,7 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
         floatv acc[kTilePixels] = {};
         accumulate_tile_narrow(rows, tap_indices, tap_count, depth, packed, acc);
         for (int64_t p = 0; p < tile.count; ++p) {
-          store_narrow_block(pixel_result[p], pass.output_channels, acc[p], bias, activation);
+          store_narrow_block(pixel_result[p], pass.output_channels, acc[p], bias, activation, pixel_residual[p]);
         }
         continue;
       }
@@ -214,8 +217,8 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
         const int64_t width = std::min(kBlockWidth, pass.output_channels - first_channel);
         const float* bias_block = bias != nullptr ? bias + first_channel : nullptr;
         for (int64_t p = 0; p < tile.count; ++p) {
-          store_block(pixel_result[p] + first_channel, width, acc[p][0],
-                      acc[p][1], bias_block, activation);
+          store_block(pixel_result[p] + first_channel, width, acc[p][0], acc[p][1], bias_block, activation,
+                      pixel_residual[p] != nullptr ? pixel_residual[p] + first_channel : nullptr);
         }
       }
     }
@@ -237,8 +240,36 @@ inline auto affine_source_rows(const AffineSource& affine, int64_t depth) {
 
 // Per-call scratch owned by the calling thread (only grows: no allocation in steady state).
 struct Scratch {
-  std::vector<float> packed, transposed, zeros, bias;
+  std::vector<float> packed, transposed, zeros, bias, padded_input;
 };
+
+// Below this many input channels (first layers: 1 or 3) the forward pass reads a zero-padded copy
+// of its input. A tile holding a border column reads each of its taps separately, a loop of only
+// Ci steps per tap and tap_count x 6 row pointers to set up, several times slower than the merged
+// form (kernel_width * Ci contiguous floats per kernel row), and with 16 or 32 output columns most
+// tiles hold one. The copy (Ci floats per input pixel) is small next to the multiply-adds
+// (Co * taps * Ci / stride^2 per input pixel) and small in memory (a 224 x 224 x 3 batch of 32: 20 MB).
+constexpr int64_t kPaddedCopyChannels = 16;
+
+// Columns [-left, input_width + right) of every input row, zeros outside the input, where
+// left = pad_left and right covers the last column the last output column's taps read; returns the
+// copy's width, or 0 (no copy made) where the taps never leave the input horizontally.
+int64_t pad_columns(const Conv2DParams& p, const float* input, std::vector<float>& padded) {
+  const int64_t last_column_read = (p.output_width - 1) * p.stride_width - p.pad_left + p.kernel_width - 1;
+  const int64_t left = p.pad_left, right = std::max<int64_t>(0, last_column_read - (p.input_width - 1));
+  if (left + right == 0) return 0;
+  const int64_t width = left + p.input_width + right, channels = p.input_channels;
+  padded.resize(static_cast<size_t>(p.batch * p.input_height * width * channels));
+  float* destination = padded.data();
+  parallel::parallel_for(p.batch * p.input_height, [&](int64_t row) {
+    float* target = destination + row * width * channels;
+    std::fill(target, target + left * channels, 0.0f);
+    std::copy(input + row * p.input_width * channels, input + (row + 1) * p.input_width * channels,
+              target + left * channels);
+    std::fill(target + (left + p.input_width) * channels, target + width * channels, 0.0f);
+  });
+  return width;
+}
 Scratch& scratch() {
   thread_local Scratch buffers;
   return buffers;
@@ -391,7 +422,18 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
   affine.column_step = p.stride_width;
   affine.column_offset = -p.pad_left;
   affine.tap_column_step = p.dilation_width;
-  run_indirect(pass, &affine, packed, padded_bias, p.activation, output, buffers.zeros.data(),
+  if (p.input_channels < kPaddedCopyChannels && p.dilation_width == 1 && p.kernel_width > 1) {
+    // Each output's sum runs over the same taps in the same order; a tap in the padding adds
+    // zero-input products (as a tile mixing border and interior pixels already did), which changes
+    // no finite sum, only the sign of an exactly zero one.
+    const int64_t padded_width = pad_columns(p, input, buffers.padded_input);
+    if (padded_width > 0) {
+      affine.data = buffers.padded_input.data();
+      affine.source_width = padded_width;
+      affine.column_offset = 0;
+    }
+  }
+  run_indirect(pass, &affine, packed, padded_bias, p.activation, output, p.residual, buffers.zeros.data(),
                affine_source_rows(affine, p.input_channels));
 }
 
@@ -466,7 +508,7 @@ void strided_input_gradient_by_phase(const Conv2DParams& p, const float* output_
       affine.source_width = p.output_width;
       affine.row_offset = (phase_row + p.pad_top - first_tap_row) / p.stride_height - (tap_rows - 1);
       affine.column_offset = (phase_column + p.pad_left - first_tap_column) / p.stride_width - (tap_columns - 1);
-      run_indirect(pass, &affine, buffers.packed.data(), nullptr, Activation::linear, input_gradient,
+      run_indirect(pass, &affine, buffers.packed.data(), nullptr, Activation::linear, input_gradient, nullptr,
                    buffers.zeros.data(), affine_source_rows(affine, p.output_channels));
     }
   }
@@ -542,7 +584,7 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
   pass.kernel_width = p.kernel_width;
   // Input pixel (ih, iw) is read by tap (kh, kw) of output (oh, ow) when
   // ih = oh*stride_h - pad_top + kh*dilation_h, i.e. oh = (ih + pad_top - kh*dilation_h) / stride_h exactly.
-  run_indirect(pass, nullptr, buffers.packed.data(), nullptr, Activation::linear, input_gradient,
+  run_indirect(pass, nullptr, buffers.packed.data(), nullptr, Activation::linear, input_gradient, nullptr,
                buffers.zeros.data(),
                [&](int64_t n, int64_t ih, int64_t iw, int64_t kh, int64_t kw) -> const float* {
                  const int64_t row_offset = ih + p.pad_top - kh * p.dilation_height;

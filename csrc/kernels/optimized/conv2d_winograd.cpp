@@ -309,7 +309,7 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
             }
           }
         }
-        // Y = A^T M A per tile, then bias and activation on the pixels inside the output.
+        // Y = A^T M A per tile, then bias, residual and activation on the pixels inside the output.
         const int64_t first_channel = block * block_width;
         const int64_t width = std::min(block_width, out_channels - first_channel);
         const float* bias_block = padded_bias != nullptr ? padded_bias + first_channel : nullptr;
@@ -325,13 +325,14 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
           if constexpr (Vectors == 2) transform_output<V>(high, y_high);
           for (int i = 0; i < r && top[t] + i < p.output_height; ++i)
             for (int j = 0; j < r && left[t] + j < p.output_width; ++j) {
-              float* destination =
-                  output + ((image[t] * p.output_height + top[t] + i) * p.output_width + left[t] + j) * out_channels +
+              const int64_t offset =
+                  ((image[t] * p.output_height + top[t] + i) * p.output_width + left[t] + j) * out_channels +
                   first_channel;
+              const float* residual = p.residual != nullptr ? p.residual + offset : nullptr;
               if constexpr (Vectors == 2) {
-                store_block(destination, width, y_low[i][j], y_high[i][j], bias_block, p.activation);
+                store_block(output + offset, width, y_low[i][j], y_high[i][j], bias_block, p.activation, residual);
               } else {
-                store_narrow_block(destination, width, y_low[i][j], bias_block, p.activation);
+                store_narrow_block(output + offset, width, y_low[i][j], bias_block, p.activation, residual);
               }
             }
         }

@@ -143,12 +143,14 @@ inline void accumulate_tile_narrow(const float* const* rows, const int64_t* tap_
   }
 }
 
-// Writes one pixel's narrow block (width <= the lanes of Vector of them real), adding bias and activation.
+// Writes one pixel's narrow block (width <= the lanes of Vector of them real), adding bias, then
+// the residual (laid out as the destination; null: none), then the activation.
 template <typename Vector = floatv>
 inline void store_narrow_block(float* destination, int64_t width, Vector value, const float* bias_block,
-                               Activation activation) {
+                               Activation activation, const float* residual = nullptr) {
   using V = NarrowVector<Vector>;
   if (bias_block != nullptr) value += V::load(bias_block);
+  if (residual != nullptr) value += width == V::kLanes ? V::load(residual) : V::load_partial(residual, width);
   value = activate_on_vector(value, activation);
   if (width == V::kLanes) {
     V::store(destination, value);
@@ -158,13 +160,17 @@ inline void store_narrow_block(float* destination, int64_t width, Vector value, 
   if (!activates_on_vector(activation)) activate_in_place(activation, destination, width);
 }
 
-// Writes one pixel's block of kBlockWidth channels (width <= kBlockWidth of them real), adding bias
-// and activation.
+// Writes one pixel's block of kBlockWidth channels (width <= kBlockWidth of them real), adding bias,
+// then the residual (laid out as the destination; null: none), then the activation.
 inline void store_block(float* destination, int64_t width, floatv low, floatv high,
-                        const float* bias_block, Activation activation) {
+                        const float* bias_block, Activation activation, const float* residual = nullptr) {
   if (bias_block != nullptr) {
     low += simd::load(bias_block);
     high += simd::load(bias_block + simd::kLanes);
+  }
+  if (residual != nullptr) {
+    low += simd::load_lanes(residual, std::min<int64_t>(width, simd::kLanes));
+    if (width > simd::kLanes) high += simd::load_lanes(residual + simd::kLanes, width - simd::kLanes);
   }
   low = activate_on_vector(low, activation);
   high = activate_on_vector(high, activation);

@@ -7,6 +7,8 @@
 // Each group's convolution is bitwise independent of the thread count, and so is every copy.
 #include <algorithm>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "kernels/optimized/narrow_groups.h"
@@ -68,6 +70,10 @@ GroupBuffers& group_buffers() {
 void grouped_conv2d_forward(const GroupedConv2DParams& p, const float* input, const float* kernel, const float* bias,
                             float* output) {
   if (p.groups == 1) return conv2d_forward(dense_group(p), input, kernel, bias, output);
+  if (p.conv.residual != nullptr) {
+    throw std::invalid_argument("a residual added in the convolution's epilogue needs groups=1. Received: groups=" +
+                                std::to_string(p.groups));
+  }
   if (p.group_input_channels() == 1) return depthwise_conv2d_forward(p.as_depthwise(), input, kernel, bias, output);
   if (narrow_groups_applicable(p)) return grouped_conv2d_forward_narrow(p, input, kernel, bias, output);
   const Conv2DParams group = dense_group(p);

@@ -36,8 +36,8 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
               }
             }
           }
-          output[nhwc(n, oh, ow, co, p.output_height, p.output_width, p.output_channels)] =
-              activate(p.activation, sum);
+          const int64_t index = nhwc(n, oh, ow, co, p.output_height, p.output_width, p.output_channels);
+          output[index] = activate(p.activation, p.residual != nullptr ? sum + p.residual[index] : sum);
         }
 }
 

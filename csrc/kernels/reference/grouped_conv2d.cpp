@@ -39,8 +39,8 @@ void grouped_conv2d_forward(const GroupedConv2DParams& gp, const float* input, c
               }
             }
           }
-          output[nhwc(n, oh, ow, co, p.output_height, p.output_width, p.output_channels)] =
-              activate(p.activation, sum);
+          const int64_t index = nhwc(n, oh, ow, co, p.output_height, p.output_width, p.output_channels);
+          output[index] = activate(p.activation, p.residual != nullptr ? sum + p.residual[index] : sum);
         }
 }
 
