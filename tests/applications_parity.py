@@ -24,7 +24,7 @@ def keras_message(call):
 # Layers Keras names by a global counter (global_average_pooling2d_3, ...): compared by kind.
 AUTO_NAMED = re.compile(r"^(input_layer|global_average_pooling2d|global_max_pooling2d|max_pooling2d|zero_padding2d|"
                         r"conv2d|batch_normalization|add|re_lu|activation|multiply|rescaling|normalization|dropout|"
-                        r"flatten|subtract|true_divide|negative)(_\d+)?$")
+                        r"flatten|subtract|true_divide|negative|layer_normalization)(_\d+)?$")
 
 
 def _same_name(ours, theirs):

@@ -901,8 +901,9 @@ def test_conv2d_winograd_shapes_match_reference(tier, spatial, padding, channels
 def test_conv2d_winograd_error_bound_against_float64(tier):
     """The stated bounds against the exact (float64) result at 64 channels, with the direct float32
     sum at ~1e-6 of max|y|: inference's forward pass, F(4x4, 3x3) on these 20x18 images, within
-    4e-6 (measured ~2e-6); a training step's forward pass and the input gradient, F(2x2, 3x3),
-    within 1.5e-6 (measured ~5e-7)."""
+    4e-6 (measured ~2e-6), and so the input gradient's F(4x4) (a training step without max
+    pooling); the forward pass and the input gradient of a training step with max pooling,
+    F(2x2, 3x3), within 1.5e-6 (measured ~5e-7)."""
     rng = np.random.default_rng(5)
     x, kernel, bias = make_conv_case(rng, 2, 20, 18, 64, 64, (3, 3))
     exact = numpy_conv_forward(x, kernel, bias, (1, 1), "same", (1, 1))
@@ -914,8 +915,12 @@ def test_conv2d_winograd_error_bound_against_float64(tier):
     dy = rng.standard_normal(exact.shape).astype(np.float32)
     exact_dx, _, _ = numpy_conv_backward(x, kernel, dy, (1, 1), "same", (1, 1))
     dx = ops.conv2d_backward_input(dy, kernel, x.shape, padding="same", kernels=tier)
-    # F(2x2)'s bound: F(4x4) here measured 2.5e-6, enough to fail a TensorFlow parity test (conv2d_winograd.cpp).
+    # F(2x2)'s bound: F(4x4) here measured 2.5e-6, enough to fail a TensorFlow parity test with max
+    # pooling (conv2d_winograd.cpp), so only networks without one take it in training.
     assert np.max(np.abs(dx - exact_dx)) <= 1.5e-6 * np.max(np.abs(exact_dx))
+    dx_large = ops.conv2d_backward_input(dy, kernel, x.shape, padding="same", kernels=tier, large_winograd_tile=True)
+    assert not np.array_equal(dx_large, dx)
+    assert np.max(np.abs(dx_large - exact_dx)) <= 4e-6 * np.max(np.abs(exact_dx))
 
 
 @pytest.mark.parametrize("tier", TIERS)

@@ -178,3 +178,40 @@ def test_training_takes_the_large_winograd_tile_only_where_no_layer_selects_a_ma
     small = _core.ops.conv2d_forward(x, kernel, bias, padding="same", large_winograd_tile=False)
     assert not np.array_equal(large, small)
     np.testing.assert_array_equal(trained_output, large if selector is None else small)
+
+
+@pytest.mark.parametrize("selector", [False, True])
+def test_training_input_gradient_takes_the_large_winograd_tile_only_where_no_layer_selects_a_maximum(rng, selector):
+    """The plan's training_winograd_tile also picks the Winograd layer's input-gradient tile. That
+    gradient is read through the kernel gradient of a 1x1 convolution in front of it: with a mean
+    absolute error against targets far above every output, the Winograd layer's output gradient is
+    -1/1024/4 = -2^-12 everywhere (exact), so the expected kernel gradient follows from the ops
+    bitwise. A Maximum of the output with itself (which passes the gradient on unchanged) makes
+    the network one that selects a maximum."""
+    from fastcnn import _core
+    if _core.kernel_set() == "reference":
+        pytest.skip("the reference kernels have no Winograd")
+    inputs = keras.Input((8, 8, 16))
+    front = layers.Conv2D(16, 1, use_bias=False)
+    winograd = layers.Conv2D(16, 3, padding="same")
+    hidden = winograd(front(inputs))
+    if selector:
+        hidden = layers.Maximum()([hidden, hidden])
+    model = keras.Model(inputs, layers.Flatten()(hidden))
+    model.compile("sgd", "mae")
+    x = rng.standard_normal((4, 8, 8, 16)).astype(np.float32)
+    targets = np.full((4, 1024), 1e6, np.float32)
+    model.train_on_batch(x, targets)  # compiles the network
+    network = model._network
+    assert network.large_winograd_tile_in_training == (not selector)
+    network.compute_gradients(x, None, targets, np.arange(4), 4, 0, 0)
+    front_gradient = np.array(network.flat_gradients())[:16 * 16].reshape(1, 1, 16, 16)
+    kernel = winograd.get_weights()[0]
+    output_gradient = np.full((4, 8, 8, 16), -2.0 ** -12, np.float32)
+    expected = {}
+    for large in (True, False):
+        middle = _core.ops.conv2d_backward_input(output_gradient, kernel, x.shape, padding="same",
+                                                 large_winograd_tile=large)
+        expected[large] = _core.ops.conv2d_backward_kernel(x, middle, (1, 1), use_bias=False)[0]
+    assert not np.array_equal(expected[True], expected[False])
+    np.testing.assert_array_equal(front_gradient, expected[not selector])

@@ -61,13 +61,13 @@ FloatArray conv2d_forward(py::object input_argument, py::object kernel_argument,
 FloatArray conv2d_backward_input(py::object output_gradient_argument, py::object kernel_argument,
                                  std::tuple<int64_t, int64_t, int64_t, int64_t> input_shape,
                                  Pair strides, const std::string& padding, Pair dilation,
-                                 const std::string& kernels) {
+                                 const std::string& kernels, bool large_winograd_tile) {
   const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
   const FloatArray kernel = float_array(kernel_argument, "kernel");
   require_rank(kernel, 4, "kernel");
   require_rank(output_gradient, 4, "output_gradient");
   const auto [batch, height, width, channels] = input_shape;
-  const Conv2DParams params = make_conv2d_params(
+  Conv2DParams params = make_conv2d_params(
       batch, height, width, channels, kernel.shape(3), kernel.shape(0), kernel.shape(1),
       strides.first, strides.second, dilation.first, dilation.second,
       parse_padding(padding.c_str()), false, Activation::linear);
@@ -76,6 +76,7 @@ FloatArray conv2d_backward_input(py::object output_gradient_argument, py::object
   require_dimension(output_gradient, 1, params.output_height, "output_gradient", "output height");
   require_dimension(output_gradient, 2, params.output_width, "output_gradient", "output width");
   require_dimension(output_gradient, 3, params.output_channels, "output_gradient", "output channels");
+  params.large_winograd_tile = large_winograd_tile;
   const auto& table = table_named(kernels);
   FloatArray input_gradient = new_float_array({batch, height, width, channels});
   {
@@ -978,9 +979,10 @@ FloatArray grouped_conv2d_backward_input(py::object output_gradient_argument, py
   const FloatArray kernel = float_array(kernel_argument, "kernel");
   const auto [batch, height, width, channels] = input_shape;
   require_rank(kernel, 4, "kernel");
-  const GroupedConv2DParams params = make_grouped_conv2d_params(
+  GroupedConv2DParams params = make_grouped_conv2d_params(
       batch, height, width, channels, kernel.shape(3), groups, kernel.shape(0), kernel.shape(1), strides.first,
       strides.second, dilation.first, dilation.second, parse_padding(padding.c_str()), false, Activation::linear);
+  params.conv.large_winograd_tile = false;  // as conv2d_backward_input's default
   require_grouped_kernel(kernel, channels, groups);
   require_output_gradient_shape(output_gradient, batch, params.conv.output_height, params.conv.output_width,
                                 params.conv.output_channels);
@@ -1132,7 +1134,9 @@ void bind_ops(py::module_& ops) {
           "residual: an array of the output's shape, added before the activation (as a following Add layer would).");
   ops.def("conv2d_backward_input", &conv2d_backward_input, py::arg("output_gradient"), py::arg("kernel"),
           py::arg("input_shape"), py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
-          py::arg("dilation") = Pair{1, 1}, py::arg("kernels") = "active");
+          py::arg("dilation") = Pair{1, 1}, py::arg("kernels") = "active", py::arg("large_winograd_tile") = false,
+          "large_winograd_tile=True: a 3x3 Winograd layer runs F(4x4, 3x3), as a training step of a network "
+          "without max pooling (or a Maximum/Minimum merge) does; the default F(2x2, 3x3) is the others'.");
   ops.def("conv2d_backward_kernel", &conv2d_backward_kernel, py::arg("input"), py::arg("output_gradient"),
           py::arg("kernel_size"), py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
           py::arg("dilation") = Pair{1, 1}, py::arg("use_bias") = true, py::arg("kernels") = "active");

@@ -39,12 +39,12 @@ struct Conv2DParams {
   bool use_bias = true;
   // Applied in the forward kernel's epilogue; must be elementwise (softmax is applied apart).
   Activation activation = Activation::linear;
-  // Optimised tiers, 3x3 Winograd layers: whether the forward pass may take the larger, faster
-  // F(4x4, 3x3) tile, whose rounding (2e-6 of the output's magnitude) is 4x F(2x2, 3x3)'s.
-  // Inference takes it; a training step only in networks where no layer selects a maximum (the
-  // plan's training_winograd_tile): elsewhere two nearly equal max-pooling inputs would order
-  // differently than in TensorFlow that much more often, and a training run would leave
-  // TensorFlow's trajectory (the gradient goes to the other one) more often.
+  // Optimised tiers, 3x3 Winograd layers: whether the forward pass and the input gradient may take
+  // the larger, faster F(4x4, 3x3) tile, whose rounding (2e-6 of the output's magnitude) is 4x
+  // F(2x2, 3x3)'s. Inference takes it; a training step only in networks where no layer selects a
+  // maximum (the plan's training_winograd_tile): elsewhere two nearly equal max-pooling inputs
+  // would order differently than in TensorFlow that much more often, and a training run would
+  // leave TensorFlow's trajectory (the gradient goes to the other one) more often.
   bool large_winograd_tile = true;
   // Optional (inference, groups of 1): a tensor of the output's shape added to the convolution
   // before the activation, output = activation(convolution + bias + residual) with the residual

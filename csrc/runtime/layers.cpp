@@ -158,6 +158,7 @@ class Conv2DLayer final : public ActivatedLayer {
                 bool gradient_is_pre_activation, float* input_gradient) override {
     GroupedConv2DParams params = grouped_;
     params.conv.batch = batch;
+    params.conv.large_winograd_tile = context.large_winograd_tile_in_training;  // the input gradient's tile
     start_backward(context, batch * params.conv.output_height * params.conv.output_width, pre_activation, output,
                    output_gradient, gradient_is_pre_activation);
     if (trainable && context.gradients != nullptr) {

@@ -30,9 +30,9 @@ struct StepContext {
   // Inference: the parameters' version (Network's counter), under which a layer's kernels may
   // keep their packed weights between calls (PackedKernelCache); 0 in training.
   uint64_t weights_version = 0;
-  // Training: whether 3x3 Winograd forward passes may take the larger F(4x4, 3x3) tile, as
-  // inference does (Conv2DParams::large_winograd_tile): in networks where no layer selects a
-  // maximum (the plan's training_winograd_tile).
+  // Training: whether 3x3 Winograd forward and input-gradient passes may take the larger F(4x4, 3x3)
+  // tile, as inference does (Conv2DParams::large_winograd_tile): in networks where no layer selects
+  // a maximum (the plan's training_winograd_tile).
   bool large_winograd_tile_in_training = false;
 };
 

@@ -814,6 +814,7 @@ StepResult Network::forward_backward(const std::vector<const float*>& x, const s
   timer.lap(loss_slot);
 
   StepContext context{kernels, true, seed, parameters_.data(), gradients_.data(), first_sample};
+  context.large_winograd_tile_in_training = large_winograd_tile_in_training_;  // the input gradients' tile
   std::vector<bool>& notified = notified_;
   notified.assign(node_count, false);
   auto notify = [&](size_t node) {

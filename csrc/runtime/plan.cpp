@@ -29,11 +29,12 @@
 //                             logits' (softmax(z) - t), skipping the softmax backward pass
 //   sigmoid_binary_cross_entropy  likewise a sigmoid output's binary cross-entropy (sigmoid(z) - t)
 //   training_winograd_tile    training passes of a network where no layer selects a maximum (max
-//                             pooling, Maximum/Minimum merges): 3x3 Winograd forward passes take
-//                             F(4x4, 3x3) as inference does, since what keeps training on F(2x2,
-//                             3x3) elsewhere is such a choice between nearly equal values, which
-//                             F(4x4)'s larger rounding would make differently from TensorFlow more
-//                             often (see Conv2DParams::large_winograd_tile)
+//                             pooling, Maximum/Minimum merges): 3x3 Winograd forward and
+//                             input-gradient passes take F(4x4, 3x3) as inference does, since
+//                             what keeps training on F(2x2, 3x3) elsewhere is such a choice
+//                             between nearly equal values, which F(4x4)'s larger rounding would
+//                             make differently from TensorFlow more often (see
+//                             Conv2DParams::large_winograd_tile)
 //   gradient_slots            a gradient buffer per tensor, reused by liveness in backward order
 //   activation_buffers        inference passes: an activation buffer per tensor, reused by
 //                             liveness in forward order (training keeps every tensor for backward)

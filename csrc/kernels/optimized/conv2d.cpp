@@ -558,7 +558,7 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
   if (forward_pass) {
     if (winograd_applicable(as_forward) && as_forward.output_size() > 0) {
       conv2d_forward_winograd(as_forward, output_gradient, buffers.transposed.data(), nullptr, input_gradient,
-                              WinogradTile::two_by_two);
+                              p.large_winograd_tile ? WinogradTile::fewest_points : WinogradTile::two_by_two);
     } else {
       conv2d_forward(as_forward, output_gradient, buffers.transposed.data(), nullptr, input_gradient);
     }

@@ -20,13 +20,14 @@
 //     A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -2 0; 0 1 1 1/4 4 0; 0 1 -1 1/8 -8 1]
 // The kernel gradient and the inference forward pass take the variant that computes fewer
 // transformed points (tiles x n^2) for the output size: F(4x4) for all but the smallest images.
-// The input gradient keeps F(2x2), and so does the training forward pass of a network with max
-// pooling (or a Maximum/Minimum merge), to stay on TensorFlow's training trajectory: in the
+// The training forward pass and the input gradient of a network with max pooling (or a
+// Maximum/Minimum merge) keep F(2x2), to stay on TensorFlow's training trajectory: in the
 // forward pass, two max-pooling inputs within F(4x4)'s rounding of each other would order
 // differently (and route the gradient elsewhere) 4x as often; the input gradient's
 // error reaches every earlier layer's gradient (F(4x4) there failed the three-step TensorFlow parity
 // test of seed Example 1 with SGD + Nesterov: the slightly different weights then meet max-pooling
-// decisions TensorFlow takes otherwise). The GEMMs run on the shared micro-kernel (conv_microkernel.h);
+// decisions TensorFlow takes otherwise). Networks without such a layer take F(4x4) in both
+// (Conv2DParams::large_winograd_tile, the plan's training_winograd_tile). The GEMMs run on the shared micro-kernel (conv_microkernel.h);
 // every output element is computed by one thread in a fixed order, so results do not depend on
 // the thread count.
 #include <algorithm>
