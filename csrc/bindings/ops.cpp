@@ -27,6 +27,17 @@ ConvArrays conv_arrays(py::object input_argument, py::object kernel_argument, py
   return arrays;
 }
 
+// An array laid out as a convolution's output (batch, output height, output width, output
+// channels): an output gradient, or a residual added to the output.
+void require_output_shape(const FloatArray& array, const char* name, int64_t batch, int64_t height, int64_t width,
+                          int64_t channels) {
+  require_rank(array, 4, name);
+  require_dimension(array, 0, batch, name, "batch");
+  require_dimension(array, 1, height, name, "output height");
+  require_dimension(array, 2, width, name, "output width");
+  require_dimension(array, 3, channels, name, "output channels");
+}
+
 FloatArray conv2d_forward(py::object input_argument, py::object kernel_argument, py::object bias_argument,
                           Pair strides, const std::string& padding, Pair dilation, const std::string& activation,
                           const std::string& kernels, bool large_winograd_tile, py::object residual_argument) {
@@ -42,10 +53,8 @@ FloatArray conv2d_forward(py::object input_argument, py::object kernel_argument,
   }
   const std::optional<FloatArray> residual = optional_float_array(residual_argument, "residual");
   if (residual) {
-    require_rank(*residual, 4, "residual");
-    const int64_t output_shape[] = {params.batch, params.output_height, params.output_width, params.output_channels};
-    const char* meanings[] = {"batch", "output height", "output width", "output channels"};
-    for (int axis = 0; axis < 4; ++axis) require_dimension(*residual, axis, output_shape[axis], "residual", meanings[axis]);
+    require_output_shape(*residual, "residual", params.batch, params.output_height, params.output_width,
+                         params.output_channels);
     params.residual = residual->data();
   }
   const auto& table = table_named(kernels);
@@ -72,10 +81,8 @@ FloatArray conv2d_backward_input(py::object output_gradient_argument, py::object
       strides.first, strides.second, dilation.first, dilation.second,
       parse_padding(padding.c_str()), false, Activation::linear);
   require_dimension(kernel, 2, channels, "kernel", "input channels");
-  require_dimension(output_gradient, 0, params.batch, "output_gradient", "batch");
-  require_dimension(output_gradient, 1, params.output_height, "output_gradient", "output height");
-  require_dimension(output_gradient, 2, params.output_width, "output_gradient", "output width");
-  require_dimension(output_gradient, 3, params.output_channels, "output_gradient", "output channels");
+  require_output_shape(output_gradient, "output_gradient", params.batch, params.output_height, params.output_width,
+                       params.output_channels);
   params.large_winograd_tile = large_winograd_tile;
   const auto& table = table_named(kernels);
   FloatArray input_gradient = new_float_array({batch, height, width, channels});
@@ -841,15 +848,6 @@ FloatArray result_array(py::object out, const std::vector<py::ssize_t>& shape,
   return py::reinterpret_borrow<FloatArray>(out);
 }
 
-void require_output_gradient_shape(const FloatArray& output_gradient, int64_t batch, int64_t height, int64_t width,
-                                   int64_t channels) {
-  require_rank(output_gradient, 4, "output_gradient");
-  require_dimension(output_gradient, 0, batch, "output_gradient", "batch");
-  require_dimension(output_gradient, 1, height, "output_gradient", "output height");
-  require_dimension(output_gradient, 2, width, "output_gradient", "output width");
-  require_dimension(output_gradient, 3, channels, "output_gradient", "output channels");
-}
-
 // The kernel (kh, kw, channels, depth_multiplier) of a depthwise convolution of `channels` channels.
 void require_depthwise_kernel(const FloatArray& kernel, int64_t channels) {
   require_rank(kernel, 4, "kernel");
@@ -895,7 +893,7 @@ FloatArray depthwise_conv2d_backward_input(py::object output_gradient_argument, 
       batch, height, width, channels, kernel.shape(3), kernel.shape(0), kernel.shape(1), strides.first,
       strides.second, dilation.first, dilation.second, parse_padding(padding.c_str()), false, Activation::linear);
   require_depthwise_kernel(kernel, channels);
-  require_output_gradient_shape(output_gradient, batch, params.output_height, params.output_width,
+  require_output_shape(output_gradient, "output_gradient", batch, params.output_height, params.output_width,
                                 params.output_channels());
   const auto& table = table_named(kernels);
   FloatArray input_gradient = result_array(out, {batch, height, width, channels}, {&output_gradient, &kernel});
@@ -917,7 +915,7 @@ std::pair<FloatArray, std::optional<FloatArray>> depthwise_conv2d_backward_kerne
       input.shape(0), input.shape(1), input.shape(2), input.shape(3), depth_multiplier, kernel_size.first,
       kernel_size.second, strides.first, strides.second, dilation.first, dilation.second,
       parse_padding(padding.c_str()), use_bias, Activation::linear);
-  require_output_gradient_shape(output_gradient, params.batch, params.output_height, params.output_width,
+  require_output_shape(output_gradient, "output_gradient", params.batch, params.output_height, params.output_width,
                                 params.output_channels());
   const auto& table = table_named(kernels);
   FloatArray kernel_gradient =
@@ -984,7 +982,7 @@ FloatArray grouped_conv2d_backward_input(py::object output_gradient_argument, py
       strides.second, dilation.first, dilation.second, parse_padding(padding.c_str()), false, Activation::linear);
   params.conv.large_winograd_tile = false;  // as conv2d_backward_input's default
   require_grouped_kernel(kernel, channels, groups);
-  require_output_gradient_shape(output_gradient, batch, params.conv.output_height, params.conv.output_width,
+  require_output_shape(output_gradient, "output_gradient", batch, params.conv.output_height, params.conv.output_width,
                                 params.conv.output_channels);
   const auto& table = table_named(kernels);
   FloatArray input_gradient = new_float_array({batch, height, width, channels});
@@ -1007,7 +1005,7 @@ std::pair<FloatArray, std::optional<FloatArray>> grouped_conv2d_backward_kernel(
       kernel_size.first, kernel_size.second, strides.first, strides.second, dilation.first, dilation.second,
       parse_padding(padding.c_str()), use_bias, Activation::linear);
   const Conv2DParams& conv = params.conv;
-  require_output_gradient_shape(output_gradient, conv.batch, conv.output_height, conv.output_width,
+  require_output_shape(output_gradient, "output_gradient", conv.batch, conv.output_height, conv.output_width,
                                 conv.output_channels);
   const auto& table = table_named(kernels);
   FloatArray kernel_gradient = new_float_array(

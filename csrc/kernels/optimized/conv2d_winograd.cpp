@@ -27,9 +27,9 @@
 // error reaches every earlier layer's gradient (F(4x4) there failed the three-step TensorFlow parity
 // test of seed Example 1 with SGD + Nesterov: the slightly different weights then meet max-pooling
 // decisions TensorFlow takes otherwise). Networks without such a layer take F(4x4) in both
-// (Conv2DParams::large_winograd_tile, the plan's training_winograd_tile). The GEMMs run on the shared micro-kernel (conv_microkernel.h);
-// every output element is computed by one thread in a fixed order, so results do not depend on
-// the thread count.
+// (Conv2DParams::large_winograd_tile, the plan's training_winograd_tile). The GEMMs run on the
+// shared micro-kernel (conv_microkernel.h); every output element is computed by one thread in a
+// fixed order, so results do not depend on the thread count.
 #include <algorithm>
 #include <cstdint>
 #include <vector>
