@@ -943,6 +943,108 @@ def test_conv2d_winograd_kernel_gradient_does_not_depend_on_thread_count(tier):
 
 
 # ---------------------------------------------------------------------------------------------
+# Stride-2 layers whose kernel covers 3 rows and columns of 2x2 pixel blocks (5x5 kernels, 6x6 with
+# even padding) run in the optimised tiers as a 3x3 stride-1 layer over a space-to-depth input
+# (4x the input channels) on Winograd, where that layer has >= 16 channels on both sides
+# (conv2d_space_to_depth.cpp); the kernel gradient only up to 8192 channel products (4 Ci x Co).
+# ---------------------------------------------------------------------------------------------
+
+
+SPACE_TO_DEPTH_CASES = [((4, 16), (5, 5)), ((5, 17), (5, 5)), ((8, 32), (5, 5)), ((32, 64), (5, 5)),
+                        ((64, 40), (5, 5)), ((8, 24), (6, 6)), ((16, 16), (5, 6))]
+SPACE_TO_DEPTH_GEOMETRIES = [(spatial, padding) for spatial in [(1, 1), (2, 3), (6, 6), (9, 7), (16, 16), (17, 15)]
+                             for padding in ["valid", "same"] if padding == "same" or min(spatial) >= 6]
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("channels,kernel_size", SPACE_TO_DEPTH_CASES,
+                         ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else v)
+@pytest.mark.parametrize("spatial,padding", SPACE_TO_DEPTH_GEOMETRIES,
+                         ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else v)
+def test_conv2d_space_to_depth_shapes_match_reference(tier, channels, kernel_size, spatial, padding):
+    rng = np.random.default_rng(zlib.crc32(repr((channels, kernel_size, spatial, padding)).encode()))
+    x, kernel, bias = make_conv_case(rng, 3, spatial[0], spatial[1], channels[0], channels[1], kernel_size)
+    # Inference's F(4x4) forward pass, the F(2x2) input gradient and the kernel gradient.
+    check_conv_against_reference(tier, x, kernel, bias, (2, 2), padding, activation="relu")
+    geometry = dict(strides=(2, 2), padding=padding)
+    expected = ops.conv2d_forward(x, kernel, bias, activation="relu", kernels="reference", **geometry)
+    training = ops.conv2d_forward(x, kernel, bias, activation="relu", kernels=tier, large_winograd_tile=False,
+                                  **geometry)
+    assert_close(training, expected, f"{tier} F(2x2) forward")
+    dy = rng.standard_normal(expected.shape).astype(np.float32)
+    expected_dx = ops.conv2d_backward_input(dy, kernel, x.shape, kernels="reference", **geometry)
+    dx = ops.conv2d_backward_input(dy, kernel, x.shape, kernels=tier, large_winograd_tile=True, **geometry)
+    assert_close(dx, expected_dx, f"{tier} F(4x4) input gradient")
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_conv2d_space_to_depth_takes_winograd_where_it_applies(tier):
+    """The Winograd tile changes the rounding; the direct kernel ignores the flag."""
+    rng = np.random.default_rng(3)
+
+    def tiles_differ(in_channels, out_channels, kernel_size, strides):
+        x, kernel, bias = make_conv_case(rng, 2, 16, 16, in_channels, out_channels, kernel_size)
+        geometry = dict(strides=strides, padding="same")
+        large = ops.conv2d_forward(x, kernel, bias, kernels=tier, **geometry)
+        small = ops.conv2d_forward(x, kernel, bias, kernels=tier, large_winograd_tile=False, **geometry)
+        return not np.array_equal(large, small)
+
+    assert tiles_differ(32, 64, (5, 5), (2, 2))
+    assert tiles_differ(4, 16, (5, 5), (2, 2))
+    assert not tiles_differ(3, 32, (5, 5), (2, 2))  # 12 rearranged channels: direct
+    assert not tiles_differ(4, 8, (5, 5), (2, 2))  # 8 output channels: direct
+    assert not tiles_differ(32, 64, (3, 3), (2, 2))  # 2x2 rearranged taps: direct
+    assert not tiles_differ(32, 64, (5, 5), (2, 1))
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_conv2d_space_to_depth_error_bound_against_float64(tier):
+    """The 3x3 Winograd layer's bounds hold for the rearranged 5x5 one (measured at 32 -> 64
+    channels: F(4x4) forward 2.6e-6, F(2x2) 4e-7, input gradient F(2x2) 3e-7 and F(4x4) 1.9e-6,
+    kernel gradient 1e-6 of the largest exact value)."""
+    rng = np.random.default_rng(5)
+    x, kernel, bias = make_conv_case(rng, 2, 16, 16, 32, 64, (5, 5))
+    geometry = dict(strides=(2, 2), padding="same")
+    exact = numpy_conv_forward(x, kernel, bias, (2, 2), "same", (1, 1))
+
+    def relative_error(actual, expected):
+        return np.max(np.abs(actual - expected)) / np.max(np.abs(expected))
+
+    assert relative_error(ops.conv2d_forward(x, kernel, bias, kernels=tier, **geometry), exact) <= 4e-6
+    training = ops.conv2d_forward(x, kernel, bias, kernels=tier, large_winograd_tile=False, **geometry)
+    assert relative_error(training, exact) <= 1.5e-6
+    dy = rng.standard_normal(exact.shape).astype(np.float32)
+    exact_dx, exact_dk, _ = numpy_conv_backward(x, kernel, dy, (2, 2), "same", (1, 1))
+    dx = ops.conv2d_backward_input(dy, kernel, x.shape, kernels=tier, **geometry)
+    assert relative_error(dx, exact_dx) <= 1.5e-6
+    dx_large = ops.conv2d_backward_input(dy, kernel, x.shape, kernels=tier, large_winograd_tile=True, **geometry)
+    assert relative_error(dx_large, exact_dx) <= 4e-6
+    dk, _ = ops.conv2d_backward_kernel(x, dy, (5, 5), kernels=tier, **geometry)
+    assert relative_error(dk, exact_dk) <= 2e-6
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_conv2d_space_to_depth_does_not_depend_on_thread_count(tier):
+    rng = np.random.default_rng(11)
+    x, kernel, bias = make_conv_case(rng, 5, 17, 14, 8, 24, (5, 5))
+    geometry = dict(strides=(2, 2), padding="same")
+    dy = rng.standard_normal((5, 9, 7, 24)).astype(np.float32)
+    previous = _core.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            _core.set_num_threads(threads)
+            results.append((ops.conv2d_forward(x, kernel, bias, kernels=tier, **geometry),
+                            ops.conv2d_backward_input(dy, kernel, x.shape, kernels=tier, **geometry),
+                            *ops.conv2d_backward_kernel(x, dy, (5, 5), kernels=tier, **geometry)))
+    finally:
+        _core.set_num_threads(previous)
+    for result in results[1:]:
+        for actual, expected in zip(result, results[0]):
+            np.testing.assert_array_equal(actual, expected)
+
+
+# ---------------------------------------------------------------------------------------------
 # ReLU fused into the next layer's backward: max pooling and BatchNormalization after a ReLU apply
 # its derivative (zero where their input is not > 0) in their own input-gradient pass.
 # ---------------------------------------------------------------------------------------------

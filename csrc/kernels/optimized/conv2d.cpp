@@ -381,6 +381,10 @@ void accumulate_kernel_tile_any(int64_t channels, const Conv2DParams& p, const f
 void conv2d_forward(const Conv2DParams& p, const float* input, const float* kernel,
                     const float* bias, float* output) {
   if (p.output_size() == 0) return;
+  if (space_to_depth_applicable(p)) {
+    conv2d_forward_space_to_depth(p, input, kernel, bias, output);
+    return;
+  }
   if (winograd_applicable(p)) {
     conv2d_forward_winograd(p, input, kernel, bias, output,
                             p.large_winograd_tile ? WinogradTile::fewest_points : WinogradTile::two_by_two);
@@ -519,6 +523,10 @@ void strided_input_gradient_by_phase(const Conv2DParams& p, const float* output_
 void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
                            const float* kernel, float* input_gradient) {
   if (p.input_size() == 0) return;
+  if (space_to_depth_applicable(p) && p.output_size() > 0) {
+    conv2d_backward_input_space_to_depth(p, output_gradient, kernel, input_gradient);
+    return;
+  }
   Scratch& buffers = scratch();
   const int64_t taps = p.kernel_height * p.kernel_width;
   // With unit strides the input gradient is a forward convolution of dY with the kernel rotated
@@ -726,6 +734,10 @@ void conv2d_backward_bias(const Conv2DParams& p, const float* output_gradient, f
 void conv2d_backward_kernel(const Conv2DParams& p, const float* input,
                             const float* output_gradient, float* kernel_gradient,
                             float* bias_gradient) {
+  if (space_to_depth_kernel_gradient_applicable(p) && p.output_size() > 0) {
+    conv2d_backward_kernel_space_to_depth(p, input, output_gradient, kernel_gradient, bias_gradient);
+    return;
+  }
   if (winograd_applicable(p) && p.output_size() > 0) {
     conv2d_backward_kernel_winograd(p, input, output_gradient, kernel_gradient);
   } else {

@@ -23,6 +23,19 @@ void conv2d_forward_winograd(const Conv2DParams& params, const float* input, con
 void conv2d_backward_kernel_winograd(const Conv2DParams& params, const float* input,
                                      const float* output_gradient, float* kernel_gradient);
 
+// Stride-2 layers whose kernel rearranges to 3x3 over a space-to-depth input (5x5 kernels) run as
+// that stride-1 layer, on Winograd (conv2d_space_to_depth.cpp); same signatures as the kernels'.
+bool space_to_depth_applicable(const Conv2DParams& params);
+bool space_to_depth_kernel_gradient_applicable(const Conv2DParams& params);  // also fewer channel products
+Conv2DParams space_to_depth_params(const Conv2DParams& params);
+void conv2d_forward_space_to_depth(const Conv2DParams& params, const float* input, const float* kernel,
+                                   const float* bias, float* output);
+void conv2d_backward_input_space_to_depth(const Conv2DParams& params, const float* output_gradient,
+                                          const float* kernel, float* input_gradient);
+void conv2d_backward_kernel_space_to_depth(const Conv2DParams& params, const float* input,
+                                           const float* output_gradient, float* kernel_gradient,
+                                           float* bias_gradient);
+
 // FLOPs of a pure-FMA loop on every thread of a parallel region (the peak probe).
 double fma_peak_probe(int64_t iterations);
 
