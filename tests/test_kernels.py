@@ -1045,6 +1045,44 @@ def test_conv2d_space_to_depth_does_not_depend_on_thread_count(tier):
 
 
 # ---------------------------------------------------------------------------------------------
+# The input gradient added to values already there (add_to; Conv2DParams::accumulate_input_gradient):
+# a tensor read by several layers takes each one's gradient in turn. Bitwise old + the gradient on
+# every path: direct (wide and narrow tiles), Winograd, strided by phase (a 1x1 stride-2 kernel
+# reaches one phase in four: the others keep their values), space-to-depth, dilated.
+# ---------------------------------------------------------------------------------------------
+
+
+ADD_TO_CASES = [((3, 3), (1, 1), (1, 1), 4, 8), ((3, 3), (1, 1), (1, 1), 32, 16), ((3, 3), (1, 1), (1, 1), 16, 48),
+                ((1, 1), (2, 2), (1, 1), 16, 32), ((3, 3), (2, 2), (1, 1), 16, 32), ((5, 5), (2, 2), (1, 1), 8, 32),
+                ((3, 3), (1, 1), (2, 2), 5, 7)]
+
+
+@pytest.mark.parametrize("tier", ["reference"] + TIERS)
+@pytest.mark.parametrize("kernel_size,strides,dilation,in_channels,out_channels", ADD_TO_CASES,
+                         ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v))
+@pytest.mark.parametrize("large_tile", [False, True])
+def test_conv2d_backward_input_adds_to_the_values_there(tier, kernel_size, strides, dilation, in_channels,
+                                                       out_channels, large_tile):
+    rng = np.random.default_rng(zlib.crc32(repr((kernel_size, strides, dilation, in_channels)).encode()))
+    x, kernel, _ = make_conv_case(rng, 3, 11, 10, in_channels, out_channels, kernel_size)
+    geometry = dict(strides=strides, padding="same", dilation=dilation, kernels=tier, large_winograd_tile=large_tile)
+    output_shape = ops.conv2d_forward(x, kernel, None, strides=strides, padding="same", dilation=dilation).shape
+    dy = rng.standard_normal(output_shape).astype(np.float32)
+    old = rng.standard_normal(x.shape).astype(np.float32)
+    kept = old.copy()
+    added = ops.conv2d_backward_input(dy, kernel, x.shape, add_to=old, **geometry)
+    np.testing.assert_array_equal(old, kept)  # the binding adds to a copy
+    np.testing.assert_array_equal(added, old + ops.conv2d_backward_input(dy, kernel, x.shape, **geometry))
+
+
+def test_conv2d_backward_input_add_to_must_have_the_input_shape():
+    x, kernel, _ = make_conv_case(np.random.default_rng(0), 2, 6, 6, 3, 4, (3, 3))
+    dy = np.zeros((2, 4, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="add_to"):
+        ops.conv2d_backward_input(dy, kernel, x.shape, add_to=np.zeros((2, 6, 5, 3), np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
 # ReLU fused into the next layer's backward: max pooling and BatchNormalization after a ReLU apply
 # its derivative (zero where their input is not > 0) in their own input-gradient pass.
 # ---------------------------------------------------------------------------------------------

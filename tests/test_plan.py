@@ -215,3 +215,47 @@ def test_training_input_gradient_takes_the_large_winograd_tile_only_where_no_lay
         expected[large] = _core.ops.conv2d_backward_kernel(x, middle, (1, 1), use_bias=False)[0]
     assert not np.array_equal(expected[True], expected[False])
     np.testing.assert_array_equal(front_gradient, expected[not selector])
+
+
+def _tensor_read_by_several_layers():
+    """A tensor (the stem's output) read by a 3x3 convolution, a 1x1 stride-2 one, a 5x5 stride-2
+    one, a DepthwiseConv2D and an Add. In backward order the last of them in node order takes the
+    tensor's gradient slot; the depthwise layer's gradient is added in from scratch, the other
+    convolutions' in their own kernels."""
+    inputs = keras.Input((9, 9, 8))
+    stem = layers.Conv2D(16, 3, padding="same", activation="relu", name="stem")(inputs)
+    same_size = layers.Conv2D(16, 3, padding="same", name="same_size")(stem)
+    pointwise = layers.Conv2D(16, 1, strides=2, name="pointwise")(stem)
+    wide = layers.Conv2D(16, 5, strides=2, padding="same", name="wide")(stem)
+    depthwise = layers.DepthwiseConv2D(3, padding="same", name="depthwise")(stem)
+    full = layers.Add(name="full")([same_size, stem, depthwise])
+    half = layers.Add()([pointwise, wide])
+    merged = layers.Concatenate()([layers.Flatten()(full), layers.Flatten()(half)])
+    model = keras.Model(inputs, layers.Dense(3, activation="softmax")(merged))
+    model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
+    return model
+
+
+def test_convolutions_add_their_input_gradient_where_another_layer_took_the_slot(rng):
+    """The plan's input_gradient_accumulation: training is bitwise the same as with each gradient
+    written to scratch and added after (the same additions in the same order)."""
+    x = rng.standard_normal((6, 9, 9, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 6)
+    accumulating = _tensor_read_by_several_layers()
+    separate = _tensor_read_by_several_layers()
+    separate.set_weights(accumulating.get_weights())
+    accumulating.train_on_batch(x, y)
+    separate.train_on_batch(x, y)
+    node_of = {layer.name: i for i, layer in enumerate(accumulating._node_layers)}
+    takes_the_slot = max(["same_size", "pointwise", "wide", "depthwise", "full"], key=node_of.get)
+    expected = [name for name in ["pointwise", "same_size", "wide"] if name != takes_the_slot]
+    added = accumulating._network.fusion_passes()["input_gradient_accumulation"]
+    assert sorted(accumulating._node_layers[i].name for i in added) == expected
+    separate._network.set_gradient_accumulation(False)
+    assert separate._network.fusion_passes()["input_gradient_accumulation"] == []
+    separate.set_weights(accumulating.get_weights())
+    for _ in range(3):
+        accumulating.train_on_batch(x, y)
+        separate.train_on_batch(x, y)
+    for ours, theirs in zip(accumulating.get_weights(), separate.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)

@@ -848,6 +848,9 @@ void bind_network(py::module_& m) {
       .def("set_residual_add_fusion", &runtime::Network::set_residual_add_fusion, py::arg("enabled"),
            "Inference computes an Add reading a folded BatchNormalization (and the activation after "
            "it) in the convolution's epilogue (default on); off runs the Add alone.")
+      .def("set_gradient_accumulation", &runtime::Network::set_gradient_accumulation, py::arg("enabled"),
+           "Training: a convolution (groups=1) whose input other layers also read adds its input "
+           "gradient to theirs in its kernel (default on); off writes it to scratch and adds it after.")
       .def("set_batch_norm_activation_fusion", &runtime::Network::set_batch_norm_activation_fusion,
            py::arg("enabled"),
            "Training passes compute the ReLU that only reads a BatchNormalization in that layer's own "

@@ -70,7 +70,7 @@ FloatArray conv2d_forward(py::object input_argument, py::object kernel_argument,
 FloatArray conv2d_backward_input(py::object output_gradient_argument, py::object kernel_argument,
                                  std::tuple<int64_t, int64_t, int64_t, int64_t> input_shape,
                                  Pair strides, const std::string& padding, Pair dilation,
-                                 const std::string& kernels, bool large_winograd_tile) {
+                                 const std::string& kernels, bool large_winograd_tile, py::object add_to) {
   const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
   const FloatArray kernel = float_array(kernel_argument, "kernel");
   require_rank(kernel, 4, "kernel");
@@ -86,6 +86,16 @@ FloatArray conv2d_backward_input(py::object output_gradient_argument, py::object
   params.large_winograd_tile = large_winograd_tile;
   const auto& table = table_named(kernels);
   FloatArray input_gradient = new_float_array({batch, height, width, channels});
+  if (!add_to.is_none()) {  // the kernel adds its gradient to these values (a copy: add_to is not changed)
+    const FloatArray old_values = float_array(add_to, "add_to");
+    require_rank(old_values, 4, "add_to");
+    require_dimension(old_values, 0, batch, "add_to", "batch");
+    require_dimension(old_values, 1, height, "add_to", "input height");
+    require_dimension(old_values, 2, width, "add_to", "input width");
+    require_dimension(old_values, 3, channels, "add_to", "input channels");
+    std::copy(old_values.data(), old_values.data() + old_values.size(), input_gradient.mutable_data());
+    params.accumulate_input_gradient = true;
+  }
   {
     py::gil_scoped_release release;
     table.conv2d_backward_input(params, output_gradient.data(), kernel.data(), input_gradient.mutable_data());
@@ -1133,8 +1143,11 @@ void bind_ops(py::module_& ops) {
   ops.def("conv2d_backward_input", &conv2d_backward_input, py::arg("output_gradient"), py::arg("kernel"),
           py::arg("input_shape"), py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
           py::arg("dilation") = Pair{1, 1}, py::arg("kernels") = "active", py::arg("large_winograd_tile") = false,
+          py::arg("add_to") = py::none(),
           "large_winograd_tile=True: a 3x3 Winograd layer runs F(4x4, 3x3), as a training step of a network "
-          "without max pooling (or a Maximum/Minimum merge) does; the default F(2x2, 3x3) is the others'.");
+          "without max pooling (or a Maximum/Minimum merge) does; the default F(2x2, 3x3) is the others'. "
+          "add_to: an array of the input's shape that the kernel adds the gradient to (returns add_to + gradient, "
+          "as a tensor read by several layers sums their gradients).");
   ops.def("conv2d_backward_kernel", &conv2d_backward_kernel, py::arg("input"), py::arg("output_gradient"),
           py::arg("kernel_size"), py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
           py::arg("dilation") = Pair{1, 1}, py::arg("use_bias") = true, py::arg("kernels") = "active");

@@ -50,6 +50,10 @@ struct Conv2DParams {
   // before the activation, output = activation(convolution + bias + residual) with the residual
   // added last, as a separate Add layer would (plan.cpp residual_add).
   const float* residual = nullptr;
+  // conv2d_backward_input (groups of 1): add the result to input_gradient's contents instead of
+  // overwriting them, input_gradient = old + (the gradient's own sum): a tensor that several layers
+  // read takes each one's gradient in turn without a scratch copy (network.cpp).
+  bool accumulate_input_gradient = false;
   // Optional (inference): where the forward kernel keeps its packed kernel, valid for weights of
   // version weights_version (0: no caching).
   PackedKernelCache* kernel_cache = nullptr;

@@ -104,6 +104,7 @@ class Conv2DLayer final : public ActivatedLayer {
 
   bool folds_batch_norm() const override { return activation_ == Activation::linear; }
   bool folds_residual_add() const override { return groups_ == 1; }
+  bool adds_input_gradient() const override { return groups_ == 1; }
   int64_t kernel_floats() const override { return grouped_.kernel_size(); }
   void forward_folded(const StepContext& context, int64_t batch, const float* input, const float* kernels,
                       const float* bias, Activation activation, const float* residual, float* output) override {
@@ -159,6 +160,7 @@ class Conv2DLayer final : public ActivatedLayer {
     GroupedConv2DParams params = grouped_;
     params.conv.batch = batch;
     params.conv.large_winograd_tile = context.large_winograd_tile_in_training;  // the input gradient's tile
+    params.conv.accumulate_input_gradient = context.accumulate_input_gradient;
     start_backward(context, batch * params.conv.output_height * params.conv.output_width, pre_activation, output,
                    output_gradient, gradient_is_pre_activation);
     if (trainable && context.gradients != nullptr) {

@@ -34,6 +34,10 @@ struct StepContext {
   // tile, as inference does (Conv2DParams::large_winograd_tile): in networks where no layer selects
   // a maximum (the plan's training_winograd_tile).
   bool large_winograd_tile_in_training = false;
+  // Backward: add this node's input gradient to the values already in input_gradient (another
+  // reader of the tensor wrote them) instead of overwriting them; set only for a layer that
+  // adds_input_gradient (plan.cpp pass_gradient_slots).
+  bool accumulate_input_gradient = false;
 };
 
 class Layer {
@@ -122,6 +126,11 @@ class Layer {
   // The elementwise activation this layer applies to its input alone, when it is one that a
   // kernel epilogue can apply (a ReLU layer, an Activation layer); false otherwise.
   virtual bool as_epilogue_activation(Activation& activation) const { return false; }
+
+  // Whether backward can add its input gradient to the values in input_gradient
+  // (StepContext::accumulate_input_gradient), which saves a tensor read by several layers the
+  // scratch copy and the pass that adds it in. Single-input layers only.
+  virtual bool adds_input_gradient() const { return false; }
 
   // Merge layers take several inputs: they override these; a single-input layer gets them from
   // configure / forward / backward. input_gradients entries may be null (not needed).

@@ -325,6 +325,12 @@ void Network::set_residual_add_fusion(bool enabled) {
   if (built_) update_plan();
 }
 
+void Network::set_gradient_accumulation(bool enabled) {
+  std::lock_guard<std::mutex> lock(step_mutex_);
+  gradient_accumulation_enabled_ = enabled;
+  if (built_) update_plan();
+}
+
 void Network::set_batch_norm_activation_fusion(bool enabled) {
   std::lock_guard<std::mutex> lock(step_mutex_);
   batch_norm_activation_enabled_ = enabled;
@@ -895,9 +901,11 @@ StepResult Network::forward_backward(const std::vector<const float*>& x, const s
       }
     } else {
       context.scratch = training_scratch_[i];
+      context.accumulate_input_gradient = adds_input_gradient_[i];
       layer.backward_inputs(context, batch, node_inputs, pre_activations_[i], node_outputs_[i],
                             gradient, gradient_is_pre_activation, input_gradients);
       context.scratch = nullptr;
+      context.accumulate_input_gradient = false;
     }
     // Scratch gradients join their tensor's (a tensor read by several nodes, or twice by one).
     for (size_t input = 0; input < nodes_[i].inputs.size(); ++input) {

@@ -191,6 +191,7 @@ class Network {
   // Residual Add folding in inference passes (plan.cpp residual_add), on by default; off runs the
   // Add (and the activation after it) alone.
   void set_residual_add_fusion(bool enabled);
+  void set_gradient_accumulation(bool enabled);
   // The parameters were written from outside a step (Python assigning weights, restoring a
   // checkpoint, a broadcast): inference refolds before its next pass. Handing out writable views
   // counts as a write.
@@ -305,6 +306,7 @@ class Network {
   // the Add's other input (a tensor id), which the folded pass adds before the activation.
   std::vector<int64_t> folded_add_node_, folded_residual_;
   bool residual_add_fusion_enabled_ = true;
+  bool gradient_accumulation_enabled_ = true;
   std::vector<int64_t> folded_into_;  // per node: the layer whose folded pass computes it (-1: none)
   std::vector<bool> folded_in_training_;  // per node: it also runs folded in training passes
   bool any_folded_in_training_ = false;
@@ -334,6 +336,7 @@ class Network {
   std::vector<bool> needs_gradient_;             // per tensor index
   std::vector<int64_t> gradient_slot_;           // per tensor index (-1: none)
   std::vector<std::vector<int64_t>> scratch_slot_;  // per node and input: a slot to add from (-1: direct)
+  std::vector<bool> adds_input_gradient_;  // per node: its backward adds into its input's taken slot
   std::vector<bool> fused_in_training_;          // per node: conv computing its pool in training
   int64_t slot_count_ = 0;
   std::vector<bool> shared_parameters_;  // per node: it shares parameters or others share its

@@ -248,11 +248,13 @@ class BufferPool {
 
 void Network::pass_gradient_slots() {
   // In backward order: a tensor's slot is taken by its first consumer there (or the loss) and
-  // freed after its producer's backward; a consumer that finds the slot already taken writes
-  // into a scratch slot that is added in.
+  // freed after its producer's backward; a consumer that finds the slot already taken adds its
+  // gradient to the slot's values in its own kernel where it can (Layer::adds_input_gradient),
+  // else writes into a scratch slot that is added in.
   const size_t node_count = layers_.size();
   gradient_slot_.assign(input_shapes_.size() + node_count, -1);
   scratch_slot_.assign(node_count, {});
+  adds_input_gradient_.assign(node_count, false);
   BufferPool slots;
   for (int64_t id : outputs_) {
     if (needs_gradient_[tensor_index(id)]) gradient_slot_[tensor_index(id)] = slots.take();
@@ -279,6 +281,9 @@ void Network::pass_gradient_slots() {
           passes_slot = true;
         } else if (gradient_slot_[tensor] < 0 && !targeted_here) {
           gradient_slot_[tensor] = slots.take();
+        } else if (gradient_accumulation_enabled_ && layers_[i]->adds_input_gradient() &&
+                   nodes_[i].inputs.size() == 1) {
+          adds_input_gradient_[i] = true;
         } else {
           scratch_slot_[i][input] = slots.take();
         }
@@ -377,7 +382,7 @@ void Network::update_plan() {
 
 std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes() const {
   std::vector<int64_t> convolutions, relu_hand_offs, softmax_outputs, sigmoid_outputs, folded, activations,
-      folded_in_training, residual_adds;
+      folded_in_training, residual_adds, gradient_additions;
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (pair_fused(i, Fusion::everywhere)) convolutions.push_back(static_cast<int64_t>(i));
     if (batch_norm_folded(i, true)) folded_in_training.push_back(static_cast<int64_t>(i));
@@ -385,6 +390,7 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes
     if (batch_norm_folded(i, false)) folded.push_back(static_cast<int64_t>(i));
     if (batch_norm_folded(i, false) && folded_add_node_[i] >= 0) residual_adds.push_back(static_cast<int64_t>(i));
     if (layers_[i]->relu_input) relu_hand_offs.push_back(static_cast<int64_t>(i));
+    if (adds_input_gradient_[i]) gradient_additions.push_back(static_cast<int64_t>(i));
   }
   for (size_t k = 0; k < outputs_.size(); ++k) {
     if (!fused_output_activation(k)) continue;
@@ -398,7 +404,8 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes
           {"residual_add", residual_adds},
           {"batch_norm_activation", activations},
           {"softmax_cross_entropy", softmax_outputs},
-          {"sigmoid_binary_cross_entropy", sigmoid_outputs}};
+          {"sigmoid_binary_cross_entropy", sigmoid_outputs},
+          {"input_gradient_accumulation", gradient_additions}};
 }
 
 }  // namespace fastcnn::runtime

@@ -451,6 +451,12 @@ namespace {
 // forward pass over dY with an M_h x M_w sub-kernel of transposed weights, whose results land on
 // every stride-th input pixel: no multiply-add reads the zeros between strides, and interior
 // tiles take the merged-tap form.
+// The input gradient's epilogue adds its old contents where the call accumulates (read before the
+// same thread stores each element: the residual of store_block, in place).
+inline const float* accumulated(const Conv2DParams& p, const float* input_gradient) {
+  return p.accumulate_input_gradient ? input_gradient : nullptr;
+}
+
 void strided_input_gradient_by_phase(const Conv2DParams& p, const float* output_gradient, const float* kernel,
                                      float* input_gradient, Scratch& buffers) {
   const int64_t block_width = block_width_for(p.input_channels);
@@ -478,6 +484,7 @@ void strided_input_gradient_by_phase(const Conv2DParams& p, const float* output_
       pass.result_column_step = p.stride_width;
       pass.result_column_offset = phase_column;
       if (tap_rows == 0 || tap_columns == 0) {  // a kernel smaller than the stride: no tap reaches this phase
+        if (p.accumulate_input_gradient) continue;
         parallel::parallel_for(pass.images * pass.rows, [&](int64_t image_row) {
           const int64_t n = image_row / pass.rows, ih = phase_row + (image_row % pass.rows) * p.stride_height;
           for (int64_t j = 0; j < pass.columns_per_row; ++j) {
@@ -512,8 +519,8 @@ void strided_input_gradient_by_phase(const Conv2DParams& p, const float* output_
       affine.source_width = p.output_width;
       affine.row_offset = (phase_row + p.pad_top - first_tap_row) / p.stride_height - (tap_rows - 1);
       affine.column_offset = (phase_column + p.pad_left - first_tap_column) / p.stride_width - (tap_columns - 1);
-      run_indirect(pass, &affine, buffers.packed.data(), nullptr, Activation::linear, input_gradient, nullptr,
-                   buffers.zeros.data(), affine_source_rows(affine, p.output_channels));
+      run_indirect(pass, &affine, buffers.packed.data(), nullptr, Activation::linear, input_gradient,
+                   accumulated(p, input_gradient), buffers.zeros.data(), affine_source_rows(affine, p.output_channels));
     }
   }
 }
@@ -547,6 +554,8 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
   as_forward.use_bias = false;
   as_forward.activation = Activation::linear;
   as_forward.kernel_cache = nullptr;  // the rotated kernel lives in this call's scratch
+  as_forward.residual = accumulated(p, input_gradient);
+  as_forward.accumulate_input_gradient = false;
   const bool forward_pass = p.stride_height == 1 && p.stride_width == 1 && p.output_size() > 0 &&
                             as_forward.pad_top >= 0 && as_forward.pad_left >= 0;
   if (!forward_pass && p.dilation_height == 1 && p.dilation_width == 1 && p.pad_top >= 0 && p.pad_left >= 0 &&
@@ -579,7 +588,7 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
                      buffers.packed.data(), block_width);
   buffers.zeros.assign(static_cast<size_t>(p.kernel_width * p.output_channels), 0.0f);  // a merged tap's depth
   if (p.output_size() == 0) {
-    std::fill(input_gradient, input_gradient + p.input_size(), 0.0f);
+    if (!p.accumulate_input_gradient) std::fill(input_gradient, input_gradient + p.input_size(), 0.0f);
     return;
   }
   IndirectPass pass;
@@ -592,8 +601,8 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
   pass.kernel_width = p.kernel_width;
   // Input pixel (ih, iw) is read by tap (kh, kw) of output (oh, ow) when
   // ih = oh*stride_h - pad_top + kh*dilation_h, i.e. oh = (ih + pad_top - kh*dilation_h) / stride_h exactly.
-  run_indirect(pass, nullptr, buffers.packed.data(), nullptr, Activation::linear, input_gradient, nullptr,
-               buffers.zeros.data(),
+  run_indirect(pass, nullptr, buffers.packed.data(), nullptr, Activation::linear, input_gradient,
+               accumulated(p, input_gradient), buffers.zeros.data(),
                [&](int64_t n, int64_t ih, int64_t iw, int64_t kh, int64_t kw) -> const float* {
                  const int64_t row_offset = ih + p.pad_top - kh * p.dilation_height;
                  const int64_t column_offset = iw + p.pad_left - kw * p.dilation_width;

@@ -67,7 +67,8 @@ void rearrange_input(const Conv2DParams& p, const Conv2DParams& q, const float* 
   });
 }
 
-// The inverse map for the input gradient: gradient[n][2a + ph][2b + pw][c] = gradient'[n][a][b][...].
+// The inverse map for the input gradient: gradient[n][2a + ph][2b + pw][c] = gradient'[n][a][b][...]
+// (added to the old values where p accumulates).
 void restore_input_gradient(const Conv2DParams& p, const Conv2DParams& q, const float* rearranged,
                             float* input_gradient) {
   const int64_t channels = p.input_channels;
@@ -79,7 +80,12 @@ void restore_input_gradient(const Conv2DParams& p, const Conv2DParams& q, const 
     for (int64_t column = 0; column < p.input_width; ++column) {
       const float* source =
           source_row + ((column / kPhases) * kPhases * kPhases + ph * kPhases + column % kPhases) * channels;
-      std::copy(source, source + channels, target + column * channels);
+      float* destination = target + column * channels;
+      if (p.accumulate_input_gradient) {
+        for (int64_t c = 0; c < channels; ++c) destination[c] += source[c];
+      } else {
+        std::copy(source, source + channels, destination);
+      }
     }
   });
 }
@@ -145,6 +151,7 @@ Conv2DParams space_to_depth_params(const Conv2DParams& p) {
   q.stride_height = q.stride_width = 1;
   q.pad_top = rearranged_pad(p.pad_top);
   q.pad_left = rearranged_pad(p.pad_left);
+  q.accumulate_input_gradient = false;  // the rearranged gradient goes to scratch, then is put back
   return q;
 }
 

@@ -102,6 +102,18 @@ void grouped_conv2d_forward(const GroupedConv2DParams& p, const float* input, co
 void grouped_conv2d_backward_input(const GroupedConv2DParams& p, const float* output_gradient, const float* kernel,
                                    float* input_gradient) {
   if (p.groups == 1) return conv2d_backward_input(dense_group(p), output_gradient, kernel, input_gradient);
+  if (p.conv.accumulate_input_gradient) {  // the groups' paths overwrite: into scratch, then added
+    GroupedConv2DParams overwrite = p;
+    overwrite.conv.accumulate_input_gradient = false;
+    thread_local std::vector<float> own;
+    own.resize(static_cast<size_t>(p.input_size()));
+    grouped_conv2d_backward_input(overwrite, output_gradient, kernel, own.data());
+    parallel::parallel_for(p.conv.batch, [&](int64_t n) {
+      const int64_t image = p.input_size() / p.conv.batch;
+      for (int64_t i = n * image; i < (n + 1) * image; ++i) input_gradient[i] += own[static_cast<size_t>(i)];
+    });
+    return;
+  }
   if (p.group_input_channels() == 1) {
     return depthwise_conv2d_backward_input(p.as_depthwise(), output_gradient, kernel, input_gradient);
   }

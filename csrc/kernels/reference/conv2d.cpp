@@ -1,6 +1,7 @@
 // Reference Conv2D: the formula of ops/conv2d.h as plain loops, one output element at a time.
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/reference/reference.h"
 #include "ops/activation_math.h"
@@ -45,6 +46,14 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
 //                          d output[n, oh, ow, co] * kernel[kh, kw, ci, co].
 void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
                            const float* kernel, float* input_gradient) {
+  if (p.accumulate_input_gradient) {  // the gradient's own sum first, then added to the old values
+    Conv2DParams overwrite = p;
+    overwrite.accumulate_input_gradient = false;
+    std::vector<float> own(static_cast<size_t>(p.input_size()));
+    conv2d_backward_input(overwrite, output_gradient, kernel, own.data());
+    for (int64_t i = 0; i < p.input_size(); ++i) input_gradient[i] += own[static_cast<size_t>(i)];
+    return;
+  }
   std::fill(input_gradient, input_gradient + p.input_size(), 0.0f);
   for (int64_t n = 0; n < p.batch; ++n)
     for (int64_t oh = 0; oh < p.output_height; ++oh)

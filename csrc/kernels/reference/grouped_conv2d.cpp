@@ -3,6 +3,7 @@
 // kernel[kh, kw, i, co].
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/reference/reference.h"
 #include "ops/activation_math.h"
@@ -49,6 +50,14 @@ void grouped_conv2d_forward(const GroupedConv2DParams& gp, const float* input, c
 void grouped_conv2d_backward_input(const GroupedConv2DParams& gp, const float* output_gradient,
                                    const float* kernel, float* input_gradient) {
   const Conv2DParams& p = gp.conv;
+  if (p.accumulate_input_gradient) {  // the gradient's own sum first, then added to the old values
+    GroupedConv2DParams overwrite = gp;
+    overwrite.conv.accumulate_input_gradient = false;
+    std::vector<float> own(static_cast<size_t>(p.input_size()));
+    grouped_conv2d_backward_input(overwrite, output_gradient, kernel, own.data());
+    for (int64_t i = 0; i < p.input_size(); ++i) input_gradient[i] += own[static_cast<size_t>(i)];
+    return;
+  }
   const int64_t group_in = gp.group_input_channels(), group_out = gp.group_output_channels();
   std::fill(input_gradient, input_gradient + p.input_size(), 0.0f);
   for (int64_t n = 0; n < p.batch; ++n)
