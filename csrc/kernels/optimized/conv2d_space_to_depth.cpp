@@ -133,10 +133,11 @@ bool space_to_depth_applicable(const Conv2DParams& p) {
 
 bool space_to_depth_kernel_gradient_applicable(const Conv2DParams& p) {
   // Winograd's kernel gradient sums each chunk of tiles into points x (4 C) x Co partial sums
-  // (conv2d_winograd.cpp, about 16 chunks a call): past 36 x 8192 floats (1.2 MB, a core's L2) a
-  // chunk's sums leave the cache and the rearranged gradient ran slower than the direct one
-  // (64 -> 64 channels: 0.5-0.8x; 32 -> 64 and 16 -> 32: 1.1-1.35x faster).
-  constexpr int64_t kMostChannelProducts = 8192;
+  // (conv2d_winograd.cpp, about 16 chunks a call), memory traffic the direct kernel gradient
+  // (near the FMA peak on these layers) does not have: 64 -> 64 channels (16384 products) ran at
+  // 0.5-0.8x the direct one's speed, 32 -> 64 (8192) at 0.85-1.35x as the host's memory
+  // bandwidth varied, 16 -> 32 (2048) at 1.1-1.35x.
+  constexpr int64_t kMostChannelProducts = 4096;
   return space_to_depth_applicable(p) &&
          p.input_channels * kPhases * kPhases * p.output_channels <= kMostChannelProducts;
 }
