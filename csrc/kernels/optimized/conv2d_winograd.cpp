@@ -32,6 +32,7 @@
 // fixed order, so results do not depend on the thread count.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "kernels/optimized/conv_microkernel.h"
@@ -131,14 +132,24 @@ bool use_f4x4(const Conv2DParams& p) {
 // once to float (they are applied to every tile, so their own rounding should be the smallest).
 typedef double double4 __attribute__((vector_size(32)));
 typedef float float4 __attribute__((vector_size(16)));
+// Whole vectors (count 4, all but a layer's last channels) move as one 16-byte copy: the
+// variable-length copy took most of a training step's per-call weight transform.
 inline double4 load_widened(const float* source, int64_t count) {  // count in [1, 4]; the rest 0
   float4 values = {};
-  std::copy(source, source + count, reinterpret_cast<float*>(&values));
+  if (count == 4) {
+    std::memcpy(&values, source, sizeof values);
+  } else {
+    std::copy(source, source + count, reinterpret_cast<float*>(&values));
+  }
   return __builtin_convertvector(values, double4);
 }
 inline void store_narrowed(float* destination, double4 value, int64_t count) {
   const float4 narrowed = __builtin_convertvector(value, float4);
-  std::copy(reinterpret_cast<const float*>(&narrowed), reinterpret_cast<const float*>(&narrowed) + count, destination);
+  if (count == 4) {
+    std::memcpy(destination, &narrowed, sizeof narrowed);
+  } else {
+    std::copy(reinterpret_cast<const float*>(&narrowed), reinterpret_cast<const float*>(&narrowed) + count, destination);
+  }
 }
 
 // packed[point][block][ci][0..block_width) = (G g G^T)[point] for g = kernel[.][.][ci][block*block_width + j].
@@ -147,7 +158,8 @@ void transform_kernel(const Conv2DParams& p, const float* kernel, float* packed,
   constexpr int n = V::kIn;
   const int64_t in_channels = p.input_channels, out_channels = p.output_channels;
   const int64_t blocks = ceil_div(out_channels, block_width);
-  std::fill(packed, packed + V::kPoints * blocks * in_channels * block_width, 0.0f);
+  // Only a last, partial block has lanes that no output channel writes (zero weights).
+  if (out_channels % block_width != 0) std::fill(packed, packed + V::kPoints * blocks * in_channels * block_width, 0.0f);
   parallel::parallel_for(in_channels, [&](int64_t ci) {
     for (int64_t co = 0; co < out_channels; co += 4) {
       const int64_t count = std::min<int64_t>(4, out_channels - co);
@@ -160,15 +172,14 @@ void transform_kernel(const Conv2DParams& p, const float* kernel, float* packed,
         V::kernel(column, transformed);
         for (int i = 0; i < n; ++i) t[i][j] = transformed[i];
       }
+      // co is a multiple of 4, so the 4 channels lie in one block; its place is found once (an
+      // integer division per store was most of the transform's time).
+      float* first_point = packed + ((co / block_width) * in_channels + ci) * block_width + co % block_width;
+      const int64_t point_stride = blocks * in_channels * block_width;
       for (int i = 0; i < n; ++i) {
         double4 u[n];  // (G g) G^T, row i
         V::kernel(t[i], u);
-        for (int j = 0; j < n; ++j) {
-          const int64_t point = i * n + j;
-          // co is a multiple of 4, so the 4 channels lie in one block.
-          store_narrowed(packed + ((point * blocks + co / block_width) * in_channels + ci) * block_width + co % block_width,
-                         u[j], count);
-        }
+        for (int j = 0; j < n; ++j) store_narrowed(first_point + (i * n + j) * point_stride, u[j], count);
       }
     }
   });
