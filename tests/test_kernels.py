@@ -923,20 +923,27 @@ def test_conv2d_winograd_error_bound_against_float64(tier):
     assert np.max(np.abs(dx_large - exact_dx)) <= 4e-6 * np.max(np.abs(exact_dx))
 
 
+def _on_one_two_and_three_threads(compute):
+    """compute()'s results with 1, 2 and 3 threads, the thread count restored after."""
+    previous = _core.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            _core.set_num_threads(threads)
+            results.append(compute())
+    finally:
+        _core.set_num_threads(previous)
+    return results
+
+
 @pytest.mark.parametrize("tier", TIERS)
 def test_conv2d_winograd_kernel_gradient_does_not_depend_on_thread_count(tier):
     """Its sum over tiles runs in chunks fixed by the problem size, added in order."""
     rng = np.random.default_rng(9)
     x, kernel, _ = make_conv_case(rng, 6, 30, 26, 20, 24, (3, 3))
     dy = rng.standard_normal((6, 30, 26, 24)).astype(np.float32)
-    previous = _core.get_num_threads()
-    try:
-        results = []
-        for threads in (1, 2, 3):
-            _core.set_num_threads(threads)
-            results.append(ops.conv2d_backward_kernel(x, dy, (3, 3), padding="same", kernels=tier))
-    finally:
-        _core.set_num_threads(previous)
+    results = _on_one_two_and_three_threads(
+        lambda: ops.conv2d_backward_kernel(x, dy, (3, 3), padding="same", kernels=tier))
     for dk, db in results[1:]:
         np.testing.assert_array_equal(dk, results[0][0])
         np.testing.assert_array_equal(db, results[0][1])
@@ -1029,16 +1036,10 @@ def test_conv2d_space_to_depth_does_not_depend_on_thread_count(tier):
     x, kernel, bias = make_conv_case(rng, 5, 17, 14, 8, 24, (5, 5))
     geometry = dict(strides=(2, 2), padding="same")
     dy = rng.standard_normal((5, 9, 7, 24)).astype(np.float32)
-    previous = _core.get_num_threads()
-    try:
-        results = []
-        for threads in (1, 2, 3):
-            _core.set_num_threads(threads)
-            results.append((ops.conv2d_forward(x, kernel, bias, kernels=tier, **geometry),
-                            ops.conv2d_backward_input(dy, kernel, x.shape, kernels=tier, **geometry),
-                            *ops.conv2d_backward_kernel(x, dy, (5, 5), kernels=tier, **geometry)))
-    finally:
-        _core.set_num_threads(previous)
+    results = _on_one_two_and_three_threads(
+        lambda: (ops.conv2d_forward(x, kernel, bias, kernels=tier, **geometry),
+                 ops.conv2d_backward_input(dy, kernel, x.shape, kernels=tier, **geometry),
+                 *ops.conv2d_backward_kernel(x, dy, (5, 5), kernels=tier, **geometry)))
     for result in results[1:]:
         for actual, expected in zip(result, results[0]):
             np.testing.assert_array_equal(actual, expected)

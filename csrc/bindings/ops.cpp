@@ -27,15 +27,20 @@ ConvArrays conv_arrays(py::object input_argument, py::object kernel_argument, py
   return arrays;
 }
 
-// An array laid out as a convolution's output (batch, output height, output width, output
-// channels): an output gradient, or a residual added to the output.
-void require_output_shape(const FloatArray& array, const char* name, int64_t batch, int64_t height, int64_t width,
-                          int64_t channels) {
+// An array laid out as a convolution's `side` ("input" or "output"): (batch, side height, side
+// width, side channels).
+void require_image_shape(const FloatArray& array, const char* name, const std::string& side, int64_t batch,
+                         int64_t height, int64_t width, int64_t channels) {
   require_rank(array, 4, name);
   require_dimension(array, 0, batch, name, "batch");
-  require_dimension(array, 1, height, name, "output height");
-  require_dimension(array, 2, width, name, "output width");
-  require_dimension(array, 3, channels, name, "output channels");
+  require_dimension(array, 1, height, name, (side + " height").c_str());
+  require_dimension(array, 2, width, name, (side + " width").c_str());
+  require_dimension(array, 3, channels, name, (side + " channels").c_str());
+}
+// An output gradient, or a residual added to the output.
+void require_output_shape(const FloatArray& array, const char* name, int64_t batch, int64_t height, int64_t width,
+                          int64_t channels) {
+  require_image_shape(array, name, "output", batch, height, width, channels);
 }
 
 FloatArray conv2d_forward(py::object input_argument, py::object kernel_argument, py::object bias_argument,
@@ -88,11 +93,7 @@ FloatArray conv2d_backward_input(py::object output_gradient_argument, py::object
   FloatArray input_gradient = new_float_array({batch, height, width, channels});
   if (!add_to.is_none()) {  // the kernel adds its gradient to these values (a copy: add_to is not changed)
     const FloatArray old_values = float_array(add_to, "add_to");
-    require_rank(old_values, 4, "add_to");
-    require_dimension(old_values, 0, batch, "add_to", "batch");
-    require_dimension(old_values, 1, height, "add_to", "input height");
-    require_dimension(old_values, 2, width, "add_to", "input width");
-    require_dimension(old_values, 3, channels, "add_to", "input channels");
+    require_image_shape(old_values, "add_to", "input", batch, height, width, channels);
     std::copy(old_values.data(), old_values.data() + old_values.size(), input_gradient.mutable_data());
     params.accumulate_input_gradient = true;
   }

@@ -5,11 +5,13 @@
 // table once (dispatch.cpp); tests run every table on the same inputs and compare.
 //
 // Contracts common to all kernels: pointers are dense NHWC float32 buffers of the sizes the params
-// imply; outputs are overwritten (never accumulated into); input and output never alias unless a
-// kernel says so; sizes were validated by ops/ (kernels only assert).
+// imply; outputs are overwritten (never accumulated into) unless the params ask for it
+// (Conv2DParams::accumulate_input_gradient); input and output never alias unless a kernel says so;
+// sizes were validated by ops/ (kernels only assert).
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "ops/activation.h"
 #include "ops/batch_norm.h"
@@ -226,5 +228,15 @@ const KernelTable& by_name(const char* name);
 // FLOPs of the pure-FMA peak probe of the tier `name` (its vector width), `iterations` rounds on
 // every thread; throws like select(). "reference" runs the generic probe.
 double fma_peak_probe(const char* name, int64_t iterations);
+
+// Accumulating (Conv2DParams::accumulate_input_gradient) where a kernel's paths overwrite:
+// compute(result) writes the `count` floats into scratch, then values[i] += result[i], one
+// addition per element (bitwise old + result, as the kernels that add in their epilogue).
+template <typename Compute>
+void add_result_computed_apart(float* values, int64_t count, std::vector<float>& scratch, Compute compute) {
+  scratch.resize(static_cast<size_t>(count));
+  compute(scratch.data());
+  for (int64_t i = 0; i < count; ++i) values[i] += scratch[static_cast<size_t>(i)];
+}
 
 }  // namespace fastcnn::kernels

@@ -443,6 +443,12 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
 
 namespace {
 
+// The input gradient's epilogue adds its old contents where the call accumulates (read before the
+// same thread stores each element: the residual of store_block, in place).
+inline const float* accumulated(const Conv2DParams& p, const float* input_gradient) {
+  return p.accumulate_input_gradient ? input_gradient : nullptr;
+}
+
 // The input gradient of a strided layer without dilation, one phase at a time. The input pixels
 // of phase (ph, pw) — ih = ph + stride_h * i, iw = pw + stride_w * j — are reached only by the
 // taps kh = kh0 + stride_h * m with kh0 = (ph + pad_top) mod stride_h (likewise kw), and for
@@ -451,12 +457,6 @@ namespace {
 // forward pass over dY with an M_h x M_w sub-kernel of transposed weights, whose results land on
 // every stride-th input pixel: no multiply-add reads the zeros between strides, and interior
 // tiles take the merged-tap form.
-// The input gradient's epilogue adds its old contents where the call accumulates (read before the
-// same thread stores each element: the residual of store_block, in place).
-inline const float* accumulated(const Conv2DParams& p, const float* input_gradient) {
-  return p.accumulate_input_gradient ? input_gradient : nullptr;
-}
-
 void strided_input_gradient_by_phase(const Conv2DParams& p, const float* output_gradient, const float* kernel,
                                      float* input_gradient, Scratch& buffers) {
   const int64_t block_width = block_width_for(p.input_channels);

@@ -106,11 +106,8 @@ void grouped_conv2d_backward_input(const GroupedConv2DParams& p, const float* ou
     GroupedConv2DParams overwrite = p;
     overwrite.conv.accumulate_input_gradient = false;
     thread_local std::vector<float> own;
-    own.resize(static_cast<size_t>(p.input_size()));
-    grouped_conv2d_backward_input(overwrite, output_gradient, kernel, own.data());
-    parallel::parallel_for(p.conv.batch, [&](int64_t n) {
-      const int64_t image = p.input_size() / p.conv.batch;
-      for (int64_t i = n * image; i < (n + 1) * image; ++i) input_gradient[i] += own[static_cast<size_t>(i)];
+    add_result_computed_apart(input_gradient, p.input_size(), own, [&](float* result) {
+      grouped_conv2d_backward_input(overwrite, output_gradient, kernel, result);
     });
     return;
   }

@@ -49,9 +49,10 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
   if (p.accumulate_input_gradient) {  // the gradient's own sum first, then added to the old values
     Conv2DParams overwrite = p;
     overwrite.accumulate_input_gradient = false;
-    std::vector<float> own(static_cast<size_t>(p.input_size()));
-    conv2d_backward_input(overwrite, output_gradient, kernel, own.data());
-    for (int64_t i = 0; i < p.input_size(); ++i) input_gradient[i] += own[static_cast<size_t>(i)];
+    std::vector<float> own;
+    add_result_computed_apart(input_gradient, p.input_size(), own, [&](float* result) {
+      conv2d_backward_input(overwrite, output_gradient, kernel, result);
+    });
     return;
   }
   std::fill(input_gradient, input_gradient + p.input_size(), 0.0f);

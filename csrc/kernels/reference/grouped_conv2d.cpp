@@ -53,9 +53,10 @@ void grouped_conv2d_backward_input(const GroupedConv2DParams& gp, const float* o
   if (p.accumulate_input_gradient) {  // the gradient's own sum first, then added to the old values
     GroupedConv2DParams overwrite = gp;
     overwrite.conv.accumulate_input_gradient = false;
-    std::vector<float> own(static_cast<size_t>(p.input_size()));
-    grouped_conv2d_backward_input(overwrite, output_gradient, kernel, own.data());
-    for (int64_t i = 0; i < p.input_size(); ++i) input_gradient[i] += own[static_cast<size_t>(i)];
+    std::vector<float> own;
+    add_result_computed_apart(input_gradient, p.input_size(), own, [&](float* result) {
+      grouped_conv2d_backward_input(overwrite, output_gradient, kernel, result);
+    });
     return;
   }
   const int64_t group_in = gp.group_input_channels(), group_out = gp.group_output_channels();
