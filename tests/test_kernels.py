@@ -1053,9 +1053,68 @@ def test_conv2d_space_to_depth_does_not_depend_on_thread_count(tier):
 # ---------------------------------------------------------------------------------------------
 
 
+POINTWISE_CHANNELS = [(1, 5), (3, 9), (16, 8), (16, 17), (24, 32), (16, 40), (24, 96), (32, 100)]
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("in_channels,out_channels", POINTWISE_CHANNELS, ids=lambda v: str(v))
+@pytest.mark.parametrize("batch,spatial", [(1, (1, 1)), (3, (5, 7)), (2, (12, 12)), (1, (1, 25))],
+                         ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v))
+def test_conv2d_pointwise_matches_reference(tier, in_channels, out_channels, batch, spatial):
+    """1x1 unit-stride layers run as a product over pixels (tiles of 12 or 24 pixels, whose last
+    tile is partial here but for 2x12x12): forward, input gradient (the same product with the kernel
+    transposed) and kernel gradient against the reference, one-vector, two-vector, partial and
+    several-block channel counts, 8 or fewer output channels (avx512's ymm tile) included."""
+    rng = np.random.default_rng(zlib.crc32(repr((in_channels, out_channels, batch, spatial)).encode()))
+    x, kernel, bias = make_conv_case(rng, batch, *spatial, in_channels, out_channels, (1, 1))
+    check_conv_against_reference(tier, x, kernel, bias, padding="same")
+    check_conv_against_reference(tier, x, kernel, None, padding="valid", activation="relu")
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("in_channels,out_channels", POINTWISE_CHANNELS, ids=lambda v: str(v))
+def test_conv2d_pointwise_is_bitwise_the_indirect_tile(tier, in_channels, out_channels):
+    """Each output's sum runs in the same order as in the general (indirect) tile: on 1x1 images a
+    stride of 2 takes the indirect pass and a stride of 1 the pointwise product, with the same
+    arithmetic per pixel, so every epilogue (bias, residual, activation) gives the same bits; 47
+    pixels leave a partial last tile on every tier."""
+    rng = np.random.default_rng(in_channels * 1000 + out_channels)
+    x, kernel, bias = make_conv_case(rng, 47, 1, 1, in_channels, out_channels, (1, 1))
+    x *= 4.0  # pre-activations reach relu6's upper clip
+    residual = rng.standard_normal((47, 1, 1, out_channels)).astype(np.float32)
+    for activation in ("linear", "relu", "relu6", "sigmoid"):
+        for extra in ({}, {"residual": residual}):
+            pointwise, indirect = (ops.conv2d_forward(x, kernel, bias, strides=strides, activation=activation,
+                                                      kernels=tier, **extra)
+                                   for strides in ((1, 1), (2, 2)))
+            np.testing.assert_array_equal(_bits(pointwise), _bits(indirect),
+                                          err_msg=f"{tier} {activation} residual={bool(extra)}")
+    dy = rng.standard_normal((47, 1, 1, out_channels)).astype(np.float32)
+    pointwise, indirect = (ops.conv2d_backward_input(dy, kernel, x.shape, strides=strides, kernels=tier)
+                           for strides in ((1, 1), (2, 2)))
+    np.testing.assert_array_equal(_bits(pointwise), _bits(indirect), err_msg=f"{tier} input gradient")
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_conv2d_pointwise_does_not_depend_on_tiles_or_threads(tier):
+    """A pixel's result does not depend on which tile holds it (each image alone against the
+    batch: the tiles fall differently) or on the thread count."""
+    rng = np.random.default_rng(77)
+    x, kernel, bias = make_conv_case(rng, 5, 7, 5, 24, 40, (1, 1))
+    whole = ops.conv2d_forward(x, kernel, bias, padding="same", activation="relu6", kernels=tier)
+    for image in range(5):
+        alone = ops.conv2d_forward(x[image:image + 1], kernel, bias, padding="same", activation="relu6",
+                                   kernels=tier)
+        np.testing.assert_array_equal(_bits(alone[0]), _bits(whole[image]), err_msg=f"{tier} image {image}")
+    results = _on_one_two_and_three_threads(
+        lambda: ops.conv2d_forward(x, kernel, bias, padding="same", activation="relu6", kernels=tier))
+    for result in results:
+        np.testing.assert_array_equal(_bits(result), _bits(whole), err_msg=f"{tier} threads")
+
+
 ADD_TO_CASES = [((3, 3), (1, 1), (1, 1), 4, 8), ((3, 3), (1, 1), (1, 1), 32, 16), ((3, 3), (1, 1), (1, 1), 16, 48),
                 ((1, 1), (2, 2), (1, 1), 16, 32), ((3, 3), (2, 2), (1, 1), 16, 32), ((5, 5), (2, 2), (1, 1), 8, 32),
-                ((3, 3), (1, 1), (2, 2), 5, 7)]
+                ((3, 3), (1, 1), (2, 2), 5, 7), ((1, 1), (1, 1), (1, 1), 24, 40), ((1, 1), (1, 1), (1, 1), 40, 5)]
 
 
 @pytest.mark.parametrize("tier", ["reference"] + TIERS)

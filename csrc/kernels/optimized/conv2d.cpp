@@ -238,6 +238,117 @@ inline auto affine_source_rows(const AffineSource& affine, int64_t depth) {
   };
 }
 
+// 1x1 convolutions with unit strides and no padding read input row i for output pixel i: the
+// layer is the matrix product [pixels x depth] . [depth x output_channels], so a tile needs no row
+// pointers, no tap list and no per-pixel addressing. With few input channels (an inverted residual
+// block's 16-24-channel expansion) those per-tile costs were most of the work: 16 multiply-adds per
+// output against a tile set-up and a stack round trip of the accumulators. Each output's sum runs
+// in run_indirect's order (from zero over k, then bias, residual, activation), so a layer gives the
+// same bits on either path.
+inline bool pointwise_applicable(const Conv2DParams& p) {
+  return p.kernel_height == 1 && p.kernel_width == 1 && p.stride_height == 1 && p.stride_width == 1 &&
+         p.pad_top == 0 && p.pad_left == 0 && p.output_height == p.input_height && p.output_width == p.input_width;
+}
+
+// Row products: `count` (<= Pixels) rows of `depth` floats, `row_stride` apart from `first_row`,
+// times weights[depth][Vectors * kLanes]: acc[p][v] = sum over k of row p[k] * weights[k][v-th vector],
+// from zero, k ascending (accumulate_tile's order for one tap, so either gives the same bits).
+// Pixels past `count` repeat the last row.
+// Pixels per tile: with Vectors accumulators per row, as many rows as leave room for the weight
+// vectors and a broadcast (24 of avx512's 32 registers, 12 of the 8-lane tiers' 16); a tile this
+// tall needs no per-tile row pointers or tap list, which with 16 or 24 channels of depth cost as
+// much as the multiply-adds.
+template <int Vectors>
+constexpr int kRowTilePixels = simd::kLanes == 16 ? 24 / Vectors : 12 / Vectors;
+
+template <int Pixels, int Vectors>
+inline void multiply_rows(const float* first_row, int64_t row_stride, int64_t count, int64_t depth,
+                          const float* weights, floatv (&acc)[Pixels][Vectors]) {
+  constexpr int64_t kWidth = Vectors * simd::kLanes;
+  const float* rows[Pixels];
+#pragma GCC unroll 24
+  for (int p = 0; p < Pixels; ++p) rows[p] = first_row + std::min<int64_t>(p, count - 1) * row_stride;
+#pragma GCC unroll 24
+  for (int p = 0; p < Pixels; ++p)
+#pragma GCC unroll 4
+    for (int v = 0; v < Vectors; ++v) acc[p][v] = floatv{};
+  for (int64_t k = 0; k < depth; ++k) {
+    floatv w[Vectors];
+#pragma GCC unroll 4
+    for (int v = 0; v < Vectors; ++v) w[v] = simd::load(weights + k * kWidth + v * simd::kLanes);
+#pragma GCC unroll 24
+    for (int p = 0; p < Pixels; ++p) {
+      const floatv b = simd::broadcast(rows[p][k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < Vectors; ++v) acc[p][v] += b * w[v];
+    }
+  }
+}
+
+// result[pixel][block * Vectors * kLanes + j] for `count` (<= Pixels) consecutive pixels whose input
+// rows start at `input`: their row products (multiply_rows), then bias, residual (laid out as the
+// result; null: none) and activation.
+template <int Pixels, int Vectors>
+inline void pointwise_tile(const float* input, int64_t depth, int64_t count, const float* weights,
+                           const float* bias_block, Activation activation, float* result,
+                           const float* residual, int64_t result_stride, int64_t width) {
+  constexpr int64_t kWidth = Vectors * simd::kLanes;
+  floatv acc[Pixels][Vectors];
+  multiply_rows<Pixels, Vectors>(input, depth, count, depth, weights, acc);
+  floatv bias[Vectors];
+#pragma GCC unroll 4
+  for (int v = 0; v < Vectors; ++v) bias[v] = bias_block != nullptr ? simd::load(bias_block + v * simd::kLanes) : floatv{};
+  const bool full = width == kWidth;
+  for (int64_t p = 0; p < count; ++p) {
+    float* destination = result + p * result_stride;
+    const float* residual_row = residual != nullptr ? residual + p * result_stride : nullptr;
+#pragma GCC unroll 4
+    for (int v = 0; v < Vectors; ++v) {
+      const int64_t lanes = std::clamp<int64_t>(width - v * simd::kLanes, 0, simd::kLanes);
+      floatv value = acc[p][v];
+      if (bias_block != nullptr) value += bias[v];
+      if (residual_row != nullptr) {
+        value += full ? simd::load(residual_row + v * simd::kLanes) : simd::load_lanes(residual_row + v * simd::kLanes, lanes);
+      }
+      value = activate_on_vector(value, activation);
+      if (full) {
+        simd::store(destination + v * simd::kLanes, value);
+      } else if (lanes > 0) {
+        simd::store_lanes(destination + v * simd::kLanes, value, lanes);
+      }
+    }
+    if (!activates_on_vector(activation)) activate_in_place(activation, destination, width);
+  }
+}
+
+// The pointwise pass over every pixel, weights packed in blocks of Vectors * kLanes channels
+// (pack_column_blocks), `bias` padded to whole blocks (null: none). Each thread takes a fixed run
+// of tiles and, per tile, every block (the tile's input rows stay in L1 across the blocks).
+template <int Vectors>
+void run_pointwise(int64_t pixels, int64_t depth, int64_t output_channels, const float* input,
+                   const float* packed, const float* bias, Activation activation, float* result,
+                   const float* residual) {
+  constexpr int Pixels = kRowTilePixels<Vectors>;
+  constexpr int64_t kWidth = Vectors * simd::kLanes;
+  const int64_t tiles = ceil_div(pixels, Pixels);
+  const int64_t blocks = ceil_div(output_channels, kWidth);
+  parallel::parallel_region([&](int thread, int threads) {
+    const int64_t tile_begin = tiles * thread / threads, tile_end = tiles * (thread + 1) / threads;
+    for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
+      const int64_t first = tile * Pixels;
+      const int64_t count = std::min<int64_t>(Pixels, pixels - first);
+      for (int64_t block = 0; block < blocks; ++block) {
+        const int64_t channel = block * kWidth;
+        float* destination = result + first * output_channels + channel;
+        pointwise_tile<Pixels, Vectors>(input + first * depth, depth, count, packed + block * depth * kWidth,
+                                        bias != nullptr ? bias + channel : nullptr, activation, destination,
+                                        residual != nullptr ? residual + first * output_channels + channel : nullptr,
+                                        output_channels, std::min(kWidth, output_channels - channel));
+      }
+    }
+  });
+}
+
 // Per-call scratch owned by the calling thread (only grows: no allocation in steady state).
 struct Scratch {
   std::vector<float> packed, transposed, zeros, bias, padded_input;
@@ -436,6 +547,18 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
       affine.source_width = padded_width;
       affine.column_offset = 0;
     }
+  }
+  // (Layers of at most 8 channels on avx512 keep the indirect pass's 8-lane ymm tile.)
+  if (pointwise_applicable(p) && (block_width == kBlockWidth || block_width == simd::kLanes)) {
+    const int64_t pixels = p.batch * p.output_height * p.output_width;
+    if (block_width == kBlockWidth) {
+      run_pointwise<2>(pixels, p.input_channels, p.output_channels, input, packed, padded_bias, p.activation, output,
+                       p.residual);
+    } else {
+      run_pointwise<1>(pixels, p.input_channels, p.output_channels, input, packed, padded_bias, p.activation, output,
+                       p.residual);
+    }
+    return;
   }
   run_indirect(pass, &affine, packed, padded_bias, p.activation, output, p.residual, buffers.zeros.data(),
                affine_source_rows(affine, p.input_channels));
