@@ -1,8 +1,7 @@
 """Training's BatchNormalization + ReLU fusion (csrc/runtime/plan.cpp batch_norm_activation): a
-BatchNormalization or a merge layer (a residual block's Add) read only by a ReLU layer (ReLU(),
-ReLU(6.0), Activation("relu"/"relu6")) stores the activated output itself and its backward applies
-the ReLU's derivative; the ReLU runs neither pass. Training with the fusion must give bitwise the
-weights training without it gives."""
+BatchNormalization read only by a ReLU layer (ReLU(), ReLU(6.0), Activation("relu"/"relu6"))
+stores the activated output itself and its backward applies the ReLU's derivative; the ReLU runs
+neither pass. Training with the fusion must give bitwise the weights training without it gives."""
 
 import numpy as np
 import pytest
@@ -13,8 +12,8 @@ from fastcnn import layers
 
 def _graph(frozen=False):
     """Each pattern once: fused (ReLU(6.0), ReLU(), Activation("relu"), Activation("relu6"), a
-    ReLU that is a model output, an Add and a Subtract read by a ReLU) and not fused (a
-    BatchNormalization read twice, LeakyReLU, ReLU(4.0), an Add read by a LeakyReLU)."""
+    ReLU that is a model output) and not fused (a BatchNormalization read twice, LeakyReLU,
+    ReLU(4.0))."""
     inputs = keras.Input((8, 8, 3))
     x = layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs)
     x = layers.BatchNormalization(name="bn_relu6")(x)
@@ -33,8 +32,6 @@ def _graph(frozen=False):
     x = layers.ReLU(4.0)(x)
     x = layers.BatchNormalization(name="bn_activation_relu6")(x)
     x = layers.Activation("relu6")(x)
-    x = layers.ReLU()(layers.Add(name="add_relu")([x, layers.Conv2D(8, 3, padding="same")(x)]))
-    x = layers.Activation("relu6")(layers.Subtract(name="subtract_relu6")([layers.Conv2D(8, 1)(x), x]))
     features = layers.GlobalAveragePooling2D()(x)
     side = layers.Dense(6)(features)
     side = layers.BatchNormalization(name="bn_dense_output")(side)
@@ -60,11 +57,10 @@ def _names(model, nodes):
     return sorted(model._node_layers[i].name for i in nodes)
 
 
-def test_the_pass_fuses_each_batch_norm_or_merge_read_only_by_a_plain_or_relu6_relu():
+def test_the_pass_fuses_each_batch_norm_read_only_by_a_plain_or_relu6_relu():
     model, _ = _trained(True, steps=3)
     fused = _names(model, model._network.fusion_passes()["batch_norm_activation"])
-    assert fused == ["add_relu", "bn_activation_relu", "bn_activation_relu6", "bn_dense_output", "bn_relu", "bn_relu6",
-                     "subtract_relu6"]
+    assert fused == ["bn_activation_relu", "bn_activation_relu6", "bn_dense_output", "bn_relu", "bn_relu6"]
     model._network.set_batch_norm_activation_fusion(False)
     assert model._network.fusion_passes()["batch_norm_activation"] == []
 

@@ -853,8 +853,8 @@ void bind_network(py::module_& m) {
            "gradient to theirs in its kernel (default on); off writes it to scratch and adds it after.")
       .def("set_batch_norm_activation_fusion", &runtime::Network::set_batch_norm_activation_fusion,
            py::arg("enabled"),
-           "Training passes compute the ReLU that only reads a BatchNormalization or a merge layer (Add) "
-           "in that layer's own passes (default on); off runs both layers alone.")
+           "Training passes compute the ReLU that only reads a BatchNormalization in that layer's own "
+           "passes (default on); off runs both layers alone.")
       .def("parameters_changed", &runtime::Network::parameters_changed,
            "Call after writing the parameters through a view: inference refolds BatchNormalization.")
       .def("fused_max_pool_layers", &runtime::Network::fused_max_pool_layers,

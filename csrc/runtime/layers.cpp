@@ -1170,32 +1170,18 @@ class MergeLayer final : public MultiInputLayer {
     return params_.output;
   }
 
-  // A residual block's ReLU after its Add (plan.cpp batch_norm_activation): the merge's output is
-  // activated in place while it is still in cache, instead of read again by a separate layer that
-  // writes a second tensor; backward masks the gradient in place by the activated output (relu:
-  // y > 0; relu6: 0 < y < 6, the derivative at the pre-activation).
-  bool accepts_output_activation() const override { return true; }
-
   void forward_inputs(const StepContext& context, int64_t batch, const std::vector<const float*>& inputs, float*,
                       float* output) override {
     MergeParams params = params_;
     params.batch = batch;
     context.kernels.merge_forward(params, inputs.data(), output);
-    if (output_activation != Activation::linear) {
-      context.kernels.activation_forward(output_activation, batch * params_.output.height * params_.output.width,
-                                         params_.output.channels, output, output);
-    }
   }
 
   void backward_inputs(const StepContext& context, int64_t batch, const std::vector<const float*>& inputs,
-                       const float*, const float* output, float* output_gradient, bool,
+                       const float*, const float*, float* output_gradient, bool,
                        const std::vector<float*>& input_gradients) override {
     MergeParams params = params_;
     params.batch = batch;
-    if (output_activation != Activation::linear) {
-      context.kernels.activation_backward(output_activation, batch * params_.output.height * params_.output.width,
-                                          params_.output.channels, nullptr, output, output_gradient, output_gradient);
-    }
     context.kernels.merge_backward(params, inputs.data(), output_gradient, input_gradients.data());
   }
 

@@ -81,7 +81,7 @@ class Layer {
   bool relu_input = false;
 
   // Activation fusion after a layer (plan.cpp batch_norm_activation, training passes): a layer
-  // that accepts_output_activation (BatchNormalization, the merge layers) computes the relu or relu6 of the ReLU
+  // that accepts_output_activation (BatchNormalization) computes the relu or relu6 of the ReLU
   // layer that only reads it, storing only the activated output; its backward then receives that
   // output's gradient and applies the activation's derivative itself. The Network sets
   // output_activation before each forward (linear where the pass does not fuse).

@@ -177,7 +177,7 @@ class Network {
   // The plan's fusion passes by name (plan.cpp), each with the nodes it applies to in inference:
   // convolution_max_pool (the convolutions), relu_derivative_hand_off (the consumers that apply
   // a ReLU's derivative), batch_norm_folding (the folding layers), batch_norm_activation (the
-  // BatchNormalizations and merge layers computing a ReLU in training), softmax_cross_entropy and
+  // BatchNormalizations computing a ReLU in training), softmax_cross_entropy and
   // sigmoid_binary_cross_entropy (the output tensors).
   std::vector<std::pair<std::string, std::vector<int64_t>>> fusion_passes() const;
   std::vector<std::pair<std::string, double>> profile() const;
@@ -185,8 +185,8 @@ class Network {
   // BatchNormalization folding in inference passes (plan.cpp batch_norm_folding), on by default;
   // off runs every layer alone (tests and benchmarks compare the two).
   void set_batch_norm_folding(bool enabled);
-  // BatchNormalization (or merge) + ReLU fusion in training passes (plan.cpp
-  // batch_norm_activation), on by default; off runs both layers alone.
+  // BatchNormalization + ReLU fusion in training passes (plan.cpp batch_norm_activation), on by
+  // default; off runs both layers alone.
   void set_batch_norm_activation_fusion(bool enabled);
   // Residual Add folding in inference passes (plan.cpp residual_add), on by default; off runs the
   // Add (and the activation after it) alone.

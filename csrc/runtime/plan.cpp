@@ -24,8 +24,7 @@
 //                             relu6: a ReLU layer or Activation) that only reads it, storing only
 //                             the activated output, and its backward applies the ReLU's derivative
 //                             at its recomputed pre-activation (the ReLU runs neither pass; both
-//                             tensors share a gradient slot); so does a merge layer (a residual
-//                             block's Add), whose backward takes the derivative from its output
+//                             tensors share a gradient slot)
 //   softmax_cross_entropy     a softmax output's loss reads the logits and its gradient is the
 //                             logits' (softmax(z) - t), skipping the softmax backward pass
 //   sigmoid_binary_cross_entropy  likewise a sigmoid output's binary cross-entropy (sigmoid(z) - t)
