@@ -250,24 +250,27 @@ inline bool pointwise_applicable(const Conv2DParams& p) {
          p.pad_top == 0 && p.pad_left == 0 && p.output_height == p.input_height && p.output_width == p.input_width;
 }
 
-// Row products: `count` (<= Pixels) rows of `depth` floats, `row_stride` apart from `first_row`,
-// times weights[depth][Vectors * kLanes]: acc[p][v] = sum over k of row p[k] * weights[k][v-th vector],
-// from zero, k ascending (accumulate_tile's order for one tap, so either gives the same bits).
-// Pixels past `count` repeat the last row.
-// Pixels per tile: with Vectors accumulators per row, as many rows as leave room for the weight
-// vectors and a broadcast (24 of avx512's 32 registers, 12 of the 8-lane tiers' 16); a tile this
-// tall needs no per-tile row pointers or tap list, which with 16 or 24 channels of depth cost as
-// much as the multiply-adds.
+// Pixels per pointwise tile: with Vectors accumulators per pixel, as many pixels as leave room for
+// the weight vectors and a broadcast (24 of avx512's 32 registers, 12 of the 8-lane tiers' 16); a
+// tile this tall needs no per-tile row pointers or tap list, which with 16 or 24 channels of depth
+// cost as much as the multiply-adds.
 template <int Vectors>
-constexpr int kRowTilePixels = simd::kLanes == 16 ? 24 / Vectors : 12 / Vectors;
+constexpr int kPointwisePixels = simd::kLanes == 16 ? 24 / Vectors : 12 / Vectors;
 
+// result[pixel][0 .. width) for `count` (<= Pixels) consecutive pixels whose input rows (`depth`
+// floats each) start at `input`: acc[p][v] = sum over k of row p[k] * weights[k][v-th vector], from
+// zero, k ascending (accumulate_tile's order for one tap, so either path gives the same bits),
+// then store_block's epilogue (bias, residual laid out as the result, activation). Pixels past
+// `count` repeat the last row and are not stored.
 template <int Pixels, int Vectors>
-inline void multiply_rows(const float* first_row, int64_t row_stride, int64_t count, int64_t depth,
-                          const float* weights, floatv (&acc)[Pixels][Vectors]) {
+inline void pointwise_tile(const float* input, int64_t depth, int64_t count, const float* weights,
+                           const float* bias_block, Activation activation, float* result,
+                           const float* residual, int64_t result_stride, int64_t width) {
   constexpr int64_t kWidth = Vectors * simd::kLanes;
   const float* rows[Pixels];
 #pragma GCC unroll 24
-  for (int p = 0; p < Pixels; ++p) rows[p] = first_row + std::min<int64_t>(p, count - 1) * row_stride;
+  for (int p = 0; p < Pixels; ++p) rows[p] = input + std::min<int64_t>(p, count - 1) * depth;
+  floatv acc[Pixels][Vectors];
 #pragma GCC unroll 24
   for (int p = 0; p < Pixels; ++p)
 #pragma GCC unroll 4
@@ -283,41 +286,13 @@ inline void multiply_rows(const float* first_row, int64_t row_stride, int64_t co
       for (int v = 0; v < Vectors; ++v) acc[p][v] += b * w[v];
     }
   }
-}
-
-// result[pixel][block * Vectors * kLanes + j] for `count` (<= Pixels) consecutive pixels whose input
-// rows start at `input`: their row products (multiply_rows), then bias, residual (laid out as the
-// result; null: none) and activation.
-template <int Pixels, int Vectors>
-inline void pointwise_tile(const float* input, int64_t depth, int64_t count, const float* weights,
-                           const float* bias_block, Activation activation, float* result,
-                           const float* residual, int64_t result_stride, int64_t width) {
-  constexpr int64_t kWidth = Vectors * simd::kLanes;
-  floatv acc[Pixels][Vectors];
-  multiply_rows<Pixels, Vectors>(input, depth, count, depth, weights, acc);
-  floatv bias[Vectors];
-#pragma GCC unroll 4
-  for (int v = 0; v < Vectors; ++v) bias[v] = bias_block != nullptr ? simd::load(bias_block + v * simd::kLanes) : floatv{};
-  const bool full = width == kWidth;
   for (int64_t p = 0; p < count; ++p) {
-    float* destination = result + p * result_stride;
     const float* residual_row = residual != nullptr ? residual + p * result_stride : nullptr;
-#pragma GCC unroll 4
-    for (int v = 0; v < Vectors; ++v) {
-      const int64_t lanes = std::clamp<int64_t>(width - v * simd::kLanes, 0, simd::kLanes);
-      floatv value = acc[p][v];
-      if (bias_block != nullptr) value += bias[v];
-      if (residual_row != nullptr) {
-        value += full ? simd::load(residual_row + v * simd::kLanes) : simd::load_lanes(residual_row + v * simd::kLanes, lanes);
-      }
-      value = activate_on_vector(value, activation);
-      if (full) {
-        simd::store(destination + v * simd::kLanes, value);
-      } else if (lanes > 0) {
-        simd::store_lanes(destination + v * simd::kLanes, value, lanes);
-      }
+    if constexpr (Vectors == 2) {
+      store_block(result + p * result_stride, width, acc[p][0], acc[p][1], bias_block, activation, residual_row);
+    } else {
+      store_narrow_block(result + p * result_stride, width, acc[p][0], bias_block, activation, residual_row);
     }
-    if (!activates_on_vector(activation)) activate_in_place(activation, destination, width);
   }
 }
 
@@ -328,7 +303,7 @@ template <int Vectors>
 void run_pointwise(int64_t pixels, int64_t depth, int64_t output_channels, const float* input,
                    const float* packed, const float* bias, Activation activation, float* result,
                    const float* residual) {
-  constexpr int Pixels = kRowTilePixels<Vectors>;
+  constexpr int Pixels = kPointwisePixels<Vectors>;
   constexpr int64_t kWidth = Vectors * simd::kLanes;
   const int64_t tiles = ceil_div(pixels, Pixels);
   const int64_t blocks = ceil_div(output_channels, kWidth);
@@ -511,13 +486,20 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
                                         pack_column_blocks(kernel, taps * p.input_channels, p.output_channels,
                                                            destination, block_width);
                                       });
-  buffers.zeros.assign(static_cast<size_t>(p.kernel_width * p.input_channels), 0.0f);  // a merged tap's depth
   const float* padded_bias = nullptr;
   if (p.use_bias) {
     buffers.bias.assign(static_cast<size_t>(blocks * block_width), 0.0f);
     std::copy(bias, bias + p.output_channels, buffers.bias.begin());
     padded_bias = buffers.bias.data();
   }
+  // (Layers of at most 8 channels on avx512 keep the indirect pass's 8-lane ymm tile.)
+  if (pointwise_applicable(p) && (block_width == kBlockWidth || block_width == simd::kLanes)) {
+    const auto run = block_width == kBlockWidth ? run_pointwise<2> : run_pointwise<1>;
+    run(p.batch * p.output_height * p.output_width, p.input_channels, p.output_channels, input, packed, padded_bias,
+        p.activation, output, p.residual);
+    return;
+  }
+  buffers.zeros.assign(static_cast<size_t>(p.kernel_width * p.input_channels), 0.0f);  // a merged tap's depth
   IndirectPass pass;
   pass.images = p.batch;
   pass.rows = p.output_height;
@@ -547,18 +529,6 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
       affine.source_width = padded_width;
       affine.column_offset = 0;
     }
-  }
-  // (Layers of at most 8 channels on avx512 keep the indirect pass's 8-lane ymm tile.)
-  if (pointwise_applicable(p) && (block_width == kBlockWidth || block_width == simd::kLanes)) {
-    const int64_t pixels = p.batch * p.output_height * p.output_width;
-    if (block_width == kBlockWidth) {
-      run_pointwise<2>(pixels, p.input_channels, p.output_channels, input, packed, padded_bias, p.activation, output,
-                       p.residual);
-    } else {
-      run_pointwise<1>(pixels, p.input_channels, p.output_channels, input, packed, padded_bias, p.activation, output,
-                       p.residual);
-    }
-    return;
   }
   run_indirect(pass, &affine, packed, padded_bias, p.activation, output, p.residual, buffers.zeros.data(),
                affine_source_rows(affine, p.input_channels));
