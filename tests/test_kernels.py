@@ -1195,7 +1195,7 @@ def test_batch_norm_backward_with_relu_input_is_bn_then_relu_backward(tier, chan
 
 @pytest.mark.parametrize("tier", ["reference"] + TIERS)
 @pytest.mark.parametrize("activation", ["relu", "relu6"])
-@pytest.mark.parametrize("channels", [1, 7, 16, 33])
+@pytest.mark.parametrize("channels", [1, 7, 16, 21, 33])
 @pytest.mark.parametrize("relu_input", [False, True])
 def test_batch_norm_with_output_activation_is_bn_then_the_activation(tier, activation, channels, relu_input):
     rng = np.random.default_rng(channels * 3 + len(activation))

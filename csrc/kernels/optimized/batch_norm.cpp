@@ -6,12 +6,13 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/optimized/optimized.h"
 #include "kernels/optimized/simd.h"
 #include "parallel.h"
-#if defined(__AVX512F__)
+#if defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -31,8 +32,6 @@ constexpr int64_t kDoubleLanes = 4;
 typedef double doublev __attribute__((vector_size(kDoubleLanes * sizeof(double))));
 typedef float floath __attribute__((vector_size(kDoubleLanes * sizeof(float))));
 
-typedef int64_t longh __attribute__((vector_size(kDoubleLanes * sizeof(int64_t))));
-
 // The first `count` floats (count in [1, kDoubleLanes]), the other lanes zero; memory past
 // `count` is never read (AVX-512 masked loads; the other tiers copy).
 inline floath load_floats(const float* source, int64_t count) {
@@ -43,13 +42,26 @@ inline floath load_floats(const float* source, int64_t count) {
   }
 #if defined(__AVX512F__)
   value = reinterpret_cast<floath>(_mm256_maskz_loadu_ps(static_cast<__mmask8>((1u << count) - 1u), source));
+#elif defined(__AVX2__)
+  const __m128i lane = _mm_setr_epi32(0, 1, 2, 3);
+  value = reinterpret_cast<floath>(_mm_maskload_ps(source, _mm_cmplt_epi32(lane, _mm_set1_epi32(static_cast<int>(count)))));
 #else
   std::memcpy(&value, source, static_cast<size_t>(count) * sizeof(float));
 #endif
   return value;
 }
-inline doublev load_as_double(const float* source, int64_t count) {
-  return __builtin_convertvector(load_floats(source, count), doublev);
+
+// Widening to double. The x86 tiers name the instruction: GCC 12 lowers __builtin_convertvector
+// from 4 or 8 floats through the stack, half a vector at a time, which also pushed the sums'
+// accumulators out of registers.
+inline doublev to_double(floath value) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<doublev>(_mm512_cvtps_pd(reinterpret_cast<__m256>(value)));
+#elif defined(__AVX2__)
+  return reinterpret_cast<doublev>(_mm256_cvtps_pd(reinterpret_cast<__m128>(value)));
+#else
+  return __builtin_convertvector(value, doublev);
+#endif
 }
 
 // The forward's pre-activation y = x * scale + shift: one expression for the forward and both
@@ -68,18 +80,62 @@ inline doublev load_double(const double* source) {
 inline void store_double(double* destination, doublev value, int64_t count) {
 #if defined(__AVX512F__)
   _mm512_mask_storeu_pd(destination, static_cast<__mmask8>((1u << count) - 1u), reinterpret_cast<__m512d>(value));
+#elif defined(__AVX2__)
+  const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
+  _mm256_maskstore_pd(destination, _mm256_cmpgt_epi64(_mm256_set1_epi64x(count), lane), reinterpret_cast<__m256d>(value));
 #else
   std::memcpy(destination, &value, static_cast<size_t>(count) * sizeof(double));
 #endif
 }
 
+// The sums of one group of up to kGroupVectors channel vectors (channels first .. first +
+// kDoubleLanes * Vectors, the last vector `last_width` wide) over rows [begin, end), stored to
+// sums[k * channels + c]. The group's Terms x Vectors accumulators stay in registers while whole
+// rows stream by: independent chains of additions (a single vector's chain would wait on the
+// adder's latency every row), each channel still summed in row order.
+template <int Terms, int Vectors, bool LastWhole, typename Term>
+void group_sums(int64_t begin, int64_t end, int64_t channels, int64_t first, int64_t last_width, const float* x,
+                const float* y, Term& term, Activation activation, const float* scale, const float* shift,
+                double* sums) {
+  auto width_of = [last_width](int v) { return LastWhole || v < Vectors - 1 ? kDoubleLanes : last_width; };
+  floath scale_lanes[Vectors] = {}, shift_lanes[Vectors] = {};
+  if (activation != Activation::linear) {
+    for (int v = 0; v < Vectors; ++v) {
+      scale_lanes[v] = load_floats(scale + first + v * kDoubleLanes, kDoubleLanes);
+      shift_lanes[v] = load_floats(shift + first + v * kDoubleLanes, kDoubleLanes);
+    }
+  }
+  doublev acc[Terms][Vectors] = {};
+  for (int64_t r = begin; r < end; ++r) {
+    for (int v = 0; v < Vectors; ++v) {
+      const int64_t c = first + v * kDoubleLanes;
+      const floath x_floats = load_floats(x + r * channels + c, width_of(v));
+      floath y_floats = y != nullptr ? load_floats(y + r * channels + c, width_of(v)) : floath{};
+      if (activation != Activation::linear) {
+        const floath pre_activation = batch_norm_affine(x_floats, scale_lanes[v], shift_lanes[v]);
+        const floath zero = {}, six = zero + 6.0f;
+        const auto inside = activation == Activation::relu6 ? (pre_activation > zero) & (pre_activation < six)
+                                                            : pre_activation > zero;
+        y_floats = inside != 0 ? y_floats : zero;
+      }
+      doublev values[Terms];
+      term(to_double(x_floats), to_double(y_floats), c, values);
+      for (int k = 0; k < Terms; ++k) acc[k][v] += values[k];
+    }
+  }
+  for (int k = 0; k < Terms; ++k)
+    for (int v = 0; v < Vectors; ++v) store_double(sums + k * channels + first + v * kDoubleLanes, acc[k][v], width_of(v));
+}
+
+constexpr int64_t kGroupVectors = 4;
+
 // totals[k][c] = sum over rows r of term_k(x[r, c], y[r, c]) for k < Terms, in double. Rows go in
 // fixed chunks (partial sums in parallel, then added chunk by chunk in order), so the result does
-// not depend on the number of threads; channels kDoubleLanes at a time, the last ones masked.
-// term(x, y, c) returns the Terms doublev values for channels c..c+kDoubleLanes-1. With an
-// output activation (relu, relu6), y is a gradient taken through it: y where the forward's
-// pre-activation x * scale + shift lies strictly inside the activation's linear part, else 0
-// (ops/batch_norm.h).
+// not depend on the number of threads; channels in groups of up to kGroupVectors vectors of
+// kDoubleLanes, the last ones masked. term(x, y, c) returns the Terms doublev values for channels
+// c..c+kDoubleLanes-1. With an output activation (relu, relu6), y is a gradient taken through it:
+// y where the forward's pre-activation x * scale + shift lies strictly inside the activation's
+// linear part, else 0 (ops/batch_norm.h).
 template <int Terms, typename Term>
 void channel_sums(int64_t rows, int64_t channels, const float* x, const float* y, Term&& term,
                   std::vector<double> (&totals)[Terms], Activation activation = Activation::linear,
@@ -89,27 +145,30 @@ void channel_sums(int64_t rows, int64_t channels, const float* x, const float* y
   parallel::parallel_for(chunks, [&](int64_t chunk) {
     double* sums = partial.data() + chunk * Terms * channels;
     const int64_t begin = chunk * kRowsPerChunk, end = std::min(rows, (chunk + 1) * kRowsPerChunk);
-    // kDoubleLanes channels at a time down the chunk's rows: the sums stay in registers.
-    for (int64_t c = 0; c < channels; c += kDoubleLanes) {
-      const int64_t width = std::min(kDoubleLanes, channels - c);
-      doublev acc[Terms] = {};
-      for (int64_t r = begin; r < end; ++r) {
-        const floath x_floats = load_floats(x + r * channels + c, width);
-        const doublev x_lanes = __builtin_convertvector(x_floats, doublev);
-        doublev y_lanes = y != nullptr ? load_as_double(y + r * channels + c, width) : doublev{};
-        if (activation != Activation::linear) {
-          const floath pre_activation = batch_norm_affine(x_floats, load_floats(scale + c, kDoubleLanes),
-                                                          load_floats(shift + c, kDoubleLanes));
-          const floath zero = {}, six = zero + 6.0f;
-          const auto inside = activation == Activation::relu6 ? (pre_activation > zero) & (pre_activation < six)
-                                                              : pre_activation > zero;
-          y_lanes = __builtin_convertvector(inside, longh) != 0 ? y_lanes : doublev{};
+    for (int64_t first = 0; first < channels; first += kGroupVectors * kDoubleLanes) {
+      const int64_t width = std::min(kGroupVectors * kDoubleLanes, channels - first);
+      const int64_t vectors = (width + kDoubleLanes - 1) / kDoubleLanes;
+      const int64_t last_width = width - (vectors - 1) * kDoubleLanes;
+      const auto group = [&](auto vectors_constant, auto last_whole_constant) {
+        group_sums<Terms, decltype(vectors_constant)::value, decltype(last_whole_constant)::value>(
+            begin, end, channels, first, last_width, x, y, term, activation, scale, shift, sums);
+      };
+      // Whole last vectors (the common channel counts) take plain loads only: a masked load in the
+      // loop keeps the compiler from holding the accumulators in registers across rows.
+      const auto sized = [&](auto vectors_constant) {
+        if (last_width == kDoubleLanes) {
+          group(vectors_constant, std::true_type{});
+        } else {
+          group(vectors_constant, std::false_type{});
         }
-        doublev values[Terms];
-        term(x_lanes, y_lanes, c, values);
-        for (int k = 0; k < Terms; ++k) acc[k] += values[k];
+      };
+      static_assert(kGroupVectors == 4, "one case per group size");
+      switch (vectors) {
+        case 1: sized(std::integral_constant<int, 1>{}); break;
+        case 2: sized(std::integral_constant<int, 2>{}); break;
+        case 3: sized(std::integral_constant<int, 3>{}); break;
+        default: sized(std::integral_constant<int, 4>{});
       }
-      for (int k = 0; k < Terms; ++k) store_double(sums + k * channels + c, acc[k], width);
     }
   });
   for (int k = 0; k < Terms; ++k) totals[k].assign(static_cast<size_t>(channels), 0.0);
