@@ -130,8 +130,8 @@ bool use_f4x4(const Conv2DParams& p) {
 
 // Four doubles: the weight transforms run in double, 4 output channels at a time, and are rounded
 // once to float (they are applied to every tile, so their own rounding should be the smallest).
-typedef double double4 __attribute__((vector_size(32)));
-typedef float float4 __attribute__((vector_size(16)));
+using simd::double4;
+using simd::float4;
 // Whole vectors (count 4, all but a layer's last channels) move as one 16-byte copy: the
 // variable-length copy took most of a training step's per-call weight transform.
 inline double4 load_widened(const float* source, int64_t count) {  // count in [1, 4]; the rest 0
@@ -141,7 +141,7 @@ inline double4 load_widened(const float* source, int64_t count) {  // count in [
   } else {
     std::copy(source, source + count, reinterpret_cast<float*>(&values));
   }
-  return __builtin_convertvector(values, double4);
+  return simd::widen(values);
 }
 inline void store_narrowed(float* destination, double4 value, int64_t count) {
   const float4 narrowed = __builtin_convertvector(value, float4);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/optimized/optimized.h"
+#include "kernels/optimized/simd.h"
 #include "parallel.h"
 
 namespace fastcnn::kernels::FASTCNN_ISA {
@@ -34,15 +35,13 @@ inline double sum_of(const double* values, int64_t count) {
   return (partial[0] + partial[1]) + (partial[2] + partial[3]);
 }
 
-// Four double lanes (one ymm register; an SSE pair in the generic build) and the four floats they
-// widen from.
-typedef double double4 __attribute__((vector_size(4 * sizeof(double))));
-typedef float float4 __attribute__((vector_size(4 * sizeof(float))));
+using simd::double4;
+using simd::float4;
 
 inline double4 widen(const float* source) {
   float4 value;
   std::memcpy(&value, source, sizeof value);
-  return __builtin_convertvector(value, double4);
+  return simd::widen(value);
 }
 inline double total(double4 lanes) { return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]); }
 

@@ -57,6 +57,20 @@ inline uintv lane_indices() {
   return lanes;
 }
 
+// Four floats and the four doubles they widen to (the double-precision sums and weight
+// transforms): one ymm register on the x86 tiers, an SSE pair in the generic build. The x86 tiers
+// name the widening instruction: GCC 12 widens these vectors half a vector at a time (through the
+// stack when the floats come from memory), which also pushed a loop's accumulators out of registers.
+typedef double double4 __attribute__((vector_size(4 * sizeof(double))));
+typedef float float4 __attribute__((vector_size(4 * sizeof(float))));
+inline double4 widen(float4 value) {
+#if defined(__AVX__)
+  return reinterpret_cast<double4>(_mm256_cvtps_pd(reinterpret_cast<__m128>(value)));
+#else
+  return __builtin_convertvector(value, double4);
+#endif
+}
+
 // The first `count` lanes from memory, the rest zero (count in [0, kLanes]); memory past `count`
 // is never touched. AVX-512 and AVX2 have masked moves for this (a variable-length memcpy would be
 // a library call in the innermost loops); the generic build copies.
