@@ -1060,38 +1060,47 @@ POINTWISE_CHANNELS = [(1, 5), (3, 9), (16, 8), (16, 17), (24, 32), (16, 40), (24
 @pytest.mark.parametrize("in_channels,out_channels", POINTWISE_CHANNELS, ids=lambda v: str(v))
 @pytest.mark.parametrize("batch,spatial", [(1, (1, 1)), (3, (5, 7)), (2, (12, 12)), (1, (1, 25))],
                          ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v))
-def test_conv2d_pointwise_matches_reference(tier, in_channels, out_channels, batch, spatial):
-    """1x1 unit-stride layers run as a product over pixels (tiles of 12 or 24 pixels, whose last
-    tile is partial here but for 2x12x12): forward, input gradient (the same product with the kernel
-    transposed) and kernel gradient against the reference, one-vector, two-vector, partial and
-    several-block channel counts, 8 or fewer output channels (avx512's ymm tile) included."""
+@pytest.mark.parametrize("strides", [(1, 1), (2, 2), (2, 3)], ids=lambda v: "s" + "x".join(map(str, v)))
+def test_conv2d_pointwise_matches_reference(tier, in_channels, out_channels, batch, spatial, strides):
+    """1x1 layers run as a product over pixels (tiles of 12 or 24 pixels, whose last tile is
+    partial here but for 2x12x12 at unit strides), strided ones reading every stride-th pixel of
+    every stride-th row (odd sizes: 'same' and 'valid' keep different last columns): forward, input
+    gradient (the same product with the kernel transposed at unit strides) and kernel gradient
+    against the reference, one-vector, two-vector, partial and several-block channel counts, 8 or
+    fewer output channels (avx512's ymm tile) included."""
     rng = np.random.default_rng(zlib.crc32(repr((in_channels, out_channels, batch, spatial)).encode()))
     x, kernel, bias = make_conv_case(rng, batch, *spatial, in_channels, out_channels, (1, 1))
-    check_conv_against_reference(tier, x, kernel, bias, padding="same")
-    check_conv_against_reference(tier, x, kernel, None, padding="valid", activation="relu")
+    check_conv_against_reference(tier, x, kernel, bias, strides=strides, padding="same")
+    check_conv_against_reference(tier, x, kernel, None, strides=strides, padding="valid", activation="relu")
 
 
 @pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("in_channels,out_channels", POINTWISE_CHANNELS, ids=lambda v: str(v))
 def test_conv2d_pointwise_is_bitwise_the_indirect_tile(tier, in_channels, out_channels):
-    """Each output's sum runs in the same order as in the general (indirect) tile: on 1x1 images a
-    stride of 2 takes the indirect pass and a stride of 1 the pointwise product, with the same
-    arithmetic per pixel, so every epilogue (bias, residual, activation) gives the same bits; 47
-    pixels leave a partial last tile on every tier."""
+    """Each output's sum runs in the same order as in the general (indirect) tile. On 1x1 images a
+    3x3 kernel that is zero but for its centre, with stride 2 and 'same' padding, takes the
+    indirect pass with the centre as its only tap (the others fall in the padding and are skipped):
+    the same arithmetic per pixel as the 1x1 layer's product over pixels, at either stride, so
+    every epilogue (bias, residual, activation) gives the same bits; 47 pixels leave a partial last
+    tile on every tier."""
     rng = np.random.default_rng(in_channels * 1000 + out_channels)
     x, kernel, bias = make_conv_case(rng, 47, 1, 1, in_channels, out_channels, (1, 1))
     x *= 4.0  # pre-activations reach relu6's upper clip
+    centred = np.zeros((3, 3, in_channels, out_channels), np.float32)
+    centred[1, 1] = kernel[0, 0]
     residual = rng.standard_normal((47, 1, 1, out_channels)).astype(np.float32)
     for activation in ("linear", "relu", "relu6", "sigmoid"):
         for extra in ({}, {"residual": residual}):
-            pointwise, indirect = (ops.conv2d_forward(x, kernel, bias, strides=strides, activation=activation,
-                                                      kernels=tier, **extra)
-                                   for strides in ((1, 1), (2, 2)))
-            np.testing.assert_array_equal(_bits(pointwise), _bits(indirect),
-                                          err_msg=f"{tier} {activation} residual={bool(extra)}")
+            indirect = ops.conv2d_forward(x, centred, bias, strides=(2, 2), padding="same", activation=activation,
+                                          kernels=tier, **extra)
+            for strides in ((1, 1), (2, 2)):
+                pointwise = ops.conv2d_forward(x, kernel, bias, strides=strides, activation=activation, kernels=tier,
+                                               **extra)
+                np.testing.assert_array_equal(_bits(pointwise), _bits(indirect),
+                                              err_msg=f"{tier} {activation} residual={bool(extra)} strides={strides}")
     dy = rng.standard_normal((47, 1, 1, out_channels)).astype(np.float32)
-    pointwise, indirect = (ops.conv2d_backward_input(dy, kernel, x.shape, strides=strides, kernels=tier)
-                           for strides in ((1, 1), (2, 2)))
+    pointwise = ops.conv2d_backward_input(dy, kernel, x.shape, kernels=tier)
+    indirect = ops.conv2d_backward_input(dy, centred, x.shape, strides=(2, 2), padding="same", kernels=tier)
     np.testing.assert_array_equal(_bits(pointwise), _bits(indirect), err_msg=f"{tier} input gradient")
 
 

@@ -257,38 +257,77 @@ inline auto affine_source_rows(const AffineSource& affine, int64_t depth) {
   };
 }
 
-// 1x1 convolutions with unit strides and no padding read input row i for output pixel i: the
-// layer is the matrix product [pixels x depth] . [depth x output_channels], so a tile needs no row
-// pointers, no tap list and no per-pixel addressing. With few input channels (an inverted residual
-// block's 16-24-channel expansion) those per-tile costs were most of the work: 16 multiply-adds per
-// output against a tile set-up and a stack round trip of the accumulators. Each output's sum runs
-// in run_indirect's order (from zero over k, then bias, residual, activation), so a layer gives the
-// same bits on either path.
+// 1x1 convolutions without padding: output pixel (n, oh, ow) reads input pixel
+// (n, oh * stride_h, ow * stride_w) — input row i for output pixel i with unit strides — so the
+// layer is the matrix product [pixels x depth] . [depth x output_channels] over those rows, and a
+// tile needs no tap list, no padding checks and no per-pixel division (pointwise_rows walks the
+// rows). With few input channels (an inverted residual block's 16-24-channel expansion, a residual
+// network's stride-2 projection) the indirect tile's per-tile costs were most of the work: 16
+// multiply-adds per output against a tile set-up and a stack round trip of the accumulators. Each
+// output's sum runs in run_indirect's order (from zero over k, then bias, residual, activation), so
+// a layer gives the same bits on either path.
 inline bool pointwise_applicable(const Conv2DParams& p) {
-  return p.kernel_height == 1 && p.kernel_width == 1 && p.stride_height == 1 && p.stride_width == 1 &&
-         p.pad_top == 0 && p.pad_left == 0 && p.output_height == p.input_height && p.output_width == p.input_width;
+  return p.kernel_height == 1 && p.kernel_width == 1 && p.pad_top == 0 && p.pad_left == 0 &&
+         (p.output_height - 1) * p.stride_height < p.input_height &&
+         (p.output_width - 1) * p.stride_width < p.input_width;
 }
+
+// The input rows of a pointwise layer's output pixels, in pixel order from `first_pixel`: the
+// cursor keeps (image row, column) and steps them, one division at the start only.
+class PointwiseRows {
+ public:
+  PointwiseRows(const Conv2DParams& p, const float* input, int64_t first_pixel)
+      : p_(p), input_(input), column_(first_pixel % p.output_width) {
+    const int64_t image_row = first_pixel / p.output_width;
+    image_ = image_row / p.output_height;
+    output_row_ = image_row % p.output_height;
+    find_row();
+  }
+  const float* next() {
+    const float* row = input_ + row_offset_ + column_ * p_.stride_width * p_.input_channels;
+    if (++column_ == p_.output_width) {
+      column_ = 0;
+      if (++output_row_ == p_.output_height) {
+        output_row_ = 0;
+        ++image_;
+      }
+      find_row();
+    }
+    return row;
+  }
+
+ private:
+  // An offset, not a pointer: past the last pixel it points past the input.
+  void find_row() {
+    row_offset_ = (image_ * p_.input_height + output_row_ * p_.stride_height) * p_.input_width * p_.input_channels;
+  }
+  const Conv2DParams& p_;
+  const float* input_;
+  int64_t column_, image_ = 0, output_row_ = 0, row_offset_ = 0;
+};
 
 // Pixels per pointwise tile: with Vectors accumulators per pixel, as many pixels as leave room for
 // the weight vectors and a broadcast (24 of avx512's 32 registers, 12 of the 8-lane tiers' 16); a
-// tile this tall needs no per-tile row pointers or tap list, which with 16 or 24 channels of depth
-// cost as much as the multiply-adds.
+// tile this tall spreads its row pointers and epilogue over as many multiply-adds as the
+// registers allow, which with 16 or 24 channels of depth is what decides the speed.
 template <int Vectors>
 constexpr int kPointwisePixels = simd::kLanes == 16 ? 24 / Vectors : 12 / Vectors;
 
-// result[pixel][0 .. width) for `count` (<= Pixels) consecutive pixels whose input rows (`depth`
-// floats each) start at `input`: acc[p][v] = sum over k of row p[k] * weights[k][v-th vector], from
-// zero, k ascending (accumulate_tile's order for one tap, so either path gives the same bits),
-// then store_block's epilogue (bias, residual laid out as the result, activation). Pixels past
-// `count` repeat the last row and are not stored.
-template <int Pixels, int Vectors>
-inline void pointwise_tile(const float* input, int64_t depth, int64_t count, const float* weights,
+// result[pixel][0 .. width) for `count` (<= Pixels) pixels whose input rows (`depth` floats each)
+// are row_of(0 .. count): acc[p][v] = sum over k of row p[k] * weights[k][v-th vector], from zero,
+// k ascending (accumulate_tile's order for one tap, so either path gives the same bits), then
+// store_block's epilogue (bias, residual laid out as the result, activation). row_of(count ..
+// Pixels) repeat the last row and are not stored. (row_of is inlined: for consecutive rows the
+// compiler keeps each row's offset from the first in a register across tiles, which a list of row
+// pointers read per tile and block would cost 4-5% on 16-32 channels of depth.)
+template <int Pixels, int Vectors, typename RowOf>
+inline void pointwise_tile(RowOf&& row_of, int64_t depth, int64_t count, const float* weights,
                            const float* bias_block, Activation activation, float* result,
                            const float* residual, int64_t result_stride, int64_t width) {
   constexpr int64_t kWidth = Vectors * simd::kLanes;
   const float* rows[Pixels];
 #pragma GCC unroll 24
-  for (int p = 0; p < Pixels; ++p) rows[p] = input + std::min<int64_t>(p, count - 1) * depth;
+  for (int p = 0; p < Pixels; ++p) rows[p] = row_of(p);
   floatv acc[Pixels][Vectors];
 #pragma GCC unroll 24
   for (int p = 0; p < Pixels; ++p)
@@ -315,29 +354,48 @@ inline void pointwise_tile(const float* input, int64_t depth, int64_t count, con
   }
 }
 
-// The pointwise pass over every pixel, weights packed in blocks of Vectors * kLanes channels
-// (pack_column_blocks), `bias` padded to whole blocks (null: none). Each thread takes a fixed run
-// of tiles and, per tile, every block (the tile's input rows stay in L1 across the blocks).
+// The pointwise pass over every output pixel, weights packed in blocks of Vectors * kLanes
+// channels (pack_column_blocks), `bias` padded to whole blocks (null: none). Each thread takes a
+// fixed run of tiles and, per tile, every block (the tile's input rows stay in L1 across the
+// blocks).
 template <int Vectors>
-void run_pointwise(int64_t pixels, int64_t depth, int64_t output_channels, const float* input,
-                   const float* packed, const float* bias, Activation activation, float* result,
-                   const float* residual) {
+void run_pointwise(const Conv2DParams& p, const float* input, const float* packed, const float* bias,
+                   float* result) {
   constexpr int Pixels = kPointwisePixels<Vectors>;
   constexpr int64_t kWidth = Vectors * simd::kLanes;
+  const int64_t pixels = p.batch * p.output_height * p.output_width;
+  const int64_t depth = p.input_channels, output_channels = p.output_channels;
   const int64_t tiles = ceil_div(pixels, Pixels);
   const int64_t blocks = ceil_div(output_channels, kWidth);
   parallel::parallel_region([&](int thread, int threads) {
     const int64_t tile_begin = tiles * thread / threads, tile_end = tiles * (thread + 1) / threads;
+    if (tile_begin >= tile_end) return;
+    const bool consecutive = p.stride_height == 1 && p.stride_width == 1;  // output pixel i reads row i
+    PointwiseRows cursor(p, input, tile_begin * Pixels);
     for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
       const int64_t first = tile * Pixels;
       const int64_t count = std::min<int64_t>(Pixels, pixels - first);
+      const float* strided_rows[Pixels];
+      if (!consecutive) {
+        for (int64_t i = 0; i < count; ++i) strided_rows[i] = cursor.next();
+        for (int64_t i = count; i < Pixels; ++i) strided_rows[i] = strided_rows[count - 1];
+      }
+      const float* first_row = input + first * depth;
       for (int64_t block = 0; block < blocks; ++block) {
         const int64_t channel = block * kWidth;
-        float* destination = result + first * output_channels + channel;
-        pointwise_tile<Pixels, Vectors>(input + first * depth, depth, count, packed + block * depth * kWidth,
-                                        bias != nullptr ? bias + channel : nullptr, activation, destination,
-                                        residual != nullptr ? residual + first * output_channels + channel : nullptr,
-                                        output_channels, std::min(kWidth, output_channels - channel));
+        const auto tile_with = [&](auto&& row_of) {
+          pointwise_tile<Pixels, Vectors>(row_of, depth, count, packed + block * depth * kWidth,
+                                          bias != nullptr ? bias + channel : nullptr, p.activation,
+                                          result + first * output_channels + channel,
+                                          p.residual != nullptr ? p.residual + first * output_channels + channel
+                                                                : nullptr,
+                                          output_channels, std::min(kWidth, output_channels - channel));
+        };
+        if (consecutive) {
+          tile_with([first_row, count, depth](int i) { return first_row + std::min<int64_t>(i, count - 1) * depth; });
+        } else {
+          tile_with([&strided_rows](int i) { return strided_rows[i]; });
+        }
       }
     }
   });
@@ -514,8 +572,7 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
   // (Layers of at most 8 channels on avx512 keep the indirect pass's 8-lane ymm tile.)
   if (pointwise_applicable(p) && (block_width == kBlockWidth || block_width == simd::kLanes)) {
     const auto run = block_width == kBlockWidth ? run_pointwise<2> : run_pointwise<1>;
-    run(p.batch * p.output_height * p.output_width, p.input_channels, p.output_channels, input, packed, padded_bias,
-        p.activation, output, p.residual);
+    run(p, input, packed, padded_bias, output);
     return;
   }
   buffers.zeros.assign(static_cast<size_t>(p.kernel_width * p.input_channels), 0.0f);  // a merged tap's depth
