@@ -33,7 +33,7 @@ typedef double doublev __attribute__((vector_size(kDoubleLanes * sizeof(double))
 typedef float floath __attribute__((vector_size(kDoubleLanes * sizeof(float))));
 
 // The first `count` floats (count in [1, kDoubleLanes]), the other lanes zero; memory past
-// `count` is never read (AVX-512 masked loads; the other tiers copy).
+// `count` is never read (masked loads on the x86 tiers; the generic tier copies).
 inline floath load_floats(const float* source, int64_t count) {
   floath value = {};
   if (count == kDoubleLanes) {  // every vector but a row's last: no mask, no variable-length copy
