@@ -1105,6 +1105,21 @@ def test_conv2d_pointwise_is_bitwise_the_indirect_tile(tier, in_channels, out_ch
 
 
 @pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("shape,strides", [((2, 3, 4, 3), (3, 1)), ((2, 5, 3, 4), (1, 3)), ((3, 3, 3, 16), (3, 3)),
+                                           ((2, 4, 7, 24), (4, 2))], ids=str)
+def test_conv2d_pointwise_with_one_output_row_or_column(tier, shape, strides):
+    """A layer whose output is one row (or column) tall runs with that stride set to 1 (it cannot
+    matter there: the grouped entry point's dense_group, which every Conv2D layer goes through),
+    yet its input rows are not consecutive: each image contributes one row of its several."""
+    rng = np.random.default_rng(zlib.crc32(repr((shape, strides)).encode()))
+    x, kernel, bias = make_conv_case(rng, *shape, 8, (1, 1))
+    for padding in ("valid", "same"):
+        expected = ops.conv2d_forward(x, kernel, bias, strides=strides, padding=padding, kernels="reference")
+        actual = ops.grouped_conv2d_forward(x, kernel, bias, groups=1, strides=strides, padding=padding, kernels=tier)
+        assert_close(actual, expected, f"{tier} {padding}")
+
+
+@pytest.mark.parametrize("tier", TIERS)
 def test_conv2d_pointwise_does_not_depend_on_tiles_or_threads(tier):
     """A pixel's result does not depend on which tile holds it (each image alone against the
     batch: the tiles fall differently) or on the thread count."""

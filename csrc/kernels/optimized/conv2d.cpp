@@ -370,7 +370,10 @@ void run_pointwise(const Conv2DParams& p, const float* input, const float* packe
   parallel::parallel_region([&](int thread, int threads) {
     const int64_t tile_begin = tiles * thread / threads, tile_end = tiles * (thread + 1) / threads;
     if (tile_begin >= tile_end) return;
-    const bool consecutive = p.stride_height == 1 && p.stride_width == 1;  // output pixel i reads row i
+    // Output pixel i reads input row i only where the output keeps the input's size: a single
+    // output row or column may come with its stride set to 1 (grouped_conv2d's dense_group).
+    const bool consecutive = p.stride_height == 1 && p.stride_width == 1 && p.output_height == p.input_height &&
+                             p.output_width == p.input_width;
     PointwiseRows cursor(p, input, tile_begin * Pixels);
     for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
       const int64_t first = tile * Pixels;
