@@ -192,11 +192,12 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
                                pass.output_channels;
         if (residual != nullptr) pixel_residual[p] = residual + (pixel_result[p] - result);
       }
-#if defined(__AVX512F__)
-      if (block_width == simd::kHalfLanes) {  // one block of 8 lanes
-        simd::floath acc[kTilePixels];  // zeroed and stored unrolled, as the wide tile's below
+      // One block of `zero`'s type: a whole vector, or avx512's 8-lane half. Zeroed and stored
+      // unrolled, as the wide tile's below.
+      const auto narrow_tile = [&](auto zero) {
+        decltype(zero) acc[kTilePixels];
 #pragma GCC unroll 6
-        for (int p = 0; p < kTilePixels; ++p) acc[p] = simd::floath{};
+        for (int p = 0; p < kTilePixels; ++p) acc[p] = zero;
         accumulate_tile_narrow(rows, tap_indices, tap_count, depth, packed, acc);
 #pragma GCC unroll 6
         for (int p = 0; p < kTilePixels; ++p) {
@@ -204,20 +205,15 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
             store_narrow_block(pixel_result[p], pass.output_channels, acc[p], bias, activation, pixel_residual[p]);
           }
         }
+      };
+#if defined(__AVX512F__)
+      if (block_width == simd::kHalfLanes) {
+        narrow_tile(simd::floath{});
         continue;
       }
 #endif
-      if (narrow) {  // one block
-        floatv acc[kTilePixels];  // zeroed and stored unrolled, as the wide tile's below
-#pragma GCC unroll 6
-        for (int p = 0; p < kTilePixels; ++p) acc[p] = floatv{};
-        accumulate_tile_narrow(rows, tap_indices, tap_count, depth, packed, acc);
-#pragma GCC unroll 6
-        for (int p = 0; p < kTilePixels; ++p) {
-          if (p < tile.count) {
-            store_narrow_block(pixel_result[p], pass.output_channels, acc[p], bias, activation, pixel_residual[p]);
-          }
-        }
+      if (narrow) {
+        narrow_tile(floatv{});
         continue;
       }
       for (int64_t block = 0; block < blocks; ++block) {
@@ -260,7 +256,7 @@ inline auto affine_source_rows(const AffineSource& affine, int64_t depth) {
 // 1x1 convolutions without padding: output pixel (n, oh, ow) reads input pixel
 // (n, oh * stride_h, ow * stride_w) — input row i for output pixel i with unit strides — so the
 // layer is the matrix product [pixels x depth] . [depth x output_channels] over those rows, and a
-// tile needs no tap list, no padding checks and no per-pixel division (pointwise_rows walks the
+// tile needs no tap list, no padding checks and no per-pixel division (PointwiseRows walks the
 // rows). With few input channels (an inverted residual block's 16-24-channel expansion, a residual
 // network's stride-2 projection) the indirect tile's per-tile costs were most of the work: 16
 // multiply-adds per output against a tile set-up and a stack round trip of the accumulators. Each
@@ -370,10 +366,10 @@ void run_pointwise(const Conv2DParams& p, const float* input, const float* packe
   parallel::parallel_region([&](int thread, int threads) {
     const int64_t tile_begin = tiles * thread / threads, tile_end = tiles * (thread + 1) / threads;
     if (tile_begin >= tile_end) return;
-    // Output pixel i reads input row i only where the output keeps the input's size: a single
-    // output row or column may come with its stride set to 1 (grouped_conv2d's dense_group).
-    const bool consecutive = p.stride_height == 1 && p.stride_width == 1 && p.output_height == p.input_height &&
-                             p.output_width == p.input_width;
+    // Output pixel i reads input row i exactly where the output keeps the input's size (then
+    // (out - 1) * stride < in leaves a stride other than 1 only on a side of size 1). The strides
+    // alone do not tell: grouped_conv2d's dense_group sets a one-row output's stride to 1.
+    const bool consecutive = p.output_height == p.input_height && p.output_width == p.input_width;
     PointwiseRows cursor(p, input, tile_begin * Pixels);
     for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
       const int64_t first = tile * Pixels;
