@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import fastcnn
 from fastcnn import _core
 
 ops = _core.ops
@@ -230,6 +231,33 @@ def test_conv2d_large_and_wide_images(tier, shape):
     x, kernel, bias = make_conv_case(rng, shape[0], shape[1], shape[2], shape[3], 17, (3, 3))
     check_conv_against_reference(tier, x, kernel, bias, padding="same")
     check_conv_against_reference(tier, x, kernel, bias, strides=(1, 2), padding="same")
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("out_channels", [34, 40, 44, 48, 100, 112, 120])
+@pytest.mark.parametrize("geometry", [dict(padding="same"), dict(strides=(2, 2), padding="same"),
+                                      dict(dilation=(2, 1), padding="valid")], ids=["same", "stride2", "dilated"])
+def test_conv2d_kernel_gradient_over_packed_panels(tier, out_channels, geometry):
+    """Kernel gradients of layers with 3+ blocks of output channels and 16+ tasks per block, which
+    read dY from packed panels: whole blocks and each kind of last block (a whole vector, a partial
+    vector, one and a half vectors, on 16- and 32-channel blocks), over several pixel chunks and
+    steps (rows of 13 and 7 columns divide neither 512 nor 128), against the reference and bitwise
+    equal for one and two threads."""
+    rng = np.random.default_rng(out_channels)
+    x, kernel, _ = make_conv_case(rng, 5, 15, 13, 13, out_channels, (3, 3))
+    dy_shape = ops.conv2d_forward(x, kernel, kernels="reference", **geometry).shape
+    dy = rng.standard_normal(dy_shape).astype(np.float32)
+    ref_dk, _ = ops.conv2d_backward_kernel(x, dy, (3, 3), kernels="reference", **geometry)
+    previous = fastcnn.config.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            fastcnn.config.set_num_threads(threads)
+            results.append(ops.conv2d_backward_kernel(x, dy, (3, 3), kernels=tier, **geometry)[0])
+    finally:
+        fastcnn.config.set_num_threads(previous)
+    assert_close(results[0], ref_dk, f"{tier} conv2d_backward_kernel over packed panels")
+    np.testing.assert_array_equal(results[0], results[1])
 
 
 @pytest.mark.parametrize("tier", TIERS)
