@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import fastcnn
 from fastcnn import _core
 
 ops = _core.ops
@@ -172,6 +173,37 @@ def test_depthwise_odd_spatial_sizes_same_padding(spatial, kernel_size, stride):
     rng = seeded(spatial, kernel_size, stride)
     x, kernel, bias = depthwise_case(rng, 3, spatial[0], spatial[1], 9, 1, kernel_size)
     check_depthwise(x, kernel, bias, strides=(stride, stride), padding="same")
+
+
+@pytest.mark.parametrize("depth_multiplier", [1, 3])
+@pytest.mark.parametrize("kernel_size,strides,padding", [((3, 3), (1, 1), "same"), ((5, 5), (2, 2), "same"),
+                                                         ((3, 7), (1, 1), "valid"), ((1, 9), (1, 2), "same")],
+                         ids=["k3-same", "k5-s2", "k3x7-valid", "k1x9-s1x2"])
+def test_depthwise_kernel_gradient_over_row_groups(kernel_size, strides, padding, depth_multiplier):
+    """Kernel gradients over many row groups (about 128 output pixels each) inside each chunk of
+    rows, with kernel rows of 1 to 9 taps (taken 4 at a time: groups of 4, 3 and 1), against the
+    reference and bitwise equal for one and two threads."""
+    rng = seeded("row groups", kernel_size, strides, padding, depth_multiplier)
+    x, kernel, bias = depthwise_case(rng, 6, 23, 70, 13, depth_multiplier, kernel_size)
+    geometry = dict(strides=strides, padding=padding)
+    y = ops.depthwise_conv2d_forward(x, kernel, bias, kernels="reference", **geometry)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    reference = ops.depthwise_conv2d_backward_kernel(x, dy, kernel_size, depth_multiplier, kernels="reference",
+                                                     **geometry)
+    previous = fastcnn.config.get_num_threads()
+    for tier in TIERS:
+        try:
+            results = []
+            for threads in (1, 2):
+                fastcnn.config.set_num_threads(threads)
+                results.append(ops.depthwise_conv2d_backward_kernel(x, dy, kernel_size, depth_multiplier,
+                                                                    kernels=tier, **geometry))
+        finally:
+            fastcnn.config.set_num_threads(previous)
+        assert_close(results[0][0], reference[0], f"{tier} depthwise kernel gradient")
+        assert_close(results[0][1], reference[1], f"{tier} depthwise bias gradient")
+        np.testing.assert_array_equal(results[0][0], results[1][0])
+        np.testing.assert_array_equal(results[0][1], results[1][1])
 
 
 @pytest.mark.parametrize("activation", ["linear", "relu", "relu6", "sigmoid", "swish", "gelu"])

@@ -375,62 +375,164 @@ namespace {
 //     x(tap, pixel)[(o / out_per_group) * in_per_group + sub] * dY(pixel)[o]
 // for the output rows [row_begin, row_end) of geometry g (input_channels: source channels,
 // output_channels: o); partial_bias[o] += sum of dY(pixel)[o] when not null. Per (row, block, tap,
-// sub): two accumulators over the row's pixels (even, odd), added at the row's end.
-template <bool Expand>
-void kernel_gradient_rows(const Conv2DParams& g, int64_t in_per_group, const float* input,
-                          const float* output_gradient, const BlockSource* blocks, int64_t block_count,
-                          int64_t row_begin, int64_t row_end, int64_t padded, float* partial, float* partial_bias) {
+// sub): two accumulators over the row's pixels (even and odd positions from the tap's first
+// column), added at the row's end to the tap's running sum.
+//
+// Work goes in groups of about 128 pixels of rows, whose x and dY rows stay in L2 while every
+// block and tap passes over them. In a group, one walk over the rows serves up to 4 taps of one
+// kernel row (Taps): each dY vector is loaded once per group of taps rather than once per tap,
+// and the taps' running sums stay in registers across the rows (a walk per row and tap spent
+// more on its setup than on its few columns), saved to `targets` between groups (exactly). Each
+// tap keeps its row sums by the column's parity: the accumulator holding the tap's first column
+// is its "even" one, so every sum runs over the same pixels in the same order as a walk per tap.
+
+// Tap column kw's input offset and the output columns whose input column ow*sw + offset lies
+// inside the input (first > last: none).
+struct TapColumns {
+  int64_t offset, first, last;
+};
+
+template <bool Expand, int Taps>
+void kernel_gradient_tap_rows(const Conv2DParams& g, const float* input, const float* output_gradient,
+                              const BlockSource& source, int64_t first, int64_t width, int64_t kh,
+                              const TapColumns* tap_columns, int64_t sub, int64_t row_begin, int64_t row_end,
+                              float* targets, int64_t target_step) {
+  int64_t offset[Taps], first_column[Taps], last_column[Taps];
+  int64_t lo = g.output_width, hi = -1, inner_lo = 0, inner_hi = g.output_width - 1;
+  for (int t = 0; t < Taps; ++t) {
+    offset[t] = tap_columns[t].offset;
+    first_column[t] = tap_columns[t].first;
+    last_column[t] = tap_columns[t].last;
+    if (first_column[t] > last_column[t]) {
+      inner_lo = g.output_width;  // a tap entirely in the padding: every column checks its taps
+      continue;
+    }
+    lo = std::min(lo, first_column[t]);
+    hi = std::max(hi, last_column[t]);
+    inner_lo = std::max(inner_lo, first_column[t]);
+    inner_hi = std::min(inner_hi, last_column[t]);
+  }
+  if (lo > hi) return;
+  if (inner_lo > inner_hi) inner_lo = hi + 1, inner_hi = hi;  // no column with every tap inside: all checked
   const int64_t channels = g.output_channels;
-  const int64_t x_step = pixel_stride(g.stride_width, g.output_width) * g.input_channels;
-  for (int64_t image_row = row_begin; image_row < row_end; ++image_row) {
-    const int64_t n = image_row / g.output_height, oh = image_row % g.output_height;
-    const float* dy_row = output_gradient + image_row * g.output_width * channels;
-    for (int64_t b = 0; b < block_count; ++b) {
-      const BlockSource& source = blocks[b];
-      const int64_t first = b * kLanes;
-      const int64_t width = std::min(kLanes, channels - first);
-      if (partial_bias != nullptr) {
+  floatv totals[Taps];
+  for (int t = 0; t < Taps; ++t) totals[t] = simd::load(targets + t * target_step);
+  for (int64_t image_row = row_begin, n = row_begin / g.output_height, oh = row_begin % g.output_height;
+       image_row < row_end; ++image_row, oh = oh + 1 == g.output_height ? 0 : oh + 1, n += oh == 0 ? 1 : 0) {
+    const int64_t ih = oh * g.stride_height - g.pad_top + kh * g.dilation_height;
+    if (ih < 0 || ih >= g.input_height) continue;
+    const float* x_row =
+        input + (n * g.input_height + ih) * g.input_width * g.input_channels + source.first_channel + sub;
+    const float* dy_row = output_gradient + image_row * g.output_width * channels + first;
+    const auto x_at = [&](int64_t ow, int t) {
+      const floatv x = load_block(x_row + (ow * g.stride_width + offset[t]) * g.input_channels, source.count);
+      if constexpr (Expand) return permute(x, source.lanes);
+      return x;
+    };
+    floatv even[Taps], odd[Taps];
+    for (int t = 0; t < Taps; ++t) even[t] = odd[t] = floatv{};
+    // Columns where some tap is outside: each tap checks its range.
+    const auto checked_column = [&](int64_t ow) {
+      const floatv dy = load_block(dy_row + ow * channels, width);
+      for (int t = 0; t < Taps; ++t) {
+        if (ow < first_column[t] || ow > last_column[t]) continue;
+        if ((ow & 1) != 0) {
+          odd[t] += x_at(ow, t) * dy;
+        } else {
+          even[t] += x_at(ow, t) * dy;
+        }
+      }
+    };
+    for (int64_t ow = lo; ow < inner_lo; ++ow) checked_column(ow);
+    // Every tap inside: in pairs from an even column.
+    int64_t column = inner_lo;
+    if (column <= inner_hi && (column & 1) != 0) {
+      const floatv dy = load_block(dy_row + column * channels, width);
+      for (int t = 0; t < Taps; ++t) odd[t] += x_at(column, t) * dy;
+      ++column;
+    }
+    for (; column + 1 <= inner_hi; column += 2) {
+      const floatv dy0 = load_block(dy_row + column * channels, width);
+      const floatv dy1 = load_block(dy_row + (column + 1) * channels, width);
+      for (int t = 0; t < Taps; ++t) even[t] += x_at(column, t) * dy0;
+      for (int t = 0; t < Taps; ++t) odd[t] += x_at(column + 1, t) * dy1;
+    }
+    if (column <= inner_hi) {
+      const floatv dy = load_block(dy_row + column * channels, width);
+      for (int t = 0; t < Taps; ++t) even[t] += x_at(column, t) * dy;
+    }
+    for (int64_t ow = std::max(inner_hi + 1, inner_lo); ow <= hi; ++ow) checked_column(ow);
+    for (int t = 0; t < Taps; ++t) {
+      if (first_column[t] > last_column[t]) continue;
+      totals[t] += even[t] + odd[t];  // (the tap's even + odd: addition commutes exactly)
+    }
+  }
+  for (int t = 0; t < Taps; ++t) simd::store(targets + t * target_step, totals[t]);
+}
+
+template <bool Expand>
+void kernel_gradient_row_group(const Conv2DParams& g, int64_t in_per_group, const float* input,
+                               const float* output_gradient, const BlockSource* blocks, int64_t block_count,
+                               int64_t row_begin, int64_t row_end, int64_t padded, const TapColumns* tap_columns,
+                               float* partial, float* partial_bias) {
+  const int64_t channels = g.output_channels;
+  for (int64_t b = 0; b < block_count; ++b) {
+    const BlockSource& source = blocks[b];
+    const int64_t first = b * kLanes;
+    const int64_t width = std::min(kLanes, channels - first);
+    if (partial_bias != nullptr) {
+      for (int64_t image_row = row_begin; image_row < row_end; ++image_row) {
+        const float* dy_row = output_gradient + image_row * g.output_width * channels;
         floatv sum = {};
         for (int64_t ow = 0; ow < g.output_width; ++ow) sum += load_block(dy_row + ow * channels + first, width);
         simd::store(partial_bias + first, simd::load(partial_bias + first) + sum);
       }
-      for (int64_t kh = 0; kh < g.kernel_height; ++kh) {
-        const int64_t ih = oh * g.stride_height - g.pad_top + kh * g.dilation_height;
-        if (ih < 0 || ih >= g.input_height) continue;
-        const float* x_row = input + (n * g.input_height + ih) * g.input_width * g.input_channels + source.first_channel;
-        for (int64_t kw = 0; kw < g.kernel_width; ++kw) {
-          // Output columns whose input column ow*sw + offset lies inside the input.
-          const int64_t offset = kw * g.dilation_width - g.pad_left;
-          const int64_t first_column = ceil_div(std::max<int64_t>(-offset, 0), g.stride_width);
-          const int64_t last_column = std::min(g.output_width - 1, floor_div(g.input_width - 1 - offset, g.stride_width));
-          if (first_column > last_column) continue;
-          for (int64_t sub = 0; sub < in_per_group; ++sub) {
-            floatv even = {}, odd = {};
-            const float* x = x_row + (first_column * g.stride_width + offset) * g.input_channels + sub;
-            const float* dy = dy_row + first_column * channels + first;
-            int64_t ow = first_column;
-            for (; ow + 1 <= last_column; ow += 2) {
-              floatv x0 = load_block(x, source.count), x1 = load_block(x + x_step, source.count);
-              if constexpr (Expand) {
-                x0 = permute(x0, source.lanes);
-                x1 = permute(x1, source.lanes);
-              }
-              even += x0 * load_block(dy, width);
-              odd += x1 * load_block(dy + channels, width);
-              x += 2 * x_step;
-              dy += 2 * channels;
-            }
-            if (ow <= last_column) {
-              floatv x0 = load_block(x, source.count);
-              if constexpr (Expand) x0 = permute(x0, source.lanes);
-              even += x0 * load_block(dy, width);
-            }
-            float* target = partial + ((kh * g.kernel_width + kw) * in_per_group + sub) * padded + first;
-            simd::store(target, simd::load(target) + (even + odd));
+    }
+    for (int64_t kh = 0; kh < g.kernel_height; ++kh) {
+      for (int64_t sub = 0; sub < in_per_group; ++sub) {
+        for (int64_t first_kw = 0; first_kw < g.kernel_width; first_kw += 4) {
+          float* targets = partial + ((kh * g.kernel_width + first_kw) * in_per_group + sub) * padded + first;
+          const int64_t step = in_per_group * padded;
+          switch (std::min<int64_t>(4, g.kernel_width - first_kw)) {
+            case 1:
+              kernel_gradient_tap_rows<Expand, 1>(g, input, output_gradient, source, first, width, kh,
+                                                  tap_columns + first_kw, sub, row_begin, row_end, targets, step);
+              break;
+            case 2:
+              kernel_gradient_tap_rows<Expand, 2>(g, input, output_gradient, source, first, width, kh,
+                                                  tap_columns + first_kw, sub, row_begin, row_end, targets, step);
+              break;
+            case 3:
+              kernel_gradient_tap_rows<Expand, 3>(g, input, output_gradient, source, first, width, kh,
+                                                  tap_columns + first_kw, sub, row_begin, row_end, targets, step);
+              break;
+            default:
+              kernel_gradient_tap_rows<Expand, 4>(g, input, output_gradient, source, first, width, kh,
+                                                  tap_columns + first_kw, sub, row_begin, row_end, targets, step);
+              break;
           }
         }
       }
     }
+  }
+}
+
+template <bool Expand>
+void kernel_gradient_rows(const Conv2DParams& g, int64_t in_per_group, const float* input,
+                          const float* output_gradient, const BlockSource* blocks, int64_t block_count,
+                          int64_t row_begin, int64_t row_end, int64_t padded, float* partial, float* partial_bias) {
+  thread_local std::vector<TapColumns> tap_columns;
+  tap_columns.resize(static_cast<size_t>(g.kernel_width));
+  for (int64_t kw = 0; kw < g.kernel_width; ++kw) {
+    const int64_t offset = kw * g.dilation_width - g.pad_left;
+    tap_columns[kw] = {offset, ceil_div(std::max<int64_t>(-offset, 0), g.stride_width),
+                       std::min(g.output_width - 1, floor_div(g.input_width - 1 - offset, g.stride_width))};
+  }
+  const int64_t rows_per_group = std::max<int64_t>(1, 128 / std::max<int64_t>(1, g.output_width));
+  for (int64_t group_begin = row_begin; group_begin < row_end; group_begin += rows_per_group) {
+    const int64_t group_end = std::min(row_end, group_begin + rows_per_group);
+    kernel_gradient_row_group<Expand>(g, in_per_group, input, output_gradient, blocks, block_count, group_begin,
+                                      group_end, padded, tap_columns.data(), partial, partial_bias);
   }
 }
 
