@@ -456,14 +456,14 @@ inline ColumnRange tap_columns(const Conv2DParams& p, int64_t kw) {
 // sum over the pixels so far, in pixel order) and receives them after these rows: stored and
 // reloaded floats are exact, so stepping does not change a result.
 // The block's dY columns: those of image row `first_row`'s first pixel at `data`, then one pixel
-// every `pixel_stride` floats; `width` real channels, the rest read as zeros. WholeLoads: every
-// lane loaded is readable (a whole block of dY, or a packed panel, which holds those zeros);
-// else the loads are masked.
+// every `pixel_stride` floats; Vectors whole vectors of them are read (a whole block of dY, or a
+// packed panel, zero past the real channels: a masked load in the loop made GCC store every
+// accumulator to the stack on each pixel).
 struct GradientBlock {
   const float* data;
-  int64_t first_row, pixel_stride, width;
+  int64_t first_row, pixel_stride;
 };
-template <int Channels, int Vectors, bool WholeLoads>
+template <int Channels, int Vectors>
 void accumulate_kernel_tile(const Conv2DParams& p, const float* input, GradientBlock block, int64_t tap,
                             int64_t first_input_channel, int64_t row_begin, int64_t row_end, ColumnRange window,
                             float* sums) {
@@ -476,8 +476,6 @@ void accumulate_kernel_tile(const Conv2DParams& p, const float* input, GradientB
   const ColumnRange inside = tap_columns(p, kw);
   const int64_t first_column = std::max(inside.first, window.first);
   const int64_t last_column = std::min(inside.last, window.last);
-  int64_t lanes[Vectors];  // real lanes of each vector
-  for (int v = 0; v < Vectors; ++v) lanes[v] = std::clamp<int64_t>(block.width - v * simd::kLanes, 0, simd::kLanes);
   for (int64_t image_row = row_begin; image_row < row_end; ++image_row) {
     const int64_t image = image_row / p.output_height;
     const int64_t oh = image_row % p.output_height;
@@ -491,9 +489,7 @@ void accumulate_kernel_tile(const Conv2DParams& p, const float* input, GradientB
     const int64_t x_step = p.stride_width * p.input_channels;
     for (int64_t ow = first_column; ow <= last_column; ++ow) {
       floatv g[Vectors];
-      for (int v = 0; v < Vectors; ++v) {
-        g[v] = WholeLoads ? simd::load(dy + v * simd::kLanes) : simd::load_partial(dy + v * simd::kLanes, lanes[v]);
-      }
+      for (int v = 0; v < Vectors; ++v) g[v] = simd::load(dy + v * simd::kLanes);
       for (int i = 0; i < Channels; ++i) {
         const floatv b = simd::broadcast(x[i]);
         for (int v = 0; v < Vectors; ++v) acc[i][v] += b * g[v];
@@ -512,23 +508,23 @@ void accumulate_kernel_tile(const Conv2DParams& p, const float* input, GradientB
 // row's loop overhead over twice the multiply-adds.
 constexpr int64_t kGradientChannels = simd::kLanes == 16 ? 12 : 6;
 
-template <int Vectors, bool WholeLoads, int... Counts>
+template <int Vectors, int... Counts>
 void accumulate_kernel_tile_of(std::integer_sequence<int, Counts...>, int64_t channels, const Conv2DParams& p,
                                const float* input, GradientBlock block, int64_t tap, int64_t ci, int64_t row_begin,
                                int64_t row_end, ColumnRange window, float* sums) {
   // Runs the instance for Counts + 1 == channels.
   (void)((channels == Counts + 1 &&
-          (accumulate_kernel_tile<Counts + 1, Vectors, WholeLoads>(p, input, block, tap, ci, row_begin, row_end, window,
+          (accumulate_kernel_tile<Counts + 1, Vectors>(p, input, block, tap, ci, row_begin, row_end, window,
                                                                sums),
            true)) ||
          ...);
 }
 
-template <int Vectors, bool WholeLoads>
+template <int Vectors>
 void accumulate_kernel_tile_any(int64_t channels, const Conv2DParams& p, const float* input, GradientBlock block,
                                 int64_t tap, int64_t ci, int64_t row_begin, int64_t row_end, ColumnRange window,
                                 float* sums) {
-  accumulate_kernel_tile_of<Vectors, WholeLoads>(std::make_integer_sequence<int, kGradientChannels>(), channels, p, input,
+  accumulate_kernel_tile_of<Vectors>(std::make_integer_sequence<int, kGradientChannels>(), channels, p, input,
                                              block, tap, ci, row_begin, row_end, window, sums);
 }
 
@@ -812,7 +808,7 @@ namespace {
 // least 16 tasks share a block over at least half the columns, it first packs the chunk's dY
 // columns of each block into a contiguous panel (measured: 1.1-1.2x on such layers); with fewer
 // tasks (first layers, narrow 1x1 layers), narrower dY or the border passes' one or two columns,
-// the copy costs about what it saves.
+// the copy costs about what it saves, and only a partial last block is packed.
 template <typename TapOf, typename WindowOf>
 void kernel_gradient_pass(const Conv2DParams& p, const float* input, const float* output_gradient, int64_t taps,
                           int64_t channels, TapOf&& tap_of, WindowOf&& window_of, float* kernel_gradient) {
@@ -845,9 +841,14 @@ void kernel_gradient_pass(const Conv2DParams& p, const float* input, const float
     thread_local GradientScratch scratch;
     const int64_t first_block = task_begin / (taps * channel_tiles);
     const int64_t last_block = (task_end - 1) / (taps * channel_tiles);
-    const int64_t panel_size = packed ? rows_per_chunk * p.output_width * kBlockWidth : 0;
-    if (static_cast<int64_t>(scratch.panels.size()) < (last_block - first_block + 1) * panel_size)
-      scratch.panels.resize(static_cast<size_t>((last_block - first_block + 1) * panel_size));
+    // Blocks read from panels: every block when packed, else a partial last block (whole loads need
+    // the panel's zeros past its real channels).
+    const int64_t first_panel_block =
+        packed ? first_block : (p.output_channels % kBlockWidth != 0 ? blocks - 1 : blocks);
+    const int64_t panel_size = rows_per_chunk * p.output_width * kBlockWidth;
+    const int64_t panel_blocks = std::max<int64_t>(0, last_block - std::max(first_panel_block, first_block) + 1);
+    if (static_cast<int64_t>(scratch.panels.size()) < panel_blocks * panel_size)
+      scratch.panels.resize(static_cast<size_t>(panel_blocks * panel_size));
     if (static_cast<int64_t>(scratch.sums.size()) < (task_end - task_begin) * kSumsPerTask)
       scratch.sums.resize(static_cast<size_t>((task_end - task_begin) * kSumsPerTask));
     float* panels = scratch.panels.data();
@@ -863,9 +864,11 @@ void kernel_gradient_pass(const Conv2DParams& p, const float* input, const float
     };
     for (int64_t row_begin = 0; row_begin < image_rows; row_begin += rows_per_chunk) {
       const int64_t row_end = std::min(image_rows, row_begin + rows_per_chunk);
-      for (int64_t block = first_block; packed && block <= last_block; ++block)
-        pack_gradient_panel(p, output_gradient, row_begin, row_end, block * kBlockWidth,
-                            panels + (block - first_block) * panel_size);
+      const auto panel_of = [&](int64_t block) {
+        return panels + (block - std::max(first_panel_block, first_block)) * panel_size;
+      };
+      for (int64_t block = std::max(first_panel_block, first_block); block <= last_block; ++block)
+        pack_gradient_panel(p, output_gradient, row_begin, row_end, block * kBlockWidth, panel_of(block));
       std::fill(sums, sums + (task_end - task_begin) * kSumsPerTask, 0.0f);
       for (int64_t step_begin = row_begin; step_begin < row_end; step_begin += rows_per_step) {
         const int64_t step_end = std::min(row_end, step_begin + rows_per_step);
@@ -874,33 +877,19 @@ void kernel_gradient_pass(const Conv2DParams& p, const float* input, const float
           const ColumnRange window = window_of(at.t);
           if (window.first > window.last) continue;
           const int64_t first_output_channel = at.block * kBlockWidth;
-          const int64_t width = std::min(kBlockWidth, p.output_channels - first_output_channel);
           const GradientBlock block =
-              packed ? GradientBlock{panels + (at.block - first_block) * panel_size, row_begin, kBlockWidth, width}
-                     : GradientBlock{output_gradient + first_output_channel, 0, p.output_channels, width};
+              at.block >= first_panel_block
+                  ? GradientBlock{panel_of(at.block), row_begin, kBlockWidth}
+                  : GradientBlock{output_gradient + first_output_channel, 0, p.output_channels};
           float* task_sums = sums + (task - task_begin) * kSumsPerTask;
           const int64_t tap = tap_of(at.t), ci = at.first_input_channel;
           // A last block of at most one vector of real channels takes one vector.
-          if (packed) {
-            if (width > simd::kLanes) {
-              accumulate_kernel_tile_any<2, true>(at.channels, p, input, block, tap, ci, step_begin, step_end, window,
-                                                  task_sums);
-            } else {
-              accumulate_kernel_tile_any<1, true>(at.channels, p, input, block, tap, ci, step_begin, step_end, window,
-                                                  task_sums);
-            }
-          } else if (width == kBlockWidth) {
-            accumulate_kernel_tile_any<2, true>(at.channels, p, input, block, tap, ci, step_begin, step_end, window,
-                                                task_sums);
-          } else if (width > simd::kLanes) {
-            accumulate_kernel_tile_any<2, false>(at.channels, p, input, block, tap, ci, step_begin, step_end, window,
-                                                 task_sums);
-          } else if (width == simd::kLanes) {
-            accumulate_kernel_tile_any<1, true>(at.channels, p, input, block, tap, ci, step_begin, step_end, window,
-                                                task_sums);
+          if (p.output_channels - first_output_channel > simd::kLanes) {
+            accumulate_kernel_tile_any<2>(at.channels, p, input, block, tap, ci, step_begin, step_end, window,
+                                          task_sums);
           } else {
-            accumulate_kernel_tile_any<1, false>(at.channels, p, input, block, tap, ci, step_begin, step_end, window,
-                                                 task_sums);
+            accumulate_kernel_tile_any<1>(at.channels, p, input, block, tap, ci, step_begin, step_end, window,
+                                          task_sums);
           }
         }
       }
