@@ -514,8 +514,7 @@ void accumulate_kernel_tile_of(std::integer_sequence<int, Counts...>, int64_t ch
                                int64_t row_end, ColumnRange window, float* sums) {
   // Runs the instance for Counts + 1 == channels.
   (void)((channels == Counts + 1 &&
-          (accumulate_kernel_tile<Counts + 1, Vectors>(p, input, block, tap, ci, row_begin, row_end, window,
-                                                               sums),
+          (accumulate_kernel_tile<Counts + 1, Vectors>(p, input, block, tap, ci, row_begin, row_end, window, sums),
            true)) ||
          ...);
 }
@@ -524,8 +523,8 @@ template <int Vectors>
 void accumulate_kernel_tile_any(int64_t channels, const Conv2DParams& p, const float* input, GradientBlock block,
                                 int64_t tap, int64_t ci, int64_t row_begin, int64_t row_end, ColumnRange window,
                                 float* sums) {
-  accumulate_kernel_tile_of<Vectors>(std::make_integer_sequence<int, kGradientChannels>(), channels, p, input,
-                                             block, tap, ci, row_begin, row_end, window, sums);
+  accumulate_kernel_tile_of<Vectors>(std::make_integer_sequence<int, kGradientChannels>(), channels, p, input, block,
+                                     tap, ci, row_begin, row_end, window, sums);
 }
 
 // dY's columns first_output_channel.. of one chunk's pixels, kBlockWidth per pixel (zero past the
@@ -826,7 +825,10 @@ void kernel_gradient_pass(const Conv2DParams& p, const float* input, const float
   constexpr int64_t kSumsPerTask = kGradientChannels * kBlockWidth;
   // The widest window decides: the border passes' one or two columns would not repay a panel.
   int64_t widest_window = 0;
-  for (int64_t t = 0; t < taps; ++t) widest_window = std::max(widest_window, window_of(t).last - window_of(t).first + 1);
+  for (int64_t t = 0; t < taps; ++t) {
+    const ColumnRange window = window_of(t);
+    widest_window = std::max(widest_window, window.last - window.first + 1);
+  }
   if (widest_window <= 0) return;
   const bool wide = 2 * widest_window >= p.output_width;
   const bool packed = taps * channel_tiles >= 16 && blocks >= 3 && wide;
