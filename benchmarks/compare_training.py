@@ -4,11 +4,12 @@
 Each framework runs in its own process on the same synthetic data with the same thread count;
 rounds are interleaved so that drift on a shared machine hits every framework alike. Every process
 trains with Adam after warm-up steps (which also cover XLA / torch.compile compilation) and times
-`fit`-equivalent training and `predict`-equivalent inference. Prints samples/s per framework
+`fit`-equivalent training and `predict`-equivalent inference, each as passes over --steps batches
+repeated until --min-seconds have elapsed (one pass of a fast model can take milliseconds). Prints samples/s per framework
 (medians over rounds) and the ratio fastcnn / best peer, and writes the table to
 benchmarks/results/compare_training.md (not with --no-write).
 
-    python benchmarks/compare_training.py [--rounds 3] [--steps 30] [--threads 2] [--models ex1_b32,...]
+    python benchmarks/compare_training.py [--rounds 3] [--steps 30] [--min-seconds 2] [--threads 2] [--models ex1_b32,...]
                                           [--frameworks fastcnn,tensorflow,...] [--no-write]
                                           [--baseline DIR]
 
@@ -84,6 +85,19 @@ WORKER = textwrap.dedent('''
     import numpy as np
     framework, architecture, batch, shape, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5])
     sys.path.insert(0, sys.argv[6])  # the benchmarks folder
+    min_seconds = float(sys.argv[7])
+
+    def samples_per_second(run_pass):
+        """Samples/s of whole passes over the `steps` batches, repeated until `min_seconds` have elapsed:
+        a fast framework's single pass can last a few milliseconds, where scheduler noise decides."""
+        passes, start = 0, time.perf_counter()
+        while True:
+            run_pass()
+            passes += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_seconds:
+                return passes * batch * steps / elapsed
+
     from benchmark_models import MOBILENETV2_BLOCKS as BLOCKS, build
     threads = int(os.environ.get("OMP_NUM_THREADS", "2"))
     rng = np.random.default_rng(0)
@@ -184,9 +198,9 @@ WORKER = textwrap.dedent('''
                     torch.softmax(model(xt[step * batch:(step + 1) * batch]), dim=1)
 
         train(3)  # warm-up; for pytorch-compiled, also the compilation of the training graphs
-        start = time.perf_counter(); train(steps); train_rate = batch * steps / (time.perf_counter() - start)
+        train_rate = samples_per_second(lambda: train(steps))
         infer(2)  # warm-up; for pytorch-compiled, also the compilation of the inference graph
-        start = time.perf_counter(); infer(steps); infer_rate = batch * steps / (time.perf_counter() - start)
+        infer_rate = samples_per_second(lambda: infer(steps))
         print(json.dumps({"train": train_rate, "infer": infer_rate}))
         sys.exit(0)
     if framework in ("fastcnn", "fastcnn-baseline"):
@@ -210,13 +224,9 @@ WORKER = textwrap.dedent('''
     model = build(keras, architecture, tuple(shape))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x[:batch * 3], y[:batch * 3], batch_size=batch, epochs=1, verbose=0)  # warm-up (and XLA compilation)
-    start = time.perf_counter()
-    model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
-    train = batch * steps / (time.perf_counter() - start)
+    train = samples_per_second(lambda: model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0))
     model.predict(x[:batch * 2], batch_size=batch, verbose=0)
-    start = time.perf_counter()
-    model.predict(x, batch_size=batch, verbose=0)
-    infer = batch * steps / (time.perf_counter() - start)
+    infer = samples_per_second(lambda: model.predict(x, batch_size=batch, verbose=0))
     print(json.dumps({"train": train, "infer": infer}))
 ''')
 
@@ -249,13 +259,13 @@ def child_environment(framework, threads):
     return env
 
 
-def run(framework, model, steps, threads):
+def run(framework, model, steps, threads, min_seconds):
     architecture, batch, shape = MODELS[model]
     env = child_environment(framework, threads)
     cpus = env.pop("FASTCNN_BENCH_CPUS", None)
     preexec = (lambda: os.sched_setaffinity(0, [int(c) for c in cpus.split(",")])) if cpus else None
     result = subprocess.run([sys.executable, "-c", WORKER, framework, architecture, str(batch), json.dumps(shape),
-                             str(steps), str(pathlib.Path(__file__).resolve().parent)],
+                             str(steps), str(pathlib.Path(__file__).resolve().parent), str(min_seconds)],
                             capture_output=True, text=True, env=env, cwd=os.path.expanduser("~"),
                             preexec_fn=preexec)
     if result.returncode != 0:
@@ -267,6 +277,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--min-seconds", type=float, default=2.0,
+                        help="each timing repeats its pass of --steps batches until this many seconds have elapsed")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of: {', '.join(MODELS)}")
     parser.add_argument("--frameworks", default=",".join(f for f in FRAMEWORKS if f != "fastcnn-baseline"),
@@ -307,7 +319,7 @@ def main():
             for framework in frameworks:  # interleaved: every framework once per round
                 if (model, framework) in skipped:
                     continue
-                measured = run(framework, model, args.steps, args.threads)
+                measured = run(framework, model, args.steps, args.threads, args.min_seconds)
                 if "skipped" in measured:
                     skipped[(model, framework)] = measured["skipped"]
                     print(f"note: {model}: {FRAMEWORKS[framework][0]} skipped: {measured['skipped']}", flush=True)
@@ -355,8 +367,9 @@ def main():
     out = pathlib.Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
     (out / "compare_training.md").write_text(
-        f"`python benchmarks/compare_training.py --rounds {args.rounds} --steps {args.steps}`: medians of "
-        f"{args.rounds} interleaved rounds, {args.steps} steps each, {args.threads} threads.\n\n{table}\n")
+        f"`python benchmarks/compare_training.py --rounds {args.rounds} --steps {args.steps} --min-seconds "
+        f"{args.min_seconds:g}`: medians of {args.rounds} interleaved rounds; each timing repeats passes of "
+        f"{args.steps} steps until {args.min_seconds:g} s have elapsed; {args.threads} threads.\n\n{table}\n")
 
 
 if __name__ == "__main__":
