@@ -205,6 +205,7 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
             store_narrow_block(pixel_result[p], pass.output_channels, acc[p], bias, activation, pixel_residual[p]);
           }
         }
+        for (int64_t p = 0; p < tile.count; ++p) finish_activation(pixel_result[p], pass.output_channels, activation);
       };
 #if defined(__AVX512F__)
       if (block_width == simd::kHalfLanes) {
@@ -235,6 +236,7 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
                         pixel_residual[p] != nullptr ? pixel_residual[p] + first_channel : nullptr);
           }
         }
+        for (int64_t p = 0; p < tile.count; ++p) finish_activation(pixel_result[p] + first_channel, width, activation);
       }
     }
   });
@@ -348,6 +350,7 @@ inline void pointwise_tile(RowOf&& row_of, int64_t depth, int64_t count, const f
       store_narrow_block(result + p * result_stride, width, acc[p][0], bias_block, activation, residual_row);
     }
   }
+  for (int64_t p = 0; p < count; ++p) finish_activation(result + p * result_stride, width, activation);
 }
 
 // The pointwise pass over every output pixel, weights packed in blocks of Vectors * kLanes

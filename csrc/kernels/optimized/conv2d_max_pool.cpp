@@ -175,6 +175,7 @@ inline void convolve_tile(const float* const* rows, int64_t tap_count, int64_t d
   for (int64_t q = 0; q < count; ++q) {
     store_block(destination + q * stride, kBlockWidth, low[q], high[q], bias_block, activation);
   }
+  for (int64_t q = 0; q < count; ++q) finish_activation(destination + q * stride, kBlockWidth, activation);
 }
 
 // Each window's first maximum in row-major order over one band: a later position wins only when

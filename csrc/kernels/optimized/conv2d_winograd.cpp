@@ -335,6 +335,8 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
           floatv y_low[r][r], y_high[r][r];
           transform_output<V>(low, y_low);
           if constexpr (Vectors == 2) transform_output<V>(high, y_high);
+          float* stored[r * r];
+          int stored_count = 0;
           for (int i = 0; i < r && top[t] + i < p.output_height; ++i)
             for (int j = 0; j < r && left[t] + j < p.output_width; ++j) {
               const int64_t offset =
@@ -346,7 +348,9 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
               } else {
                 store_narrow_block(output + offset, width, y_low[i][j], bias_block, p.activation, residual);
               }
+              stored[stored_count++] = output + offset;
             }
+          for (int q = 0; q < stored_count; ++q) finish_activation(stored[q], width, p.activation);
         }
       }
     }
