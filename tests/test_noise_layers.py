@@ -221,3 +221,41 @@ def test_data_parallel_halves_draw_the_noise_of_the_whole_batch(rng, make):
     np.testing.assert_allclose(first + second, whole, rtol=1e-5, atol=1e-6 * np.max(np.abs(whole)))
     _, misplaced = gradients([2, 3], 0)
     assert not np.allclose(first + misplaced, whole, rtol=1e-3)
+
+
+def _graph(with_noise):
+    """A functional graph whose noise layers (when `with_noise`) sit where inference passes must alias
+    their output to their input: on the model input, on a tensor another branch also reads, in a
+    chain, before a merge, and as a model output."""
+    def noise(layer, tensor):
+        return layer(tensor) if with_noise else tensor
+
+    inputs = fastcnn.Input((6, 5, 3))
+    x = noise(layers.Dropout(0.5), inputs)
+    x = layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    branch = noise(layers.GaussianNoise(0.3), x)
+    branch = noise(layers.RandomFlip("horizontal"), branch)
+    branch = layers.Conv2D(4, 1)(branch)
+    other = layers.Conv2D(4, 1)(x)  # reads the tensor the noise branch also reads
+    merged = layers.add([noise(layers.SpatialDropout2D(0.4), branch), other])
+    flat = layers.Flatten()(merged)
+    logits = layers.Dense(5)(noise(layers.GaussianDropout(0.2), flat))
+    second = layers.Dropout(0.3)(logits) if with_noise else layers.Activation("linear")(logits)
+    return fastcnn.Model(inputs, [logits, second])
+
+
+def test_inference_aliases_noise_layers_in_any_graph_position(rng):
+    model, reference = _graph(True), _graph(False)
+    weights = [rng.standard_normal(w.shape).astype(np.float32) for w in reference.get_weights()]
+    model.set_weights(weights)
+    reference.set_weights(weights)
+    for batch in (1, 7, 300):  # 300: predict runs it in slices that reuse the activation buffers
+        x = rng.standard_normal((batch, 6, 5, 3)).astype(np.float32)
+        outputs, expected = model.predict(x, verbose=0), reference.predict(x, verbose=0)
+        np.testing.assert_array_equal(outputs[0], expected[0])
+        np.testing.assert_array_equal(outputs[1], expected[1])
+        np.testing.assert_array_equal(model(x)[1], expected[1])
+    only_noise = fastcnn.Sequential([fastcnn.Input((6, 5, 3)), layers.Dropout(0.5)])
+    x = rng.standard_normal((4, 6, 5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(only_noise.predict(x, verbose=0), x)
+    assert not np.array_equal(model(x, training=True)[0], reference(x)[0])

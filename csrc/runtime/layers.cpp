@@ -816,6 +816,7 @@ class DropoutLayer final : public Layer {
     }
   }
   std::string kind() const override { return "Dropout"; }
+  bool passes_input_in_inference() const override { return true; }
   SampleShape configure(const SampleShape& input) override { return input; }
 
   void forward(const StepContext& context, int64_t batch, const float* input, float*,
@@ -930,6 +931,7 @@ class NoiseLayer final : public Layer {
       : kind_(std::move(kind)), params_(params), own_seed_(seed) {}
   std::string kind() const override { return kind_; }
   SampleShape configure(const SampleShape& input) override { return input; }
+  bool passes_input_in_inference() const override { return true; }
 
   void forward(const StepContext& context, int64_t batch, const float* input, float*, float* output) override {
     last_noisy_ = context.training && (params_.kind == NoiseKind::gaussian_noise ? params_.stddev > 0.0f

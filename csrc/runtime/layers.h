@@ -59,6 +59,11 @@ class Layer {
   // A reshape (Flatten) moves no data: its output and input gradient alias its input and output
   // gradient.
   virtual bool is_reshape() const { return false; }
+  // Dropout, the noise layers and the random augmentation layers pass their input through
+  // unchanged outside training.
+  virtual bool passes_input_in_inference() const { return false; }
+  // Inference passes alias such a layer's output to its input, as a reshape's: no copy, no buffer.
+  bool aliases_input_in_inference() const { return is_reshape() || passes_input_in_inference(); }
   // Layers ending in softmax keep the logits: the fused softmax + cross-entropy loss reads them.
   virtual bool keeps_pre_activation() const { return false; }
   virtual Activation activation() const { return Activation::linear; }

@@ -644,7 +644,8 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
     for (int64_t id : nodes_[i].inputs) node_inputs.push_back(values_[tensor_index(id)]);
     const bool fuses_activation = batch_norm_activation_fused(i, training, fusion);
     layer.output_activation = fuses_activation ? batch_norm_activation_[i] : Activation::linear;
-    if (layer.is_reshape()) {
+    // Outside training the executor runs only on the inference buffers, planned with this aliasing.
+    if (layer.is_reshape() || (!training && layer.aliases_input_in_inference())) {
       values_[out] = node_inputs[0];
     } else {
       if (layer.scratch_per_sample() > 0) {

@@ -301,17 +301,20 @@ void Network::pass_activation_buffers() {
   // Inference passes run every fusion (Fusion::everywhere) and read a tensor only while its
   // consumers run, so its buffer is free once the last one has: a chain of layers needs two
   // buffers (and one for a kept pre-activation), a residual network a few more. A reshape's
-  // output is its input's buffer. Kept to the end: model outputs and their pre-activations (the
-  // loss reads them), and tensors under an activity penalty (evaluate adds it after the pass).
+  // output is its input's buffer, as is a Dropout's or a noise or random augmentation layer's
+  // (Layer::aliases_input_in_inference). Kept to the end: model outputs and their
+  // pre-activations (the loss reads them), and tensors under an activity penalty (evaluate adds
+  // it after the pass).
   const size_t node_count = layers_.size();
   inference_output_buffer_.assign(node_count, -1);
   inference_pre_activation_buffer_.assign(node_count, -1);
-  // storage[t]: the node whose buffer holds node t's output (t itself, or a reshape's source).
+  // storage[t]: the node whose buffer holds node t's output (t itself, or an aliasing layer's source).
   std::vector<int64_t> storage(node_count, -1), last_use(node_count, -1);
   std::vector<bool> kept(node_count, false);
   for (size_t i = 0; i < node_count; ++i) {
     const int64_t source = nodes_[i].inputs[0];
-    storage[i] = layers_[i]->is_reshape() && source >= 0 ? storage[static_cast<size_t>(source)] : static_cast<int64_t>(i);
+    storage[i] = layers_[i]->aliases_input_in_inference() && source >= 0 ? storage[static_cast<size_t>(source)]
+                                                                           : static_cast<int64_t>(i);
     if (is_output(static_cast<int64_t>(i)) || regularization_[i].on_activity()) kept[static_cast<size_t>(storage[i])] = true;
   }
   // A fused convolution's pass writes its pool's output, a folded layer's the last node it folds:
@@ -341,8 +344,9 @@ void Network::pass_activation_buffers() {
     return buffer;
   };
   for (size_t i = 0; i < node_count; ++i) {
-    // A fused pool is placed with its convolution; a reshape's output is its input's buffer.
-    if (runs_at[i] == i && !layers_[i]->is_reshape()) {
+    // A fused pool is placed with its convolution; a reshape's output is its input's buffer, and so
+    // is that of a layer that passes its input through in inference.
+    if (runs_at[i] == i && !layers_[i]->aliases_input_in_inference()) {
       // The node's outputs are placed before its inputs are released: a kernel never reads and
       // writes one buffer.
       const size_t writes = pair_fused(i, Fusion::everywhere)     ? static_cast<size_t>(fused_pool_[i])
