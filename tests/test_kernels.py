@@ -981,7 +981,7 @@ def test_conv2d_winograd_kernel_gradient_does_not_depend_on_thread_count(tier):
 # Stride-2 layers whose kernel covers 3 rows and columns of 2x2 pixel blocks (5x5 kernels, 6x6 with
 # even padding) run in the optimised tiers as a 3x3 stride-1 layer over a space-to-depth input
 # (4x the input channels) on Winograd, where that layer has >= 16 channels on both sides
-# (conv2d_space_to_depth.cpp); the kernel gradient only up to 4096 channel products (4 Ci x Co).
+# (conv2d_space_to_depth.cpp); the kernel gradient only up to 8192 channel products (4 Ci x Co).
 # ---------------------------------------------------------------------------------------------
 
 

@@ -135,9 +135,10 @@ bool space_to_depth_kernel_gradient_applicable(const Conv2DParams& p) {
   // Winograd's kernel gradient sums each chunk of tiles into points x (4 C) x Co partial sums
   // (conv2d_winograd.cpp, about 16 chunks a call), memory traffic the direct kernel gradient
   // (near the FMA peak on these layers) does not have: 64 -> 64 channels (16384 products) ran at
-  // 0.5-0.8x the direct one's speed, 32 -> 64 (8192) at 0.85-1.35x as the host's memory
-  // bandwidth varied, 16 -> 32 (2048) at 1.1-1.35x.
-  constexpr int64_t kMostChannelProducts = 4096;
+  // 0.5-0.8x the direct one's speed on one day and 1.1-1.2x on another, 32 -> 64 (8192) at
+  // 0.85-1.35x as the host's memory bandwidth varied and at 1.3x in four later pairs, 16 -> 32
+  // (2048) at 1.1-1.35x (Zen 4, 2 threads).
+  constexpr int64_t kMostChannelProducts = 8192;
   return space_to_depth_applicable(p) &&
          p.input_channels * kPhases * kPhases * p.output_channels <= kMostChannelProducts;
 }
