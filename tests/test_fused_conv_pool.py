@@ -5,7 +5,8 @@ Kernel level, every tier: the fused forward equals the unfused convolution then 
 its window positions are those of each window's first maximum, and the fused kernel gradient
 equals the unfused chain (pooling backward with the ReLU's derivative, then the convolution's
 kernel gradient) — exactly on integer data, where every sum is exact, and within float rounding on
-random data. Network level: which pairs fuse, and training/prediction with the fusion on and off.
+random data. Network level: which pairs fuse, and training/prediction with the fusion on and off
+(prediction computes no window positions: bitwise the unfused pair's maxima, NaN included).
 """
 
 import numpy as np
@@ -305,3 +306,25 @@ def test_training_with_and_without_fusion(tier, case):
     with_fusion, without_fusion = _with_kernels(tier, predict_both)
     np.testing.assert_array_equal(with_fusion, without_fusion)
     np.testing.assert_array_equal(with_fusion, fused_prediction)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_predict_skips_window_positions_and_keeps_max_pooling_rule(tier):
+    """Inference passes compute the fused pair without the windows' positions (only training needs
+    them): the same maxima, NaN included, as the unfused convolution and pooling."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((9, 20, 20, 1)).astype(np.float32)
+    x[0, 3:6, 3:6, 0] = np.nan  # NaN windows: max pooling keeps the NaN
+    x[1, :, :, 0] = 0.0  # all-equal windows: the first position wins, the value is the same
+
+    def predict_both():
+        model = _model(_input_first(1))
+        model.set_weights([rng.standard_normal(w.shape).astype(np.float32) for w in model.get_weights()])
+        assert list(model._network.fused_max_pool_layers()) == [0]
+        with_fusion = model.predict(x, verbose=0)
+        model._network.set_max_pool_fusion(False)
+        return with_fusion, model.predict(x, verbose=0)
+
+    with_fusion, without_fusion = _with_kernels(tier, predict_both)
+    assert np.isnan(with_fusion[0]).any()
+    np.testing.assert_array_equal(with_fusion, without_fusion)

@@ -133,12 +133,13 @@ class Conv2DLayer final : public ActivatedLayer {
     pool_params.batch = batch;
     const float* kernel = context.parameters + parameter_offset;
     const float* bias = use_bias_ ? kernel + params.kernel_size() : nullptr;
-    // Grows to the largest batch seen, then no allocation.
-    if (window_index_.size() < static_cast<size_t>(pool_params.output_size())) {
+    // The windows' positions of the maxima are for the backward pass: training passes only. Grows to
+    // the largest training batch seen, then no allocation.
+    if (context.training && window_index_.size() < static_cast<size_t>(pool_params.output_size())) {
       window_index_.resize(static_cast<size_t>(pool_params.output_size()));
     }
     context.kernels.conv2d_max_pool2d_forward(params, pool_params, input, kernel, bias, pool_output,
-                                              window_index_.data());
+                                              context.training ? window_index_.data() : nullptr);
   }
 
   void backward_max_pool(const StepContext& context, int64_t batch, const float* input, const Layer& pool,

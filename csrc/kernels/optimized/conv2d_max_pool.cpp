@@ -180,8 +180,9 @@ inline void convolve_tile(const float* const* rows, int64_t tap_count, int64_t d
 
 // Each window's first maximum in row-major order over one band: a later position wins only when
 // strictly greater, or NaN over a non-NaN best (as max_pool2d_forward). PoolHeight/PoolWidth: the
-// window at compile time (the common 2x2, unrolled), or 0 for p's.
-template <int PoolHeight, int PoolWidth>
+// window at compile time (the common 2x2, unrolled), or 0 for p's. Positions: whether the positions
+// go to window_index (training; inference passes skip them).
+template <int PoolHeight, int PoolWidth, bool Positions>
 void pool_band(const Pool2DParams& p, const Band& band, int64_t channels, const float* convolution, float* output,
                uint8_t* window_index) {
   const int64_t pool_height = PoolHeight > 0 ? PoolHeight : p.pool_height;
@@ -198,24 +199,31 @@ void pool_band(const Pool2DParams& p, const Band& band, int64_t channels, const 
           const floatv value = simd::load(window + dy * row_stride + dx * band.channels_padded + channel);
           const maskv wins = (value > best) | ((value != value) & (best == best));
           best = wins ? value : best;
-          const int32_t position = static_cast<int32_t>(dy * pool_width + dx);
-          best_position = wins ? simd::broadcast_int(position) : best_position;
+          if constexpr (Positions) {
+            const int32_t position = static_cast<int32_t>(dy * pool_width + dx);
+            best_position = wins ? simd::broadcast_int(position) : best_position;
+          }
         }
       const int64_t width = std::min<int64_t>(simd::kLanes, channels - channel);
-      // The positions as bytes in a local first: byte stores through window_index could alias
-      // anything, and would make the compiler reload every pointer after each.
-      uint8_t positions[simd::kLanes];
-      simd::narrow_to_bytes(best_position, positions);
       if (width == simd::kLanes) {
         simd::store(output + channel, best);
-        std::memcpy(window_index + channel, positions, simd::kLanes);
       } else {
         simd::store_partial(output + channel, best, width);
-        std::memcpy(window_index + channel, positions, static_cast<size_t>(width));
+      }
+      if constexpr (Positions) {
+        // The positions as bytes in a local first: byte stores through window_index could alias
+        // anything, and would make the compiler reload every pointer after each.
+        uint8_t positions[simd::kLanes];
+        simd::narrow_to_bytes(best_position, positions);
+        if (width == simd::kLanes) {
+          std::memcpy(window_index + channel, positions, simd::kLanes);
+        } else {
+          std::memcpy(window_index + channel, positions, static_cast<size_t>(width));
+        }
       }
     }
     output += channels;
-    window_index += channels;
+    if constexpr (Positions) window_index += channels;
   }
 }
 
@@ -281,10 +289,13 @@ void conv2d_max_pool2d_forward(const Conv2DParams& c, const Pool2DParams& p, con
         }
       }
       const int64_t out = item * p.output_width * c.output_channels;
-      if (p.pool_height == 2 && p.pool_width == 2) {
-        pool_band<2, 2>(p, band, c.output_channels, convolution, output + out, window_index + out);
+      const bool square = p.pool_height == 2 && p.pool_width == 2;
+      if (window_index == nullptr) {
+        (square ? pool_band<2, 2, false> : pool_band<0, 0, false>)(p, band, c.output_channels, convolution,
+                                                                   output + out, nullptr);
       } else {
-        pool_band<0, 0>(p, band, c.output_channels, convolution, output + out, window_index + out);
+        (square ? pool_band<2, 2, true> : pool_band<0, 0, true>)(p, band, c.output_channels, convolution,
+                                                                 output + out, window_index + out);
       }
     }
   });

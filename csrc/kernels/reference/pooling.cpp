@@ -123,7 +123,7 @@ void average_pool2d_backward(const Pool2DParams& p, const float* output_gradient
 }
 
 // Conv2D + MaxPooling2D: literally the reference convolution into a buffer, then the reference
-// pooling's first maximum of each window and its position in the window.
+// pooling's first maximum of each window and its position in the window (when window_index is not null).
 void conv2d_max_pool2d_forward(const Conv2DParams& c, const Pool2DParams& p, const float* input,
                                const float* kernel, const float* bias, float* output, uint8_t* window_index) {
   std::vector<float> convolution(static_cast<size_t>(c.output_size()));
@@ -137,7 +137,7 @@ void conv2d_max_pool2d_forward(const Conv2DParams& c, const Pool2DParams& p, con
           const int64_t pixel = argmax / p.channels;
           const int64_t iw = pixel % p.input_width, ih = (pixel / p.input_width) % p.input_height;
           output[out] = convolution[static_cast<size_t>(argmax)];
-          window_index[out] = static_cast<uint8_t>((ih - oh * p.stride_height) * p.pool_width + (iw - ow * p.stride_width));
+          if (window_index != nullptr) window_index[out] = static_cast<uint8_t>((ih - oh * p.stride_height) * p.pool_width + (iw - ow * p.stride_width));
         }
 }
 
