@@ -142,9 +142,13 @@ void accumulate_band_any(int64_t entries, const Conv2DParams& c, const Band& ban
 // One 6-pixel x kBlockWidth-channel tile of the band: the micro-kernel's sum (accumulate_tile's order:
 // taps, then depth) in 12 named accumulators, which the compiler keeps in registers (an array
 // passed by reference here stayed on the stack), then store_block's bias and activation.
+// TapCount, Depth: known at compile time (unrolled loops) for the commonest first layer, 0 otherwise.
+template <int TapCount = 0, int Depth = 0>
 inline void convolve_tile(const float* const* rows, int64_t tap_count, int64_t depth, const float* weights,
                           const float* bias_block, Activation activation, int64_t count, int64_t stride,
                           float* destination) {
+  if constexpr (TapCount > 0) tap_count = TapCount;
+  if constexpr (Depth > 0) depth = Depth;
   floatv a00 = {}, a01 = {}, a10 = {}, a11 = {}, a20 = {}, a21 = {}, a30 = {}, a31 = {}, a40 = {}, a41 = {},
          a50 = {}, a51 = {};
   for (int64_t t = 0; t < tap_count; ++t, rows += kTilePixels, weights += depth * kBlockWidth) {
@@ -248,6 +252,8 @@ void conv2d_max_pool2d_forward(const Conv2DParams& c, const Pool2DParams& p, con
   const bool merged = c.dilation_width == 1;
   const int64_t depth = merged ? c.kernel_width * c.input_channels : c.input_channels;
   const int64_t tap_count = merged ? c.kernel_height : taps;
+  // A 3x3 kernel on one channel (MNIST-style first layers): 3 merged taps of depth 3, unrolled.
+  const bool three_by_three_on_one_channel = merged && tap_count == 3 && depth == 3;
   const int64_t block_stride = taps * c.input_channels * kBlockWidth;
   const int64_t patch_row_size = band.patch_columns * c.input_channels;
   const int64_t band_pixels = band.conv_rows * band.conv_columns;
@@ -283,9 +289,15 @@ void conv2d_max_pool2d_forward(const Conv2DParams& c, const Pool2DParams& p, con
         const int64_t count = std::min(kTilePixels, band_pixels - first);
         const float* const* tile_rows = rows + tile * tap_count * kTilePixels;
         for (int64_t block = 0; block < blocks; ++block) {
-          convolve_tile(tile_rows, tap_count, depth, packed_blocks + block * block_stride,
-                        bias_blocks != nullptr ? bias_blocks + block * kBlockWidth : nullptr, c.activation, count,
-                        band.channels_padded, convolution + first * band.channels_padded + block * kBlockWidth);
+          const float* bias_block = bias_blocks != nullptr ? bias_blocks + block * kBlockWidth : nullptr;
+          float* destination = convolution + first * band.channels_padded + block * kBlockWidth;
+          if (three_by_three_on_one_channel) {
+            convolve_tile<3, 3>(tile_rows, tap_count, depth, packed_blocks + block * block_stride, bias_block,
+                                c.activation, count, band.channels_padded, destination);
+          } else {
+            convolve_tile(tile_rows, tap_count, depth, packed_blocks + block * block_stride, bias_block,
+                          c.activation, count, band.channels_padded, destination);
+          }
         }
       }
       const int64_t out = item * p.output_width * c.output_channels;
