@@ -342,7 +342,11 @@ inline void pointwise_tile(RowOf&& row_of, int64_t depth, int64_t count, const f
       for (int v = 0; v < Vectors; ++v) acc[p][v] += b * w[v];
     }
   }
-  for (int64_t p = 0; p < count; ++p) {
+  // Stored unrolled, with constant indices (the pixels past count skipped, not looped to), so that
+  // the accumulators are read from their registers rather than from a stack copy.
+#pragma GCC unroll 24
+  for (int p = 0; p < Pixels; ++p) {
+    if (p >= count) continue;
     const float* residual_row = residual != nullptr ? residual + p * result_stride : nullptr;
     if constexpr (Vectors == 2) {
       store_block(result + p * result_stride, width, acc[p][0], acc[p][1], bias_block, activation, residual_row);
