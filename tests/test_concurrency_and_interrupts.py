@@ -301,8 +301,12 @@ INTERRUPTED_FIT = textwrap.dedent("""
 def test_sigint_during_fit_lands_between_steps_and_leaves_a_whole_model(tmp_path, source):
     script = tmp_path / "interrupted_fit.py"
     script.write_text(INTERRUPTED_FIT)
+    # The child starts with SIGINT's default disposition, as under a terminal, whatever this process
+    # inherited: a test run started in the background by a shell without job control ignores SIGINT,
+    # and Python keeps an inherited SIG_IGN (the child would then never be interrupted).
     child = subprocess.Popen([sys.executable, str(script), source, str(tmp_path)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, cwd=str(tmp_path))
+                             stderr=subprocess.PIPE, text=True, cwd=str(tmp_path),
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = child.stdout.readline()
         assert line.strip() == "started", line + child.stderr.read()
@@ -316,7 +320,7 @@ def test_sigint_during_fit_lands_between_steps_and_leaves_a_whole_model(tmp_path
     finally:
         if child.poll() is None:
             child.kill()
-            child.communicate()
+        child.communicate()  # closes the pipes whichever way the test ended
     assert child.returncode == 0, stdout + stderr
     assert "consistent after" in stdout, stdout + stderr
     # A step of this model takes a few milliseconds; "within about one batch" with room for a
