@@ -4,9 +4,10 @@ numpy-only ``fastcnn.data.Dataset`` in place of a ``tf.data.Dataset``.
 Files are listed exactly as Keras lists them (``keras/src/utils/dataset_utils.py``): class
 subfolders in sorted order (or the order of `class_names`), files found by a sorted recursive walk
 of each, paths shuffled with ``np.random.RandomState(seed)`` before the validation split, so the
-same seed gives the same `file_paths` and the same split as Keras. Images are decoded with Pillow
-(an optional dependency: ``pip install fastcnn[images]``) when their batch is requested, and
-resized with ``fastcnn._image_resize``, which follows ``tf.image.resize``.
+same seed gives the same `file_paths` and the same split as Keras. Images are decoded when their
+batch is requested (JPEGs by simplejpeg with TensorFlow's decoder settings, the rest and the
+fallback by Pillow: ``pip install fastcnn[images]`` installs both) and resized with
+``fastcnn._image_resize``, which follows ``tf.image.resize``.
 """
 
 import itertools
@@ -51,42 +52,77 @@ def _simplejpeg():
 _SIMPLEJPEG = False  # not looked up yet
 
 
-def _decode_jpeg_fast(path, num_channels):
-    """A colour JPEG decoded by simplejpeg (libjpeg-turbo, exact DCT and upsampling: the same pixels
-    as Pillow's decoder, about 4x faster here), or None where it is not installed or declines the
-    file (CMYK, unusual subsampling), so that Pillow decodes it."""
+# libjpeg decodes at 1/2, 1/4 or 1/8 of the size in its inverse DCT (the faster paths among its
+# M/8 scales): the reductions `jpeg_dct_scaling` chooses from, largest first.
+_DCT_REDUCTIONS = (8, 4, 2)
+
+
+def _dct_reduction(height, width, largest_reduction):
+    """The largest of libjpeg's fast reductions within `largest_reduction(height, width)`, or 1."""
+    if largest_reduction is None:
+        return 1
+    allowed = largest_reduction(height, width)
+    return next((factor for factor in _DCT_REDUCTIONS if factor <= allowed), 1)
+
+
+def _decode_jpeg_fast(path, num_channels, largest_reduction=None):
+    """A JPEG decoded by simplejpeg (libjpeg-turbo) with TensorFlow's decoder settings (the fast
+    integer DCT, fancy upsampling, libjpeg's own greyscale conversion: tf.io.decode_jpeg's pixels
+    bit for bit), or None where simplejpeg is not installed or declines the file (CMYK, unusual
+    subsampling, a recoverable error), so that Pillow decodes it. `largest_reduction`, a function
+    of the image's (height, width), allows decoding at 1/2, 1/4 or 1/8 of the size."""
     simplejpeg = _simplejpeg()
-    if simplejpeg is None or num_channels == 1 or not path.lower().endswith((".jpg", ".jpeg")):
+    if simplejpeg is None or not path.lower().endswith((".jpg", ".jpeg")):
         return None
     try:
         with open(path, "rb") as file:
             data = file.read()
         if not simplejpeg.is_jpeg(data):
             return None
-        array = simplejpeg.decode_jpeg(data, colorspace="RGB")
+        minimum = {}
+        if largest_reduction is not None:
+            height, width = simplejpeg.decode_jpeg_header(data)[:2]
+            factor = _dct_reduction(height, width, largest_reduction)
+            if factor > 1:
+                # libjpeg's output at scale M/8 is ceil(size * M / 8): asking for at least the
+                # 1/factor size picks that scale.
+                minimum = {"min_height": -(-height // factor), "min_width": -(-width // factor)}
+        array = simplejpeg.decode_jpeg(data, colorspace="GRAY" if num_channels == 1 else "RGB", fastdct=True,
+                                       **minimum)
     except (ValueError, OSError):
         return None
+    if array.ndim == 2:
+        array = array[:, :, None]
     if num_channels == 4:
         array = np.concatenate([array, np.full(array.shape[:2] + (1,), 255, np.uint8)], axis=2)
     return array
 
 
-def load_image(path, num_channels):
+def load_image(path, num_channels, largest_reduction=None):
     """Decodes one file to a (height, width, num_channels) uint8 array, converting colours as
     TensorFlow's decoders do: alpha dropped for RGB, added opaque for RGBA, 16-bit samples reduced
-    to their high byte, an animated GIF's first frame. Colour JPEGs go through simplejpeg where it
-    is installed (`pip install fastcnn[images]` installs it), the rest through Pillow."""
-    fast = _decode_jpeg_fast(path, num_channels)
+    to their high byte, an animated GIF's first frame. JPEGs go through simplejpeg where it is
+    installed (`pip install fastcnn[images]` installs it), the rest through Pillow.
+
+    `largest_reduction`: None, or a function of the image's (height, width) giving the largest
+    factor by which a JPEG may be decoded smaller (libjpeg's DCT scaling, 1/2, 1/4 or 1/8)."""
+    fast = _decode_jpeg_fast(path, num_channels, largest_reduction)
     if fast is not None:
         return fast
     Image = _pil_image()
     try:
         with Image.open(path) as image:
             image.seek(0)
+            mode = {1: "L", 3: "RGB", 4: "RGBA"}[num_channels]
+            if largest_reduction is not None and image.format == "JPEG":
+                factor = _dct_reduction(image.height, image.width, largest_reduction)
+                if factor > 1:
+                    # draft() takes the scale min(width // requested width, height // requested
+                    # height), rounded down to 8, 4 or 2.
+                    image.draft(image.mode, (max(1, image.width // factor), max(1, image.height // factor)))
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
                 # 16-bit greyscale PNG: libpng (inside TensorFlow) keeps each sample's high byte.
                 image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).astype(np.uint8), mode="L")
-            mode = {1: "L", 3: "RGB", 4: "RGBA"}[num_channels]
             if image.mode != mode:
                 image = image.convert(mode)
             array = np.asarray(image, dtype=np.uint8)
@@ -123,7 +159,7 @@ class ImageDataset(Dataset):
     """
 
     def __init__(self, file_paths, labels, label_mode, class_names, image_size, num_channels, interpolation,
-                 crop_to_aspect_ratio, pad_to_aspect_ratio, batch_size, shuffle, seed):
+                 crop_to_aspect_ratio, pad_to_aspect_ratio, batch_size, shuffle, seed, jpeg_dct_scaling=False):
         self.file_paths = list(file_paths)
         self.class_names = class_names
         self.batch_size = batch_size
@@ -135,6 +171,7 @@ class ImageDataset(Dataset):
         self._interpolation = interpolation
         self._crop = crop_to_aspect_ratio
         self._pad = pad_to_aspect_ratio
+        self._jpeg_dct_scaling = jpeg_dct_scaling
         self._shuffle = shuffle
         # One generator for the dataset's life: each iteration draws the next permutation from it.
         self._rng = np.random.default_rng(seed) if shuffle else None
@@ -153,12 +190,22 @@ class ImageDataset(Dataset):
                 f"batch_size={self.batch_size}, image_size={self.image_size}>")
 
     def _load(self, path):
-        image = load_image(path, self._num_channels).astype(np.float32)
+        image = load_image(path, self._num_channels, self._largest_reduction if self._jpeg_dct_scaling else None)
+        # uint8: the compiled resizes read it as it is.
         if self._crop:
             return _image_resize.resize_with_crop(image, self.image_size, self._interpolation)
         if self._pad:
             return _image_resize.resize_with_pad(image, self.image_size, self._interpolation)
         return _image_resize.resize(image, self.image_size, self._interpolation)
+
+    def _largest_reduction(self, height, width):
+        """How much smaller an image of (height, width) may be decoded while the part that is
+        resized keeps at least the target's pixels on both axes. A centred crop with the target's
+        aspect ratio shrinks by min(height / target_height, width / target_width), as the whole
+        image does; padding fits the image inside the target, by the larger of the two."""
+        target_height, target_width = self.image_size
+        ratios = (height / target_height, width / target_width)
+        return max(ratios) if self._pad else min(ratios)
 
     def _load_or_error(self, index):
         """(index, image) or (index, the ValueError that names the file)."""
@@ -385,7 +432,7 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
                                  batch_size=32, image_size=(256, 256), shuffle=True, seed=None, validation_split=None,
                                  subset=None, interpolation="bilinear", follow_links=False,
                                  crop_to_aspect_ratio=False, pad_to_aspect_ratio=False, data_format=None,
-                                 verbose=True):
+                                 verbose=True, jpeg_dct_scaling=False):
     """Generates a dataset from image files in a directory, as ``keras.utils.image_dataset_from_directory``.
 
     With ``directory/class_a/*.png`` and ``directory/class_b/*.jpg``, ``labels='inferred'`` labels
@@ -416,6 +463,12 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
         data_format: None or ``'channels_last'`` (fastcnn's only layout).
         verbose: print how many files and classes were found (and, where stderr is a terminal, a
             running count of the files found while a scan of over 10,000 files or 1 s goes on).
+        jpeg_dct_scaling: fastcnn's own option, off by default. True decodes each JPEG at 1/2,
+            1/4 or 1/8 of its size (libjpeg's DCT scaling, the largest reduction that still
+            leaves at least `image_size` to resize), which makes decoding 2-4x cheaper where the
+            files are at least twice the target size. The pixels are then close to, not equal
+            to, Keras's (which decodes at full size and resizes); off, JPEGs decode to
+            TensorFlow's pixels bit for bit.
 
     Returns:
         an `ImageDataset` (see its documentation), or a list of two with ``subset='both'``.
@@ -460,6 +513,8 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
     if data_format not in (None, "channels_last"):
         raise ValueError("fastcnn stores images channels-last only: `data_format` must be None or "
                          f"'channels_last'. Received: data_format={data_format!r}")
+    if not isinstance(jpeg_dct_scaling, bool):
+        raise ValueError(f"`jpeg_dct_scaling` must be True or False. Received: jpeg_dct_scaling={jpeg_dct_scaling!r}")
     if pad_to_aspect_ratio and crop_to_aspect_ratio:
         raise ValueError("Only one of `pad_to_aspect_ratio`, `crop_to_aspect_ratio` can be set to `True`.")
     _check_validation_split_arg(validation_split, subset, shuffle, seed)
@@ -479,7 +534,8 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
 
     def make(paths, subset_labels, subset_shuffle):
         return ImageDataset(paths, subset_labels, label_mode, class_names, image_size, num_channels, interpolation,
-                            crop_to_aspect_ratio, pad_to_aspect_ratio, batch_size, subset_shuffle, seed)
+                            crop_to_aspect_ratio, pad_to_aspect_ratio, batch_size, subset_shuffle, seed,
+                            jpeg_dct_scaling=jpeg_dct_scaling)
 
     if subset == "both":
         train_paths, train_labels = _split(image_paths, labels, validation_split, "training")

@@ -164,12 +164,24 @@ def _resize_axis(image, size, axis, interpolation):
     return result
 
 
-def resize(image, size, interpolation="bilinear"):
-    """Resizes an (height, width, channels) image to `size` = (height, width); float32 result."""
-    image = np.asarray(image, dtype=np.float32)
+def resize(image, size, interpolation="bilinear", window=None):
+    """Resizes an (height, width, channels) image to `size` = (height, width); float32 result.
+    `window` = (top, left, height, width) resizes that part of the image alone. A uint8 image
+    (a decoded file) goes to the compiled kernel as it is, which converts each pixel it reads."""
     height, width = size
     if interpolation in _COMPILED:
-        return _core.ops.resize(image[np.newaxis], (height, width), interpolation)[0]
+        image = np.asarray(image)
+        if image.dtype != np.uint8:
+            image = np.asarray(image, dtype=np.float32)
+        if window is None:
+            return _core.ops.resize(image[np.newaxis], (height, width), interpolation)[0]
+        top, left, window_height, window_width = window
+        return _core.ops.resize(image[np.newaxis], (height, width), interpolation, window_size=(window_height, window_width),
+                                window_origins=np.array([[top, left]], dtype=np.int64))[0]
+    image = np.asarray(image, dtype=np.float32)
+    if window is not None:
+        top, left, window_height, window_width = window
+        image = image[top:top + window_height, left:left + window_width]
     # Interpolating methods reproduce an axis of unchanged size exactly; the span kernels
     # (lanczos, gaussian, mitchellcubic) smooth it even then, as TensorFlow's do.
     smoothing = interpolation in _SPAN_KERNELS
@@ -192,7 +204,7 @@ def resize_with_crop(image, size, interpolation="bilinear"):
     crop_width = max(min(width, crop_width), 1)
     top = int(np.float32(height - crop_height) / np.float32(2))
     left = int(np.float32(width - crop_width) / np.float32(2))
-    return resize(image[top:top + crop_height, left:left + crop_width], size, interpolation)
+    return resize(image, size, interpolation, window=(top, left, crop_height, crop_width))
 
 
 def _framed(image, top, bottom, left, right, fill_value):

@@ -227,7 +227,7 @@ def test_other_formats_decode_like_tensorflow(tf, tmp_path):
     x_ours, x_theirs = ours.as_numpy()[0], _keras_arrays(theirs)[0]
     assert ours.file_paths == list(theirs.file_paths)
     np.testing.assert_array_equal(x_ours[:2], x_theirs[:2])        # bmp, gif: lossless, same pixels
-    assert np.abs(x_ours[2] - x_theirs[2]).max() <= 8               # jpg: two JPEG decoders
+    np.testing.assert_array_equal(x_ours[2], x_theirs[2])           # jpg: TensorFlow's decoder settings
 
 
 def test_corrupt_file_is_skipped_with_a_warning_naming_it(folder):
@@ -253,10 +253,10 @@ def test_a_loading_failure_other_than_decoding_names_the_file_and_ends_the_pool(
 
     original = _image_dataset.load_image
 
-    def load(path, num_channels):
+    def load(path, num_channels, largest_reduction=None):
         if path.endswith("img_2.png") and "cats" in path:
             raise MemoryError("no memory for this image")
-        return original(path, num_channels)
+        return original(path, num_channels, largest_reduction)
 
     monkeypatch.setattr(_image_dataset, "load_image", load)
     before = set(threading.enumerate())
@@ -361,26 +361,82 @@ def test_import_fastcnn_loads_neither_pillow_nor_matplotlib(tmp_path):
     assert result.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("subsampling", [0, 2])  # 4:4:4 and 4:2:0
-def test_simplejpeg_decodes_colour_jpegs_as_pillow_does(tmp_path, subsampling):
-    pytest.importorskip("simplejpeg")
-    from PIL import Image
+def _smooth_noisy_image(rng, height, width, channels=3):
+    """Gradients with noise: JPEG's usual content, with enough detail that DCT rounding shows."""
+    rows, columns = np.mgrid[0:height, 0:width]
+    planes = [columns * 255.0 / width, rows * 255.0 / height, (rows + columns) % 256.0][:channels]
+    image = np.stack(planes, -1) + rng.normal(0, 20, (height, width, channels))
+    return np.clip(image, 0, 255).astype(np.uint8)
 
+
+@pytest.mark.parametrize("subsampling", [0, 1, 2])  # 4:4:4, 4:2:2 and 4:2:0
+def test_simplejpeg_decodes_jpegs_as_tensorflow_does(tf, tmp_path, subsampling):
+    pytest.importorskip("simplejpeg")
     from fastcnn import _image_dataset
 
     rng = np.random.default_rng(3)
     for index, (height, width) in enumerate([(33, 47), (64, 64), (17, 120)]):
         path = str(tmp_path / f"{index}.jpg")
-        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(
-            path, quality=85, subsampling=subsampling)
-        for channels in (3, 4):
+        Image.fromarray(_smooth_noisy_image(rng, height, width)).save(path, quality=85, subsampling=subsampling)
+        data = tf.io.read_file(path)
+        for channels in (1, 3):
+            expected = tf.io.decode_jpeg(data, channels=channels).numpy()
             fast = _image_dataset._decode_jpeg_fast(path, channels)
             assert fast is not None and fast.shape == (height, width, channels)
-            with Image.open(path) as image:
-                expected = np.asarray(image.convert({3: "RGB", 4: "RGBA"}[channels]))
-            np.testing.assert_array_equal(fast, expected)
+            np.testing.assert_array_equal(fast, expected, err_msg=f"{height}x{width}, {channels} channels")
             np.testing.assert_array_equal(_image_dataset.load_image(path, channels), expected)
+        # TensorFlow decodes no 4-channel JPEG; fastcnn adds an opaque alpha to the RGB pixels.
+        rgba = _image_dataset.load_image(path, 4)
+        np.testing.assert_array_equal(rgba[..., :3], tf.io.decode_jpeg(data, channels=3).numpy())
+        assert (rgba[..., 3] == 255).all()
+    grey = str(tmp_path / "grey.jpg")
+    Image.fromarray(_smooth_noisy_image(rng, 21, 30)[..., 0]).save(grey, quality=90)
+    for channels in (1, 3):
+        np.testing.assert_array_equal(_image_dataset.load_image(grey, channels),
+                                      tf.io.decode_jpeg(tf.io.read_file(grey), channels=channels).numpy())
     cmyk = str(tmp_path / "cmyk.jpg")
     Image.fromarray(rng.integers(0, 256, (8, 8, 4), dtype=np.uint8), "CMYK").save(cmyk)
-    assert _image_dataset.load_image(cmyk, 3).shape == (8, 8, 3)  # simplejpeg declines CMYK; Pillow decodes it
-    assert _image_dataset._decode_jpeg_fast(str(tmp_path / "0.jpg"), 1) is None  # greyscale: Pillow's conversion
+    cmyk_expected = tf.io.decode_jpeg(tf.io.read_file(cmyk), channels=3).numpy()
+    assert np.abs(_image_dataset.load_image(cmyk, 3).astype(int) - cmyk_expected).max() <= 8  # CMYK to RGB: near
+
+
+@pytest.mark.parametrize("decoder", ["simplejpeg", "pillow"])
+def test_jpeg_dct_scaling_decodes_smaller_and_close_to_the_full_decode(tmp_path, monkeypatch, decoder):
+    from fastcnn import _image_dataset
+
+    if decoder == "simplejpeg":
+        pytest.importorskip("simplejpeg")
+    else:
+        monkeypatch.setattr(_image_dataset, "_SIMPLEJPEG", None)  # as if simplejpeg were not installed
+    rng = np.random.default_rng(5)
+    path = str(tmp_path / "big.jpg")
+    Image.fromarray(np.asarray(Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize(
+        (203, 150), Image.Resampling.BILINEAR))).save(path, quality=95)
+    # The largest of 8, 4, 2 within the allowed reduction; libjpeg's sizes are ceil(size / factor).
+    for allowed, expected_shape in [(1.9, (150, 203, 3)), (2.0, (75, 102, 3)), (3.99, (75, 102, 3)),
+                                    (4.5, (38, 51, 3)), (100, (19, 26, 3))]:
+        image = _image_dataset.load_image(path, 3, lambda height, width, allowed=allowed: allowed)
+        assert image.shape == expected_shape, (allowed, image.shape)
+    assert _image_dataset.load_image(path, 3, lambda height, width: 4.0).dtype == np.uint8
+    # Through image_dataset_from_directory: the target's shape, pixels near the full decode's.
+    folder = tmp_path / "data"
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+        Image.open(path).save(folder / name / "x.jpg", quality=95)
+    for options in ({}, {"crop_to_aspect_ratio": True}, {"pad_to_aspect_ratio": True}):
+        full, reduced = (utils.image_dataset_from_directory(str(folder), image_size=(40, 60), shuffle=False,
+                                                            verbose=False, jpeg_dct_scaling=scaling, **options)
+                         for scaling in (False, True))
+        x_full, x_reduced = full.as_numpy()[0], reduced.as_numpy()[0]
+        assert x_reduced.shape == x_full.shape == (2, 40, 60, 3)
+        assert np.abs(x_reduced - x_full).mean() < 6, options  # smooth content: a few levels of 255
+        assert not np.array_equal(x_reduced, x_full)  # decoded smaller (pixels not Keras's)
+    with pytest.raises(ValueError, match="jpeg_dct_scaling"):
+        utils.image_dataset_from_directory(str(folder), jpeg_dct_scaling="yes", verbose=False)
+    # A PNG is decoded whole whatever the option.
+    Image.open(path).save(folder / "a" / "y.png")
+    ds = utils.image_dataset_from_directory(str(folder), image_size=(40, 60), shuffle=False, verbose=False,
+                                            jpeg_dct_scaling=True)
+    png_index = ds.file_paths.index(str(folder / "a" / "y.png"))
+    expected = _image_resize.resize(np.asarray(Image.open(path).convert("RGB")), (40, 60))
+    np.testing.assert_allclose(ds.as_numpy()[0][png_index], expected, atol=8)

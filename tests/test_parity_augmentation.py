@@ -274,3 +274,66 @@ def test_summary_shapes_match_keras(tf):
         assert ours.output_shape == tuple(theirs.output.shape), ours.name
         assert ours.count_params() == theirs.count_params()
     assert model.count_params() == keras_model.count_params()
+
+
+def _resize_reference(image, size, interpolation, window, fill_value):
+    """tf.image.resize's arithmetic in float32 numpy, one sample (height, width, channels): the
+    half-pixel taps of ops/upsampling.h, then compute_lerp's three lerps in its order, on the
+    window (top, left, height, width), reading `fill_value` outside the image."""
+    top, left, window_height, window_width = window
+    image = image.astype(np.float32)
+
+    def taps(output, window_size):
+        scale = np.float32(window_size) / np.float32(output)
+        index = np.arange(output, dtype=np.float32)
+        if interpolation == "nearest":
+            lower = np.clip(np.floor((index + np.float32(0.5)) * scale), 0, window_size - 1).astype(np.int64)
+            return lower, lower, np.zeros(output, np.float32)
+        position = (index + np.float32(0.5)) * scale - np.float32(0.5)
+        below = np.floor(position)
+        return (np.maximum(below, 0).astype(np.int64), np.minimum(np.ceil(position), window_size - 1).astype(np.int64),
+                (position - below).astype(np.float32))
+
+    def read(rows, columns):
+        rows, columns = rows[:, None] + top, columns[None, :] + left
+        inside = (rows >= 0) & (rows < image.shape[0]) & (columns >= 0) & (columns < image.shape[1])
+        values = image[np.clip(rows, 0, image.shape[0] - 1), np.clip(columns, 0, image.shape[1] - 1)]
+        return np.where(inside[..., None], values, np.float32(fill_value))
+
+    row_lower, row_upper, row_lerp = taps(size[0], window_height)
+    column_lower, column_upper, column_lerp = taps(size[1], window_width)
+    if window_height == size[0] and window_width == size[1]:  # a crop
+        return read(np.arange(size[0]), np.arange(size[1]))
+    if interpolation == "nearest":
+        return read(row_lower, column_lower)
+    column_lerp, row_lerp = column_lerp[None, :, None], row_lerp[:, None, None]
+    top_left, top_right = read(row_lower, column_lower), read(row_lower, column_upper)
+    bottom_left, bottom_right = read(row_upper, column_lower), read(row_upper, column_upper)
+    upper = top_left + (top_right - top_left) * column_lerp
+    lower = bottom_left + (bottom_right - bottom_left) * column_lerp
+    return upper + (lower - upper) * row_lerp
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+@pytest.mark.parametrize("channels", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_resize_equals_its_numpy_twin_bitwise(rng, interpolation, channels, dtype):
+    """Windows inside the image (the unchecked row path), partly or wholly outside it (fill), crops
+    and up- and down-scaling, from float32 and from uint8 pixels (converted as they are read)."""
+    images = rng.integers(0, 256, (2, 13, 17, channels)).astype(dtype)
+    cases = [((13, 17), None, (5, 7)), ((13, 17), None, (29, 40)), ((13, 17), None, (13, 17)),
+             ((8, 9), [[2, 3], [5, 8]], (4, 5)), ((8, 9), [[2, 3], [0, 0]], (8, 9)),
+             ((10, 12), [[-3, -2], [6, 9]], (7, 11)), ((6, 6), [[20, 30], [-10, 4]], (3, 4))]
+    for window_size, origins, size in cases:
+        origins_array = None if origins is None else np.array(origins, np.int64)
+        actual = _core.ops.resize(images, size, interpolation, window_size if origins else None, origins_array,
+                                  fill_value=7.5)
+        assert actual.dtype == np.float32
+        for n in range(2):
+            top, left = (0, 0) if origins is None else origins[n]
+            expected = _resize_reference(images[n], size, interpolation, (top, left) + window_size, 7.5)
+            np.testing.assert_array_equal(actual[n], expected, err_msg=f"{window_size} {origins} -> {size}")
+        if dtype == np.uint8:
+            np.testing.assert_array_equal(actual, _core.ops.resize(images.astype(np.float32), size, interpolation,
+                                                                   window_size if origins else None, origins_array,
+                                                                   fill_value=7.5))

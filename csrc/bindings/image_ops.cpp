@@ -103,9 +103,15 @@ ResizeParams resize_params_for(int64_t batch, int64_t height, int64_t width, int
   return params;
 }
 
+using ByteArray = py::array_t<uint8_t, py::array::c_style>;
+
+// uint8 images (decoded files) are read as they are, each pixel converted to float32 in the
+// kernel: the same values as converting the whole array first, without the float32 copy.
 FloatArray resize(py::object images_argument, Pair size, const std::string& interpolation,
                   std::optional<Pair> window_size, py::object window_origins_argument, float fill_value) {
-  const FloatArray images = float_array(images_argument, "images");
+  const bool bytes = ByteArray::check_(images_argument);
+  const py::array images = bytes ? py::array(py::reinterpret_borrow<ByteArray>(images_argument))
+                                 : py::array(float_array(images_argument, "images"));
   const std::optional<OriginArray> window_origins = optional_integer_array(window_origins_argument, "window_origins");
   require_rank(images, 4, "images");
   const auto params = resize_params_for(images.shape(0), images.shape(1), images.shape(2), images.shape(3), size,
@@ -114,7 +120,11 @@ FloatArray resize(py::object images_argument, Pair size, const std::string& inte
   const int64_t* origins = window_origins ? window_origins->data() : nullptr;
   {
     py::gil_scoped_release release;
-    kernels::resize_forward(params, origins, images.data(), output.mutable_data());
+    if (bytes) {
+      kernels::resize_forward(params, origins, static_cast<const uint8_t*>(images.data()), output.mutable_data());
+    } else {
+      kernels::resize_forward(params, origins, static_cast<const float*>(images.data()), output.mutable_data());
+    }
   }
   return output;
 }
@@ -213,7 +223,8 @@ void bind_image_ops(py::module_& ops) {
           py::arg("transforms"), py::arg("interpolation") = "bilinear", py::arg("fill_mode") = "reflect");
   ops.def("resize", &resize, py::arg("images"), py::arg("size"), py::arg("interpolation") = "bilinear",
           py::arg("window_size") = py::none(), py::arg("window_origins") = py::none(), py::arg("fill_value") = 0.0f,
-          "tf.image.resize (half-pixel centres, no antialias) of a window of each image.");
+          "tf.image.resize (half-pixel centres, no antialias) of a window of each image; float32 or uint8 images, "
+          "a float32 result.");
   ops.def("resize_backward", &resize_backward, py::arg("output_gradient"), py::arg("input_size"),
           py::arg("interpolation") = "bilinear", py::arg("window_size") = py::none(),
           py::arg("window_origins") = py::none());

@@ -305,56 +305,104 @@ void projective_transform_backward(const ProjectiveTransformParams& params, cons
                            input_gradient);
 }
 
-void resize_forward(const ResizeParams& p, const int64_t* window_origins, const float* input, float* output) {
+namespace {
+
+// One output row of a bilinear resize whose two source rows lie inside the input: no fill, no
+// bounds checks. column_offsets holds each output column's (lower, upper) element offsets within
+// a source row. Channels is the channel count, or 0 for a count known at run time. The
+// arithmetic is tf.image.resize's compute_lerp, in the general path's order.
+template <typename Input, int Channels>
+void bilinear_row_inside(const Input* top_row, const Input* bottom_row, const int64_t* column_offsets,
+                         const float* column_lerps, float row_lerp, int64_t output_width, int64_t runtime_channels,
+                         float* out) {
+  const int64_t channels = Channels > 0 ? Channels : runtime_channels;
+  for (int64_t x = 0; x < output_width; ++x, out += channels) {
+    const int64_t lower = column_offsets[2 * x], upper = column_offsets[2 * x + 1];
+    const float lerp = column_lerps[x];
+    for (int64_t c = 0; c < channels; ++c) {
+      const float tl = static_cast<float>(top_row[lower + c]), tr = static_cast<float>(top_row[upper + c]);
+      const float bl = static_cast<float>(bottom_row[lower + c]), br = static_cast<float>(bottom_row[upper + c]);
+      const float upper_value = tl + (tr - tl) * lerp;
+      const float lower_value = bl + (br - bl) * lerp;
+      out[c] = upper_value + (lower_value - upper_value) * row_lerp;
+    }
+  }
+}
+
+template <typename Input>
+void resize_forward_typed(const ResizeParams& p, const int64_t* window_origins, const Input* input, float* output) {
   const int64_t channels = p.channels, input_row = p.input_width * channels;
   const int64_t input_size = p.input_height * input_row;
   const int64_t output_row = p.output_width * channels, output_size = p.output_height * output_row;
   const bool copy = p.window_height == p.output_height && p.window_width == p.output_width;
   const ResizeTaps taps = copy ? ResizeTaps{} : resize_taps(p);
+  // Column taps as element offsets within a window row, for rows that need no bounds checks.
+  std::vector<int64_t> column_offsets(copy ? 0 : static_cast<size_t>(2 * p.output_width));
+  std::vector<float> column_lerps(copy ? 0 : static_cast<size_t>(p.output_width));
+  for (size_t x = 0; x < column_lerps.size(); ++x) {
+    column_offsets[2 * x] = taps.columns[x].lower * channels;
+    column_offsets[2 * x + 1] = taps.columns[x].upper * channels;
+    column_lerps[x] = taps.columns[x].lerp;
+  }
   parallel::parallel_for(p.batch * p.output_height, [&](int64_t task) {
     const int64_t n = task / p.output_height, y = task % p.output_height;
     const int64_t top = window_origins ? window_origins[2 * n] : 0;
     const int64_t left = window_origins ? window_origins[2 * n + 1] : 0;
-    const float* image = input + n * input_size;
+    const Input* image = input + n * input_size;
     float* out = output + n * output_size + y * output_row;
     // A pixel of the window (window coordinates), or null where the window leaves the input.
-    auto pixel = [&](int64_t row, int64_t column) -> const float* {
+    auto pixel = [&](int64_t row, int64_t column) -> const Input* {
       const int64_t r = top + row, c = left + column;
       return r < 0 || r >= p.input_height || c < 0 || c >= p.input_width ? nullptr
                                                                           : image + r * input_row + c * channels;
     };
     const float fill = p.fill_value;
+    auto load = [](const Input* source, int64_t c) { return static_cast<float>(source[c]); };
+    const bool columns_inside = left >= 0 && left + p.window_width <= p.input_width;
     if (copy) {  // a crop: output pixel (y, x) is window pixel (y, x)
+      if (columns_inside && top + y >= 0 && top + y < p.input_height) {
+        const Input* source = pixel(y, 0);
+        for (int64_t i = 0; i < output_row; ++i) out[i] = static_cast<float>(source[i]);
+        return;
+      }
       for (int64_t x = 0; x < p.output_width; ++x) {
-        const float* source = pixel(y, x);
-        if (source) {
-          std::copy(source, source + channels, out + x * channels);
-        } else {
-          std::fill(out + x * channels, out + (x + 1) * channels, fill);
-        }
+        const Input* source = pixel(y, x);
+        for (int64_t c = 0; c < channels; ++c) out[x * channels + c] = source ? load(source, c) : fill;
       }
       return;
     }
     const AxisTap& row = taps.rows[static_cast<size_t>(y)];
+    const bool rows_inside = top + row.lower >= 0 && top + row.lower < p.input_height && top + row.upper >= 0 &&
+                             top + row.upper < p.input_height;
+    if (p.interpolation == Interpolation::bilinear && columns_inside && rows_inside) {
+      const Input* top_row = pixel(row.lower, 0);
+      const Input* bottom_row = pixel(row.upper, 0);
+      const int64_t* offsets = column_offsets.data();
+      const float* lerps = column_lerps.data();
+      switch (channels) {
+        case 1: return bilinear_row_inside<Input, 1>(top_row, bottom_row, offsets, lerps, row.lerp, p.output_width, 1, out);
+        case 3: return bilinear_row_inside<Input, 3>(top_row, bottom_row, offsets, lerps, row.lerp, p.output_width, 3, out);
+        case 4: return bilinear_row_inside<Input, 4>(top_row, bottom_row, offsets, lerps, row.lerp, p.output_width, 4, out);
+        default:
+          return bilinear_row_inside<Input, 0>(top_row, bottom_row, offsets, lerps, row.lerp, p.output_width, channels,
+                                               out);
+      }
+    }
     for (int64_t x = 0; x < p.output_width; ++x) {
       const AxisTap& column = taps.columns[static_cast<size_t>(x)];
       float* o = out + x * channels;
       if (p.interpolation == Interpolation::nearest) {
-        const float* source = pixel(row.lower, column.lower);
-        if (source) {
-          std::copy(source, source + channels, o);
-        } else {
-          std::fill(o, o + channels, fill);
-        }
+        const Input* source = pixel(row.lower, column.lower);
+        for (int64_t c = 0; c < channels; ++c) o[c] = source ? load(source, c) : fill;
         continue;
       }
-      const float* top_left = pixel(row.lower, column.lower);
-      const float* top_right = pixel(row.lower, column.upper);
-      const float* bottom_left = pixel(row.upper, column.lower);
-      const float* bottom_right = pixel(row.upper, column.upper);
+      const Input* top_left = pixel(row.lower, column.lower);
+      const Input* top_right = pixel(row.lower, column.upper);
+      const Input* bottom_left = pixel(row.upper, column.lower);
+      const Input* bottom_right = pixel(row.upper, column.upper);
       for (int64_t c = 0; c < channels; ++c) {
-        const float tl = top_left ? top_left[c] : fill, tr = top_right ? top_right[c] : fill;
-        const float bl = bottom_left ? bottom_left[c] : fill, br = bottom_right ? bottom_right[c] : fill;
+        const float tl = top_left ? load(top_left, c) : fill, tr = top_right ? load(top_right, c) : fill;
+        const float bl = bottom_left ? load(bottom_left, c) : fill, br = bottom_right ? load(bottom_right, c) : fill;
         // tf.image.resize's compute_lerp.
         const float upper = tl + (tr - tl) * column.lerp;
         const float lower = bl + (br - bl) * column.lerp;
@@ -362,6 +410,16 @@ void resize_forward(const ResizeParams& p, const int64_t* window_origins, const 
       }
     }
   });
+}
+
+}  // namespace
+
+void resize_forward(const ResizeParams& p, const int64_t* window_origins, const float* input, float* output) {
+  resize_forward_typed(p, window_origins, input, output);
+}
+
+void resize_forward(const ResizeParams& p, const int64_t* window_origins, const uint8_t* input, float* output) {
+  resize_forward_typed(p, window_origins, input, output);
 }
 
 void resize_backward(const ResizeParams& p, const int64_t* window_origins, const float* output_gradient,

@@ -1,7 +1,8 @@
 // Image preprocessing / augmentation kernels (formulas in ops/image.h). One OpenMP implementation
 // serves every kernel table: they are gathers and per-pixel arithmetic, a small part of a step,
 // with no separate fast path (tests check them against TensorFlow and against numpy models).
-// Pointers are dense NHWC float32; outputs are overwritten; input and output never alias.
+// Pointers are dense NHWC float32 (resize also reads uint8); outputs are overwritten; input and
+// output never alias.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,9 @@ void projective_transform_backward(const ProjectiveTransformParams& params, cons
 
 // window_origins: batch x 2 (top, left) in input pixels, or null for (0, 0) for every sample.
 void resize_forward(const ResizeParams& params, const int64_t* window_origins, const float* input,
+                    float* output);
+// The same from 8-bit pixels (decoded images): each sample converted to float32 exactly first.
+void resize_forward(const ResizeParams& params, const int64_t* window_origins, const uint8_t* input,
                     float* output);
 void resize_backward(const ResizeParams& params, const int64_t* window_origins,
                      const float* output_gradient, float* input_gradient);
