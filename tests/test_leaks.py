@@ -121,7 +121,7 @@ print(json.dumps(result))
 # window; the allocator also grows it in steps and gives them back later (glibc gives an OpenMP
 # worker that finds the main arena busy an arena of its own: a one-time 23 MB step was seen in CI;
 # steps of 1.25 MB in 2-3 windows of 10, returned a few windows later, are seen on a loaded machine),
-# which lands in some windows only. So the median window must grow by less than 1.5 MB (0.19 MB per
+# which lands in some windows only. So the lower median window must grow by less than 1.5 MB (0.19 MB per
 # iteration: a leaked model, 1.6 MB, or float32 input copy, 0.8 MB, per iteration shows at least
 # 6 MB in every window); the whole run may grow by at most 40 MB.
 RSS_WINDOW_BOUND = 1.5 * 2**20
@@ -138,8 +138,10 @@ def test_resident_memory_does_not_grow_over_repeated_models_and_ops(tmp_path):
     for name, marks in result.items():
         growths = [after - before for before, after in zip(marks, marks[1:])]
         text = ", ".join(f"{growth / 2**20:.2f}" for growth in growths)
-        assert sorted(growths)[len(growths) // 2] < RSS_WINDOW_BOUND, (
-            f"{name}: resident memory grew in half the windows of 8 iterations or more (MB per window: {text}; "
+        # The lower median: more than half the windows must grow past the bound (a leak grows
+        # them all; CI once saw 2.5 MB allocator steps in 3 of 6 windows, one given back).
+        assert sorted(growths)[(len(growths) - 1) // 2] < RSS_WINDOW_BOUND, (
+            f"{name}: resident memory grew in more than half the windows of 8 iterations (MB per window: {text}; "
             f"from {marks[0] / 2**20:.1f} MB); bound {RSS_WINDOW_BOUND / 2**20} MB per window")
         assert marks[-1] - marks[0] < RSS_TOTAL_BOUND, f"{name}: MB per window: {text}"
 
