@@ -59,8 +59,6 @@ _DCT_REDUCTIONS = (8, 4, 2)
 
 def _dct_reduction(height, width, largest_reduction):
     """The largest of libjpeg's fast reductions within `largest_reduction(height, width)`, or 1."""
-    if largest_reduction is None:
-        return 1
     allowed = largest_reduction(height, width)
     return next((factor for factor in _DCT_REDUCTIONS if factor <= allowed), 1)
 
@@ -113,7 +111,6 @@ def load_image(path, num_channels, largest_reduction=None):
     try:
         with Image.open(path) as image:
             image.seek(0)
-            mode = {1: "L", 3: "RGB", 4: "RGBA"}[num_channels]
             if largest_reduction is not None and image.format == "JPEG":
                 factor = _dct_reduction(image.height, image.width, largest_reduction)
                 if factor > 1:
@@ -123,6 +120,7 @@ def load_image(path, num_channels, largest_reduction=None):
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
                 # 16-bit greyscale PNG: libpng (inside TensorFlow) keeps each sample's high byte.
                 image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).astype(np.uint8), mode="L")
+            mode = {1: "L", 3: "RGB", 4: "RGBA"}[num_channels]
             if image.mode != mode:
                 image = image.convert(mode)
             array = np.asarray(image, dtype=np.uint8)

@@ -169,19 +169,17 @@ def resize(image, size, interpolation="bilinear", window=None):
     `window` = (top, left, height, width) resizes that part of the image alone. A uint8 image
     (a decoded file) goes to the compiled kernel as it is, which converts each pixel it reads."""
     height, width = size
+    image = np.asarray(image)
     if interpolation in _COMPILED:
-        image = np.asarray(image)
         if image.dtype != np.uint8:
             image = np.asarray(image, dtype=np.float32)
-        if window is None:
-            return _core.ops.resize(image[np.newaxis], (height, width), interpolation)[0]
-        top, left, window_height, window_width = window
-        return _core.ops.resize(image[np.newaxis], (height, width), interpolation, window_size=(window_height, window_width),
-                                window_origins=np.array([[top, left]], dtype=np.int64))[0]
-    image = np.asarray(image, dtype=np.float32)
+        window_arguments = {} if window is None else {
+            "window_size": tuple(window[2:]), "window_origins": np.array([window[:2]], dtype=np.int64)}
+        return _core.ops.resize(image[np.newaxis], (height, width), interpolation, **window_arguments)[0]
     if window is not None:
         top, left, window_height, window_width = window
         image = image[top:top + window_height, left:left + window_width]
+    image = np.asarray(image, dtype=np.float32)
     # Interpolating methods reproduce an axis of unchanged size exactly; the span kernels
     # (lanczos, gaussian, mitchellcubic) smooth it even then, as TensorFlow's do.
     smoothing = interpolation in _SPAN_KERNELS

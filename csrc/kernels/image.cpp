@@ -362,7 +362,7 @@ void resize_forward_typed(const ResizeParams& p, const int64_t* window_origins, 
     if (copy) {  // a crop: output pixel (y, x) is window pixel (y, x)
       if (columns_inside && top + y >= 0 && top + y < p.input_height) {
         const Input* source = pixel(y, 0);
-        for (int64_t i = 0; i < output_row; ++i) out[i] = static_cast<float>(source[i]);
+        for (int64_t i = 0; i < output_row; ++i) out[i] = load(source, i);
         return;
       }
       for (int64_t x = 0; x < p.output_width; ++x) {

@@ -1,6 +1,6 @@
 // Image preprocessing / augmentation kernels (formulas in ops/image.h). One OpenMP implementation
 // serves every kernel table: they are gathers and per-pixel arithmetic, a small part of a step,
-// with no separate fast path (tests check them against TensorFlow and against numpy models).
+// with no per-tier fast path (tests check them against TensorFlow and against numpy models).
 // Pointers are dense NHWC float32 (resize also reads uint8); outputs are overwritten; input and
 // output never alias.
 #pragma once
