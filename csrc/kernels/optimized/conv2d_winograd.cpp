@@ -45,7 +45,10 @@ namespace {
 
 using namespace microkernel;
 using simd::floatv;
-constexpr int64_t kTilesPerTask = 12;  // 2 micro-kernel groups; V = n^2 x 12 x Cin floats stays in L2
+// One micro-kernel group of tiles per task: the products M (n^2 x 6 x one channel block, 28 KB for
+// F(4x4) on avx512) then stay in L1 for the output transform, where 12 tiles' (55 KB) spilled to L2;
+// predict of seed Example 1 at batch 128 ran 3-4% faster (1.71 -> 1.65 ms on Zen 4).
+constexpr int64_t kTilesPerTask = kTilePixels;
 
 // The one-dimensional transforms of a variant (applied along rows, then columns), for float
 // (weights) and floatv (simd::kLanes channels of activations). T * float multiplies every lane.
