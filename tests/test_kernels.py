@@ -1081,7 +1081,10 @@ def test_conv2d_space_to_depth_does_not_depend_on_thread_count(tier):
 # ---------------------------------------------------------------------------------------------
 
 
-POINTWISE_CHANNELS = [(1, 5), (3, 9), (16, 8), (16, 17), (24, 32), (16, 40), (24, 96), (32, 100)]
+# (96, 24) and (32, 48): an inverted residual block's projections, whose last block of output
+# channels holds one vector's worth or less (24 on the 8-lane tiers, 48 on avx512) and runs the
+# one-vector tile; so do 17, 40 and 100.
+POINTWISE_CHANNELS = [(1, 5), (3, 9), (16, 8), (16, 17), (24, 32), (16, 40), (24, 96), (32, 100), (96, 24), (32, 48)]
 
 
 @pytest.mark.parametrize("tier", TIERS)
@@ -1130,6 +1133,58 @@ def test_conv2d_pointwise_is_bitwise_the_indirect_tile(tier, in_channels, out_ch
     pointwise = ops.conv2d_backward_input(dy, kernel, x.shape, kernels=tier)
     indirect = ops.conv2d_backward_input(dy, centred, x.shape, strides=(2, 2), padding="same", kernels=tier)
     np.testing.assert_array_equal(_bits(pointwise), _bits(indirect), err_msg=f"{tier} input gradient")
+
+
+# Lanes of each tier's float vector: two of them make a block of output channels.
+TIER_LANES = {"avx512": 16, "avx2": 8, "generic": 8}
+
+# (kernel size, strides, input channels): the pointwise product, Winograd (3x3, unit strides, at
+# least 16 channels both sides), the indirect tile with phases (3x3 stride 2), with merged taps (5x5).
+LAST_BLOCK_GEOMETRIES = [((1, 1), (1, 1), 24), ((3, 3), (1, 1), 24), ((3, 3), (2, 2), 16), ((5, 5), (1, 1), 20)]
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("geometry", LAST_BLOCK_GEOMETRIES, ids=lambda g: f"k{g[0][0]}s{g[1][0]}c{g[2]}")
+@pytest.mark.parametrize("extra_lanes", [0, 3], ids=["one-vector", "partial"])
+def test_conv2d_last_block_of_one_vector_is_bitwise_the_two_vector_tile(tier, geometry, extra_lanes):
+    """A layer whose last block of output channels holds one vector's worth or less (24 on the
+    8-lane tiers, 48 on avx512; here 2 blocks less a vector, or a vector and 3 lanes more than a
+    block) runs that block with the one-vector tile, the result of which must be the two-vector
+    tile's low half: the same layer with its kernel padded by zero columns to whole blocks gives
+    the same bits in the real channels, for the forward pass (bias, residual, relu6) and for the
+    input gradient (whose result channels are the layer's input channels: padded likewise)."""
+    kernel_size, strides, in_channels = geometry
+    lanes = TIER_LANES[tier]
+    channels = 2 * lanes + (lanes if extra_lanes == 0 else extra_lanes)
+    padded = 4 * lanes
+    rng = np.random.default_rng(zlib.crc32(repr((geometry, channels)).encode()))
+    x, kernel, bias = make_conv_case(rng, 2, 11, 10, in_channels, channels, kernel_size)
+    geometry_args = dict(strides=strides, padding="same")
+    y = ops.conv2d_forward(x, kernel, bias, kernels=tier, **geometry_args)
+    residual = rng.standard_normal(y.shape).astype(np.float32)
+    pad_columns = ((0, 0), (0, 0), (0, 0), (0, padded - channels))
+    kernel_wide = np.pad(kernel, pad_columns)
+    bias_wide = np.pad(bias, (0, padded - channels))
+    residual_wide = np.pad(residual, pad_columns)
+    for activation in ("linear", "relu6"):
+        for with_residual in (False, True):
+            extra = {"residual": residual} if with_residual else {}
+            extra_wide = {"residual": residual_wide} if with_residual else {}
+            narrow = ops.conv2d_forward(x, kernel, bias, activation=activation, kernels=tier, **geometry_args, **extra)
+            wide = ops.conv2d_forward(x, kernel_wide, bias_wide, activation=activation, kernels=tier,
+                                      **geometry_args, **extra_wide)
+            np.testing.assert_array_equal(_bits(narrow), _bits(wide[..., :channels]),
+                                          err_msg=f"{tier} {activation} residual={with_residual}")
+    # The input gradient of a layer with `channels` inputs against its zero-padded twin.
+    x_in = rng.standard_normal((2, 11, 10, channels)).astype(np.float32)
+    kernel_in = rng.standard_normal(kernel_size + (channels, in_channels)).astype(np.float32)
+    dy = rng.standard_normal(ops.conv2d_forward(x_in, kernel_in, None, **geometry_args).shape).astype(np.float32)
+    dx = ops.conv2d_backward_input(dy, kernel_in, x_in.shape, kernels=tier, **geometry_args)
+    dx_wide = ops.conv2d_backward_input(dy, np.pad(kernel_in, ((0, 0), (0, 0), (0, padded - channels), (0, 0))),
+                                        x_in.shape[:3] + (padded,), kernels=tier, **geometry_args)
+    np.testing.assert_array_equal(_bits(dx), _bits(dx_wide[..., :channels]), err_msg=f"{tier} input gradient")
+    assert_close(dx, ops.conv2d_backward_input(dy, kernel_in, x_in.shape, kernels="reference", **geometry_args),
+                 f"{tier} input gradient")
 
 
 @pytest.mark.parametrize("tier", TIERS)

@@ -11,6 +11,7 @@
 //   order, so the result is bitwise the same for any number of threads.
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -192,32 +193,49 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
                                pass.output_channels;
         if (residual != nullptr) pixel_residual[p] = residual + (pixel_result[p] - result);
       }
-      // One block of `zero`'s type: a whole vector, or avx512's 8-lane half. Zeroed and stored
+      // One block of `zero`'s type (a whole vector, or avx512's 8-lane half) whose weights rows are
+      // `row_width` floats apart, `width` channels from `first_channel`. Zeroed and stored
       // unrolled, as the wide tile's below.
-      const auto narrow_tile = [&](auto zero) {
+      const auto narrow_tile = [&](auto zero, auto row_width, const float* packed_block, int64_t first_channel,
+                                   int64_t width) {
         decltype(zero) acc[kTilePixels];
 #pragma GCC unroll 6
         for (int p = 0; p < kTilePixels; ++p) acc[p] = zero;
-        accumulate_tile_narrow(rows, tap_indices, tap_count, depth, packed, acc);
+        accumulate_tile_narrow<decltype(zero), decltype(row_width)::value>(rows, tap_indices, tap_count, depth,
+                                                                           packed_block, acc);
+        const float* bias_block = bias != nullptr ? bias + first_channel : nullptr;
 #pragma GCC unroll 6
         for (int p = 0; p < kTilePixels; ++p) {
           if (p < tile.count) {
-            store_narrow_block(pixel_result[p], pass.output_channels, acc[p], bias, activation, pixel_residual[p]);
+            store_narrow_block(pixel_result[p] + first_channel, width, acc[p], bias_block, activation,
+                               pixel_residual[p] != nullptr ? pixel_residual[p] + first_channel : nullptr);
           }
         }
-        for (int64_t p = 0; p < tile.count; ++p) finish_activation(pixel_result[p], pass.output_channels, activation);
+        for (int64_t p = 0; p < tile.count; ++p) finish_activation(pixel_result[p] + first_channel, width, activation);
       };
 #if defined(__AVX512F__)
       if (block_width == simd::kHalfLanes) {
-        narrow_tile(simd::floath{});
+        narrow_tile(simd::floath{}, std::integral_constant<int64_t, simd::kHalfLanes>{}, packed, 0,
+                    pass.output_channels);
         continue;
       }
 #endif
       if (narrow) {
-        narrow_tile(floatv{});
+        narrow_tile(floatv{}, std::integral_constant<int64_t, simd::kLanes>{}, packed, 0, pass.output_channels);
         continue;
       }
       for (int64_t block = 0; block < blocks; ++block) {
+        const int64_t first_channel = block * kBlockWidth;
+        const int64_t width = std::min(kBlockWidth, pass.output_channels - first_channel);
+        // A last block of one vector's channels or fewer (24 or 40 channels on the 8-lane tiers,
+        // 48 or 80 on avx512) runs the one-vector tile over its packed rows: the second vector's
+        // multiply-adds would all land on the block's zero padding. Each output's sum keeps its
+        // order, so its bits.
+        if (width <= simd::kLanes) {
+          narrow_tile(floatv{}, std::integral_constant<int64_t, kBlockWidth>{}, packed + block * block_stride,
+                      first_channel, width);
+          continue;
+        }
         // Zeroed and stored unrolled, with constant indices (the pixels past tile.count skipped,
         // not looped to), so the accumulators stay in registers across the taps: an aggregate
         // `= {}` and a loop to tile.count kept them in memory, zeroed by a `rep stos` that took
@@ -226,8 +244,6 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
 #pragma GCC unroll 6
         for (int p = 0; p < kTilePixels; ++p) acc[p][0] = acc[p][1] = floatv{};
         accumulate_tile(rows, tap_indices, tap_count, depth, packed + block * block_stride, acc);
-        const int64_t first_channel = block * kBlockWidth;
-        const int64_t width = std::min(kBlockWidth, pass.output_channels - first_channel);
         const float* bias_block = bias != nullptr ? bias + first_channel : nullptr;
 #pragma GCC unroll 6
         for (int p = 0; p < kTilePixels; ++p) {
@@ -318,11 +334,12 @@ constexpr int kPointwisePixels = simd::kLanes == 16 ? 24 / Vectors : 12 / Vector
 // Pixels) repeat the last row and are not stored. (row_of is inlined: for consecutive rows the
 // compiler keeps each row's offset from the first in a register across tiles, which a list of row
 // pointers read per tile and block would cost 4-5% on 16-32 channels of depth.)
-template <int Pixels, int Vectors, typename RowOf>
+// `RowWidth`: floats per packed weight row (the block's width; wider than the tile's Vectors
+// vectors where a narrow tile runs a layer's last, partly empty block).
+template <int Pixels, int Vectors, int64_t RowWidth = Vectors * simd::kLanes, typename RowOf>
 inline void pointwise_tile(RowOf&& row_of, int64_t depth, int64_t count, const float* weights,
                            const float* bias_block, Activation activation, float* result,
                            const float* residual, int64_t result_stride, int64_t width) {
-  constexpr int64_t kWidth = Vectors * simd::kLanes;
   const float* rows[Pixels];
 #pragma GCC unroll 24
   for (int p = 0; p < Pixels; ++p) rows[p] = row_of(p);
@@ -334,7 +351,7 @@ inline void pointwise_tile(RowOf&& row_of, int64_t depth, int64_t count, const f
   for (int64_t k = 0; k < depth; ++k) {
     floatv w[Vectors];
 #pragma GCC unroll 4
-    for (int v = 0; v < Vectors; ++v) w[v] = simd::load(weights + k * kWidth + v * simd::kLanes);
+    for (int v = 0; v < Vectors; ++v) w[v] = simd::load(weights + k * RowWidth + v * simd::kLanes);
 #pragma GCC unroll 24
     for (int p = 0; p < Pixels; ++p) {
       const floatv b = simd::broadcast(rows[p][k]);
@@ -389,13 +406,23 @@ void run_pointwise(const Conv2DParams& p, const float* input, const float* packe
       const float* first_row = input + first * depth;
       for (int64_t block = 0; block < blocks; ++block) {
         const int64_t channel = block * kWidth;
+        const int64_t width = std::min(kWidth, output_channels - channel);
         const auto tile_with = [&](auto&& row_of) {
-          pointwise_tile<Pixels, Vectors>(row_of, depth, count, packed + block * depth * kWidth,
-                                          bias != nullptr ? bias + channel : nullptr, p.activation,
-                                          result + first * output_channels + channel,
-                                          p.residual != nullptr ? p.residual + first * output_channels + channel
-                                                                : nullptr,
-                                          output_channels, std::min(kWidth, output_channels - channel));
+          const auto run_tile = [&](auto narrow) {
+            pointwise_tile<Pixels, decltype(narrow)::value ? 1 : Vectors, kWidth>(
+                row_of, depth, count, packed + block * depth * kWidth, bias != nullptr ? bias + channel : nullptr,
+                p.activation, result + first * output_channels + channel,
+                p.residual != nullptr ? p.residual + first * output_channels + channel : nullptr, output_channels,
+                width);
+          };
+          // A last block with one vector's channels or fewer (24 or 40 channels on the 8-lane tiers,
+          // 48 or 80 on avx512) runs one vector per pixel: the second vector's multiply-adds would all
+          // land on the block's zero padding. Each output's sum is the same, so are its bits.
+          if (Vectors > 1 && width <= simd::kLanes) {
+            run_tile(std::true_type{});
+          } else {
+            run_tile(std::false_type{});
+          }
         };
         if (consecutive) {
           tile_with([first_row, count, depth](int i) { return first_row + std::min<int64_t>(i, count - 1) * depth; });

@@ -33,6 +33,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/optimized/conv_microkernel.h"
@@ -297,6 +298,13 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
         }
       }
       for (int64_t block = 0; block < blocks; ++block) {
+        const int64_t first_channel = block * block_width;
+        const int64_t width = std::min(block_width, out_channels - first_channel);
+        // A wide layer's last block with one vector's channels or fewer (24 or 40 channels on the
+        // 8-lane tiers, 48 or 80 on avx512) takes the one-vector tile and transform: the second vector's
+        // multiply-adds and transform would all be spent on the block's zero padding. Each output
+        // keeps its arithmetic, so its bits.
+        const bool one_vector = Vectors == 2 && width <= simd::kLanes;
         // M[point][tile][block_width] = V[point][tile][:] . U[point][:][block]
         for (int point = 0; point < kPoints; ++point) {
           const float* weights = packed + (point * blocks + block) * in_channels * block_width;
@@ -307,7 +315,13 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
               rows[row] = input_tiles + point * point_stride + t * in_channels;
             }
             const int64_t only_tap = 0;
-            if constexpr (Vectors == 2) {
+            if (one_vector) {
+              floatv acc[kTilePixels] = {};
+              accumulate_tile_narrow<floatv, block_width>(rows, &only_tap, 1, in_channels, weights, acc);
+              for (int64_t row = 0; row < kTilePixels && group + row < tile_count; ++row) {
+                simd::store(products + (point * kTilesPerTask + group + row) * block_width, acc[row]);
+              }
+            } else if constexpr (Vectors == 2) {
               floatv acc[kTilePixels][2] = {};
               accumulate_tile(rows, &only_tap, 1, in_channels, weights, acc);
               for (int64_t row = 0; row < kTilePixels && group + row < tile_count; ++row) {
@@ -324,36 +338,45 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
             }
           }
         }
-        // Y = A^T M A per tile, then bias, residual and activation on the pixels inside the output.
-        const int64_t first_channel = block * block_width;
-        const int64_t width = std::min(block_width, out_channels - first_channel);
+        // Y = A^T M A per tile, then bias, residual and activation on the pixels inside the output;
+        // `used`: the vectors of the block that hold channels (a compile-time count, so each
+        // variant keeps its values in registers).
         const float* bias_block = padded_bias != nullptr ? padded_bias + first_channel : nullptr;
-        for (int64_t t = 0; t < tile_count; ++t) {
-          floatv low[kPoints], high[kPoints];
-          for (int point = 0; point < kPoints; ++point) {
-            const float* source = products + (point * kTilesPerTask + t) * block_width;
-            low[point] = simd::load(source);
-            if constexpr (Vectors == 2) high[point] = simd::load(source + simd::kLanes);
-          }
-          floatv y_low[r][r], y_high[r][r];
-          transform_output<V>(low, y_low);
-          if constexpr (Vectors == 2) transform_output<V>(high, y_high);
-          float* stored[r * r];
-          int stored_count = 0;
-          for (int i = 0; i < r && top[t] + i < p.output_height; ++i)
-            for (int j = 0; j < r && left[t] + j < p.output_width; ++j) {
-              const int64_t offset =
-                  ((image[t] * p.output_height + top[t] + i) * p.output_width + left[t] + j) * out_channels +
-                  first_channel;
-              const float* residual = p.residual != nullptr ? p.residual + offset : nullptr;
-              if constexpr (Vectors == 2) {
-                store_block(output + offset, width, y_low[i][j], y_high[i][j], bias_block, p.activation, residual);
-              } else {
-                store_narrow_block(output + offset, width, y_low[i][j], bias_block, p.activation, residual);
-              }
-              stored[stored_count++] = output + offset;
+        const auto transform_block = [&](auto used) {
+          constexpr int kUsed = decltype(used)::value;
+          for (int64_t t = 0; t < tile_count; ++t) {
+            floatv low[kPoints], high[kPoints];
+            for (int point = 0; point < kPoints; ++point) {
+              const float* source = products + (point * kTilesPerTask + t) * block_width;
+              low[point] = simd::load(source);
+              if constexpr (kUsed == 2) high[point] = simd::load(source + simd::kLanes);
             }
-          for (int q = 0; q < stored_count; ++q) finish_activation(stored[q], width, p.activation);
+            floatv y_low[r][r], y_high[r][r];
+            transform_output<V>(low, y_low);
+            if constexpr (kUsed == 2) transform_output<V>(high, y_high);
+            float* stored[r * r];
+            int stored_count = 0;
+            for (int i = 0; i < r && top[t] + i < p.output_height; ++i)
+              for (int j = 0; j < r && left[t] + j < p.output_width; ++j) {
+                const int64_t offset =
+                    ((image[t] * p.output_height + top[t] + i) * p.output_width + left[t] + j) * out_channels +
+                    first_channel;
+                const float* residual = p.residual != nullptr ? p.residual + offset : nullptr;
+                if constexpr (kUsed == 2) {
+                  store_block(output + offset, width, y_low[i][j], y_high[i][j], bias_block, p.activation,
+                              residual);
+                } else {
+                  store_narrow_block(output + offset, width, y_low[i][j], bias_block, p.activation, residual);
+                }
+                stored[stored_count++] = output + offset;
+              }
+            for (int q = 0; q < stored_count; ++q) finish_activation(stored[q], width, p.activation);
+          }
+        };
+        if (one_vector) {
+          transform_block(std::integral_constant<int, 1>{});
+        } else {
+          transform_block(std::integral_constant<int, Vectors>{});
         }
       }
     }

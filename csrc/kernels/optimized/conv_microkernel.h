@@ -116,8 +116,9 @@ inline void accumulate_tile(const float* const* rows, const int64_t* tap_indices
 }
 
 // The narrow tile: accumulators[p] += sum over active taps t, depth k of rows[t][p][k] *
-// weights[t][k][0..L), L the lanes of Vector, the weights packed in blocks of L.
-template <typename Vector = floatv>
+// weights[t][k][0..L), L the lanes of Vector, the weights packed in blocks of RowWidth (L, or
+// kBlockWidth where the narrow tile runs the last, partly empty block of a wide layer).
+template <typename Vector = floatv, int64_t RowWidth = NarrowVector<Vector>::kLanes>
 inline void accumulate_tile_narrow(const float* const* rows, const int64_t* tap_indices, int64_t tap_count,
                                    int64_t depth, const float* packed_block, Vector (&acc)[kTilePixels]) {
   using V = NarrowVector<Vector>;
@@ -130,9 +131,9 @@ inline void accumulate_tile_narrow(const float* const* rows, const int64_t* tap_
     const float* r3 = tap_rows[3];
     const float* r4 = tap_rows[4];
     const float* r5 = tap_rows[5];
-    const float* weights = packed_block + tap * depth * V::kLanes;
+    const float* weights = packed_block + tap * depth * RowWidth;
     for (int64_t k = 0; k < depth; ++k) {
-      const Vector w = V::load(weights + k * V::kLanes);
+      const Vector w = V::load(weights + k * RowWidth);
       acc[0] += V::broadcast(r0[k]) * w;
       acc[1] += V::broadcast(r1[k]) * w;
       acc[2] += V::broadcast(r2[k]) * w;
