@@ -175,6 +175,46 @@ def test_depthwise_odd_spatial_sizes_same_padding(spatial, kernel_size, stride):
     check_depthwise(x, kernel, bias, strides=(stride, stride), padding="same")
 
 
+# Rows whose interior (the pixels every tap reads inside the input) holds 1 to 20 pixels: the
+# forward pass runs whole tiles of 8, then a tile ending at the row's last interior pixel that
+# overlaps pixels already stored, then 4s, then single pixels; with dilation 1 and 3- or 5-wide
+# kernels the tiles load each input vector of a kernel row once for all the pixels that read it.
+ROW_WIDTHS = list(range(1, 21))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("kernel_size", [(3, 3), (5, 5)], ids=lambda k: f"k{k[0]}x{k[1]}")
+def test_depthwise_row_tiles_match_the_reference(kernel_size, stride):
+    for output_width in ROW_WIDTHS:
+        width = (output_width - 1) * stride + kernel_size[1]
+        for channels, padding, activation in ((16, "valid", "relu6"), (13, "same", "linear")):
+            rng = seeded(kernel_size, stride, output_width, channels)
+            x, kernel, bias = depthwise_case(rng, 2, kernel_size[0] + 2, width, channels, 1, kernel_size)
+            check_depthwise(x, kernel, bias, strides=(stride, stride), padding=padding, activation=activation)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("kernel_size", [(3, 3), (5, 5)], ids=lambda k: f"k{k[0]}x{k[1]}")
+def test_depthwise_row_tiles_are_bitwise_the_single_pixel_sums(tier, kernel_size, stride):
+    """Each output pixel of a wide row equals, bit for bit, the same pixel computed alone (an input
+    crop with one output column, which runs the tap-by-tap single-pixel tile): the row tiles sum
+    a pixel's taps in the same order, and a pixel stored twice by overlapping tiles holds the same
+    value."""
+    for output_width in ROW_WIDTHS:
+        width = (output_width - 1) * stride + kernel_size[1]
+        rng = seeded("bitwise", kernel_size, stride, output_width)
+        x, kernel, bias = depthwise_case(rng, 2, kernel_size[0], width, 20, 1, kernel_size)
+        wide = ops.depthwise_conv2d_forward(x, kernel, bias, strides=(stride, stride), activation="relu6",
+                                            kernels=tier)
+        for column in range(output_width):
+            crop = np.ascontiguousarray(x[:, :, column * stride:column * stride + kernel_size[1]])
+            alone = ops.depthwise_conv2d_forward(crop, kernel, bias, strides=(stride, stride), activation="relu6",
+                                                 kernels=tier)
+            np.testing.assert_array_equal(wide[:, :, column:column + 1], alone,
+                                          err_msg=f"{tier}: column {column} of {output_width}")
+
+
 @pytest.mark.parametrize("depth_multiplier", [1, 3])
 @pytest.mark.parametrize("kernel_size,strides,padding", [((3, 3), (1, 1), "same"), ((5, 5), (2, 2), "same"),
                                                          ((3, 7), (1, 1), "valid"), ((1, 9), (1, 2), "same")],

@@ -117,6 +117,17 @@ inline void store_lanes(float* destination, floatv value, int64_t count) {
   }
 }
 
+// `value`, held in a register from here on: the compiler may no longer fold its load into each
+// instruction that uses it (GCC 12 turned one load feeding three multiply-adds back into three
+// multiply-adds with memory operands, three loads, in a loop bound by its loads). An empty asm
+// that claims to change the register; no instruction is emitted.
+inline floatv in_register(floatv value) {
+#if defined(__AVX__)
+  asm("" : "+x"(value));
+#endif
+  return value;
+}
+
 // The low byte of each lane, to out[0..kLanes) (lanes holding 0..255: window positions).
 #if defined(__AVX512F__)
 inline void narrow_to_bytes(maskv lanes, uint8_t* out) {
