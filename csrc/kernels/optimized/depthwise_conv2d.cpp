@@ -6,6 +6,9 @@
 //   Channels are "output channels" o = c * depth_multiplier + m throughout: the kernel
 //   (kh, kw, c, m) is (kh, kw, o) in memory. With depth_multiplier > 1 the forward pass reads each
 //   input vector once and permutes it so that lane o holds channel o / depth_multiplier.
+//   With data in cache the tap-by-tap tile is bound by its loads (one per multiply-add), so with
+//   dilation 1, 3- or 5-wide kernels and stride 1 or 2 the forward pass takes the taps by kernel
+//   rows (compute_tile_rows): each input vector once for every result pixel that reads it.
 // - the input gradient is a gather per input pixel: dX(ih, iw) = sum over the taps whose output
 //   (oh, ow) = ((ih + pad_top - kh*dh) / sh, (iw + pad_left - kw*dw) / sw) is exact and inside.
 //   Input columns are taken by phase (iw mod stride_width): within a phase every pixel has the same
@@ -259,7 +262,8 @@ inline void interior_tiles(const RowPass& pass, const Tap* taps, int64_t tap_cou
 }
 
 // result pixels [0, count) of one row, every block. Interior pixels go 8 at a time (8 independent
-// FMA chains: enough to cover the FMA latency of two pipes), then 4, then 1.
+// FMA chains: enough to cover the FMA latency of two pipes), the rest as a tile of 8 ending at the
+// last interior pixel where the interior holds 8, else by 4 (likewise) and 1.
 template <bool Expand>
 void run_row(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t count, float* result) {
   // Pixels whose every tap reads inside the source: j with 0 <= offset + j*step < source_width.
