@@ -113,14 +113,16 @@ inline void store_result(float* destination, floatv value, int64_t width, Activa
   if (!activates_on_vector(activation)) activate_in_place(activation, destination, width);
 }
 
-// A tile of Pixels result pixels of block b: its first result channel, how many of its lanes
+// A tile of Pixels result pixels of block b: how it reads its source, its first result channel, how many of its lanes
 // are stored (the last block's may be fewer), and its accumulators, which start at the bias.
 template <int Pixels>
 struct BlockTile {
+  const BlockSource& source;
   int64_t first_channel, width;
   floatv acc[Pixels];
   BlockTile(const RowPass& pass, int64_t block)
-      : first_channel(block * kLanes), width(std::min(kLanes, pass.channels - block * kLanes)) {
+      : source(pass.blocks[block]), first_channel(block * kLanes),
+        width(std::min(kLanes, pass.channels - block * kLanes)) {
     const floatv initial = pass.bias != nullptr ? simd::load(pass.bias + first_channel) : floatv{};
     for (int p = 0; p < Pixels; ++p) acc[p] = initial;
   }
@@ -137,9 +139,9 @@ struct BlockTile {
 template <int Pixels, bool Expand, bool Checked, bool FullSource>
 inline void compute_tile(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t j0, int64_t block,
                          float* result) {
-  const BlockSource& source = pass.blocks[block];
-  const int64_t source_count = FullSource ? kLanes : source.count;
   BlockTile<Pixels> tile(pass, block);
+  const BlockSource& source = tile.source;
+  const int64_t source_count = FullSource ? kLanes : source.count;
   const int64_t first_channel = tile.first_channel;
   floatv (&acc)[Pixels] = tile.acc;
   // Independent offsets per pixel (not a running pointer): the loads of a tap do not wait on each other.
@@ -173,9 +175,9 @@ inline void compute_tile(const RowPass& pass, const Tap* taps, int64_t tap_count
 template <int Pixels, int Width, int Step, bool FullSource>
 inline void compute_tile_rows(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t j0, int64_t block,
                               float* result) {
-  const BlockSource& source = pass.blocks[block];
-  const int64_t source_count = FullSource ? kLanes : source.count;
   BlockTile<Pixels> tile(pass, block);
+  const BlockSource& source = tile.source;
+  const int64_t source_count = FullSource ? kLanes : source.count;
   const int64_t first_channel = tile.first_channel;
   floatv (&acc)[Pixels] = tile.acc;
   const int64_t column_floats = pass.source_channels;
@@ -200,9 +202,8 @@ inline void compute_tile_rows(const RowPass& pass, const Tap* taps, int64_t tap_
 
 // The width of the rows compute_tile_rows can take the taps in (0: none): 3 or 5 consecutive
 // taps on one source row, one column apart, each row whole, the source read lane for channel.
-template <bool Expand>
 inline int tap_row_width(const RowPass& pass, const Tap* taps, int64_t tap_count) {
-  if (Expand || tap_count == 0 || (pass.column_step != 1 && pass.column_step != 2)) return 0;
+  if (pass.expand || tap_count == 0 || (pass.column_step != 1 && pass.column_step != 2)) return 0;
   for (const int width : {3, 5}) {
     if (tap_count % width != 0) continue;
     bool rows = true;
@@ -235,27 +236,30 @@ inline void compute_tile_any(const RowPass& pass, const Tap* taps, int64_t tap_c
 template <int Pixels, bool Expand>
 inline void interior_tiles(const RowPass& pass, const Tap* taps, int64_t tap_count, int row_width, int64_t j0,
                            float* result) {
-  for (int64_t b = 0; b < pass.block_count; ++b) {
-    const bool full = pass.blocks[b].count == kLanes;
-    const auto rows = [&](auto width, auto step) {
-      constexpr int kWidth = decltype(width)::value, kStep = decltype(step)::value;
-      if (full) {
+  const auto by_rows = [&](auto width, auto step) {
+    constexpr int kWidth = decltype(width)::value, kStep = decltype(step)::value;
+    for (int64_t b = 0; b < pass.block_count; ++b) {
+      if (pass.blocks[b].count == kLanes) {
         compute_tile_rows<Pixels, kWidth, kStep, true>(pass, taps, tap_count, j0, b, result);
       } else {
         compute_tile_rows<Pixels, kWidth, kStep, false>(pass, taps, tap_count, j0, b, result);
       }
-    };
-    using one = std::integral_constant<int, 1>;
-    using two = std::integral_constant<int, 2>;
-    if (row_width == 3 && pass.column_step == 1) {
-      rows(std::integral_constant<int, 3>{}, one{});
-    } else if (row_width == 3) {
-      rows(std::integral_constant<int, 3>{}, two{});
-    } else if (row_width == 5 && pass.column_step == 1) {
-      rows(std::integral_constant<int, 5>{}, one{});
-    } else if (row_width == 5) {
-      rows(std::integral_constant<int, 5>{}, two{});
-    } else {
+    }
+  };
+  using one = std::integral_constant<int, 1>;
+  using two = std::integral_constant<int, 2>;
+  using three = std::integral_constant<int, 3>;
+  using five = std::integral_constant<int, 5>;
+  if (row_width == 3 && pass.column_step == 1) {
+    by_rows(three{}, one{});
+  } else if (row_width == 3) {
+    by_rows(three{}, two{});
+  } else if (row_width == 5 && pass.column_step == 1) {
+    by_rows(five{}, one{});
+  } else if (row_width == 5) {
+    by_rows(five{}, two{});
+  } else {
+    for (int64_t b = 0; b < pass.block_count; ++b) {
       compute_tile_any<Pixels, Expand, false>(pass, taps, tap_count, j0, b, result);
     }
   }
@@ -287,7 +291,7 @@ void run_row(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t co
   // ahead, since the tile reads them vector by vector across channel blocks (a stride of a whole
   // pixel), a pattern the hardware prefetchers follow poorly.
   const Tap* newest = tap_count > 0 ? &taps[tap_count - 1] : nullptr;
-  const int row_width = tap_row_width<Expand>(pass, taps, tap_count);
+  const int row_width = tap_row_width(pass, taps, tap_count);
   for (; j + 7 <= last_inside; j += 8) {
     if (newest != nullptr && j + 15 <= last_inside) {
       const int64_t tile_bytes = 8 * pass.column_step * pass.source_channels * int64_t(sizeof(float));
