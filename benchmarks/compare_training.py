@@ -231,12 +231,11 @@ WORKER = textwrap.dedent('''
 ''')
 
 
-def measure_peak(threads):
+def machine_peak(threads):
     """The machine's FMA peak in GFLOP/s on `threads` threads, measured now (fastcnn's probe)."""
-    # The widest kernel set's probe (available_kernels lists them narrowest first), whatever
-    # FASTCNN_KERNELS selects for the frameworks.
-    code = ("from fastcnn import _core; _core.set_num_threads(%d); "
-            "print(_core.measure_peak_gflops(0.5, _core.available_kernels()[-1]))" % threads)
+    # The widest kernel set's probe (peak.py), whatever FASTCNN_KERNELS selects for the frameworks.
+    code = ("import sys; sys.path.insert(0, %r); from fastcnn import _core; from peak import measure_peak; "
+            "_core.set_num_threads(%d); print(measure_peak())" % (str(pathlib.Path(__file__).resolve().parent), threads))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=os.path.expanduser("~"))
     return float(result.stdout.strip())
@@ -328,9 +327,9 @@ def main():
                     results[(model, framework)][key].append(measured[key])
                 print(f"round {round_index + 1} {model:12s} {FRAMEWORKS[framework][0]:16s} "
                       f"train {measured['train']:8.1f}/s infer {measured['infer']:9.1f}/s", flush=True)
-        peaks.append(measure_peak(args.threads))
-    peak = statistics.median(peaks)
-    lines = [f"Measured FMA peak: {peak:.0f} GFLOP/s on {args.threads} threads (median of {len(peaks)} probes, one "
+        peaks.append(machine_peak(args.threads))
+    peak = max(peaks)
+    lines = [f"Measured FMA peak: {peak:.0f} GFLOP/s on {args.threads} threads (best of {3 * len(peaks)} probes, three "
              "per round). `% of peak`: the framework's samples/s times the model's direct-convolution FLOPs "
              "per sample, over that peak.", "",
              "| model | batch | framework | train samples/s | infer samples/s | train % of peak | infer % of peak |",

@@ -1,8 +1,8 @@
 """Per-kernel throughput at the seed examples' layer shapes (batch 32), 1 and 2 threads.
 
 Convolutions and dense layers report GFLOP/s (2 * multiply-adds) and % of the machine's peak:
-a pure-FMA probe (fastcnn._core.measure_peak_gflops, same thread count) run with the widest
-vectors this machine has (avx512's zmm where the CPU and OS support them, else avx2's ymm), so
+the best of three pure-FMA probes (peak.py: fastcnn._core.measure_peak_gflops, same thread count) run
+with the widest vectors this machine has (avx512's zmm where the CPU and OS support them, else avx2's ymm), so
 a narrower tier's % shows what it leaves unused. Pooling, BatchNormalization and activations
 report GB/s of memory touched. Convolutions count the FLOPs of a direct convolution; the 3x3
 layers with at least 16 channels on both sides (all but the first layers) run Winograd, so their
@@ -41,6 +41,7 @@ import time
 import numpy as np
 
 from fastcnn import _core
+from peak import measure_peak, widest_kernels
 
 CONVOLUTIONS = [
     # name, (height, width, in channels), out channels, padding
@@ -85,11 +86,6 @@ def best_times(make_function, tiers, repeats):
 def _one_tier_time(function, repeats):
     """The best time of `repeats` calls of a function already bound to its kernel set."""
     return best_times(lambda tier: function, ["bound"], repeats)["bound"]
-
-
-def widest_tier():
-    """The tier with the widest vectors this machine runs (available_kernels lists them narrowest first)."""
-    return [name for name in _core.available_kernels() if name != "reference"][-1]
 
 
 def depthwise_rows(args, rng, threads, peak, tier):
@@ -220,7 +216,7 @@ def main():
     for tier in tiers:
         if tier not in _core.available_kernels():
             parser.error(f"--kernels: {tier!r} is not one of this machine's kernel sets {_core.available_kernels()}")
-    peak_tier = widest_tier()
+    peak_tier = widest_kernels()
     rng = np.random.default_rng(0)
     header = "| kernel | threads |" + "".join(f" {t} ms | {t} GFLOP/s or GB/s | {t} % of peak |" for t in tiers)
     if len(tiers) > 1:
@@ -242,7 +238,7 @@ def main():
     peaks_seen = []
     for threads in (1, 2):
         _core.set_num_threads(threads)
-        probes = {tier: _core.measure_peak_gflops(0.5, tier) for tier in dict.fromkeys(tiers + [peak_tier])}
+        probes = {tier: measure_peak(tier) for tier in dict.fromkeys(tiers + [peak_tier])}
         peak = probes[peak_tier]
         peaks_seen.append(f"{threads} thread{'s' if threads > 1 else ''}: " +
                           ", ".join(f"{tier} {gflops:.1f}" for tier, gflops in probes.items()) + " GFLOP/s")

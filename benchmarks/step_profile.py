@@ -22,6 +22,7 @@ import fastcnn
 from fastcnn import _core, layers
 
 import benchmark_models
+from peak import measure_peak
 
 # The side-by-side benchmark's models, and Example 3 at a larger batch.
 MODELS = {**benchmark_models.MODELS, "ex3_b128": ("example3", 128, (64, 64, 3))}
@@ -84,7 +85,7 @@ def main():
     wall = time.perf_counter() - start
     phases = network.profile()
     network.set_profiling(False)
-    peak = _core.measure_peak_gflops(0.3)
+    peak = measure_peak()
 
     flops_by_layer = conv_flops(model, batch)
     # A convolution that computes the max pooling after it (fused) is timed with it: its rows
@@ -179,7 +180,7 @@ def scaling(args):
     for threads in (1, 2, 1, 2):  # interleaved, best of two each
         fastcnn.config.set_num_threads(threads)
         rates[threads] = max(rates.get(threads, 0.0), samples_per_second(args.model, args.steps))
-        peaks[threads] = max(peaks.get(threads, 0.0), _core.measure_peak_gflops(0.3))
+        peaks[threads] = max(peaks.get(threads, 0.0), measure_peak())
     print(f"{args.model}: fit {rates[1]:.0f} samples/s on 1 thread, {rates[2]:.0f} on 2: "
           f"{rates[2] / rates[1]:.2f}x (the FMA peak itself: {peaks[1]:.0f} -> {peaks[2]:.0f} GFLOP/s, "
           f"{peaks[2] / peaks[1]:.2f}x: one busy core runs at a higher clock)")
