@@ -1187,6 +1187,37 @@ def test_conv2d_last_block_of_one_vector_is_bitwise_the_two_vector_tile(tier, ge
                  f"{tier} input gradient")
 
 
+# (kernel size, strides, input channels, padding) of first layers whose merged kernel rows are
+# 3 (1 channel x 3), 9 (3 x 3) or 15 (3 x 5) floats deep: the depths the tile unrolls.
+FIXED_DEPTH_GEOMETRIES = [((3, 3), (1, 1), 1, "valid"), ((3, 3), (1, 1), 3, "same"), ((3, 3), (2, 2), 3, "same"),
+                          ((5, 5), (1, 1), 3, "same"), ((3, 3), (1, 1), 1, "same")]
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("geometry", FIXED_DEPTH_GEOMETRIES,
+                         ids=lambda g: f"k{g[0][0]}s{g[1][0]}c{g[2]}{g[3]}")
+def test_conv2d_unrolled_first_layer_depths_are_bitwise_the_general_loop(tier, geometry):
+    """The tile's depth loop is unrolled for merged kernel rows 3, 9 or 15 floats deep. The same
+    layer with one more input channel, all zeros in the input (its weights random), has a depth
+    the loop does not unroll (4, 12 or 20 per kernel row) and adds only +-0 products to each sum in
+    the same order: the same bits, with and without bias and relu, on images whose tiles run
+    across row ends and into padding."""
+    kernel_size, strides, in_channels, padding = geometry
+    rng = np.random.default_rng(zlib.crc32(repr(geometry).encode()))
+    x, kernel, bias = make_conv_case(rng, 2, 11, 10, in_channels, 32, kernel_size)
+    x_twin = np.concatenate([x, np.zeros(x.shape[:3] + (1,), np.float32)], axis=3)
+    extra_weights = rng.standard_normal(kernel_size + (1, 32)).astype(np.float32)
+    kernel_twin = np.concatenate([kernel, extra_weights], axis=2)
+    geometry_args = dict(strides=strides, padding=padding)
+    for activation, layer_bias in (("linear", None), ("relu", bias)):
+        unrolled = ops.conv2d_forward(x, kernel, layer_bias, activation=activation, kernels=tier, **geometry_args)
+        general = ops.conv2d_forward(x_twin, kernel_twin, layer_bias, activation=activation, kernels=tier,
+                                     **geometry_args)
+        np.testing.assert_array_equal(_bits(unrolled), _bits(general), err_msg=f"{tier} {activation}")
+        assert_close(unrolled, ops.conv2d_forward(x, kernel, layer_bias, activation=activation, kernels="reference",
+                                                  **geometry_args), f"{tier} {activation}")
+
+
 @pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("shape,strides", [((2, 3, 4, 3), (3, 1)), ((2, 5, 3, 4), (1, 3)), ((3, 3, 3, 16), (3, 3)),
                                            ((2, 4, 7, 24), (4, 2))], ids=str)

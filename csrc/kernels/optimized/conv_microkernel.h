@@ -76,10 +76,42 @@ inline void pack_column_blocks(const float* matrix, int64_t rows, int64_t column
   });
 }
 
+// One depth step k of a tile: 2 weight loads, 6 broadcasts, 12 multiply-adds.
+__attribute__((always_inline)) inline void accumulate_step(const float* weights, int64_t k, const float* r0,
+                                                           const float* r1, const float* r2, const float* r3,
+                                                           const float* r4, const float* r5,
+                                                           floatv (&acc)[kTilePixels][2]) {
+  const floatv w0 = simd::load(weights + k * kBlockWidth);
+  const floatv w1 = simd::load(weights + k * kBlockWidth + simd::kLanes);
+  floatv b = simd::broadcast(r0[k]);
+  acc[0][0] += b * w0;
+  acc[0][1] += b * w1;
+  b = simd::broadcast(r1[k]);
+  acc[1][0] += b * w0;
+  acc[1][1] += b * w1;
+  b = simd::broadcast(r2[k]);
+  acc[2][0] += b * w0;
+  acc[2][1] += b * w1;
+  b = simd::broadcast(r3[k]);
+  acc[3][0] += b * w0;
+  acc[3][1] += b * w1;
+  b = simd::broadcast(r4[k]);
+  acc[4][0] += b * w0;
+  acc[4][1] += b * w1;
+  b = simd::broadcast(r5[k]);
+  acc[5][0] += b * w0;
+  acc[5][1] += b * w1;
+}
+
 // accumulators[p] += sum over active taps t, depth k of rows[t][p][k] * weights[t][k][0..kBlockWidth).
 // `tap_indices` lists the taps with at least one real (non-padding) row for this tile.
-inline void accumulate_tile(const float* const* rows, const int64_t* tap_indices, int64_t tap_count,
-                            int64_t depth, const float* packed_block, floatv (&acc)[kTilePixels][2]) {
+// FixedDepth > 0: `depth` is that constant, so the loop over k unrolls completely (see
+// accumulate_tile_any_depth).
+template <int64_t FixedDepth = 0>
+__attribute__((always_inline)) inline void accumulate_tile(const float* const* rows, const int64_t* tap_indices,
+                                                           int64_t tap_count, int64_t depth_argument,
+                                                           const float* packed_block, floatv (&acc)[kTilePixels][2]) {
+  const int64_t depth = FixedDepth > 0 ? FixedDepth : depth_argument;
   for (int64_t t = 0; t < tap_count; ++t) {
     const int64_t tap = tap_indices[t];
     const float* const* tap_rows = rows + t * kTilePixels;
@@ -90,28 +122,30 @@ inline void accumulate_tile(const float* const* rows, const int64_t* tap_indices
     const float* r4 = tap_rows[4];
     const float* r5 = tap_rows[5];
     const float* weights = packed_block + tap * depth * kBlockWidth;
-    for (int64_t k = 0; k < depth; ++k) {
-      const floatv w0 = simd::load(weights + k * kBlockWidth);
-      const floatv w1 = simd::load(weights + k * kBlockWidth + simd::kLanes);
-      floatv b = simd::broadcast(r0[k]);
-      acc[0][0] += b * w0;
-      acc[0][1] += b * w1;
-      b = simd::broadcast(r1[k]);
-      acc[1][0] += b * w0;
-      acc[1][1] += b * w1;
-      b = simd::broadcast(r2[k]);
-      acc[2][0] += b * w0;
-      acc[2][1] += b * w1;
-      b = simd::broadcast(r3[k]);
-      acc[3][0] += b * w0;
-      acc[3][1] += b * w1;
-      b = simd::broadcast(r4[k]);
-      acc[4][0] += b * w0;
-      acc[4][1] += b * w1;
-      b = simd::broadcast(r5[k]);
-      acc[5][0] += b * w0;
-      acc[5][1] += b * w1;
+    if constexpr (FixedDepth > 0) {
+#pragma GCC unroll 16
+      for (int64_t k = 0; k < FixedDepth; ++k) accumulate_step(weights, k, r0, r1, r2, r3, r4, r5, acc);
+    } else {
+      for (int64_t k = 0; k < depth; ++k) accumulate_step(weights, k, r0, r1, r2, r3, r4, r5, acc);
     }
+  }
+}
+
+// accumulate_tile with the k loop unrolled where the depth is one of a first layer's: 3 x 3 taps
+// merged by kernel rows over 1 or 3 input channels give depths of 3 and 9, and 5 x 5 RGB 15. A
+// loop of 3-15 steps per tap spends much of its time on its own branches; unrolled, the same
+// multiply-adds in the same order (same bits) run straight through.
+// (Forced inline, as accumulate_tile: its four copies made GCC 12 call it out of line, the
+// accumulators then in memory, a load and a store around every multiply-add: half the speed.)
+__attribute__((always_inline)) inline void accumulate_tile_any_depth(const float* const* rows,
+                                                                     const int64_t* tap_indices, int64_t tap_count,
+                                                                     int64_t depth, const float* packed_block,
+                                                                     floatv (&acc)[kTilePixels][2]) {
+  switch (depth) {
+    case 3: return accumulate_tile<3>(rows, tap_indices, tap_count, depth, packed_block, acc);
+    case 9: return accumulate_tile<9>(rows, tap_indices, tap_count, depth, packed_block, acc);
+    case 15: return accumulate_tile<15>(rows, tap_indices, tap_count, depth, packed_block, acc);
+    default: return accumulate_tile(rows, tap_indices, tap_count, depth, packed_block, acc);
   }
 }
 
