@@ -1,9 +1,9 @@
 """Per-kernel throughput at the seed examples' layer shapes (batch 32), 1 and 2 threads.
 
 Convolutions and dense layers report GFLOP/s (2 * multiply-adds) and % of the machine's peak:
-the best of three pure-FMA probes (peak.py: fastcnn._core.measure_peak_gflops, same thread count) run
-with the widest vectors this machine has (avx512's zmm where the CPU and OS support them, else avx2's ymm), so
-a narrower tier's % shows what it leaves unused. Pooling, BatchNormalization and activations
+the best of three pure-FMA probes (peak.py: fastcnn._core.measure_peak_gflops, same thread count)
+run with the widest vectors this machine has (avx512's zmm where the CPU and OS support them, else
+avx2's ymm), so a narrower tier's % shows what it leaves unused. Pooling, BatchNormalization and activations
 report GB/s of memory touched. Convolutions count the FLOPs of a direct convolution; the 3x3
 layers with at least 16 channels on both sides (all but the first layers) run Winograd, so their
 `% of peak` can pass 100%: F(4x4, 3x3) in inference's forward pass and the kernel gradient (4x
