@@ -13,6 +13,18 @@ import pytest
 import fastcnn
 
 SOURCE_TREE = pathlib.Path(__file__).resolve().parent.parent
+# The seed article's examples, as shipped: ../shared/seed_examples beside the checkout, where CI
+# lays it (the repository does not copy them).
+SEED_EXAMPLES = SOURCE_TREE.parent / "shared" / "seed_examples"
+
+
+def seed_example(name=None):
+    """The seed examples' folder, or example `name` in it. Where it is missing the test fails
+    (never skips: CI must not pass without running them), naming the path it looked for."""
+    path = SEED_EXAMPLES if name is None else SEED_EXAMPLES / name
+    if not path.exists():
+        pytest.fail(f"seed example missing: {path} (CI lays ../shared beside the checkout)")
+    return path
 
 
 def pytest_report_header(config):

@@ -18,10 +18,7 @@ from fastcnn import saving
 from fastcnn.layers import _from_config as layer_configs
 from fastcnn.models import _compile_config, _to_config
 
-from conftest import relative_error
-
-SEEDS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "seed_examples"
-
+from conftest import relative_error, seed_example
 
 def _text(value):
     return json.dumps(value)
@@ -225,7 +222,7 @@ def _without_names(serialized):
 
 @pytest.mark.parametrize("example", ["example1.py", "example2.py", "example3.py"])
 def test_seed_examples_serialize_as_keras(tf, keras, example):
-    ours, theirs = _seed_model("fastcnn", SEEDS / example), _seed_model("keras", SEEDS / example)
+    ours, theirs = _seed_model("fastcnn", seed_example(example)), _seed_model("keras", seed_example(example))
     assert _text(_without_names(saving.serialize_model(ours))) == \
         _text(_without_names(keras.saving.serialize_keras_object(theirs)))
     assert json.loads(ours.to_json()) == json.loads(_text(saving.serialize_model(ours)))
@@ -267,7 +264,7 @@ def _same_predictions(ours, theirs, shape, rng):
 
 @pytest.mark.parametrize("make", ["all_layers", "example3"])
 def test_keras_model_deserializes_to_the_same_fastcnn_model(tf, keras, rng, make):
-    theirs = _all_layers(keras) if make == "all_layers" else _seed_model("keras", SEEDS / "example3.py")
+    theirs = _all_layers(keras) if make == "all_layers" else _seed_model("keras", seed_example("example3.py"))
     if make == "all_layers":
         _compile_both(theirs, keras)
     serialized = json.loads(_text(keras.saving.serialize_keras_object(theirs)))

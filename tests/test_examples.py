@@ -9,9 +9,7 @@ import sys
 
 import pytest
 
-SHARED = pathlib.Path(__file__).resolve().parent.parent.parent / "shared"
-EXAMPLES = SHARED / "seed_examples"
-
+from conftest import seed_example
 
 def run_python(arguments, timeout=300):
     # Run outside the checkout so that `import fastcnn` finds the installed package.
@@ -32,10 +30,7 @@ KERAS_TOTALS = {
 
 @pytest.mark.parametrize("name", sorted(KERAS_TOTALS))
 def test_seed_example_prints_keras_totals(name):
-    path = EXAMPLES / name
-    if not path.exists():
-        pytest.fail(f"seed example missing: {path} (CI lays ../shared beside the checkout)")
-    result = run_python([str(path)])
+    result = run_python([str(seed_example(name))])
     assert result.returncode == 0, result.stderr
     for line in KERAS_TOTALS[name]:
         assert line in result.stdout.splitlines()

@@ -13,8 +13,9 @@ import sysconfig
 
 import pytest
 
+from conftest import seed_example
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT.parent / "shared" / "seed_examples"
 SMOKE = pathlib.Path(__file__).resolve().parent / "wheel_smoke" / "smoke.py"
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="manylinux wheels")]
@@ -54,8 +55,7 @@ def test_wheel_is_manylinux_and_small(wheel):
 
 
 def test_wheel_installs_and_runs_without_a_compiler(wheel, tmp_path):
-    if not EXAMPLES.is_dir():
-        pytest.fail(f"seed examples missing: {EXAMPLES} (CI lays ../shared beside the checkout)")
+    examples = seed_example()
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
@@ -72,7 +72,7 @@ def test_wheel_installs_and_runs_without_a_compiler(wheel, tmp_path):
     assert pathlib.Path(site_packages) != pathlib.Path(sysconfig.get_path("purelib"))
 
     expected = expected_kernel_set()
-    smoke = subprocess.run([str(python), str(SMOKE), site_packages, expected, str(EXAMPLES)], cwd=tmp_path, env=env,
+    smoke = subprocess.run([str(python), str(SMOKE), site_packages, expected, str(examples)], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=300)
     assert smoke.returncode == 0, smoke.stdout + smoke.stderr
     assert "wheel smoke passed" in smoke.stdout
