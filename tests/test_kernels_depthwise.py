@@ -198,9 +198,8 @@ def test_depthwise_row_tiles_match_the_reference(kernel_size, stride):
 @pytest.mark.parametrize("kernel_size", [(3, 3), (5, 5)], ids=lambda k: f"k{k[0]}x{k[1]}")
 def test_depthwise_row_tiles_are_bitwise_the_single_pixel_sums(tier, kernel_size, stride):
     """Each output pixel of a wide row equals, bit for bit, the same pixel computed alone (an input
-    crop with one output column, which runs the tap-by-tap single-pixel tile): the row tiles sum
-    a pixel's taps in the same order, and a pixel stored twice by overlapping tiles holds the same
-    value."""
+    crop with one output column: a one-pixel tile): the 8- and 4-pixel row tiles sum a pixel's taps
+    in the same order, and a pixel stored twice by overlapping tiles holds the same value."""
     for output_width in ROW_WIDTHS:
         width = (output_width - 1) * stride + kernel_size[1]
         rng = seeded("bitwise", kernel_size, stride, output_width)
@@ -209,6 +208,35 @@ def test_depthwise_row_tiles_are_bitwise_the_single_pixel_sums(tier, kernel_size
                                             kernels=tier)
         for column in range(output_width):
             crop = np.ascontiguousarray(x[:, :, column * stride:column * stride + kernel_size[1]])
+            alone = ops.depthwise_conv2d_forward(crop, kernel, bias, strides=(stride, stride), activation="relu6",
+                                                 kernels=tier)
+            np.testing.assert_array_equal(wide[:, :, column:column + 1], alone,
+                                          err_msg=f"{tier}: column {column} of {output_width}")
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("kernel_size", [(3, 3), (5, 5)], ids=lambda k: f"k{k[0]}x{k[1]}")
+def test_depthwise_border_tiles_are_bitwise_the_zero_padded_sums(tier, kernel_size, stride):
+    """With "same" padding the row tiles that hold border pixels skip the taps in the padding. Each
+    output pixel equals, bit for bit, the pixel computed alone from the explicitly zero-padded input
+    ("valid"): a zero tap adds exactly nothing to a nonzero running sum (the random bias makes every
+    sum nonzero), so the skipped taps and the order of the others are checked together."""
+    for output_width in ROW_WIDTHS:
+        width = (output_width - 1) * stride + 1
+        rng = seeded("border", kernel_size, stride, output_width)
+        x, kernel, bias = depthwise_case(rng, 2, kernel_size[0] + 1, width, 20, 1, kernel_size)
+        wide = ops.depthwise_conv2d_forward(x, kernel, bias, strides=(stride, stride), padding="same",
+                                            activation="relu6", kernels=tier)
+        assert wide.shape[2] == output_width
+
+        def same_pads(size, kernel_extent):
+            total = max((-(-size // stride) - 1) * stride + kernel_extent - size, 0)
+            return total // 2, total - total // 2
+
+        padded = np.pad(x, ((0, 0), same_pads(x.shape[1], kernel_size[0]), same_pads(width, kernel_size[1]), (0, 0)))
+        for column in range(output_width):
+            crop = np.ascontiguousarray(padded[:, :, column * stride:column * stride + kernel_size[1]])
             alone = ops.depthwise_conv2d_forward(crop, kernel, bias, strides=(stride, stride), activation="relu6",
                                                  kernels=tier)
             np.testing.assert_array_equal(wide[:, :, column:column + 1], alone,

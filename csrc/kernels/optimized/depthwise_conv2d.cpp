@@ -8,7 +8,7 @@
 //   input vector once and permutes it so that lane o holds channel o / depth_multiplier.
 //   With data in cache the tap-by-tap tile is bound by its loads (one per multiply-add), so with
 //   dilation 1, 3- or 5-wide kernels and stride 1 or 2 the forward pass takes the taps by kernel
-//   rows (compute_tile_rows): each input vector once for every result pixel that reads it.
+//   rows (run_row_by_taps, border tiles too): each input vector once for every result pixel that reads it.
 // - the input gradient is a gather per input pixel: dX(ih, iw) = sum over the taps whose output
 //   (oh, ow) = ((ih + pad_top - kh*dh) / sh, (iw + pad_left - kw*dw) / sw) is exact and inside.
 //   Input columns are taken by phase (iw mod stride_width): within a phase every pixel has the same
@@ -165,30 +165,63 @@ inline void compute_tile(const RowPass& pass, const Tap* taps, int64_t tap_count
   tile.store(pass, j0, result);
 }
 
-// compute_tile for taps in rows of Width that read consecutive source columns of one source row
-// (dilation 1) at a result pixel step of Step columns (the stride): result pixel p reads column
-// u = p * Step + k of the row at its k-th tap. Each source vector of the row is loaded once and
-// multiplied into every result pixel that reads it: with a 3-wide kernel, 10 input loads per 24
-// multiply-adds at stride 1 (17 at stride 2), where compute_tile loads 24 (and each multiply-add
-// has its own load: on Zen 1 that tile ran at the loads' pace, about 30% of the FMA peak).
-// A result's taps are summed in the same order (u ascending is k ascending), so are its bits.
-template <int Pixels, int Width, int Step, bool FullSource>
-inline void compute_tile_rows(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t j0, int64_t block,
-                              float* result) {
-  BlockTile<Pixels> tile(pass, block);
-  const BlockSource& source = tile.source;
+// The epilogue a row of tiles is compiled for: relu and relu6 on the vector before the store, no
+// branch per pixel. The other activations run linear, then on the stored row (activate_in_place).
+enum class Epilogue { linear, relu, relu6 };
+
+inline Epilogue epilogue_of(Activation activation) {
+  if (activation == Activation::relu) return Epilogue::relu;
+  if (activation == Activation::relu6) return Epilogue::relu6;
+  return Epilogue::linear;
+}
+
+template <Epilogue Kind>
+__attribute__((always_inline)) inline void store_pixel(float* destination, floatv value, int64_t width) {
+  if constexpr (Kind == Epilogue::relu) value = activate_on_vector(value, Activation::relu);
+  if constexpr (Kind == Epilogue::relu6) value = activate_on_vector(value, Activation::relu6);
+  if (width == kLanes) {
+    simd::store(destination, value);
+  } else {
+    simd::store_partial(destination, value, width);
+  }
+}
+
+// Result pixels j0.. j0+Pixels-1 of block b, the taps in rows of Width that read consecutive source
+// columns of one source row (dilation 1) at a result pixel step of Step columns (the stride):
+// result pixel p reads column u = p * Step + k of the row at its k-th tap. Each source vector of the
+// row is loaded once and multiplied into every result pixel that reads it: with a 3-wide kernel,
+// 10 input loads per 24 multiply-adds at stride 1 (17 at stride 2), where compute_tile loads 24
+// (and each multiply-add has its own load: on Zen 1 that tile ran at the loads' pace, about 30% of
+// the FMA peak). A result's taps are summed in the same order (u ascending is k ascending), so are
+// its bits. Checked: the source columns outside [0, source_width) are skipped, taps and all (border
+// tiles), as compute_tile<..., Checked> skips them. Inlined into the row's loop (run_rows_by_taps)
+// so that the accumulators stay in registers from the bias to the store.
+template <int Pixels, int Width, int Step, bool FullSource, bool Checked, Epilogue Kind>
+__attribute__((always_inline)) inline void rows_tile(const RowPass& pass, const Tap* taps, int64_t tap_count,
+                                                     int64_t j0, int64_t block, float* result) {
+  const BlockSource& source = pass.blocks[block];
   const int64_t source_count = FullSource ? kLanes : source.count;
-  const int64_t first_channel = tile.first_channel;
-  floatv (&acc)[Pixels] = tile.acc;
+  const int64_t first_channel = block * kLanes;
+  floatv acc[Pixels];
+  const floatv initial = pass.bias != nullptr ? simd::load(pass.bias + first_channel) : floatv{};
+  for (int p = 0; p < Pixels; ++p) acc[p] = initial;
   const int64_t column_floats = pass.source_channels;
   const int64_t tile_offset = j0 * Step * column_floats + source.first_channel;
+  constexpr int kSpan = (Pixels - 1) * Step + Width;  // source columns the tile reads per tap row
   for (int64_t t = 0; t < tap_count; t += Width) {
+    int64_t u_begin = 0, u_end = kSpan;
+    if constexpr (Checked) {
+      const int64_t column = taps[t].column_offset + j0 * Step;  // the source column of u = 0
+      u_begin = std::max<int64_t>(0, -column);
+      u_end = std::min<int64_t>(kSpan, pass.source_width - column);
+    }
     floatv w[Width];
 #pragma GCC unroll 8
     for (int k = 0; k < Width; ++k) w[k] = simd::load(taps[t + k].weights + first_channel);
     const float* x = taps[t].source_row + (taps[t].source_offset + tile_offset);
 #pragma GCC unroll 32
-    for (int u = 0; u < (Pixels - 1) * Step + Width; ++u) {
+    for (int u = 0; u < kSpan; ++u) {
+      if (Checked && (u < u_begin || u >= u_end)) continue;
       const floatv value = simd::in_register(FullSource ? simd::load(x + u * column_floats)
                                                         : load_block(x + u * column_floats, source_count));
 #pragma GCC unroll 8
@@ -197,10 +230,106 @@ inline void compute_tile_rows(const RowPass& pass, const Tap* taps, int64_t tap_
       }
     }
   }
-  tile.store(pass, j0, result);
+  const int64_t width = std::min(kLanes, pass.channels - first_channel);
+  for (int p = 0; p < Pixels; ++p) {
+    store_pixel<Kind>(result + (j0 + p) * pass.result_pixel_stride + first_channel, acc[p], width);
+  }
 }
 
-// The width of the rows compute_tile_rows can take the taps in (0: none): 3 or 5 consecutive
+// Pixels result pixels from j0 over every block, by rows of taps; Checked where one of them reads
+// outside the source.
+template <int Pixels, int Width, int Step, Epilogue Kind>
+__attribute__((always_inline)) inline void rows_tiles(const RowPass& pass, const Tap* taps, int64_t tap_count,
+                                                      int64_t j0, bool checked, float* result) {
+  for (int64_t b = 0; b < pass.block_count; ++b) {
+    const bool full = pass.blocks[b].count == kLanes;
+    if (checked) {
+      if (full) {
+        rows_tile<Pixels, Width, Step, true, true, Kind>(pass, taps, tap_count, j0, b, result);
+      } else {
+        rows_tile<Pixels, Width, Step, false, true, Kind>(pass, taps, tap_count, j0, b, result);
+      }
+    } else if (full) {
+      rows_tile<Pixels, Width, Step, true, false, Kind>(pass, taps, tap_count, j0, b, result);
+    } else {
+      rows_tile<Pixels, Width, Step, false, false, Kind>(pass, taps, tap_count, j0, b, result);
+    }
+  }
+}
+
+// A result row of `count` pixels by rows of taps: tiles of 8 pixels (8 independent FMA chains:
+// enough to cover the FMA latency of two pipes), the last one ending at the row's last pixel (it
+// recomputes pixels already stored: the same sums in the same order, so the same bits); rows of 4
+// to 7 pixels by tiles of 4, shorter ones pixel by pixel. Tiles holding a pixel outside
+// [first_inside, last_inside] (one of its taps reads the padding) skip those columns.
+template <int Width, int Step, Epilogue Kind>
+void run_rows_by_taps(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t count, int64_t first_inside,
+                      int64_t last_inside, float* result) {
+  const auto checked = [&](int64_t j0, int64_t pixels) { return j0 < first_inside || j0 + pixels - 1 > last_inside; };
+  if (count >= 8) {
+    // The last tap's row is the one this row reads first (the rows above it were read by the
+    // previous result row and are in cache): its lines for the next tile are requested one tile
+    // ahead, since the tile reads them vector by vector across channel blocks (a stride of a whole
+    // pixel), a pattern the hardware prefetchers follow poorly.
+    const Tap& newest = taps[tap_count - 1];
+    const int64_t tile_bytes = 8 * Step * pass.source_channels * int64_t(sizeof(float));
+    int64_t j = 0;
+    for (; j + 8 <= count; j += 8) {
+      if (j + 16 <= count) {
+        const char* next = reinterpret_cast<const char*>(newest.source_row + newest.source_offset +
+                                                         (j + 8) * Step * pass.source_channels);
+        for (int64_t byte = 0; byte < tile_bytes; byte += 64) __builtin_prefetch(next + byte);
+      }
+      rows_tiles<8, Width, Step, Kind>(pass, taps, tap_count, j, checked(j, 8), result);
+    }
+    if (j < count) rows_tiles<8, Width, Step, Kind>(pass, taps, tap_count, count - 8, checked(count - 8, 8), result);
+  } else if (count >= 4) {
+    rows_tiles<4, Width, Step, Kind>(pass, taps, tap_count, 0, checked(0, 4), result);
+    if (count > 4) rows_tiles<4, Width, Step, Kind>(pass, taps, tap_count, count - 4, checked(count - 4, 4), result);
+  } else {
+    for (int64_t j = 0; j < count; ++j) rows_tiles<1, Width, Step, Kind>(pass, taps, tap_count, j, checked(j, 1), result);
+  }
+}
+
+// run_rows_by_taps for the row width (3 or 5, from tap_row_width), the pass's column step (1 or 2)
+// and its activation; activations other than relu and relu6 on the stored row.
+inline void run_row_by_taps(const RowPass& pass, const Tap* taps, int64_t tap_count, int row_width, int64_t count,
+                            int64_t first_inside, int64_t last_inside, float* result) {
+  const auto run = [&](auto width, auto step) {
+    constexpr int kWidth = decltype(width)::value, kStep = decltype(step)::value;
+    switch (epilogue_of(pass.activation)) {
+      case Epilogue::relu:
+        return run_rows_by_taps<kWidth, kStep, Epilogue::relu>(pass, taps, tap_count, count, first_inside,
+                                                                last_inside, result);
+      case Epilogue::relu6:
+        return run_rows_by_taps<kWidth, kStep, Epilogue::relu6>(pass, taps, tap_count, count, first_inside,
+                                                                 last_inside, result);
+      case Epilogue::linear:
+        return run_rows_by_taps<kWidth, kStep, Epilogue::linear>(pass, taps, tap_count, count, first_inside,
+                                                                  last_inside, result);
+    }
+  };
+  using one = std::integral_constant<int, 1>;
+  using two = std::integral_constant<int, 2>;
+  using three = std::integral_constant<int, 3>;
+  using five = std::integral_constant<int, 5>;
+  if (row_width == 3 && pass.column_step == 1) {
+    run(three{}, one{});
+  } else if (row_width == 3) {
+    run(three{}, two{});
+  } else if (row_width == 5 && pass.column_step == 1) {
+    run(five{}, one{});
+  } else {
+    run(five{}, two{});
+  }
+  if (!activates_on_vector(pass.activation)) {
+    for (int64_t j = 0; j < count; ++j) {
+      activate_in_place(pass.activation, result + j * pass.result_pixel_stride, pass.channels);
+    }
+  }
+}
+
+// The width of the rows run_row_by_taps can take the taps in (0: none): 3 or 5 consecutive
 // taps on one source row, one column apart, each row whole, the source read lane for channel.
 inline int tap_row_width(const RowPass& pass, const Tap* taps, int64_t tap_count) {
   if (pass.expand || tap_count == 0 || (pass.column_step != 1 && pass.column_step != 2)) return 0;
@@ -231,43 +360,18 @@ inline void compute_tile_any(const RowPass& pass, const Tap* taps, int64_t tap_c
   }
 }
 
-// An interior tile of Pixels result pixels from j0 over every block: by rows of taps where
-// tap_row_width found them (row_width 3 or 5, column_step 1 or 2), else tap by tap.
+// An interior tile of Pixels result pixels from j0 over every block, tap by tap.
 template <int Pixels, bool Expand>
-inline void interior_tiles(const RowPass& pass, const Tap* taps, int64_t tap_count, int row_width, int64_t j0,
-                           float* result) {
-  const auto by_rows = [&](auto width, auto step) {
-    constexpr int kWidth = decltype(width)::value, kStep = decltype(step)::value;
-    for (int64_t b = 0; b < pass.block_count; ++b) {
-      if (pass.blocks[b].count == kLanes) {
-        compute_tile_rows<Pixels, kWidth, kStep, true>(pass, taps, tap_count, j0, b, result);
-      } else {
-        compute_tile_rows<Pixels, kWidth, kStep, false>(pass, taps, tap_count, j0, b, result);
-      }
-    }
-  };
-  using one = std::integral_constant<int, 1>;
-  using two = std::integral_constant<int, 2>;
-  using three = std::integral_constant<int, 3>;
-  using five = std::integral_constant<int, 5>;
-  if (row_width == 3 && pass.column_step == 1) {
-    by_rows(three{}, one{});
-  } else if (row_width == 3) {
-    by_rows(three{}, two{});
-  } else if (row_width == 5 && pass.column_step == 1) {
-    by_rows(five{}, one{});
-  } else if (row_width == 5) {
-    by_rows(five{}, two{});
-  } else {
-    for (int64_t b = 0; b < pass.block_count; ++b) {
-      compute_tile_any<Pixels, Expand, false>(pass, taps, tap_count, j0, b, result);
-    }
+inline void interior_tiles(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t j0, float* result) {
+  for (int64_t b = 0; b < pass.block_count; ++b) {
+    compute_tile_any<Pixels, Expand, false>(pass, taps, tap_count, j0, b, result);
   }
 }
 
-// result pixels [0, count) of one row, every block. Interior pixels go 8 at a time (8 independent
-// FMA chains: enough to cover the FMA latency of two pipes), the rest as a tile of 8 ending at the
-// last interior pixel where the interior holds 8, else by 4 (likewise) and 1.
+// result pixels [0, count) of one row, every block: by rows of taps where tap_row_width finds them
+// (run_row_by_taps), else tap by tap: interior pixels 8 at a time (8 independent FMA chains:
+// enough to cover the FMA latency of two pipes), the rest as a tile of 8 ending at the last
+// interior pixel where the interior holds 8, else by 4 (likewise) and 1; border pixels one by one.
 template <bool Expand>
 void run_row(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t count, float* result) {
   // Pixels whose every tap reads inside the source: j with 0 <= offset + j*step < source_width.
@@ -276,6 +380,11 @@ void run_row(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t co
     const int64_t offset = taps[t].column_offset;
     first_inside = std::max(first_inside, ceil_div(std::max<int64_t>(-offset, 0), pass.column_step));
     last_inside = std::min(last_inside, floor_div(pass.source_width - 1 - offset, pass.column_step));
+  }
+  const int row_width = tap_row_width(pass, taps, tap_count);
+  if (row_width != 0) {
+    run_row_by_taps(pass, taps, tap_count, row_width, count, first_inside, last_inside, result);
+    return;
   }
   auto border_pixel = [&](int64_t j) {
     for (int64_t b = 0; b < pass.block_count; ++b) compute_tile_any<1, Expand, true>(pass, taps, tap_count, j, b, result);
@@ -291,7 +400,6 @@ void run_row(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t co
   // ahead, since the tile reads them vector by vector across channel blocks (a stride of a whole
   // pixel), a pattern the hardware prefetchers follow poorly.
   const Tap* newest = tap_count > 0 ? &taps[tap_count - 1] : nullptr;
-  const int row_width = tap_row_width(pass, taps, tap_count);
   for (; j + 7 <= last_inside; j += 8) {
     if (newest != nullptr && j + 15 <= last_inside) {
       const int64_t tile_bytes = 8 * pass.column_step * pass.source_channels * int64_t(sizeof(float));
@@ -299,7 +407,7 @@ void run_row(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t co
                                                        (j + 8) * pass.column_step * pass.source_channels);
       for (int64_t byte = 0; byte < tile_bytes; byte += 64) __builtin_prefetch(next + byte);
     }
-    interior_tiles<8, Expand>(pass, taps, tap_count, row_width, j, result);
+    interior_tiles<8, Expand>(pass, taps, tap_count, j, result);
   }
   // The interior's last pixels: a tile ending at last_inside that starts inside the pixels already
   // stored, where the interior holds a whole tile. It recomputes those pixels (the same sums in the
@@ -307,12 +415,12 @@ void run_row(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t co
   // tiles would wait on the FMA latency: a 14-pixel interior ran an 8-, a 4- and two 1-pixel tiles.
   const int64_t interior = last_inside - first_inside + 1;
   if (j <= last_inside && interior >= 8) {
-    interior_tiles<8, Expand>(pass, taps, tap_count, row_width, last_inside - 7, result);
+    interior_tiles<8, Expand>(pass, taps, tap_count, last_inside - 7, result);
     j = last_inside + 1;
   }
-  for (; j + 3 <= last_inside; j += 4) interior_tiles<4, Expand>(pass, taps, tap_count, row_width, j, result);
+  for (; j + 3 <= last_inside; j += 4) interior_tiles<4, Expand>(pass, taps, tap_count, j, result);
   if (j <= last_inside && interior >= 4) {
-    interior_tiles<4, Expand>(pass, taps, tap_count, row_width, last_inside - 3, result);
+    interior_tiles<4, Expand>(pass, taps, tap_count, last_inside - 3, result);
     j = last_inside + 1;
   }
   for (; j <= last_inside; ++j) {
