@@ -18,7 +18,15 @@
 #include <cmath>
 #endif
 
+#ifndef FASTCNN_ISA
+#error "simd.h belongs to the optimised kernels: FASTCNN_ISA must name their instruction set"
+#endif
+
+// One namespace per tier (simd::avx2::load, ...): the tiers' functions of the same name differ, and
+// an out-of-line copy of one would otherwise be merged by the linker with another tier's (same
+// mangled name: a return type is not part of it), an avx512 body running on an AVX2-only CPU.
 namespace fastcnn::kernels::simd {
+inline namespace FASTCNN_ISA {
 
 #if defined(__AVX512F__)
 constexpr int kLanes = 16;
@@ -128,6 +136,14 @@ inline floatv in_register(floatv value) {
   return value;
 }
 
+// `pointer`, whose value the compiler may no longer derive: a pointer stepped through a loop
+// stays one register plus an add per step (no precomputed offset per step). Emits no instruction.
+template <typename T>
+inline T* opaque(T* pointer) {
+  asm("" : "+r"(pointer));
+  return pointer;
+}
+
 // The low byte of each lane, to out[0..kLanes) (lanes holding 0..255: window positions).
 #if defined(__AVX512F__)
 inline void narrow_to_bytes(maskv lanes, uint8_t* out) {
@@ -189,11 +205,31 @@ inline floatv square_root(floatv value) {
 }
 #endif
 
-// relu: lanes below zero become zero; NaN lanes stay NaN (as TensorFlow's max(x, 0)).
-inline floatv max_zero(floatv value) {
-  const floatv zero = {};
-  return value < zero ? zero : value;
+// value < bound ? bound : value, and bound < value ? bound : value, per lane: NaN lanes stay NaN
+// (the comparison is false). x86's maxps(a, b) is a > b ? a : b and minps(a, b) is a < b ? a : b,
+// so each is one instruction with the bound first; GCC writes the comparisons as a compare and a
+// blend (two instructions; relu6's epilogue took four per vector).
+#if defined(__AVX512F__)
+inline floatv raise_to(floatv bound, floatv value) {
+  return reinterpret_cast<floatv>(_mm512_max_ps(reinterpret_cast<__m512>(bound), reinterpret_cast<__m512>(value)));
 }
+inline floatv lower_to(floatv bound, floatv value) {
+  return reinterpret_cast<floatv>(_mm512_min_ps(reinterpret_cast<__m512>(bound), reinterpret_cast<__m512>(value)));
+}
+#elif defined(__AVX2__)
+inline floatv raise_to(floatv bound, floatv value) {
+  return reinterpret_cast<floatv>(_mm256_max_ps(reinterpret_cast<__m256>(bound), reinterpret_cast<__m256>(value)));
+}
+inline floatv lower_to(floatv bound, floatv value) {
+  return reinterpret_cast<floatv>(_mm256_min_ps(reinterpret_cast<__m256>(bound), reinterpret_cast<__m256>(value)));
+}
+#else
+inline floatv raise_to(floatv bound, floatv value) { return value < bound ? bound : value; }
+inline floatv lower_to(floatv bound, floatv value) { return bound < value ? bound : value; }
+#endif
+
+// relu: lanes below zero become zero; NaN lanes stay NaN (as TensorFlow's max(x, 0)).
+inline floatv max_zero(floatv value) { return raise_to(floatv{}, value); }
 
 // e^x lane by lane (Cephes expf, within about 1 ulp of std::exp): x = n ln2 + r with n the nearest
 // integer to x / ln2 and |r| <= ln2 / 2 (ln2 in two parts, so that n ln2 is exact), e^r by a
@@ -280,4 +316,5 @@ inline floath max_zero(floath value) {
 }
 #endif
 
+}  // namespace FASTCNN_ISA
 }  // namespace fastcnn::kernels::simd
