@@ -218,12 +218,15 @@ __attribute__((always_inline)) inline void rows_tile(const RowPass& pass, const 
     floatv w[Width];
 #pragma GCC unroll 8
     for (int k = 0; k < Width; ++k) w[k] = simd::load(taps[t + k].weights + first_channel);
-    const float* x = taps[t].source_row + (taps[t].source_offset + tile_offset);
+    // Source column u of the tile, stepped a column at a time: one add per load. (Left to itself,
+    // GCC precomputes u * column_floats for every u, more offsets than registers, and reloads them
+    // from the stack.)
+    const float* column = taps[t].source_row + (taps[t].source_offset + tile_offset);
 #pragma GCC unroll 32
-    for (int u = 0; u < kSpan; ++u) {
+    for (int u = 0; u < kSpan; ++u, column = simd::opaque(column + column_floats)) {
       if (Checked && (u < u_begin || u >= u_end)) continue;
-      const floatv value = simd::in_register(FullSource ? simd::load(x + u * column_floats)
-                                                        : load_block(x + u * column_floats, source_count));
+      const floatv value =
+          simd::in_register(FullSource ? simd::load(column) : load_block(column, source_count));
 #pragma GCC unroll 8
       for (int k = 0; k < Width; ++k) {
         if ((u - k) % Step == 0 && u - k >= 0 && (u - k) / Step < Pixels) acc[(u - k) / Step] += value * w[k];
