@@ -194,8 +194,10 @@ __attribute__((always_inline)) inline void store_pixel(float* destination, float
 // (and each multiply-add has its own load: on Zen 1 that tile ran at the loads' pace, about 30% of
 // the FMA peak). A result's taps are summed in the same order (u ascending is k ascending), so are
 // its bits. Checked: the source columns outside [0, source_width) are skipped, taps and all (border
-// tiles), as compute_tile<..., Checked> skips them. Inlined into the row's loop (run_rows_by_taps)
-// so that the accumulators stay in registers from the bias to the store.
+// tiles), as compute_tile<..., Checked> skips them; with the padding at most Width - 1 columns on a
+// side (tap_row_width), only the tile's first and last Width - 1 columns can be outside, and only
+// those are checked. Inlined into the row's loop (run_rows_by_taps) so that the accumulators stay
+// in registers from the bias to the store.
 template <int Pixels, int Width, int Step, bool FullSource, bool Checked, Epilogue Kind>
 __attribute__((always_inline)) inline void rows_tile(const RowPass& pass, const Tap* taps, int64_t tap_count,
                                                      int64_t j0, int64_t block, float* result) {
@@ -224,7 +226,7 @@ __attribute__((always_inline)) inline void rows_tile(const RowPass& pass, const 
     const float* column = taps[t].source_row + (taps[t].source_offset + tile_offset);
 #pragma GCC unroll 32
     for (int u = 0; u < kSpan; ++u, column = simd::opaque(column + column_floats)) {
-      if (Checked && (u < u_begin || u >= u_end)) continue;
+      if (Checked && ((u < Width - 1 && u < u_begin) || (u > kSpan - Width && u >= u_end))) continue;
       const floatv value =
           simd::in_register(FullSource ? simd::load(column) : load_block(column, source_count));
 #pragma GCC unroll 8
@@ -332,18 +334,23 @@ inline void run_row_by_taps(const RowPass& pass, const Tap* taps, int64_t tap_co
   }
 }
 
-// The width of the rows run_row_by_taps can take the taps in (0: none): 3 or 5 consecutive
-// taps on one source row, one column apart, each row whole, the source read lane for channel.
-inline int tap_row_width(const RowPass& pass, const Tap* taps, int64_t tap_count) {
+// The width of the rows run_row_by_taps can take the taps of a `count`-pixel result row in (0:
+// none): 3 or 5 consecutive taps on one source row, one column apart, each row whole, the source
+// read lane for channel, and the padding no wider than a row's width less one on either side (the
+// first pixel's last tap and the last pixel's first tap inside the source; "same" and "valid"
+// padding always are), which is what rows_tile's border checks assume.
+inline int tap_row_width(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t count) {
   if (pass.expand || tap_count == 0 || (pass.column_step != 1 && pass.column_step != 2)) return 0;
   for (const int width : {3, 5}) {
     if (tap_count % width != 0) continue;
     bool rows = true;
     for (int64_t t = 0; t < tap_count && rows; t += width) {
+      const int64_t first_column = taps[t].column_offset;
+      rows = taps[t].source_row != nullptr && first_column + width - 1 >= 0 &&
+             first_column + (count - 1) * pass.column_step <= pass.source_width - 1;
       for (int k = 1; k < width && rows; ++k) {
         const Tap& tap = taps[t + k];
-        rows = taps[t].source_row != nullptr && tap.source_row == taps[t].source_row &&
-               tap.column_offset == taps[t].column_offset + k &&
+        rows = tap.source_row == taps[t].source_row && tap.column_offset == first_column + k &&
                tap.source_offset == taps[t].source_offset + k * pass.source_channels;
       }
     }
@@ -384,7 +391,7 @@ void run_row(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t co
     first_inside = std::max(first_inside, ceil_div(std::max<int64_t>(-offset, 0), pass.column_step));
     last_inside = std::min(last_inside, floor_div(pass.source_width - 1 - offset, pass.column_step));
   }
-  const int row_width = tap_row_width(pass, taps, tap_count);
+  const int row_width = tap_row_width(pass, taps, tap_count, count);
   if (row_width != 0) {
     run_row_by_taps(pass, taps, tap_count, row_width, count, first_inside, last_inside, result);
     return;
