@@ -165,25 +165,21 @@ inline void compute_tile(const RowPass& pass, const Tap* taps, int64_t tap_count
   tile.store(pass, j0, result);
 }
 
-// The epilogue a row of tiles is compiled for: relu and relu6 on the vector before the store, no
-// branch per pixel. The other activations run linear, then on the stored row (activate_in_place).
-enum class Epilogue { linear, relu, relu6 };
-
-inline Epilogue epilogue_of(Activation activation) {
-  if (activation == Activation::relu) return Epilogue::relu;
-  if (activation == Activation::relu6) return Epilogue::relu6;
-  return Epilogue::linear;
+// The 8-pixel tile from result pixel j0 reads its last tap's source row first (the rows above it
+// were read by the previous result row and are in cache): that row's lines for the tile are
+// requested a tile ahead, since the tile reads them vector by vector across channel blocks (a
+// stride of a whole pixel), a pattern the hardware prefetchers follow poorly.
+inline void prefetch_tile(const RowPass& pass, const Tap& newest, int64_t j0) {
+  const int64_t tile_bytes = 8 * pass.column_step * pass.source_channels * int64_t(sizeof(float));
+  const char* first = reinterpret_cast<const char*>(newest.source_row + newest.source_offset +
+                                                    j0 * pass.column_step * pass.source_channels);
+  for (int64_t byte = 0; byte < tile_bytes; byte += 64) __builtin_prefetch(first + byte);
 }
 
-template <Epilogue Kind>
-__attribute__((always_inline)) inline void store_pixel(float* destination, floatv value, int64_t width) {
-  if constexpr (Kind == Epilogue::relu) value = activate_on_vector(value, Activation::relu);
-  if constexpr (Kind == Epilogue::relu6) value = activate_on_vector(value, Activation::relu6);
-  if (width == kLanes) {
-    simd::store(destination, value);
-  } else {
-    simd::store_partial(destination, value, width);
-  }
+// The activation a row of tiles is compiled for: relu and relu6 on the vector before the store, no
+// branch per pixel; the other activations run linear, then on the stored row (activate_in_place).
+inline Activation epilogue_of(Activation activation) {
+  return activates_on_vector(activation) ? activation : Activation::linear;
 }
 
 // Result pixels j0.. j0+Pixels-1 of block b, the taps in rows of Width that read consecutive source
@@ -198,15 +194,14 @@ __attribute__((always_inline)) inline void store_pixel(float* destination, float
 // side (tap_row_width), only the tile's first and last Width - 1 columns can be outside, and only
 // those are checked. Inlined into the row's loop (run_rows_by_taps) so that the accumulators stay
 // in registers from the bias to the store.
-template <int Pixels, int Width, int Step, bool FullSource, bool Checked, Epilogue Kind>
+template <int Pixels, int Width, int Step, bool FullSource, bool Checked, Activation Kind>
 __attribute__((always_inline)) inline void rows_tile(const RowPass& pass, const Tap* taps, int64_t tap_count,
                                                      int64_t j0, int64_t block, float* result) {
-  const BlockSource& source = pass.blocks[block];
+  BlockTile<Pixels> tile(pass, block);
+  const BlockSource& source = tile.source;
   const int64_t source_count = FullSource ? kLanes : source.count;
-  const int64_t first_channel = block * kLanes;
-  floatv acc[Pixels];
-  const floatv initial = pass.bias != nullptr ? simd::load(pass.bias + first_channel) : floatv{};
-  for (int p = 0; p < Pixels; ++p) acc[p] = initial;
+  const int64_t first_channel = tile.first_channel;
+  floatv (&acc)[Pixels] = tile.acc;
   const int64_t column_floats = pass.source_channels;
   const int64_t tile_offset = j0 * Step * column_floats + source.first_channel;
   constexpr int kSpan = (Pixels - 1) * Step + Width;  // source columns the tile reads per tap row
@@ -235,15 +230,15 @@ __attribute__((always_inline)) inline void rows_tile(const RowPass& pass, const 
       }
     }
   }
-  const int64_t width = std::min(kLanes, pass.channels - first_channel);
   for (int p = 0; p < Pixels; ++p) {
-    store_pixel<Kind>(result + (j0 + p) * pass.result_pixel_stride + first_channel, acc[p], width);
+    simd::store_lanes(result + (j0 + p) * pass.result_pixel_stride + first_channel,
+                      activate_on_vector(acc[p], Kind), tile.width);
   }
 }
 
 // Pixels result pixels from j0 over every block, by rows of taps; Checked where one of them reads
 // outside the source.
-template <int Pixels, int Width, int Step, Epilogue Kind>
+template <int Pixels, int Width, int Step, Activation Kind>
 __attribute__((always_inline)) inline void rows_tiles(const RowPass& pass, const Tap* taps, int64_t tap_count,
                                                       int64_t j0, bool checked, float* result) {
   for (int64_t b = 0; b < pass.block_count; ++b) {
@@ -267,24 +262,14 @@ __attribute__((always_inline)) inline void rows_tiles(const RowPass& pass, const
 // recomputes pixels already stored: the same sums in the same order, so the same bits); rows of 4
 // to 7 pixels by tiles of 4, shorter ones pixel by pixel. Tiles holding a pixel outside
 // [first_inside, last_inside] (one of its taps reads the padding) skip those columns.
-template <int Width, int Step, Epilogue Kind>
+template <int Width, int Step, Activation Kind>
 void run_rows_by_taps(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t count, int64_t first_inside,
                       int64_t last_inside, float* result) {
   const auto checked = [&](int64_t j0, int64_t pixels) { return j0 < first_inside || j0 + pixels - 1 > last_inside; };
   if (count >= 8) {
-    // The last tap's row is the one this row reads first (the rows above it were read by the
-    // previous result row and are in cache): its lines for the next tile are requested one tile
-    // ahead, since the tile reads them vector by vector across channel blocks (a stride of a whole
-    // pixel), a pattern the hardware prefetchers follow poorly.
-    const Tap& newest = taps[tap_count - 1];
-    const int64_t tile_bytes = 8 * Step * pass.source_channels * int64_t(sizeof(float));
     int64_t j = 0;
     for (; j + 8 <= count; j += 8) {
-      if (j + 16 <= count) {
-        const char* next = reinterpret_cast<const char*>(newest.source_row + newest.source_offset +
-                                                         (j + 8) * Step * pass.source_channels);
-        for (int64_t byte = 0; byte < tile_bytes; byte += 64) __builtin_prefetch(next + byte);
-      }
+      if (j + 16 <= count) prefetch_tile(pass, taps[tap_count - 1], j + 8);
       rows_tiles<8, Width, Step, Kind>(pass, taps, tap_count, j, checked(j, 8), result);
     }
     if (j < count) rows_tiles<8, Width, Step, Kind>(pass, taps, tap_count, count - 8, checked(count - 8, 8), result);
@@ -303,15 +288,15 @@ inline void run_row_by_taps(const RowPass& pass, const Tap* taps, int64_t tap_co
   const auto run = [&](auto width, auto step) {
     constexpr int kWidth = decltype(width)::value, kStep = decltype(step)::value;
     switch (epilogue_of(pass.activation)) {
-      case Epilogue::relu:
-        return run_rows_by_taps<kWidth, kStep, Epilogue::relu>(pass, taps, tap_count, count, first_inside,
-                                                                last_inside, result);
-      case Epilogue::relu6:
-        return run_rows_by_taps<kWidth, kStep, Epilogue::relu6>(pass, taps, tap_count, count, first_inside,
-                                                                 last_inside, result);
-      case Epilogue::linear:
-        return run_rows_by_taps<kWidth, kStep, Epilogue::linear>(pass, taps, tap_count, count, first_inside,
+      case Activation::relu:
+        return run_rows_by_taps<kWidth, kStep, Activation::relu>(pass, taps, tap_count, count, first_inside,
                                                                   last_inside, result);
+      case Activation::relu6:
+        return run_rows_by_taps<kWidth, kStep, Activation::relu6>(pass, taps, tap_count, count, first_inside,
+                                                                   last_inside, result);
+      default:
+        return run_rows_by_taps<kWidth, kStep, Activation::linear>(pass, taps, tap_count, count, first_inside,
+                                                                    last_inside, result);
     }
   };
   using one = std::integral_constant<int, 1>;
@@ -405,18 +390,8 @@ void run_row(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t co
   }
   for (int64_t j = 0; j < first_inside; ++j) border_pixel(j);
   int64_t j = first_inside;
-  // The last tap's row is the one this row reads first (the rows above it were read by the
-  // previous result row and are in cache): its lines for the next tile are requested one tile
-  // ahead, since the tile reads them vector by vector across channel blocks (a stride of a whole
-  // pixel), a pattern the hardware prefetchers follow poorly.
-  const Tap* newest = tap_count > 0 ? &taps[tap_count - 1] : nullptr;
   for (; j + 7 <= last_inside; j += 8) {
-    if (newest != nullptr && j + 15 <= last_inside) {
-      const int64_t tile_bytes = 8 * pass.column_step * pass.source_channels * int64_t(sizeof(float));
-      const char* next = reinterpret_cast<const char*>(newest->source_row + newest->source_offset +
-                                                       (j + 8) * pass.column_step * pass.source_channels);
-      for (int64_t byte = 0; byte < tile_bytes; byte += 64) __builtin_prefetch(next + byte);
-    }
+    if (tap_count > 0 && j + 15 <= last_inside) prefetch_tile(pass, taps[tap_count - 1], j + 8);
     interior_tiles<8, Expand>(pass, taps, tap_count, j, result);
   }
   // The interior's last pixels: a tile ending at last_inside that starts inside the pixels already

@@ -2,8 +2,6 @@
 // to the namespace name (generic, avx2, avx512); signatures as in kernels.h.
 #pragma once
 
-#include <type_traits>
-
 #include "kernels/kernels.h"
 #include "kernels/optimized/simd.h"
 
@@ -76,18 +74,9 @@ inline bool activates_on_vector(Activation activation) {
 template <typename Vector>
 inline Vector activate_on_vector(Vector value, Activation activation) {
   if (activation != Activation::relu && activation != Activation::relu6) return value;
-  if constexpr (std::is_same_v<Vector, simd::floatv>) {
-    value = simd::max_zero(value);
-    return activation == Activation::relu6 ? simd::lower_to(simd::broadcast(6.0f), value) : value;
-  } else {
-    const Vector zero = {};
-    value = value < zero ? zero : value;
-    if (activation == Activation::relu6) {
-      const Vector six = zero + 6.0f;
-      value = value > six ? six : value;
-    }
-    return value;
-  }
+  value = simd::max_zero(value);
+  if (activation == Activation::relu6) value = simd::lower_to(Vector{} + 6.0f, value);
+  return value;
 }
 
 }  // namespace fastcnn::kernels::FASTCNN_ISA

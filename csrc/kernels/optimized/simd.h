@@ -310,10 +310,13 @@ inline void store_half_partial(float* destination, floath value, int64_t count) 
   _mm256_mask_storeu_ps(destination, static_cast<__mmask8>((1u << count) - 1u), reinterpret_cast<__m256>(value));
 }
 inline floath broadcast_half(float value) { return reinterpret_cast<floath>(_mm256_set1_ps(value)); }
-inline floath max_zero(floath value) {
-  const floath zero = {};
-  return value < zero ? zero : value;
+inline floath raise_to(floath bound, floath value) {
+  return reinterpret_cast<floath>(_mm256_max_ps(reinterpret_cast<__m256>(bound), reinterpret_cast<__m256>(value)));
 }
+inline floath lower_to(floath bound, floath value) {
+  return reinterpret_cast<floath>(_mm256_min_ps(reinterpret_cast<__m256>(bound), reinterpret_cast<__m256>(value)));
+}
+inline floath max_zero(floath value) { return raise_to(floath{}, value); }
 #endif
 
 }  // namespace FASTCNN_ISA
