@@ -558,7 +558,8 @@ void depthwise_conv2d_backward_input(const DepthwiseConv2DParams& p, const float
         const int64_t oh = row_offset / p.stride_height;
         if (oh >= p.output_height) continue;
         const float* source_row = output_gradient + (n * p.output_height + oh) * p.output_width * channels;
-        for (int64_t kw = 0; kw < p.kernel_width; ++kw) {
+        // kw descending: the source offsets ascend, the order in which run_row finds rows of taps.
+        for (int64_t kw = p.kernel_width - 1; kw >= 0; --kw) {
           const int64_t column_offset = phase + p.pad_left - kw * p.dilation_width;
           if (floor_div(column_offset, p.stride_width) * p.stride_width != column_offset) continue;
           const int64_t offset = floor_div(column_offset, p.stride_width);
