@@ -206,16 +206,18 @@ def test_mnist_int8_accuracy_within_half_a_point_of_float32():
     assert abs(int8_accuracy - float_accuracy) <= 0.005, (float_accuracy, int8_accuracy)
 
 
-def test_mobilenet_style_int8_accuracy_within_two_points_of_float32():
+def test_mobilenet_style_int8_accuracy_within_four_points_of_float32():
     # Depthwise-separable blocks (DepthwiseConv2D, BatchNormalization, ReLU6, 1x1 Conv2D, ...): every
     # DepthwiseConv2D and Conv2D int8 with its BatchNormalization folded in. Momentum 0.9: the
     # moving statistics settle within the few hundred steps of this small training set.
-    # Int8 changes 1-3.5% of this model's predictions (a 3x3 depthwise sum has 9 terms, so the input's
-    # rounding averages out less than in a convolution's hundreds; 0.3% in the plain CNN above), and
-    # accuracy moves by the net of those flips: -0.45 points on average over 13 seeds, from -1.7 to
-    # +0.8 (all 5,000 images). Counted over all 5,000 embedded images, not the 1,000 test images
-    # alone, the net's noise is sqrt(5)x smaller relative to its size; the bounds hold at the worst seed
-    # with a margin, and a broken int8 path (a wrong scale, a lost bias) changes far more.
+    # Int8 changes 1-4.5% of this model's predictions (a 3x3 depthwise sum has 9 terms, so the
+    # input's rounding averages out less than in a convolution's hundreds; 0.2-0.4% in the plain CNN
+    # above), and accuracy moves by the net of those flips: over 22 trainings (seeds, the avx2 and
+    # generic tiers) from -2.7 to +1.4 points, -0.4 on average (docs/deployment.md). Counted over
+    # all 5,000 embedded images, not the 1,000 test images alone, the net's noise is sqrt(5)x smaller
+    # relative to its size; the bounds hold at the worst training seen with a margin, and a broken
+    # int8 path (a wrong scale, a lost bias) changes far more. The arithmetic itself is checked
+    # exactly against a NumPy simulation above.
     fastcnn.utils.set_random_seed(4)
     (x_train, y_train), (x_test, y_test) = fastcnn.datasets.mnist.load_embedded()
     x_train = (x_train[..., None] / 255.0).astype(np.float32)
@@ -249,9 +251,9 @@ def test_mobilenet_style_int8_accuracy_within_two_points_of_float32():
     assert quantized_kinds == ["Conv2D"] * 3 + ["Dense"] + ["DepthwiseConv2D"] * 3
     float_accuracy, int8_accuracy = np.mean(float_predictions == y_all), np.mean(int8_predictions == y_all)
     changed = np.mean(float_predictions != int8_predictions)
-    assert float_accuracy > 0.8, float_accuracy  # trained (85-94% over seeds): the comparison means something
-    assert changed <= 0.05, (changed, float_accuracy, int8_accuracy)
-    assert abs(int8_accuracy - float_accuracy) <= 0.02, (float_accuracy, int8_accuracy)
+    assert float_accuracy > 0.8, float_accuracy  # trained (83-94% over seeds): the comparison means something
+    assert changed <= 0.07, (changed, float_accuracy, int8_accuracy)
+    assert abs(int8_accuracy - float_accuracy) <= 0.04, (float_accuracy, int8_accuracy)
 
 
 @pytest.mark.slow
