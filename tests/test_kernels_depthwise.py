@@ -243,6 +243,44 @@ def test_depthwise_border_tiles_are_bitwise_the_zero_padded_sums(tier, kernel_si
                                           err_msg=f"{tier}: column {column} of {output_width}")
 
 
+@pytest.mark.parametrize("strides", [(1, 1), (2, 2), (1, 2), (2, 1)], ids=lambda s: f"s{s[0]}x{s[1]}")
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_depthwise_3x3_kernel_gradient_every_border(strides, padding):
+    """The 3x3 kernel gradient's own walk (nine taps per pixel, border columns checked, runs of rows
+    with the same kernel rows inside): images 1-7 rows and 1-17 columns high and wide, so that every
+    pattern of kernel rows and columns inside the input occurs, channel counts below, at and past a
+    vector, with and without bias; against the reference, bitwise equal for one and two threads."""
+    previous = fastcnn.config.get_num_threads()
+    for height, width in [(1, 1), (1, 2), (2, 3), (3, 1), (3, 5), (4, 4), (5, 17), (7, 6)]:
+        for channels, use_bias in [(1, True), (8, False), (13, True), (16, True)]:
+            rng = seeded("3x3 kernel gradient", strides, padding, height, width, channels)
+            x, kernel, bias = depthwise_case(rng, 3, height, width, channels, 1, (3, 3), use_bias)
+            geometry = dict(strides=strides, padding=padding)
+            if padding == "valid" and (height < 3 or width < 3):
+                continue  # no output
+            y = ops.depthwise_conv2d_forward(x, kernel, bias, kernels="reference", **geometry)
+            dy = rng.standard_normal(y.shape).astype(np.float32)
+            reference = ops.depthwise_conv2d_backward_kernel(x, dy, (3, 3), 1, use_bias=use_bias, kernels="reference",
+                                                             **geometry)
+            for tier in TIERS:
+                try:
+                    results = []
+                    for threads in (1, 2):
+                        fastcnn.config.set_num_threads(threads)
+                        results.append(ops.depthwise_conv2d_backward_kernel(x, dy, (3, 3), 1, use_bias=use_bias,
+                                                                            kernels=tier, **geometry))
+                finally:
+                    fastcnn.config.set_num_threads(previous)
+                what = f"{tier} {height}x{width}x{channels}"
+                assert_close(results[0][0], reference[0], f"{what} kernel gradient")
+                np.testing.assert_array_equal(results[0][0], results[1][0], err_msg=what)
+                if use_bias:
+                    assert_close(results[0][1], reference[1], f"{what} bias gradient")
+                    np.testing.assert_array_equal(results[0][1], results[1][1], err_msg=what)
+                else:
+                    assert results[0][1] is None
+
+
 @pytest.mark.parametrize("depth_multiplier", [1, 3])
 @pytest.mark.parametrize("kernel_size,strides,padding", [((3, 3), (1, 1), "same"), ((5, 5), (2, 2), "same"),
                                                          ((3, 7), (1, 1), "valid"), ((1, 9), (1, 2), "same")],

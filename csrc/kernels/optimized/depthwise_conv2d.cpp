@@ -753,6 +753,146 @@ void kernel_gradient_rows(const Conv2DParams& g, int64_t in_per_group, const flo
   }
 }
 
+// The same partial sums for a depthwise 3x3 kernel (one source channel per output channel),
+// dilation 1, any stride: per block of kLanes channels, the nine taps' sums (and dY's, for the
+// bias) stay in registers while one walk goes over the pixels, each dY vector loaded once for all
+// nine taps (the walk per kernel row above loads it three times, and its per-row setup outweighed
+// a narrow row's few columns). Each tap's sum runs over the pixels in row-major order, skipping
+// those whose tap is in the padding; the rows go in groups of about 128 pixels, whose x and dY rows
+// stay in L1 while every block passes over them, the sums saved to `partial` between groups
+// (exactly: the chain goes on where it stopped).
+struct ThreeByThreeWalk {
+  const float* rows[3];  // the kernel rows' input rows at channel `first`, null where in the padding
+  const float* dy_row;   // at channel `first`
+  int64_t channels;      // output and input channels: the pixel step
+  int64_t stride_width, pad_left, input_width, output_width;
+  int64_t inner_lo, inner_hi;  // the output columns whose three taps are all inside the input
+  int64_t width;               // channels of this block (kLanes but in the last block)
+};
+
+// Pixel ow of a row: tap (kh, kw) for the kernel rows in RowMask, adding x * dY to sums[kh * 3 + kw].
+template <int RowMask, bool Full, bool Checked>
+__attribute__((always_inline)) inline void kernel_gradient_3x3_pixel(const ThreeByThreeWalk& walk, int64_t ow,
+                                                                     floatv (&sums)[9], floatv& bias_sum) {
+  const floatv dy = Full ? simd::load(walk.dy_row + ow * walk.channels) : simd::load_partial(walk.dy_row + ow * walk.channels, walk.width);
+  bias_sum += dy;
+  const int64_t column = ow * walk.stride_width - walk.pad_left;
+  for (int kh = 0; kh < 3; ++kh) {
+    if (((RowMask >> kh) & 1) == 0) continue;  // a constant once unrolled
+    const float* x = walk.rows[kh] + column * walk.channels;
+    for (int kw = 0; kw < 3; ++kw) {
+      if (Checked && (column + kw < 0 || column + kw >= walk.input_width)) continue;
+      const floatv value = Full ? simd::load(x + kw * walk.channels) : simd::load_partial(x + kw * walk.channels, walk.width);
+      sums[kh * 3 + kw] += value * dy;
+    }
+  }
+}
+
+// `row_count` rows from the walk's, each the one below (in the same image, the same kernel rows
+// inside). The sums are copied into locals, which stay in registers (through the pointer every one
+// would be loaded and stored per pixel).
+template <int RowMask, bool Full>
+void kernel_gradient_3x3_rows_run(const ThreeByThreeWalk& first_row, int64_t row_count, int64_t input_row_step,
+                                  int64_t output_row_step, floatv* sums_in_memory, floatv& bias_in_memory) {
+  ThreeByThreeWalk walk = first_row;
+  floatv sums[9];
+  for (int t = 0; t < 9; ++t) sums[t] = sums_in_memory[t];
+  floatv bias_sum = bias_in_memory;
+  const int64_t inner_begin = std::min(walk.inner_lo, walk.output_width);
+  for (int64_t row = 0; row < row_count; ++row) {
+    int64_t ow = 0;
+    for (; ow < inner_begin; ++ow) kernel_gradient_3x3_pixel<RowMask, Full, true>(walk, ow, sums, bias_sum);
+    for (; ow <= walk.inner_hi; ++ow) kernel_gradient_3x3_pixel<RowMask, Full, false>(walk, ow, sums, bias_sum);
+    for (; ow < walk.output_width; ++ow) kernel_gradient_3x3_pixel<RowMask, Full, true>(walk, ow, sums, bias_sum);
+    for (int kh = 0; kh < 3; ++kh) {
+      if (((RowMask >> kh) & 1) != 0) walk.rows[kh] += input_row_step;
+    }
+    walk.dy_row += output_row_step;
+  }
+  for (int t = 0; t < 9; ++t) sums_in_memory[t] = sums[t];
+  bias_in_memory = bias_sum;
+}
+
+template <bool Full>
+void kernel_gradient_3x3_rows_any(int row_mask, const ThreeByThreeWalk& walk, int64_t row_count,
+                                  int64_t input_row_step, int64_t output_row_step, floatv* sums, floatv& bias_sum) {
+  switch (row_mask) {  // the kernel rows inside the input: a run of consecutive ones
+#define FASTCNN_ROWS_RUN(mask)                                                                                 \
+  case mask:                                                                                                   \
+    kernel_gradient_3x3_rows_run<mask, Full>(walk, row_count, input_row_step, output_row_step, sums, bias_sum); \
+    break;
+    FASTCNN_ROWS_RUN(1)
+    FASTCNN_ROWS_RUN(2)
+    FASTCNN_ROWS_RUN(3)
+    FASTCNN_ROWS_RUN(4)
+    FASTCNN_ROWS_RUN(6)
+    FASTCNN_ROWS_RUN(7)
+#undef FASTCNN_ROWS_RUN
+    default: break;  // 0: every kernel row in the padding
+  }
+}
+
+bool kernel_gradient_3x3_applies(const Conv2DParams& g, int64_t in_per_group, int64_t out_per_group) {
+  return in_per_group == 1 && out_per_group == 1 && g.kernel_height == 3 && g.kernel_width == 3 &&
+         g.dilation_height == 1 && g.dilation_width == 1;
+}
+
+void kernel_gradient_3x3_rows(const Conv2DParams& g, const float* input, const float* output_gradient,
+                              int64_t row_begin, int64_t row_end, int64_t padded, float* partial,
+                              float* partial_bias) {
+  ThreeByThreeWalk walk{};
+  walk.channels = g.output_channels;
+  walk.stride_width = g.stride_width;
+  walk.pad_left = g.pad_left;
+  walk.input_width = g.input_width;
+  walk.output_width = g.output_width;
+  // Tap kw is inside for ow*sw - pad_left + kw in [0, input_width): all three for ow in [inner_lo, inner_hi].
+  walk.inner_lo = ceil_div(g.pad_left, g.stride_width);
+  walk.inner_hi = std::min(g.output_width - 1, floor_div(g.input_width - 3 + g.pad_left, g.stride_width));
+  // Bit kh set: input row oh * sh - pad_top + kh is inside.
+  const auto kernel_rows_inside = [&](int64_t oh) {
+    int mask = 0;
+    for (int kh = 0; kh < 3; ++kh) {
+      const int64_t ih = oh * g.stride_height - g.pad_top + kh;
+      mask |= ih >= 0 && ih < g.input_height ? 1 << kh : 0;
+    }
+    return mask;
+  };
+  const int64_t input_row_step = g.stride_height * g.input_width * g.input_channels;
+  const int64_t output_row_step = g.output_width * g.output_channels;
+  const int64_t rows_per_group = std::max<int64_t>(1, 128 / std::max<int64_t>(1, g.output_width));
+  for (int64_t group_begin = row_begin; group_begin < row_end; group_begin += rows_per_group) {
+    const int64_t group_end = std::min(row_end, group_begin + rows_per_group);
+    for (int64_t first = 0; first < g.output_channels; first += kLanes) {
+      walk.width = std::min(kLanes, g.output_channels - first);
+      floatv sums[9];
+      for (int t = 0; t < 9; ++t) sums[t] = simd::load(partial + t * padded + first);
+      floatv bias_sum = partial_bias != nullptr ? simd::load(partial_bias + first) : floatv{};
+      for (int64_t image_row = group_begin; image_row < group_end;) {
+        const int64_t n = image_row / g.output_height, oh = image_row % g.output_height;
+        const int row_mask = kernel_rows_inside(oh);
+        for (int kh = 0; kh < 3; ++kh) {
+          const int64_t ih = oh * g.stride_height - g.pad_top + kh;
+          walk.rows[kh] = ((row_mask >> kh) & 1) != 0
+                              ? input + ((n * g.input_height + ih) * g.input_width) * g.input_channels + first
+                              : nullptr;
+        }
+        walk.dy_row = output_gradient + image_row * g.output_width * g.output_channels + first;
+        int64_t run = 1;  // the rows below in the same image with the same kernel rows inside
+        while (image_row + run < group_end && oh + run < g.output_height && kernel_rows_inside(oh + run) == row_mask) ++run;
+        if (walk.width == kLanes) {
+          kernel_gradient_3x3_rows_any<true>(row_mask, walk, run, input_row_step, output_row_step, sums, bias_sum);
+        } else {
+          kernel_gradient_3x3_rows_any<false>(row_mask, walk, run, input_row_step, output_row_step, sums, bias_sum);
+        }
+        image_row += run;
+      }
+      for (int t = 0; t < 9; ++t) simd::store(partial + t * padded + first, sums[t]);
+      if (partial_bias != nullptr) simd::store(partial_bias + first, bias_sum);
+    }
+  }
+}
+
 // kernel_gradient[(tap * in_per_group + sub)][o] (and bias_gradient[o] when not null) as
 // kernel_gradient_rows describes, over every output row: per fixed chunk of rows (chunking from
 // the shape alone: at most 64 chunks of at least 4 rows), then the chunks' partial sums added in
@@ -773,12 +913,15 @@ void kernel_gradient_pass(const Conv2DParams& g, int64_t in_per_group, int64_t o
   const std::vector<BlockSource> blocks = block_sources(channels, g.input_channels, in_per_group, out_per_group);
   const bool expand = in_per_group != 1 || out_per_group != 1;
   const bool with_bias = bias_gradient != nullptr;
+  const bool three_by_three = kernel_gradient_3x3_applies(g, in_per_group, out_per_group);
   parallel::parallel_for(chunks, [&](int64_t chunk) {
     float* chunk_partial = partial + chunk * partial_size;
     const int64_t row_begin = chunk * rows_per_chunk, row_end = std::min(image_rows, row_begin + rows_per_chunk);
     float* chunk_bias = with_bias ? chunk_partial + kernel_rows * padded : nullptr;
     const int64_t block_count = static_cast<int64_t>(blocks.size());
-    if (expand) {
+    if (three_by_three) {
+      kernel_gradient_3x3_rows(g, input, output_gradient, row_begin, row_end, padded, chunk_partial, chunk_bias);
+    } else if (expand) {
       kernel_gradient_rows<true>(g, in_per_group, input, output_gradient, blocks.data(), block_count, row_begin,
                                  row_end, padded, chunk_partial, chunk_bias);
     } else {
