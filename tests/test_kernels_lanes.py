@@ -322,3 +322,44 @@ def test_widest_tier_is_the_default_and_avx512_is_refused_where_unsupported():
         forced = subprocess.run([sys.executable, "-c", "import fastcnn"], env={**env, "FASTCNN_KERNELS": "avx512"},
                                 cwd="/", capture_output=True, text=True, timeout=120)
         assert forced.returncode != 0 and "AVX-512" in forced.stderr
+
+
+def _sequential_chunk_sums(values, rows_per_chunk=512):
+    """Per-channel sums of values (rows, channels) in double as the kernels take them: each chunk
+    of 512 rows summed in row order from zero, then the chunks' sums added in chunk order
+    (np.cumsum adds in order, unlike np.sum's pairwise tree)."""
+    chunk_sums = [np.cumsum(values[start:start + rows_per_chunk], axis=0)[-1]
+                  for start in range(0, len(values), rows_per_chunk)]
+    return np.cumsum(np.array(chunk_sums), axis=0)[-1]
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("channels", [16, 33, 96, 101, 144])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batch_norm_sums_are_bitwise_the_row_order_sums(tier, channels, threads):
+    """Narrow rows are summed a group of channels at a time, wide rows (over two groups) row by row
+    with the running sums in memory: either way each channel's sums are chains of double additions
+    in row order within fixed chunks, so the statistics and beta's gradient equal, bit for bit,
+    that order computed in NumPy, at any thread count (x^2 and its sum are exact to contract:
+    a float's square fits a double)."""
+    rng = np.random.default_rng(channels)
+    rows = 1300  # three chunks, the last partial
+    x = (2 * rng.standard_normal((rows, channels)) + 1).astype(np.float32)
+    x64 = x.astype(np.float64)
+    total, total_squares = _sequential_chunk_sums(x64), _sequential_chunk_sums(x64 * x64)
+    expected_mean = (total / rows).astype(np.float32)
+    expected_variance = np.maximum((total_squares - total * (total / rows)) / rows, 0.0).astype(np.float32)
+    dy = rng.standard_normal((rows, channels)).astype(np.float32)
+    expected_beta_gradient = _sequential_chunk_sums(dy.astype(np.float64)).astype(np.float32)
+    previous = _core.get_num_threads()
+    try:
+        _core.set_num_threads(threads)
+        mean, variance = ops.batch_norm_statistics(x.reshape(rows, 1, 1, channels), kernels=tier)
+        gamma = rng.standard_normal(channels).astype(np.float32)
+        _, _, beta_gradient = ops.batch_norm_backward(x.reshape(rows, 1, 1, channels), mean, variance, gamma,
+                                                      dy.reshape(rows, 1, 1, channels), kernels=tier)
+    finally:
+        _core.set_num_threads(previous)
+    np.testing.assert_array_equal(mean, expected_mean)
+    np.testing.assert_array_equal(variance, expected_variance)
+    np.testing.assert_array_equal(beta_gradient, expected_beta_gradient)
