@@ -281,8 +281,8 @@ void run_rows_by_taps(const RowPass& pass, const Tap* taps, int64_t tap_count, i
   }
 }
 
-// run_rows_by_taps for the row width (3 or 5, from tap_row_width), the pass's column step (1 or 2)
-// and its activation; activations other than relu and relu6 on the stored row.
+// run_rows_by_taps for the row width (from tap_row_width: 3 or 5, or 2 or 1 at step 1), the pass's
+// column step (1 or 2) and its activation; activations other than relu and relu6 on the stored row.
 inline void run_row_by_taps(const RowPass& pass, const Tap* taps, int64_t tap_count, int row_width, int64_t count,
                             int64_t first_inside, int64_t last_inside, float* result) {
   const auto run = [&](auto width, auto step) {
@@ -309,8 +309,12 @@ inline void run_row_by_taps(const RowPass& pass, const Tap* taps, int64_t tap_co
     run(three{}, two{});
   } else if (row_width == 5 && pass.column_step == 1) {
     run(five{}, one{});
-  } else {
+  } else if (row_width == 5) {
     run(five{}, two{});
+  } else if (row_width == 2) {
+    run(two{}, one{});
+  } else {
+    run(one{}, one{});
   }
   if (!activates_on_vector(pass.activation)) {
     for (int64_t j = 0; j < count; ++j) {
@@ -323,10 +327,14 @@ inline void run_row_by_taps(const RowPass& pass, const Tap* taps, int64_t tap_co
 // none): 3 or 5 consecutive taps on one source row, one column apart, each row whole, the source
 // read lane for channel, and the padding no wider than a row's width less one on either side (the
 // first pixel's last tap and the last pixel's first tap inside the source; "same" and "valid"
-// padding always are), which is what rows_tile's border checks assume.
+// padding always are), which is what rows_tile's border checks assume. At a column step of 1, also
+// rows of 2 and of 1 tap: a stride-2 input gradient's phases (a 3x3 kernel's even input columns
+// take taps kw = 2 and 0, consecutive output columns; its odd ones kw = 1 alone), which tap by tap
+// loaded every source vector once per tap and ran a quarter as fast as stride 1.
 inline int tap_row_width(const RowPass& pass, const Tap* taps, int64_t tap_count, int64_t count) {
   if (pass.expand || tap_count == 0 || (pass.column_step != 1 && pass.column_step != 2)) return 0;
-  for (const int width : {3, 5}) {
+  for (const int width : {3, 5, 2, 1}) {
+    if (width < 3 && pass.column_step != 1) break;
     if (tap_count % width != 0) continue;
     bool rows = true;
     for (int64_t t = 0; t < tap_count && rows; t += width) {
