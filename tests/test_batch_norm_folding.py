@@ -304,3 +304,84 @@ def test_no_residual_add_where_the_add_broadcasts_has_three_inputs_or_the_convol
     assert len(model._network.fusion_passes()["batch_norm_folding"]) == 5  # each still folds its BatchNormalization
     model._network.set_residual_add_fusion(False)
     np.testing.assert_array_equal(model.predict(x, verbose=0), fused)
+
+
+def _activated_then_normalized(lib, activation="relu"):
+    """Seed Example 3's pattern: Conv2D(activation) -> BatchNormalization, the statistics taken
+    after the activation, through the Winograd (3x3 'same'), the first-layer (3 channels), the
+    pointwise (1x1) and the strided paths; then a pooling, a grouped convolution and a Dense."""
+    L = lib.layers
+    return lib.Sequential([
+        lib.Input((12, 12, 3)),
+        L.Conv2D(16, 3, padding="same", activation=activation), L.BatchNormalization(),          # 0, 1
+        L.Conv2D(24, 3, padding="same", activation="relu6"), L.BatchNormalization(epsilon=0.1),   # 2, 3
+        L.MaxPooling2D(),                                                                        # 4
+        L.Conv2D(40, 1, activation="relu", use_bias=False), L.BatchNormalization(center=False),   # 5, 6
+        L.Conv2D(8, 3, strides=2, activation="elu"), L.BatchNormalization(scale=False),           # 7, 8
+        L.Conv2D(8, 1, groups=2, activation="relu"), L.BatchNormalization(),                      # 9, 10
+        L.Flatten(), L.Dense(5, activation="softmax"),
+    ])
+
+
+def test_batch_norm_after_activation_applies_to_conv2d_with_an_epilogue_activation_and_one_group():
+    model = _compiled(_activated_then_normalized(keras))
+    model.predict(np.zeros((1, 12, 12, 3), np.float32), verbose=0)
+    passes = model._network.fusion_passes()
+    # Not the grouped convolution (node 9); none of them folds (an activation comes first).
+    assert passes["batch_norm_after_activation"] == [0, 2, 5, 7]
+    assert passes["batch_norm_folding"] == []
+    model._network.set_batch_norm_folding(False)
+    assert model._network.fusion_passes()["batch_norm_after_activation"] == []
+    # gelu runs after the kernel, from the kept pre-activation: no epilogue to extend.
+    gelu = _compiled(_activated_then_normalized(keras, activation="gelu"))
+    gelu.predict(np.zeros((1, 12, 12, 3), np.float32), verbose=0)
+    assert gelu._network.fusion_passes()["batch_norm_after_activation"] == [2, 5, 7]
+
+
+def test_no_batch_norm_after_activation_where_the_output_is_read_twice_or_is_a_model_output():
+    inputs = keras.Input((6, 6, 3))
+    activated = layers.Conv2D(4, 3, activation="relu")(inputs)                     # node 0: read twice
+    joined = layers.Add()([activated, layers.BatchNormalization()(activated)])     # nodes 1 (BN), 2 (Add)
+    exposed = layers.Conv2D(4, 1, activation="relu")(joined)                       # node 3: a model output
+    out = layers.BatchNormalization()(exposed)                                     # node 4
+    model = keras.Model(inputs, [out, exposed])
+    model.compile("adam", ["mse", "mse"])
+    model.predict(np.zeros((1, 6, 6, 3), np.float32), verbose=0)
+    assert model._network.fusion_passes()["batch_norm_after_activation"] == []
+
+
+@pytest.mark.parametrize("batch", [1, 5, 70])
+def test_batch_norm_after_activation_predictions_equal_the_separate_layers(rng, batch):
+    model = _compiled(_activated_then_normalized(keras))
+    _randomize_batch_norm(model, rng)
+    x = rng.standard_normal((batch, 12, 12, 3)).astype(np.float32)
+    fused = model.predict(x, verbose=0)
+    # The same kernel path and the same multiply-add (test_kernels.py checks those bit for bit);
+    # the shift beta - moving_mean * scale may round apart where the BatchNormalization kernel's
+    # compiler fuses it into one multiply-add: a unit in the last place of the shift.
+    unfused = _unfolded_prediction(model, x)
+    assert relative_error(fused, unfused) <= 1e-6
+    # Weights assigned after a pass are followed (the scale and shift are refolded).
+    model.layers[1].weights[0].assign(rng.uniform(0.5, 1.5, 16))
+    model.layers[3].weights[2].assign(rng.standard_normal(24))  # moving_mean
+    after = model.predict(x, verbose=0)
+    assert relative_error(after, fused) > 1e-3
+    assert relative_error(after, _unfolded_prediction(model, x)) <= 1e-6
+
+
+def test_batch_norm_after_activation_predictions_match_keras(tf, rng):
+    reference = _activated_then_normalized(tf.keras)
+    ours = _compiled(_activated_then_normalized(keras))
+    weights = []
+    for layer in reference.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            # gamma (if any) near 1, beta (if any) and the moving mean around 0, the variance positive.
+            values = [rng.standard_normal(w.shape) * 0.3 for w in layer.get_weights()]
+            if layer.scale:
+                values[0] += 1.0
+            values[-1] = rng.uniform(0.5, 2.0, values[-1].shape)
+            layer.set_weights(values)
+    ours.set_weights(reference.get_weights())
+    x = rng.standard_normal((9, 12, 12, 3)).astype(np.float32)
+    assert len(ours._network.fusion_passes()["batch_norm_after_activation"]) == 4
+    assert relative_error(ours.predict(x, verbose=0), reference.predict(x, verbose=0)) <= 1e-5

@@ -355,6 +355,49 @@ def test_conv2d_forward_residual_equals_the_add_then_the_activation(tier, case):
                 np.testing.assert_array_equal(fused, separate, err_msg=what)
 
 
+# RESIDUAL_CASES and a pointwise layer of two-vector blocks with a partial last one.
+OUTPUT_AFFINE_CASES = RESIDUAL_CASES + [(2, 6, 7, 16, 40, (1, 1), (1, 1), "valid")]
+
+
+@pytest.mark.parametrize("tier", ["reference"] + TIERS)
+@pytest.mark.parametrize("case", OUTPUT_AFFINE_CASES, ids=lambda c: "-".join(map(str, c)).replace(" ", ""))
+def test_conv2d_forward_output_affine_equals_the_batch_norm_after_the_activation(tier, case):
+    """activation(conv + bias) * output_scale + output_shift in the epilogue: bitwise the activated
+    convolution, then the same tier's BatchNormalization kernel (inference form, statistics chosen
+    so that its scale and shift are exactly gamma and beta: mean 0, variance + epsilon = 1), for
+    activations on the vector (relu, relu6) and applied after the stores (elu), with a residual too."""
+    batch, h, w, cin, cout, kernel_size, strides, padding = case
+    rng = np.random.default_rng(12)
+    x, kernel, bias = make_conv_case(rng, batch, h, w, cin, cout, kernel_size)
+    gamma = rng.uniform(-1.5, 1.5, cout).astype(np.float32)
+    beta = rng.standard_normal(cout).astype(np.float32)
+    zeros, variance = np.zeros(cout, np.float32), np.full(cout, 0.75, np.float32)
+    for large_tile in (True, False):
+        geometry = dict(strides=strides, padding=padding, large_winograd_tile=large_tile, kernels=tier)
+        residual = rng.standard_normal(ops.conv2d_forward(x, kernel, bias, **geometry).shape).astype(np.float32)
+        for activation in ("relu", "relu6", "elu", "linear"):
+            for extra in ({}, {"residual": residual}):
+                activated = ops.conv2d_forward(x, kernel, bias, activation=activation, **geometry, **extra)
+                fused = ops.conv2d_forward(x, kernel, bias, activation=activation, output_scale=gamma,
+                                           output_shift=beta, **geometry, **extra)
+                normalized = ops.batch_norm_forward(activated.reshape(-1, cout), zeros, variance, gamma, beta,
+                                                    epsilon=0.25, kernels=tier).reshape(activated.shape)
+                assert (activated != 0).any()
+                np.testing.assert_array_equal(fused, normalized, err_msg=f"{tier} {activation} {sorted(extra)} "
+                                                                         f"large_tile={large_tile}")
+
+
+def test_conv2d_forward_refuses_an_output_affine_half_given_or_of_another_length():
+    x, kernel, bias = make_conv_case(np.random.default_rng(0), 2, 6, 6, 3, 4, (3, 3))
+    ones = np.ones(4, np.float32)
+    with pytest.raises(ValueError, match=r"output_scale and output_shift go together.*output_shift only"):
+        ops.conv2d_forward(x, kernel, bias, output_shift=ones)
+    with pytest.raises(ValueError, match=r"output_shift.*must be 4.*\(5,\)"):
+        ops.conv2d_forward(x, kernel, bias, output_scale=ones, output_shift=np.ones(5, np.float32))
+    with pytest.raises(ValueError, match=r"output_scale.*rank 1"):
+        ops.conv2d_forward(x, kernel, bias, output_scale=np.ones((2, 2), np.float32), output_shift=ones)
+
+
 def test_conv2d_forward_refuses_a_residual_of_another_shape():
     x, kernel, bias = make_conv_case(np.random.default_rng(0), 2, 6, 6, 3, 4, (3, 3))
     with pytest.raises(ValueError, match=r"residual.*output width.*must be 4.*\(2, 4, 5, 4\)"):

@@ -45,7 +45,8 @@ void require_output_shape(const FloatArray& array, const char* name, int64_t bat
 
 FloatArray conv2d_forward(py::object input_argument, py::object kernel_argument, py::object bias_argument,
                           Pair strides, const std::string& padding, Pair dilation, const std::string& activation,
-                          const std::string& kernels, bool large_winograd_tile, py::object residual_argument) {
+                          const std::string& kernels, bool large_winograd_tile, py::object residual_argument,
+                          py::object output_scale_argument, py::object output_shift_argument) {
   const auto [input, kernel, bias] = conv_arrays(input_argument, kernel_argument, bias_argument);
   const Activation act = activation_named(activation);
   if (!is_elementwise(act)) throw py::value_error("conv2d_forward fuses elementwise activations only");
@@ -61,6 +62,20 @@ FloatArray conv2d_forward(py::object input_argument, py::object kernel_argument,
     require_output_shape(*residual, "residual", params.batch, params.output_height, params.output_width,
                          params.output_channels);
     params.residual = residual->data();
+  }
+  const std::optional<FloatArray> output_scale = optional_float_array(output_scale_argument, "output_scale");
+  const std::optional<FloatArray> output_shift = optional_float_array(output_shift_argument, "output_shift");
+  if (output_scale.has_value() != output_shift.has_value()) {
+    throw py::value_error(std::string("output_scale and output_shift go together. Received: ") +
+                          (output_scale ? "output_scale" : "output_shift") + " only");
+  }
+  if (output_scale) {
+    require_rank(*output_scale, 1, "output_scale");
+    require_dimension(*output_scale, 0, params.output_channels, "output_scale", "output channels");
+    require_rank(*output_shift, 1, "output_shift");
+    require_dimension(*output_shift, 0, params.output_channels, "output_shift", "output channels");
+    params.output_scale = output_scale->data();
+    params.output_shift = output_shift->data();
   }
   const auto& table = table_named(kernels);
   FloatArray output = new_float_array({params.batch, params.output_height, params.output_width, params.output_channels});
@@ -1138,9 +1153,11 @@ void bind_ops(py::module_& ops) {
   ops.def("conv2d_forward", &conv2d_forward, py::arg("input"), py::arg("kernel"), py::arg("bias") = py::none(),
           py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid", py::arg("dilation") = Pair{1, 1},
           py::arg("activation") = "linear", py::arg("kernels") = "active", py::arg("large_winograd_tile") = true,
-          py::arg("residual") = py::none(),
+          py::arg("residual") = py::none(), py::arg("output_scale") = py::none(), py::arg("output_shift") = py::none(),
           "large_winograd_tile=False: a 3x3 Winograd layer runs F(2x2, 3x3), as a training step's forward pass does. "
-          "residual: an array of the output's shape, added before the activation (as a following Add layer would).");
+          "residual: an array of the output's shape, added before the activation (as a following Add layer would). "
+          "output_scale, output_shift: per output channel, output = activation(...) * output_scale + output_shift "
+          "(as an inference BatchNormalization reading the activated output would).");
   ops.def("conv2d_backward_input", &conv2d_backward_input, py::arg("output_gradient"), py::arg("kernel"),
           py::arg("input_shape"), py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
           py::arg("dilation") = Pair{1, 1}, py::arg("kernels") = "active", py::arg("large_winograd_tile") = false,

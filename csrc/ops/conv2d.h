@@ -50,6 +50,12 @@ struct Conv2DParams {
   // before the activation, output = activation(convolution + bias + residual) with the residual
   // added last, as a separate Add layer would (plan.cpp residual_add).
   const float* residual = nullptr;
+  // Optional (inference): a per-output-channel affine applied after the activation,
+  //   output = activation(convolution + bias + residual) * output_scale + output_shift,
+  // as a BatchNormalization reading the activated output computes it in inference (plan.cpp
+  // batch_norm_after_activation); both set or both null, output_channels floats each.
+  const float* output_scale = nullptr;
+  const float* output_shift = nullptr;
   // conv2d_backward_input (groups of 1): add the result to input_gradient's contents instead of
   // overwriting them, input_gradient = old + (the gradient's own sum): a tensor that several layers
   // read takes each one's gradient in turn without a scratch copy (network.cpp).

@@ -629,9 +629,14 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
       if (layer.scratch_per_sample() > 0) {
         context.scratch = buffers == Buffers::training ? training_scratch_[i] : inference_scratch_;
       }
-      const float* residual = folded_add_node_[i] >= 0 ? values_[tensor_index(folded_residual_[i])] : nullptr;
-      layer.forward_folded(context, batch, values_[tensor_index(nodes_[i].inputs[0])], folded,
-                           folded + layer.kernel_floats(), folded_activation_[i], residual, outputs[last]);
+      const float* input = values_[tensor_index(nodes_[i].inputs[0])];
+      if (folded_after_activation_[i]) {
+        layer.forward_then_affine(context, batch, input, folded, folded + layer.output_shape.channels, outputs[last]);
+      } else {
+        const float* residual = folded_add_node_[i] >= 0 ? values_[tensor_index(folded_residual_[i])] : nullptr;
+        layer.forward_folded(context, batch, input, folded, folded + layer.kernel_floats(), folded_activation_[i],
+                             residual, outputs[last]);
+      }
       context.scratch = nullptr;
       values_[tensor_index(static_cast<int64_t>(last))] = outputs[last];
       done[static_cast<size_t>(folded_batch_norm_[i])] = true;

@@ -254,7 +254,7 @@ class Network {
     return batch_norm_folding_enabled_ && folded_batch_norm_[node] >= 0 && (!training || folded_in_training_[node]);
   }
   // The node whose output a folded node's pass writes (its activation, else its Add, else its
-  // BatchNormalization).
+  // BatchNormalization; only the last after batch_norm_after_activation).
   size_t folded_last(size_t node) const {
     return static_cast<size_t>(folded_activation_node_[node] >= 0 ? folded_activation_node_[node]
                                : folded_add_node_[node] >= 0    ? folded_add_node_[node]
@@ -309,6 +309,9 @@ class Network {
   bool gradient_accumulation_enabled_ = true;
   std::vector<int64_t> folded_into_;  // per node: the layer whose folded pass computes it (-1: none)
   std::vector<bool> folded_in_training_;  // per node: it also runs folded in training passes
+  // Per node: its BatchNormalization runs after its activation (batch_norm_after_activation): its
+  // folded_parameters_ are that BatchNormalization's scale then shift, its kernel stays its own.
+  std::vector<bool> folded_after_activation_;
   bool any_folded_in_training_ = false;
   bool large_winograd_tile_in_training_ = false;  // see large_winograd_tile_in_training()
   // Training's BatchNormalization + ReLU fusion (per node, -1: none): the ReLU node a

@@ -15,6 +15,12 @@
 //                             passes too where the BatchNormalization is frozen (it runs on its
 //                             moving statistics) and no gradient is needed there (a fine-tuned
 //                             network's frozen part)
+//   batch_norm_after_activation  inference passes: a Conv2D (groups=1) whose kernel's epilogue
+//                             computes its activation (relu, relu6, ...) read only by a
+//                             BatchNormalization applies that BatchNormalization's scale and shift
+//                             per channel after the activation in the same epilogue (the
+//                             BatchNormalization's output is the only one stored); its kernel and
+//                             bias stay its own: with the activation between, nothing folds into them
 //   residual_add              inference passes of a folded Conv2D (groups=1) whose
 //                             BatchNormalization only an Add of two equal shapes reads: the
 //                             convolution's epilogue adds the Add's other input (computed by an
@@ -86,11 +92,20 @@ void Network::pass_batch_norm_folding() {
   folded_offset_.assign(node_count, -1);
   folded_into_.assign(node_count, -1);
   folded_in_training_.assign(node_count, false);
+  folded_after_activation_.assign(node_count, false);
   int64_t floats = 0;
   for (size_t i = 0; i < node_count && batch_norm_folding_enabled_; ++i) {
     const Layer& layer = *layers_[i];
     const int64_t batch_norm = single_consumer(static_cast<int64_t>(i));
-    if (!layer.folds_batch_norm() || batch_norm < 0 || layers_[static_cast<size_t>(batch_norm)]->kind() != "BatchNormalization") {
+    if (batch_norm < 0 || layers_[static_cast<size_t>(batch_norm)]->kind() != "BatchNormalization") continue;
+    if (!layer.folds_batch_norm()) {
+      // batch_norm_after_activation: the BatchNormalization's scale and shift, nothing after it.
+      if (!layer.applies_batch_norm_after_activation()) continue;
+      folded_batch_norm_[i] = batch_norm;
+      folded_into_[static_cast<size_t>(batch_norm)] = static_cast<int64_t>(i);
+      folded_after_activation_[i] = true;
+      folded_offset_[i] = floats;
+      floats += 2 * layer.output_shape.channels;
       continue;
     }
     folded_batch_norm_[i] = batch_norm;
@@ -169,6 +184,12 @@ void Network::refresh_folded_parameters() {
     shift.resize(static_cast<size_t>(channels));
     layers_[static_cast<size_t>(folded_batch_norm_[i])]->batch_norm_factors(parameters_.data(), scale.data(),
                                                                             shift.data());
+    if (folded_after_activation_[i]) {  // the scale, then the shift
+      float* factors = folded_parameters_.data() + folded_offset_[i];
+      std::copy(scale.begin(), scale.end(), factors);
+      std::copy(shift.begin(), shift.end(), factors + channels);
+      continue;
+    }
     // Kernels: the layer's own arrays, the last one scaled per output channel (its fastest axis).
     const float* kernels = parameters_.data() + layer.parameter_offset;
     float* folded = folded_parameters_.data() + folded_offset_[i];
@@ -386,12 +407,12 @@ void Network::update_plan() {
 
 std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes() const {
   std::vector<int64_t> convolutions, relu_hand_offs, softmax_outputs, sigmoid_outputs, folded, activations,
-      folded_in_training, residual_adds, gradient_additions;
+      folded_in_training, residual_adds, gradient_additions, after_activation;
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (pair_fused(i, Fusion::everywhere)) convolutions.push_back(static_cast<int64_t>(i));
     if (batch_norm_folded(i, true)) folded_in_training.push_back(static_cast<int64_t>(i));
     if (batch_norm_activation_node_[i] >= 0) activations.push_back(static_cast<int64_t>(i));
-    if (batch_norm_folded(i, false)) folded.push_back(static_cast<int64_t>(i));
+    if (batch_norm_folded(i, false)) (folded_after_activation_[i] ? after_activation : folded).push_back(static_cast<int64_t>(i));
     if (batch_norm_folded(i, false) && folded_add_node_[i] >= 0) residual_adds.push_back(static_cast<int64_t>(i));
     if (layers_[i]->relu_input) relu_hand_offs.push_back(static_cast<int64_t>(i));
     if (adds_input_gradient_[i]) gradient_additions.push_back(static_cast<int64_t>(i));
@@ -405,6 +426,7 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes
           {"relu_derivative_hand_off", relu_hand_offs},
           {"batch_norm_folding", folded},
           {"batch_norm_folding_in_training", folded_in_training},
+          {"batch_norm_after_activation", after_activation},
           {"residual_add", residual_adds},
           {"batch_norm_activation", activations},
           {"softmax_cross_entropy", softmax_outputs},

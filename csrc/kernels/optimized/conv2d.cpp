@@ -37,6 +37,7 @@ struct IndirectPass {
   // column * result_column_step + result_column_offset) of result_height x result_width images.
   int64_t result_height = 0, result_width = 0;
   int64_t result_row_step = 1, result_row_offset = 0, result_column_step = 1, result_column_offset = 0;
+  OutputAffine affine;  // the forward epilogue's affine after the activation (none: scale null)
 };
 
 // Where result pixel (row, column) reads at tap (kh, kw), when that is affine: source pixel
@@ -222,10 +223,13 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
         for (int p = 0; p < kTilePixels; ++p) {
           if (p < tile.count) {
             store_narrow_block(pixel_result[p] + first_channel, width, acc[p], bias_block, activation,
-                               pixel_residual[p] != nullptr ? pixel_residual[p] + first_channel : nullptr);
+                               pixel_residual[p] != nullptr ? pixel_residual[p] + first_channel : nullptr,
+                               pass.affine.at(first_channel));
           }
         }
-        for (int64_t p = 0; p < tile.count; ++p) finish_activation(pixel_result[p] + first_channel, width, activation);
+        for (int64_t p = 0; p < tile.count; ++p) {
+          finish_activation(pixel_result[p] + first_channel, width, activation, pass.affine.at(first_channel));
+        }
       };
 #if defined(__AVX512F__)
       if (block_width == simd::kHalfLanes) {
@@ -263,10 +267,13 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
         for (int p = 0; p < kTilePixels; ++p) {
           if (p < tile.count) {
             store_block(pixel_result[p] + first_channel, width, acc[p][0], acc[p][1], bias_block, activation,
-                        pixel_residual[p] != nullptr ? pixel_residual[p] + first_channel : nullptr);
+                        pixel_residual[p] != nullptr ? pixel_residual[p] + first_channel : nullptr,
+                        pass.affine.at(first_channel));
           }
         }
-        for (int64_t p = 0; p < tile.count; ++p) finish_activation(pixel_result[p] + first_channel, width, activation);
+        for (int64_t p = 0; p < tile.count; ++p) {
+          finish_activation(pixel_result[p] + first_channel, width, activation, pass.affine.at(first_channel));
+        }
       }
     }
   });
@@ -353,7 +360,7 @@ constexpr int kPointwisePixels = simd::kLanes == 16 ? 24 / Vectors : 12 / Vector
 template <int Pixels, int Vectors, int64_t RowWidth = Vectors * simd::kLanes, typename RowOf>
 inline void pointwise_tile(RowOf&& row_of, int64_t depth, int64_t count, const float* weights,
                            const float* bias_block, Activation activation, float* result,
-                           const float* residual, int64_t result_stride, int64_t width) {
+                           const float* residual, int64_t result_stride, int64_t width, OutputAffine affine) {
   const float* rows[Pixels];
 #pragma GCC unroll 24
   for (int p = 0; p < Pixels; ++p) rows[p] = row_of(p);
@@ -380,21 +387,22 @@ inline void pointwise_tile(RowOf&& row_of, int64_t depth, int64_t count, const f
     if (p >= count) continue;
     const float* residual_row = residual != nullptr ? residual + p * result_stride : nullptr;
     if constexpr (Vectors == 2) {
-      store_block(result + p * result_stride, width, acc[p][0], acc[p][1], bias_block, activation, residual_row);
+      store_block(result + p * result_stride, width, acc[p][0], acc[p][1], bias_block, activation, residual_row,
+                  affine);
     } else {
-      store_narrow_block(result + p * result_stride, width, acc[p][0], bias_block, activation, residual_row);
+      store_narrow_block(result + p * result_stride, width, acc[p][0], bias_block, activation, residual_row, affine);
     }
   }
-  for (int64_t p = 0; p < count; ++p) finish_activation(result + p * result_stride, width, activation);
+  for (int64_t p = 0; p < count; ++p) finish_activation(result + p * result_stride, width, activation, affine);
 }
 
 // The pointwise pass over every output pixel, weights packed in blocks of Vectors * kLanes
-// channels (pack_column_blocks), `bias` padded to whole blocks (null: none). Each thread takes a
+// channels (pack_column_blocks), `bias` and `affine` padded to whole blocks (null: none). Each thread takes a
 // fixed run of tiles and, per tile, every block (the tile's input rows stay in L1 across the
 // blocks).
 template <int Vectors>
 void run_pointwise(const Conv2DParams& p, const float* input, const float* packed, const float* bias,
-                   float* result) {
+                   OutputAffine affine, float* result) {
   constexpr int Pixels = kPointwisePixels<Vectors>;
   constexpr int64_t kWidth = Vectors * simd::kLanes;
   const int64_t pixels = p.batch * p.output_height * p.output_width;
@@ -427,7 +435,7 @@ void run_pointwise(const Conv2DParams& p, const float* input, const float* packe
                 row_of, depth, count, packed + block * depth * kWidth, bias != nullptr ? bias + channel : nullptr,
                 p.activation, result + first * output_channels + channel,
                 p.residual != nullptr ? p.residual + first * output_channels + channel : nullptr, output_channels,
-                width);
+                width, affine.at(channel));
           };
           // A last block with one vector's channels or fewer (24 or 40 channels on the 8-lane tiers,
           // 48 or 80 on avx512) runs one vector per pixel: the second vector's multiply-adds would all
@@ -450,7 +458,7 @@ void run_pointwise(const Conv2DParams& p, const float* input, const float* packe
 
 // Per-call scratch owned by the calling thread (only grows: no allocation in steady state).
 struct Scratch {
-  std::vector<float> packed, transposed, zeros, bias, padded_input;
+  std::vector<float> packed, transposed, zeros, bias, scale, shift, padded_input;
 };
 
 // Below this many input channels (first layers: 1 or 3) the forward pass reads a zero-padded copy
@@ -622,16 +630,14 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
                                         pack_column_blocks(kernel, taps * p.input_channels, p.output_channels,
                                                            destination, block_width);
                                       });
-  const float* padded_bias = nullptr;
-  if (p.use_bias) {
-    buffers.bias.assign(static_cast<size_t>(blocks * block_width), 0.0f);
-    std::copy(bias, bias + p.output_channels, buffers.bias.begin());
-    padded_bias = buffers.bias.data();
-  }
+  const int64_t padded_count = blocks * block_width;
+  const float* padded_bias = padded_channels(p.use_bias ? bias : nullptr, p.output_channels, padded_count, buffers.bias);
+  const OutputAffine output_affine{padded_channels(p.output_scale, p.output_channels, padded_count, buffers.scale),
+                                   padded_channels(p.output_shift, p.output_channels, padded_count, buffers.shift)};
   // (Layers of at most 8 channels on avx512 keep the indirect pass's 8-lane ymm tile.)
   if (pointwise_applicable(p) && (block_width == kBlockWidth || block_width == simd::kLanes)) {
     const auto run = block_width == kBlockWidth ? run_pointwise<2> : run_pointwise<1>;
-    run(p, input, packed, padded_bias, output);
+    run(p, input, packed, padded_bias, output_affine, output);
     return;
   }
   buffers.zeros.assign(static_cast<size_t>(p.kernel_width * p.input_channels), 0.0f);  // a merged tap's depth
@@ -643,6 +649,7 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
   pass.output_channels = p.output_channels;
   pass.kernel_height = p.kernel_height;
   pass.kernel_width = p.kernel_width;
+  pass.affine = output_affine;
   // Output (oh, ow) reads input (oh*stride_h - pad_top + kh*dilation_h, ow*stride_w - pad_left + kw*dilation_w).
   AffineSource affine;
   affine.data = input;

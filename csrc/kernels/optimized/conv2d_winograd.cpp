@@ -234,7 +234,7 @@ inline void transform_output(const floatv (&m)[V::kPoints], floatv (&y)[V::kOut]
 }
 
 struct Scratch {
-  std::vector<float> packed, zeros, bias;
+  std::vector<float> packed, zeros, bias, scale, shift;
 };
 struct WorkerScratch {
   std::vector<float> input_tiles, products;  // V for one task; M for one task and channel block
@@ -254,12 +254,9 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
                                       kPoints * blocks * in_channels * block_width, buffers.packed,
                                       [&](float* destination) { transform_kernel<V>(p, kernel, destination, block_width); });
   buffers.zeros.assign(static_cast<size_t>(in_channels), 0.0f);
-  const float* padded_bias = nullptr;
-  if (bias != nullptr) {
-    buffers.bias.assign(static_cast<size_t>(blocks * block_width), 0.0f);
-    std::copy(bias, bias + out_channels, buffers.bias.begin());
-    padded_bias = buffers.bias.data();
-  }
+  const float* padded_bias = padded_channels(bias, out_channels, blocks * block_width, buffers.bias);
+  const OutputAffine output_affine{padded_channels(p.output_scale, out_channels, blocks * block_width, buffers.scale),
+                                   padded_channels(p.output_shift, out_channels, blocks * block_width, buffers.shift)};
   const float* zeros = buffers.zeros.data();
   const int64_t tile_rows = ceil_div(p.output_height, r), tile_columns = ceil_div(p.output_width, r);
   const int64_t tiles = p.batch * tile_rows * tile_columns;
@@ -338,10 +335,11 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
             }
           }
         }
-        // Y = A^T M A per tile, then bias, residual and activation on the pixels inside the output;
-        // `used`: the vectors of the block that hold channels (a compile-time count, so each
-        // variant keeps its values in registers).
+        // Y = A^T M A per tile, then bias, residual, activation and output affine on the pixels
+        // inside the output; `used`: the vectors of the block that hold channels (a compile-time
+        // count, so each variant keeps its values in registers).
         const float* bias_block = padded_bias != nullptr ? padded_bias + first_channel : nullptr;
+        const OutputAffine affine_block = output_affine.at(first_channel);
         const auto transform_block = [&](auto used) {
           constexpr int kUsed = decltype(used)::value;
           for (int64_t t = 0; t < tile_count; ++t) {
@@ -364,13 +362,14 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
                 const float* residual = p.residual != nullptr ? p.residual + offset : nullptr;
                 if constexpr (kUsed == 2) {
                   store_block(output + offset, width, y_low[i][j], y_high[i][j], bias_block, p.activation,
-                              residual);
+                              residual, affine_block);
                 } else {
-                  store_narrow_block(output + offset, width, y_low[i][j], bias_block, p.activation, residual);
+                  store_narrow_block(output + offset, width, y_low[i][j], bias_block, p.activation, residual,
+                                     affine_block);
                 }
                 stored[stored_count++] = output + offset;
               }
-            for (int q = 0; q < stored_count; ++q) finish_activation(stored[q], width, p.activation);
+            for (int q = 0; q < stored_count; ++q) finish_activation(stored[q], width, p.activation, affine_block);
           }
         };
         if (one_vector) {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/optimized/optimized.h"
 #include "kernels/optimized/simd.h"
@@ -178,16 +179,39 @@ inline void accumulate_tile_narrow(const float* const* rows, const int64_t* tap_
   }
 }
 
+// A forward epilogue's per-channel affine after the activation (Conv2DParams::output_scale and
+// output_shift), padded to whole blocks as the bias is: scale null for none.
+struct OutputAffine {
+  const float* scale = nullptr;
+  const float* shift = nullptr;
+  OutputAffine at(int64_t channel) const {
+    return scale != nullptr ? OutputAffine{scale + channel, shift + channel} : OutputAffine{};
+  }
+};
+
+// The affine of a block whose activation ran on the vector (the others get it in finish_activation,
+// after their activation). value * scale + shift: the contraction to one fused multiply-add is the
+// BatchNormalization kernel's (batch_norm_affine), so the bits are a separate layer's.
+template <typename Vector>
+inline Vector affine_on_vector(Vector value, const Vector& scale, const Vector& shift) {
+  return value * scale + shift;
+}
+
 // Writes one pixel's narrow block (width <= the lanes of Vector of them real), adding bias, then
-// the residual (laid out as the destination; null: none), then a vector activation (relu, relu6);
-// the caller finishes the others with finish_activation once the tile is stored.
+// the residual (laid out as the destination; null: none), then a vector activation (relu, relu6)
+// and the output affine; the caller finishes the other activations with finish_activation once the
+// tile is stored.
 template <typename Vector = floatv>
 inline void store_narrow_block(float* destination, int64_t width, Vector value, const float* bias_block,
-                               Activation activation, const float* residual = nullptr) {
+                               Activation activation, const float* residual = nullptr,
+                               OutputAffine affine = {}) {
   using V = NarrowVector<Vector>;
   if (bias_block != nullptr) value += V::load(bias_block);
   if (residual != nullptr) value += width == V::kLanes ? V::load(residual) : V::load_partial(residual, width);
   value = activate_on_vector(value, activation);
+  if (affine.scale != nullptr && activates_on_vector(activation)) {
+    value = affine_on_vector(value, V::load(affine.scale), V::load(affine.shift));
+  }
   if (width == V::kLanes) {
     V::store(destination, value);
   } else {
@@ -197,9 +221,11 @@ inline void store_narrow_block(float* destination, int64_t width, Vector value, 
 
 // Writes one pixel's block of kBlockWidth channels (width <= kBlockWidth of them real), adding bias,
 // then the residual (laid out as the destination; null: none), then a vector activation (relu,
-// relu6); the caller finishes the others with finish_activation once the tile is stored.
+// relu6) and the output affine; the caller finishes the other activations with finish_activation
+// once the tile is stored.
 inline void store_block(float* destination, int64_t width, floatv low, floatv high,
-                        const float* bias_block, Activation activation, const float* residual = nullptr) {
+                        const float* bias_block, Activation activation, const float* residual = nullptr,
+                        OutputAffine affine = {}) {
   if (bias_block != nullptr) {
     low += simd::load(bias_block);
     high += simd::load(bias_block + simd::kLanes);
@@ -210,6 +236,10 @@ inline void store_block(float* destination, int64_t width, floatv low, floatv hi
   }
   low = activate_on_vector(low, activation);
   high = activate_on_vector(high, activation);
+  if (affine.scale != nullptr && activates_on_vector(activation)) {
+    low = affine_on_vector(low, simd::load(affine.scale), simd::load(affine.shift));
+    high = affine_on_vector(high, simd::load(affine.scale + simd::kLanes), simd::load(affine.shift + simd::kLanes));
+  }
   if (width == kBlockWidth) {
     simd::store(destination, low);
     simd::store(destination + simd::kLanes, high);
@@ -226,8 +256,24 @@ inline void store_block(float* destination, int64_t width, floatv low, floatv hi
 // it, which (no vector register survives a call) made GCC 12 keep 10 of the 12 accumulators of
 // run_indirect's avx512 tile on the stack for the whole tile, a load and a store around every
 // multiply-add (a 5x5 stride-2 first layer at 43% of one core's peak against avx2's 71%).
-inline void finish_activation(float* destination, int64_t width, Activation activation) {
-  if (!activates_on_vector(activation)) activate_in_place(activation, destination, width);
+// Then the output affine of those (`affine` at the block's first channel).
+inline void finish_activation(float* destination, int64_t width, Activation activation, OutputAffine affine = {}) {
+  if (activates_on_vector(activation)) return;
+  activate_in_place(activation, destination, width);
+  if (affine.scale == nullptr) return;
+  for (int64_t j = 0; j < width; ++j) {
+    destination[j] = affine_on_vector(destination[j], affine.scale[j], affine.shift[j]);
+  }
+}
+
+// `values` (channels floats; null: none) copied into `storage` padded with zeros to `padded_count`
+// (whole blocks, which the epilogue loads a vector at a time); returns the copy, or null.
+inline const float* padded_channels(const float* values, int64_t channels, int64_t padded_count,
+                                    std::vector<float>& storage) {
+  if (values == nullptr) return nullptr;
+  storage.assign(static_cast<size_t>(padded_count), 0.0f);
+  std::copy(values, values + channels, storage.begin());
+  return storage.data();
 }
 
 }  // namespace microkernel

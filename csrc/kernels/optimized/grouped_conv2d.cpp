@@ -70,8 +70,9 @@ GroupBuffers& group_buffers() {
 void grouped_conv2d_forward(const GroupedConv2DParams& p, const float* input, const float* kernel, const float* bias,
                             float* output) {
   if (p.groups == 1) return conv2d_forward(dense_group(p), input, kernel, bias, output);
-  if (p.conv.residual != nullptr) {
-    throw std::invalid_argument("a residual added in the convolution's epilogue needs groups=1. Received: groups=" +
+  if (p.conv.residual != nullptr || p.conv.output_scale != nullptr) {
+    throw std::invalid_argument(std::string(p.conv.residual != nullptr ? "a residual" : "an output affine") +
+                                " in the convolution's epilogue needs groups=1. Received: groups=" +
                                 std::to_string(p.groups));
   }
   if (p.group_input_channels() == 1) return depthwise_conv2d_forward(p.as_depthwise(), input, kernel, bias, output);

@@ -38,7 +38,7 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
             }
           }
           const int64_t index = nhwc(n, oh, ow, co, p.output_height, p.output_width, p.output_channels);
-          output[index] = activate(p.activation, p.residual != nullptr ? sum + p.residual[index] : sum);
+          output[index] = conv2d_epilogue(p, sum, index, co);
         }
 }
 

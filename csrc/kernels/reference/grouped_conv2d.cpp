@@ -41,7 +41,7 @@ void grouped_conv2d_forward(const GroupedConv2DParams& gp, const float* input, c
             }
           }
           const int64_t index = nhwc(n, oh, ow, co, p.output_height, p.output_width, p.output_channels);
-          output[index] = activate(p.activation, p.residual != nullptr ? sum + p.residual[index] : sum);
+          output[index] = conv2d_epilogue(p, sum, index, co);
         }
 }
 
