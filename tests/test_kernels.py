@@ -1261,6 +1261,59 @@ def test_conv2d_unrolled_first_layer_depths_are_bitwise_the_general_loop(tier, g
                                                   **geometry_args), f"{tier} {activation}")
 
 
+def _patches(x, kernel_size, strides, padding, dilation):
+    """Every output pixel's receptive field as one row of kh * kw * Ci values in the kernel's
+    (kh, kw, ci) order, zeros where it reads the padding (TensorFlow's 'same' split)."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel_size, strides, dilation
+    _, height, width, _ = x.shape
+    extent_h, extent_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    if padding == "same":
+        out_h, out_w = -(-height // sh), -(-width // sw)
+        pad_h, pad_w = max((out_h - 1) * sh + extent_h - height, 0), max((out_w - 1) * sw + extent_w - width, 0)
+        x = np.pad(x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+    else:
+        out_h, out_w = (height - extent_h) // sh + 1, (width - extent_w) // sw + 1
+    taps = [x[:, i * dh:i * dh + (out_h - 1) * sh + 1:sh, j * dw:j * dw + (out_w - 1) * sw + 1:sw, :]
+            for i in range(kh) for j in range(kw)]
+    return np.ascontiguousarray(np.concatenate(taps, axis=3))
+
+
+# (kernel size, strides, dilation, input channels, output channels, padding, height, width): first
+# layers of 1 and 3 channels, 3x3 to ResNet's 7x7 stride 2, a dilated height, 5 to 40 output
+# channels (narrow, wide and partial blocks), images whose tiles run across row and image ends.
+PATCH_GEOMETRIES = [((3, 3), (1, 1), (1, 1), 3, 32, "same", 11, 10), ((3, 3), (1, 1), (1, 1), 1, 32, "valid", 9, 13),
+                    ((3, 3), (2, 2), (1, 1), 3, 40, "same", 12, 9), ((5, 5), (1, 1), (1, 1), 3, 16, "same", 7, 8),
+                    ((7, 7), (2, 2), (1, 1), 3, 24, "same", 15, 14), ((3, 5), (1, 2), (2, 1), 2, 5, "same", 8, 11),
+                    ((2, 3), (3, 1), (1, 1), 15, 17, "valid", 10, 7)]
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("geometry", PATCH_GEOMETRIES, ids=lambda g: "-".join(map(str, g)).replace(" ", ""))
+def test_conv2d_first_layers_are_bitwise_the_pointwise_product_of_their_patches(tier, geometry):
+    """A layer of fewer than 16 input channels (kernel rows merged over a column-padded copy of its
+    input) sums each output's kh * kw * Ci products in the kernel's (kh, kw, ci) order from zero, as
+    a matrix product does: bitwise the 1x1 convolution of its patches (built here in NumPy, zeros for
+    the padding) with the kernel as one kh * kw * Ci-deep matrix, with bias, residual, relu6 and the
+    output affine, and close to the reference."""
+    kernel_size, strides, dilation, in_channels, out_channels, padding, height, width = geometry
+    rng = np.random.default_rng(zlib.crc32(repr(geometry).encode()))
+    x, kernel, bias = make_conv_case(rng, 3, height, width, in_channels, out_channels, kernel_size)
+    patches = _patches(x, kernel_size, strides, padding, dilation)
+    matrix = kernel.reshape(1, 1, -1, out_channels)
+    geometry_args = dict(strides=strides, padding=padding, dilation=dilation)
+    residual = rng.standard_normal(patches.shape[:3] + (out_channels,)).astype(np.float32)
+    scale, shift = rng.uniform(-2, 2, (2, out_channels)).astype(np.float32)
+    for extra in ({}, {"residual": residual, "output_scale": scale, "output_shift": shift}):
+        for activation, layer_bias in (("linear", None), ("relu6", bias)):
+            actual = ops.conv2d_forward(x, kernel, layer_bias, activation=activation, kernels=tier, **geometry_args,
+                                        **extra)
+            product = ops.conv2d_forward(patches, matrix, layer_bias, activation=activation, kernels=tier, **extra)
+            what = f"{tier} {activation} {sorted(extra)}"
+            np.testing.assert_array_equal(_bits(actual), _bits(product), err_msg=what)
+            assert_close(actual, ops.conv2d_forward(x, kernel, layer_bias, activation=activation, kernels="reference",
+                                                    **geometry_args, **extra), what)
+
+
 @pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("shape,strides", [((2, 3, 4, 3), (3, 1)), ((2, 5, 3, 4), (1, 3)), ((3, 3, 3, 16), (3, 3)),
                                            ((2, 4, 7, 24), (4, 2))], ids=str)
