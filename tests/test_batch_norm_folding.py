@@ -338,6 +338,39 @@ def test_batch_norm_after_activation_applies_to_conv2d_with_an_epilogue_activati
     assert gelu._network.fusion_passes()["batch_norm_after_activation"] == [2, 5, 7]
 
 
+def _activation_layer_between(lib):
+    """A linear Conv2D, an activation layer, then BatchNormalization: the same pass, the activation
+    layer's in the epilogue (not where the activation layer is read twice, node 6's)."""
+    L = lib.layers
+    inputs = lib.Input((10, 10, 3))
+    x = L.Conv2D(16, 3, padding="same")(inputs)                               # 0
+    x = L.BatchNormalization()(L.ReLU(6.0)(x))                                 # 1, 2
+    x = L.Conv2D(24, 1, use_bias=False)(x)                                     # 3
+    x = L.BatchNormalization(epsilon=0.1)(L.Activation("elu")(x))              # 4, 5
+    x = L.Conv2D(8, 3, strides=2)(x)                                           # 6
+    activated = L.Activation("relu")(x)                                        # 7
+    x = L.Add()([activated, L.BatchNormalization()(activated)])                # 8, 9
+    x = L.GlobalAveragePooling2D()(x)
+    return lib.Model(inputs, L.Dense(5, activation="softmax")(x))
+
+
+def test_batch_norm_after_an_activation_layer_runs_in_the_convolutions_epilogue(tf, rng):
+    ours = _compiled(_activation_layer_between(keras))
+    ours.predict(np.zeros((1, 10, 10, 3), np.float32), verbose=0)
+    assert ours._network.fusion_passes()["batch_norm_after_activation"] == [0, 3]
+    reference = _activation_layer_between(tf.keras)
+    for layer in reference.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            gamma, beta, mean, variance = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.standard_normal(beta.shape) * 0.3,
+                               rng.standard_normal(mean.shape) * 0.3, rng.uniform(0.5, 2.0, variance.shape)])
+    ours.set_weights(reference.get_weights())
+    x = rng.standard_normal((7, 10, 10, 3)).astype(np.float32)
+    fused = ours.predict(x, verbose=0)
+    assert relative_error(fused, _unfolded_prediction(ours, x)) <= 1e-6
+    assert relative_error(fused, reference.predict(x, verbose=0)) <= 1e-5
+
+
 def test_no_batch_norm_after_activation_where_the_output_is_read_twice_or_is_a_model_output():
     inputs = keras.Input((6, 6, 3))
     activated = layers.Conv2D(4, 3, activation="relu")(inputs)                     # node 0: read twice

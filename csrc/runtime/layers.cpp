@@ -117,14 +117,13 @@ class Conv2DLayer final : public ActivatedLayer {
     context.kernels.grouped_conv2d_forward(params, input, kernels, bias, output);
   }
 
-  bool applies_batch_norm_after_activation() const override {
-    return groups_ == 1 && activation_ != Activation::linear && !keeps_pre_activation();
-  }
-  void forward_then_affine(const StepContext& context, int64_t batch, const float* input, const float* scale,
-                           const float* shift, float* output) override {
+  bool applies_batch_norm_after_activation() const override { return groups_ == 1 && !keeps_pre_activation(); }
+  void forward_then_affine(const StepContext& context, int64_t batch, const float* input, Activation activation,
+                           const float* scale, const float* shift, float* output) override {
     // forward's call, the affine added: the same kernel path, so the same bits before the affine.
     GroupedConv2DParams params = grouped_;
     params.conv.batch = batch;
+    params.conv.activation = activation;
     params.conv.large_winograd_tile = !context.training || context.large_winograd_tile_in_training;
     params.conv.output_scale = scale;
     params.conv.output_shift = shift;

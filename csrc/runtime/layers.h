@@ -126,13 +126,15 @@ class Layer {
   virtual void forward_folded(const StepContext& context, int64_t batch, const float* input, const float* kernels,
                               const float* bias, Activation activation, const float* residual, float* output) {}
   // BatchNormalization after the activation (plan.cpp batch_norm_after_activation, inference
-  // only): a layer that applies_batch_norm_after_activation (Conv2D with groups=1 and an activation
-  // its kernel's epilogue computes) computes, for the BatchNormalization reading its output,
+  // only): a layer that applies_batch_norm_after_activation (Conv2D with groups=1 whose own
+  // activation, if any, its kernel's epilogue computes) computes, for the BatchNormalization
+  // reading its activated output,
   //   activation(x * W + b) * s + (beta - moving_mean * s)
-  // with its own kernel and bias, the per-channel scale and shift applied in the same epilogue.
+  // with its own kernel and bias, the per-channel scale and shift applied in the same epilogue;
+  // `activation` is its own, or that of the activation layer between it and the BatchNormalization.
   virtual bool applies_batch_norm_after_activation() const { return false; }
-  virtual void forward_then_affine(const StepContext& context, int64_t batch, const float* input, const float* scale,
-                                   const float* shift, float* output) {}
+  virtual void forward_then_affine(const StepContext& context, int64_t batch, const float* input, Activation activation,
+                                   const float* scale, const float* shift, float* output) {}
   // A BatchNormalization's folding factors from its parameters: scale s and shift
   // beta - moving_mean * s per channel (other layers: false).
   virtual bool batch_norm_factors(const float* parameters, float* scale, float* shift) const { return false; }

@@ -631,7 +631,8 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
       }
       const float* input = values_[tensor_index(nodes_[i].inputs[0])];
       if (folded_after_activation_[i]) {
-        layer.forward_then_affine(context, batch, input, folded, folded + layer.output_shape.channels, outputs[last]);
+        layer.forward_then_affine(context, batch, input, folded_activation_[i], folded,
+                                  folded + layer.output_shape.channels, outputs[last]);
       } else {
         const float* residual = folded_add_node_[i] >= 0 ? values_[tensor_index(folded_residual_[i])] : nullptr;
         layer.forward_folded(context, batch, input, folded, folded + layer.kernel_floats(), folded_activation_[i],

@@ -256,6 +256,7 @@ class Network {
   // The node whose output a folded node's pass writes (its activation, else its Add, else its
   // BatchNormalization; only the last after batch_norm_after_activation).
   size_t folded_last(size_t node) const {
+    if (folded_after_activation_[node]) return static_cast<size_t>(folded_batch_norm_[node]);
     return static_cast<size_t>(folded_activation_node_[node] >= 0 ? folded_activation_node_[node]
                                : folded_add_node_[node] >= 0    ? folded_add_node_[node]
                                                                 : folded_batch_norm_[node]);

@@ -17,10 +17,12 @@
 //                             network's frozen part)
 //   batch_norm_after_activation  inference passes: a Conv2D (groups=1) whose kernel's epilogue
 //                             computes its activation (relu, relu6, ...) read only by a
-//                             BatchNormalization applies that BatchNormalization's scale and shift
-//                             per channel after the activation in the same epilogue (the
-//                             BatchNormalization's output is the only one stored); its kernel and
-//                             bias stay its own: with the activation between, nothing folds into them
+//                             BatchNormalization — or a linear one read only by an elementwise
+//                             activation layer (ReLU, ReLU6, Activation) read only by one — applies
+//                             that BatchNormalization's scale and shift per channel after the
+//                             activation in the same epilogue (the BatchNormalization's output is
+//                             the only one stored); its kernel and bias stay its own: with the
+//                             activation between, nothing folds into them
 //   residual_add              inference passes of a folded Conv2D (groups=1) whose
 //                             BatchNormalization only an Add of two equal shapes reads: the
 //                             convolution's epilogue adds the Add's other input (computed by an
@@ -96,13 +98,28 @@ void Network::pass_batch_norm_folding() {
   int64_t floats = 0;
   for (size_t i = 0; i < node_count && batch_norm_folding_enabled_; ++i) {
     const Layer& layer = *layers_[i];
-    const int64_t batch_norm = single_consumer(static_cast<int64_t>(i));
+    int64_t batch_norm = single_consumer(static_cast<int64_t>(i));
+    // A linear layer, an activation layer, then the BatchNormalization: batch_norm_after_activation
+    // with that activation.
+    int64_t activation_node = -1;
+    Activation activation = layer.activation();
+    if (batch_norm >= 0 && activation == Activation::linear && layer.applies_batch_norm_after_activation() &&
+        !layers_[static_cast<size_t>(batch_norm)]->takes_several_inputs() &&
+        layers_[static_cast<size_t>(batch_norm)]->as_epilogue_activation(activation)) {
+      activation_node = batch_norm;
+      batch_norm = single_consumer(activation_node);
+    }
     if (batch_norm < 0 || layers_[static_cast<size_t>(batch_norm)]->kind() != "BatchNormalization") continue;
-    if (!layer.folds_batch_norm()) {
+    if (!layer.folds_batch_norm() || activation_node >= 0) {
       // batch_norm_after_activation: the BatchNormalization's scale and shift, nothing after it.
       if (!layer.applies_batch_norm_after_activation()) continue;
       folded_batch_norm_[i] = batch_norm;
       folded_into_[static_cast<size_t>(batch_norm)] = static_cast<int64_t>(i);
+      folded_activation_[i] = activation;
+      if (activation_node >= 0) {
+        folded_activation_node_[i] = activation_node;
+        folded_into_[static_cast<size_t>(activation_node)] = static_cast<int64_t>(i);
+      }
       folded_after_activation_[i] = true;
       folded_offset_[i] = floats;
       floats += 2 * layer.output_shape.channels;
@@ -119,7 +136,7 @@ void Network::pass_batch_norm_folding() {
       folded_into_[static_cast<size_t>(next)] = static_cast<int64_t>(i);
       next = single_consumer(next);
     }
-    Activation activation = Activation::linear;
+    activation = Activation::linear;
     if (next >= 0 && !layers_[static_cast<size_t>(next)]->takes_several_inputs() &&
         layers_[static_cast<size_t>(next)]->as_epilogue_activation(activation)) {
       folded_activation_node_[i] = next;
