@@ -418,3 +418,18 @@ def test_batch_norm_after_activation_predictions_match_keras(tf, rng):
     x = rng.standard_normal((9, 12, 12, 3)).astype(np.float32)
     assert len(ours._network.fusion_passes()["batch_norm_after_activation"]) == 4
     assert relative_error(ours.predict(x, verbose=0), reference.predict(x, verbose=0)) <= 1e-5
+
+
+def test_batch_norm_after_activation_predictions_do_not_depend_on_the_thread_count(rng):
+    model = _compiled(_activated_then_normalized(keras))
+    _randomize_batch_norm(model, rng)
+    x = rng.standard_normal((37, 12, 12, 3)).astype(np.float32)
+    previous = keras.config.get_num_threads()
+    try:
+        keras.config.set_num_threads(1)
+        one = model.predict(x, verbose=0)
+        keras.config.set_num_threads(2)
+        two = model.predict(x, verbose=0)
+    finally:
+        keras.config.set_num_threads(previous)
+    np.testing.assert_array_equal(one, two)
