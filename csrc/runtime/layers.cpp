@@ -92,13 +92,8 @@ class Conv2DLayer final : public ActivatedLayer {
 
   void forward(const StepContext& context, int64_t batch, const float* input,
                float* pre_activation, float* output) override {
-    GroupedConv2DParams params = grouped_;
-    params.conv.batch = batch;
-    params.conv.large_winograd_tile = !context.training || context.large_winograd_tile_in_training;
-    use_kernel_cache(context, params.conv);
-    const float* kernel = context.parameters + parameter_offset;
-    const float* bias = use_bias_ ? kernel + params.kernel_size() : nullptr;
-    context.kernels.grouped_conv2d_forward(params, input, kernel, bias, kernel_output(pre_activation, output));
+    const GroupedConv2DParams params = forward_params(context, batch);
+    run_forward(context, params, input, kernel_output(pre_activation, output));
     finish_forward(context, batch * params.conv.output_height * params.conv.output_width, pre_activation, output);
   }
 
@@ -121,16 +116,11 @@ class Conv2DLayer final : public ActivatedLayer {
   void forward_then_affine(const StepContext& context, int64_t batch, const float* input, Activation activation,
                            const float* scale, const float* shift, float* output) override {
     // forward's call, the affine added: the same kernel path, so the same bits before the affine.
-    GroupedConv2DParams params = grouped_;
-    params.conv.batch = batch;
+    GroupedConv2DParams params = forward_params(context, batch);
     params.conv.activation = activation;
-    params.conv.large_winograd_tile = !context.training || context.large_winograd_tile_in_training;
     params.conv.output_scale = scale;
     params.conv.output_shift = shift;
-    use_kernel_cache(context, params.conv);
-    const float* kernel = context.parameters + parameter_offset;
-    const float* bias = use_bias_ ? kernel + params.kernel_size() : nullptr;
-    context.kernels.grouped_conv2d_forward(params, input, kernel, bias, output);
+    run_forward(context, params, input, output);
   }
 
   // Fused with a following max pooling when the pair qualifies and this layer reads at most 4
@@ -197,6 +187,21 @@ class Conv2DLayer final : public ActivatedLayer {
       dilation_height_, dilation_width_;
   Padding padding_;
   bool use_bias_;
+
+  // The forward pass's geometry for `batch` samples, its Winograd tile and the packed-kernel cache.
+  GroupedConv2DParams forward_params(const StepContext& context, int64_t batch) {
+    GroupedConv2DParams params = grouped_;
+    params.conv.batch = batch;
+    params.conv.large_winograd_tile = !context.training || context.large_winograd_tile_in_training;
+    use_kernel_cache(context, params.conv);
+    return params;
+  }
+  // The forward kernel on the layer's own kernel and bias.
+  void run_forward(const StepContext& context, const GroupedConv2DParams& params, const float* input, float* output) {
+    const float* kernel = context.parameters + parameter_offset;
+    const float* bias = use_bias_ ? kernel + params.kernel_size() : nullptr;
+    context.kernels.grouped_conv2d_forward(params, input, kernel, bias, output);
+  }
   GroupedConv2DParams grouped_;
   Conv2DParams params_;  // the whole layer's geometry (grouped_.conv)
   // Each pooled output's window position of its maximum, from the last fused forward pass.

@@ -197,16 +197,15 @@ void Network::refresh_folded_parameters() {
     if (folded_batch_norm_[i] < 0) continue;
     const Layer& layer = *layers_[i];
     const int64_t channels = layer.output_shape.channels;
-    scale.resize(static_cast<size_t>(channels));
-    shift.resize(static_cast<size_t>(channels));
-    layers_[static_cast<size_t>(folded_batch_norm_[i])]->batch_norm_factors(parameters_.data(), scale.data(),
-                                                                            shift.data());
+    const Layer& batch_norm = *layers_[static_cast<size_t>(folded_batch_norm_[i])];
     if (folded_after_activation_[i]) {  // the scale, then the shift
       float* factors = folded_parameters_.data() + folded_offset_[i];
-      std::copy(scale.begin(), scale.end(), factors);
-      std::copy(shift.begin(), shift.end(), factors + channels);
+      batch_norm.batch_norm_factors(parameters_.data(), factors, factors + channels);
       continue;
     }
+    scale.resize(static_cast<size_t>(channels));
+    shift.resize(static_cast<size_t>(channels));
+    batch_norm.batch_norm_factors(parameters_.data(), scale.data(), shift.data());
     // Kernels: the layer's own arrays, the last one scaled per output channel (its fastest axis).
     const float* kernels = parameters_.data() + layer.parameter_offset;
     float* folded = folded_parameters_.data() + folded_offset_[i];

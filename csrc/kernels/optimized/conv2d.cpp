@@ -213,6 +213,7 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
       // unrolled, as the wide tile's below.
       const auto narrow_tile = [&](auto zero, auto row_width, const float* packed_block, int64_t first_channel,
                                    int64_t width) {
+        const OutputAffine block_affine = pass.affine.at(first_channel);
         decltype(zero) acc[kTilePixels];
 #pragma GCC unroll 6
         for (int p = 0; p < kTilePixels; ++p) acc[p] = zero;
@@ -224,11 +225,11 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
           if (p < tile.count) {
             store_narrow_block(pixel_result[p] + first_channel, width, acc[p], bias_block, activation,
                                pixel_residual[p] != nullptr ? pixel_residual[p] + first_channel : nullptr,
-                               pass.affine.at(first_channel));
+                               block_affine);
           }
         }
         for (int64_t p = 0; p < tile.count; ++p) {
-          finish_activation(pixel_result[p] + first_channel, width, activation, pass.affine.at(first_channel));
+          finish_activation(pixel_result[p] + first_channel, width, activation, block_affine);
         }
       };
 #if defined(__AVX512F__)
@@ -263,16 +264,16 @@ void run_indirect(const IndirectPass& pass, const AffineSource* affine, const fl
         for (int p = 0; p < kTilePixels; ++p) acc[p][0] = acc[p][1] = floatv{};
         accumulate_tile_any_depth(rows, tap_indices, tap_count, depth, packed + block * block_stride, acc);
         const float* bias_block = bias != nullptr ? bias + first_channel : nullptr;
+        const OutputAffine block_affine = pass.affine.at(first_channel);
 #pragma GCC unroll 6
         for (int p = 0; p < kTilePixels; ++p) {
           if (p < tile.count) {
             store_block(pixel_result[p] + first_channel, width, acc[p][0], acc[p][1], bias_block, activation,
-                        pixel_residual[p] != nullptr ? pixel_residual[p] + first_channel : nullptr,
-                        pass.affine.at(first_channel));
+                        pixel_residual[p] != nullptr ? pixel_residual[p] + first_channel : nullptr, block_affine);
           }
         }
         for (int64_t p = 0; p < tile.count; ++p) {
-          finish_activation(pixel_result[p] + first_channel, width, activation, pass.affine.at(first_channel));
+          finish_activation(pixel_result[p] + first_channel, width, activation, block_affine);
         }
       }
     }

@@ -243,9 +243,8 @@ void conv2d_max_pool2d_forward(const Conv2DParams& c, const Pool2DParams& p, con
   thread_local std::vector<float> packed, padded_bias;
   packed.resize(static_cast<size_t>(blocks * taps * c.input_channels * kBlockWidth));
   pack_column_blocks(kernel, taps * c.input_channels, c.output_channels, packed.data());
-  padded_bias.assign(static_cast<size_t>(blocks * kBlockWidth), 0.0f);
-  if (c.use_bias) std::copy(bias, bias + c.output_channels, padded_bias.begin());
-  const float* bias_blocks = c.use_bias ? padded_bias.data() : nullptr;
+  const float* bias_blocks = padded_channels(c.use_bias ? bias : nullptr, c.output_channels, blocks * kBlockWidth,
+                                             padded_bias);
   const float* packed_blocks = packed.data();
   // With unit dilation along the width a kernel row's taps read kernel_width * Ci contiguous
   // patch floats: one tap of that depth (the packed [kh][kw][ci][kBlockWidth] weights are laid out for it).
