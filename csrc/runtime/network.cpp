@@ -765,7 +765,9 @@ void Network::run_band_chain(const StepContext& context, const BandChain& chain,
     }
     return;
   }
-  // Band height: the most depthwise output rows whose input rows fit kBandFloats (at least one).
+  // Band height: the most depthwise output rows whose buffers fit kBandFloats (at least one): the
+  // expanded rows they read (with an expansion; without, the depthwise pass reads the input
+  // tensor) and the depthwise rows (with a projection; without, they go to the output).
   const auto input_span = [&](int64_t rows) {
     int64_t most = 0;
     for (int64_t begin : {int64_t{0}, (output_rows - rows) / 2, output_rows - rows}) {
@@ -775,7 +777,10 @@ void Network::run_band_chain(const StepContext& context, const BandChain& chain,
     return most;
   };
   int64_t band = 1;
-  while (band < output_rows && input_span(band + 1) * expanded_row <= kBandFloats) ++band;
+  const auto band_floats = [&](int64_t rows) {
+    return (expand != nullptr ? input_span(rows) * expanded_row : 0) + (project != nullptr ? rows * middle_row : 0);
+  };
+  while (band < output_rows && band_floats(band + 1) <= kBandFloats) ++band;
   // Work items: where one band holds whole images (the depthwise pass reads every row), groups of
   // as many images as fit, in a multiple of the thread count where there are enough; else single
   // images, split into segments of rows where the images do not divide evenly among the threads
@@ -784,7 +789,7 @@ void Network::run_band_chain(const StepContext& context, const BandChain& chain,
   int64_t images_per_item = 1, segments = 1;
   const auto [first_read, last_read] = depthwise.input_rows(0, output_rows);
   if (band == output_rows && first_read == 0 && last_read == expanded_shape.height) {
-    const int64_t most = std::max<int64_t>(1, kBandFloats / (expanded_shape.height * expanded_row));
+    const int64_t most = std::max<int64_t>(1, kBandFloats / band_floats(output_rows));
     const int64_t per_thread = (batch + threads * most - 1) / (threads * most);
     images_per_item = (batch + threads * per_thread - 1) / (threads * per_thread);
   }
