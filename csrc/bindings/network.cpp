@@ -848,9 +848,6 @@ void bind_network(py::module_& m) {
       .def("set_residual_add_fusion", &runtime::Network::set_residual_add_fusion, py::arg("enabled"),
            "Inference computes an Add reading a folded BatchNormalization (and the activation after "
            "it) in the convolution's epilogue (default on); off runs the Add alone.")
-      .def("set_inverted_residual_bands", &runtime::Network::set_inverted_residual_bands, py::arg("enabled"),
-           "Inference runs a folded DepthwiseConv2D with the 1x1 convolutions before and after it "
-           "image by image in bands of rows (default on); off runs each layer over the whole batch.")
       .def("set_gradient_accumulation", &runtime::Network::set_gradient_accumulation, py::arg("enabled"),
            "Training: a convolution (groups=1) whose input other layers also read adds its input "
            "gradient to theirs in its kernel (default on); off writes it to scratch and adds it after.")

@@ -2,7 +2,6 @@
 
 #include "ops/checked.h"
 
-#include <algorithm>
 #include <array>
 #include <cmath>
 #include <limits>
@@ -106,23 +105,6 @@ class Conv2DLayer final : public ActivatedLayer {
                       const float* bias, Activation activation, const float* residual, float* output) override {
     GroupedConv2DParams params = grouped_;
     params.conv.batch = batch;
-    params.conv.use_bias = true;
-    params.conv.activation = activation;
-    params.conv.residual = residual;
-    use_kernel_cache(context, params.conv);
-    context.kernels.grouped_conv2d_forward(params, input, kernels, bias, output);
-  }
-
-  bool runs_in_row_bands() const override {
-    return groups_ == 1 && kernel_height_ == 1 && kernel_width_ == 1 && stride_height_ == 1 && stride_width_ == 1;
-  }
-  void forward_folded_rows(const StepContext& context, int64_t images, int64_t begin, int64_t end,
-                           const float* input, const float* kernels, const float* bias, Activation activation,
-                           const float* residual, float* output) override {
-    // 1x1, stride 1: output row r reads input row r alone (input_rows' default).
-    GroupedConv2DParams params = grouped_;
-    params.conv.batch = images;
-    params.conv.input_height = params.conv.output_height = end - begin;
     params.conv.use_bias = true;
     params.conv.activation = activation;
     params.conv.residual = residual;
@@ -275,31 +257,6 @@ class DepthwiseConv2DLayer final : public ActivatedLayer {
                       const float* bias, Activation activation, const float* residual, float* output) override {
     DepthwiseConv2DParams params = params_;
     params.batch = batch;
-    params.use_bias = true;
-    params.activation = activation;
-    context.kernels.depthwise_conv2d_forward(params, input, kernels, bias, output);
-  }
-
-  bool runs_in_row_bands() const override { return true; }
-  std::pair<int64_t, int64_t> input_rows(int64_t begin, int64_t end) const override {
-    // Output row r reads input rows r * stride - pad_top + kh * dilation, kh < kernel_height.
-    const int64_t first = begin * params_.stride_height - params_.pad_top;
-    const int64_t last = (end - 1) * params_.stride_height - params_.pad_top +
-                         (params_.kernel_height - 1) * params_.dilation_height + 1;
-    return {std::clamp<int64_t>(first, 0, params_.input_height), std::clamp<int64_t>(last, 0, params_.input_height)};
-  }
-  void forward_folded_rows(const StepContext& context, int64_t images, int64_t begin, int64_t end,
-                           const float* input, const float* kernels, const float* bias, Activation activation,
-                           const float* residual, float* output) override {
-    // The band as images of their own: rows [first, last) with the padding moved so that its output
-    // row r - begin reads the same input rows as output row r does; rows outside the band are
-    // outside the image there too, so every output keeps its taps.
-    const auto [first, last] = input_rows(begin, end);
-    DepthwiseConv2DParams params = params_;
-    params.batch = images;
-    params.input_height = last - first;
-    params.output_height = end - begin;
-    params.pad_top = params_.pad_top + first - begin * params_.stride_height;
     params.use_bias = true;
     params.activation = activation;
     context.kernels.depthwise_conv2d_forward(params, input, kernels, bias, output);

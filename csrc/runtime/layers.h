@@ -6,7 +6,6 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -136,18 +135,6 @@ class Layer {
   virtual bool applies_batch_norm_after_activation() const { return false; }
   virtual void forward_then_affine(const StepContext& context, int64_t batch, const float* input, Activation activation,
                                    const float* scale, const float* shift, float* output) {}
-  // Row bands (plan.cpp inverted_residual_bands, inference only). A layer that runs_in_row_bands
-  // (a 1x1 Conv2D with stride 1 and one group, a DepthwiseConv2D) computes each output row of an
-  // image from a fixed window of that image's input rows: output rows [begin, end) read input rows
-  // input_rows(begin, end) = [first, last), clipped to the image. forward_folded_rows computes
-  // output rows [begin, end) of `images` consecutive images as forward_folded does, from `input`
-  // holding each image's rows [first, last) (image after image) and `residual` (null: none) laid
-  // out as the band's output: every value has the bits of a whole-batch forward_folded pass.
-  virtual bool runs_in_row_bands() const { return false; }
-  virtual std::pair<int64_t, int64_t> input_rows(int64_t begin, int64_t end) const { return {begin, end}; }
-  virtual void forward_folded_rows(const StepContext& context, int64_t images, int64_t begin, int64_t end,
-                                   const float* input, const float* kernels, const float* bias, Activation activation,
-                                   const float* residual, float* output) {}
   // A BatchNormalization's folding factors from its parameters: scale s and shift
   // beta - moving_mean * s per channel (other layers: false).
   virtual bool batch_norm_factors(const float* parameters, float* scale, float* shift) const { return false; }

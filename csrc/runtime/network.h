@@ -191,9 +191,6 @@ class Network {
   // Residual Add folding in inference passes (plan.cpp residual_add), on by default; off runs the
   // Add (and the activation after it) alone.
   void set_residual_add_fusion(bool enabled);
-  // Inverted residual blocks in row bands in inference passes (plan.cpp inverted_residual_bands),
-  // on by default; off runs each folded layer over the whole batch (tests and benchmarks compare).
-  void set_inverted_residual_bands(bool enabled);
   void set_gradient_accumulation(bool enabled);
   // The parameters were written from outside a step (Python assigning weights, restoring a
   // checkpoint, a broadcast): inference refolds before its next pass. Handing out writable views
@@ -241,7 +238,6 @@ class Network {
   void pass_relu_derivative_hand_off();
   void pass_batch_norm_folding();
   void pass_batch_norm_activation();
-  void pass_inverted_residual_bands();
   // Whether node `add` is an Add of `operand` and a tensor of its shape computed before node
   // `before` runs; that tensor's id goes to `residual`.
   bool residual_of_add(size_t add, int64_t operand, int64_t before, int64_t& residual) const;
@@ -265,17 +261,6 @@ class Network {
                                : folded_add_node_[node] >= 0    ? folded_add_node_[node]
                                                                 : folded_batch_norm_[node]);
   }
-  // A chain of folded layers that runs in row bands (plan.cpp inverted_residual_bands): a 1x1
-  // Conv2D expansion (-1: none), a DepthwiseConv2D, a 1x1 Conv2D projection (-1: none).
-  struct BandChain {
-    int64_t expand = -1, depthwise = -1, project = -1;
-    bool empty() const { return depthwise < 0; }
-    int64_t last() const { return project >= 0 ? project : depthwise; }
-  };
-  // Computes a chain's output (the node folded_last(chain.last()) gives) for `batch` samples of
-  // `input`, image by image in bands of rows, the intermediate tensors in per-thread buffers.
-  void run_band_chain(const StepContext& context, const BandChain& chain, int64_t batch, const float* input,
-                      float* output);
   // Recomputes the folded kernels and biases when the parameters changed since the last fold.
   void refresh_folded_parameters();
   void pass_gradient_slots();
@@ -322,11 +307,6 @@ class Network {
   // the Add's other input (a tensor id), which the folded pass adds before the activation.
   std::vector<int64_t> folded_add_node_, folded_residual_;
   bool residual_add_fusion_enabled_ = true;
-  // Per node: the band chain it starts (empty: none), and the first node of the chain that computes
-  // it (its members and the nodes folded into them; -1: none).
-  std::vector<BandChain> band_chain_;
-  std::vector<int64_t> band_chain_start_;
-  bool inverted_residual_bands_enabled_ = true;
   bool gradient_accumulation_enabled_ = true;
   std::vector<int64_t> folded_into_;  // per node: the layer whose folded pass computes it (-1: none)
   std::vector<bool> folded_in_training_;  // per node: it also runs folded in training passes

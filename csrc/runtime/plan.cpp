@@ -28,15 +28,6 @@
 //                             convolution's epilogue adds the Add's other input (computed by an
 //                             earlier node) before the activation after the Add, if any, so the
 //                             BatchNormalization's and the Add's outputs are never stored
-//   inverted_residual_bands   inference passes: a folded DepthwiseConv2D with the folded 1x1
-//                             Conv2D (stride 1, groups=1) before it whose output it alone reads,
-//                             and the folded 1x1 Conv2D after it that alone reads its output, if
-//                             any (MobileNetV2's expand, depthwise, project), where the 1x1
-//                             kernels hold at most 64 KiB together, run as one pass, image by
-//                             image in bands of rows: each band's expanded and depthwise rows stay
-//                             in the thread's cache instead of going out to memory and back, and
-//                             only the chain's last output is stored. The same kernels compute
-//                             every value from the same inputs: the bits are the unbanded pass's
 //   batch_norm_activation     training passes: a BatchNormalization computes the ReLU (relu or
 //                             relu6: a ReLU layer or Activation) that only reads it, storing only
 //                             the activated output, and its backward applies the ReLU's derivative
@@ -195,70 +186,6 @@ void Network::pass_batch_norm_activation() {
     batch_norm_activation_node_[i] = next;
     batch_norm_activation_[i] = activation;
     activation_fused_into_[static_cast<size_t>(next)] = static_cast<int64_t>(i);
-  }
-}
-
-namespace {
-
-// The most floats of 1x1 kernels (expansion and projection together) a band chain takes: 64 KiB.
-constexpr int64_t kBandWeightFloats = int64_t{16} << 10;
-
-}  // namespace
-
-void Network::pass_inverted_residual_bands() {
-  const size_t node_count = layers_.size();
-  band_chain_.assign(node_count, BandChain{});
-  band_chain_start_.assign(node_count, -1);
-  // A member: folded before its activation (its epilogue writes the activated, normalised values),
-  // row-local, in no chain yet.
-  const auto member = [&](int64_t node, const char* kind) {
-    const size_t i = static_cast<size_t>(node);
-    return node >= 0 && layers_[i]->kind() == kind && batch_norm_folded(i, false) && !folded_after_activation_[i] &&
-           layers_[i]->runs_in_row_bands() && band_chain_start_[i] < 0;
-  };
-  // The node whose folded pass writes tensor `id` (-1: none).
-  const auto writer = [&](int64_t id) -> int64_t {
-    if (id < 0) return -1;
-    const int64_t node = folded_into_[static_cast<size_t>(id)] >= 0 ? folded_into_[static_cast<size_t>(id)] : id;
-    return batch_norm_folded(static_cast<size_t>(node), false) && folded_last(static_cast<size_t>(node)) ==
-                                                                      static_cast<size_t>(id)
-               ? node
-               : -1;
-  };
-  for (size_t d = 0; d < node_count && inverted_residual_bands_enabled_; ++d) {
-    if (!member(static_cast<int64_t>(d), "DepthwiseConv2D")) continue;
-    BandChain chain;
-    chain.depthwise = static_cast<int64_t>(d);
-    const int64_t expand = writer(nodes_[d].inputs[0]);
-    if (member(expand, "Conv2D") && folded_add_node_[static_cast<size_t>(expand)] < 0 &&
-        single_consumer(static_cast<int64_t>(folded_last(static_cast<size_t>(expand)))) == chain.depthwise) {
-      chain.expand = expand;
-    }
-    const int64_t start = chain.expand >= 0 ? chain.expand : chain.depthwise;
-    const int64_t project = single_consumer(static_cast<int64_t>(folded_last(d)));
-    // The projection's residual (an Add's other input) must be there when the chain runs, at its start.
-    if (member(project, "Conv2D") && (folded_add_node_[static_cast<size_t>(project)] < 0 ||
-                                      folded_residual_[static_cast<size_t>(project)] < start)) {
-      chain.project = project;
-    }
-    // Only with an expansion, and only where the 1x1 convolutions' weights stay in a core's cache
-    // beside the bands: a band's few pixels per kernel call re-read every weight per tile of
-    // pixels, which layer by layer a whole batch's tiles share. Measured on Zen 3 (predict, 2
-    // threads): MobileNetV2 at 224x224 lost 5-10% banding every chain, the depthwise and projection
-    // pairs without an expansion and the chains of 100-600 KiB of weights behind the rest.
-    const int64_t weight_floats =
-        (chain.expand >= 0 ? layers_[static_cast<size_t>(chain.expand)]->kernel_floats() : 0) +
-        (chain.project >= 0 ? layers_[static_cast<size_t>(chain.project)]->kernel_floats() : 0);
-    if (chain.expand < 0 || weight_floats > kBandWeightFloats) continue;
-    band_chain_[static_cast<size_t>(start)] = chain;
-    for (int64_t node : {chain.expand, chain.depthwise, chain.project}) {
-      if (node < 0) continue;
-      const size_t i = static_cast<size_t>(node);
-      band_chain_start_[i] = start;
-      for (int64_t folded : {folded_batch_norm_[i], folded_add_node_[i], folded_activation_node_[i]}) {
-        if (folded >= 0) band_chain_start_[static_cast<size_t>(folded)] = start;
-      }
-    }
   }
 }
 
@@ -436,7 +363,6 @@ void Network::pass_activation_buffers() {
       runs_at[i] = static_cast<size_t>(pool_fused_by_[i]);
     }
     if (folded_into_[i] >= 0) runs_at[i] = static_cast<size_t>(folded_into_[i]);
-    if (band_chain_start_[i] >= 0) runs_at[i] = static_cast<size_t>(band_chain_start_[i]);
   }
   for (size_t i = 0; i < node_count; ++i) {
     for (int64_t id : nodes_[i].inputs) {
@@ -460,12 +386,9 @@ void Network::pass_activation_buffers() {
     if (runs_at[i] == i && !layers_[i]->aliases_input_in_inference()) {
       // The node's outputs are placed before its inputs are released: a kernel never reads and
       // writes one buffer.
-      // (A band chain's start writes its last member's output; the tensors between stay in the
-      // threads' band buffers.)
-      const size_t writes = pair_fused(i, Fusion::everywhere) ? static_cast<size_t>(fused_pool_[i])
-                            : !band_chain_[i].empty()         ? folded_last(static_cast<size_t>(band_chain_[i].last()))
-                            : batch_norm_folded(i, false)     ? folded_last(i)
-                                                              : i;
+      const size_t writes = pair_fused(i, Fusion::everywhere)     ? static_cast<size_t>(fused_pool_[i])
+                            : batch_norm_folded(i, false) ? folded_last(i)
+                                                          : i;
       const Layer& layer = *layers_[writes];
       const int64_t output = place(layer.output_shape.size());
       inference_output_buffer_[writes] = output;
@@ -493,7 +416,6 @@ void Network::update_plan() {
   pass_relu_derivative_hand_off();
   pass_batch_norm_folding();
   pass_batch_norm_activation();
-  pass_inverted_residual_bands();
   pass_training_winograd_tile();
   pass_gradient_slots();
   pass_activation_buffers();
@@ -501,7 +423,7 @@ void Network::update_plan() {
 
 std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes() const {
   std::vector<int64_t> convolutions, relu_hand_offs, softmax_outputs, sigmoid_outputs, folded, activations,
-      folded_in_training, residual_adds, gradient_additions, after_activation, band_chains;
+      folded_in_training, residual_adds, gradient_additions, after_activation;
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (pair_fused(i, Fusion::everywhere)) convolutions.push_back(static_cast<int64_t>(i));
     if (batch_norm_folded(i, true)) folded_in_training.push_back(static_cast<int64_t>(i));
@@ -510,9 +432,6 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes
     if (batch_norm_folded(i, false) && folded_add_node_[i] >= 0) residual_adds.push_back(static_cast<int64_t>(i));
     if (layers_[i]->relu_input) relu_hand_offs.push_back(static_cast<int64_t>(i));
     if (adds_input_gradient_[i]) gradient_additions.push_back(static_cast<int64_t>(i));
-    if (band_chain_start_[i] >= 0 && layers_[i]->runs_in_row_bands() && batch_norm_folded(i, false)) {
-      band_chains.push_back(static_cast<int64_t>(i));
-    }
   }
   for (size_t k = 0; k < outputs_.size(); ++k) {
     if (!fused_output_activation(k)) continue;
@@ -525,7 +444,6 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes
           {"batch_norm_folding_in_training", folded_in_training},
           {"batch_norm_after_activation", after_activation},
           {"residual_add", residual_adds},
-          {"inverted_residual_bands", band_chains},
           {"batch_norm_activation", activations},
           {"softmax_cross_entropy", softmax_outputs},
           {"sigmoid_binary_cross_entropy", sigmoid_outputs},
