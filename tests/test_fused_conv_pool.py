@@ -14,6 +14,7 @@ import pytest
 
 import fastcnn
 from fastcnn import _core, layers, models, utils
+from conftest import relative_error
 
 ops = _core.ops
 TIERS = list(_core.available_kernels())
@@ -328,3 +329,88 @@ def test_predict_skips_window_positions_and_keeps_max_pooling_rule(tier):
     with_fusion, without_fusion = _with_kernels(tier, predict_both)
     assert np.isnan(with_fusion[0]).any()
     np.testing.assert_array_equal(with_fusion, without_fusion)
+
+
+# ---- Inference: a Winograd convolution pools its output tiles as it stores them ----
+
+# (batch, height, width, in, out, padding): 3x3 stride-1 convolutions with at least 16 channels in
+# and out (conv2d_winograd_shape), 2x2 pooling.
+WINOGRAD_GEOMETRIES = [
+    (3, 13, 13, 32, 64, "valid"),  # seed Example 1's second pair: 11x11, the last row and column dropped
+    (2, 20, 18, 16, 16, "same"),   # several tiles per image
+    (2, 9, 14, 24, 40, "same"),    # a partial channel block
+    (1, 6, 6, 16, 17, "valid"),    # one pooled row of one-vector tiles' edge
+    (2, 4, 5, 16, 33, "same"),     # fewer rows than a 4x4 tile, an odd width
+]
+WINOGRAD_IDS = [f"{g[1]}x{g[2]}x{g[3]}-{g[4]}_{g[5]}" for g in WINOGRAD_GEOMETRIES]
+
+
+@pytest.mark.parametrize("activation", ["relu", "linear"])
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("geometry", WINOGRAD_GEOMETRIES, ids=WINOGRAD_IDS)
+def test_inference_pooling_of_winograd_tiles_equals_convolution_then_pooling(geometry, tier, activation):
+    batch, height, width, cin, cout, padding = geometry
+    rng = np.random.default_rng(cin + cout)
+    x = rng.standard_normal((batch, height, width, cin)).astype(np.float32)
+    x[0, 1, 2, 0] = np.nan  # the windows that read it are NaN in both
+    kernel = rng.standard_normal((3, 3, cin, cout)).astype(np.float32)
+    bias = rng.standard_normal(cout).astype(np.float32)
+    pooled, index = ops.conv2d_max_pool2d_forward(x, kernel, bias, padding=padding, activation=activation,
+                                                  kernels=tier, window_positions=False)
+    assert index is None
+    convolution = ops.conv2d_forward(x, kernel, bias, padding=padding, activation=activation, kernels=tier)
+    expected = ops.max_pool2d_forward(convolution, (2, 2), (2, 2), "valid", kernels=tier)
+    assert np.isnan(pooled).any()
+    np.testing.assert_array_equal(pooled, expected)  # NaN where the other has NaN, every other bit equal
+    # Against the reference tier's direct convolution, on finite data (a Winograd tile's transforms
+    # carry a NaN to every output of the tile): Winograd's rounding only, about 2e-6 of the output's
+    # magnitude for F(4x4, 3x3).
+    x[0, 1, 2, 0] = 0.5
+    pooled, _ = ops.conv2d_max_pool2d_forward(x, kernel, bias, padding=padding, activation=activation, kernels=tier,
+                                              window_positions=False)
+    reference, _ = ops.conv2d_max_pool2d_forward(x, kernel, bias, padding=padding, activation=activation,
+                                                 kernels="reference", window_positions=False)
+    assert relative_error(pooled, reference) <= 2e-5
+
+
+def _winograd_pair_model():
+    utils.set_random_seed(3)
+    model = models.Sequential([
+        layers.InputLayer(input_shape=(14, 14, 3)),
+        layers.Conv2D(16, (3, 3), activation="relu", padding="same"),
+        layers.Conv2D(32, (3, 3), activation="relu"),  # 16 channels in and out: Winograd-shaped
+        layers.MaxPooling2D((2, 2)),
+        layers.Flatten(),
+        layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_a_winograd_pair_fuses_in_inference_only(tier):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((20, 14, 14, 3)).astype(np.float32)
+    x[3, 4:7, 4:7, :] = np.nan
+    y = rng.integers(0, 10, 20)
+
+    def run(fusion):
+        model = _winograd_pair_model()
+        model._network.set_max_pool_fusion(fusion)
+        fused = list(model._network.fused_max_pool_layers())
+        prediction = model.predict(x, verbose=0)
+        training_mode = np.asarray(model(x[:4], training=True))
+        model.fit(np.nan_to_num(x), y, batch_size=10, epochs=1, verbose=0, shuffle=False)
+        return fused, prediction, training_mode, model.get_weights(), model.predict(np.nan_to_num(x), verbose=0)
+
+    fused, prediction, training_mode, weights, trained_prediction = _with_kernels(tier, lambda: run(True))
+    unfused, expected, expected_training_mode, expected_weights, expected_trained = _with_kernels(tier,
+                                                                                                lambda: run(False))
+    assert fused == [1] and unfused == []
+    assert np.isnan(prediction[3]).all()
+    np.testing.assert_array_equal(prediction, expected)
+    # Training passes (a training step, a training-mode call) run the pair unfused: bitwise the same.
+    np.testing.assert_array_equal(training_mode, expected_training_mode)
+    for a, b in zip(weights, expected_weights):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(trained_prediction, expected_trained)

@@ -603,11 +603,10 @@ std::pair<Conv2DParams, Pool2DParams> conv_max_pool_params_for(const FloatArray&
   return {conv, pool};
 }
 
-std::pair<FloatArray, FlagArray> conv2d_max_pool2d_forward(py::object input_argument, py::object kernel_argument,
-                                                          py::object bias_argument, Pair strides,
-                                                          const std::string& padding, Pair dilation,
-                                                          const std::string& activation, Pair pool_size,
-                                                          const std::string& kernels) {
+std::pair<FloatArray, std::optional<FlagArray>> conv2d_max_pool2d_forward(
+    py::object input_argument, py::object kernel_argument, py::object bias_argument, Pair strides,
+    const std::string& padding, Pair dilation, const std::string& activation, Pair pool_size,
+    const std::string& kernels, bool window_positions) {
   const auto [input, kernel, bias] = conv_arrays(input_argument, kernel_argument, bias_argument);
   const auto [conv, pool] = conv_max_pool_params_for(input, kernel.shape(3), {kernel.shape(0), kernel.shape(1)},
                                                      strides, padding, dilation, bias.has_value(), activation, pool_size);
@@ -617,12 +616,16 @@ std::pair<FloatArray, FlagArray> conv2d_max_pool2d_forward(py::object input_argu
   }
   const auto& table = table_named(kernels);
   FloatArray output = new_float_array({pool.batch, pool.output_height, pool.output_width, pool.channels});
-  FlagArray window_index(std::vector<py::ssize_t>{pool.batch, pool.output_height, pool.output_width, pool.channels});
+  std::optional<FlagArray> window_index;
+  if (window_positions) {
+    window_index.emplace(std::vector<py::ssize_t>{pool.batch, pool.output_height, pool.output_width, pool.channels});
+  }
   const float* bias_data = bias ? bias->data() : nullptr;
+  uint8_t* index_data = window_index ? window_index->mutable_data() : nullptr;
   {
     py::gil_scoped_release release;
     table.conv2d_max_pool2d_forward(conv, pool, input.data(), kernel.data(), bias_data, output.mutable_data(),
-                                    window_index.mutable_data());
+                                    index_data);
   }
   return {output, window_index};
 }
@@ -1183,9 +1186,11 @@ void bind_ops(py::module_& ops) {
   ops.def("conv2d_max_pool2d_forward", &conv2d_max_pool2d_forward, py::arg("input"), py::arg("kernel"),
           py::arg("bias") = py::none(), py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid",
           py::arg("dilation") = Pair{1, 1}, py::arg("activation") = "relu", py::arg("pool_size") = Pair{2, 2},
-          py::arg("kernels") = "active",
+          py::arg("kernels") = "active", py::arg("window_positions") = true,
           "Conv2D then MaxPooling2D (strides = pool_size, 'valid') in one pass: (pooled output, each "
-          "output's window position of its maximum as uint8).");
+          "output's window position of its maximum as uint8). window_positions=False (inference): "
+          "(pooled output, None), and a Winograd-shaped convolution (3x3, stride 1, >= 16 channels "
+          "in and out) with 2x2 pooling pools its output tiles as they are stored.");
   ops.def("conv2d_max_pool2d_backward_kernel", &conv2d_max_pool2d_backward_kernel, py::arg("input"),
           py::arg("output"), py::arg("window_index"), py::arg("output_gradient"), py::arg("kernel_size"),
           py::arg("strides") = Pair{1, 1}, py::arg("padding") = "valid", py::arg("dilation") = Pair{1, 1},

@@ -115,7 +115,10 @@ struct KernelTable {
   // conv2d_max_pool2d_fusable accepts (pool.batch == conv.batch): output = max_pool(act(conv +
   // bias)), the convolution's output never stored. window_index (one byte per output element)
   // receives the row-major position in its window of the first maximum (the one max pooling's
-  // gradient goes to); null (inference passes, which need no gradient): not written.
+  // gradient goes to); null (inference passes, which need no gradient): not written, and the
+  // optimised tiers run a pair that conv2d_winograd_max_pool2d_fusable accepts as the Winograd
+  // convolution of conv2d_forward with each output tile pooled as it is stored (bitwise
+  // conv2d_forward then max_pool2d_forward).
   void (*conv2d_max_pool2d_forward)(const Conv2DParams& conv, const Pool2DParams& pool, const float* input,
                                     const float* kernel, const float* bias, float* output, uint8_t* window_index);
   // That convolution's kernel_gradient (and bias_gradient when not null) from the pooled output's

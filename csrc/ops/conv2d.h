@@ -82,4 +82,9 @@ Conv2DParams make_conv2d_params(int64_t batch, int64_t input_height, int64_t inp
                                 int64_t dilation_width, Padding padding, bool use_bias,
                                 Activation activation);
 
+// The optimised tiers run a convolution's forward pass and input gradient as 3x3 Winograd where it
+// is 3x3, stride 1, undilated, with at least 16 input and 16 output channels (first layers' products
+// are too short to pay for the transforms). The reference tier computes every layer directly.
+bool conv2d_winograd_shape(const Conv2DParams& params);
+
 }  // namespace fastcnn

@@ -236,6 +236,16 @@ Pool2DParams make_pool2d_params(int64_t batch, int64_t input_height, int64_t inp
   return params;
 }
 
+bool conv2d_winograd_shape(const Conv2DParams& p) {
+  return p.kernel_height == 3 && p.kernel_width == 3 && p.stride_height == 1 && p.stride_width == 1 &&
+         p.dilation_height == 1 && p.dilation_width == 1 && p.input_channels >= 16 && p.output_channels >= 16;
+}
+
+bool conv2d_winograd_max_pool2d_fusable(const Conv2DParams& conv, const Pool2DParams& pool) {
+  return conv2d_max_pool2d_fusable(conv, pool) && conv2d_winograd_shape(conv) && pool.pool_height == 2 &&
+         pool.pool_width == 2 && conv.residual == nullptr && conv.output_scale == nullptr;
+}
+
 bool conv2d_max_pool2d_fusable(const Conv2DParams& conv, const Pool2DParams& pool) {
   return pool.input_height == conv.output_height && pool.input_width == conv.output_width &&
          pool.channels == conv.output_channels && pool.stride_height == pool.pool_height &&

@@ -130,11 +130,14 @@ class Conv2DLayer final : public ActivatedLayer {
     const Pool2DParams* pool = next.max_pool_params();
     return pool != nullptr && groups_ == 1 && params_.input_channels <= 4 && conv2d_max_pool2d_fusable(params_, *pool);
   }
+  bool fuses_max_pool_in_inference(const Layer& next) const override {
+    const Pool2DParams* pool = next.max_pool_params();
+    return pool != nullptr && groups_ == 1 && conv2d_winograd_max_pool2d_fusable(params_, *pool);
+  }
 
   void forward_max_pool(const StepContext& context, int64_t batch, const float* input, const Layer& pool,
                         float* pool_output) override {
-    Conv2DParams params = params_;
-    params.batch = batch;
+    Conv2DParams params = forward_params(context, batch).conv;  // the Winograd tile and packed-kernel cache too
     Pool2DParams pool_params = *pool.max_pool_params();
     pool_params.batch = batch;
     const float* kernel = context.parameters + parameter_offset;

@@ -102,6 +102,9 @@ class Layer {
   // Maximum or Minimum merge): its gradient follows that choice, which rounding can flip.
   virtual bool selects_a_maximum() const { return max_pool_params() != nullptr; }
   virtual bool fuses_max_pool(const Layer& next) const { return false; }
+  // The same pair in inference passes only (forward_max_pool without window positions): a Conv2D
+  // the optimised tiers run as Winograd, pooling its output tiles as they are stored.
+  virtual bool fuses_max_pool_in_inference(const Layer& next) const { return false; }
   virtual void forward_max_pool(const StepContext& context, int64_t batch, const float* input, const Layer& pool,
                                 float* pool_output) {}
   virtual void backward_max_pool(const StepContext& context, int64_t batch, const float* input, const Layer& pool,

@@ -612,7 +612,9 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
     }
     Layer& layer = *layers_[i];
     const size_t out = tensor_index(static_cast<int64_t>(i));
-    if (pair_fused(i, fusion)) {
+    // (A training-mode pass with every fusion, forward_training, takes no inference-only pair: its
+    // kernel computes no window positions.)
+    if (pair_fused(i, fusion) && !(training && pool_fused_in_inference_only_[i])) {
       // This node writes its consumer's (the max pooling's) output; its own stays unwritten.
       const size_t pool = static_cast<size_t>(fused_pool_[i]);
       layer.forward_max_pool(context, batch, values_[tensor_index(nodes_[i].inputs[0])], *layers_[pool], outputs[pool]);

@@ -170,8 +170,8 @@ class Network {
 
   // Conv2D + MaxPooling2D fusion (Layer::fuses_max_pool), on by default; off runs every layer
   // alone (tests and benchmarks compare the two). fused_max_pool_layers lists the convolutions
-  // that compute their (only) consumer's max pooling: in inference always, in training where the
-  // convolution needs no input gradient.
+  // that compute their (only) consumer's max pooling in inference: a first layer's pair also in
+  // training where the convolution needs no input gradient, a Winograd-shaped one never there.
   void set_max_pool_fusion(bool enabled);
   std::vector<int64_t> fused_max_pool_layers() const;
   // The plan's fusion passes by name (plan.cpp), each with the nodes it applies to in inference:
@@ -297,6 +297,8 @@ class Network {
   std::vector<std::vector<std::pair<size_t, size_t>>> consumers_;  // per tensor index: (node, input slot)
   std::vector<int64_t> fused_pool_;    // per node: the max pooling a convolution can compute (-1: none)
   std::vector<int64_t> pool_fused_by_; // per node: the convolution that can compute it (-1: none)
+  // Per node: its pair fuses in inference passes only (Layer::fuses_max_pool_in_inference).
+  std::vector<bool> pool_fused_in_inference_only_;
   bool max_pool_fusion_enabled_ = true;
   // BatchNormalization folding (per node, -1: none): the BatchNormalization a layer folds, the
   // activation node after it, that activation, and where its folded kernels and bias lie in

@@ -5,7 +5,10 @@
 // reads the plan and never decides a fusion itself.
 //
 //   convolution_max_pool      a Conv2D computes the MaxPooling2D that reads it (one kernel; the
-//                             convolution's own output is never stored)
+//                             convolution's own output is never stored): a first layer (at most 4
+//                             input channels) in every pass, training where it needs no input
+//                             gradient; a Winograd-shaped one with 2x2 pooling in inference passes
+//                             only (Layer::fuses_max_pool_in_inference)
 //   relu_derivative_hand_off  a fused ReLU's derivative is applied by its consumer (max pooling,
 //                             BatchNormalization), which sees the ReLU's output anyway
 //   batch_norm_folding        inference passes: a linear Conv2D, DepthwiseConv2D, SeparableConv2D or
@@ -62,11 +65,16 @@ void Network::pass_convolution_max_pool() {
   const size_t node_count = layers_.size();
   fused_pool_.assign(node_count, -1);
   pool_fused_by_.assign(node_count, -1);
+  pool_fused_in_inference_only_.assign(node_count, false);
   for (size_t i = 0; i < node_count; ++i) {
     const int64_t next = single_consumer(static_cast<int64_t>(i));
-    if (next >= 0 && layers_[i]->fuses_max_pool(*layers_[static_cast<size_t>(next)])) {
+    if (next < 0) continue;
+    const Layer& pool = *layers_[static_cast<size_t>(next)];
+    const bool in_every_pass = layers_[i]->fuses_max_pool(pool);
+    if (in_every_pass || layers_[i]->fuses_max_pool_in_inference(pool)) {
       fused_pool_[i] = next;
       pool_fused_by_[static_cast<size_t>(next)] = static_cast<int64_t>(i);
+      pool_fused_in_inference_only_[i] = !in_every_pass;
     }
   }
   // In training the fused kernel gives no input gradient: only where the convolution needs none.
@@ -244,7 +252,8 @@ bool Network::pair_fused(size_t convolution, Fusion fusion) const {
   switch (fusion) {
     case Fusion::none: return false;
     case Fusion::everywhere: return true;
-    case Fusion::where_no_input_gradient: return !needs_gradient_[tensor_index(nodes_[convolution].inputs[0])];
+    case Fusion::where_no_input_gradient:
+      return !pool_fused_in_inference_only_[convolution] && !needs_gradient_[tensor_index(nodes_[convolution].inputs[0])];
   }
   return false;
 }

@@ -16,6 +16,9 @@
 //   elsewhere) and dW[kh][kw][ci][co] += x[pixel + tap offset][ci] * dY[pixel][co] is summed in
 //   registers, 6 (kh, kw, ci) entries x kBlockWidth output channels at a time. Images are summed in fixed
 //   chunks of two, each from zero, then the chunks in order: the same bits for any thread count.
+// - Inference (no window positions) of a Winograd-shaped convolution with 2x2 pooling (seed
+//   Example 1's second pair) goes to conv2d_forward_winograd, which pools each output tile in L1:
+//   the convolution's output (4 MB at batch 128 there) is neither stored nor read back.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -201,7 +204,7 @@ void pool_band(const Pool2DParams& p, const Band& band, int64_t channels, const 
         for (int64_t dx = 0; dx < pool_width; ++dx) {
           if (dy == 0 && dx == 0) continue;
           const floatv value = simd::load(window + dy * row_stride + dx * band.channels_padded + channel);
-          const maskv wins = (value > best) | ((value != value) & (best == best));
+          const maskv wins = max_pool_wins(value, best);
           best = wins ? value : best;
           if constexpr (Positions) {
             const int32_t position = static_cast<int32_t>(dy * pool_width + dx);
@@ -236,6 +239,13 @@ void pool_band(const Pool2DParams& p, const Band& band, int64_t channels, const 
 void conv2d_max_pool2d_forward(const Conv2DParams& c, const Pool2DParams& p, const float* input, const float* kernel,
                                const float* bias, float* output, uint8_t* window_index) {
   if (p.output_size() == 0) return;
+  if (window_index == nullptr && conv2d_winograd_max_pool2d_fusable(c, p)) {
+    // Inference: the convolution conv2d_forward would run (Winograd), each output tile pooled as it
+    // is stored; bitwise that convolution followed by max_pool2d_forward.
+    conv2d_forward_winograd(c, input, kernel, bias, output,
+                            c.large_winograd_tile ? WinogradTile::fewest_points : WinogradTile::two_by_two, &p);
+    return;
+  }
   const Band band = band_of(c, p);
   const int64_t taps = c.kernel_height * c.kernel_width;
   const int64_t blocks = ceil_div(c.output_channels, kBlockWidth);

@@ -242,8 +242,36 @@ struct WorkerScratch {
 
 // Vectors: 2 (blocks of kBlockWidth output channels, the 6 x 2-vector tile) or 1 (blocks of one
 // vector, the narrow tile: for layers of at most kLanes output channels, as 16 on avx512).
+// The 2x2, stride-2 max pooling of one transformed tile's outputs (`tile_output`: r x r pixels of
+// `stride` floats, the first `width` channels real), written for the windows that lie inside the
+// pooled output: `pooled` points at the tile's first window (pixel (top / 2, left / 2)).
+template <int r>
+inline void pool_tile(const float* tile_output, int64_t stride, int64_t width, int64_t windows_down,
+                      int64_t windows_across, float* pooled, int64_t pooled_row, int64_t channels) {
+  for (int64_t a = 0; a < windows_down; ++a)
+    for (int64_t b = 0; b < windows_across; ++b) {
+      const float* window = tile_output + (2 * a * r + 2 * b) * stride;
+      float* destination = pooled + a * pooled_row + b * channels;
+      for (int64_t c = 0; c < width; c += simd::kLanes) {
+        const int64_t count = std::min<int64_t>(simd::kLanes, width - c);
+        // Row-major from the window's first position, as max_pool2d_forward.
+        floatv best = simd::load_lanes(window + c, count);
+        for (const int64_t position : {int64_t{1}, int64_t{r}, int64_t{r + 1}}) {
+          const floatv value = simd::load_lanes(window + position * stride + c, count);
+          best = max_pool_wins(value, best) ? value : best;
+        }
+        if (count == simd::kLanes) {
+          simd::store(destination + c, best);
+        } else {
+          simd::store_partial(destination + c, best, count);
+        }
+      }
+    }
+}
+
 template <typename V, int Vectors>
-void forward(const Conv2DParams& p, const float* input, const float* kernel, const float* bias, float* output) {
+void forward(const Conv2DParams& p, const float* input, const float* kernel, const float* bias, float* output,
+             const Pool2DParams* pool) {
   constexpr int n = V::kIn, r = V::kOut, kPoints = V::kPoints;
   constexpr int64_t block_width = Vectors * simd::kLanes;
   thread_local Scratch buffers;
@@ -343,6 +371,7 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
         const auto transform_block = [&](auto used) {
           constexpr int kUsed = decltype(used)::value;
           for (int64_t t = 0; t < tile_count; ++t) {
+            alignas(64) float tile_output[r * r * block_width];  // with `pool`: the tile's outputs, then pooled
             floatv low[kPoints], high[kPoints];
             for (int point = 0; point < kPoints; ++point) {
               const float* source = products + (point * kTilesPerTask + t) * block_width;
@@ -360,16 +389,28 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
                     ((image[t] * p.output_height + top[t] + i) * p.output_width + left[t] + j) * out_channels +
                     first_channel;
                 const float* residual = p.residual != nullptr ? p.residual + offset : nullptr;
+                float* destination = pool != nullptr ? tile_output + (i * r + j) * block_width : output + offset;
                 if constexpr (kUsed == 2) {
-                  store_block(output + offset, width, y_low[i][j], y_high[i][j], bias_block, p.activation,
-                              residual, affine_block);
+                  store_block(destination, width, y_low[i][j], y_high[i][j], bias_block, p.activation, residual,
+                              affine_block);
                 } else {
-                  store_narrow_block(output + offset, width, y_low[i][j], bias_block, p.activation, residual,
+                  store_narrow_block(destination, width, y_low[i][j], bias_block, p.activation, residual,
                                      affine_block);
                 }
-                stored[stored_count++] = output + offset;
+                stored[stored_count++] = destination;
               }
             for (int q = 0; q < stored_count; ++q) finish_activation(stored[q], width, p.activation, affine_block);
+            if (pool != nullptr) {
+              // Tiles start at even rows and columns (r is even): each window lies in one tile.
+              const int64_t pooled_top = top[t] / 2, pooled_left = left[t] / 2;
+              const int64_t pooled_row = pool->output_width * out_channels;
+              pool_tile<r>(tile_output, block_width, width,
+                           std::clamp<int64_t>(pool->output_height - pooled_top, 0, r / 2),
+                           std::clamp<int64_t>(pool->output_width - pooled_left, 0, r / 2),
+                           output + ((image[t] * pool->output_height + pooled_top) * pool->output_width + pooled_left) *
+                                        out_channels + first_channel,
+                           pooled_row, out_channels);
+            }
           }
         };
         if (one_vector) {
@@ -579,22 +620,18 @@ void backward_kernel(const Conv2DParams& p, const float* input, const float* out
 
 }  // namespace
 
-bool winograd_applicable(const Conv2DParams& p) {
-  // Small channel counts leave the GEMMs too short to pay for the transforms (first layers).
-  return p.kernel_height == 3 && p.kernel_width == 3 && p.stride_height == 1 && p.stride_width == 1 &&
-         p.dilation_height == 1 && p.dilation_width == 1 && p.input_channels >= 16 && p.output_channels >= 16;
-}
+bool winograd_applicable(const Conv2DParams& p) { return conv2d_winograd_shape(p); }
 
 void conv2d_forward_winograd(const Conv2DParams& p, const float* input, const float* kernel, const float* bias,
-                             float* output, WinogradTile tile) {
+                             float* output, WinogradTile tile, const Pool2DParams* pool) {
   if (p.output_size() == 0) return;
   // One-vector blocks where the output channels fit one vector (16 on avx512; never on the 8-lane
   // tiers, Winograd needing 16 channels): two-vector blocks would be half zeros.
   const bool narrow = p.output_channels <= simd::kLanes;
   if (tile == WinogradTile::fewest_points && use_f4x4(p)) {
-    narrow ? forward<F4x4, 1>(p, input, kernel, bias, output) : forward<F4x4, 2>(p, input, kernel, bias, output);
+    narrow ? forward<F4x4, 1>(p, input, kernel, bias, output, pool) : forward<F4x4, 2>(p, input, kernel, bias, output, pool);
   } else {
-    narrow ? forward<F2x2, 1>(p, input, kernel, bias, output) : forward<F2x2, 2>(p, input, kernel, bias, output);
+    narrow ? forward<F2x2, 1>(p, input, kernel, bias, output, pool) : forward<F2x2, 2>(p, input, kernel, bias, output, pool);
   }
 }
 

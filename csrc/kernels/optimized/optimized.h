@@ -13,14 +13,24 @@ namespace fastcnn::kernels::FASTCNN_ISA {
 
 #include "kernels/declarations.inc"
 
+// Max pooling's rule for a later window position: it wins over the best so far when strictly
+// greater, or NaN over a non-NaN best, so that the first maximum (row-major) is kept and NaN
+// propagates. Lanes where `candidate` wins.
+inline simd::maskv max_pool_wins(simd::floatv candidate, simd::floatv best) {
+  return (candidate > best) | ((candidate != candidate) & (best == best));
+}
+
 // Winograd forward convolution (conv2d_winograd.cpp): for 3x3 kernels with unit
 // stride and dilation and enough channels on both sides to amortise its transforms.
 bool winograd_applicable(const Conv2DParams& params);
 // fewest_points: F(4x4, 3x3) or F(2x2, 3x3), whichever computes fewer transformed points;
 // two_by_two: F(2x2, 3x3) always (the input gradient: see conv2d_winograd.cpp).
 enum class WinogradTile { fewest_points, two_by_two };
+// pool (inference; null: none): the output is that 2x2, stride-2 max pooling of the convolution
+// (conv2d_winograd_max_pool2d_fusable), the convolution's own output never stored.
 void conv2d_forward_winograd(const Conv2DParams& params, const float* input, const float* kernel,
-                             const float* bias, float* output, WinogradTile tile = WinogradTile::fewest_points);
+                             const float* bias, float* output, WinogradTile tile = WinogradTile::fewest_points,
+                             const Pool2DParams* pool = nullptr);
 void conv2d_backward_kernel_winograd(const Conv2DParams& params, const float* input,
                                      const float* output_gradient, float* kernel_gradient);
 

@@ -27,10 +27,8 @@ inline bool wins(float candidate, float best) {
   return candidate > best || (candidate != candidate && best == best);
 }
 
-// Vector form of wins(): lanes where the candidate is strictly greater, or NaN over a non-NaN best.
-inline simd::maskv wins(simd::floatv candidate, simd::floatv best) {
-  return (candidate > best) | ((candidate != candidate) & (best == best));
-}
+// Vector form of wins(): max_pool_wins (optimized.h).
+inline simd::maskv wins(simd::floatv candidate, simd::floatv best) { return max_pool_wins(candidate, best); }
 // Lanes where `value` is the window's maximum `best` (NaN matching NaN).
 inline simd::maskv equals_maximum(simd::floatv value, simd::floatv best) {
   return (value == best) | ((value != value) & (best != best));
