@@ -27,7 +27,7 @@ int max_threads() { return forked_child() ? 1 : omp_get_max_threads(); }
 void set_max_threads(int count) { omp_set_num_threads(count); }
 
 // omp_get_level, not omp_in_parallel: a region of one thread is inactive, and omp_in_parallel
-// would send a kernel called inside it into a parallel region of its own (a microsecond each).
+// would send a kernel called inside it into a nested region of its own, started on every call.
 bool in_parallel() { return omp_get_level() > 0; }
 
 // MXCSR bits: 0x8000 flush-to-zero, 0x0040 denormals-are-zero.
