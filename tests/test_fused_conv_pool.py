@@ -414,3 +414,58 @@ def test_a_winograd_pair_fuses_in_inference_only(tier):
     for a, b in zip(weights, expected_weights):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(trained_prediction, expected_trained)
+
+
+def _folded_pairs_model():
+    """Winograd-shaped convolutions folding a BatchNormalization, the max pooling reading its output:
+    after the activation (seed Example 3's order) and before it (conv, BN, ReLU), and one whose Add
+    (a residual in the epilogue) keeps it apart."""
+    utils.set_random_seed(11)
+    inputs = fastcnn.Input((16, 16, 3))
+    x = layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
+    x = layers.Conv2D(16, 3, padding="same", activation="relu")(x)     # node 1: BN after its ReLU
+    x = layers.BatchNormalization()(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Conv2D(24, 3, padding="same")(x)                         # node 4: BN, then ReLU
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    pooled = layers.MaxPooling2D(2)(x)
+    y = layers.Conv2D(24, 3, padding="same")(pooled)                    # node 8: BN, Add, then pooling
+    y = layers.BatchNormalization()(y)
+    y = layers.Add()([pooled, y])
+    y = layers.MaxPooling2D(2)(y)
+    outputs = layers.Dense(5, activation="softmax")(layers.Flatten()(y))
+    model = fastcnn.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_a_folded_winograd_convolution_pools_in_inference(tier):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((12, 16, 16, 3)).astype(np.float32)
+    y = rng.integers(0, 5, 12)
+
+    def run(fusion):
+        model = _folded_pairs_model()
+        for layer in model.layers:  # non-trivial statistics, so that a wrong fold cannot pass
+            if isinstance(layer, layers.BatchNormalization):
+                gamma, beta, mean, variance = layer.get_weights()
+                layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.3, beta.shape),
+                                   rng.normal(0, 0.3, mean.shape), rng.uniform(0.5, 2.0, variance.shape)])
+        model._network.set_max_pool_fusion(fusion)
+        fused = list(model._network.fused_max_pool_layers())
+        prediction = model.predict(x, verbose=0)
+        model.fit(x, y, batch_size=6, epochs=1, verbose=0, shuffle=False)
+        return fused, prediction, model.get_weights(), model.predict(x, verbose=0), model.evaluate(x, y, verbose=0)
+
+    rng_state = rng.bit_generator.state
+    fused, prediction, weights, trained_prediction, loss = _with_kernels(tier, lambda: run(True))
+    rng.bit_generator.state = rng_state  # the same statistics for the unfused model
+    unfused, expected, expected_weights, expected_trained, expected_loss = _with_kernels(tier, lambda: run(False))
+    assert fused == [1, 4] and unfused == []  # nodes 1 and 4; node 8's Add keeps its pooling apart
+    np.testing.assert_array_equal(prediction, expected)
+    for a, b in zip(weights, expected_weights):  # training keeps every pair apart: bitwise the same
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(trained_prediction, expected_trained)
+    assert loss == expected_loss

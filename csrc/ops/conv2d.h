@@ -11,6 +11,8 @@
 
 namespace fastcnn {
 
+struct Pool2DParams;  // ops/pooling.h
+
 enum class Padding { valid, same };
 Padding parse_padding(const char* name);
 
@@ -56,6 +58,11 @@ struct Conv2DParams {
   // batch_norm_after_activation); both set or both null, output_channels floats each.
   const float* output_scale = nullptr;
   const float* output_shift = nullptr;
+  // Optional (inference, groups of 1, no residual): the output is this max pooling of the
+  // convolution's (after the activation and the output affine), for a pair that
+  // conv2d_winograd_max_pool2d_fusable (ops/pooling.h) accepts; the convolution's own output is
+  // never stored. Batch as the convolution's.
+  const Pool2DParams* max_pool = nullptr;
   // conv2d_backward_input (groups of 1): add the result to input_gradient's contents instead of
   // overwriting them, input_gradient = old + (the gradient's own sum): a tensor that several layers
   // read takes each one's gradient in turn without a scratch copy (network.cpp).

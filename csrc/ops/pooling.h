@@ -38,9 +38,10 @@ Pool2DParams make_pool2d_params(int64_t batch, int64_t input_height, int64_t inp
 // ReLU or none (the ReLU's derivative at the maximum is read from the pooled output).
 constexpr int64_t kMaxFusedPoolWindow = 256;
 bool conv2d_max_pool2d_fusable(const Conv2DParams& conv, const Pool2DParams& pool);
-// In inference (no window positions) the optimised tiers also take a Winograd convolution
-// (conv2d_winograd_shape) with 2x2, stride-2 pooling: its output tiles (4x4 or 2x2 pixels from
-// even rows and columns) each hold whole windows, pooled as the tile is transformed.
+// In inference (Conv2DParams::max_pool) a Winograd-shaped convolution (conv2d_winograd_shape),
+// with any epilogue activation and output affine but no residual, computes 2x2, stride-2 max
+// pooling of its output (windows inside it, as above): its output tiles (4x4 or 2x2 pixels from
+// even rows and columns) each hold whole windows, pooled as the tile is stored.
 bool conv2d_winograd_max_pool2d_fusable(const Conv2DParams& conv, const Pool2DParams& pool);
 
 }  // namespace fastcnn

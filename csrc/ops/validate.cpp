@@ -241,18 +241,27 @@ bool conv2d_winograd_shape(const Conv2DParams& p) {
          p.dilation_height == 1 && p.dilation_width == 1 && p.input_channels >= 16 && p.output_channels >= 16;
 }
 
-bool conv2d_winograd_max_pool2d_fusable(const Conv2DParams& conv, const Pool2DParams& pool) {
-  return conv2d_max_pool2d_fusable(conv, pool) && conv2d_winograd_shape(conv) && pool.pool_height == 2 &&
-         pool.pool_width == 2 && conv.residual == nullptr && conv.output_scale == nullptr;
-}
+namespace {
 
-bool conv2d_max_pool2d_fusable(const Conv2DParams& conv, const Pool2DParams& pool) {
+// The pooling windows tile the convolution's output without overlap or padding, every window
+// inside it (rows and columns past the last window dropped).
+bool windows_tile_the_output(const Conv2DParams& conv, const Pool2DParams& pool) {
   return pool.input_height == conv.output_height && pool.input_width == conv.output_width &&
          pool.channels == conv.output_channels && pool.stride_height == pool.pool_height &&
          pool.stride_width == pool.pool_width && pool.pad_top == 0 && pool.pad_left == 0 &&
          pool.output_height * pool.pool_height <= pool.input_height &&  // every window inside ('same' may pad
-         pool.output_width * pool.pool_width <= pool.input_width &&     // the bottom/right ones only)
-         pool.pool_height * pool.pool_width <= kMaxFusedPoolWindow &&
+         pool.output_width * pool.pool_width <= pool.input_width;       // the bottom/right ones only)
+}
+
+}  // namespace
+
+bool conv2d_winograd_max_pool2d_fusable(const Conv2DParams& conv, const Pool2DParams& pool) {
+  return windows_tile_the_output(conv, pool) && conv2d_winograd_shape(conv) && pool.pool_height == 2 &&
+         pool.pool_width == 2 && conv.residual == nullptr;
+}
+
+bool conv2d_max_pool2d_fusable(const Conv2DParams& conv, const Pool2DParams& pool) {
+  return windows_tile_the_output(conv, pool) && pool.pool_height * pool.pool_width <= kMaxFusedPoolWindow &&
          (conv.activation == Activation::relu || conv.activation == Activation::linear);
 }
 

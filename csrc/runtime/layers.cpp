@@ -109,6 +109,8 @@ class Conv2DLayer final : public ActivatedLayer {
     params.conv.activation = activation;
     params.conv.residual = residual;
     use_kernel_cache(context, params.conv);
+    Pool2DParams pool;
+    params.conv.max_pool = pooled(batch, pool);
     context.kernels.grouped_conv2d_forward(params, input, kernels, bias, output);
   }
 
@@ -120,6 +122,8 @@ class Conv2DLayer final : public ActivatedLayer {
     params.conv.activation = activation;
     params.conv.output_scale = scale;
     params.conv.output_shift = shift;
+    Pool2DParams pool;
+    params.conv.max_pool = pooled(batch, pool);
     run_forward(context, params, input, output);
   }
 
@@ -191,6 +195,13 @@ class Conv2DLayer final : public ActivatedLayer {
   Padding padding_;
   bool use_bias_;
 
+  // inference_max_pool for `batch` samples, in `pool` (null where none is set).
+  const Pool2DParams* pooled(int64_t batch, Pool2DParams& pool) const {
+    if (inference_max_pool == nullptr) return nullptr;
+    pool = *inference_max_pool;
+    pool.batch = batch;
+    return &pool;
+  }
   // The forward pass's geometry for `batch` samples, its Winograd tile and the packed-kernel cache.
   GroupedConv2DParams forward_params(const StepContext& context, int64_t batch) {
     GroupedConv2DParams params = grouped_;

@@ -102,9 +102,13 @@ class Layer {
   // Maximum or Minimum merge): its gradient follows that choice, which rounding can flip.
   virtual bool selects_a_maximum() const { return max_pool_params() != nullptr; }
   virtual bool fuses_max_pool(const Layer& next) const { return false; }
-  // The same pair in inference passes only (forward_max_pool without window positions): a Conv2D
-  // the optimised tiers run as Winograd, pooling its output tiles as they are stored.
+  // The same pair in inference passes only: a Conv2D the optimised tiers run as Winograd, pooling
+  // its output tiles as they are stored (Conv2DParams::max_pool), through forward_max_pool, or,
+  // folded with a BatchNormalization (and activation) whose output the pooling reads, through
+  // forward_folded / forward_then_affine while the Network sets inference_max_pool (the pooling's
+  // geometry, any batch; null otherwise): their output is then the pooling's.
   virtual bool fuses_max_pool_in_inference(const Layer& next) const { return false; }
+  const Pool2DParams* inference_max_pool = nullptr;
   virtual void forward_max_pool(const StepContext& context, int64_t batch, const float* input, const Layer& pool,
                                 float* pool_output) {}
   virtual void backward_max_pool(const StepContext& context, int64_t batch, const float* input, const Layer& pool,

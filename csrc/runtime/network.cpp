@@ -614,7 +614,8 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
     const size_t out = tensor_index(static_cast<int64_t>(i));
     // (A training-mode pass with every fusion, forward_training, takes no inference-only pair: its
     // kernel computes no window positions.)
-    if (pair_fused(i, fusion) && !(training && pool_fused_in_inference_only_[i])) {
+    if (pair_fused(i, fusion) && !(training && pool_fused_in_inference_only_[i]) &&
+        !(fusion != Fusion::none && batch_norm_folded(i, training))) {
       // This node writes its consumer's (the max pooling's) output; its own stays unwritten.
       const size_t pool = static_cast<size_t>(fused_pool_[i]);
       layer.forward_max_pool(context, batch, values_[tensor_index(nodes_[i].inputs[0])], *layers_[pool], outputs[pool]);
@@ -626,7 +627,10 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
     if (fusion != Fusion::none && batch_norm_folded(i, training)) {
       // This node computes its BatchNormalization (and the activation after it) with folded
       // kernels and bias; the outputs between are never stored.
-      const size_t last = folded_last(i);
+      // With its max pooling (inference): the pooling's output is the one written.
+      const bool pooled = !training && pair_fused(i, fusion);
+      const size_t last = pooled ? static_cast<size_t>(fused_pool_[i]) : folded_last(i);
+      layer.inference_max_pool = pooled ? layers_[last]->max_pool_params() : nullptr;
       const float* folded = folded_parameters_.data() + folded_offset_[i];
       if (layer.scratch_per_sample() > 0) {
         context.scratch = buffers == Buffers::training ? training_scratch_[i] : inference_scratch_;
@@ -641,7 +645,9 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
                              residual, outputs[last]);
       }
       context.scratch = nullptr;
+      layer.inference_max_pool = nullptr;
       values_[tensor_index(static_cast<int64_t>(last))] = outputs[last];
+      if (pooled) done[last] = true;
       done[static_cast<size_t>(folded_batch_norm_[i])] = true;
       if (folded_add_node_[i] >= 0) done[static_cast<size_t>(folded_add_node_[i])] = true;
       if (folded_activation_node_[i] >= 0) done[static_cast<size_t>(folded_activation_node_[i])] = true;

@@ -8,7 +8,8 @@
 //                             convolution's own output is never stored): a first layer (at most 4
 //                             input channels) in every pass, training where it needs no input
 //                             gradient; a Winograd-shaped one with 2x2 pooling in inference passes
-//                             only (Layer::fuses_max_pool_in_inference)
+//                             only (Layer::fuses_max_pool_in_inference), also where it folds a
+//                             BatchNormalization (and activation) that the pooling reads
 //   relu_derivative_hand_off  a fused ReLU's derivative is applied by its consumer (max pooling,
 //                             BatchNormalization), which sees the ReLU's output anyway
 //   batch_norm_folding        inference passes: a linear Conv2D, DepthwiseConv2D, SeparableConv2D or
@@ -67,10 +68,14 @@ void Network::pass_convolution_max_pool() {
   pool_fused_by_.assign(node_count, -1);
   pool_fused_in_inference_only_.assign(node_count, false);
   for (size_t i = 0; i < node_count; ++i) {
-    const int64_t next = single_consumer(static_cast<int64_t>(i));
+    // A folded layer's inference pass writes its last folded node (the BatchNormalization or the
+    // activation after it): the pooling must read that. (Not with a residual in the epilogue.)
+    const bool folded = batch_norm_folded(i, false);
+    if (folded && folded_add_node_[i] >= 0) continue;
+    const int64_t next = single_consumer(static_cast<int64_t>(folded ? folded_last(i) : i));
     if (next < 0) continue;
     const Layer& pool = *layers_[static_cast<size_t>(next)];
-    const bool in_every_pass = layers_[i]->fuses_max_pool(pool);
+    const bool in_every_pass = !folded && layers_[i]->fuses_max_pool(pool);
     if (in_every_pass || layers_[i]->fuses_max_pool_in_inference(pool)) {
       fused_pool_[i] = next;
       pool_fused_by_[static_cast<size_t>(next)] = static_cast<int64_t>(i);
@@ -421,9 +426,9 @@ void Network::pass_training_winograd_tile() {
 void Network::update_plan() {
   ++plan_version_;
   pass_needs_gradient();
-  pass_convolution_max_pool();
-  pass_relu_derivative_hand_off();
   pass_batch_norm_folding();
+  pass_convolution_max_pool();  // after the folding: a folded layer's pooling reads its last folded node
+  pass_relu_derivative_hand_off();
   pass_batch_norm_activation();
   pass_training_winograd_tile();
   pass_gradient_slots();

@@ -240,10 +240,11 @@ void conv2d_max_pool2d_forward(const Conv2DParams& c, const Pool2DParams& p, con
                                const float* bias, float* output, uint8_t* window_index) {
   if (p.output_size() == 0) return;
   if (window_index == nullptr && conv2d_winograd_max_pool2d_fusable(c, p)) {
-    // Inference: the convolution conv2d_forward would run (Winograd), each output tile pooled as it
-    // is stored; bitwise that convolution followed by max_pool2d_forward.
-    conv2d_forward_winograd(c, input, kernel, bias, output,
-                            c.large_winograd_tile ? WinogradTile::fewest_points : WinogradTile::two_by_two, &p);
+    // Inference: the convolution conv2d_forward runs (Winograd), each output tile pooled as it is
+    // stored; bitwise that convolution followed by max_pool2d_forward.
+    Conv2DParams pooled = c;
+    pooled.max_pool = &p;
+    conv2d_forward(pooled, input, kernel, bias, output);
     return;
   }
   const Band band = band_of(c, p);

@@ -270,8 +270,8 @@ inline void pool_tile(const float* tile_output, int64_t stride, int64_t width, i
 }
 
 template <typename V, int Vectors>
-void forward(const Conv2DParams& p, const float* input, const float* kernel, const float* bias, float* output,
-             const Pool2DParams* pool) {
+void forward(const Conv2DParams& p, const float* input, const float* kernel, const float* bias, float* output) {
+  const Pool2DParams* pool = p.max_pool;  // null: none
   constexpr int n = V::kIn, r = V::kOut, kPoints = V::kPoints;
   constexpr int64_t block_width = Vectors * simd::kLanes;
   thread_local Scratch buffers;
@@ -623,15 +623,15 @@ void backward_kernel(const Conv2DParams& p, const float* input, const float* out
 bool winograd_applicable(const Conv2DParams& p) { return conv2d_winograd_shape(p); }
 
 void conv2d_forward_winograd(const Conv2DParams& p, const float* input, const float* kernel, const float* bias,
-                             float* output, WinogradTile tile, const Pool2DParams* pool) {
+                             float* output, WinogradTile tile) {
   if (p.output_size() == 0) return;
   // One-vector blocks where the output channels fit one vector (16 on avx512; never on the 8-lane
   // tiers, Winograd needing 16 channels): two-vector blocks would be half zeros.
   const bool narrow = p.output_channels <= simd::kLanes;
   if (tile == WinogradTile::fewest_points && use_f4x4(p)) {
-    narrow ? forward<F4x4, 1>(p, input, kernel, bias, output, pool) : forward<F4x4, 2>(p, input, kernel, bias, output, pool);
+    narrow ? forward<F4x4, 1>(p, input, kernel, bias, output) : forward<F4x4, 2>(p, input, kernel, bias, output);
   } else {
-    narrow ? forward<F2x2, 1>(p, input, kernel, bias, output, pool) : forward<F2x2, 2>(p, input, kernel, bias, output, pool);
+    narrow ? forward<F2x2, 1>(p, input, kernel, bias, output) : forward<F2x2, 2>(p, input, kernel, bias, output);
   }
 }
 

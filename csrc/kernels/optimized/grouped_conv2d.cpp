@@ -70,8 +70,10 @@ GroupBuffers& group_buffers() {
 void grouped_conv2d_forward(const GroupedConv2DParams& p, const float* input, const float* kernel, const float* bias,
                             float* output) {
   if (p.groups == 1) return conv2d_forward(dense_group(p), input, kernel, bias, output);
-  if (p.conv.residual != nullptr || p.conv.output_scale != nullptr) {
-    throw std::invalid_argument(std::string(p.conv.residual != nullptr ? "a residual" : "an output affine") +
+  if (p.conv.residual != nullptr || p.conv.output_scale != nullptr || p.conv.max_pool != nullptr) {
+    throw std::invalid_argument(std::string(p.conv.residual != nullptr       ? "a residual"
+                                            : p.conv.output_scale != nullptr ? "an output affine"
+                                                                             : "max pooling") +
                                 " in the convolution's epilogue needs groups=1. Received: groups=" +
                                 std::to_string(p.groups));
   }

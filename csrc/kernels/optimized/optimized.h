@@ -26,11 +26,10 @@ bool winograd_applicable(const Conv2DParams& params);
 // fewest_points: F(4x4, 3x3) or F(2x2, 3x3), whichever computes fewer transformed points;
 // two_by_two: F(2x2, 3x3) always (the input gradient: see conv2d_winograd.cpp).
 enum class WinogradTile { fewest_points, two_by_two };
-// pool (inference; null: none): the output is that 2x2, stride-2 max pooling of the convolution
-// (conv2d_winograd_max_pool2d_fusable), the convolution's own output never stored.
+// With params.max_pool, each output tile is pooled as it is stored (the convolution's own output
+// never written).
 void conv2d_forward_winograd(const Conv2DParams& params, const float* input, const float* kernel,
-                             const float* bias, float* output, WinogradTile tile = WinogradTile::fewest_points,
-                             const Pool2DParams* pool = nullptr);
+                             const float* bias, float* output, WinogradTile tile = WinogradTile::fewest_points);
 void conv2d_backward_kernel_winograd(const Conv2DParams& params, const float* input,
                                      const float* output_gradient, float* kernel_gradient);
 

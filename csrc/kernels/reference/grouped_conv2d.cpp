@@ -19,6 +19,13 @@ inline int64_t nhwc(int64_t n, int64_t h, int64_t w, int64_t c, int64_t height, 
 
 void grouped_conv2d_forward(const GroupedConv2DParams& gp, const float* input, const float* kernel,
                             const float* bias, float* output) {
+  if (convolve_then_max_pool(gp.conv, output, [&](const Conv2DParams& convolution, float* result) {
+        GroupedConv2DParams convolution_only = gp;
+        convolution_only.conv = convolution;
+        grouped_conv2d_forward(convolution_only, input, kernel, bias, result);
+      })) {
+    return;
+  }
   const Conv2DParams& p = gp.conv;
   const int64_t group_in = gp.group_input_channels(), group_out = gp.group_output_channels();
   for (int64_t n = 0; n < p.batch; ++n)
