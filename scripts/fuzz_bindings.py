@@ -76,7 +76,11 @@ class Recorder:
         self.outcomes.setdefault(name, [0, 0])[0 if returned else 1] += 1
 
     def defect(self, kind, description, detail):
-        self.defects.append({"kind": kind, "case": description, "detail": detail[-2000:]})
+        # The head and the tail: a traceback's tail holds the exception line, but hypothesis's notes
+        # (its falsifying example, printed after that line) can push it out of a tail alone.
+        if len(detail) > 4000:
+            detail = detail[:2000] + "\n[...]\n" + detail[-2000:]
+        self.defects.append({"kind": kind, "case": description, "detail": detail})
 
     def finish(self):
         with open(self.path, "w") as handle:
