@@ -612,10 +612,8 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
     }
     Layer& layer = *layers_[i];
     const size_t out = tensor_index(static_cast<int64_t>(i));
-    // (A training-mode pass with every fusion, forward_training, takes no inference-only pair: its
-    // kernel computes no window positions.)
-    if (pair_fused(i, fusion) && !(training && pool_fused_in_inference_only_[i]) &&
-        !(fusion != Fusion::none && batch_norm_folded(i, training))) {
+    // (A folded layer computes its pooling in its folded pass below.)
+    if (pool_fused_in_pass(i, training, fusion) && !batch_norm_folded(i, training)) {
       // This node writes its consumer's (the max pooling's) output; its own stays unwritten.
       const size_t pool = static_cast<size_t>(fused_pool_[i]);
       layer.forward_max_pool(context, batch, values_[tensor_index(nodes_[i].inputs[0])], *layers_[pool], outputs[pool]);
@@ -628,7 +626,7 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
       // This node computes its BatchNormalization (and the activation after it) with folded
       // kernels and bias; the outputs between are never stored.
       // With its max pooling (inference): the pooling's output is the one written.
-      const bool pooled = !training && pair_fused(i, fusion);
+      const bool pooled = pool_fused_in_pass(i, training, fusion);
       const size_t last = pooled ? static_cast<size_t>(fused_pool_[i]) : folded_last(i);
       layer.inference_max_pool = pooled ? layers_[last]->max_pool_params() : nullptr;
       const float* folded = folded_parameters_.data() + folded_offset_[i];

@@ -267,6 +267,11 @@ class Network {
   void pass_activation_buffers();
   void gather(const std::vector<const float*>& x, const int64_t* indices, int64_t batch);
   bool pair_fused(size_t convolution, Fusion fusion) const;
+  // Whether a pass computes node's max pooling with it: pair_fused, but never an inference-only
+  // pair in a training pass (forward_training runs every fusion in training mode).
+  bool pool_fused_in_pass(size_t node, bool training, Fusion fusion) const {
+    return pair_fused(node, fusion) && !(training && pool_fused_in_inference_only_[node]);
+  }
   // timer (may be null): laps into profile slot 1 + node index after each node.
   void forward(const kernels::KernelTable& kernels, const std::vector<const float*>& inputs, int64_t batch,
                bool training, uint64_t seed, Fusion fusion, Buffers buffers, PhaseTimer* timer = nullptr,

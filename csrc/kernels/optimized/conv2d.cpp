@@ -614,17 +614,14 @@ struct GradientScratch {
 void conv2d_forward(const Conv2DParams& p, const float* input, const float* kernel,
                     const float* bias, float* output) {
   if (p.output_size() == 0) return;
-  if (p.max_pool != nullptr) {
-    if (!conv2d_winograd_max_pool2d_fusable(p, *p.max_pool)) {
-      throw std::invalid_argument("max pooling in the convolution's epilogue needs a 3x3, stride-1 convolution "
-                                  "with at least 16 channels in and out, no residual, and 2x2 windows that tile "
-                                  "its output. Received: a " + std::to_string(p.kernel_height) + "x" +
-                                  std::to_string(p.kernel_width) + " kernel, " + std::to_string(p.input_channels) +
-                                  " -> " + std::to_string(p.output_channels) + " channels");
-    }
-    conv2d_forward_winograd(p, input, kernel, bias, output,
-                            p.large_winograd_tile ? WinogradTile::fewest_points : WinogradTile::two_by_two);
-    return;
+  // Max pooling in the epilogue: only Winograd's tiles compute it, and a pair that is fusable is
+  // Winograd-shaped (and stride 1, so not space-to-depth's), so the dispatch below takes it there.
+  if (p.max_pool != nullptr && !conv2d_winograd_max_pool2d_fusable(p, *p.max_pool)) {
+    throw std::invalid_argument("max pooling in the convolution's epilogue needs a 3x3, stride-1 convolution "
+                                "with at least 16 channels in and out, no residual, and 2x2 windows that tile "
+                                "its output. Received: a " + std::to_string(p.kernel_height) + "x" +
+                                std::to_string(p.kernel_width) + " kernel, " + std::to_string(p.input_channels) +
+                                " -> " + std::to_string(p.output_channels) + " channels");
   }
   if (space_to_depth_applicable(p)) {
     conv2d_forward_space_to_depth(p, input, kernel, bias, output);

@@ -240,8 +240,6 @@ struct WorkerScratch {
   std::vector<float> input_tiles, products;  // V for one task; M for one task and channel block
 };
 
-// Vectors: 2 (blocks of kBlockWidth output channels, the 6 x 2-vector tile) or 1 (blocks of one
-// vector, the narrow tile: for layers of at most kLanes output channels, as 16 on avx512).
 // The 2x2, stride-2 max pooling of one transformed tile's outputs (`tile_output`: r x r pixels of
 // `stride` floats, the first `width` channels real), written for the windows that lie inside the
 // pooled output: `pooled` points at the tile's first window (pixel (top / 2, left / 2)).
@@ -269,6 +267,8 @@ inline void pool_tile(const float* tile_output, int64_t stride, int64_t width, i
     }
 }
 
+// Vectors: 2 (blocks of kBlockWidth output channels, the 6 x 2-vector tile) or 1 (blocks of one
+// vector, the narrow tile: for layers of at most kLanes output channels, as 16 on avx512).
 template <typename V, int Vectors>
 void forward(const Conv2DParams& p, const float* input, const float* kernel, const float* bias, float* output) {
   const Pool2DParams* pool = p.max_pool;  // null: none

@@ -27,8 +27,6 @@ inline bool wins(float candidate, float best) {
   return candidate > best || (candidate != candidate && best == best);
 }
 
-// Vector form of wins(): max_pool_wins (optimized.h).
-inline simd::maskv wins(simd::floatv candidate, simd::floatv best) { return max_pool_wins(candidate, best); }
 // Lanes where `value` is the window's maximum `best` (NaN matching NaN).
 inline simd::maskv equals_maximum(simd::floatv value, simd::floatv best) {
   return (value == best) | ((value != value) & (best != best));
@@ -50,7 +48,7 @@ inline void max_pool_window_backward(const Pool2DParams& p, const Window& w, con
   for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
     for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
       const floatv value = load(image + (ih * p.input_width + iw) * channels);
-      best = wins(value, best) ? value : best;
+      best = max_pool_wins(value, best) ? value : best;
     }
   const floatv gradient_value = load(dy);
   const floatv zero = {};
@@ -92,7 +90,7 @@ void max_pool2d_forward(const Pool2DParams& p, const float* input, float* output
         for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
           for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
             const simd::floatv value = load(image + (ih * p.input_width + iw) * channels + c);
-            best = wins(value, best) ? value : best;
+            best = max_pool_wins(value, best) ? value : best;
           }
         if (width == simd::kLanes) {
           simd::store(out + c, best);
