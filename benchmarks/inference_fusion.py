@@ -2,7 +2,9 @@
 weights, the fusion switched off in one, predict in alternation call by call, so that the machine's
 drift hits both alike (on shared machines it moves timings by tens of percent between runs).
 Printed per model, batch and thread count: each copy's median and best milliseconds per call, the
-median over pairs of the ratio off / on, and the ratio of the best times.
+median over pairs of the ratio off / on, the ratio of the best times, and the fused copy's median
+speed as % of the machine's FMA peak on that thread count (benchmarks/peak.py, the widest kernel
+set's vectors; the model's direct-convolution FLOPs, so Winograd layers can pass 100%).
 
 Switches (the Network's, each covering every pair of its kind in the model):
   max_pool_fusion        a Conv2D computing the MaxPooling2D after it: a first layer's pair, and in
@@ -21,7 +23,8 @@ import time
 import numpy as np
 
 import fastcnn
-from benchmark_models import MODELS, build
+from benchmark_models import MODELS, build, model_flops
+from peak import measure_peak
 
 SWITCHES = {
     "max_pool_fusion": "set_max_pool_fusion",
@@ -46,7 +49,7 @@ def main():
     rng = np.random.default_rng(0)
     print(f"fastcnn kernels: {fastcnn.config.kernel_set()}, switch: {args.switch}")
     print(f"{'model':<18} {'threads':>7} {'on ms (best)':>15} {'off ms (best)':>15} {'median ratio':>12} "
-          f"{'best ratio':>10}")
+          f"{'best ratio':>10} {'on % peak':>9}")
     previous = fastcnn.config.get_num_threads()
     try:
         for name in args.models.split(","):
@@ -64,9 +67,12 @@ def main():
                     for key in ("on", "off") if pair % 2 == 0 else ("off", "on"):
                         times[key].append(_milliseconds(on if key == "on" else off, x))
                 ratios = [b / a for a, b in zip(times["on"], times["off"])]
+                gflops = model_flops(architecture, shape)[1] * batch / statistics.median(times["on"]) / 1e6
+                peak = measure_peak()
                 print(f"{name:<18} {threads:>7} {statistics.median(times['on']):>7.2f} ({min(times['on']):>5.2f}) "
                       f"{statistics.median(times['off']):>7.2f} ({min(times['off']):>5.2f}) "
-                      f"{statistics.median(ratios):>11.3f}x {min(times['off']) / min(times['on']):>9.3f}x")
+                      f"{statistics.median(ratios):>11.3f}x {min(times['off']) / min(times['on']):>9.3f}x "
+                      f"{100 * gflops / peak:>8.0f}%")
     finally:
         fastcnn.config.set_num_threads(previous)
 
