@@ -30,6 +30,9 @@ GEOMETRIES = [
     (2, 12, 10, 3, 16, (1, 1), (1, 1), "valid", (1, 1), "relu", (2, 5)),   # 1x1 kernel
     (1, 34, 34, 1, 1, (3, 3), (1, 1), "valid", (1, 1), "relu", (16, 16)),  # 256-position window
     (5, 8, 8, 2, 17, (7, 7), (1, 1), "same", (1, 1), "relu", (2, 2)),      # kernel larger than half the image
+    (2, 15, 13, 1, 48, (3, 3), (1, 1), "same", (1, 1), "relu", (2, 2)),    # 1-channel 3x3, padded, 1.5 blocks
+    (2, 19, 17, 3, 9, (3, 3), (2, 2), "valid", (1, 1), "linear", (2, 2)),  # strided, under one vector
+    (1, 16, 16, 2, 24, (3, 3), (1, 1), "valid", (2, 1), "relu", (2, 2)),   # dilated rows
 ]
 IDS = [f"{g[1]}x{g[2]}x{g[3]}-{g[4]}_k{g[5][0]}{g[5][1]}_s{g[6][0]}{g[6][1]}_{g[7]}_d{g[8][0]}{g[8][1]}_{g[9]}_p{g[10][0]}{g[10][1]}"
        for g in GEOMETRIES]
@@ -141,6 +144,44 @@ def test_fused_kernel_gradient_equals_the_unfused_chain(geometry, tier, use_bias
                                                        gradient, tier)
     np.testing.assert_allclose(kernel_gradient, expected_kernel, rtol=1e-4, atol=1e-4 * np.abs(expected_kernel).max())
     np.testing.assert_allclose(bias_gradient, expected_bias, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(expected_bias).max()))
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=IDS)
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("use_bias", [True, False], ids=["bias", "no_bias"])
+def test_inference_forward_equals_convolution_then_pooling(geometry, tier, use_bias):
+    """window_positions=False (inference) takes a window's maximum by plain maxima where it holds
+    no NaN, the first-maximum rule where it does: bitwise the unfused pair either way, on windows
+    of distinct values, of ties (integer data), of NaN and of infinities of both signs, and of
+    zeros of both signs (products that underflow)."""
+    for data in ("random", "integer", "underflow"):
+        x, kernel, bias = _data(geometry, integer=data == "integer")
+        if data == "random":
+            x.reshape(-1)[::37] = np.nan
+            x.reshape(-1)[5::41] = np.inf
+            x.reshape(-1)[9::43] = -np.inf
+        if data == "underflow":
+            x, kernel, bias = np.sign(x) * np.float32(1e-30), kernel * np.float32(1e-30), np.zeros_like(bias)
+        bias = bias if use_bias else None
+        _, _, _, _, _, _, strides, padding, dilation, activation, pool = geometry
+        output, index = ops.conv2d_max_pool2d_forward(x, kernel, bias, strides=strides, padding=padding,
+                                                      dilation=dilation, activation=activation, pool_size=pool,
+                                                      kernels=tier, window_positions=False)
+        assert index is None
+        convolution = ops.conv2d_forward(x, kernel, bias, strides=strides, padding=padding, dilation=dilation,
+                                         activation=activation, kernels=tier)
+        pooled = ops.max_pool2d_forward(convolution, pool, pool, "valid", kernels=tier)
+        assert output.shape == pooled.shape
+        # NaN where the unfused pair has NaN (a NaN's sign bit may differ: which operand's NaN an
+        # instruction passes on is the tier's business), every other value bit for bit, zero signs
+        # included where no padding is read (the fused kernel multiplies padding zeros in, which
+        # can turn a -0 sum into +0; the unfused one skips those taps).
+        nan = np.isnan(pooled)
+        np.testing.assert_array_equal(np.isnan(output), nan)
+        if padding == "valid":
+            np.testing.assert_array_equal(output[~nan].view(np.uint32), pooled[~nan].view(np.uint32))
+        else:
+            np.testing.assert_array_equal(output[~nan], pooled[~nan])
 
 
 @pytest.mark.parametrize("tier", TIERS)

@@ -10,7 +10,9 @@
 //   6 x kBlockWidth micro-kernel's loop with its accumulators held in registers) computes the band with the
 //   same summation order and the same bias and activation epilogue (bitwise the unfused
 //   convolution's values), then each window's first maximum (max pooling's rule, NaN included)
-//   and its position are written.
+//   and its position are written. 2x2 windows (the common case) skip the band buffer: each
+//   window's four pixels are summed, activated and pooled in registers (convolve_pool_window),
+//   with the same order and epilogue.
 // - Kernel gradient, per band: the convolution's output gradient is rebuilt in the band buffer
 //   (the pooled gradient at each window's first maximum, times the ReLU's derivative, zero
 //   elsewhere) and dW[kh][kw][ci][co] += x[pixel + tap offset][ci] * dY[pixel][co] is summed in
@@ -22,6 +24,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/optimized/conv_microkernel.h"
@@ -185,6 +188,109 @@ inline void convolve_tile(const float* const* rows, int64_t tap_count, int64_t d
   for (int64_t q = 0; q < count; ++q) finish_activation(destination + q * stride, kBlockWidth, activation);
 }
 
+// One 2x2 window of one channel vector, its four pixels' sums (q = dy * 2 + dx: 0 top left, 1 top
+// right, 2 bottom left, 3 bottom right) in registers: store_block's epilogue (bias, then the
+// activation, relu or linear) on each, then the first maximum by max pooling's rule and, with
+// Positions, its position; `width` <= kLanes channels stored. Bitwise the band buffer's store then
+// pool_band. Without positions, a window with no NaN (the sum of its four values is not NaN) takes
+// the maximum by three maxps in order, each keeping the earlier value on a tie (as the rule does);
+// the rule's own compare, select and NaN test cost three times as many instructions, all on the
+// FMA pipes.
+template <bool Positions, Activation kActivation>
+__attribute__((always_inline)) inline void pool_window(floatv p0, floatv p1, floatv p2, floatv p3,
+                                                       const float* bias, int64_t width, float* output,
+                                                       uint8_t* window_index) {
+  if (bias != nullptr) {
+    const floatv b = simd::load(bias);
+    p0 += b;
+    p1 += b;
+    p2 += b;
+    p3 += b;
+  }
+  if constexpr (kActivation == Activation::relu) {
+    p0 = simd::max_zero(p0);
+    p1 = simd::max_zero(p1);
+    p2 = simd::max_zero(p2);
+    p3 = simd::max_zero(p3);
+  }
+  floatv best = p0;
+  maskv position = {};
+  const floatv any_nan = (p0 + p1) + (p2 + p3);  // NaN where a value is (or where inf meets -inf)
+  if (Positions || simd::any_nan(any_nan)) {
+    const floatv candidates[3] = {p1, p2, p3};
+    for (int q = 1; q < 4; ++q) {
+      const maskv wins = max_pool_wins(candidates[q - 1], best);
+      best = wins ? candidates[q - 1] : best;
+      if constexpr (Positions) position = wins ? simd::broadcast_int(q) : position;
+    }
+  } else {
+    best = simd::raise_to(p3, simd::raise_to(p2, simd::raise_to(p1, p0)));  // max(a, b): a if a > b, else b
+  }
+  simd::store_lanes(output, best, width);
+  if constexpr (Positions) {
+    uint8_t positions[simd::kLanes];
+    simd::narrow_to_bytes(position, positions);
+    if (width == simd::kLanes) {
+      std::memcpy(window_index, positions, simd::kLanes);  // one move, not a call
+    } else {
+      std::memcpy(window_index, positions, static_cast<size_t>(width));
+    }
+  }
+}
+
+// One 2x2 pooling window for one block of kBlockWidth channels, all in registers: its four pixels'
+// sums (convolve_tile's order: taps, then depth) in 8 accumulators, then pool_window on each
+// vector, so that nothing goes through the band buffer. `pixel`: the window's top-left pixel's
+// first patch float; the pixel to its right is column_step floats on, the one below row_step;
+// each tap (a merged kernel row) is tap_step floats down. TapCount, Depth: compile-time for the
+// commonest first layer (a 3x3 kernel on one channel), 0 otherwise.
+template <bool Positions, Activation kActivation, int TapCount, int Depth>
+__attribute__((always_inline)) inline void convolve_pool_window(const float* pixel, int64_t row_step,
+                                                                int64_t column_step, int64_t tap_step,
+                                                                int64_t tap_count, int64_t depth,
+                                                                const float* weights, const float* bias_block,
+                                                                int64_t width, float* output,
+                                                                uint8_t* window_index) {
+  if constexpr (TapCount > 0) tap_count = TapCount;
+  if constexpr (Depth > 0) depth = Depth;
+  // The weights reloaded for every window: hoisted out of the window loop, GCC 12 kept the 18
+  // vectors on the stack and ran each sum's 9 multiply-adds back to back.
+  weights = simd::opaque(weights);
+  floatv a00 = {}, a01 = {}, a10 = {}, a11 = {}, a20 = {}, a21 = {}, a30 = {}, a31 = {};
+  const float* r0 = pixel;
+  for (int64_t t = 0; t < tap_count; ++t, r0 += tap_step, weights += depth * kBlockWidth) {
+    const float *r1 = r0 + column_step, *r2 = r0 + row_step, *r3 = r0 + row_step + column_step;
+    for (int64_t k = 0; k < depth; ++k) {
+      const floatv w0 = simd::load(weights + k * kBlockWidth), w1 = simd::load(weights + k * kBlockWidth + simd::kLanes);
+      floatv b = simd::broadcast(r0[k]);
+      a00 += b * w0;
+      a01 += b * w1;
+      b = simd::broadcast(r1[k]);
+      a10 += b * w0;
+      a11 += b * w1;
+      b = simd::broadcast(r2[k]);
+      a20 += b * w0;
+      a21 += b * w1;
+      b = simd::broadcast(r3[k]);
+      a30 += b * w0;
+      a31 += b * w1;
+    }
+  }
+  // The high vector's sums computed here, not sunk into the branch below: there GCC 12 ran them as
+  // a second pass over the taps, keeping the first pass's broadcasts on the stack.
+  a01 = simd::in_register(a01);
+  a11 = simd::in_register(a11);
+  a21 = simd::in_register(a21);
+  a31 = simd::in_register(a31);
+  const int64_t low_width = std::min<int64_t>(width, simd::kLanes);
+  pool_window<Positions, kActivation>(a00, a10, a20, a30, bias_block, low_width, output, window_index);
+  if (width > simd::kLanes) {
+    pool_window<Positions, kActivation>(a01, a11, a21, a31, bias_block + (bias_block != nullptr ? simd::kLanes : 0),
+                                        width - simd::kLanes, output + simd::kLanes,
+                                        window_index + (Positions ? simd::kLanes : 0));
+  }
+}
+
 // Each window's first maximum in row-major order over one band: a later position wins only when
 // strictly greater, or NaN over a non-NaN best (as max_pool2d_forward). PoolHeight/PoolWidth: the
 // window at compile time (the common 2x2, unrolled), or 0 for p's. Positions: whether the positions
@@ -268,6 +374,62 @@ void conv2d_max_pool2d_forward(const Conv2DParams& c, const Pool2DParams& p, con
   const int64_t patch_row_size = band.patch_columns * c.input_channels;
   const int64_t band_pixels = band.conv_rows * band.conv_columns;
   const int64_t items = p.batch * p.output_height;  // bands
+  if (merged && p.pool_height == 2 && p.pool_width == 2) {
+    // Every window in registers (convolve_pool_window).
+    const int64_t row_step = c.stride_height * patch_row_size, column_step = c.stride_width * c.input_channels;
+    const int64_t tap_step = c.dilation_height * patch_row_size, window_step = 2 * column_step;
+    // kernel: one convolve_pool_window instance (positions, activation and, for a 3x3 kernel on one
+    // channel, the loop counts fixed at compile time).
+    auto run = [&](auto kernel) {
+      parallel::parallel_region([&](int thread, int threads) {
+        float* patch = at_least(band_scratch().patch, band.patch_rows * patch_row_size);
+        const int64_t item_end = items * (thread + 1) / threads;
+        for (int64_t item = items * thread / threads; item < item_end; ++item) {
+          const int64_t image = item / p.output_height, pooled_row = item % p.output_height;
+          copy_patch(c, band, input, image, pooled_row, patch);
+          const int64_t out = item * p.output_width * c.output_channels;
+          for (int64_t pooled_column = 0; pooled_column < p.output_width; ++pooled_column) {
+            const float* pixel = patch + pooled_column * window_step;
+            for (int64_t block = 0; block < blocks; ++block) {
+              const int64_t at = out + pooled_column * c.output_channels + block * kBlockWidth;
+              kernel(pixel, row_step, column_step, tap_step, tap_count, depth, packed_blocks + block * block_stride,
+                     bias_blocks != nullptr ? bias_blocks + block * kBlockWidth : nullptr,
+                     std::min(kBlockWidth, c.output_channels - block * kBlockWidth), output + at,
+                     window_index != nullptr ? window_index + at : nullptr);
+            }
+          }
+        }
+      });
+    };
+    // The instance as a lambda, so that it inlines into the loop above (a function pointer would not).
+    auto with = [&](auto positions, auto relu, auto fixed) {
+      constexpr bool kPositions = decltype(positions)::value, kFixed = decltype(fixed)::value;
+      constexpr Activation kActivation = decltype(relu)::value ? Activation::relu : Activation::linear;
+      run([](auto... arguments) {
+        convolve_pool_window<kPositions, kActivation, kFixed ? 3 : 0, kFixed ? 3 : 0>(arguments...);
+      });
+    };
+    auto with_fixed = [&](auto positions, auto relu) {
+      if (three_by_three_on_one_channel) {
+        with(positions, relu, std::true_type{});
+      } else {
+        with(positions, relu, std::false_type{});
+      }
+    };
+    auto with_relu = [&](auto positions) {
+      if (c.activation == Activation::relu) {
+        with_fixed(positions, std::true_type{});
+      } else {
+        with_fixed(positions, std::false_type{});
+      }
+    };
+    if (window_index == nullptr) {
+      with_relu(std::false_type{});
+    } else {
+      with_relu(std::true_type{});
+    }
+    return;
+  }
   parallel::parallel_region([&](int thread, int threads) {
     BandScratch& scratch = band_scratch();
     float* patch = at_least(scratch.patch, band.patch_rows * patch_row_size);

@@ -144,6 +144,25 @@ inline T* opaque(T* pointer) {
   return pointer;
 }
 
+// Whether any lane is NaN.
+#if defined(__AVX512F__)
+inline bool any_nan(floatv value) {
+  const __m512 v = reinterpret_cast<__m512>(value);
+  return _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) != 0;
+}
+#elif defined(__AVX2__)
+inline bool any_nan(floatv value) {
+  const __m256 v = reinterpret_cast<__m256>(value);
+  return _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0;
+}
+#else
+inline bool any_nan(floatv value) {
+  bool found = false;
+  for (int l = 0; l < kLanes; ++l) found |= value[l] != value[l];
+  return found;
+}
+#endif
+
 // The low byte of each lane, to out[0..kLanes) (lanes holding 0..255: window positions).
 #if defined(__AVX512F__)
 inline void narrow_to_bytes(maskv lanes, uint8_t* out) {
