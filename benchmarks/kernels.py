@@ -284,6 +284,8 @@ def main():
         flops = 2.0 * args.batch * 26 * 26 * 32 * 9
         fused = {
             "forward": lambda tier: lambda: _core.ops.conv2d_max_pool2d_forward(x, kernel, bias, kernels=tier),
+            "inference forward": lambda tier: lambda: _core.ops.conv2d_max_pool2d_forward(
+                x, kernel, bias, activation="relu", kernels=tier, window_positions=False),
             "kernel gradient": lambda tier: lambda: _core.ops.conv2d_max_pool2d_backward_kernel(
                 x, pooled, window_index, pooled_gradient, (3, 3), kernels=tier),
         }
