@@ -161,24 +161,12 @@ inline void convolve_tile(const float* const* rows, int64_t tap_count, int64_t d
     const float *r0 = rows[0], *r1 = rows[1], *r2 = rows[2], *r3 = rows[3], *r4 = rows[4], *r5 = rows[5];
     for (int64_t k = 0; k < depth; ++k) {
       const floatv w0 = simd::load(weights + k * kBlockWidth), w1 = simd::load(weights + k * kBlockWidth + simd::kLanes);
-      floatv b = simd::broadcast(r0[k]);
-      a00 += b * w0;
-      a01 += b * w1;
-      b = simd::broadcast(r1[k]);
-      a10 += b * w0;
-      a11 += b * w1;
-      b = simd::broadcast(r2[k]);
-      a20 += b * w0;
-      a21 += b * w1;
-      b = simd::broadcast(r3[k]);
-      a30 += b * w0;
-      a31 += b * w1;
-      b = simd::broadcast(r4[k]);
-      a40 += b * w0;
-      a41 += b * w1;
-      b = simd::broadcast(r5[k]);
-      a50 += b * w0;
-      a51 += b * w1;
+      multiply_add_pixel(r0[k], w0, w1, a00, a01);
+      multiply_add_pixel(r1[k], w0, w1, a10, a11);
+      multiply_add_pixel(r2[k], w0, w1, a20, a21);
+      multiply_add_pixel(r3[k], w0, w1, a30, a31);
+      multiply_add_pixel(r4[k], w0, w1, a40, a41);
+      multiply_add_pixel(r5[k], w0, w1, a50, a51);
     }
   }
   const floatv low[kTilePixels] = {a00, a10, a20, a30, a40, a50}, high[kTilePixels] = {a01, a11, a21, a31, a41, a51};
@@ -262,18 +250,10 @@ __attribute__((always_inline)) inline void convolve_pool_window(const float* pix
     const float *r1 = r0 + column_step, *r2 = r0 + row_step, *r3 = r0 + row_step + column_step;
     for (int64_t k = 0; k < depth; ++k) {
       const floatv w0 = simd::load(weights + k * kBlockWidth), w1 = simd::load(weights + k * kBlockWidth + simd::kLanes);
-      floatv b = simd::broadcast(r0[k]);
-      a00 += b * w0;
-      a01 += b * w1;
-      b = simd::broadcast(r1[k]);
-      a10 += b * w0;
-      a11 += b * w1;
-      b = simd::broadcast(r2[k]);
-      a20 += b * w0;
-      a21 += b * w1;
-      b = simd::broadcast(r3[k]);
-      a30 += b * w0;
-      a31 += b * w1;
+      multiply_add_pixel(r0[k], w0, w1, a00, a01);
+      multiply_add_pixel(r1[k], w0, w1, a10, a11);
+      multiply_add_pixel(r2[k], w0, w1, a20, a21);
+      multiply_add_pixel(r3[k], w0, w1, a30, a31);
     }
   }
   // The high vector's sums computed here, not sunk into the branch below: there GCC 12 ran them as

@@ -77,6 +77,14 @@ inline void pack_column_blocks(const float* matrix, int64_t rows, int64_t column
   });
 }
 
+// One pixel's input value times a block's two weight vectors, added to its two accumulators.
+__attribute__((always_inline)) inline void multiply_add_pixel(const float& value, const floatv& w0, const floatv& w1,
+                                                              floatv& low, floatv& high) {
+  const floatv b = simd::broadcast(value);
+  low += b * w0;
+  high += b * w1;
+}
+
 // One depth step k of a tile: 2 weight loads, 6 broadcasts, 12 multiply-adds.
 __attribute__((always_inline)) inline void accumulate_step(const float* weights, int64_t k, const float* r0,
                                                            const float* r1, const float* r2, const float* r3,
