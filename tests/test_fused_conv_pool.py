@@ -153,8 +153,9 @@ def test_inference_forward_equals_convolution_then_pooling(geometry, tier, use_b
     """window_positions=False (inference) takes a window's maximum by plain maxima where it holds
     no NaN, the first-maximum rule where it does: bitwise the unfused pair either way, on windows
     of distinct values, of ties (integer data), of NaN and of infinities of both signs, and of
-    zeros of both signs (products that underflow)."""
-    for data in ("random", "integer", "underflow"):
+    zeros of both signs (products that underflow), and of a bias with -0 and infinite lanes (which
+    keep each pixel's bias and activation before the maximum)."""
+    for data in ("random", "integer", "underflow", "special bias"):
         x, kernel, bias = _data(geometry, integer=data == "integer")
         if data == "random":
             x.reshape(-1)[::37] = np.nan
@@ -162,6 +163,11 @@ def test_inference_forward_equals_convolution_then_pooling(geometry, tier, use_b
             x.reshape(-1)[9::43] = -np.inf
         if data == "underflow":
             x, kernel, bias = np.sign(x) * np.float32(1e-30), kernel * np.float32(1e-30), np.zeros_like(bias)
+        if data == "special bias":
+            x, kernel, bias = np.sign(x) * np.float32(1e-30), kernel * np.float32(1e-30), np.zeros_like(bias)
+            bias[::2] = -0.0
+            bias[1::3] = np.inf
+            x.reshape(-1)[::5] = -np.inf
         bias = bias if use_bias else None
         _, _, _, _, _, _, strides, padding, dilation, activation, pool = geometry
         output, index = ops.conv2d_max_pool2d_forward(x, kernel, bias, strides=strides, padding=padding,
@@ -182,6 +188,27 @@ def test_inference_forward_equals_convolution_then_pooling(geometry, tier, use_b
             np.testing.assert_array_equal(output[~nan].view(np.uint32), pooled[~nan].view(np.uint32))
         else:
             np.testing.assert_array_equal(output[~nan], pooled[~nan])
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_inference_bias_lanes_of_negative_zero_or_infinity_keep_each_pixels_epilogue(tier):
+    """Where a bias lane is -0 or infinite, taking the window's maximum before the bias and ReLU
+    would differ from max pooling after them: a ReLU of -0 stays -0 while a negative value becomes
+    +0, and -inf + inf is NaN. Those lanes keep each pixel's epilogue first."""
+    x = np.full((1, 2, 4, 1), -1e10, np.float32)
+    x[0, 0, 1, 0] = -1e-30  # times the weight: underflows to -0 (window 0's second pixel)
+    x[0, 0, 3, 0] = -np.inf  # window 1's second pixel
+    kernel = np.full((1, 1, 1, 3), 1e-30, np.float32)
+    bias = np.array([-0.0, 0.0, np.inf], np.float32)
+    output, _ = ops.conv2d_max_pool2d_forward(x, kernel, bias, activation="relu", pool_size=(2, 2), kernels=tier,
+                                              window_positions=False)
+    convolution = ops.conv2d_forward(x, kernel, bias, activation="relu", kernels=tier)
+    pooled = ops.max_pool2d_forward(convolution, (2, 2), (2, 2), "valid", kernels=tier)
+    assert not np.signbit(output[0, 0, 0, 0]) and output[0, 0, 0, 0] == 0  # ReLU(-1e-20) = +0 came first
+    assert np.isnan(output[0, 0, 1, 2])  # -inf + inf
+    nan = np.isnan(pooled)
+    np.testing.assert_array_equal(np.isnan(output), nan)
+    np.testing.assert_array_equal(output[~nan].view(np.uint32), pooled[~nan].view(np.uint32))
 
 
 @pytest.mark.parametrize("tier", TIERS)

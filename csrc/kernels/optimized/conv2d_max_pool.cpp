@@ -22,6 +22,7 @@
 //   Example 1's second pair) goes to conv2d_forward_winograd, which pools each output tile in L1:
 //   the convolution's output (4 MB at batch 128 there) is neither stored nor read back.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -176,18 +177,47 @@ inline void convolve_tile(const float* const* rows, int64_t tap_count, int64_t d
   for (int64_t q = 0; q < count; ++q) finish_activation(destination + q * stride, kBlockWidth, activation);
 }
 
+// How a 2x2 window's values become its output (pool_window).
+enum class WindowPooling {
+  // Training: each pixel's epilogue, then the first maximum and its position, by max pooling's rule.
+  with_positions,
+  // Inference: each pixel's epilogue, then the maximum (the rule itself where a NaN is).
+  epilogue_then_maximum,
+  // Inference with a bias whose every lane is finite and not -0: the maximum of the sums, then one
+  // epilogue (the rule, on each pixel's epilogue, where a NaN is). Bitwise the same: x -> x + b
+  // and ReLU never decrease, so they carry the maximum over; and no value is -0 after + b
+  // (a sum is -0 only when both terms are), so equal values are equal bits and which of them
+  // is first does not matter.
+  maximum_then_epilogue,
+};
+
 // One 2x2 window of one channel vector, its four pixels' sums (q = dy * 2 + dx: 0 top left, 1 top
 // right, 2 bottom left, 3 bottom right) in registers: store_block's epilogue (bias, then the
 // activation, relu or linear) on each, then the first maximum by max pooling's rule and, with
-// Positions, its position; `width` <= kLanes channels stored. Bitwise the band buffer's store then
+// positions, its position; `width` <= kLanes channels stored. Bitwise the band buffer's store then
 // pool_band. Without positions, a window with no NaN (the sum of its four values is not NaN) takes
-// the maximum by three maxps in order, each keeping the earlier value on a tie (as the rule does);
+// the maximum by three maxps in order, each keeping the earlier value on a tie (as the rule does):
 // the rule's own compare, select and NaN test cost three times as many instructions, all on the
 // FMA pipes.
-template <bool Positions, Activation kActivation>
+template <WindowPooling Pooling, Activation kActivation>
 __attribute__((always_inline)) inline void pool_window(floatv p0, floatv p1, floatv p2, floatv p3,
                                                        const float* bias, int64_t width, float* output,
                                                        uint8_t* window_index) {
+  constexpr bool kPositions = Pooling == WindowPooling::with_positions;
+  auto activate = [](floatv value) {
+    if constexpr (kActivation == Activation::relu) value = simd::max_zero(value);
+    return value;
+  };
+  // max(a, b) in order: a if a > b, else b (the earlier value on a tie).
+  auto maximum = [](floatv a0, floatv a1, floatv a2, floatv a3) {
+    return simd::raise_to(a3, simd::raise_to(a2, simd::raise_to(a1, a0)));
+  };
+  if constexpr (Pooling == WindowPooling::maximum_then_epilogue) {
+    if (!simd::any_nan((p0 + p1) + (p2 + p3))) {  // NaN where a value is (or where inf meets -inf)
+      simd::store_lanes(output, activate(maximum(p0, p1, p2, p3) + simd::load(bias)), width);
+      return;
+    }
+  }
   if (bias != nullptr) {
     const floatv b = simd::load(bias);
     p0 += b;
@@ -195,27 +225,24 @@ __attribute__((always_inline)) inline void pool_window(floatv p0, floatv p1, flo
     p2 += b;
     p3 += b;
   }
-  if constexpr (kActivation == Activation::relu) {
-    p0 = simd::max_zero(p0);
-    p1 = simd::max_zero(p1);
-    p2 = simd::max_zero(p2);
-    p3 = simd::max_zero(p3);
-  }
+  p0 = activate(p0);
+  p1 = activate(p1);
+  p2 = activate(p2);
+  p3 = activate(p3);
   floatv best = p0;
   maskv position = {};
-  const floatv any_nan = (p0 + p1) + (p2 + p3);  // NaN where a value is (or where inf meets -inf)
-  if (Positions || simd::any_nan(any_nan)) {
+  if (kPositions || simd::any_nan((p0 + p1) + (p2 + p3))) {
     const floatv candidates[3] = {p1, p2, p3};
     for (int q = 1; q < 4; ++q) {
       const maskv wins = max_pool_wins(candidates[q - 1], best);
       best = wins ? candidates[q - 1] : best;
-      if constexpr (Positions) position = wins ? simd::broadcast_int(q) : position;
+      if constexpr (kPositions) position = wins ? simd::broadcast_int(q) : position;
     }
   } else {
-    best = simd::raise_to(p3, simd::raise_to(p2, simd::raise_to(p1, p0)));  // max(a, b): a if a > b, else b
+    best = maximum(p0, p1, p2, p3);
   }
   simd::store_lanes(output, best, width);
-  if constexpr (Positions) {
+  if constexpr (kPositions) {
     uint8_t positions[simd::kLanes];
     simd::narrow_to_bytes(position, positions);
     if (width == simd::kLanes) {
@@ -232,7 +259,7 @@ __attribute__((always_inline)) inline void pool_window(floatv p0, floatv p1, flo
 // first patch float; the pixel to its right is column_step floats on, the one below row_step;
 // each tap (a merged kernel row) is tap_step floats down. TapCount, Depth: compile-time for the
 // commonest first layer (a 3x3 kernel on one channel), 0 otherwise.
-template <bool Positions, Activation kActivation, int TapCount, int Depth>
+template <WindowPooling Pooling, Activation kActivation, int TapCount, int Depth>
 __attribute__((always_inline)) inline void convolve_pool_window(const float* pixel, int64_t row_step,
                                                                 int64_t column_step, int64_t tap_step,
                                                                 int64_t tap_count, int64_t depth,
@@ -263,11 +290,11 @@ __attribute__((always_inline)) inline void convolve_pool_window(const float* pix
   a21 = simd::in_register(a21);
   a31 = simd::in_register(a31);
   const int64_t low_width = std::min<int64_t>(width, simd::kLanes);
-  pool_window<Positions, kActivation>(a00, a10, a20, a30, bias_block, low_width, output, window_index);
+  pool_window<Pooling, kActivation>(a00, a10, a20, a30, bias_block, low_width, output, window_index);
   if (width > simd::kLanes) {
-    pool_window<Positions, kActivation>(a01, a11, a21, a31, bias_block + (bias_block != nullptr ? simd::kLanes : 0),
-                                        width - simd::kLanes, output + simd::kLanes,
-                                        window_index + (Positions ? simd::kLanes : 0));
+    pool_window<Pooling, kActivation>(a01, a11, a21, a31, bias_block + (bias_block != nullptr ? simd::kLanes : 0),
+                                      width - simd::kLanes, output + simd::kLanes,
+                                      window_index + (window_index != nullptr ? simd::kLanes : 0));
   }
 }
 
@@ -358,7 +385,7 @@ void conv2d_max_pool2d_forward(const Conv2DParams& c, const Pool2DParams& p, con
     // Every window in registers (convolve_pool_window).
     const int64_t row_step = c.stride_height * patch_row_size, column_step = c.stride_width * c.input_channels;
     const int64_t tap_step = c.dilation_height * patch_row_size, window_step = 2 * column_step;
-    // kernel: one convolve_pool_window instance (positions, activation and, for a 3x3 kernel on one
+    // kernel: one convolve_pool_window instance (window pooling, activation and, for a 3x3 kernel on one
     // channel, the loop counts fixed at compile time).
     auto run = [&](auto kernel) {
       parallel::parallel_region([&](int thread, int threads) {
@@ -382,31 +409,40 @@ void conv2d_max_pool2d_forward(const Conv2DParams& c, const Pool2DParams& p, con
       });
     };
     // The instance as a lambda, so that it inlines into the loop above (a function pointer would not).
-    auto with = [&](auto positions, auto relu, auto fixed) {
-      constexpr bool kPositions = decltype(positions)::value, kFixed = decltype(fixed)::value;
+    auto with = [&](auto pooling, auto relu, auto fixed) {
+      constexpr WindowPooling kPooling = decltype(pooling)::value;
+      constexpr bool kFixed = decltype(fixed)::value;
       constexpr Activation kActivation = decltype(relu)::value ? Activation::relu : Activation::linear;
       run([](auto... arguments) {
-        convolve_pool_window<kPositions, kActivation, kFixed ? 3 : 0, kFixed ? 3 : 0>(arguments...);
+        convolve_pool_window<kPooling, kActivation, kFixed ? 3 : 0, kFixed ? 3 : 0>(arguments...);
       });
     };
-    auto with_fixed = [&](auto positions, auto relu) {
+    auto with_fixed = [&](auto pooling, auto relu) {
       if (three_by_three_on_one_channel) {
-        with(positions, relu, std::true_type{});
+        with(pooling, relu, std::true_type{});
       } else {
-        with(positions, relu, std::false_type{});
+        with(pooling, relu, std::false_type{});
       }
     };
-    auto with_relu = [&](auto positions) {
+    auto with_relu = [&](auto pooling) {
       if (c.activation == Activation::relu) {
-        with_fixed(positions, std::true_type{});
+        with_fixed(pooling, std::true_type{});
       } else {
-        with_fixed(positions, std::false_type{});
+        with_fixed(pooling, std::false_type{});
       }
     };
-    if (window_index == nullptr) {
-      with_relu(std::false_type{});
+    // maximum_then_epilogue's condition on the bias: every lane finite and not -0.
+    bool plain_bias = bias_blocks != nullptr;
+    for (int64_t channel = 0; plain_bias && channel < c.output_channels; ++channel) {
+      plain_bias = std::isfinite(bias[channel]) && !(bias[channel] == 0.0f && std::signbit(bias[channel]));
+    }
+    using Pooling = WindowPooling;
+    if (window_index != nullptr) {
+      with_relu(std::integral_constant<Pooling, Pooling::with_positions>{});
+    } else if (plain_bias) {
+      with_relu(std::integral_constant<Pooling, Pooling::maximum_then_epilogue>{});
     } else {
-      with_relu(std::true_type{});
+      with_relu(std::integral_constant<Pooling, Pooling::epilogue_then_maximum>{});
     }
     return;
   }
