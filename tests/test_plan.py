@@ -137,6 +137,79 @@ def test_predict_slices_keep_activations_in_cache_unless_the_weights_cost_more()
     assert heavy.predict_slice() > wide.predict_slice()
 
 
+def test_predict_writes_each_batch_into_its_result(rng):
+    """Model.predict has the runtime write every batch into the array it returns (Network.predict's
+    `out`): the same values as one pass over the whole input, for one output and for several, with a
+    last batch shorter than the others."""
+    feature_map = keras.Sequential([keras.Input((9, 9, 3)), layers.Conv2D(5, 3, activation="relu")])
+    x = rng.standard_normal((13, 9, 9, 3)).astype(np.float32)
+    whole = feature_map.predict(x, batch_size=13, verbose=0)
+    assert whole.shape == (13, 7, 7, 5)
+    np.testing.assert_array_equal(feature_map.predict(x, batch_size=4, verbose=0), whole)
+    np.testing.assert_array_equal(feature_map._network.predict(x), whole)
+    out = np.full((13, 7, 7, 5), np.nan, np.float32)
+    assert feature_map._network.predict(x, out=out) is out
+    np.testing.assert_array_equal(out, whole)
+
+    model = _graph_model(3)
+    inputs = [rng.standard_normal((13, 10, 10, 3)).astype(np.float32), rng.standard_normal((13, 5)).astype(np.float32)]
+    whole = model.predict(inputs, batch_size=13, verbose=0)
+    for batched, one_pass in zip(model.predict(inputs, batch_size=5, verbose=0), whole):
+        np.testing.assert_array_equal(batched, one_pass)
+    outs = [np.empty((13, 1, 1, produced.shape[1]), np.float32) for produced in whole]
+    results = model._network.predict([inputs[0], inputs[1].reshape(13, 1, 1, 5)], out=outs)
+    for result, out, produced in zip(results, outs, whole):
+        assert result is out
+        np.testing.assert_array_equal(out.reshape(produced.shape), produced)
+
+
+def test_predict_out_names_what_it_received(rng):
+    feature_map = keras.Sequential([keras.Input((9, 9, 3)), layers.Conv2D(5, 3)])
+    x = rng.standard_normal((4, 9, 9, 3)).astype(np.float32)
+    feature_map.predict(x, verbose=0)
+    network = feature_map._network
+    wrong_shape = np.empty((4, 7, 7, 4), np.float32)
+    with pytest.raises(ValueError, match=r"`out` must be a writeable C-contiguous float32 array of shape "
+                                         r"\(4, 7, 7, 5\). Received: out.shape=\(4, 7, 7, 4\), out.dtype=float32"):
+        network.predict(x, out=wrong_shape)
+    with pytest.raises(ValueError, match="out.dtype=float64"):
+        network.predict(x, out=np.empty((4, 7, 7, 5)))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        network.predict(x, out=np.empty((4, 7, 7, 10), np.float32)[..., ::2])
+    read_only = np.empty((4, 7, 7, 5), np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        network.predict(x, out=read_only)
+    with pytest.raises(TypeError, match="`out` must be a numpy array. Received: out of type list"):
+        network.predict(x, out=[1.0])
+    # An output over the input would overwrite samples not yet read.
+    same_size = keras.Sequential([keras.Input((9, 9, 3)), layers.Conv2D(3, 1)])
+    same_size.predict(x, verbose=0)
+    with pytest.raises(ValueError, match="`out` must not share memory with an input"):
+        same_size._network.predict(x, out=x)
+
+    model = _graph_model(3)
+    inputs = [rng.standard_normal((2, 10, 10, 3)).astype(np.float32), rng.standard_normal((2, 1, 1, 5)).astype(np.float32)]
+    model.predict([inputs[0], inputs[1].reshape(2, 5)], verbose=0)
+    shapes = [tuple(shape) for shape in model._network.output_shapes]
+    with pytest.raises(TypeError, match="this network has 3 outputs: pass `out` as a list with one entry"):
+        model._network.predict(inputs, out=np.empty((2,) + shapes[0], np.float32))
+    with pytest.raises(ValueError, match=r"`out` needs one entry per output \(3\). Received: 2 entries"):
+        model._network.predict(inputs, out=[None, None])
+    with pytest.raises(ValueError, match=r"`out\[1\]` must be a writeable"):
+        model._network.predict(inputs, out=[None, np.empty((2, 1, 1, 99), np.float32), None])
+    overlapping = np.empty(2 * 64, np.float32)
+    first = overlapping[: 2 * shapes[0][2]].reshape((2,) + shapes[0])
+    second = overlapping[2 * shapes[0][2] - 1: 2 * shapes[0][2] - 1 + 2 * shapes[1][2]].reshape((2,) + shapes[1])
+    with pytest.raises(ValueError, match=r"`out\[0\]` and `out\[1\]` share memory"):
+        model._network.predict(inputs, out=[first, second, None])
+    # None entries get new arrays; the others are filled.
+    shared = np.empty((2,) + shapes[0], np.float32)
+    results = model._network.predict(inputs, out=[shared, None, None])
+    assert results[0] is shared
+    np.testing.assert_array_equal(shared.reshape(2, -1), model.predict([inputs[0], inputs[1].reshape(2, 5)], verbose=0)[0])
+
+
 def _winograd_model(selector):
     """A 3x3 convolution with 16 channels on both sides on 8x8 images (a Winograd layer, where
     F(4x4, 3x3) computes fewer points than F(2x2, 3x3)), its output the model's (flattened),

@@ -171,6 +171,40 @@ inline FloatArray new_float_array(std::vector<py::ssize_t> shape, const char* wh
   return FloatArray(std::move(shape));
 }
 
+// The result array: a new one, or `out` when given (a C-contiguous, writeable float32 array of
+// exactly `shape` that shares no memory with `inputs`), so that a caller timing the kernel, or
+// reusing a buffer, does not pay for a fresh allocation's page faults on every call.
+// `name` is the argument's name in messages.
+inline bool shares_memory(const py::array& first, const py::array& second) {
+  const auto* first_begin = static_cast<const char*>(first.data());
+  const auto* second_begin = static_cast<const char*>(second.data());
+  return first.nbytes() > 0 && second.nbytes() > 0 && first_begin < second_begin + second.nbytes() &&
+         second_begin < first_begin + first.nbytes();
+}
+
+inline FloatArray result_array(py::handle out, const std::vector<py::ssize_t>& shape,
+                               const std::vector<const py::array*>& inputs, const std::string& name = "out") {
+  if (out.is_none()) return new_float_array(shape);
+  if (!py::isinstance<py::array>(out)) {
+    throw py::type_error("`" + name + "` must be a numpy array. Received: " + name + " of type " + type_name(out));
+  }
+  py::array array = py::reinterpret_borrow<py::array>(out);
+  const bool fits = array.dtype().is(py::dtype::of<float>()) && (array.flags() & py::array::c_style) &&
+                    array.writeable() &&
+                    std::vector<py::ssize_t>(array.shape(), array.shape() + array.ndim()) == shape;
+  if (!fits) {
+    std::string expected = "(";
+    for (size_t i = 0; i < shape.size(); ++i) expected += std::to_string(shape[i]) + (i + 1 < shape.size() ? ", " : ")");
+    throw py::value_error("`" + name + "` must be a writeable C-contiguous float32 array of shape " + expected +
+                          ". Received: " + name + ".shape=" + shape_text(array) + ", " + name + ".dtype=" +
+                          std::string(py::str(array.dtype())));
+  }
+  for (const py::array* input : inputs) {
+    if (shares_memory(array, *input)) throw py::value_error("`" + name + "` must not share memory with an input");
+  }
+  return py::reinterpret_borrow<FloatArray>(array);
+}
+
 inline FloatArray new_float_array_like(const py::array& like, const char* what) {
   return new_float_array(std::vector<py::ssize_t>(like.shape(), like.shape() + like.ndim()), what);
 }

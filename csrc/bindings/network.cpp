@@ -223,21 +223,49 @@ StepArrays check_step(runtime::Network& network, py::handle x_argument, py::hand
 }
 
 // Checks x against the network's inputs and runs `pass(inputs, batch, outputs)` without the GIL
-// into new (batch, height, width, channels) arrays of the network's output shapes: one array for
-// a single-output network, else a list. `slice` bounds the samples the runtime's workspace holds
-// at once (predict runs in slices).
+// into (batch, height, width, channels) arrays of the network's output shapes: one array for a
+// single-output network, else a list. The arrays are new, or `out`'s (None; for one output an
+// array, else a list of one array or None per output; result_array's checks), which lets
+// Model.predict have the batches written into its result directly, not copied there. `slice`
+// bounds the samples the runtime's workspace holds at once (predict runs in slices).
 template <typename Pass>
 py::object run_forward(runtime::Network& network, py::handle x_argument, const char* method, int64_t slice,
-                       Pass&& pass) {
+                       Pass&& pass, py::handle out = py::none()) {
   require_built(network, method);
   const std::vector<FloatArray> x = network_inputs(network, x_argument);
   const int64_t batch = x[0].shape(0);
   require_workspace(network, std::min<int64_t>(batch, slice));
+  const size_t output_count = network.output_count();
+  std::vector<py::object> out_arrays(output_count, py::none());
+  if (output_count == 1) {
+    out_arrays[0] = py::reinterpret_borrow<py::object>(out);
+  } else if (!out.is_none()) {
+    if (!py::isinstance<py::list>(out) && !py::isinstance<py::tuple>(out)) {
+      throw py::type_error("this network has " + std::to_string(output_count) + " outputs: pass `out` as a list "
+                           "with one entry (an array or None) per output. Received: out of type " + type_name(out));
+    }
+    const py::sequence sequence = py::reinterpret_borrow<py::sequence>(out);
+    if (sequence.size() != output_count) {
+      throw py::value_error("`out` needs one entry per output (" + std::to_string(output_count) +
+                            "). Received: " + std::to_string(sequence.size()) + " entries");
+    }
+    for (size_t k = 0; k < output_count; ++k) out_arrays[k] = sequence[k];
+  }
+  std::vector<const py::array*> x_arrays;
+  for (const FloatArray& array : x) x_arrays.push_back(&array);
   std::vector<FloatArray> outputs;
   std::vector<float*> output_data;
-  for (size_t k = 0; k < network.output_count(); ++k) {
+  for (size_t k = 0; k < output_count; ++k) {
     const SampleShape shape = network.output_shape(k);
-    outputs.push_back(new_float_array({batch, shape.height, shape.width, shape.channels}, "the predictions"));
+    const std::string name = output_count == 1 ? "out" : "out[" + std::to_string(k) + "]";
+    const std::vector<py::ssize_t> output_shape{batch, shape.height, shape.width, shape.channels};
+    outputs.push_back(out_arrays[k].is_none() ? new_float_array(output_shape, "the predictions")
+                                              : result_array(out_arrays[k], output_shape, x_arrays, name));
+    for (size_t j = 0; j < k; ++j) {
+      if (shares_memory(outputs[j], outputs[k])) {
+        throw py::value_error("`out[" + std::to_string(j) + "]` and `out[" + std::to_string(k) + "]` share memory");
+      }
+    }
     output_data.push_back(outputs.back().mutable_data());
   }
   {
@@ -953,13 +981,14 @@ void bind_network(py::module_& m) {
            },
            py::arg("x"), py::arg("seed"),
            "Every layer's output of one training-mode forward pass (for fit's check_numerics).")
-      .def("predict", [](runtime::Network& network, py::object x) {
-        // predict's workspace holds 64 samples at a time (network.cpp, kPredictSlice).
-        return run_forward(network, x, "predict", 64,
+      .def("predict", [](runtime::Network& network, py::object x, py::object out) {
+        // predict's workspace holds at most predict_slice() samples at a time.
+        return run_forward(network, x, "predict", network.predict_slice(),
                            [&](const std::vector<const float*>& inputs, int64_t batch, const std::vector<float*>& outputs) {
                              network.predict(inputs, batch, outputs);
-                           });
-      }, py::arg("x"));
+                           }, out);
+      }, py::arg("x"), py::arg("out") = py::none(),
+      "Inference on x; `out`: arrays to write the outputs into (see run_forward), else new ones.");
 }
 
 }  // namespace fastcnn::bindings

@@ -846,37 +846,6 @@ py::list concatenate_backward(py::object output_gradient_argument, const std::ve
 
 // ---- DepthwiseConv2D and grouped Conv2D (kernels.h depthwise_conv2d_*, grouped_conv2d_*) ----
 
-// The result array: a new one, or `out` when given (a C-contiguous, writeable float32 array of
-// exactly `shape` that shares no memory with `inputs`), so that a caller timing the kernel, or
-// reusing a buffer, does not pay for a fresh allocation's page faults on every call.
-FloatArray result_array(py::object out, const std::vector<py::ssize_t>& shape,
-                        std::initializer_list<const py::array*> inputs) {
-  if (out.is_none()) return new_float_array(shape);
-  if (!py::isinstance<py::array>(out)) {
-    throw py::type_error("`out` must be a numpy array. Received: out of type " + type_name(out));
-  }
-  py::array array = py::reinterpret_borrow<py::array>(out);
-  const bool fits = array.dtype().is(py::dtype::of<float>()) && (array.flags() & py::array::c_style) &&
-                    array.writeable() &&
-                    std::vector<py::ssize_t>(array.shape(), array.shape() + array.ndim()) == shape;
-  if (!fits) {
-    std::string expected = "(";
-    for (size_t i = 0; i < shape.size(); ++i) expected += std::to_string(shape[i]) + (i + 1 < shape.size() ? ", " : ")");
-    throw py::value_error("`out` must be a writeable C-contiguous float32 array of shape " + expected +
-                          ". Received: out.shape=" + shape_text(array) + ", out.dtype=" +
-                          std::string(py::str(array.dtype())));
-  }
-  const auto* begin = static_cast<const char*>(array.data());
-  const auto* end = begin + array.nbytes();
-  for (const py::array* input : inputs) {
-    const auto* input_begin = static_cast<const char*>(input->data());
-    if (input->nbytes() > 0 && array.nbytes() > 0 && input_begin < end && begin < input_begin + input->nbytes()) {
-      throw py::value_error("`out` must not share memory with an input");
-    }
-  }
-  return py::reinterpret_borrow<FloatArray>(out);
-}
-
 // The kernel (kh, kw, channels, depth_multiplier) of a depthwise convolution of `channels` channels.
 void require_depthwise_kernel(const FloatArray& kernel, int64_t channels) {
   require_rank(kernel, 4, "kernel");

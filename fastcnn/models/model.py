@@ -1014,17 +1014,16 @@ class Model:
             callback_list.on_predict_batch_begin(step)
             window = slice(step * batch_size, (step + 1) * batch_size)
             batch = _take(x_all, window)
+            batch_outputs = [output[window] for output in outputs]
+            # The runtime writes each batch into `outputs` directly: views of the rows as its
+            # (n, h, w, c) layout (a slice of whole samples of a C-contiguous array is one).
+            targets = [target.reshape((len(target),) + tuple(shape))
+                       for target, shape in zip(batch_outputs, self._network.output_shapes)]
             with self._lock:
                 self._use_own_weights()
-                results = self._network.predict(batch)
-            if single:  # the runtime's (n, h, w, c) into the model's output shape, in place
-                batch_outputs = outputs[0][window]
-                batch_outputs[...] = results.reshape(batch_outputs.shape)
-            else:
-                batch_outputs = [output[window] for output in outputs]
-                for target, result in zip(batch_outputs, results):
-                    target[...] = result.reshape(target.shape)
-            callback_list.on_predict_batch_end(step, {"outputs": batch_outputs})  # this batch's, as Keras
+                self._network.predict(batch, out=targets[0] if single else targets)
+            # this batch's, as Keras
+            callback_list.on_predict_batch_end(step, {"outputs": batch_outputs[0] if single else batch_outputs})
         if steps:
             callback_list.on_predict_end()
         return outputs[0] if len(outputs) == 1 else outputs
