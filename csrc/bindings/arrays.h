@@ -171,10 +171,7 @@ inline FloatArray new_float_array(std::vector<py::ssize_t> shape, const char* wh
   return FloatArray(std::move(shape));
 }
 
-// The result array: a new one, or `out` when given (a C-contiguous, writeable float32 array of
-// exactly `shape` that shares no memory with `inputs`), so that a caller timing the kernel, or
-// reusing a buffer, does not pay for a fresh allocation's page faults on every call.
-// `name` is the argument's name in messages.
+// Whether the two arrays' byte ranges overlap (an empty array overlaps nothing).
 inline bool shares_memory(const py::array& first, const py::array& second) {
   const auto* first_begin = static_cast<const char*>(first.data());
   const auto* second_begin = static_cast<const char*>(second.data());
@@ -182,6 +179,10 @@ inline bool shares_memory(const py::array& first, const py::array& second) {
          second_begin < first_begin + first.nbytes();
 }
 
+// The result array: a new one, or `out` when given (a C-contiguous, writeable float32 array of
+// exactly `shape` that shares no memory with `inputs`), so that a caller timing the kernel, or
+// reusing a buffer, does not pay for a fresh allocation's page faults on every call.
+// `name` is the argument's name in messages.
 inline FloatArray result_array(py::handle out, const std::vector<py::ssize_t>& shape,
                                const std::vector<const py::array*>& inputs, const std::string& name = "out") {
   if (out.is_none()) return new_float_array(shape);

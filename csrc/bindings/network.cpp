@@ -982,7 +982,8 @@ void bind_network(py::module_& m) {
            py::arg("x"), py::arg("seed"),
            "Every layer's output of one training-mode forward pass (for fit's check_numerics).")
       .def("predict", [](runtime::Network& network, py::object x, py::object out) {
-        // predict's workspace holds at most predict_slice() samples at a time.
+        // predict's workspace holds at most predict_slice() samples at a time (known once built).
+        require_built(network, "predict");
         return run_forward(network, x, "predict", network.predict_slice(),
                            [&](const std::vector<const float*>& inputs, int64_t batch, const std::vector<float*>& outputs) {
                              network.predict(inputs, batch, outputs);

@@ -1009,6 +1009,8 @@ class Model:
         )
         outputs = [np.empty((samples,) + shape, dtype=np.float32) for shape in output_samples]
         single = len(outputs) == 1
+        # The runtime's (h, w, c) per output, which each batch's rows are viewed as.
+        runtime_shapes = [tuple(shape) for shape in self._network.output_shapes] if steps else []
         callback_list.on_predict_begin()
         for step in range(steps):
             callback_list.on_predict_batch_begin(step)
@@ -1017,8 +1019,7 @@ class Model:
             batch_outputs = [output[window] for output in outputs]
             # The runtime writes each batch into `outputs` directly: views of the rows as its
             # (n, h, w, c) layout (a slice of whole samples of a C-contiguous array is one).
-            targets = [target.reshape((len(target),) + tuple(shape))
-                       for target, shape in zip(batch_outputs, self._network.output_shapes)]
+            targets = [target.reshape((len(target),) + shape) for target, shape in zip(batch_outputs, runtime_shapes)]
             with self._lock:
                 self._use_own_weights()
                 self._network.predict(batch, out=targets[0] if single else targets)
@@ -1026,7 +1027,7 @@ class Model:
             callback_list.on_predict_batch_end(step, {"outputs": batch_outputs[0] if single else batch_outputs})
         if steps:
             callback_list.on_predict_end()
-        return outputs[0] if len(outputs) == 1 else outputs
+        return outputs[0] if single else outputs
 
     # ---- int8 quantization (fastcnn/models/_quantization.py) ----
 
