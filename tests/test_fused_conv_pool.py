@@ -266,6 +266,14 @@ def test_bad_arguments_raise():
         ops.conv2d_max_pool2d_backward_kernel(x, output, np.full(index.shape, 4), output, kernel_size=(3, 3))
     with pytest.raises(ValueError, match="Received: 255"):  # the forward's own uint8 array is checked too
         ops.conv2d_max_pool2d_backward_kernel(x, output, np.full_like(index, 255), output, kernel_size=(3, 3))
+    # One bad value among good ones: the first out of range in C order is named.
+    wide = index.astype(np.int64)
+    wide[1, 2, 3, 4], wide[2, 0, 0, 0] = 9, -3
+    with pytest.raises(ValueError, match="Received: 9$"):
+        ops.conv2d_max_pool2d_backward_kernel(x, output, wide, output, kernel_size=(3, 3))
+    wide[1, 2, 3, 4] = 0
+    with pytest.raises(ValueError, match="Received: -3$"):
+        ops.conv2d_max_pool2d_backward_kernel(x, output, wide, output, kernel_size=(3, 3))
     with pytest.raises(ValueError, match="window_index"):
         ops.conv2d_max_pool2d_backward_kernel(x, output, index[:, :5], output, kernel_size=(3, 3))
     with pytest.raises(TypeError, match="window_index"):

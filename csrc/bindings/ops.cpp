@@ -1,6 +1,7 @@
 // _core.ops: single kernels on numpy arrays (NHWC float32), for tests and for users who want one op:
 // each entry point checks its arrays against the op's parameters, converts them once, releases the
 // GIL and calls the kernel table named by `kernels` ("active", "reference", "generic", "avx2").
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -653,19 +654,27 @@ std::pair<FloatArray, std::optional<FloatArray>> conv2d_max_pool2d_backward_kern
     require_dimension(*array, 3, pool.channels, name, "channels");
   }
   const int64_t window = pool.pool_height * pool.pool_width;
-  auto check_range = [window](int64_t value) {
-    if (value < 0 || value >= window) {
-      throw py::value_error("`window_index` values must lie in [0, " + std::to_string(window) +
-                            ") (positions in the pool window). Received: " + std::to_string(value));
+  // One pass for the extremes (a loop the compiler vectorises), then, only when one is out of
+  // range, the first value out of range for the message.
+  auto check_range = [window](const auto* values, py::ssize_t count) {
+    if (count == 0) return;
+    auto smallest = values[0], largest = values[0];
+    for (py::ssize_t i = 1; i < count; ++i) {
+      smallest = std::min(smallest, values[i]);
+      largest = std::max(largest, values[i]);
     }
+    if (smallest >= 0 && largest < window) return;
+    const auto* first = std::find_if(values, values + count, [window](int64_t value) { return value < 0 || value >= window; });
+    throw py::value_error("`window_index` values must lie in [0, " + std::to_string(window) +
+                          ") (positions in the pool window). Received: " + std::to_string(static_cast<int64_t>(*first)));
   };
   FlagArray window_index;
   if (bytes) {
     window_index = py::reinterpret_borrow<FlagArray>(window_index_argument);
-    for (py::ssize_t i = 0; i < window_index.size(); ++i) check_range(window_index.data()[i]);
+    check_range(window_index.data(), window_index.size());
   } else {
     const IndexArray wide_index = py::reinterpret_borrow<IndexArray>(index_array);
-    for (py::ssize_t i = 0; i < wide_index.size(); ++i) check_range(wide_index.data()[i]);
+    check_range(wide_index.data(), wide_index.size());
     // In range, so the narrowing to the kernel's bytes is exact.
     window_index = converted<FlagArray>(wide_index, "window_index");
   }

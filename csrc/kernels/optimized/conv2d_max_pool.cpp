@@ -106,6 +106,49 @@ inline maskv load_window_index(const uint8_t* index, int64_t width) {
   return lanes;
 }
 
+// The convolution's output gradient in one band (band.conv_rows x band.conv_columns pixels,
+// band.channels_padded floats each): the pooled gradient at each window's first maximum, where the
+// ReLU passed it, zero at the window's other positions and past the real channels; the pooled
+// gradient (after the ReLU) is added to bias_partial. The arrays start at the band's pooled row.
+// PoolHeight, PoolWidth: the window fixed at compile time (2x2), or 0 to read p's. Every size is
+// read into a local first: simd::store may alias anything, so fields read through p or band in
+// the loop would be reloaded after every store.
+template <int PoolHeight, int PoolWidth>
+void band_gradient(const Pool2DParams& p, const Band& band, int64_t output_channels, bool relu,
+                   const float* output_gradient, const float* output, const uint8_t* window_index, float* gradient,
+                   float* bias_partial) {
+  const int64_t pool_height = PoolHeight > 0 ? PoolHeight : p.pool_height;
+  const int64_t pool_width = PoolWidth > 0 ? PoolWidth : p.pool_width;
+  const int64_t pooled_width = p.output_width, channels_padded = band.channels_padded;
+  const int64_t row_step = band.conv_columns * channels_padded;  // one convolution row of the band
+  for (int64_t pooled_column = 0; pooled_column < pooled_width; ++pooled_column) {
+    const int64_t out = pooled_column * output_channels;
+    float* window = gradient + pooled_column * pool_width * channels_padded;
+    for (int64_t channel = 0; channel < channels_padded; channel += simd::kLanes) {
+      const int64_t width = std::clamp<int64_t>(output_channels - channel, 0, simd::kLanes);
+      floatv g = {};
+      maskv position = maskv{} - 1;  // past the real channels: matches no position
+      if (width == simd::kLanes) {
+        g = simd::load(output_gradient + out + channel);
+        if (relu) g = simd::load(output + out + channel) > floatv{} ? g : floatv{};
+        position = simd::widen_bytes(window_index + out + channel);
+      } else if (width > 0) {
+        g = simd::load_partial(output_gradient + out + channel, width);
+        if (relu) g = simd::load_partial(output + out + channel, width) > floatv{} ? g : floatv{};
+        position = load_window_index(window_index + out + channel, width);
+      }
+      simd::store(bias_partial + channel, simd::load(bias_partial + channel) + g);
+      float* pixel = window + channel;
+      for (int64_t dy = 0; dy < pool_height; ++dy) {
+        for (int64_t dx = 0; dx < pool_width; ++dx) {
+          const maskv here = position == simd::broadcast_int(static_cast<int32_t>(dy * pool_width + dx));
+          simd::store(pixel + dy * row_step + dx * channels_padded, here ? g : floatv{});
+        }
+      }
+    }
+  }
+}
+
 // The kernel gradient of one band for one block of kBlockWidth channels and `Entries` (kh, kw, ci) entries:
 // partial[e][0..kBlockWidth) += sum over the band's pixels of patch[pixel + offsets[e]] * gradient[pixel].
 template <int Entries>
@@ -541,34 +584,13 @@ void conv2d_max_pool2d_backward_kernel(const Conv2DParams& c, const Pool2DParams
     for (int64_t image = chunk * kChunkImages; image < image_end; ++image) {
       for (int64_t pooled_row = 0; pooled_row < p.output_height; ++pooled_row) {
         copy_patch(c, band, input, image, pooled_row, patch);
-        // The convolution's output gradient in this band: the pooled gradient at each window's
-        // first maximum (where the ReLU passed it), zero at its other positions and past the
-        // real channels.
         const int64_t first_out = (image * p.output_height + pooled_row) * p.output_width * c.output_channels;
-        for (int64_t pooled_column = 0; pooled_column < p.output_width; ++pooled_column) {
-          const int64_t out = first_out + pooled_column * c.output_channels;
-          float* window = gradient + pooled_column * p.pool_width * channels_padded;
-          for (int64_t channel = 0; channel < channels_padded; channel += simd::kLanes) {
-            const int64_t width = std::clamp<int64_t>(c.output_channels - channel, 0, simd::kLanes);
-            floatv g = {};
-            if (width > 0) {
-              g = width == simd::kLanes ? simd::load(output_gradient + out + channel)
-                                        : simd::load_partial(output_gradient + out + channel, width);
-              if (relu) {
-                const floatv y = width == simd::kLanes ? simd::load(output + out + channel)
-                                                       : simd::load_partial(output + out + channel, width);
-                g = y > floatv{} ? g : floatv{};
-              }
-            }
-            simd::store(bias_partial + channel, simd::load(bias_partial + channel) + g);
-            const maskv position = width > 0 ? load_window_index(window_index + out + channel, width) : maskv{} - 1;
-            for (int64_t dy = 0; dy < p.pool_height; ++dy)
-              for (int64_t dx = 0; dx < p.pool_width; ++dx) {
-                const int32_t q = static_cast<int32_t>(dy * p.pool_width + dx);
-                const maskv here = position == simd::broadcast_int(q);
-                simd::store(window + (dy * band.conv_columns + dx) * channels_padded + channel, here ? g : floatv{});
-              }
-          }
+        if (p.pool_height == 2 && p.pool_width == 2) {
+          band_gradient<2, 2>(p, band, c.output_channels, relu, output_gradient + first_out, output + first_out,
+                              window_index + first_out, gradient, bias_partial);
+        } else {
+          band_gradient<0, 0>(p, band, c.output_channels, relu, output_gradient + first_out, output + first_out,
+                              window_index + first_out, gradient, bias_partial);
         }
         for (int64_t block = 0; block < channels_padded; block += kBlockWidth) {
           for (int64_t first_entry = 0; first_entry < entries; first_entry += kTilePixels) {
