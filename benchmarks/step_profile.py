@@ -88,9 +88,10 @@ def main():
     peak = measure_peak()
 
     flops_by_layer = conv_flops(model, batch)
-    # A convolution that computes the max pooling after it (fused) is timed with it: its rows
-    # hold both layers' time, and the pooling's rows stay empty.
-    fused = set(network.fused_max_pool_layers())
+    # A convolution that computes the max pooling after it (fused) in a training step is timed
+    # with it: its rows hold both layers' time, and the pooling's rows stay empty. (A Winograd
+    # convolution's pair is fused in inference only.)
+    fused = set(network.fused_max_pool_layers(training=True))
 
     step_ms = 1e3 * wall / args.steps
     print(f"{args.model}: {args.steps} steps of batch {batch}, {args.threads} threads, kernels "

@@ -305,6 +305,11 @@ def test_which_pairs_fuse():
     model = _model(_input_first(1))
     model.build()
     assert list(model._network.fused_max_pool_layers()) == [0]  # Conv2D(8) reads 1 channel; Conv2D(16) reads 8
+    assert list(model._network.fused_max_pool_layers(training=True)) == [0]  # it needs no input gradient
+    model = _model([layers.Conv2D(4, (1, 1), input_shape=(20, 20, 1))])  # now Conv2D(8) needs one
+    model.build()
+    assert list(model._network.fused_max_pool_layers()) == [1]
+    assert list(model._network.fused_max_pool_layers(training=True)) == []
     model = _model(_input_first(3), regularizer="l2")  # an activity penalty reads the convolution's output
     model.build()
     assert list(model._network.fused_max_pool_layers()) == []
@@ -474,6 +479,7 @@ def test_a_winograd_pair_fuses_in_inference_only(tier):
         model = _winograd_pair_model()
         model._network.set_max_pool_fusion(fusion)
         fused = list(model._network.fused_max_pool_layers())
+        assert list(model._network.fused_max_pool_layers(training=True)) == []  # inference only
         prediction = model.predict(x, verbose=0)
         training_mode = np.asarray(model(x[:4], training=True))
         model.fit(np.nan_to_num(x), y, batch_size=10, epochs=1, verbose=0, shuffle=False)

@@ -885,8 +885,9 @@ void bind_network(py::module_& m) {
            "passes (default on); off runs both layers alone.")
       .def("parameters_changed", &runtime::Network::parameters_changed,
            "Call after writing the parameters through a view: inference refolds BatchNormalization.")
-      .def("fused_max_pool_layers", &runtime::Network::fused_max_pool_layers,
-           "Indices of the layers that compute the max pooling after them.")
+      .def("fused_max_pool_layers", &runtime::Network::fused_max_pool_layers, py::arg("training") = false,
+           "Indices of the layers that compute the max pooling after them: in inference, or with "
+           "training=True in a training step.")
       .def_property_readonly(
           "large_winograd_tile_in_training",
           [](runtime::Network& network) {

@@ -337,10 +337,12 @@ void Network::set_batch_norm_activation_fusion(bool enabled) {
   if (built_) update_plan();
 }
 
-std::vector<int64_t> Network::fused_max_pool_layers() const {
+std::vector<int64_t> Network::fused_max_pool_layers(bool training) const {
   std::vector<int64_t> result;
   for (size_t i = 0; i < fused_pool_.size(); ++i) {
-    if (pair_fused(i, Fusion::everywhere)) result.push_back(static_cast<int64_t>(i));
+    if (pair_fused(i, training ? Fusion::where_no_input_gradient : Fusion::everywhere)) {
+      result.push_back(static_cast<int64_t>(i));
+    }
   }
   return result;
 }

@@ -170,10 +170,11 @@ class Network {
 
   // Conv2D + MaxPooling2D fusion (Layer::fuses_max_pool), on by default; off runs every layer
   // alone (tests and benchmarks compare the two). fused_max_pool_layers lists the convolutions
-  // that compute their (only) consumer's max pooling in inference: a first layer's pair also in
-  // training where the convolution needs no input gradient, a Winograd-shaped one never there.
+  // that compute their (only) consumer's max pooling in inference, or with `training` in a
+  // training step: a first layer's pair where the convolution needs no input gradient, a
+  // Winograd-shaped one never.
   void set_max_pool_fusion(bool enabled);
-  std::vector<int64_t> fused_max_pool_layers() const;
+  std::vector<int64_t> fused_max_pool_layers(bool training = false) const;
   // The plan's fusion passes by name (plan.cpp), each with the nodes it applies to in inference:
   // convolution_max_pool (the convolutions), relu_derivative_hand_off (the consumers that apply
   // a ReLU's derivative), batch_norm_folding (the folding layers), batch_norm_activation (the
