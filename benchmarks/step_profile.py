@@ -63,7 +63,10 @@ def main():
                              "(random weights) instead of --model")
     parser.add_argument("--batch", type=int, default=None, help="with --predict: the batch (default: the model's)")
     parser.add_argument("--scaling", action="store_true",
-                        help="only compare fit's samples/s on 1 and 2 threads with the FMA peak's own 2/1 ratio")
+                        help="only compare 1 and 2 threads (fit's samples/s and the compiled step's best time) "
+                             "with the FMA peak's own 2/1 ratio")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="with --scaling: interleaved rounds of 1 and 2 threads; each reports its best")
     args = parser.parse_args()
     if args.scaling:
         scaling(args)
@@ -176,15 +179,33 @@ def samples_per_second(name, steps):
     return batch * steps / (time.perf_counter() - start)
 
 
+def step_seconds(name, steps):
+    """The compiled training step's best time over `steps` single steps on one batch (train_on_batch,
+    the network's own step timer): on a shared machine other work only ever slows a step down, so
+    the best is the step's own speed."""
+    model, x, y = warmed_up_model(name, 1)
+    network = model._network
+    best = float("inf")
+    for _ in range(steps):
+        network.set_profiling(True)  # clears the sums: each profile holds this one step
+        model.train_on_batch(x, y)
+        best = min(best, dict(network.profile())["train_step total"])
+        network.set_profiling(False)
+    return best
+
+
 def scaling(args):
-    rates, peaks = {}, {}
-    for threads in (1, 2, 1, 2):  # interleaved, best of two each
+    rates, steps, peaks = {}, {}, {}
+    for threads in (1, 2) * args.rounds:  # interleaved, best of the rounds each
         fastcnn.config.set_num_threads(threads)
         rates[threads] = max(rates.get(threads, 0.0), samples_per_second(args.model, args.steps))
+        steps[threads] = min(steps.get(threads, float("inf")), step_seconds(args.model, args.steps))
         peaks[threads] = max(peaks.get(threads, 0.0), measure_peak())
     print(f"{args.model}: fit {rates[1]:.0f} samples/s on 1 thread, {rates[2]:.0f} on 2: "
-          f"{rates[2] / rates[1]:.2f}x (the FMA peak itself: {peaks[1]:.0f} -> {peaks[2]:.0f} GFLOP/s, "
-          f"{peaks[2] / peaks[1]:.2f}x: one busy core runs at a higher clock)")
+          f"{rates[2] / rates[1]:.2f}x; the compiled step, best of {args.rounds} x {args.steps}: "
+          f"{1e3 * steps[1]:.3f} -> {1e3 * steps[2]:.3f} ms, {steps[1] / steps[2]:.2f}x "
+          f"(the FMA peak itself: {peaks[1]:.0f} -> {peaks[2]:.0f} GFLOP/s, {peaks[2] / peaks[1]:.2f}x: one busy "
+          f"core runs at a higher clock)")
 
 
 if __name__ == "__main__":
