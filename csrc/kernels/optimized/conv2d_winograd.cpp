@@ -443,14 +443,17 @@ inline void transform_gradient_tile(const float* const* pixels, int64_t c, float
 }
 
 // gradient[i][0..Vectors * kLanes) += sum over tiles t of values[t][i] * products[t][0..Vectors * kLanes),
-// i < Channels.
+// i < Channels; with `first`, the sums start from +0 instead of gradient's contents (what adding
+// them to a zeroed gradient gives, bit for bit, without the pass that zeroes it).
 template <int Channels, int Vectors>
-inline void accumulate_point_block(const float* values, int64_t value_stride, const float* products,
+inline void accumulate_point_block(bool first, const float* values, int64_t value_stride, const float* products,
                                    int64_t product_stride, int64_t tile_count, float* gradient,
                                    int64_t gradient_stride) {
   floatv acc[Channels][Vectors];
   for (int i = 0; i < Channels; ++i)
-    for (int v = 0; v < Vectors; ++v) acc[i][v] = simd::load(gradient + i * gradient_stride + v * simd::kLanes);
+    for (int v = 0; v < Vectors; ++v) {
+      acc[i][v] = first ? floatv{} : simd::load(gradient + i * gradient_stride + v * simd::kLanes);
+    }
   for (int64_t t = 0; t < tile_count; ++t) {
     floatv g[Vectors];
     for (int v = 0; v < Vectors; ++v) g[v] = simd::load(products + t * product_stride + v * simd::kLanes);
@@ -464,16 +467,16 @@ inline void accumulate_point_block(const float* values, int64_t value_stride, co
 }
 
 template <int Vectors>
-inline void accumulate_point_block_any(int64_t channels, const float* values, int64_t value_stride,
+inline void accumulate_point_block_any(int64_t channels, bool first, const float* values, int64_t value_stride,
                                        const float* products, int64_t product_stride, int64_t tile_count,
                                        float* gradient, int64_t gradient_stride) {
   switch (channels) {
-    case 1: accumulate_point_block<1, Vectors>(values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
-    case 2: accumulate_point_block<2, Vectors>(values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
-    case 3: accumulate_point_block<3, Vectors>(values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
-    case 4: accumulate_point_block<4, Vectors>(values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
-    case 5: accumulate_point_block<5, Vectors>(values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
-    default: accumulate_point_block<6, Vectors>(values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
+    case 1: accumulate_point_block<1, Vectors>(first, values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
+    case 2: accumulate_point_block<2, Vectors>(first, values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
+    case 3: accumulate_point_block<3, Vectors>(first, values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
+    case 4: accumulate_point_block<4, Vectors>(first, values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
+    case 5: accumulate_point_block<5, Vectors>(first, values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
+    default: accumulate_point_block<6, Vectors>(first, values, value_stride, products, product_stride, tile_count, gradient, gradient_stride); break;
   }
 }
 
@@ -521,9 +524,10 @@ void backward_kernel(const Conv2DParams& p, const float* input, const float* out
     const int64_t chunk_end = chunks * (thread + 1) / threads;
     for (int64_t chunk = chunks * thread / threads; chunk < chunk_end; ++chunk) {
       float* sums = chunk_sums + chunk * chunk_size;
-      std::fill(sums, sums + chunk_size, 0.0f);
       const int64_t last_tile = std::min(tiles, (chunk + 1) * tiles_per_chunk);
       for (int64_t first_tile = chunk * tiles_per_chunk; first_tile < last_tile; first_tile += kTilesPerStep) {
+        // The chunk's first step writes every sum of `sums` (each point, channel tile and block).
+        const bool first_step = first_tile == chunk * tiles_per_chunk;
         const int64_t tile_count = std::min(kTilesPerStep, last_tile - first_tile);
         for (int64_t t = 0; t < tile_count; ++t) {
           const int64_t tile = first_tile + t;
@@ -579,7 +583,7 @@ void backward_kernel(const Conv2DParams& p, const float* input, const float* out
             const int64_t channels = std::min(kTilePixels, in_channels - first_channel);
             for (int64_t block = 0; block < blocks; ++block) {
               accumulate_point_block_any<Vectors>(
-                  channels, input_tiles + point * input_point_stride + first_channel, in_channels,
+                  channels, first_step, input_tiles + point * input_point_stride + first_channel, in_channels,
                   gradient_tiles + point * gradient_point_stride + block * block_width, padded_out, tile_count,
                   sums + (point * in_channels + first_channel) * padded_out + block * block_width, padded_out);
             }
