@@ -128,13 +128,9 @@ void band_gradient(const Pool2DParams& p, const Band& band, int64_t output_chann
       const int64_t width = std::clamp<int64_t>(output_channels - channel, 0, simd::kLanes);
       floatv g = {};
       maskv position = maskv{} - 1;  // past the real channels: matches no position
-      if (width == simd::kLanes) {
-        g = simd::load(output_gradient + out + channel);
-        if (relu) g = simd::load(output + out + channel) > floatv{} ? g : floatv{};
-        position = simd::widen_bytes(window_index + out + channel);
-      } else if (width > 0) {
-        g = simd::load_partial(output_gradient + out + channel, width);
-        if (relu) g = simd::load_partial(output + out + channel, width) > floatv{} ? g : floatv{};
+      if (width > 0) {
+        g = simd::load_lanes(output_gradient + out + channel, width);
+        if (relu) g = simd::load_lanes(output + out + channel, width) > floatv{} ? g : floatv{};
         position = load_window_index(window_index + out + channel, width);
       }
       simd::store(bias_partial + channel, simd::load(bias_partial + channel) + g);
@@ -585,13 +581,10 @@ void conv2d_max_pool2d_backward_kernel(const Conv2DParams& c, const Pool2DParams
       for (int64_t pooled_row = 0; pooled_row < p.output_height; ++pooled_row) {
         copy_patch(c, band, input, image, pooled_row, patch);
         const int64_t first_out = (image * p.output_height + pooled_row) * p.output_width * c.output_channels;
-        if (p.pool_height == 2 && p.pool_width == 2) {
-          band_gradient<2, 2>(p, band, c.output_channels, relu, output_gradient + first_out, output + first_out,
-                              window_index + first_out, gradient, bias_partial);
-        } else {
-          band_gradient<0, 0>(p, band, c.output_channels, relu, output_gradient + first_out, output + first_out,
-                              window_index + first_out, gradient, bias_partial);
-        }
+        const bool square = p.pool_height == 2 && p.pool_width == 2;
+        (square ? band_gradient<2, 2> : band_gradient<0, 0>)(p, band, c.output_channels, relu,
+                                                            output_gradient + first_out, output + first_out,
+                                                            window_index + first_out, gradient, bias_partial);
         for (int64_t block = 0; block < channels_padded; block += kBlockWidth) {
           for (int64_t first_entry = 0; first_entry < entries; first_entry += kTilePixels) {
             accumulate_band_any(std::min(kTilePixels, entries - first_entry), c, band, patch,
