@@ -234,6 +234,42 @@ def test_conv2d_large_and_wide_images(tier, shape):
 
 
 @pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("geometry", [dict(padding="same"), dict(strides=(2, 3), padding="same"),
+                                      dict(dilation=(2, 1), padding="valid")], ids=["same", "strided", "dilated"])
+def test_conv2d_input_gradient_of_wide_layers(tier, geometry):
+    """The input gradient swaps each tap's channels in tiles of 16 x 16 (in parallel): 37 -> 50
+    channels leave a partial tile on both sides, and a 3 x 2 kernel tells taps apart (rotated for
+    unit strides, regrouped by phase for strides, in order when dilated). Against the reference,
+    and bitwise equal for one and two threads."""
+    rng = np.random.default_rng(37)
+    x, kernel, _ = make_conv_case(rng, 2, 9, 11, 37, 50, (3, 2))
+    dy_shape = ops.conv2d_forward(x, kernel, kernels="reference", **geometry).shape
+    dy = rng.standard_normal(dy_shape).astype(np.float32)
+    reference = ops.conv2d_backward_input(dy, kernel, x.shape, kernels="reference", **geometry)
+    previous = fastcnn.config.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            fastcnn.config.set_num_threads(threads)
+            results.append(ops.conv2d_backward_input(dy, kernel, x.shape, kernels=tier, **geometry))
+    finally:
+        fastcnn.config.set_num_threads(previous)
+    assert_close(results[0], reference, f"{tier} conv2d_backward_input of a wide layer")
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("units", [(300, 130), (70, 45)], ids=lambda u: f"{u[0]}to{u[1]}")
+def test_dense_input_gradient_of_wide_layers(tier, units):
+    """A Dense layer's input gradient through the tiled channel swap, against numpy's dy @ kernel.T."""
+    rng = np.random.default_rng(units[0])
+    kernel = (rng.standard_normal(units) / math.sqrt(units[0])).astype(np.float32)
+    dy = rng.standard_normal((7, units[1])).astype(np.float32)
+    expected = (dy.astype(np.float64) @ kernel.astype(np.float64).T).astype(np.float32)
+    assert_close(ops.dense_backward_input(dy, kernel, kernels=tier), expected, f"{tier} dense_backward_input")
+
+
+@pytest.mark.parametrize("tier", TIERS)
 @pytest.mark.parametrize("out_channels", [34, 40, 44, 48, 100, 112, 120])
 @pytest.mark.parametrize("geometry", [dict(padding="same"), dict(strides=(2, 2), padding="same"),
                                       dict(dilation=(2, 1), padding="valid")], ids=["same", "stride2", "dilated"])
