@@ -89,11 +89,15 @@ def test_fine_tuning_a_keras_trained_model_runs_as_printed(tf, tmp_path, monkeyp
 def test_functional_example_runs_as_printed(tmp_path, monkeypatch, capsys):
     """The README's residual network: builds, prints Keras's functional summary, trains, saves."""
     pytest.importorskip("h5py")
+    # Seeded so that a failure reproduces: over seeds 0-7 this run's test accuracy spread from 0.749
+    # to 0.947 (three epochs, the last one's BatchNormalization statistics still moving), so the
+    # bound asks for learning (chance is 0.1), not for a good seed.
+    fastcnn.utils.set_random_seed(0)
     namespace = run_block(readme_block("residual_block(x, filters)", "README.md"), tmp_path, monkeypatch)
     out = capsys.readouterr().out
     assert "Connected to" in out and 'Model: "small_resnet"' in out
     accuracy = float(re.search(r"test accuracy: (\d\.\d+)", out).group(1))
-    assert accuracy >= 0.85, out[-2000:]  # 0.918 measured; the shuffling differs run to run
+    assert accuracy >= 0.6, out[-2000:]
     assert namespace["features"].output_shape == (None, 32)
     assert (tmp_path / "small_resnet.keras").exists()
 
