@@ -589,6 +589,36 @@ def test_dense_matches_reference(tier, units, batch):
                 assert db is None
 
 
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("shape", [(30, 300, 130), (7, 64, 200), (128, 1024, 96)], ids=lambda s: "x".join(map(str, s)))
+def test_pointwise_split_inside_a_tile_is_bitwise_thread_independent(tier, shape):
+    """Threads split a pointwise pass (a Dense layer, a 1x1 convolution) by (tile, block) items, so
+    with few tiles a tile's blocks go to two threads: the same bits for 1, 2 and 3 threads, and the
+    reference's values."""
+    batch, units_in, units = shape
+    rng = np.random.default_rng(batch)
+    x = rng.standard_normal((batch, units_in)).astype(np.float32)
+    kernel = (rng.standard_normal((units_in, units)) / math.sqrt(units_in)).astype(np.float32)
+    bias = rng.standard_normal(units).astype(np.float32)
+    images = x.reshape(1, 1, batch, units_in)
+    previous = fastcnn.config.get_num_threads()
+    try:
+        dense, conv = [], []
+        for threads in (1, 2, 3):
+            fastcnn.config.set_num_threads(threads)
+            dense.append(ops.dense_forward(x, kernel, bias, activation="relu", kernels=tier))
+            conv.append(ops.conv2d_forward(images, kernel.reshape(1, 1, units_in, units), bias, kernels=tier))
+    finally:
+        fastcnn.config.set_num_threads(previous)
+    assert_close(dense[0], ops.dense_forward(x, kernel, bias, activation="relu", kernels="reference"),
+                 f"{tier} dense_forward")
+    assert_close(conv[0], ops.conv2d_forward(images, kernel.reshape(1, 1, units_in, units), bias, kernels="reference"),
+                 f"{tier} 1x1 conv2d_forward")
+    for results in (dense, conv):
+        np.testing.assert_array_equal(results[0], results[1])
+        np.testing.assert_array_equal(results[0], results[2])
+
+
 def test_dense_reference_matches_numpy_formula():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((5, 13)).astype(np.float32)
