@@ -590,11 +590,13 @@ def test_dense_matches_reference(tier, units, batch):
 
 
 @pytest.mark.parametrize("tier", TIERS)
-@pytest.mark.parametrize("shape", [(30, 300, 130), (7, 64, 200), (128, 1024, 96)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("shape", [(30, 300, 130), (7, 64, 200), (128, 1024, 96), (30, 1536, 40)],
+                         ids=lambda s: "x".join(map(str, s)))
 def test_pointwise_split_inside_a_tile_is_bitwise_thread_independent(tier, shape):
     """Threads split a pointwise pass (a Dense layer, a 1x1 convolution) by (tile, block) items, so
     with few tiles a tile's blocks go to two threads: the same bits for 1, 2 and 3 threads, and the
-    reference's values."""
+    reference's values. Depths of 1024 and 1536 take the copied, skewed rows (a last tile of 6 rows
+    among 12-row tiles for batch 30)."""
     batch, units_in, units = shape
     rng = np.random.default_rng(batch)
     x = rng.standard_normal((batch, units_in)).astype(np.float32)
@@ -617,6 +619,16 @@ def test_pointwise_split_inside_a_tile_is_bitwise_thread_independent(tier, shape
     for results in (dense, conv):
         np.testing.assert_array_equal(results[0], results[1])
         np.testing.assert_array_equal(results[0], results[2])
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("strides", [(1, 1), (2, 2), (1, 3)])
+def test_pointwise_convolution_of_skewed_rows_matches_reference(tier, strides):
+    """1x1 convolutions whose depth is a multiple of 512 (input rows copied to skewed rows first),
+    with unit and other strides (rows taken pixel by pixel), whole and partial tiles and blocks."""
+    rng = np.random.default_rng(strides[1])
+    x, kernel, bias = make_conv_case(rng, 2, 5, 7, 512, 40, (1, 1))
+    check_conv_against_reference(tier, x, kernel, bias, strides=strides, activation="relu")
 
 
 def test_dense_reference_matches_numpy_formula():
