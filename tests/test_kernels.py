@@ -9,6 +9,9 @@ A few small NumPy implementations of the formulas in csrc/ops/*.h also check the
 """
 
 import math
+import subprocess
+import sys
+import textwrap
 import zlib
 
 import numpy as np
@@ -1604,3 +1607,32 @@ def test_vector_gelu_matches_float64_and_the_reference(tier):
     number = ~np.isnan(reference_dx)
     np.testing.assert_array_equal(np.isnan(dx), ~number)
     assert_close(dx[number], reference_dx[number], f"{tier} gelu backward")
+
+
+@pytest.mark.skipif(hasattr(_core, "_sanitizer_canary"), reason="AddressSanitizer reserves more address space than the limit")
+def test_pointwise_pass_out_of_memory_raises_memory_error(tmp_path):
+    """A pointwise pass whose row copies cannot be allocated raises MemoryError: the copies are
+    allocated before the threads start (inside a parallel region a failed allocation ends the
+    process). The address-space limit leaves room for the packed kernel, not for the copies."""
+    script = tmp_path / "out_of_memory.py"
+    script.write_text(textwrap.dedent("""
+        import resource
+        import numpy as np
+        from fastcnn import _core
+        _core.set_num_threads(2)
+        depth = 1 << 21  # a multiple of 512: the pass copies each tile's rows
+        x = np.ones((12, depth), np.float32)
+        kernel = np.ones((depth, 16), np.float32)
+        _core.ops.dense_forward(x[:1, :512], kernel[:512], None)  # threads started before the limit
+        in_use = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
+        limit = in_use + (128 + 60) * 2**20  # the 128 MiB packed kernel fits; 12 or 24 rows of 8 MiB per thread do not
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        try:
+            _core.ops.dense_forward(x, kernel, None)
+            print("no error")
+        except MemoryError:
+            print("MemoryError")
+    """))
+    completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip() == "MemoryError", completed.stdout

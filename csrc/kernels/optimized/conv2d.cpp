@@ -456,7 +456,7 @@ inline void pointwise_tile(RowOf&& row_of, int64_t depth, int64_t count, const f
 // fixed run of tiles and, per tile, its blocks (the tile's input rows stay in L1 across them).
 template <int Vectors>
 void run_pointwise(const Conv2DParams& p, const float* input, const float* packed, const float* bias,
-                   OutputAffine affine, float* result) {
+                   OutputAffine affine, float* result, std::vector<float>& skew_buffer) {
   constexpr int Pixels = kPointwisePixels<Vectors>;
   constexpr int64_t kWidth = Vectors * simd::kLanes;
   const int64_t pixels = p.batch * p.output_height * p.output_width;
@@ -475,13 +475,14 @@ void run_pointwise(const Conv2DParams& p, const float* input, const float* packe
   // cache line longer than the depth (each in its own set), once per tile for all its blocks.
   const bool skew_rows = depth % 512 == 0;
   const int64_t skewed_stride = depth + 64 / static_cast<int64_t>(sizeof(float));
+  // Every thread's rows, allocated here on the calling thread: an allocation that fails inside a
+  // parallel region cannot reach the caller as an exception and ends the process.
+  if (skew_rows) skew_buffer.resize(static_cast<size_t>(parallel::max_threads() * Pixels * skewed_stride));
   parallel::parallel_region([&](int thread, int threads) {
     const int64_t item_begin = items * thread / threads, item_end = items * (thread + 1) / threads;
     if (item_begin >= item_end) return;
     const int64_t tile_begin = item_begin / blocks, tile_end = ceil_div(item_end, blocks);
-    thread_local std::vector<float> skewed;
-    if (skew_rows) skewed.resize(static_cast<size_t>(Pixels * skewed_stride));
-    float* const skewed_rows = skewed.data();  // once per region: each use of a thread_local is a lookup
+    float* const skewed_rows = skew_rows ? skew_buffer.data() + thread * Pixels * skewed_stride : nullptr;
     // Output pixel i reads input row i exactly where the output keeps the input's size (then
     // (out - 1) * stride < in leaves a stride other than 1 only on a side of size 1). The strides
     // alone do not tell: grouped_conv2d's dense_group sets a one-row output's stride to 1.
@@ -540,7 +541,7 @@ void run_pointwise(const Conv2DParams& p, const float* input, const float* packe
 
 // Per-call scratch owned by the calling thread (only grows: no allocation in steady state).
 struct Scratch {
-  std::vector<float> packed, transposed, zeros, bias, scale, shift, padded_input;
+  std::vector<float> packed, transposed, zeros, bias, scale, shift, padded_input, skewed_rows;
 };
 
 // Below this many input channels (first layers: 1 or 3) the forward pass reads a zero-padded copy
@@ -728,7 +729,7 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
   // (Layers of at most 8 channels on avx512 keep the indirect pass's 8-lane ymm tile.)
   if (pointwise_applicable(p) && (block_width == kBlockWidth || block_width == simd::kLanes)) {
     const auto run = block_width == kBlockWidth ? run_pointwise<2> : run_pointwise<1>;
-    run(p, input, packed, padded_bias, output_affine, output);
+    run(p, input, packed, padded_bias, output_affine, output, buffers.skewed_rows);
     return;
   }
   buffers.zeros.assign(static_cast<size_t>(p.kernel_width * p.input_channels), 0.0f);  // a merged tap's depth
