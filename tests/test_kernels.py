@@ -249,14 +249,8 @@ def test_conv2d_input_gradient_of_wide_layers(tier, geometry):
     dy_shape = ops.conv2d_forward(x, kernel, kernels="reference", **geometry).shape
     dy = rng.standard_normal(dy_shape).astype(np.float32)
     reference = ops.conv2d_backward_input(dy, kernel, x.shape, kernels="reference", **geometry)
-    previous = fastcnn.config.get_num_threads()
-    try:
-        results = []
-        for threads in (1, 2):
-            fastcnn.config.set_num_threads(threads)
-            results.append(ops.conv2d_backward_input(dy, kernel, x.shape, kernels=tier, **geometry))
-    finally:
-        fastcnn.config.set_num_threads(previous)
+    results = _on_one_two_and_three_threads(
+        lambda: ops.conv2d_backward_input(dy, kernel, x.shape, kernels=tier, **geometry))
     assert_close(results[0], reference, f"{tier} conv2d_backward_input of a wide layer")
     np.testing.assert_array_equal(results[0], results[1])
 
@@ -606,15 +600,9 @@ def test_pointwise_split_inside_a_tile_is_bitwise_thread_independent(tier, shape
     kernel = (rng.standard_normal((units_in, units)) / math.sqrt(units_in)).astype(np.float32)
     bias = rng.standard_normal(units).astype(np.float32)
     images = x.reshape(1, 1, batch, units_in)
-    previous = fastcnn.config.get_num_threads()
-    try:
-        dense, conv = [], []
-        for threads in (1, 2, 3):
-            fastcnn.config.set_num_threads(threads)
-            dense.append(ops.dense_forward(x, kernel, bias, activation="relu", kernels=tier))
-            conv.append(ops.conv2d_forward(images, kernel.reshape(1, 1, units_in, units), bias, kernels=tier))
-    finally:
-        fastcnn.config.set_num_threads(previous)
+    dense, conv = zip(*_on_one_two_and_three_threads(lambda: (
+        ops.dense_forward(x, kernel, bias, activation="relu", kernels=tier),
+        ops.conv2d_forward(images, kernel.reshape(1, 1, units_in, units), bias, kernels=tier))))
     assert_close(dense[0], ops.dense_forward(x, kernel, bias, activation="relu", kernels="reference"),
                  f"{tier} dense_forward")
     assert_close(conv[0], ops.conv2d_forward(images, kernel.reshape(1, 1, units_in, units), bias, kernels="reference"),
