@@ -3,7 +3,10 @@
 // TensorFlow's thread pools do) and restores the calling thread's floating-point mode after.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <exception>
+#include <mutex>
 
 namespace fastcnn::parallel {
 
@@ -27,6 +30,33 @@ class ScopedFlushDenormals {
   unsigned int saved_state_;
 };
 
+// An exception cannot leave an OpenMP region (the runtime would call std::terminate and end the
+// process: a std::bad_alloc from a worker's scratch would never reach Python as MemoryError). Each
+// worker runs its work through guard(); the first exception is kept, later work is skipped, and
+// rethrow_first() rethrows it on the calling thread once the region has ended.
+class FirstException {
+ public:
+  template <typename Work>
+  void guard(Work&& work) noexcept {
+    if (failed_.load(std::memory_order_relaxed)) return;
+    try {
+      work();
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!first_) first_ = std::current_exception();
+      failed_.store(true, std::memory_order_relaxed);
+    }
+  }
+  void rethrow_first() {
+    if (first_) std::rethrow_exception(first_);
+  }
+
+ private:
+  std::atomic<bool> failed_{false};
+  std::mutex mutex_;
+  std::exception_ptr first_;
+};
+
 // Calls body(index) for index in [0, count), statically split over the threads: the same
 // indices go to the same thread on every call, which keeps per-thread data warm in its cache.
 template <typename Body>
@@ -37,12 +67,14 @@ void parallel_for(int64_t count, Body&& body) {
     for (int64_t index = 0; index < count; ++index) body(index);
     return;
   }
+  FirstException first_exception;
 #pragma omp parallel
   {
     ScopedFlushDenormals flush_denormals;
 #pragma omp for schedule(static)
-    for (int64_t index = 0; index < count; ++index) body(index);
+    for (int64_t index = 0; index < count; ++index) first_exception.guard([&] { body(index); });
   }
+  first_exception.rethrow_first();
 }
 
 // Calls body(thread_index, thread_count) once on every thread of a parallel region.

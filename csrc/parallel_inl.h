@@ -12,11 +12,13 @@ void parallel_region(Body&& body) {
     body(0, 1);
     return;
   }
+  FirstException first_exception;
 #pragma omp parallel
   {
     ScopedFlushDenormals flush_denormals;
-    body(static_cast<int>(omp_get_thread_num()), static_cast<int>(omp_get_num_threads()));
+    first_exception.guard([&] { body(static_cast<int>(omp_get_thread_num()), static_cast<int>(omp_get_num_threads())); });
   }
+  first_exception.rethrow_first();
 }
 
 }  // namespace fastcnn::parallel

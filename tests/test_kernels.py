@@ -1597,30 +1597,66 @@ def test_vector_gelu_matches_float64_and_the_reference(tier):
     assert_close(dx[number], reference_dx[number], f"{tier} gelu backward")
 
 
-@pytest.mark.skipif(hasattr(_core, "_sanitizer_canary"), reason="AddressSanitizer reserves more address space than the limit")
-def test_pointwise_pass_out_of_memory_raises_memory_error(tmp_path):
-    """A pointwise pass whose row copies cannot be allocated raises MemoryError: the copies are
-    allocated before the threads start (inside a parallel region a failed allocation ends the
-    process). The address-space limit leaves room for the packed kernel, not for the copies."""
+def _memory_error_under_address_space_limit(tmp_path, setup, call, room, tier="active"):
+    """Runs `setup` (defines x, ...; warms the threads up with a small call) in a child process, then
+    `call` under an address-space limit of what is in use plus `room` (an expression) bytes, and
+    asserts that it raised MemoryError: never a crash, never success (the limit is set to fail)."""
     script = tmp_path / "out_of_memory.py"
     script.write_text(textwrap.dedent("""
         import resource
         import numpy as np
         from fastcnn import _core
         _core.set_num_threads(2)
+        tier = {tier!r}
+    """).format(tier=tier) + textwrap.dedent(setup) + textwrap.dedent("""
+        in_use = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
+        limit = in_use + ({room})
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        try:
+            {call}
+            print("no error")
+        except MemoryError:
+            print("MemoryError")
+    """).format(room=room, call=call))
+    completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip() == "MemoryError", completed.stdout
+
+
+_SANITIZER_ADDRESS_SPACE = pytest.mark.skipif(
+    hasattr(_core, "_sanitizer_canary"), reason="AddressSanitizer reserves more address space than the limit")
+
+
+@_SANITIZER_ADDRESS_SPACE
+def test_pointwise_pass_out_of_memory_raises_memory_error(tmp_path):
+    """A pointwise pass whose row copies cannot be allocated raises MemoryError. The address-space
+    limit leaves room for the packed kernel, not for the copies."""
+    _memory_error_under_address_space_limit(tmp_path, """
         depth = 1 << 21  # a multiple of 512: the pass copies each tile's rows
         x = np.ones((12, depth), np.float32)
         kernel = np.ones((depth, 16), np.float32)
         _core.ops.dense_forward(x[:1, :512], kernel[:512], None)  # threads started before the limit
-        in_use = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
-        limit = in_use + (128 + 60) * 2**20  # the 128 MiB packed kernel fits; 12 or 24 rows of 8 MiB per thread do not
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        try:
-            _core.ops.dense_forward(x, kernel, None)
-            print("no error")
-        except MemoryError:
-            print("MemoryError")
-    """))
-    completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    assert completed.stdout.strip() == "MemoryError", completed.stdout
+    """, "_core.ops.dense_forward(x, kernel, None)",
+        room="(128 + 60) * 2**20")  # the 128 MiB packed kernel fits; 12 or 24 rows of 8 MiB per thread do not
+
+
+@_SANITIZER_ADDRESS_SPACE
+@pytest.mark.parametrize("tier", TIERS)
+def test_allocation_failing_on_a_worker_thread_raises_memory_error(tmp_path, tier):
+    """A kernel whose worker threads cannot allocate their scratch raises MemoryError on the calling
+    thread (an exception leaving an OpenMP region would end the process): the direct kernel
+    gradient (parallel_region, per-thread panels and sums) and the overlapping max pool's backward
+    pass (parallel_for, per-thread window maxima). Each limit leaves room for the result array."""
+    _memory_error_under_address_space_limit(tmp_path, """
+        input_channels, output_channels = 12, 1 << 17
+        x = np.ones((1, 8, 8, input_channels), np.float32)
+        dy = np.ones((1, 6, 6, output_channels), np.float32)
+        _core.ops.conv2d_backward_kernel(x, dy[..., :64], (3, 3), use_bias=False, kernels=tier)
+    """, "_core.ops.conv2d_backward_kernel(x, dy, (3, 3), use_bias=False, kernels=tier)",
+        room="9 * input_channels * output_channels * 4 + 16 * 2**20", tier=tier)
+    _memory_error_under_address_space_limit(tmp_path, """
+        x = np.random.default_rng(0).random((2, 2, 2, 1 << 22), dtype=np.float32)
+        dy = np.ones((2, 1, 1, 1 << 22), np.float32)
+        _core.ops.max_pool2d_backward(x[..., :64], dy[..., :64], (2, 2), (1, 1), "valid", kernels=tier)
+    """, "_core.ops.max_pool2d_backward(x, dy, (2, 2), (1, 1), 'valid', kernels=tier)",
+        room="x.nbytes + 16 * 2**20", tier=tier)  # the input gradient fits; 12 bytes per channel per thread do not

@@ -475,8 +475,7 @@ void run_pointwise(const Conv2DParams& p, const float* input, const float* packe
   // cache line longer than the depth (each in its own set), once per tile for all its blocks.
   const bool skew_rows = depth % 512 == 0;
   const int64_t skewed_stride = depth + 64 / static_cast<int64_t>(sizeof(float));
-  // Every thread's rows, allocated here on the calling thread: an allocation that fails inside a
-  // parallel region cannot reach the caller as an exception and ends the process.
+  // Every thread's rows in one buffer of the calling thread's scratch, grown here once.
   if (skew_rows) skew_buffer.resize(static_cast<size_t>(parallel::max_threads() * Pixels * skewed_stride));
   parallel::parallel_region([&](int thread, int threads) {
     const int64_t item_begin = items * thread / threads, item_end = items * (thread + 1) / threads;
