@@ -396,45 +396,26 @@ class PointwiseRows {
   int64_t column_, image_ = 0, output_row_ = 0, row_offset_ = 0;
 };
 
-// Pixels per pointwise tile: with Vectors accumulators per pixel, as many pixels as leave room for
-// the weight vectors and a broadcast (24 of avx512's 32 registers, 12 of the 8-lane tiers' 16); a
-// tile this tall spreads its row pointers and epilogue over as many multiply-adds as the
-// registers allow, which with 16 or 24 channels of depth is what decides the speed.
+// Pixels per pointwise tile: the tall tile, whose height spreads the row pointers and epilogue over
+// as many multiply-adds as the registers allow (with 16 or 24 channels of depth, what decides the
+// speed).
 template <int Vectors>
-constexpr int kPointwisePixels = simd::kLanes == 16 ? 24 / Vectors : 12 / Vectors;
+constexpr int kPointwisePixels = kTallTilePixels<Vectors>;
 
 // result[pixel][0 .. width) for `count` (<= Pixels) pixels whose input rows (`depth` floats each)
 // are row_of(0 .. count): acc[p][v] = sum over k of row p[k] * weights[k][v-th vector], from zero,
 // k ascending (accumulate_tile's order for one tap, so either path gives the same bits), then
 // store_block's epilogue (bias, residual laid out as the result, activation). row_of(count ..
-// Pixels) repeat the last row and are not stored. (row_of is inlined: for consecutive rows the
-// compiler keeps each row's offset from the first in a register across tiles, which a list of row
-// pointers read per tile and block would cost 4-5% on 16-32 channels of depth.)
+// Pixels) repeat the last row and are not stored. (row_of is inlined into multiply_rows: a list of
+// row pointers read per tile and block would cost 4-5% on 16-32 channels of depth.)
 // `RowWidth`: floats per packed weight row (the block's width; wider than the tile's Vectors
 // vectors where a narrow tile runs a layer's last, partly empty block).
 template <int Pixels, int Vectors, int64_t RowWidth = Vectors * simd::kLanes, typename RowOf>
 inline void pointwise_tile(RowOf&& row_of, int64_t depth, int64_t count, const float* weights,
                            const float* bias_block, Activation activation, float* result,
                            const float* residual, int64_t result_stride, int64_t width, OutputAffine affine) {
-  const float* rows[Pixels];
-#pragma GCC unroll 24
-  for (int p = 0; p < Pixels; ++p) rows[p] = row_of(p);
   floatv acc[Pixels][Vectors];
-#pragma GCC unroll 24
-  for (int p = 0; p < Pixels; ++p)
-#pragma GCC unroll 4
-    for (int v = 0; v < Vectors; ++v) acc[p][v] = floatv{};
-  for (int64_t k = 0; k < depth; ++k) {
-    floatv w[Vectors];
-#pragma GCC unroll 4
-    for (int v = 0; v < Vectors; ++v) w[v] = simd::load(weights + k * RowWidth + v * simd::kLanes);
-#pragma GCC unroll 24
-    for (int p = 0; p < Pixels; ++p) {
-      const floatv b = simd::broadcast(rows[p][k]);
-#pragma GCC unroll 4
-      for (int v = 0; v < Vectors; ++v) acc[p][v] += b * w[v];
-    }
-  }
+  multiply_rows<Pixels, Vectors, RowWidth>(row_of, depth, weights, acc);
   // Stored unrolled, with constant indices (the pixels past count skipped, not looped to), so that
   // the accumulators are read from their registers rather than from a stack copy.
 #pragma GCC unroll 24

@@ -46,10 +46,11 @@ namespace {
 
 using namespace microkernel;
 using simd::floatv;
-// One micro-kernel group of tiles per task: the products M (n^2 x 6 x one channel block, 28 KB for
-// F(4x4) on avx512) then stay in L1 for the output transform, where 12 tiles' (55 KB) spilled to L2;
-// predict of seed Example 1 at batch 128 ran 3-4% faster (1.71 -> 1.65 ms on Zen 4).
-constexpr int64_t kTilesPerTask = kTilePixels;
+// One tall tile of tiles per task (12 on avx512, 6 on the 8-lane tiers), its GEMMs on the tall
+// micro-kernel: each weight vector loaded serves 12 tiles. With 6 tiles per task on the 6-pixel
+// tile the GEMMs ran at 50-90 GFLOP/s of a 239 GFLOP/s core with full-width AVX-512 FMA units,
+// waiting on the weight loads (each (point, block) panel came from L2 for 6 tiles only).
+constexpr int64_t kTilesPerTask = kTallTilePixels<2>;
 
 // The one-dimensional transforms of a variant (applied along rows, then columns), for float
 // (weights) and floatv (simd::kLanes channels of activations). T * float multiplies every lane.
@@ -333,34 +334,28 @@ void forward(const Conv2DParams& p, const float* input, const float* kernel, con
         // M[point][tile][block_width] = V[point][tile][:] . U[point][:][block]
         for (int point = 0; point < kPoints; ++point) {
           const float* weights = packed + (point * blocks + block) * in_channels * block_width;
-          for (int64_t group = 0; group < tile_count; group += kTilePixels) {
-            const float* rows[kTilePixels];
-            for (int64_t row = 0; row < kTilePixels; ++row) {
-              const int64_t t = group + row < tile_count ? group + row : group;  // spare rows repeat the first
-              rows[row] = input_tiles + point * point_stride + t * in_channels;
+          const float* first_row = input_tiles + point * point_stride;
+          // Spare rows (a last, partial task) repeat the last tile and are not stored.
+          const auto row_of = [first_row, tile_count, in_channels](int row) {
+            return first_row + std::min<int64_t>(row, tile_count - 1) * in_channels;
+          };
+          float* point_products = products + point * kTilesPerTask * block_width;
+          const auto multiply_and_store = [&](auto vectors) {
+            constexpr int kVectors = decltype(vectors)::value;
+            floatv acc[kTilesPerTask][kVectors];
+            multiply_rows<kTilesPerTask, kVectors, block_width>(row_of, in_channels, weights, acc);
+            // Unrolled with constant indices, so that the accumulators are stored from their registers.
+#pragma GCC unroll 24
+            for (int row = 0; row < kTilesPerTask; ++row) {
+              if (row >= tile_count) continue;
+#pragma GCC unroll 4
+              for (int v = 0; v < kVectors; ++v) simd::store(point_products + row * block_width + v * simd::kLanes, acc[row][v]);
             }
-            const int64_t only_tap = 0;
-            if (one_vector) {
-              floatv acc[kTilePixels] = {};
-              accumulate_tile_narrow<floatv, block_width>(rows, &only_tap, 1, in_channels, weights, acc);
-              for (int64_t row = 0; row < kTilePixels && group + row < tile_count; ++row) {
-                simd::store(products + (point * kTilesPerTask + group + row) * block_width, acc[row]);
-              }
-            } else if constexpr (Vectors == 2) {
-              floatv acc[kTilePixels][2] = {};
-              accumulate_tile(rows, &only_tap, 1, in_channels, weights, acc);
-              for (int64_t row = 0; row < kTilePixels && group + row < tile_count; ++row) {
-                float* destination = products + (point * kTilesPerTask + group + row) * block_width;
-                simd::store(destination, acc[row][0]);
-                simd::store(destination + simd::kLanes, acc[row][1]);
-              }
-            } else {
-              floatv acc[kTilePixels] = {};
-              accumulate_tile_narrow(rows, &only_tap, 1, in_channels, weights, acc);
-              for (int64_t row = 0; row < kTilePixels && group + row < tile_count; ++row) {
-                simd::store(products + (point * kTilesPerTask + group + row) * block_width, acc[row]);
-              }
-            }
+          };
+          if (Vectors == 1 || one_vector) {
+            multiply_and_store(std::integral_constant<int, 1>{});
+          } else if constexpr (Vectors == 2) {
+            multiply_and_store(std::integral_constant<int, 2>{});
           }
         }
         // Y = A^T M A per tile, then bias, residual, activation and output affine on the pixels

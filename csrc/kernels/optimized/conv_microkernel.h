@@ -77,6 +77,39 @@ inline void pack_column_blocks(const float* matrix, int64_t rows, int64_t column
   });
 }
 
+// Pixels of the tall tile (pointwise convolutions, Winograd's GEMMs): with Vectors accumulators per
+// pixel, as many pixels as leave room for the weight vectors and a broadcast (24 of avx512's 32
+// registers, 12 of the 8-lane tiers' 16). Each weight vector loaded then serves that many
+// multiply-adds: with the 6-pixel tile, avx512's two full-width FMA units wait on the loads.
+template <int Vectors>
+constexpr int kTallTilePixels = simd::kLanes == 16 ? 24 / Vectors : 12 / Vectors;
+
+// acc[p][v] = sum over k of row_of(p)[k] * weights[k * RowWidth + v * kLanes ...], from zero, k
+// ascending (accumulate_tile's order for one tap: either tile gives the same bits). row_of is
+// inlined: for consecutive rows the compiler keeps each row's offset from the first in a register.
+template <int Pixels, int Vectors, int64_t RowWidth, typename RowOf>
+__attribute__((always_inline)) inline void multiply_rows(RowOf&& row_of, int64_t depth, const float* weights,
+                                                         floatv (&acc)[Pixels][Vectors]) {
+  const float* rows[Pixels];
+#pragma GCC unroll 24
+  for (int p = 0; p < Pixels; ++p) rows[p] = row_of(p);
+#pragma GCC unroll 24
+  for (int p = 0; p < Pixels; ++p)
+#pragma GCC unroll 4
+    for (int v = 0; v < Vectors; ++v) acc[p][v] = floatv{};
+  for (int64_t k = 0; k < depth; ++k) {
+    floatv w[Vectors];
+#pragma GCC unroll 4
+    for (int v = 0; v < Vectors; ++v) w[v] = simd::load(weights + k * RowWidth + v * simd::kLanes);
+#pragma GCC unroll 24
+    for (int p = 0; p < Pixels; ++p) {
+      const floatv b = simd::broadcast(rows[p][k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < Vectors; ++v) acc[p][v] += b * w[v];
+    }
+  }
+}
+
 // One pixel's input value times a block's two weight vectors, added to its two accumulators.
 __attribute__((always_inline)) inline void multiply_add_pixel(const float& value, const floatv& w0, const floatv& w1,
                                                               floatv& low, floatv& high) {
