@@ -1077,6 +1077,34 @@ def _on_one_two_and_three_threads(compute):
 
 
 @pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("case", [
+    (1, (3, 3), 32, dict(padding="same")), (3, (3, 3), 16, dict(padding="same")),
+    (3, (3, 3), 40, dict(padding="valid")), (8, (3, 3), 32, dict(strides=(2, 2), padding="same")),
+    (3, (5, 5), 32, dict(strides=(1, 2), padding="same")), (1, (3, 2), 24, dict(dilation=(2, 1), padding="same")),
+], ids=lambda case: f"{case[0]}ch-{case[1][0]}x{case[1][1]}-to{case[2]}-{'-'.join(map(str, case[3].values()))}")
+@pytest.mark.parametrize("batch", [8, 1])
+def test_first_layer_kernel_gradient_matches_reference_on_any_thread_count(tier, case, batch):
+    """Few input channels: each kernel row's taps merge into one (kernel_width x channels
+    contiguous inputs) over a zero-padded copy of the input, so border columns take the merged
+    form too; few tasks split by chunks of rows over the threads (batch 8), or by task where
+    there are too few chunks (batch 1). Against the reference, bitwise equal for 1, 2 and 3 threads."""
+    channels, kernel_size, filters, geometry = case
+    rng = np.random.default_rng(channels * 100 + filters)
+    x, _, _ = make_conv_case(rng, batch, 20, 17, channels, filters, kernel_size)
+    dy_shape = ops.conv2d_forward(x, np.zeros(kernel_size + (channels, filters), np.float32), kernels="reference",
+                                  **geometry).shape
+    dy = rng.standard_normal(dy_shape).astype(np.float32)
+    expected_kernel, expected_bias = ops.conv2d_backward_kernel(x, dy, kernel_size, kernels="reference", **geometry)
+    results = _on_one_two_and_three_threads(
+        lambda: ops.conv2d_backward_kernel(x, dy, kernel_size, kernels=tier, **geometry))
+    assert_close(results[0][0], expected_kernel, f"{tier} first-layer kernel gradient")
+    assert_close(results[0][1], expected_bias, f"{tier} first-layer bias gradient")
+    for kernel_gradient, bias_gradient in results[1:]:
+        np.testing.assert_array_equal(kernel_gradient, results[0][0])
+        np.testing.assert_array_equal(bias_gradient, results[0][1])
+
+
+@pytest.mark.parametrize("tier", TIERS)
 def test_conv2d_winograd_kernel_gradient_does_not_depend_on_thread_count(tier):
     """Its sum over tiles runs in chunks fixed by the problem size, added in order."""
     rng = np.random.default_rng(9)
