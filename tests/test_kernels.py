@@ -587,13 +587,15 @@ def test_dense_matches_reference(tier, units, batch):
 
 
 @pytest.mark.parametrize("tier", TIERS)
-@pytest.mark.parametrize("shape", [(30, 300, 130), (7, 64, 200), (128, 1024, 96), (30, 1536, 40)],
+@pytest.mark.parametrize("shape", [(30, 300, 130), (7, 64, 200), (128, 1024, 96), (30, 1536, 40),
+                                   (64, 1600, 10), (36, 100, 30), (36, 100, 8)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_pointwise_split_inside_a_tile_is_bitwise_thread_independent(tier, shape):
     """Threads split a pointwise pass (a Dense layer, a 1x1 convolution) by (tile, block) items, so
     with few tiles a tile's blocks go to two threads: the same bits for 1, 2 and 3 threads, and the
     reference's values. Depths of 1024 and 1536 take the copied, skewed rows (a last tile of 6 rows
-    among 12-row tiles for batch 30)."""
+    among 12-row tiles for batch 30). 64 rows of 10 units (avx512) and 36 rows of 30 (avx512) or 8
+    (avx2) units take half-height tiles on 2 or 3 threads (the tall ones would split unevenly)."""
     batch, units_in, units = shape
     rng = np.random.default_rng(batch)
     x = rng.standard_normal((batch, units_in)).astype(np.float32)

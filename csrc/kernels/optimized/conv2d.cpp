@@ -435,10 +435,9 @@ inline void pointwise_tile(RowOf&& row_of, int64_t depth, int64_t count, const f
 // The pointwise pass over every output pixel, weights packed in blocks of Vectors * kLanes
 // channels (pack_column_blocks), `bias` and `affine` padded to whole blocks (null: none). Each thread takes a
 // fixed run of tiles and, per tile, its blocks (the tile's input rows stay in L1 across them).
-template <int Vectors>
+template <int Vectors, int Pixels = kPointwisePixels<Vectors>>
 void run_pointwise(const Conv2DParams& p, const float* input, const float* packed, const float* bias,
                    OutputAffine affine, float* result, std::vector<float>& skew_buffer) {
-  constexpr int Pixels = kPointwisePixels<Vectors>;
   constexpr int64_t kWidth = Vectors * simd::kLanes;
   const int64_t pixels = p.batch * p.output_height * p.output_width;
   const int64_t depth = p.input_channels, output_channels = p.output_channels;
@@ -708,7 +707,20 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
                                    padded_channels(p.output_shift, p.output_channels, padded_count, buffers.shift)};
   // (Layers of at most 8 channels on avx512 keep the indirect pass's 8-lane ymm tile.)
   if (pointwise_applicable(p) && (block_width == kBlockWidth || block_width == simd::kLanes)) {
-    const auto run = block_width == kBlockWidth ? run_pointwise<2> : run_pointwise<1>;
+    // Few rows (a Dense layer at a small batch) split into few tall tiles, unevenly over the
+    // threads: 64 rows of one block make 3 tiles of 24 on avx512, 2 for one thread. Tiles of half
+    // the height are taken where they leave the busiest thread fewer rows (each tile also costs
+    // about 4 rows' time to start: its weight panel, its row pointers). Each output's sum is the
+    // same in either tile, so are the bits.
+    const int64_t pixels = p.batch * p.output_height * p.output_width, threads = parallel::max_threads();
+    const auto busiest_thread_rows = [&](int64_t tile_pixels) {
+      return ceil_div(ceil_div(pixels, tile_pixels) * blocks, threads) * (tile_pixels + 4);
+    };
+    const bool two_vectors = block_width == kBlockWidth;
+    const int64_t tall = two_vectors ? kPointwisePixels<2> : kPointwisePixels<1>;
+    const bool half_height = busiest_thread_rows(tall / 2) < busiest_thread_rows(tall);
+    const auto run = two_vectors ? (half_height ? run_pointwise<2, kPointwisePixels<2> / 2> : run_pointwise<2>)
+                                 : (half_height ? run_pointwise<1, kPointwisePixels<1> / 2> : run_pointwise<1>);
     run(p, input, packed, padded_bias, output_affine, output, buffers.skewed_rows);
     return;
   }
