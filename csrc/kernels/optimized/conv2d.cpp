@@ -437,7 +437,7 @@ inline void pointwise_tile(RowOf&& row_of, int64_t depth, int64_t count, const f
 // fixed run of tiles and, per tile, its blocks (the tile's input rows stay in L1 across them).
 template <int Vectors, int Pixels = kPointwisePixels<Vectors>>
 void run_pointwise(const Conv2DParams& p, const float* input, const float* packed, const float* bias,
-                   OutputAffine affine, float* result, std::vector<float>& skew_buffer) {
+                   OutputAffine affine, float* result) {
   constexpr int64_t kWidth = Vectors * simd::kLanes;
   const int64_t pixels = p.batch * p.output_height * p.output_width;
   const int64_t depth = p.input_channels, output_channels = p.output_channels;
@@ -455,13 +455,14 @@ void run_pointwise(const Conv2DParams& p, const float* input, const float* packe
   // cache line longer than the depth (each in its own set), once per tile for all its blocks.
   const bool skew_rows = depth % 512 == 0;
   const int64_t skewed_stride = depth + 64 / static_cast<int64_t>(sizeof(float));
-  // Every thread's rows in one buffer of the calling thread's scratch, grown here once.
-  if (skew_rows) skew_buffer.resize(static_cast<size_t>(parallel::max_threads() * Pixels * skewed_stride));
   parallel::parallel_region([&](int thread, int threads) {
     const int64_t item_begin = items * thread / threads, item_end = items * (thread + 1) / threads;
     if (item_begin >= item_end) return;
     const int64_t tile_begin = item_begin / blocks, tile_end = ceil_div(item_end, blocks);
-    float* const skewed_rows = skew_rows ? skew_buffer.data() + thread * Pixels * skewed_stride : nullptr;
+    thread_local std::vector<float> skew_buffer;  // each thread's copies (a failed allocation reaches the caller)
+    if (skew_rows && static_cast<int64_t>(skew_buffer.size()) < Pixels * skewed_stride)
+      skew_buffer.resize(static_cast<size_t>(Pixels * skewed_stride));
+    float* const skewed_rows = skew_rows ? skew_buffer.data() : nullptr;
     // Output pixel i reads input row i exactly where the output keeps the input's size (then
     // (out - 1) * stride < in leaves a stride other than 1 only on a side of size 1). The strides
     // alone do not tell: grouped_conv2d's dense_group sets a one-row output's stride to 1.
@@ -520,7 +521,7 @@ void run_pointwise(const Conv2DParams& p, const float* input, const float* packe
 
 // Per-call scratch owned by the calling thread (only grows: no allocation in steady state).
 struct Scratch {
-  std::vector<float> packed, transposed, zeros, bias, scale, shift, padded_input, skewed_rows;
+  std::vector<float> packed, transposed, zeros, bias, scale, shift, padded_input;
 };
 
 // Below this many input channels (first layers: 1 or 3) the forward pass reads a zero-padded copy
@@ -566,8 +567,7 @@ inline ColumnRange tap_columns(const Conv2DParams& p, int64_t kw) {
           std::min(p.output_width - 1, floor_div(p.input_width - 1 - column_offset, p.stride_width))};
 }
 
-// Only output columns inside `window` count (the merged pass and the border passes split them).
-// "Channels" may run past input_channels into the next kw taps (the merged pass): with
+// Every output column whose input column lies inside counts (tap_columns). "Channels" may run past input_channels into the next kw taps (the merged pass): with
 // dilation_width 1, input channel first_input_channel + i of tap (kh, 0) is channel
 // (i % Ci) of tap (kh, i / Ci), at the same memory and gradient offsets.
 // sums[i][0..Vectors * kLanes) carries the tile's running sums from the previous step of rows (the
@@ -583,8 +583,7 @@ struct GradientBlock {
 };
 template <int Channels, int Vectors>
 void accumulate_kernel_tile(const Conv2DParams& p, const float* input, GradientBlock block, int64_t tap,
-                            int64_t first_input_channel, int64_t row_begin, int64_t row_end, ColumnRange window,
-                            float* sums) {
+                            int64_t first_input_channel, int64_t row_begin, int64_t row_end, float* sums) {
   const int64_t kh = tap / p.kernel_width;
   const int64_t kw = tap % p.kernel_width;
   floatv acc[Channels][Vectors];
@@ -592,8 +591,7 @@ void accumulate_kernel_tile(const Conv2DParams& p, const float* input, GradientB
     for (int v = 0; v < Vectors; ++v) acc[i][v] = simd::load(sums + i * kBlockWidth + v * simd::kLanes);
   const int64_t column_offset = kw * p.dilation_width - p.pad_left;
   const ColumnRange inside = tap_columns(p, kw);
-  const int64_t first_column = std::max(inside.first, window.first);
-  const int64_t last_column = std::min(inside.last, window.last);
+  const int64_t first_column = inside.first, last_column = inside.last;
   for (int64_t image_row = row_begin; image_row < row_end; ++image_row) {
     const int64_t image = image_row / p.output_height;
     const int64_t oh = image_row % p.output_height;
@@ -629,20 +627,19 @@ constexpr int64_t kGradientChannels = simd::kLanes == 16 ? 12 : 6;
 template <int Vectors, int... Counts>
 void accumulate_kernel_tile_of(std::integer_sequence<int, Counts...>, int64_t channels, const Conv2DParams& p,
                                const float* input, GradientBlock block, int64_t tap, int64_t ci, int64_t row_begin,
-                               int64_t row_end, ColumnRange window, float* sums) {
+                               int64_t row_end, float* sums) {
   // Runs the instance for Counts + 1 == channels.
   (void)((channels == Counts + 1 &&
-          (accumulate_kernel_tile<Counts + 1, Vectors>(p, input, block, tap, ci, row_begin, row_end, window, sums),
+          (accumulate_kernel_tile<Counts + 1, Vectors>(p, input, block, tap, ci, row_begin, row_end, sums),
            true)) ||
          ...);
 }
 
 template <int Vectors>
 void accumulate_kernel_tile_any(int64_t channels, const Conv2DParams& p, const float* input, GradientBlock block,
-                                int64_t tap, int64_t ci, int64_t row_begin, int64_t row_end, ColumnRange window,
-                                float* sums) {
+                                int64_t tap, int64_t ci, int64_t row_begin, int64_t row_end, float* sums) {
   accumulate_kernel_tile_of<Vectors>(std::make_integer_sequence<int, kGradientChannels>(), channels, p, input, block,
-                                     tap, ci, row_begin, row_end, window, sums);
+                                     tap, ci, row_begin, row_end, sums);
 }
 
 // dY's columns first_output_channel.. of one chunk's pixels, kBlockWidth per pixel (zero past the
@@ -721,7 +718,7 @@ void conv2d_forward(const Conv2DParams& p, const float* input, const float* kern
     const bool half_height = busiest_thread_rows(tall / 2) < busiest_thread_rows(tall);
     const auto run = two_vectors ? (half_height ? run_pointwise<2, kPointwisePixels<2> / 2> : run_pointwise<2>)
                                  : (half_height ? run_pointwise<1, kPointwisePixels<1> / 2> : run_pointwise<1>);
-    run(p, input, packed, padded_bias, output_affine, output, buffers.skewed_rows);
+    run(p, input, packed, padded_bias, output_affine, output);
     return;
   }
   buffers.zeros.assign(static_cast<size_t>(p.kernel_width * p.input_channels), 0.0f);  // a merged tap's depth
@@ -957,19 +954,17 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
 namespace {
 
 // One pass of the kernel gradient: `taps` taps (tap index = tap_of(t)) x `channels` input
-// channels (kGradientChannels per task) x output blocks of kBlockWidth channels, over the output
-// columns `window_of(t)`. Each task owns its gradient elements and sums the rows in fixed chunks,
+// channels (kGradientChannels per task) x output blocks of kBlockWidth channels. Each task owns its gradient elements and sums the rows in fixed chunks,
 // each from zero and then added to the gradient in order, so any thread count gives the same bits.
 // A thread walks each chunk in steps of about 128 pixels, each step running all its tasks block by
 // block, so that the step's dY columns and input rows stay in L1 while the tasks pass over them.
 // Where dY has at least 3 blocks (a block's columns are at most a third of each pixel's) and at
-// least 16 tasks share a block over at least half the columns, it first packs the chunk's dY
-// columns of each block into a contiguous panel (measured: 1.1-1.2x on such layers); with fewer
-// tasks (first layers, narrow 1x1 layers), narrower dY or the border passes' one or two columns,
-// the copy costs about what it saves, and only a partial last block is packed.
-template <typename TapOf, typename WindowOf>
+// least 16 tasks share a block, it first packs the chunk's dY columns of each block into a
+// contiguous panel (measured: 1.1-1.2x on such layers); with fewer tasks (first layers, narrow 1x1
+// layers) or narrower dY the copy costs about what it saves, and only a partial last block is packed.
+template <typename TapOf>
 void kernel_gradient_pass(const Conv2DParams& p, const float* input, const float* output_gradient, int64_t taps,
-                          int64_t channels, TapOf&& tap_of, WindowOf&& window_of, float* kernel_gradient) {
+                          int64_t channels, TapOf&& tap_of, float* kernel_gradient) {
   // Channels split evenly over the fewest tiles of at most kGradientChannels (16 on avx512: 8 + 8,
   // not 12 + 4, whose short tile would spend its loop overhead on a third of the multiply-adds).
   const int64_t channel_tiles = ceil_div(channels, kGradientChannels);
@@ -982,18 +977,9 @@ void kernel_gradient_pass(const Conv2DParams& p, const float* input, const float
   const int64_t columns = std::max<int64_t>(1, p.output_width);
   const int64_t rows_per_chunk = std::max<int64_t>(1, 512 / columns);
   constexpr int64_t kSumsPerTask = kGradientChannels * kBlockWidth;
-  // The widest window decides: the border passes' one or two columns would not repay a panel.
-  int64_t widest_window = 0;
-  for (int64_t t = 0; t < taps; ++t) {
-    const ColumnRange window = window_of(t);
-    widest_window = std::max(widest_window, window.last - window.first + 1);
-  }
-  if (widest_window <= 0) return;
-  const bool wide = 2 * widest_window >= p.output_width;
-  const bool packed = taps * channel_tiles >= 16 && blocks >= 3 && wide;
-  // The border passes (a column or two per row) run each chunk in one step: their tasks are short,
-  // and saving and reloading the sums every step would cost more than what L1 saves.
-  const int64_t rows_per_step = wide ? std::max<int64_t>(1, 128 / columns) : rows_per_chunk;
+  if (p.output_width <= 0) return;
+  const bool packed = taps * channel_tiles >= 16 && blocks >= 3;
+  const int64_t rows_per_step = std::max<int64_t>(1, 128 / columns);
   const int64_t chunks = ceil_div(image_rows, rows_per_chunk);
   struct Task {
     int64_t block, t, first_input_channel, channels;
@@ -1028,8 +1014,6 @@ void kernel_gradient_pass(const Conv2DParams& p, const float* input, const float
       const int64_t step_end = std::min(row_end, step_begin + rows_per_step);
       for (int64_t task = task_begin; task < task_end; ++task) {
         const Task at = task_at(task);
-        const ColumnRange window = window_of(at.t);
-        if (window.first > window.last) continue;
         const int64_t first_output_channel = at.block * kBlockWidth;
         const GradientBlock block = at.block >= first_panel_block
                                         ? GradientBlock{panel_of(at.block), row_begin, kBlockWidth}
@@ -1038,9 +1022,9 @@ void kernel_gradient_pass(const Conv2DParams& p, const float* input, const float
         const int64_t tap = tap_of(at.t), ci = at.first_input_channel;
         // A last block of at most one vector of real channels takes one vector.
         if (p.output_channels - first_output_channel > simd::kLanes) {
-          accumulate_kernel_tile_any<2>(at.channels, p, input, block, tap, ci, step_begin, step_end, window, task_sums);
+          accumulate_kernel_tile_any<2>(at.channels, p, input, block, tap, ci, step_begin, step_end, task_sums);
         } else {
-          accumulate_kernel_tile_any<1>(at.channels, p, input, block, tap, ci, step_begin, step_end, window, task_sums);
+          accumulate_kernel_tile_any<1>(at.channels, p, input, block, tap, ci, step_begin, step_end, task_sums);
         }
       }
     }
@@ -1048,8 +1032,6 @@ void kernel_gradient_pass(const Conv2DParams& p, const float* input, const float
   // kernel_gradient[tap][ci0 + i][co0 + j] += sums[i][j]: a chunk's sums of one task into the gradient.
   const auto add_task_sums = [&](int64_t task, const float* task_sums) {
     const Task at = task_at(task);
-    const ColumnRange window = window_of(at.t);
-    if (window.first > window.last) return;
     const int64_t first_output_channel = at.block * kBlockWidth;
     const int64_t width = std::min(kBlockWidth, p.output_channels - first_output_channel);
     for (int64_t i = 0; i < at.channels; ++i) {
@@ -1064,10 +1046,10 @@ void kernel_gradient_pass(const Conv2DParams& p, const float* input, const float
       }
     }
   };
-  // Few tasks (a first layer's 3 merged kernel rows x one block, the border passes' taps) would
-  // split unevenly or not at all over the threads: then each thread takes a run of chunks for every
-  // task instead, keeping every chunk's sums, which are added in chunk order after the region. Each
-  // chunk's sums and their order of addition are the same either way, so are the bits.
+  // Few tasks (a first layer's 3 merged kernel rows x one block) would split unevenly or not at
+  // all over the threads: then each thread takes a run of chunks for every task instead, keeping
+  // every chunk's sums, which are added in chunk order after the region. Each chunk's sums and their
+  // order of addition are the same either way, so are the bits.
   const int64_t threads_available = parallel::max_threads();
   const int64_t chunk_sums_size = chunks * tasks * kSumsPerTask;
   if (threads_available > 1 && tasks < 8 * threads_available && chunks >= 2 * threads_available &&
@@ -1119,11 +1101,10 @@ void kernel_gradient_pass(const Conv2DParams& p, const float* input, const float
 void conv2d_backward_kernel_direct(const Conv2DParams& p, const float* input, const float* output_gradient,
                                    float* kernel_gradient) {
   std::fill(kernel_gradient, kernel_gradient + p.kernel_size(), 0.0f);
-  const ColumnRange all_columns{0, p.output_width - 1};
   const bool merge = p.dilation_width == 1 && p.kernel_width > 1 && p.input_channels * p.kernel_width <= 24;
   if (!merge) {
     kernel_gradient_pass(p, input, output_gradient, p.kernel_height * p.kernel_width, p.input_channels,
-                         [](int64_t t) { return t; }, [&](int64_t) { return all_columns; }, kernel_gradient);
+                         [](int64_t t) { return t; }, kernel_gradient);
     return;
   }
   Conv2DParams padded = p;
@@ -1136,8 +1117,7 @@ void conv2d_backward_kernel_direct(const Conv2DParams& p, const float* input, co
     source = copy.data();
   }
   kernel_gradient_pass(padded, source, output_gradient, p.kernel_height, p.kernel_width * p.input_channels,
-                       [&](int64_t kh) { return kh * p.kernel_width; }, [&](int64_t) { return all_columns; },
-                       kernel_gradient);
+                       [&](int64_t kh) { return kh * p.kernel_width; }, kernel_gradient);
 }
 
 // d bias[co] = sum over pixels of dY[pixel][co]; one thread per block of kBlockWidth channels, pixels in order.
