@@ -1520,7 +1520,7 @@ def test_batch_norm_backward_with_relu_input_is_bn_then_relu_backward(tier, chan
 
 
 # ---------------------------------------------------------------------------------------------
-# A ReLU computed by the BatchNormalization before it (training's batch_norm_activation fusion):
+# A ReLU computed by the BatchNormalization before it (training's output_activation fusion):
 # forward stores relu(BN(x)) or relu6(BN(x)); backward takes the activated output's gradient and
 # must give what BN's backward gives for the ReLU's input gradient.
 # ---------------------------------------------------------------------------------------------

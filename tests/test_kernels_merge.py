@@ -358,6 +358,81 @@ def test_one_and_two_threads_are_bitwise_equal(kind, tier):
             assert_same(two, one, f"{tier} {kind} {case} gradient {i}, 2 threads")
 
 
+# The output activation (ops/merge.h): a ReLU layer that only reads the merge, computed by it in
+# training (runtime/plan.cpp output_activation). Values land on the clip points (0, 6, -0) and
+# beyond, with NaN and infinities.
+ACTIVATION_CASES = ["same-c16", "same-c17", "same-c33", "gate-1x1xC", "gate-first", "three-mixed", "four-same"]
+
+
+def clip_values(rng, shape):
+    """sample_values scaled onto the clip points: 0, +-0, 6, -6, values either side, NaN, infinities."""
+    values = sample_values(rng, shape) * np.float32(6.0)
+    special = rng.choice(np.array([np.nan, np.inf, -np.inf, 6.0, -0.0, 3.0, 7.0], np.float32), shape)
+    return np.where(rng.random(shape) < 0.1, special, values).astype(np.float32)
+
+
+@np.errstate(invalid="ignore")
+def numpy_activation(activation, values):
+    """relu / relu6 with activate's comparisons (NaN stays NaN, -0 stays -0)."""
+    result = np.where(values < 0, np.float32(0), values)
+    if activation == "relu6":
+        result = np.where(result > 6, np.float32(6), result)
+    return result.astype(np.float32)
+
+
+@np.errstate(invalid="ignore")
+def numpy_activation_gradient(activation, output, gradient):
+    inside = (output > 0) & ((output < 6) if activation == "relu6" else True)
+    return np.where(inside, gradient, np.float32(0)).astype(np.float32)
+
+
+ACTIVATION_MERGES = [(kind, case) for kind in ("add", "subtract", "multiply", "average", "maximum")
+                     for case in ACTIVATION_CASES if kind not in TWO_INPUT_KINDS or len(SHAPES[case]) == 2]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("activation", ["relu", "relu6"])
+@pytest.mark.parametrize("kind,case", ACTIVATION_MERGES, ids=[f"{kind}-{case}" for kind, case in ACTIVATION_MERGES])
+def test_merge_with_output_activation_is_the_merge_then_the_activation(kind, case, activation, batch):
+    """Forward: act(merge(xs)), bitwise on every tier. Backward: with dy the activated output's,
+    every tier bitwise the plain merge's backward of dy taken through act's derivative (at the
+    activated output, as TensorFlow's ReluGrad / Relu6Grad at the input)."""
+    shapes = SHAPES[case]
+    rng = np.random.default_rng(zlib.crc32(f"{kind} {case} {activation} {batch}".encode()))
+    xs = [clip_values(rng, (batch,) + tuple(shape)) for shape in shapes]
+    output = numpy_activation(activation, numpy_merge(kind, xs))
+    dy = rng.standard_normal(output.shape).astype(np.float32)
+    expected_gradients = ops.merge_backward(kind, xs, numpy_activation_gradient(activation, output, dy),
+                                            kernels="reference")
+    for tier in TIERS:
+        tier_output = ops.merge_forward(kind, xs, activation=activation, kernels=tier)
+        assert_same(tier_output, output, f"{tier} {kind} {activation} forward")
+        gradients = ops.merge_backward(kind, xs, dy, output=tier_output, activation=activation, kernels=tier)
+        for i, (gradient, expected) in enumerate(zip(gradients, expected_gradients)):
+            assert_same(gradient, expected, f"{tier} {kind} {activation} gradient of input {i}")
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_residual_add_with_relu_on_one_and_two_threads_and_one_gradient_needed(tier):
+    """The fused Add + ReLU's one pass writes every input's gradient; with one needed, only that one."""
+    rng = np.random.default_rng(11)
+    xs = [clip_values(rng, (9, 5, 4, 24)) for _ in range(2)]
+    dy = rng.standard_normal(xs[0].shape).astype(np.float32)
+    runs = []
+    for count in (1, 2, 3):
+        with threads(count):
+            output = ops.merge_forward("add", xs, activation="relu", kernels=tier)
+            runs.append((output, ops.merge_backward("add", xs, dy, output=output, activation="relu", kernels=tier)))
+    for count, (output, gradients) in zip((2, 3), runs[1:]):
+        assert_same(output, runs[0][0], f"{tier} forward, {count} threads")
+        for i, (gradient, one) in enumerate(zip(gradients, runs[0][1])):
+            assert_same(gradient, one, f"{tier} gradient {i}, {count} threads")
+    partial = ops.merge_backward("add", xs, dy, needs_gradient=[False, True], output=runs[0][0], activation="relu",
+                                 kernels=tier)
+    assert partial[0] is None
+    assert_same(partial[1], runs[0][1][1], f"{tier} the one gradient needed")
+
+
 @pytest.mark.parametrize("tier", TIERS)
 def test_gradients_not_needed_are_skipped(tier):
     """needs_gradient=False gives None there (the kernel's null pointer) and leaves the others as they were."""

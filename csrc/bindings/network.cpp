@@ -879,10 +879,10 @@ void bind_network(py::module_& m) {
       .def("set_gradient_accumulation", &runtime::Network::set_gradient_accumulation, py::arg("enabled"),
            "Training: a convolution (groups=1) whose input other layers also read adds its input "
            "gradient to theirs in its kernel (default on); off writes it to scratch and adds it after.")
-      .def("set_batch_norm_activation_fusion", &runtime::Network::set_batch_norm_activation_fusion,
+      .def("set_output_activation_fusion", &runtime::Network::set_output_activation_fusion,
            py::arg("enabled"),
-           "Training passes compute the ReLU that only reads a BatchNormalization in that layer's own "
-           "passes (default on); off runs both layers alone.")
+           "Training passes compute the ReLU that only reads a BatchNormalization or an elementwise "
+           "merge (Add, ...) in that layer's own passes (default on); off runs both layers alone.")
       .def("parameters_changed", &runtime::Network::parameters_changed,
            "Call after writing the parameters through a view: inference refolds BatchNormalization.")
       .def("fused_max_pool_layers", &runtime::Network::fused_max_pool_layers, py::arg("training") = false,

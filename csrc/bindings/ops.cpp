@@ -445,11 +445,12 @@ std::pair<FloatArray, FloatArray> batch_norm_statistics(py::object input_argumen
   return {mean, variance};
 }
 
-// A BatchNormalization's fused output activation (ops/batch_norm.h): linear, relu or relu6.
-Activation batch_norm_output_activation(const std::string& name) {
+// A fused output activation (ops/batch_norm.h, ops/merge.h): linear, relu or relu6; `owner` names
+// the layer kind in the error.
+Activation fused_output_activation(const std::string& name, const char* owner) {
   const Activation activation = activation_named(name);
   if (activation != Activation::linear && activation != Activation::relu && activation != Activation::relu6) {
-    throw py::value_error("A BatchNormalization's fused activation must be 'linear', 'relu' or 'relu6'. Received: " +
+    throw py::value_error(std::string(owner) + "'s fused activation must be 'linear', 'relu' or 'relu6'. Received: " +
                           name);
   }
   return activation;
@@ -464,7 +465,7 @@ FloatArray batch_norm_forward(py::object input_argument, py::object mean_argumen
   const std::optional<FloatArray> gamma = optional_float_array(gamma_argument, "gamma");
   const std::optional<FloatArray> beta = optional_float_array(beta_argument, "beta");
   BatchNormParams params = batch_norm_params_for(input, epsilon);
-  params.output_activation = batch_norm_output_activation(activation);
+  params.output_activation = fused_output_activation(activation, "A BatchNormalization");
   require_channel_vector(mean, params.channels, "mean");
   require_channel_vector(variance, params.channels, "variance");
   require_channel_vector(gamma, params.channels, "gamma");
@@ -492,7 +493,7 @@ std::tuple<FloatArray, FloatArray, FloatArray> batch_norm_backward(
   const std::optional<FloatArray> gamma = optional_float_array(gamma_argument, "gamma");
   BatchNormParams params = batch_norm_params_for(input, epsilon);
   params.relu_input = relu_input;
-  params.output_activation = batch_norm_output_activation(activation);
+  params.output_activation = fused_output_activation(activation, "A BatchNormalization");
   // With an output activation the forward's beta too: the kernel recomputes the pre-activation.
   const std::optional<FloatArray> beta = optional_float_array(beta_argument, "beta");
   if (beta && params.output_activation == Activation::linear) {
@@ -742,9 +743,11 @@ std::vector<bool> gradient_mask(const std::optional<std::vector<bool>>& needs_gr
   return *needs_gradient;
 }
 
-FloatArray merge_forward(const std::string& kind, py::object inputs_argument, const std::string& kernels) {
+FloatArray merge_forward(const std::string& kind, py::object inputs_argument, const std::string& activation,
+                         const std::string& kernels) {
   const std::vector<FloatArray> inputs = merge_inputs(inputs_argument);
-  const MergeParams params = merge_params_for(kind, inputs);
+  MergeParams params = merge_params_for(kind, inputs);
+  params.output_activation = fused_output_activation(activation, "A merge");
   const auto& table = table_named(kernels);
   const SampleShape& out = params.output;
   FloatArray output = new_float_array({params.batch, out.height, out.width, out.channels});
@@ -759,16 +762,34 @@ FloatArray merge_forward(const std::string& kind, py::object inputs_argument, co
 // One gradient per input (its shape), None where needs_gradient says so: a broadcast input's sums
 // output_gradient over the positions it was broadcast to.
 py::list merge_backward(const std::string& kind, py::object inputs_argument, py::object output_gradient_argument,
-                        const std::optional<std::vector<bool>>& needs_gradient, const std::string& kernels) {
+                        const std::optional<std::vector<bool>>& needs_gradient, py::object output_argument,
+                        const std::string& activation, const std::string& kernels) {
   const std::vector<FloatArray> inputs = merge_inputs(inputs_argument);
   const FloatArray output_gradient = float_array(output_gradient_argument, "output_gradient");
-  const MergeParams params = merge_params_for(kind, inputs);
+  MergeParams params = merge_params_for(kind, inputs);
+  params.output_activation = fused_output_activation(activation, "A merge");
   const std::vector<bool> mask = gradient_mask(needs_gradient, inputs.size());
-  require_rank(output_gradient, 4, "output_gradient");
-  require_dimension(output_gradient, 0, params.batch, "output_gradient", "batch");
-  require_dimension(output_gradient, 1, params.output.height, "output_gradient", "output height");
-  require_dimension(output_gradient, 2, params.output.width, "output_gradient", "output width");
-  require_dimension(output_gradient, 3, params.output.channels, "output_gradient", "output channels");
+  const auto require_output_shape = [&](const FloatArray& array, const char* name) {
+    require_rank(array, 4, name);
+    require_dimension(array, 0, params.batch, name, "batch");
+    require_dimension(array, 1, params.output.height, name, "output height");
+    require_dimension(array, 2, params.output.width, name, "output width");
+    require_dimension(array, 3, params.output.channels, name, "output channels");
+  };
+  require_output_shape(output_gradient, "output_gradient");
+  // The activated forward output gives the activation's derivative; read only with one.
+  std::optional<FloatArray> output;
+  if (params.output_activation != Activation::linear) {
+    if (output_argument.is_none()) {
+      throw py::value_error("merge_backward with activation='" + activation +
+                            "' needs the forward's activated `output`. Received: output=None");
+    }
+    output = float_array(output_argument, "output");
+    require_output_shape(*output, "output");
+  } else if (!output_argument.is_none()) {
+    throw py::value_error("`output` is read only with activation='relu' or 'relu6'. Received: activation='" +
+                          activation + "'");
+  }
   const auto& table = table_named(kernels);
   std::vector<std::optional<FloatArray>> gradients(inputs.size());
   std::vector<float*> gradient_data(inputs.size(), nullptr);
@@ -780,7 +801,8 @@ py::list merge_backward(const std::string& kind, py::object inputs_argument, py:
   const std::vector<const float*> input_data = data_of(inputs);
   {
     py::gil_scoped_release release;
-    table.merge_backward(params, input_data.data(), output_gradient.data(), gradient_data.data());
+    table.merge_backward(params, input_data.data(), output ? output->data() : nullptr, output_gradient.data(),
+                         gradient_data.data());
   }
   py::list result;
   for (const auto& gradient : gradients) result.append(gradient ? py::object(*gradient) : py::object(py::none()));
@@ -1198,13 +1220,17 @@ void bind_ops(py::module_& ops) {
           "kl_divergence, categorical_hinge, binary_focal_crossentropy or categorical_focal_crossentropy.");
 
 
-  ops.def("merge_forward", &merge_forward, py::arg("kind"), py::arg("inputs"), py::arg("kernels") = "active",
+  ops.def("merge_forward", &merge_forward, py::arg("kind"), py::arg("inputs"), py::arg("activation") = "linear",
+          py::arg("kernels") = "active",
           "Keras's Add, Subtract, Multiply, Average, Maximum or Minimum (kind 'add', ...) of a list of NHWC arrays "
-          "of one batch, broadcast per sample where a dimension is 1.");
+          "of one batch, broadcast per sample where a dimension is 1; activation 'relu' or 'relu6' applied to the "
+          "result (a ReLU layer fused into the merge).");
   ops.def("merge_backward", &merge_backward, py::arg("kind"), py::arg("inputs"), py::arg("output_gradient"),
-          py::arg("needs_gradient") = py::none(), py::arg("kernels") = "active",
+          py::arg("needs_gradient") = py::none(), py::arg("output") = py::none(), py::arg("activation") = "linear",
+          py::arg("kernels") = "active",
           "Each input's gradient (None where needs_gradient is False); a broadcast input's is summed over the "
-          "positions it was broadcast to.");
+          "positions it was broadcast to. With activation 'relu' or 'relu6', output_gradient is the activated "
+          "output's and `output` (merge_forward's, activated) gives the derivative.");
   ops.def("concatenate_forward", &concatenate_forward, py::arg("inputs"), py::arg("axis"),
           py::arg("kernels") = "active", "Concatenate along sample axis 0 (height), 1 (width) or 2 (channels).");
   ops.def("concatenate_backward", &concatenate_backward, py::arg("output_gradient"), py::arg("sizes"),

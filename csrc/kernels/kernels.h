@@ -130,10 +130,11 @@ struct KernelTable {
                                             float* bias_gradient);
 
   // Elementwise merges with broadcasting and Concatenate (ops/merge.h). input_gradients entries
-  // may be null (that input needs no gradient); they are written, not accumulated.
+  // may be null (that input needs no gradient); they are written, not accumulated. output (the
+  // forward's, activated) is read only with an output activation.
   void (*merge_forward)(const MergeParams& params, const float* const* inputs, float* output);
-  void (*merge_backward)(const MergeParams& params, const float* const* inputs, const float* output_gradient,
-                         float* const* input_gradients);
+  void (*merge_backward)(const MergeParams& params, const float* const* inputs, const float* output,
+                         const float* output_gradient, float* const* input_gradients);
   void (*concatenate_forward)(const ConcatenateParams& params, const float* const* inputs, float* output);
   void (*concatenate_backward)(const ConcatenateParams& params, const float* output_gradient,
                                float* const* input_gradients);

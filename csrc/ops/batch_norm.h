@@ -10,7 +10,7 @@
 //   relu_input: the input is a ReLU's output and dx also carries the ReLU's derivative,
 //              dx = 0 where x <= 0 (or NaN), sparing the ReLU its own pass
 //   output_activation (relu or relu6): a ReLU layer that only reads this layer's output, computed
-//              in its pass (runtime/plan.cpp, batch_norm_activation): forward stores act(y);
+//              in its pass (runtime/plan.cpp, output_activation): forward stores act(y);
 //              backward receives the activated output's gradient g and beta, recomputes
 //              y = x * s + shift with the forward's expression (so bitwise the forward's y) and
 //              uses dy = (y > 0 [and y < 6]) ? g : 0, sparing the ReLU both of its passes and the

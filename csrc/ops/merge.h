@@ -12,6 +12,10 @@
 //     maximum:  y = max(max(x0, x1), ...)      dx_i = dy where x_i is the first maximum
 //     minimum:  as maximum, with the first minimum (TensorFlow's x >= y / x <= y masks)
 //   A broadcast input's gradient sums dy over the positions it was broadcast to.
+//   output_activation (relu or relu6; runtime/plan.cpp output_activation): the ReLU layer that
+//   only reads the merge, computed by it: y = act(merge(x0, x1, ...)); the backward's dy is then
+//   the activated output's, taken through act's derivative from that output first
+//   (activation_gradient in ops/activation_math.h: [y > 0], [0 < y < 6]).
 //   Concatenate: per `outer` index (the dimensions before the axis, batch included), input i's
 //   block of inner[i] values follows input i-1's: y[o] = [x0[o], x1[o], ...].
 #pragma once
@@ -19,6 +23,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "ops/activation.h"
 #include "tensor.h"
 
 namespace fastcnn {
@@ -30,6 +35,7 @@ struct MergeParams {
   int64_t batch = 0;
   SampleShape output;
   std::vector<SampleShape> inputs;  // each dimension equal to output's or 1
+  Activation output_activation = Activation::linear;  // linear, relu or relu6
 };
 
 struct ConcatenateParams {

@@ -1194,6 +1194,7 @@ class MergeLayer final : public MultiInputLayer {
   explicit MergeLayer(MergeKind kind) : kind_(kind) {}
   std::string kind() const override { return merge_kind_name(kind_); }
   bool selects_a_maximum() const override { return kind_ == MergeKind::maximum || kind_ == MergeKind::minimum; }
+  bool accepts_output_activation() const override { return true; }
 
   SampleShape configure_inputs(const std::vector<SampleShape>& inputs) override {
     if ((kind_ == MergeKind::subtract || kind_ == MergeKind::divide) && inputs.size() != 2) {
@@ -1212,15 +1213,18 @@ class MergeLayer final : public MultiInputLayer {
                       float* output) override {
     MergeParams params = params_;
     params.batch = batch;
+    params.output_activation = output_activation;
     context.kernels.merge_forward(params, inputs.data(), output);
   }
 
+  // With a fused activation output_gradient is the activated output's (output).
   void backward_inputs(const StepContext& context, int64_t batch, const std::vector<const float*>& inputs,
-                       const float*, const float*, float* output_gradient, bool,
+                       const float*, const float* output, float* output_gradient, bool,
                        const std::vector<float*>& input_gradients) override {
     MergeParams params = params_;
     params.batch = batch;
-    context.kernels.merge_backward(params, inputs.data(), output_gradient, input_gradients.data());
+    params.output_activation = output_activation;
+    context.kernels.merge_backward(params, inputs.data(), output, output_gradient, input_gradients.data());
   }
 
  private:

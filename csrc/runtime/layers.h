@@ -85,10 +85,10 @@ class Layer {
   virtual bool accepts_relu_input() const { return false; }
   bool relu_input = false;
 
-  // Activation fusion after a layer (plan.cpp batch_norm_activation, training passes): a layer
-  // that accepts_output_activation (BatchNormalization) computes the relu or relu6 of the ReLU
-  // layer that only reads it, storing only the activated output; its backward then receives that
-  // output's gradient and applies the activation's derivative itself. The Network sets
+  // Activation fusion after a layer (plan.cpp output_activation, training passes): a layer that
+  // accepts_output_activation (BatchNormalization, the elementwise merges) computes the relu or
+  // relu6 of the ReLU layer that only reads it, storing only the activated output; its backward
+  // then receives that output's gradient and applies the activation's derivative itself. The Network sets
   // output_activation before each forward (linear where the pass does not fuse).
   virtual bool accepts_output_activation() const { return false; }
   Activation output_activation = Activation::linear;

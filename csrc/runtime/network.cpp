@@ -331,9 +331,9 @@ void Network::set_gradient_accumulation(bool enabled) {
   if (built_) update_plan();
 }
 
-void Network::set_batch_norm_activation_fusion(bool enabled) {
+void Network::set_output_activation_fusion(bool enabled) {
   std::lock_guard<std::mutex> lock(step_mutex_);
-  batch_norm_activation_enabled_ = enabled;
+  output_activation_enabled_ = enabled;
   if (built_) update_plan();
 }
 
@@ -656,8 +656,8 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
     }
     node_inputs.clear();
     for (int64_t id : nodes_[i].inputs) node_inputs.push_back(values_[tensor_index(id)]);
-    const bool fuses_activation = batch_norm_activation_fused(i, training, fusion);
-    layer.output_activation = fuses_activation ? batch_norm_activation_[i] : Activation::linear;
+    const bool fuses_activation = output_activation_fused(i, training, fusion);
+    layer.output_activation = fuses_activation ? output_activation_[i] : Activation::linear;
     // Outside training the executor runs only on the inference buffers, planned with this aliasing.
     if (layer.is_reshape() || (!training && layer.aliases_input_in_inference())) {
       values_[out] = node_inputs[0];
@@ -672,7 +672,7 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
     }
     if (fuses_activation) {
       // The ReLU's output is this node's (activated) output; the ReLU itself does not run.
-      const size_t activation_node = static_cast<size_t>(batch_norm_activation_node_[i]);
+      const size_t activation_node = static_cast<size_t>(output_activation_node_[i]);
       values_[tensor_index(static_cast<int64_t>(activation_node))] = outputs[i];
       done[activation_node] = true;
     }

@@ -177,8 +177,8 @@ class Network {
   std::vector<int64_t> fused_max_pool_layers(bool training = false) const;
   // The plan's fusion passes by name (plan.cpp), each with the nodes it applies to in inference:
   // convolution_max_pool (the convolutions), relu_derivative_hand_off (the consumers that apply
-  // a ReLU's derivative), batch_norm_folding (the folding layers), batch_norm_activation (the
-  // BatchNormalizations computing a ReLU in training), softmax_cross_entropy and
+  // a ReLU's derivative), batch_norm_folding (the folding layers), output_activation (the
+  // BatchNormalizations and elementwise merges computing a ReLU in training), softmax_cross_entropy and
   // sigmoid_binary_cross_entropy (the output tensors).
   std::vector<std::pair<std::string, std::vector<int64_t>>> fusion_passes() const;
   std::vector<std::pair<std::string, double>> profile() const;
@@ -186,9 +186,9 @@ class Network {
   // BatchNormalization folding in inference passes (plan.cpp batch_norm_folding), on by default;
   // off runs every layer alone (tests and benchmarks compare the two).
   void set_batch_norm_folding(bool enabled);
-  // BatchNormalization + ReLU fusion in training passes (plan.cpp batch_norm_activation), on by
-  // default; off runs both layers alone.
-  void set_batch_norm_activation_fusion(bool enabled);
+  // BatchNormalization + ReLU and merge (Add, ...) + ReLU fusion in training passes (plan.cpp
+  // output_activation), on by default; off runs both layers alone.
+  void set_output_activation_fusion(bool enabled);
   // Residual Add folding in inference passes (plan.cpp residual_add), on by default; off runs the
   // Add (and the activation after it) alone.
   void set_residual_add_fusion(bool enabled);
@@ -238,15 +238,15 @@ class Network {
   void pass_convolution_max_pool();
   void pass_relu_derivative_hand_off();
   void pass_batch_norm_folding();
-  void pass_batch_norm_activation();
+  void pass_output_activation();
   // Whether node `add` is an Add of `operand` and a tensor of its shape computed before node
   // `before` runs; that tensor's id goes to `residual`.
   bool residual_of_add(size_t add, int64_t operand, int64_t before, int64_t& residual) const;
   void pass_training_winograd_tile();
-  // Whether node (a BatchNormalization) computes the ReLU after it in this pass (training passes
-  // that fuse: the plan's batch_norm_activation).
-  bool batch_norm_activation_fused(size_t node, bool training, Fusion fusion) const {
-    return training && fusion != Fusion::none && batch_norm_activation_node_[node] >= 0;
+  // Whether node (a BatchNormalization or an elementwise merge) computes the ReLU after it in this
+  // pass (training passes that fuse: the plan's output_activation).
+  bool output_activation_fused(size_t node, bool training, Fusion fusion) const {
+    return training && fusion != Fusion::none && output_activation_node_[node] >= 0;
   }
   // Whether node runs folded with its BatchNormalization (and activation) in this pass: every
   // inference pass, and training passes where the BatchNormalization is frozen (moving
@@ -325,9 +325,9 @@ class Network {
   bool large_winograd_tile_in_training_ = false;  // see large_winograd_tile_in_training()
   // Training's BatchNormalization + ReLU fusion (per node, -1: none): the ReLU node a
   // BatchNormalization computes, its activation, and for that node the BatchNormalization.
-  std::vector<int64_t> batch_norm_activation_node_, activation_fused_into_;
-  std::vector<Activation> batch_norm_activation_;
-  bool batch_norm_activation_enabled_ = true;
+  std::vector<int64_t> output_activation_node_, activation_fused_into_;
+  std::vector<Activation> output_activation_;
+  bool output_activation_enabled_ = true;
   bool batch_norm_folding_enabled_ = true;
   std::vector<float> folded_parameters_;
   // Bumped by every write of the parameters (steps, moving statistics, parameters_changed);

@@ -32,11 +32,13 @@
 //                             convolution's epilogue adds the Add's other input (computed by an
 //                             earlier node) before the activation after the Add, if any, so the
 //                             BatchNormalization's and the Add's outputs are never stored
-//   batch_norm_activation     training passes: a BatchNormalization computes the ReLU (relu or
-//                             relu6: a ReLU layer or Activation) that only reads it, storing only
-//                             the activated output, and its backward applies the ReLU's derivative
-//                             at its recomputed pre-activation (the ReLU runs neither pass; both
-//                             tensors share a gradient slot)
+//   output_activation         training passes: a BatchNormalization or an elementwise merge (a
+//                             residual Add, ...; Layer::accepts_output_activation) computes the
+//                             ReLU (relu or relu6: a ReLU layer or Activation) that only reads it,
+//                             storing only the activated output, and its backward applies the
+//                             ReLU's derivative (the BatchNormalization at its recomputed
+//                             pre-activation, the merge from the activated output) (the ReLU runs
+//                             neither pass; both tensors share a gradient slot)
 //   softmax_cross_entropy     a softmax output's loss reads the logits and its gradient is the
 //                             logits' (softmax(z) - t), skipping the softmax backward pass
 //   sigmoid_binary_cross_entropy  likewise a sigmoid output's binary cross-entropy (sigmoid(z) - t)
@@ -177,12 +179,12 @@ bool Network::residual_of_add(size_t add, int64_t operand, int64_t before, int64
   return residual < before && tensor_shape(residual) == tensor_shape(operand);
 }
 
-void Network::pass_batch_norm_activation() {
+void Network::pass_output_activation() {
   const size_t node_count = layers_.size();
-  batch_norm_activation_node_.assign(node_count, -1);
+  output_activation_node_.assign(node_count, -1);
   activation_fused_into_.assign(node_count, -1);
-  batch_norm_activation_.assign(node_count, Activation::linear);
-  for (size_t i = 0; i < node_count && batch_norm_activation_enabled_; ++i) {
+  output_activation_.assign(node_count, Activation::linear);
+  for (size_t i = 0; i < node_count && output_activation_enabled_; ++i) {
     if (!layers_[i]->accepts_output_activation()) continue;
     const int64_t next = single_consumer(static_cast<int64_t>(i));
     if (next < 0) continue;
@@ -196,8 +198,8 @@ void Network::pass_batch_norm_activation() {
         regularization_[static_cast<size_t>(next)].on_activity() || !read) {
       continue;
     }
-    batch_norm_activation_node_[i] = next;
-    batch_norm_activation_[i] = activation;
+    output_activation_node_[i] = next;
+    output_activation_[i] = activation;
     activation_fused_into_[static_cast<size_t>(next)] = static_cast<int64_t>(i);
   }
 }
@@ -429,7 +431,7 @@ void Network::update_plan() {
   pass_batch_norm_folding();
   pass_convolution_max_pool();  // after the folding: a folded layer's pooling reads its last folded node
   pass_relu_derivative_hand_off();
-  pass_batch_norm_activation();
+  pass_output_activation();
   pass_training_winograd_tile();
   pass_gradient_slots();
   pass_activation_buffers();
@@ -441,7 +443,7 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (pair_fused(i, Fusion::everywhere)) convolutions.push_back(static_cast<int64_t>(i));
     if (batch_norm_folded(i, true)) folded_in_training.push_back(static_cast<int64_t>(i));
-    if (batch_norm_activation_node_[i] >= 0) activations.push_back(static_cast<int64_t>(i));
+    if (output_activation_node_[i] >= 0) activations.push_back(static_cast<int64_t>(i));
     if (batch_norm_folded(i, false)) (folded_after_activation_[i] ? after_activation : folded).push_back(static_cast<int64_t>(i));
     if (batch_norm_folded(i, false) && folded_add_node_[i] >= 0) residual_adds.push_back(static_cast<int64_t>(i));
     if (layers_[i]->relu_input) relu_hand_offs.push_back(static_cast<int64_t>(i));
@@ -458,7 +460,7 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes
           {"batch_norm_folding_in_training", folded_in_training},
           {"batch_norm_after_activation", after_activation},
           {"residual_add", residual_adds},
-          {"batch_norm_activation", activations},
+          {"output_activation", activations},
           {"softmax_cross_entropy", softmax_outputs},
           {"sigmoid_binary_cross_entropy", sigmoid_outputs},
           {"input_gradient_accumulation", gradient_additions}};

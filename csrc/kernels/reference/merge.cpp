@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "kernels/reference/reference.h"
+#include "ops/activation_math.h"
 
 namespace fastcnn::kernels::reference {
 
@@ -31,15 +32,15 @@ void merge_forward(const MergeParams& params, const float* const* inputs, float*
             }
           }
           if (params.kind == MergeKind::average) result = result / static_cast<float>(count);
-          output[((n * out.height + y) * out.width + x) * out.channels + c] = result;
+          output[((n * out.height + y) * out.width + x) * out.channels + c] = activate(params.output_activation, result);
         }
       }
     }
   }
 }
 
-void merge_backward(const MergeParams& params, const float* const* inputs, const float* output_gradient,
-                    float* const* input_gradients) {
+void merge_backward(const MergeParams& params, const float* const* inputs, const float* output,
+                    const float* output_gradient, float* const* input_gradients) {
   const SampleShape& out = params.output;
   const size_t count = params.inputs.size();
   // A broadcast input's gradient is a sum over the positions it was broadcast to, from zero; any
@@ -56,7 +57,10 @@ void merge_backward(const MergeParams& params, const float* const* inputs, const
     for (int64_t y = 0; y < out.height; ++y) {
       for (int64_t x = 0; x < out.width; ++x) {
         for (int64_t c = 0; c < out.channels; ++c) {
-          const float dy = output_gradient[((n * out.height + y) * out.width + x) * out.channels + c];
+          const int64_t at = ((n * out.height + y) * out.width + x) * out.channels + c;
+          const float dy = params.output_activation == Activation::linear
+                               ? output_gradient[at]
+                               : activation_gradient(params.output_activation, 0.0f, output[at], output_gradient[at]);
           auto index = [&](size_t i) { return n * params.inputs[i].size() + broadcast_offset(params.inputs[i], y, x, c); };
           // The input that gives a maximum / minimum its value: the first one (ties to the earliest).
           size_t chosen = 0;

@@ -1,7 +1,8 @@
-"""Training's BatchNormalization + ReLU fusion (csrc/runtime/plan.cpp batch_norm_activation): a
-BatchNormalization read only by a ReLU layer (ReLU(), ReLU(6.0), Activation("relu"/"relu6"))
-stores the activated output itself and its backward applies the ReLU's derivative; the ReLU runs
-neither pass. Training with the fusion must give bitwise the weights training without it gives."""
+"""Training's output activation fusion (csrc/runtime/plan.cpp output_activation): a
+BatchNormalization or an elementwise merge (a residual Add, ...) read only by a ReLU layer (ReLU(),
+ReLU(6.0), Activation("relu"/"relu6")) stores the activated output itself and its backward applies
+the ReLU's derivative; the ReLU runs neither pass. Training with the fusion must give bitwise the
+weights training without it gives."""
 
 import numpy as np
 import pytest
@@ -12,8 +13,8 @@ from fastcnn import layers
 
 def _graph(frozen=False):
     """Each pattern once: fused (ReLU(6.0), ReLU(), Activation("relu"), Activation("relu6"), a
-    ReLU that is a model output) and not fused (a BatchNormalization read twice, LeakyReLU,
-    ReLU(4.0))."""
+    ReLU that is a model output; a residual Add and a Multiply before a ReLU) and not fused (a
+    BatchNormalization read twice, an Add read twice, LeakyReLU, ReLU(4.0))."""
     inputs = keras.Input((8, 8, 3))
     x = layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs)
     x = layers.BatchNormalization(name="bn_relu6")(x)
@@ -24,6 +25,12 @@ def _graph(frozen=False):
     x = layers.Conv2D(8, 1)(x)
     x = layers.BatchNormalization(name="bn_activation_relu", center=False)(x)
     x = layers.Activation("relu")(x)
+    x = layers.Add(name="add_relu")([x, layers.Conv2D(8, 3, padding="same")(x)])
+    x = layers.ReLU()(x)
+    x = layers.Multiply(name="multiply_relu6")([x, layers.Conv2D(8, 1)(x)])
+    x = layers.Activation("relu6")(x)
+    read_twice = layers.Add(name="add_read_twice")([x, layers.Conv2D(8, 1)(x)])
+    x = layers.Add()([layers.ReLU()(read_twice), read_twice])
     shared = layers.BatchNormalization(name="bn_read_twice")(layers.Conv2D(8, 1)(x))
     x = layers.Add()([layers.ReLU()(shared), shared])
     x = layers.BatchNormalization(name="bn_leaky")(x)
@@ -44,7 +51,7 @@ def _trained(fuse, frozen=False, steps=3, optimizer="adam"):
     keras.utils.set_random_seed(4)
     model = _graph(frozen)
     model.compile(optimizer, ["sparse_categorical_crossentropy", "mse"])
-    model._network.set_batch_norm_activation_fusion(fuse)
+    model._network.set_output_activation_fusion(fuse)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((24, 8, 8, 3)).astype(np.float32)
     y = rng.integers(0, 4, 24)
@@ -57,12 +64,13 @@ def _names(model, nodes):
     return sorted(model._node_layers[i].name for i in nodes)
 
 
-def test_the_pass_fuses_each_batch_norm_read_only_by_a_plain_or_relu6_relu():
+def test_the_pass_fuses_each_batch_norm_and_merge_read_only_by_a_plain_or_relu6_relu():
     model, _ = _trained(True, steps=3)
-    fused = _names(model, model._network.fusion_passes()["batch_norm_activation"])
-    assert fused == ["bn_activation_relu", "bn_activation_relu6", "bn_dense_output", "bn_relu", "bn_relu6"]
-    model._network.set_batch_norm_activation_fusion(False)
-    assert model._network.fusion_passes()["batch_norm_activation"] == []
+    fused = _names(model, model._network.fusion_passes()["output_activation"])
+    assert fused == ["add_relu", "bn_activation_relu", "bn_activation_relu6", "bn_dense_output", "bn_relu", "bn_relu6",
+                     "multiply_relu6"]
+    model._network.set_output_activation_fusion(False)
+    assert model._network.fusion_passes()["output_activation"] == []
 
 
 @pytest.mark.parametrize("frozen", [False, True], ids=["trainable", "one-frozen"])
