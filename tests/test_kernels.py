@@ -1106,6 +1106,30 @@ def test_first_layer_kernel_gradient_matches_reference_on_any_thread_count(tier,
         np.testing.assert_array_equal(bias_gradient, results[0][1])
 
 
+def _two_level_sum(values, chunk):
+    """The bias gradient's order (conv2d.cpp conv2d_backward_bias): each chunk of `chunk` rows
+    summed from zero in row order, then the chunk sums added in chunk order from zero, in float32
+    (np.cumsum adds in order; np.sum would pair)."""
+    chunk_sums = [np.cumsum(values[begin:begin + chunk], axis=0, dtype=np.float32)[-1]
+                  for begin in range(0, len(values), chunk)]
+    return np.cumsum(np.array(chunk_sums, np.float32), axis=0, dtype=np.float32)[-1]
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("filters", [5, 16, 32, 40, 96])
+def test_bias_gradient_sums_in_chunks_of_256_pixels_on_any_thread_count(tier, filters):
+    """The chunks run in parallel (even where one block holds every channel) and their sums are
+    added in chunk order: bitwise that order's float32 sums, the same on 1, 2 and 3 threads."""
+    rng = np.random.default_rng(filters)
+    x = rng.standard_normal((5, 19, 23, 3)).astype(np.float32)  # 2185 pixels: 8 whole chunks and a part
+    dy = rng.standard_normal((5, 19, 23, filters)).astype(np.float32)
+    results = _on_one_two_and_three_threads(
+        lambda: ops.conv2d_backward_kernel(x, dy, (1, 1), use_bias=True, kernels=tier)[1])
+    expected = _two_level_sum(dy.reshape(-1, filters), 256)
+    for bias_gradient in results:
+        np.testing.assert_array_equal(bias_gradient, expected)
+
+
 @pytest.mark.parametrize("tier", TIERS)
 def test_conv2d_winograd_kernel_gradient_does_not_depend_on_thread_count(tier):
     """Its sum over tiles runs in chunks fixed by the problem size, added in order."""
