@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/optimized/optimized.h"
+#include "kernels/optimized/prefetch.h"
 #include "kernels/optimized/simd.h"
 #include "parallel.h"
 #if defined(__AVX2__)
@@ -21,36 +22,8 @@ namespace {
 
 constexpr int64_t kRowsPerChunk = 512;
 
-// The passes below stream their tensors row by row and request each row's data about
-// kPrefetchBytes ahead of reading it. In a training step the tensors mostly come from memory (the
-// caches hold the last layers' work, not this one's input), and the hardware prefetchers alone keep
-// too few lines in flight: reading 25 MB the caches do not hold took 0.65 ms on 2 threads, 0.56-0.61
-// with 1-4 KiB of software prefetch, and a pass reading one such tensor and writing another 1.72 ->
-// 1.45 ms (Intel Xeon, avx512; a scratch benchmark, not committed). A prefetch only asks: the
-// results do not change, and one past the end of an array does not fault.
-constexpr int64_t kPrefetchBytes = 2048;
-
-// The row `ahead` rows after `row` (row_floats floats each) from `first_float` on, `floats` of
-// them: requested for reading, or for writing (`write`).
-inline void prefetch_row_part(const float* array, int64_t row, int64_t ahead, int64_t row_floats, int64_t first_float,
-                              int64_t floats, bool write = false) {
-  // In integers: the address may lie past the array's end, where pointer arithmetic may not go.
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(array) +
-                          static_cast<uintptr_t>(((row + ahead) * row_floats + first_float) * int64_t{sizeof(float)});
-  for (int64_t byte = 0; byte < floats * int64_t{sizeof(float)}; byte += 64) {
-    const void* address = reinterpret_cast<const void*>(begin + static_cast<uintptr_t>(byte));
-    if (write) {
-      __builtin_prefetch(address, 1);
-    } else {
-      __builtin_prefetch(address);
-    }
-  }
-}
-
-// Rows ahead for kPrefetchBytes, at least one.
-inline int64_t prefetch_rows(int64_t row_floats) {
-  return std::max<int64_t>(1, kPrefetchBytes / std::max<int64_t>(1, row_floats * int64_t{sizeof(float)}));
-}
+// The passes below stream their tensors row by row and request each row kPrefetchBytes ahead
+// of reading it (prefetch.h).
 
 // The sums run in double lanes: 8 per zmm register on avx512, 4 per ymm (or SSE pair) elsewhere.
 // Each channel's sum is its own chain of double additions in row order, so the lane count never
@@ -157,8 +130,8 @@ void group_sums(int64_t begin, int64_t end, int64_t channels, int64_t first, int
   const int64_t ahead = prefetch_rows(channels);
   const int64_t group_floats = (Vectors - 1) * kDoubleLanes + width_of(Vectors - 1);
   for (int64_t r = begin; r < end; ++r) {
-    prefetch_row_part(x, r, ahead, channels, first, group_floats);
-    if (y != nullptr) prefetch_row_part(y, r, ahead, channels, first, group_floats);
+    prefetch_floats(x, (r + ahead) * channels + first, group_floats);
+    if (y != nullptr) prefetch_floats(y, (r + ahead) * channels + first, group_floats);
     for (int v = 0; v < Vectors; ++v) {
       const int64_t c = first + v * kDoubleLanes;
       doublev values[Terms];
@@ -203,8 +176,8 @@ void row_sums(int64_t begin, int64_t end, int64_t channels, const float* x, cons
   };
   const int64_t ahead = prefetch_rows(channels);
   for (int64_t r = begin; r < end; ++r) {
-    prefetch_row_part(x, r, ahead, channels, 0, channels);
-    if (y != nullptr) prefetch_row_part(y, r, ahead, channels, 0, channels);
+    prefetch_floats(x, (r + ahead) * channels, channels);
+    if (y != nullptr) prefetch_floats(y, (r + ahead) * channels, channels);
     for (int64_t c = 0; c < whole; c += kDoubleLanes) add_vector(r, c, kDoubleLanes);
     if (whole < channels) add_vector(r, whole, channels - whole);
   }
@@ -309,8 +282,8 @@ void batch_norm_forward(const BatchNormParams& p, const float* input, const floa
   const int64_t ahead = prefetch_rows(channels);
   for_row_chunks(p.rows, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      prefetch_row_part(input, r, ahead, channels, 0, channels);
-      prefetch_row_part(output, r, ahead, channels, 0, channels, true);
+      prefetch_floats(input, (r + ahead) * channels, channels);
+      prefetch_floats(output, (r + ahead) * channels, channels, true);
       const float* x = input + r * channels;
       float* y = output + r * channels;
       for (int64_t c = 0; c < channels; c += simd::kLanes) {  // the last channels masked
@@ -379,9 +352,9 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
     const floatv zero = {};
     const floatv six = simd::broadcast(6.0f);
     for (int64_t r = begin; r < end; ++r) {
-      prefetch_row_part(input, r, ahead, channels, 0, channels);
-      prefetch_row_part(output_gradient, r, ahead, channels, 0, channels);
-      prefetch_row_part(input_gradient, r, ahead, channels, 0, channels, true);
+      prefetch_floats(input, (r + ahead) * channels, channels);
+      prefetch_floats(output_gradient, (r + ahead) * channels, channels);
+      prefetch_floats(input_gradient, (r + ahead) * channels, channels, true);
       const float* x = input + r * channels;
       const float* dy = output_gradient + r * channels;
       float* dx = input_gradient + r * channels;

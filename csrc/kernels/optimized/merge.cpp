@@ -2,12 +2,14 @@
 // no input broadcasts, channel rows where one does. Each gradient element is summed in the
 // reference's order ((y, x) row-major within its sample), so results match it bitwise and do not
 // depend on the thread count (denormals aside: parallel regions flush them to zero, parallel.h).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
 
 #include "kernels/optimized/optimized.h"
+#include "kernels/optimized/prefetch.h"
 #include "parallel.h"
 
 namespace fastcnn::kernels::FASTCNN_ISA {
@@ -72,10 +74,16 @@ void merge_two_full_channels(const MergeParams& params, const float* first, cons
     const float* a_sample = first + n * a.size();
     const float* b_sample = second + n * b.size();
     float* y_row = output + n * out.size() + y * out.width * out.channels;
+    // Inputs of the output's shape (a residual Add's) are read ahead (prefetch.h).
+    const int64_t ahead = prefetch_rows(out.channels);  // in pixels
+    const bool a_full = same_shape(a, out), b_full = same_shape(b, out);
     for (int64_t x = 0; x < out.width; ++x) {
       const float* __restrict a_run = a_sample + broadcast_offset(a, y, x, 0);
       const float* __restrict b_run = b_sample + broadcast_offset(b, y, x, 0);
       float* __restrict y_run = y_row + x * out.channels;
+      if (a_full) prefetch_floats(a_run, ahead * out.channels, out.channels);
+      if (b_full) prefetch_floats(b_run, ahead * out.channels, out.channels);
+      prefetch_floats(y_run, ahead * out.channels, out.channels, true);
       for (int64_t c = 0; c < out.channels; ++c) {
         const float value = combine_as<kKind>(a_run[c], b_run[c]);
         y_run[c] = clip(kKind == MergeKind::average ? value / 2.0f : value, bounds);
