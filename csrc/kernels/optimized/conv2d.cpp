@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "kernels/optimized/optimized.h"
+#include "kernels/optimized/prefetch.h"
 #include "kernels/optimized/conv_microkernel.h"
 #include "kernels/optimized/simd.h"
 #include "parallel.h"
@@ -477,6 +478,11 @@ void run_pointwise(const Conv2DParams& p, const float* input, const float* packe
         for (int64_t i = count; i < Pixels; ++i) strided_rows[i] = strided_rows[count - 1];
       }
       const float* first_row = input + first * depth;
+      // The next tile's rows (its first kPrefetchBytes: all of them at the few channels of an
+      // expanding 1x1 layer, whose tiles are short) requested while this one runs (prefetch.h).
+      if (consecutive && tile + 1 < tile_end) {
+        prefetch_floats(first_row, count * depth, std::min<int64_t>(Pixels * depth, kPrefetchFloats));
+      }
       if (skew_rows) {
         for (int64_t i = 0; i < count; ++i) {
           const float* row = consecutive ? first_row + i * depth : strided_rows[i];
