@@ -573,9 +573,10 @@ inline ColumnRange tap_columns(const Conv2DParams& p, int64_t kw) {
           std::min(p.output_width - 1, floor_div(p.input_width - 1 - column_offset, p.stride_width))};
 }
 
-// Every output column whose input column lies inside counts (tap_columns). "Channels" may run past input_channels into the next kw taps (the merged pass): with
-// dilation_width 1, input channel first_input_channel + i of tap (kh, 0) is channel
-// (i % Ci) of tap (kh, i / Ci), at the same memory and gradient offsets.
+// Every output column whose input column lies inside counts (tap_columns). "Channels" may run
+// past input_channels into the next kw taps (the merged pass): with dilation_width 1, input
+// channel first_input_channel + i of tap (kh, 0) is channel (i % Ci) of tap (kh, i / Ci), at the
+// same memory and gradient offsets.
 // sums[i][0..Vectors * kLanes) carries the tile's running sums from the previous step of rows (the
 // sum over the pixels so far, in pixel order) and receives them after these rows: stored and
 // reloaded floats are exact, so stepping does not change a result.
@@ -960,8 +961,9 @@ void conv2d_backward_input(const Conv2DParams& p, const float* output_gradient,
 namespace {
 
 // One pass of the kernel gradient: `taps` taps (tap index = tap_of(t)) x `channels` input
-// channels (kGradientChannels per task) x output blocks of kBlockWidth channels. Each task owns its gradient elements and sums the rows in fixed chunks,
-// each from zero and then added to the gradient in order, so any thread count gives the same bits.
+// channels (kGradientChannels per task) x output blocks of kBlockWidth channels. Each task owns its
+// gradient elements and sums the rows in fixed chunks, each from zero and then added to the
+// gradient in order, so any thread count gives the same bits.
 // A thread walks each chunk in steps of about 128 pixels, each step running all its tasks block by
 // block, so that the step's dY columns and input rows stay in L1 while the tasks pass over them.
 // Where dY has at least 3 blocks (a block's columns are at most a third of each pixel's) and at

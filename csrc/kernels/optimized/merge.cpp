@@ -3,13 +3,12 @@
 // reference's order ((y, x) row-major within its sample), so results match it bitwise and do not
 // depend on the thread count (denormals aside: parallel regions flush them to zero, parallel.h).
 #include <algorithm>
-#include <cmath>
 #include <cstring>
-#include <limits>
 #include <vector>
 
 #include "kernels/optimized/optimized.h"
 #include "kernels/optimized/prefetch.h"
+#include "ops/activation_math.h"
 #include "parallel.h"
 
 namespace fastcnn::kernels::FASTCNN_ISA {
@@ -37,38 +36,35 @@ inline float combine_as(float result, float v) {
   return combine(kKind, result, v);
 }
 
-// The output activations a merge computes (ops/merge.h: linear, relu, relu6) as a clip to [lower,
-// upper] with activate's comparisons (ops/activation_math.h: NaN stays NaN, -0 stays -0), so one
-// loop vectorises for all three; the derivative from the activated output is [lower < y <=
-// gradient_upper], activation_gradient's [y > 0] (+inf included) and [0 < y < 6] (gradient_upper
-// the float below 6).
-struct ClipBounds {
-  float lower, upper, gradient_upper;
-};
-inline ClipBounds clip_bounds(Activation activation) {
-  constexpr float kInfinity = std::numeric_limits<float>::infinity();
-  switch (activation) {
-    case Activation::relu: return {0.0f, kInfinity, kInfinity};
-    case Activation::relu6: return {0.0f, 6.0f, std::nextafter(6.0f, 0.0f)};
-    default: return {-kInfinity, kInfinity, kInfinity};
+// dx = dy through a fused output activation's derivative at the activated output y
+// (activation_gradient, ops/activation_math.h, its switch resolved at compile time so that the loop
+// vectorises), written to `first` and, where not null, to `second` in the same pass.
+template <Activation kActivation>
+void activation_gradient_run(const float* y, const float* dy, int64_t count, float* __restrict first,
+                             float* __restrict second) {
+  if (second == nullptr) {
+    for (int64_t k = 0; k < count; ++k) first[k] = activation_gradient(kActivation, 0.0f, y[k], dy[k]);
+    return;
   }
+  for (int64_t k = 0; k < count; ++k) first[k] = second[k] = activation_gradient(kActivation, 0.0f, y[k], dy[k]);
 }
-inline float clip(float value, ClipBounds bounds) {
-  return value < bounds.lower ? bounds.lower : (value > bounds.upper ? bounds.upper : value);
-}
-inline float clip_gradient(float output, float gradient, ClipBounds bounds) {
-  return output > bounds.lower && output <= bounds.gradient_upper ? gradient : 0.0f;
+inline void activation_gradient_run(Activation activation, const float* y, const float* dy, int64_t count,
+                                    float* first, float* second = nullptr) {
+  if (activation == Activation::relu6) {
+    activation_gradient_run<Activation::relu6>(y, dy, count, first, second);
+  } else {
+    activation_gradient_run<Activation::relu>(y, dy, count, first, second);
+  }
 }
 
 // Two inputs whose channels are both full (the other dimensions may broadcast: a residual Add, a
 // squeeze-and-excitation Multiply by (1, 1, C)): one pass, reading each input and writing the output
-// once (the output activation applied on the way), over the batch's output rows in parallel (so a
-// batch of one still uses every thread), in channel runs the compiler vectorises. The same
-// operations as the general path, in its order: bitwise its results.
+// once (the output activation applied to each row while it is in L1), over the batch's output rows
+// in parallel (so a batch of one still uses every thread), in channel runs the compiler vectorises.
+// The same operations as the general path, in its order: bitwise its results.
 template <MergeKind kKind>
 void merge_two_full_channels(const MergeParams& params, const float* first, const float* second, float* output) {
   const SampleShape &out = params.output, &a = params.inputs[0], &b = params.inputs[1];
-  const ClipBounds bounds = clip_bounds(params.output_activation);
   parallel::parallel_for(params.batch * out.height, [&](int64_t row) {
     const int64_t n = row / out.height, y = row % out.height;
     const float* a_sample = first + n * a.size();
@@ -86,9 +82,10 @@ void merge_two_full_channels(const MergeParams& params, const float* first, cons
       prefetch_floats(y_run, ahead * out.channels, out.channels, true);
       for (int64_t c = 0; c < out.channels; ++c) {
         const float value = combine_as<kKind>(a_run[c], b_run[c]);
-        y_run[c] = clip(kKind == MergeKind::average ? value / 2.0f : value, bounds);
+        y_run[c] = kKind == MergeKind::average ? value / 2.0f : value;
       }
     }
+    activate_in_place(params.output_activation, y_row, out.width * out.channels);
   });
 }
 
@@ -167,10 +164,7 @@ void merge_forward(const MergeParams& params, const float* const* inputs, float*
     if (params.kind == MergeKind::average) {
       for (int64_t k = 0; k < sample; ++k) y_row[k] = y_row[k] / static_cast<float>(count);
     }
-    if (params.output_activation != Activation::linear) {
-      const ClipBounds bounds = clip_bounds(params.output_activation);
-      for (int64_t k = 0; k < sample; ++k) y_row[k] = clip(y_row[k], bounds);
-    }
+    activate_in_place(params.output_activation, y_row, sample);
   });
 }
 
@@ -180,40 +174,33 @@ void merge_backward(const MergeParams& params, const float* const* inputs, const
   const size_t count = params.inputs.size();
   const int64_t sample = out.size();
   const bool activated = params.output_activation != Activation::linear;
-  const ClipBounds bounds = clip_bounds(params.output_activation);
   bool every_input_full = true;
   for (const SampleShape& shape : params.inputs) every_input_full = every_input_full && same_shape(shape, out);
   parallel::parallel_for(params.batch, [&](int64_t n) {
     const float* dy = output_gradient + n * sample;
     const float* y_sample = activated ? output + n * sample : nullptr;
     if (activated && params.kind == MergeKind::add && every_input_full) {
-      // A residual Add and its ReLU: dx_i = dy [lower < y < upper] for every input, each computed
-      // once and written to every gradient (a ReLU layer's backward pass and an Add's copies in one).
-      float* targets[2] = {nullptr, nullptr};
-      size_t target_count = 0;
+      // A residual Add and its ReLU: every input's gradient is dy through the ReLU's derivative,
+      // written two gradients per pass (a ReLU layer's backward pass and an Add's copies in one).
+      float* pending = nullptr;
       for (size_t i = 0; i < count; ++i) {
         if (input_gradients[i] == nullptr) continue;
         float* dx = input_gradients[i] + n * sample;
-        if (target_count < 2) {
-          targets[target_count++] = dx;
+        if (pending == nullptr) {
+          pending = dx;
         } else {
-          for (int64_t k = 0; k < sample; ++k) dx[k] = clip_gradient(y_sample[k], dy[k], bounds);
+          activation_gradient_run(params.output_activation, y_sample, dy, sample, pending, dx);
+          pending = nullptr;
         }
       }
-      float* __restrict first = targets[0];
-      float* __restrict second = targets[1];
-      if (target_count == 2) {
-        for (int64_t k = 0; k < sample; ++k) first[k] = second[k] = clip_gradient(y_sample[k], dy[k], bounds);
-      } else if (target_count == 1) {
-        for (int64_t k = 0; k < sample; ++k) first[k] = clip_gradient(y_sample[k], dy[k], bounds);
-      }
+      if (pending != nullptr) activation_gradient_run(params.output_activation, y_sample, dy, sample, pending);
       return;
     }
     if (activated) {
       // The activation's derivative first, into this thread's buffer; the merge's rules then read it.
       thread_local std::vector<float> activated_gradient;
       activated_gradient.resize(static_cast<size_t>(sample));
-      for (int64_t k = 0; k < sample; ++k) activated_gradient[k] = clip_gradient(y_sample[k], dy[k], bounds);
+      activation_gradient_run(params.output_activation, y_sample, dy, sample, activated_gradient.data());
       dy = activated_gradient.data();
     }
     for (size_t i = 0; i < count; ++i) {
