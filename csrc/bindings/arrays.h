@@ -37,15 +37,23 @@ using LabelArray = py::array_t<int32_t, py::array::c_style | py::array::forcecas
 using Pair = std::pair<int64_t, int64_t>;
 using Float2 = std::pair<float, float>;
 
-inline std::string shape_text(const py::array& array) {
+// A shape as Python prints a tuple: (2, 3), (4,), ().
+inline std::string shape_text(const std::vector<py::ssize_t>& shape) {
+  const py::ssize_t rank = static_cast<py::ssize_t>(shape.size());
   std::ostringstream text;
   text << "(";
-  for (py::ssize_t i = 0; i < array.ndim(); ++i) {
-    text << array.shape(i);
-    if (array.ndim() == 1 || i + 1 < array.ndim()) text << (i + 1 < array.ndim() ? ", " : ",");
+  for (py::ssize_t i = 0; i < rank; ++i) {
+    text << shape[static_cast<size_t>(i)];
+    if (rank == 1 || i + 1 < rank) text << (i + 1 < rank ? ", " : ",");
   }
   text << ")";
   return text.str();
+}
+inline std::string shape_text(const py::array& array) {
+  return shape_text(std::vector<py::ssize_t>(array.shape(), array.shape() + array.ndim()));
+}
+inline std::string pair_text(const Pair& pair) {
+  return "(" + std::to_string(pair.first) + ", " + std::to_string(pair.second) + ")";
 }
 
 inline void require_rank(const py::array& array, py::ssize_t rank, const char* name) {

@@ -20,10 +20,18 @@ struct Pool2DParams {
   // Max pooling backward only: the input is a ReLU's output, and the input gradient carries the
   // ReLU's derivative too (zero where the input is not > 0), sparing the ReLU its own pass.
   bool relu_input = false;
+  // Max pooling forward: where not null, also each output's first maximum as its row-major offset
+  // in the pool_height x pool_width window (laid out as the output), or kNoWindowPosition where
+  // relu_input and that maximum is not > 0 (its gradient is zero). Windows of at most 255
+  // positions. BatchNormalization's backward routes a pooled gradient by them
+  // (BatchNormParams::max_pool).
+  uint8_t* window_positions = nullptr;
 
   int64_t input_size() const { return batch * input_height * input_width * channels; }
   int64_t output_size() const { return batch * output_height * output_width * channels; }
 };
+
+constexpr uint8_t kNoWindowPosition = 255;
 
 // Output size and padding as for Conv2D with kernel = pool window.
 Pool2DParams make_pool2d_params(int64_t batch, int64_t input_height, int64_t input_width,

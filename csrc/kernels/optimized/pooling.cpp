@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/optimized/max_pool_window.h"
 #include "kernels/optimized/optimized.h"
 #include "kernels/optimized/simd.h"
 #include "parallel.h"
@@ -11,61 +12,28 @@
 namespace fastcnn::kernels::FASTCNN_ISA {
 namespace {
 
-// Window bounds of output (oh, ow), clipped to the input.
-struct Window {
-  int64_t row_begin, row_end, column_begin, column_end;
-};
-inline Window window_of(const Pool2DParams& p, int64_t oh, int64_t ow) {
-  const int64_t top = oh * p.stride_height - p.pad_top;
-  const int64_t left = ow * p.stride_width - p.pad_left;
-  return {std::max<int64_t>(top, 0), std::min(top + p.pool_height, p.input_height),
-          std::max<int64_t>(left, 0), std::min(left + p.pool_width, p.input_width)};
-}
-
 // A candidate wins when strictly greater, or when it is NaN and the best is not (NaN propagates).
 inline bool wins(float candidate, float best) {
   return candidate > best || (candidate != candidate && best == best);
 }
 
-// Lanes where `value` is the window's maximum `best` (NaN matching NaN).
-inline simd::maskv equals_maximum(simd::floatv value, simd::floatv best) {
-  return (value == best) | ((value != value) & (best != best));
-}
-
 // Channels [first, first + width) of one window (width <= simd::kLanes): dx = dy at the first maximum of each
 // channel, 0 at the window's other positions. Needs windows that do not overlap (each input pixel
-// written by one window only).
-inline void max_pool_window_backward(const Pool2DParams& p, const Window& w, const float* image,
+// written by one window only). With relu_input a maximum that is not > 0 passes nothing.
+inline void max_pool_window_backward(const Pool2DParams& p, const PoolWindow& w, const float* image,
                                      const float* dy, float* gradient, int64_t width) {
-  // With relu_input, a maximum that is not > 0 passes nothing (the ReLU's derivative).
-  using simd::floatv;
   const int64_t channels = p.channels;
-  auto load = [width](const float* source) {
-    return width == simd::kLanes ? simd::load(source) : simd::load_partial(source, width);
-  };
-  const int64_t first = (w.row_begin * p.input_width + w.column_begin) * channels;
-  floatv best = load(image + first);
+  const WindowMaximum best = window_maximum(p, w, [&](int64_t ih, int64_t iw) {
+    return simd::load_lanes(image + (ih * p.input_width + iw) * channels, width);
+  });
+  const simd::floatv zero = {};
+  simd::floatv gradient_value = simd::load_lanes(dy, width);
+  if (p.relu_input) gradient_value = best.value > zero ? gradient_value : zero;
   for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
     for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
-      const floatv value = load(image + (ih * p.input_width + iw) * channels);
-      best = max_pool_wins(value, best) ? value : best;
-    }
-  const floatv gradient_value = load(dy);
-  const floatv zero = {};
-  simd::maskv taken = {};  // lanes whose first maximum is already written
-  for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
-    for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
-      const int64_t offset = (ih * p.input_width + iw) * channels;
-      const floatv value = load(image + offset);
-      simd::maskv is_first_maximum = equals_maximum(value, best) & ~taken;
-      taken |= is_first_maximum;
-      if (p.relu_input) is_first_maximum &= value > zero;
-      const floatv result = is_first_maximum ? gradient_value : zero;
-      if (width == simd::kLanes) {
-        simd::store(gradient + offset, result);
-      } else {
-        simd::store_partial(gradient + offset, result, width);
-      }
+      const int32_t position = static_cast<int32_t>((ih - w.top) * p.pool_width + iw - w.left);
+      const simd::maskv here = best.position == simd::broadcast_int(position);
+      simd::store_lanes(gradient + (ih * p.input_width + iw) * channels, here ? gradient_value : zero, width);
     }
 }
 
@@ -74,31 +42,10 @@ inline void max_pool_window_backward(const Pool2DParams& p, const Window& w, con
 void max_pool2d_forward(const Pool2DParams& p, const float* input, float* output) {
   const int64_t channels = p.channels;
   parallel::parallel_for(p.batch * p.output_height, [&](int64_t image_row) {
-    const int64_t n = image_row / p.output_height;
-    const int64_t oh = image_row % p.output_height;
-    const float* image = input + n * p.input_height * p.input_width * channels;
-    for (int64_t ow = 0; ow < p.output_width; ++ow) {
-      const Window w = window_of(p, oh, ow);
-      float* out = output + (image_row * p.output_width + ow) * channels;
-      // simd::kLanes channels at a time: the first position, then every later one that wins.
-      for (int64_t c = 0; c < channels; c += simd::kLanes) {
-        const int64_t width = std::min<int64_t>(simd::kLanes, channels - c);
-        auto load = [width](const float* source) {
-          return width == simd::kLanes ? simd::load(source) : simd::load_partial(source, width);
-        };
-        simd::floatv best = load(image + (w.row_begin * p.input_width + w.column_begin) * channels + c);
-        for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
-          for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
-            const simd::floatv value = load(image + (ih * p.input_width + iw) * channels + c);
-            best = max_pool_wins(value, best) ? value : best;
-          }
-        if (width == simd::kLanes) {
-          simd::store(out + c, best);
-        } else {
-          simd::store_partial(out + c, best, width);
-        }
-      }
-    }
+    const float* image = input + image_row / p.output_height * p.input_height * p.input_width * channels;
+    max_pool_output_row(p, image_row, output, [&](int64_t ih, int64_t iw, int64_t c, int64_t width) {
+      return simd::load_lanes(image + (ih * p.input_width + iw) * channels + c, width);
+    });
   });
 }
 
@@ -121,7 +68,7 @@ void max_pool2d_backward(const Pool2DParams& p, const float* input, const float*
       const int64_t band_begin = oh == 0 ? 0 : clamp_row(oh * p.stride_height - p.pad_top);
       const int64_t band_end =
           oh + 1 == p.output_height ? p.input_height : clamp_row((oh + 1) * p.stride_height - p.pad_top);
-      const Window first_window = window_of(p, oh, 0);
+      const PoolWindow first_window = pool_window_of(p, oh, 0);
       for (int64_t ih = band_begin; ih < band_end; ++ih) {
         if (ih < first_window.row_begin || ih >= first_window.row_end) {
           std::fill(gradient + ih * row_size, gradient + (ih + 1) * row_size, 0.0f);
@@ -130,14 +77,14 @@ void max_pool2d_backward(const Pool2DParams& p, const float* input, const float*
         // Columns between and after the windows of this row.
         int64_t next_column = 0;
         for (int64_t ow = 0; ow <= p.output_width; ++ow) {
-          const int64_t column_end = ow < p.output_width ? window_of(p, oh, ow).column_begin : p.input_width;
+          const int64_t column_end = ow < p.output_width ? pool_window_of(p, oh, ow).column_begin : p.input_width;
           std::fill(gradient + ih * row_size + next_column * channels,
                     gradient + ih * row_size + column_end * channels, 0.0f);
-          if (ow < p.output_width) next_column = window_of(p, oh, ow).column_end;
+          if (ow < p.output_width) next_column = pool_window_of(p, oh, ow).column_end;
         }
       }
       for (int64_t ow = 0; ow < p.output_width; ++ow) {
-        const Window w = window_of(p, oh, ow);
+        const PoolWindow w = pool_window_of(p, oh, ow);
         const float* dy = output_gradient + (image_row * p.output_width + ow) * channels;
         for (int64_t c = 0; c < channels; c += simd::kLanes) {
           max_pool_window_backward(p, w, image + c, dy + c, gradient + c,
@@ -162,7 +109,7 @@ void max_pool2d_backward(const Pool2DParams& p, const float* input, const float*
     const float* image = input + n * image_size;
     for (int64_t oh = 0; oh < p.output_height; ++oh)
       for (int64_t ow = 0; ow < p.output_width; ++ow) {
-        const Window w = window_of(p, oh, ow);
+        const PoolWindow w = pool_window_of(p, oh, ow);
         const int64_t first = (w.row_begin * p.input_width + w.column_begin) * channels;
         for (int64_t c = 0; c < channels; ++c) {
           best_value[c] = image[first + c];
@@ -196,7 +143,7 @@ void average_pool2d_forward(const Pool2DParams& p, const float* input, float* ou
     const int64_t n = image_row / p.output_height;
     const int64_t oh = image_row % p.output_height;
     for (int64_t ow = 0; ow < p.output_width; ++ow) {
-      const Window w = window_of(p, oh, ow);
+      const PoolWindow w = pool_window_of(p, oh, ow);
       float* out = output + (image_row * p.output_width + ow) * channels;
       const floatv inverse =
           simd::broadcast(1.0f / static_cast<float>((w.row_end - w.row_begin) * (w.column_end - w.column_begin)));
@@ -224,7 +171,7 @@ void average_pool2d_backward(const Pool2DParams& p, const float* output_gradient
     std::fill(gradient, gradient + image_size, 0.0f);
     for (int64_t oh = 0; oh < p.output_height; ++oh)
       for (int64_t ow = 0; ow < p.output_width; ++ow) {
-        const Window w = window_of(p, oh, ow);
+        const PoolWindow w = pool_window_of(p, oh, ow);
         const simd::floatv inverse =
             simd::broadcast(1.0f / static_cast<float>((w.row_end - w.row_begin) * (w.column_end - w.column_begin)));
         const float* dy = output_gradient + ((n * p.output_height + oh) * p.output_width + ow) * channels;

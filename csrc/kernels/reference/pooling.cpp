@@ -52,7 +52,14 @@ void max_pool2d_forward(const Pool2DParams& p, const float* input, float* output
       for (int64_t ow = 0; ow < p.output_width; ++ow)
         for (int64_t c = 0; c < p.channels; ++c) {
           const int64_t out = ((n * p.output_height + oh) * p.output_width + ow) * p.channels + c;
-          output[out] = input[window_argmax(p, input, n, oh, ow, c)];
+          const int64_t argmax = window_argmax(p, input, n, oh, ow, c);
+          output[out] = input[argmax];
+          if (p.window_positions == nullptr) continue;
+          const int64_t pixel = argmax / p.channels;
+          const int64_t ih = pixel / p.input_width % p.input_height, iw = pixel % p.input_width;
+          const int64_t row = ih - (oh * p.stride_height - p.pad_top), column = iw - (ow * p.stride_width - p.pad_left);
+          const bool passes = !p.relu_input || input[argmax] > 0.0f;
+          p.window_positions[out] = passes ? static_cast<uint8_t>(row * p.pool_width + column) : kNoWindowPosition;
         }
 }
 
