@@ -1620,6 +1620,128 @@ def test_batch_norm_output_activation_arguments_are_checked():
         ops.batch_norm_backward(x, mean, variance, None, x, activation="relu6", beta=np.ones(2, np.float32))
 
 
+# ---------------------------------------------------------------------------------------------
+# A max pooling computed by the BatchNormalization it reads (training's batch_norm_max_pool):
+# forward writes the pooled output and each window's first maximum; backward takes the pooled
+# output's gradient and must give what BN's backward gives for the pooling's input gradient, bit
+# for bit.
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tier", ["reference"] + TIERS)
+@pytest.mark.parametrize("activation", ["linear", "relu", "relu6"])
+@pytest.mark.parametrize("shape, pool_size, strides", [
+    ((2, 6, 8, 16), (2, 2), None),
+    ((3, 7, 9, 5), (2, 2), None),           # a row and a column past the last window
+    ((2, 9, 10, 21), (3, 2), (3, 3)),       # gaps between windows, a channel remainder
+    ((1, 24, 27, 33), (2, 2), None),        # 648 rows: chunks of 512 end inside an image row
+    ((2, 4, 4, 1), (4, 4), None),
+])
+@pytest.mark.parametrize("relu_input", [False, True])
+def test_batch_norm_with_max_pool_is_bn_then_max_pool_forward_and_backward(tier, activation, shape, pool_size,
+                                                                               strides, relu_input):
+    rng = np.random.default_rng(shape[1] * 7 + shape[3] + len(activation))
+    x = (3 * rng.standard_normal(shape)).astype(np.float32)
+    if relu_input:
+        x = np.maximum(x, 0)  # also ties at 0 inside windows
+    x[:, 1, :, :] = x[:, 0, :, :]  # ties between a window's rows: the first maximum takes the gradient
+    mean, variance = ops.batch_norm_statistics(x, kernels="reference")
+    gamma = (rng.uniform(2.5, 4, shape[3]) * rng.choice([-1, 1], shape[3])).astype(np.float32)
+    beta = rng.uniform(-1, 4, shape[3]).astype(np.float32)
+    output = ops.batch_norm_forward(x, mean, variance, gamma, beta, kernels=tier, activation=activation)
+    pool_strides = strides or pool_size
+    # The pooling's relu_input where its input is a ReLU's (a fused relu here).
+    pool_relu_input = activation == "relu"
+    pooled, positions = ops.batch_norm_forward(x, mean, variance, gamma, beta, kernels=tier, activation=activation,
+                                               pool_size=pool_size, pool_strides=strides,
+                                               pool_relu_input=pool_relu_input)
+    np.testing.assert_array_equal(pooled, ops.max_pool2d_forward(output, pool_size, pool_strides, "valid", kernels=tier))
+    _, pooling_positions = ops.max_pool2d_forward(output, pool_size, pool_strides, "valid", kernels=tier,
+                                                  positions=True, relu_input=pool_relu_input)
+    np.testing.assert_array_equal(positions, pooling_positions)
+    pooled_gradient = rng.standard_normal(pooled.shape).astype(np.float32)
+    output_gradient = ops.max_pool2d_backward(output, pooled_gradient, pool_size, pool_strides, "valid", kernels=tier,
+                                              relu_input=pool_relu_input)
+    fused_activation = {} if activation == "linear" else {"activation": activation, "beta": beta}
+    plain = ops.batch_norm_backward(x, mean, variance, gamma, output_gradient, kernels=tier, relu_input=relu_input,
+                                    **fused_activation)
+    routed = ops.batch_norm_backward(x, mean, variance, gamma, pooled_gradient, kernels=tier, relu_input=relu_input,
+                                     pool_size=pool_size, pool_strides=strides, window_positions=positions,
+                                     **fused_activation)
+    assert np.count_nonzero(output_gradient) > 0
+    if pool_relu_input and positions.size > 100:
+        assert (positions == 255).any()  # windows whose maximum is 0 pass no gradient
+    for name, a, e in zip(("input", "gamma", "beta"), routed, plain):
+        np.testing.assert_array_equal(a, e, err_msg=f"{tier} {activation} {name} gradient")
+
+
+@pytest.mark.parametrize("tier", ["reference"] + TIERS)
+def test_max_pool_positions_are_the_first_maximum_in_the_window(tier):
+    rng = np.random.default_rng(3)
+    x = rng.integers(-2, 3, (2, 7, 8, 19)).astype(np.float32)  # many ties
+    x[0, 0, 0, :3] = np.nan
+    x[1, 2, 3, 5] = np.nan
+    pooled, positions = ops.max_pool2d_forward(x, (2, 3), (3, 3), "valid", kernels=tier, positions=True)
+    # windows[n, oh, ow, c, position]: the 2 x 3 window's values, row-major.
+    windows = np.stack([x[:, a:a + 4:3, b:b + 6:3] for a in range(2) for b in range(3)], -1)
+    assert windows.shape == (2, 2, 2, 19, 6)
+    # The first NaN where there is one, else the first maximum.
+    expected = np.where(np.isnan(windows).any(-1), np.argmax(np.isnan(windows), -1),
+                        np.argmax(np.where(np.isnan(windows), -np.inf, windows), -1))
+    np.testing.assert_array_equal(positions, expected.astype(np.uint8))
+    assert (np.sum(windows == windows.max(-1, keepdims=True), -1) > 1).any()  # ties were there to break
+    _, relu_positions = ops.max_pool2d_forward(np.maximum(x, 0), (2, 3), (3, 3), "valid", kernels=tier, positions=True,
+                                               relu_input=True)
+    # (A NaN maximum is not > 0 either: max_pool2d_backward's relu_input passes nothing there.)
+    maxima = np.where(np.isnan(windows).any(-1), np.nan, np.nanmax(np.maximum(windows, 0), -1))
+    no_gradient = ~(maxima > 0)
+    assert no_gradient.any() and not no_gradient.all()
+    np.testing.assert_array_equal(relu_positions == 255, no_gradient)
+
+
+def test_batch_norm_max_pool_arguments_are_checked():
+    x = np.ones((2, 4, 4, 3), np.float32)
+    mean, variance = np.zeros(3, np.float32), np.ones(3, np.float32)
+    pooled = np.ones((2, 2, 2, 3), np.float32)
+    positions = np.zeros((2, 2, 2, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"do not overlap.*Received: pool_size=\(2, 2\), "
+                                         r"strides=\(1, 1\) on input.shape=\(2, 4, 4, 3\)"):
+        ops.batch_norm_backward(x, mean, variance, None, np.ones((2, 3, 3, 3), np.float32), pool_size=(2, 2),
+                                pool_strides=(1, 1), window_positions=np.zeros((2, 3, 3, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"do not overlap.*Received: pool_size=\(3, 3\), strides=\(2, 2\)"):
+        ops.batch_norm_forward(x, mean, variance, pool_size=(3, 3), pool_strides=(2, 2))
+    with pytest.raises(ValueError, match=r"fewer than 255 positions.*Received: pool_size=\(16, 16\)"):
+        ops.batch_norm_forward(np.ones((1, 16, 16, 3), np.float32), mean, variance, pool_size=(16, 16))
+    with pytest.raises(ValueError, match=r"`pool_strides` and `pool_relu_input` are read only with `pool_size`"):
+        ops.batch_norm_forward(x, mean, variance, pool_relu_input=True)
+    pooled_output, forward_positions = ops.batch_norm_forward(x, mean, variance, pool_size=(2, 2))
+    assert pooled_output.shape == forward_positions.shape == (2, 2, 2, 3) and forward_positions.dtype == np.uint8
+    with pytest.raises(ValueError, match=r"pooled output's shape \(2, 2, 2, 3\)\. Received: "
+                                         r"output_gradient.shape=\(2, 4, 4, 3\)"):
+        ops.batch_norm_backward(x, mean, variance, None, x, pool_size=(2, 2), window_positions=positions)
+    with pytest.raises(TypeError, match=r"`window_positions` must be the uint8 array.*Received: an array of dtype "
+                                        r"int64"):
+        ops.batch_norm_backward(x, mean, variance, None, pooled, pool_size=(2, 2), window_positions=positions.astype(int))
+    with pytest.raises(TypeError, match=r"Received: NoneType"):
+        ops.batch_norm_backward(x, mean, variance, None, pooled, pool_size=(2, 2))
+    with pytest.raises(ValueError, match=r"`window_positions` must have the pooled output's shape.*Received: "
+                                         r"window_positions.shape=\(2, 2, 2, 2\)"):
+        ops.batch_norm_backward(x, mean, variance, None, pooled, pool_size=(2, 2), window_positions=positions[..., :2])
+    with pytest.raises(ValueError, match=r"must lie in \[0, 4\) or be 255\. Received: 4"):
+        ops.batch_norm_backward(x, mean, variance, None, pooled, pool_size=(2, 2), window_positions=positions + 4)
+    with pytest.raises(ValueError, match=r"read only with `pool_size`"):
+        ops.batch_norm_backward(x, mean, variance, None, x, pool_strides=(2, 2))
+    with pytest.raises(ValueError, match=r"read only with `pool_size`"):
+        ops.batch_norm_backward(x, mean, variance, None, x, window_positions=positions)
+    with pytest.raises(ValueError, match=r"input.*4"):
+        ops.batch_norm_backward(np.ones((2, 3), np.float32), mean, variance, None, np.ones((1, 3), np.float32),
+                                pool_size=(2, 2), window_positions=positions)
+    with pytest.raises(ValueError, match=r"`relu_input` is read only with positions=True"):
+        ops.max_pool2d_forward(x, (2, 2), (2, 2), relu_input=True)
+    with pytest.raises(ValueError, match=r"at most 254 positions\. Received: pool_size=\(16, 16\)"):
+        ops.max_pool2d_forward(np.ones((1, 16, 16, 1), np.float32), (16, 16), (16, 16), positions=True)
+
+
 @pytest.mark.parametrize("tier", TIERS)
 def test_vector_gelu_matches_float64_and_the_reference(tier):
     """The optimised tiers compute erf with their own rational approximation

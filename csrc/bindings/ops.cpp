@@ -224,17 +224,33 @@ Pool2DParams pool_params_for(const FloatArray& input, Pair pool_size, Pair strid
                             parse_padding(padding.c_str()));
 }
 
-FloatArray max_pool2d_forward(py::object input_argument, Pair pool_size, Pair strides,
-                              const std::string& padding, const std::string& kernels) {
+py::object max_pool2d_forward(py::object input_argument, Pair pool_size, Pair strides, const std::string& padding,
+                              const std::string& kernels, bool positions, bool relu_input) {
   const FloatArray input = float_array(input_argument, "input");
-  const Pool2DParams params = pool_params_for(input, pool_size, strides, padding);
+  Pool2DParams params = pool_params_for(input, pool_size, strides, padding);
+  if (relu_input && !positions) {
+    throw py::value_error("`relu_input` is read only with positions=True (it marks the positions whose gradient is "
+                          "zero). Received: positions=False");
+  }
+  if (positions && params.pool_height * params.pool_width >= kNoWindowPosition) {
+    throw py::value_error("positions=True needs windows of at most " + std::to_string(kNoWindowPosition - 1) +
+                          " positions. Received: pool_size=" + pair_text(pool_size));
+  }
+  params.relu_input = relu_input;
   const auto& table = table_named(kernels);
-  FloatArray output = new_float_array({params.batch, params.output_height, params.output_width, params.channels});
+  const std::vector<py::ssize_t> shape{params.batch, params.output_height, params.output_width, params.channels};
+  FloatArray output = new_float_array(shape);
+  std::optional<FlagArray> window_positions;
+  if (positions) {
+    window_positions.emplace(shape);
+    params.window_positions = window_positions->mutable_data();
+  }
   {
     py::gil_scoped_release release;
     table.max_pool2d_forward(params, input.data(), output.mutable_data());
   }
-  return output;
+  if (positions) return py::make_tuple(output, *window_positions);
+  return std::move(output);
 }
 
 FloatArray max_pool2d_backward(py::object input_argument, py::object output_gradient_argument,
@@ -456,9 +472,24 @@ Activation fused_output_activation(const std::string& name, const char* owner) {
   return activation;
 }
 
-FloatArray batch_norm_forward(py::object input_argument, py::object mean_argument, py::object variance_argument,
+// The 'valid' max pooling a BatchNormalization computes (pool_size, strides default pool_size),
+// checked against BatchNormParams::max_pool's conditions.
+Pool2DParams batch_norm_max_pool_for(const FloatArray& input, Pair pool_size, std::optional<Pair> strides) {
+  require_rank(input, 4, "input");
+  const Pool2DParams pool = pool_params_for(input, pool_size, strides.value_or(pool_size), "valid");
+  if (!batch_norm_computes_max_pool(pool)) {
+    throw py::value_error("A BatchNormalization computes max pooling with windows of fewer than 255 positions that "
+                          "do not overlap (strides >= pool_size). Received: pool_size=" + pair_text(pool_size) +
+                          ", strides=" + pair_text(strides.value_or(pool_size)) +
+                          " on input.shape=" + shape_text(input));
+  }
+  return pool;
+}
+
+py::object batch_norm_forward(py::object input_argument, py::object mean_argument, py::object variance_argument,
                               py::object gamma_argument, py::object beta_argument, float epsilon,
-                              const std::string& kernels, const std::string& activation) {
+                              const std::string& kernels, const std::string& activation, std::optional<Pair> pool_size,
+                              std::optional<Pair> pool_strides, bool pool_relu_input) {
   const FloatArray input = float_array(input_argument, "input");
   const FloatArray mean = float_array(mean_argument, "mean");
   const FloatArray variance = float_array(variance_argument, "variance");
@@ -470,8 +501,24 @@ FloatArray batch_norm_forward(py::object input_argument, py::object mean_argumen
   require_channel_vector(variance, params.channels, "variance");
   require_channel_vector(gamma, params.channels, "gamma");
   require_channel_vector(beta, params.channels, "beta");
+  if (!pool_size && (pool_strides || pool_relu_input)) {
+    throw py::value_error("`pool_strides` and `pool_relu_input` are read only with `pool_size`. Received: "
+                          "pool_size=None");
+  }
+  // With pool_size: the output's max pooling and its window positions instead of the output.
+  Pool2DParams pool;
+  std::optional<FlagArray> positions;
+  std::vector<py::ssize_t> output_shape(input.shape(), input.shape() + input.ndim());
+  if (pool_size) {
+    pool = batch_norm_max_pool_for(input, *pool_size, pool_strides);
+    pool.relu_input = pool_relu_input;
+    output_shape = {pool.batch, pool.output_height, pool.output_width, pool.channels};
+    positions.emplace(output_shape);
+    pool.window_positions = positions->mutable_data();
+    params.max_pool = &pool;
+  }
   const auto& table = table_named(kernels);
-  FloatArray output = new_float_array_like(input, "output");
+  FloatArray output = new_float_array(output_shape);
   const float* gamma_data = gamma ? gamma->data() : nullptr;
   const float* beta_data = beta ? beta->data() : nullptr;
   {
@@ -479,13 +526,15 @@ FloatArray batch_norm_forward(py::object input_argument, py::object mean_argumen
     table.batch_norm_forward(params, input.data(), mean.data(), variance.data(), gamma_data, beta_data,
                              output.mutable_data());
   }
-  return output;
+  if (positions) return py::make_tuple(output, *positions);
+  return std::move(output);
 }
 
 std::tuple<FloatArray, FloatArray, FloatArray> batch_norm_backward(
     py::object input_argument, py::object mean_argument, py::object variance_argument, py::object gamma_argument,
     py::object output_gradient_argument, float epsilon, const std::string& kernels, bool relu_input,
-    const std::string& activation, py::object beta_argument) {
+    const std::string& activation, py::object beta_argument, std::optional<Pair> pool_size,
+    std::optional<Pair> pool_strides, py::object window_positions_argument) {
   const FloatArray input = float_array(input_argument, "input");
   const FloatArray mean = float_array(mean_argument, "mean");
   const FloatArray variance = float_array(variance_argument, "variance");
@@ -505,7 +554,46 @@ std::tuple<FloatArray, FloatArray, FloatArray> batch_norm_backward(
   require_channel_vector(variance, params.channels, "variance");
   require_channel_vector(gamma, params.channels, "gamma");
   require_channel_vector(beta, params.channels, "beta");
-  if (input.request().shape != output_gradient.request().shape) {
+  // With pool_size: output_gradient is a 'valid' max pooling's output gradient, routed by the
+  // forward's window positions.
+  Pool2DParams pool;
+  FlagArray window_positions;
+  if (pool_size) {
+    pool = batch_norm_max_pool_for(input, *pool_size, pool_strides);
+    const std::vector<py::ssize_t> pooled_shape{pool.batch, pool.output_height, pool.output_width, pool.channels};
+    if (output_gradient.request().shape != pooled_shape) {
+      throw py::value_error("`output_gradient` must have the pooled output's shape " + shape_text(pooled_shape) +
+                            ". Received: output_gradient.shape=" + shape_text(output_gradient));
+    }
+    const bool bytes =
+        py::isinstance<py::array>(window_positions_argument) &&
+        py::reinterpret_borrow<py::array>(window_positions_argument).dtype().is(py::dtype::of<uint8_t>());
+    if (!bytes) {
+      throw py::type_error("`window_positions` must be the uint8 array batch_norm_forward(..., pool_size=...) "
+                           "returns. Received: " +
+                           (py::isinstance<py::array>(window_positions_argument)
+                                ? "an array of dtype " + std::string(py::str(window_positions_argument.attr("dtype")))
+                                : type_name(window_positions_argument)));
+    }
+    window_positions = FlagArray::ensure(window_positions_argument);  // C order (a copy where it is not)
+    if (window_positions.request().shape != pooled_shape) {
+      throw py::value_error("`window_positions` must have the pooled output's shape " + shape_text(pooled_shape) +
+                            ". Received: window_positions.shape=" + shape_text(window_positions));
+    }
+    const int64_t window = pool.pool_height * pool.pool_width;
+    const uint8_t* positions = window_positions.data();
+    for (py::ssize_t k = 0; k < window_positions.size(); ++k) {
+      if (positions[k] >= window && positions[k] != kNoWindowPosition) {
+        throw py::value_error("`window_positions` values must lie in [0, " + std::to_string(window) + ") or be " +
+                              std::to_string(kNoWindowPosition) + ". Received: " + std::to_string(positions[k]));
+      }
+    }
+    pool.window_positions = window_positions.mutable_data();
+    params.max_pool = &pool;
+  } else if (pool_strides || !window_positions_argument.is_none()) {
+    throw py::value_error("`pool_strides` and `window_positions` are read only with `pool_size`. Received: "
+                          "pool_size=None");
+  } else if (input.request().shape != output_gradient.request().shape) {
     throw py::value_error("`output_gradient` must have the shape of `input`. Received: input.shape=" +
                           shape_text(input) + ", output_gradient.shape=" + shape_text(output_gradient));
   }
@@ -600,7 +688,7 @@ std::pair<Conv2DParams, Pool2DParams> conv_max_pool_params_for(const FloatArray&
   if (!conv2d_max_pool2d_fusable(conv, pool)) {
     throw py::value_error("conv2d_max_pool2d needs activation 'relu' or 'linear' and a pool window of at most " +
                           std::to_string(kMaxFusedPoolWindow) + " positions. Received: activation=" + activation +
-                          ", pool_size=(" + std::to_string(pool_size.first) + ", " + std::to_string(pool_size.second) + ")");
+                          ", pool_size=" + pair_text(pool_size));
   }
   return {conv, pool};
 }
@@ -1179,7 +1267,11 @@ void bind_ops(py::module_& ops) {
   ops.def("dense_backward_kernel", &dense_backward_kernel, py::arg("input"), py::arg("output_gradient"),
           py::arg("use_bias") = true, py::arg("kernels") = "active");
   ops.def("max_pool2d_forward", &max_pool2d_forward, py::arg("input"), py::arg("pool_size"),
-          py::arg("strides"), py::arg("padding") = "valid", py::arg("kernels") = "active");
+          py::arg("strides"), py::arg("padding") = "valid", py::arg("kernels") = "active",
+          py::arg("positions") = false, py::arg("relu_input") = false,
+          "Max pooling's output; with positions=True (output, window_positions): each output's first "
+          "maximum as its row-major offset in the window (uint8; 255 where relu_input and the maximum is "
+          "not > 0).");
   ops.def("max_pool2d_backward", &max_pool2d_backward, py::arg("input"), py::arg("output_gradient"),
           py::arg("pool_size"), py::arg("strides"), py::arg("padding") = "valid", py::arg("kernels") = "active",
           py::arg("relu_input") = false);
@@ -1208,10 +1300,21 @@ void bind_ops(py::module_& ops) {
   ops.def("batch_norm_statistics", &batch_norm_statistics, py::arg("input"), py::arg("kernels") = "active");
   ops.def("batch_norm_forward", &batch_norm_forward, py::arg("input"), py::arg("mean"), py::arg("variance"),
           py::arg("gamma") = py::none(), py::arg("beta") = py::none(), py::arg("epsilon") = 1e-3f,
-          py::arg("kernels") = "active", py::arg("activation") = "linear");
+          py::arg("kernels") = "active", py::arg("activation") = "linear", py::arg("pool_size") = py::none(),
+          py::arg("pool_strides") = py::none(), py::arg("pool_relu_input") = false,
+          "BatchNormalization's output act(x * scale + shift). With pool_size (pool_strides default "
+          "pool_size; windows must not overlap): (pooled, window_positions), the output's 'valid' max "
+          "pooling and each window's first maximum (uint8, 255 where pool_relu_input and the maximum is "
+          "not > 0), as a training step computes them.");
   ops.def("batch_norm_backward", &batch_norm_backward, py::arg("input"), py::arg("mean"), py::arg("variance"),
           py::arg("gamma"), py::arg("output_gradient"), py::arg("epsilon") = 1e-3f, py::arg("kernels") = "active",
-          py::arg("relu_input") = false, py::arg("activation") = "linear", py::arg("beta") = py::none());
+          py::arg("relu_input") = false, py::arg("activation") = "linear", py::arg("beta") = py::none(),
+          py::arg("pool_size") = py::none(), py::arg("pool_strides") = py::none(),
+          py::arg("window_positions") = py::none(),
+          "BatchNormalization's backward pass (batch statistics). pool_size (and pool_strides, default "
+          "pool_size; windows must not overlap): output_gradient is the gradient of a 'valid' MaxPooling2D "
+          "of this layer's (activated) output, which the kernel routes to the first maximum of each window "
+          "that window_positions (from batch_norm_forward(..., pool_size=...)) records.");
   ops.def("loss", &loss, py::arg("predictions"), py::arg("targets"), py::arg("from_logits") = false,
           py::arg("kind") = "categorical_crossentropy", py::arg("huber_delta") = 1.0f, py::arg("focal_gamma") = 2.0f,
           py::arg("focal_alpha") = 0.25f, py::arg("apply_class_balancing") = false,

@@ -1047,8 +1047,24 @@ class BatchNormLayer final : public Layer {
 
   void forward(const StepContext& context, int64_t batch, const float* input, float*,
                float* output) override {
+    normalize(context, batch, input, output, nullptr);
+  }
+
+  // The pooling geometry of forward_max_pool and of the backward pass after it, positions at `positions`.
+  static Pool2DParams training_max_pool(const Layer& pool, int64_t batch, float* positions) {
+    Pool2DParams pooling = *pool.max_pool_params();
+    pooling.batch = batch;
+    pooling.relu_input = pool.relu_input;
+    pooling.window_positions = reinterpret_cast<uint8_t*>(positions);
+    return pooling;
+  }
+
+  // The forward pass: output = act(BN(input)), or its max pooling (max_pool, training only).
+  void normalize(const StepContext& context, int64_t batch, const float* input, float* output,
+                 const Pool2DParams* max_pool) {
     BatchNormParams params{batch * input_shape.height * input_shape.width, channels_, epsilon_};
     params.output_activation = output_activation;
+    params.max_pool = max_pool;
     float* base = context.parameters + parameter_offset;
     const float* gamma = scale_ ? base : nullptr;
     const float* beta = center_ ? base + (scale_ ? channels_ : 0) : nullptr;
@@ -1070,6 +1086,20 @@ class BatchNormLayer final : public Layer {
 
   bool accepts_relu_input() const override { return true; }
   bool accepts_output_activation() const override { return true; }
+  // Only on batch statistics (a trainable layer: a frozen one's backward is a per-channel scale).
+  bool computes_max_pool_in_training(const Layer& pool) const override {
+    return trainable && pool.max_pool_params() != nullptr && batch_norm_computes_max_pool(*pool.max_pool_params());
+  }
+  // With max_pool_in_training: the pooled output's window positions, a byte each.
+  int64_t scratch_per_sample() const override {
+    return max_pool_in_training != nullptr ? (max_pool_in_training->output_shape.size() + 3) / 4 : 0;
+  }
+  void forward_max_pool(const StepContext& context, int64_t batch, const float* input, const Layer& pool,
+                        float* pool_output) override {
+    if (!(context.training && trainable)) throw std::logic_error("a BatchNormalization pools only in training passes");
+    Pool2DParams pooling = training_max_pool(pool, batch, context.scratch);
+    normalize(context, batch, input, pool_output, &pooling);
+  }
 
   bool batch_norm_factors(const float* parameters, float* scale, float* shift) const override {
     const float* base = parameters + parameter_offset;
@@ -1089,6 +1119,15 @@ class BatchNormLayer final : public Layer {
     params.relu_input = relu_input;
     const float* base = context.parameters + parameter_offset;
     const float* gamma = scale_ ? base : nullptr;
+    Pool2DParams pooling;
+    if (max_pool_in_training != nullptr) {
+      // output_gradient is the pooled output's (computes_max_pool_in_training).
+      if (!used_batch_statistics_) {
+        throw std::logic_error("a pooled gradient reached a BatchNormalization on moving statistics");
+      }
+      pooling = training_max_pool(*max_pool_in_training, batch, context.scratch);
+      params.max_pool = &pooling;
+    }
     if (used_batch_statistics_) {
       // With a fused activation output_gradient is the activated values'; the kernel recomputes
       // the pre-activation from the input, gamma and beta.

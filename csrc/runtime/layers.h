@@ -93,6 +93,17 @@ class Layer {
   virtual bool accepts_output_activation() const { return false; }
   Activation output_activation = Activation::linear;
 
+  // BatchNormalization + MaxPooling2D in training (plan.cpp batch_norm_max_pool): a layer that
+  // computes_max_pool_in_training(pool) (a BatchNormalization on batch statistics) computes the
+  // max pooling that only reads its output (or the ReLU it computes) in training passes:
+  // forward_max_pool writes the pooled output and each window's first-maximum position (into its
+  // scratch), and its backward pass takes the pooled output's gradient and routes it by those
+  // positions (BatchNormParams::max_pool). The pooling runs neither pass; the layer's own output
+  // and the full-size gradient between the two are never stored. The plan sets
+  // max_pool_in_training (null: none).
+  virtual bool computes_max_pool_in_training(const Layer& pool) const { return false; }
+  const Layer* max_pool_in_training = nullptr;
+
   // Conv2D + MaxPooling2D fusion (kernels.h conv2d_max_pool2d_*): a layer that fuses_max_pool(next)
   // can compute the next layer's (a max pooling's) output itself, without storing its own, and its
   // parameter gradients from that output's gradient when its own input gradient is not needed.

@@ -658,6 +658,19 @@ void Network::forward(const kernels::KernelTable& kernels, const std::vector<con
     for (int64_t id : nodes_[i].inputs) node_inputs.push_back(values_[tensor_index(id)]);
     const bool fuses_activation = output_activation_fused(i, training, fusion);
     layer.output_activation = fuses_activation ? output_activation_[i] : Activation::linear;
+    if (training && fusion != Fusion::none && computes_pool_[i] >= 0) {
+      // A BatchNormalization that computes its max pooling (and the ReLU between, if fused):
+      // only the pooled output (and the window positions, in its scratch) is written.
+      const size_t pool = static_cast<size_t>(computes_pool_[i]);
+      context.scratch = training_scratch_[i];
+      layer.forward_max_pool(context, batch, node_inputs[0], *layers_[pool], outputs[pool]);
+      context.scratch = nullptr;
+      values_[tensor_index(static_cast<int64_t>(pool))] = outputs[pool];
+      done[pool] = true;
+      if (fuses_activation) done[static_cast<size_t>(output_activation_node_[i])] = true;
+      if (timer != nullptr) timer->lap(1 + i);
+      continue;
+    }
     // Outside training the executor runs only on the inference buffers, planned with this aliasing.
     if (layer.is_reshape() || (!training && layer.aliases_input_in_inference())) {
       values_[out] = node_inputs[0];
@@ -852,9 +865,10 @@ StepResult Network::forward_backward(const std::vector<const float*>& x, const s
     const int64_t id = static_cast<int64_t>(i);
     const size_t out = tensor_index(id);
     if (skip[i] || !needs_gradient_[out]) continue;
-    if (activation_fused_into_[i] >= 0) {
+    if (activation_fused_into_[i] >= 0 || pool_computed_by_[i] >= 0) {
       // A ReLU its BatchNormalization computed: that node's backward takes this gradient (the
-      // plan gives both tensors one gradient slot) and applies the ReLU's derivative.
+      // plan gives both tensors one gradient slot) and applies the ReLU's derivative. Likewise a
+      // max pooling its BatchNormalization computed, which routes the pooled gradient.
       timer.lap(backward_slot + i);
       continue;
     }

@@ -239,6 +239,7 @@ class Network {
   void pass_relu_derivative_hand_off();
   void pass_batch_norm_folding();
   void pass_output_activation();
+  void pass_batch_norm_max_pool();
   // Whether node `add` is an Add of `operand` and a tensor of its shape computed before node
   // `before` runs; that tensor's id goes to `residual`.
   bool residual_of_add(size_t add, int64_t operand, int64_t before, int64_t& residual) const;
@@ -328,6 +329,10 @@ class Network {
   std::vector<int64_t> output_activation_node_, activation_fused_into_;
   std::vector<Activation> output_activation_;
   bool output_activation_enabled_ = true;
+  // Training's BatchNormalization + MaxPooling2D (per node, -1: none; on with the max pooling
+  // fusions): the max pooling a BatchNormalization computes, and for that pooling the
+  // BatchNormalization.
+  std::vector<int64_t> computes_pool_, pool_computed_by_;
   bool batch_norm_folding_enabled_ = true;
   std::vector<float> folded_parameters_;
   // Bumped by every write of the parameters (steps, moving statistics, parameters_changed);

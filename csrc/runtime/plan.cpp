@@ -39,6 +39,16 @@
 //                             ReLU's derivative (the BatchNormalization at its recomputed
 //                             pre-activation, the merge from the activated output) (the ReLU runs
 //                             neither pass; both tensors share a gradient slot)
+//   batch_norm_max_pool       training passes: a MaxPooling2D whose windows tile its input
+//                             without overlap or padding, reading only a BatchNormalization on batch
+//                             statistics (or the ReLU that one computes, output_activation) that
+//                             only it reads, runs inside it (Layer::computes_max_pool_in_training):
+//                             the forward writes the pooled output and each window's first
+//                             maximum (a byte per output) instead of the normalized tensor, and the
+//                             backward takes the pooled gradient and routes it there; the pooling
+//                             runs neither pass, and neither the normalized tensor nor its
+//                             full-size gradient is stored (the two share a gradient slot); on with
+//                             the max pooling fusions (set_max_pool_fusion)
 //   softmax_cross_entropy     a softmax output's loss reads the logits and its gradient is the
 //                             logits' (softmax(z) - t), skipping the softmax backward pass
 //   sigmoid_binary_cross_entropy  likewise a sigmoid output's binary cross-entropy (sigmoid(z) - t)
@@ -204,6 +214,36 @@ void Network::pass_output_activation() {
   }
 }
 
+void Network::pass_batch_norm_max_pool() {
+  const size_t node_count = layers_.size();
+  pool_computed_by_.assign(node_count, -1);
+  computes_pool_.assign(node_count, -1);
+  for (auto& layer : layers_) layer->max_pool_in_training = nullptr;
+  for (size_t pool = 0; pool < node_count && max_pool_fusion_enabled_; ++pool) {
+    const Layer& pooling = *layers_[pool];
+    const int64_t source = nodes_[pool].inputs[0];
+    if (pooling.max_pool_params() == nullptr || pooling.takes_several_inputs() || source < 0) continue;
+    if (single_consumer(source) != static_cast<int64_t>(pool)) continue;
+    // The pooling reads the BatchNormalization, or the ReLU it computes (which only reads it).
+    const size_t producer = static_cast<size_t>(activation_fused_into_[static_cast<size_t>(source)] >= 0
+                                                    ? activation_fused_into_[static_cast<size_t>(source)]
+                                                    : source);
+    // Not a pooling a convolution computes in training; the pooling's own backward would add an
+    // activity penalty's gradient, or clear an unread output's.
+    const int64_t id = static_cast<int64_t>(pool);
+    const bool computed_by_convolution =
+        pool_fused_by_[pool] >= 0 && fused_in_training_[static_cast<size_t>(pool_fused_by_[pool])];
+    const bool read = !consumers_[tensor_index(id)].empty() || is_output(id);
+    if (computed_by_convolution || regularization_[pool].on_activity() || !read ||
+        !layers_[producer]->computes_max_pool_in_training(pooling)) {
+      continue;
+    }
+    computes_pool_[producer] = static_cast<int64_t>(pool);
+    pool_computed_by_[pool] = static_cast<int64_t>(producer);
+    layers_[producer]->max_pool_in_training = &pooling;
+  }
+}
+
 void Network::refresh_folded_parameters() {
   const uint64_t version = parameters_version_.load();
   if (folded_version_ == version) return;
@@ -327,9 +367,11 @@ void Network::pass_gradient_slots() {
         if (!needs_gradient_[tensor]) continue;
         bool targeted_here = false;
         for (size_t earlier = 0; earlier < input; ++earlier) targeted_here = targeted_here || nodes_[i].inputs[earlier] == id;
-        const bool passes_gradient = layers_[i]->is_reshape() || activation_fused_into_[i] >= 0;
+        const bool passes_gradient =
+            layers_[i]->is_reshape() || activation_fused_into_[i] >= 0 || pool_computed_by_[i] >= 0;
         if (passes_gradient && consumers_[tensor].size() == 1 && !is_output(id)) {
-          // A reshape's gradient is its output's; so is the gradient a fused ReLU hands back.
+          // A reshape's gradient is its output's; so is the gradient a fused ReLU hands back, and a
+          // max pooling's that its BatchNormalization computes.
           gradient_slot_[tensor] = gradient_slot_[out];
           passes_slot = true;
         } else if (gradient_slot_[tensor] < 0 && !targeted_here) {
@@ -432,6 +474,7 @@ void Network::update_plan() {
   pass_convolution_max_pool();  // after the folding: a folded layer's pooling reads its last folded node
   pass_relu_derivative_hand_off();
   pass_output_activation();
+  pass_batch_norm_max_pool();  // after the ReLU fusion and hand-off it reads
   pass_training_winograd_tile();
   pass_gradient_slots();
   pass_activation_buffers();
@@ -439,7 +482,7 @@ void Network::update_plan() {
 
 std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes() const {
   std::vector<int64_t> convolutions, relu_hand_offs, softmax_outputs, sigmoid_outputs, folded, activations,
-      folded_in_training, residual_adds, gradient_additions, after_activation;
+      folded_in_training, residual_adds, gradient_additions, after_activation, batch_norm_pools;
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (pair_fused(i, Fusion::everywhere)) convolutions.push_back(static_cast<int64_t>(i));
     if (batch_norm_folded(i, true)) folded_in_training.push_back(static_cast<int64_t>(i));
@@ -448,6 +491,7 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes
     if (batch_norm_folded(i, false) && folded_add_node_[i] >= 0) residual_adds.push_back(static_cast<int64_t>(i));
     if (layers_[i]->relu_input) relu_hand_offs.push_back(static_cast<int64_t>(i));
     if (adds_input_gradient_[i]) gradient_additions.push_back(static_cast<int64_t>(i));
+    if (computes_pool_[i] >= 0) batch_norm_pools.push_back(static_cast<int64_t>(i));
   }
   for (size_t k = 0; k < outputs_.size(); ++k) {
     if (!fused_output_activation(k)) continue;
@@ -461,6 +505,7 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> Network::fusion_passes
           {"batch_norm_after_activation", after_activation},
           {"residual_add", residual_adds},
           {"output_activation", activations},
+          {"batch_norm_max_pool", batch_norm_pools},
           {"softmax_cross_entropy", softmax_outputs},
           {"sigmoid_binary_cross_entropy", sigmoid_outputs},
           {"input_gradient_accumulation", gradient_additions}};

@@ -27,6 +27,14 @@ void batch_norm_statistics(const BatchNormParams& p, const float* input, float* 
 
 void batch_norm_forward(const BatchNormParams& p, const float* input, const float* mean,
                         const float* variance, const float* gamma, const float* beta, float* output) {
+  if (p.max_pool != nullptr) {  // the layer's output, then its pooling
+    std::vector<float> normalized(static_cast<size_t>(p.rows * p.channels));
+    BatchNormParams unpooled = p;
+    unpooled.max_pool = nullptr;
+    batch_norm_forward(unpooled, input, mean, variance, gamma, beta, normalized.data());
+    max_pool2d_forward(*p.max_pool, normalized.data(), output);
+    return;
+  }
   for (int64_t c = 0; c < p.channels; ++c) {
     float scale, shift;
     batch_norm_scale_shift(gamma, beta, mean, variance, p.epsilon, c, scale, shift);
@@ -39,6 +47,29 @@ void batch_norm_forward(const BatchNormParams& p, const float* input, const floa
 void batch_norm_backward(const BatchNormParams& p, const float* input, const float* mean,
                          const float* variance, const float* gamma, const float* output_gradient,
                          float* input_gradient, float* gamma_gradient, float* beta_gradient) {
+  if (p.max_pool != nullptr) {
+    // The pooled gradient at each window's recorded first maximum, zero elsewhere, then this
+    // layer's own backward pass.
+    const Pool2DParams& pool = *p.max_pool;
+    std::vector<float> gradient(static_cast<size_t>(p.rows * p.channels), 0.0f);
+    for (int64_t n = 0; n < pool.batch; ++n)
+      for (int64_t oh = 0; oh < pool.output_height; ++oh)
+        for (int64_t ow = 0; ow < pool.output_width; ++ow)
+          for (int64_t c = 0; c < p.channels; ++c) {
+            const int64_t out = ((n * pool.output_height + oh) * pool.output_width + ow) * p.channels + c;
+            const uint8_t position = pool.window_positions[out];
+            if (position == kNoWindowPosition) continue;
+            const int64_t ih = oh * pool.stride_height + position / pool.pool_width;
+            const int64_t iw = ow * pool.stride_width + position % pool.pool_width;
+            gradient[static_cast<size_t>(((n * pool.input_height + ih) * pool.input_width + iw) * p.channels + c)] =
+                output_gradient[out];
+          }
+    BatchNormParams unpooled = p;
+    unpooled.max_pool = nullptr;
+    batch_norm_backward(unpooled, input, mean, variance, gamma, gradient.data(), input_gradient, gamma_gradient,
+                        beta_gradient);
+    return;
+  }
   const double count = static_cast<double>(p.rows);
   // The normalized output's gradient: the activated output's, through the fused activation, at
   // y = x * scale + shift recomputed as the forward computes it.
