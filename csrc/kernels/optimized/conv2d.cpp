@@ -599,6 +599,7 @@ void accumulate_kernel_tile(const Conv2DParams& p, const float* input, GradientB
   const int64_t column_offset = kw * p.dilation_width - p.pad_left;
   const ColumnRange inside = tap_columns(p, kw);
   const int64_t first_column = inside.first, last_column = inside.last;
+  const int64_t dy_ahead = prefetch_rows(block.pixel_stride) * block.pixel_stride;
   for (int64_t image_row = row_begin; image_row < row_end; ++image_row) {
     const int64_t image = image_row / p.output_height;
     const int64_t oh = image_row % p.output_height;
@@ -611,6 +612,7 @@ void accumulate_kernel_tile(const Conv2DParams& p, const float* input, GradientB
     const float* dy = block.data + ((image_row - block.first_row) * p.output_width + first_column) * block.pixel_stride;
     const int64_t x_step = p.stride_width * p.input_channels;
     for (int64_t ow = first_column; ow <= last_column; ++ow) {
+      prefetch_floats(dy, dy_ahead, Vectors * simd::kLanes);
       floatv g[Vectors];
       for (int v = 0; v < Vectors; ++v) g[v] = simd::load(dy + v * simd::kLanes);
       for (int i = 0; i < Channels; ++i) {
