@@ -228,9 +228,9 @@ void channel_sums(int64_t rows, int64_t channels, const float* input, YRows&& y_
   std::vector<double> partial(static_cast<size_t>(chunks * Terms * channels), 0.0);
   parallel::parallel_for(chunks, [&](int64_t chunk) {
     double* sums = partial.data() + chunk * Terms * channels;
-    const int64_t chunk_end = std::min(rows, (chunk + 1) * kRowsPerChunk);
-    for (int64_t first_row = chunk * kRowsPerChunk; first_row < chunk_end; first_row += rows_per_step(channels)) {
-      const int64_t end = std::min(chunk_end, first_row + rows_per_step(channels)) - first_row;
+    const int64_t chunk_end = std::min(rows, (chunk + 1) * kRowsPerChunk), step_rows = rows_per_step(channels);
+    for (int64_t first_row = chunk * kRowsPerChunk; first_row < chunk_end; first_row += step_rows) {
+      const int64_t end = std::min(chunk_end, first_row + step_rows) - first_row;
       constexpr int64_t begin = 0;  // the rows below count from the step's first
       const float* x = input + first_row * channels;
       const float* y = y_rows(first_row, first_row + end);
@@ -452,7 +452,7 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
   const bool relu_input = p.relu_input;
   const float *a_c = a.data(), *mean_dy_c = mean_dy.data(), *mean_c = mean, *slope_c = slope.data();
   const float *scale_c = forward_scale.data(), *shift_c = forward_shift.data();
-  const int64_t ahead = prefetch_rows(channels);
+  const int64_t ahead = prefetch_rows(channels), step_rows = rows_per_step(channels);
   for_row_chunks(p.rows, [=, &gradient_rows](int64_t begin, int64_t end) {
     using simd::floatv;
     const floatv zero = {};
@@ -460,9 +460,9 @@ void batch_norm_backward(const BatchNormParams& p, const float* input, const flo
     const float* step_gradient = nullptr;
     int64_t step_begin = begin;
     for (int64_t r = begin; r < end; ++r) {
-      if (r == begin || r - step_begin == rows_per_step(channels)) {
+      if (r == begin || r - step_begin == step_rows) {
         step_begin = r;
-        step_gradient = gradient_rows(r, std::min(end, r + rows_per_step(channels)));
+        step_gradient = gradient_rows(r, std::min(end, r + step_rows));
       }
       prefetch_floats(input, (r + ahead) * channels, channels);
       if (pool == nullptr) prefetch_floats(output_gradient, (r + ahead) * channels, channels);

@@ -23,24 +23,31 @@ inline PoolWindow pool_window_of(const Pool2DParams& p, int64_t oh, int64_t ow) 
           std::max<int64_t>(left, 0), std::min(left + p.pool_width, p.input_width), top, left};
 }
 
-// The maximum of simd::kLanes channels of one window and where it first occurs, as the row-major
-// offset in the pool_height x pool_width window (Pool2DParams::window_positions). The first maximum
-// is the last position that wins (max_pool_wins), i.e. the first position equal to the maximum.
+// Input pixel (ih, iw) of window w as its row-major offset in the pool_height x pool_width window
+// (Pool2DParams::window_positions).
+inline int32_t window_position(const Pool2DParams& p, const PoolWindow& w, int64_t ih, int64_t iw) {
+  return static_cast<int32_t>((ih - w.top) * p.pool_width + iw - w.left);
+}
+
+// The maximum of simd::kLanes channels of one window: the first position, then every later one
+// that wins (max_pool_wins); with Positions also where it first occurs (window_position). The first
+// maximum is the last position that wins, i.e. the first position equal to the maximum.
 struct WindowMaximum {
   simd::floatv value;
   simd::maskv position;
 };
-template <typename ValueAt>
+template <bool Positions, typename ValueAt>
 inline WindowMaximum window_maximum(const Pool2DParams& p, const PoolWindow& w, ValueAt&& value_at) {
-  WindowMaximum best{value_at(w.row_begin, w.column_begin),
-                     simd::broadcast_int(static_cast<int32_t>((w.row_begin - w.top) * p.pool_width + w.column_begin - w.left))};
+  WindowMaximum best{value_at(w.row_begin, w.column_begin), {}};
+  if constexpr (Positions) best.position = simd::broadcast_int(window_position(p, w, w.row_begin, w.column_begin));
   for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
     for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
       const simd::floatv value = value_at(ih, iw);
       const simd::maskv wins = max_pool_wins(value, best.value);
       best.value = wins ? value : best.value;
-      best.position = wins ? simd::broadcast_int(static_cast<int32_t>((ih - w.top) * p.pool_width + iw - w.left))
-                           : best.position;
+      if constexpr (Positions) {
+        best.position = wins ? simd::broadcast_int(window_position(p, w, ih, iw)) : best.position;
+      }
     }
   return best;
 }
@@ -58,10 +65,9 @@ inline void store_positions(simd::maskv lanes, uint8_t* out, int64_t width) {
 
 // One output row of max pooling (image_row = n * output_height + oh): each window's maximum of
 // value_at(ih, iw, c, width) — simd::kLanes channels from c (width of them real) at input pixel
-// (ih, iw) of image n — the first position, then every later one that wins; with
-// p.window_positions also its first maximum's position (kNoWindowPosition where relu_input and the
-// maximum is not > 0).
-template <typename ValueAt>
+// (ih, iw) of image n; with Positions (p.window_positions set) also its first maximum's position
+// (kNoWindowPosition where relu_input and the maximum is not > 0).
+template <bool Positions, typename ValueAt>
 inline void max_pool_output_row(const Pool2DParams& p, int64_t image_row, float* output, ValueAt&& value_at) {
   const int64_t channels = p.channels, oh = image_row % p.output_height;
   for (int64_t ow = 0; ow < p.output_width; ++ow) {
@@ -69,24 +75,25 @@ inline void max_pool_output_row(const Pool2DParams& p, int64_t image_row, float*
     const int64_t out = (image_row * p.output_width + ow) * channels;
     for (int64_t c = 0; c < channels; c += simd::kLanes) {
       const int64_t width = std::min<int64_t>(simd::kLanes, channels - c);
-      simd::floatv best;
-      if (p.window_positions != nullptr) {
-        const WindowMaximum maximum =
-            window_maximum(p, w, [&](int64_t ih, int64_t iw) { return value_at(ih, iw, c, width); });
-        best = maximum.value;
-        const simd::maskv passes = p.relu_input ? (best > simd::floatv{}) : simd::broadcast_int(-1);
+      const WindowMaximum maximum =
+          window_maximum<Positions>(p, w, [&](int64_t ih, int64_t iw) { return value_at(ih, iw, c, width); });
+      simd::store_lanes(output + out + c, maximum.value, width);
+      if constexpr (Positions) {
+        const simd::maskv passes = p.relu_input ? (maximum.value > simd::floatv{}) : simd::broadcast_int(-1);
         store_positions(passes ? maximum.position : simd::broadcast_int(kNoWindowPosition), p.window_positions + out + c,
                         width);
-      } else {
-        best = value_at(w.row_begin, w.column_begin, c, width);
-        for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
-          for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
-            const simd::floatv value = value_at(ih, iw, c, width);
-            best = max_pool_wins(value, best) ? value : best;
-          }
       }
-      simd::store_lanes(output + out + c, best, width);
     }
+  }
+}
+
+// max_pool_output_row with or without positions, as p.window_positions asks.
+template <typename ValueAt>
+inline void max_pool_output_row(const Pool2DParams& p, int64_t image_row, float* output, ValueAt&& value_at) {
+  if (p.window_positions != nullptr) {
+    max_pool_output_row<true>(p, image_row, output, value_at);
+  } else {
+    max_pool_output_row<false>(p, image_row, output, value_at);
   }
 }
 

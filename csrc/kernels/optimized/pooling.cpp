@@ -23,7 +23,7 @@ inline bool wins(float candidate, float best) {
 inline void max_pool_window_backward(const Pool2DParams& p, const PoolWindow& w, const float* image,
                                      const float* dy, float* gradient, int64_t width) {
   const int64_t channels = p.channels;
-  const WindowMaximum best = window_maximum(p, w, [&](int64_t ih, int64_t iw) {
+  const WindowMaximum best = window_maximum<true>(p, w, [&](int64_t ih, int64_t iw) {
     return simd::load_lanes(image + (ih * p.input_width + iw) * channels, width);
   });
   const simd::floatv zero = {};
@@ -31,8 +31,7 @@ inline void max_pool_window_backward(const Pool2DParams& p, const PoolWindow& w,
   if (p.relu_input) gradient_value = best.value > zero ? gradient_value : zero;
   for (int64_t ih = w.row_begin; ih < w.row_end; ++ih)
     for (int64_t iw = w.column_begin; iw < w.column_end; ++iw) {
-      const int32_t position = static_cast<int32_t>((ih - w.top) * p.pool_width + iw - w.left);
-      const simd::maskv here = best.position == simd::broadcast_int(position);
+      const simd::maskv here = best.position == simd::broadcast_int(window_position(p, w, ih, iw));
       simd::store_lanes(gradient + (ih * p.input_width + iw) * channels, here ? gradient_value : zero, width);
     }
 }
